@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh Debian 12 (as root) and is safe to re-run:
+# Debian packages, the virtualenv at .venv (built from /usr/bin/python3 so that non-root uids such as
+# the app's 1000 can run it), the Python packages, and the npm packages (Azurite).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+    python3 python3-venv python3-dev gcc pkg-config openssl ca-certificates
+    iproute2 iptables nftables python3-nftables
+    podman runc fuse3 libfuse3-dev busybox-static debootstrap
+    nodejs wrk
+)
+
+step() { printf '==> %s\n' "$*"; }
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
+        exit 1
+    fi
+    step "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    step "python venv at .venv (from /usr/bin/python3)"
+    /usr/bin/python3 -m venv .venv
+fi
+step "python packages"
+.venv/bin/pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+
+# Debian's nftables bindings talk to libnftables; there is no PyPI wheel of the same library.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+ln -sfn /usr/lib/python3/dist-packages/nftables "$site/nftables"
+
+if [ -f package.json ]; then
+    command -v npm >/dev/null || { echo "setup: npm is needed for Azurite (Node.js 20 with npm)" >&2; exit 1; }
+    step "npm packages"
+    npm install --no-audit --no-fund --loglevel=error >/dev/null
+fi
+step "setup complete"

@@ -1,0 +1,105 @@
+"""The HTTP app factory and server runner every sidecar and stand-in uses.
+
+Each service keeps the error shape of the real service it stands for (skr: `{"error": "..."}`, Azure
+services: `{"error": {"code", "message"}}`), so the factory takes an `error_body` function. Malformed
+requests are 400 with the failing field named (FastAPI's default is 422 with a nested list).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from .errors import CcrError
+
+ErrorBody = Callable[[CcrError], dict[str, Any]]
+log = logging.getLogger(__name__)
+
+
+def azure_error_body(exc: CcrError) -> dict[str, Any]:
+    """Azure REST error shape: `{"error": {"code": ..., "message": ...}}`."""
+    return {"error": {"code": exc.code, "message": exc.message}}
+
+
+def plain_error_body(exc: CcrError) -> dict[str, Any]:
+    """The confidential-sidecar-containers shape: `{"error": "..."}`."""
+    return {"error": exc.message}
+
+
+def describe_validation_error(exc: RequestValidationError) -> str:
+    """One line naming each failing field, e.g. `body.runtime_data: Field required`."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def create_app(title: str, *, error_body: ErrorBody = azure_error_body, **fastapi_kwargs) -> FastAPI:
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None, **fastapi_kwargs)
+
+    @app.exception_handler(CcrError)
+    async def _ccr_error(_request: Request, exc: CcrError) -> JSONResponse:
+        if exc.http_status >= 500:
+            log.error("%s: %s", exc.code, exc.message)
+        else:
+            log.info("refused (%s): %s", exc.http_status, exc.message)
+        return JSONResponse(error_body(exc), status_code=exc.http_status, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = CcrError(describe_validation_error(exc), code="BadRequest", http_status=400)
+        return JSONResponse(error_body(err), status_code=400)
+
+    return app
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server certificate chain and key (PEM files) for an HTTPS listener."""
+
+    cert_file: str
+    key_file: str
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before serving so that port 0 gets a real port we can report, with no race."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: FastAPI, host: str, port: int, *, tls: TlsFiles | None = None,
+          on_ready: Callable[[int], None] | None = None, log_level: str = "warning") -> None:
+    """Serve `app` until SIGTERM/SIGINT. `on_ready(port)` runs once the socket accepts connections."""
+    sock = bind_socket(host, port)
+    bound_port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=False, lifespan="on",
+        ssl_certfile=tls.cert_file if tls else None, ssl_keyfile=tls.key_file if tls else None,
+        ssl_version=ssl.PROTOCOL_TLS_SERVER, timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+
+    async def run() -> None:
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.005)
+        if server.started and on_ready is not None:
+            on_ready(bound_port)
+        await task
+
+    asyncio.run(run())

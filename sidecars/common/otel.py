@@ -1,0 +1,158 @@
+"""OpenTelemetry setup honouring the standard `OTEL_*` variables.
+
+Without an OTLP endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT` or a per-signal `..._TRACES_ENDPOINT` etc.), or
+with `OTEL_SDK_DISABLED=true`, nothing is installed and the OTel API stays a no-op: a sidecar run by hand
+pays nothing for telemetry. With an endpoint, traces, metrics and logs are exported over OTLP
+(`OTEL_EXPORTER_OTLP_PROTOCOL`: `http/protobuf`, the default as in the OTel spec, `http/json` is not
+offered by the Python exporters, or `grpc`).
+
+A room's startup is one trace across processes: a parent passes its span context to a child process in
+the `TRACEPARENT` environment variable (W3C trace-context format) and the child continues it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_SIGNALS = ("TRACES", "METRICS", "LOGS")
+
+
+def _endpoint_configured(env: Mapping[str, str]) -> bool:
+    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return True
+    return any(env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT") for signal in _SIGNALS)
+
+
+def telemetry_enabled(env: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    return _endpoint_configured(env)
+
+
+@dataclass
+class Telemetry:
+    """What `setup_telemetry` installed; `shutdown()` flushes and stops the exporters."""
+
+    service_name: str
+    enabled: bool
+    _shutdown: list = field(default_factory=list)
+
+    @property
+    def tracer(self) -> trace.Tracer:
+        return trace.get_tracer(self.service_name)
+
+    @property
+    def meter(self) -> metrics.Meter:
+        return metrics.get_meter(self.service_name)
+
+    def shutdown(self) -> None:
+        for stop in reversed(self._shutdown):
+            stop()
+        self._shutdown.clear()
+
+
+_installed: Telemetry | None = None
+
+
+def setup_telemetry(service_name: str, env: Mapping[str, str] | None = None) -> Telemetry:
+    """Install OTLP exporters for traces, metrics and logs if an endpoint is configured. Idempotent."""
+    global _installed
+    if _installed is not None:
+        return _installed
+    env = os.environ if env is None else env
+    service_name = env.get("OTEL_SERVICE_NAME", service_name)
+    if not telemetry_enabled(env):
+        _installed = Telemetry(service_name, enabled=False)
+        return _installed
+
+    from opentelemetry._logs import set_logger_provider
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    span_exporter, metric_exporter, log_exporter = _exporters(env)
+    resource = Resource.create({"service.name": service_name})
+
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    trace.set_tracer_provider(tracer_provider)
+
+    meter_provider = MeterProvider(resource=resource,
+                                   metric_readers=[PeriodicExportingMetricReader(metric_exporter)])
+    metrics.set_meter_provider(meter_provider)
+
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
+    set_logger_provider(logger_provider)
+    otel_handler = LoggingHandler(level=logging.INFO, logger_provider=logger_provider)
+    logging.getLogger().addHandler(otel_handler)
+
+    def stop_logs() -> None:
+        logging.getLogger().removeHandler(otel_handler)
+        logger_provider.shutdown()
+
+    _installed = Telemetry(service_name, enabled=True,
+                           _shutdown=[tracer_provider.shutdown, meter_provider.shutdown, stop_logs])
+    return _installed
+
+
+def _exporters(env: Mapping[str, str]):
+    protocol = env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    elif protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    else:
+        from .errors import ConfigError
+
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; use grpc or http/protobuf")
+    # The exporters read their endpoint, headers and timeouts from the same OTEL_* variables themselves.
+    return OTLPSpanExporter(), OTLPMetricExporter(), OTLPLogExporter()
+
+
+def traceparent_env() -> dict[str, str]:
+    """The current span context as environment variables for a child process (empty if no span)."""
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return {"TRACEPARENT": carrier["traceparent"]} if "traceparent" in carrier else {}
+
+
+def attach_parent_from_env(env: Mapping[str, str] | None = None) -> None:
+    """Continue the trace a parent process passed in `TRACEPARENT`, if any."""
+    env = os.environ if env is None else env
+    if "TRACEPARENT" in env:
+        ctx = TraceContextTextMapPropagator().extract({"traceparent": env["TRACEPARENT"]})
+        otel_context.attach(ctx)
+
+
+@contextmanager
+def step_span(tracer: trace.Tracer, name: str, **attributes) -> Iterator[trace.Span]:
+    """A span for one step of the room; an exception marks it failed with the error and re-raises."""
+    with tracer.start_as_current_span(name, attributes=attributes, record_exception=False,
+                                      set_status_on_exception=False) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            raise
+        else:
+            span.set_status(Status(StatusCode.OK))

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from sidecars.common.errors import SpecError
+from sidecars.spec import EncryptionMode, load_spec, parse_spec
+
+LOCAL = {
+    "cgs_endpoint": "https://127.0.0.1:9001",
+    "maa_endpoint": "https://127.0.0.1:9002",
+    "keyvault_url": "https://127.0.0.1:9003",
+    "storage_url": "https://127.0.0.1:9004/devstoreaccount1",
+}
+
+
+def job_data(repo) -> dict:
+    return yaml.safe_load((repo / "examples/cleanroomhello-job/spec.yaml").read_text())
+
+
+def problems_of(data, **kwargs) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(data, variables=LOCAL, **kwargs)
+    return info.value.problems
+
+
+@pytest.mark.parametrize("example", ["cleanroomhello-job", "cleanroomhello-api"])
+def test_examples_load(repo, example):
+    spec = load_spec(repo / f"examples/{example}/spec.yaml", variables=LOCAL)
+    assert spec.name == example
+    assert str(spec.maa_endpoint).startswith("https://127.0.0.1:9002")
+
+
+def test_job_example_fields(repo):
+    spec = load_spec(repo / "examples/cleanroomhello-job/spec.yaml", variables=LOCAL)
+    assert [d.name for d in spec.datasources] == ["publisher-input", "partner-input"]
+    assert spec.datasources[0].encryption.mode is EncryptionMode.CSE
+    assert spec.datasources[0].encryption.key.kek_name == "publisher-kek"
+    assert spec.datasinks[0].path_in_app == "/mnt/remote/consumer-output"
+    assert spec.application.uid == 1000 and spec.application.gid == 1000
+    assert spec.egress.none
+
+
+def test_undefined_variable_names_field(repo):
+    with pytest.raises(SpecError) as info:
+        load_spec(repo / "examples/cleanroomhello-job/spec.yaml", variables={})
+    assert any(p.startswith("contract.governance.endpoint: undefined variable ${cgs_endpoint}")
+               for p in info.value.problems)
+
+
+def test_default_variable_value():
+    data = {"name": "x", "contract": {"id": "c", "governance": {"endpoint": "${nope:-https://cgs.example}"}},
+            "maa_endpoint": "https://maa.example",
+            "application": {"name": "a", "image": "i", "resources": {"cpu": 1, "memory_gb": 1}}}
+    spec = parse_spec(data, variables={})
+    assert str(spec.contract.governance.endpoint) == "https://cgs.example/"
+
+
+def test_each_problem_names_its_field(repo):
+    data = job_data(repo)
+    data["datasources"][0]["encryption"]["mode"] = "ROT13"
+    data["datasinks"][0]["store"]["container"] = "Bad_Name"
+    data["application"]["resources"]["cpu"] = -1
+    data["application"]["colour"] = "blue"
+    problems = problems_of(data)
+    assert any(p.startswith("datasources[0].encryption.mode: Input should be 'CSE', 'CPK' or 'SSE'")
+               for p in problems), problems
+    assert any(p.startswith("datasinks[0].store.container:") for p in problems), problems
+    assert any(p.startswith("application.resources.cpu:") for p in problems), problems
+    assert "application.colour: unknown field (check the spelling)" in problems
+
+
+def test_cross_checks(repo):
+    data = job_data(repo)
+    data["datasinks"][0]["name"] = "publisher-input"
+    data["datasources"][1]["owner"] = "stranger"
+    problems = problems_of(data)
+    assert any("datasinks[0].name: 'publisher-input' is already used by datasources[0]" in p for p in problems)
+    assert any("datasources[1].owner: 'stranger' is not a contract member" in p for p in problems)
+
+
+def test_key_required_for_cse_and_forbidden_for_sse(repo):
+    data = job_data(repo)
+    del data["datasources"][0]["encryption"]["key"]
+    data["datasinks"][0]["encryption"]["mode"] = "SSE"
+    problems = problems_of(data)
+    assert any(p.startswith("datasources[0].encryption: mode CSE needs a key reference") for p in problems)
+    assert any(p.startswith("datasinks[0].encryption: mode SSE uses no key") for p in problems)
+
+
+def test_api_needs_endpoint_and_policy_file_exists(repo, tmp_path):
+    data = yaml.safe_load((repo / "examples/cleanroomhello-api/spec.yaml").read_text())
+    data["endpoints"][0]["policy"] = "missing.rego"
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError) as info:
+        load_spec(spec_file, variables=LOCAL)
+    assert info.value.problems == ["endpoints[0].policy: file missing.rego not found next to the spec"]
+    data["endpoints"] = []
+    assert "endpoints: an api application needs at least one endpoint" in problems_of(data)
+
+
+def test_bad_yaml_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(bad)
+    assert len(info.value.problems) == 1 and "not valid YAML at line" in info.value.problems[0]
+
+
+def run_ccr(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "sidecars", *args], capture_output=True, text=True, env=env)
+
+
+def test_cli_validate_ok_and_errors(repo, tmp_path):
+    endpoints = tmp_path / "endpoints.json"
+    import json
+
+    endpoints.write_text(json.dumps(LOCAL))
+    ok = run_ccr("spec", "validate", str(repo / "examples/cleanroomhello-job/spec.yaml"),
+                 "--endpoints", str(endpoints))
+    assert ok.returncode == 0 and ok.stdout.strip() == "OK", ok.stderr
+    data = job_data(repo)
+    data["application"]["user"] = "root"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    result = run_ccr("spec", "validate", str(bad), "--endpoints", str(endpoints))
+    assert result.returncode == 1
+    assert result.stdout.strip().splitlines() == [
+        f"{bad}: application.user: must be a numeric uid or uid:gid, e.g. 1000:1000"]
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_missing_file_is_one_line(tmp_path):
+    result = run_ccr("spec", "validate", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 1
+    assert result.stdout.strip() == f"{tmp_path / 'nope.yaml'}: cannot read: No such file or directory"
