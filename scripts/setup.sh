@@ -37,6 +37,17 @@ step "python packages"
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
 
+# The real OPA engine (v1.20) for Rego. The wheel's metadata asks for Python >= 3.14 but the embedded Go
+# library runs on 3.11; install it without the version check, pinned.
+if ! .venv/bin/python -c 'import opa_bindings' 2>/dev/null; then
+    step "OPA engine (opa-golib-python-bindings 0.4.4)"
+    wheels=$(mktemp -d)
+    .venv/bin/pip download -q --disable-pip-version-check --no-deps --python-version 3.14 \
+        --only-binary=:all: opa-golib-python-bindings==0.4.4 -d "$wheels"
+    .venv/bin/pip install -q --disable-pip-version-check --no-deps --ignore-requires-python "$wheels"/*.whl
+    rm -rf "$wheels"
+fi
+
 # Debian's nftables bindings talk to libnftables; there is no PyPI wheel of the same library.
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 ln -sfn /usr/lib/python3/dist-packages/nftables "$site/nftables"
