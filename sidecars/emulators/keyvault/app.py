@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -177,7 +178,8 @@ def _wrapping_key(claims: dict[str, Any]) -> tuple[rsa.RSAPublicKey, str | None]
 def build_app(*, issuers: list[TrustedIssuer], challenge_authority: str, signer: ResponseSigner,
               ca_file: str | None) -> FastAPI:
     """`ca_file` verifies TLS when fetching attestation authorities' and token issuers' keys."""
-    client = httpx.AsyncClient(verify=ca_file if ca_file else True, timeout=10.0)
+    tls = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    client = httpx.AsyncClient(verify=tls, timeout=10.0)
     jwks = JwksCache(client)
     verifier = AccessTokenVerifier(issuers, jwks, challenge_authority=challenge_authority)
 
