@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ log = logging.getLogger("ccr.skr")
 tracer = trace.get_tracer("ccr.skr")
 KEYVAULT_API_VERSION = "7.4"
 SYSTEM_ROOTS = "/etc/ssl/certs/ca-certificates.crt"
+URLSAFE_B64 = re.compile(r"^[A-Za-z0-9_-]*={0,2}$")
 
 
 def decode_runtime_data(text: str) -> bytes:
@@ -35,6 +37,8 @@ def decode_runtime_data(text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         pass
+    if not URLSAFE_B64.match(text):
+        raise BadRequest("runtime_data: not base64")
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
