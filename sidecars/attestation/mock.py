@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -80,7 +81,7 @@ def _key_usage(*, sign: bool, ca: bool) -> x509.KeyUsage:
 
 
 def _certificate(subject: x509.Name, issuer: x509.Name, public_key, signing_key: rsa.RSAPrivateKey, *,
-                 ca: bool, years: int, extensions: list[x509.ExtensionType] = (), pss: bool) -> x509.Certificate:
+                 ca: bool, years: int, extensions: Sequence[x509.ExtensionType] = (), pss: bool) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
                .serial_number(x509.random_serial_number())
