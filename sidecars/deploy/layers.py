@@ -132,7 +132,8 @@ class PodmanImages:
         except FileNotFoundError:
             raise ConfigError("podman is not installed; pass --layers FILE with precomputed layer hashes") from None
         if done.returncode != 0:
-            raise ConfigError(f"podman {args[0]} {args[1]}: {done.stderr.strip().splitlines()[-1:] or ['failed']}")
+            last = (done.stderr.strip().splitlines() or ["failed"])[-1]
+            raise ConfigError(f"podman {args[0]} {args[1]}: {last}")
         return done.stdout
 
     def resolve(self, reference: str) -> ImageInfo:
