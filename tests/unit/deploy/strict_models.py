@@ -64,11 +64,11 @@ def _check_msrest_type(models: Any, type_name: str, value: Any, path: str) -> No
 
 def check_openapi(client_module: Any, type_name: str, data: Any, path: str = "$") -> None:
     """kubernetes client models: `openapi_types` = {attr: 'T'}, `attribute_map` = {attr: jsonKey}."""
-    if type_name.startswith("list[") and type_name.endswith("]"):
+    if type_name.lower().startswith("list[") and type_name.endswith("]"):
         for i, item in enumerate(data):
             check_openapi(client_module, type_name[5:-1], item, f"{path}[{i}]")
         return
-    if type_name.startswith("dict("):
+    if type_name.lower().startswith("dict"):
         return
     cls = getattr(client_module, type_name, None)
     if cls is None:
