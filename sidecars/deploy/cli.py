@@ -115,7 +115,45 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_azure(args: argparse.Namespace) -> int:
+    from ..cli import spec_variables
+    from .azure_spec import import_azure_spec, validate_import
+
+    result = import_azure_spec(args.file, name=args.name, contract_id=args.contract_id,
+                               maa_endpoint=args.maa_endpoint, governance_endpoint=args.governance_endpoint)
+    validate_import(result, spec_variables(args))
+    out = Path(args.output)
+    _write(out, result.yaml())
+    for file, text in result.policy_files.items():
+        _write(out.parent / file, text)
+    for line in result.not_carried:
+        print(f"not carried over: {line}", file=sys.stderr)
+    print(f"wrote {out}" + (f" and {', '.join(result.policy_files)}" if result.policy_files else ""))
+    return 0
+
+
+def _register_spec_import(subparsers: argparse._SubParsersAction) -> None:
+    spec = subparsers.choices.get("spec")
+    if spec is None:
+        return
+    spec_sub = next(a for a in spec._actions if isinstance(a, argparse._SubParsersAction))
+    p = spec_sub.add_parser(
+        "import-azure", help="convert an Azure clean room contract (CleanRoomSpecification YAML) into a ccr spec",
+        description="Fields the ccr spec cannot hold are listed on stderr and in the output's header; none is "
+                    "dropped silently.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-o", "--output", metavar="SPEC", required=True, help="where to write the ccr spec (YAML)")
+    p.add_argument("--name", help="spec name (default: from the application's name)")
+    p.add_argument("--contract-id", help="contract id (default: from the governance URLs)")
+    p.add_argument("--maa-endpoint", help="attestation service (default: from the KEK configuration, "
+                                          "else ${maa_endpoint})")
+    p.add_argument("--governance-endpoint", help="CGS endpoint (default: from the governance URLs)")
+    add_spec_variable_options(p)
+    p.set_defaults(func=_cmd_import_azure)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_spec_import(subparsers)
     deploy = subparsers.add_parser(
         "deploy", help="render a spec for Confidential ACI: CCE policy, ARM template, key release policies",
         description="Everything here is rendered from the spec and the images' layers, deterministically: the "
