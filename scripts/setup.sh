@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     python3 python3-venv python3-dev gcc pkg-config openssl ca-certificates
     iproute2 iptables nftables python3-nftables
-    podman runc fuse3 libfuse3-dev busybox-static debootstrap
+    podman runc fuse3 libfuse3-dev busybox-static debootstrap e2fsprogs cryptsetup-bin
     nodejs wrk
 )
 
