@@ -12,6 +12,7 @@ import httpx
 
 from ..common.errors import CcrError, RemoteServiceError
 from .member import MemberIdentity
+from .tls import tls_verify
 
 
 class CgsRequestFailed(CcrError):
@@ -26,7 +27,7 @@ class CgsMemberClient:
                  timeout: float = 10.0):
         self.endpoint = endpoint.rstrip("/")
         self.identity = identity
-        self._http = httpx.Client(base_url=self.endpoint, verify=ca_bundle or True, timeout=timeout)
+        self._http = httpx.Client(base_url=self.endpoint, verify=tls_verify(ca_bundle), timeout=timeout)
 
     def close(self) -> None:
         self._http.close()

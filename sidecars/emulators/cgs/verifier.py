@@ -11,10 +11,9 @@ from .app import AttestationVerifier
 
 
 def attestation_verifier(mock_platform_dir: str | Path | None) -> AttestationVerifier:
-    from ...attestation import Evidence, verify_evidence
-    from ...attestation.verify import TrustAnchors
+    from ...attestation import Evidence, Trust, verify_evidence
 
-    trust = TrustAnchors.with_mock_platform(mock_platform_dir) if mock_platform_dir else TrustAnchors.default()
+    trust = Trust.default().trusting_mock_platform(mock_platform_dir) if mock_platform_dir else Trust.default()
 
     def verify(attestation: dict[str, Any]) -> dict[str, Any]:
         return verify_evidence(Evidence.from_combined(attestation), trust=trust)

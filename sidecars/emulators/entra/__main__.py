@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cert", required=True, help="TLS certificate chain (PEM)")
     parser.add_argument("--key", required=True, help="TLS private key (PEM)")
     parser.add_argument("--ready-file", help="written once listening: {port, url}")
-    parser.add_argument("--state-dir", help="keeps the token signing key across restarts")
+    parser.add_argument("--state-dir", help="keeps the token signing key across restarts and publishes its "
+                                            "JWKS as STATE_DIR/jwks.json")
     parser.add_argument("--federated-credential", action="append", default=[],
                         metavar="CLIENT_ID,ISSUER,SUBJECT[,AUDIENCE]",
                         help="trust assertions from ISSUER about SUBJECT for CLIENT_ID (repeatable)")
@@ -50,11 +51,16 @@ def main(argv: list[str] | None = None) -> int:
             key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                    serialization.NoEncryption()))
             key_path.chmod(0o600)
+    tokens = TokenIssuer(key, args.token_lifetime)
+    if args.state_dir:
+        # Services that trust Entra v1 tokens (iss https://sts.windows.net/<tenant>/ is not fetchable
+        # locally) read the signing keys from here, e.g. the Key Vault stand-in's --trust-issuer-jwks.
+        (Path(args.state_dir) / "jwks.json").write_text(json.dumps(tokens.jwks(), indent=1))
     credentials_file = args.credentials_file or (
         str(Path(args.state_dir) / "federated-credentials.json") if args.state_dir else None)
     base_url = {"url": ""}
     app = build_app(CredentialSource(fixed, Path(credentials_file) if credentials_file else None),
-                    IssuerKeys(args.ca_bundle), TokenIssuer(key, args.token_lifetime), base_url)
+                    IssuerKeys(args.ca_bundle), tokens, base_url)
 
     def on_ready(bound: int) -> None:
         base_url["url"] = f"https://{args.host}:{bound}"

@@ -30,6 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ...common.http import create_app
+from ...governance.tls import tls_verify
 
 log = logging.getLogger("ccr.entra")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -89,7 +90,7 @@ class IssuerKeys:
     """Public keys of federated issuers, found through their OIDC discovery documents."""
 
     def __init__(self, ca_bundle: str | None, ttl_s: float = 300.0):
-        self._http = httpx.Client(verify=ca_bundle or True, timeout=5.0)
+        self._http = httpx.Client(verify=tls_verify(ca_bundle), timeout=5.0)
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self.ttl_s = ttl_s
 
