@@ -28,7 +28,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from ..common.errors import BadRequest, NotFound
+from ..common.errors import BadRequest, CcrError, NotFound
 from ..common.http import create_app
 from .cgs_client import CgsRoomClient
 
@@ -135,7 +135,11 @@ def build_app(cgs: CgsRoomClient, config: GovernanceConfig) -> FastAPI:
         if option == "execution":
             await watcher.observe(result)
             if result.get("status") != "enabled":
-                await own_audit({"event": "execution-consent-denied", "reason": result.get("reason") or {}})
+                try:
+                    await own_audit({"event": "execution-consent-denied", "reason": result.get("reason") or {}})
+                except CcrError as exc:
+                    # The answer stays "disabled" either way; a lost record must not turn it into an error.
+                    log.error("cannot audit the denied consent check: %s", exc)
         return result
 
     @app.put("/events")

@@ -151,7 +151,9 @@ def build_app(store: Store, audit: AuditLog, verify_attestation: AttestationVeri
         attestation = body.get("attestation")
         if not isinstance(attestation, dict):
             raise RoomRefused("Attestation payload must be supplied.", code="AttestationMissing")
-        if not store.is_accepted(contract_id):
+        # A room may audit as soon as the policy admits it (so a refused start is on record); everything
+        # else needs the accepted contract.
+        if needs_key and not store.is_accepted(contract_id):
             raise RoomRefused("Contract does not exist or has not been accepted.", code="ContractNotAccepted")
         cache_key = hashlib.sha256(json.dumps(attestation, sort_keys=True).encode()).hexdigest()
         claims = claims_cache.get(cache_key)
@@ -381,7 +383,8 @@ def build_app(store: Store, audit: AuditLog, verify_attestation: AttestationVeri
     @app.put("/app/contracts/{contract_id}/events")
     async def put_event(contract_id: str, request: Request, id: str | None = None, scope: str | None = None):
         body = json_body(await request.body())
-        _, data = verify_room(contract_id, body, signed=True)
+        store.contract(contract_id)
+        _, data = verify_room(contract_id, body, signed=True, needs_key=False)
         audit.append(contract_id, scope or "", id or contract_id, data, int(body["timestamp"]))
         return Response(status_code=204)
 
