@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -35,3 +36,24 @@ def blob_service(azurite) -> BlobServiceClient:
 @pytest.fixture
 def container_name() -> str:
     return f"c{uuid.uuid4().hex[:20]}"
+
+
+@pytest.fixture(scope="session")
+def keyvault(local_ca):
+    from tests.volumes_support import KeyVaultSecrets, serve_in_thread
+
+    vault = KeyVaultSecrets()
+    with serve_in_thread(vault.app, local_ca.issue_server_cert("keyvault")) as url:
+        vault.url = url
+        yield vault
+
+
+@pytest.fixture
+def owner_env(monkeypatch, tmp_path, azurite, keyvault, local_ca) -> dict:
+    """What a data owner's shell has: a token for the vault, a home for DEK files, an endpoints file."""
+    monkeypatch.setenv("CCR_ACCESS_TOKEN", "owner-token")
+    monkeypatch.setenv("CCR_HOME", str(tmp_path / "home"))
+    endpoints = tmp_path / "endpoints.json"
+    endpoints.write_text(json.dumps({"storage_url": azurite.blob_url, "keyvault_url": keyvault.url,
+                                     "ca_bundle": str(local_ca.cert_file)}))
+    return {"endpoints": str(endpoints)}
