@@ -81,6 +81,14 @@ class Volume:
     def writer(self, name: str, *, parallelism: int = 4) -> ObjectWriter:
         return ObjectWriter(self, name, parallelism=parallelism)
 
+    def delete(self, name: str) -> None:
+        try:
+            self.container.delete_blob(name)
+        except ResourceNotFoundError:
+            pass
+        except HttpResponseError as exc:
+            raise RemoteServiceError("blob storage", _storage_message(exc), status=exc.status_code) from None
+
     def get_range(self, name: str, start: int, end: int) -> bytes:
         try:
             stream = self.container.get_blob_client(name).download_blob(
