@@ -10,10 +10,12 @@ Datasink (write): create + sequential writes + close. Segments are encrypted as 
 blocks in the background; the object is committed (block list) on close or fsync, and only then exists
 under its name. If the filesystem dies before that, storage holds only uncommitted blocks (discarded by
 the service), never a partial object. Errnos for what is not supported: a write at any offset other
-than the end → ESPIPE; writes after the file was committed, append to or reopening an existing
-non-empty file without O_TRUNC, rename, link, truncation to another size → ENOTSUP. Reading back is
+than the end → ESPIPE; append to or reopening an existing non-empty file without O_TRUNC, rename,
+link, truncation to another size → ENOTSUP. Reading back is
 allowed for committed files (same authenticated path as a datasource); a file still being written reads
-as EBUSY. unlink deletes the object (or abandons an unfinished one).
+as EBUSY. unlink deletes the object (or abandons an unfinished one). Writing on after a commit of the
+same open file (one of several descriptors closed, or fsync) continues the file: the next commit
+replaces the object with a new version (re-encrypted, never reusing a nonce).
 
 Note: the kernel closes an application's files when it exits, crash included, and FUSE cannot tell that
 close from a deliberate one, so a crashed app's file is committed with what it wrote (authentic, but
@@ -429,8 +431,8 @@ class VolumeFilesystem(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EBADF)
         async with handle.lock:
             writer = handle.writer
-            if writer.closed:
-                raise pyfuse3.FUSEError(errno.ENOTSUP)
+            if writer.closed and off == writer.size:
+                writer = handle.writer = await self._reopen(handle)
             if off != writer.size:
                 log.warning("%s: write at offset %d, but the file ends at %d: only sequential writes are "
                             "supported (ESPIPE)", handle.node.blob, off, writer.size)
@@ -442,6 +444,31 @@ class VolumeFilesystem(pyfuse3.Operations):
             handle.node.size = writer.size
             handle.node.mtime_ns = time.time_ns()
         return len(buf)
+
+    async def _reopen(self, handle: Handle) -> ObjectWriter:
+        """More data after a commit on the same open file (a close of one of several descriptors, as
+        `sh -c 'cmd > file'` does, or an fsync): write a new version holding the committed plaintext
+        followed by what comes next. It is re-encrypted under a fresh salt and nonce prefix, so no
+        nonce is ever used twice, and the committed version stays in place until the next commit."""
+        node = handle.node
+        old = handle.writer
+        assert old is not None
+        writer = self.volume.writer(node.blob)
+
+        def copy_committed() -> None:
+            if old.size:
+                for plaintext in self.volume.reader(node.blob, node.stored_size).read_all():
+                    writer.write(plaintext)
+
+        try:
+            await trio.to_thread.run_sync(copy_committed)
+        except CcrError as exc:
+            writer.abort()
+            self._fail(exc)
+        node.writing = writer
+        self._readers.pop(node.inode, None)
+        self.cache.drop_inode(node.inode)
+        return writer
 
     async def flush(self, fh):
         handle = self._handles.get(fh)
