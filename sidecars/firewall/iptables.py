@@ -7,8 +7,8 @@ built-in chains; each table is replaced in one commit (x_tables swaps the whole 
 nat, so the confining rules are in force before any redirect exists. Each rule carries the comment
 `ccr:<rule id>`.
 
-Confinement in the output chains starts with: exempt uids return, and packets without a socket return
-(the owner match's inverted `--socket-exists`), so only sockets of non-exempt uids meet the rules.
+Confinement in the output chains starts with: exempt uids return, and packets that no process owns
+return, so only sockets of non-exempt uids meet the rules (as with nftables' `meta skuid`).
 
 python-iptables caches one libiptc handle per table name, process-wide, bound to the namespace it was
 opened in, and building any rule consults every cached table of the family. So every operation, under
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..common.errors import ConfigError
-from .model import Family, Hook, Protocol, Rule, RuleSet, Verdict
+from .model import MAX_UID, Family, Hook, Protocol, Rule, RuleSet, Verdict
 
 COMMENT_PREFIX = "ccr:"
 _lock = threading.Lock()
@@ -103,9 +103,11 @@ def chain_prelude(exempt_uids: tuple[int, ...]) -> list[XtRule]:
     rules = [XtRule(f"exempt-uid-{uid}", matches=(("owner", (("uid-owner", str(uid)),)),
                                                     ("comment", (("comment", f"{COMMENT_PREFIX}exempt-uid-{uid}"),))),
                     target="RETURN") for uid in exempt_uids]
-    # "!" negates a flag in python-iptables: `! --socket-exists` matches packets that have no socket.
-    rules.append(XtRule("no-socket", matches=(("owner", (("socket-exists", "!"),)),
-                                                ("comment", (("comment", f"{COMMENT_PREFIX}no-socket"),))),
+    # Packets without an owning process (no socket, or a kernel socket such as IPv6 neighbour discovery's)
+    # fail every uid match; inverted, a match on all uids returns exactly them. ("!" negates in
+    # python-iptables.)
+    rules.append(XtRule("no-owner", matches=(("owner", (("uid-owner", f"!0-{MAX_UID}"),)),
+                                               ("comment", (("comment", f"{COMMENT_PREFIX}no-owner"),))),
                         target="RETURN"))
     return rules
 
