@@ -37,6 +37,7 @@ ATTACKS = HERE / "attacks.py"
 REPO = HERE.parents[2]
 ROOM_V4, OUTSIDE_V4 = "10.231.0.1", "10.231.0.2"
 ROOM_V6, OUTSIDE_V6 = "fd0c:c000::1", "fd0c:c000::2"
+ROOM_MAC, OUTSIDE_MAC = "02:cc:00:00:00:01", "02:cc:00:00:00:02"
 METADATA = "169.254.169.254"
 APP_UID = 1000
 APP_PORT = 8080
@@ -227,12 +228,19 @@ class Room:
 def _build_namespaces(room: str, outside: str) -> None:
     sh("ip", "netns", "add", room)
     sh("ip", "netns", "add", outside)
-    sh("ip", "link", "add", "veth-room", "netns", room, "type", "veth", "peer", "name", "veth-out", "netns", outside)
+    sh("ip", "link", "add", "veth-room", "address", ROOM_MAC, "netns", room, "type", "veth",
+       "peer", "name", "veth-out", "address", OUTSIDE_MAC, "netns", outside)
     for ns, dev, v4, v6 in ((room, "veth-room", ROOM_V4, ROOM_V6), (outside, "veth-out", OUTSIDE_V4, OUTSIDE_V6)):
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         sh("ip", "-n", ns, "addr", "add", f"{v4}/24", "dev", dev)
         sh("ip", "-n", ns, "addr", "add", f"{v6}/64", "dev", dev, "nodad")
         sh("ip", "-n", ns, "link", "set", dev, "up")
+    # Static neighbours: the first packet of a test must not wait for address resolution (a first IPv6
+    # neighbour solicitation sent while the peer's link comes up is lost and retried only after 1 s).
+    for ns, dev, peer_v4, peer_v6, mac in ((room, "veth-room", OUTSIDE_V4, OUTSIDE_V6, OUTSIDE_MAC),
+                                           (outside, "veth-out", ROOM_V4, ROOM_V6, ROOM_MAC)):
+        for address in (peer_v4, peer_v6):
+            sh("ip", "-n", ns, "neigh", "replace", address, "lladdr", mac, "dev", dev, "nud", "permanent")
     sh("ip", "-n", outside, "addr", "add", f"{METADATA}/32", "dev", "lo")
     sh("ip", "-n", room, "route", "add", "default", "via", OUTSIDE_V4)
     sh("ip", "-n", room, "-6", "route", "add", "default", "via", OUTSIDE_V6)
