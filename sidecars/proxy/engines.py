@@ -99,7 +99,7 @@ class OpaServerEngine:
         try:
             answer = self._client.query_rule(input, package, rule)
         except Exception as exc:
-            raise RemoteServiceError(f"OPA server at {self.url} failed: {exc}") from None
+            raise RemoteServiceError(f"OPA server at {self.url}", str(exc)) from None
         return answer.get("result")
 
 

@@ -121,3 +121,11 @@ def inbound_endpoints(spec: CleanRoomSpec, spec_dir: Path) -> tuple[InboundEndpo
                 raise ConfigError(f"endpoints[{i}].policy: cannot read {path}: {exc.strerror}") from None
         out.append(InboundEndpoint(endpoint.name, endpoint.port, endpoint.policy or "", source))
     return tuple(out)
+
+
+def model_from_spec(spec: CleanRoomSpec, spec_dir: Path, *, inbound_tls: TlsFiles | None,
+                    upstream_ca_file: str = SYSTEM_CA_BUNDLE, **settings: Any) -> ProxyModel:
+    """The proxy for `spec`; `settings` override ProxyModel's ports and addresses."""
+    http, tcp = egress_routes(spec)
+    return ProxyModel(inbound=inbound_endpoints(spec, spec_dir), inbound_tls=inbound_tls, egress_http=http,
+                      egress_tcp=tcp, upstream_ca_file=upstream_ca_file, **settings)

@@ -43,6 +43,10 @@ class PolicySet:
     """One engine per endpoint: OPA-Envoy policies all live in `package envoy.authz`."""
 
     def __init__(self, config: PolicyConfig):
+        if config.engine == "opa-server" and len(config.policies) > 1:
+            # One OPA server has one `envoy.authz` package: the endpoints' policies would merge.
+            raise ConfigError("an external OPA server can hold the policy of one endpoint only; "
+                              f"{len(config.policies)} endpoints have policies (use the embedded engine)")
         self.engines: dict[str, PolicyEngine] = {}
         for endpoint, policy_file in config.policies.items():
             path = Path(policy_file)

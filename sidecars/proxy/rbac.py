@@ -152,9 +152,46 @@ def compile_rbac(source: str) -> dict[str, Any] | None:
     return {"rules": {"action": "ALLOW", "policies": policies}}
 
 
+_INPUT_REF = re.compile(r"\binput\b((?:\.[A-Za-z_][A-Za-z0-9_]*)*)")
+_BODY_REFS = (".parsed_body", ".truncated_body", ".attributes.request.http.body", ".attributes.request.http.raw_body")
+_BODY_PARENTS = ("", ".attributes", ".attributes.request", ".attributes.request.http")
+
+
+def _code_only(source: str) -> str:
+    """`source` without comments (a `#` outside a string starts one)."""
+    out = []
+    for line in source.splitlines():
+        quote = ""  # the delimiter of the string we are in: '"' or '`' (raw, no escapes)
+        escaped = False
+        for i, char in enumerate(line):
+            if quote:
+                if escaped:
+                    escaped = False
+                elif char == "\\" and quote == '"':
+                    escaped = True
+                elif char == quote:
+                    quote = ""
+            elif char in "\"`":
+                quote = char
+            elif char == "#":
+                line = line[:i]
+                break
+        out.append(line)
+    return "\n".join(out)
+
+
 def needs_request_body(source: str) -> bool:
-    """Conservative: any mention of the body makes Envoy buffer it for the authorization request."""
-    return re.search(r"\b(parsed_body|raw_body|body)\b", source) is not None
+    """Whether Envoy must send the request body with the authorization request. Conservative: a
+    reference to the body, or to any document that contains it (`input`, `input.attributes`, …, an
+    import of part of `input`), counts; `input.response` (the response rule's input) does not."""
+    source = _code_only(source)
+    for match in _INPUT_REF.finditer(source):
+        path = match.group(1)
+        if source[match.start() - 7:match.start()].strip() == "import":
+            return True
+        if path.startswith(_BODY_REFS) or path in _BODY_PARENTS:
+            return True
+    return False
 
 
 def defines_response_rule(source: str) -> bool:
