@@ -76,7 +76,8 @@ class PolicySet:
         try:
             input = build_input(method=method, path=path, headers=headers, body=body)
         except InputError as exc:
-            return Decision.deny(f"denied: {exc.message}", 400)
+            # OPA-Envoy fails the check, and Envoy answers a failed check with 403.
+            return Decision.deny(f"denied: {exc.message}")
         return self._evaluate(endpoint, REQUEST_DECISION, input)
 
     def check_response(self, endpoint: str, request_input: dict[str, Any], *, status: int,
