@@ -20,6 +20,8 @@ EXTPROC_CLUSTER = "ccr_extproc"
 EGRESS_DENIED_BODY = "ccr-proxy: egress to this destination is not allowed by the clean room's contract\n"
 TCP_DENIED_BODY = "ccr-proxy: TCP to this address is not allowed by the clean room's contract\n"
 AUTHZ_DOWN_BODY = "ccr-proxy: the authorization service is unavailable; the request was refused\n"
+UPSTREAM_FAILED_BODY = ("ccr-proxy: the allowed upstream could not be reached over verified TLS: "
+                        "%UPSTREAM_TRANSPORT_FAILURE_REASON%\n")
 NO_POLICY_BODY = "ccr-proxy: this endpoint has no policy; every request is refused\n"
 
 
@@ -250,6 +252,10 @@ def _egress_http_listener(model: ProxyModel) -> dict[str, Any]:
                 "@type": f"{_T}.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "stat_prefix": "egress_http",
                 "codec_type": "AUTO",
+                "local_reply_config": {"mappers": [{
+                    "filter": {"response_flag_filter": {"flags": ["UF"]}},
+                    "body_format_override": {"text_format_source": {"inline_string": UPSTREAM_FAILED_BODY}},
+                }]},
                 "route_config": {"name": "egress_http", "virtual_hosts": _egress_virtual_hosts(model)},
                 "http_filters": [_router()],
             }}]}],
