@@ -98,10 +98,12 @@ def start_proxy(tmp_path, room_ca) -> Iterator[Callable[..., ProxyRuntime]]:
     started: list[ProxyRuntime] = []
 
     def start(app: RecordingApp | None = None, policy: str | None = None, *, use_rbac: bool = False,
+              source: str | None = None,
               engine: str = "opa", name: str = "api", **settings) -> ProxyRuntime:
         inbound = ()
         if app is not None:
-            source = (POLICIES / policy).read_text() if policy else None
+            if policy:
+                source = (POLICIES / policy).read_text()
             inbound = (InboundEndpoint(name, app.port, policy or "", source),)
         model = plan(ProxyModel(inbound=inbound, inbound_tls=room_ca[1], **{**FREE_PORTS, **settings}),
                      use_rbac=use_rbac)
@@ -118,14 +120,38 @@ def tls_client_context(ca: LocalCA) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca.cert_file))
 
 
+class InboundClient:
+    """HTTPS to the inbound listener over one kept-alive connection (reopened when Envoy closes it),
+    sending each path exactly as given."""
+
+    def __init__(self, runtime: ProxyRuntime, ca: LocalCA):
+        assert runtime.ports is not None and runtime.ports.inbound
+        self.conn = http.client.HTTPSConnection("localhost", runtime.ports.inbound, context=tls_client_context(ca),
+                                                timeout=10)
+
+    def request(self, method: str, path: str, *, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+        try:
+            self.conn.request(method, path, body=body, headers=headers or {})
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            self.conn.close()
+            self.conn.request(method, path, body=body, headers=headers or {})
+            response = self.conn.getresponse()
+        data = response.read()
+        if response.will_close:
+            self.conn.close()
+        return response.status, data, {k.lower(): v for k, v in response.getheaders()}
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def request(runtime: ProxyRuntime, ca: LocalCA, method: str, path: str, *, body: bytes | None = None,
             headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
-    """One HTTPS request to the inbound listener, sending `path` exactly as given."""
-    assert runtime.ports is not None and runtime.ports.inbound
-    conn = http.client.HTTPSConnection("localhost", runtime.ports.inbound, context=tls_client_context(ca), timeout=10)
+    """One HTTPS request on a connection of its own."""
+    client = InboundClient(runtime, ca)
     try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
+        return client.request(method, path, body=body, headers=headers)
     finally:
-        conn.close()
+        client.close()
