@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -116,8 +117,14 @@ def _run(args: argparse.Namespace) -> int:
             tmp.write_text(json.dumps(ready))
             tmp.replace(args.ready_file)
 
+    # uvicorn re-raises the SIGTERM/SIGINT it caught once it has shut down; noting it here (instead of the
+    # default action, dying) lets the final export below run, and the room stop with exit code 0.
+    stopping: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
     try:
-        serve(build_app(buffer, exporter), args.host, args.http_port, on_ready=on_ready)
+        if not stopping:
+            serve(build_app(buffer, exporter), args.host, args.http_port, on_ready=on_ready)
     finally:
         grpc_server.stop(grace=2).wait()
         exporter.stop()

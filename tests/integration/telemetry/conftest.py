@@ -61,6 +61,12 @@ def azurite(tmp_path_factory) -> Iterator[Azurite]:
         yield Azurite(f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")
 
 
+@pytest.fixture(autouse=True)
+def _storage_key(monkeypatch):
+    """The viewer (run in-process by the tests) reaches Azurite with its well-known account key."""
+    monkeypatch.setenv("CCR_STORAGE_ACCOUNT_KEY", AZURITE_KEY)
+
+
 @dataclass
 class Governance:
     """The governance sidecar's consent and audit API, with the answers a test chooses."""
