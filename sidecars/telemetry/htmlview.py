@@ -53,7 +53,9 @@ h2 small { color:var(--muted); font-weight:400; margin-left:8px; }
   padding-left:6px; }
 .wf .dur.inside { color:#fff; padding:0 6px 0 0; transform:translateX(-100%); }
 .wf .dur.before { padding:0 6px 0 0; transform:translateX(-100%); }
-.wf .row:hover { background:#f0f3fb; }
+.wf .logs i { position:absolute; top:8px; width:2px; height:14px; background:#8a93a8; border-radius:1px; }
+.wf .logs i.problem { background:var(--err); width:3px; }
+.wf .logs-label { color:var(--muted); font-style:italic; }
 .tree { color:#aab1c2; }
 details { margin-top:10px; } summary { cursor:pointer; color:#2d3f74; font-weight:500; }
 table { border-collapse:collapse; width:100%; font-size:13px; }
@@ -90,7 +92,7 @@ def render_html(view: TelemetryView, *, title: str = "Clean room telemetry") -> 
             for value, label, bad in cards) + "</div>",
     ]
     if startup:
-        body.append(_trace_section(startup, heading="Startup trace"))
+        body.append(_trace_section(startup, heading="Startup trace", logs=view.logs))
     if len(view.traces) > 1:
         others = "".join(f"<details><summary>{escape(t.title)} · {t.duration_ms:,.1f} ms · {len(t.spans)} spans"
                          f"{' · ' + str(t.errors) + ' failed' if t.errors else ''}</summary>{_waterfall(t)}"
@@ -108,14 +110,14 @@ def _colour(service: str) -> str:
     return _PALETTE[int(hashlib.sha256(service.encode()).hexdigest(), 16) % len(_PALETTE)]
 
 
-def _trace_section(trace: TraceView, *, heading: str) -> str:
+def _trace_section(trace: TraceView, *, heading: str, logs: list[LogView]) -> str:
     state = f" · {trace.errors} failed" if trace.errors else ""
     return (f"<section><h2>{escape(heading)}: {escape(trace.title)}<small>{trace.duration_ms:,.1f} ms · "
             f"{len(trace.spans)} spans{state} · started {format_time(trace.start_ns)} · trace "
-            f"{trace.trace_id[:16]}</small></h2>{_waterfall(trace)}</section>")
+            f"{trace.trace_id[:16]}</small></h2>{_waterfall(trace, logs)}</section>")
 
 
-def _waterfall(trace: TraceView) -> str:
+def _waterfall(trace: TraceView, logs: list[LogView] = ()) -> str:
     total = max(trace.end_ns - trace.start_ns, 1)
     ticks = "".join(f'<i style="left:{p}%">{total * p / 100 / 1e6:,.0f} ms</i>' for p in (0, 25, 50, 75, 100))
     rows = [f'<div class="axis">{ticks}</div>']
@@ -142,7 +144,18 @@ def _waterfall(trace: TraceView) -> str:
             f'style="left:{left:.3f}%;width:{width:.3f}%;background:{colour}"></div>'
             f'<span class="{label_class}" style="left:{label_at:.3f}%">'
             f"{span.duration_ms:,.1f} ms</span></div>")
+    during = [e for e in logs if trace.start_ns <= e.time_ns <= trace.end_ns]
+    if during:  # where in the startup each log record was written
+        ticks = "".join(_log_tick(e, trace.start_ns, total) for e in during)
+        rows.append(f'<div class="name logs-label">log records<span class="svc" style="background:#8a93a8">'
+                    f'{len(during)}</span></div><div class="track logs">{ticks}</div>')
     return f'<div class="wf">{"".join(rows)}</div>'
+
+
+def _log_tick(entry: LogView, start_ns: int, total_ns: int) -> str:
+    hint = escape(f"{format_time(entry.time_ns)} {entry.service}/{entry.source}: {entry.body}", quote=True)
+    return (f'<i class="{"problem" if entry.is_problem else ""}" '
+            f'style="left:{(entry.time_ns - start_ns) / total_ns * 100:.3f}%" title="{hint}"></i>')
 
 
 def _logs_section(logs: list[LogView], startup: TraceView | None) -> str:

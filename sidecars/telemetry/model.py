@@ -64,7 +64,8 @@ class TraceView:
 
     @property
     def errors(self) -> int:
-        return sum(1 for _, s in self.spans if s.error)
+        """Failed steps where the failure started: a parent failing because its child did is not counted."""
+        return sum(1 for _, s in self.spans if s.error and not any(c.error for c in s.children))
 
     @property
     def title(self) -> str:
