@@ -23,6 +23,10 @@ LineSink = Callable[[str, str], Awaitable[None]]  # (stream, line)
 
 @dataclass(frozen=True)
 class Mount:
+    """`volume` names what is mounted (a datasource/datasink, or whatever else a spec asked for);
+    `source` is the host path podman binds."""
+
+    volume: str
     source: str
     target: str
     read_only: bool
@@ -45,16 +49,21 @@ class AppLaunch:
     privileged: bool = False
     capabilities: tuple[str, ...] = ()
     working_dir: str | None = None
+    read_only_rootfs: bool = True
+    no_new_privileges: bool = True
 
 
 def podman_run_args(launch: AppLaunch) -> list[str]:
     args = ["run", "--rm", "--name", launch.container_name, "--pull=never",
-            "--user", f"{launch.uid}:{launch.gid}", "--read-only", "--cap-drop=ALL",
-            "--security-opt", "no-new-privileges",
+            "--user", f"{launch.uid}:{launch.gid}", "--cap-drop=ALL",
             # A writable /tmp that vanishes with the container: apps expect one, the root stays read-only.
             "--tmpfs", "/tmp:rw,nosuid,nodev,size=64m,mode=1777",
             "--cpus", f"{launch.cpus:g}", "--memory", f"{int(launch.memory_gb * 1024)}m",
             "--network", f"ns:/run/netns/{launch.netns}" if launch.netns else "none"]
+    if launch.read_only_rootfs:
+        args.append("--read-only")
+    if launch.no_new_privileges:
+        args += ["--security-opt", "no-new-privileges"]
     if launch.privileged:
         args.append("--privileged")
     for cap in launch.capabilities:
