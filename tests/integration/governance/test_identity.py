@@ -1,6 +1,6 @@
 """The identity sidecar: azure-identity's ManagedIdentityCredential, unchanged in a plain Python client,
-gets a token through governance (CGS-issued federated assertion) and the Entra stand-in, and Azurite
-accepts it."""
+gets tokens through governance (CGS-issued federated assertion) and the Entra stand-in, and Azurite and
+the Key Vault stand-in accept them."""
 
 from __future__ import annotations
 
@@ -34,6 +34,13 @@ APP = textwrap.dedent("""
     container = service.create_container("results")
     container.upload_blob("answer.txt", b"42")
     print(container.download_blob("answer.txt").readall().decode())
+
+    from azure.keyvault.secrets import SecretClient
+
+    vault = SecretClient(os.environ["VAULT_URL"], credential, verify_challenge_resource=False,
+                         connection_verify=os.environ["CA_FILE"])
+    vault.set_secret("db-password", "s3cret")
+    print(vault.get_secret("db-password").value)
 """)
 
 
@@ -47,6 +54,18 @@ def entra(tmp_path, server_tls, local_ca, cgs):
     proc.stop()
 
 
+@pytest.fixture
+def keyvault(tmp_path, server_tls, local_ca, entra):
+    """The Key Vault stand-in trusting the Entra stand-in's tokens for TENANT_ID."""
+    jwks = tmp_path / "entra" / "jwks.json"
+    proc, url = start_service("keyvault", "sidecars.emulators.keyvault", [
+        "--port", "0", "--cert", server_tls.cert_file, "--key", server_tls.key_file,
+        "--ca-file", str(local_ca.cert_file),
+        "--trust-issuer-jwks", f"https://sts.windows.net/{TENANT_ID}/={jwks}"], tmp_path)
+    yield url
+    proc.stop()
+
+
 def _identity(tmp_path, governance_url, entra_url, local_ca, *extra):
     return start_service("identity", "sidecars.identity", [
         "--port", "0", "--governance-url", governance_url, "--entra-endpoint", entra_url,
@@ -54,8 +73,8 @@ def _identity(tmp_path, governance_url, entra_url, local_ca, *extra):
         *extra], tmp_path)
 
 
-def test_managed_identity_credential_gets_a_token_azurite_accepts(tmp_path, consortium, governance, entra, cgs,
-                                                                  local_ca, server_tls):
+def test_managed_identity_credential_gets_tokens_azurite_and_key_vault_accept(
+        tmp_path, consortium, governance, entra, keyvault, cgs, local_ca, server_tls):
     contract_id = consortium.new_contract()
     entra_url, credentials_file = entra
     credentials_file.write_text(json.dumps([{"clientId": CLIENT_ID, "issuer": f"{cgs.url}/oidc",
@@ -66,11 +85,11 @@ def test_managed_identity_credential_gets_a_token_azurite_accepts(tmp_path, cons
                            log_path=tmp_path / "azurite.log") as azurite:
             env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
             env.update(AZURE_POD_IDENTITY_AUTHORITY_HOST=identity_url, CLIENT_ID=CLIENT_ID,
-                       BLOB_URL=azurite.blob_url, CA_FILE=str(local_ca.cert_file))
+                       BLOB_URL=azurite.blob_url, VAULT_URL=keyvault, CA_FILE=str(local_ca.cert_file))
             result = subprocess.run([sys.executable, "-c", APP], env=env, capture_output=True, text=True,
                                     timeout=20)
             assert result.returncode == 0, result.stderr[-2000:]
-            assert result.stdout.strip() == "42"
+            assert result.stdout.split() == ["42", "s3cret"]
 
         token = httpx.get(f"{identity_url}/metadata/identity/oauth2/token",
                           params={"api-version": "2018-02-01", "resource": "https://vault.azure.net"},
