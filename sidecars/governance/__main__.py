@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subscriber-url", help="POSTed a notice when execution consent is revoked "
                                                  "(the launcher's stop endpoint)")
     parser.add_argument("--sidecar-token-file", help="file holding the token sidecars present to audit under "
-                                                     "their own scope; other callers write under scope 'app'")
+                                                     "their own scope; other callers then write under scope "
+                                                     "'app' (without it, scopes are taken as given)")
     parser.add_argument("--ready-file", help="written once listening: {port, url}")
     args = parser.parse_args(argv)
     configure_logging()
