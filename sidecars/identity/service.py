@@ -132,10 +132,11 @@ def build_app(config: IdentityConfig) -> FastAPI:
         return resource[: -len("/.default")] if resource and resource.endswith("/.default") else resource
 
     @app.get("/metadata/identity/oauth2/token")
-    async def imds(request: Request, resource: str | None = None, client_id: str | None = None):
+    async def imds(request: Request, resource: str | None = None, scope: str | None = None,
+                   client_id: str | None = None):
         if request.headers.get("metadata", "").lower() != "true":
             raise ImdsError("Required metadata header not specified", code="invalid_request", http_status=400)
-        return await token_for(scope_to_resource(resource), client_id)
+        return await token_for(scope_to_resource(resource or scope), client_id)
 
     @app.get("/msi/token")
     async def app_service(request: Request, resource: str | None = None, client_id: str | None = None):

@@ -79,7 +79,9 @@ def test_managed_identity_credential_gets_tokens_azurite_and_key_vault_accept(
     entra_url, credentials_file = entra
     credentials_file.write_text(json.dumps([{"clientId": CLIENT_ID, "issuer": f"{cgs.url}/oidc",
                                              "subject": contract_id, "audiences": ["api://AzureADTokenExchange"]}]))
-    identity, identity_url = _identity(tmp_path, governance(contract_id), entra_url, local_ca)
+    (tmp_path / "identity-header").write_text("header-secret")
+    identity, identity_url = _identity(tmp_path, governance(contract_id), entra_url, local_ca,
+                                       "--identity-header-file", str(tmp_path / "identity-header"))
     try:
         with start_azurite(tls=server_tls, ca_file=str(local_ca.cert_file), oauth=True,
                            log_path=tmp_path / "azurite.log") as azurite:
@@ -97,8 +99,17 @@ def test_managed_identity_credential_gets_tokens_azurite_and_key_vault_accept(
         claims = jwt.decode(token["access_token"], options={"verify_signature": False})
         assert claims["aud"] == "https://vault.azure.net" and claims["iss"] == f"https://sts.windows.net/{TENANT_ID}/"
         assert claims["appid"] == CLIENT_ID
+        app_service = httpx.get(f"{identity_url}/msi/token", headers={"X-IDENTITY-HEADER": "header-secret"},
+                                params={"api-version": "2019-08-01", "resource": "https://vault.azure.net"})
+        assert app_service.status_code == 200 and app_service.json()["access_token"] == token["access_token"]
+        wrong_header = httpx.get(f"{identity_url}/msi/token", headers={"X-IDENTITY-HEADER": "guess"},
+                                 params={"api-version": "2019-08-01", "resource": "https://vault.azure.net"})
+        assert wrong_header.status_code == 401 and "access_token" not in wrong_header.text
+        cloud_shell = httpx.post(f"{identity_url}/msi/token", headers={"Metadata": "true"},
+                                 data={"resource": "https://storage.azure.com"})
+        assert cloud_shell.status_code == 200 and cloud_shell.json()["resource"] == "https://storage.azure.com"
         events, _ = consortium["alice"].events(contract_id)
-        assert any(e["data"].get("event") == "token-issued" for e in events)
+        assert sum(e["data"].get("event") == "token-issued" for e in events) == 2
     finally:
         identity.stop()
 
