@@ -7,20 +7,17 @@ round trip to the CGS stand-in as the baseline measured in the same run.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 
-from sidecars.attestation import MockPlatform, MockSnpProvider
+from sidecars.attestation import MockPlatform
 from sidecars.common.process import ManagedProcess, file_exists
 from sidecars.common.tls import LocalCA
 from sidecars.governance.client import GovernanceClient
@@ -40,27 +37,6 @@ def _start(name: str, module: str, args: list[str], run_dir: Path) -> tuple[Mana
     return proc, json.loads(ready.read_text())["url"]
 
 
-def _evidence_server(platform_dir: Path) -> ThreadingHTTPServer:
-    provider = MockSnpProvider(MockPlatform.load(platform_dir), host_data=HOST_DATA)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-            digest = hashlib.sha256(base64.b64decode(body["runtime_data"])).digest()
-            payload = json.dumps(provider.get_evidence(digest).to_combined()).encode()
-            self.send_response(200)
-            self.send_header("content-length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *_args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def _median_ms(action, rounds: int = ROUNDS) -> float:
     for _ in range(10):
         action()
@@ -78,7 +54,9 @@ def run() -> dict[str, float]:
         ca = LocalCA.create(run_dir / "ca")
         tls = ca.issue_server_cert("services")
         MockPlatform.create(run_dir / "platform")
-        evidence = _evidence_server(run_dir / "platform")
+        skr, skr_url = _start("skr", "sidecars.skr", [
+            "--port", "0", "--platform", "mock", "--mock-platform-dir", str(run_dir / "platform"),
+            "--host-data", HOST_DATA.hex()], run_dir)
         cgs, cgs_url = _start("cgs", "sidecars.emulators.cgs", [
             "--cert", tls.cert_file, "--key", tls.key_file, "--state-dir", str(run_dir / "cgs"),
             "--trust-mock-platform", str(run_dir / "platform")], run_dir)
@@ -95,7 +73,7 @@ def run() -> dict[str, float]:
                 member.vote(member.propose_contract("bench")["proposalId"])
             gov_proc, gov_url = _start("governance", "sidecars.governance", [
                 "--port", "0", "--cgs-endpoint", cgs_url, "--contract-id", "bench", "--cgs-ca-bundle",
-                str(ca.cert_file), "--skr-url", f"http://127.0.0.1:{evidence.server_address[1]}",
+                str(ca.cert_file), "--skr-url", skr_url,
                 "--consent-poll-interval", "0"], run_dir)
             with GovernanceClient(gov_url, scope="bench") as gov, \
                     httpx.Client(verify=tls_verify(str(ca.cert_file))) as direct:
@@ -112,4 +90,4 @@ def run() -> dict[str, float]:
             if gov_proc is not None:
                 gov_proc.stop()
             cgs.stop()
-            evidence.shutdown()
+            skr.stop()
