@@ -22,7 +22,7 @@ from opentelemetry import trace
 
 from ..common.errors import BadRequest, CcrError, Forbidden, NotFound, RemoteServiceError
 from ..common.otel import step_span
-from .release import ReleasedKey, load_roots, unwrap_released_key, verify_release_jws
+from .release import ReleasedKey, VerifiedChains, load_roots, unwrap_released_key, verify_release_jws
 from .wrapping import WrappingKeyPool
 
 log = logging.getLogger("ccr.skr")
@@ -107,6 +107,7 @@ class KeyReleaser:
         self.token_source = token_source
         self.wrapping_keys = pool or WrappingKeyPool()
         self.roots = load_roots(ca_bundle or SYSTEM_ROOTS)
+        self.verified_chains = VerifiedChains()
         tls = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
         # TCP_NODELAY: a request's headers and body go out as separate TLS records; with Nagle the body
         # waits for the server's delayed ACK of the headers (up to 40 ms per call).
@@ -169,7 +170,8 @@ class KeyReleaser:
             with timer.step("keyvault", vault=vault, key=name):
                 answer = await self._post_release(vault, path, token, bearer)
             with timer.step("unwrap"):
-                payload = verify_release_jws(answer, urlsplit(vault).hostname or "", self.roots)
+                payload = verify_release_jws(answer, urlsplit(vault).hostname or "", self.roots,
+                                             self.verified_chains)
                 released = unwrap_released_key(payload, wrapping.private_key)
         finally:
             self.wrapping_keys.refill()

@@ -7,8 +7,10 @@ wrapped (RSA-OAEP ‖ AES-KWP) to the room's ephemeral RSA key, which only this 
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,31 @@ def _subject(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
-def verify_release_jws(value: str, vault_host: str, roots: list[x509.Certificate]) -> dict[str, Any]:
+class VerifiedChains:
+    """Chains already verified for a host, remembered for a few minutes: Key Vault signs every release
+    with the same chain, and path validation costs more than the rest of the check."""
+
+    def __init__(self, ttl: float = 600.0):
+        self._ttl = ttl
+        self._seen: dict[tuple[str, bytes], float] = {}
+
+    def known(self, host: str, chain: list[x509.Certificate]) -> bool:
+        seen = self._seen.get((host, _chain_digest(chain)))
+        return seen is not None and time.monotonic() - seen < self._ttl
+
+    def remember(self, host: str, chain: list[x509.Certificate]) -> None:
+        self._seen[(host, _chain_digest(chain))] = time.monotonic()
+
+
+def _chain_digest(chain: list[x509.Certificate]) -> bytes:
+    digest = hashlib.sha256()
+    for cert in chain:
+        digest.update(cert.public_bytes(serialization.Encoding.DER))
+    return digest.digest()
+
+
+def verify_release_jws(value: str, vault_host: str, roots: list[x509.Certificate],
+                       verified: VerifiedChains | None = None) -> dict[str, Any]:
     """The payload of Key Vault's release JWS, once its x5c chain and signature check out."""
     try:
         header = jwt.get_unverified_header(value)
@@ -68,11 +94,14 @@ def verify_release_jws(value: str, vault_host: str, roots: list[x509.Certificate
         chain = certs_from_x5c(header.get("x5c"))
     except BadRequest as exc:
         raise ReleaseVerificationError(f"Key Vault's release JWS: {exc}") from None
-    try:
-        verifier = PolicyBuilder().store(Store(roots)).build_server_verifier(_subject(vault_host))
-        verifier.verify(chain[0], chain[1:])
-    except VerificationError as exc:
-        raise ReleaseVerificationError(f"the release JWS is not signed for {vault_host}: {exc}") from None
+    if verified is None or not verified.known(vault_host, chain):
+        try:
+            verifier = PolicyBuilder().store(Store(roots)).build_server_verifier(_subject(vault_host))
+            verifier.verify(chain[0], chain[1:])
+        except VerificationError as exc:
+            raise ReleaseVerificationError(f"the release JWS is not signed for {vault_host}: {exc}") from None
+        if verified is not None:
+            verified.remember(vault_host, chain)
     try:
         payload = jwt.api_jws.decode(value, chain[0].public_key(), algorithms=JWS_ALGORITHMS)
     except jwt.PyJWTError as exc:
