@@ -25,7 +25,7 @@ from ...common.jose import (
 )
 from ...common.keywrap import KeyWrapAlgorithm, rsa_aes_wrap
 from ...common.release_policy import ReleasePolicy
-from .access import AccessTokenVerifier, TrustedIssuer
+from .access import AccessTokenVerifier, EntraService, TrustedIssuer
 from .attestation import verify_attestation_token
 from .jwks import JwksCache
 from .signer import ResponseSigner
@@ -175,12 +175,12 @@ def _wrapping_key(claims: dict[str, Any]) -> tuple[rsa.RSAPublicKey, str | None]
 
 
 def build_app(*, issuers: list[TrustedIssuer], challenge_authority: str, signer: ResponseSigner,
-              ca_file: str | None) -> FastAPI:
+              ca_file: str | None, entra: list[EntraService] | None = None) -> FastAPI:
     """`ca_file` verifies TLS when fetching attestation authorities' and token issuers' keys."""
     tls = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
     client = httpx.AsyncClient(verify=tls, timeout=10.0)
     jwks = JwksCache(client)
-    verifier = AccessTokenVerifier(issuers, jwks, challenge_authority=challenge_authority)
+    verifier = AccessTokenVerifier(issuers, jwks, challenge_authority=challenge_authority, entra=entra)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
