@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jwt
-
 from ...common.errors import ConfigError, Forbidden, Unauthorized
-from ...common.jose import jwks_public_key
+from ...common.jose import CompactJws, InvalidJws, check_lifetime, jwks_public_key
 from .jwks import JwksCache
 
 KEYVAULT_RESOURCE = "https://vault.azure.net"
@@ -30,6 +28,7 @@ DEFAULT_AUDIENCES = (
     "https://managedhsm.azure.net/", "cfa8b339-82a2-471a-a3c9-0fc0be7a4093",
 )
 CLOCK_SKEW_S = 60
+ALGORITHMS = ("RS256", "ES256")
 TENANT = r"[0-9A-Za-z][0-9A-Za-z.-]*"
 
 
@@ -88,30 +87,30 @@ class AccessTokenVerifier:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise self._challenge("AKV10000: Request is missing a Bearer or PoP token.")
-        token = token.strip()
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
+            jws = CompactJws.parse(token.strip())
+            unverified = jws.claims()
+        except InvalidJws:
             raise self._challenge("AKV10022: Invalid audience or malformed bearer token.") from None
         claimed = str(unverified.get("iss", ""))
         issuer = self._issuers.get(claimed) or next(
             (found for service in self._entra if (found := service.issuer_for(claimed))), None)
         if issuer is None:
             raise self._challenge(f"AKV10032: Invalid issuer {unverified.get('iss')!r}.")
-        key = await self._issuer_key(issuer, header.get("kid"))
+        kid = jws.header.get("kid")
+        key = await self._issuer_key(issuer, kid if isinstance(kid, str) else None)
         if key is None:
             raise self._challenge("AKV10021: the token's signing key is not one of the issuer's keys.")
-        try:
-            return jwt.decode(token, key, algorithms=["RS256", "ES256"], audience=list(self._audiences),
-                              issuer=issuer.issuer, leeway=CLOCK_SKEW_S,
-                              options={"require": ["exp", "iss", "aud"]})
-        except jwt.ExpiredSignatureError:
-            raise self._challenge("AKV10022: the access token has expired.") from None
-        except jwt.InvalidAudienceError:
-            raise self._challenge("AKV10022: Invalid audience.") from None
-        except jwt.PyJWTError as exc:
-            raise self._challenge(f"AKV10021: the access token is not valid: {exc}.") from None
+        if not jws.verify(key, ALGORITHMS):
+            raise self._challenge("AKV10021: the access token's signature does not verify.")
+        problem = check_lifetime(unverified, leeway=CLOCK_SKEW_S)
+        if problem:
+            raise self._challenge(f"AKV10022: the access token {problem}.")
+        audience = unverified.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        if not any(a in self._audiences for a in audiences):
+            raise self._challenge("AKV10022: Invalid audience.")
+        return unverified
 
     async def _issuer_key(self, issuer: TrustedIssuer, kid: str | None):
         if issuer.jwks is not None:
