@@ -12,6 +12,8 @@ volume is mounted and 503 otherwise, so it doubles as the readiness probe. SIGTE
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -81,8 +83,9 @@ def mount_argv(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount) -> l
     return argv
 
 
-def start_mount(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount) -> None:
-    """Start one mount process and wait for its verdict; records the state, never raises."""
+def start_mount(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount, stopping: threading.Event) -> None:
+    """Start one mount process and wait for its verdict; records the state, never raises. A mount that
+    comes up after the sidecar began stopping is stopped again at once."""
     mount.mountpoint.mkdir(parents=True, exist_ok=True)
     mount.status_file.unlink(missing_ok=True)
     process = ManagedProcess(f"mount-{mount.volume.name}", mount_argv(args, spec, mount),
@@ -100,6 +103,11 @@ def start_mount(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount) -> 
         mount.state = status.get("state", "failed")
         mount.reason = status.get("reason")
         mount.files = status.get("files")
+    if stopping.is_set():
+        process.stop()
+        with mount.lock:
+            mount.state = "stopped"
+        return
     if mount.state == "mounted":
         log.info("%s %s mounted at %s", mount.kind, mount.volume.name, mount.mountpoint)
     else:
@@ -152,22 +160,37 @@ def main(argv: list[str] | None = None) -> int:
             mounts.append(Mount(vol, kind, where, args.run_dir / f"{vol.name}.status.json",
                                 args.run_dir / f"{vol.name}.log"))
 
-    app = create_app("ccr volumes sidecar", error_body=plain_error_body)
+    stopped = threading.Event()
+    threads = [threading.Thread(target=start_mount, args=(args, spec, m, stopped), daemon=True) for m in mounts]
+
+    def stop_mounts() -> None:
+        if stopped.is_set():
+            return
+        stopped.set()
+        for mount in mounts:
+            if mount.process is not None:
+                mount.process.stop()
+            with mount.lock:
+                mount.state = "stopped"
+        log.info("mounts stopped")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        # uvicorn re-raises SIGTERM after its own shutdown, so the mounts are stopped here, not after serve().
+        yield
+        await asyncio.to_thread(stop_mounts)
+
+    app = create_app("ccr volumes sidecar", error_body=plain_error_body, lifespan=lifespan)
 
     @app.get("/status")
     def status():
         from fastapi.responses import JSONResponse
 
         listed = [m.describe() for m in mounts]
-        if any(m["state"] == "failed" for m in listed):
-            overall = "failed"
-        elif all(m["state"] == "mounted" for m in listed):
-            overall = "ready"
-        else:
-            overall = "starting"
+        states = {m["state"] for m in listed}
+        overall = "starting" if "starting" in states else "ready" if states <= {"mounted"} else "failed"
         return JSONResponse({"status": overall, "mounts": listed}, status_code=200 if overall == "ready" else 503)
 
-    threads = [threading.Thread(target=start_mount, args=(args, spec, m), daemon=True) for m in mounts]
     for thread in threads:
         thread.start()
 
@@ -178,12 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         serve(app, args.host, args.port, on_ready=ready)
     finally:
-        for thread in threads:
-            thread.join()
-        for mount in mounts:
-            if mount.process is not None:
-                mount.process.stop()
-                mount.state = "stopped"
+        stop_mounts()
         telemetry.shutdown()
     return 0
 
