@@ -120,7 +120,9 @@ class VolumeFilesystem(pyfuse3.Operations):
         self.volume = volume
         self.writable = writable
         self.uid, self.gid = uid, gid
-        self.cache = SegmentCache(cache_bytes)
+        # Read-ahead must not evict what it fetched before the reader gets there.
+        window = readahead_blocks * BLOCK_SEGMENTS * volume.segment_size
+        self.cache = SegmentCache(max(cache_bytes, 2 * window))
         self.readahead_blocks = readahead_blocks
         self.nodes: dict[int, Node] = {pyfuse3.ROOT_INODE: Node(pyfuse3.ROOT_INODE, "", pyfuse3.ROOT_INODE, True,
                                                                 mtime_ns=time.time_ns())}
@@ -311,12 +313,18 @@ class VolumeFilesystem(pyfuse3.Operations):
         if not segments:
             return b""
         sequential = off == handle.next_offset
+        log.debug("read inode %d off %d size %d %s", inode, off, size, "seq" if sequential else "random")
         handle.next_offset = off + size
         last_needed = segments[-1]
         if sequential:
-            ahead = self.readahead_blocks * BLOCK_SEGMENTS
-            self._schedule(inode, reader, segments[0], min(segments[0] + ahead, reader.layout.segment_count) - 1,
-                           BLOCK_SEGMENTS)
+            # Whole, aligned blocks ahead of the reader: the window advances a block (one GET) at a time.
+            count = reader.layout.segment_count
+            first_block = segments[0] // BLOCK_SEGMENTS
+            for block in range(first_block, first_block + self.readahead_blocks):
+                start = block * BLOCK_SEGMENTS
+                if start >= count:
+                    break
+                self._schedule(inode, reader, start, min(start + BLOCK_SEGMENTS, count) - 1, BLOCK_SEGMENTS)
         else:
             self._schedule(inode, reader, segments[0], last_needed, len(segments))
         parts = []
@@ -355,6 +363,7 @@ class VolumeFilesystem(pyfuse3.Operations):
 
     async def _fetch(self, inode: int, reader: ObjectReader, first: int, last: int,
                      pendings: dict[int, _Pending]) -> None:
+        log.debug("fetch inode %d segments %d..%d", inode, first, last)
         try:
             plaintexts = await trio.to_thread.run_sync(reader.fetch, first, last, limiter=self._limiter)
             for index, data in zip(range(first, last + 1), plaintexts, strict=True):
