@@ -124,3 +124,22 @@ def test_user_mistakes_are_one_line(owner_env, tmp_path, capsys):
     assert err.startswith("ccr: error:") and "\n" not in err
     assert main(["data", "download", str(tmp_path), "--storage-url", "https://127.0.0.1:1/acct"]) == 1
     assert "missing --container" in capsys.readouterr().err
+
+
+def test_publish_takes_names_from_the_spec(owner_env, tmp_path, rsa_kek, keyvault, blob_service, repo):
+    """The example spec's datasource, endpoints from endpoints.json: no container or secret flags."""
+    endpoints = json.loads(Path(owner_env["endpoints"]).read_text())
+    endpoints.update(maa_endpoint="https://maa.example", cgs_endpoint="https://cgs.example")
+    (tmp_path / "endpoints.json").write_text(json.dumps(endpoints))
+    src = tmp_path / "src"
+    files = make_tree(src)
+    args = ["--spec", str(repo / "examples/cleanroomhello-job/spec.yaml"), "--volume", "publisher-input",
+            "--endpoints", str(tmp_path / "endpoints.json")]
+    try:
+        assert main(["data", "publish", str(src), "--kek", str(rsa_kek[0]), *args]) == 0
+        assert "publisher-input-dek" in keyvault.secrets
+        assert main(["data", "download", str(tmp_path / "out"), *args]) == 0
+        assert read_tree(tmp_path / "out") == files
+    finally:
+        blob_service.delete_container("publisher-input")
+        keyvault.secrets.pop("publisher-input-dek", None)
