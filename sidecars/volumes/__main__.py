@@ -77,7 +77,8 @@ def mount_argv(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount) -> l
                  "--maa-endpoint", str(key.maa_endpoint)]
     if isinstance(vol, Datasink):
         argv.append("--writable")
-    for flag, value in (("--ca-bundle", args.ca_bundle), ("--identity-url", args.identity_url)):
+    for flag, value in (("--ca-bundle", args.ca_bundle), ("--identity-url", args.identity_url),
+                        ("--dev-tokens-dir", args.dev_tokens_dir)):
         if value:
             argv += [flag, value]
     return argv
@@ -123,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_spec_variable_options(p)
     p.add_argument("--skr-url", default="http://127.0.0.1:8284", help="the skr sidecar (default %(default)s)")
     p.add_argument("--identity-url", help="IMDS-shaped token endpoint (the identity sidecar)")
+    p.add_argument("--dev-tokens-dir", metavar="DIR",
+                   help="the local emulation's dev token issuer (default: dev_tokens_dir from --endpoints)")
     p.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for HTTPS (default: ca_bundle from --endpoints)")
     p.add_argument("--mount-root", metavar="DIR", type=Path,
                    help="mount each volume at DIR/NAME (default: the volume's path in the app)")
@@ -151,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     except CcrError as exc:
         print(f"ccr sidecar volumes: error: {exc}", file=sys.stderr)
         return 1
-    args.ca_bundle = args.ca_bundle or spec_variables(args).get("ca_bundle")
+    variables = spec_variables(args)
+    args.ca_bundle = args.ca_bundle or variables.get("ca_bundle")
+    args.dev_tokens_dir = args.dev_tokens_dir or variables.get("dev_tokens_dir")
     args.run_dir.mkdir(parents=True, exist_ok=True)
     mounts = []
     for kind, volumes in (("datasource", spec.datasources), ("datasink", spec.datasinks)):
