@@ -242,9 +242,10 @@ def _cmd_download(args: argparse.Namespace) -> int:
             try:
                 dest = owner.safe_target(args.target, info.name)
                 owner.download_object(volume, info.name, info.stored_size, dest, bar.update)
-            except (fmt.TamperedObject, ConfigError) as exc:
-                failures.append(f"{info.name}: {exc}")
-                print(f"ccr: error: {info.name}: {exc} (nothing written)", file=sys.stderr)
+            except (fmt.TamperedObject, ConfigError, OSError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                failures.append(f"{info.name}: {reason}")
+                print(f"ccr: error: {info.name}: {reason} (nothing written)", file=sys.stderr)
     print(json.dumps({"downloaded": len(objects) - len(failures), "failed": len(failures)}))
     if failures:
         raise owner.DownloadFailed(f"{len(failures)} object(s) failed verification; see above")
