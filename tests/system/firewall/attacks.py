@@ -79,7 +79,8 @@ def raw(family_name: str) -> dict:
 
 def route(*argv: str) -> dict:
     """`ip route ...` (e.g. replace the default route, or add a route around the firewall)."""
-    done = subprocess.run(["ip", "route", *argv], capture_output=True, text=True)
+    done = subprocess.run(["ip", "route", *argv], capture_output=True, text=True,
+                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     return {"ok": done.returncode == 0, "error": done.stderr.strip()}
 
 
@@ -98,7 +99,12 @@ def serve(port: str) -> dict:
                     conn.sendall(f"app on port {port}\n".encode())
 
 
-ATTACKS = {"tcp": tcp, "udp": udp, "ping": ping, "raw": raw, "route": route, "serve": serve}
+def batch(attacks_json: str) -> list[dict]:
+    """Several attacks in one process (one container run): a JSON list of [attack, *args]."""
+    return [ATTACKS[name](*args) for name, *args in json.loads(attacks_json)]
+
+
+ATTACKS = {"tcp": tcp, "udp": udp, "ping": ping, "raw": raw, "route": route, "serve": serve, "batch": batch}
 
 if __name__ == "__main__":
     print(json.dumps(ATTACKS[sys.argv[1]](*sys.argv[2:])), flush=True)

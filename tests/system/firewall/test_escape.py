@@ -142,3 +142,22 @@ def test_inbound_reaches_the_app_only_through_the_proxy(closed_room):
         hidden = closed_room.from_outside("tcp", ROOM_V4, "9999")
         assert not hidden["ok"] and hidden["error"] == "TimeoutError"
         assert not closed_room.from_outside("tcp", ROOM_V6, str(APP_PORT))["ok"]
+
+
+def test_the_same_attacks_fail_inside_a_podman_container(egress_room, attacker_image):
+    route = ["route", "replace", "default", "via", OUTSIDE_V4, "dev", "veth-room", "metric", "1"]
+    landing = [["tcp", OUTSIDE_V4, "80"]]
+    reset = [["tcp", OUTSIDE_V4, "22"], ["tcp", METADATA, "22"], ["tcp", OUTSIDE_V6, "443"],
+             ["tcp", "127.0.0.1", str(SIDECAR_PORT)]]
+    forbidden = [["udp", OUTSIDE_V4, "53"], ["udp", OUTSIDE_V6, "53"], ["ping", OUTSIDE_V4], ["raw", "inet"]]
+    attacks = landing + reset + forbidden + [route]
+    results = egress_room.attack_in_container(attacker_image, attacks)
+    assert len(results) == len(attacks)
+    by_attack = {" ".join(a): r for a, r in zip(attacks, results, strict=True)}
+    assert results[0] == {"ok": True, "banner": f"proxy:15002 original={OUTSIDE_V4}:80"}
+    for attack in reset:
+        assert refused(by_attack[" ".join(attack)]), (attack, by_attack[" ".join(attack)])
+    for attack in forbidden:
+        assert eperm(by_attack[" ".join(attack)]), (attack, by_attack[" ".join(attack)])
+    assert "Operation not permitted" in results[-1]["error"]
+    assert egress_room.outside_saw_nothing() and not egress_room.sidecar.seen
