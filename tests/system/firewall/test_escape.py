@@ -69,6 +69,15 @@ def test_sidecars_on_loopback_are_out_of_reach(egress_room):
     assert not egress_room.sidecar.seen
 
 
+def test_ipv4_mapped_ipv6_addresses_are_ipv4(egress_room):
+    # An AF_INET6 socket to ::ffff:a.b.c.d sends IPv4 packets: the IPv4 rules apply.
+    mapped = f"::ffff:{OUTSIDE_V4}"
+    assert egress_room.attack("tcp", mapped, "80")["banner"] == f"proxy:15002 original={OUTSIDE_V4}:80"
+    assert refused(egress_room.attack("tcp", mapped, "22"))
+    assert eperm(egress_room.attack("udp", mapped, "53"))
+    assert egress_room.outside_saw_nothing()
+
+
 def test_udp_and_dns_are_dropped(egress_room):
     for host in (OUTSIDE_V4, OUTSIDE_V6, "127.0.0.1"):
         assert eperm(egress_room.attack("udp", host, "53")), host

@@ -24,6 +24,15 @@ def test_apply_is_idempotent_and_verifies(room, backend):
     assert not room.attack("tcp", OUTSIDE_V4, "22")["ok"]
 
 
+def test_apply_replaces_the_rules_of_another_spec(room, backend):
+    room.firewall(backend, make_spec(EGRESS)).apply()
+    assert room.attack("tcp", OUTSIDE_V4, "443")["ok"]
+    closed = room.firewall(backend, make_spec())
+    closed.apply()
+    assert closed.verify().ok
+    assert room.attack("tcp", OUTSIDE_V4, "443")["error"] == "ECONNREFUSED"
+
+
 def test_verify_names_a_rule_deleted_behind_its_back(room, backend):
     firewall = room.firewall(backend, make_spec(EGRESS))
     firewall.apply()
