@@ -10,6 +10,9 @@ nat, so the confining rules are in force before any redirect exists. Each rule c
 Confinement in the output chains starts with: exempt uids return, and packets that no process owns
 return, so only sockets of non-exempt uids meet the rules (as with nftables' `meta skuid`).
 
+Changes take the xtables lock (/run/xtables.lock, as the iptables tools do), so an `iptables-legacy`
+run at the same moment cannot lose our commit or have its own lost.
+
 python-iptables caches one libiptc handle per table name, process-wide, bound to the namespace it was
 opened in, and building any rule consults every cached table of the family. So every operation, under
 one lock, first refreshes all of them in the calling thread's namespace, and never closes them (a
@@ -18,7 +21,11 @@ closed cached handle crashes the next rule built).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +33,18 @@ from ..common.errors import ConfigError
 from .model import MAX_UID, Family, Hook, Protocol, Rule, RuleSet, Verdict
 
 COMMENT_PREFIX = "ccr:"
+XTABLES_LOCK = "/run/xtables.lock"
 _lock = threading.Lock()
+
+
+@contextmanager
+def _xtables_lock() -> Iterator[None]:
+    fd = os.open(XTABLES_LOCK, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -180,7 +198,7 @@ class IptablesBackend:
         return decoded
 
     def apply(self, ruleset: RuleSet) -> None:
-        with _lock:
+        with _lock, _xtables_lock():
             self._enter_namespace()
             for ipv6 in (False, True):
                 for table_name in TABLES:
@@ -212,7 +230,7 @@ class IptablesBackend:
 
     def clean(self) -> bool:
         removed = False
-        with _lock:
+        with _lock, _xtables_lock():
             self._enter_namespace()
             for ipv6 in (False, True):
                 for table_name in reversed(TABLES):
