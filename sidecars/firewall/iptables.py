@@ -3,9 +3,10 @@
 python-iptables drives libiptc, i.e. the legacy x_tables tables (its rules are invisible to the
 nf_tables-based `iptables`/`nft`; inspect them with `iptables-legacy-save`). IPv4 and IPv6 are separate
 tables (`Table` / `Table6`). Our rules live in our own chains, jumped to from the first position of the
-built-in chains; each table is replaced in one commit (x_tables swaps the whole table), filter before
-nat, so the confining rules are in force before any redirect exists. Each rule carries the comment
-`ccr:<rule id>`.
+built-in chains; each table is replaced in one commit (x_tables swaps the whole table), so an apply is
+four commits: both filter tables first, then both nat tables, so the confining rules are in force before
+any redirect exists (a failure in between leaves the room more closed, never more open). Each rule
+carries the comment `ccr:<rule id>`.
 
 Confinement in the output chains starts with: exempt uids return, and packets that no process owns
 return, so only sockets of non-exempt uids meet the rules (as with nftables' `meta skuid`).
@@ -200,8 +201,8 @@ class IptablesBackend:
     def apply(self, ruleset: RuleSet) -> None:
         with _lock, _xtables_lock():
             self._enter_namespace()
-            for ipv6 in (False, True):
-                for table_name in TABLES:
+            for table_name in TABLES:
+                for ipv6 in (False, True):
                     self._apply_table(ruleset, table_name, ipv6)
 
     def _apply_table(self, ruleset: RuleSet, table_name: str, ipv6: bool) -> None:
