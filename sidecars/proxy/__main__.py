@@ -10,6 +10,8 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +98,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"proxy: starting Envoy for {len(model.inbound)} endpoint(s), {len(model.egress_http)} HTTP and "
           f"{len(model.egress_tcp)} TCP egress rule(s)", file=sys.stderr, flush=True)
     runtime.start()
+
+    @asynccontextmanager
+    async def lifespan(_app) -> AsyncIterator[None]:
+        yield
+        # uvicorn re-raises SIGTERM once it has shut down, so stop the processes here, not after serve().
+        runtime.stop()
+
     try:
-        app = create_app("ccr proxy", error_body=plain_error_body)
+        app = create_app("ccr proxy", error_body=plain_error_body, lifespan=lifespan)
 
         @app.get("/status")
         def status() -> dict[str, Any]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 
 import yaml
@@ -51,7 +53,23 @@ def test_sidecar_serves_the_spec_policy_and_status(tmp_path, app):
         assert client.request("GET", "/hello")[0] == 200
         assert client.request("GET", "/other")[0] == 403
         client.close()
+        children = status["pids"]
+        assert set(children) == {"envoy", "authz"}
+    # Stopping the sidecar (SIGTERM) stops what it started.
+    for pid in children.values():
+        assert _gone(pid), f"pid {pid} outlived the sidecar"
     assert app.paths() == ["/hello"]
+
+
+def _gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_a_user_mistake_is_one_line(tmp_path):
