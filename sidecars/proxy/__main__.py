@@ -18,10 +18,10 @@ from typing import Any
 from ..common.errors import CcrError
 from ..common.http import create_app, plain_error_body, serve
 from ..common.logs import configure_logging
-from . import model as defaults
-from .certs import LocalCASource
+from .certs import LocalCASource, RoomCertificate
 from .engines import ENGINES
-from .model import SYSTEM_CA_BUNDLE, model_from_spec
+from .model import ProxyModel, model_from_spec
+from .options import add_model_options
 from .runtime import ProxyRuntime, plan
 
 log = logging.getLogger("sidecars.proxy")
@@ -29,38 +29,16 @@ STATUS_PORT = 15020
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..cli import add_spec_variable_options
-
     parser = argparse.ArgumentParser(
         prog="ccr sidecar proxy",
         description="Envoy in front of the app (TLS 1.3 + the API policy on every request and response) and "
                     "behind it (egress only to the contract's allow-list, upstream TLS verified).")
-    parser.add_argument("--spec", required=True, metavar="FILE", help="the clean room spec (YAML)")
-    add_spec_variable_options(parser)
-    parser.add_argument("--run-dir", required=True, metavar="DIR",
-                        help="where the rendered configuration, certificates and logs go")
-    parser.add_argument("--upstream-ca", default=SYSTEM_CA_BUNDLE, metavar="FILE",
-                        help="CA bundle that allowed HTTPS upstreams must chain to (default: the system's)")
-    parser.add_argument("--ca-dir", metavar="DIR",
-                        help="the room CA that issues the inbound certificate (default: RUN_DIR/room-ca)")
-    parser.add_argument("--tls-name", action="append", default=[], metavar="NAME",
-                        help="a DNS name or IP the inbound certificate is valid for (repeatable; "
-                             "default localhost, 127.0.0.1)")
+    add_model_options(parser)
     parser.add_argument("--engine", choices=ENGINES, default="opa",
                         help="Rego engine: the embedded OPA (default), regopy, or an external OPA server")
     parser.add_argument("--opa-url", help="the external OPA server, for --engine opa-server")
-    parser.add_argument("--no-rbac", action="store_true",
-                        help="evaluate every policy in OPA, even those Envoy's RBAC filter could enforce")
     parser.add_argument("--authz-workers", type=int, default=2, help="authorization server processes")
     parser.add_argument("--envoy-concurrency", type=int, default=1, help="Envoy worker threads")
-    for name, flag, default in (("inbound_port", "--inbound-port", defaults.INBOUND_PORT),
-                                ("egress_http_port", "--egress-http-port", defaults.EGRESS_HTTP_PORT),
-                                ("egress_tcp_port", "--egress-tcp-port", defaults.EGRESS_TCP_PORT),
-                                ("admin_port", "--admin-port", defaults.ADMIN_PORT),
-                                ("authz_port", "--authz-port", defaults.AUTHZ_PORT),
-                                ("extproc_port", "--extproc-port", defaults.EXTPROC_PORT)):
-        parser.add_argument(flag, dest=name, type=int, default=default, help=f"default {default}; 0 = any free port")
-    parser.add_argument("--inbound-address", default="0.0.0.0", help="address the inbound listener binds")
     parser.add_argument("--status-port", type=int, default=STATUS_PORT, help="GET /status on 127.0.0.1")
     parser.add_argument("--ready-file", metavar="FILE",
                         help="written once everything is up: JSON {status_port, ports, ca_file}")
@@ -77,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def run(args: argparse.Namespace) -> int:
+def planned_model(args: argparse.Namespace) -> tuple[ProxyModel, RoomCertificate | None]:
+    """The spec's proxy with each endpoint's enforcement chosen, and the room certificate it serves."""
     from ..cli import load_spec_from_args
 
     spec = load_spec_from_args(args)
@@ -92,7 +71,12 @@ def run(args: argparse.Namespace) -> int:
         upstream_ca_file=args.upstream_ca, inbound_address=args.inbound_address, inbound_port=args.inbound_port,
         egress_http_port=args.egress_http_port, egress_tcp_port=args.egress_tcp_port, admin_port=args.admin_port,
         authz_port=args.authz_port, extproc_port=args.extproc_port)
-    model = plan(model, use_rbac=not args.no_rbac)
+    return plan(model, use_rbac=not args.no_rbac), certificate
+
+
+def run(args: argparse.Namespace) -> int:
+    model, certificate = planned_model(args)
+    run_dir = Path(args.run_dir)
     runtime = ProxyRuntime(model, run_dir, engine=args.engine, opa_url=args.opa_url,
                            authz_workers=args.authz_workers, envoy_concurrency=args.envoy_concurrency)
     print(f"proxy: starting Envoy for {len(model.inbound)} endpoint(s), {len(model.egress_http)} HTTP and "

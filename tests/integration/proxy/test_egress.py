@@ -113,6 +113,11 @@ def test_egress_only_to_allow_listed_hosts_with_verified_tls(start_proxy, upstre
         status, body, headers = _get(port, host, absolute=absolute)
         assert (status, body.decode()) == (403, EGRESS_DENIED_BODY), host
         assert headers["x-ccr-refused-host"] == host
+    # A CONNECT tunnel would hide the host and skip TLS verification: never established.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(f"CONNECT localhost:{up['good'].port} HTTP/1.1\r\nHost: localhost:{up['good'].port}\r\n\r\n"
+                     .encode())
+        assert not conn.recv(4096).startswith(b"HTTP/1.1 200")
     assert len(up["good"].requests) == 1
 
 
