@@ -15,9 +15,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.trace import Tracer
+
 from ..common.errors import CcrError
 from ..common.http import create_app, plain_error_body, serve
 from ..common.logs import configure_logging
+from ..common.otel import attach_parent_from_env, setup_telemetry, step_span
 from .certs import LocalCASource, RoomCertificate
 from .engines import ENGINES
 from .model import ProxyModel, model_from_spec
@@ -48,11 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
+    attach_parent_from_env()
+    telemetry = setup_telemetry("ccr-proxy")
     try:
-        return run(args)
+        return run(args, telemetry.tracer)
     except CcrError as exc:
         print(f"ccr sidecar proxy: error: {exc.message}", file=sys.stderr)
         return 1
+    finally:
+        telemetry.shutdown()
 
 
 def planned_model(args: argparse.Namespace) -> tuple[ProxyModel, RoomCertificate | None]:
@@ -74,14 +81,17 @@ def planned_model(args: argparse.Namespace) -> tuple[ProxyModel, RoomCertificate
     return plan(model, use_rbac=not args.no_rbac), certificate
 
 
-def run(args: argparse.Namespace) -> int:
-    model, certificate = planned_model(args)
+def run(args: argparse.Namespace, tracer: Tracer) -> int:
+    with step_span(tracer, "proxy render"):
+        model, certificate = planned_model(args)
     run_dir = Path(args.run_dir)
     runtime = ProxyRuntime(model, run_dir, engine=args.engine, opa_url=args.opa_url,
                            authz_workers=args.authz_workers, envoy_concurrency=args.envoy_concurrency)
     print(f"proxy: starting Envoy for {len(model.inbound)} endpoint(s), {len(model.egress_http)} HTTP and "
           f"{len(model.egress_tcp)} TCP egress rule(s)", file=sys.stderr, flush=True)
-    runtime.start()
+    with step_span(tracer, "proxy start", endpoints=len(model.inbound), egress_rules=len(model.egress_http)
+                   + len(model.egress_tcp)):
+        runtime.start()
 
     @asynccontextmanager
     async def lifespan(_app) -> AsyncIterator[None]:

@@ -128,3 +128,12 @@ def test_tcp_egress_refuses_a_destination_not_on_the_list(start_proxy):
         while chunk := conn.recv(4096):
             received += chunk
     assert received.decode() == TCP_DENIED_BODY
+
+
+def test_admin_and_egress_listeners_answer_only_on_127_0_0_1(start_proxy):
+    proxy = start_proxy()
+    for port in (proxy.ports.admin, proxy.ports.egress_http, proxy.ports.egress_tcp):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        # Another address of this host (all of 127/8 is local): nothing listens there.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.2", port), timeout=5)
