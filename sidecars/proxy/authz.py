@@ -23,7 +23,7 @@ import sys
 from http import HTTPStatus
 from pathlib import Path
 
-from ..common.errors import CcrError
+from ..common.errors import CcrError, ConfigError
 from ..common.logs import configure_logging
 from ..common.process import ManagedProcess, file_exists
 from .decision import Decision
@@ -190,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((args.host, args.port))
+        try:
+            sock.bind((args.host, args.port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
         sock.listen(1024)
         sock.set_inheritable(True)
         workers = []
