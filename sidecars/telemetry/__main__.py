@@ -1,0 +1,138 @@
+"""`ccr sidecar telemetry`: the OTLP receiver, encrypted buffer and consent-gated exporter of a room."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..common.errors import CcrError, ConfigError
+from ..common.logs import configure_logging
+from .signals import SinkKind
+
+log = logging.getLogger("ccr.telemetry")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..cli import add_spec_variable_options
+
+    parser = argparse.ArgumentParser(
+        prog="ccr sidecar telemetry",
+        description="Receive OTLP from the room's sidecars and the app's output from the launcher, keep it "
+                    "encrypted in memory-keyed storage, and export it encrypted to the spec's telemetry and "
+                    "log sinks only when governance says the telemetry (resp. logging) option is enabled.")
+    parser.add_argument("--spec", metavar="FILE", help="clean room spec: its telemetry.telemetry_sink and log_sink")
+    add_spec_variable_options(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    parser.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port (default 4317; 0 = free port)")
+    parser.add_argument("--http-port", type=int, default=4318,
+                        help="OTLP/HTTP, app log hand-over and export port (default 4318; 0 = free port)")
+    parser.add_argument("--governance-url", default=os.environ.get("CCR_GOVERNANCE_URL", "http://127.0.0.1:8300"),
+                        help="governance sidecar base URL for consent checks and audit (default "
+                             "$CCR_GOVERNANCE_URL or http://127.0.0.1:8300)")
+    parser.add_argument("--governance-ca", metavar="PEM", help="CA bundle for an https governance URL")
+    parser.add_argument("--telemetry-key-file", metavar="FILE",
+                        help="the telemetry sink's data encryption key (64 hex digits)")
+    parser.add_argument("--log-key-file", metavar="FILE", help="the log sink's data encryption key (64 hex digits)")
+    parser.add_argument("--export-interval", type=float, metavar="SECONDS",
+                        help="export continuously at this interval (overrides the sinks' export_interval_s)")
+    parser.add_argument("--buffer-dir", metavar="DIR", help="where the encrypted buffer file lives (default: a "
+                                                              "fresh temporary directory)")
+    parser.add_argument("--room", help="name used as the exported objects' prefix (default: the spec's name)")
+    parser.add_argument("--ready-file", metavar="FILE",
+                        help='written once listening: {"grpc_port", "http_port", "url"}')
+    return parser
+
+
+def _sink_configs(args: argparse.Namespace):
+    from ..cli import load_spec_from_args
+    from ..spec import EncryptionMode
+    from .export import SinkConfig
+    from .objectformat import DataKey
+    from .sinks import SinkLocation
+
+    if not args.spec:
+        return [], args.room or "room"
+    spec = load_spec_from_args(args)
+    configs = []
+    for kind, sink, key_file, option in (
+            (SinkKind.TELEMETRY, spec.telemetry.telemetry_sink, args.telemetry_key_file, "--telemetry-key-file"),
+            (SinkKind.LOGS, spec.telemetry.log_sink, args.log_key_file, "--log-key-file")):
+        if sink is None:
+            continue
+        if sink.encryption.mode is not EncryptionMode.CSE:
+            raise ConfigError(f"the {kind.value} sink must use encryption mode CSE: exported telemetry leaves "
+                              "the room only as ciphertext")
+        if not key_file:
+            raise ConfigError(f"the spec has a {kind.value} sink: pass its data encryption key with {option}")
+        try:
+            key = DataKey.from_hex(Path(key_file).read_text())
+        except OSError as exc:
+            raise ConfigError(f"{option} {key_file}: {exc.strerror}") from None
+        location = SinkLocation(str(sink.store.account_url).rstrip("/"), sink.store.container,
+                                sink.store.identity.client_id if sink.store.identity else None)
+        interval = args.export_interval if args.export_interval is not None else sink.export_interval_s
+        configs.append(SinkConfig(kind, location, key, interval or None))
+    return configs, args.room or spec.name
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        return _run(args)
+    except CcrError as exc:
+        print(f"ccr sidecar telemetry: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..common.http import serve
+    from .app import build_app
+    from .buffer import EncryptedBuffer
+    from .export import Exporter
+    from .governance import GovernanceClient
+    from .receiver import start_grpc
+
+    sinks, room = _sink_configs(args)
+    buffer_dir = Path(args.buffer_dir or tempfile.mkdtemp(prefix="ccr-telemetry-"))
+    buffer = EncryptedBuffer(buffer_dir / "buffer.bin")
+    governance = GovernanceClient(args.governance_url, verify=args.governance_ca or True)
+    exporter = Exporter(buffer, governance, sinks, room=room)
+    grpc_server, grpc_port = start_grpc(buffer, args.host, args.grpc_port)
+
+    def on_ready(http_port: int) -> None:
+        log.info("OTLP on gRPC %s:%d and HTTP %s:%d; sinks: %s", args.host, grpc_port, args.host, http_port,
+                 ", ".join(f"{s.kind.value} → {s.location.describe()}" for s in sinks) or "none")
+        exporter.start_continuous()
+        if args.ready_file:
+            ready = {"grpc_port": grpc_port, "http_port": http_port, "url": f"http://{args.host}:{http_port}"}
+            tmp = Path(args.ready_file + ".tmp")
+            tmp.write_text(json.dumps(ready))
+            tmp.replace(args.ready_file)
+
+    # uvicorn re-raises the SIGTERM/SIGINT it caught once it has shut down; noting it here (instead of the
+    # default action, dying) lets the final export below run, and the room stop with exit code 0.
+    stopping: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+    try:
+        if not stopping:
+            serve(build_app(buffer, exporter), args.host, args.http_port, on_ready=on_ready)
+    finally:
+        grpc_server.stop(grace=2).wait()
+        exporter.stop()
+        governance.close()
+        buffer.close()
+        buffer.path.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

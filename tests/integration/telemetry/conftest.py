@@ -1,0 +1,228 @@
+"""Fixtures for the telemetry sidecar's integration tests: Azurite (real blob storage emulator), a
+governance endpoint speaking the governance sidecar's API shape, and the telemetry sidecar as a process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from sidecars.common.process import ManagedProcess, file_exists, port_open
+
+REPO = Path(__file__).resolve().parents[3]
+HERE = Path(__file__).resolve().parent
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Azurite:
+    url: str  # account URL, e.g. http://127.0.0.1:P/devstoreaccount1
+
+    def service(self) -> BlobServiceClient:
+        return BlobServiceClient(self.url, credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY})
+
+    def blobs(self, container: str) -> dict[str, bytes]:
+        client = self.service().get_container_client(container)
+        if not client.exists():
+            return {}
+        return {b.name: client.download_blob(b.name).readall() for b in client.list_blobs()}
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory) -> Iterator[Azurite]:
+    binary = REPO / "node_modules" / ".bin" / "azurite-blob"
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: run `make setup` (npm install)")
+    port = free_port()
+    log = tmp_path_factory.mktemp("azurite") / "azurite.log"
+    with ManagedProcess("azurite", ["node", binary, "--blobHost", "127.0.0.1", "--blobPort", port,
+                                    "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck"],
+                        ready=port_open("127.0.0.1", port), log_path=log):
+        yield Azurite(f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")
+
+
+@pytest.fixture(autouse=True)
+def _storage_key(monkeypatch):
+    """The viewer (run in-process by the tests) reaches Azurite with its well-known account key."""
+    monkeypatch.setenv("CCR_STORAGE_ACCOUNT_KEY", AZURITE_KEY)
+
+
+@dataclass
+class Governance:
+    """The governance sidecar's consent and audit API, with the answers a test chooses."""
+
+    url: str
+    consent: dict[str, str] = field(default_factory=lambda: {"telemetry": "disabled", "logging": "disabled"})
+    checks: list[str] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    audit_fails: bool = False
+
+
+@pytest.fixture
+def governance() -> Iterator[Governance]:
+    state = Governance("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self):  # noqa: N802
+            option = self.path.removeprefix("/consentcheck/")
+            if option not in ("execution", "logging", "telemetry"):
+                return self._reply(404, {"error": {"code": "NotFound", "message": self.path}})
+            state.checks.append(option)
+            status = state.consent.get(option, "disabled")
+            code = "Enabled" if status == "enabled" else "ContractOptionDisabled"
+            return self._reply(200, {"status": status, "reason": {"code": code, "message": f"{option} is {status}"}})
+
+        def do_PUT(self):  # noqa: N802
+            url = urlparse(self.path)
+            length = int(self.headers.get("Content-Length", 0))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if url.path != "/events":
+                return self._reply(404, {"error": {"code": "NotFound", "message": url.path}})
+            if state.audit_fails:
+                return self._reply(503, {"error": {"code": "ServiceUnavailable", "message": "CGS unreachable"}})
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            state.events.append({"id": query.get("id"), "scope": query.get("scope"), "data": body})
+            return self._reply(200, {})
+
+        def log_message(self, *_args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+SPEC = """
+apiVersion: ccr/v1
+name: demo-room
+contract:
+  id: contract-1
+  governance: {endpoint: "https://127.0.0.1:9/"}
+maa_endpoint: "https://127.0.0.1:9/"
+application:
+  name: demo-app
+  image: "localhost/demo@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+  resources: {cpu: 1, memory_gb: 1}
+telemetry:
+  telemetry_sink:
+    store: {account_url: "${storage_url}", container: "${telemetry_container}"}
+    encryption: {mode: CSE, key: {vault_url: "https://127.0.0.1:9/", kek_name: kek, dek_secret_name: telemetry-dek,
+                 maa_endpoint: "https://127.0.0.1:9/"}}
+  log_sink:
+    store: {account_url: "${storage_url}", container: "${log_container}"}
+    encryption: {mode: CSE, key: {vault_url: "https://127.0.0.1:9/", kek_name: kek, dek_secret_name: log-dek,
+                 maa_endpoint: "https://127.0.0.1:9/"}}
+"""
+
+
+@dataclass
+class Room:
+    """A running telemetry sidecar with its sinks, keys and the place everything lives."""
+
+    process: ManagedProcess
+    http_url: str
+    grpc_port: int
+    spec: Path
+    endpoints: Path
+    telemetry_key: Path
+    log_key: Path
+    telemetry_container: str
+    log_container: str
+    buffer_dir: Path
+    azurite: Azurite
+
+    def otlp_env(self, protocol: str = "http/protobuf") -> dict[str, str]:
+        endpoint = self.http_url if protocol.startswith("http") else f"http://127.0.0.1:{self.grpc_port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT"))}
+        env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+                    "OTEL_METRIC_EXPORT_INTERVAL": "60000", "PYTHONPATH": str(REPO)})
+        return env
+
+    def emit_startup(self, protocol: str = "http/protobuf", fail_at: str | None = None) -> None:
+        argv = [sys.executable, HERE / "startup_room.py", "launcher"] + (["--fail-at", fail_at] if fail_at else [])
+        emitter = ManagedProcess("startup-room", argv, env=self.otlp_env(protocol))
+        emitter.start()
+        assert emitter.popen.wait(timeout=60) == 0, emitter.output()
+
+    def hand_over_app_output(self, lines: list[tuple[str, str, str]], app: str = "demo-app") -> None:
+        body = "\n".join(json.dumps({"time": t, "stream": s, "line": line}) for t, s, line in lines)
+        response = httpx.post(f"{self.http_url}/logs/app", params={"app": app}, content=body,
+                              headers={"Content-Type": "application/x-ndjson"})
+        assert response.status_code == 200, response.text
+        assert response.json() == {"accepted": len(lines)}
+
+    def records(self) -> int:
+        return httpx.get(f"{self.http_url}/status").json()["records"]
+
+
+@pytest.fixture
+def start_room(azurite, governance, tmp_path) -> Iterator:
+    rooms: list[Room] = []
+
+    def start(*extra: str, telemetry_container: str | None = None, log_container: str | None = None) -> Room:
+        n = len(rooms)
+        suffix = uuid.uuid4().hex[:16]
+        telemetry_container = telemetry_container or f"tel-{suffix}"
+        log_container = log_container or f"log-{suffix}"
+        work = tmp_path / f"room{n}"
+        work.mkdir()
+        spec = work / "spec.yaml"
+        spec.write_text(SPEC)
+        endpoints = work / "endpoints.json"
+        endpoints.write_text(json.dumps({"storage_url": azurite.url, "telemetry_container": telemetry_container,
+                                         "log_container": log_container}))
+        telemetry_key, log_key = work / "telemetry.key", work / "log.key"
+        telemetry_key.write_text(os.urandom(32).hex())
+        log_key.write_text(os.urandom(32).hex())
+        ready = work / "ready.json"
+        buffer_dir = work / "buffer"
+        argv = [sys.executable, "-m", "sidecars", "sidecar", "telemetry", "--spec", spec, "--endpoints", endpoints,
+                "--grpc-port", "0", "--http-port", "0", "--governance-url", governance.url,
+                "--telemetry-key-file", telemetry_key, "--log-key-file", log_key, "--buffer-dir", buffer_dir,
+                "--ready-file", ready, *extra]
+        env = {**os.environ, "CCR_STORAGE_ACCOUNT_KEY": AZURITE_KEY, "PYTHONPATH": str(REPO)}
+        env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+        process = ManagedProcess("telemetry", argv, ready=file_exists(ready), env=env, cwd=REPO,
+                                 log_path=work / "telemetry.log")
+        process.start()
+        info = json.loads(ready.read_text())
+        room = Room(process, info["url"], info["grpc_port"], spec, endpoints, telemetry_key, log_key,
+                    telemetry_container, log_container, buffer_dir, azurite)
+        rooms.append(room)
+        return room
+
+    yield start
+    for room in rooms:
+        room.process.stop()
