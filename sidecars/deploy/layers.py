@@ -158,6 +158,7 @@ class PodmanImages:
     cache_dir: Path
     podman: str = "podman"
     _memo: dict[str, ImageInfo] = field(default_factory=dict)
+    _found: dict[str, _OverlayStorage | None] = field(default_factory=dict)
 
     def _podman(self, *args: str) -> str:
         try:
@@ -183,7 +184,7 @@ class PodmanImages:
             raise ConfigError(f"image {reference}: local digest is {digest}")
         config = inspected.get("Config") or {}
         diff_ids = list((inspected.get("RootFS") or {}).get("Layers") or [])
-        storage = _OverlayStorage.find(self) if any(self._cached(d) is None for d in diff_ids) else None
+        storage = self._storage() if any(self._cached(d) is None for d in diff_ids) else None
         for diff_id in diff_ids:
             if self._cached(diff_id) is None and storage is not None:
                 root = storage.layer_root_hash(diff_id, self.cache_dir)
@@ -197,6 +198,12 @@ class PodmanImages:
                          user=config.get("User") or "")
         self._memo[reference] = info
         return info
+
+    def _storage(self) -> _OverlayStorage | None:
+        # `podman info` costs about a second; ask once per resolver.
+        if "storage" not in self._found:
+            self._found["storage"] = _OverlayStorage.find(self)
+        return self._found["storage"]
 
     def _cache_file(self, diff_id: str) -> Path:
         return self.cache_dir / "layers" / (diff_id.replace(":", "-") + ".verity")
