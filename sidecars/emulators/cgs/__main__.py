@@ -1,0 +1,86 @@
+"""Run the CGS stand-in: `python -m sidecars.emulators.cgs --cert F --key F --state-dir DIR [...]`.
+
+The state directory keeps the governance state (`state.json`), the audit log (`events.jsonl`), the OIDC
+issuer key and the network operator's identity (`operator/`), which registers members
+(`ccr governance member register`), as CCF's initial operator does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ...common.errors import CcrError
+from ...common.http import TlsFiles, serve
+from ...common.logs import configure_logging
+
+
+def _oidc_key(path: Path) -> rsa.RSAPrivateKey:
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        return key
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    path.chmod(0o600)
+    return key
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ccr-cgs", description="Local stand-in for the clean room governance "
+                                     "service (CGS), speaking the Azure clean room's CGS API over HTTPS.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--cert", required=True, help="TLS certificate chain (PEM)")
+    parser.add_argument("--key", required=True, help="TLS private key (PEM)")
+    parser.add_argument("--ready-file", help="written once listening: {port, url}")
+    parser.add_argument("--state-dir", required=True, help="where state, audit log and keys are kept")
+    parser.add_argument("--trust-mock-platform", metavar="DIR",
+                        help="also trust the mock SEV-SNP platform in DIR (local rooms only)")
+    parser.add_argument("--public-url", help="the URL clients use (default https://HOST:PORT); the OIDC "
+                                             "issuer is PUBLIC_URL/oidc")
+    parser.add_argument("--replay-window", type=float, default=60.0, metavar="SECONDS",
+                        help="signed requests are accepted only this close to their timestamp (default 60)")
+    args = parser.parse_args(argv)
+    configure_logging()
+
+    from ...governance.member import MemberIdentity
+    from .app import CgsConfig, OidcIssuer, build_app
+    from .audit import AuditLog
+    from .store import Store
+    from .verifier import attestation_verifier
+
+    try:
+        state_dir = Path(args.state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        operator_dir = state_dir / "operator"
+        operator = (MemberIdentity.load(operator_dir) if (operator_dir / "member.key").exists()
+                    else MemberIdentity.create(operator_dir, "operator"))
+        # With port 0 the issuer URL is known only once bound: set in on_ready, before the ready file
+        # tells anyone where to connect.
+        issuer = OidcIssuer(_oidc_key(state_dir / "oidc.key"), (args.public_url or "").rstrip("/") + "/oidc")
+        app = build_app(Store(state_dir / "state.json"), AuditLog(state_dir / "events.jsonl"),
+                        attestation_verifier(args.trust_mock_platform), issuer, operator.cert,
+                        CgsConfig(replay_window_s=args.replay_window))
+    except CcrError as exc:
+        print(f"ccr-cgs: error: {exc}", file=sys.stderr)
+        return 1
+
+    def on_ready(bound: int) -> None:
+        if not args.public_url:
+            issuer.issuer = f"https://{args.host}:{bound}/oidc"
+        if args.ready_file:
+            Path(args.ready_file).write_text(json.dumps({"port": bound, "url": f"https://{args.host}:{bound}"}))
+
+    serve(app, args.host, args.port, tls=TlsFiles(args.cert, args.key), on_ready=on_ready)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

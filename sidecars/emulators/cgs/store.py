@@ -1,0 +1,282 @@
+"""The governance state of the CGS stand-in: members, contracts, proposals and everything they decide.
+
+Kept in memory and written to `state.json` (atomically) after every change, so a restarted stand-in
+resumes where it stopped. Proposals follow CCF's model: a member proposes actions, every member votes,
+the proposal is accepted when all members accept (and rejected as soon as one rejects); accepted actions
+are applied at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...common.errors import BadRequest, Conflict, NotFound
+
+RUNTIME_OPTIONS = ("logging", "telemetry")
+POLICY_CLAIMS = {
+    "x-ms-attestation-type": str, "x-ms-compliance-status": str, "x-ms-sevsnpvm-hostdata": str,
+    "x-ms-sevsnpvm-is-debuggable": bool, "x-ms-sevsnpvm-launchmeasurement": str,
+    "x-ms-sevsnpvm-guestsvn": int, "x-ms-sevsnpvm-vmpl": int,
+}
+ACTIONS = ("set_contract", "set_clean_room_policy", "set_member_document", "enable_ca",
+           "set_contract_runtime_options_enable_logging", "set_contract_runtime_options_disable_logging",
+           "set_contract_runtime_options_enable_telemetry", "set_contract_runtime_options_disable_telemetry")
+
+
+@dataclass
+class State:
+    members: dict[str, dict[str, str]] = field(default_factory=dict)
+    contracts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    proposals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policies: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    execution: dict[str, dict[str, str]] = field(default_factory=dict)
+    runtime_options: dict[str, dict[str, str]] = field(default_factory=dict)
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ca: dict[str, dict[str, str]] = field(default_factory=dict)
+    version_counter: int = 0
+
+
+def _normalise_claim(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool | str) else str(value)
+
+
+class Store:
+    """All mutations go through methods that hold the lock and persist before returning."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lock = threading.RLock()
+        self.state = State(**json.loads(path.read_text())) if path.exists() else State()
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self.state), indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
+
+    def _next_version(self) -> str:
+        self.state.version_counter += 1
+        return str(self.state.version_counter)
+
+    # -- members
+    def add_member(self, member_id: str, name: str, cert_pem: str) -> None:
+        with self.lock:
+            if any(m["name"] == name for mid, m in self.state.members.items() if mid != member_id):
+                raise Conflict(f"a member named {name!r} already exists")
+            self.state.members[member_id] = {"name": name, "cert": cert_pem}
+            self.save()
+
+    def member_name(self, member_id: str) -> str:
+        return self.state.members.get(member_id, {}).get("name", member_id[:12])
+
+    # -- contracts
+    def contract(self, contract_id: str) -> dict[str, Any]:
+        contract = self.state.contracts.get(contract_id)
+        if contract is None:
+            raise NotFound(f"contract {contract_id!r} does not exist", code="ContractNotFound")
+        return contract
+
+    def is_accepted(self, contract_id: str) -> bool:
+        return self.state.contracts.get(contract_id, {}).get("state") == "Accepted"
+
+    def put_contract(self, contract_id: str, data: Any, version: str | None) -> dict[str, Any]:
+        with self.lock:
+            existing = self.state.contracts.get(contract_id)
+            if existing is not None:
+                if existing["state"] != "Draft":
+                    raise Conflict(f"contract {contract_id!r} is {existing['state']}: it can no longer change",
+                                   code="ContractAlreadyProposed")
+                if version != existing["version"]:
+                    raise Conflict(f"contract {contract_id!r} exists at version {existing['version']}; "
+                                   "pass that version to update it", code="PreconditionFailed")
+            contract = {"id": contract_id, "data": data, "version": self._next_version(), "state": "Draft",
+                        "proposalId": "", "finalVotes": []}
+            self.state.contracts[contract_id] = contract
+            self.save()
+            return contract
+
+    # -- proposals
+    def create_proposal(self, proposer: str, actions: list[dict[str, Any]]) -> dict[str, Any]:
+        with self.lock:
+            if not actions:
+                raise BadRequest("a proposal needs at least one action")
+            for action in actions:
+                self._validate_action(action)
+            proposal_id = uuid.uuid4().hex
+            proposal = {"proposalId": proposal_id, "proposerId": proposer, "actions": actions, "state": "Open",
+                        "ballots": {}}
+            for action in actions:
+                if action["name"] == "set_contract":
+                    contract = self.state.contracts[action["args"]["contractId"]]
+                    contract.update(state="Proposed", proposalId=proposal_id)
+                if action["name"] == "set_member_document":
+                    self.state.documents[action["args"]["documentId"]].update(state="Proposed",
+                                                                              proposalId=proposal_id)
+            self.state.proposals[proposal_id] = proposal
+            self.save()
+            return proposal
+
+    def _validate_action(self, action: dict[str, Any]) -> None:
+        name, args = action.get("name"), action.get("args")
+        if name not in ACTIONS:
+            raise BadRequest(f"unknown action {name!r}; known: {', '.join(ACTIONS)}")
+        if not isinstance(args, dict):
+            raise BadRequest(f"action {name}: args must be an object")
+        if name == "set_member_document":
+            doc_id = args.get("documentId")
+            doc = self.state.documents.get(doc_id)
+            if doc is None:
+                raise NotFound(f"document {doc_id!r} does not exist", code="DocumentNotFound")
+            if doc["state"] != "Draft":
+                raise Conflict(f"document {doc_id!r} is {doc['state']}", code="DocumentAlreadyProposed")
+            return
+        contract_id = args.get("contractId")
+        contract = self.contract(contract_id)
+        if name == "set_contract":
+            if contract["state"] != "Draft":
+                raise Conflict(f"contract {contract_id!r} is already {contract['state']}",
+                               code="ContractAlreadyProposed")
+            if args.get("version") not in (None, contract["version"]):
+                raise Conflict(f"contract {contract_id!r} is at version {contract['version']}",
+                               code="PreconditionFailed")
+        if name == "set_clean_room_policy":
+            if args.get("type", "add") not in ("add", "remove"):
+                raise BadRequest("set_clean_room_policy: type must be add or remove")
+            claims = args.get("claims")
+            if not isinstance(claims, dict) or not claims:
+                raise BadRequest("set_clean_room_policy: claims must be a non-empty object")
+            for claim, values in claims.items():
+                if claim not in POLICY_CLAIMS:
+                    raise BadRequest(f"the claim {claim!r} is not an allowed claim")
+                for value in values if isinstance(values, list) else [values]:
+                    if not isinstance(value, POLICY_CLAIMS[claim]):
+                        raise BadRequest(f"claim {claim!r}: {value!r} is not a {POLICY_CLAIMS[claim].__name__}")
+
+    def vote(self, proposal_id: str, member_id: str, accept: bool) -> dict[str, Any]:
+        with self.lock:
+            proposal = self.state.proposals.get(proposal_id)
+            if proposal is None:
+                raise NotFound(f"proposal {proposal_id!r} does not exist", code="ProposalNotFound")
+            if proposal["state"] != "Open":
+                raise Conflict(f"proposal {proposal_id} is {proposal['state']}", code="ProposalNotOpen")
+            proposal["ballots"][member_id] = accept
+            if not accept:
+                self._close(proposal, "Rejected")
+            elif all(proposal["ballots"].get(m) for m in self.state.members):
+                self._close(proposal, "Accepted")
+            self.save()
+            return proposal
+
+    def _close(self, proposal: dict[str, Any], outcome: str) -> None:
+        proposal["state"] = outcome
+        votes = [{"memberId": m, "vote": v} for m, v in proposal["ballots"].items()]
+        for action in proposal["actions"]:
+            name, args = action["name"], action["args"]
+            if name == "set_contract":
+                contract = self.state.contracts[args["contractId"]]
+                contract.update(state="Accepted" if outcome == "Accepted" else "Draft", finalVotes=votes)
+            elif name == "set_member_document":
+                doc = self.state.documents[args["documentId"]]
+                doc.update(state="Accepted" if outcome == "Accepted" else "Draft", finalVotes=votes)
+            elif outcome == "Accepted":
+                self._apply(name, args)
+
+    def _apply(self, name: str, args: dict[str, Any]) -> None:
+        contract_id = args["contractId"]
+        if name == "set_clean_room_policy":
+            policy = self.state.policies.setdefault(contract_id, {})
+            for claim, values in args["claims"].items():
+                values = values if isinstance(values, list) else [values]
+                if args.get("type", "add") == "add":
+                    current = [] if isinstance(values[0], bool) else policy.get(claim, [])
+                    policy[claim] = current + [v for v in values if v not in current]
+                else:
+                    policy[claim] = [v for v in policy.get(claim, []) if v not in values]
+                    if not policy[claim]:
+                        del policy[claim]
+        elif name == "enable_ca":
+            self.state.ca.setdefault(contract_id, {})
+        elif name.startswith("set_contract_runtime_options_"):
+            _, _, rest = name.partition("set_contract_runtime_options_")
+            verb, _, option = rest.partition("_")
+            self.state.runtime_options.setdefault(contract_id, {})[option] = (
+                "enabled" if verb == "enable" else "disabled")
+
+    # -- policy and consent
+    def policy_violation(self, contract_id: str, claims: dict[str, Any]) -> str | None:
+        policy = self.state.policies.get(contract_id)
+        if not policy:
+            return f"contract {contract_id!r} has no clean room policy: no attestation can satisfy it"
+        for claim, allowed in policy.items():
+            actual = claims.get(claim)
+            if actual is None or _normalise_claim(actual) not in {_normalise_claim(v) for v in allowed}:
+                return f"claim {claim} = {actual!r} is not allowed by the clean room policy (allowed: {allowed})"
+        return None
+
+    def set_execution(self, contract_id: str, member_id: str, status: str) -> None:
+        with self.lock:
+            if not self.is_accepted(contract_id):
+                raise BadRequest("contract does not exist or has not been accepted", code="ContractNotAccepted")
+            self.state.execution.setdefault(contract_id, {})[member_id] = status
+            self.save()
+
+    def execution_status(self, contract_id: str) -> dict[str, Any]:
+        if not self.is_accepted(contract_id):
+            return {"status": "disabled", "reason": {"code": "ContractNotAccepted",
+                                                     "message": "Contract does not exist or has not been accepted."}}
+        disabled_by = [self.member_name(m) for m, s in self.state.execution.get(contract_id, {}).items()
+                       if s == "disabled"]
+        if disabled_by:
+            return {"status": "disabled", "reason": {
+                "code": "ContractDisabled",
+                "message": f"Contract has been disabled by the following member(s): {', '.join(disabled_by)}."}}
+        return {"status": "enabled"}
+
+    def option_status(self, contract_id: str, option: str) -> dict[str, Any]:
+        if not self.is_accepted(contract_id):
+            return {"status": "disabled", "reason": {"code": "ContractNotAccepted",
+                                                     "message": "Contract does not exist or has not been accepted."}}
+        status = self.state.runtime_options.get(contract_id, {}).get(option, "disabled")
+        open_ids = [pid for pid, p in self.state.proposals.items() if p["state"] == "Open" and any(
+            a["name"].endswith(f"_{option}") and a["args"].get("contractId") == contract_id for a in p["actions"])]
+        return {"status": status, "proposalIds": open_ids}
+
+    # -- secrets and documents
+    def put_secret(self, contract_id: str, prefix: str, name: str, value: str) -> str:
+        with self.lock:
+            if not value:
+                raise BadRequest("Value must be supplied.", code="ValueMissing")
+            if len(value) > 25600:
+                raise BadRequest(f"secret is {len(value)} characters; at most 25600", code="ValueTooLarge")
+            self.contract(contract_id)
+            secret_id = f"{prefix}_{name}"
+            self.state.secrets.setdefault(contract_id, {})[secret_id] = value
+            self.save()
+            return secret_id
+
+    def put_document(self, document_id: str, contract_id: str, data: Any, version: str | None) -> dict[str, Any]:
+        with self.lock:
+            self.contract(contract_id)
+            existing = self.state.documents.get(document_id)
+            if existing is not None:
+                if existing["state"] != "Draft":
+                    raise Conflict("An accepted or proposed document cannot be changed.",
+                                   code="DocumentAlreadyAccepted")
+                if version != existing["version"]:
+                    raise Conflict(f"document exists at version {existing['version']}", code="PreconditionFailed")
+            document = {"id": document_id, "contractId": contract_id, "data": data, "version": self._next_version(),
+                        "state": "Draft", "proposalId": "", "finalVotes": []}
+            self.state.documents[document_id] = document
+            self.save()
+            return document
+
+    def set_ca(self, contract_id: str, key_pem: str, cert_pem: str) -> None:
+        with self.lock:
+            self.state.ca[contract_id] = {"key": key_pem, "cert": cert_pem}
+            self.save()

@@ -1,0 +1,21 @@
+"""How the CGS stand-in verifies a room's evidence: with the attestation library, as the real CGS verifies
+SNP evidence itself (no MAA in between). The mock SEV-SNP platform's roots are trusted only when the
+stand-in is started with `--trust-mock-platform DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .app import AttestationVerifier
+
+
+def attestation_verifier(mock_platform_dir: str | Path | None) -> AttestationVerifier:
+    from ...attestation import Evidence, Trust, verify_evidence
+
+    trust = Trust.default().trusting_mock_platform(mock_platform_dir) if mock_platform_dir else Trust.default()
+
+    def verify(attestation: dict[str, Any]) -> dict[str, Any]:
+        return verify_evidence(Evidence.from_combined(attestation), trust=trust)
+
+    return verify

@@ -1,0 +1,153 @@
+"""The firewall sidecar: confines the app's network to the proxy, in IPv4 and IPv6.
+
+    from sidecars.firewall import Firewall
+    firewall = Firewall.from_spec(spec, netns="ccr-room")   # backend="nftables" (default) or "iptables"
+    firewall.apply()                    # idempotent, atomic (nftables)
+    firewall.require_in_force()         # raises FirewallNotInForce naming every difference
+    firewall.clean()
+
+`netns=None` acts on the caller's own network namespace (the sidecar runs inside the room's). The rule
+model and its rendering from the spec are in `model.py`; the backends in `nft.py` and `iptables.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from opentelemetry import trace
+
+from ..common.errors import ConfigError, Conflict
+from ..common.otel import step_span
+from ..spec import CleanRoomSpec
+from .model import (
+    HTTP_EGRESS_PORT,
+    INBOUND_PORT,
+    ROOT_UID,
+    TCP_EGRESS_PORT,
+    FirewallConfig,
+    Rule,
+    RuleSet,
+    config_from_spec,
+    render,
+    rules_from_spec,
+)
+from .netns import run_in_netns
+
+__all__ = [
+    "BACKENDS", "DEFAULT_BACKEND", "Firewall", "FirewallConfig", "FirewallNotInForce", "HTTP_EGRESS_PORT",
+    "INBOUND_PORT", "ROOT_UID", "Rule", "RuleSet", "TCP_EGRESS_PORT", "VerifyReport", "config_from_spec",
+    "clean_rules", "render", "rules_from_spec", "show_rules",
+]
+
+BACKENDS = ("nftables", "iptables")
+DEFAULT_BACKEND = "nftables"
+_tracer = trace.get_tracer("ccr.firewall")
+
+
+class Backend(Protocol):
+    name: str
+
+    def apply(self, ruleset: RuleSet) -> None: ...
+    def clean(self) -> bool: ...
+    def show(self) -> str: ...
+    def differences(self, ruleset: RuleSet) -> list[str]: ...
+
+
+def _backend(name: str) -> Backend:
+    # Created inside the target namespace: their netlink / x_tables sockets belong to it.
+    if name == "nftables":
+        from .nft import NftablesBackend
+
+        return NftablesBackend()
+    if name == "iptables":
+        from .iptables import IptablesBackend
+
+        return IptablesBackend()
+    raise ConfigError(f"unknown firewall backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+
+
+class FirewallNotInForce(Conflict):
+    """The rules in force are not the rules the spec demands (HTTP 409)."""
+
+    code = "FirewallNotInForce"
+
+    def __init__(self, differences: list[str]):
+        self.differences = differences
+        super().__init__("the firewall rules in force differ from the spec: " + "; ".join(differences))
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    backend: str
+    netns: str | None
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "backend": self.backend, "netns": self.netns, "differences": self.differences}
+
+
+class Firewall:
+    """A rule set bound to a backend and a network namespace."""
+
+    def __init__(self, ruleset: RuleSet, *, backend: str = DEFAULT_BACKEND, netns: str | None = None):
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown firewall backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+        self.ruleset = ruleset
+        self.backend = backend
+        self.netns = netns
+
+    @classmethod
+    def from_spec(cls, spec: CleanRoomSpec, *, backend: str = DEFAULT_BACKEND, netns: str | None = None,
+                  exempt_uids: tuple[int, ...] = (ROOT_UID,), open_ports: tuple[int, ...] = ()) -> Firewall:
+        return cls(rules_from_spec(spec, exempt_uids=exempt_uids, open_ports=open_ports),
+                   backend=backend, netns=netns)
+
+    def _in_netns(self, operation):
+        return run_in_netns(self.netns, lambda: operation(_backend(self.backend)))
+
+    def apply(self) -> float:
+        """Put the rules in force (replacing ours, never touching others'); returns the time taken in ms."""
+        with step_span(_tracer, "firewall.apply", backend=self.backend, netns=self.netns or ""):
+            started = time.perf_counter()
+            self._in_netns(lambda b: b.apply(self.ruleset))
+            return (time.perf_counter() - started) * 1000
+
+    def verify(self) -> VerifyReport:
+        """Compare what is in force with what the spec demands, rule by rule."""
+        with step_span(_tracer, "firewall.verify", backend=self.backend, netns=self.netns or "") as span:
+            differences = self._in_netns(lambda b: b.differences(self.ruleset))
+            span.set_attribute("differences", len(differences))
+            return VerifyReport(self.backend, self.netns, differences)
+
+    def require_in_force(self) -> VerifyReport:
+        report = self.verify()
+        if not report.ok:
+            raise FirewallNotInForce(report.differences)
+        return report
+
+    def clean(self) -> bool:
+        return clean_rules(self.backend, self.netns)
+
+    def show(self) -> str:
+        return show_rules(self.backend, self.netns)
+
+    def describe(self) -> str:
+        """What the spec demands, one line per rule."""
+        return self.ruleset.describe()
+
+
+def clean_rules(backend: str = DEFAULT_BACKEND, netns: str | None = None) -> bool:
+    """Remove our rules (no spec needed); False when there were none."""
+    with step_span(_tracer, "firewall.clean", backend=backend, netns=netns or ""):
+        return run_in_netns(netns, lambda: _backend(backend).clean())
+
+
+def show_rules(backend: str = DEFAULT_BACKEND, netns: str | None = None) -> str:
+    """The rules in force, readable (nft syntax, or iptables-save-like for the iptables backend)."""
+    return run_in_netns(netns, lambda: _backend(backend).show())

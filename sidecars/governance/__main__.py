@@ -1,0 +1,62 @@
+"""Run the governance sidecar: `ccr sidecar governance --cgs-endpoint URL --contract-id ID [...]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..common.http import serve
+from ..common.logs import configure_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ccr sidecar governance", description="The governance sidecar: "
+                                     "consent checks, audit events, secrets, documents, tokens and the room's "
+                                     "certificate from CGS, for the app and the other sidecars (port 8300).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8300, help="default 8300; 0 picks a free port")
+    parser.add_argument("--cgs-endpoint", required=True, help="the governance service, e.g. https://cgs.example")
+    parser.add_argument("--contract-id", required=True)
+    parser.add_argument("--api-path-prefix", help="CGS path prefix (default app/contracts/CONTRACT_ID)")
+    parser.add_argument("--cgs-ca-bundle", help="PEM bundle trusted for the CGS endpoint's certificate")
+    parser.add_argument("--skr-url", default="http://127.0.0.1:8284", help="the skr sidecar (evidence)")
+    parser.add_argument("--consent-poll-interval", type=float, default=5.0, metavar="SECONDS",
+                        help="how often execution consent is re-checked while the room runs (0: never)")
+    parser.add_argument("--subscriber-url", help="POSTed a notice when execution consent is revoked "
+                                                 "(the launcher's stop endpoint)")
+    parser.add_argument("--sidecar-token-file", help="file holding the token sidecars present to audit under "
+                                                     "their own scope; other callers write under scope 'app'")
+    parser.add_argument("--ready-file", help="written once listening: {port, url}")
+    args = parser.parse_args(argv)
+    configure_logging()
+
+    from ..common.errors import CcrError
+    from .cgs_client import CgsRoomClient
+    from .service import GovernanceConfig, build_app
+
+    try:
+        token = Path(args.sidecar_token_file).read_text().strip() if args.sidecar_token_file else None
+    except OSError as exc:
+        print(f"ccr sidecar governance: error: --sidecar-token-file: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        cgs = CgsRoomClient(args.cgs_endpoint, args.contract_id, skr_url=args.skr_url,
+                            ca_bundle=args.cgs_ca_bundle, api_path_prefix=args.api_path_prefix)
+    except CcrError as exc:
+        print(f"ccr sidecar governance: error: {exc}", file=sys.stderr)
+        return 1
+    config = GovernanceConfig(contract_id=args.contract_id, consent_poll_interval_s=args.consent_poll_interval,
+                              subscriber_url=args.subscriber_url, sidecar_token=token)
+
+    def on_ready(bound: int) -> None:
+        if args.ready_file:
+            Path(args.ready_file).write_text(json.dumps({"port": bound, "url": f"http://{args.host}:{bound}"}))
+
+    serve(build_app(cgs, config), args.host, args.port, on_ready=on_ready)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

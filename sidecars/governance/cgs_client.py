@@ -1,0 +1,123 @@
+"""`CgsRoomClient`: the room's side of CGS. It attests once (evidence from the skr sidecar bound to a fresh
+RSA key), then sends every request in the reference's envelope and unwraps the answers with that key."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+import uuid
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+
+from ..common.errors import CcrError, RemoteServiceError
+from .envelope import Attestation, RoomKey, b64
+from .tls import tls_verify
+
+log = logging.getLogger("ccr.governance")
+
+
+class CgsRefused(CcrError):
+    """CGS answered with an error: its status, code and message are passed on unchanged."""
+
+
+class CgsRoomClient:
+    def __init__(self, cgs_endpoint: str, contract_id: str, *, skr_url: str, ca_bundle: str | None = None,
+                 api_path_prefix: str | None = None, timeout: float = 10.0):
+        self.contract_id = contract_id
+        prefix = api_path_prefix if api_path_prefix is not None else f"app/contracts/{quote(contract_id)}"
+        self.base = cgs_endpoint.rstrip("/") + "/" + prefix.strip("/")
+        self.skr_url = skr_url.rstrip("/")
+        self._http = httpx.AsyncClient(verify=tls_verify(ca_bundle), timeout=timeout)
+        self._key: RoomKey | None = None
+        self._attestation: Attestation | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def attested(self) -> bool:
+        return self._attestation is not None
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def attest(self) -> tuple[RoomKey, Attestation]:
+        async with self._lock:
+            if self._key is None or self._attestation is None:
+                key = RoomKey.generate()
+                try:
+                    response = await self._http.post(f"{self.skr_url}/attest/combined",
+                                                      json={"runtime_data": b64(key.public_pem)})
+                except httpx.HTTPError as exc:
+                    raise RemoteServiceError("skr", f"{self.skr_url} unreachable: {exc}") from None
+                if response.status_code != 200:
+                    raise RemoteServiceError("skr", f"/attest/combined answered {response.status_code}: "
+                                                    f"{response.text[:200]}", status=response.status_code)
+                evidence = response.json()
+                self._attestation = Attestation(evidence["evidence"], evidence["endorsements"],
+                                                evidence.get("uvm_endorsements", ""))
+                self._key = key
+                log.info("attested: room key bound to the SNP report")
+            return self._key, self._attestation
+
+    async def _send(self, method: str, path: str, body: dict[str, Any]) -> httpx.Response:
+        try:
+            response = await self._http.request(method, f"{self.base}/{path}", json=body)
+        except httpx.HTTPError as exc:
+            raise RemoteServiceError("CGS", f"{self.base} unreachable: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                code, message = str(error["code"]), str(error["message"])
+            except (ValueError, KeyError, TypeError):
+                code, message = "RemoteServiceError", f"CGS answered {response.status_code}: {response.text[:200]}"
+            raise CgsRefused(message, code=code, http_status=response.status_code)
+        return response
+
+    async def read(self, path: str) -> dict[str, Any]:
+        """An attested read whose answer is not wrapped (consent checks)."""
+        key, attestation = await self.attest()
+        return (await self._send("POST", path, key.request(attestation))).json()
+
+    async def read_wrapped(self, path: str) -> bytes:
+        key, attestation = await self.attest()
+        response = await self._send("POST", path, key.request(attestation))
+        return key.unwrap(response.json()["value"])
+
+    async def write(self, method: str, path: str, data: Any, *, wrapped_answer: bool = False) -> bytes | None:
+        key, attestation = await self.attest()
+        response = await self._send(method, path, key.signed_request(attestation, data))
+        return key.unwrap(response.json()["value"]) if wrapped_answer else None
+
+    # -- the operations
+    async def consent(self, option: str) -> dict[str, Any]:
+        return await self.read(f"consentcheck/{option}")
+
+    async def put_event(self, data: Any, *, event_id: str | None, scope: str | None) -> None:
+        query = {k: v for k, v in (("id", event_id), ("scope", scope)) if v}
+        await self.write("PUT", "events" + (f"?{urlencode(query)}" if query else ""), data)
+
+    async def secret(self, secret_id: str) -> str:
+        return (await self.read_wrapped(f"secrets/{quote(secret_id)}")).decode()
+
+    async def document(self, document_id: str) -> dict[str, Any]:
+        return json.loads(await self.read_wrapped(f"acceptedMemberDocuments/{quote(document_id)}"))
+
+    async def token(self, *, sub: str, tenant_id: str, aud: str, lifetime_s: int = 3600) -> str:
+        now = int(time.time())
+        query = urlencode({"sub": sub, "tid": tenant_id, "aud": aud, "iat": now, "nbf": now,
+                           "exp": now + lifetime_s, "jti": uuid.uuid4().hex})
+        return (await self.read_wrapped(f"oauth/token?{query}")).decode()
+
+    async def endorsed_cert(self, request: dict[str, Any]) -> dict[str, Any]:
+        answer = await self.write("POST", "ca/generateEndorsedCert", request, wrapped_answer=True)
+        assert answer is not None
+        return json.loads(answer)
+
+
+def decode_jwt_claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))

@@ -1,0 +1,152 @@
+"""`CgsMemberClient`: what a contract member does against CGS (or its stand-in), each request signed with
+the member's key. The `ccr governance` commands and the tests use it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from ..common.errors import CcrError, RemoteServiceError
+from .member import MemberIdentity
+from .tls import tls_verify
+
+
+class CgsRequestFailed(CcrError):
+    """CGS answered with an error; the message carries its code and message."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(f"CGS refused ({status} {code}): {message}", code=code, http_status=status)
+
+
+class CgsMemberClient:
+    def __init__(self, endpoint: str, identity: MemberIdentity, *, ca_bundle: str | None = None,
+                 timeout: float = 10.0):
+        self.endpoint = endpoint.rstrip("/")
+        self.identity = identity
+        self._http = httpx.Client(base_url=self.endpoint, verify=tls_verify(ca_bundle), timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> CgsMemberClient:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def request(self, method: str, target: str, body: Any = None) -> Any:
+        content = b"" if body is None else json.dumps(body).encode()
+        headers = {"authorization": self.identity.authorization(method, target, content)}
+        if body is not None:
+            headers["content-type"] = "application/json"
+        try:
+            response = self._http.request(method, target, content=content, headers=headers)
+        except httpx.HTTPError as exc:
+            raise RemoteServiceError("CGS", f"{self.endpoint} unreachable: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                code, message = error["code"], error["message"]
+            except (ValueError, KeyError, TypeError):
+                code, message = "Error", response.text[:200]
+            raise CgsRequestFailed(response.status_code, code, message)
+        if not response.content:
+            return None
+        return response.json()
+
+    # -- membership
+    def register_member(self, name: str, cert_pem: str) -> dict[str, Any]:
+        return self.request("POST", "/gov/members", {"name": name, "cert": cert_pem})
+
+    def members(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/gov/members")["value"]
+
+    # -- proposals
+    def propose(self, *actions: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/gov/members/proposals:create", {"actions": list(actions)})
+
+    def vote(self, proposal_id: str, accept: bool = True) -> dict[str, Any]:
+        return self.request("POST", f"/gov/members/proposals/{proposal_id}/ballots/{self.identity.member_id}:submit",
+                            {"ballot": "accept" if accept else "reject"})
+
+    def proposal(self, proposal_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/gov/members/proposals/{proposal_id}")
+
+    # -- contracts
+    def put_contract(self, contract_id: str, data: Any, version: str | None = None) -> None:
+        body: dict[str, Any] = {"data": data}
+        if version:
+            body["version"] = version
+        self.request("PUT", f"/app/contracts/{quote(contract_id)}", body)
+
+    def contract(self, contract_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/app/contracts/{quote(contract_id)}")
+
+    def propose_contract(self, contract_id: str) -> dict[str, Any]:
+        version = self.contract(contract_id)["version"]
+        return self.propose({"name": "set_contract", "args": {"contractId": contract_id, "version": version}})
+
+    def propose_policy(self, contract_id: str, claims: dict[str, Any], kind: str = "add") -> dict[str, Any]:
+        return self.propose({"name": "set_clean_room_policy",
+                             "args": {"contractId": contract_id, "type": kind, "claims": claims}})
+
+    def policy(self, contract_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/app/contracts/{quote(contract_id)}/cleanroompolicy")["claims"]
+
+    def set_execution(self, contract_id: str, enabled: bool) -> None:
+        self.request("POST", f"/app/contracts/{quote(contract_id)}/execution/{'enable' if enabled else 'disable'}")
+
+    def check_status(self, contract_id: str, option: str) -> dict[str, Any]:
+        return self.request("POST", f"/app/contracts/{quote(contract_id)}/checkstatus/{option}")
+
+    def propose_runtime_option(self, contract_id: str, option: str, enable: bool) -> dict[str, Any]:
+        verb = "enable" if enable else "disable"
+        return self.propose({"name": f"set_contract_runtime_options_{verb}_{option}",
+                             "args": {"contractId": contract_id}})
+
+    def propose_enable_ca(self, contract_id: str) -> dict[str, Any]:
+        return self.propose({"name": "enable_ca", "args": {"contractId": contract_id}})
+
+    def ca_info(self, contract_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/app/contracts/{quote(contract_id)}/ca/info")
+
+    # -- secrets and documents
+    def put_secret(self, contract_id: str, name: str, value: str) -> str:
+        return self.request("PUT", f"/app/contracts/{quote(contract_id)}/secrets/{quote(name)}",
+                            {"value": value})["secretId"]
+
+    def put_document(self, document_id: str, contract_id: str, data: Any, version: str | None = None) -> None:
+        body: dict[str, Any] = {"contractId": contract_id, "data": data}
+        if version:
+            body["version"] = version
+        self.request("PUT", f"/app/memberdocuments/{quote(document_id)}", body)
+
+    def document(self, document_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/app/memberdocuments/{quote(document_id)}")
+
+    def propose_document(self, document_id: str) -> dict[str, Any]:
+        document = self.document(document_id)
+        return self.propose({"name": "set_member_document",
+                             "args": {"documentId": document_id, "document": {
+                                 "contractId": document["contractId"], "version": document["version"]}}})
+
+    # -- audit events
+    def events(self, contract_id: str, *, page_size: int = 2000) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Every event of the contract in order, following nextLink, and the service's head."""
+        events: list[dict[str, Any]] = []
+        head: dict[str, Any] = {}
+        for page in self._pages(f"/app/contracts/{quote(contract_id)}/events?from_seqno=1"
+                                f"&max_seqno_per_page={page_size}"):
+            events.extend(page["value"])
+            head = page.get("head", head)
+        return events, head
+
+    def _pages(self, target: str) -> Iterator[dict[str, Any]]:
+        while target:
+            page = self.request("GET", target)
+            yield page
+            target = page.get("nextLink") or ""

@@ -1,0 +1,182 @@
+"""The governance sidecar's local API (port 8300), with the Azure clean room's paths and shapes:
+
+- `POST /consentcheck/{execution,logging,telemetry}` → `{status, reason:{code,message}}`
+- `PUT /events?id=&scope=` (any JSON) → 204 once CGS acknowledged the write
+- `POST /secrets/{id}` → `{value}`; `POST /documents/{id}` → the accepted document
+- `POST /oauth/token?sub=&tenantId=&aud=` → `{value: JWT}` (the federated client assertion)
+- `POST /ca/generateEndorsedCert` `{publicKey, subjectName, subjectAlternateNames, validityPeriodDays}`
+- errors `{error:{code,message}}`
+
+While the room runs it polls execution consent; when a member revokes it, it audits the revocation and
+POSTs a notice to the subscriber (the launcher), which stops the app. Audit scopes: callers holding the
+sidecar token (a file only the sidecars can read) choose their scope; anyone else, the app included,
+writes under scope `app`, so the app can audit its own steps but cannot forge a sidecar's record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from ..common.errors import BadRequest, CcrError, NotFound
+from ..common.http import create_app
+from .cgs_client import CgsRoomClient
+
+log = logging.getLogger("ccr.governance")
+OPTIONS = ("execution", "logging", "telemetry")
+APP_SCOPE = "app"
+SIDECAR_SCOPE = "governance"
+
+
+@dataclass
+class GovernanceConfig:
+    contract_id: str
+    consent_poll_interval_s: float = 5.0
+    subscriber_url: str | None = None
+    sidecar_token: str | None = None
+    token_lifetime_s: int = 3600
+
+
+class ConsentWatcher:
+    """Polls execution consent and reports the first revocation after consent was seen enabled."""
+
+    def __init__(self, cgs: CgsRoomClient, config: GovernanceConfig,
+                 audit: Callable[[dict[str, Any]], Any]):
+        self.cgs, self.config, self.audit = cgs, config, audit
+        self.last_status: str | None = None
+        self.revoked_at: float | None = None
+        self._http = httpx.AsyncClient(timeout=5.0)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except Exception as exc:  # noqa: BLE001 - a failed poll must not end the watch
+                log.warning("consent poll failed: %s", exc)
+            await asyncio.sleep(self.config.consent_poll_interval_s)
+
+    async def poll_once(self) -> None:
+        result = await self.cgs.consent("execution")
+        await self.observe(result)
+
+    async def observe(self, result: dict[str, Any]) -> None:
+        status = result.get("status")
+        previous, self.last_status = self.last_status, status
+        if previous == "enabled" and status != "enabled":
+            self.revoked_at = time.time()
+            reason = result.get("reason") or {}
+            log.warning("execution consent revoked: %s", reason.get("message", ""))
+            notice = {"event": "execution-consent-revoked", "contractId": self.config.contract_id,
+                      "reason": reason, "detectedAt": int(self.revoked_at * 1000)}
+            notified = await self._notify(notice)
+            await self.audit({**notice, "subscriberNotified": notified})
+
+    async def _notify(self, notice: dict[str, Any]) -> bool:
+        if not self.config.subscriber_url:
+            return False
+        try:
+            response = await self._http.post(self.config.subscriber_url, json=notice)
+            return response.status_code < 300
+        except httpx.HTTPError as exc:
+            log.error("cannot notify %s of the revocation: %s", self.config.subscriber_url, exc)
+            return False
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+def build_app(cgs: CgsRoomClient, config: GovernanceConfig) -> FastAPI:
+    async def own_audit(event: dict[str, Any]) -> None:
+        await cgs.put_event(event, event_id=config.contract_id, scope=SIDECAR_SCOPE)
+
+    watcher = ConsentWatcher(cgs, config, own_audit)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        task = asyncio.create_task(watcher.run()) if config.consent_poll_interval_s > 0 else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await watcher.close()
+            await cgs.close()
+
+    app = create_app("governance sidecar", lifespan=lifespan)
+
+    def privileged(request: Request) -> bool:
+        if not config.sidecar_token:
+            return False
+        presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        return hmac.compare_digest(presented.encode(), config.sidecar_token.encode())
+
+    @app.get("/status")
+    async def status():
+        return {"contractId": config.contract_id, "attested": cgs.attested,
+                "executionConsent": watcher.last_status}
+
+    @app.post("/consentcheck/{option}")
+    async def consent_check(option: str):
+        if option not in OPTIONS:
+            raise NotFound(f"no consent check {option!r}: execution, logging or telemetry")
+        result = await cgs.consent(option)
+        if option == "execution":
+            await watcher.observe(result)
+            if result.get("status") != "enabled":
+                try:
+                    await own_audit({"event": "execution-consent-denied", "reason": result.get("reason") or {}})
+                except CcrError as exc:
+                    # The answer stays "disabled" either way; a lost record must not turn it into an error.
+                    log.error("cannot audit the denied consent check: %s", exc)
+        return result
+
+    @app.put("/events")
+    async def put_event(request: Request, id: str | None = None, scope: str | None = None):
+        try:
+            data = await request.json()
+        except ValueError:
+            raise BadRequest("body: the event must be JSON") from None
+        if not privileged(request):
+            scope = APP_SCOPE
+        await cgs.put_event(data, event_id=id, scope=scope)
+        return Response(status_code=204)
+
+    @app.post("/secrets/{secret_id}")
+    async def secret(secret_id: str):
+        return {"value": await cgs.secret(secret_id)}
+
+    @app.post("/documents/{document_id}")
+    async def document(document_id: str):
+        return await cgs.document(document_id)
+
+    @app.post("/oauth/token")
+    async def oauth_token(tenantId: str, sub: str | None = None, aud: str = "api://AzureADTokenExchange"):
+        token = await cgs.token(sub=sub or config.contract_id, tenant_id=tenantId, aud=aud,
+                                lifetime_s=config.token_lifetime_s)
+        return {"value": token}
+
+    @app.post("/ca/generateEndorsedCert")
+    async def generate_endorsed_cert(request: Request):
+        try:
+            body = await request.json()
+        except ValueError:
+            raise BadRequest("body: expected JSON {publicKey, subjectName, subjectAlternateNames, "
+                             "validityPeriodDays}") from None
+        if not isinstance(body, dict) or not isinstance(body.get("publicKey"), str):
+            raise BadRequest("publicKey: a PEM public key is required")
+        return await cgs.endorsed_cert(body)
+
+    app.state.watcher = watcher
+    return app

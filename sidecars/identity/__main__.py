@@ -1,0 +1,55 @@
+"""Run the identity sidecar: `ccr sidecar identity --entra-endpoint URL --tenant-id T [...]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..common.http import serve
+from ..common.logs import configure_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ccr sidecar identity", description="IMDS-compatible managed identity "
+                                     "endpoint (port 8290) backed by CGS-issued federated client assertions.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8290, help="default 8290; 0 picks a free port")
+    parser.add_argument("--governance-url", default="http://127.0.0.1:8300")
+    parser.add_argument("--entra-endpoint", required=True,
+                        help="the Entra authority, e.g. https://login.microsoftonline.com")
+    parser.add_argument("--entra-ca-bundle", help="PEM bundle trusted for the Entra endpoint (local CA)")
+    parser.add_argument("--tenant-id", required=True)
+    parser.add_argument("--client-id", help="the identity used when a request names none")
+    parser.add_argument("--subject", help="the assertion's sub (default: the contract id)")
+    parser.add_argument("--identity-header-file", help="file holding the secret for the IDENTITY_HEADER shape")
+    parser.add_argument("--sidecar-token-file", help="token for auditing under scope 'identity'")
+    parser.add_argument("--ready-file", help="written once listening: {port, url}")
+    args = parser.parse_args(argv)
+    configure_logging()
+    from .service import IdentityConfig, build_app
+
+    def read(path: str | None) -> str | None:
+        return Path(path).read_text().strip() if path else None
+
+    try:
+        config = IdentityConfig(governance_url=args.governance_url, entra_endpoint=args.entra_endpoint,
+                                tenant_id=args.tenant_id, client_id=args.client_id, subject=args.subject,
+                                entra_ca_bundle=args.entra_ca_bundle,
+                                identity_header=read(args.identity_header_file),
+                                sidecar_token=read(args.sidecar_token_file))
+    except OSError as exc:
+        print(f"ccr sidecar identity: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
+
+    def on_ready(bound: int) -> None:
+        if args.ready_file:
+            Path(args.ready_file).write_text(json.dumps({"port": bound, "url": f"http://{args.host}:{bound}"}))
+
+    serve(build_app(config), args.host, args.port, on_ready=on_ready)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The proxy's configuration model: what Envoy must do, built from the spec, before any Envoy syntax.
+
+`envoy.render_bootstrap(model)` turns it into Envoy's bootstrap. Ports default to the room's
+(ARCHITECTURE §4); tests use 0 everywhere and read the bound ports back from Envoy's admin API.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..common.errors import ConfigError
+from ..common.http import TlsFiles
+from ..spec import CleanRoomSpec
+
+INBOUND_PORT = 15001
+EGRESS_HTTP_PORT = 15002
+EGRESS_TCP_PORT = 15003
+ADMIN_PORT = 15000
+AUTHZ_PORT = 15010
+EXTPROC_PORT = 15011
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+# A policy is evaluated at `data.envoy.authz.allow` (OPA-Envoy's default decision path); a response
+# rule, when the policy defines one, at `data.envoy.authz.response`.
+REQUEST_DECISION = "envoy.authz.allow"
+RESPONSE_DECISION = "envoy.authz.response"
+
+
+@dataclass(frozen=True)
+class InboundEndpoint:
+    """One API the app serves. `policy_source` None means no policy: every request is refused."""
+
+    name: str
+    app_port: int
+    policy_name: str = ""
+    policy_source: str | None = None
+    # Filled by the planner: how the request policy is enforced.
+    enforcement: Literal["ext_authz", "rbac", "deny"] = "ext_authz"
+    rbac_policy: dict[str, Any] | None = None
+    needs_body: bool = False
+    inspect_response: bool = False
+
+
+@dataclass(frozen=True)
+class EgressHttpRoute:
+    """An allowed HTTP destination. The app speaks plain HTTP to the proxy; with `tls` the proxy opens
+    TLS to the upstream, sets SNI to `host` and verifies the certificate against the CA bundle."""
+
+    host: str
+    port: int
+    tls: bool
+
+    @property
+    def authority(self) -> str:
+        default = 443 if self.tls else 80
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class EgressTcpRoute:
+    ip: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ProxyModel:
+    inbound: tuple[InboundEndpoint, ...]
+    inbound_tls: TlsFiles | None
+    egress_http: tuple[EgressHttpRoute, ...] = ()
+    egress_tcp: tuple[EgressTcpRoute, ...] = ()
+    upstream_ca_file: str = SYSTEM_CA_BUNDLE
+    inbound_address: str = "0.0.0.0"
+    inbound_port: int = INBOUND_PORT
+    egress_address: str = "127.0.0.1"
+    egress_http_port: int = EGRESS_HTTP_PORT
+    egress_tcp_port: int = EGRESS_TCP_PORT
+    admin_port: int = ADMIN_PORT
+    app_host: str = "127.0.0.1"
+    authz_port: int = AUTHZ_PORT
+    extproc_port: int = EXTPROC_PORT
+    max_request_body_bytes: int = 1 << 20
+    authz_timeout_s: float = 1.0
+
+    @property
+    def needs_authz(self) -> bool:
+        return any(e.enforcement == "ext_authz" for e in self.inbound)
+
+    @property
+    def needs_extproc(self) -> bool:
+        return any(e.inspect_response for e in self.inbound)
+
+
+def egress_routes(spec: CleanRoomSpec) -> tuple[tuple[EgressHttpRoute, ...], tuple[EgressTcpRoute, ...]]:
+    http: list[EgressHttpRoute] = []
+    tcp: list[EgressTcpRoute] = []
+    for i, rule in enumerate(spec.egress.allow):
+        if rule.protocol == "tcp":
+            try:
+                ip = str(ipaddress.ip_address(rule.host))
+            except ValueError:
+                raise ConfigError(f"egress.allow[{i}].host: a tcp rule needs an IP address, got {rule.host!r} "
+                                  "(the TCP proxy matches the original destination address)") from None
+            tcp.append(EgressTcpRoute(ip, rule.port))
+        else:
+            http.append(EgressHttpRoute(rule.host, rule.port, tls=rule.protocol == "https"))
+    return tuple(http), tuple(tcp)
+
+
+def inbound_endpoints(spec: CleanRoomSpec, spec_dir: Path) -> tuple[InboundEndpoint, ...]:
+    out = []
+    for i, endpoint in enumerate(spec.endpoints):
+        source = None
+        if endpoint.policy:
+            path = spec_dir / endpoint.policy
+            try:
+                source = path.read_text()
+            except OSError as exc:
+                raise ConfigError(f"endpoints[{i}].policy: cannot read {path}: {exc.strerror}") from None
+        out.append(InboundEndpoint(endpoint.name, endpoint.port, endpoint.policy or "", source))
+    return tuple(out)
+
+
+def model_from_spec(spec: CleanRoomSpec, spec_dir: Path, *, inbound_tls: TlsFiles | None,
+                    upstream_ca_file: str = SYSTEM_CA_BUNDLE, **settings: Any) -> ProxyModel:
+    """The proxy for `spec`; `settings` override ProxyModel's ports and addresses."""
+    http, tcp = egress_routes(spec)
+    return ProxyModel(inbound=inbound_endpoints(spec, spec_dir), inbound_tls=inbound_tls, egress_http=http,
+                      egress_tcp=tcp, upstream_ca_file=upstream_ca_file, **settings)

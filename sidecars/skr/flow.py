@@ -1,0 +1,195 @@
+"""Secure key release, step by step: wrapping key -> report bound to it -> MAA token -> Key Vault release
+-> verified, unwrapped key. Each step is an OTel span and is timed (`Release.timings`, milliseconds)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import ssl
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+from opentelemetry import trace
+
+from ..common.errors import BadRequest, CcrError, Forbidden, NotFound, RemoteServiceError
+from ..common.otel import step_span
+from .release import ReleasedKey, load_roots, unwrap_released_key, verify_release_jws
+from .wrapping import WrappingKeyPool
+
+log = logging.getLogger("ccr.skr")
+tracer = trace.get_tracer("ccr.skr")
+KEYVAULT_API_VERSION = "7.4"
+SYSTEM_ROOTS = "/etc/ssl/certs/ca-certificates.crt"
+URLSAFE_B64 = re.compile(r"^[A-Za-z0-9_-]*={0,2}$")
+
+
+def decode_runtime_data(text: str) -> bytes:
+    """Runtime data as the SKR sidecar takes it: base64 (standard, or URL-safe as some clients send)."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        pass
+    if not URLSAFE_B64.match(text):
+        raise BadRequest("runtime_data: not base64")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise BadRequest("runtime_data: not base64") from None
+
+
+def https_origin(endpoint: str, field_name: str) -> str:
+    """`myvault.vault.azure.net` or `https://host:port/` -> `https://host:port`."""
+    text = endpoint.strip().rstrip("/")
+    if not text:
+        raise BadRequest(f"{field_name}: empty")
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    if parts.scheme != "https" or not parts.hostname:
+        raise BadRequest(f"{field_name}: {endpoint!r} is not an https endpoint")
+    return f"https://{parts.netloc}"
+
+
+def key_path(kid: str) -> tuple[str, str | None, str | None]:
+    """(name, version, origin-or-None) from `name`, `name/version` or a full key id URL."""
+    origin = None
+    text = kid.strip()
+    if "://" in text:
+        parts = urlsplit(text)
+        origin = f"https://{parts.netloc}"
+        segments = [s for s in parts.path.split("/") if s]
+        if len(segments) < 2 or segments[0] != "keys":
+            raise BadRequest(f"kid: {kid!r} is not a key identifier (…/keys/NAME[/VERSION])")
+        segments = segments[1:]
+    else:
+        segments = [s for s in text.split("/") if s]
+    if not 1 <= len(segments) <= 2:
+        raise BadRequest(f"kid: {kid!r} is not NAME, NAME/VERSION or a key identifier URL")
+    return segments[0], segments[1] if len(segments) == 2 else None, origin
+
+
+@dataclass
+class Release:
+    key: ReleasedKey
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str, **attributes):
+        began = time.perf_counter()
+        with step_span(tracer, f"skr.{name}", **attributes):
+            yield
+        self.timings[name] = (time.perf_counter() - began) * 1000
+
+
+TokenSource = Callable[[str], str]  # scope -> bearer token
+
+
+class KeyReleaser:
+    """The room's side of SKR; `provider` gives evidence (real or mock), `attest` gets an MAA token."""
+
+    def __init__(self, provider, *, ca_bundle: str | None, token_source: TokenSource,
+                 pool: WrappingKeyPool | None = None):
+        self.provider = provider
+        self.token_source = token_source
+        self.wrapping_keys = pool or WrappingKeyPool()
+        self.roots = load_roots(ca_bundle or SYSTEM_ROOTS)
+        tls = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
+        self.http = httpx.AsyncClient(verify=tls, timeout=30.0)
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def evidence(self, runtime_data: bytes):
+        from ..attestation.maa_client import report_data_for
+
+        return self.provider.get_evidence(report_data_for(runtime_data))
+
+    async def maa_token(self, maa_endpoint: str, runtime_data: bytes, timer: Timer | None = None) -> str:
+        from ..attestation.maa_client import attest_sev_snp_async
+
+        timer = timer or Timer()
+        with timer.step("report"):
+            evidence = self.evidence(runtime_data)
+        with timer.step("maa", maa_endpoint=maa_endpoint):
+            try:
+                return await attest_sev_snp_async(https_origin(maa_endpoint, "maa_endpoint"), evidence,
+                                                  runtime_data, client=self.http)
+            except RemoteServiceError as exc:
+                raise Forbidden(f"attestation failed: {exc}") from None
+
+    def _bearer(self, scope: str) -> str:
+        cached = self._tokens.get(scope)
+        if cached and cached[1] > time.time() + 300:
+            return cached[0]
+        token = self.token_source(scope)
+        try:
+            import jwt
+
+            expires = float(jwt.decode(token, options={"verify_signature": False}).get("exp", 0))
+        except Exception:  # an opaque token: use it for this release only
+            expires = 0.0
+        self._tokens[scope] = (token, expires)
+        return token
+
+    async def release(self, maa_endpoint: str, akv_endpoint: str, kid: str,
+                      access_token: str | None = None) -> Release:
+        timer = Timer()
+        name, version, kid_origin = key_path(kid)
+        vault = https_origin(akv_endpoint, "akv_endpoint") if akv_endpoint else kid_origin
+        if vault is None:
+            raise BadRequest("akv_endpoint: required unless kid is a full key identifier URL")
+        with timer.step("wrapping_key"):
+            wrapping = self.wrapping_keys.take()
+            runtime_data = wrapping.runtime_data()
+        token = await self.maa_token(maa_endpoint, runtime_data, timer)
+        with timer.step("access_token"):
+            scope = ("https://managedhsm.azure.net/.default" if "managedhsm" in vault
+                     else "https://vault.azure.net/.default")
+            bearer = access_token or self._bearer(scope)
+        path = f"/keys/{quote(name)}/{quote(version)}/release" if version else f"/keys/{quote(name)}/release"
+        with timer.step("keyvault", vault=vault, key=name):
+            answer = await self._post_release(vault, path, token, bearer)
+        with timer.step("unwrap"):
+            payload = verify_release_jws(answer, urlsplit(vault).hostname or "", self.roots)
+            released = unwrap_released_key(payload, wrapping.private_key)
+        log.info("released key %s from %s (%s) in %.1f ms", name, vault, released.kty, sum(timer.timings.values()))
+        return Release(released, timer.timings)
+
+    async def _post_release(self, vault: str, path: str, token: str, bearer: str) -> str:
+        try:
+            response = await self.http.post(f"{vault}{path}", params={"api-version": KEYVAULT_API_VERSION},
+                                            json={"target": token}, headers={"Authorization": f"Bearer {bearer}"})
+        except httpx.HTTPError as exc:
+            raise RemoteServiceError("Key Vault", f"cannot reach {vault}: {exc}") from None
+        body: Any
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code != 200:
+            error = body.get("error") if isinstance(body, dict) else None
+            message = error.get("message") if isinstance(error, dict) else response.text[:200]
+            kind: type[CcrError] = NotFound if response.status_code == 404 else Forbidden
+            raise kind(f"Key Vault refused the release ({response.status_code}): {message}")
+        value = body.get("value") if isinstance(body, dict) else None
+        if not isinstance(value, str):
+            raise RemoteServiceError("Key Vault", "release answer has no value")
+        return value
+
+
+def jwk_text(key: ReleasedKey) -> str:
+    return json.dumps(key.jwk(), separators=(",", ":"))

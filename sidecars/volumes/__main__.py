@@ -1,0 +1,192 @@
+"""The volumes sidecar: mount every datasource (read-only) and datasink of the spec, report their state.
+
+    ccr sidecar volumes --spec SPEC [--endpoints FILE] [--skr-url URL] [--mount-root DIR] [--port 8286]
+
+Each volume is one mount process (`sidecars.volumes.mount`: fetch the wrapped DEK, have skr release
+the KEK, unwrap, mount), started in parallel and supervised here. `GET /status` lists each mount with
+its state (`starting`, `mounted`, `failed` with the reason, `stopped`); it answers 200 once every
+volume is mounted and 503 otherwise, so it doubles as the readiness probe. SIGTERM stops the mounts
+(each finishes its commits and unmounts) and then the sidecar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..common.errors import CcrError, ProcessError
+from ..common.logs import configure_logging
+from ..common.process import ManagedProcess
+from ..spec import CleanRoomSpec, Datasink, Volume
+
+log = logging.getLogger("ccr.volumes")
+DEFAULT_PORT = 8286
+
+
+@dataclass
+class Mount:
+    volume: Volume
+    kind: str
+    mountpoint: Path
+    status_file: Path
+    log_file: Path
+    process: ManagedProcess | None = None
+    state: str = "starting"
+    reason: str | None = None
+    files: int | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def describe(self) -> dict:
+        with self.lock:
+            self._refresh()
+            out = {"name": self.volume.name, "kind": self.kind, "container": self.volume.store.container,
+                   "mode": self.volume.encryption.mode.value, "mountpoint": str(self.mountpoint),
+                   "state": self.state}
+            if self.reason:
+                out["reason"] = self.reason
+            if self.files is not None:
+                out["files"] = self.files
+            return out
+
+    def _refresh(self) -> None:
+        if self.state == "mounted" and self.process is not None and not self.process.running():
+            self.state = "failed"
+            self.reason = (f"mount process exited with code {self.process.popen.returncode}: "
+                           f"{self.process.output_tail(3)}")
+
+
+def mount_argv(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount) -> list[str]:
+    vol = mount.volume
+    argv = [sys.executable, "-m", "sidecars.volumes.mount", "--name", vol.name,
+            "--storage-url", str(vol.store.account_url), "--container", vol.store.container,
+            "--mode", vol.encryption.mode.value, "--mountpoint", str(mount.mountpoint),
+            "--status-file", str(mount.status_file), "--skr-url", args.skr_url,
+            "--uid", str(args.uid if args.uid is not None else spec.application.uid),
+            "--gid", str(args.gid if args.gid is not None else spec.application.gid)]
+    key = vol.encryption.key
+    if key is not None:
+        argv += ["--secret", key.dek_secret_name, "--vault-url", str(key.vault_url),
+                 "--secret-vault-url", key.dek_vault_url, "--kek", key.kek_name,
+                 "--maa-endpoint", str(key.maa_endpoint)]
+    if isinstance(vol, Datasink):
+        argv.append("--writable")
+    for flag, value in (("--ca-bundle", args.ca_bundle), ("--identity-url", args.identity_url)):
+        if value:
+            argv += [flag, value]
+    return argv
+
+
+def start_mount(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount) -> None:
+    """Start one mount process and wait for its verdict; records the state, never raises."""
+    mount.mountpoint.mkdir(parents=True, exist_ok=True)
+    mount.status_file.unlink(missing_ok=True)
+    process = ManagedProcess(f"mount-{mount.volume.name}", mount_argv(args, spec, mount),
+                             ready=mount.status_file.exists, ready_timeout=args.mount_timeout,
+                             log_path=mount.log_file, stop_timeout=30)
+    mount.process = process
+    try:
+        process.start()
+        status = json.loads(mount.status_file.read_text())
+    except ProcessError as exc:
+        status = {"state": "failed", "reason": exc.message}
+        if mount.status_file.exists():  # the mount process said why before exiting
+            status = json.loads(mount.status_file.read_text())
+    with mount.lock:
+        mount.state = status.get("state", "failed")
+        mount.reason = status.get("reason")
+        mount.files = status.get("files")
+    if mount.state == "mounted":
+        log.info("%s %s mounted at %s", mount.kind, mount.volume.name, mount.mountpoint)
+    else:
+        log.error("%s %s not mounted: %s", mount.kind, mount.volume.name, mount.reason)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..cli import add_spec_variable_options
+
+    p = argparse.ArgumentParser(prog="ccr sidecar volumes", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--spec", required=True, metavar="FILE")
+    add_spec_variable_options(p)
+    p.add_argument("--skr-url", default="http://127.0.0.1:8284", help="the skr sidecar (default %(default)s)")
+    p.add_argument("--identity-url", help="IMDS-shaped token endpoint (the identity sidecar)")
+    p.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for HTTPS (default: ca_bundle from --endpoints)")
+    p.add_argument("--mount-root", metavar="DIR", type=Path,
+                   help="mount each volume at DIR/NAME (default: the volume's path in the app)")
+    p.add_argument("--run-dir", metavar="DIR", type=Path, default=Path("/run/ccr/volumes"),
+                   help="status and log files of the mounts (default %(default)s)")
+    p.add_argument("--uid", type=int, help="owner of the files as the app sees them (default: the spec's)")
+    p.add_argument("--gid", type=int)
+    p.add_argument("--mount-timeout", type=float, default=120.0)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--ready-file", metavar="FILE", help="written with {port, url} once /status answers")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..cli import load_spec_from_args, spec_variables
+    from ..common.http import create_app, plain_error_body, serve
+    from ..common.otel import attach_parent_from_env, setup_telemetry
+
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    attach_parent_from_env()
+    telemetry = setup_telemetry("ccr-volumes")
+    try:
+        spec = load_spec_from_args(args)
+    except CcrError as exc:
+        print(f"ccr sidecar volumes: error: {exc}", file=sys.stderr)
+        return 1
+    args.ca_bundle = args.ca_bundle or spec_variables(args).get("ca_bundle")
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    mounts = []
+    for kind, volumes in (("datasource", spec.datasources), ("datasink", spec.datasinks)):
+        for vol in volumes:
+            where = args.mount_root / vol.name if args.mount_root else Path(vol.path_in_app)
+            mounts.append(Mount(vol, kind, where, args.run_dir / f"{vol.name}.status.json",
+                                args.run_dir / f"{vol.name}.log"))
+
+    app = create_app("ccr volumes sidecar", error_body=plain_error_body)
+
+    @app.get("/status")
+    def status():
+        from fastapi.responses import JSONResponse
+
+        listed = [m.describe() for m in mounts]
+        if any(m["state"] == "failed" for m in listed):
+            overall = "failed"
+        elif all(m["state"] == "mounted" for m in listed):
+            overall = "ready"
+        else:
+            overall = "starting"
+        return JSONResponse({"status": overall, "mounts": listed}, status_code=200 if overall == "ready" else 503)
+
+    threads = [threading.Thread(target=start_mount, args=(args, spec, m), daemon=True) for m in mounts]
+    for thread in threads:
+        thread.start()
+
+    def ready(port: int) -> None:
+        if args.ready_file:
+            Path(args.ready_file).write_text(json.dumps({"port": port, "url": f"http://{args.host}:{port}"}))
+
+    try:
+        serve(app, args.host, args.port, on_ready=ready)
+    finally:
+        for thread in threads:
+            thread.join()
+        for mount in mounts:
+            if mount.process is not None:
+                mount.process.stop()
+                mount.state = "stopped"
+        telemetry.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

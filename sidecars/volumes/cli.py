@@ -1,0 +1,239 @@
+"""`ccr data publish` and `ccr data download`: the data owner's side of encrypted volumes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cli import add_spec_variable_options, spec_variables
+from ..common.errors import ConfigError
+
+
+def register(subparsers) -> None:
+    data = subparsers.add_parser("data", help="publish data encrypted for a clean room, download results")
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+
+    publish = sub.add_parser(
+        "publish", help="encrypt every file of DIR into a container (sub-paths kept) and store the wrapped DEK",
+        description="Encrypt every file under DIR (blob name = path relative to DIR) with the container's "
+                    "DEK and upload it. The DEK is created on the first run, kept in --dek-file (0600) and "
+                    "stored wrapped with the KEK as a Key Vault secret. Re-running is safe: the same DEK is "
+                    "reused, and each object is staged in blocks and committed whole, so an interrupted "
+                    "upload never leaves an object that looks complete. An empty DIR just sets up the key "
+                    "(what a datasink's owner does).")
+    publish.add_argument("dir", metavar="DIR", type=Path)
+    _target_options(publish)
+    publish.add_argument("--kek", metavar="JWK|PEM|URL",
+                         help="the KEK: a JWK or PEM file (the public key is enough for RSA), or a Key Vault key "
+                              "URL; default: the spec's kek_name in its vault")
+    publish.add_argument("--parallel", type=int, default=4, metavar="N", help="blocks staged at once (4)")
+    publish.set_defaults(func=_cmd_publish)
+
+    download = sub.add_parser(
+        "download", help="fetch, verify and decrypt a container's objects into TARGET",
+        description="Download every object (or those under --prefix), verify and decrypt it. Each object is "
+                    "written to a temporary file and renamed only once all of it verified: a tampered object "
+                    "is reported and nothing of it is left in clear.")
+    download.add_argument("target", metavar="TARGET", type=Path)
+    _target_options(download)
+    download.add_argument("--kek", metavar="JWK|PEM",
+                          help="a private KEK (JWK or PEM file) to unwrap the DEK from its secret, when the "
+                               "local DEK file is not available")
+    download.add_argument("--prefix", help="only objects whose name starts with this")
+    download.set_defaults(func=_cmd_download)
+
+
+def _target_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--container", help="blob container (default: the spec volume's)")
+    parser.add_argument("--storage-url", metavar="URL",
+                        help="blob service URL incl. account for path-style endpoints (default: the spec's, or "
+                             "storage_url from --endpoints)")
+    parser.add_argument("--vault-url", metavar="URL", help="Key Vault holding the DEK secret (default: the spec's, "
+                                                           "or keyvault_url from --endpoints)")
+    parser.add_argument("--secret", metavar="NAME", help="Key Vault secret holding the wrapped DEK")
+    parser.add_argument("--mode", choices=["CSE", "CPK", "SSE"], help="encryption mode (default: the spec's, or CSE)")
+    parser.add_argument("--dek-file", metavar="FILE", type=Path,
+                        help="the owner's local copy of the DEK (default: ~/.ccr/deks/ACCOUNT-CONTAINER.json)")
+    parser.add_argument("--spec", metavar="FILE", help="take endpoints, container, key names from this spec")
+    parser.add_argument("--volume", metavar="NAME", help="the datasource/datasink of --spec to use")
+    parser.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for HTTPS (default: ca_bundle from --endpoints)")
+    parser.add_argument("--account-key", help="storage account key (default: AZURE_STORAGE_KEY, Azurite's for "
+                                              "devstoreaccount1, else Azure AD)")
+    add_spec_variable_options(parser)
+
+
+@dataclass
+class Target:
+    storage_url: str
+    container: str
+    mode: str
+    vault_url: str | None
+    secret: str | None
+    kek_name: str | None
+    ca_bundle: str | None
+
+
+def _resolve(args: argparse.Namespace) -> Target:
+    variables = spec_variables(args)
+    storage_url = args.storage_url
+    container = args.container
+    mode = args.mode
+    vault_url = args.vault_url
+    secret = args.secret
+    kek_name = None
+    if args.spec:
+        from ..spec import load_spec
+
+        if not args.volume:
+            raise ConfigError("--spec needs --volume NAME (which datasource/datasink)")
+        spec = load_spec(args.spec, variables=variables)
+        try:
+            volume = spec.volume(args.volume)
+        except KeyError:
+            names = [v.name for _, v in spec.volumes_with_location()]
+            raise ConfigError(f"no volume {args.volume!r} in {args.spec}; it has: {', '.join(names)}") from None
+        storage_url = storage_url or str(volume.store.account_url)
+        container = container or volume.store.container
+        mode = mode or volume.encryption.mode.value
+        if volume.encryption.key:
+            vault_url = vault_url or volume.encryption.key.dek_vault_url
+            secret = secret or volume.encryption.key.dek_secret_name
+            kek_name = volume.encryption.key.kek_name
+    storage_url = storage_url or variables.get("storage_url")
+    vault_url = vault_url or variables.get("keyvault_url")
+    missing = [flag for flag, value in (("--storage-url", storage_url), ("--container", container)) if not value]
+    if (mode or "CSE") != "SSE" and not secret:
+        missing.append("--secret")
+    if missing:
+        raise ConfigError(f"missing {', '.join(missing)} (or --spec FILE --volume NAME, --endpoints FILE)")
+    return Target(storage_url, container, mode or "CSE", vault_url, secret, kek_name,
+                  args.ca_bundle or variables.get("ca_bundle"))
+
+
+def _progress(total: int, what: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=what, file=sys.stderr,
+                disable=None, leave=False)
+
+
+def _load_kek(arg: str | None, target: Target):
+    from .keys import Kek
+
+    if arg and not arg.startswith("https://"):
+        path = Path(arg)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"--kek {arg}: {exc.strerror}") from None
+        if raw.lstrip().startswith(b"{"):
+            return Kek.from_jwk(raw.decode(), kid=path.stem)
+        return Kek.from_pem(raw, kid=path.stem)
+    from .clients import key_client
+
+    if arg:
+        vault, _, rest = arg.partition("/keys/")
+        name, _, version = rest.partition("/")
+    else:
+        vault, name, version = target.vault_url or "", target.kek_name or "", ""
+    if not vault or not name:
+        raise ConfigError("--kek is needed (a JWK/PEM file or a Key Vault key URL)")
+    from azure.core.exceptions import HttpResponseError
+
+    try:
+        key = key_client(vault, ca_bundle=target.ca_bundle).get_key(name, version or None)
+    except HttpResponseError as exc:
+        from ..common.errors import RemoteServiceError
+
+        raise RemoteServiceError("Key Vault", f"reading KEK {name}: {exc.message}", status=exc.status_code) from None
+    import base64
+
+    kty = key.key.kty
+    jwk = {"kty": str(getattr(kty, "value", kty))}
+    for field in ("n", "e", "k"):
+        value = getattr(key.key, field, None)
+        if value:
+            jwk[field] = base64.urlsafe_b64encode(value).rstrip(b"=").decode()
+    return Kek.from_jwk(jwk, kid=name)
+
+
+def _volume_for(target: Target, account_key: str | None, dek):
+    from ..spec import EncryptionMode
+    from .clients import container_client
+    from .store import Volume
+
+    container = container_client(target.storage_url, target.container, ca_bundle=target.ca_bundle,
+                                 account_key=account_key)
+    return Volume(container, EncryptionMode(target.mode), dek)
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from ..spec import EncryptionMode
+    from . import owner
+    from .clients import account_name_of, secret_client
+
+    target = _resolve(args)
+    files = owner.files_to_publish(args.dir)
+    mode = EncryptionMode(target.mode)
+    dek = None
+    if mode is not EncryptionMode.SSE:
+        if not target.vault_url:
+            raise ConfigError("missing --vault-url (or keyvault_url in --endpoints)")
+        kek = _load_kek(args.kek, target)
+        dek_file = args.dek_file or owner.default_dek_file(account_name_of(target.storage_url), target.container)
+        choice = owner.ensure_dek(secrets=secret_client(target.vault_url, ca_bundle=target.ca_bundle),
+                                  secret_name=target.secret, kek=kek, dek_file=dek_file, mode=mode)
+        dek = choice.dek
+        print(f"DEK {dek.fingerprint} {'created' if choice.created else 'reused'}; local copy {dek_file}; "
+              f"wrapped with {kek.kid} ({kek.algorithm}) in secret {target.secret}", file=sys.stderr)
+    volume = _volume_for(target, args.account_key, dek)
+    owner.ensure_container(volume.container)
+    total = sum(p.stat().st_size for p in files)
+    with _progress(total, f"publish {target.container}") as bar:
+        for path in files:
+            name = owner.blob_name_for(args.dir, path)
+            bar.set_postfix_str(name[-40:], refresh=False)
+            owner.publish_file(volume, path, name, bar.update)
+    print(f"published {len(files)} file(s), {total} bytes, to {target.container} ({mode.value})")
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from ..spec import EncryptionMode
+    from . import format as fmt
+    from . import owner
+    from .clients import account_name_of, secret_client
+    from .keys import unwrap_dek
+
+    target = _resolve(args)
+    mode = EncryptionMode(target.mode)
+    dek = None
+    if mode is not EncryptionMode.SSE:
+        dek_file = args.dek_file or owner.default_dek_file(account_name_of(target.storage_url), target.container)
+        if dek_file.exists():
+            dek = owner.load_dek_file(dek_file)
+        elif args.kek and target.vault_url:
+            stored = owner.read_wrapped(secret_client(target.vault_url, ca_bundle=target.ca_bundle), target.secret)
+            if stored is None:
+                raise ConfigError(f"secret {target.secret} does not exist in {target.vault_url}")
+            dek = unwrap_dek(stored, _load_kek(args.kek, target))
+        else:
+            raise ConfigError(f"no DEK: {dek_file} does not exist; pass --dek-file, or --kek PRIVATE_KEY_FILE")
+    volume = _volume_for(target, args.account_key, dek)
+    objects = list(volume.list_objects(args.prefix))
+    failures = []
+    with _progress(sum(o.plaintext_size for o in objects), f"download {target.container}") as bar:
+        for info in objects:
+            try:
+                dest = owner.safe_target(args.target, info.name)
+                owner.download_object(volume, info.name, info.stored_size, dest, bar.update)
+            except (fmt.TamperedObject, ConfigError) as exc:
+                failures.append(f"{info.name}: {exc}")
+                print(f"ccr: error: {info.name}: {exc} (nothing written)", file=sys.stderr)
+    print(json.dumps({"downloaded": len(objects) - len(failures), "failed": len(failures)}))
+    if failures:
+        raise owner.DownloadFailed(f"{len(failures)} object(s) failed verification; see above")
+    return 0

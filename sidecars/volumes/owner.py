@@ -1,0 +1,170 @@
+"""What a data owner does outside the room: publish a folder encrypted, download and verify objects.
+
+The DEK of a container is created once. The owner keeps it in a local key file (mode 0600; the KEK's
+private half never leaves the vault, so the wrapped copy cannot be unwrapped outside a room) and stores
+it wrapped with the KEK as a Key Vault secret for the room. Re-running publish reuses that DEK; a secret
+holding a different DEK is refused (one DEK per datasource), never overwritten.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.keyvault.secrets import SecretClient
+from azure.storage.blob import ContainerClient
+
+from ..common.errors import CcrError, ConfigError, Conflict, RemoteServiceError
+from ..spec import EncryptionMode
+from . import format as fmt
+from .keys import Kek, WrappedDek, unwrap_dek, wrap_dek
+from .store import Volume
+
+log = logging.getLogger("ccr.volumes.owner")
+READ_CHUNK = 4 * 1024 * 1024
+Progress = Callable[[int], None]
+
+
+def default_dek_file(account: str, container: str) -> Path:
+    home = Path(os.environ.get("CCR_HOME") or Path.home() / ".ccr")
+    return home / "deks" / f"{account}-{container}.json"
+
+
+def save_dek_file(path: Path, dek: fmt.DataKey) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".dek-")
+    with os.fdopen(fd, "w") as out:
+        json.dump({"format": "ccr-dek/v1", "key": base64.b64encode(dek.export_material()).decode(),
+                   "segment_size": dek.segment_size, "fingerprint": dek.fingerprint}, out)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def load_dek_file(path: Path) -> fmt.DataKey:
+    try:
+        data = json.loads(path.read_text())
+        dek = fmt.DataKey(base64.b64decode(data["key"]), segment_size=int(data["segment_size"]))
+    except OSError as exc:
+        raise ConfigError(f"cannot read DEK file {path}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a DEK file ({exc})") from None
+    if dek.fingerprint != data.get("fingerprint"):
+        raise ConfigError(f"{path}: key does not match its fingerprint (file damaged)")
+    return dek
+
+
+def read_wrapped(secrets: SecretClient, name: str) -> WrappedDek | None:
+    try:
+        secret = secrets.get_secret(name)
+    except ResourceNotFoundError:
+        return None
+    except HttpResponseError as exc:
+        raise RemoteServiceError("Key Vault", f"reading secret {name}: {exc.message}", status=exc.status_code) from None
+    return WrappedDek.from_json(secret.value or "", source=f"secret {name}")
+
+
+@dataclass
+class DekChoice:
+    dek: fmt.DataKey
+    created: bool
+
+
+def ensure_dek(*, secrets: SecretClient, secret_name: str, kek: Kek, dek_file: Path, mode: EncryptionMode) -> DekChoice:
+    """The container's one DEK: the existing one (local file, or unwrapped when the KEK allows), or a new
+    one saved locally first and then stored wrapped."""
+    stored = read_wrapped(secrets, secret_name)
+    local = load_dek_file(dek_file) if dek_file.exists() else None
+    if stored is not None:
+        if local is None:
+            if kek.oct is None and kek.rsa_private is None:
+                raise Conflict(f"secret {secret_name} already holds a DEK (fingerprint {stored.fingerprint}) but "
+                               f"its local copy {dek_file} is missing; pass --dek-file with it (a second DEK "
+                               "for one container is refused)")
+            local = unwrap_dek(stored, kek)
+            save_dek_file(dek_file, local)
+        if local.fingerprint != stored.fingerprint:
+            raise Conflict(f"secret {secret_name} holds another DEK (fingerprint {stored.fingerprint}) than "
+                           f"{dek_file} ({local.fingerprint}); refusing to mix two keys in one container")
+        if stored.mode != mode.value:
+            raise Conflict(f"secret {secret_name} is for mode {stored.mode}, not {mode.value}")
+        return DekChoice(local, created=False)
+    created = local is None
+    dek = local or fmt.DataKey.generate()
+    if created:
+        save_dek_file(dek_file, dek)
+    try:
+        secrets.set_secret(secret_name, wrap_dek(dek, kek, mode=mode.value).to_json(),
+                           content_type="application/vnd.ccr.wrapped-dek+json")
+    except HttpResponseError as exc:
+        raise RemoteServiceError("Key Vault", f"storing secret {secret_name}: {exc.message}",
+                                 status=exc.status_code) from None
+    return DekChoice(dek, created=created)
+
+
+def blob_name_for(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def files_to_publish(root: Path) -> list[Path]:
+    if not root.is_dir():
+        raise ConfigError(f"{root} is not a directory")
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def ensure_container(container: ContainerClient) -> None:
+    try:
+        container.create_container()
+    except ResourceExistsError:
+        pass
+    except HttpResponseError as exc:
+        raise RemoteServiceError("blob storage", f"creating container: {exc.message}", status=exc.status_code) from None
+
+
+def publish_file(volume: Volume, path: Path, name: str, progress: Progress) -> int:
+    writer = volume.writer(name)
+    try:
+        with open(path, "rb") as src:
+            while chunk := src.read(READ_CHUNK):
+                writer.write(chunk)
+                progress(len(chunk))
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def safe_target(target: Path, name: str) -> Path:
+    """The local path for blob `name`, refusing names that would escape `target`."""
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts or name.endswith("/"):
+        raise ConfigError(f"object name {name!r} cannot be written safely under {target}")
+    return target.joinpath(*pure.parts)
+
+
+def download_object(volume: Volume, name: str, stored_size: int, dest: Path, progress: Progress) -> None:
+    """Decrypt into a temporary file next to `dest` and rename only once every segment verified: a
+    tampered object leaves nothing of itself in clear."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for plaintext in volume.reader(name, stored_size).read_all():
+                out.write(plaintext)
+                progress(len(plaintext))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+class DownloadFailed(CcrError):
+    code = "DownloadFailed"

@@ -1,0 +1,281 @@
+"""Objects of one volume in blob storage, in the volume's encryption mode, through azure-storage-blob.
+
+`ObjectReader` fetches segments with ranged GETs (one GET may cover many consecutive segments) and
+returns authenticated plaintext; `ObjectWriter` encrypts as data arrives, stages full blocks in parallel
+and commits the block list only in `commit()`: until then storage holds no object under the name (or
+still the previous one), so an interrupted upload never leaves something that looks complete.
+
+Modes: CSE objects are the Tink format of `format.py`. CPK and SSE objects are the plain bytes (storage
+encrypts them, with our DEK sent along each request for CPK); they use the same segment arithmetic
+without a header or tags, so the filesystem code is the same for every mode.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.storage.blob import BlobBlock, ContainerClient, CustomerProvidedEncryptionKey
+
+from ..common.errors import NotFound, RemoteServiceError
+from ..spec import EncryptionMode
+from . import format as fmt
+
+BLOCK_SEGMENTS = 64  # 4 MiB blocks: 50,000 blocks per blob allow 200 GiB objects
+FORMAT_METADATA = "ccrformat"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    name: str
+    stored_size: int
+    plaintext_size: int
+    last_modified: float
+
+
+class Volume:
+    """One container in one mode, with its DEK (None only for SSE)."""
+
+    def __init__(self, container: ContainerClient, mode: EncryptionMode, key: fmt.DataKey | None):
+        if (key is None) != (mode is EncryptionMode.SSE):
+            raise ValueError(f"mode {mode.value} {'needs' if key is None else 'takes no'} data key")
+        self.container = container
+        self.mode = mode
+        self.key = key
+        self.account = container.account_name or ""
+        self.segment_size = key.segment_size if key else fmt.SEGMENT_SIZE
+        self.cpk = _cpk(key) if mode is EncryptionMode.CPK else None
+
+    def location(self, name: str) -> fmt.ObjectLocation:
+        return fmt.ObjectLocation(self.account, self.container.container_name, name)
+
+    def plaintext_size(self, stored_size: int) -> int:
+        if self.mode is EncryptionMode.CSE:
+            return fmt.plaintext_size(stored_size, self.segment_size)
+        return stored_size
+
+    def list_objects(self, prefix: str | None = None) -> Iterator[ObjectInfo]:
+        """Committed objects; a CSE blob whose size no valid object has is listed with size 0 (its reads
+        fail) rather than hidden, so tampering is visible."""
+        try:
+            for blob in self.container.list_blobs(name_starts_with=prefix):
+                try:
+                    size = self.plaintext_size(blob.size)
+                except fmt.TamperedObject:
+                    size = 0
+                yield ObjectInfo(blob.name, blob.size, size, blob.last_modified.timestamp())
+        except ResourceNotFoundError:
+            raise NotFound(f"container {self.container.container_name} does not exist") from None
+        except HttpResponseError as exc:
+            raise RemoteServiceError("blob storage", _storage_message(exc), status=exc.status_code) from None
+
+    def reader(self, name: str, stored_size: int) -> ObjectReader:
+        return ObjectReader(self, name, stored_size)
+
+    def writer(self, name: str, *, parallelism: int = 4) -> ObjectWriter:
+        return ObjectWriter(self, name, parallelism=parallelism)
+
+    def delete(self, name: str) -> None:
+        try:
+            self.container.delete_blob(name)
+        except ResourceNotFoundError:
+            pass
+        except HttpResponseError as exc:
+            raise RemoteServiceError("blob storage", _storage_message(exc), status=exc.status_code) from None
+
+    def get_range(self, name: str, start: int, end: int) -> bytes:
+        try:
+            stream = self.container.get_blob_client(name).download_blob(
+                offset=start, length=end - start, cpk=self.cpk, max_concurrency=1)
+            return stream.readall()
+        except ResourceNotFoundError:
+            raise NotFound(f"object {name} does not exist") from None
+        except HttpResponseError as exc:
+            raise RemoteServiceError("blob storage", _storage_message(exc), status=exc.status_code) from None
+
+
+def _cpk(key: fmt.DataKey) -> CustomerProvidedEncryptionKey:
+    material = key.export_material()
+    return CustomerProvidedEncryptionKey(base64.b64encode(material).decode(),
+                                         base64.b64encode(hashlib.sha256(material).digest()).decode())
+
+
+def _storage_message(exc: HttpResponseError) -> str:
+    return (exc.message or str(exc)).splitlines()[0]
+
+
+class _PlainLayout:
+    """Segment arithmetic of CPK/SSE objects: fixed-size ranges of the stored bytes."""
+
+    def __init__(self, size: int, segment_size: int):
+        self.plaintext_size = self.ciphertext_size = size
+        self.segment_size = segment_size
+        self.segment_count = max(1, -(-size // segment_size))
+
+    def ciphertext_range(self, index: int) -> tuple[int, int]:
+        return index * self.segment_size, min((index + 1) * self.segment_size, self.plaintext_size)
+
+    plaintext_range = ciphertext_range
+
+    def segments_for(self, offset: int, length: int) -> range:
+        end = min(offset + length, self.plaintext_size)
+        if length <= 0 or offset >= end:
+            return range(0)
+        return range(offset // self.segment_size, (end - 1) // self.segment_size + 1)
+
+
+class ObjectReader:
+    """Random access to one object's plaintext by segment. Thread-safe; every byte returned is authentic
+    (CSE) or comes from storage as is (CPK/SSE). Raises TamperedObject on any inconsistency."""
+
+    def __init__(self, volume: Volume, name: str, stored_size: int):
+        self.volume = volume
+        self.name = name
+        self.stored_size = stored_size
+        self._lock = threading.Lock()
+        self._segments: fmt.SegmentReader | None = None
+        if volume.mode is EncryptionMode.CSE:
+            self.layout: fmt.Layout | _PlainLayout = fmt.layout(stored_size, volume.segment_size)
+        else:
+            self.layout = _PlainLayout(stored_size, volume.segment_size)
+
+    @property
+    def plaintext_size(self) -> int:
+        return self.layout.plaintext_size
+
+    def _segment_reader(self, header: bytes) -> fmt.SegmentReader:
+        with self._lock:
+            if self._segments is None:
+                assert self.volume.key is not None
+                self._segments = fmt.SegmentReader(self.volume.key, self.volume.location(self.name), header,
+                                                   self.stored_size)
+            return self._segments
+
+    def fetch(self, first: int, last: int) -> list[bytes]:
+        """Plaintext of segments first..last inclusive, with one ranged GET."""
+        if self.volume.mode is not EncryptionMode.CSE:
+            start, end = self.layout.ciphertext_range(first)[0], self.layout.ciphertext_range(last)[1]
+            data = self.volume.get_range(self.name, start, end) if end > start else b""
+            size = self.volume.segment_size
+            return [data[i:i + size] for i in range(0, max(len(data), 1), size)]
+        start = self.layout.ciphertext_range(first)[0]
+        end = self.layout.ciphertext_range(last)[1]
+        fetch_from = 0 if first == 0 else start
+        data = self.volume.get_range(self.name, fetch_from, end)
+        if len(data) != end - fetch_from:
+            raise fmt.TamperedObject(f"{self.volume.location(self.name)}: storage returned {len(data)} bytes "
+                                     f"for a range of {end - fetch_from} (object changed while reading)")
+        if self._segments is None:
+            header = data[:fmt.HEADER_SIZE] if first == 0 else self.volume.get_range(self.name, 0, fmt.HEADER_SIZE)
+            self._segment_reader(header)
+        assert self._segments is not None
+        return list(self._segments.decrypt_range(first, memoryview(data)[start - fetch_from:]))
+
+    def read_all(self, chunk_segments: int = BLOCK_SEGMENTS) -> Iterator[bytes]:
+        """Every segment's plaintext in order (one GET per `chunk_segments`)."""
+        count = self.layout.segment_count
+        for first in range(0, count, chunk_segments):
+            yield from self.fetch(first, min(first + chunk_segments, count) - 1)
+
+
+class ObjectWriter:
+    """Sequential writer: `write` encrypts and stages blocks in the background as they fill, `commit`
+    stages the rest and commits the block list, `abort` drops everything (nothing committed)."""
+
+    def __init__(self, volume: Volume, name: str, *, parallelism: int = 4):
+        self.volume = volume
+        self.name = name
+        self.blob = volume.container.get_blob_client(name)
+        self._encryptor = (fmt.Encryptor(volume.key, volume.location(name))
+                           if volume.mode is EncryptionMode.CSE and volume.key else None)
+        self._block_size = BLOCK_SEGMENTS * volume.segment_size
+        self._buffer = bytearray()
+        self._upload_id = os.urandom(8).hex()
+        self._blocks: list[str] = []
+        self._pending: list[Future] = []
+        self._pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix=f"stage-{name[:20]}")
+        self._slots = threading.BoundedSemaphore(parallelism * 2)
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self.closed:
+            raise ValueError(f"{self.name}: writer is closed")
+        self.size += len(data)
+        self._buffer += self._encryptor.update(data) if self._encryptor else data
+        while len(self._buffer) >= self._block_size:
+            block = bytes(self._buffer[:self._block_size])
+            del self._buffer[:self._block_size]
+            self._stage(block)
+
+    def _stage(self, block: bytes) -> None:
+        self._raise_failed()
+        block_id = base64.b64encode(f"{self._upload_id}-{len(self._blocks):08d}".encode()).decode()
+        self._blocks.append(block_id)
+        self._slots.acquire()  # bounded memory: at most 2 × parallelism blocks in flight
+
+        def stage() -> None:
+            try:
+                self.blob.stage_block(block_id, block, length=len(block), cpk=self.volume.cpk)
+            finally:
+                self._slots.release()
+
+        self._pending.append(self._pool.submit(stage))
+
+    def _raise_failed(self) -> None:
+        for future in [f for f in self._pending if f.done()]:
+            self._pending.remove(future)
+            exc = future.exception()
+            if exc is not None:
+                raise _as_ccr(exc)
+
+    def commit(self, metadata: dict[str, str] | None = None) -> int:
+        """Stage what is left and commit; returns the stored size. Idempotent failure: on error nothing
+        is committed and the writer is aborted."""
+        if self.closed:
+            raise ValueError(f"{self.name}: writer is closed")
+        try:
+            if self._encryptor is not None:
+                self._buffer += self._encryptor.finish()
+            if self._buffer or not self._blocks:
+                self._stage(bytes(self._buffer))
+                self._buffer.clear()
+            for future in self._pending:
+                exc = future.exception()
+                if exc is not None:
+                    raise _as_ccr(exc)
+            self._pending.clear()
+            meta = dict(metadata or {})
+            if self.volume.mode is EncryptionMode.CSE:
+                meta[FORMAT_METADATA] = f"{fmt.FORMAT_NAME};segment={self.volume.segment_size}"
+            try:
+                self.blob.commit_block_list([BlobBlock(block_id=b) for b in self._blocks], metadata=meta,
+                                            cpk=self.volume.cpk)
+            except HttpResponseError as exc:
+                raise _as_ccr(exc) from None
+            return self.stored_size
+        finally:
+            self.closed = True
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def stored_size(self) -> int:
+        if self._encryptor is not None:
+            return fmt.ciphertext_size(self.size, self.volume.segment_size)
+        return self.size
+
+    def abort(self) -> None:
+        self.closed = True
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _as_ccr(exc: BaseException) -> Exception:
+    if isinstance(exc, HttpResponseError):
+        return RemoteServiceError("blob storage", _storage_message(exc), status=exc.status_code)
+    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))

@@ -1,0 +1,231 @@
+"""Fixtures for the governance tests: the CGS and Entra stand-ins and the governance and identity sidecars
+as real processes on free ports, mock SEV-SNP rooms, registered members and accepted contracts."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidecars.attestation import MockPlatform, MockSnpProvider
+from sidecars.common.process import ManagedProcess, file_exists
+from sidecars.common.tls import LocalCA
+from sidecars.governance.member import MemberIdentity
+from sidecars.governance.member_client import CgsMemberClient
+
+ROOM_HOST_DATA = hashlib.sha256(b"the agreed CCE policy").digest()
+_counter = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{next(_counter)}"
+
+
+def start_service(name: str, module: str, args: list[str], run_dir: Path) -> tuple[ManagedProcess, str]:
+    ready = run_dir / f"{name}.ready"
+    ready.unlink(missing_ok=True)
+    proc = ManagedProcess(name, [sys.executable, "-m", module, *args, "--ready-file", str(ready)],
+                          ready=file_exists(ready), ready_timeout=30, log_path=run_dir / f"{name}.log")
+    proc.start()
+    return proc, json.loads(ready.read_text())["url"]
+
+
+@dataclass
+class Cgs:
+    url: str
+    state_dir: Path
+    proc: ManagedProcess
+    run_dir: Path
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def operator(self) -> MemberIdentity:
+        return MemberIdentity.load(self.state_dir / "operator")
+
+    def restart(self) -> None:
+        self.proc.stop()
+        port = self.url.rsplit(":", 1)[1]
+        self.proc, self.url = start_service("cgs", "sidecars.emulators.cgs", [*self.args, "--port", port],
+                                            self.run_dir)
+
+
+def start_cgs(run_dir: Path, tls, platform_dir: Path) -> Cgs:
+    state = run_dir / "cgs-state"
+    args = ["--cert", tls.cert_file, "--key", tls.key_file, "--state-dir", str(state),
+            "--trust-mock-platform", str(platform_dir)]
+    proc, url = start_service("cgs", "sidecars.emulators.cgs", args, run_dir)
+    return Cgs(url, state, proc, run_dir, args)
+
+
+@pytest.fixture(scope="session")
+def gov_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("governance")
+
+
+@pytest.fixture(scope="session")
+def local_ca(gov_dir):
+    return LocalCA.create(gov_dir / "ca")
+
+
+@pytest.fixture(scope="session")
+def server_tls(local_ca, gov_dir):
+    return local_ca.issue_server_cert("services", directory=gov_dir / "tls")
+
+
+@pytest.fixture(scope="session")
+def platform_dir(gov_dir) -> Path:
+    MockPlatform.create(gov_dir / "platform")
+    return gov_dir / "platform"
+
+
+@pytest.fixture(scope="session")
+def cgs(gov_dir, server_tls, platform_dir) -> Iterator[Cgs]:
+    service = start_cgs(gov_dir / "cgs", server_tls, platform_dir)
+    yield service
+    service.proc.stop()
+
+
+@dataclass
+class Consortium:
+    clients: dict[str, CgsMemberClient]
+
+    def __getitem__(self, name: str) -> CgsMemberClient:
+        return self.clients[name]
+
+    def accept(self, proposal: dict[str, Any]) -> dict[str, Any]:
+        for client in self.clients.values():
+            proposal = client.vote(proposal["proposalId"], True)
+        assert proposal["state"] == "Accepted"
+        return proposal
+
+    def new_contract(self, *, host_data: bytes = ROOM_HOST_DATA, accept: bool = True) -> str:
+        contract_id = unique("contract")
+        alice = self["alice"]
+        alice.put_contract(contract_id, {"purpose": "join two datasets"})
+        self.accept(alice.propose_policy(contract_id, {"x-ms-sevsnpvm-hostdata": [host_data.hex()],
+                                                       "x-ms-sevsnpvm-is-debuggable": False}))
+        if accept:
+            self.accept(alice.propose_contract(contract_id))
+        return contract_id
+
+
+def register_consortium(cgs: Cgs, local_ca, base: Path, names=("alice", "bob")) -> Consortium:
+    clients = {}
+    with CgsMemberClient(cgs.url, cgs.operator, ca_bundle=str(local_ca.cert_file)) as operator:
+        for name in names:
+            identity = MemberIdentity.create(base / name, name)
+            operator.register_member(name, identity.cert_pem)
+            clients[name] = CgsMemberClient(cgs.url, identity, ca_bundle=str(local_ca.cert_file))
+    return Consortium(clients)
+
+
+@pytest.fixture(scope="session")
+def consortium(cgs, local_ca, gov_dir) -> Consortium:
+    return register_consortium(cgs, local_ca, gov_dir / "members")
+
+
+class _EvidenceHandler(BaseHTTPRequestHandler):
+    """The skr sidecar's `/attest/combined`, backed by a mock SNP provider (evidence only)."""
+
+    provider: MockSnpProvider
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        runtime_data = base64.b64decode(body["runtime_data"])
+        evidence = self.provider.get_evidence(hashlib.sha256(runtime_data).digest()).to_combined()
+        payload = json.dumps(evidence).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *_args) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def room_evidence(platform_dir):
+    """`room_evidence(host_data=..., debug=...)` → URL of an evidence endpoint for such a room."""
+    servers = []
+
+    def start(*, host_data: bytes = ROOM_HOST_DATA, debug: bool = False) -> str:
+        provider = MockSnpProvider(MockPlatform.load(platform_dir), host_data=host_data, debug=debug)
+        handler = type("Handler", (_EvidenceHandler,), {"provider": provider})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+class Subscriber:
+    """Records the notices the governance sidecar POSTs (the launcher's role)."""
+
+    def __init__(self):
+        self.notices: list[tuple[float, dict[str, Any]]] = []
+        self.received = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                import time
+
+                notice = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                outer.notices.append((time.monotonic(), notice))
+                outer.received.set()
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/gov/stop"
+
+
+@pytest.fixture
+def subscriber() -> Iterator[Subscriber]:
+    sub = Subscriber()
+    yield sub
+    sub.server.shutdown()
+
+
+@pytest.fixture
+def governance(tmp_path, cgs, local_ca, room_evidence):
+    """`governance(contract_id, evidence_url=None, **options)` → base URL of a running governance sidecar."""
+    procs = []
+
+    def start(contract_id: str, *, evidence_url: str | None = None, cgs_url: str | None = None,
+              poll: float = 0, subscriber_url: str | None = None, token: str | None = None) -> str:
+        args = ["--port", "0", "--cgs-endpoint", cgs_url or cgs.url, "--contract-id", contract_id,
+                "--cgs-ca-bundle", str(local_ca.cert_file), "--skr-url", evidence_url or room_evidence(),
+                "--consent-poll-interval", str(poll)]
+        if subscriber_url:
+            args += ["--subscriber-url", subscriber_url]
+        if token:
+            token_file = tmp_path / f"token-{len(procs)}"
+            token_file.write_text(token)
+            args += ["--sidecar-token-file", str(token_file)]
+        proc, url = start_service(f"governance-{len(procs)}", "sidecars.governance", args, tmp_path)
+        procs.append(proc)
+        return url
+
+    yield start
+    for proc in procs:
+        proc.stop()

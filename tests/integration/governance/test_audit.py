@@ -1,0 +1,162 @@
+"""The audit trail: a step whose audit is not acknowledged does not run, signed writes cannot be
+replayed, and `ccr governance events` detects a tampered chain."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import httpx
+import pytest
+
+from sidecars.attestation import Evidence
+from sidecars.cli import main as ccr
+from sidecars.governance.client import AuditNotAcknowledged, GovernanceClient
+from sidecars.governance.envelope import Attestation, RoomKey
+from sidecars.governance.member import MemberIdentity
+from sidecars.governance.member_client import CgsMemberClient, CgsRequestFailed
+from sidecars.governance.tls import tls_verify
+
+from .conftest import register_consortium, start_cgs
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_audited_step_does_not_run_when_the_governance_sidecar_is_down(tmp_path):
+    ran = []
+    gov = GovernanceClient(f"http://127.0.0.1:{_free_port()}", scope="launcher")
+    with pytest.raises(AuditNotAcknowledged), gov.audited("launch", app="hello"):
+        ran.append("launched")
+    assert ran == []
+
+
+def test_audited_step_does_not_run_when_cgs_does_not_acknowledge(tmp_path, server_tls, platform_dir, local_ca,
+                                                                 governance):
+    private = start_cgs(tmp_path / "cgs", server_tls, platform_dir)
+    try:
+        members = register_consortium(private, local_ca, tmp_path / "members", names=("alice",))
+        contract_id = members.new_contract()
+        gov = GovernanceClient(governance(contract_id, cgs_url=private.url), scope="launcher")
+        with gov.audited("mount", volume="input"):
+            pass
+        private.proc.stop()
+        ran = []
+        with pytest.raises(AuditNotAcknowledged, match="does not proceed"), gov.audited("launch", app="hello"):
+            ran.append("launched")
+        assert ran == []
+    finally:
+        private.proc.stop()
+
+
+def _room(evidence_url: str) -> tuple[RoomKey, Attestation]:
+    key = RoomKey.generate()
+    combined = httpx.post(f"{evidence_url}/attest/combined",
+                          json={"runtime_data": base64.b64encode(key.public_pem).decode()}).json()
+    Evidence.from_combined(combined)
+    return key, Attestation(combined["evidence"], combined["endorsements"], combined["uvm_endorsements"])
+
+
+def test_replayed_or_stale_signed_write_is_refused(consortium, cgs, local_ca, room_evidence):
+    contract_id = consortium.new_contract()
+    key, attestation = _room(room_evidence())
+    url = f"{cgs.url}/app/contracts/{contract_id}/events?scope=app"
+    verify = tls_verify(str(local_ca.cert_file))
+    body = key.signed_request(attestation, {"message": "step 1 done"})
+
+    assert httpx.put(url, json=body, verify=verify).status_code == 204
+    replay = httpx.put(url, json=body, verify=verify)
+    assert replay.status_code == 400 and replay.json()["error"]["code"] == "Replayed"
+
+    stale = key.signed_request(attestation, {"message": "old"}, now_ms=int((time.time() - 300) * 1000))
+    refused = httpx.put(url, json=stale, verify=verify)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "TimestampOutOfWindow"
+
+    fresh = key.signed_request(attestation, {"message": "mine"})
+    moved = dict(fresh, timestamp=str(int(time.time() * 1000) + 1))
+    assert httpx.put(url, json=moved, verify=verify).json()["error"]["code"] == "SignatureMismatch"
+    altered = dict(fresh, data=base64.b64encode(json.dumps({"message": "theirs"}).encode()).decode())
+    assert httpx.put(url, json=altered, verify=verify).json()["error"]["code"] == "SignatureMismatch"
+
+    other_key = RoomKey.generate()
+    stolen = other_key.signed_request(attestation, {"message": "not bound to the report"})
+    assert httpx.put(url, json=stolen, verify=verify).json()["error"]["code"] == "ReportDataMismatch"
+
+    events, _ = consortium["alice"].events(contract_id)
+    messages = [e["data"].get("message") for e in events if e["scope"] == "app"]
+    assert messages == ["step 1 done"]
+
+
+def test_replayed_member_request_is_refused(consortium):
+    alice = consortium["alice"]
+    contract_id = consortium.new_contract(accept=False)
+    target = f"/app/contracts/{contract_id}/execution/disable"
+    auth = alice.identity.authorization("POST", target, b"")
+    first = alice._http.post(target, headers={"authorization": auth})
+    assert first.status_code == 400  # signature fine; the contract is not accepted yet
+    again = alice._http.post(target, headers={"authorization": auth})
+    assert again.status_code == 401 and "replay" in again.json()["error"]["message"]
+    other_path = alice._http.post(f"/app/contracts/{contract_id}/execution/enable", headers={"authorization": auth})
+    assert other_path.status_code == 401 and "signature" in other_path.json()["error"]["message"]
+
+
+def test_non_member_request_is_refused(consortium, local_ca, tmp_path):
+    stranger = MemberIdentity.create(tmp_path / "mallory", "mallory")
+    with CgsMemberClient(consortium["alice"].endpoint, stranger, ca_bundle=str(local_ca.cert_file)) as client, \
+            pytest.raises(CgsRequestFailed, match="not a member"):
+        client.put_contract("mallory-contract", {"x": 1})
+
+
+def _events_cli(cgs, ca, identity_dir, contract_id, capsys) -> tuple[int, str]:
+    code = ccr(["governance", "events", contract_id, "--cgs", cgs.url, "--ca-bundle", str(ca.cert_file),
+                "--identity", str(identity_dir)])
+    return code, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("tamper", ["alter", "remove", "truncate"])
+def test_tampered_audit_chain_is_detected_by_ccr_governance_events(tmp_path, server_tls, platform_dir,
+                                                                   local_ca, room_evidence, capsys, tamper):
+    private = start_cgs(tmp_path / "cgs", server_tls, platform_dir)
+    try:
+        members = register_consortium(private, local_ca, tmp_path / "members", names=("alice",))
+        contract_id = members.new_contract()
+        key, attestation = _room(room_evidence())
+        for step in range(3):
+            response = httpx.put(f"{private.url}/app/contracts/{contract_id}/events?scope=app",
+                                 json=key.signed_request(attestation, {"step": step}),
+                                 verify=tls_verify(str(local_ca.cert_file)))
+            assert response.status_code == 204
+        code, out = _events_cli(private, local_ca, tmp_path / "members" / "alice", contract_id, capsys)
+        assert code == 0, out
+        assert "intact" in out and '{"step":1}' in out
+
+        private.proc.stop()
+        log = private.state_dir / "events.jsonl"
+        lines = log.read_text().splitlines()
+        target = next(i for i, line in enumerate(lines) if '"step":1' in line)
+        if tamper == "alter":
+            lines[target] = lines[target].replace('"step":1', '"step":7')
+        elif tamper == "remove":
+            del lines[target]
+        else:
+            lines = lines[:target]
+        log.write_text("\n".join(lines) + "\n")
+        private.restart()
+
+        code, out = _events_cli(private, local_ca, tmp_path / "members" / "alice", contract_id, capsys)
+        assert code == 1
+        assert "TAMPERED" in out and "BROKEN" in out
+    finally:
+        private.proc.stop()
+
+
+def test_cli_one_line_error_without_identity(capsys):
+    code = ccr(["governance", "events", "x", "--cgs", "https://127.0.0.1:1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0].startswith("ccr: error: no member identity")

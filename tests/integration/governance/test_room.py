@@ -1,0 +1,116 @@
+"""The room's side: an attested governance sidecar gets secrets, documents, tokens and its certificate
+from CGS, and audits; a room whose attestation does not match the contract's policy gets none of them."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+import jwt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from sidecars.governance.client import GovernanceClient
+from sidecars.governance.tls import tls_verify
+
+
+def test_db_access_seed_member_secret_reaches_the_app(consortium, governance):
+    contract_id = consortium.new_contract()
+    alice = consortium["alice"]
+    secret_id = alice.put_secret(contract_id, "db-config", '{"host": "db.internal", "password": "s3cret"}')
+    assert secret_id == f"{alice.identity.member_id}_db-config"
+
+    base = governance(contract_id)
+    response = httpx.post(f"{base}/secrets/{secret_id}")
+    assert response.status_code == 200
+    assert response.json() == {"value": '{"host": "db.internal", "password": "s3cret"}'}
+
+    missing = httpx.post(f"{base}/secrets/{alice.identity.member_id}_nope")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "SecretNotFound"
+
+    events, _ = alice.events(contract_id)
+    assert any(e["data"].get("action") == "release_secret" and e["data"].get("secretId") == secret_id
+               for e in events)
+
+
+def test_document_token_and_certificate_for_the_attested_room(consortium, governance, cgs, local_ca):
+    contract_id = consortium.new_contract()
+    alice = consortium["alice"]
+    alice.put_document("doc-" + contract_id, contract_id, {"query": "SELECT count(*) FROM t"})
+    consortium.accept(alice.propose_document("doc-" + contract_id))
+    consortium.accept(alice.propose_enable_ca(contract_id))
+    gov = GovernanceClient(governance(contract_id))
+
+    document = gov.document("doc-" + contract_id)
+    assert document["data"] == {"query": "SELECT count(*) FROM t"} and document["state"] == "Accepted"
+
+    assertion = gov.client_assertion("tenant-1")
+    verify = tls_verify(str(local_ca.cert_file))
+    discovery = httpx.get(f"{cgs.url}/oidc/.well-known/openid-configuration", verify=verify).json()
+    keys = httpx.get(discovery["jwks_uri"], verify=verify).json()
+    key = jwt.PyJWK(keys["keys"][0]).key
+    claims = jwt.decode(assertion, key, algorithms=["PS256"], audience="api://AzureADTokenExchange",
+                        issuer=discovery["issuer"])
+    assert claims["sub"] == contract_id and claims["tid"] == "tenant-1"
+
+    room_key = ec.generate_private_key(ec.SECP384R1())
+    public_pem = room_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                    serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    issued = gov.endorsed_cert(public_pem, subject_name="CN=room", subject_alternate_names=["dNSName:room.local",
+                                                                                          "iPAddress:127.0.0.1"])
+    cert = x509.load_pem_x509_certificate(issued["cert"].encode())
+    ca_cert = x509.load_pem_x509_certificate(alice.ca_info(contract_id)["caCert"].encode())
+    cert.verify_directly_issued_by(ca_cert)
+    assert cert.public_key().public_numbers() == room_key.public_key().public_numbers()
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["room.local"]
+
+
+def test_app_audit_lands_under_the_app_scope_and_sidecars_keep_theirs(consortium, governance):
+    contract_id = consortium.new_contract()
+    base = governance(contract_id, token="sidecar-token-123")
+    GovernanceClient(base).audit({"message": "app started step 1"}, scope="skr")
+    GovernanceClient(base, token="sidecar-token-123").audit({"event": "key released"}, scope="skr")
+    events, _ = consortium["bob"].events(contract_id)
+    by_data = {e["data"].get("message") or e["data"].get("event"): e for e in events}
+    assert by_data["app started step 1"]["scope"] == "app"
+    assert by_data["key released"]["scope"] == "skr"
+
+
+@pytest.mark.parametrize("room", [
+    pytest.param({"host_data": hashlib.sha256(b"some other policy").digest()}, id="wrong-hostdata"),
+    pytest.param({"debug": True}, id="debuggable"),
+])
+def test_room_outside_the_policy_gets_nothing(consortium, governance, room_evidence, room):
+    contract_id = consortium.new_contract()
+    alice = consortium["alice"]
+    secret_id = alice.put_secret(contract_id, "db-config", "top secret")
+    alice.put_document("doc-" + contract_id, contract_id, {"x": 1})
+    consortium.accept(alice.propose_document("doc-" + contract_id))
+    consortium.accept(alice.propose_enable_ca(contract_id))
+    base = governance(contract_id, evidence_url=room_evidence(**room))
+
+    attempts = {
+        "secret": httpx.post(f"{base}/secrets/{secret_id}"),
+        "document": httpx.post(f"{base}/documents/doc-{contract_id}"),
+        "token": httpx.post(f"{base}/oauth/token", params={"tenantId": "t", "sub": contract_id,
+                                                           "aud": "api://AzureADTokenExchange"}),
+        "certificate": httpx.post(f"{base}/ca/generateEndorsedCert", json={
+            "publicKey": alice.identity.cert.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode(),
+            "subjectName": "CN=x", "subjectAlternateNames": [], "validityPeriodDays": 1}),
+        "audit": httpx.put(f"{base}/events", json={"message": "forged"}),
+    }
+    for what, response in attempts.items():
+        assert response.status_code == 400, f"{what}: {response.status_code} {response.text}"
+        error = response.json()["error"]
+        assert error["code"] == "VerifySnpAttestationFailed", what
+        assert "top secret" not in response.text
+    claim = "x-ms-sevsnpvm-hostdata" if "host_data" in room else "x-ms-sevsnpvm-is-debuggable"
+    assert claim in attempts["secret"].json()["error"]["message"]
+    events, _ = alice.events(contract_id)
+    assert not any(e["data"].get("message") == "forged" for e in events)
+    assert not any(e["data"].get("action", "").startswith(("release", "issue", "generate")) for e in events)

@@ -1,0 +1,79 @@
+"""The rule model rendered from specs: which rules exist for which contract (pure, no root)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from sidecars.common.errors import SpecError
+from sidecars.firewall import Firewall, FirewallConfig, render, rules_from_spec
+from sidecars.firewall.model import Hook, Verdict
+from sidecars.spec import parse_spec
+
+LOCAL = {"cgs_endpoint": "https://127.0.0.1:9001", "maa_endpoint": "https://127.0.0.1:9002"}
+
+
+def api_spec(repo, **changes):
+    data = yaml.safe_load((repo / "examples/cleanroomhello-api/spec.yaml").read_text())
+    data.update(changes)
+    return parse_spec(data, variables=LOCAL)
+
+
+def redirects(ruleset) -> dict[str, int]:
+    return {r.id: r.to_port for r in ruleset.rules if r.verdict is Verdict.REDIRECT}
+
+
+def test_no_egress_is_no_network_mode(repo):
+    ruleset = rules_from_spec(api_spec(repo))
+    assert ruleset.config.no_network
+    # Only the inbound redirect: no connection of the app is ever sent anywhere.
+    assert redirects(ruleset) == {"inbound-app": 15001}
+    assert [r.id for r in ruleset.in_hook(Hook.FILTER_OUTPUT)] == ["inbound-replies", "tcp-reset", "drop-rest"]
+
+
+def test_egress_rules_route_to_the_proxy_listeners(repo):
+    spec = api_spec(repo, egress={"dns": "tcp", "allow": [
+        {"host": "api.example.com", "port": 443},
+        {"host": "plain.example.com", "port": 8080, "protocol": "http"},
+        {"host": "10.0.0.7", "port": 5432, "protocol": "tcp"},
+    ]})
+    ruleset = rules_from_spec(spec)
+    assert redirects(ruleset) == {"egress-tcp-10.0.0.7-5432": 15003, "egress-dns-tcp": 15003,
+                                  "egress-http": 15002, "inbound-app": 15001}
+    http = next(r for r in ruleset.rules if r.id == "egress-http")
+    assert http.dports == (443, 8080)
+    to_proxy = next(r for r in ruleset.rules if r.id == "to-proxy")
+    assert (to_proxy.daddr, to_proxy.dports) == ("127.0.0.1", (15002, 15003))
+
+
+def test_dns_alone_does_not_open_the_network(repo):
+    ruleset = rules_from_spec(api_spec(repo, egress={"dns": "tcp", "allow": []}))
+    assert ruleset.config.no_network and "egress-dns-tcp" not in redirects(ruleset)
+
+
+@pytest.mark.parametrize(("host", "problem"), [
+    ("db.example.com", "a tcp rule needs an IP address"),
+    ("2001:db8::1", "the app has no IPv6 egress"),
+])
+def test_tcp_egress_needs_an_ipv4_address(repo, host, problem):
+    with pytest.raises(SpecError) as info:
+        rules_from_spec(api_spec(repo, egress={"allow": [{"host": host, "port": 5432, "protocol": "tcp"}]}))
+    assert info.value.problems == [f"egress.allow[0].host: {problem}" + (f", not {host!r}" if "IP address" in problem
+                                                                        else "; use an IPv4 address")]
+
+
+def test_the_app_uid_cannot_be_exempt(repo):
+    with pytest.raises(SpecError, match="application.user: the app's uid 1000 cannot be exempt"):
+        rules_from_spec(api_spec(repo), exempt_uids=(0, 1000))
+
+
+def test_open_ports_join_the_inbound_proxy():
+    ruleset = render(FirewallConfig(app_uid=1000, open_ports=(8200,)))
+    assert next(r for r in ruleset.rules if r.id == "in-proxy").dports == (8200, 15001)
+
+
+def test_unknown_backend_is_refused(repo):
+    from sidecars.common.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown firewall backend 'pf'"):
+        Firewall.from_spec(api_spec(repo), backend="pf")

@@ -1,0 +1,96 @@
+"""Every configuration the proxy renders is checked by the real Envoy binary (`envoy --mode validate`)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sidecars.common.errors import ConfigError
+from sidecars.common.http import TlsFiles
+from sidecars.common.tls import LocalCA
+from sidecars.proxy.envoy import render_bootstrap, validate_bootstrap, write_bootstrap
+from sidecars.proxy.model import model_from_spec
+from sidecars.proxy.runtime import plan
+from sidecars.spec import load_spec, parse_spec
+
+REPO = Path(__file__).resolve().parents[3]
+VARIABLES = {"cgs_endpoint": "https://127.0.0.1:9000", "maa_endpoint": "https://127.0.0.1:9001"}
+
+
+@pytest.fixture(scope="module")
+def room_tls(tmp_path_factory) -> tuple[LocalCA, TlsFiles]:
+    ca = LocalCA.create(tmp_path_factory.mktemp("ca"))
+    return ca, ca.issue_server_cert("room")
+
+
+def _spec_dir(tmp_path: Path, egress: list[dict], endpoints: list[tuple[str, int, str | None]]):
+    for policy in {p for _, _, p in endpoints if p}:
+        shutil.copy(REPO / "policies" / policy, tmp_path / policy)
+    data = {
+        "apiVersion": "ccr/v1", "name": "room",
+        "contract": {"id": "c1", "governance": {"endpoint": "https://127.0.0.1:9000"}},
+        "maa_endpoint": "https://127.0.0.1:9001",
+        "application": {"name": "app", "image": "localhost/app@sha256:" + "0" * 64, "mode": "api",
+                        "resources": {"cpu": 1, "memory_gb": 1}},
+        "endpoints": [{"name": n, "port": p, **({"policy": pol} if pol else {})} for n, p, pol in endpoints],
+        "egress": {"allow": egress},
+    }
+    return parse_spec(data, base_dir=tmp_path)
+
+
+def _validate(model, tmp_path: Path) -> dict:
+    path = write_bootstrap(model, tmp_path / "envoy.json")
+    validate_bootstrap(path)
+    return render_bootstrap(model)
+
+
+def test_example_spec_renders_a_valid_config(tmp_path, room_tls):
+    ca, tls = room_tls
+    spec = load_spec(REPO / "examples/cleanroomhello-api/spec.yaml", variables=VARIABLES)
+    model = plan(model_from_spec(spec, REPO / "examples/cleanroomhello-api", inbound_tls=tls))
+    config = _validate(model, tmp_path)
+    listeners = {listener["name"]: listener for listener in config["static_resources"]["listeners"]}
+    assert listeners["inbound"]["address"]["socket_address"]["port_value"] == 15001
+    assert listeners["egress_http"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 15002}
+    assert listeners["egress_tcp"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 15003}
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("use_rbac", [True, False])
+def test_every_enforcement_and_egress_kind_renders_valid(tmp_path, room_tls, use_rbac):
+    ca, tls = room_tls
+    spec = _spec_dir(tmp_path, [
+        {"host": "api.example.com", "port": 443, "protocol": "https"},
+        {"host": "api.example.com", "port": 8443, "protocol": "https"},
+        {"host": "plain.example.com", "port": 80, "protocol": "http"},
+        {"host": "10.1.2.3", "port": 5432, "protocol": "tcp"},
+        {"host": "fd00::5", "port": 6379, "protocol": "tcp"},
+    ], [("hello", 8080, "allow-get-hello.rego"), ("orders", 8081, "allow-post-json-schema.rego"),
+        ("records", 8082, "deny-forbidden-response.rego"), ("closed", 8083, None)])
+    model = plan(model_from_spec(spec, tmp_path, inbound_tls=tls, upstream_ca_file=str(ca.cert_file)),
+                 use_rbac=use_rbac)
+    enforcement = {e.name: (e.enforcement, e.needs_body, e.inspect_response) for e in model.inbound}
+    assert enforcement == {
+        "hello": ("rbac" if use_rbac else "ext_authz", False, False),
+        "orders": ("ext_authz", True, False),
+        "records": ("ext_authz", False, True),
+        "closed": ("deny", False, False),
+    }
+    _validate(model, tmp_path)
+
+
+def test_tcp_egress_needs_an_ip_address(tmp_path, room_tls):
+    spec = _spec_dir(tmp_path, [{"host": "db.example.com", "port": 5432, "protocol": "tcp"}],
+                     [("hello", 8080, "allow-get-hello.rego")])
+    with pytest.raises(ConfigError, match=r"egress.allow\[0\].host: a tcp rule needs an IP address"):
+        model_from_spec(spec, tmp_path, inbound_tls=room_tls[1])
+
+
+def test_validation_is_the_real_binary_refusing(tmp_path, room_tls):
+    spec = load_spec(REPO / "examples/cleanroomhello-api/spec.yaml", variables=VARIABLES)
+    missing = TlsFiles(str(tmp_path / "nope.pem"), str(tmp_path / "nope.key"))
+    model = plan(model_from_spec(spec, REPO / "examples/cleanroomhello-api", inbound_tls=missing))
+    with pytest.raises(ConfigError, match=r"Envoy rejects .*nope\.(pem|key)"):
+        validate_bootstrap(write_bootstrap(model, tmp_path / "envoy.json"))

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from sidecars.common.errors import ConfigError
+from sidecars.volumes.format import DataKey
+from sidecars.volumes.keys import Kek, KeyUnwrapError, WrappedDek, unwrap_dek, wrap_dek
+
+
+def rsa_jwk(private: bool = True) -> dict:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return json.loads(RSAAlgorithm.to_jwk(key if private else key.public_key()))
+
+
+def test_rsa_wrap_with_public_unwrap_with_released_private() -> None:
+    jwk = rsa_jwk()
+    public = {k: jwk[k] for k in ("kty", "n", "e")}
+    dek = DataKey.generate()
+    wrapped = wrap_dek(dek, Kek.from_jwk(public, kid="kek"))
+    assert wrapped.alg == "RSA-OAEP-256"
+    stored = WrappedDek.from_json(wrapped.to_json())
+    # skr returns the JWK as a JSON string, with an HSM key type
+    released = Kek.from_jwk(json.dumps(dict(jwk, kty="RSA-HSM")), kid="kek")
+    assert unwrap_dek(stored, released).export_material() == dek.export_material()
+    with pytest.raises(KeyUnwrapError, match="no private part"):
+        unwrap_dek(stored, Kek.from_jwk(public, kid="kek"))
+
+
+def test_oct_kek_uses_aes_kwp() -> None:
+    kek = Kek.from_jwk({"kty": "oct", "k": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}, kid="oct")
+    dek = DataKey.generate()
+    wrapped = wrap_dek(dek, kek)
+    assert wrapped.alg == "A256KWP" and len(wrapped.wrapped) == 40
+    assert unwrap_dek(wrapped, kek).fingerprint == dek.fingerprint
+
+
+def test_wrong_kek_or_altered_secret_gives_no_key() -> None:
+    dek = DataKey.generate()
+    wrapped = wrap_dek(dek, Kek.from_jwk(rsa_jwk(), kid="right"))
+    with pytest.raises(KeyUnwrapError, match="does not unwrap"):
+        unwrap_dek(wrapped, Kek.from_jwk(rsa_jwk(), kid="other"))
+    oct_kek = Kek.from_jwk({"kty": "oct", "k": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}, kid="oct")
+    altered = wrap_dek(dek, oct_kek)
+    altered = WrappedDek(altered.alg, altered.kek, bytes([altered.wrapped[0] ^ 1]) + altered.wrapped[1:],
+                         altered.segment_size, altered.fingerprint)
+    with pytest.raises(KeyUnwrapError):
+        unwrap_dek(altered, oct_kek)
+    with pytest.raises(KeyUnwrapError, match="wrapped with RSA-OAEP-256"):
+        unwrap_dek(wrapped, oct_kek)
+
+
+def test_malformed_inputs_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="cannot wrap"):
+        Kek.from_jwk({"kty": "EC", "crv": "P-256"})
+    with pytest.raises(ConfigError, match="not a wrapped DEK"):
+        WrappedDek.from_json('{"format": "other"}')
+
+
+def test_download_refuses_names_escaping_the_target(tmp_path) -> None:
+    from sidecars.volumes.owner import safe_target
+
+    assert safe_target(tmp_path, "a/b.csv") == tmp_path / "a" / "b.csv"
+    for name in ("../escape", "/etc/passwd", "a/../../x", "dir/", ""):
+        with pytest.raises(ConfigError, match="cannot be written safely"):
+            safe_target(tmp_path, name)
