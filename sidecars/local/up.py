@@ -157,7 +157,7 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
         app = body.get("app") or {}
         return 0 if body.get("status") != "failed" and app.get("exit_code") in (None, 0) else 1
     except (StepFailed, KeyboardInterrupt) as exc:
-        out(f"ccr up: {exc if isinstance(exc, StepFailed) else 'interrupted'}; tearing down")
+        out("interrupted: tearing down" if isinstance(exc, KeyboardInterrupt) else "tearing down")
         _teardown(state, runner)
         if isinstance(exc, KeyboardInterrupt):
             return 130
