@@ -79,6 +79,8 @@ def _wait_status(plan: RoomPlan, launch: SidecarLaunch, process: ManagedProcess,
             return False
         body = response.json() if response.body[:1] in (b"{", b"[") else response.body.decode(errors="replace")
         last[0] = f"HTTP {response.status}: {json.dumps(body)[:400]}"
+        if isinstance(body, dict) and body.get("status") == "failed" and launch.name != "launcher":
+            raise ProcessError(_failure_reason(body))
         if accept(response.status, body):
             result.append(body)
             return True
@@ -91,6 +93,12 @@ def _wait_status(plan: RoomPlan, launch: SidecarLaunch, process: ManagedProcess,
             raise ProcessError(f"{launch.name} not ready after {timeout:g} s ({last[0]})") from None
         raise
     return result[0]
+
+
+def _failure_reason(body: dict) -> str:
+    """What a failed sidecar says about itself (volumes: each failed mount with its reason)."""
+    reasons = [f"{m.get('name')}: {m.get('reason')}" for m in body.get("mounts", []) if m.get("state") == "failed"]
+    return "; ".join(reasons) or str(body.get("error") or body.get("reason") or body)
 
 
 def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
