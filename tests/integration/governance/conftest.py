@@ -31,11 +31,13 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{os.getpid()}-{next(_counter)}"
 
 
-def start_service(name: str, module: str, args: list[str], run_dir: Path) -> tuple[ManagedProcess, str]:
+def start_service(name: str, module: str, args: list[str], run_dir: Path,
+                  env: dict[str, str] | None = None) -> tuple[ManagedProcess, str]:
     ready = run_dir / f"{name}.ready"
     ready.unlink(missing_ok=True)
     proc = ManagedProcess(name, [sys.executable, "-m", module, *args, "--ready-file", str(ready)],
-                          ready=file_exists(ready), ready_timeout=30, log_path=run_dir / f"{name}.log")
+                          ready=file_exists(ready), ready_timeout=30, log_path=run_dir / f"{name}.log",
+                          env={**os.environ, **(env or {})})
     proc.start()
     return proc, json.loads(ready.read_text())["url"]
 
