@@ -135,6 +135,10 @@ def test_tampered_audit_chain_is_detected_by_ccr_governance_events(tmp_path, ser
         code, out = _events_cli(private, local_ca, tmp_path / "members" / "alice", contract_id, capsys)
         assert code == 0, out
         assert "intact" in out and '{"step":1}' in out
+        alice = members["alice"]
+        first = alice.request("GET", f"/app/contracts/{contract_id}/events?from_seqno=1&max_seqno_per_page=2")
+        assert [e["seqno"] for e in first["value"]] == [1, 2] and "from_seqno=3" in first["nextLink"]
+        assert alice.events(contract_id, page_size=2) == alice.events(contract_id)
 
         private.proc.stop()
         log = private.state_dir / "events.jsonl"
