@@ -4,13 +4,14 @@ replayed, and `ccr governance events` detects a tampered chain."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 
 import httpx
 import pytest
 
-from sidecars.attestation import Evidence
+from sidecars.attestation import Evidence, MockPlatform, MockSnpProvider
 from sidecars.cli import main as ccr
 from sidecars.governance.client import AuditNotAcknowledged, GovernanceClient
 from sidecars.governance.envelope import Attestation, RoomKey
@@ -18,7 +19,7 @@ from sidecars.governance.member import MemberIdentity
 from sidecars.governance.member_client import CgsMemberClient, CgsRequestFailed
 from sidecars.governance.tls import tls_verify
 
-from .conftest import register_consortium, start_cgs
+from .conftest import ROOM_HOST_DATA, register_consortium, start_cgs
 
 
 def _free_port() -> int:
@@ -91,6 +92,20 @@ def test_replayed_or_stale_signed_write_is_refused(consortium, cgs, local_ca, ro
     events, _ = consortium["alice"].events(contract_id)
     messages = [e["data"].get("message") for e in events if e["scope"] == "app"]
     assert messages == ["step 1 done"]
+
+
+def test_room_without_uvm_endorsement_is_refused(consortium, cgs, local_ca, platform_dir):
+    contract_id = consortium.new_contract()
+    secret_id = consortium["alice"].put_secret(contract_id, "db-config", "top secret")
+    key = RoomKey.generate()
+    provider = MockSnpProvider(MockPlatform.load(platform_dir), host_data=ROOM_HOST_DATA, endorse_uvm=False)
+    combined = provider.get_evidence(hashlib.sha256(key.public_pem).digest()).to_combined()
+    attestation = Attestation(combined["evidence"], combined["endorsements"], combined["uvm_endorsements"])
+    response = httpx.post(f"{cgs.url}/app/contracts/{contract_id}/secrets/{secret_id}",
+                          json=key.request(attestation), verify=tls_verify(str(local_ca.cert_file)))
+    assert response.status_code == 400 and "top secret" not in response.text
+    assert response.json()["error"]["code"] == "VerifySnpAttestationFailed"
+    assert "not endorsed" in response.json()["error"]["message"]
 
 
 def test_replayed_member_request_is_refused(consortium):
