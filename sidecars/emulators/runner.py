@@ -80,10 +80,8 @@ def _maa_options(ctx: RunContext) -> list[str]:
 
 def _keyvault_options(ctx: RunContext) -> list[str]:
     options = ["--ca-file", str(ctx.ca.cert_file), "--trust-dev-tokens", str(ctx.dev_tokens.jwks_file)]
-    if "entra_issuer" in ctx.endpoints:
-        # Entra's v1 issuer (https://sts.windows.net/<tenant>/) is not fetchable locally: its keys come
-        # from the JWKS file the Entra stand-in publishes in its state directory.
-        options += ["--trust-issuer-jwks", f"{ctx.endpoints['entra_issuer']}={ctx.endpoints['entra_jwks']}"]
+    if "entra_endpoint" in ctx.endpoints:  # an Entra entry earlier in REGISTRY: its tokens work too
+        options += ["--trust-entra", ctx.endpoints["entra_endpoint"]]
     return options
 
 
@@ -116,6 +114,8 @@ REGISTRY: list[StandIn] = [
     StandIn("entra", "entra_endpoint", python_stand_in("sidecars.emulators.entra", _entra_options),
             prepare=_entra_prepare),
     StandIn("keyvault", "keyvault_url", python_stand_in("sidecars.emulators.keyvault", _keyvault_options)),
+    StandIn("azurite", "storage_url", python_stand_in(
+        "sidecars.emulators.azurite", lambda ctx: ["--log-file", str(ctx.run_dir / "logs" / "azurite-node.log")])),
 ]
 
 
