@@ -137,7 +137,16 @@ def _proposal_show(args: argparse.Namespace) -> int:
 def _policy_set(args: argparse.Namespace) -> int:
     from ..common.errors import ConfigError
 
-    host_data = args.host_data.lower()
+    if bool(args.host_data) == bool(args.spec):
+        raise ConfigError("give exactly one of --host-data HEX or --spec FILE")
+    if args.spec:
+        from ..cli import load_spec_from_args
+        from ..deploy.render import default_images, render
+
+        host_data = render(load_spec_from_args(args), default_images(args.layers)).host_data
+        print(f"HOST_DATA of {args.spec}: {host_data}")
+    else:
+        host_data = args.host_data.lower()
     if len(host_data) != 64 or any(c not in "0123456789abcdef" for c in host_data):
         raise ConfigError("--host-data: expected 64 hex digits (sha256 of the CCE policy)")
     claims = {"x-ms-sevsnpvm-hostdata": [host_data], "x-ms-sevsnpvm-is-debuggable": args.allow_debug}
@@ -292,6 +301,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     policy.add_argument("action", choices=["set", "show"])
     policy.add_argument("contract")
     policy.add_argument("--host-data", default="", help="HOST_DATA = sha256 of the CCE policy, hex (set)")
+    policy.add_argument("--spec", metavar="FILE", help="compute HOST_DATA from the agreed clean room spec (set); "
+                        "its ${variables} come from --endpoints and --var")
+    policy.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                        help="a value for ${NAME} in --spec (repeatable)")
+    policy.add_argument("--layers", metavar="FILE", help="layer lock for --spec (see `ccr deploy policy --help`); "
+                        "default: the local podman images")
     policy.add_argument("--allow-debug", action="store_true", help="also admit debuggable rooms (never in "
                                                                    "production)")
     policy.add_argument("--no-vote", action="store_true", help="propose without voting accept")
