@@ -20,11 +20,22 @@ import pytest
 from sidecars.attestation import MockPlatform
 from sidecars.common.process import ManagedProcess, file_exists
 from sidecars.common.tls import LocalCA
+from sidecars.deploy.layers import ImageInfo, LockedImages
 from sidecars.governance.member import MemberIdentity
 from sidecars.governance.member_client import CgsMemberClient
 
 ROOM_HOST_DATA = hashlib.sha256(b"the agreed CCE policy").digest()
 _counter = itertools.count()
+
+
+def layer_lock(group) -> LockedImages:
+    """Image facts as a layer lock, so HOST_DATA is computed without building images."""
+    def layer(label: str) -> str:
+        return hashlib.sha256(label.encode()).hexdigest()
+
+    return LockedImages({c.image: ImageInfo(reference=c.image, digest="sha256:" + layer(c.image),
+                                            layers=(layer("base " + c.image),), env=("PATH=/usr/bin:/bin",),
+                                            working_dir="/", user="") for c in group.containers})
 
 
 def unique(prefix: str) -> str:

@@ -3,30 +3,18 @@ logging, a document and the CA, set consent and a secret, and read the audit tra
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
 
 from sidecars.cli import main as ccr
 from sidecars.deploy.containers import render_group
-from sidecars.deploy.layers import ImageInfo, LockedImages
 from sidecars.deploy.render import render
 from sidecars.spec import load_spec
 
-from .conftest import start_cgs
+from .conftest import layer_lock, start_cgs
 
 EXAMPLE_SPEC = Path(__file__).resolve().parents[3] / "examples" / "cleanroomhello-job" / "spec.yaml"
-
-
-def _layer_lock(group) -> LockedImages:
-    """Image facts as a layer lock, so HOST_DATA is computed without building images."""
-    def layer(label: str) -> str:
-        return hashlib.sha256(label.encode()).hexdigest()
-
-    return LockedImages({c.image: ImageInfo(reference=c.image, digest="sha256:" + layer(c.image),
-                                            layers=(layer("base " + c.image),), env=("PATH=/usr/bin:/bin",),
-                                            working_dir="/", user="") for c in group.containers})
 
 
 def test_two_members_govern_a_contract_from_the_command_line(tmp_path, server_tls, platform_dir, local_ca, capsys):
@@ -63,7 +51,7 @@ def test_two_members_govern_a_contract_from_the_command_line(tmp_path, server_tl
                      for arg in ("--var", f"{name}=https://{name.replace('_', '-')}.invalid")]
         spec = load_spec(EXAMPLE_SPEC, variables={"cgs_endpoint": cgs.url,
                                                   **dict(v.split("=", 1) for v in spec_vars[1::2])})
-        images = _layer_lock(render_group(spec))
+        images = layer_lock(render_group(spec))
         (tmp_path / "layers.json").write_text(images.dump())
         out = run("policy", "set", "collab", "--spec", str(EXAMPLE_SPEC), *spec_vars,
                   "--layers", str(tmp_path / "layers.json"))
