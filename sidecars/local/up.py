@@ -160,7 +160,8 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
                                 and body.get("status") in ("exited", "failed", "stopped"))
             out(f"job {body['status']} with exit code {(body.get('app') or {}).get('exit_code')}")
         out(f"logs: {run_dir / 'logs'}  mounts: {plan.mount_root}  state: {state.path}")
-        out(f"audit trail: ccr governance events --contract {spec.contract.id}; stop with: "
+        out(f"audit trail: ccr governance events {spec.contract.id} --endpoints {options.endpoints_file} "
+            f"--identity MEMBER_DIR; stop with: "
             f"ccr down --run-dir {options.run_dir}")
         app = body.get("app") or {}
         return 0 if body.get("status") != "failed" and app.get("exit_code") in (None, 0) else 1
