@@ -60,7 +60,10 @@ def _start_in_room(plan: RoomPlan, launch: SidecarLaunch, timeout: float) -> Man
     ready.unlink(missing_ok=True)
     env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": f"ccr-{launch.name}"}
-    return ManagedProcess(launch.name, ["ip", "netns", "exec", plan.netns, *launch.argv], ready=file_exists(ready),
+    # nsenter --net, not `ip netns exec`: the latter also makes a new mount namespace and remounts /sys,
+    # which would hide the volumes' FUSE mounts from the host and the cgroup hierarchy from podman.
+    netns = f"--net=/run/netns/{plan.netns}"
+    return ManagedProcess(launch.name, ["nsenter", netns, *launch.argv], ready=file_exists(ready),
                           ready_timeout=timeout, env=env, log_path=plan.log_file(launch.name),
                           stop_timeout=10).start()
 
@@ -109,6 +112,8 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
         raise ConfigError(f"a room is already running from {run_dir} (ccr down --run-dir {options.run_dir})")
     for sub in ("logs", "ready", "mnt"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    for old_log in (run_dir / "logs").glob("*.log"):  # a new room: `ccr logs` shows only this one's lines
+        old_log.unlink()
     started = time.monotonic()
     previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
     try:
