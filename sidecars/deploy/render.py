@@ -41,4 +41,8 @@ def render(spec: CleanRoomSpec, images: ImageResolver | None = None, *, registry
            version: str = DEFAULT_IMAGE_VERSION, options: PolicyOptions = PolicyOptions(),
            identities: tuple[str, ...] = ()) -> Rendering:
     group = render_group(spec, registry=registry, version=version, identities=identities)
-    return Rendering(group=group, policy=render_policy(group, images or default_images(), options))
+    images = images or default_images()
+    prefetch = getattr(images, "prefetch", None)
+    if prefetch is not None:
+        prefetch([c.image for c in group.containers])
+    return Rendering(group=group, policy=render_policy(group, images, options))
