@@ -105,10 +105,13 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     spec = load_spec_from_args(args)
     group = render_group(spec, registry=args.registry or DEFAULT_REGISTRY)
     images = default_images(args.layers, default_cache_dir())
+    prefetch = getattr(images, "prefetch", None)
+    if prefetch is not None:
+        print("hashing image layers ...", file=sys.stderr, flush=True)
+        prefetch([c.image for c in group.containers])
     lock = LockedImages({})
     for c in group.containers:
         if c.image not in lock.images:
-            print(f"hashing layers of {c.image} ...", file=sys.stderr, flush=True)
             lock.images[c.image] = images.resolve(c.image)
     _write(Path(args.output), lock.dump())
     print(f"wrote {args.output} ({len(lock.images)} images)")
