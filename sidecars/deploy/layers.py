@@ -37,7 +37,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -159,6 +160,8 @@ class PodmanImages:
 
     cache_dir: Path
     podman: str = "podman"
+    #: called with one line per step of long work (layer hashing), e.g. to print progress
+    progress: Callable[[str], None] | None = None
     _memo: dict[str, ImageInfo] = field(default_factory=dict)
     _found: dict[str, _OverlayStorage | None] = field(default_factory=dict)
     _inspected: dict[str, dict] = field(default_factory=dict)
@@ -195,6 +198,9 @@ class PodmanImages:
         jobs = [(d, storage.layers[d]) for d in missing if storage is not None and d in storage.layers]
         if len(jobs) < 2:
             return
+        started = time.monotonic()
+        if self.progress:
+            self.progress(f"hashing {len(jobs)} image layers (tar -> ext4 -> dm-verity); cached afterwards")
         # spawn, not fork: the caller may hold threads (an embedded OPA, an HTTP server).
         context = multiprocessing.get_context("spawn")
         workers = min(len(jobs), os.cpu_count() or 1)
@@ -205,6 +211,8 @@ class PodmanImages:
                 root = future.result()
                 if root is not None:
                     self._store(futures[future], root)
+                if self.progress:
+                    self.progress(f"  {futures[future][:19]}... -> {root} ({time.monotonic() - started:.1f} s)")
 
     def resolve(self, reference: str) -> ImageInfo:
         if reference in self._memo:
