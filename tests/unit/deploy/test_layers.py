@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecars.deploy.ext4 import tar_to_ext4
+from sidecars.deploy.ext4 import Ext4Error, tar_to_ext4
 from sidecars.deploy.layers import LockedImages, PodmanImages, layer_root_hash, merkle_root_hash
 
 BLOCK = 4096
@@ -207,3 +207,40 @@ def test_export_fallback_gives_the_same_hashes_as_the_storage_path(tmp_path, sam
         assert exported.layers == from_storage.layers
     finally:
         subprocess.run(["podman", "rmi", "-f", name], capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("debugfs") is None, reason="debugfs (e2fsprogs) needed")
+def test_unordered_entries_and_hard_link_to_symlink(tmp_path):
+    # The cases hcsshim's own tar2ext4 tests cover: children before their directory, a hard link to a
+    # symlink. A later entry replacing a file that already has data is refused, as hcsshim refuses it.
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        def add(name, kind=tarfile.REGTYPE, body=b"", link=""):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.size, info.mode, info.mtime = kind, link, len(body), 0o751, 1700000000
+            tar.addfile(info, io.BytesIO(body))
+        add("foo/bar.txt", body=b"inside bar.txt")
+        add("A/B/b.txt", body=b"inside b.txt")
+        add("foo/", tarfile.DIRTYPE)
+        add("A/B/", tarfile.DIRTYPE)
+        add("tmp/zzz.txt", body=b"inside zzz")
+        add("tmp/xxx.txt", tarfile.SYMTYPE, link="/tmp/zzz.txt")
+        add("tmp/yyy.txt", tarfile.LNKTYPE, link="tmp/xxx.txt")
+    layer = out.getvalue()
+    image = tmp_path / "layer.ext4"
+    with open(image, "w+b") as f:
+        tar_to_ext4(io.BytesIO(layer), f)
+    assert _debugfs(image, "cat /foo/bar.txt") == "inside bar.txt"
+    assert _debugfs(image, "cat /A/B/b.txt") == "inside b.txt"
+    assert re.search(r"40751 \(2\).* B\n", _debugfs(image, "ls -l /A")), "the directory's own entry sets its mode"
+    symlink, hard = _debugfs(image, "stat /tmp/xxx.txt"), _debugfs(image, "stat /tmp/yyy.txt")
+    assert "Type: symlink" in symlink and "Links: 2" in symlink and symlink.split()[1] == hard.split()[1]
+
+    replaced = io.BytesIO()
+    with tarfile.open(fileobj=replaced, mode="w") as tar:
+        for body in (b"first", b"second"):
+            info = tarfile.TarInfo("data.txt")
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    with pytest.raises(Ext4Error, match="data.txt: cannot overwrite file with non-inline data"):
+        tar_to_ext4(io.BytesIO(replaced.getvalue()), io.BytesIO())
