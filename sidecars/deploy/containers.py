@@ -231,7 +231,8 @@ def render_group(spec: CleanRoomSpec, *, registry: str = DEFAULT_REGISTRY,
 
     def sidecar(name: str, *, port: int | None = None, privileged: bool = False,
                 capabilities: tuple[str, ...] = (), mounts: tuple[Mount, ...] = (),
-                ports: tuple[Port, ...] = (), image: str = runtime, role: str = "sidecar",
+                ports: tuple[Port, ...] = (), image: str = runtime,
+                role: Literal["init", "sidecar"] = "sidecar",
                 extra_env: tuple[tuple[str, str], ...] = ()) -> Container:
         env = (("CCR_SIDECAR", name),) + ((("CCR_PORT", str(port)),) if port else ()) + common_env + extra_env
         return Container(
