@@ -114,6 +114,8 @@ REGISTRY: list[StandIn] = [
     StandIn("entra", "entra_endpoint", python_stand_in("sidecars.emulators.entra", _entra_options),
             prepare=_entra_prepare),
     StandIn("keyvault", "keyvault_url", python_stand_in("sidecars.emulators.keyvault", _keyvault_options)),
+    StandIn("azurite", "storage_url", python_stand_in(
+        "sidecars.emulators.azurite", lambda ctx: ["--log-file", str(ctx.run_dir / "logs" / "azurite-node.log")])),
 ]
 
 
