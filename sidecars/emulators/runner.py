@@ -82,6 +82,9 @@ def _keyvault_options(ctx: RunContext) -> list[str]:
     options = ["--ca-file", str(ctx.ca.cert_file), "--trust-dev-tokens", str(ctx.dev_tokens.jwks_file)]
     if "entra_endpoint" in ctx.endpoints:  # an Entra entry earlier in REGISTRY: its tokens work too
         options += ["--trust-entra", ctx.endpoints["entra_endpoint"]]
+        if "entra_tenant_id" in ctx.endpoints:  # SDK clients ask Entra for a token of the challenge's tenant
+            authority = f"{ctx.endpoints['entra_endpoint']}/{ctx.endpoints['entra_tenant_id']}"
+            options += ["--challenge-authority", authority]
     return options
 
 

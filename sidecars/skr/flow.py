@@ -22,7 +22,14 @@ from opentelemetry import trace
 
 from ..common.errors import BadRequest, CcrError, Forbidden, NotFound, RemoteServiceError
 from ..common.otel import step_span
-from .release import ReleasedKey, VerifiedChains, load_roots, unwrap_released_key, verify_release_jws
+from .release import (
+    ReleasedKey,
+    ReleaseVerificationError,
+    VerifiedChains,
+    load_roots,
+    unwrap_released_key,
+    verify_release_jws,
+)
 from .wrapping import WrappingKeyPool
 
 log = logging.getLogger("ccr.skr")
@@ -173,6 +180,7 @@ class KeyReleaser:
                 payload = verify_release_jws(answer, urlsplit(vault).hostname or "", self.roots,
                                              self.verified_chains)
                 released = unwrap_released_key(payload, wrapping.private_key)
+                _check_answer_names(released.kid, name, version)
         finally:
             self.wrapping_keys.refill()
         log.info("released key %s from %s (%s) in %.1f ms", name, vault, released.kty, sum(timer.timings.values()))
@@ -198,6 +206,18 @@ class KeyReleaser:
         if not isinstance(value, str):
             raise RemoteServiceError("Key Vault", "release answer has no value")
         return value
+
+
+def _check_answer_names(answered_kid: str, name: str, version: str | None) -> None:
+    """The signed answer must be for the key asked for (defence in depth: it is already bound to this
+    release's fresh wrapping key)."""
+    try:
+        answered_name, answered_version, _origin = key_path(answered_kid)
+    except BadRequest:
+        answered_name, answered_version = "", None
+    if answered_name != name or (version is not None and answered_version != version):
+        raise ReleaseVerificationError(f"Key Vault answered for key {answered_kid!r}, not {name}"
+                                       + (f"/{version}" if version else ""))
 
 
 def jwk_text(key: ReleasedKey) -> str:

@@ -71,3 +71,14 @@ def test_released_key_jwks():
     jwk = ReleasedKey("EC-HSM", der, "kid", ()).jwk()
     d = ec_key.private_numbers().private_value.to_bytes(32, "big")
     assert jwk["crv"] == "P-256" and jwk["d"] == b64url_encode(d)
+
+
+def test_answer_for_another_key_is_refused():
+    from sidecars.skr.flow import _check_answer_names
+    from sidecars.skr.release import ReleaseVerificationError
+
+    _check_answer_names("https://v/keys/kek/abc", "kek", None)
+    _check_answer_names("https://v/keys/kek/abc", "kek", "abc")
+    for answered in ("https://v/keys/other/abc", "https://v/keys/kek/def", "", "a/b/c", "https://v/secrets/kek"):
+        with pytest.raises(ReleaseVerificationError):
+            _check_answer_names(answered, "kek", "abc")
