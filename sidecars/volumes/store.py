@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, ContainerClient, CustomerProvidedEncryptionKey
 
 from ..common.errors import NotFound, RemoteServiceError
@@ -72,8 +72,8 @@ class Volume:
                 yield ObjectInfo(blob.name, blob.size, size, blob.last_modified.timestamp())
         except ResourceNotFoundError:
             raise NotFound(f"container {self.container.container_name} does not exist") from None
-        except HttpResponseError as exc:
-            raise RemoteServiceError("blob storage", _storage_message(exc), status=exc.status_code) from None
+        except AzureError as exc:
+            raise _as_ccr(exc) from None
 
     def reader(self, name: str, stored_size: int) -> ObjectReader:
         return ObjectReader(self, name, stored_size)
@@ -86,8 +86,8 @@ class Volume:
             self.container.delete_blob(name)
         except ResourceNotFoundError:
             pass
-        except HttpResponseError as exc:
-            raise RemoteServiceError("blob storage", _storage_message(exc), status=exc.status_code) from None
+        except AzureError as exc:
+            raise _as_ccr(exc) from None
 
     def get_range(self, name: str, start: int, end: int) -> bytes:
         try:
@@ -96,8 +96,8 @@ class Volume:
             return stream.readall()
         except ResourceNotFoundError:
             raise NotFound(f"object {name} does not exist") from None
-        except HttpResponseError as exc:
-            raise RemoteServiceError("blob storage", _storage_message(exc), status=exc.status_code) from None
+        except AzureError as exc:
+            raise _as_ccr(exc) from None
 
 
 def _cpk(key: fmt.DataKey) -> CustomerProvidedEncryptionKey:
@@ -106,8 +106,8 @@ def _cpk(key: fmt.DataKey) -> CustomerProvidedEncryptionKey:
                                          base64.b64encode(hashlib.sha256(material).digest()).decode())
 
 
-def _storage_message(exc: HttpResponseError) -> str:
-    return (exc.message or str(exc)).splitlines()[0]
+def _storage_message(exc: AzureError) -> str:
+    return (exc.message or str(exc) or type(exc).__name__).splitlines()[0]
 
 
 class _PlainLayout:
@@ -257,7 +257,7 @@ class ObjectWriter:
             try:
                 self.blob.commit_block_list([BlobBlock(block_id=b) for b in self._blocks], metadata=meta,
                                             cpk=self.volume.cpk)
-            except HttpResponseError as exc:
+            except AzureError as exc:
                 raise _as_ccr(exc) from None
             return self.stored_size
         finally:
@@ -276,6 +276,7 @@ class ObjectWriter:
 
 
 def _as_ccr(exc: BaseException) -> Exception:
-    if isinstance(exc, HttpResponseError):
-        return RemoteServiceError("blob storage", _storage_message(exc), status=exc.status_code)
+    """Storage failures (HTTP errors, unreachable service) as RemoteServiceError."""
+    if isinstance(exc, AzureError):
+        return RemoteServiceError("blob storage", _storage_message(exc), status=getattr(exc, "status_code", None))
     return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
