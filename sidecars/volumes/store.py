@@ -195,7 +195,8 @@ class ObjectWriter:
         self._encryptor = (fmt.Encryptor(volume.key, volume.location(name))
                            if volume.mode is EncryptionMode.CSE and volume.key else None)
         self._block_size = BLOCK_SEGMENTS * volume.segment_size
-        self._buffer = bytearray()
+        self._chunks: list[bytes] = []
+        self._chunked = 0
         self._upload_id = os.urandom(8).hex()
         self._blocks: list[str] = []
         self._pending: list[Future] = []
@@ -208,10 +209,15 @@ class ObjectWriter:
         if self.closed:
             raise ValueError(f"{self.name}: writer is closed")
         self.size += len(data)
-        self._buffer += self._encryptor.update(data) if self._encryptor else data
-        while len(self._buffer) >= self._block_size:
-            block = bytes(self._buffer[:self._block_size])
-            del self._buffer[:self._block_size]
+        chunks = self._encryptor.update_segments(data) if self._encryptor else [bytes(data)]
+        for chunk in chunks:
+            self._chunks.append(chunk)
+            self._chunked += len(chunk)
+        # CSE segments add up to a block exactly (64 of them), so blocks are joined without re-slicing.
+        while self._chunked >= self._block_size:
+            joined = b"".join(self._chunks)
+            block, rest = joined[:self._block_size], joined[self._block_size:]
+            self._chunks, self._chunked = ([rest] if rest else []), len(rest)
             self._stage(block)
 
     def _stage(self, block: bytes) -> None:
@@ -242,10 +248,10 @@ class ObjectWriter:
             raise ValueError(f"{self.name}: writer is closed")
         try:
             if self._encryptor is not None:
-                self._buffer += self._encryptor.finish()
-            if self._buffer or not self._blocks:
-                self._stage(bytes(self._buffer))
-                self._buffer.clear()
+                self._chunks.append(self._encryptor.finish())
+            if self._chunks or not self._blocks:
+                self._stage(b"".join(self._chunks))
+                self._chunks, self._chunked = [], 0
             for future in self._pending:
                 exc = future.exception()
                 if exc is not None:
