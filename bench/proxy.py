@@ -4,14 +4,14 @@
   envoy             wrk → Envoy (TLS 1.3, the inbound listener) → app, no authorization filter
   ext_authz/*       … + the Python ext_authz server evaluating the policy in OPA
   rbac/*            … + the policy compiled into Envoy's RBAC filter (what the proxy runs by default for
-                    policies that need no request body)
+                    policies in the compilable subset: method and path conditions)
   for two policies: allow-all and only `GET /hello`.
 
 All configurations run side by side and are measured in interleaved rounds (median of ROUNDS), so load
 from other work on a shared box hits them alike. Figures: proxy_p50_added_ms (the default
 path for `GET /hello` minus direct, 1 connection; goal ≤ 0.5),
 proxy_rps_ratio (that path ÷ Envoy without authz, 16 connections; goal ≥ 0.8), and the same two for the
-Python ext_authz path (`*_ext_authz`), which every policy that reads the body or headers takes.
+Python ext_authz path (`*_ext_authz`), which every other policy (body, headers, query, …) takes.
 """
 
 from __future__ import annotations
