@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import warnings
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from cryptography import x509
@@ -101,7 +101,17 @@ class VerifiedChain:
 def verify_vcek_chain(chain_pem: bytes, roots: tuple[x509.Certificate, ...],
                       now: dt.datetime | None = None) -> VerifiedChain:
     """VCEK → ASK → one of `roots`. Raises AttestationError naming the broken link."""
+    chain = _verified_chain(chain_pem, roots)
     now = now or dt.datetime.now(dt.UTC)
+    for cert, what in ((chain.vcek, "VCEK"), (chain.ask, "ASK"), (chain.ark, "ARK")):
+        _check_validity(cert, now, what)
+    return chain
+
+
+# A platform presents the same chain with every report: remember chains that verified (by their exact
+# bytes and the roots they verified against), so each attestation pays only for the report's signature.
+@lru_cache(maxsize=64)
+def _verified_chain(chain_pem: bytes, roots: tuple[x509.Certificate, ...]) -> VerifiedChain:
     certs = load_pem_chain(chain_pem, "VCEK certificate chain")
     if not certs:
         raise AttestationError("VCEK certificate chain is empty")
@@ -129,8 +139,6 @@ def verify_vcek_chain(chain_pem: bytes, roots: tuple[x509.Certificate, ...],
         raise AttestationError(f"unknown certificate chain: the ASK is not signed by the trusted "
                                f"{ask.issuer.rfc4514_string()} (a root that only claims that name)")
     _verify_issued_by(vcek, ask, "VCEK")
-    for cert, what in ((vcek, "VCEK"), (ask, "ASK"), (ark, "ARK")):
-        _check_validity(cert, now, what)
     return VerifiedChain(vcek=vcek, ask=ask, ark=ark)
 
 

@@ -17,6 +17,8 @@ import datetime as dt
 import hashlib
 import json
 import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -79,7 +81,7 @@ def _key_usage(*, sign: bool, ca: bool) -> x509.KeyUsage:
 
 
 def _certificate(subject: x509.Name, issuer: x509.Name, public_key, signing_key: rsa.RSAPrivateKey, *,
-                 ca: bool, years: int, extensions: list[x509.ExtensionType] = (), pss: bool) -> x509.Certificate:
+                 ca: bool, years: int, extensions: Sequence[x509.ExtensionType] = (), pss: bool) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
                .serial_number(x509.random_serial_number())
@@ -123,8 +125,10 @@ class MockPlatform:
         directory.mkdir(parents=True, exist_ok=True)
         chip_id = chip_id or os.urandom(64)
 
-        ark_key = rsa.generate_private_key(65537, 4096)
-        ask_key = rsa.generate_private_key(65537, 4096)
+        # RSA key generation releases the GIL: make the five keys side by side.
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            ark_key, ask_key, root_key, ca_key, leaf_key = pool.map(
+                lambda bits: rsa.generate_private_key(65537, bits), (4096, 4096, 4096, 4096, 3072))
         vcek_key = ec.generate_private_key(ec.SECP384R1())
         ark_name, ask_name = _name(_AMD_NAME, "ARK-Mock"), _name(_AMD_NAME, "SEV-Mock")
         ark = _certificate(ark_name, ark_name, ark_key.public_key(), ark_key, ca=True, years=25, pss=True)
@@ -141,9 +145,6 @@ class MockPlatform:
         vcek = _certificate(_name(_AMD_NAME, "SEV-VCEK"), ask_name, vcek_key.public_key(), ask_key,
                             ca=False, years=7, extensions=vcek_ext, pss=True)
 
-        root_key = rsa.generate_private_key(65537, 4096)
-        ca_key = rsa.generate_private_key(65537, 4096)
-        leaf_key = rsa.generate_private_key(65537, 3072)
         root_name = _name(_UVM_NAME, "ccr Mock Supply Chain RSA Root CA")
         ca_name = _name(_UVM_NAME, "ccr Mock SCD Products RSA CA")
         root = _certificate(root_name, root_name, root_key.public_key(), root_key, ca=True, years=25, pss=False)

@@ -17,6 +17,8 @@ import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import cbor2
@@ -62,7 +64,7 @@ class UvmEndorsement:
     feed: str
     launch_measurement: str
     guest_svn: str
-    payload: dict[str, Any]
+    payload: Mapping[str, Any]
 
 
 def did_x509(root: x509.Certificate, eku: str = UVM_EKU) -> str:
@@ -168,6 +170,8 @@ def _verify_signature(leaf: x509.Certificate, alg: Any, to_be_signed: bytes, sig
         raise AttestationError("UVM endorsement signature does not verify") from None
 
 
+# The same endorsement accompanies every report of a utility VM: remember the ones that verified.
+@lru_cache(maxsize=64)
 def verify_uvm_endorsement(cose: bytes, endorsers: tuple[UvmEndorser, ...]) -> UvmEndorsement:
     """Verify the COSE_Sign1 and return its claims; the caller compares the measurement with the report."""
     protected_bytes, protected, payload, signature = _decode(cose)
@@ -189,4 +193,5 @@ def verify_uvm_endorsement(cose: bytes, endorsers: tuple[UvmEndorser, ...]) -> U
     if not isinstance(measurement, str):
         raise AttestationError("UVM endorsement payload lacks x-ms-sevsnpvm-launchmeasurement")
     return UvmEndorsement(issuer=issuer, feed=feed, launch_measurement=measurement.lower(),
-                          guest_svn=str(claims.get("x-ms-sevsnpvm-guestsvn", "")), payload=claims)
+                          guest_svn=str(claims.get("x-ms-sevsnpvm-guestsvn", "")),
+                          payload=MappingProxyType(claims))

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from .errors import CcrError
+from .otel import RequestTelemetryMiddleware, telemetry_enabled
 
 ErrorBody = Callable[[CcrError], dict[str, Any]]
 log = logging.getLogger(__name__)
@@ -46,7 +47,12 @@ def describe_validation_error(exc: RequestValidationError) -> str:
 
 
 def create_app(title: str, *, error_body: ErrorBody = azure_error_body, **fastapi_kwargs) -> FastAPI:
+    # Requests are traced by our lean middleware (see RequestTelemetryMiddleware), not FastAPI's own, and
+    # only when an OTLP endpoint is configured: without one a request pays nothing for telemetry.
+    fastapi_kwargs.setdefault("telemetry", {"tracing": False, "metrics": False, "logs": False})
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None, **fastapi_kwargs)
+    if telemetry_enabled():
+        app.add_middleware(RequestTelemetryMiddleware)
 
     @app.exception_handler(CcrError)
     async def _ccr_error(_request: Request, exc: CcrError) -> JSONResponse:
@@ -75,7 +81,9 @@ class TlsFiles:
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind before serving so that port 0 gets a real port we can report, with no race."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must be IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when the listening
+    # socket says TCP, and without it every keep-alive response waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.set_inheritable(True)

@@ -24,10 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skr-url", default="http://127.0.0.1:8284", help="the skr sidecar (evidence)")
     parser.add_argument("--consent-poll-interval", type=float, default=5.0, metavar="SECONDS",
                         help="how often execution consent is re-checked while the room runs (0: never)")
-    parser.add_argument("--subscriber-url", help="POSTed a notice when execution consent is revoked "
-                                                 "(the launcher's stop endpoint)")
+    parser.add_argument("--subscriber-url", default="http://127.0.0.1:8200/consent/revoked",
+                        help="POSTed a notice when execution consent is revoked (default: the launcher's "
+                             "stop endpoint, http://127.0.0.1:8200/consent/revoked)")
     parser.add_argument("--sidecar-token-file", help="file holding the token sidecars present to audit under "
-                                                     "their own scope; other callers write under scope 'app'")
+                                                     "their own scope; other callers then write under scope "
+                                                     "'app' (without it, scopes are taken as given)")
     parser.add_argument("--ready-file", help="written once listening: {port, url}")
     args = parser.parse_args(argv)
     configure_logging()

@@ -21,19 +21,25 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for the CGS certificate")
 
 
+def _endpoints(args: argparse.Namespace) -> dict[str, str]:
+    from ..common.errors import ConfigError
+
+    if not getattr(args, "endpoints", None):
+        return {}
+    try:
+        return json.loads(Path(args.endpoints).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--endpoints {args.endpoints}: {exc}") from None
+
+
 def _client(args: argparse.Namespace, identity_dir: str | None = None):
     from ..common.errors import ConfigError
     from .member import MemberIdentity
     from .member_client import CgsMemberClient
 
-    endpoint, ca_bundle = args.cgs or os.environ.get("CCR_CGS_ENDPOINT"), args.ca_bundle
-    if args.endpoints:
-        try:
-            endpoints = json.loads(Path(args.endpoints).read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"--endpoints {args.endpoints}: {exc}") from None
-        endpoint = endpoint or endpoints.get("cgs_endpoint")
-        ca_bundle = ca_bundle or endpoints.get("ca_bundle")
+    endpoints = _endpoints(args)
+    endpoint = args.cgs or os.environ.get("CCR_CGS_ENDPOINT") or endpoints.get("cgs_endpoint")
+    ca_bundle = args.ca_bundle or endpoints.get("ca_bundle")
     if not endpoint:
         raise ConfigError("no CGS endpoint: pass --cgs URL, --endpoints FILE or set CCR_CGS_ENDPOINT")
     directory = identity_dir or args.identity or os.environ.get("CCR_MEMBER_DIR")
@@ -78,10 +84,14 @@ def _member_create(args: argparse.Namespace) -> int:
 
 
 def _member_register(args: argparse.Namespace) -> int:
+    from ..common.errors import ConfigError
     from .member import MemberIdentity
 
     member = MemberIdentity.load(args.member_dir)
-    with _client(args, identity_dir=args.operator) as client:
+    operator = args.operator or _endpoints(args).get("cgs_operator_dir")
+    if not operator:
+        raise ConfigError("no operator identity: pass --operator DIR (or --endpoints from `ccr emulators start`)")
+    with _client(args, identity_dir=operator) as client:
         result = client.register_member(member.name, member.cert_pem)
     print(f"registered {result['name']} ({result['memberId']})")
     return 0
@@ -203,6 +213,28 @@ def _ca(args: argparse.Namespace) -> int:
         return _propose(args, client, client.propose_enable_ca(args.contract))
 
 
+def _federate(args: argparse.Namespace) -> int:
+    """Local counterpart of `az identity federated-credential create`: trust CGS's assertions about the
+    contract (sub = contract id) for the client id, in the Entra stand-in's credentials file."""
+    from ..common.errors import ConfigError
+
+    endpoints = _endpoints(args)
+    path, cgs = endpoints.get("entra_credentials_file"), args.cgs or endpoints.get("cgs_endpoint")
+    if not path or not cgs:
+        raise ConfigError("--endpoints FILE from `ccr emulators start` is needed (entra_credentials_file, "
+                          "cgs_endpoint); on Azure use `az identity federated-credential create`")
+    credentials_file = Path(path)
+    entries = json.loads(credentials_file.read_text()) if credentials_file.exists() else []
+    entry = {"clientId": args.client_id, "issuer": cgs.rstrip("/") + "/oidc", "subject": args.contract,
+             "audiences": ["api://AzureADTokenExchange"]}
+    if entry not in entries:
+        entries.append(entry)
+        credentials_file.parent.mkdir(parents=True, exist_ok=True)
+        credentials_file.write_text(json.dumps(entries, indent=2))
+    print(f"client {args.client_id} trusts {entry['issuer']} for subject {args.contract}")
+    return 0
+
+
 def _events(args: argparse.Namespace) -> int:
     from .events import check_and_render
 
@@ -235,8 +267,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                          "(signed by the network operator)")
     _add_connection(register_cmd)
     register_cmd.add_argument("member_dir", metavar="MEMBER_DIR")
-    register_cmd.add_argument("--operator", required=True, metavar="DIR",
-                              help="the operator identity (the stand-in keeps it in STATE_DIR/operator)")
+    register_cmd.add_argument("--operator", metavar="DIR", help="the operator identity (the stand-in keeps it "
+                              "in STATE_DIR/operator; default: cgs_operator_dir of --endpoints)")
     register_cmd.set_defaults(func=_member_register)
 
     command("members", _members, "list the consortium's members")
@@ -297,6 +329,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ca = command("ca", _ca, "propose enabling the contract CA, or show its certificate", proposes=True)
     ca.add_argument("action", choices=["enable", "show"])
     ca.add_argument("contract")
+
+    federate = sub.add_parser("federate", help="let a managed identity (client id) accept the room's "
+                              "CGS-issued assertions (local Entra stand-in)",
+                              description=_federate.__doc__)
+    federate.add_argument("contract")
+    federate.add_argument("--client-id", required=True)
+    federate.add_argument("--endpoints", metavar="FILE", required=True, help="endpoints.json")
+    federate.add_argument("--cgs", metavar="URL", help="CGS endpoint (default: cgs_endpoint of --endpoints)")
+    federate.set_defaults(func=_federate)
 
     events = command("events", _events, "list the contract's audit events, verifying the hash chain "
                      "(exit 1 if it is broken)")

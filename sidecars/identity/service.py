@@ -22,6 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 from fastapi import FastAPI, Request
@@ -131,10 +132,11 @@ def build_app(config: IdentityConfig) -> FastAPI:
         return resource[: -len("/.default")] if resource and resource.endswith("/.default") else resource
 
     @app.get("/metadata/identity/oauth2/token")
-    async def imds(request: Request, resource: str | None = None, client_id: str | None = None):
+    async def imds(request: Request, resource: str | None = None, scope: str | None = None,
+                   client_id: str | None = None):
         if request.headers.get("metadata", "").lower() != "true":
             raise ImdsError("Required metadata header not specified", code="invalid_request", http_status=400)
-        return await token_for(scope_to_resource(resource), client_id)
+        return await token_for(scope_to_resource(resource or scope), client_id)
 
     @app.get("/msi/token")
     async def app_service(request: Request, resource: str | None = None, client_id: str | None = None):
@@ -148,7 +150,7 @@ def build_app(config: IdentityConfig) -> FastAPI:
     async def cloud_shell(request: Request):
         if request.headers.get("metadata", "").lower() != "true":
             raise ImdsError("Required metadata header not specified", code="invalid_request", http_status=400)
-        form = await request.form()
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
         if not form.get("resource"):
             raise BadRequest("resource: required")
         return await token_for(scope_to_resource(str(form["resource"])), form.get("client_id"))

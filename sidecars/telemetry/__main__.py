@@ -94,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ..common.http import serve
+    from ..common.otel import attach_parent_from_env, setup_telemetry
     from .app import build_app
     from .buffer import EncryptedBuffer
     from .export import Exporter
@@ -101,6 +102,10 @@ def _run(args: argparse.Namespace) -> int:
     from .receiver import start_grpc
 
     sinks, room = _sink_configs(args)
+    # Like every sidecar, its own requests are traced when an OTLP endpoint is configured (another
+    # collector; a room does not point the telemetry sidecar at itself).
+    attach_parent_from_env()
+    own_telemetry = setup_telemetry("telemetry")
     buffer_dir = Path(args.buffer_dir or tempfile.mkdtemp(prefix="ccr-telemetry-"))
     buffer = EncryptedBuffer(buffer_dir / "buffer.bin")
     governance = GovernanceClient(args.governance_url, verify=args.governance_ca or True)
@@ -131,6 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         governance.close()
         buffer.close()
         buffer.path.unlink(missing_ok=True)
+        own_telemetry.shutdown()
     return 0
 
 

@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import jwt
@@ -164,7 +165,7 @@ def build_app(credentials: CredentialSource, issuer_keys: IssuerKeys, tokens: To
 
     @app.post("/{tenant}/oauth2/v2.0/token")
     async def token(tenant: str, request: Request):
-        form = await request.form()
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
         grant = form.get("grant_type")
         if grant != "client_credentials":
             raise OAuthError(400, "unsupported_grant_type", 70003, f"grant_type {grant!r} is not supported")

@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from ...common.http import create_app
 log = logging.getLogger(__name__)
 
 MIN_API_VERSION = "2022-08-01"
+API_VERSION_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
 TOKEN_LIFETIME = dt.timedelta(hours=8)
 # MAA reports the hash of the attestation policy it applied; the stand-in applies the default policy.
 DEFAULT_POLICY = "version= 1.0;authorizationrules{=> permit();};issuancerules{};"
@@ -85,6 +87,8 @@ def _check_api_version(request: Request) -> None:
     version = request.query_params.get("api-version")
     if not version:
         raise BadRequest("api-version: query parameter required", code="InvalidParameter")
+    if not API_VERSION_FORMAT.fullmatch(version):
+        raise BadRequest(f"api-version {version!r} is not a version (YYYY-MM-DD[-preview])", code="InvalidParameter")
     if version[:10] < MIN_API_VERSION:
         raise BadRequest(f"api-version {version} does not support SevSnpVm (use {MIN_API_VERSION} or later)",
                          code="InvalidParameter")

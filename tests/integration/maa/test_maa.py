@@ -144,6 +144,8 @@ def test_not_json_and_missing_api_version(maa):
         _error(client.post("/attest/SevSnpVm", json={}), 400, "InvalidParameter", "api-version")
         _error(client.post("/attest/SevSnpVm?api-version=2020-10-01", json={}), 400, "InvalidParameter",
                "does not support SevSnpVm")
+        _error(client.post("/attest/SevSnpVm?api-version=latest", json={}), 400, "InvalidParameter",
+               "is not a version")
 
 
 def test_request_built_by_the_client_is_the_real_shape(real_request, real_body):

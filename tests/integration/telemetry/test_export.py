@@ -235,3 +235,25 @@ def test_app_log_handover_rejects_malformed_lines(start_room):
     response = httpx.post(room.http_url + "/logs/app?app=demo-app", content=json.dumps(
         {"time": 1_700_000_000_000_000_000, "stream": "stderr", "line": "x"}))
     assert response.json() == {"accepted": 1} and room.records() == 1
+
+
+def test_keep_alive_requests_are_not_delayed(start_room):
+    """A sidecar built on sidecars/common/http.py answers keep-alive requests without a delayed-ACK stall
+    (~40 ms each when TCP_NODELAY is missing), which is what the launcher's log hand-over relies on."""
+    import http.client
+    import statistics
+    import time
+    from urllib.parse import urlparse
+
+    room = start_room()
+    url = urlparse(room.http_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    timings = []
+    for _ in range(15):
+        started = time.perf_counter()
+        connection.request("POST", "/logs/app?app=a", body=b'{"time": 1, "stream": "stdout", "line": "x"}')
+        response = connection.getresponse()
+        assert response.status == 200 and response.read()
+        timings.append(time.perf_counter() - started)
+    connection.close()
+    assert statistics.median(timings) < 0.02, timings

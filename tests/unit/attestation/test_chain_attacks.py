@@ -94,3 +94,17 @@ def test_report_at_another_tcb_is_rejected(mock_platform, mock_trust):
     evidence = dataclasses.replace(provider.get_evidence(b"x"), report=provider.sign(report))
     with pytest.raises(AttestationError, match="another TCB"):
         verify_evidence(evidence, mock_trust)
+
+
+def test_embedded_amd_roots_are_amds():
+    """Both pins load, match their published SHA-256, are self-signed RSA-4096 RSASSA-PSS roots."""
+    from sidecars.attestation.amd import AMD_ARK_SHA256, amd_roots, der_sha256
+
+    roots = amd_roots()
+    assert {r.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value for r in roots} == {
+        "ARK-Milan", "ARK-Genoa"}
+    assert sorted(der_sha256(r) for r in roots) == sorted(AMD_ARK_SHA256.values())
+    for root in roots:
+        root.verify_directly_issued_by(root)
+        assert root.public_key().key_size == 4096
+        assert root.signature_algorithm_oid == x509.oid.SignatureAlgorithmOID.RSASSA_PSS

@@ -53,3 +53,25 @@ def test_missing_file(tmp_path, capsys):
 def test_mock_platform_command_reuses(mock_platform, capsys):
     assert main(["attestation", "mock-platform", str(mock_platform.directory)]) == 0
     assert capsys.readouterr().out.startswith("reused mock SEV-SNP platform")
+
+
+def test_mock_evidence_bound_to_runtime_data_verifies_as_an_maa_body(mock_platform, caci_dir, tmp_path, capsys):
+    host_data = "cd" * 32
+    assert main(["attestation", "mock-evidence", str(mock_platform.directory), "--host-data", host_data,
+                 "--runtime-data", str(caci_dir / "public-key-jwks"), "--format", "maa", "--debug"]) == 0
+    path = tmp_path / "maa.json"
+    path.write_text(capsys.readouterr().out)
+    assert main(["attestation", "verify", str(path)]) == 1
+    assert "--trust-mock-platform" in capsys.readouterr().err
+    assert main(["attestation", "verify", "--trust-mock-platform", str(mock_platform.directory), str(path)]) == 0
+    claims = json.loads(capsys.readouterr().out)
+    assert claims["x-ms-sevsnpvm-hostdata"] == host_data
+    assert claims["x-ms-sevsnpvm-is-debuggable"] is True
+    assert claims["x-ms-runtime"] == json.loads((caci_dir / "public-key-jwks").read_text())
+
+
+def test_mock_evidence_argument_mistakes(mock_platform, capsys):
+    assert main(["attestation", "mock-evidence", str(mock_platform.directory), "--host-data", "abcd"]) == 1
+    assert capsys.readouterr().err.strip() == "ccr: error: --host-data: expected 32 bytes (64 hex digits), got 2"
+    assert main(["attestation", "mock-evidence", str(mock_platform.directory), "--format", "maa"]) == 1
+    assert "needs --runtime-data" in capsys.readouterr().err

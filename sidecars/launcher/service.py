@@ -1,0 +1,272 @@
+"""The launcher sidecar (port 8200): the last step of a room's startup, and the app's lifecycle.
+
+Startup (ARCHITECTURE §6, step 5), each step failing closed and named in `GET /status`:
+  1. wait for the other sidecars' `/status` (a timeout names the one that is not ready);
+  2. execution consent from governance;
+  3. the firewall confirms its rules are in force (`POST /verify`);
+  4. the container policy allows the app (policies/container.rego);
+  5. launch with podman, audited (no acknowledgement from CGS: no launch).
+Job mode: wait for the exit, audit the exit code, export logs (consent-gated by telemetry). API mode:
+run until SIGTERM or until governance reports consent revoked (`POST /consent/revoked`), then stop.
+
+API: `POST /gov/{app}/start` (manual start), `GET /gov/{app}/status` → `{status, exit_code}`,
+`POST /gov/exportLogs`, `POST /gov/exportTelemetry` (forwarded to the telemetry sidecar), `GET /status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from ..common.errors import CcrError, Conflict, NotFound, PolicyDenied, ProcessError, RemoteServiceError
+from ..common.http import azure_error_body, create_app
+from ..common.logs import get_logger
+from ..common.otel import setup_telemetry, step_span
+from ..deploy.containers import render_group
+from ..governance.client import GovernanceClient
+from ..spec import CleanRoomSpec
+from .podman import Podman
+from .policy import ContainerPolicy, build_launch
+from .run import AppProcess
+
+log = get_logger(__name__)
+
+
+@dataclass
+class LauncherConfig:
+    spec: CleanRoomSpec
+    mount_root: Path
+    netns: str | None
+    sidecar_status_urls: dict[str, str]
+    governance_url: str
+    firewall_url: str
+    telemetry_url: str | None
+    governance_token: str | None = None
+    ready_timeout: float = 60.0
+    container_name: str = ""
+
+    def __post_init__(self) -> None:
+        self.container_name = self.container_name or f"ccr-{self.spec.name}-{self.spec.application.name}"
+
+
+@dataclass
+class LauncherState:
+    # starting, waiting, consent, firewall, policy, ready, running, exited, failed, stopped
+    phase: str = "starting"
+    step: str | None = None
+    error: str | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    process: AppProcess | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        app = self.process
+        return {"status": self.phase, "step": self.step, "error": self.error, "steps": self.steps,
+                "app": None if app is None else {"status": app.status, "exit_code": app.exit_code,
+                                                   "container": app.launch.container_name}}
+
+
+class Launcher:
+    def __init__(self, config: LauncherConfig, podman: Podman | None = None):
+        self.config = config
+        self.podman = podman or Podman()
+        self.state = LauncherState()
+        self.group_app = render_group(config.spec).app
+        self.launch = build_launch(config.spec, self.group_app, mount_root=config.mount_root,
+                                   netns=config.netns, container_name=config.container_name)
+        self.gov = GovernanceClient(config.governance_url, scope="launcher", token=config.governance_token)
+        self.tracer = setup_telemetry("ccr-launcher").tracer
+        self._http = httpx.AsyncClient(timeout=10)
+        self._lock = asyncio.Lock()
+        self._done = asyncio.Event()
+
+    # -- startup
+    async def _step(self, name: str, action) -> None:
+        self.state.step = name
+        started = asyncio.get_running_loop().time()
+        with step_span(self.tracer, f"launcher.{name}"):
+            try:
+                await action()
+            except Exception as exc:
+                self.state.steps.append({"step": name, "ok": False, "error": str(exc)})
+                raise
+        self.state.steps.append({"step": name, "ok": True,
+                                 "ms": round((asyncio.get_running_loop().time() - started) * 1000, 1)})
+
+    async def prepare(self) -> None:
+        """Everything before the launch; on failure the launcher reports it and never launches."""
+        try:
+            self.state.phase = "waiting"
+            await self._step("wait-for-sidecars", self._wait_for_sidecars)
+            self.state.phase = "consent"
+            await self._step("execution-consent", lambda: asyncio.to_thread(self.gov.require_consent, "execution"))
+            self.state.phase = "firewall"
+            await self._step("firewall-verify", self._verify_firewall)
+            self.state.phase = "policy"
+            await self._step("container-policy", self._check_policy)
+            self.state.phase = "ready"
+            self.state.step = None
+            if self.config.spec.application.start == "auto":
+                await self.start_app()
+        except CcrError as exc:
+            self._fail(str(exc))
+        except Exception as exc:  # an unexpected failure still fails closed, and says so
+            log.exception("launcher startup failed")
+            self._fail(f"{type(exc).__name__}: {exc}")
+
+    def _fail(self, reason: str) -> None:
+        self.state.phase = "failed"
+        self.state.error = f"{self.state.step}: {reason}" if self.state.step else reason
+        log.error("not launching the app: %s", self.state.error)
+        self._done.set()
+
+    async def _wait_for_sidecars(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.ready_timeout
+        pending = dict(self.config.sidecar_status_urls)
+        last: dict[str, str] = {}
+        while pending:
+            for name, url in list(pending.items()):
+                try:
+                    response = await self._http.get(url)
+                    if response.status_code == 200:
+                        del pending[name]
+                        continue
+                    last[name] = f"/status answered {response.status_code}: {response.text[:200]}"
+                except httpx.HTTPError as exc:
+                    last[name] = f"unreachable ({type(exc).__name__})"
+            if not pending:
+                return
+            if loop.time() > deadline:
+                details = "; ".join(f"{n}: {last.get(n, 'no answer')}" for n in pending)
+                raise ProcessError(f"not ready after {self.config.ready_timeout:g} s: {details}")
+            await asyncio.sleep(0.1)
+
+    async def _verify_firewall(self) -> None:
+        try:
+            response = await self._http.post(f"{self.config.firewall_url.rstrip('/')}/verify")
+        except httpx.HTTPError as exc:
+            raise RemoteServiceError("firewall", f"unreachable: {exc}") from None
+        if response.status_code != 200:
+            raise PolicyDenied(f"firewall rules are not in force: {response.text[:300]}")
+
+    async def _check_policy(self) -> None:
+        try:
+            digest = await asyncio.to_thread(self.podman.image_digest, self.launch.image)
+        except ProcessError:
+            digest = "(no local image)"
+        policy = ContainerPolicy(self.config.spec, self.group_app)
+        policy.check(self.launch, digest)
+
+    # -- the app
+    async def start_app(self) -> None:
+        async with self._lock:
+            if self.state.phase != "ready":
+                raise Conflict(f"the app cannot start now: the launcher is {self.state.phase}")
+            self.state.step = "launch"
+            process = AppProcess(self.launch, self.podman)
+            await asyncio.to_thread(self.gov.audit, {"step": "launch", "app": self.config.spec.application.name,
+                                                     "image": self.launch.image})
+            with step_span(self.tracer, "launcher.launch", image=self.launch.image):
+                await process.start(self._forward_line)
+            self.state.process = process
+            self.state.phase = "running"
+            self.state.step = None
+        asyncio.create_task(self._watch(process))
+
+    async def _watch(self, process: AppProcess) -> None:
+        code = await process.wait()
+        self.state.phase = process.status
+        log.info("app %s (exit code %s)", process.status, code)
+        with contextlib.suppress(CcrError):
+            await asyncio.to_thread(self.gov.audit, {"step": "exit", "app": self.config.spec.application.name,
+                                                     "status": process.status, "exit_code": code})
+        if self.config.telemetry_url and self.config.spec.telemetry.log_sink is not None:
+            await self._forward_export("exportLogs")
+        self._done.set()
+
+    async def _forward_line(self, stream: str, line: str) -> None:
+        log.info("app %s: %s", stream, line)
+        if not self.config.telemetry_url:
+            return
+        record = {"time": dt.datetime.now(dt.UTC).isoformat(), "stream": stream, "line": line}
+        await self._http.post(f"{self.config.telemetry_url.rstrip('/')}/logs/app",
+                              params={"app": self.config.spec.application.name},
+                              content=json.dumps(record) + "\n", headers={"content-type": "application/x-ndjson"})
+
+    async def _forward_export(self, which: str) -> JSONResponse:
+        if not self.config.telemetry_url:
+            raise NotFound("no telemetry sidecar is configured")
+        try:
+            response = await self._http.post(f"{self.config.telemetry_url.rstrip('/')}/gov/{which}", timeout=120)
+        except httpx.HTTPError as exc:
+            raise RemoteServiceError("telemetry", f"unreachable: {exc}") from None
+        return JSONResponse(response.json(), status_code=response.status_code)
+
+    async def stop_app(self, reason: str) -> None:
+        process = self.state.process
+        if process is None or process.status != "running":
+            return
+        log.warning("stopping the app: %s", reason)
+        with contextlib.suppress(CcrError):
+            await asyncio.to_thread(self.gov.audit, {"step": "stop", "app": self.config.spec.application.name,
+                                                     "reason": reason})
+        await process.stop()
+
+    async def close(self) -> None:
+        await self.stop_app("the launcher is shutting down")
+        await self._http.aclose()
+        self.gov.close()
+
+
+def build_app(launcher: Launcher) -> FastAPI:
+    app = create_app("ccr launcher", error_body=azure_error_body)
+    app_name = launcher.config.spec.application.name
+
+    def _check_name(name: str) -> None:
+        if name != app_name:
+            raise NotFound(f"no application named {name!r} in this room (it runs {app_name!r})")
+
+    @app.get("/status")
+    async def status() -> JSONResponse:
+        body = launcher.state.as_json()
+        return JSONResponse(body, status_code=503 if body["status"] == "failed" else 200)
+
+    @app.post("/gov/{name}/start")
+    async def start(name: str) -> dict:
+        _check_name(name)
+        await launcher.start_app()
+        return {"status": "started"}
+
+    @app.get("/gov/{name}/status")
+    async def app_status(name: str) -> dict:
+        _check_name(name)
+        process = launcher.state.process
+        if process is None:
+            return {"status": launcher.state.phase if launcher.state.phase == "failed" else "not_started",
+                    "exit_code": None}
+        return {"status": process.status, "exit_code": process.exit_code}
+
+    @app.post("/gov/exportLogs")
+    async def export_logs() -> JSONResponse:
+        return await launcher._forward_export("exportLogs")
+
+    @app.post("/gov/exportTelemetry")
+    async def export_telemetry() -> JSONResponse:
+        return await launcher._forward_export("exportTelemetry")
+
+    @app.post("/consent/revoked")
+    async def consent_revoked(request: Request) -> dict:
+        notice = await request.body()
+        await launcher.stop_app(f"execution consent revoked: {notice.decode(errors='replace')[:300]}")
+        return {"status": "stopping"}
+
+    return app

@@ -1,0 +1,151 @@
+"""The container group's network namespace.
+
+A C-ACI container group is one network namespace shared by all its containers. Locally it is a named
+netns (`/run/netns/NAME`, so podman can join it with `--network ns:…`) with loopback up and a veth pair
+to the host carrying IPv4 and IPv6: the room's outside link, on addresses of our own (10.203.N.0/30 and
+fd63:6372:N::/64), used for allowed egress such as the db-access demo's database. The stand-ins are
+reached through loopback forwarders instead (see forward.py), so their URLs are the same in and out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..common.errors import ProcessError
+
+NETNS_DIR = Path("/run/netns")
+CLONE_NEWNET = 0x40000000
+
+
+def _ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    argv = ["ip", *(("-n", netns) if netns else ()), *args]
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise ProcessError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
+    return result
+
+
+@dataclass(frozen=True)
+class RoomNetwork:
+    """The addresses of one room's netns and its host link."""
+
+    netns: str
+    index: int
+
+    @property
+    def host_if(self) -> str:
+        return f"ccrh{self.index}"
+
+    @property
+    def room_if(self) -> str:
+        return "eth0"
+
+    @property
+    def host_v4(self) -> str:
+        return f"10.203.{self.index}.1"
+
+    @property
+    def room_v4(self) -> str:
+        return f"10.203.{self.index}.2"
+
+    @property
+    def host_v6(self) -> str:
+        return f"fd63:6372:{self.index:x}::1"
+
+    @property
+    def room_v6(self) -> str:
+        return f"fd63:6372:{self.index:x}::2"
+
+    @property
+    def path(self) -> Path:
+        return NETNS_DIR / self.netns
+
+
+def netns_exists(name: str) -> bool:
+    return (NETNS_DIR / name).exists()
+
+
+def _free_index() -> int:
+    used = {int(line.split(":")[1].strip().split("@")[0][4:])
+            for line in _ip("-o", "link", "show").stdout.splitlines()
+            if line.split(":")[1].strip().startswith("ccrh")}
+    for index in range(1, 250):
+        if index not in used:
+            return index
+    raise ProcessError("no free room network index (250 rooms exist?)")
+
+
+def create_room_network(netns: str) -> RoomNetwork:
+    """Create the netns with lo up and a v4/v6 veth link to the host. Fails if it already exists."""
+    if netns_exists(netns):
+        raise ProcessError(f"network namespace {netns} already exists (ccr down, or choose another name)")
+    net = RoomNetwork(netns, _free_index())
+    _ip("netns", "add", netns)
+    try:
+        _ip("link", "set", "lo", "up", netns=netns)
+        _ip("link", "add", net.host_if, "type", "veth", "peer", "name", net.room_if, "netns", netns)
+        # No IPv6 duplicate-address detection: addresses are ours and must work at once.
+        for ns, ifname in ((None, net.host_if), (netns, net.room_if)):
+            prefix = ["ip", "netns", "exec", netns] if ns else []
+            subprocess.run([*prefix, "sysctl", "-qw", f"net.ipv6.conf.{ifname}.accept_dad=0"], check=False)
+        _ip("addr", "add", f"{net.host_v4}/30", "dev", net.host_if)
+        _ip("addr", "add", f"{net.host_v6}/64", "dev", net.host_if, "nodad")
+        _ip("link", "set", net.host_if, "up")
+        _ip("addr", "add", f"{net.room_v4}/30", "dev", net.room_if, netns=netns)
+        _ip("addr", "add", f"{net.room_v6}/64", "dev", net.room_if, "nodad", netns=netns)
+        _ip("link", "set", net.room_if, "up", netns=netns)
+        _ip("route", "add", "default", "via", net.host_v4, netns=netns)
+        _ip("-6", "route", "add", "default", "via", net.host_v6, netns=netns)
+    except ProcessError:
+        delete_room_network(netns)
+        raise
+    return net
+
+
+def find_room_network(netns: str) -> RoomNetwork | None:
+    if not netns_exists(netns):
+        return None
+    for line in _ip("-o", "link", "show").stdout.splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        if name.startswith("ccrh") and f"link-netns {netns}" in line:
+            return RoomNetwork(netns, int(name[4:]))
+    return RoomNetwork(netns, 0)
+
+
+def delete_room_network(netns: str) -> bool:
+    """Delete the netns (its veth end goes with it, and so does the host end). False if absent."""
+    if not netns_exists(netns):
+        return False
+    net = find_room_network(netns)
+    _ip("netns", "delete", netns)
+    if net and net.index:
+        _ip("link", "delete", net.host_if, check=False)
+    return True
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+@contextlib.contextmanager
+def entered(netns: str) -> Iterator[None]:
+    """Run the body with the calling thread in `netns` (sockets created there stay there)."""
+    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(NETNS_DIR / netns, os.O_RDONLY)
+    try:
+        if _libc.setns(target, CLONE_NEWNET) != 0:
+            raise ProcessError(f"cannot enter network namespace {netns}: {os.strerror(ctypes.get_errno())}")
+        try:
+            yield
+        finally:
+            if _libc.setns(original, CLONE_NEWNET) != 0:
+                raise ProcessError("cannot return to the host network namespace")
+    finally:
+        os.close(target)
+        os.close(original)

@@ -1,0 +1,99 @@
+"""Request telemetry every sidecar built on sidecars/common/http.py gets when OTel is on: a server span that
+continues the caller's trace, the duration histogram, and the room's sampler."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from sidecars.common.errors import ConfigError, RemoteServiceError
+from sidecars.common.http import create_app
+from sidecars.common.otel import RequestTelemetryMiddleware, RoomSampler, _request_ratio, step_span
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def _app_with(spans: InMemorySpanExporter, reader: InMemoryMetricReader, sampler=None):
+    app = create_app("t")
+
+    @app.get("/items/{item}")
+    def item(item: str) -> dict:
+        if item == "broken":
+            raise RemoteServiceError("storage", "unreachable")
+        return {"item": item}
+
+    provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    app.add_middleware(RequestTelemetryMiddleware, tracer_provider=provider,
+                       meter_provider=MeterProvider(metric_readers=[reader]))
+    return app, provider
+
+
+async def _get(app, path: str, headers: dict | None = None) -> int:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sidecar") as client:
+        return (await client.get(path, headers=headers)).status_code
+
+
+def _durations(reader: InMemoryMetricReader) -> list[int]:
+    return sorted(p.attributes["http.response.status_code"] for rm in reader.get_metrics_data().resource_metrics
+                  for sm in rm.scope_metrics for m in sm.metrics if m.name == "http.server.request.duration"
+                  for p in m.data.data_points)
+
+
+@pytest.mark.anyio
+async def test_request_spans_continue_the_callers_trace_and_mark_failures():
+    spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    app, _ = _app_with(spans, reader)
+    assert await _get(app, "/items/a", {"traceparent": f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"}) == 200
+    assert await _get(app, "/items/broken") == 502
+
+    ok, failed = spans.get_finished_spans()
+    assert ok.name == "GET /items/{item}" and ok.kind is SpanKind.SERVER
+    assert format(ok.context.trace_id, "032x") == CALLER_TRACE and ok.parent.span_id == 0x00f067aa0ba902b7
+    assert ok.attributes["http.response.status_code"] == 200 and ok.attributes["url.path"] == "/items/a"
+    assert failed.status.status_code is StatusCode.ERROR and failed.attributes["http.response.status_code"] == 502
+    assert format(failed.context.trace_id, "032x") != CALLER_TRACE
+    assert _durations(reader) == [200, 502]
+
+
+@pytest.mark.anyio
+async def test_room_sampler_keeps_traced_work_and_samples_untraced_requests():
+    spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    app, provider = _app_with(spans, reader, sampler=RoomSampler(0.0))
+    for _ in range(5):  # nobody traced these: no spans at ratio 0, but every request is counted
+        assert await _get(app, "/items/a") == 200
+    assert spans.get_finished_spans() == ()
+    assert _durations(reader) == [200]  # one data point (same attributes) ...
+    count = next(p.count for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
+                 for m in sm.metrics for p in m.data.data_points)
+    assert count == 5  # ... counting all five requests
+
+    # A call that continues a sampled trace is recorded, and so is every step of the room.
+    assert await _get(app, "/items/b", {"traceparent": f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"}) == 200
+    tracer = provider.get_tracer("room")
+    with step_span(tracer, "room.startup"), step_span(tracer, "firewall"):
+        pass
+    names = [s.name for s in spans.get_finished_spans()]
+    assert names == ["GET /items/{item}", "firewall", "room.startup"]
+    # An unsampled caller's choice is respected.
+    assert await _get(app, "/items/c", {"traceparent": f"00-{CALLER_TRACE}-00f067aa0ba902b7-00"}) == 200
+    assert len(spans.get_finished_spans()) == 3
+
+
+def test_request_ratio_is_validated():
+    assert _request_ratio({}) == 0.01
+    assert _request_ratio({"CCR_OTEL_REQUEST_SAMPLE_RATIO": "0.5"}) == 0.5
+    for bad in ("2", "-0.1", "half"):
+        with pytest.raises(ConfigError, match="CCR_OTEL_REQUEST_SAMPLE_RATIO"):
+            _request_ratio({"CCR_OTEL_REQUEST_SAMPLE_RATIO": bad})
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
