@@ -128,5 +128,10 @@ def model_from_spec(spec: CleanRoomSpec, spec_dir: Path, *, inbound_tls: TlsFile
                     upstream_ca_file: str = SYSTEM_CA_BUNDLE, **settings: Any) -> ProxyModel:
     """The proxy for `spec`; `settings` override ProxyModel's ports and addresses."""
     http, tcp = egress_routes(spec)
+    reserved = {INBOUND_PORT, EGRESS_HTTP_PORT, EGRESS_TCP_PORT, ADMIN_PORT, AUTHZ_PORT, EXTPROC_PORT}
+    for i, endpoint in enumerate(spec.endpoints):
+        if endpoint.port in reserved:
+            raise ConfigError(f"endpoints[{i}].port: {endpoint.port} is one of the proxy's own ports "
+                              f"({', '.join(map(str, sorted(reserved)))}); choose another")
     return ProxyModel(inbound=inbound_endpoints(spec, spec_dir), inbound_tls=inbound_tls, egress_http=http,
                       egress_tcp=tcp, upstream_ca_file=upstream_ca_file, **settings)
