@@ -97,7 +97,9 @@ def planned_model(args: argparse.Namespace) -> tuple[ProxyModel, RoomCertificate
         certificate = source.issue("room", args.tls_name or ["localhost", "127.0.0.1"], run_dir / "tls")
     model = model_from_spec(
         spec, spec_dir, inbound_tls=certificate.tls if certificate else None,
-        upstream_ca_file=args.upstream_ca, inbound_address=args.inbound_address, inbound_port=args.inbound_port,
+        upstream_ca_file=args.upstream_ca,
+        dns_resolvers=tuple(args.dns_resolver) if args.dns_resolver else None,
+        inbound_address=args.inbound_address, inbound_port=args.inbound_port,
         egress_http_port=args.egress_http_port, egress_tcp_port=args.egress_tcp_port, admin_port=args.admin_port,
         authz_port=args.authz_port, extproc_port=args.extproc_port)
     return plan(model, use_rbac=not args.no_rbac), certificate

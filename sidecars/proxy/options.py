@@ -35,6 +35,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-name", action="append", default=[], metavar="NAME",
                         help="a DNS name or IP the inbound certificate is valid for (repeatable; "
                              "default localhost, 127.0.0.1)")
+    parser.add_argument("--dns-resolver", action="append", default=None, metavar="IP",
+                        help="with egress.dns: tcp, where the app's DNS (TCP port 53) goes (repeatable; "
+                             "default: the nameservers in /etc/resolv.conf)")
     parser.add_argument("--no-rbac", action="store_true",
                         help="evaluate every policy in OPA, even those Envoy's RBAC filter could enforce")
     for name, flag, default in (("inbound_port", "--inbound-port", INBOUND_PORT),
