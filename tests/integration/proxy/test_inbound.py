@@ -42,6 +42,10 @@ def test_post_reaches_the_app_only_with_a_body_matching_the_schema(start_proxy, 
         assert status == 403, bad
     status, body, _ = request(proxy, ca, "POST", "/orders", body=b'{"item": ', headers=json_type)
     assert status == 403 and b"not valid JSON" in body
+    # A body too large for the policy to see is refused, not passed on unread.
+    huge = json.dumps({"item": "apple", "quantity": 2, "note": "x" * (2 << 20)}).encode()
+    status, _, _ = request(proxy, ca, "POST", "/orders", body=huge, headers=json_type)
+    assert status == 413
     assert [(r.path, r.body) for r in app.received] == [("/orders", good)]
 
 
