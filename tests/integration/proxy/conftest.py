@@ -52,7 +52,9 @@ def _app_handler(app: RecordingApp) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             app.received.append(Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
                                          body))
-            if self.path.startswith("/secret"):
+            if self.path.startswith("/big-secret"):
+                answer = {"padding": "x" * (3 << 20), "ssn": "123-45-6789"}
+            elif self.path.startswith("/secret"):
                 answer = {"name": "alice", "ssn": "123-45-6789"}
             elif self.path.startswith("/mail"):
                 answer = {"name": "alice", "email": "alice@example.com"}
