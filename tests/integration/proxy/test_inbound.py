@@ -152,3 +152,31 @@ def test_endpoint_without_a_policy_refuses_everything(start_proxy, app, room_ca)
     status, body, _ = request(proxy, ca, "GET", "/hello")
     assert status == 403 and b"no policy" in body
     assert app.paths() == []
+
+
+DECISION_OBJECT_POLICY = """package envoy.authz
+
+default allow := false
+
+allow := {"allowed": true, "headers": {"x-ccr-user": input.attributes.request.http.headers["x-user"]}} if {
+	input.parsed_path == ["me"]
+	input.attributes.request.http.headers["x-user"] == "alice"
+}
+
+allow := {"allowed": false, "http_status": 401, "body": "who are you?", "headers": {"www-authenticate": "Bearer"}} if {
+	input.parsed_path == ["me"]
+	not input.attributes.request.http.headers["x-user"]
+}
+"""
+
+
+def test_decision_objects_reach_the_app_and_the_client(start_proxy, app, room_ca):
+    ca, _ = room_ca
+    proxy = start_proxy(app, source=DECISION_OBJECT_POLICY)
+    status, _, _ = request(proxy, ca, "GET", "/me", headers={"x-user": "alice"})
+    assert status == 200 and app.received[-1].headers["x-ccr-user"] == "alice"
+    status, body, headers = request(proxy, ca, "GET", "/me")
+    assert (status, body, headers["www-authenticate"]) == (401, b"who are you?", "Bearer")
+    status, _, _ = request(proxy, ca, "GET", "/me", headers={"x-user": "mallory"})
+    assert status == 403
+    assert app.paths() == ["/me"]
