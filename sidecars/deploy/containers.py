@@ -273,7 +273,9 @@ def _app_container(spec: CleanRoomSpec) -> Container:
     mounts += [Mount(target=m.target, volume=m.source, mode=m.mode) for m in app.mounts]
     env = dict(app.env)
     env.setdefault("CCR_GOVERNANCE_URL", f"http://localhost:{PORTS['governance']}")
-    env.setdefault("IDENTITY_ENDPOINT", f"http://localhost:{PORTS['identity']}/metadata/identity/oauth2/token")
+    # azure-identity's ManagedIdentityCredential takes the IMDS host from this variable (IDENTITY_ENDPOINT
+    # alone selects no source: it needs IDENTITY_HEADER too), so the app's SDKs reach the identity sidecar.
+    env.setdefault("AZURE_POD_IDENTITY_AUTHORITY_HOST", f"http://localhost:{PORTS['identity']}")
     env.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://localhost:{PORTS['telemetry-http']}")
     return Container(
         name=app.name, role="app", image=app.image, command=tuple(app.command),
