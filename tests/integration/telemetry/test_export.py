@@ -14,6 +14,8 @@ import pytest
 
 from sidecars.cli import main as ccr
 from sidecars.common.process import wait_until
+from sidecars.volumes.format import DataKey
+from sidecars.volumes.owner import save_dek_file
 
 STARTUP_SPANS = {"room.startup", "firewall", "attest", "snp.report", "maa.token", "consent", "key-release orders",
                  "key-release results", "mount", "proxy", "launch"}
@@ -26,7 +28,7 @@ def now() -> str:
 def download(room, kind: str, out) -> int:
     key = room.telemetry_key if kind == "telemetry" else room.log_key
     return ccr([kind, "download", "--spec", str(room.spec), "--endpoints", str(room.endpoints),
-                "--key-file", str(key), "--out", str(out)])
+                "--dek-file", str(key), "--out", str(out)])
 
 
 def test_consent_disabled_nothing_leaves(start_room, governance):
@@ -64,7 +66,7 @@ def test_enabled_exports_encrypted_objects_that_decrypt_to_the_startup_trace(sta
     for data in stored.values():  # ciphertext only: no span name, no log text in any object
         assert b"room.startup" not in data and b"key-release" not in data and b"step firewall" not in data
     # The export was audited, naming exactly the objects that left.
-    assert [e["scope"] for e in governance.events] == ["telemetry"]
+    assert [(e["scope"], e["data"]["step"]) for e in governance.events] == [("telemetry", "export")]
     assert governance.events[0]["data"]["objects"] == result["objects"]
 
     out = tmp_path / "download"
@@ -161,7 +163,7 @@ def test_tampered_object_refused_by_viewer(start_room, governance, tmp_path, cap
     elif attack == "moved":  # a valid object copied to another name
         container.upload_blob(victim.replace("/traces/", "/traces/copy-"), bytes(data))
     else:
-        room.telemetry_key.write_text(os.urandom(32).hex())
+        save_dek_file(room.telemetry_key, DataKey.generate())
 
     out = tmp_path / "download"
     capsys.readouterr()
@@ -177,8 +179,8 @@ def test_failed_audit_blocks_export(start_room, governance):
     governance.audit_fails = True
     room.emit_startup()
     response = httpx.post(room.http_url + "/gov/exportTelemetry", timeout=30)
-    assert response.status_code == 502
-    assert "audit" in response.json()["error"]["message"]
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "AuditNotAcknowledged"
     assert room.azurite.blobs(room.telemetry_container) == {}
     # Once audit works again, the same records are exported (the failed export did not lose them).
     governance.audit_fails = False
