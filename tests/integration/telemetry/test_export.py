@@ -10,7 +10,6 @@ import signal
 from datetime import UTC, datetime
 
 import httpx
-import pytest
 
 from sidecars.cli import main as ccr
 from sidecars.common.process import wait_until
@@ -146,31 +145,42 @@ def test_job_logs_exported_after_exit(start_room, governance, tmp_path, capsys):
     assert "demo-app/stderr" in printed[1]
 
 
-@pytest.mark.parametrize("attack", ["flip-byte", "truncate", "moved", "wrong-key"])
-def test_tampered_object_refused_by_viewer(start_room, governance, tmp_path, capsys, attack):
+def test_tampered_object_refused_by_viewer(start_room, governance, tmp_path, capsys):
     room = start_room()
     governance.consent["telemetry"] = "enabled"
     room.emit_startup()
     objects = httpx.post(room.http_url + "/gov/exportTelemetry", timeout=30).json()["objects"]
     container = room.azurite.service().get_container_client(room.telemetry_container)
     victim = next(name for name in objects if "/traces/" in name)
-    data = bytearray(container.download_blob(victim).readall())
-    if attack == "flip-byte":
-        data[len(data) // 2] ^= 0x01
-        container.upload_blob(victim, bytes(data), overwrite=True)
-    elif attack == "truncate":
-        container.upload_blob(victim, bytes(data[:-1]), overwrite=True)
-    elif attack == "moved":  # a valid object copied to another name
-        container.upload_blob(victim.replace("/traces/", "/traces/copy-"), bytes(data))
-    else:
-        save_dek_file(room.telemetry_key, DataKey.generate())
-
+    original = container.download_blob(victim).readall()
+    flipped = bytearray(original)
+    flipped[len(flipped) // 2] ^= 0x01
+    copy = victim.replace("/traces/", "/traces/copy-")
+    other_key = tmp_path / "other-dek.json"
+    save_dek_file(other_key, DataKey.generate())
+    attacks = {
+        "flip-byte": lambda: container.upload_blob(victim, bytes(flipped), overwrite=True),
+        "truncate": lambda: container.upload_blob(victim, original[:-1], overwrite=True),
+        "moved": lambda: container.upload_blob(copy, original),  # a valid object copied to another name
+        "wrong-key": lambda: None,
+    }
     out = tmp_path / "download"
-    capsys.readouterr()
-    assert download(room, "telemetry", out) == 1
-    error = capsys.readouterr().err
-    assert "failed verification" in error and "refused" in error
-    assert not out.exists() or not any(out.rglob("*.binpb"))
+    for attack, apply in attacks.items():
+        apply()
+        capsys.readouterr()
+        key = other_key if attack == "wrong-key" else room.telemetry_key
+        code = ccr(["telemetry", "download", "--spec", str(room.spec), "--endpoints", str(room.endpoints),
+                    "--dek-file", str(key), "--out", str(out)])
+        error = capsys.readouterr().err
+        assert code == 1, attack
+        assert "failed verification" in error and "refused" in error, (attack, error)
+        assert (copy if attack == "moved" else victim) in error, attack
+        assert not out.exists() or not any(out.rglob("*.binpb")), attack
+        container.upload_blob(victim, original, overwrite=True)
+        if attack == "moved":
+            container.delete_blob(copy)
+    # Untouched again: the same download succeeds.
+    assert download(room, "telemetry", out) == 0
 
 
 def test_failed_audit_blocks_export(start_room, governance):
