@@ -27,12 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Receive OTLP from the room's sidecars and the app's output from the launcher, keep it "
                     "encrypted in memory-keyed storage, and export it encrypted to the spec's telemetry and "
                     "log sinks only when governance says the telemetry (resp. logging) option is enabled.")
-    parser.add_argument("--spec", metavar="FILE", help="clean room spec: its telemetry.telemetry_sink and log_sink")
+    parser.add_argument("--spec", metavar="FILE", help="clean room spec: its telemetry.telemetry_sink and log_sink "
+                                                       "(default: the resolved spec JSON in $CCR_SPEC, as the "
+                                                       "container group passes it)")
     add_spec_variable_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     parser.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port (default 4317; 0 = free port)")
-    parser.add_argument("--http-port", type=int, default=4318,
-                        help="OTLP/HTTP, app log hand-over and export port (default 4318; 0 = free port)")
+    parser.add_argument("--http-port", type=int, default=int(os.environ.get("CCR_PORT", "4318")),
+                        help="OTLP/HTTP, app log hand-over and export port (default $CCR_PORT or 4318; 0 = free "
+                             "port)")
     parser.add_argument("--governance-url", default=os.environ.get("CCR_GOVERNANCE_URL", "http://127.0.0.1:8300"),
                         help="governance sidecar base URL for consent checks and audit (default "
                              "$CCR_GOVERNANCE_URL or http://127.0.0.1:8300)")
@@ -42,9 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "skr from the key reference in the spec")
     parser.add_argument("--log-dek-file", metavar="FILE", help="the log sink's DEK file (default: released, "
                                                                 "as for the telemetry sink)")
-    parser.add_argument("--skr-url", default="http://127.0.0.1:8284", help="the skr sidecar (default %(default)s)")
-    parser.add_argument("--identity-url", help="IMDS-shaped token endpoint (the identity sidecar) for storage and "
-                                               "Key Vault")
+    parser.add_argument("--skr-url", default=os.environ.get("CCR_SKR_URL", "http://127.0.0.1:8284"),
+                        help="the skr sidecar (default $CCR_SKR_URL or http://127.0.0.1:8284)")
+    parser.add_argument("--identity-url", default=os.environ.get("CCR_IDENTITY_URL"),
+                        help="IMDS-shaped token endpoint (the identity sidecar) for storage and Key Vault "
+                             "(default $CCR_IDENTITY_URL)")
     parser.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for HTTPS storage and Key Vault")
     parser.add_argument("--export-interval", type=float, metavar="SECONDS",
                         help="export continuously at this interval (overrides the sinks' export_interval_s)")
@@ -63,9 +68,18 @@ def _sink_configs(args: argparse.Namespace):
     from .export import SinkConfig
     from .sinks import SinkLocation
 
-    if not args.spec:
+    if args.spec:
+        spec = load_spec_from_args(args)
+    elif os.environ.get("CCR_SPEC"):
+        from ..spec import parse_spec
+
+        try:
+            data = json.loads(os.environ["CCR_SPEC"])
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"CCR_SPEC is not JSON: {exc.msg}") from None
+        spec = parse_spec(data, source="CCR_SPEC")
+    else:
         return [], args.room or "room"
-    spec = load_spec_from_args(args)
     configs = []
     for kind, sink, dek_file in ((SinkKind.TELEMETRY, spec.telemetry.telemetry_sink, args.telemetry_dek_file),
                                  (SinkKind.LOGS, spec.telemetry.log_sink, args.log_dek_file)):

@@ -20,7 +20,9 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from sidecars.common.process import ManagedProcess, file_exists
+from sidecars.deploy.containers import canonical_spec_json
 from sidecars.emulators.azurite import ACCOUNT_KEY, ACCOUNT_NAME, start_azurite
+from sidecars.spec import endpoint_variables, load_spec
 from sidecars.volumes.format import DataKey
 from sidecars.volumes.owner import save_dek_file
 
@@ -172,7 +174,9 @@ class Room:
 def start_room(azurite, governance, tmp_path) -> Iterator:
     rooms: list[Room] = []
 
-    def start(*extra: str, telemetry_container: str | None = None, log_container: str | None = None) -> Room:
+    def start(*extra: str, telemetry_container: str | None = None, log_container: str | None = None,
+              spec_in_env: bool = False) -> Room:
+        """`spec_in_env`: pass the resolved spec as the container group does (CCR_SPEC), not --spec."""
         n = len(rooms)
         suffix = uuid.uuid4().hex[:16]
         telemetry_container = telemetry_container or f"tel-{suffix}"
@@ -189,11 +193,15 @@ def start_room(azurite, governance, tmp_path) -> Iterator:
         save_dek_file(log_key, DataKey.generate())
         ready = work / "ready.json"
         buffer_dir = work / "buffer"
-        argv = [sys.executable, "-m", "sidecars", "sidecar", "telemetry", "--spec", spec, "--endpoints", endpoints,
-                "--grpc-port", "0", "--http-port", "0", "--governance-url", governance.url,
+        spec_args = [] if spec_in_env else ["--spec", spec, "--endpoints", endpoints]
+        argv = [sys.executable, "-m", "sidecars", "sidecar", "telemetry", *spec_args, "--grpc-port", "0",
+                "--http-port", "0", "--governance-url", governance.url,
                 "--telemetry-dek-file", telemetry_key, "--log-dek-file", log_key, "--buffer-dir", buffer_dir,
                 "--ready-file", ready, *extra]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
+        if spec_in_env:
+            resolved = load_spec(spec, variables=endpoint_variables(endpoints))
+            env["CCR_SPEC"] = canonical_spec_json(resolved)
         env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
         process = ManagedProcess("telemetry", argv, ready=file_exists(ready), env=env, cwd=REPO,
                                  log_path=work / "telemetry.log")
