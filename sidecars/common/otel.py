@@ -140,24 +140,30 @@ def _request_ratio(env: Mapping[str, str]) -> float:
 
 
 class RoomSampler(Sampler):
-    """Every span of a traced operation; a sample of the requests nobody traced.
+    """Every step of the room; every request a caller traced; a sample of the requests nobody traced.
 
-    A room's steps (startup, key release, export, ...) and every request that continues a caller's
-    trace (a sampled `traceparent`) are recorded. A request arriving without a trace (the launcher's log
-    hand-over, OTLP ingestion, health checks) starts a trace of its own only for a `request_ratio` share
-    of requests: at thousands of requests per second, one span each would cost the sidecar more than
-    its own work, and the request metrics count every request anyway.
+    Steps (startup, key release, export, ...) are always recorded, also when they run inside a request
+    whose own span was sampled out (they then appear without their parent). A request continuing a
+    caller's `traceparent` follows the caller's decision. A request arriving without a trace (the
+    launcher's log hand-over, OTLP ingestion, health checks) gets a span for `request_ratio` of requests
+    only: at thousands of requests per second one span each would cost a sidecar more than its own work,
+    and the request duration histogram counts every request anyway.
     """
 
     def __init__(self, request_ratio: float = DEFAULT_REQUEST_RATIO):
         self.request_ratio = request_ratio
         self._requests = TraceIdRatioBased(request_ratio)
-        self._others = ParentBased(ALWAYS_ON)
+        self._callers = ParentBased(ALWAYS_ON)
 
     def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None,
                       trace_state=None) -> SamplingResult:
         parent = trace.get_current_span(parent_context).get_span_context()
-        sampler = self._requests if kind is trace.SpanKind.SERVER and not parent.is_valid else self._others
+        if not parent.is_valid:
+            sampler = self._requests if kind is trace.SpanKind.SERVER else ALWAYS_ON
+        elif parent.is_remote:
+            sampler = self._callers
+        else:
+            sampler = ALWAYS_ON
         return sampler.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
     def get_description(self) -> str:
