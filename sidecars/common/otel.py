@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -225,7 +226,8 @@ class RequestTelemetryMiddleware:
 
     `create_app` uses it instead of FastAPI's built-in instrumentation, which computes some twenty
     attributes per request even for spans the sampler drops and costs a light endpoint half its
-    throughput (bench/telemetry.py measures this).
+    throughput (bench/telemetry.py measures this). Under the RoomSampler, a request without a trace that
+    falls outside the sampled share gets no span object at all (it would be dropped anyway).
     """
 
     def __init__(self, app, *, tracer_provider=None, meter_provider=None):
@@ -235,18 +237,25 @@ class RequestTelemetryMiddleware:
         self._meter_provider = meter_provider
         self._tracer: trace.Tracer | None = None
         self._duration = None
+        self._untraced_ratio = 1.0
+
+    def _resolve(self) -> None:
+        """On first use: setup_telemetry may run after create_app."""
+        provider = self._tracer_provider or trace.get_tracer_provider()
+        self._tracer = trace.get_tracer("ccr.http", tracer_provider=provider)
+        self._duration = metrics.get_meter("ccr.http", meter_provider=self._meter_provider).create_histogram(
+            "http.server.request.duration", unit="s", description="duration of HTTP server requests")
+        sampler = getattr(provider, "sampler", None)
+        self._untraced_ratio = sampler.request_ratio if isinstance(sampler, RoomSampler) else 1.0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self._tracer is None:  # resolved on first use: setup_telemetry may run after create_app
-            self._tracer = trace.get_tracer("ccr.http", tracer_provider=self._tracer_provider)
-            self._duration = metrics.get_meter("ccr.http", meter_provider=self._meter_provider).create_histogram(
-                "http.server.request.duration", unit="s", description="duration of HTTP server requests")
+        if self._tracer is None:
+            self._resolve()
         carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
                    if k in (b"traceparent", b"tracestate")}
-        method = scope["method"]
         status: list[int] = []
 
         async def send_noting_status(message):
@@ -255,24 +264,35 @@ class RequestTelemetryMiddleware:
             await send(message)
 
         started = time.perf_counter()
-        with self._tracer.start_as_current_span(
-                method, context=self._propagator.extract(carrier) if carrier else None,
-                kind=trace.SpanKind.SERVER, record_exception=False, set_status_on_exception=False) as span:
-            try:
+        try:
+            if not carrier and random.random() >= self._untraced_ratio:
                 await self.app(scope, receive, send_noting_status)
-            except BaseException as exc:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                raise
-            finally:
-                route = getattr(scope.get("route"), "path", None)
-                code = status[0] if status else 500
-                if span.is_recording():
-                    span.update_name(f"{method} {route}" if route else method)
-                    span.set_attributes({"http.request.method": method, "url.path": scope["path"],
-                                         "http.response.status_code": code, **({"http.route": route} if route else {})})
-                    if code >= 500:
-                        span.set_status(Status(StatusCode.ERROR))
-                self._duration.record(time.perf_counter() - started, {
-                    "http.request.method": method, "http.response.status_code": code,
-                    **({"http.route": route} if route else {})})
+                return
+            with self._tracer.start_as_current_span(
+                    scope["method"], context=self._propagator.extract(carrier) if carrier else None,
+                    kind=trace.SpanKind.SERVER, record_exception=False, set_status_on_exception=False) as span:
+                try:
+                    await self.app(scope, receive, send_noting_status)
+                except BaseException as exc:
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, str(exc)))
+                    raise
+                finally:
+                    self._describe(span, scope, status)
+        finally:
+            route = getattr(scope.get("route"), "path", None)
+            self._duration.record(time.perf_counter() - started, {
+                "http.request.method": scope["method"], "http.response.status_code": status[0] if status else 500,
+                **({"http.route": route} if route else {})})
+
+    @staticmethod
+    def _describe(span: trace.Span, scope, status: list[int]) -> None:
+        if not span.is_recording():
+            return
+        method, route = scope["method"], getattr(scope.get("route"), "path", None)
+        code = status[0] if status else 500
+        span.update_name(f"{method} {route}" if route else method)
+        span.set_attributes({"http.request.method": method, "url.path": scope["path"],
+                             "http.response.status_code": code, **({"http.route": route} if route else {})})
+        if code >= 500:
+            span.set_status(Status(StatusCode.ERROR))
