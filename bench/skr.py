@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -58,6 +59,7 @@ def run() -> dict[str, float]:
     for name, values in steps.items():
         print(f"     {name:<14} {statistics.median(values):6.2f} ms")
     print(f"   off the critical path: RSA-2048 wrapping key generation, median {statistics.median(keygen):.1f} ms")
+    print(f"   (load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     return {"skr_release_ms": round(median, 2)}
 
 

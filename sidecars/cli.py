@@ -48,6 +48,16 @@ def load_spec_from_args(args: argparse.Namespace):
     return load_spec(args.spec, variables=spec_variables(args))
 
 
+def command_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """The subcommands of group `name` (`ccr NAME SUBCOMMAND`), created on first use, so that two packages
+    can add subcommands to one group (e.g. `ccr logs download` and `ccr logs app`)."""
+    groups = sub.__dict__.setdefault("_ccr_groups", {})
+    if name not in groups:
+        parser = sub.add_parser(name, help=help)
+        groups[name] = parser.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND", required=True)
+    return groups[name]
+
+
 def _cmd_spec_validate(args: argparse.Namespace) -> int:
     try:
         load_spec_from_args(args)

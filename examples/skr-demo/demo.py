@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,21 +23,12 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
-from sidecars.common.jose import thumbprint  # noqa: E402
+sys.path.insert(0, str(HERE.parent))
+
+from demo_support import ccr, say, step  # noqa: E402
+
+from sidecars.common.jose import b64url_decode, b64url_encode, thumbprint  # noqa: E402
 from sidecars.common.process import ManagedProcess  # noqa: E402
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def step(number: int, text: str) -> None:
-    say(f"\n== {number}. {text}")
-
-
-def ccr(*args: str) -> None:
-    say(f"$ ccr {' '.join(args)}")
-    subprocess.run([sys.executable, "-m", "sidecars", *args], check=True, cwd=REPO)
 
 
 def start_skr(run: Path, name: str, host_data: str) -> tuple[ManagedProcess, str]:
@@ -56,6 +46,17 @@ def release(url: str, endpoints: dict) -> httpx.Response:
     body = {"maa_endpoint": endpoints["maa_endpoint"], "akv_endpoint": endpoints["keyvault_url"], "kid": "demo-kek"}
     say(f"   POST {url}/key/release {json.dumps(body)}")
     return httpx.post(f"{url}/key/release", json=body, timeout=60)
+
+
+def vault_fingerprint(endpoints: dict) -> str:
+    from azure.keyvault.keys import KeyClient
+
+    from sidecars.emulators.devtokens import DevTokenCredential
+
+    client = KeyClient(endpoints["keyvault_url"], DevTokenCredential.from_dir(endpoints["dev_tokens_dir"]),
+                       connection_verify=endpoints["ca_bundle"], verify_challenge_resource=False)
+    key = client.get_key("demo-kek").key
+    return thumbprint({"kty": "RSA", "n": b64url_encode(key.n), "e": b64url_encode(key.e)})
 
 
 def main() -> int:
@@ -84,9 +85,12 @@ def main() -> int:
             say(f"   unexpected refusal {answer.status_code}: {answer.text}")
             return 1
         jwk = json.loads(answer.json()["key"])
-        public = {k: jwk[k] for k in ("kty", "n", "e")}
-        say(f"   released in {elapsed:.0f} ms: an RSA private key ({len(jwk['n']) * 6 // 8 * 8} bits)")
-        say(f"   fingerprint (RFC 7638 SHA-256 thumbprint of its public part): {thumbprint(public)}")
+        released = thumbprint({k: jwk[k] for k in ("kty", "n", "e")})
+        bits = len(b64url_decode(jwk["n"])) * 8
+        say(f"   released in {elapsed:.0f} ms (the first release also pays TLS handshakes and key fetches): "
+            f"an RSA-{bits} private key")
+        say(f"   fingerprint (RFC 7638 SHA-256 thumbprint of its public part): {released}")
+        say(f"   the key Key Vault holds as demo-kek has fingerprint:           {vault_fingerprint(endpoints)}")
 
         step(4, "a room with another policy (HOST_DATA ≠ H) asks for the same key")
         skr, url = start_skr(run, "skr-other", other)

@@ -25,7 +25,7 @@ HOST_DATA; the launcher's container policy, rendered from the same `Container`, 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from ..spec import CleanRoomSpec
@@ -129,6 +129,15 @@ class Container:
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)
 
+    def to_json(self) -> dict:
+        """Plain JSON (e.g. the input of the launcher's container policy): env as an object, mounts and
+        ports as lists of objects, user as {uid, gid}."""
+        data = asdict(self)
+        data["env"] = self.env_dict
+        data["command"] = list(self.command)
+        data["capabilities"] = list(self.capabilities)
+        return data
+
     @property
     def image_is_pinned(self) -> bool:
         return "@sha256:" in self.image
@@ -164,6 +173,10 @@ class ContainerGroup:
             if c.name == name:
                 return c
         raise KeyError(name)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "registry": self.registry, "volumes": list(self.volumes),
+                "identities": list(self.identities), "containers": [c.to_json() for c in self.containers]}
 
     @property
     def public_ports(self) -> tuple[Port, ...]:
@@ -260,7 +273,9 @@ def _app_container(spec: CleanRoomSpec) -> Container:
     mounts += [Mount(target=m.target, volume=m.source, mode=m.mode) for m in app.mounts]
     env = dict(app.env)
     env.setdefault("CCR_GOVERNANCE_URL", f"http://localhost:{PORTS['governance']}")
-    env.setdefault("IDENTITY_ENDPOINT", f"http://localhost:{PORTS['identity']}/metadata/identity/oauth2/token")
+    # azure-identity's ManagedIdentityCredential takes the IMDS host from this variable (IDENTITY_ENDPOINT
+    # alone selects no source: it needs IDENTITY_HEADER too), so the app's SDKs reach the identity sidecar.
+    env.setdefault("AZURE_POD_IDENTITY_AUTHORITY_HOST", f"http://localhost:{PORTS['identity']}")
     env.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://localhost:{PORTS['telemetry-http']}")
     return Container(
         name=app.name, role="app", image=app.image, command=tuple(app.command),

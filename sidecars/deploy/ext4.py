@@ -666,37 +666,38 @@ def _pax_time(value: str) -> tuple[int, int]:
     return seconds, nanos
 
 
-def _gnu_times(tar_file: BinaryIO, member: tarfile.TarInfo) -> tuple[int, int]:
-    """atime/ctime from a GNU-format header (Go reads them; Python's tarfile does not)."""
-    pos = tar_file.tell()
-    try:
-        tar_file.seek(member.offset_data - 512)
-        header = tar_file.read(512)
-    finally:
-        tar_file.seek(pos)
-    if header[257:265] != b"ustar  \0":
-        return 0, 0
+class _TarInfo(tarfile.TarInfo):
+    """Also keeps the atime/ctime of GNU-format headers, which Go's tar reader honours and Python's
+    tarfile ignores."""
 
-    def numeric(raw: bytes) -> int:
-        if raw[0] == 0:
-            return 0
-        if raw[0] & 0x80:
-            return int.from_bytes(raw[1:], "big")
-        text = raw.rstrip(b"\0 ").strip()
-        return int(text, 8) if text else 0
+    gnu_atime = 0
+    gnu_ctime = 0
 
-    return numeric(header[345:357]), numeric(header[357:369])
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):  # type: ignore[override]
+        obj = super().frombuf(buf, encoding, errors)
+        if buf[257:265] == b"ustar  \0":
+            obj.gnu_atime, obj.gnu_ctime = _gnu_numeric(buf[345:357]), _gnu_numeric(buf[357:369])
+        return obj
 
 
-def _times(tar_file: BinaryIO, member: tarfile.TarInfo) -> tuple[int, int, int]:
+def _gnu_numeric(raw: bytes) -> int:
+    if raw[0] == 0:
+        return 0
+    if raw[0] & 0x80:
+        return int.from_bytes(raw[1:], "big")
+    text = raw.rstrip(b"\0 ").strip()
+    return int(text, 8) if text else 0
+
+
+def _times(member: tarfile.TarInfo) -> tuple[int, int, int]:
     pax = member.pax_headers
     mtime = fs_time(*_pax_time(pax["mtime"])) if "mtime" in pax else fs_time(int(member.mtime))
-    atime = ctime = 0
     if "atime" in pax or "ctime" in pax:
         atime = fs_time(*_pax_time(pax["atime"])) if "atime" in pax else 0
         ctime = fs_time(*_pax_time(pax["ctime"])) if "ctime" in pax else 0
     else:
-        gnu_atime, gnu_ctime = _gnu_times(tar_file, member)
+        gnu_atime, gnu_ctime = getattr(member, "gnu_atime", 0), getattr(member, "gnu_ctime", 0)
         atime = fs_time(gnu_atime) if gnu_atime else 0
         ctime = fs_time(gnu_ctime) if gnu_ctime else 0
     return atime, ctime, mtime
@@ -707,12 +708,12 @@ _TYPES = {tarfile.REGTYPE: S_IFREG, tarfile.AREGTYPE: S_IFREG, tarfile.CONTTYPE:
           tarfile.DIRTYPE: S_IFDIR, tarfile.FIFOTYPE: S_IFIFO}
 
 
-def tar_to_ext4(tar_file: BinaryIO, out: BinaryIO, *, max_disk_size: int = CONFCOM_MAX_DISK_SIZE) -> int:
-    """Convert an uncompressed, seekable layer tar into a compact ext4 image (ConvertWhiteout on).
-    Returns the image size in bytes."""
+def tar_to_ext4(tar_stream: BinaryIO, out: BinaryIO, *, max_disk_size: int = CONFCOM_MAX_DISK_SIZE) -> int:
+    """Convert an uncompressed layer tar (read sequentially) into a compact ext4 image written to the
+    seekable `out` (ConvertWhiteout on). Returns the image size in bytes."""
     fs = CompactExt4Writer(out, max_disk_size)
     try:
-        archive = tarfile.open(fileobj=tar_file, mode="r:")  # noqa: SIM115 (closed by the with below)
+        archive = tarfile.open(fileobj=tar_stream, mode="r|", tarinfo=_TarInfo)  # noqa: SIM115 (closed below)
     except tarfile.TarError as exc:
         raise Ext4Error(f"not a tar archive: {exc}") from None
     with archive:
@@ -732,7 +733,7 @@ def tar_to_ext4(tar_file: BinaryIO, out: BinaryIO, *, max_disk_size: int = CONFC
             if member.type == tarfile.LNKTYPE:
                 fs.link(member.linkname, name)
                 continue
-            atime, ctime, mtime = _times(tar_file, member)
+            atime, ctime, mtime = _times(member)
             xattrs = {k[len("SCHILY.xattr."):]: v.encode("utf-8", "surrogateescape")
                       for k, v in member.pax_headers.items() if k.startswith("SCHILY.xattr.")}
             mode = (member.mode & 0xFFFF & ~TYPE_MASK) | _TYPES.get(member.type, 0)

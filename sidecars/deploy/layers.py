@@ -11,6 +11,14 @@ How (the same algorithm `az confcom acipolicygen` runs through hcsshim's `dmveri
    root = SHA-256(salt || that block). For data that is not a multiple of 128 blocks this equals
    `veritysetup format --no-superblock --salt 00..00` (format version 1).
 
+Reading layers: `podman image save` recompresses every layer (about 20 s for a 370 MB image), so when
+podman keeps its images in the overlay driver's storage the layer tar is reassembled from there
+instead, exactly as containers/storage does it: the `tar-split` metadata holds every tar header and
+padding byte, the layer's `diff` directory holds the file contents. The reassembled stream's SHA-256
+must equal the layer's diff_id (the digest the image config names), so the bytes hashed are the
+layer's, or the command fails. Otherwise (another storage driver, rootless storage elsewhere) the
+image is exported with `podman image save --uncompressed`.
+
 Hashing a layer takes about as long as reading it, so results are cached per layer (keyed by the
 layer's uncompressed digest, the `diff_id`) under the cache directory; the cache is only an index of
 pure functions of the layer bytes, so a stale entry cannot exist.
@@ -18,8 +26,10 @@ pure functions of the layer bytes, so a stale entry cannot exist.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -35,25 +45,48 @@ from .ext4 import tar_to_ext4
 
 BLOCK = 4096
 SALT = bytes(32)
+#: ext4 images up to this size are built in memory (no disk round trip); larger ones spill to a file.
+IN_MEMORY_IMAGE_MAX = 2 << 30
+
+
+_SALTED = hashlib.sha256(SALT)
+
+
+def _level_hashes(read) -> bytes:
+    """SHA-256(salt || block) of every whole block `read(n)` returns, concatenated (a trailing partial
+    block is not hashed: hcsshim refuses such input and ext4 images never have one)."""
+    out = bytearray()
+    salted = _SALTED.copy
+    carry = b""
+    while True:
+        chunk = read(1 << 22)
+        if not chunk:
+            return bytes(out)
+        view = memoryview(carry + chunk if carry else chunk)
+        whole = len(view) - len(view) % BLOCK
+        for offset in range(0, whole, BLOCK):
+            h = salted()
+            h.update(view[offset:offset + BLOCK])
+            out += h.digest()
+        carry = bytes(view[whole:])
 
 
 def merkle_root_hash(image: BinaryIO) -> str:
-    """hcsshim's dm-verity root hash of `image` (read from the current position to the end)."""
-    level = image.read()
+    """hcsshim's dm-verity root hash of `image` (read from the current position to the end; its size
+    is a whole number of blocks, as an ext4 image's is)."""
+    level = _level_hashes(image.read)
     while True:
-        hashes = bytearray()
-        sha = hashlib.sha256
-        for offset in range(0, len(level) - len(level) % BLOCK, BLOCK):
-            hashes += sha(SALT + level[offset:offset + BLOCK]).digest()
-        hashes += bytes(BLOCK - len(hashes) % BLOCK)
-        level = bytes(hashes)
+        level += bytes(BLOCK - len(level) % BLOCK)
         if len(level) == BLOCK:
-            return hashlib.sha256(SALT + level).hexdigest()
+            root = _SALTED.copy()
+            root.update(level)
+            return root.hexdigest()
+        level = _level_hashes(io.BytesIO(level).read)
 
 
 def layer_root_hash(layer_tar: BinaryIO, workdir: Path | None = None) -> str:
-    """dm-verity root hash of one uncompressed layer tar (seekable)."""
-    with tempfile.TemporaryFile(dir=workdir) as image:
+    """dm-verity root hash of one uncompressed layer tar (read sequentially)."""
+    with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_IMAGE_MAX, dir=workdir) as image:
         tar_to_ext4(layer_tar, image)
         image.seek(0)
         return merkle_root_hash(image)
@@ -125,6 +158,7 @@ class PodmanImages:
     cache_dir: Path
     podman: str = "podman"
     _memo: dict[str, ImageInfo] = field(default_factory=dict)
+    _found: dict[str, _OverlayStorage | None] = field(default_factory=dict)
 
     def _podman(self, *args: str) -> str:
         try:
@@ -150,6 +184,12 @@ class PodmanImages:
             raise ConfigError(f"image {reference}: local digest is {digest}")
         config = inspected.get("Config") or {}
         diff_ids = list((inspected.get("RootFS") or {}).get("Layers") or [])
+        storage = self._storage() if any(self._cached(d) is None for d in diff_ids) else None
+        for diff_id in diff_ids:
+            if self._cached(diff_id) is None and storage is not None:
+                root = storage.layer_root_hash(diff_id, self.cache_dir)
+                if root is not None:
+                    self._store(diff_id, root)
         hashes = [self._cached(d) for d in diff_ids]
         if any(h is None for h in hashes):
             hashes = self._hash_layers(local, diff_ids)
@@ -158,6 +198,12 @@ class PodmanImages:
                          user=config.get("User") or "")
         self._memo[reference] = info
         return info
+
+    def _storage(self) -> _OverlayStorage | None:
+        # `podman info` costs about a second; ask once per resolver.
+        if "storage" not in self._found:
+            self._found["storage"] = _OverlayStorage.find(self)
+        return self._found["storage"]
 
     def _cache_file(self, diff_id: str) -> Path:
         return self.cache_dir / "layers" / (diff_id.replace(":", "-") + ".verity")
@@ -170,7 +216,7 @@ class PodmanImages:
         work = Path(tempfile.mkdtemp(prefix="ccr-layers-"))
         try:
             layout = work / "oci"
-            self._podman("image", "save", "--format", "oci-dir", "-o", str(layout), reference)
+            self._podman("image", "save", "--uncompressed", "--format", "oci-dir", "-o", str(layout), reference)
             index = json.loads((layout / "index.json").read_text())
             manifest = _blob_json(layout, index["manifests"][0]["digest"])
             hashes = []
@@ -198,6 +244,94 @@ class PodmanImages:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(root + "\n")
         tmp.replace(path)
+
+
+class _HashingReader(io.RawIOBase):
+    """A file object over a stream of byte chunks that hashes everything read through it."""
+
+    def __init__(self, chunks):
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+        self.sha256 = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                return 0
+            self.sha256.update(chunk)
+            self._pending = memoryview(chunk)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+@dataclass
+class _OverlayStorage:
+    """containers/storage's overlay driver: layers.json, <id>.tar-split.gz and overlay/<id>/diff."""
+
+    root: Path
+    layers: dict[str, str]  # diff_id -> layer id
+
+    @classmethod
+    def find(cls, images: PodmanImages) -> _OverlayStorage | None:
+        try:
+            store = json.loads(images._podman("info", "--format", "json")).get("store") or {}
+        except (ConfigError, json.JSONDecodeError):
+            return None
+        if store.get("graphDriverName") != "overlay":
+            return None
+        root = Path(store.get("graphRoot", ""))
+        try:
+            entries = json.loads((root / "overlay-layers" / "layers.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return cls(root, {e["diff-digest"]: e["id"] for e in entries if e.get("diff-digest")})
+
+    def _chunks(self, layer_id: str):
+        diff = self.root / "overlay" / layer_id / "diff"
+        with gzip.open(self.root / "overlay-layers" / f"{layer_id}.tar-split.gz", "rt") as entries:
+            for line in entries:
+                entry = json.loads(line)
+                if entry["type"] == 2:  # a segment: header or padding bytes, verbatim
+                    yield base64.b64decode(entry["payload"])
+                elif entry["type"] == 1 and entry.get("size"):  # a file's contents, from the diff directory
+                    name = entry.get("name")
+                    if name is None:
+                        name = base64.b64decode(entry["name_raw"]).decode("utf-8", "surrogateescape")
+                    path = diff / name.lstrip("/").removeprefix("./")
+                    left = entry["size"]
+                    with open(path, "rb") as data:
+                        while left:
+                            chunk = data.read(min(left, 1 << 20))
+                            if not chunk:
+                                raise ConfigError(f"layer {layer_id}: {name} is shorter than its tar header says")
+                            left -= len(chunk)
+                            yield chunk
+
+    def layer_root_hash(self, diff_id: str, workdir: Path) -> str | None:
+        layer_id = self.layers.get(diff_id)
+        if layer_id is None or not (self.root / "overlay-layers" / f"{layer_id}.tar-split.gz").exists():
+            return None
+        workdir.mkdir(parents=True, exist_ok=True)
+        reader = _HashingReader(self._chunks(layer_id))
+        with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_IMAGE_MAX, dir=workdir) as image:
+            tar_to_ext4(io.BufferedReader(reader, 1 << 20), image)
+            reader.drain()
+            if f"sha256:{reader.sha256.hexdigest()}" != diff_id:
+                raise ConfigError(f"layer {diff_id} in podman's storage does not match its digest "
+                                  f"(got sha256:{reader.sha256.hexdigest()}): the storage was modified")
+            image.seek(0)
+            return merkle_root_hash(image)
 
 
 def _blob_path(layout: Path, digest: str) -> Path:

@@ -37,10 +37,11 @@ def party_authorities(spec: CleanRoomSpec, party: str) -> list[str]:
 
 
 def release_policy(authorities: list[str], host_data: str) -> dict:
+    # The same claims, in the same order, as the keys package's `sevsnp_policy`.
     claims = [
         {"claim": "x-ms-attestation-type", "equals": "sevsnpvm"},
+        {"claim": "x-ms-sevsnpvm-hostdata", "equals": host_data.lower()},
         {"claim": "x-ms-compliance-status", "equals": COMPLIANT_UVM},
-        {"claim": "x-ms-sevsnpvm-hostdata", "equals": host_data},
         {"claim": "x-ms-sevsnpvm-is-debuggable", "equals": "false"},
     ]
     return {"version": "1.0.0", "anyOf": [{"authority": a, "allOf": claims} for a in authorities]}

@@ -100,3 +100,37 @@ def start_azurite(*, host: str = "127.0.0.1", port: int = 0, tls: TlsFiles | Non
     process.start()
     scheme, bound_host, bound_port = found["match"].groups()
     return Azurite(process, scheme, bound_host, int(bound_port), ca_file)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sidecars.emulators.azurite`: Azurite as a stand-in (HTTPS, tokens, a ready file), so that
+    `ccr emulators start` runs it like the others and stops it with one signal."""
+    import argparse
+    import json
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m sidecars.emulators.azurite", description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--cert", required=True, help="TLS certificate chain (PEM)")
+    parser.add_argument("--key", required=True, help="TLS private key (PEM)")
+    parser.add_argument("--ready-file", type=Path, help="written once listening: {port, url}")
+    parser.add_argument("--log-file", type=Path, help="Azurite's own output (default: a temporary file)")
+    args = parser.parse_args(argv)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        azurite = start_azurite(host=args.host, port=args.port, tls=TlsFiles(args.cert, args.key), oauth=True,
+                                log_path=args.log_file)
+    except ProcessError as exc:
+        print(f"azurite: {exc}", file=sys.stderr)
+        return 1
+    if args.ready_file:
+        args.ready_file.write_text(json.dumps({"port": azurite.port, "url": azurite.blob_url}))
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    azurite.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

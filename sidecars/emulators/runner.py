@@ -80,15 +80,42 @@ def _maa_options(ctx: RunContext) -> list[str]:
 
 def _keyvault_options(ctx: RunContext) -> list[str]:
     options = ["--ca-file", str(ctx.ca.cert_file), "--trust-dev-tokens", str(ctx.dev_tokens.jwks_file)]
-    if "entra_issuer" in ctx.endpoints:
-        options += ["--trust-issuer", ctx.endpoints["entra_issuer"]]
+    if "entra_endpoint" in ctx.endpoints:  # an Entra entry earlier in REGISTRY: its tokens work too
+        options += ["--trust-entra", ctx.endpoints["entra_endpoint"]]
     return options
+
+
+def _cgs_prepare(ctx: RunContext) -> None:
+    # The network operator registers members: `ccr governance member register --endpoints ...`.
+    ctx.endpoints["cgs_operator_dir"] = str(ctx.run_dir / "cgs" / "operator")
+
+
+def _cgs_options(ctx: RunContext) -> list[str]:
+    return ["--state-dir", str(ctx.run_dir / "cgs"), "--trust-mock-platform", str(ctx.mock_platform_dir)]
+
+
+def _entra_prepare(ctx: RunContext) -> None:
+    from .entra import LOCAL_TENANT_ID
+
+    state = ctx.run_dir / "entra"
+    ctx.endpoints.update(entra_tenant_id=LOCAL_TENANT_ID, entra_issuer=f"https://sts.windows.net/{LOCAL_TENANT_ID}/",
+                         entra_jwks=str(state / "jwks.json"),
+                         entra_credentials_file=str(state / "federated-credentials.json"))
+
+
+def _entra_options(ctx: RunContext) -> list[str]:
+    return ["--state-dir", str(ctx.run_dir / "entra"), "--ca-bundle", str(ctx.ca.cert_file)]
 
 
 REGISTRY: list[StandIn] = [
     StandIn("maa", "maa_endpoint", python_stand_in("sidecars.emulators.maa", _maa_options),
             prepare=_create_mock_platform),
+    StandIn("cgs", "cgs_endpoint", python_stand_in("sidecars.emulators.cgs", _cgs_options), prepare=_cgs_prepare),
+    StandIn("entra", "entra_endpoint", python_stand_in("sidecars.emulators.entra", _entra_options),
+            prepare=_entra_prepare),
     StandIn("keyvault", "keyvault_url", python_stand_in("sidecars.emulators.keyvault", _keyvault_options)),
+    StandIn("azurite", "storage_url", python_stand_in(
+        "sidecars.emulators.azurite", lambda ctx: ["--log-file", str(ctx.run_dir / "logs" / "azurite-node.log")])),
 ]
 
 

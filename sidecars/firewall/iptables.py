@@ -3,12 +3,16 @@
 python-iptables drives libiptc, i.e. the legacy x_tables tables (its rules are invisible to the
 nf_tables-based `iptables`/`nft`; inspect them with `iptables-legacy-save`). IPv4 and IPv6 are separate
 tables (`Table` / `Table6`). Our rules live in our own chains, jumped to from the first position of the
-built-in chains; each table is replaced in one commit (x_tables swaps the whole table), filter before
-nat, so the confining rules are in force before any redirect exists. Each rule carries the comment
-`ccr:<rule id>`.
+built-in chains; each table is replaced in one commit (x_tables swaps the whole table), so an apply is
+four commits: both filter tables first, then both nat tables, so the confining rules are in force before
+any redirect exists (a failure in between leaves the room more closed, never more open). Each rule
+carries the comment `ccr:<rule id>`.
 
 Confinement in the output chains starts with: exempt uids return, and packets that no process owns
 return, so only sockets of non-exempt uids meet the rules (as with nftables' `meta skuid`).
+
+Changes take the xtables lock (/run/xtables.lock, as the iptables tools do), so an `iptables-legacy`
+run at the same moment cannot lose our commit or have its own lost.
 
 python-iptables caches one libiptc handle per table name, process-wide, bound to the namespace it was
 opened in, and building any rule consults every cached table of the family. So every operation, under
@@ -18,7 +22,11 @@ closed cached handle crashes the next rule built).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +34,18 @@ from ..common.errors import ConfigError
 from .model import MAX_UID, Family, Hook, Protocol, Rule, RuleSet, Verdict
 
 COMMENT_PREFIX = "ccr:"
+XTABLES_LOCK = "/run/xtables.lock"
 _lock = threading.Lock()
+
+
+@contextmanager
+def _xtables_lock() -> Iterator[None]:
+    fd = os.open(XTABLES_LOCK, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -180,10 +199,10 @@ class IptablesBackend:
         return decoded
 
     def apply(self, ruleset: RuleSet) -> None:
-        with _lock:
+        with _lock, _xtables_lock():
             self._enter_namespace()
-            for ipv6 in (False, True):
-                for table_name in TABLES:
+            for table_name in TABLES:
+                for ipv6 in (False, True):
                     self._apply_table(ruleset, table_name, ipv6)
 
     def _apply_table(self, ruleset: RuleSet, table_name: str, ipv6: bool) -> None:
@@ -212,7 +231,7 @@ class IptablesBackend:
 
     def clean(self) -> bool:
         removed = False
-        with _lock:
+        with _lock, _xtables_lock():
             self._enter_namespace()
             for ipv6 in (False, True):
                 for table_name in reversed(TABLES):

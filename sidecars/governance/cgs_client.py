@@ -4,7 +4,6 @@ RSA key), then sends every request in the reference's envelope and unwraps the a
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import time
@@ -117,7 +116,3 @@ class CgsRoomClient:
         assert answer is not None
         return json.loads(answer)
 
-
-def decode_jwt_claims(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))

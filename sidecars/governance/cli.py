@@ -21,19 +21,25 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for the CGS certificate")
 
 
+def _endpoints(args: argparse.Namespace) -> dict[str, str]:
+    from ..common.errors import ConfigError
+
+    if not getattr(args, "endpoints", None):
+        return {}
+    try:
+        return json.loads(Path(args.endpoints).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--endpoints {args.endpoints}: {exc}") from None
+
+
 def _client(args: argparse.Namespace, identity_dir: str | None = None):
     from ..common.errors import ConfigError
     from .member import MemberIdentity
     from .member_client import CgsMemberClient
 
-    endpoint, ca_bundle = args.cgs or os.environ.get("CCR_CGS_ENDPOINT"), args.ca_bundle
-    if args.endpoints:
-        try:
-            endpoints = json.loads(Path(args.endpoints).read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"--endpoints {args.endpoints}: {exc}") from None
-        endpoint = endpoint or endpoints.get("cgs_endpoint")
-        ca_bundle = ca_bundle or endpoints.get("ca_bundle")
+    endpoints = _endpoints(args)
+    endpoint = args.cgs or os.environ.get("CCR_CGS_ENDPOINT") or endpoints.get("cgs_endpoint")
+    ca_bundle = args.ca_bundle or endpoints.get("ca_bundle")
     if not endpoint:
         raise ConfigError("no CGS endpoint: pass --cgs URL, --endpoints FILE or set CCR_CGS_ENDPOINT")
     directory = identity_dir or args.identity or os.environ.get("CCR_MEMBER_DIR")
@@ -78,10 +84,14 @@ def _member_create(args: argparse.Namespace) -> int:
 
 
 def _member_register(args: argparse.Namespace) -> int:
+    from ..common.errors import ConfigError
     from .member import MemberIdentity
 
     member = MemberIdentity.load(args.member_dir)
-    with _client(args, identity_dir=args.operator) as client:
+    operator = args.operator or _endpoints(args).get("cgs_operator_dir")
+    if not operator:
+        raise ConfigError("no operator identity: pass --operator DIR (or --endpoints from `ccr emulators start`)")
+    with _client(args, identity_dir=operator) as client:
         result = client.register_member(member.name, member.cert_pem)
     print(f"registered {result['name']} ({result['memberId']})")
     return 0
@@ -127,7 +137,16 @@ def _proposal_show(args: argparse.Namespace) -> int:
 def _policy_set(args: argparse.Namespace) -> int:
     from ..common.errors import ConfigError
 
-    host_data = args.host_data.lower()
+    if bool(args.host_data) == bool(args.spec):
+        raise ConfigError("give exactly one of --host-data HEX or --spec FILE")
+    if args.spec:
+        from ..cli import load_spec_from_args
+        from ..deploy.render import default_images, render
+
+        host_data = render(load_spec_from_args(args), default_images(args.layers)).host_data
+        print(f"HOST_DATA of {args.spec}: {host_data}")
+    else:
+        host_data = args.host_data.lower()
     if len(host_data) != 64 or any(c not in "0123456789abcdef" for c in host_data):
         raise ConfigError("--host-data: expected 64 hex digits (sha256 of the CCE policy)")
     claims = {"x-ms-sevsnpvm-hostdata": [host_data], "x-ms-sevsnpvm-is-debuggable": args.allow_debug}
@@ -203,6 +222,94 @@ def _ca(args: argparse.Namespace) -> int:
         return _propose(args, client, client.propose_enable_ca(args.contract))
 
 
+def _federate(args: argparse.Namespace) -> int:
+    """Local counterpart of `az identity federated-credential create`: trust CGS's assertions about the
+    contract (sub = contract id) for the client id, in the Entra stand-in's credentials file."""
+    _add_federated_credential(_endpoints(args), args.cgs, args.client_id, args.contract)
+    return 0
+
+
+def _add_federated_credential(endpoints: dict[str, str], cgs: str | None, client_id: str, contract: str) -> None:
+    from ..common.errors import ConfigError
+
+    path, cgs = endpoints.get("entra_credentials_file"), cgs or endpoints.get("cgs_endpoint")
+    if not path or not cgs:
+        raise ConfigError("--endpoints FILE from `ccr emulators start` is needed (entra_credentials_file, "
+                          "cgs_endpoint); on Azure use `az identity federated-credential create`")
+    credentials_file = Path(path)
+    entries = json.loads(credentials_file.read_text()) if credentials_file.exists() else []
+    entry = {"clientId": client_id, "issuer": cgs.rstrip("/") + "/oidc", "subject": contract,
+             "audiences": ["api://AzureADTokenExchange"]}
+    if entry not in entries:
+        entries.append(entry)
+        credentials_file.parent.mkdir(parents=True, exist_ok=True)
+        credentials_file.write_text(json.dumps(entries, indent=2))
+    print(f"client {client_id} trusts {entry['issuer']} for subject {contract}")
+
+
+def _setup(args: argparse.Namespace) -> int:
+    """For a local room: every member of the spec's contract gets an identity (created in MEMBERS_DIR if
+    missing) registered with CGS; the contract (the spec itself) and its clean-room policy (HOST_DATA of
+    the spec's CCE policy, not debuggable) are proposed and accepted by all; the spec's identities are
+    federated with the contract. Re-running it changes nothing that is already in place."""
+    from ..cli import load_spec_from_args
+    from ..common.errors import ConfigError
+    from ..deploy.containers import canonical_spec_json
+    from ..deploy.render import default_images, render
+    from .member import MemberIdentity
+    from .member_client import CgsMemberClient, CgsRequestFailed
+
+    endpoints = _endpoints(args)
+    if "cgs_operator_dir" not in endpoints:
+        raise ConfigError("--endpoints must come from `ccr emulators start` (cgs_operator_dir missing)")
+    spec = load_spec_from_args(args)
+    contract_id, names = spec.contract.id, spec.contract.members or ["owner"]
+    members_dir = Path(args.members_dir)
+    identities = [MemberIdentity.load(members_dir / n) if (members_dir / n / "member.key").exists()
+                  else MemberIdentity.create(members_dir / n, n) for n in names]
+    clients = [CgsMemberClient(str(spec.contract.governance.endpoint), i, ca_bundle=endpoints.get("ca_bundle"))
+               for i in identities]
+    try:
+        with CgsMemberClient(str(spec.contract.governance.endpoint),
+                             MemberIdentity.load(endpoints["cgs_operator_dir"]),
+                             ca_bundle=endpoints.get("ca_bundle")) as operator:
+            known = {m["memberId"] for m in operator.members()}
+            for identity in identities:
+                if identity.member_id not in known:
+                    operator.register_member(identity.name, identity.cert_pem)
+                    print(f"registered member {identity.name} ({identity.member_id[:16]}…) in {members_dir}")
+
+        def accept(proposal: dict) -> None:
+            for client in clients:
+                if proposal["state"] == "Open":
+                    proposal = client.vote(proposal["proposalId"], True)
+            print(f"  {proposal['actions'][0]['name']}: {proposal['state']}")
+
+        host_data = render(spec, default_images(args.layers)).host_data
+        lead = clients[0]
+        try:
+            state = lead.contract(contract_id)["state"]
+        except CgsRequestFailed as exc:
+            if exc.http_status != 404:
+                raise
+            lead.put_contract(contract_id, json.loads(canonical_spec_json(spec)))
+            state = "Draft"
+        if host_data not in lead.policy(contract_id).get("x-ms-sevsnpvm-hostdata", []):
+            accept(lead.propose_policy(contract_id, {"x-ms-sevsnpvm-hostdata": [host_data],
+                                                     "x-ms-sevsnpvm-is-debuggable": False}))
+        if state == "Draft":
+            accept(lead.propose_contract(contract_id))
+        for store in [vol.store for _where, vol in spec.volumes_with_location()]:
+            if store.identity is not None:
+                _add_federated_credential(endpoints, None, store.identity.client_id, contract_id)
+        status = lead.check_status(contract_id, "execution")
+        print(f"contract {contract_id}: accepted, HOST_DATA {host_data}, execution {status['status']}")
+    finally:
+        for client in clients:
+            client.close()
+    return 0
+
+
 def _events(args: argparse.Namespace) -> int:
     from .events import check_and_render
 
@@ -235,8 +342,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                          "(signed by the network operator)")
     _add_connection(register_cmd)
     register_cmd.add_argument("member_dir", metavar="MEMBER_DIR")
-    register_cmd.add_argument("--operator", required=True, metavar="DIR",
-                              help="the operator identity (the stand-in keeps it in STATE_DIR/operator)")
+    register_cmd.add_argument("--operator", metavar="DIR", help="the operator identity (the stand-in keeps it "
+                              "in STATE_DIR/operator; default: cgs_operator_dir of --endpoints)")
     register_cmd.set_defaults(func=_member_register)
 
     command("members", _members, "list the consortium's members")
@@ -260,6 +367,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     policy.add_argument("action", choices=["set", "show"])
     policy.add_argument("contract")
     policy.add_argument("--host-data", default="", help="HOST_DATA = sha256 of the CCE policy, hex (set)")
+    policy.add_argument("--spec", metavar="FILE", help="compute HOST_DATA from the agreed clean room spec (set); "
+                        "its ${variables} come from --endpoints and --var")
+    policy.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                        help="a value for ${NAME} in --spec (repeatable)")
+    policy.add_argument("--layers", metavar="FILE", help="layer lock for --spec (see `ccr deploy policy --help`); "
+                        "default: the local podman images")
     policy.add_argument("--allow-debug", action="store_true", help="also admit debuggable rooms (never in "
                                                                    "production)")
     policy.add_argument("--no-vote", action="store_true", help="propose without voting accept")
@@ -297,6 +410,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ca = command("ca", _ca, "propose enabling the contract CA, or show its certificate", proposes=True)
     ca.add_argument("action", choices=["enable", "show"])
     ca.add_argument("contract")
+
+    setup = sub.add_parser("setup", help="local rooms: members, contract, policy and federation from a spec",
+                           description=_setup.__doc__)
+    setup.add_argument("spec", metavar="SPEC")
+    setup.add_argument("--endpoints", metavar="FILE", required=True, help="endpoints.json of `ccr emulators start`")
+    setup.add_argument("--members-dir", required=True, metavar="DIR", help="where member identities are kept")
+    setup.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                       help="a value for ${NAME} in the spec (repeatable)")
+    setup.add_argument("--layers", metavar="FILE", help="layer lock for HOST_DATA (default: local podman images)")
+    setup.set_defaults(func=_setup)
+
+    federate = sub.add_parser("federate", help="let a managed identity (client id) accept the room's "
+                              "CGS-issued assertions (local Entra stand-in)",
+                              description=_federate.__doc__)
+    federate.add_argument("contract")
+    federate.add_argument("--client-id", required=True)
+    federate.add_argument("--endpoints", metavar="FILE", required=True, help="endpoints.json")
+    federate.add_argument("--cgs", metavar="URL", help="CGS endpoint (default: cgs_endpoint of --endpoints)")
+    federate.set_defaults(func=_federate)
 
     events = command("events", _events, "list the contract's audit events, verifying the hash chain "
                      "(exit 1 if it is broken)")

@@ -1,11 +1,19 @@
 """The proxy sidecar: Envoy in front of the app (inbound, TLS + policy) and behind it (egress allow-list).
 
-- `model`: the proxy's configuration model (listeners, endpoints, egress), built from the spec.
-- `envoy`: renders the model into Envoy's bootstrap (a dict, written as JSON) and validates it with
-  the real binary.
-- `opa_input` / `decision`: the OPA-Envoy input document and the meaning of a policy's decision.
-- `engines`: Rego engines (the real OPA embedded, regopy, an external OPA server).
-- `authz`: the HTTP ext_authz server; `extproc`: the gRPC ext_proc server (response inspection).
-- `rbac`: policies that need no request body, compiled into Envoy's native RBAC filter.
-- `certs`: where the inbound listener's certificate comes from (`CertificateSource`).
+Inbound (15001): clients connect over TLS 1.3 with the room's certificate (`certs.CertificateSource`);
+the firewall REDIRECTs connections for the app's ports here and the original destination port picks the
+endpoint; the endpoint's Rego policy judges every request (RBAC when compilable, else ext_authz → OPA)
+and, when it has a `response` rule, every response (ext_proc). See policies/README.md.
+
+Egress: the app speaks plain HTTP — to `http://HOST[:PORT]/…` (redirected to 15002) or through
+`HTTP_PROXY=http://127.0.0.1:15002` — and the proxy opens TLS to allow-listed `https` hosts itself,
+verifying the certificate (CA bundle + name, SNI set), so an app cannot accept a forged upstream. TCP
+(15003) reaches only allow-listed ip:port, by the original destination of the redirected connection.
+Anything else gets a refusal that says why.
+
+- `model`: the configuration model, built from the spec; `envoy`: renders it to Envoy's bootstrap and
+  validates it with the real binary; `runtime`: plans enforcement and runs authz, ext_proc and Envoy.
+- `opa_input` / `decision` / `policies`: the OPA-Envoy input, the meaning of a decision, judging.
+- `engines`: the real OPA embedded, regopy, an external OPA server.
+- `authz`: the HTTP ext_authz server; `extproc`: the gRPC ext_proc server; `rbac`: the RBAC compiler.
 """

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import json
 import logging
 import os
@@ -24,11 +23,12 @@ import sys
 from http import HTTPStatus
 from pathlib import Path
 
-from ..common.errors import CcrError
+from ..common.errors import CcrError, ConfigError
 from ..common.logs import configure_logging
 from ..common.process import ManagedProcess, file_exists
 from .decision import Decision
 from .policies import PolicyConfig, PolicySet
+from .runtime import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +166,6 @@ async def serve_socket(sock: socket.socket, policies: PolicySet, ready_file: str
         await stop.wait()
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def _run(sock: socket.socket, policies: PolicySet, ready_file: str | None) -> None:
     import uvloop
 
@@ -195,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((args.host, args.port))
+        try:
+            sock.bind((args.host, args.port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
         sock.listen(1024)
         sock.set_inheritable(True)
         workers = []
@@ -208,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 [sys.executable, "-m", "sidecars.proxy.authz", "--config", args.config,
                  "--listen-fd", str(sock.fileno()), "--ready-file", str(ready)],
                 ready=file_exists(ready), ready_timeout=30, pass_fds=[sock.fileno()],
-                preexec_fn=_die_with_parent, log_path=run_dir / f"authz-worker-{i}.log").start())
+                preexec_fn=die_with_parent(signal.SIGKILL), log_path=run_dir / f"authz-worker-{i}.log").start())
         try:
             _run(sock, policies, args.ready_file)
         finally:

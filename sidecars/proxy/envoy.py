@@ -16,6 +16,7 @@ from .model import EgressHttpRoute, EgressTcpRoute, InboundEndpoint, ProxyModel
 
 _T = "type.googleapis.com/envoy.extensions"
 AUTHZ_CLUSTER = "ccr_authz"
+MAX_DOWNSTREAM_CONNECTIONS = 10000
 EXTPROC_CLUSTER = "ccr_extproc"
 EGRESS_DENIED_BODY = "ccr-proxy: egress to this destination is not allowed by the clean room's contract\n"
 TCP_DENIED_BODY = "ccr-proxy: TCP to this address is not allowed by the clean room's contract\n"
@@ -313,6 +314,12 @@ def render_bootstrap(model: ProxyModel) -> dict[str, Any]:
         # Admin only on loopback: it can drain listeners and dump the configuration.
         "admin": {"address": _address("127.0.0.1", model.admin_port)},
         "static_resources": {"listeners": listeners, "clusters": clusters},
+        # A bound on open connections, so a flood from a client or the app cannot exhaust the proxy.
+        "overload_manager": {"resource_monitors": [{
+            "name": "envoy.resource_monitors.global_downstream_max_connections",
+            "typed_config": {
+                "@type": f"{_T}.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                "max_active_downstream_connections": MAX_DOWNSTREAM_CONNECTIONS}}]},
     }
 
 

@@ -28,7 +28,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from envoy.type.v3 import http_status_pb2
 
-from ..common.errors import CcrError
+from ..common.errors import CcrError, ConfigError
 from ..common.logs import configure_logging
 from .decision import Decision
 from .opa_input import InputError, build_input
@@ -128,7 +128,10 @@ class ResponseInspector(pb_grpc.ExternalProcessorServicer):
 async def serve(policies: PolicySet, host: str, port: int, ready_file: str | None) -> None:
     server = grpc.aio.server()
     pb_grpc.add_ExternalProcessorServicer_to_server(ResponseInspector(policies), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from None
     await server.start()
     if ready_file:
         Path(ready_file).write_text(json.dumps({"port": bound}))

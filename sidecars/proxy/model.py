@@ -14,14 +14,15 @@ from typing import Any, Literal
 from ..common.errors import ConfigError
 from ..common.http import TlsFiles
 from ..spec import CleanRoomSpec
-
-INBOUND_PORT = 15001
-EGRESS_HTTP_PORT = 15002
-EGRESS_TCP_PORT = 15003
-ADMIN_PORT = 15000
-AUTHZ_PORT = 15010
-EXTPROC_PORT = 15011
-SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+from .options import (
+    ADMIN_PORT,
+    AUTHZ_PORT,
+    EGRESS_HTTP_PORT,
+    EGRESS_TCP_PORT,
+    EXTPROC_PORT,
+    INBOUND_PORT,
+    SYSTEM_CA_BUNDLE,
+)
 
 # A policy is evaluated at `data.envoy.authz.allow` (OPA-Envoy's default decision path); a response
 # rule, when the policy defines one, at `data.envoy.authz.response`.

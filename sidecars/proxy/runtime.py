@@ -7,9 +7,12 @@ read back from its admin API, so concurrent test runs never collide.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import signal
 import sys
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,6 +23,15 @@ from .envoy import envoy_argv, validate_bootstrap, write_bootstrap
 from .model import InboundEndpoint, ProxyModel
 from .policies import PolicyConfig
 from .rbac import compile_rbac, defines_response_rule, needs_request_body
+
+
+def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None]:
+    """A preexec function: the child gets `sig` when the process that started it dies, however it dies,
+    so no Envoy or authorization server outlives the sidecar that owns it."""
+    def preexec() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig))  # PR_SET_PDEATHSIG
+
+    return preexec
 
 
 def plan_endpoint(endpoint: InboundEndpoint, *, use_rbac: bool = True) -> InboundEndpoint:
@@ -96,7 +108,8 @@ class ProxyRuntime:
         ready.unlink(missing_ok=True)
         proc = ManagedProcess(name, [sys.executable, "-m", module, "--config", str(config), "--port", str(port),
                                      "--ready-file", str(ready), *extra],
-                              ready=file_exists(ready), ready_timeout=30, log_path=self.run_dir / f"{name}.log")
+                              ready=file_exists(ready), ready_timeout=30, log_path=self.run_dir / f"{name}.log",
+                              preexec_fn=die_with_parent())
         proc.start()
         return proc, json.loads(ready.read_text())["port"]
 
@@ -124,7 +137,7 @@ class ProxyRuntime:
                                     log_level=self.envoy_log_level),
                 ready=lambda: admin_file.exists() and admin_file.read_text().strip() != ""
                 and http_ok(f"http://{admin_file.read_text().strip()}/ready")(),
-                ready_timeout=30, log_path=self.run_dir / "envoy.log")
+                ready_timeout=30, log_path=self.run_dir / "envoy.log", preexec_fn=die_with_parent())
             self.envoy.start()
             admin = int(admin_file.read_text().strip().rsplit(":", 1)[1])
             ports = _listener_ports(admin)
@@ -143,6 +156,7 @@ class ProxyRuntime:
         return {
             "envoy": state(self.envoy), "authz": state(self.authz), "extproc": state(self.extproc),
             "ports": None if self.ports is None else self.ports.__dict__,
+            "pids": {p.name: p.pid for p in (self.envoy, self.authz, self.extproc) if p is not None and p.running()},
             "endpoints": {e.name: {"app_port": e.app_port, "enforcement": e.enforcement,
                                    "inspect_response": e.inspect_response} for e in self.model.inbound},
         }

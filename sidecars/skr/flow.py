@@ -8,6 +8,7 @@ import binascii
 import json
 import logging
 import re
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from opentelemetry import trace
 
 from ..common.errors import BadRequest, CcrError, Forbidden, NotFound, RemoteServiceError
 from ..common.otel import step_span
-from .release import ReleasedKey, load_roots, unwrap_released_key, verify_release_jws
+from .release import ReleasedKey, VerifiedChains, load_roots, unwrap_released_key, verify_release_jws
 from .wrapping import WrappingKeyPool
 
 log = logging.getLogger("ccr.skr")
@@ -106,8 +107,12 @@ class KeyReleaser:
         self.token_source = token_source
         self.wrapping_keys = pool or WrappingKeyPool()
         self.roots = load_roots(ca_bundle or SYSTEM_ROOTS)
+        self.verified_chains = VerifiedChains()
         tls = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
-        self.http = httpx.AsyncClient(verify=tls, timeout=30.0)
+        # TCP_NODELAY: a request's headers and body go out as separate TLS records; with Nagle the body
+        # waits for the server's delayed ACK of the headers (up to 40 ms per call).
+        transport = httpx.AsyncHTTPTransport(verify=tls, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        self.http = httpx.AsyncClient(transport=transport, timeout=30.0)
         self._tokens: dict[str, tuple[str, float]] = {}
 
     async def aclose(self) -> None:
@@ -155,17 +160,21 @@ class KeyReleaser:
         with timer.step("wrapping_key"):
             wrapping = self.wrapping_keys.take()
             runtime_data = wrapping.runtime_data()
-        token = await self.maa_token(maa_endpoint, runtime_data, timer)
-        with timer.step("access_token"):
-            scope = ("https://managedhsm.azure.net/.default" if "managedhsm" in vault
-                     else "https://vault.azure.net/.default")
-            bearer = access_token or self._bearer(scope)
-        path = f"/keys/{quote(name)}/{quote(version)}/release" if version else f"/keys/{quote(name)}/release"
-        with timer.step("keyvault", vault=vault, key=name):
-            answer = await self._post_release(vault, path, token, bearer)
-        with timer.step("unwrap"):
-            payload = verify_release_jws(answer, urlsplit(vault).hostname or "", self.roots)
-            released = unwrap_released_key(payload, wrapping.private_key)
+        try:
+            token = await self.maa_token(maa_endpoint, runtime_data, timer)
+            with timer.step("access_token"):
+                scope = ("https://managedhsm.azure.net/.default" if "managedhsm" in vault
+                         else "https://vault.azure.net/.default")
+                bearer = access_token or self._bearer(scope)
+            path = f"/keys/{quote(name)}/{quote(version)}/release" if version else f"/keys/{quote(name)}/release"
+            with timer.step("keyvault", vault=vault, key=name):
+                answer = await self._post_release(vault, path, token, bearer)
+            with timer.step("unwrap"):
+                payload = verify_release_jws(answer, urlsplit(vault).hostname or "", self.roots,
+                                             self.verified_chains)
+                released = unwrap_released_key(payload, wrapping.private_key)
+        finally:
+            self.wrapping_keys.refill()
         log.info("released key %s from %s (%s) in %.1f ms", name, vault, released.kty, sum(timer.timings.values()))
         return Release(released, timer.timings)
 

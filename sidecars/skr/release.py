@@ -7,23 +7,24 @@ wrapped (RSA-OAEP ‖ AES-KWP) to the room's ephemeral RSA key, which only this 
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from ..common.errors import AttestationError, BadRequest
-from ..common.jose import b64url_decode, b64url_encode, certs_from_x5c, private_jwk
+from ..common.jose import CompactJws, InvalidJws, b64url_decode, b64url_encode, certs_from_x5c, private_jwk
 from ..common.keywrap import KeyWrapAlgorithm, rsa_aes_unwrap
 
-JWS_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"]
+JWS_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384")
 
 
 class ReleaseVerificationError(AttestationError):
@@ -58,32 +59,54 @@ def _subject(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
-def verify_release_jws(value: str, vault_host: str, roots: list[x509.Certificate]) -> dict[str, Any]:
+class VerifiedChains:
+    """Chains already verified for a host, remembered for a few minutes: Key Vault signs every release
+    with the same chain, and path validation costs more than the rest of the check."""
+
+    def __init__(self, ttl: float = 600.0):
+        self._ttl = ttl
+        self._seen: dict[tuple[str, bytes], float] = {}
+
+    def known(self, host: str, chain: list[x509.Certificate]) -> bool:
+        seen = self._seen.get((host, _chain_digest(chain)))
+        return seen is not None and time.monotonic() - seen < self._ttl
+
+    def remember(self, host: str, chain: list[x509.Certificate]) -> None:
+        self._seen[(host, _chain_digest(chain))] = time.monotonic()
+
+
+def _chain_digest(chain: list[x509.Certificate]) -> bytes:
+    digest = hashlib.sha256()
+    for cert in chain:
+        digest.update(cert.public_bytes(serialization.Encoding.DER))
+    return digest.digest()
+
+
+def verify_release_jws(value: str, vault_host: str, roots: list[x509.Certificate],
+                       verified: VerifiedChains | None = None) -> dict[str, Any]:
     """The payload of Key Vault's release JWS, once its x5c chain and signature check out."""
     try:
-        header = jwt.get_unverified_header(value)
-    except jwt.PyJWTError:
+        jws = CompactJws.parse(value)
+    except InvalidJws:
         raise ReleaseVerificationError("Key Vault's release answer is not a JWS") from None
     try:
-        chain = certs_from_x5c(header.get("x5c"))
+        chain = certs_from_x5c(jws.header.get("x5c"))
     except BadRequest as exc:
         raise ReleaseVerificationError(f"Key Vault's release JWS: {exc}") from None
+    if verified is None or not verified.known(vault_host, chain):
+        try:
+            verifier = PolicyBuilder().store(Store(roots)).build_server_verifier(_subject(vault_host))
+            verifier.verify(chain[0], chain[1:])
+        except VerificationError as exc:
+            raise ReleaseVerificationError(f"the release JWS is not signed for {vault_host}: {exc}") from None
+        if verified is not None:
+            verified.remember(vault_host, chain)
+    if not jws.verify(chain[0].public_key(), JWS_ALGORITHMS):
+        raise ReleaseVerificationError(f"the release JWS signature does not verify ({jws.header.get('alg')})")
     try:
-        verifier = PolicyBuilder().store(Store(roots)).build_server_verifier(_subject(vault_host))
-        verifier.verify(chain[0], chain[1:])
-    except VerificationError as exc:
-        raise ReleaseVerificationError(f"the release JWS is not signed for {vault_host}: {exc}") from None
-    try:
-        payload = jwt.api_jws.decode(value, chain[0].public_key(), algorithms=JWS_ALGORITHMS)
-    except jwt.PyJWTError as exc:
-        raise ReleaseVerificationError(f"the release JWS signature does not verify: {exc}") from None
-    try:
-        document = json.loads(payload)
-    except ValueError:
-        raise ReleaseVerificationError("the release JWS payload is not JSON") from None
-    if not isinstance(document, dict):
-        raise ReleaseVerificationError("the release JWS payload is not a JSON object")
-    return document
+        return jws.claims()
+    except InvalidJws as exc:
+        raise ReleaseVerificationError(f"the release JWS payload: {exc}") from None
 
 
 def unwrap_released_key(payload: dict[str, Any], wrapping_key: rsa.RSAPrivateKey) -> ReleasedKey:

@@ -3,7 +3,8 @@
 Key Vault wraps a released key to the RSA key the room names in its attestation (runtime data). As in
 Microsoft's SKR sidecar every release gets a fresh key pair that never leaves this process; generating
 a 2048-bit key costs 20-150 ms here, so a background thread keeps a few ready and a release only pays
-for generation when the pool is empty.
+for generation when the pool is empty. The caller refills the pool after its release is done, so the
+generation (which holds the GIL) never competes with a release in flight.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ class WrappingKeyPool:
         self._keys: list[WrappingKey] = []
         self._lock = threading.Condition()
         self._filling = False
-        self._refill()
+        self.refill()
 
-    def _refill(self) -> None:
+    def refill(self) -> None:
+        """Top the pool up in the background."""
         with self._lock:
             if self._filling or len(self._keys) >= self._size:
                 return
@@ -66,7 +68,6 @@ class WrappingKeyPool:
         """A key no release has used; generated now if none is ready."""
         with self._lock:
             key = self._keys.pop() if self._keys else None
-        self._refill()
         return key or WrappingKey.generate()
 
     def wait_full(self, timeout: float = 10.0) -> bool:

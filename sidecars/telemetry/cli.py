@@ -13,8 +13,9 @@ def register(subparsers) -> None:
     _add_download(t_sub, "telemetry_sink", "telemetry (traces, metrics, sidecar logs)")
     _add_show(t_sub)
 
-    logs = subparsers.add_parser("logs", help="download and view a room's exported app logs")
-    l_sub = logs.add_subparsers(dest="logs_command", metavar="SUBCOMMAND", required=True)
+    from ..cli import command_group
+
+    l_sub = command_group(subparsers, "logs", "a running room's logs, or a room's exported app logs")
     _add_download(l_sub, "log_sink", "app logs (stdout/stderr)")
     _add_show(l_sub)
 

@@ -12,6 +12,8 @@ volume is mounted and 503 otherwise, so it doubles as the readiness probe. SIGTE
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -75,14 +77,19 @@ def mount_argv(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount) -> l
                  "--maa-endpoint", str(key.maa_endpoint)]
     if isinstance(vol, Datasink):
         argv.append("--writable")
-    for flag, value in (("--ca-bundle", args.ca_bundle), ("--identity-url", args.identity_url)):
+    if vol.store.identity is not None:
+        # Each party's storage and vault are reached with the identity the party federated for the room.
+        argv += ["--client-id", vol.store.identity.client_id]
+    for flag, value in (("--ca-bundle", args.ca_bundle), ("--identity-url", args.identity_url),
+                        ("--dev-tokens-dir", args.dev_tokens_dir)):
         if value:
             argv += [flag, value]
     return argv
 
 
-def start_mount(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount) -> None:
-    """Start one mount process and wait for its verdict; records the state, never raises."""
+def start_mount(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount, stopping: threading.Event) -> None:
+    """Start one mount process and wait for its verdict; records the state, never raises. A mount that
+    comes up after the sidecar began stopping is stopped again at once."""
     mount.mountpoint.mkdir(parents=True, exist_ok=True)
     mount.status_file.unlink(missing_ok=True)
     process = ManagedProcess(f"mount-{mount.volume.name}", mount_argv(args, spec, mount),
@@ -100,6 +107,11 @@ def start_mount(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount) -> 
         mount.state = status.get("state", "failed")
         mount.reason = status.get("reason")
         mount.files = status.get("files")
+    if stopping.is_set():
+        process.stop()
+        with mount.lock:
+            mount.state = "stopped"
+        return
     if mount.state == "mounted":
         log.info("%s %s mounted at %s", mount.kind, mount.volume.name, mount.mountpoint)
     else:
@@ -115,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_spec_variable_options(p)
     p.add_argument("--skr-url", default="http://127.0.0.1:8284", help="the skr sidecar (default %(default)s)")
     p.add_argument("--identity-url", help="IMDS-shaped token endpoint (the identity sidecar)")
+    p.add_argument("--dev-tokens-dir", metavar="DIR",
+                   help="the local emulation's dev token issuer (default: dev_tokens_dir from --endpoints)")
     p.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for HTTPS (default: ca_bundle from --endpoints)")
     p.add_argument("--mount-root", metavar="DIR", type=Path,
                    help="mount each volume at DIR/NAME (default: the volume's path in the app)")
@@ -143,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     except CcrError as exc:
         print(f"ccr sidecar volumes: error: {exc}", file=sys.stderr)
         return 1
-    args.ca_bundle = args.ca_bundle or spec_variables(args).get("ca_bundle")
+    variables = spec_variables(args)
+    args.ca_bundle = args.ca_bundle or variables.get("ca_bundle")
+    args.dev_tokens_dir = args.dev_tokens_dir or variables.get("dev_tokens_dir")
     args.run_dir.mkdir(parents=True, exist_ok=True)
     mounts = []
     for kind, volumes in (("datasource", spec.datasources), ("datasink", spec.datasinks)):
@@ -152,22 +168,37 @@ def main(argv: list[str] | None = None) -> int:
             mounts.append(Mount(vol, kind, where, args.run_dir / f"{vol.name}.status.json",
                                 args.run_dir / f"{vol.name}.log"))
 
-    app = create_app("ccr volumes sidecar", error_body=plain_error_body)
+    stopped = threading.Event()
+    threads = [threading.Thread(target=start_mount, args=(args, spec, m, stopped), daemon=True) for m in mounts]
+
+    def stop_mounts() -> None:
+        if stopped.is_set():
+            return
+        stopped.set()
+        for mount in mounts:
+            if mount.process is not None:
+                mount.process.stop()
+            with mount.lock:
+                mount.state = "stopped"
+        log.info("mounts stopped")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        # uvicorn re-raises SIGTERM after its own shutdown, so the mounts are stopped here, not after serve().
+        yield
+        await asyncio.to_thread(stop_mounts)
+
+    app = create_app("ccr volumes sidecar", error_body=plain_error_body, lifespan=lifespan)
 
     @app.get("/status")
     def status():
         from fastapi.responses import JSONResponse
 
         listed = [m.describe() for m in mounts]
-        if any(m["state"] == "failed" for m in listed):
-            overall = "failed"
-        elif all(m["state"] == "mounted" for m in listed):
-            overall = "ready"
-        else:
-            overall = "starting"
+        states = {m["state"] for m in listed}
+        overall = "starting" if "starting" in states else "ready" if states <= {"mounted"} else "failed"
         return JSONResponse({"status": overall, "mounts": listed}, status_code=200 if overall == "ready" else 503)
 
-    threads = [threading.Thread(target=start_mount, args=(args, spec, m), daemon=True) for m in mounts]
     for thread in threads:
         thread.start()
 
@@ -178,12 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         serve(app, args.host, args.port, on_ready=ready)
     finally:
-        for thread in threads:
-            thread.join()
-        for mount in mounts:
-            if mount.process is not None:
-                mount.process.stop()
-                mount.state = "stopped"
+        stop_mounts()
         telemetry.shutdown()
     return 0
 

@@ -74,6 +74,19 @@ class Target:
     secret: str | None
     kek_name: str | None
     ca_bundle: str | None
+    dev_tokens_dir: str | None = None
+
+    def credential(self):
+        from .clients import default_credential
+
+        return default_credential(dev_tokens_dir=self.dev_tokens_dir, subject="data-owner")
+
+    def secrets(self):
+        from .clients import secret_client
+
+        if not self.vault_url:
+            raise ConfigError("missing --vault-url (or keyvault_url in --endpoints)")
+        return secret_client(self.vault_url, ca_bundle=self.ca_bundle, credential=self.credential())
 
 
 def _resolve(args: argparse.Namespace) -> Target:
@@ -110,7 +123,7 @@ def _resolve(args: argparse.Namespace) -> Target:
     if missing:
         raise ConfigError(f"missing {', '.join(missing)} (or --spec FILE --volume NAME, --endpoints FILE)")
     return Target(storage_url, container, mode or "CSE", vault_url, secret, kek_name,
-                  args.ca_bundle or variables.get("ca_bundle"))
+                  args.ca_bundle or variables.get("ca_bundle"), variables.get("dev_tokens_dir"))
 
 
 def _progress(total: int, what: str):
@@ -144,7 +157,8 @@ def _load_kek(arg: str | None, target: Target):
     from azure.core.exceptions import HttpResponseError
 
     try:
-        key = key_client(vault, ca_bundle=target.ca_bundle).get_key(name, version or None)
+        client = key_client(vault, ca_bundle=target.ca_bundle, credential=target.credential())
+        key = client.get_key(name, version or None)
     except HttpResponseError as exc:
         from ..common.errors import RemoteServiceError
 
@@ -173,18 +187,16 @@ def _volume_for(target: Target, account_key: str | None, dek):
 def _cmd_publish(args: argparse.Namespace) -> int:
     from ..spec import EncryptionMode
     from . import owner
-    from .clients import account_name_of, secret_client
+    from .clients import account_name_of
 
     target = _resolve(args)
     files = owner.files_to_publish(args.dir)
     mode = EncryptionMode(target.mode)
     dek = None
     if mode is not EncryptionMode.SSE:
-        if not target.vault_url:
-            raise ConfigError("missing --vault-url (or keyvault_url in --endpoints)")
         kek = _load_kek(args.kek, target)
         dek_file = args.dek_file or owner.default_dek_file(account_name_of(target.storage_url), target.container)
-        choice = owner.ensure_dek(secrets=secret_client(target.vault_url, ca_bundle=target.ca_bundle),
+        choice = owner.ensure_dek(secrets=target.secrets(),
                                   secret_name=target.secret, kek=kek, dek_file=dek_file, mode=mode)
         dek = choice.dek
         print(f"DEK {dek.fingerprint} {'created' if choice.created else 'reused'}; local copy {dek_file}; "
@@ -205,7 +217,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
     from ..spec import EncryptionMode
     from . import format as fmt
     from . import owner
-    from .clients import account_name_of, secret_client
+    from .clients import account_name_of
     from .keys import unwrap_dek
 
     target = _resolve(args)
@@ -216,7 +228,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
         if dek_file.exists():
             dek = owner.load_dek_file(dek_file)
         elif args.kek and target.vault_url:
-            stored = owner.read_wrapped(secret_client(target.vault_url, ca_bundle=target.ca_bundle), target.secret)
+            stored = owner.read_wrapped(target.secrets(), target.secret)
             if stored is None:
                 raise ConfigError(f"secret {target.secret} does not exist in {target.vault_url}")
             dek = unwrap_dek(stored, _load_kek(args.kek, target))
@@ -230,9 +242,10 @@ def _cmd_download(args: argparse.Namespace) -> int:
             try:
                 dest = owner.safe_target(args.target, info.name)
                 owner.download_object(volume, info.name, info.stored_size, dest, bar.update)
-            except (fmt.TamperedObject, ConfigError) as exc:
-                failures.append(f"{info.name}: {exc}")
-                print(f"ccr: error: {info.name}: {exc} (nothing written)", file=sys.stderr)
+            except (fmt.TamperedObject, ConfigError, OSError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                failures.append(f"{info.name}: {reason}")
+                print(f"ccr: error: {info.name}: {reason} (nothing written)", file=sys.stderr)
     print(json.dumps({"downloaded": len(objects) - len(failures), "failed": len(failures)}))
     if failures:
         raise owner.DownloadFailed(f"{len(failures)} object(s) failed verification; see above")

@@ -1,8 +1,9 @@
 """Azure SDK clients for volumes: blob containers, Key Vault secrets and keys, and their credentials.
 
-Credentials, in order: an explicit access token (`CCR_ACCESS_TOKEN`, for scripts and tests), an
-IMDS-shaped token endpoint (the room's identity sidecar, `GET /metadata/identity/oauth2/token`), else
-`DefaultAzureCredential`. Blob storage also takes a shared account key; Azurite's well-known development
+Credentials, in order: an explicit access token (`CCR_ACCESS_TOKEN`, for scripts), an IMDS-shaped
+token endpoint (the room's identity sidecar, `GET /metadata/identity/oauth2/token`), the local
+emulation's dev token issuer (`dev_tokens_dir` of endpoints.json), else `DefaultAzureCredential`.
+Blob storage also takes a shared account key; Azurite's well-known development
 account needs no configuration.
 """
 
@@ -57,11 +58,16 @@ class ImdsCredential(TokenCredential):
         return AccessToken(body["access_token"], int(body.get("expires_on", time.time() + 600)))
 
 
-def default_credential(identity_endpoint: str | None = None) -> TokenCredential:
+def default_credential(identity_endpoint: str | None = None, dev_tokens_dir: str | None = None,
+                       subject: str = "ccr-volumes", client_id: str | None = None) -> TokenCredential:
     if os.environ.get("CCR_ACCESS_TOKEN"):
         return StaticTokenCredential(os.environ["CCR_ACCESS_TOKEN"])
     if identity_endpoint:
-        return ImdsCredential(identity_endpoint)
+        return ImdsCredential(identity_endpoint, client_id)
+    if dev_tokens_dir:
+        from ..emulators.devtokens import DevTokenCredential
+
+        return DevTokenCredential.from_dir(dev_tokens_dir, subject=subject)
     from azure.identity import DefaultAzureCredential
 
     return DefaultAzureCredential()
@@ -81,15 +87,17 @@ def account_name_of(account_url: str) -> str:
 
 
 def container_client(account_url: str, container: str, *, ca_bundle: str | None = None,
-                     account_key: str | None = None, credential: TokenCredential | None = None,
-                     identity_endpoint: str | None = None) -> ContainerClient:
+                     account_key: str | None = None, credential: TokenCredential | None = None) -> ContainerClient:
     account = account_name_of(account_url)
     key = account_key or os.environ.get("AZURE_STORAGE_KEY") or (AZURITE_KEY if account == AZURITE_ACCOUNT else None)
     cred = {"account_name": account, "account_key": key} if key else (
-        credential or default_credential(identity_endpoint))
+        credential or default_credential())
     client = ContainerClient(account_url.rstrip("/"), container, credential=cred,
                              connection_verify=ca_bundle or True, max_single_get_size=4 * 1024 * 1024,
-                             max_chunk_get_size=4 * 1024 * 1024)
+                             max_chunk_get_size=4 * 1024 * 1024,
+                             # azure-core reads responses 4 KiB at a time by default; segment-sized reads
+                             # cut the client's CPU per MB by a third (measured on Azurite).
+                             connection_data_block_size=64 * 1024)
     # Path-style URLs (Azurite) leave the SDK's account_name unset on some versions: set what we parsed.
     client.account_name = account
     return client
@@ -101,9 +109,9 @@ def _is_local(url: str) -> bool:
 
 
 def secret_client(vault_url: str, *, ca_bundle: str | None = None,
-                  credential: TokenCredential | None = None, identity_endpoint: str | None = None) -> SecretClient:
+                  credential: TokenCredential | None = None) -> SecretClient:
     # A local stand-in's host is not a subdomain of the challenge's resource (vault.azure.net).
-    return SecretClient(vault_url, credential or default_credential(identity_endpoint),
+    return SecretClient(vault_url, credential or default_credential(),
                         connection_verify=ca_bundle or True, verify_challenge_resource=not _is_local(vault_url))
 
 

@@ -48,8 +48,8 @@ def release_kek(skr_url: str, *, maa_endpoint: str, vault_url: str, kek_name: st
 
 
 def fetch_dek(*, skr_url: str, maa_endpoint: str, kek_vault_url: str, kek_name: str, secret_vault_url: str,
-              secret_name: str, ca_bundle: str | None = None, identity_endpoint: str | None = None) -> fmt.DataKey:
-    secrets = secret_client(secret_vault_url, ca_bundle=ca_bundle, identity_endpoint=identity_endpoint)
+              secret_name: str, credential, ca_bundle: str | None = None) -> fmt.DataKey:
+    secrets = secret_client(secret_vault_url, ca_bundle=ca_bundle, credential=credential)
     wrapped = read_wrapped(secrets, secret_name)
     if wrapped is None:
         raise ConfigError(f"the wrapped DEK secret {secret_name} does not exist in {secret_vault_url} "

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--maa-endpoint")
     p.add_argument("--skr-url", default="http://127.0.0.1:8284")
     p.add_argument("--identity-url", help="IMDS-shaped token endpoint for Key Vault and storage")
+    p.add_argument("--client-id", help="the identity (client id) to ask the token endpoint for")
+    p.add_argument("--dev-tokens-dir", help="the local emulation's dev token issuer (instead of --identity-url)")
     p.add_argument("--ca-bundle")
     p.add_argument("--account-key", default=os.environ.get("AZURE_STORAGE_KEY"))
     p.add_argument("--uid", type=int, default=os.getuid(), help="owner shown for files (the app's uid)")
@@ -63,6 +65,7 @@ def _write_status(path: Path | None, status: dict) -> None:
 
 def _data_key(args: argparse.Namespace):
     from ..common.errors import ConfigError
+    from .clients import default_credential
     from .keyflow import fetch_dek
     from .owner import load_dek_file
 
@@ -76,7 +79,9 @@ def _data_key(args: argparse.Namespace):
         raise ConfigError(f"missing {', '.join(missing)} (or --dek-file)")
     return fetch_dek(skr_url=args.skr_url, maa_endpoint=args.maa_endpoint, kek_vault_url=args.vault_url,
                      kek_name=args.kek, secret_vault_url=args.secret_vault_url or args.vault_url,
-                     secret_name=args.secret, ca_bundle=args.ca_bundle, identity_endpoint=args.identity_url)
+                     secret_name=args.secret, ca_bundle=args.ca_bundle,
+                     credential=default_credential(args.identity_url, args.dev_tokens_dir, subject="volumes",
+                                                   client_id=args.client_id))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +105,7 @@ def _mount(args: argparse.Namespace, tracer) -> int:
 
     from ..common.errors import ConfigError
     from ..spec import EncryptionMode
-    from .clients import container_client
+    from .clients import container_client, default_credential
     from .fs import VolumeFilesystem, run
     from .store import Volume
 
@@ -109,7 +114,9 @@ def _mount(args: argparse.Namespace, tracer) -> int:
     if not args.mountpoint.is_dir():
         raise ConfigError(f"mount point {args.mountpoint} is not a directory")
     container = container_client(args.storage_url, args.container, ca_bundle=args.ca_bundle,
-                                 account_key=args.account_key, identity_endpoint=args.identity_url)
+                                 account_key=args.account_key,
+                                 credential=default_credential(args.identity_url, args.dev_tokens_dir, "volumes",
+                                                                    client_id=args.client_id))
     volume = Volume(container, EncryptionMode(args.mode), dek)
     fs = VolumeFilesystem(volume, writable=args.writable, uid=args.uid, gid=args.gid,
                           cache_bytes=args.cache_mb * 1024 * 1024, readahead_blocks=args.readahead_blocks)

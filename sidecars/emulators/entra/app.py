@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import jwt
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from ...common.http import create_app
 from ...governance.tls import tls_verify
@@ -164,7 +166,7 @@ def build_app(credentials: CredentialSource, issuer_keys: IssuerKeys, tokens: To
 
     @app.post("/{tenant}/oauth2/v2.0/token")
     async def token(tenant: str, request: Request):
-        form = await request.form()
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
         grant = form.get("grant_type")
         if grant != "client_credentials":
             raise OAuthError(400, "unsupported_grant_type", 70003, f"grant_type {grant!r} is not supported")
@@ -177,7 +179,8 @@ def build_app(credentials: CredentialSource, issuer_keys: IssuerKeys, tokens: To
         scope = str(form.get("scope") or "")
         if not scope.endswith("/.default"):
             raise OAuthError(400, "invalid_scope", 1002012, f"scope {scope!r} must be RESOURCE/.default")
-        _verify_assertion(client_id, str(form["client_assertion"]))
+        # Fetching an issuer's keys blocks: keep it off the event loop.
+        await run_in_threadpool(_verify_assertion, client_id, str(form["client_assertion"]))
         access_token, _ = tokens.access_token(tenant, client_id, scope[: -len("/.default")])
         return {"token_type": "Bearer", "expires_in": tokens.lifetime_s, "ext_expires_in": tokens.lifetime_s,
                 "access_token": access_token}

@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "openid-configuration (repeatable; e.g. the Entra stand-in)")
     parser.add_argument("--trust-issuer-jwks", action="append", default=[], metavar="ISSUER=FILE",
                         help="accept access tokens from ISSUER signed by a key in the JWKS FILE (repeatable)")
+    parser.add_argument("--trust-entra", action="append", default=[], metavar="URL",
+                        help="accept access tokens of any tenant from the Entra-shaped token service at URL "
+                             "(the Entra stand-in), keys from URL/{tenant}/discovery/v2.0/keys (repeatable)")
     parser.add_argument("--trust-dev-tokens", metavar="JWKS_FILE",
                         help="accept the emulation's dev tokens (issuer https://sts.windows.net/<dev tenant>/) "
                              "signed by a key in JWKS_FILE")
@@ -41,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
-    from .access import TrustedIssuer
+    from .access import EntraService, TrustedIssuer
     from .app import build_app
     from .signer import ResponseSigner
 
@@ -54,12 +57,13 @@ def main(argv: list[str] | None = None) -> int:
             issuers.append(TrustedIssuer.from_jwks_file(issuer, path))
         if args.trust_dev_tokens:
             issuers.append(TrustedIssuer.from_jwks_file(dev_issuer(), args.trust_dev_tokens))
-        if not issuers:
-            raise ConfigError("no token issuer is trusted: give --trust-dev-tokens, --trust-issuer or "
-                              "--trust-issuer-jwks")
+        entra = [EntraService(url) for url in args.trust_entra]
+        if not issuers and not entra:
+            raise ConfigError("no token issuer is trusted: give --trust-dev-tokens, --trust-entra, --trust-issuer "
+                              "or --trust-issuer-jwks")
         authority = args.challenge_authority or f"https://login.microsoftonline.com/{DEV_TENANT_ID}"
         app = build_app(issuers=issuers, challenge_authority=authority,
-                        signer=ResponseSigner(args.cert, args.key), ca_file=args.ca_file)
+                        signer=ResponseSigner(args.cert, args.key), ca_file=args.ca_file, entra=entra)
     except CcrError as exc:
         print(f"keyvault: error: {exc}", file=sys.stderr)
         return 1

@@ -10,8 +10,7 @@ from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...common.errors import BadRequest, CcrError, Forbidden
@@ -26,7 +25,7 @@ from ...common.jose import (
 )
 from ...common.keywrap import KeyWrapAlgorithm, rsa_aes_wrap
 from ...common.release_policy import ReleasePolicy
-from .access import AccessTokenVerifier, TrustedIssuer
+from .access import AccessTokenVerifier, EntraService, TrustedIssuer
 from .attestation import verify_attestation_token
 from .jwks import JwksCache
 from .signer import ResponseSigner
@@ -176,12 +175,12 @@ def _wrapping_key(claims: dict[str, Any]) -> tuple[rsa.RSAPublicKey, str | None]
 
 
 def build_app(*, issuers: list[TrustedIssuer], challenge_authority: str, signer: ResponseSigner,
-              ca_file: str | None) -> FastAPI:
+              ca_file: str | None, entra: list[EntraService] | None = None) -> FastAPI:
     """`ca_file` verifies TLS when fetching attestation authorities' and token issuers' keys."""
     tls = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
     client = httpx.AsyncClient(verify=tls, timeout=10.0)
     jwks = JwksCache(client)
-    verifier = AccessTokenVerifier(issuers, jwks, challenge_authority=challenge_authority)
+    verifier = AccessTokenVerifier(issuers, jwks, challenge_authority=challenge_authority, entra=entra)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -192,17 +191,13 @@ def build_app(*, issuers: list[TrustedIssuer], challenge_authority: str, signer:
     vault = Vault()
     app.state.vault = vault
 
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next):
-        try:
-            request.state.caller = await verifier.verify(request.headers.get("authorization"))
-        except CcrError as exc:
-            return JSONResponse(azure_error_body(exc), status_code=exc.http_status,
-                                headers=getattr(exc, "headers", None))
+    async def authenticate(request: Request) -> None:
+        """Runs before the body is read, so the SDK's body-less first request gets the 401 challenge."""
+        request.state.caller = await verifier.verify(request.headers.get("authorization"))
         if "api-version" not in request.query_params:
-            err = BadRequest("The 'api-version' query parameter is missing.", code="BadParameter")
-            return JSONResponse(azure_error_body(err), status_code=400)
-        return await call_next(request)
+            raise BadRequest("The 'api-version' query parameter is missing.", code="BadParameter")
+
+    app.router.dependencies.append(Depends(authenticate))
 
     def store_key(request: Request, name: str, kty: str, material: PrivateKey, key_ops: list[str] | None,
                   attributes: KeyAttributesIn | None, tags: dict[str, str] | None,

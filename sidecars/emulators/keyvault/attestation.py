@@ -11,14 +11,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-import jwt
-
 from ...common.errors import Forbidden, PolicyDenied
+from ...common.jose import CompactJws, InvalidJws, check_lifetime
 from ...common.release_policy import ReleasePolicy, normalize_authority
 from .jwks import JwksCache
 
 CLOCK_SKEW_S = 30
-ALGORITHMS = ["RS256"]
+ALGORITHMS = ("RS256",)
 
 
 class AttestationTokenError(Forbidden):
@@ -33,10 +32,11 @@ def _origin(url: str) -> str:
 async def verify_attestation_token(token: str, policy: ReleasePolicy, jwks: JwksCache) -> dict[str, Any]:
     """The token's claims, once its signature, issuer and lifetime check out and the policy holds."""
     try:
-        header = jwt.get_unverified_header(token)
-        unverified = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
+        jws = CompactJws.parse(token)
+        unverified = jws.claims()
+    except InvalidJws:
         raise AttestationTokenError("target: not a JWT attestation token") from None
+    header = jws.header
     issuer = unverified.get("iss")
     if not isinstance(issuer, str):
         raise AttestationTokenError("target: the attestation token has no issuer (iss)")
@@ -56,19 +56,14 @@ async def verify_attestation_token(token: str, policy: ReleasePolicy, jwks: Jwks
         jwks_url = await jwks.jwks_uri_from_metadata(normalize_authority(authority))
         if _origin(jwks_url) != _origin(authority):
             raise AttestationTokenError(f"the jwks_uri of {authority} points outside the authority")
-    key = await jwks.key(jwks_url, header.get("kid"))
+    kid = header.get("kid")
+    key = await jwks.key(jwks_url, kid if isinstance(kid, str) else None)
     if key is None:
-        raise AttestationTokenError(f"target: signing key {header.get('kid')!r} is not one of {authority}'s keys")
-    try:
-        claims = jwt.decode(token, key, algorithms=ALGORITHMS, leeway=CLOCK_SKEW_S,
-                            options={"require": ["exp", "iss"], "verify_aud": False})
-    except jwt.ExpiredSignatureError:
-        raise AttestationTokenError("target: the attestation token has expired") from None
-    except jwt.ImmatureSignatureError:
-        raise AttestationTokenError("target: the attestation token is not valid yet (nbf)") from None
-    except jwt.InvalidSignatureError:
-        raise AttestationTokenError("target: the attestation token's signature does not verify") from None
-    except jwt.PyJWTError as exc:
-        raise AttestationTokenError(f"target: the attestation token is not valid: {exc}") from None
-    policy.evaluate(issuer, claims)
-    return claims
+        raise AttestationTokenError(f"target: signing key {kid!r} is not one of {authority}'s keys")
+    if not jws.verify(key, ALGORITHMS):
+        raise AttestationTokenError("target: the attestation token's signature does not verify")
+    problem = check_lifetime(unverified, leeway=CLOCK_SKEW_S)
+    if problem:
+        raise AttestationTokenError(f"target: the attestation token {problem}")
+    policy.evaluate(issuer, unverified)
+    return unverified

@@ -59,3 +59,25 @@ def test_cli_stop_without_start_is_one_line_and_exit_1(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "no emulators were started" in result.stderr
+
+
+def test_cli_start_status_stop_with_every_stand_in(tmp_path):
+    run = str(tmp_path / "run")
+    started = subprocess.run([sys.executable, "-m", "sidecars", "emulators", "start", "--run-dir", run],
+                             capture_output=True, text=True, timeout=180)
+    try:
+        assert started.returncode == 0, started.stderr
+        endpoints = json.loads((tmp_path / "run" / "endpoints.json").read_text())
+        assert {"maa_endpoint", "keyvault_url", "ca_bundle", "mock_platform_dir"} <= set(endpoints)
+        for name in [entry.name for entry in runner.REGISTRY]:
+            assert f"starting {name}" in started.stdout and f"{name} ready at" in started.stdout
+        status = subprocess.run([sys.executable, "-m", "sidecars", "emulators", "status", "--run-dir", run],
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0 and status.stdout.count(" running") == len(runner.REGISTRY)
+        again = subprocess.run([sys.executable, "-m", "sidecars", "emulators", "start", "--run-dir", run],
+                               capture_output=True, text=True, timeout=60)
+        assert again.returncode == 1 and "already running" in again.stderr
+    finally:
+        stopped = subprocess.run([sys.executable, "-m", "sidecars", "emulators", "stop", "--run-dir", run],
+                                 capture_output=True, text=True, timeout=60)
+    assert stopped.returncode == 0 and stopped.stdout.count("stopped ") == len(runner.REGISTRY)

@@ -3,7 +3,6 @@ as real processes on free ports, mock SEV-SNP rooms, registered members and acce
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import itertools
 import json
@@ -18,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from sidecars.attestation import MockPlatform, MockSnpProvider
+from sidecars.attestation import MockPlatform
 from sidecars.common.process import ManagedProcess, file_exists
 from sidecars.common.tls import LocalCA
+from sidecars.deploy.layers import ImageInfo, LockedImages
 from sidecars.governance.member import MemberIdentity
 from sidecars.governance.member_client import CgsMemberClient
 
@@ -28,15 +28,27 @@ ROOM_HOST_DATA = hashlib.sha256(b"the agreed CCE policy").digest()
 _counter = itertools.count()
 
 
+def layer_lock(group) -> LockedImages:
+    """Image facts as a layer lock, so HOST_DATA is computed without building images."""
+    def layer(label: str) -> str:
+        return hashlib.sha256(label.encode()).hexdigest()
+
+    return LockedImages({c.image: ImageInfo(reference=c.image, digest="sha256:" + layer(c.image),
+                                            layers=(layer("base " + c.image),), env=("PATH=/usr/bin:/bin",),
+                                            working_dir="/", user="") for c in group.containers})
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{os.getpid()}-{next(_counter)}"
 
 
-def start_service(name: str, module: str, args: list[str], run_dir: Path) -> tuple[ManagedProcess, str]:
+def start_service(name: str, module: str, args: list[str], run_dir: Path,
+                  env: dict[str, str] | None = None) -> tuple[ManagedProcess, str]:
     ready = run_dir / f"{name}.ready"
     ready.unlink(missing_ok=True)
     proc = ManagedProcess(name, [sys.executable, "-m", module, *args, "--ready-file", str(ready)],
-                          ready=file_exists(ready), ready_timeout=30, log_path=run_dir / f"{name}.log")
+                          ready=file_exists(ready), ready_timeout=30, log_path=run_dir / f"{name}.log",
+                          env={**os.environ, **(env or {})})
     proc.start()
     return proc, json.loads(ready.read_text())["url"]
 
@@ -135,42 +147,21 @@ def consortium(cgs, local_ca, gov_dir) -> Consortium:
     return register_consortium(cgs, local_ca, gov_dir / "members")
 
 
-class _EvidenceHandler(BaseHTTPRequestHandler):
-    """The skr sidecar's `/attest/combined`, backed by a mock SNP provider (evidence only)."""
-
-    provider: MockSnpProvider
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        runtime_data = base64.b64decode(body["runtime_data"])
-        evidence = self.provider.get_evidence(hashlib.sha256(runtime_data).digest()).to_combined()
-        payload = json.dumps(evidence).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *_args) -> None:
-        pass
-
-
 @pytest.fixture(scope="session")
-def room_evidence(platform_dir):
-    """`room_evidence(host_data=..., debug=...)` → URL of an evidence endpoint for such a room."""
-    servers = []
+def room_evidence(platform_dir, gov_dir):
+    """`room_evidence(host_data=..., debug=...)` → URL of an skr sidecar on a mock platform for such a room."""
+    started: dict[tuple[bytes, bool], tuple[ManagedProcess, str]] = {}
 
     def start(*, host_data: bytes = ROOM_HOST_DATA, debug: bool = False) -> str:
-        provider = MockSnpProvider(MockPlatform.load(platform_dir), host_data=host_data, debug=debug)
-        handler = type("Handler", (_EvidenceHandler,), {"provider": provider})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
+        if (host_data, debug) not in started:
+            args = ["--port", "0", "--platform", "mock", "--mock-platform-dir", str(platform_dir),
+                    "--host-data", host_data.hex(), *(["--debuggable"] if debug else [])]
+            started[(host_data, debug)] = start_service(f"skr-{len(started)}", "sidecars.skr", args, gov_dir)
+        return started[(host_data, debug)][1]
 
     yield start
-    for server in servers:
-        server.shutdown()
+    for proc, _url in started.values():
+        proc.stop()
 
 
 class Subscriber:

@@ -4,6 +4,7 @@ server publishing `/certs` and OpenID metadata whose key signs MAA-shaped tokens
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -44,6 +45,7 @@ class TestAuthority:
     def start(self) -> TestAuthority:
         app = FastAPI()
         app.get("/certs")(lambda: self.jwks())
+        app.get("/{tenant}/discovery/v2.0/keys")(lambda tenant: self.jwks())  # as Entra publishes them
         app.get("/.well-known/openid-configuration")(
             lambda: {"issuer": self.url, "jwks_uri": f"{self.url}/certs"})
         ready = threading.Event()
@@ -95,9 +97,7 @@ def authority(pki) -> TestAuthority:
     return TestAuthority(pki.issue_server_cert("authority")).start()
 
 
-@pytest.fixture(scope="session")
-def keyvault(pki, tmp_path_factory) -> KeyVaultUnderTest:
-    run = tmp_path_factory.mktemp("keyvault")
+def start_keyvault(pki, run: Path, *trust: str) -> KeyVaultUnderTest:
     tls = pki.issue_server_cert("keyvault", directory=run)
     tokens = DevTokenIssuer.create(run / "tokens")
     ready = run / "ready.json"
@@ -105,12 +105,15 @@ def keyvault(pki, tmp_path_factory) -> KeyVaultUnderTest:
         "keyvault",
         [sys.executable, "-m", "sidecars.emulators.keyvault", "--port", "0", "--cert", tls.cert_file,
          "--key", tls.key_file, "--ready-file", ready, "--ca-file", pki.cert_file,
-         "--trust-dev-tokens", tokens.jwks_file],
+         "--trust-dev-tokens", tokens.jwks_file, *trust],
         ready=file_exists(ready), ready_timeout=30, log_path=run / "keyvault.log",
         cwd=Path(__file__).resolve().parents[3],
     ).start()
-    import json
+    return KeyVaultUnderTest(json.loads(ready.read_text())["url"], str(pki.cert_file), tokens, proc)
 
-    url = json.loads(ready.read_text())["url"]
-    yield KeyVaultUnderTest(url, str(pki.cert_file), tokens, proc)
-    proc.stop()
+
+@pytest.fixture(scope="session")
+def keyvault(pki, tmp_path_factory) -> KeyVaultUnderTest:
+    vault = start_keyvault(pki, tmp_path_factory.mktemp("keyvault"))
+    yield vault
+    vault.process.stop()

@@ -113,6 +113,11 @@ def test_egress_only_to_allow_listed_hosts_with_verified_tls(start_proxy, upstre
         status, body, headers = _get(port, host, absolute=absolute)
         assert (status, body.decode()) == (403, EGRESS_DENIED_BODY), host
         assert headers["x-ccr-refused-host"] == host
+    # A CONNECT tunnel would hide the host and skip TLS verification: never established.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(f"CONNECT localhost:{up['good'].port} HTTP/1.1\r\nHost: localhost:{up['good'].port}\r\n\r\n"
+                     .encode())
+        assert not conn.recv(4096).startswith(b"HTTP/1.1 200")
     assert len(up["good"].requests) == 1
 
 
@@ -123,3 +128,12 @@ def test_tcp_egress_refuses_a_destination_not_on_the_list(start_proxy):
         while chunk := conn.recv(4096):
             received += chunk
     assert received.decode() == TCP_DENIED_BODY
+
+
+def test_admin_and_egress_listeners_answer_only_on_127_0_0_1(start_proxy):
+    proxy = start_proxy()
+    for port in (proxy.ports.admin, proxy.ports.egress_http, proxy.ports.egress_tcp):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        # Another address of this host (all of 127/8 is local): nothing listens there.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.2", port), timeout=5)

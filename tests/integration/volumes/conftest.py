@@ -1,12 +1,14 @@
-"""A real Azurite (HTTPS, LocalCA) shared by the volumes integration tests; each test uses its own containers."""
+"""Real Azurite (HTTPS, certificate from the emulation's CA) and the Key Vault stand-in for the volumes tests."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import BlobServiceClient
 
 from sidecars.common.tls import LocalCA
@@ -14,8 +16,9 @@ from sidecars.emulators.azurite import Azurite, start_azurite
 
 
 @pytest.fixture(scope="session")
-def local_ca(tmp_path_factory) -> LocalCA:
-    return LocalCA.create(tmp_path_factory.mktemp("ca"))
+def local_ca(emulation) -> LocalCA:
+    """The emulation's CA: Azurite's certificate comes from it too, so one ca_bundle serves all."""
+    return LocalCA.create(Path(emulation["ca_bundle"]).parent)
 
 
 @pytest.fixture(scope="session")
@@ -39,21 +42,36 @@ def container_name() -> str:
 
 
 @pytest.fixture(scope="session")
-def keyvault(local_ca):
-    from tests.volumes_support import KeyVaultSecrets, serve_in_thread
+def emulation(tmp_path_factory) -> Iterator[dict]:
+    """The Key Vault stand-in as `ccr emulators start` runs it (HTTPS, dev tokens); its endpoints."""
+    from sidecars.emulators import runner
 
-    vault = KeyVaultSecrets()
-    with serve_in_thread(vault.app, local_ca.issue_server_cert("keyvault")) as url:
-        vault.url = url
-        yield vault
+    run_dir = tmp_path_factory.mktemp("emulators")
+    endpoints = runner.start(run_dir, registry=[e for e in runner.REGISTRY if e.name == "keyvault"])
+    try:
+        yield endpoints
+    finally:
+        runner.stop(run_dir)
+
+
+@pytest.fixture(scope="session")
+def vault_secrets(emulation) -> SecretClient:
+    """The owner's view of the vault, to inspect what the commands stored."""
+    from sidecars.emulators.devtokens import DevTokenCredential
+
+    return SecretClient(emulation["keyvault_url"], DevTokenCredential.from_dir(emulation["dev_tokens_dir"]),
+                        connection_verify=emulation["ca_bundle"], verify_challenge_resource=False)
 
 
 @pytest.fixture
-def owner_env(monkeypatch, tmp_path, azurite, keyvault, local_ca) -> dict:
-    """What a data owner's shell has: a token for the vault, a home for DEK files, an endpoints file."""
-    monkeypatch.setenv("CCR_ACCESS_TOKEN", "owner-token")
+def owner_env(monkeypatch, tmp_path, azurite, emulation) -> dict:
+    """What a data owner's shell has: an endpoints file (vault, dev tokens, CA, storage), a home for DEKs."""
     monkeypatch.setenv("CCR_HOME", str(tmp_path / "home"))
     endpoints = tmp_path / "endpoints.json"
-    endpoints.write_text(json.dumps({"storage_url": azurite.blob_url, "keyvault_url": keyvault.url,
-                                     "ca_bundle": str(local_ca.cert_file)}))
+    endpoints.write_text(json.dumps({**emulation, "storage_url": azurite.blob_url}))
     return {"endpoints": str(endpoints)}
+
+
+def secret_versions(secrets: SecretClient, name: str) -> list[dict]:
+    return [json.loads(secrets.get_secret(name, p.version).value)
+            for p in secrets.list_properties_of_secret_versions(name)]

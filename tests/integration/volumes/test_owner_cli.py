@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sidecars.cli import main
 from sidecars.volumes import format as fmt
+from tests.integration.volumes.conftest import secret_versions
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def read_tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def test_publish_then_download_round_trip(owner_env, tmp_path, container_name, rsa_kek, blob_service, keyvault):
+def test_publish_then_download_round_trip(owner_env, tmp_path, container_name, rsa_kek, blob_service, vault_secrets):
     src = tmp_path / "src"
     files = make_tree(src)
     assert publish(owner_env, src, container_name, rsa_kek[0]) == 0
@@ -57,7 +58,7 @@ def test_publish_then_download_round_trip(owner_env, tmp_path, container_name, r
     assert stored == {name: fmt.ciphertext_size(len(data)) for name, data in files.items()}
     raw = container.download_blob("a.csv").readall()
     assert b"id,value" not in raw  # storage holds ciphertext only
-    secret = json.loads(keyvault.secrets[f"{container_name}-dek"][-1]["value"])
+    secret = json.loads(vault_secrets.get_secret(f"{container_name}-dek").value)
     assert secret["alg"] == "RSA-OAEP-256"
 
     assert download(owner_env, tmp_path / "out", container_name) == 0
@@ -69,20 +70,20 @@ def test_publish_then_download_round_trip(owner_env, tmp_path, container_name, r
     assert read_tree(tmp_path / "out2") == files
 
 
-def test_rerun_reuses_the_dek_and_refuses_a_second_one(owner_env, tmp_path, container_name, rsa_kek, keyvault,
+def test_rerun_reuses_the_dek_and_refuses_a_second_one(owner_env, tmp_path, container_name, rsa_kek, vault_secrets,
                                                        capsys):
     src = tmp_path / "src"
     make_tree(src)
     assert publish(owner_env, src, container_name, rsa_kek[0]) == 0
     assert publish(owner_env, src, container_name, rsa_kek[0]) == 0
-    fingerprints = {json.loads(v["value"])["fingerprint"] for v in keyvault.secrets[f"{container_name}-dek"]}
-    assert len(fingerprints) == 1
+    versions = secret_versions(vault_secrets, f"{container_name}-dek")
+    assert len({v["fingerprint"] for v in versions}) == 1
     # the local copy lost and only the public KEK at hand: refused, not a second DEK
     os.environ["CCR_HOME"] = str(tmp_path / "fresh")
     capsys.readouterr()
     assert publish(owner_env, src, container_name, rsa_kek[0]) == 1
     assert "already holds a DEK" in capsys.readouterr().err
-    assert len(keyvault.secrets[f"{container_name}-dek"]) == 1
+    assert len(secret_versions(vault_secrets, f"{container_name}-dek")) == len(versions)
 
 
 def test_tampered_object_fails_loudly_and_leaves_nothing_in_clear(owner_env, tmp_path, container_name, rsa_kek,
@@ -124,3 +125,21 @@ def test_user_mistakes_are_one_line(owner_env, tmp_path, capsys):
     assert err.startswith("ccr: error:") and "\n" not in err
     assert main(["data", "download", str(tmp_path), "--storage-url", "https://127.0.0.1:1/acct"]) == 1
     assert "missing --container" in capsys.readouterr().err
+
+
+def test_publish_takes_names_from_the_spec(owner_env, tmp_path, rsa_kek, vault_secrets, blob_service, repo):
+    """The example spec's datasource, endpoints from endpoints.json: no container or secret flags."""
+    endpoints = json.loads(Path(owner_env["endpoints"]).read_text())
+    endpoints.update(maa_endpoint="https://maa.example", cgs_endpoint="https://cgs.example")
+    (tmp_path / "endpoints.json").write_text(json.dumps(endpoints))
+    src = tmp_path / "src"
+    files = make_tree(src)
+    args = ["--spec", str(repo / "examples/cleanroomhello-job/spec.yaml"), "--volume", "publisher-input",
+            "--endpoints", str(tmp_path / "endpoints.json")]
+    try:
+        assert main(["data", "publish", str(src), "--kek", str(rsa_kek[0]), *args]) == 0
+        assert secret_versions(vault_secrets, "publisher-input-dek")
+        assert main(["data", "download", str(tmp_path / "out"), *args]) == 0
+        assert read_tree(tmp_path / "out") == files
+    finally:
+        blob_service.delete_container("publisher-input")

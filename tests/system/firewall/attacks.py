@@ -29,11 +29,27 @@ def tcp(host: str, port: str) -> dict:
         sock.settimeout(TIMEOUT)
         try:
             sock.connect((host, int(port)))
+            sock.settimeout(TIMEOUT * 5)  # the answer may come through the proxy from the outside host
             sock.sendall(b"hello from the app\n")
             banner = sock.makefile().readline().strip()
         except OSError as exc:
             return _failure(exc)
     return {"ok": True, "banner": banner}
+
+
+def http(host: str, port: str, path: str, host_header: str = "") -> dict:
+    """A plain HTTP GET (what an app sends to an allowed http host; the proxy adds TLS for https)."""
+    import http.client
+
+    conn = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT * 5)
+    try:
+        conn.request("GET", path, headers={"Host": host_header} if host_header else {})
+        response = conn.getresponse()
+        return {"ok": True, "status": response.status, "body": response.read().decode(errors="replace")}
+    except OSError as exc:
+        return _failure(exc)
+    finally:
+        conn.close()
 
 
 def udp(host: str, port: str) -> dict:
@@ -79,7 +95,8 @@ def raw(family_name: str) -> dict:
 
 def route(*argv: str) -> dict:
     """`ip route ...` (e.g. replace the default route, or add a route around the firewall)."""
-    done = subprocess.run(["ip", "route", *argv], capture_output=True, text=True)
+    done = subprocess.run(["ip", "route", *argv], capture_output=True, text=True,
+                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     return {"ok": done.returncode == 0, "error": done.stderr.strip()}
 
 
@@ -98,7 +115,32 @@ def serve(port: str) -> dict:
                     conn.sendall(f"app on port {port}\n".encode())
 
 
-ATTACKS = {"tcp": tcp, "udp": udp, "ping": ping, "raw": raw, "route": route, "serve": serve}
+def web(port: str) -> dict:
+    """The app's HTTP API: 200 with a greeting for every GET, until killed."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = f"hello from the app: {self.path}\n".encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args) -> None:
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", int(port)), Handler).serve_forever()
+    return {"ok": True}
+
+
+def batch(attacks_json: str) -> list[dict]:
+    """Several attacks in one process (one container run): a JSON list of [attack, *args]."""
+    return [ATTACKS[name](*args) for name, *args in json.loads(attacks_json)]
+
+
+ATTACKS = {"http": http, "tcp": tcp, "udp": udp, "ping": ping, "raw": raw, "route": route, "serve": serve,
+           "web": web, "batch": batch}
 
 if __name__ == "__main__":
     print(json.dumps(ATTACKS[sys.argv[1]](*sys.argv[2:])), flush=True)

@@ -112,6 +112,10 @@ def _serve_tcp(recorder: Recorder, sock: socket.socket) -> None:
             original = _original_destination(conn)
             recorder.seen.append({"peer": peer[0], "local": conn.getsockname()[0], "original": original})
             with contextlib.suppress(OSError):
+                # Read the caller's greeting first: closing with unread data would send a reset, which
+                # a proxy in between may pass on before our answer.
+                conn.settimeout(5)
+                conn.recv(1024)
                 conn.sendall(f"{recorder.label} original={original}\n".encode())
 
 
@@ -213,6 +217,17 @@ class Room:
         return ManagedProcess(f"app-{ready_port}", argv, ready=lambda: listening(self.name, ready_port),
                               ready_timeout=10)
 
+    def attack_in_container(self, image: str, attacks: list[list[str]]) -> list[dict]:
+        """The attacks from inside a hardened podman container (uid 1000, no capabilities) in the room."""
+        name = f"ccrfw-attacker-{os.getpid()}-{next(_counter)}"
+        done = podman("run", "--rm", "--name", name, "--user", f"{APP_UID}:{APP_UID}", "--read-only",
+                      "--cap-drop=ALL", "--security-opt", "no-new-privileges",
+                      "--network", f"ns:/run/netns/{self.name}",
+                      "-v", "/usr:/usr:ro", "-v", f"{ATTACKS}:/attacks.py:ro", image,
+                      "/usr/bin/python3", "/attacks.py", "batch", json.dumps(attacks))
+        assert done.returncode == 0, f"container attack failed: {done.stderr.decode()}"
+        return json.loads(done.stdout)
+
     def from_outside(self, *args: str) -> dict:
         return self.attack(*args, uid=None, netns=self.outside)
 
@@ -267,6 +282,36 @@ def room() -> Iterator[Room]:
             recorder.close()
         for ns in (name, outside):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+CONTAINERS_CONF = REPO / "images" / "containers.conf"
+
+
+def podman(*args: str, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", *args], input=input, capture_output=True, timeout=timeout,
+                          env={**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)})
+
+
+@pytest.fixture(scope="session")
+def attacker_image(tmp_path_factory) -> Iterator[str]:
+    """A minimal image (busybox sh, /lib links) that runs the host's Python from a read-only /usr mount,
+    so the container runs the very same attacks.py. Imported locally; no registry."""
+    root = tmp_path_factory.mktemp("attacker-rootfs")
+    for sub in ("bin", "etc", "tmp", "proc", "sys", "dev", "usr"):
+        (root / sub).mkdir()
+    (root / "bin/busybox").write_bytes(Path("/bin/busybox").read_bytes())
+    (root / "bin/busybox").chmod(0o755)
+    (root / "bin/sh").symlink_to("busybox")
+    for link in ("lib", "lib64", "sbin"):
+        (root / link).symlink_to(f"usr/{link}")
+    (root / "etc/passwd").write_text(f"root:x:0:0::/:/bin/sh\napp:x:{APP_UID}:{APP_UID}::/tmp:/bin/sh\n")
+    (root / "etc/group").write_text(f"root:x:0:\napp:x:{APP_UID}:\n")
+    tag = f"localhost/ccr-fw-attacker:{os.getpid()}"
+    tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True, check=True).stdout
+    imported = podman("import", "-", tag, input=tar)
+    assert imported.returncode == 0, imported.stderr.decode()
+    yield tag
+    podman("rmi", "--force", tag)
 
 
 @pytest.fixture(params=BACKENDS)

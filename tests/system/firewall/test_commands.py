@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 from sidecars.common.process import ManagedProcess, file_exists
+from sidecars.firewall import FirewallNotInForce
+from sidecars.firewall.client import FirewallClient
 
 from .conftest import EGRESS, OUTSIDE_V4, VARIABLES, spec_data
 from .tamper import delete_rule
@@ -32,7 +34,9 @@ def spec_file(tmp_path) -> Path:
     return path
 
 
-def test_firewall_commands(room, backend, spec_file):
+def test_firewall_commands(room, spec_file):
+    # One backend here (each command is a process start); the sidecar test below runs both.
+    backend = "nftables"
     where = ["--netns", room.name, "--backend", backend]
     applied = ccr("firewall", "apply", str(spec_file), *where, *VARS)
     assert applied.returncode == 0, applied.stderr
@@ -73,6 +77,8 @@ def test_sidecar_applies_and_answers_verify(room, backend, spec_file, tmp_path):
         assert status["status"] == "enforced" and status["backend"] == backend
         verified = httpx.post(f"{url}/verify")
         assert verified.status_code == 200 and verified.json()["ok"] is True
+        client = FirewallClient(url)
+        assert client.require_in_force().ok
 
         delete_rule(backend, room.name, "in-drop", chain="filter_input")
         refused = httpx.post(f"{url}/verify")
@@ -81,6 +87,8 @@ def test_sidecar_applies_and_answers_verify(room, backend, spec_file, tmp_path):
         assert body["error"]["code"] == "FirewallNotInForce"
         assert any(d.startswith("rule in-drop is missing") for d in body["differences"]), body
         assert httpx.get(f"{url}/status").json()["status"] == "not-in-force"
+        with pytest.raises(FirewallNotInForce, match="rule in-drop is missing"):
+            client.require_in_force()
     # Fail closed: the sidecar's exit leaves the rules in force.
     assert not room.attack("udp", OUTSIDE_V4, "53")["ok"]
 

@@ -69,6 +69,15 @@ def test_sidecars_on_loopback_are_out_of_reach(egress_room):
     assert not egress_room.sidecar.seen
 
 
+def test_ipv4_mapped_ipv6_addresses_are_ipv4(egress_room):
+    # An AF_INET6 socket to ::ffff:a.b.c.d sends IPv4 packets: the IPv4 rules apply.
+    mapped = f"::ffff:{OUTSIDE_V4}"
+    assert egress_room.attack("tcp", mapped, "80")["banner"] == f"proxy:15002 original={OUTSIDE_V4}:80"
+    assert refused(egress_room.attack("tcp", mapped, "22"))
+    assert eperm(egress_room.attack("udp", mapped, "53"))
+    assert egress_room.outside_saw_nothing()
+
+
 def test_udp_and_dns_are_dropped(egress_room):
     for host in (OUTSIDE_V4, OUTSIDE_V6, "127.0.0.1"):
         assert eperm(egress_room.attack("udp", host, "53")), host
@@ -142,3 +151,22 @@ def test_inbound_reaches_the_app_only_through_the_proxy(closed_room):
         hidden = closed_room.from_outside("tcp", ROOM_V4, "9999")
         assert not hidden["ok"] and hidden["error"] == "TimeoutError"
         assert not closed_room.from_outside("tcp", ROOM_V6, str(APP_PORT))["ok"]
+
+
+def test_the_same_attacks_fail_inside_a_podman_container(egress_room, attacker_image):
+    route = ["route", "replace", "default", "via", OUTSIDE_V4, "dev", "veth-room", "metric", "1"]
+    landing = [["tcp", OUTSIDE_V4, "80"]]
+    reset = [["tcp", OUTSIDE_V4, "22"], ["tcp", METADATA, "22"], ["tcp", OUTSIDE_V6, "443"],
+             ["tcp", "127.0.0.1", str(SIDECAR_PORT)]]
+    forbidden = [["udp", OUTSIDE_V4, "53"], ["udp", OUTSIDE_V6, "53"], ["ping", OUTSIDE_V4], ["raw", "inet"]]
+    attacks = landing + reset + forbidden + [route]
+    results = egress_room.attack_in_container(attacker_image, attacks)
+    assert len(results) == len(attacks)
+    by_attack = {" ".join(a): r for a, r in zip(attacks, results, strict=True)}
+    assert results[0] == {"ok": True, "banner": f"proxy:15002 original={OUTSIDE_V4}:80"}
+    for attack in reset:
+        assert refused(by_attack[" ".join(attack)]), (attack, by_attack[" ".join(attack)])
+    for attack in forbidden:
+        assert eperm(by_attack[" ".join(attack)]), (attack, by_attack[" ".join(attack)])
+    assert "Operation not permitted" in results[-1]["error"]
+    assert egress_room.outside_saw_nothing() and not egress_room.sidecar.seen

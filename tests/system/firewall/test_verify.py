@@ -24,6 +24,15 @@ def test_apply_is_idempotent_and_verifies(room, backend):
     assert not room.attack("tcp", OUTSIDE_V4, "22")["ok"]
 
 
+def test_apply_replaces_the_rules_of_another_spec(room, backend):
+    room.firewall(backend, make_spec(EGRESS)).apply()
+    assert room.attack("tcp", OUTSIDE_V4, "443")["ok"]
+    closed = room.firewall(backend, make_spec())
+    closed.apply()
+    assert closed.verify().ok
+    assert room.attack("tcp", OUTSIDE_V4, "443")["error"] == "ECONNREFUSED"
+
+
 def test_verify_names_a_rule_deleted_behind_its_back(room, backend):
     firewall = room.firewall(backend, make_spec(EGRESS))
     firewall.apply()
@@ -60,3 +69,23 @@ def test_verify_fails_after_clean_and_for_another_spec(room, backend):
     assert not closed.verify().ok
     assert "no firewall rules in force" in closed.show()
     assert room.attack("tcp", OUTSIDE_V4, "22")["ok"]
+
+
+def test_a_refused_nftables_apply_leaves_the_rules_in_force(room):
+    """One transaction: if the kernel refuses any part, the old rules stay whole (never half a rule set)."""
+    from dataclasses import replace
+
+    from sidecars.common.errors import ConfigError
+    from sidecars.firewall import Firewall
+    from sidecars.firewall.model import Family, Hook, Protocol, Rule, Verdict
+
+    closed = room.firewall("nftables", make_spec())
+    closed.apply()
+    opened = room.firewall("nftables", make_spec(EGRESS)).ruleset
+    # The last rule is one the kernel refuses (an IPv6 address in an IPv4 match).
+    broken = replace(opened, rules=(*opened.rules, Rule("broken", Hook.FILTER_OUTPUT, Verdict.ACCEPT,
+                                                        Family.IPV4, Protocol.TCP, daddr="::1")))
+    with pytest.raises(ConfigError, match="nftables refused to apply the firewall rules"):
+        Firewall(broken, netns=room.name).apply()
+    assert closed.verify().ok
+    assert room.attack("tcp", OUTSIDE_V4, "80")["error"] == "ECONNREFUSED"

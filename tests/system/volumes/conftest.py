@@ -99,7 +99,18 @@ def is_mounted(path: Path) -> bool:
 
 
 @pytest.fixture
-def bucket(azurite, shared_dir) -> Iterator[Bucket]:
-    b = Bucket(azurite, shared_dir)
-    yield b
-    b.unmount_all()
+def make_bucket(azurite, shared_dir):
+    made: list[Bucket] = []
+
+    def make(mode: EncryptionMode = EncryptionMode.CSE) -> Bucket:
+        made.append(Bucket(azurite, shared_dir, mode))
+        return made[-1]
+
+    yield make
+    for b in made:
+        b.unmount_all()
+
+
+@pytest.fixture
+def bucket(make_bucket) -> Bucket:
+    return make_bucket()

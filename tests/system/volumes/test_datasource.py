@@ -64,3 +64,12 @@ def test_sigterm_unmounts_cleanly(bucket) -> None:
     assert proc.stop() == 0
     with open("/proc/mounts") as mounts:
         assert str(mnt) not in mounts.read()
+
+
+def test_sse_volume_mounts_the_stored_bytes(make_bucket) -> None:
+    from sidecars.spec import EncryptionMode
+
+    bucket = make_bucket(EncryptionMode.SSE)
+    bucket.put("plain.txt", b"storage encrypts this itself\n")
+    mnt = bucket.mount()
+    assert (mnt / "plain.txt").read_bytes() == b"storage encrypts this itself\n"

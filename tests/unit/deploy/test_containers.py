@@ -47,3 +47,15 @@ def test_api_room_exposes_only_the_proxy_inbound_port(api_spec):
     group = render_group(api_spec)
     assert [(p.port, p.public) for p in group.public_ports] == [(15001, True)]
     assert all(not p.public for p in group.app.ports)
+
+
+def test_model_serialises_to_plain_json_for_policies(job_group):
+    import json
+
+    data = json.loads(json.dumps(job_group.to_json()))
+    app = data["containers"][-1]
+    assert app["name"] == "hello-job" and app["user"] == {"uid": 1000, "gid": 1000}
+    assert app["env"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://localhost:4318"
+    assert {"target": "/mnt/remote/publisher-input", "volume": "remotemounts", "mode": "ro",
+            "source": "publisher-input", "propagation": "private"} in app["mounts"]
+    assert app["resources"] == {"cpu": 0.5, "memory_gb": 0.5} and app["privileged"] is False

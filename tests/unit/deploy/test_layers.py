@@ -190,3 +190,20 @@ def test_layer_lock_round_trips(tmp_path, job_images):
     path = tmp_path / "lock.json"
     path.write_text(job_images.dump())
     assert LockedImages.load(path).images == job_images.images
+
+
+@pytest.mark.root
+def test_export_fallback_gives_the_same_hashes_as_the_storage_path(tmp_path, sample_layer, monkeypatch):
+    from sidecars.deploy import layers
+
+    name = f"localhost/ccr-deploy-test-save-{os.getpid()}:1"
+    tar_path = tmp_path / "layer.tar"
+    tar_path.write_bytes(sample_layer)
+    subprocess.run(["podman", "import", str(tar_path), name], check=True, capture_output=True)
+    try:
+        from_storage = PodmanImages(tmp_path / "storage-cache").resolve(name)
+        monkeypatch.setattr(layers._OverlayStorage, "find", classmethod(lambda cls, images: None))
+        exported = PodmanImages(tmp_path / "export-cache").resolve(name)
+        assert exported.layers == from_storage.layers
+    finally:
+        subprocess.run(["podman", "rmi", "-f", name], capture_output=True)

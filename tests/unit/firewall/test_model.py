@@ -77,3 +77,16 @@ def test_unknown_backend_is_refused(repo):
 
     with pytest.raises(ConfigError, match="unknown firewall backend 'pf'"):
         Firewall.from_spec(api_spec(repo), backend="pf")
+
+
+def test_client_reports_an_unreachable_sidecar():
+    import socket
+
+    from sidecars.common.errors import RemoteServiceError
+    from sidecars.firewall.client import FirewallClient
+
+    with socket.socket() as unused:  # a port nobody listens on: bound, never listening
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+        with pytest.raises(RemoteServiceError, match="firewall sidecar: .* unreachable"):
+            FirewallClient(url, timeout=2).require_in_force()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -55,6 +56,13 @@ class _OpaRestHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_opa_server() -> Iterator[tuple[str, list]]:
+    with opa_rest_server() as server:
+        yield server
+
+
+@contextmanager
+def opa_rest_server() -> Iterator[tuple[str, list]]:
+    """A fresh server (its own engine): (base URL, the calls it received)."""
     calls: list[tuple[str, str]] = []
     handler = type("Handler", (_OpaRestHandler,), {"engine": RegoEngine(), "calls": calls})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -94,3 +94,21 @@ def test_validation_is_the_real_binary_refusing(tmp_path, room_tls):
     model = plan(model_from_spec(spec, REPO / "examples/cleanroomhello-api", inbound_tls=missing))
     with pytest.raises(ConfigError, match=r"Envoy rejects .*nope\.(pem|key)"):
         validate_bootstrap(write_bootstrap(model, tmp_path / "envoy.json"))
+
+
+def test_ccr_proxy_render_writes_a_validated_config(tmp_path, capsys):
+    from sidecars.cli import main
+
+    out = tmp_path / "envoy.json"
+    argv = ["proxy", "render", "--spec", str(REPO / "examples/cleanroomhello-api/spec.yaml"),
+            "--run-dir", str(tmp_path / "run"), "--out", str(out)]
+    for name, value in VARIABLES.items():
+        argv += ["--var", f"{name}={value}"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "endpoint hello (app port 8080): rbac" in printed and out.exists()
+    assert main([*argv, "--no-rbac"]) == 0
+    assert "endpoint hello (app port 8080): ext_authz" in capsys.readouterr().out
+    assert main(["proxy", "render", "--spec", str(tmp_path / "missing.yaml"), "--run-dir", str(tmp_path),
+                 "--out", str(out)]) == 1
+    assert capsys.readouterr().err.startswith("ccr: error:")

@@ -1,0 +1,134 @@
+"""Proxy cost, measured with wrk against a small app on loopback, one run:
+
+  direct            wrk → app (plain HTTP)
+  envoy             wrk → Envoy (TLS 1.3, the inbound listener) → app, no authorization filter
+  ext_authz/*       … + the Python ext_authz server evaluating the policy in OPA
+  rbac/*            … + the policy compiled into Envoy's RBAC filter (what the proxy runs by default for
+                    policies that need no request body)
+  for two policies: allow-all and only `GET /hello`.
+
+Each figure is the best of RUNS runs (the box is shared). Figures: proxy_p50_added_ms (the default
+path for `GET /hello` minus direct, 1 connection; goal ≤ 0.5),
+proxy_rps_ratio (that path ÷ Envoy without authz, 16 connections; goal ≥ 0.8), and the same two for the
+Python ext_authz path (`*_ext_authz`), which every policy that reads the body or headers takes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from sidecars.common.process import ManagedProcess, file_exists, http_ok
+from sidecars.common.tls import LocalCA
+from sidecars.proxy.envoy import envoy_argv, render_bootstrap
+from sidecars.proxy.model import InboundEndpoint, ProxyModel
+from sidecars.proxy.runtime import ProxyRuntime, plan
+
+DURATION_S = 2
+# Other work on a shared box disturbs single runs: each figure is the best of this many runs.
+RUNS = 2
+POLICIES = {
+    "allow-all": "package envoy.authz\n\nallow := true\n",
+    "get-hello": (Path(__file__).resolve().parent.parent / "policies" / "allow-get-hello.rego").read_text(),
+}
+FREE_PORTS = dict(inbound_address="127.0.0.1", inbound_port=0, egress_http_port=0, egress_tcp_port=0,
+                  admin_port=0, authz_port=0, extproc_port=0)
+
+
+def _wrk(url: str, connections: int, duration: int, log_dir: Path) -> tuple[float, float]:
+    """(requests/s, p50 latency ms) from one wrk run."""
+    threads = 1 if connections == 1 else 2
+    proc = ManagedProcess(f"wrk-{connections}", ["wrk", "-t", str(threads), "-c", str(connections),
+                                                 "-d", f"{duration}s", "--latency", url],
+                          log_path=log_dir / f"wrk-{connections}.log")
+    proc.log_path.unlink(missing_ok=True)
+    proc.start()
+    proc.popen.wait(timeout=duration + 30)
+    out = proc.output()
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if not rps or not p50 or errors:
+        raise RuntimeError(f"wrk against {url} failed:\n{out}")
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[p50.group(2)]
+    return float(rps.group(1)), float(p50.group(1)) * scale
+
+
+def _measure(name: str, url: str, log_dir: Path, table: dict) -> None:
+    _wrk(url, 16, 1, log_dir)  # warm-up: connection pools, OPA's prepared query
+    one = [_wrk(url, 1, DURATION_S, log_dir) for _ in range(RUNS)]
+    sixteen = [_wrk(url, 16, DURATION_S, log_dir) for _ in range(RUNS)]
+    rps1, p50_1 = max(r for r, _ in one), min(p for _, p in one)
+    rps16, p50_16 = max(r for r, _ in sixteen), min(p for _, p in sixteen)
+    table[name] = {"p50_1c_ms": p50_1, "rps_1c": rps1, "p50_16c_ms": p50_16, "rps_16c": rps16}
+    print(f"   {name:<22} 1 conn: p50 {p50_1:6.3f} ms {rps1:8.0f} req/s | "
+          f"16 conns: p50 {p50_16:6.3f} ms {rps16:8.0f} req/s", flush=True)
+
+
+def _envoy_without_authz(model: ProxyModel, run_dir: Path) -> ManagedProcess:
+    bootstrap = render_bootstrap(model)
+    for listener in bootstrap["static_resources"]["listeners"]:
+        for chain in listener.get("filter_chains", []) + [listener.get("default_filter_chain") or {}]:
+            for network_filter in chain.get("filters", []):
+                config = network_filter["typed_config"]
+                if "http_filters" in config:
+                    config["http_filters"] = [f for f in config["http_filters"]
+                                              if f["name"] == "envoy.filters.http.router"]
+    path = run_dir / "envoy-bare.json"
+    path.write_text(json.dumps(bootstrap))
+    admin_file = run_dir / "envoy-bare-admin.txt"
+    return ManagedProcess("envoy-bare", envoy_argv(path, admin_address_path=admin_file),
+                          ready=lambda: admin_file.exists() and admin_file.read_text().strip() != ""
+                          and http_ok(f"http://{admin_file.read_text().strip()}/ready")(),
+                          log_path=run_dir / "envoy-bare.log")
+
+
+def _inbound_port(admin_file: Path) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{admin_file.read_text().strip()}/listeners?format=json") as resp:
+        listeners = json.load(resp)["listener_statuses"]
+    return next(x["local_address"]["socket_address"]["port_value"] for x in listeners if x["name"] == "inbound")
+
+
+def run() -> dict:
+    table: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="ccr-bench-proxy-") as tmp:
+        run_dir = Path(tmp)
+        ready = run_dir / "app.ready"
+        with ManagedProcess("hello-app", [sys.executable, "-m", "bench._hello_app", "--ready-file", str(ready)],
+                            ready=file_exists(ready), log_path=run_dir / "app.log"):
+            app_port = json.loads(ready.read_text())["port"]
+            tls = LocalCA.create(run_dir / "ca").issue_server_cert("room")
+            _measure("direct", f"http://127.0.0.1:{app_port}/hello", run_dir, table)
+
+            def model(policy: str) -> ProxyModel:
+                endpoint = InboundEndpoint("api", app_port, f"{policy}.rego", POLICIES[policy])
+                return ProxyModel(inbound=(endpoint,), inbound_tls=tls, **FREE_PORTS)
+
+            bare = model("allow-all")
+            with _envoy_without_authz(plan(bare), run_dir):
+                port = _inbound_port(run_dir / "envoy-bare-admin.txt")
+                _measure("envoy", f"https://127.0.0.1:{port}/hello", run_dir, table)
+            for mode in ("rbac", "ext_authz"):
+                for policy in POLICIES:
+                    planned = plan(model(policy), use_rbac=mode == "rbac")
+                    assert planned.inbound[0].enforcement == mode
+                    with ProxyRuntime(planned, run_dir / f"{mode}-{policy}", authz_workers=2) as runtime:
+                        _measure(f"{mode}/{policy}", f"https://127.0.0.1:{runtime.ports.inbound}/hello",
+                                 run_dir, table)
+    direct, envoy = table["direct"], table["envoy"]
+    figures = {
+        "proxy_p50_added_ms": table["rbac/get-hello"]["p50_1c_ms"] - direct["p50_1c_ms"],
+        "proxy_rps_ratio": table["rbac/get-hello"]["rps_16c"] / envoy["rps_16c"],
+        "proxy_p50_added_ms_ext_authz": table["ext_authz/get-hello"]["p50_1c_ms"] - direct["p50_1c_ms"],
+        "proxy_rps_ratio_ext_authz": table["ext_authz/get-hello"]["rps_16c"] / envoy["rps_16c"],
+        "proxy_rps_ratio_ext_authz_allow_all": table["ext_authz/allow-all"]["rps_16c"] / envoy["rps_16c"],
+        "proxy_envoy_p50_added_ms": envoy["p50_1c_ms"] - direct["p50_1c_ms"],
+        "proxy_direct_rps": direct["rps_16c"],
+        "proxy_envoy_rps": envoy["rps_16c"],
+    }
+    return figures

@@ -1,0 +1,117 @@
+"""`ccr up`, `ccr down`, `ccr status`, `ccr logs NAME`: a clean room on this machine, no Docker."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..cli import command_group
+
+LOG_NAMES = ("app", "launcher", "firewall", "telemetry", "skr", "governance", "identity", "volumes", "forward")
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    from .up import default_run_dir
+
+    return Path(args.run_dir) if args.run_dir else default_run_dir(args.name)
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ..common.errors import ConfigError
+    from .up import UpOptions, default_run_dir, up
+
+    if not args.endpoints:
+        raise ConfigError("--endpoints FILE is needed: start the stand-ins first (ccr emulators start "
+                          "--run-dir DIR writes DIR/endpoints.json)")
+    spec_path = Path(args.spec)
+    if not spec_path.is_file():
+        raise ConfigError(f"{spec_path}: no such spec file")
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+    else:
+        try:
+            name = str((yaml.safe_load(spec_path.read_text()) or {}).get("name", "room"))
+        except (yaml.YAMLError, AttributeError):
+            name = "room"
+        run_dir = default_run_dir(name)
+    return up(UpOptions(spec_path=spec_path, endpoints_file=Path(args.endpoints), run_dir=run_dir,
+                        firewall_backend=args.firewall_backend, ready_timeout=args.timeout,
+                        wait_for_job=args.wait))
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    from .up import down
+
+    return down(_run_dir(args))
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .up import status
+
+    report = status(_run_dir(args))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"room {report['room']} (netns {report['netns']})")
+    for name, answer in report["sidecars"].items():
+        if answer is None:
+            print(f"  {name:<11} not answering")
+            continue
+        body = answer["status"]
+        summary = body.get("status") if isinstance(body, dict) else body
+        print(f"  {name:<11} HTTP {answer['http']}  {summary}")
+        if name == "launcher" and isinstance(body, dict) and body.get("app"):
+            app = body["app"]
+            print(f"  {'app':<11} {app['status']} (exit code {app['exit_code']})")
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from ..common.errors import ConfigError
+
+    name = args.logs_command
+    log = _run_dir(args) / "logs" / f"{'launcher' if name == 'app' else name}.log"
+    if not log.exists():
+        raise ConfigError(f"no log of {name} in {log.parent} (is the room running from there? --run-dir DIR)")
+    for line in log.read_text(errors="replace").splitlines():
+        if name != "app" or " app stdout: " in line or " app stderr: " in line:
+            print(line)
+    return 0
+
+
+def _room_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run-dir", help="the room's run directory (default run/NAME)")
+    parser.add_argument("--name", default="room", help="the room's name, when --run-dir is not given")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser("up", help="run a clean room on this machine (root; no Docker)",
+                        description="Starts the room of SPEC: a network namespace with the firewall's rules in "
+                                    "force, every sidecar as a process inside it, then the launcher, which runs "
+                                    "the app with podman after the consent, firewall and container policy "
+                                    "checks. One line per step; any failure names the step and tears down.")
+    up.add_argument("spec", metavar="SPEC")
+    up.add_argument("--endpoints", metavar="FILE", help="endpoints.json of the stand-ins (ccr emulators start)")
+    up.add_argument("--run-dir", help="where state, logs and mounts go (default run/NAME)")
+    up.add_argument("--firewall-backend", choices=("nftables", "iptables"), default="nftables")
+    up.add_argument("--timeout", type=float, default=60.0, help="seconds each sidecar may take to be ready")
+    up.add_argument("--wait", action="store_true", help="for a job: wait until it exits; exit with its status")
+    up.set_defaults(func=_cmd_up)
+
+    down = sub.add_parser("down", help="stop a room and remove everything it set up")
+    _room_options(down)
+    down.set_defaults(func=_cmd_down)
+
+    status = sub.add_parser("status", help="each sidecar's status and the app's")
+    _room_options(status)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_cmd_status)
+
+    logs = command_group(sub, "logs", "a running room's logs, or a room's exported app logs")
+    for name in LOG_NAMES:
+        parser = logs.add_parser(name, help="the app's output" if name == "app" else f"the {name} sidecar's log")
+        _room_options(parser)
+        parser.set_defaults(func=_cmd_logs)

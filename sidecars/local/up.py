@@ -1,0 +1,248 @@
+"""`ccr up` / `ccr down` / `ccr status`: a container group emulated with processes and a netns.
+
+Startup order and failure semantics are ARCHITECTURE §6: the firewall's rules are in force before
+anything else runs in the room; then skr, governance (attested to CGS), identity, the volumes (keys
+released, mounts up), telemetry; last the launcher, which checks consent, the firewall and the container
+policy before it starts the app with podman. Any step failing names the step and the reason and tears
+everything down again; so does Ctrl-C. `ccr down` undoes a running room from its state file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..common.errors import ConfigError, ProcessError
+from ..common.process import ManagedProcess, ProcessRecord, file_exists, stop_recorded, wait_until
+from ..deploy.render import render
+from ..spec import endpoint_variables, load_spec
+from .netns import create_room_network, delete_room_network, netns_exists
+from .plan import RoomPlan, SidecarLaunch
+from .roomhttp import room_status
+from .steps import RoomState, StepFailed, StepRunner
+
+STATE_FILE = "room.json"
+ORDER = ("firewall", "telemetry", "skr", "governance", "identity", "volumes", "launcher")
+FINAL_PHASES = ("running", "exited", "failed", "stopped", "ready")
+
+
+def default_run_dir(name: str) -> Path:
+    return Path("run") / name
+
+
+def netns_name(room: str) -> str:
+    return f"ccr-{room}"[:15]  # the kernel's limit for names that also become interface names
+
+
+@dataclass
+class UpOptions:
+    spec_path: Path
+    endpoints_file: Path
+    run_dir: Path
+    firewall_backend: str = "nftables"
+    ready_timeout: float = 60.0
+    wait_for_job: bool = False
+
+
+def _interrupt(_signum, _frame) -> None:
+    """SIGTERM during `ccr up` tears the room down like Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def _start_in_room(plan: RoomPlan, launch: SidecarLaunch, timeout: float) -> ManagedProcess:
+    ready = plan.ready_file(launch.name)
+    ready.unlink(missing_ok=True)
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+           "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": f"ccr-{launch.name}"}
+    # nsenter --net, not `ip netns exec`: the latter also makes a new mount namespace and remounts /sys,
+    # which would hide the volumes' FUSE mounts from the host and the cgroup hierarchy from podman.
+    netns = f"--net=/run/netns/{plan.netns}"
+    return ManagedProcess(launch.name, ["nsenter", netns, *launch.argv], ready=file_exists(ready),
+                          ready_timeout=timeout, env=env, log_path=plan.log_file(launch.name),
+                          stop_timeout=10).start()
+
+
+def _wait_status(plan: RoomPlan, launch: SidecarLaunch, process: ManagedProcess, timeout: float,
+                 accept: Callable[[int, object], bool] = lambda status, body: status == 200) -> object:
+    """Poll the sidecar's /status inside the room until `accept`; a dead process or a timeout fails."""
+    last: list[str] = ["no answer"]
+    result: list[object] = []
+
+    def check() -> bool:
+        if not process.running():
+            raise ProcessError(f"{launch.name} exited: {process.output_tail(8)}")
+        response = room_status(plan.netns, launch.port, launch.status_path)
+        if response is None:
+            return False
+        body = response.json() if response.body[:1] in (b"{", b"[") else response.body.decode(errors="replace")
+        last[0] = f"HTTP {response.status}: {json.dumps(body)[:400]}"
+        if isinstance(body, dict) and body.get("status") == "failed" and launch.name != "launcher":
+            raise ProcessError(_failure_reason(body))
+        if accept(response.status, body):
+            result.append(body)
+            return True
+        return False
+
+    try:
+        wait_until(check, timeout, f"{launch.name} /status")
+    except ProcessError as exc:
+        if "not ready" in str(exc):
+            raise ProcessError(f"{launch.name} not ready after {timeout:g} s ({last[0]})") from None
+        raise
+    return result[0]
+
+
+def _failure_reason(body: dict) -> str:
+    """What a failed sidecar says about itself (volumes: each failed mount with its reason)."""
+    reasons = [f"{m.get('name')}: {m.get('reason')}" for m in body.get("mounts", []) if m.get("state") == "failed"]
+    return "; ".join(reasons) or str(body.get("error") or body.get("reason") or body)
+
+
+def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
+    runner = StepRunner(out=out)
+    run_dir = options.run_dir.resolve()
+    state = RoomState(run_dir / STATE_FILE)
+    if state.data.get("netns") and netns_exists(state.data["netns"]):
+        raise ConfigError(f"a room is already running from {run_dir} (ccr down --run-dir {options.run_dir})")
+    for sub in ("logs", "ready", "mnt"):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    for old_log in (run_dir / "logs").glob("*.log"):  # a new room: `ccr logs` shows only this one's lines
+        old_log.unlink()
+    started = time.monotonic()
+    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with runner.step("load spec and endpoints"):
+            endpoints = endpoint_variables(options.endpoints_file)
+            spec = load_spec(options.spec_path, variables=endpoints)
+        with runner.step("render policy (HOST_DATA)"):
+            host_data = render(spec).host_data
+        plan = RoomPlan(spec_path=options.spec_path.resolve(), spec=spec,
+                        endpoints_file=options.endpoints_file.resolve(), endpoints=endpoints, run_dir=run_dir,
+                        netns=netns_name(spec.name), host_data=host_data, firewall_backend=options.firewall_backend)
+        state.data = {"name": spec.name, "spec": str(plan.spec_path), "netns": plan.netns, "run_dir": str(run_dir),
+                      "mount_root": str(plan.mount_root), "host_data": host_data, "processes": [],
+                      "container": f"ccr-{spec.name}-{spec.application.name}", "app": spec.application.name}
+        state.save()
+        plan.write_secrets()
+        with runner.step(f"network namespace {plan.netns}"):
+            net = create_room_network(plan.netns)
+            runner.on_teardown("network namespace", lambda: delete_room_network(plan.netns))
+            state.data.update(host_v4=net.host_v4, room_v4=net.room_v4, room_v6=net.room_v6)
+            forward_ready = plan.ready_file("forward")
+            forward_ready.unlink(missing_ok=True)
+            ports = [arg for port in plan.forwarded_ports() for arg in ("--port", str(port))]
+            forwarder = ManagedProcess("forward", [plan.python, "-m", "sidecars.local.forward", "--netns", plan.netns,
+                                                   *ports, "--ready-file", str(forward_ready)],
+                                       ready=file_exists(forward_ready), ready_timeout=15,
+                                       log_path=plan.log_file("forward")).start()
+            _record(state, runner, forwarder)
+        launches = plan.sidecars()
+        timeout = options.ready_timeout
+        for name in ORDER:
+            launch = launches[name]
+            with runner.step(f"sidecar {name}"):
+                process = _start_in_room(plan, launch, timeout)
+                _record(state, runner, process)
+                if name == "launcher":
+                    continue
+                _wait_status(plan, launch, process, timeout)
+        with runner.step("launcher: consent, firewall, policy, launch"):
+            body = _wait_status(plan, launches["launcher"], process, timeout,
+                                accept=lambda status, body: isinstance(body, dict)
+                                and body.get("status") in FINAL_PHASES)
+            if body.get("status") == "failed":
+                raise ProcessError(body.get("error") or "the launcher refused to start the app")
+        out(f"room {spec.name} is up in {time.monotonic() - started:.1f} s: app {body.get('status')}")
+        if options.wait_for_job and spec.application.mode == "job" and body.get("status") == "running":
+            body = _wait_status(plan, launches["launcher"], process, 24 * 3600,
+                                accept=lambda status, body: isinstance(body, dict)
+                                and body.get("status") in ("exited", "failed", "stopped"))
+            out(f"job {body['status']} with exit code {(body.get('app') or {}).get('exit_code')}")
+        out(f"logs: {run_dir / 'logs'}  mounts: {plan.mount_root}  state: {state.path}")
+        out(f"audit trail: ccr governance events {spec.contract.id} --endpoints {options.endpoints_file} "
+            f"--identity MEMBER_DIR; stop with: "
+            f"ccr down --run-dir {options.run_dir}")
+        app = body.get("app") or {}
+        return 0 if body.get("status") != "failed" and app.get("exit_code") in (None, 0) else 1
+    except (StepFailed, KeyboardInterrupt) as exc:
+        out("interrupted: tearing down" if isinstance(exc, KeyboardInterrupt) else "tearing down")
+        _teardown(state, runner)
+        if isinstance(exc, KeyboardInterrupt):
+            return 130
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _record(state: RoomState, runner: StepRunner, process: ManagedProcess) -> None:
+    record = process.record()
+    state.add("processes", json.loads(record.to_json()))
+    runner.on_teardown(process.name, lambda: stop_recorded(record, timeout=10))
+
+
+def _teardown(state: RoomState, runner: StepRunner) -> None:
+    runner.teardown()
+    _cleanup_leftovers(state)
+
+
+def _cleanup_leftovers(state: RoomState) -> list[str]:
+    """What a crashed sidecar may have left: the app container, FUSE mounts, the netns."""
+    from ..launcher.podman import Podman
+
+    done = []
+    container = state.data.get("container")
+    if container:
+        try:
+            Podman().remove_container(container)
+        except ProcessError as exc:
+            done.append(f"container {container}: {exc}")
+    mount_root = state.data.get("mount_root")
+    if mount_root:
+        for line in reversed(Path("/proc/mounts").read_text().splitlines()):
+            target = line.split()[1]
+            if target.startswith(f"{mount_root}/"):
+                subprocess.run(["umount", "--lazy", target], check=False)
+    netns = state.data.get("netns")
+    if netns and netns_exists(netns):
+        delete_room_network(netns)
+    return done
+
+
+def down(run_dir: Path, out: Callable[[str], None] = print) -> int:
+    state = RoomState.load(run_dir.resolve() / STATE_FILE)
+    if not state.data:
+        raise ConfigError(f"no room in {run_dir} (nothing to stop)")
+    for item in reversed(state.data.get("processes", [])):
+        record = ProcessRecord(**item)
+        if stop_recorded(record, timeout=15):
+            out(f"stopped {record.name} (pid {record.pid})")
+    problems = _cleanup_leftovers(state)
+    for problem in problems:
+        out(f"ccr down: {problem}")
+    state.path.unlink(missing_ok=True)
+    out(f"room {state.data.get('name')} is down")
+    return 1 if problems else 0
+
+
+def status(run_dir: Path) -> dict:
+    state = RoomState.load(run_dir.resolve() / STATE_FILE)
+    if not state.data:
+        raise ConfigError(f"no room in {run_dir}")
+    from ..deploy.containers import PORTS
+    from .plan import FIREWALL_PORT, VOLUMES_PORT
+
+    ports = {"firewall": FIREWALL_PORT, "telemetry": PORTS["telemetry-http"], "skr": PORTS["skr"],
+             "governance": PORTS["governance"], "identity": PORTS["identity"], "volumes": VOLUMES_PORT,
+             "launcher": PORTS["launcher"]}
+    report = {"room": state.data.get("name"), "netns": state.data.get("netns"), "sidecars": {}}
+    netns = state.data.get("netns")
+    for name, port in ports.items():
+        answer = room_status(netns, port) if netns and netns_exists(netns) else None
+        report["sidecars"][name] = None if answer is None else {"http": answer.status, "status": answer.json()}
+    return report

@@ -1,0 +1,82 @@
+"""`ccr sidecar proxy`: from a spec to a running, policy-enforcing proxy with a status endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+import yaml
+
+from sidecars.common.process import ManagedProcess, file_exists
+
+from .conftest import POLICIES, REPO, InboundClient
+
+VARIABLES = ["--var", "cgs_endpoint=https://127.0.0.1:9000", "--var", "maa_endpoint=https://127.0.0.1:9001"]
+
+
+def _spec(tmp_path, app_port: int):
+    spec = yaml.safe_load((REPO / "examples/cleanroomhello-api/spec.yaml").read_text())
+    spec["endpoints"][0]["port"] = app_port
+    shutil.copy(POLICIES / "allow-get-hello.rego", tmp_path / "allow-get-hello.rego")
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_sidecar_serves_the_spec_policy_and_status(tmp_path, app):
+    spec = _spec(tmp_path, app.port)
+    ready = tmp_path / "ready.json"
+    ports = ["--inbound-address", "127.0.0.1"] + [
+        arg for flag in ("--inbound-port", "--egress-http-port", "--egress-tcp-port", "--admin-port", "--authz-port",
+                         "--extproc-port", "--status-port") for arg in (flag, "0")]
+    argv = [sys.executable, "-m", "sidecars.cli", "sidecar", "proxy", "--spec", str(spec), *VARIABLES,
+            "--run-dir", str(tmp_path / "run"), "--ready-file", str(ready), "--no-rbac", "--authz-workers", "1",
+            *ports]
+    with ManagedProcess("proxy-sidecar", argv, ready=file_exists(ready), ready_timeout=60):
+        info = json.loads(ready.read_text())
+        with urllib.request.urlopen(f"http://127.0.0.1:{info['status_port']}/status", timeout=5) as resp:
+            status = json.load(resp)
+        assert status["status"] == "ok" and status["envoy"] == "running" and status["authz"] == "running"
+        assert status["endpoints"] == {"hello": {"app_port": app.port, "enforcement": "ext_authz",
+                                                 "inspect_response": False}}
+
+        class Runtime:  # what InboundClient needs: the bound inbound port
+            ports = type("Ports", (), {"inbound": info["ports"]["inbound"]})
+
+        from sidecars.common.tls import LocalCA
+        client = InboundClient(Runtime, LocalCA(tmp_path / "run" / "room-ca"))
+        assert client.request("GET", "/hello")[0] == 200
+        assert client.request("GET", "/other")[0] == 403
+        client.close()
+        children = status["pids"]
+        assert set(children) == {"envoy", "authz"}
+    # Stopping the sidecar (SIGTERM) stops what it started.
+    for pid in children.values():
+        assert _gone(pid), f"pid {pid} outlived the sidecar"
+    assert app.paths() == ["/hello"]
+
+
+def _gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_user_mistake_is_one_line(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: Bad Name\n")
+    result = subprocess.run([sys.executable, "-m", "sidecars.cli", "sidecar", "proxy", "--spec", str(spec),
+                             "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ccr sidecar proxy: error:") and "name" in lines[0]
