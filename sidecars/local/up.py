@@ -28,7 +28,7 @@ from .roomhttp import room_status
 from .steps import RoomState, StepFailed, StepRunner
 
 STATE_FILE = "room.json"
-ORDER = ("firewall", "telemetry", "skr", "governance", "identity", "volumes", "launcher")
+ORDER = ("firewall", "telemetry", "skr", "governance", "identity", "volumes", "proxy", "launcher")
 FINAL_PHASES = ("running", "exited", "failed", "stopped", "ready")
 
 
@@ -132,6 +132,7 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
         plan.write_secrets()
         with runner.step(f"network namespace {plan.netns}"):
             net = create_room_network(plan.netns)
+            plan.room_address = net.room_v4
             runner.on_teardown("network namespace", lambda: delete_room_network(plan.netns))
             state.data.update(host_v4=net.host_v4, room_v4=net.room_v4, room_v6=net.room_v6)
             forward_ready = plan.ready_file("forward")
@@ -235,11 +236,11 @@ def status(run_dir: Path) -> dict:
     if not state.data:
         raise ConfigError(f"no room in {run_dir}")
     from ..deploy.containers import PORTS
-    from .plan import FIREWALL_PORT, VOLUMES_PORT
+    from .plan import FIREWALL_PORT, PROXY_STATUS_PORT, VOLUMES_PORT
 
     ports = {"firewall": FIREWALL_PORT, "telemetry": PORTS["telemetry-http"], "skr": PORTS["skr"],
              "governance": PORTS["governance"], "identity": PORTS["identity"], "volumes": VOLUMES_PORT,
-             "launcher": PORTS["launcher"]}
+             "proxy": PROXY_STATUS_PORT, "launcher": PORTS["launcher"]}
     report = {"room": state.data.get("name"), "netns": state.data.get("netns"), "sidecars": {}}
     netns = state.data.get("netns")
     for name, port in ports.items():
