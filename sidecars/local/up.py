@@ -37,7 +37,11 @@ def default_run_dir(name: str) -> Path:
 
 
 def netns_name(room: str) -> str:
-    return f"ccr-{room}"[:15]  # the kernel's limit for names that also become interface names
+    """`ccr-` + the room's name cut to fit the kernel's 15 characters, + a short hash of the whole name, so
+    that rooms whose names share a prefix (cleanroomhello-job, cleanroomhello-api) never share a netns."""
+    import hashlib
+
+    return f"ccr-{room[:6]}-{hashlib.sha256(room.encode()).hexdigest()[:4]}"
 
 
 @dataclass
