@@ -28,7 +28,11 @@ from .roomhttp import room_status
 from .steps import RoomState, StepFailed, StepRunner
 
 STATE_FILE = "room.json"
-ORDER = ("firewall", "telemetry", "skr", "governance", "identity", "volumes", "proxy", "launcher")
+# Startup waves (ARCHITECTURE §6): the firewall's rules are in force before anything else runs; the
+# sidecars of one wave start together (governance and identity attest lazily, on their first request);
+# the volumes release keys as they start, so skr, governance and identity must answer first; the
+# launcher comes last and checks consent, the firewall and the container policy itself.
+WAVES = (("firewall",), ("telemetry", "skr", "governance", "identity", "proxy"), ("volumes",), ("launcher",))
 FINAL_PHASES = ("running", "exited", "failed", "stopped", "ready")
 
 
@@ -60,6 +64,7 @@ def _interrupt(_signum, _frame) -> None:
 
 
 def _start_in_room(plan: RoomPlan, launch: SidecarLaunch, timeout: float) -> ManagedProcess:
+    """Start one sidecar in the room without waiting: `wait_ready()` waits for its ready file."""
     ready = plan.ready_file(launch.name)
     ready.unlink(missing_ok=True)
     env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
@@ -67,9 +72,10 @@ def _start_in_room(plan: RoomPlan, launch: SidecarLaunch, timeout: float) -> Man
     # nsenter --net, not `ip netns exec`: the latter also makes a new mount namespace and remounts /sys,
     # which would hide the volumes' FUSE mounts from the host and the cgroup hierarchy from podman.
     netns = f"--net=/run/netns/{plan.netns}"
-    return ManagedProcess(launch.name, ["nsenter", netns, *launch.argv], ready=file_exists(ready),
-                          ready_timeout=timeout, env=env, log_path=plan.log_file(launch.name),
-                          stop_timeout=10).start()
+    process = ManagedProcess(launch.name, ["nsenter", netns, *launch.argv], ready_timeout=timeout, env=env,
+                             log_path=plan.log_file(launch.name), stop_timeout=10).start()
+    process.ready = file_exists(ready)
+    return process
 
 
 def _wait_status(plan: RoomPlan, launch: SidecarLaunch, process: ManagedProcess, timeout: float,
@@ -149,14 +155,17 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
             _record(state, runner, forwarder)
         launches = plan.sidecars()
         timeout = options.ready_timeout
-        for name in ORDER:
-            launch = launches[name]
-            with runner.step(f"sidecar {name}"):
-                process = _start_in_room(plan, launch, timeout)
-                _record(state, runner, process)
-                if name == "launcher":
-                    continue
-                _wait_status(plan, launch, process, timeout)
+        for wave in WAVES:
+            with runner.step(f"sidecar{'s' if len(wave) > 1 else ''} {', '.join(wave)}"):
+                processes = {}
+                for name in wave:
+                    processes[name] = _start_in_room(plan, launches[name], timeout)
+                    _record(state, runner, processes[name])
+                for name, process in processes.items():
+                    process.wait_ready()
+                    if name != "launcher":
+                        _wait_status(plan, launches[name], process, timeout)
+        process = processes["launcher"]
         with runner.step("launcher: consent, firewall, policy, launch"):
             body = _wait_status(plan, launches["launcher"], process, timeout,
                                 accept=lambda status, body: isinstance(body, dict)
