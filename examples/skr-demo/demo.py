@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,21 +23,12 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(HERE.parent))
+
+from demo_support import ccr, say, step  # noqa: E402
+
 from sidecars.common.jose import b64url_decode, b64url_encode, thumbprint  # noqa: E402
 from sidecars.common.process import ManagedProcess  # noqa: E402
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def step(number: int, text: str) -> None:
-    say(f"\n== {number}. {text}")
-
-
-def ccr(*args: str) -> None:
-    say(f"$ ccr {' '.join(args)}")
-    subprocess.run([sys.executable, "-m", "sidecars", *args], check=True, cwd=REPO)
 
 
 def start_skr(run: Path, name: str, host_data: str) -> tuple[ManagedProcess, str]:

@@ -60,7 +60,10 @@ def _start_in_room(plan: RoomPlan, launch: SidecarLaunch, timeout: float) -> Man
     ready.unlink(missing_ok=True)
     env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": f"ccr-{launch.name}"}
-    return ManagedProcess(launch.name, ["ip", "netns", "exec", plan.netns, *launch.argv], ready=file_exists(ready),
+    # nsenter --net, not `ip netns exec`: the latter also makes a new mount namespace and remounts /sys,
+    # which would hide the volumes' FUSE mounts from the host and the cgroup hierarchy from podman.
+    netns = f"--net=/run/netns/{plan.netns}"
+    return ManagedProcess(launch.name, ["nsenter", netns, *launch.argv], ready=file_exists(ready),
                           ready_timeout=timeout, env=env, log_path=plan.log_file(launch.name),
                           stop_timeout=10).start()
 
@@ -79,6 +82,8 @@ def _wait_status(plan: RoomPlan, launch: SidecarLaunch, process: ManagedProcess,
             return False
         body = response.json() if response.body[:1] in (b"{", b"[") else response.body.decode(errors="replace")
         last[0] = f"HTTP {response.status}: {json.dumps(body)[:400]}"
+        if isinstance(body, dict) and body.get("status") == "failed" and launch.name != "launcher":
+            raise ProcessError(_failure_reason(body))
         if accept(response.status, body):
             result.append(body)
             return True
@@ -93,6 +98,12 @@ def _wait_status(plan: RoomPlan, launch: SidecarLaunch, process: ManagedProcess,
     return result[0]
 
 
+def _failure_reason(body: dict) -> str:
+    """What a failed sidecar says about itself (volumes: each failed mount with its reason)."""
+    reasons = [f"{m.get('name')}: {m.get('reason')}" for m in body.get("mounts", []) if m.get("state") == "failed"]
+    return "; ".join(reasons) or str(body.get("error") or body.get("reason") or body)
+
+
 def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
     runner = StepRunner(out=out)
     run_dir = options.run_dir.resolve()
@@ -101,6 +112,8 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
         raise ConfigError(f"a room is already running from {run_dir} (ccr down --run-dir {options.run_dir})")
     for sub in ("logs", "ready", "mnt"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    for old_log in (run_dir / "logs").glob("*.log"):  # a new room: `ccr logs` shows only this one's lines
+        old_log.unlink()
     started = time.monotonic()
     previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -152,7 +165,8 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
                                 and body.get("status") in ("exited", "failed", "stopped"))
             out(f"job {body['status']} with exit code {(body.get('app') or {}).get('exit_code')}")
         out(f"logs: {run_dir / 'logs'}  mounts: {plan.mount_root}  state: {state.path}")
-        out(f"audit trail: ccr governance events --contract {spec.contract.id}; stop with: "
+        out(f"audit trail: ccr governance events {spec.contract.id} --endpoints {options.endpoints_file} "
+            f"--identity MEMBER_DIR; stop with: "
             f"ccr down --run-dir {options.run_dir}")
         app = body.get("app") or {}
         return 0 if body.get("status") != "failed" and app.get("exit_code") in (None, 0) else 1
