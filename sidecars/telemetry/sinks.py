@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from azure.core.exceptions import AzureError, ResourceExistsError
 
 from ..common.errors import RemoteServiceError
-from ..volumes.clients import account_name_of, container_client
+from ..volumes.clients import account_name_of, container_client, default_credential
 from ..volumes.format import ObjectLocation
 
 
@@ -32,8 +32,9 @@ class BlobSink:
     def __init__(self, location: SinkLocation, *, account_key: str | None = None, ca_bundle: str | None = None,
                  identity_endpoint: str | None = None):
         self.location = location
+        credential = default_credential(identity_endpoint) if identity_endpoint else None
         self._container = container_client(location.account_url, location.container, ca_bundle=ca_bundle,
-                                           account_key=account_key, identity_endpoint=identity_endpoint)
+                                           account_key=account_key, credential=credential)
 
     def ensure_container(self) -> None:
         try:
