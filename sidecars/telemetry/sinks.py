@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError
 
 from ..common.errors import RemoteServiceError
@@ -30,7 +31,7 @@ class SinkLocation:
 
 class BlobSink:
     def __init__(self, location: SinkLocation, *, account_key: str | None = None, ca_bundle: str | None = None,
-                 identity_endpoint: str | None = None):
+                 credential: TokenCredential | None = None):
         self.location = location
         credential = default_credential(identity_endpoint) if identity_endpoint else None
         self._container = container_client(location.account_url, location.container, ca_bundle=ca_bundle,
