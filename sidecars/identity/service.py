@@ -20,7 +20,7 @@ import contextlib
 import hmac
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -40,7 +40,8 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 class IdentityConfig:
     governance_url: str
     entra_endpoint: str
-    tenant_id: str
+    tenant_id: str | None
+    tenants: dict[str, str] = field(default_factory=dict)
     client_id: str | None = None
     subject: str | None = None
     entra_ca_bundle: str | None = None
@@ -85,12 +86,16 @@ def build_app(config: IdentityConfig) -> FastAPI:
         return response
 
     async def acquire(resource: str, client_id: str) -> dict[str, Any]:
-        params = {"tenantId": config.tenant_id, "aud": "api://AzureADTokenExchange"}
+        tenant_id = config.tenants.get(client_id) or config.tenant_id
+        if not tenant_id:
+            raise ImdsError(f"no tenant is known for client_id {client_id}: name it in the spec or pass "
+                            "--tenant-id", code="invalid_request", http_status=400)
+        params = {"tenantId": tenant_id, "aud": "api://AzureADTokenExchange"}
         if config.subject:
             params["sub"] = config.subject
         assertion = (await gov_call("POST", "/oauth/token", params=params)).json()["value"]
         scope = resource.rstrip("/") + "/.default" if not resource.endswith("/.default") else resource
-        url = f"{config.entra_endpoint.rstrip('/')}/{config.tenant_id}/oauth2/v2.0/token"
+        url = f"{config.entra_endpoint.rstrip('/')}/{tenant_id}/oauth2/v2.0/token"
         try:
             response = await entra.post(url, data={
                 "grant_type": "client_credentials", "client_id": client_id, "scope": scope,
@@ -130,6 +135,11 @@ def build_app(config: IdentityConfig) -> FastAPI:
 
     def scope_to_resource(resource: str | None) -> str | None:
         return resource[: -len("/.default")] if resource and resource.endswith("/.default") else resource
+
+    @app.get("/status")
+    async def status() -> dict:
+        """Readiness for `ccr up` and the launcher, as every sidecar has."""
+        return {"status": "ok", "tenant_id": config.tenant_id, "default_client_id": config.client_id}
 
     @app.get("/metadata/identity/oauth2/token")
     async def imds(request: Request, resource: str | None = None, scope: str | None = None,

@@ -162,6 +162,8 @@ def build_app(store: Store, audit: AuditLog, verify_attestation: AttestationVeri
                 claims = verify_attestation(attestation)
             except CcrError as exc:
                 raise RoomRefused(exc.message, code="VerifySnpAttestationFailed") from None
+            if len(claims_cache) >= 1024:  # rooms re-present the same evidence: a small cache suffices
+                claims_cache.clear()
             claims_cache[cache_key] = claims
         violation = store.policy_violation(contract_id, claims)
         if violation:

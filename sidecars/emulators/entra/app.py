@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from ...common.http import create_app
 from ...governance.tls import tls_verify
@@ -178,7 +179,8 @@ def build_app(credentials: CredentialSource, issuer_keys: IssuerKeys, tokens: To
         scope = str(form.get("scope") or "")
         if not scope.endswith("/.default"):
             raise OAuthError(400, "invalid_scope", 1002012, f"scope {scope!r} must be RESOURCE/.default")
-        _verify_assertion(client_id, str(form["client_assertion"]))
+        # Fetching an issuer's keys blocks: keep it off the event loop.
+        await run_in_threadpool(_verify_assertion, client_id, str(form["client_assertion"]))
         access_token, _ = tokens.access_token(tenant, client_id, scope[: -len("/.default")])
         return {"token_type": "Bearer", "expires_in": tokens.lifetime_s, "ext_expires_in": tokens.lifetime_s,
                 "access_token": access_token}
