@@ -12,7 +12,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError
 
 from ..common.errors import RemoteServiceError
-from ..volumes.clients import account_name_of, container_client, default_credential
+from ..volumes.clients import account_name_of, container_client
 from ..volumes.format import ObjectLocation
 
 
@@ -33,7 +33,6 @@ class BlobSink:
     def __init__(self, location: SinkLocation, *, account_key: str | None = None, ca_bundle: str | None = None,
                  credential: TokenCredential | None = None):
         self.location = location
-        credential = default_credential(identity_endpoint) if identity_endpoint else None
         self._container = container_client(location.account_url, location.container, ca_bundle=ca_bundle,
                                            account_key=account_key, credential=credential)
 
