@@ -137,6 +137,11 @@ def build_app(config: IdentityConfig) -> FastAPI:
     def scope_to_resource(resource: str | None) -> str | None:
         return resource[: -len("/.default")] if resource and resource.endswith("/.default") else resource
 
+    @app.get("/status")
+    async def status() -> dict:
+        """Readiness for `ccr up` and the launcher, as every sidecar has."""
+        return {"status": "ok", "tenant_id": config.tenant_id, "default_client_id": config.client_id}
+
     @app.get("/metadata/identity/oauth2/token")
     async def imds(request: Request, resource: str | None = None, scope: str | None = None,
                    client_id: str | None = None):

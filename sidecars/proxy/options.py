@@ -12,16 +12,22 @@ ADMIN_PORT = 15000
 AUTHZ_PORT = 15010
 EXTPROC_PORT = 15011
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+RUN_DIR = "/run/ccr/proxy"
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """What decides the rendered Envoy configuration (shared by the sidecar and `ccr proxy render`)."""
     from ..cli import add_spec_variable_options
 
-    parser.add_argument("--spec", required=True, metavar="FILE", help="the clean room spec (YAML)")
+    parser.add_argument("--spec", metavar="FILE",
+                        help="the clean room spec (YAML); default: the resolved spec in $CCR_SPEC (JSON), as the "
+                             "container group passes it")
+    parser.add_argument("--policy-dir", metavar="DIR",
+                        help="with $CCR_SPEC: where the endpoints' policy files are (default: the current "
+                             "directory; a --spec file's policies sit next to it)")
     add_spec_variable_options(parser)
-    parser.add_argument("--run-dir", required=True, metavar="DIR",
-                        help="where the rendered configuration, certificates and logs go")
+    parser.add_argument("--run-dir", default=RUN_DIR, metavar="DIR",
+                        help=f"where the rendered configuration, certificates and logs go (default {RUN_DIR})")
     parser.add_argument("--upstream-ca", default=SYSTEM_CA_BUNDLE, metavar="FILE",
                         help="CA bundle that allowed HTTPS upstreams must chain to (default: the system's)")
     parser.add_argument("--ca-dir", metavar="DIR",
@@ -29,6 +35,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-name", action="append", default=[], metavar="NAME",
                         help="a DNS name or IP the inbound certificate is valid for (repeatable; "
                              "default localhost, 127.0.0.1)")
+    parser.add_argument("--dns-resolver", action="append", default=None, metavar="IP",
+                        help="with egress.dns: tcp, where the app's DNS (TCP port 53) goes (repeatable; "
+                             "default: the nameservers in /etc/resolv.conf)")
     parser.add_argument("--no-rbac", action="store_true",
                         help="evaluate every policy in OPA, even those Envoy's RBAC filter could enforce")
     for name, flag, default in (("inbound_port", "--inbound-port", INBOUND_PORT),

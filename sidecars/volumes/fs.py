@@ -316,15 +316,19 @@ class VolumeFilesystem(pyfuse3.Operations):
         segments = reader.layout.segments_for(off, size)
         if not segments:
             return b""
-        sequential = off == handle.next_offset
+        # Sequential: continuing where the last read ended, or inside the read-ahead window (the kernel's
+        # own read-ahead sends several requests at once, not always in order).
+        block = segments[0] // BLOCK_SEGMENTS
+        sequential = off == handle.next_offset or (
+            handle.readahead_block >= 0 and 0 <= block - handle.readahead_block < self.readahead_blocks)
         log.debug("read inode %d off %d size %d %s", inode, off, size, "seq" if sequential else "random")
         handle.next_offset = off + size
         last_needed = segments[-1]
-        if sequential and segments[0] // BLOCK_SEGMENTS != handle.readahead_block:
+        if sequential and block != handle.readahead_block:
             # Whole, aligned blocks ahead of the reader: the window advances a block (one GET) at a time,
             # checked once per block entered rather than on every 128 KiB read.
             count = reader.layout.segment_count
-            first_block = handle.readahead_block = segments[0] // BLOCK_SEGMENTS
+            first_block = handle.readahead_block = block
             for block in range(first_block, first_block + self.readahead_blocks):
                 start = block * BLOCK_SEGMENTS
                 if start >= count:
@@ -374,7 +378,7 @@ class VolumeFilesystem(pyfuse3.Operations):
             for index, data in zip(range(first, last + 1), plaintexts, strict=True):
                 self.cache.put((inode, index), data)
                 pendings[index].data = data
-        except (CcrError, ValueError) as exc:
+        except Exception as exc:  # any failure is this read's EIO, never the filesystem's end
             for pending in pendings.values():
                 pending.error = exc
         finally:
@@ -453,7 +457,7 @@ class VolumeFilesystem(pyfuse3.Operations):
                 raise pyfuse3.FUSEError(errno.ESPIPE)
             try:
                 await trio.to_thread.run_sync(writer.write, buf)
-            except CcrError as exc:
+            except Exception as exc:  # a failed stage is this file's EIO
                 self._fail(exc)
             handle.node.size = writer.size
             handle.node.mtime_ns = time.time_ns()
@@ -505,7 +509,7 @@ class VolumeFilesystem(pyfuse3.Operations):
             try:
                 stored = await trio.to_thread.run_sync(
                     lambda: writer.commit(metadata={"ccrsize": str(writer.size)}))
-            except CcrError as exc:
+            except Exception as exc:  # a failed commit is this close's EIO
                 node.writing = None
                 self._fail(exc)
             finally:
