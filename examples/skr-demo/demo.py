@@ -1,6 +1,6 @@
 """Secure key release, end to end on this machine.
 
-1. Start the local stand-ins (attestation service, Key Vault) with `ccr emulators start`.
+1. Start the local stand-ins (attestation service, Key Vault, ...) with `ccr emulators start`.
 2. A data owner creates a KEK that Key Vault releases only to a room whose CCE policy hash is H.
 3. Start the skr sidecar on a mock SEV-SNP platform whose HOST_DATA is H and release the key through
    its API, as the room's volumes sidecar does; print the key's fingerprint.
@@ -66,7 +66,7 @@ def main() -> int:
     other = hashlib.sha256(policy.read_bytes() + b"\n# one more line\n").hexdigest()
     started = False
     try:
-        step(1, "start the local stand-ins for Azure Attestation and Key Vault")
+        step(1, "start the local stand-ins for the Azure services (attestation, Key Vault, ...)")
         ccr("emulators", "start", "--run-dir", str(run))
         started = True
         endpoints = json.loads((run / "endpoints.json").read_text())

@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--consent-poll-interval", type=float, metavar="SECONDS",
                         default=governance.consent_poll_interval_s if governance else 5.0,
                         help="how often execution consent is re-checked while the room runs (0: never)")
+    parser.add_argument("--consent-unverifiable-after", type=float, default=60.0, metavar="SECONDS",
+                        help="consent that cannot be confirmed this long counts as revoked (default 60)")
     parser.add_argument("--subscriber-url", default="http://127.0.0.1:8200/consent/revoked",
                         help="POSTed a notice when execution consent is revoked (default: the launcher's "
                              "stop endpoint, http://127.0.0.1:8200/consent/revoked)")
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ccr sidecar governance: error: {exc}", file=sys.stderr)
         return 1
     config = GovernanceConfig(contract_id=args.contract_id, consent_poll_interval_s=args.consent_poll_interval,
+                              consent_unverifiable_after_s=args.consent_unverifiable_after,
                               subscriber_url=args.subscriber_url, sidecar_token=token)
 
     def on_ready(bound: int) -> None:

@@ -28,7 +28,11 @@ from .roomhttp import room_status
 from .steps import RoomState, StepFailed, StepRunner
 
 STATE_FILE = "room.json"
-ORDER = ("firewall", "telemetry", "skr", "governance", "identity", "volumes", "launcher")
+# Startup waves (ARCHITECTURE §6): the firewall's rules are in force before anything else runs; the
+# sidecars of one wave start together (governance and identity attest lazily, on their first request);
+# the volumes release keys as they start, so skr, governance and identity must answer first; the
+# launcher comes last and checks consent, the firewall and the container policy itself.
+WAVES = (("firewall",), ("telemetry", "skr", "governance", "identity", "proxy"), ("volumes",), ("launcher",))
 FINAL_PHASES = ("running", "exited", "failed", "stopped", "ready")
 
 
@@ -37,7 +41,11 @@ def default_run_dir(name: str) -> Path:
 
 
 def netns_name(room: str) -> str:
-    return f"ccr-{room}"[:15]  # the kernel's limit for names that also become interface names
+    """`ccr-` + the room's name cut to fit the kernel's 15 characters, + a short hash of the whole name, so
+    that rooms whose names share a prefix (cleanroomhello-job, cleanroomhello-api) never share a netns."""
+    import hashlib
+
+    return f"ccr-{room[:6]}-{hashlib.sha256(room.encode()).hexdigest()[:4]}"
 
 
 @dataclass
@@ -56,6 +64,7 @@ def _interrupt(_signum, _frame) -> None:
 
 
 def _start_in_room(plan: RoomPlan, launch: SidecarLaunch, timeout: float) -> ManagedProcess:
+    """Start one sidecar in the room without waiting: `wait_ready()` waits for its ready file."""
     ready = plan.ready_file(launch.name)
     ready.unlink(missing_ok=True)
     env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
@@ -63,9 +72,10 @@ def _start_in_room(plan: RoomPlan, launch: SidecarLaunch, timeout: float) -> Man
     # nsenter --net, not `ip netns exec`: the latter also makes a new mount namespace and remounts /sys,
     # which would hide the volumes' FUSE mounts from the host and the cgroup hierarchy from podman.
     netns = f"--net=/run/netns/{plan.netns}"
-    return ManagedProcess(launch.name, ["nsenter", netns, *launch.argv], ready=file_exists(ready),
-                          ready_timeout=timeout, env=env, log_path=plan.log_file(launch.name),
-                          stop_timeout=10).start()
+    process = ManagedProcess(launch.name, ["nsenter", netns, *launch.argv], ready_timeout=timeout, env=env,
+                             log_path=plan.log_file(launch.name), stop_timeout=10).start()
+    process.ready = file_exists(ready)
+    return process
 
 
 def _wait_status(plan: RoomPlan, launch: SidecarLaunch, process: ManagedProcess, timeout: float,
@@ -132,6 +142,7 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
         plan.write_secrets()
         with runner.step(f"network namespace {plan.netns}"):
             net = create_room_network(plan.netns)
+            plan.room_address = net.room_v4
             runner.on_teardown("network namespace", lambda: delete_room_network(plan.netns))
             state.data.update(host_v4=net.host_v4, room_v4=net.room_v4, room_v6=net.room_v6)
             forward_ready = plan.ready_file("forward")
@@ -144,14 +155,17 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
             _record(state, runner, forwarder)
         launches = plan.sidecars()
         timeout = options.ready_timeout
-        for name in ORDER:
-            launch = launches[name]
-            with runner.step(f"sidecar {name}"):
-                process = _start_in_room(plan, launch, timeout)
-                _record(state, runner, process)
-                if name == "launcher":
-                    continue
-                _wait_status(plan, launch, process, timeout)
+        for wave in WAVES:
+            with runner.step(f"sidecar{'s' if len(wave) > 1 else ''} {', '.join(wave)}"):
+                processes = {}
+                for name in wave:
+                    processes[name] = _start_in_room(plan, launches[name], timeout)
+                    _record(state, runner, processes[name])
+                for name, process in processes.items():
+                    process.wait_ready()
+                    if name != "launcher":
+                        _wait_status(plan, launches[name], process, timeout)
+        process = processes["launcher"]
         with runner.step("launcher: consent, firewall, policy, launch"):
             body = _wait_status(plan, launches["launcher"], process, timeout,
                                 accept=lambda status, body: isinstance(body, dict)
@@ -235,11 +249,11 @@ def status(run_dir: Path) -> dict:
     if not state.data:
         raise ConfigError(f"no room in {run_dir}")
     from ..deploy.containers import PORTS
-    from .plan import FIREWALL_PORT, VOLUMES_PORT
+    from .plan import FIREWALL_PORT, PROXY_STATUS_PORT, VOLUMES_PORT
 
     ports = {"firewall": FIREWALL_PORT, "telemetry": PORTS["telemetry-http"], "skr": PORTS["skr"],
              "governance": PORTS["governance"], "identity": PORTS["identity"], "volumes": VOLUMES_PORT,
-             "launcher": PORTS["launcher"]}
+             "proxy": PROXY_STATUS_PORT, "launcher": PORTS["launcher"]}
     report = {"room": state.data.get("name"), "netns": state.data.get("netns"), "sidecars": {}}
     netns = state.data.get("netns")
     for name, port in ports.items():

@@ -203,12 +203,14 @@ def governance(tmp_path, cgs, local_ca, room_evidence):
     procs = []
 
     def start(contract_id: str, *, evidence_url: str | None = None, cgs_url: str | None = None,
-              poll: float = 0, subscriber_url: str | None = None, token: str | None = None) -> str:
+              poll: float = 0, subscriber_url: str | None = None, token: str | None = None,
+              unverifiable_after: float | None = None) -> str:
         args = ["--port", "0", "--cgs-endpoint", cgs_url or cgs.url, "--contract-id", contract_id,
                 "--cgs-ca-bundle", str(local_ca.cert_file), "--skr-url", evidence_url or room_evidence(),
                 "--consent-poll-interval", str(poll)]
-        if subscriber_url:
-            args += ["--subscriber-url", subscriber_url]
+        args += ["--subscriber-url", subscriber_url or "http://127.0.0.1:9/unused"]
+        if unverifiable_after is not None:
+            args += ["--consent-unverifiable-after", str(unverifiable_after)]
         if token:
             token_file = tmp_path / f"token-{len(procs)}"
             token_file.write_text(token)
