@@ -6,8 +6,8 @@ certificate per stand-in, the mock SEV-SNP platform (`mock-platform/`) and the d
 PID (`processes.json`) and finally writes `endpoints.json`. `stop(run_dir)` stops exactly the recorded
 processes (a PID is only signalled while its start time still matches).
 
-Adding a stand-in (CGS, Entra, Azurite) is one `StandIn` entry in `REGISTRY`: its endpoint key, how to
-run it, and (optionally) how its URL is derived from its ready file. Entries run in order, and each
+Each stand-in is one `StandIn` entry in `REGISTRY`: its endpoint key, how to run it, and (optionally)
+how its URL is derived from its ready file and what to prepare before it starts. Entries run in order, and each
 sees the endpoints of those before it (`RunContext.endpoints`), e.g. Key Vault trusting Entra's tokens.
 """
 

@@ -32,6 +32,7 @@ from fastapi.responses import Response
 from ..common.errors import BadRequest, CcrError, NotFound
 from ..common.http import create_app
 from .cgs_client import CgsRoomClient
+from .tls import async_http_transport
 
 log = logging.getLogger("ccr.governance")
 OPTIONS = ("execution", "logging", "telemetry")
@@ -60,7 +61,7 @@ class ConsentWatcher:
         self.last_status: str | None = None
         self.revoked_at: float | None = None
         self.last_confirmed = time.monotonic()
-        self._http = httpx.AsyncClient(timeout=5.0)
+        self._http = httpx.AsyncClient(transport=async_http_transport(), timeout=5.0)
 
     async def run(self) -> None:
         while True:

@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse
 
 from ..common.errors import BadRequest, CcrError, RemoteServiceError
 from ..common.http import create_app
-from ..governance.tls import tls_verify
+from ..governance.tls import async_http_transport
 
 log = logging.getLogger("ccr.identity")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -64,8 +64,9 @@ def build_app(config: IdentityConfig) -> FastAPI:
 
     app = create_app("identity sidecar", lifespan=lifespan)
     gov_headers = {"authorization": f"Bearer {config.sidecar_token}"} if config.sidecar_token else {}
-    gov = httpx.AsyncClient(base_url=config.governance_url.rstrip("/"), headers=gov_headers, timeout=15.0)
-    entra = httpx.AsyncClient(verify=tls_verify(config.entra_ca_bundle), timeout=15.0)
+    gov = httpx.AsyncClient(base_url=config.governance_url.rstrip("/"), headers=gov_headers, timeout=15.0,
+                            transport=async_http_transport())
+    entra = httpx.AsyncClient(transport=async_http_transport(config.entra_ca_bundle), timeout=15.0)
     cache: dict[tuple[str, str], dict[str, Any]] = {}
     lock = asyncio.Lock()
 

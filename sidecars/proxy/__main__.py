@@ -24,7 +24,7 @@ from ..common.http import create_app, plain_error_body, serve
 from ..common.logs import configure_logging
 from ..common.otel import attach_parent_from_env, setup_telemetry, step_span
 from ..spec import CleanRoomSpec, parse_spec
-from .certs import LocalCASource, RoomCertificate
+from .certs import CertificateSource, GovernanceCertificateSource, LocalCASource, RoomCertificate
 from .engines import ENGINES
 from .model import ProxyModel, model_from_spec
 from .options import add_model_options
@@ -93,7 +93,9 @@ def planned_model(args: argparse.Namespace) -> tuple[ProxyModel, RoomCertificate
     run_dir.mkdir(parents=True, exist_ok=True)
     certificate = None
     if spec.endpoints:
-        source = LocalCASource(args.ca_dir or run_dir / "room-ca")
+        source: CertificateSource = (GovernanceCertificateSource(args.governance_url)
+                                     if args.certificate_source == "governance"
+                                     else LocalCASource(args.ca_dir or run_dir / "room-ca"))
         certificate = source.issue("room", args.tls_name or ["localhost", "127.0.0.1"], run_dir / "tls")
     model = model_from_spec(
         spec, spec_dir, inbound_tls=certificate.tls if certificate else None,

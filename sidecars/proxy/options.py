@@ -4,6 +4,7 @@ ports (ARCHITECTURE §4). Kept free of heavy imports: the CLI loads it to build 
 from __future__ import annotations
 
 import argparse
+import os
 
 INBOUND_PORT = 15001
 EGRESS_HTTP_PORT = 15002
@@ -30,6 +31,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help=f"where the rendered configuration, certificates and logs go (default {RUN_DIR})")
     parser.add_argument("--upstream-ca", default=SYSTEM_CA_BUNDLE, metavar="FILE",
                         help="CA bundle that allowed HTTPS upstreams must chain to (default: the system's)")
+    parser.add_argument("--certificate-source", choices=("local", "governance"), default="local",
+                        help="who endorses the inbound certificate: a CA the room generates (local, the "
+                             "default) or the contract CA through the governance sidecar")
+    parser.add_argument("--governance-url", default=os.environ.get("CCR_GOVERNANCE_URL", "http://127.0.0.1:8300"),
+                        help="the governance sidecar, for --certificate-source governance")
     parser.add_argument("--ca-dir", metavar="DIR",
                         help="the room CA that issues the inbound certificate (default: RUN_DIR/room-ca)")
     parser.add_argument("--tls-name", action="append", default=[], metavar="NAME",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -88,21 +89,43 @@ def _sink_configs(args: argparse.Namespace):
         if sink.encryption.mode is not EncryptionMode.CSE:
             raise ConfigError(f"the {kind.value} sink must use encryption mode CSE: exported telemetry leaves "
                               "the room only as ciphertext")
-        key = load_dek_file(Path(dek_file)) if dek_file else _released_dek(args, sink.encryption.key)
+        if dek_file:
+            key = load_dek_file(Path(dek_file))  # read now: a wrong path fails at start, naming the file
+            key_source = _fixed(key)
+        else:
+            key_source = functools.partial(_released_dek, args, sink.encryption.key)
         location = SinkLocation(str(sink.store.account_url).rstrip("/"), sink.store.container)
         interval = args.export_interval if args.export_interval is not None else sink.export_interval_s
-        configs.append(SinkConfig(kind, location, key, interval or None))
+        configs.append(SinkConfig(kind, location, key_source, interval or None))
     return configs, args.room or spec.name
+
+
+def _fixed(key):
+    return lambda: key
+
+
+def _credential(args: argparse.Namespace):
+    """The room's identity (the identity sidecar's IMDS tokens) for Key Vault and storage, when given."""
+    from ..volumes.clients import default_credential
+
+    return default_credential(args.identity_url) if args.identity_url else None
 
 
 def _released_dek(args: argparse.Namespace, reference):
     """The sink's DEK as a volume's: the wrapped DEK from Key Vault, unwrapped with the KEK skr releases."""
+    from azure.core.exceptions import AzureError
+
+    from ..common.errors import RemoteServiceError
     from ..volumes.keyflow import fetch_dek
 
-    return fetch_dek(skr_url=args.skr_url, maa_endpoint=str(reference.maa_endpoint),
-                     kek_vault_url=str(reference.vault_url), kek_name=reference.kek_name,
-                     secret_vault_url=reference.dek_vault_url, secret_name=reference.dek_secret_name,
-                     ca_bundle=args.ca_bundle, identity_endpoint=args.identity_url)
+    try:
+        return fetch_dek(skr_url=args.skr_url, maa_endpoint=str(reference.maa_endpoint),
+                         kek_vault_url=str(reference.vault_url), kek_name=reference.kek_name,
+                         secret_vault_url=reference.dek_vault_url, secret_name=reference.dek_secret_name,
+                         credential=_credential(args), ca_bundle=args.ca_bundle)
+    except AzureError as exc:
+        raise RemoteServiceError("Key Vault", f"cannot read the sink's wrapped DEK {reference.dek_secret_name} "
+                                              f"from {reference.dek_vault_url}: {str(exc).splitlines()[0]}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,8 +161,7 @@ def _run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"--sidecar-token-file {args.sidecar_token_file}: {exc.strerror}") from None
     governance = GovernanceClient(args.governance_url, scope="telemetry", token=token)
-    exporter = Exporter(buffer, governance, sinks, room=room, ca_bundle=args.ca_bundle,
-                        identity_endpoint=args.identity_url)
+    exporter = Exporter(buffer, governance, sinks, room=room, ca_bundle=args.ca_bundle, credential=_credential(args))
     grpc_server, grpc_port = start_grpc(buffer, args.host, args.grpc_port)
 
     def on_ready(http_port: int) -> None:

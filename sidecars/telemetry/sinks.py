@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError
 
 from ..common.errors import RemoteServiceError
@@ -30,10 +31,10 @@ class SinkLocation:
 
 class BlobSink:
     def __init__(self, location: SinkLocation, *, account_key: str | None = None, ca_bundle: str | None = None,
-                 identity_endpoint: str | None = None):
+                 credential: TokenCredential | None = None):
         self.location = location
         self._container = container_client(location.account_url, location.container, ca_bundle=ca_bundle,
-                                           account_key=account_key, identity_endpoint=identity_endpoint)
+                                           account_key=account_key, credential=credential)
 
     def ensure_container(self) -> None:
         try:

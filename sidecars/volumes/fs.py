@@ -329,16 +329,30 @@ class VolumeFilesystem(pyfuse3.Operations):
             # checked once per block entered rather than on every 128 KiB read.
             count = reader.layout.segment_count
             first_block = handle.readahead_block = block
-            for block in range(first_block, first_block + self.readahead_blocks):
-                start = block * BLOCK_SEGMENTS
+            for ahead in range(first_block, first_block + self.readahead_blocks):
+                start = ahead * BLOCK_SEGMENTS
                 if start >= count:
                     break
                 self._schedule(inode, reader, start, min(start + BLOCK_SEGMENTS, count) - 1, BLOCK_SEGMENTS)
-        elif not sequential:
-            self._schedule(inode, reader, segments[0], last_needed, len(segments))
+        fetched: dict[int, bytes] = {}
+        if not sequential:
+            missing = [i for i in segments if (inode, i) not in self.cache and (inode, i) not in self._pending]
+            if missing and missing == list(range(missing[0], missing[-1] + 1)):
+                # A random read waits for its own GET anyway: run it from this request, one task hop less.
+                pendings = self._register(inode, missing[0], missing[-1])
+                await self._fetch(inode, reader, missing[0], missing[-1], pendings)
+                for index, pending in pendings.items():
+                    if pending.error is not None:
+                        self._fail(pending.error)
+                    assert pending.data is not None
+                    fetched[index] = pending.data
+            else:
+                self._schedule(inode, reader, segments[0], last_needed, len(segments))
         parts = []
         for index in segments:
-            data = self.cache.get((inode, index))
+            data = fetched.get(index)
+            if data is None:
+                data = self.cache.get((inode, index))
             if data is None:
                 data = await self._wait(inode, reader, index)
             start, _ = reader.layout.plaintext_range(index)
@@ -363,10 +377,14 @@ class VolumeFilesystem(pyfuse3.Operations):
         if run:
             self._start_fetch(inode, reader, run[0], run[-1])
 
-    def _start_fetch(self, inode: int, reader: ObjectReader, first: int, last: int) -> None:
+    def _register(self, inode: int, first: int, last: int) -> dict[int, _Pending]:
         pendings = {}
         for index in range(first, last + 1):
             pendings[index] = self._pending[(inode, index)] = _Pending()
+        return pendings
+
+    def _start_fetch(self, inode: int, reader: ObjectReader, first: int, last: int) -> None:
+        pendings = self._register(inode, first, last)
         assert self.nursery is not None
         self.nursery.start_soon(self._fetch, inode, reader, first, last, pendings)
 

@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ...common.http import create_app
-from ...governance.tls import tls_verify
+from ...governance.tls import http_transport
 
 log = logging.getLogger("ccr.entra")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -92,7 +92,7 @@ class IssuerKeys:
     """Public keys of federated issuers, found through their OIDC discovery documents."""
 
     def __init__(self, ca_bundle: str | None, ttl_s: float = 300.0):
-        self._http = httpx.Client(verify=tls_verify(ca_bundle), timeout=5.0)
+        self._http = httpx.Client(transport=http_transport(ca_bundle), timeout=5.0)
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self.ttl_s = ttl_s
 

@@ -175,7 +175,7 @@ def start_room(azurite, governance, tmp_path) -> Iterator:
     rooms: list[Room] = []
 
     def start(*extra: str, telemetry_container: str | None = None, log_container: str | None = None,
-              spec_in_env: bool = False) -> Room:
+              spec_in_env: bool = False, dek_files: bool = True) -> Room:
         """`spec_in_env`: pass the resolved spec as the container group does (CCR_SPEC), not --spec."""
         n = len(rooms)
         suffix = uuid.uuid4().hex[:16]
@@ -194,9 +194,9 @@ def start_room(azurite, governance, tmp_path) -> Iterator:
         ready = work / "ready.json"
         buffer_dir = work / "buffer"
         spec_args = [] if spec_in_env else ["--spec", spec, "--endpoints", endpoints]
-        argv = [sys.executable, "-m", "sidecars", "sidecar", "telemetry", *spec_args, "--grpc-port", "0",
-                "--http-port", "0", "--governance-url", governance.url,
-                "--telemetry-dek-file", telemetry_key, "--log-dek-file", log_key, "--buffer-dir", buffer_dir,
+        key_args = ["--telemetry-dek-file", telemetry_key, "--log-dek-file", log_key] if dek_files else []
+        argv = [sys.executable, "-m", "sidecars", "sidecar", "telemetry", *spec_args, *key_args, "--grpc-port", "0",
+                "--http-port", "0", "--governance-url", governance.url, "--buffer-dir", buffer_dir,
                 "--ready-file", ready, *extra]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         if spec_in_env:

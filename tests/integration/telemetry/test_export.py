@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import signal
+import socket
 from datetime import UTC, datetime
 
 import httpx
@@ -181,6 +182,27 @@ def test_tampered_object_refused_by_viewer(start_room, governance, tmp_path, cap
             container.delete_blob(copy)
     # Untouched again: the same download succeeds.
     assert download(room, "telemetry", out) == 0
+
+
+def test_sink_key_released_at_export_time_and_nothing_leaves_without_it(start_room, governance):
+    """Without a DEK file the room releases the sink's DEK (Key Vault secret + skr) at the first export:
+    the sidecar starts and receives before skr is up, and an export whose key cannot be released fails
+    before anything is audited or sent."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    port = closed.getsockname()[1]
+    try:
+        room = start_room("--skr-url", f"http://127.0.0.1:{port}", "--identity-url", f"http://127.0.0.1:{port}",
+                          dek_files=False)
+        room.emit_startup()
+        governance.consent["telemetry"] = "enabled"
+        response = httpx.post(room.http_url + "/gov/exportTelemetry", timeout=60)
+    finally:
+        closed.close()
+    assert response.status_code == 502, response.text
+    assert "cannot read the sink's wrapped DEK" in response.json()["error"]["message"]
+    assert governance.events == []
+    assert room.azurite.blobs(room.telemetry_container) == {}
 
 
 def test_failed_audit_blocks_export(start_room, governance):
