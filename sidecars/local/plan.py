@@ -125,7 +125,10 @@ class RoomPlan:
             SidecarLaunch("proxy", PROXY_STATUS_PORT, self._ccr(
                 "proxy", *self._spec_options(), "--run-dir", str(self.run_dir / "proxy"),
                 "--status-port", str(PROXY_STATUS_PORT), "--tls-name", "localhost", "--tls-name", "127.0.0.1",
-                "--tls-name", self.room_address)),
+                "--tls-name", self.room_address,
+                # Clients verify the room's certificate against the contract CA held by CGS.
+                *(("--certificate-source", "governance", "--governance-url", self._local(PORTS["governance"]))
+                  if self.spec.endpoints else ()))),
             SidecarLaunch("launcher", PORTS["launcher"], self._ccr(
                 "launcher", *self._spec_options(), "--port", str(PORTS["launcher"]),
                 "--mount-root", str(self.mount_root), "--netns", self.netns,
