@@ -109,7 +109,6 @@ def main(argv: list[str] | None = None) -> int:
         step(5, "run the room until the job exits")
         room_up = True
         ccr("up", str(room.spec), "--endpoints", room.endpoints, "--run-dir", str(room_dir), "--wait")
-        ccr("logs", "app", "--run-dir", str(room_dir))
 
         step(6, "stop the room; the consumer downloads and decrypts the result")
         ccr("down", "--run-dir", str(room_dir))

@@ -202,7 +202,8 @@ class Launcher:
         self._done.set()
 
     async def _forward_line(self, stream: str, line: str) -> None:
-        log.info("app %s: %s", stream, line)
+        # The app's output may hold the parties' data: it goes only to the telemetry sidecar's encrypted
+        # buffer, and leaves the room only through a consented log export. Never to our own log.
         if not self.config.telemetry_url:
             return
         record = {"time": dt.datetime.now(dt.UTC).isoformat(), "stream": stream, "line": line}

@@ -100,6 +100,8 @@ class RoomPlan:
             SidecarLaunch("telemetry", PORTS["telemetry-http"], self._ccr(
                 "telemetry", *self._spec_options(), "--grpc-port", str(PORTS["telemetry-grpc"]),
                 "--http-port", str(PORTS["telemetry-http"]), "--governance-url", self._local(PORTS["governance"]),
+                "--sidecar-token-file", str(self.sidecar_token_file), "--skr-url", self._local(PORTS["skr"]),
+                "--identity-url", self._local(PORTS["identity"]), "--ca-bundle", ca,
                 "--buffer-dir", str(self.run_dir / "telemetry"))),
             SidecarLaunch("skr", PORTS["skr"], self._ccr(
                 "skr", "--port", str(PORTS["skr"]), "--endpoints", str(self.endpoints_file), "--platform", "mock",
