@@ -67,3 +67,15 @@ def test_download_refuses_names_escaping_the_target(tmp_path) -> None:
     for name in ("../escape", "/etc/passwd", "a/../../x", "dir/", ""):
         with pytest.raises(ConfigError, match="cannot be written safely"):
             safe_target(tmp_path, name)
+
+
+def test_fetch_dek_keeps_the_keyword_interface_other_sidecars_use() -> None:
+    """telemetry calls fetch_dek with identity_endpoint=...; the signature is an interface."""
+    import inspect
+
+    from sidecars.volumes.keyflow import fetch_dek
+
+    params = inspect.signature(fetch_dek).parameters
+    for name in ("skr_url", "maa_endpoint", "kek_vault_url", "kek_name", "secret_vault_url", "secret_name",
+                 "ca_bundle", "identity_endpoint", "credential", "dev_tokens_dir"):
+        assert name in params
