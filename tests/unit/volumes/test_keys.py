@@ -69,11 +69,15 @@ def test_download_refuses_names_escaping_the_target(tmp_path) -> None:
             safe_target(tmp_path, name)
 
 
-def test_fetch_dek_keeps_the_keyword_interface_other_sidecars_use() -> None:
-    """telemetry calls fetch_dek with identity_endpoint=...; the signature is an interface."""
+def test_keyword_interfaces_other_sidecars_use() -> None:
+    """telemetry calls fetch_dek and container_client with identity_endpoint=...: these are interfaces."""
     import inspect
 
+    from sidecars.volumes.clients import container_client
     from sidecars.volumes.keyflow import fetch_dek
+
+    assert {"ca_bundle", "account_key", "credential", "identity_endpoint"} <= set(
+        inspect.signature(container_client).parameters)
 
     params = inspect.signature(fetch_dek).parameters
     for name in ("skr_url", "maa_endpoint", "kek_vault_url", "kek_name", "secret_vault_url", "secret_name",
