@@ -121,3 +121,15 @@ def test_forbidden_app_is_refused_before_launch_naming_the_rule(stand_ins, tmp_p
     assert step in output and reason in output, output
     assert_nothing_left(run_dir, state)
     assert "app running" not in result.stdout, "the app must never start"
+
+
+def test_api_demo_end_to_end(stand_ins, tmp_path):
+    """cleanroomhello-api: TLS verified against the contract CA, the API policy applied (the exported,
+    decrypted app log shows the denied request never reached the app), consent revoked stops the app."""
+    result = subprocess.run([sys.executable, "examples/cleanroomhello-api/demo.py", "--run-dir", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "GET /hello  -> 200" in result.stdout and "GET /secret -> 403" in result.stdout
+    assert "received GET /hello" in result.stdout and "received GET /secret" not in result.stdout
+    assert "app status: stopped" in result.stdout
+    assert not netns_exists(netns_name("cleanroomhello-api"))
