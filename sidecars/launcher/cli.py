@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "made with debootstrap on first use and cached. Prints REPO@sha256:DIGEST.")
     build.add_argument("folders", nargs="*", metavar="FOLDER")
     build.add_argument("--sidecars", action="store_true",
-                       help="build the sidecar images localhost/ccr/ccr-runtime:0.1.0 and ccr-proxy:0.1.0 from "
-                            "this checkout and its virtualenv (offline; the Debian base is made once and cached)")
+                       help="build the sidecar images localhost/ccr/ccr-runtime:0.1.0 and ccr-proxy:0.1.0 (and "
+                            "ccr-emulators:0.1.0, the stand-ins for compose) from this checkout and its virtualenv "
+                            "(offline; the Debian base is made once and cached)")
     build.add_argument("--pin", metavar="SPEC", help="rewrite the spec's application.image to the new digest")
     build.set_defaults(func=_cmd_images_build)

@@ -8,6 +8,7 @@ Builds use `--pull=never`, and the spec pins the resulting manifest digest (`pin
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -31,11 +32,14 @@ IMAGES_DIR = REPO / "images"
 BASE_IMAGE = "localhost/ccr-pybase:bookworm"
 BASE_PACKAGES = ("python3",)
 #: What the sidecars need at run time besides Python: FUSE (volumes), nftables/iptables and iproute2
-#: (firewall), CA certificates. Not podman: its debootstrap install fails configuring
-#: golang-github-containers-common, so the launcher image cannot start apps yet.
-SIDECAR_BASE_IMAGE = "localhost/ccr-sidecar-base:bookworm"
+#: (firewall), CA certificates, podman and runc (the launcher starts the app). netavark is named because
+#: podman's containers-common depends on the virtual container-network-stack, which debootstrap cannot
+#: resolve by itself.
 SIDECAR_PACKAGES = ("python3", "ca-certificates", "fuse3", "libfuse3-3", "nftables", "python3-nftables",
-                    "iptables", "iproute2")
+                    "iptables", "iproute2", "podman", "runc", "netavark")
+#: Tagged by its package set, so that changing the list builds a new base instead of reusing the old one.
+SIDECAR_BASE_IMAGE = ("localhost/ccr-sidecar-base:bookworm-"
+                      + hashlib.sha256(" ".join(SIDECAR_PACKAGES).encode()).hexdigest()[:12])
 APP_UID = 1000
 DIGEST_REF = re.compile(r"^(?P<repo>[^@\s]+)@sha256:[0-9a-f]{64}$")
 
@@ -87,7 +91,8 @@ def base_rootfs_tar(progress=stderr_progress, packages: tuple[str, ...] = BASE_P
                     flavour: str = "pybase") -> Path:
     """The cached base rootfs tar with `packages`, built with debootstrap on first use (one tar per
     package set, so adding a package rebuilds it)."""
-    tar_path = cache_dir() / "rootfs" / f"{flavour}-bookworm-{'-'.join(packages)}.tar"
+    name = "-".join(packages) if len(packages) == 1 else hashlib.sha256(" ".join(packages).encode()).hexdigest()[:12]
+    tar_path = cache_dir() / "rootfs" / f"{flavour}-bookworm-{name}.tar"
     if tar_path.exists():
         return tar_path
     if shutil.which("debootstrap") is None:

