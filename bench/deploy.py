@@ -2,19 +2,21 @@
 
 `az confcom acipolicygen` takes 10-15 minutes for such a group (it pulls and converts every layer in a
 helper binary). Here the same work (tar -> ext4 -> dm-verity for every layer, then the Rego) runs on
-stand-in images of realistic size built into podman for the run: the sidecar runtime image (Python
-standard library + the project's virtualenv), the proxy image and a small app image. Also reported: the
-same generation with the layer cache warm, which is what `ccr up` and `ccr deploy` pay after the first
-run.
+stand-in images built into podman for the run, generated from a fixed seed so every run hashes the same
+bytes, shaped like the real ones: the sidecar runtime image (a Debian base with Python and the
+project's virtualenv: 12,000 files, 320 MB), the proxy image (Envoy: a few files, 100 MB) and a small
+app image. Also reported: the same generation with the layer cache warm, which is what `ccr up` and
+`ccr deploy` pay after the first run.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import random
 import resource
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -29,10 +31,27 @@ VARIABLES = {"cgs_endpoint": "https://cgs.bench.test", "maa_endpoint": "https://
              "storage_url": "https://storage.bench.test/devstoreaccount1", "keyvault_url": "https://kv.bench.test"}
 
 
-def _layer(path: Path, trees: list[Path]) -> int:
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
-        for tree in trees:
-            tar.add(tree, arcname=str(tree).lstrip("/"), filter=lambda info: None if info.isdev() else info)
+def _layer(path: Path, seed: int, files: int, total_bytes: int) -> int:
+    """A layer tar of `files` files whose sizes follow a long-tailed distribution summing to about
+    `total_bytes`, with directories as a package tree has them."""
+    rng = random.Random(seed)
+    weights = [rng.paretovariate(1.2) for _ in range(files)]
+    scale = total_bytes / sum(weights)
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        dirs: set[str] = set()
+        for i, weight in enumerate(weights):
+            directory = f"usr/lib/pkg{i % 97}/mod{i % 13}"
+            for depth in range(1, directory.count("/") + 2):
+                parent = "/".join(directory.split("/")[:depth])
+                if parent not in dirs:
+                    dirs.add(parent)
+                    info = tarfile.TarInfo(parent)
+                    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 1700000000
+                    tar.addfile(info)
+            body = rng.randbytes(max(1, int(weight * scale)))
+            info = tarfile.TarInfo(f"{directory}/file{i}.py")
+            info.size, info.mode, info.mtime = len(body), 0o644, 1700000000
+            tar.addfile(info, io.BytesIO(body))
     return path.stat().st_size
 
 
@@ -56,14 +75,12 @@ def run() -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="ccr-bench-deploy-"))
     names = []
     try:
-        site = Path(sys.prefix) / "lib"
-        stdlib = Path("/usr/lib/python3.11")
         sizes = {}
-        for image, trees in (("ccr-runtime", [stdlib, site]),
-                             ("ccr-proxy", [Path("/usr/lib/python3/dist-packages")]),
-                             ("app", [stdlib / "json", stdlib / "email"])):
+        for seed, (image, files, total) in enumerate((("ccr-runtime", 12_000, 320_000_000),
+                                                      ("ccr-proxy", 8, 100_000_000),
+                                                      ("app", 20, 1_000_000))):
             tar = work / f"{image}.tar"
-            sizes[image] = _layer(tar, trees)
+            sizes[image] = _layer(tar, seed, files, total)
             reference = f"{registry}/{image}:0.1.0"
             digest = _import(tar, reference)
             names.append(reference)

@@ -4,19 +4,22 @@
   envoy             wrk → Envoy (TLS 1.3, the inbound listener) → app, no authorization filter
   ext_authz/*       … + the Python ext_authz server evaluating the policy in OPA
   rbac/*            … + the policy compiled into Envoy's RBAC filter (what the proxy runs by default for
-                    policies that need no request body)
+                    policies in the compilable subset: method and path conditions)
   for two policies: allow-all and only `GET /hello`.
 
-Each figure is the best of RUNS runs (the box is shared). Figures: proxy_p50_added_ms (the default
+All configurations run side by side and are measured in interleaved rounds (median of ROUNDS), so load
+from other work on a shared box hits them alike. Figures: proxy_p50_added_ms (the default
 path for `GET /hello` minus direct, 1 connection; goal ≤ 0.5),
 proxy_rps_ratio (that path ÷ Envoy without authz, 16 connections; goal ≥ 0.8), and the same two for the
-Python ext_authz path (`*_ext_authz`), which every policy that reads the body or headers takes.
+Python ext_authz path (`*_ext_authz`), which every other policy (body, headers, query, …) takes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -28,8 +31,9 @@ from sidecars.proxy.model import InboundEndpoint, ProxyModel
 from sidecars.proxy.runtime import ProxyRuntime, plan
 
 DURATION_S = 2
-# Other work on a shared box disturbs single runs: each figure is the best of this many runs.
-RUNS = 2
+# Other work on a shared box comes and goes: every configuration runs side by side, measured in
+# interleaved rounds, and each figure is the median over the rounds, so a busy moment hits all alike.
+ROUNDS = 3
 POLICIES = {
     "allow-all": "package envoy.authz\n\nallow := true\n",
     "get-hello": (Path(__file__).resolve().parent.parent / "policies" / "allow-get-hello.rego").read_text(),
@@ -57,15 +61,22 @@ def _wrk(url: str, connections: int, duration: int, log_dir: Path) -> tuple[floa
     return float(rps.group(1)), float(p50.group(1)) * scale
 
 
-def _measure(name: str, url: str, log_dir: Path, table: dict) -> None:
-    _wrk(url, 16, 1, log_dir)  # warm-up: connection pools, OPA's prepared query
-    one = [_wrk(url, 1, DURATION_S, log_dir) for _ in range(RUNS)]
-    sixteen = [_wrk(url, 16, DURATION_S, log_dir) for _ in range(RUNS)]
-    rps1, p50_1 = max(r for r, _ in one), min(p for _, p in one)
-    rps16, p50_16 = max(r for r, _ in sixteen), min(p for _, p in sixteen)
-    table[name] = {"p50_1c_ms": p50_1, "rps_1c": rps1, "p50_16c_ms": p50_16, "rps_16c": rps16}
-    print(f"   {name:<22} 1 conn: p50 {p50_1:6.3f} ms {rps1:8.0f} req/s | "
-          f"16 conns: p50 {p50_16:6.3f} ms {rps16:8.0f} req/s", flush=True)
+def _measure_rounds(urls: dict[str, str], log_dir: Path) -> dict[str, dict[str, float]]:
+    for url in urls.values():
+        _wrk(url, 16, 1, log_dir)  # warm-up: connection pools, OPA's prepared query
+    samples: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in urls}
+    for _ in range(ROUNDS):
+        for name, url in urls.items():
+            rps1, p50_1 = _wrk(url, 1, DURATION_S, log_dir)
+            rps16, p50_16 = _wrk(url, 16, DURATION_S, log_dir)
+            samples[name].append((p50_1, rps1, p50_16, rps16))
+    table = {}
+    for name, runs in samples.items():
+        p50_1, rps1, p50_16, rps16 = (statistics.median(column) for column in zip(*runs, strict=True))
+        table[name] = {"p50_1c_ms": p50_1, "rps_1c": rps1, "p50_16c_ms": p50_16, "rps_16c": rps16}
+        print(f"   {name:<22} 1 conn: p50 {p50_1:6.3f} ms {rps1:8.0f} req/s | "
+              f"16 conns: p50 {p50_16:6.3f} ms {rps16:8.0f} req/s", flush=True)
+    return table
 
 
 def _envoy_without_authz(model: ProxyModel, run_dir: Path) -> ManagedProcess:
@@ -95,31 +106,29 @@ def _inbound_port(admin_file: Path) -> int:
 
 
 def run() -> dict:
-    table: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="ccr-bench-proxy-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ccr-bench-proxy-") as tmp, contextlib.ExitStack() as stack:
         run_dir = Path(tmp)
         ready = run_dir / "app.ready"
-        with ManagedProcess("hello-app", [sys.executable, "-m", "bench._hello_app", "--ready-file", str(ready)],
-                            ready=file_exists(ready), log_path=run_dir / "app.log"):
-            app_port = json.loads(ready.read_text())["port"]
-            tls = LocalCA.create(run_dir / "ca").issue_server_cert("room")
-            _measure("direct", f"http://127.0.0.1:{app_port}/hello", run_dir, table)
+        stack.enter_context(ManagedProcess(
+            "hello-app", [sys.executable, "-m", "bench._hello_app", "--ready-file", str(ready)],
+            ready=file_exists(ready), log_path=run_dir / "app.log"))
+        app_port = json.loads(ready.read_text())["port"]
+        tls = LocalCA.create(run_dir / "ca").issue_server_cert("room")
+        urls = {"direct": f"http://127.0.0.1:{app_port}/hello"}
 
-            def model(policy: str) -> ProxyModel:
-                endpoint = InboundEndpoint("api", app_port, f"{policy}.rego", POLICIES[policy])
-                return ProxyModel(inbound=(endpoint,), inbound_tls=tls, **FREE_PORTS)
+        def model(policy: str) -> ProxyModel:
+            endpoint = InboundEndpoint("api", app_port, f"{policy}.rego", POLICIES[policy])
+            return ProxyModel(inbound=(endpoint,), inbound_tls=tls, **FREE_PORTS)
 
-            bare = model("allow-all")
-            with _envoy_without_authz(plan(bare), run_dir):
-                port = _inbound_port(run_dir / "envoy-bare-admin.txt")
-                _measure("envoy", f"https://127.0.0.1:{port}/hello", run_dir, table)
-            for mode in ("rbac", "ext_authz"):
-                for policy in POLICIES:
-                    planned = plan(model(policy), use_rbac=mode == "rbac")
-                    assert planned.inbound[0].enforcement == mode
-                    with ProxyRuntime(planned, run_dir / f"{mode}-{policy}", authz_workers=2) as runtime:
-                        _measure(f"{mode}/{policy}", f"https://127.0.0.1:{runtime.ports.inbound}/hello",
-                                 run_dir, table)
+        stack.enter_context(_envoy_without_authz(plan(model("allow-all")), run_dir))
+        urls["envoy"] = f"https://127.0.0.1:{_inbound_port(run_dir / 'envoy-bare-admin.txt')}/hello"
+        for mode in ("rbac", "ext_authz"):
+            for policy in POLICIES:
+                planned = plan(model(policy), use_rbac=mode == "rbac")
+                assert planned.inbound[0].enforcement == mode
+                runtime = stack.enter_context(ProxyRuntime(planned, run_dir / f"{mode}-{policy}", authz_workers=2))
+                urls[f"{mode}/{policy}"] = f"https://127.0.0.1:{runtime.ports.inbound}/hello"
+        table = _measure_rounds(urls, run_dir)
     direct, envoy = table["direct"], table["envoy"]
     figures = {
         "proxy_p50_added_ms": table["rbac/get-hello"]["p50_1c_ms"] - direct["p50_1c_ms"],

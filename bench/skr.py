@@ -32,7 +32,8 @@ def run() -> dict[str, float]:
     from sidecars.skr.wrapping import WrappingKey
 
     run_dir = tempfile.mkdtemp(prefix="ccr-bench-skr-")
-    endpoints = runner.start(run_dir, progress=lambda line: print(f"   {line}", flush=True))
+    needed = [entry for entry in runner.REGISTRY if entry.name in ("maa", "keyvault")]
+    endpoints = runner.start(run_dir, registry=needed, progress=lambda line: print(f"   {line}", flush=True))
     try:
         credential = DevTokenCredential.from_dir(endpoints["dev_tokens_dir"])
         keys = KeyClient(endpoints["keyvault_url"], credential, connection_verify=endpoints["ca_bundle"],

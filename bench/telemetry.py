@@ -24,8 +24,8 @@ from pathlib import Path
 
 from sidecars.common.process import ManagedProcess, file_exists
 
-ROUNDS = 3
-SECONDS = 4
+ROUNDS = 5
+SECONDS = 3
 CONNECTIONS = 8
 REPO = Path(__file__).resolve().parent.parent
 APP_LINES = "\n".join(json.dumps({"time": "2026-11-24T05:00:00.000Z", "stream": s, "line": f"row {i} processed"})

@@ -1,6 +1,6 @@
 """Secure key release, end to end on this machine.
 
-1. Start the local stand-ins (attestation service, Key Vault) with `ccr emulators start`.
+1. Start the local stand-ins (attestation service, Key Vault, ...) with `ccr emulators start`.
 2. A data owner creates a KEK that Key Vault releases only to a room whose CCE policy hash is H.
 3. Start the skr sidecar on a mock SEV-SNP platform whose HOST_DATA is H and release the key through
    its API, as the room's volumes sidecar does; print the key's fingerprint.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,21 +23,12 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(HERE.parent))
+
+from demo_support import ccr, say, step  # noqa: E402
+
 from sidecars.common.jose import b64url_decode, b64url_encode, thumbprint  # noqa: E402
 from sidecars.common.process import ManagedProcess  # noqa: E402
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def step(number: int, text: str) -> None:
-    say(f"\n== {number}. {text}")
-
-
-def ccr(*args: str) -> None:
-    say(f"$ ccr {' '.join(args)}")
-    subprocess.run([sys.executable, "-m", "sidecars", *args], check=True, cwd=REPO)
 
 
 def start_skr(run: Path, name: str, host_data: str) -> tuple[ManagedProcess, str]:
@@ -76,7 +66,7 @@ def main() -> int:
     other = hashlib.sha256(policy.read_bytes() + b"\n# one more line\n").hexdigest()
     started = False
     try:
-        step(1, "start the local stand-ins for Azure Attestation and Key Vault")
+        step(1, "start the local stand-ins for the Azure services (attestation, Key Vault, ...)")
         ccr("emulators", "start", "--run-dir", str(run))
         started = True
         endpoints = json.loads((run / "endpoints.json").read_text())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -140,24 +141,30 @@ def _request_ratio(env: Mapping[str, str]) -> float:
 
 
 class RoomSampler(Sampler):
-    """Every span of a traced operation; a sample of the requests nobody traced.
+    """Every step of the room; every request a caller traced; a sample of the requests nobody traced.
 
-    A room's steps (startup, key release, export, ...) and every request that continues a caller's
-    trace (a sampled `traceparent`) are recorded. A request arriving without a trace (the launcher's log
-    hand-over, OTLP ingestion, health checks) starts a trace of its own only for a `request_ratio` share
-    of requests: at thousands of requests per second, one span each would cost the sidecar more than
-    its own work, and the request metrics count every request anyway.
+    Steps (startup, key release, export, ...) are always recorded, also when they run inside a request
+    whose own span was sampled out (they then appear without their parent). A request continuing a
+    caller's `traceparent` follows the caller's decision. A request arriving without a trace (the
+    launcher's log hand-over, OTLP ingestion, health checks) gets a span for `request_ratio` of requests
+    only: at thousands of requests per second one span each would cost a sidecar more than its own work,
+    and the request duration histogram counts every request anyway.
     """
 
     def __init__(self, request_ratio: float = DEFAULT_REQUEST_RATIO):
         self.request_ratio = request_ratio
         self._requests = TraceIdRatioBased(request_ratio)
-        self._others = ParentBased(ALWAYS_ON)
+        self._callers = ParentBased(ALWAYS_ON)
 
     def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None,
                       trace_state=None) -> SamplingResult:
         parent = trace.get_current_span(parent_context).get_span_context()
-        sampler = self._requests if kind is trace.SpanKind.SERVER and not parent.is_valid else self._others
+        if not parent.is_valid:
+            sampler = self._requests if kind is trace.SpanKind.SERVER else ALWAYS_ON
+        elif parent.is_remote:
+            sampler = self._callers
+        else:
+            sampler = ALWAYS_ON
         return sampler.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
     def get_description(self) -> str:
@@ -219,7 +226,8 @@ class RequestTelemetryMiddleware:
 
     `create_app` uses it instead of FastAPI's built-in instrumentation, which computes some twenty
     attributes per request even for spans the sampler drops and costs a light endpoint half its
-    throughput (bench/telemetry.py measures this).
+    throughput (bench/telemetry.py measures this). Under the RoomSampler, a request without a trace that
+    falls outside the sampled share gets no span object at all (it would be dropped anyway).
     """
 
     def __init__(self, app, *, tracer_provider=None, meter_provider=None):
@@ -229,18 +237,25 @@ class RequestTelemetryMiddleware:
         self._meter_provider = meter_provider
         self._tracer: trace.Tracer | None = None
         self._duration = None
+        self._untraced_ratio = 1.0
+
+    def _resolve(self) -> None:
+        """On first use: setup_telemetry may run after create_app."""
+        provider = self._tracer_provider or trace.get_tracer_provider()
+        self._tracer = trace.get_tracer("ccr.http", tracer_provider=provider)
+        self._duration = metrics.get_meter("ccr.http", meter_provider=self._meter_provider).create_histogram(
+            "http.server.request.duration", unit="s", description="duration of HTTP server requests")
+        sampler = getattr(provider, "sampler", None)
+        self._untraced_ratio = sampler.request_ratio if isinstance(sampler, RoomSampler) else 1.0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self._tracer is None:  # resolved on first use: setup_telemetry may run after create_app
-            self._tracer = trace.get_tracer("ccr.http", tracer_provider=self._tracer_provider)
-            self._duration = metrics.get_meter("ccr.http", meter_provider=self._meter_provider).create_histogram(
-                "http.server.request.duration", unit="s", description="duration of HTTP server requests")
+        if self._tracer is None:
+            self._resolve()
         carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
                    if k in (b"traceparent", b"tracestate")}
-        method = scope["method"]
         status: list[int] = []
 
         async def send_noting_status(message):
@@ -249,24 +264,35 @@ class RequestTelemetryMiddleware:
             await send(message)
 
         started = time.perf_counter()
-        with self._tracer.start_as_current_span(
-                method, context=self._propagator.extract(carrier) if carrier else None,
-                kind=trace.SpanKind.SERVER, record_exception=False, set_status_on_exception=False) as span:
-            try:
+        try:
+            if not carrier and random.random() >= self._untraced_ratio:
                 await self.app(scope, receive, send_noting_status)
-            except BaseException as exc:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                raise
-            finally:
-                route = getattr(scope.get("route"), "path", None)
-                code = status[0] if status else 500
-                if span.is_recording():
-                    span.update_name(f"{method} {route}" if route else method)
-                    span.set_attributes({"http.request.method": method, "url.path": scope["path"],
-                                         "http.response.status_code": code, **({"http.route": route} if route else {})})
-                    if code >= 500:
-                        span.set_status(Status(StatusCode.ERROR))
-                self._duration.record(time.perf_counter() - started, {
-                    "http.request.method": method, "http.response.status_code": code,
-                    **({"http.route": route} if route else {})})
+                return
+            with self._tracer.start_as_current_span(
+                    scope["method"], context=self._propagator.extract(carrier) if carrier else None,
+                    kind=trace.SpanKind.SERVER, record_exception=False, set_status_on_exception=False) as span:
+                try:
+                    await self.app(scope, receive, send_noting_status)
+                except BaseException as exc:
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, str(exc)))
+                    raise
+                finally:
+                    self._describe(span, scope, status)
+        finally:
+            route = getattr(scope.get("route"), "path", None)
+            self._duration.record(time.perf_counter() - started, {
+                "http.request.method": scope["method"], "http.response.status_code": status[0] if status else 500,
+                **({"http.route": route} if route else {})})
+
+    @staticmethod
+    def _describe(span: trace.Span, scope, status: list[int]) -> None:
+        if not span.is_recording():
+            return
+        method, route = scope["method"], getattr(scope.get("route"), "path", None)
+        code = status[0] if status else 500
+        span.update_name(f"{method} {route}" if route else method)
+        span.set_attributes({"http.request.method": method, "url.path": scope["path"],
+                             "http.response.status_code": code, **({"http.route": route} if route else {})})
+        if code >= 500:
+            span.set_status(Status(StatusCode.ERROR))

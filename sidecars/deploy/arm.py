@@ -20,8 +20,9 @@ PARAMETERS_SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/depl
 TEMPLATE_FILE = "cleanroom-arm-template.json"
 PARAMETERS_FILE = "cleanroom-arm-template.parameters.json"
 
-#: Confidential SKU limits per container group (ACI "resource availability" table for confidential
-#: container groups: up to 4 vCPU and 16 GB of memory; no GPU); requests are at least 0.1 each.
+#: Confidential SKU limits per container group: ACI's "resource availability and quota limits" page gives
+#: 4 vCPU and 16 GB of memory per confidential container group in general regions (larger sizes are a
+#: regional preview we do not target; no GPU). ACI takes requests in 0.1 steps of at least 0.1.
 MAX_GROUP_CPU = 4.0
 MAX_GROUP_MEMORY_GB = 16.0
 MIN_CPU = 0.1

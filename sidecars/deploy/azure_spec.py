@@ -75,6 +75,8 @@ class _Importer:
         self.contract_id = contract_id
         self.maa_endpoint = maa_endpoint
         self.governance_endpoint = governance_endpoint
+        self.found_maa: str | None = None  # the first attestation service a KEK configuration names
+        self.identities: dict[str, dict[str, Any]] = {}
 
     def skip(self, path: str, reason: str) -> None:
         self.out.not_carried.append(f"{path}: {reason}")
@@ -119,7 +121,7 @@ class _Importer:
                                for i, ap in enumerate(doc.get("datasources") or [])]
         spec["datasinks"] = [self.volume(ap, f"datasinks[{i}]", mounts, read_only=False)
                              for i, ap in enumerate(doc.get("datasinks") or [])]
-        spec["maa_endpoint"] = self.maa_endpoint or getattr(self, "found_maa", None) or "${maa_endpoint}"
+        spec["maa_endpoint"] = self.maa_endpoint or self.found_maa or "${maa_endpoint}"
         # A KEK whose configuration names no attestation service trusts the room's.
         for volume in spec["datasources"] + spec["datasinks"]:
             key = volume["encryption"].get("key")
@@ -194,7 +196,7 @@ class _Importer:
         kek_config = _configuration(kek_provider.get("configuration"))
         maa = kek_config.get("authority") or kek_config.get("maa_endpoint") or self.maa_endpoint
         if maa:
-            self.found_maa = getattr(self, "found_maa", None) or maa
+            self.found_maa = self.found_maa or maa
         key: dict[str, Any] = {
             "vault_url": (kek_provider.get("url") or "").rstrip("/"),
             "kek_name": _name(kek_resource.get("name") or kek.get("name") or ""),

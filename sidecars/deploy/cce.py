@@ -124,6 +124,10 @@ def pinned_reference(container: Container, image: ImageInfo) -> str:
     return f"{repository}@{image.digest}"
 
 
+def effective_working_dir(container: Container, image: ImageInfo) -> str:
+    return container.working_dir or image.working_dir or "/"
+
+
 def container_entry(container: Container, image: ImageInfo) -> dict[str, Any]:
     """One `containers` element, as confcom writes it (plus `id` and `name`)."""
     declared = dict(e.split("=", 1) for e in image.env if "=" in e)
@@ -151,7 +155,7 @@ def container_entry(container: Container, image: ImageInfo) -> dict[str, Any]:
         "signals": [],
         "user": {"group_idnames": [{"pattern": str(gid), "strategy": "id"}], "umask": "0022",
                  "user_idname": {"pattern": str(uid), "strategy": "id"}},
-        "working_dir": container.working_dir if container.working_dir != "/" else (image.working_dir or "/"),
+        "working_dir": effective_working_dir(container, image),
     }
 
 

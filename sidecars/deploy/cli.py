@@ -28,10 +28,15 @@ def _render(args: argparse.Namespace):
     from .render import default_images, render
 
     spec = load_spec_from_args(args)
-    rendering = render(spec, default_images(args.layers), registry=args.registry or DEFAULT_REGISTRY,
+    images = default_images(args.layers, progress=_progress)
+    rendering = render(spec, images, registry=args.registry or DEFAULT_REGISTRY,
                        options=PolicyOptions(infra_fragment=not args.no_infra_fragment),
                        identities=tuple(getattr(args, "managed_identity", None) or ()))
     return spec, rendering
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _write(path: Path, text: str) -> None:
@@ -104,11 +109,13 @@ def _cmd_layers(args: argparse.Namespace) -> int:
 
     spec = load_spec_from_args(args)
     group = render_group(spec, registry=args.registry or DEFAULT_REGISTRY)
-    images = default_images(args.layers, default_cache_dir())
+    images = default_images(args.layers, default_cache_dir(), progress=_progress)
+    prefetch = getattr(images, "prefetch", None)
+    if prefetch is not None:
+        prefetch([c.image for c in group.containers])
     lock = LockedImages({})
     for c in group.containers:
         if c.image not in lock.images:
-            print(f"hashing layers of {c.image} ...", file=sys.stderr, flush=True)
             lock.images[c.image] = images.resolve(c.image)
     _write(Path(args.output), lock.dump())
     print(f"wrote {args.output} ({len(lock.images)} images)")

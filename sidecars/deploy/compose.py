@@ -48,8 +48,6 @@ EMULATORS_IMAGE = "ccr-emulators"
 HOST_IMAGE_STORE = "/var/lib/containers/storage"
 SHARED_IMAGE_STORE = "/var/lib/ccr-images"
 LAUNCHER_STORAGE = "launcher-storage"
-#: Startup order (ARCHITECTURE §6), as `ccr up` runs it.
-ORDER = ("firewall", "telemetry", "skr", "governance", "identity", "volumes", "proxy", "launcher")
 
 
 def stand_in_endpoints(emulation_dir: str) -> dict[str, str]:
@@ -145,14 +143,17 @@ def compose_project(group: ContainerGroup) -> dict:
             "volumes": [{"type": "bind", "source": EMULATION_VAR, "target": EMULATION_VAR, "read_only": False}],
             "depends_on": [ROOM_SERVICE, *stand_ins]}
         stand_ins.append(name)
+    from ..local.up import WAVES  # the startup order of ARCHITECTURE §6, as `ccr up` runs it
+
     by_name = {c.name.removeprefix("ccr-"): c for c in group.platform_containers}
-    started: list[str] = []
-    for name in ORDER:
-        services[name] = _service(by_name[name], emulation, [ROOM_SERVICE, *stand_ins, *started[-1:]])
-        started.append(name)
-    unknown = set(by_name) - set(ORDER)
+    previous: list[str] = []
+    for wave in WAVES:
+        for name in wave:
+            services[name] = _service(by_name[name], emulation, [ROOM_SERVICE, *stand_ins, *previous])
+        previous = list(wave)
+    unknown = set(by_name) - {name for wave in WAVES for name in wave}
     if unknown:
-        raise ValueError(f"no compose service order for {sorted(unknown)}")
+        raise ValueError(f"no place in the startup order for {sorted(unknown)}")
     volumes = {v: {} for v in group.volumes if v != VOLUME_REMOTE}
     volumes[LAUNCHER_STORAGE] = {}
     return {"name": f"ccr-{group.name}", "services": services, "volumes": volumes}

@@ -118,7 +118,8 @@ class Container:
     drop_all_capabilities: bool = False
     no_new_privileges: bool = False
     read_only_rootfs: bool = False
-    working_dir: str = "/"
+    #: None: the image's WorkingDir (or "/"), which is what the runtime uses when none is given
+    working_dir: str | None = None
     ports: tuple[Port, ...] = ()
     #: stdout/stderr may go to the platform's log stream (never for the app: it could leak data)
     allow_stdio_access: bool = True
@@ -231,7 +232,8 @@ def render_group(spec: CleanRoomSpec, *, registry: str = DEFAULT_REGISTRY,
 
     def sidecar(name: str, *, port: int | None = None, privileged: bool = False,
                 capabilities: tuple[str, ...] = (), mounts: tuple[Mount, ...] = (),
-                ports: tuple[Port, ...] = (), image: str = runtime, role: str = "sidecar",
+                ports: tuple[Port, ...] = (), image: str = runtime,
+                role: Literal["init", "sidecar"] = "sidecar",
                 extra_env: tuple[tuple[str, str], ...] = ()) -> Container:
         env = (("CCR_SIDECAR", name),) + ((("CCR_PORT", str(port)),) if port else ()) + common_env + extra_env
         return Container(
@@ -273,14 +275,16 @@ def _app_container(spec: CleanRoomSpec) -> Container:
     mounts += [Mount(target=m.target, volume=m.source, mode=m.mode) for m in app.mounts]
     env = dict(app.env)
     env.setdefault("CCR_GOVERNANCE_URL", f"http://localhost:{PORTS['governance']}")
-    env.setdefault("IDENTITY_ENDPOINT", f"http://localhost:{PORTS['identity']}/metadata/identity/oauth2/token")
+    # azure-identity's ManagedIdentityCredential takes the IMDS host from this variable (IDENTITY_ENDPOINT
+    # alone selects no source: it needs IDENTITY_HEADER too), so the app's SDKs reach the identity sidecar.
+    env.setdefault("AZURE_POD_IDENTITY_AUTHORITY_HOST", f"http://localhost:{PORTS['identity']}")
     env.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://localhost:{PORTS['telemetry-http']}")
     return Container(
         name=app.name, role="app", image=app.image, command=tuple(app.command),
         env=tuple(sorted(env.items())), mounts=tuple(mounts), user=User(app.uid, app.gid),
         resources=Resources(app.resources.cpu, app.resources.memory_gb), privileged=app.privileged,
         capabilities=tuple(_cap_name(c) for c in app.capabilities), drop_all_capabilities=True,
-        no_new_privileges=True, read_only_rootfs=True, working_dir=app.working_dir or "/",
+        no_new_privileges=True, read_only_rootfs=True, working_dir=app.working_dir,
         ports=tuple(Port(e.port) for e in spec.endpoints), allow_stdio_access=False, started_by="launcher",
     )
 

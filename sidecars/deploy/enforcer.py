@@ -18,7 +18,7 @@ from typing import Any
 
 from ..common.errors import PolicyDenied
 from ..common.rego import RegoEngine
-from .cce import container_capabilities
+from .cce import container_capabilities, effective_working_dir
 from .containers import Container
 from .layers import ImageInfo
 
@@ -105,7 +105,7 @@ class GuestRequests:
             "containerID": container_id,
             "argList": list(container.command),
             "envList": env,
-            "workingDir": container.working_dir if container.working_dir != "/" else (image.working_dir or "/"),
+            "workingDir": effective_working_dir(container, image),
             "sandboxDir": SANDBOX_DIR,
             "hugePagesDir": "/run/gcs/c/hugepages",
             "mounts": mounts,

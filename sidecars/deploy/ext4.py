@@ -391,7 +391,10 @@ class CompactExt4Writer:
                 reuse = existing
         elif ftype == S_IFDIR and parent.link_count >= MAX_LINKS:
             raise Ext4Error(f"{name}: exceeded parent directory maximum link count")
-        child = self._make_inode(f, reuse)
+        try:
+            child = self._make_inode(f, reuse)
+        except Ext4Error as exc:
+            raise Ext4Error(f"{name}: {exc}") from None
         if existing is not child:
             if existing is not None:
                 existing.link_count -= 1

@@ -27,15 +27,18 @@ pure functions of the layer bytes, so a stale entry cannot exist.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import gzip
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -157,8 +160,11 @@ class PodmanImages:
 
     cache_dir: Path
     podman: str = "podman"
+    #: called with one line per step of long work (layer hashing), e.g. to print progress
+    progress: Callable[[str], None] | None = None
     _memo: dict[str, ImageInfo] = field(default_factory=dict)
     _found: dict[str, _OverlayStorage | None] = field(default_factory=dict)
+    _inspected: dict[str, dict] = field(default_factory=dict)
 
     def _podman(self, *args: str) -> str:
         try:
@@ -170,15 +176,49 @@ class PodmanImages:
             raise ConfigError(f"podman {args[0]} {args[1]}: {last}")
         return done.stdout
 
+    def _inspect(self, reference: str) -> dict:
+        if reference in self._inspected:
+            return self._inspected[reference]
+        try:
+            self._inspected[reference] = json.loads(self._podman("image", "inspect", reference))[0]
+            return self._inspected[reference]
+        except ConfigError as exc:
+            raise ConfigError(f"image {reference} is not in local podman storage (build it first, or pass "
+                              f"--layers FILE): {exc}") from None
+
+    def prefetch(self, references: list[str]) -> None:
+        """Hash the uncached layers of these images, one process per core: a group's images are
+        hashed in about the time of its biggest layer."""
+        missing: list[str] = []
+        for reference in dict.fromkeys(references):
+            for diff_id in (self._inspect(reference).get("RootFS") or {}).get("Layers") or []:
+                if self._cached(diff_id) is None and diff_id not in missing:
+                    missing.append(diff_id)
+        storage = self._storage() if len(missing) > 1 else None
+        jobs = [(d, storage.layers[d]) for d in missing if storage is not None and d in storage.layers]
+        if len(jobs) < 2:
+            return
+        started = time.monotonic()
+        if self.progress:
+            self.progress(f"hashing {len(jobs)} image layers (tar -> ext4 -> dm-verity); cached afterwards")
+        # spawn, not fork: the caller may hold threads (an embedded OPA, an HTTP server).
+        context = multiprocessing.get_context("spawn")
+        workers = min(len(jobs), os.cpu_count() or 1)
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = {pool.submit(_hash_storage_layer, str(storage.root), layer_id, diff_id,
+                                   str(self.cache_dir)): diff_id for diff_id, layer_id in jobs}
+            for future in concurrent.futures.as_completed(futures):
+                root = future.result()
+                if root is not None:
+                    self._store(futures[future], root)
+                if self.progress:
+                    self.progress(f"  {futures[future][:19]}... -> {root} ({time.monotonic() - started:.1f} s)")
+
     def resolve(self, reference: str) -> ImageInfo:
         if reference in self._memo:
             return self._memo[reference]
         local = reference
-        try:
-            inspected = json.loads(self._podman("image", "inspect", local))[0]
-        except ConfigError as exc:
-            raise ConfigError(f"image {reference} is not in local podman storage (build it first, or pass "
-                              f"--layers FILE): {exc}") from None
+        inspected = self._inspect(local)
         digest = inspected.get("Digest", "")
         if "@sha256:" in reference and not reference.endswith(digest.removeprefix("sha256:")):
             raise ConfigError(f"image {reference}: local digest is {digest}")
@@ -332,6 +372,11 @@ class _OverlayStorage:
                                   f"(got sha256:{reader.sha256.hexdigest()}): the storage was modified")
             image.seek(0)
             return merkle_root_hash(image)
+
+
+def _hash_storage_layer(root: str, layer_id: str, diff_id: str, workdir: str) -> str | None:
+    """Worker-process entry point of `PodmanImages.prefetch`."""
+    return _OverlayStorage(Path(root), {diff_id: layer_id}).layer_root_hash(diff_id, Path(workdir))
 
 
 def _blob_path(layout: Path, digest: str) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +21,12 @@ def default_cache_dir() -> Path:
     return Path(base) / "ccr"
 
 
-def default_images(layers: str | Path | None = None, cache_dir: Path | None = None) -> ImageResolver:
+def default_images(layers: str | Path | None = None, cache_dir: Path | None = None,
+                   progress: Callable[[str], None] | None = None) -> ImageResolver:
     lock = layers or os.environ.get(LAYER_LOCK_ENV)
     if lock:
         return LockedImages.load(lock)
-    return PodmanImages(cache_dir or default_cache_dir())
+    return PodmanImages(cache_dir or default_cache_dir(), progress=progress)
 
 
 @dataclass(frozen=True)
@@ -41,4 +43,8 @@ def render(spec: CleanRoomSpec, images: ImageResolver | None = None, *, registry
            version: str = DEFAULT_IMAGE_VERSION, options: PolicyOptions = PolicyOptions(),
            identities: tuple[str, ...] = ()) -> Rendering:
     group = render_group(spec, registry=registry, version=version, identities=identities)
-    return Rendering(group=group, policy=render_policy(group, images or default_images(), options))
+    images = images or default_images()
+    prefetch = getattr(images, "prefetch", None)
+    if prefetch is not None:
+        prefetch([c.image for c in group.containers])
+    return Rendering(group=group, policy=render_policy(group, images, options))

@@ -6,8 +6,8 @@ certificate per stand-in, the mock SEV-SNP platform (`mock-platform/`) and the d
 PID (`processes.json`) and finally writes `endpoints.json`. `stop(run_dir)` stops exactly the recorded
 processes (a PID is only signalled while its start time still matches).
 
-Adding a stand-in (CGS, Entra, Azurite) is one `StandIn` entry in `REGISTRY`: its endpoint key, how to
-run it, and (optionally) how its URL is derived from its ready file. Entries run in order, and each
+Each stand-in is one `StandIn` entry in `REGISTRY`: its endpoint key, how to run it, and (optionally)
+how its URL is derived from its ready file and what to prepare before it starts. Entries run in order, and each
 sees the endpoints of those before it (`RunContext.endpoints`), e.g. Key Vault trusting Entra's tokens.
 """
 
@@ -82,6 +82,9 @@ def _keyvault_options(ctx: RunContext) -> list[str]:
     options = ["--ca-file", str(ctx.ca.cert_file), "--trust-dev-tokens", str(ctx.dev_tokens.jwks_file)]
     if "entra_endpoint" in ctx.endpoints:  # an Entra entry earlier in REGISTRY: its tokens work too
         options += ["--trust-entra", ctx.endpoints["entra_endpoint"]]
+        if "entra_tenant_id" in ctx.endpoints:  # SDK clients ask Entra for a token of the challenge's tenant
+            authority = f"{ctx.endpoints['entra_endpoint']}/{ctx.endpoints['entra_tenant_id']}"
+            options += ["--challenge-authority", authority]
     return options
 
 

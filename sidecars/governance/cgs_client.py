@@ -15,7 +15,7 @@ import httpx
 
 from ..common.errors import CcrError, RemoteServiceError
 from .envelope import Attestation, RoomKey, b64
-from .tls import tls_verify
+from .tls import async_http_transport
 
 log = logging.getLogger("ccr.governance")
 
@@ -31,7 +31,7 @@ class CgsRoomClient:
         prefix = api_path_prefix if api_path_prefix is not None else f"app/contracts/{quote(contract_id)}"
         self.base = cgs_endpoint.rstrip("/") + "/" + prefix.strip("/")
         self.skr_url = skr_url.rstrip("/")
-        self._http = httpx.AsyncClient(verify=tls_verify(ca_bundle), timeout=timeout)
+        self._http = httpx.AsyncClient(transport=async_http_transport(ca_bundle), timeout=timeout)
         self._key: RoomKey | None = None
         self._attestation: Attestation | None = None
         self._lock = asyncio.Lock()

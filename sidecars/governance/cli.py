@@ -137,7 +137,16 @@ def _proposal_show(args: argparse.Namespace) -> int:
 def _policy_set(args: argparse.Namespace) -> int:
     from ..common.errors import ConfigError
 
-    host_data = args.host_data.lower()
+    if bool(args.host_data) == bool(args.spec):
+        raise ConfigError("give exactly one of --host-data HEX or --spec FILE")
+    if args.spec:
+        from ..cli import load_spec_from_args
+        from ..deploy.render import default_images, render
+
+        host_data = render(load_spec_from_args(args), default_images(args.layers)).host_data
+        print(f"HOST_DATA of {args.spec}: {host_data}")
+    else:
+        host_data = args.host_data.lower()
     if len(host_data) != 64 or any(c not in "0123456789abcdef" for c in host_data):
         raise ConfigError("--host-data: expected 64 hex digits (sha256 of the CCE policy)")
     claims = {"x-ms-sevsnpvm-hostdata": [host_data], "x-ms-sevsnpvm-is-debuggable": args.allow_debug}
@@ -216,22 +225,88 @@ def _ca(args: argparse.Namespace) -> int:
 def _federate(args: argparse.Namespace) -> int:
     """Local counterpart of `az identity federated-credential create`: trust CGS's assertions about the
     contract (sub = contract id) for the client id, in the Entra stand-in's credentials file."""
+    _add_federated_credential(_endpoints(args), args.cgs, args.client_id, args.contract)
+    return 0
+
+
+def _add_federated_credential(endpoints: dict[str, str], cgs: str | None, client_id: str, contract: str) -> None:
     from ..common.errors import ConfigError
 
-    endpoints = _endpoints(args)
-    path, cgs = endpoints.get("entra_credentials_file"), args.cgs or endpoints.get("cgs_endpoint")
+    path, cgs = endpoints.get("entra_credentials_file"), cgs or endpoints.get("cgs_endpoint")
     if not path or not cgs:
         raise ConfigError("--endpoints FILE from `ccr emulators start` is needed (entra_credentials_file, "
                           "cgs_endpoint); on Azure use `az identity federated-credential create`")
     credentials_file = Path(path)
     entries = json.loads(credentials_file.read_text()) if credentials_file.exists() else []
-    entry = {"clientId": args.client_id, "issuer": cgs.rstrip("/") + "/oidc", "subject": args.contract,
+    entry = {"clientId": client_id, "issuer": cgs.rstrip("/") + "/oidc", "subject": contract,
              "audiences": ["api://AzureADTokenExchange"]}
     if entry not in entries:
         entries.append(entry)
         credentials_file.parent.mkdir(parents=True, exist_ok=True)
         credentials_file.write_text(json.dumps(entries, indent=2))
-    print(f"client {args.client_id} trusts {entry['issuer']} for subject {args.contract}")
+    print(f"client {client_id} trusts {entry['issuer']} for subject {contract}")
+
+
+def _setup(args: argparse.Namespace) -> int:
+    """For a local room: every member of the spec's contract gets an identity (created in MEMBERS_DIR if
+    missing) registered with CGS; the contract (the spec itself) and its clean-room policy (HOST_DATA of
+    the spec's CCE policy, not debuggable) are proposed and accepted by all; the spec's identities are
+    federated with the contract. Re-running it changes nothing that is already in place."""
+    from ..cli import load_spec_from_args
+    from ..common.errors import ConfigError
+    from ..deploy.containers import canonical_spec_json
+    from ..deploy.render import default_images, render
+    from .member import MemberIdentity
+    from .member_client import CgsMemberClient, CgsRequestFailed
+
+    endpoints = _endpoints(args)
+    if "cgs_operator_dir" not in endpoints:
+        raise ConfigError("--endpoints must come from `ccr emulators start` (cgs_operator_dir missing)")
+    spec = load_spec_from_args(args)
+    contract_id, names = spec.contract.id, spec.contract.members or ["owner"]
+    members_dir = Path(args.members_dir)
+    identities = [MemberIdentity.load(members_dir / n) if (members_dir / n / "member.key").exists()
+                  else MemberIdentity.create(members_dir / n, n) for n in names]
+    clients = [CgsMemberClient(str(spec.contract.governance.endpoint), i, ca_bundle=endpoints.get("ca_bundle"))
+               for i in identities]
+    try:
+        with CgsMemberClient(str(spec.contract.governance.endpoint),
+                             MemberIdentity.load(endpoints["cgs_operator_dir"]),
+                             ca_bundle=endpoints.get("ca_bundle")) as operator:
+            known = {m["memberId"] for m in operator.members()}
+            for identity in identities:
+                if identity.member_id not in known:
+                    operator.register_member(identity.name, identity.cert_pem)
+                    print(f"registered member {identity.name} ({identity.member_id[:16]}…) in {members_dir}")
+
+        def accept(proposal: dict) -> None:
+            for client in clients:
+                if proposal["state"] == "Open":
+                    proposal = client.vote(proposal["proposalId"], True)
+            print(f"  {proposal['actions'][0]['name']}: {proposal['state']}")
+
+        host_data = render(spec, default_images(args.layers)).host_data
+        lead = clients[0]
+        try:
+            state = lead.contract(contract_id)["state"]
+        except CgsRequestFailed as exc:
+            if exc.http_status != 404:
+                raise
+            lead.put_contract(contract_id, json.loads(canonical_spec_json(spec)))
+            state = "Draft"
+        if host_data not in lead.policy(contract_id).get("x-ms-sevsnpvm-hostdata", []):
+            accept(lead.propose_policy(contract_id, {"x-ms-sevsnpvm-hostdata": [host_data],
+                                                     "x-ms-sevsnpvm-is-debuggable": False}))
+        if state == "Draft":
+            accept(lead.propose_contract(contract_id))
+        for store in [vol.store for _where, vol in spec.volumes_with_location()]:
+            if store.identity is not None:
+                _add_federated_credential(endpoints, None, store.identity.client_id, contract_id)
+        status = lead.check_status(contract_id, "execution")
+        print(f"contract {contract_id}: accepted, HOST_DATA {host_data}, execution {status['status']}")
+    finally:
+        for client in clients:
+            client.close()
     return 0
 
 
@@ -292,6 +367,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     policy.add_argument("action", choices=["set", "show"])
     policy.add_argument("contract")
     policy.add_argument("--host-data", default="", help="HOST_DATA = sha256 of the CCE policy, hex (set)")
+    policy.add_argument("--spec", metavar="FILE", help="compute HOST_DATA from the agreed clean room spec (set); "
+                        "its ${variables} come from --endpoints and --var")
+    policy.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                        help="a value for ${NAME} in --spec (repeatable)")
+    policy.add_argument("--layers", metavar="FILE", help="layer lock for --spec (see `ccr deploy policy --help`); "
+                        "default: the local podman images")
     policy.add_argument("--allow-debug", action="store_true", help="also admit debuggable rooms (never in "
                                                                    "production)")
     policy.add_argument("--no-vote", action="store_true", help="propose without voting accept")
@@ -329,6 +410,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ca = command("ca", _ca, "propose enabling the contract CA, or show its certificate", proposes=True)
     ca.add_argument("action", choices=["enable", "show"])
     ca.add_argument("contract")
+
+    setup = sub.add_parser("setup", help="local rooms: members, contract, policy and federation from a spec",
+                           description=_setup.__doc__)
+    setup.add_argument("spec", metavar="SPEC")
+    setup.add_argument("--endpoints", metavar="FILE", required=True, help="endpoints.json of `ccr emulators start`")
+    setup.add_argument("--members-dir", required=True, metavar="DIR", help="where member identities are kept")
+    setup.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                       help="a value for ${NAME} in the spec (repeatable)")
+    setup.add_argument("--layers", metavar="FILE", help="layer lock for HOST_DATA (default: local podman images)")
+    setup.set_defaults(func=_setup)
 
     federate = sub.add_parser("federate", help="let a managed identity (client id) accept the room's "
                               "CGS-issued assertions (local Entra stand-in)",

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from ..common.errors import CcrError, PolicyDenied, RemoteServiceError
+from .tls import http_transport
 
 DEFAULT_URL = "http://127.0.0.1:8300"
 
@@ -48,7 +49,8 @@ class GovernanceClient:
         self.base_url = base_url.rstrip("/")
         self.scope, self.event_id = scope, event_id
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout,
+                                  transport=http_transport())
 
     def close(self) -> None:
         self._http.close()

@@ -12,7 +12,7 @@ import httpx
 
 from ..common.errors import CcrError, RemoteServiceError
 from .member import MemberIdentity
-from .tls import tls_verify
+from .tls import http_transport
 
 
 class CgsRequestFailed(CcrError):
@@ -27,7 +27,7 @@ class CgsMemberClient:
                  timeout: float = 10.0):
         self.endpoint = endpoint.rstrip("/")
         self.identity = identity
-        self._http = httpx.Client(base_url=self.endpoint, verify=tls_verify(ca_bundle), timeout=timeout)
+        self._http = httpx.Client(base_url=self.endpoint, transport=http_transport(ca_bundle), timeout=timeout)
 
     def close(self) -> None:
         self._http.close()

@@ -32,6 +32,7 @@ from fastapi.responses import Response
 from ..common.errors import BadRequest, CcrError, NotFound
 from ..common.http import create_app
 from .cgs_client import CgsRoomClient
+from .tls import async_http_transport
 
 log = logging.getLogger("ccr.governance")
 OPTIONS = ("execution", "logging", "telemetry")
@@ -43,20 +44,24 @@ SIDECAR_SCOPE = "governance"
 class GovernanceConfig:
     contract_id: str
     consent_poll_interval_s: float = 5.0
+    consent_unverifiable_after_s: float = 60.0
     subscriber_url: str | None = None
     sidecar_token: str | None = None
     token_lifetime_s: int = 3600
 
 
 class ConsentWatcher:
-    """Polls execution consent and reports the first revocation after consent was seen enabled."""
+    """Polls execution consent and reports the first revocation after consent was seen enabled. Consent
+    that cannot be confirmed for `consent_unverifiable_after_s` (CGS unreachable or refusing) counts as
+    revoked: the room fails closed."""
 
     def __init__(self, cgs: CgsRoomClient, config: GovernanceConfig,
                  audit: Callable[[dict[str, Any]], Any]):
         self.cgs, self.config, self.audit = cgs, config, audit
         self.last_status: str | None = None
         self.revoked_at: float | None = None
-        self._http = httpx.AsyncClient(timeout=5.0)
+        self.last_confirmed = time.monotonic()
+        self._http = httpx.AsyncClient(transport=async_http_transport(), timeout=5.0)
 
     async def run(self) -> None:
         while True:
@@ -64,6 +69,11 @@ class ConsentWatcher:
                 await self.poll_once()
             except Exception as exc:  # noqa: BLE001 - a failed poll must not end the watch
                 log.warning("consent poll failed: %s", exc)
+                unconfirmed = time.monotonic() - self.last_confirmed
+                if self.last_status == "enabled" and unconfirmed > self.config.consent_unverifiable_after_s:
+                    await self.observe({"status": "disabled", "reason": {
+                        "code": "ConsentUnverifiable",
+                        "message": f"execution consent could not be confirmed for {unconfirmed:.0f} s: {exc}"}})
             await asyncio.sleep(self.config.consent_poll_interval_s)
 
     async def poll_once(self) -> None:
@@ -72,6 +82,8 @@ class ConsentWatcher:
 
     async def observe(self, result: dict[str, Any]) -> None:
         status = result.get("status")
+        if status == "enabled":
+            self.last_confirmed = time.monotonic()
         previous, self.last_status = self.last_status, status
         if previous == "enabled" and status != "enabled":
             self.revoked_at = time.time()
@@ -80,7 +92,10 @@ class ConsentWatcher:
             notice = {"event": "execution-consent-revoked", "contractId": self.config.contract_id,
                       "reason": reason, "detectedAt": int(self.revoked_at * 1000)}
             notified = await self._notify(notice)
-            await self.audit({**notice, "subscriberNotified": notified})
+            try:
+                await self.audit({**notice, "subscriberNotified": notified})
+            except CcrError as exc:
+                log.error("cannot audit the revocation: %s", exc)
 
     async def _notify(self, notice: dict[str, Any]) -> bool:
         if not self.config.subscriber_url:

@@ -20,7 +20,7 @@ import contextlib
 import hmac
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse
 
 from ..common.errors import BadRequest, CcrError, RemoteServiceError
 from ..common.http import create_app
-from ..governance.tls import tls_verify
+from ..governance.tls import async_http_transport
 
 log = logging.getLogger("ccr.identity")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -40,7 +40,8 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 class IdentityConfig:
     governance_url: str
     entra_endpoint: str
-    tenant_id: str
+    tenant_id: str | None
+    tenants: dict[str, str] = field(default_factory=dict)
     client_id: str | None = None
     subject: str | None = None
     entra_ca_bundle: str | None = None
@@ -63,8 +64,9 @@ def build_app(config: IdentityConfig) -> FastAPI:
 
     app = create_app("identity sidecar", lifespan=lifespan)
     gov_headers = {"authorization": f"Bearer {config.sidecar_token}"} if config.sidecar_token else {}
-    gov = httpx.AsyncClient(base_url=config.governance_url.rstrip("/"), headers=gov_headers, timeout=15.0)
-    entra = httpx.AsyncClient(verify=tls_verify(config.entra_ca_bundle), timeout=15.0)
+    gov = httpx.AsyncClient(base_url=config.governance_url.rstrip("/"), headers=gov_headers, timeout=15.0,
+                            transport=async_http_transport())
+    entra = httpx.AsyncClient(transport=async_http_transport(config.entra_ca_bundle), timeout=15.0)
     cache: dict[tuple[str, str], dict[str, Any]] = {}
     lock = asyncio.Lock()
 
@@ -85,12 +87,16 @@ def build_app(config: IdentityConfig) -> FastAPI:
         return response
 
     async def acquire(resource: str, client_id: str) -> dict[str, Any]:
-        params = {"tenantId": config.tenant_id, "aud": "api://AzureADTokenExchange"}
+        tenant_id = config.tenants.get(client_id) or config.tenant_id
+        if not tenant_id:
+            raise ImdsError(f"no tenant is known for client_id {client_id}: name it in the spec or pass "
+                            "--tenant-id", code="invalid_request", http_status=400)
+        params = {"tenantId": tenant_id, "aud": "api://AzureADTokenExchange"}
         if config.subject:
             params["sub"] = config.subject
         assertion = (await gov_call("POST", "/oauth/token", params=params)).json()["value"]
         scope = resource.rstrip("/") + "/.default" if not resource.endswith("/.default") else resource
-        url = f"{config.entra_endpoint.rstrip('/')}/{config.tenant_id}/oauth2/v2.0/token"
+        url = f"{config.entra_endpoint.rstrip('/')}/{tenant_id}/oauth2/v2.0/token"
         try:
             response = await entra.post(url, data={
                 "grant_type": "client_credentials", "client_id": client_id, "scope": scope,
@@ -130,6 +136,11 @@ def build_app(config: IdentityConfig) -> FastAPI:
 
     def scope_to_resource(resource: str | None) -> str | None:
         return resource[: -len("/.default")] if resource and resource.endswith("/.default") else resource
+
+    @app.get("/status")
+    async def status() -> dict:
+        """Readiness for `ccr up` and the launcher, as every sidecar has."""
+        return {"status": "ok", "tenant_id": config.tenant_id, "default_client_id": config.client_id}
 
     @app.get("/metadata/identity/oauth2/token")
     async def imds(request: Request, resource: str | None = None, scope: str | None = None,

@@ -60,7 +60,7 @@ class LauncherConfig:
 
 @dataclass
 class LauncherState:
-    # starting, waiting, consent, firewall, policy, ready, running, exited, failed, stopped
+    # starting, waiting, consent, firewall, policy, ready (manual start), launching, running, exited, failed, stopped
     phase: str = "starting"
     step: str | None = None
     error: str | None = None
@@ -112,10 +112,12 @@ class Launcher:
             await self._step("firewall-verify", self._verify_firewall)
             self.state.phase = "policy"
             await self._step("container-policy", self._check_policy)
-            self.state.phase = "ready"
             self.state.step = None
             if self.config.spec.application.start == "auto":
-                await self.start_app()
+                self.state.phase = "launching"
+                await self._launch()
+            else:
+                self.state.phase = "ready"  # until POST /gov/{app}/start
         except CcrError as exc:
             self._fail(str(exc))
         except Exception as exc:  # an unexpected failure still fails closed, and says so
@@ -168,9 +170,15 @@ class Launcher:
 
     # -- the app
     async def start_app(self) -> None:
+        """A manual start (`startType: Manual`): only once every check has passed."""
         async with self._lock:
             if self.state.phase != "ready":
                 raise Conflict(f"the app cannot start now: the launcher is {self.state.phase}")
+            self.state.phase = "launching"
+        await self._launch()
+
+    async def _launch(self) -> None:
+        async with self._lock:
             self.state.step = "launch"
             process = AppProcess(self.launch, self.podman)
             await asyncio.to_thread(self.gov.audit, {"step": "launch", "app": self.config.spec.application.name,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..cli import command_group
 
-LOG_NAMES = ("app", "launcher", "firewall", "telemetry", "skr", "governance", "identity", "volumes", "forward")
+LOG_NAMES = ("app", "launcher", "firewall", "telemetry", "skr", "governance", "identity", "volumes", "proxy",
+             "forward")
 
 
 def _run_dir(args: argparse.Namespace) -> Path:

@@ -61,7 +61,7 @@ class ContainerPlan(RoomPlan):
             tmp.unlink()
 
     def launch(self, name: str) -> SidecarLaunch:
-        launches = {**self.sidecars(), "proxy": self.proxy()}
+        launches = self.sidecars()
         if name not in launches:
             raise ConfigError(f"sidecar {name!r} has no configuration from the environment; "
                               f"known: {', '.join(sorted(launches))}")
@@ -109,7 +109,8 @@ def options_from_environment(name: str, environ: Mapping[str, str] | None = None
     plan = container_plan(name, environ)
     launch = plan.launch(name)
     port = environ.get("CCR_PORT")
-    if port and port != str(launch.port):
+    # (the proxy's plan port is its status port; its listeners keep the defaults the model names)
+    if port and name != "proxy" and port != str(launch.port):
         raise ConfigError(f"CCR_PORT is {port} but {name} listens on {launch.port} in this room")
     plan.spec_path.parent.mkdir(parents=True, exist_ok=True)
     plan.spec_path.write_text(environ["CCR_SPEC"])

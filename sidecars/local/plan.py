@@ -19,6 +19,7 @@ from ..spec import CleanRoomSpec
 
 FIREWALL_PORT = 8296
 VOLUMES_PORT = 8286
+PROXY_STATUS_PORT = 15020
 #: `python -m sidecars sidecar NAME`: what precedes a sidecar's own options in `SidecarLaunch.argv`
 _COMMAND_LENGTH = 5
 
@@ -46,6 +47,8 @@ class RoomPlan:
     run_dir: Path
     netns: str
     host_data: str
+    #: the room's address on its outside link: the inbound certificate must be valid for it
+    room_address: str = "127.0.0.1"
     firewall_backend: str = "nftables"
     python: str = sys.executable
     _token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
@@ -125,6 +128,10 @@ class RoomPlan:
                 "volumes", *self._spec_options(), "--port", str(VOLUMES_PORT),
                 "--skr-url", self._local(PORTS["skr"]), "--identity-url", self._local(PORTS["identity"]),
                 "--mount-root", str(self.mount_root), "--run-dir", str(self.run_dir / "volumes"))),
+            SidecarLaunch("proxy", PROXY_STATUS_PORT, self._ccr(
+                "proxy", *self._spec_options(), "--run-dir", str(self.run_dir / "proxy"),
+                "--status-port", str(PROXY_STATUS_PORT), "--tls-name", "localhost", "--tls-name", "127.0.0.1",
+                "--tls-name", self.room_address)),
             SidecarLaunch("launcher", PORTS["launcher"], self._ccr(
                 "launcher", *self._spec_options(), "--port", str(PORTS["launcher"]),
                 "--mount-root", str(self.mount_root), "--netns", self.netns,
@@ -133,12 +140,8 @@ class RoomPlan:
                 "--sidecar-token-file", str(self.sidecar_token_file),
                 *(arg for name, port in (("skr", PORTS["skr"]), ("governance", PORTS["governance"]),
                                          ("identity", PORTS["identity"]), ("volumes", VOLUMES_PORT),
-                                         ("telemetry", PORTS["telemetry-http"]), ("firewall", FIREWALL_PORT))
+                                         ("telemetry", PORTS["telemetry-http"]), ("firewall", FIREWALL_PORT),
+                                         ("proxy", PROXY_STATUS_PORT))
                   for arg in ("--wait", f"{name}={self._local(port, '/status')}")))),
         ]
         return {launch.name: launch for launch in launches}
-
-    def proxy(self) -> SidecarLaunch:
-        """The proxy, which the container group runs (compose, C-ACI) and `ccr up` does not start yet."""
-        return SidecarLaunch("proxy", PORTS["proxy-inbound"], self._ccr(
-            "proxy", "--spec", str(self.spec_path), "--run-dir", str(self.run_dir / "proxy")))

@@ -28,7 +28,11 @@ from .roomhttp import room_status
 from .steps import RoomState, StepFailed, StepRunner
 
 STATE_FILE = "room.json"
-ORDER = ("firewall", "telemetry", "skr", "governance", "identity", "volumes", "launcher")
+# Startup waves (ARCHITECTURE §6): the firewall's rules are in force before anything else runs; the
+# sidecars of one wave start together (governance and identity attest lazily, on their first request);
+# the volumes release keys as they start, so skr, governance and identity must answer first; the
+# launcher comes last and checks consent, the firewall and the container policy itself.
+WAVES = (("firewall",), ("telemetry", "skr", "governance", "identity", "proxy"), ("volumes",), ("launcher",))
 FINAL_PHASES = ("running", "exited", "failed", "stopped", "ready")
 
 
@@ -37,7 +41,11 @@ def default_run_dir(name: str) -> Path:
 
 
 def netns_name(room: str) -> str:
-    return f"ccr-{room}"[:15]  # the kernel's limit for names that also become interface names
+    """`ccr-` + the room's name cut to fit the kernel's 15 characters, + a short hash of the whole name, so
+    that rooms whose names share a prefix (cleanroomhello-job, cleanroomhello-api) never share a netns."""
+    import hashlib
+
+    return f"ccr-{room[:6]}-{hashlib.sha256(room.encode()).hexdigest()[:4]}"
 
 
 @dataclass
@@ -56,13 +64,18 @@ def _interrupt(_signum, _frame) -> None:
 
 
 def _start_in_room(plan: RoomPlan, launch: SidecarLaunch, timeout: float) -> ManagedProcess:
+    """Start one sidecar in the room without waiting: `wait_ready()` waits for its ready file."""
     ready = plan.ready_file(launch.name)
     ready.unlink(missing_ok=True)
     env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": f"ccr-{launch.name}"}
-    return ManagedProcess(launch.name, ["ip", "netns", "exec", plan.netns, *launch.argv], ready=file_exists(ready),
-                          ready_timeout=timeout, env=env, log_path=plan.log_file(launch.name),
-                          stop_timeout=10).start()
+    # nsenter --net, not `ip netns exec`: the latter also makes a new mount namespace and remounts /sys,
+    # which would hide the volumes' FUSE mounts from the host and the cgroup hierarchy from podman.
+    netns = f"--net=/run/netns/{plan.netns}"
+    process = ManagedProcess(launch.name, ["nsenter", netns, *launch.argv], ready_timeout=timeout, env=env,
+                             log_path=plan.log_file(launch.name), stop_timeout=10).start()
+    process.ready = file_exists(ready)
+    return process
 
 
 def _wait_status(plan: RoomPlan, launch: SidecarLaunch, process: ManagedProcess, timeout: float,
@@ -79,6 +92,8 @@ def _wait_status(plan: RoomPlan, launch: SidecarLaunch, process: ManagedProcess,
             return False
         body = response.json() if response.body[:1] in (b"{", b"[") else response.body.decode(errors="replace")
         last[0] = f"HTTP {response.status}: {json.dumps(body)[:400]}"
+        if isinstance(body, dict) and body.get("status") == "failed" and launch.name != "launcher":
+            raise ProcessError(_failure_reason(body))
         if accept(response.status, body):
             result.append(body)
             return True
@@ -93,6 +108,12 @@ def _wait_status(plan: RoomPlan, launch: SidecarLaunch, process: ManagedProcess,
     return result[0]
 
 
+def _failure_reason(body: dict) -> str:
+    """What a failed sidecar says about itself (volumes: each failed mount with its reason)."""
+    reasons = [f"{m.get('name')}: {m.get('reason')}" for m in body.get("mounts", []) if m.get("state") == "failed"]
+    return "; ".join(reasons) or str(body.get("error") or body.get("reason") or body)
+
+
 def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
     runner = StepRunner(out=out)
     run_dir = options.run_dir.resolve()
@@ -101,6 +122,8 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
         raise ConfigError(f"a room is already running from {run_dir} (ccr down --run-dir {options.run_dir})")
     for sub in ("logs", "ready", "mnt"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    for old_log in (run_dir / "logs").glob("*.log"):  # a new room: `ccr logs` shows only this one's lines
+        old_log.unlink()
     started = time.monotonic()
     previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -119,6 +142,7 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
         plan.write_secrets()
         with runner.step(f"network namespace {plan.netns}"):
             net = create_room_network(plan.netns)
+            plan.room_address = net.room_v4
             runner.on_teardown("network namespace", lambda: delete_room_network(plan.netns))
             state.data.update(host_v4=net.host_v4, room_v4=net.room_v4, room_v6=net.room_v6)
             forward_ready = plan.ready_file("forward")
@@ -131,14 +155,17 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
             _record(state, runner, forwarder)
         launches = plan.sidecars()
         timeout = options.ready_timeout
-        for name in ORDER:
-            launch = launches[name]
-            with runner.step(f"sidecar {name}"):
-                process = _start_in_room(plan, launch, timeout)
-                _record(state, runner, process)
-                if name == "launcher":
-                    continue
-                _wait_status(plan, launch, process, timeout)
+        for wave in WAVES:
+            with runner.step(f"sidecar{'s' if len(wave) > 1 else ''} {', '.join(wave)}"):
+                processes = {}
+                for name in wave:
+                    processes[name] = _start_in_room(plan, launches[name], timeout)
+                    _record(state, runner, processes[name])
+                for name, process in processes.items():
+                    process.wait_ready()
+                    if name != "launcher":
+                        _wait_status(plan, launches[name], process, timeout)
+        process = processes["launcher"]
         with runner.step("launcher: consent, firewall, policy, launch"):
             body = _wait_status(plan, launches["launcher"], process, timeout,
                                 accept=lambda status, body: isinstance(body, dict)
@@ -152,7 +179,8 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
                                 and body.get("status") in ("exited", "failed", "stopped"))
             out(f"job {body['status']} with exit code {(body.get('app') or {}).get('exit_code')}")
         out(f"logs: {run_dir / 'logs'}  mounts: {plan.mount_root}  state: {state.path}")
-        out(f"audit trail: ccr governance events --contract {spec.contract.id}; stop with: "
+        out(f"audit trail: ccr governance events {spec.contract.id} --endpoints {options.endpoints_file} "
+            f"--identity MEMBER_DIR; stop with: "
             f"ccr down --run-dir {options.run_dir}")
         app = body.get("app") or {}
         return 0 if body.get("status") != "failed" and app.get("exit_code") in (None, 0) else 1
@@ -221,11 +249,11 @@ def status(run_dir: Path) -> dict:
     if not state.data:
         raise ConfigError(f"no room in {run_dir}")
     from ..deploy.containers import PORTS
-    from .plan import FIREWALL_PORT, VOLUMES_PORT
+    from .plan import FIREWALL_PORT, PROXY_STATUS_PORT, VOLUMES_PORT
 
     ports = {"firewall": FIREWALL_PORT, "telemetry": PORTS["telemetry-http"], "skr": PORTS["skr"],
              "governance": PORTS["governance"], "identity": PORTS["identity"], "volumes": VOLUMES_PORT,
-             "launcher": PORTS["launcher"]}
+             "proxy": PROXY_STATUS_PORT, "launcher": PORTS["launcher"]}
     report = {"room": state.data.get("name"), "netns": state.data.get("netns"), "sidecars": {}}
     netns = state.data.get("netns")
     for name, port in ports.items():

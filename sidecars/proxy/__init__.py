@@ -8,7 +8,8 @@ and, when it has a `response` rule, every response (ext_proc). See policies/READ
 Egress: the app speaks plain HTTP — to `http://HOST[:PORT]/…` (redirected to 15002) or through
 `HTTP_PROXY=http://127.0.0.1:15002` — and the proxy opens TLS to allow-listed `https` hosts itself,
 verifying the certificate (CA bundle + name, SNI set), so an app cannot accept a forged upstream. TCP
-(15003) reaches only allow-listed ip:port, by the original destination of the redirected connection.
+(15003) reaches only allow-listed ip:port, by the original destination of the redirected connection;
+with `egress.dns: tcp`, TCP to port 53 goes to the room's resolvers whatever address the app chose.
 Anything else gets a refusal that says why.
 
 - `model`: the configuration model, built from the spec; `envoy`: renders it to Envoy's bootstrap and

@@ -9,19 +9,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
 from opentelemetry.trace import Tracer
 
-from ..common.errors import CcrError
+from ..common.errors import CcrError, ConfigError
 from ..common.http import create_app, plain_error_body, serve
 from ..common.logs import configure_logging
 from ..common.otel import attach_parent_from_env, setup_telemetry, step_span
-from .certs import LocalCASource, RoomCertificate
+from ..spec import CleanRoomSpec, parse_spec
+from .certs import CertificateSource, GovernanceCertificateSource, LocalCASource, RoomCertificate
 from .engines import ENGINES
 from .model import ProxyModel, model_from_spec
 from .options import add_model_options
@@ -62,20 +65,43 @@ def main(argv: list[str] | None = None) -> int:
         telemetry.shutdown()
 
 
+def load_proxy_spec(args: argparse.Namespace) -> tuple[CleanRoomSpec, Path]:
+    """The spec from --spec, else from $CCR_SPEC; and the folder its policy files are relative to."""
+    from ..cli import load_spec_from_args, spec_variables
+
+    if args.spec:
+        return load_spec_from_args(args), Path(args.spec).parent
+    text = os.environ.get("CCR_SPEC")
+    if not text:
+        raise ConfigError("no spec: pass --spec FILE or set CCR_SPEC to the resolved spec (JSON)")
+    spec_dir = Path(args.policy_dir or ".")
+    return _parse(text, "CCR_SPEC", spec_variables(args), spec_dir), spec_dir
+
+
+def _parse(text: str, source: str, variables: dict[str, str], spec_dir: Path) -> CleanRoomSpec:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML/JSON: {exc}") from None
+    return parse_spec(data, source=source, variables=variables, base_dir=spec_dir)
+
+
 def planned_model(args: argparse.Namespace) -> tuple[ProxyModel, RoomCertificate | None]:
     """The spec's proxy with each endpoint's enforcement chosen, and the room certificate it serves."""
-    from ..cli import load_spec_from_args
-
-    spec = load_spec_from_args(args)
+    spec, spec_dir = load_proxy_spec(args)
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     certificate = None
     if spec.endpoints:
-        source = LocalCASource(args.ca_dir or run_dir / "room-ca")
+        source: CertificateSource = (GovernanceCertificateSource(args.governance_url)
+                                     if args.certificate_source == "governance"
+                                     else LocalCASource(args.ca_dir or run_dir / "room-ca"))
         certificate = source.issue("room", args.tls_name or ["localhost", "127.0.0.1"], run_dir / "tls")
     model = model_from_spec(
-        spec, Path(args.spec).parent, inbound_tls=certificate.tls if certificate else None,
-        upstream_ca_file=args.upstream_ca, inbound_address=args.inbound_address, inbound_port=args.inbound_port,
+        spec, spec_dir, inbound_tls=certificate.tls if certificate else None,
+        upstream_ca_file=args.upstream_ca,
+        dns_resolvers=tuple(args.dns_resolver) if args.dns_resolver else None,
+        inbound_address=args.inbound_address, inbound_port=args.inbound_port,
         egress_http_port=args.egress_http_port, egress_tcp_port=args.egress_tcp_port, admin_port=args.admin_port,
         authz_port=args.authz_port, extproc_port=args.extproc_port)
     return plan(model, use_rbac=not args.no_rbac), certificate

@@ -32,7 +32,6 @@ from .runtime import die_with_parent
 
 log = logging.getLogger(__name__)
 
-READY_PATH = "/_ccr/ready"
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 16 << 20
 
@@ -129,8 +128,6 @@ class AuthzProtocol(asyncio.Protocol):
         return method, target, headers, body
 
     def _answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
-        if target == READY_PATH:
-            return encode_decision(Decision(True))
         endpoint, path = split_target(target)
         decision = self.policies.check_request(endpoint, method=method, path=path, headers=headers, body=body)
         if not decision.allowed:

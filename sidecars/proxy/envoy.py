@@ -18,6 +18,7 @@ _T = "type.googleapis.com/envoy.extensions"
 AUTHZ_CLUSTER = "ccr_authz"
 MAX_DOWNSTREAM_CONNECTIONS = 10000
 EXTPROC_CLUSTER = "ccr_extproc"
+DNS_CLUSTER = "egress_dns"
 EGRESS_DENIED_BODY = "ccr-proxy: egress to this destination is not allowed by the clean room's contract\n"
 TCP_DENIED_BODY = "ccr-proxy: TCP to this address is not allowed by the clean room's contract\n"
 AUTHZ_DOWN_BODY = "ccr-proxy: the authorization service is unavailable; the request was refused\n"
@@ -36,13 +37,14 @@ def _address(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
-def _static_cluster(name: str, host: str, port: int, *, http2: bool = False) -> dict[str, Any]:
+def _static_cluster(name: str, host: str, port: int, *, http2: bool = False,
+                    more: tuple[str, ...] = ()) -> dict[str, Any]:
     cluster: dict[str, Any] = {
         "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
         "load_assignment": {"cluster_name": name, "endpoints": [
-            {"lb_endpoints": [{"endpoint": {"address": _address(host, port)}}]}]},
+            {"lb_endpoints": [{"endpoint": {"address": _address(h, port)}} for h in (host, *more)]}]},
     }
     if http2:
         cluster["typed_extension_protocol_options"] = {
@@ -279,6 +281,14 @@ def _egress_tcp_listener(model: ProxyModel) -> dict[str, Any]:
                 "@type": f"{_T}.filters.network.tcp_proxy.v3.TcpProxy",
                 "stat_prefix": _tcp_cluster_name(route), "cluster": _tcp_cluster_name(route)}}],
         })
+    if model.dns_resolvers:
+        chains.append({
+            "name": DNS_CLUSTER,
+            "filter_chain_match": {"destination_port": 53},
+            "filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+                "@type": f"{_T}.filters.network.tcp_proxy.v3.TcpProxy",
+                "stat_prefix": DNS_CLUSTER, "cluster": DNS_CLUSTER}}],
+        })
     refused = {"name": "refused", "filters": [{"name": "envoy.filters.network.direct_response", "typed_config": {
         "@type": f"{_T}.filters.network.direct_response.v3.Config",
         "response": {"inline_string": TCP_DENIED_BODY}}}]}
@@ -309,6 +319,8 @@ def render_bootstrap(model: ProxyModel) -> dict[str, Any]:
     clusters += [_egress_cluster(model, route) for route in model.egress_http]
     listeners.append(_egress_tcp_listener(model))
     clusters += [_static_cluster(_tcp_cluster_name(r), r.ip, r.port) for r in model.egress_tcp]
+    if model.dns_resolvers:
+        clusters.append(_static_cluster(DNS_CLUSTER, model.dns_resolvers[0], 53, more=model.dns_resolvers[1:]))
     return {
         "node": {"id": "ccr-proxy", "cluster": "ccr"},
         # Admin only on loopback: it can drain listeners and dump the configuration.

@@ -73,6 +73,9 @@ class ProxyModel:
     egress_http: tuple[EgressHttpRoute, ...] = ()
     egress_tcp: tuple[EgressTcpRoute, ...] = ()
     upstream_ca_file: str = SYSTEM_CA_BUNDLE
+    # DNS over TCP (spec `egress.dns: tcp`): the app's TCP to any address on port 53 goes to these
+    # resolvers instead, so the app cannot choose where its DNS connections go.
+    dns_resolvers: tuple[str, ...] = ()
     inbound_address: str = "0.0.0.0"
     inbound_port: int = INBOUND_PORT
     egress_address: str = "127.0.0.1"
@@ -124,9 +127,40 @@ def inbound_endpoints(spec: CleanRoomSpec, spec_dir: Path) -> tuple[InboundEndpo
     return tuple(out)
 
 
+def system_resolvers(resolv_conf: str | Path = "/etc/resolv.conf") -> tuple[str, ...]:
+    """The IPv4 nameservers the proxy itself uses."""
+    found = []
+    try:
+        lines = Path(resolv_conf).read_text().splitlines()
+    except OSError:
+        return ()
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            try:
+                if ipaddress.ip_address(parts[1]).version == 4:
+                    found.append(parts[1])
+            except ValueError:
+                continue
+    return tuple(found)
+
+
 def model_from_spec(spec: CleanRoomSpec, spec_dir: Path, *, inbound_tls: TlsFiles | None,
-                    upstream_ca_file: str = SYSTEM_CA_BUNDLE, **settings: Any) -> ProxyModel:
-    """The proxy for `spec`; `settings` override ProxyModel's ports and addresses."""
+                    upstream_ca_file: str = SYSTEM_CA_BUNDLE, dns_resolvers: tuple[str, ...] | None = None,
+                    **settings: Any) -> ProxyModel:
+    """The proxy for `spec`; `settings` override ProxyModel's ports and addresses. With `egress.dns: tcp`
+    the app's DNS goes to `dns_resolvers` (default: the proxy's own nameservers)."""
     http, tcp = egress_routes(spec)
+    resolvers: tuple[str, ...] = ()
+    if spec.egress.dns == "tcp" and spec.egress.allow:
+        resolvers = system_resolvers() if dns_resolvers is None else dns_resolvers
+        if not resolvers:
+            raise ConfigError("egress.dns: tcp needs a resolver, and /etc/resolv.conf names no IPv4 nameserver "
+                              "(pass --dns-resolver IP)")
+    reserved = {INBOUND_PORT, EGRESS_HTTP_PORT, EGRESS_TCP_PORT, ADMIN_PORT, AUTHZ_PORT, EXTPROC_PORT}
+    for i, endpoint in enumerate(spec.endpoints):
+        if endpoint.port in reserved:
+            raise ConfigError(f"endpoints[{i}].port: {endpoint.port} is one of the proxy's own ports "
+                              f"({', '.join(map(str, sorted(reserved)))}); choose another")
     return ProxyModel(inbound=inbound_endpoints(spec, spec_dir), inbound_tls=inbound_tls, egress_http=http,
-                      egress_tcp=tcp, upstream_ca_file=upstream_ca_file, **settings)
+                      egress_tcp=tcp, upstream_ca_file=upstream_ca_file, dns_resolvers=resolvers, **settings)

@@ -4,6 +4,7 @@ ports (ARCHITECTURE §4). Kept free of heavy imports: the CLI loads it to build 
 from __future__ import annotations
 
 import argparse
+import os
 
 INBOUND_PORT = 15001
 EGRESS_HTTP_PORT = 15002
@@ -12,23 +13,37 @@ ADMIN_PORT = 15000
 AUTHZ_PORT = 15010
 EXTPROC_PORT = 15011
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+RUN_DIR = "/run/ccr/proxy"
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """What decides the rendered Envoy configuration (shared by the sidecar and `ccr proxy render`)."""
     from ..cli import add_spec_variable_options
 
-    parser.add_argument("--spec", required=True, metavar="FILE", help="the clean room spec (YAML)")
+    parser.add_argument("--spec", metavar="FILE",
+                        help="the clean room spec (YAML); default: the resolved spec in $CCR_SPEC (JSON), as the "
+                             "container group passes it")
+    parser.add_argument("--policy-dir", metavar="DIR",
+                        help="with $CCR_SPEC: where the endpoints' policy files are (default: the current "
+                             "directory; a --spec file's policies sit next to it)")
     add_spec_variable_options(parser)
-    parser.add_argument("--run-dir", required=True, metavar="DIR",
-                        help="where the rendered configuration, certificates and logs go")
+    parser.add_argument("--run-dir", default=RUN_DIR, metavar="DIR",
+                        help=f"where the rendered configuration, certificates and logs go (default {RUN_DIR})")
     parser.add_argument("--upstream-ca", default=SYSTEM_CA_BUNDLE, metavar="FILE",
                         help="CA bundle that allowed HTTPS upstreams must chain to (default: the system's)")
+    parser.add_argument("--certificate-source", choices=("local", "governance"), default="local",
+                        help="who endorses the inbound certificate: a CA the room generates (local, the "
+                             "default) or the contract CA through the governance sidecar")
+    parser.add_argument("--governance-url", default=os.environ.get("CCR_GOVERNANCE_URL", "http://127.0.0.1:8300"),
+                        help="the governance sidecar, for --certificate-source governance")
     parser.add_argument("--ca-dir", metavar="DIR",
                         help="the room CA that issues the inbound certificate (default: RUN_DIR/room-ca)")
     parser.add_argument("--tls-name", action="append", default=[], metavar="NAME",
                         help="a DNS name or IP the inbound certificate is valid for (repeatable; "
                              "default localhost, 127.0.0.1)")
+    parser.add_argument("--dns-resolver", action="append", default=None, metavar="IP",
+                        help="with egress.dns: tcp, where the app's DNS (TCP port 53) goes (repeatable; "
+                             "default: the nameservers in /etc/resolv.conf)")
     parser.add_argument("--no-rbac", action="store_true",
                         help="evaluate every policy in OPA, even those Envoy's RBAC filter could enforce")
     for name, flag, default in (("inbound_port", "--inbound-port", INBOUND_PORT),

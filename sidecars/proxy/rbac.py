@@ -11,6 +11,10 @@ where COND is one of (`http` standing for `input.attributes.request.http`, or it
     http.method == "GET"        http.method in {"GET", "HEAD"}
     http.path == "/x?y"         startswith(http.path, "/api/")
     input.parsed_path == ["a", "b"]     (segments of unreserved characters only)
+    http.host == "api.example.com"
+
+Other headers stay in OPA: a repeated header reaches OPA joined (`k1,k2`) while RBAC matches each value,
+as the equivalence suite showed.
 
 Why the semantics are identical: both enforcement points see the request after Envoy's own
 normalisation (`normalize_path`, `merge_slashes`, encoded slashes rejected), which decodes every
@@ -78,6 +82,8 @@ def _condition(cond: str, http_refs: set[str]) -> dict[str, Any] | None:
         return _header(":path", exact=json.loads(m.group(1)))
     if m := re.fullmatch(rf"startswith\(\s*(?:{refs})\.path\s*,\s*({_STRING})\s*\)", cond):
         return _header(":path", prefix=json.loads(m.group(1)))
+    if m := re.fullmatch(rf"(?:{refs})\.host\s*==\s*({_STRING})", cond):
+        return _header(":authority", exact=json.loads(m.group(1)))
     if m := re.fullmatch(r"input\.parsed_path\s*==\s*\[(.*)\]", cond):
         items = [item.strip() for item in m.group(1).split(",")] if m.group(1).strip() else []
         segments = [_string(item) for item in items]

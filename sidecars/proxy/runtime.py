@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..common.errors import ProcessError
 from ..common.process import ManagedProcess, file_exists, http_ok
 from ..common.rego import RegoEngine
 from .envoy import envoy_argv, validate_bootstrap, write_bootstrap
@@ -160,11 +159,6 @@ class ProxyRuntime:
             "endpoints": {e.name: {"app_port": e.app_port, "enforcement": e.enforcement,
                                    "inspect_response": e.inspect_response} for e in self.model.inbound},
         }
-
-    def check_running(self) -> None:
-        for proc in (self.envoy, self.authz, self.extproc):
-            if proc is not None and not proc.running():
-                raise ProcessError(f"{proc.name} exited; its last output:\n{proc.output_tail()}")
 
     def stop(self) -> None:
         for proc in (self.envoy, self.extproc, self.authz):

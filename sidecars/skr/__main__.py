@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..common.errors import CcrError, ConfigError
+from ..common.errors import CcrError, ConfigError, Forbidden
 from ..common.http import serve
 from ..common.logs import configure_logging
 from ..common.otel import setup_telemetry
@@ -79,7 +79,17 @@ def build_token_source(args: argparse.Namespace, endpoints: dict):
         from azure.identity import ManagedIdentityCredential
 
         credential = ManagedIdentityCredential()
-    return lambda scope: credential.get_token(scope).token
+    def token(scope: str) -> str:
+        from azure.core.exceptions import AzureError
+
+        try:
+            return credential.get_token(scope).token
+        except AzureError as exc:
+            message = (getattr(exc, "message", None) or str(exc)).splitlines()[0]
+            raise Forbidden(f"cannot get an access token for {scope} from {type(credential).__name__}: "
+                            f"{message}") from None
+
+    return token
 
 
 def main(argv: list[str] | None = None) -> int:

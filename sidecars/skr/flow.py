@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -21,8 +22,16 @@ import httpx
 from opentelemetry import trace
 
 from ..common.errors import BadRequest, CcrError, Forbidden, NotFound, RemoteServiceError
+from ..common.jose import CompactJws
 from ..common.otel import step_span
-from .release import ReleasedKey, VerifiedChains, load_roots, unwrap_released_key, verify_release_jws
+from .release import (
+    ReleasedKey,
+    ReleaseVerificationError,
+    VerifiedChains,
+    load_roots,
+    unwrap_released_key,
+    verify_release_jws,
+)
 from .wrapping import WrappingKeyPool
 
 log = logging.getLogger("ccr.skr")
@@ -136,16 +145,15 @@ class KeyReleaser:
             except RemoteServiceError as exc:
                 raise Forbidden(f"attestation failed: {exc}") from None
 
-    def _bearer(self, scope: str) -> str:
+    async def _bearer(self, scope: str) -> str:
         cached = self._tokens.get(scope)
         if cached and cached[1] > time.time() + 300:
             return cached[0]
-        token = self.token_source(scope)
+        # Credentials are synchronous and may call out (IMDS, Entra): keep the event loop free meanwhile.
+        token = await asyncio.to_thread(self.token_source, scope)
         try:
-            import jwt
-
-            expires = float(jwt.decode(token, options={"verify_signature": False}).get("exp", 0))
-        except Exception:  # an opaque token: use it for this release only
+            expires = float(CompactJws.parse(token).claims().get("exp", 0))
+        except (BadRequest, TypeError, ValueError):  # an opaque token: use it for this release only
             expires = 0.0
         self._tokens[scope] = (token, expires)
         return token
@@ -165,7 +173,7 @@ class KeyReleaser:
             with timer.step("access_token"):
                 scope = ("https://managedhsm.azure.net/.default" if "managedhsm" in vault
                          else "https://vault.azure.net/.default")
-                bearer = access_token or self._bearer(scope)
+                bearer = access_token or await self._bearer(scope)
             path = f"/keys/{quote(name)}/{quote(version)}/release" if version else f"/keys/{quote(name)}/release"
             with timer.step("keyvault", vault=vault, key=name):
                 answer = await self._post_release(vault, path, token, bearer)
@@ -173,6 +181,7 @@ class KeyReleaser:
                 payload = verify_release_jws(answer, urlsplit(vault).hostname or "", self.roots,
                                              self.verified_chains)
                 released = unwrap_released_key(payload, wrapping.private_key)
+                _check_answer_names(released.kid, name, version)
         finally:
             self.wrapping_keys.refill()
         log.info("released key %s from %s (%s) in %.1f ms", name, vault, released.kty, sum(timer.timings.values()))
@@ -198,6 +207,18 @@ class KeyReleaser:
         if not isinstance(value, str):
             raise RemoteServiceError("Key Vault", "release answer has no value")
         return value
+
+
+def _check_answer_names(answered_kid: str, name: str, version: str | None) -> None:
+    """The signed answer must be for the key asked for (defence in depth: it is already bound to this
+    release's fresh wrapping key)."""
+    try:
+        answered_name, answered_version, _origin = key_path(answered_kid)
+    except BadRequest:
+        answered_name, answered_version = "", None
+    if answered_name != name or (version is not None and answered_version != version):
+        raise ReleaseVerificationError(f"Key Vault answered for key {answered_kid!r}, not {name}"
+                                       + (f"/{version}" if version else ""))
 
 
 def jwk_text(key: ReleasedKey) -> str:

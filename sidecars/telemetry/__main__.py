@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -27,19 +28,30 @@ def build_parser() -> argparse.ArgumentParser:
         description="Receive OTLP from the room's sidecars and the app's output from the launcher, keep it "
                     "encrypted in memory-keyed storage, and export it encrypted to the spec's telemetry and "
                     "log sinks only when governance says the telemetry (resp. logging) option is enabled.")
-    parser.add_argument("--spec", metavar="FILE", help="clean room spec: its telemetry.telemetry_sink and log_sink")
+    parser.add_argument("--spec", metavar="FILE", help="clean room spec: its telemetry.telemetry_sink and log_sink "
+                                                       "(default: the resolved spec JSON in $CCR_SPEC, as the "
+                                                       "container group passes it)")
     add_spec_variable_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     parser.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port (default 4317; 0 = free port)")
-    parser.add_argument("--http-port", type=int, default=4318,
-                        help="OTLP/HTTP, app log hand-over and export port (default 4318; 0 = free port)")
+    parser.add_argument("--http-port", type=int, default=int(os.environ.get("CCR_PORT", "4318")),
+                        help="OTLP/HTTP, app log hand-over and export port (default $CCR_PORT or 4318; 0 = free "
+                             "port)")
     parser.add_argument("--governance-url", default=os.environ.get("CCR_GOVERNANCE_URL", "http://127.0.0.1:8300"),
                         help="governance sidecar base URL for consent checks and audit (default "
                              "$CCR_GOVERNANCE_URL or http://127.0.0.1:8300)")
-    parser.add_argument("--governance-ca", metavar="PEM", help="CA bundle for an https governance URL")
-    parser.add_argument("--telemetry-key-file", metavar="FILE",
-                        help="the telemetry sink's data encryption key (64 hex digits)")
-    parser.add_argument("--log-key-file", metavar="FILE", help="the log sink's data encryption key (64 hex digits)")
+    parser.add_argument("--sidecar-token-file", metavar="FILE", help="token for auditing under scope 'telemetry'")
+    parser.add_argument("--telemetry-dek-file", metavar="FILE",
+                        help="the telemetry sink's DEK file (ccr-dek/v1); default: released in the room through "
+                             "skr from the key reference in the spec")
+    parser.add_argument("--log-dek-file", metavar="FILE", help="the log sink's DEK file (default: released, "
+                                                                "as for the telemetry sink)")
+    parser.add_argument("--skr-url", default=os.environ.get("CCR_SKR_URL", "http://127.0.0.1:8284"),
+                        help="the skr sidecar (default $CCR_SKR_URL or http://127.0.0.1:8284)")
+    parser.add_argument("--identity-url", default=os.environ.get("CCR_IDENTITY_URL"),
+                        help="IMDS-shaped token endpoint (the identity sidecar) for storage and Key Vault "
+                             "(default $CCR_IDENTITY_URL)")
+    parser.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for HTTPS storage and Key Vault")
     parser.add_argument("--export-interval", type=float, metavar="SECONDS",
                         help="export continuously at this interval (overrides the sinks' export_interval_s)")
     parser.add_argument("--buffer-dir", metavar="DIR", help="where the encrypted buffer file lives (default: a "
@@ -53,33 +65,67 @@ def build_parser() -> argparse.ArgumentParser:
 def _sink_configs(args: argparse.Namespace):
     from ..cli import load_spec_from_args
     from ..spec import EncryptionMode
+    from ..volumes.owner import load_dek_file
     from .export import SinkConfig
-    from .objectformat import DataKey
     from .sinks import SinkLocation
 
-    if not args.spec:
+    if args.spec:
+        spec = load_spec_from_args(args)
+    elif os.environ.get("CCR_SPEC"):
+        from ..spec import parse_spec
+
+        try:
+            data = json.loads(os.environ["CCR_SPEC"])
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"CCR_SPEC is not JSON: {exc.msg}") from None
+        spec = parse_spec(data, source="CCR_SPEC")
+    else:
         return [], args.room or "room"
-    spec = load_spec_from_args(args)
     configs = []
-    for kind, sink, key_file, option in (
-            (SinkKind.TELEMETRY, spec.telemetry.telemetry_sink, args.telemetry_key_file, "--telemetry-key-file"),
-            (SinkKind.LOGS, spec.telemetry.log_sink, args.log_key_file, "--log-key-file")):
+    for kind, sink, dek_file in ((SinkKind.TELEMETRY, spec.telemetry.telemetry_sink, args.telemetry_dek_file),
+                                 (SinkKind.LOGS, spec.telemetry.log_sink, args.log_dek_file)):
         if sink is None:
             continue
         if sink.encryption.mode is not EncryptionMode.CSE:
             raise ConfigError(f"the {kind.value} sink must use encryption mode CSE: exported telemetry leaves "
                               "the room only as ciphertext")
-        if not key_file:
-            raise ConfigError(f"the spec has a {kind.value} sink: pass its data encryption key with {option}")
-        try:
-            key = DataKey.from_hex(Path(key_file).read_text())
-        except OSError as exc:
-            raise ConfigError(f"{option} {key_file}: {exc.strerror}") from None
-        location = SinkLocation(str(sink.store.account_url).rstrip("/"), sink.store.container,
-                                sink.store.identity.client_id if sink.store.identity else None)
+        if dek_file:
+            key = load_dek_file(Path(dek_file))  # read now: a wrong path fails at start, naming the file
+            key_source = _fixed(key)
+        else:
+            key_source = functools.partial(_released_dek, args, sink.encryption.key)
+        location = SinkLocation(str(sink.store.account_url).rstrip("/"), sink.store.container)
         interval = args.export_interval if args.export_interval is not None else sink.export_interval_s
-        configs.append(SinkConfig(kind, location, key, interval or None))
+        configs.append(SinkConfig(kind, location, key_source, interval or None))
     return configs, args.room or spec.name
+
+
+def _fixed(key):
+    return lambda: key
+
+
+def _credential(args: argparse.Namespace):
+    """The room's identity (the identity sidecar's IMDS tokens) for Key Vault and storage, when given."""
+    from ..volumes.clients import default_credential
+
+    return default_credential(args.identity_url) if args.identity_url else None
+
+
+def _released_dek(args: argparse.Namespace, reference):
+    """The sink's DEK as a volume's: the wrapped DEK from Key Vault, unwrapped with the KEK skr releases."""
+    from azure.core.exceptions import AzureError
+
+    from ..common.errors import RemoteServiceError
+    from ..volumes.keyflow import fetch_dek
+
+    try:
+        return fetch_dek(skr_url=args.skr_url, maa_endpoint=str(reference.maa_endpoint),
+                         kek_vault_url=str(reference.vault_url), kek_name=reference.kek_name,
+                         secret_vault_url=reference.dek_vault_url, secret_name=reference.dek_secret_name,
+                         credential=_credential(args), ca_bundle=args.ca_bundle)
+    except AzureError as exc:
+        raise RemoteServiceError("Key Vault", f"cannot read the sink's wrapped DEK {reference.dek_secret_name} "
+                                              f"from {reference.dek_vault_url}: {str(exc).splitlines()[0]}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -95,10 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ..common.http import serve
     from ..common.otel import attach_parent_from_env, setup_telemetry
+    from ..governance.client import GovernanceClient
     from .app import build_app
     from .buffer import EncryptedBuffer
     from .export import Exporter
-    from .governance import GovernanceClient
     from .receiver import start_grpc
 
     sinks, room = _sink_configs(args)
@@ -108,8 +154,14 @@ def _run(args: argparse.Namespace) -> int:
     own_telemetry = setup_telemetry("telemetry")
     buffer_dir = Path(args.buffer_dir or tempfile.mkdtemp(prefix="ccr-telemetry-"))
     buffer = EncryptedBuffer(buffer_dir / "buffer.bin")
-    governance = GovernanceClient(args.governance_url, verify=args.governance_ca or True)
-    exporter = Exporter(buffer, governance, sinks, room=room)
+    token = None
+    if args.sidecar_token_file:
+        try:
+            token = Path(args.sidecar_token_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"--sidecar-token-file {args.sidecar_token_file}: {exc.strerror}") from None
+    governance = GovernanceClient(args.governance_url, scope="telemetry", token=token)
+    exporter = Exporter(buffer, governance, sinks, room=room, ca_bundle=args.ca_bundle, credential=_credential(args))
     grpc_server, grpc_port = start_grpc(buffer, args.host, args.grpc_port)
 
     def on_ready(http_port: int) -> None:

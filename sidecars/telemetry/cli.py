@@ -29,15 +29,17 @@ def _add_download(sub, sink_field: str, what: str) -> None:
                     "sink's data encryption key, and write the clear OTLP objects under --out. One object that "
                     "fails verification refuses the whole download.")
     parser.add_argument("--out", required=True, metavar="DIR", help="where to write the decrypted objects")
-    parser.add_argument("--key-file", required=True, metavar="FILE",
-                        help="the sink's data encryption key (64 hex digits)")
+    parser.add_argument("--dek-file", metavar="FILE",
+                        help="the sink's DEK file, as `ccr data publish` keeps it (default: "
+                             "~/.ccr/deks/ACCOUNT-CONTAINER.json)")
     parser.add_argument("--spec", metavar="FILE", help=f"clean room spec naming the sink (telemetry.{sink_field})")
     add_spec_variable_options(parser)
     parser.add_argument("--account-url", help="blob service URL (instead of --spec)")
     parser.add_argument("--container", help="blob container (instead of --spec)")
     parser.add_argument("--prefix", default="", help="only objects under this prefix (e.g. the room's name)")
-    parser.add_argument("--account-key", help="storage account key (default $CCR_STORAGE_ACCOUNT_KEY, else "
-                                              "your Azure credential)")
+    parser.add_argument("--account-key", help="storage account key (default $AZURE_STORAGE_KEY, else your Azure "
+                                              "credential)")
+    parser.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for an HTTPS storage endpoint")
     parser.set_defaults(func=_cmd_download, sink_field=sink_field)
 
 
@@ -55,14 +57,11 @@ def _add_show(sub) -> None:
 
 def _cmd_download(args: argparse.Namespace) -> int:
     from ..common.errors import ConfigError
+    from ..volumes.clients import account_name_of
+    from ..volumes.owner import default_dek_file, load_dek_file
     from .download import download_sink
-    from .objectformat import DataKey
     from .sinks import SinkLocation
 
-    try:
-        key = DataKey.from_hex(Path(args.key_file).read_text())
-    except OSError as exc:
-        raise ConfigError(f"--key-file {args.key_file}: {exc.strerror}") from None
     if args.spec:
         from ..cli import load_spec_from_args
 
@@ -76,8 +75,10 @@ def _cmd_download(args: argparse.Namespace) -> int:
     else:
         raise ConfigError("name the sink: --spec FILE, or --account-url URL and --container NAME")
     location = SinkLocation(account_url.rstrip("/"), container)
+    key = load_dek_file(Path(args.dek_file) if args.dek_file else default_dek_file(account_name_of(account_url),
+                                                                                     container))
     written = download_sink(location, key, args.out, prefix=args.prefix, account_key=args.account_key,
-                            progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+                            ca_bundle=args.ca_bundle, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     size = sum(p.stat().st_size for p in written)
     print(f"verified and decrypted {len(written)} objects ({size / 1024:.1f} KiB) into {args.out}")
     return 0

@@ -10,13 +10,18 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from ..common.errors import ConfigError
-from .objectformat import DataKey, ObjectPlace, ObjectVerificationError, unseal
+from ..volumes.format import DataKey, TamperedObject, decrypt
 from .sinks import BlobSink, SinkLocation
 
 
+class DownloadRefused(TamperedObject):
+    """At least one exported object failed verification; nothing was written."""
+
+
 def download_sink(location: SinkLocation, key: DataKey, out_dir: str | Path, *, prefix: str = "",
-                  account_key: str | None = None, progress: Callable[[str], None] = lambda _msg: None) -> list[Path]:
-    sink = BlobSink(location, account_key=account_key)
+                  account_key: str | None = None, ca_bundle: str | None = None,
+                  progress: Callable[[str], None] = lambda _msg: None) -> list[Path]:
+    sink = BlobSink(location, account_key=account_key, ca_bundle=ca_bundle)
     names = sorted(sink.names(prefix))
     if not names:
         raise ConfigError(f"no objects in {location.describe()}" + (f" under {prefix!r}" if prefix else "")
@@ -25,13 +30,12 @@ def download_sink(location: SinkLocation, key: DataKey, out_dir: str | Path, *, 
     failed: list[str] = []
     for number, name in enumerate(names, start=1):
         progress(f"[{number}/{len(names)}] {name}")
-        place = ObjectPlace.of(location.account_url, location.container, name)
         try:
-            clear[name] = unseal(key, place, sink.download(name))
-        except ObjectVerificationError:
+            clear[name] = decrypt(key, location.object(name), sink.download(name))
+        except TamperedObject:
             failed.append(name)
     if failed:
-        raise ObjectVerificationError(
+        raise DownloadRefused(
             f"refused: {len(failed)} of {len(names)} objects failed verification (tampered, moved or under "
             f"another key): {', '.join(failed)}")
     out = Path(out_dir)
@@ -39,7 +43,7 @@ def download_sink(location: SinkLocation, key: DataKey, out_dir: str | Path, *, 
     for name, data in clear.items():
         relative = PurePosixPath(name)
         if relative.is_absolute() or ".." in relative.parts:
-            raise ObjectVerificationError(f"refused: object name {name!r} escapes the output folder")
+            raise DownloadRefused(f"refused: object name {name!r} escapes the output folder")
         path = out.joinpath(*relative.parts)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)

@@ -15,13 +15,16 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from azure.core.credentials import TokenCredential
+
 from ..common.errors import NotFound, PolicyDenied
+from ..governance.client import GovernanceClient
+from ..volumes.format import DataKey, encrypt
 from .buffer import EncryptedBuffer
-from .governance import GovernanceClient
-from .objectformat import DataKey, ObjectPlace, seal
 from .signals import Signal, SinkKind
 from .sinks import BlobSink, SinkLocation
 
@@ -29,12 +32,22 @@ log = logging.getLogger(__name__)
 OBJECT_SUFFIX = ".binpb"
 
 
-@dataclass(frozen=True)
+@dataclass
 class SinkConfig:
+    """A sink and where its DEK comes from. `key_source` runs at the first export that has something to
+    send (in a room: the release through skr, which may not be up when telemetry starts); its key is kept
+    in memory from then on."""
+
     kind: SinkKind
     location: SinkLocation
-    key: DataKey
+    key_source: Callable[[], DataKey]
     interval_s: float | None = None
+    _key: DataKey | None = field(default=None, repr=False)
+
+    def key(self) -> DataKey:
+        if self._key is None:
+            self._key = self.key_source()
+        return self._key
 
 
 @dataclass
@@ -50,12 +63,13 @@ class ExportResult:
 
 class Exporter:
     def __init__(self, buffer: EncryptedBuffer, governance: GovernanceClient, sinks: list[SinkConfig], *,
-                 room: str, account_key: str | None = None):
+                 room: str, account_key: str | None = None, ca_bundle: str | None = None,
+                 credential: TokenCredential | None = None):
         self.buffer = buffer
         self.governance = governance
         self.room = room
         self._sinks = {s.kind: s for s in sinks}
-        self._account_key = account_key
+        self._storage = {"account_key": account_key, "ca_bundle": ca_bundle, "credential": credential}
         self._cursors = dict.fromkeys(SinkKind, 0)
         self._locks = {kind: threading.Lock() for kind in SinkKind}
         self._stop = threading.Event()
@@ -67,9 +81,9 @@ class Exporter:
             field_name = "telemetry_sink" if kind is SinkKind.TELEMETRY else "log_sink"
             raise NotFound(f"no {kind.value} sink is configured (spec.telemetry.{field_name})")
         with self._locks[kind]:
-            consent = self.governance.consent(kind.value)
+            consent = self.governance.consent_check(kind.value)
             if not consent.enabled:
-                why = consent.message or consent.code
+                why = consent.reason_message or consent.reason_code
                 raise PolicyDenied(f"{kind.value} export is disabled by governance" + (f": {why}" if why else ""))
             start, end = self._cursors[kind], len(self.buffer)
             payloads: dict[Signal, list[bytes]] = {}
@@ -84,16 +98,15 @@ class Exporter:
                      for signal in payloads}
             result.objects = list(named.values())
             result.records = sum(len(p) for p in payloads.values())
-            self.governance.audit(f"{self.room}-{kind.value}-export-{uuid.uuid4().hex[:12]}", kind.value, {
-                "source": "telemetry", "action": "export", "option": kind.value, "trigger": trigger,
-                "sink": result.sink, "objects": result.objects, "records": result.records,
-                "timestamp": datetime.now(UTC).isoformat(),
-            })
-            target = BlobSink(sink.location, account_key=self._account_key)
+            key = sink.key()  # before the audit: an export that cannot encrypt is not recorded as one
+            self.governance.audit({
+                "step": "export", "option": kind.value, "trigger": trigger, "sink": result.sink,
+                "objects": result.objects, "records": result.records, "timestamp": datetime.now(UTC).isoformat(),
+            }, id=f"{self.room}-{kind.value}-export-{uuid.uuid4().hex[:12]}")
+            target = BlobSink(sink.location, **self._storage)
             target.ensure_container()
             for signal, name in named.items():
-                place = ObjectPlace.of(sink.location.account_url, sink.location.container, name)
-                target.upload(name, seal(sink.key, place, b"".join(payloads[signal])))
+                target.upload(name, encrypt(key, sink.location.object(name), b"".join(payloads[signal])))
             self._cursors[kind] = end
             log.info("exported %d %s records to %s: %s", result.records, kind.value, result.sink,
                      ", ".join(result.objects))

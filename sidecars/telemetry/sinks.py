@@ -1,50 +1,40 @@
-"""Blob storage sinks, through the official azure-storage-blob SDK (Azurite locally).
-
-Credentials: an account key (`CCR_STORAGE_ACCOUNT_KEY`, e.g. Azurite's well-known key) when given,
-otherwise the room's managed identity (the identity sidecar speaks IMDS) with the sink's client id.
+"""Blob storage sinks, through the official azure-storage-blob SDK (Azurite locally), reached the way the
+volumes are (`sidecars.volumes.clients.container_client`: an account key when given or Azurite's
+well-known one, else the identity sidecar's IMDS tokens, else the default Azure credential).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError
-from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from ..common.errors import RemoteServiceError
-from .objectformat import account_name
-
-ACCOUNT_KEY_ENV = "CCR_STORAGE_ACCOUNT_KEY"
+from ..volumes.clients import account_name_of, container_client
+from ..volumes.format import ObjectLocation
 
 
 @dataclass(frozen=True)
 class SinkLocation:
     account_url: str
     container: str
-    client_id: str | None = None
 
     def describe(self) -> str:
         return f"{self.account_url.rstrip('/')}/{self.container}"
 
-
-def _credential(location: SinkLocation, account_key: str | None):
-    key = account_key or os.environ.get(ACCOUNT_KEY_ENV)
-    if key:
-        return {"account_name": account_name(location.account_url), "account_key": key}
-    from azure.identity import ManagedIdentityCredential
-
-    return ManagedIdentityCredential(client_id=location.client_id) if location.client_id \
-        else ManagedIdentityCredential()
+    def object(self, name: str) -> ObjectLocation:
+        """The place an object's encryption is bound to (its associated data)."""
+        return ObjectLocation(account_name_of(self.account_url), self.container, name)
 
 
 class BlobSink:
-    def __init__(self, location: SinkLocation, *, account_key: str | None = None):
+    def __init__(self, location: SinkLocation, *, account_key: str | None = None, ca_bundle: str | None = None,
+                 credential: TokenCredential | None = None):
         self.location = location
-        service = BlobServiceClient(location.account_url, credential=_credential(location, account_key),
-                                    retry_total=2)
-        self._container: ContainerClient = service.get_container_client(location.container)
+        self._container = container_client(location.account_url, location.container, ca_bundle=ca_bundle,
+                                           account_key=account_key, credential=credential)
 
     def ensure_container(self) -> None:
         try:

@@ -77,6 +77,9 @@ def mount_argv(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount) -> l
                  "--maa-endpoint", str(key.maa_endpoint)]
     if isinstance(vol, Datasink):
         argv.append("--writable")
+    if vol.store.identity is not None:
+        # Each party's storage and vault are reached with the identity the party federated for the room.
+        argv += ["--client-id", vol.store.identity.client_id]
     for flag, value in (("--ca-bundle", args.ca_bundle), ("--identity-url", args.identity_url),
                         ("--dev-tokens-dir", args.dev_tokens_dir)):
         if value:

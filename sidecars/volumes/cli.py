@@ -134,19 +134,12 @@ def _progress(total: int, what: str):
 
 
 def _load_kek(arg: str | None, target: Target):
+    """--kek: a JWK or PEM file, a Key Vault key URL, or (no flag) the spec's kek_name in its vault."""
     from .keys import Kek
+    from .owner import kek_from_vault
 
     if arg and not arg.startswith("https://"):
-        path = Path(arg)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"--kek {arg}: {exc.strerror}") from None
-        if raw.lstrip().startswith(b"{"):
-            return Kek.from_jwk(raw.decode(), kid=path.stem)
-        return Kek.from_pem(raw, kid=path.stem)
-    from .clients import key_client
-
+        return Kek.from_file(Path(arg))
     if arg:
         vault, _, rest = arg.partition("/keys/")
         name, _, version = rest.partition("/")
@@ -154,24 +147,7 @@ def _load_kek(arg: str | None, target: Target):
         vault, name, version = target.vault_url or "", target.kek_name or "", ""
     if not vault or not name:
         raise ConfigError("--kek is needed (a JWK/PEM file or a Key Vault key URL)")
-    from azure.core.exceptions import HttpResponseError
-
-    try:
-        client = key_client(vault, ca_bundle=target.ca_bundle, credential=target.credential())
-        key = client.get_key(name, version or None)
-    except HttpResponseError as exc:
-        from ..common.errors import RemoteServiceError
-
-        raise RemoteServiceError("Key Vault", f"reading KEK {name}: {exc.message}", status=exc.status_code) from None
-    import base64
-
-    kty = key.key.kty
-    jwk = {"kty": str(getattr(kty, "value", kty))}
-    for field in ("n", "e", "k"):
-        value = getattr(key.key, field, None)
-        if value:
-            jwk[field] = base64.urlsafe_b64encode(value).rstrip(b"=").decode()
-    return Kek.from_jwk(jwk, kid=name)
+    return kek_from_vault(vault, name, version or None, credential=target.credential(), ca_bundle=target.ca_bundle)
 
 
 def _volume_for(target: Target, account_key: str | None, dek):

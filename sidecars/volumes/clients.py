@@ -59,11 +59,11 @@ class ImdsCredential(TokenCredential):
 
 
 def default_credential(identity_endpoint: str | None = None, dev_tokens_dir: str | None = None,
-                       subject: str = "ccr-volumes") -> TokenCredential:
+                       subject: str = "ccr-volumes", client_id: str | None = None) -> TokenCredential:
     if os.environ.get("CCR_ACCESS_TOKEN"):
         return StaticTokenCredential(os.environ["CCR_ACCESS_TOKEN"])
     if identity_endpoint:
-        return ImdsCredential(identity_endpoint)
+        return ImdsCredential(identity_endpoint, client_id)
     if dev_tokens_dir:
         from ..emulators.devtokens import DevTokenCredential
 

@@ -268,20 +268,33 @@ class Encryptor:
         return sealed
 
     def update(self, data: bytes | memoryview) -> bytes:
+        return b"".join(self.update_segments(data))
+
+    def update_segments(self, data: bytes | memoryview) -> list[bytes]:
+        """Like `update`, one bytes object per sealed segment (the first one carries the header), with
+        no copy of the input beyond a partial segment."""
         if self._finished:
             raise ValueError("encryptor already finished")
-        self._pending += data
-        self.plaintext_written += len(data)
-        out = []
-        consumed = 0
+        view = memoryview(data).cast("B")
+        self.plaintext_written += len(view)
+        out: list[bytes] = []
+        pos = 0
+        if self._pending:
+            take = min(self._capacity() - len(self._pending), len(view))
+            self._pending += view[:take]
+            pos = take
+            if pos == len(view):
+                return out
+            # The pending segment is full and more data follows: it is not the last one.
+            out.append(self._seal(bytes(self._pending), last=False))
+            self._pending = bytearray()
         # A full segment is sealed only once a byte beyond it exists: until then it may be the last one.
-        with memoryview(self._pending) as view:
-            while len(view) - consumed > self._capacity():
-                capacity = self._capacity()
-                out.append(self._seal(view[consumed:consumed + capacity], last=False))
-                consumed += capacity
-        del self._pending[:consumed]
-        return b"".join(out)
+        while len(view) - pos > self._capacity():
+            capacity = self._capacity()
+            out.append(self._seal(view[pos:pos + capacity], last=False))
+            pos += capacity
+        self._pending += view[pos:]
+        return out
 
     def finish(self) -> bytes:
         if self._finished:

@@ -316,25 +316,43 @@ class VolumeFilesystem(pyfuse3.Operations):
         segments = reader.layout.segments_for(off, size)
         if not segments:
             return b""
-        sequential = off == handle.next_offset
+        # Sequential: continuing where the last read ended, or inside the read-ahead window (the kernel's
+        # own read-ahead sends several requests at once, not always in order).
+        block = segments[0] // BLOCK_SEGMENTS
+        sequential = off == handle.next_offset or (
+            handle.readahead_block >= 0 and 0 <= block - handle.readahead_block < self.readahead_blocks)
         log.debug("read inode %d off %d size %d %s", inode, off, size, "seq" if sequential else "random")
         handle.next_offset = off + size
         last_needed = segments[-1]
-        if sequential and segments[0] // BLOCK_SEGMENTS != handle.readahead_block:
+        if sequential and block != handle.readahead_block:
             # Whole, aligned blocks ahead of the reader: the window advances a block (one GET) at a time,
             # checked once per block entered rather than on every 128 KiB read.
             count = reader.layout.segment_count
-            first_block = handle.readahead_block = segments[0] // BLOCK_SEGMENTS
-            for block in range(first_block, first_block + self.readahead_blocks):
-                start = block * BLOCK_SEGMENTS
+            first_block = handle.readahead_block = block
+            for ahead in range(first_block, first_block + self.readahead_blocks):
+                start = ahead * BLOCK_SEGMENTS
                 if start >= count:
                     break
                 self._schedule(inode, reader, start, min(start + BLOCK_SEGMENTS, count) - 1, BLOCK_SEGMENTS)
-        elif not sequential:
-            self._schedule(inode, reader, segments[0], last_needed, len(segments))
+        fetched: dict[int, bytes] = {}
+        if not sequential:
+            missing = [i for i in segments if (inode, i) not in self.cache and (inode, i) not in self._pending]
+            if missing and missing == list(range(missing[0], missing[-1] + 1)):
+                # A random read waits for its own GET anyway: run it from this request, one task hop less.
+                pendings = self._register(inode, missing[0], missing[-1])
+                await self._fetch(inode, reader, missing[0], missing[-1], pendings)
+                for index, pending in pendings.items():
+                    if pending.error is not None:
+                        self._fail(pending.error)
+                    assert pending.data is not None
+                    fetched[index] = pending.data
+            else:
+                self._schedule(inode, reader, segments[0], last_needed, len(segments))
         parts = []
         for index in segments:
-            data = self.cache.get((inode, index))
+            data = fetched.get(index)
+            if data is None:
+                data = self.cache.get((inode, index))
             if data is None:
                 data = await self._wait(inode, reader, index)
             start, _ = reader.layout.plaintext_range(index)
@@ -359,10 +377,14 @@ class VolumeFilesystem(pyfuse3.Operations):
         if run:
             self._start_fetch(inode, reader, run[0], run[-1])
 
-    def _start_fetch(self, inode: int, reader: ObjectReader, first: int, last: int) -> None:
+    def _register(self, inode: int, first: int, last: int) -> dict[int, _Pending]:
         pendings = {}
         for index in range(first, last + 1):
             pendings[index] = self._pending[(inode, index)] = _Pending()
+        return pendings
+
+    def _start_fetch(self, inode: int, reader: ObjectReader, first: int, last: int) -> None:
+        pendings = self._register(inode, first, last)
         assert self.nursery is not None
         self.nursery.start_soon(self._fetch, inode, reader, first, last, pendings)
 
@@ -374,7 +396,7 @@ class VolumeFilesystem(pyfuse3.Operations):
             for index, data in zip(range(first, last + 1), plaintexts, strict=True):
                 self.cache.put((inode, index), data)
                 pendings[index].data = data
-        except (CcrError, ValueError) as exc:
+        except Exception as exc:  # any failure is this read's EIO, never the filesystem's end
             for pending in pendings.values():
                 pending.error = exc
         finally:
@@ -453,7 +475,7 @@ class VolumeFilesystem(pyfuse3.Operations):
                 raise pyfuse3.FUSEError(errno.ESPIPE)
             try:
                 await trio.to_thread.run_sync(writer.write, buf)
-            except CcrError as exc:
+            except Exception as exc:  # a failed stage is this file's EIO
                 self._fail(exc)
             handle.node.size = writer.size
             handle.node.mtime_ns = time.time_ns()
@@ -505,7 +527,7 @@ class VolumeFilesystem(pyfuse3.Operations):
             try:
                 stored = await trio.to_thread.run_sync(
                     lambda: writer.commit(metadata={"ccrsize": str(writer.size)}))
-            except CcrError as exc:
+            except Exception as exc:  # a failed commit is this close's EIO
                 node.writing = None
                 self._fail(exc)
             finally:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -79,6 +80,17 @@ class Kek:
                 return cls(name, rsa_public=key.public_key(), rsa_private=key)
             return cls(name, rsa_public=key)
         raise ConfigError(f"KEK {name}: key type {data.get('kty')!r} cannot wrap keys (use RSA or oct)")
+
+    @classmethod
+    def from_file(cls, path: Path) -> Kek:
+        """A JWK (JSON) or PEM file; the file's stem names the key."""
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"KEK file {path}: {exc.strerror}") from None
+        if raw.lstrip().startswith(b"{"):
+            return cls.from_jwk(raw.decode(), kid=path.stem)
+        return cls.from_pem(raw, kid=path.stem)
 
     @classmethod
     def from_pem(cls, pem: bytes, *, kid: str) -> Kek:

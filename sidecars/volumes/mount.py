@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--maa-endpoint")
     p.add_argument("--skr-url", default="http://127.0.0.1:8284")
     p.add_argument("--identity-url", help="IMDS-shaped token endpoint for Key Vault and storage")
+    p.add_argument("--client-id", help="the identity (client id) to ask the token endpoint for")
     p.add_argument("--dev-tokens-dir", help="the local emulation's dev token issuer (instead of --identity-url)")
     p.add_argument("--ca-bundle")
     p.add_argument("--account-key", default=os.environ.get("AZURE_STORAGE_KEY"))
@@ -79,7 +80,8 @@ def _data_key(args: argparse.Namespace):
     return fetch_dek(skr_url=args.skr_url, maa_endpoint=args.maa_endpoint, kek_vault_url=args.vault_url,
                      kek_name=args.kek, secret_vault_url=args.secret_vault_url or args.vault_url,
                      secret_name=args.secret, ca_bundle=args.ca_bundle,
-                     credential=default_credential(args.identity_url, args.dev_tokens_dir, subject="volumes"))
+                     credential=default_credential(args.identity_url, args.dev_tokens_dir, subject="volumes",
+                                                   client_id=args.client_id))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +115,8 @@ def _mount(args: argparse.Namespace, tracer) -> int:
         raise ConfigError(f"mount point {args.mountpoint} is not a directory")
     container = container_client(args.storage_url, args.container, ca_bundle=args.ca_bundle,
                                  account_key=args.account_key,
-                                 credential=default_credential(args.identity_url, args.dev_tokens_dir, "volumes"))
+                                 credential=default_credential(args.identity_url, args.dev_tokens_dir, "volumes",
+                                                                    client_id=args.client_id))
     volume = Volume(container, EncryptionMode(args.mode), dek)
     fs = VolumeFilesystem(volume, writable=args.writable, uid=args.uid, gid=args.gid,
                           cache_bytes=args.cache_mb * 1024 * 1024, readahead_blocks=args.readahead_blocks)

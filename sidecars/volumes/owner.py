@@ -60,6 +60,23 @@ def load_dek_file(path: Path) -> fmt.DataKey:
     return dek
 
 
+def kek_from_vault(vault_url: str, name: str, version: str | None, *, credential, ca_bundle: str | None) -> Kek:
+    """The public half of a KEK kept in Key Vault (enough to wrap; only an attested room can unwrap)."""
+    from .clients import key_client
+
+    try:
+        key = key_client(vault_url, ca_bundle=ca_bundle, credential=credential).get_key(name, version)
+    except HttpResponseError as exc:
+        raise RemoteServiceError("Key Vault", f"reading KEK {name}: {exc.message}", status=exc.status_code) from None
+    kty = key.key.kty
+    jwk = {"kty": str(getattr(kty, "value", kty))}
+    for field in ("n", "e", "k"):
+        value = getattr(key.key, field, None)
+        if value:
+            jwk[field] = base64.urlsafe_b64encode(value).rstrip(b"=").decode()
+    return Kek.from_jwk(jwk, kid=name)
+
+
 def read_wrapped(secrets: SecretClient, name: str) -> WrappedDek | None:
     try:
         secret = secrets.get_secret(name)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, ContainerClient, CustomerProvidedEncryptionKey
 
 from ..common.errors import NotFound, RemoteServiceError
@@ -72,8 +72,8 @@ class Volume:
                 yield ObjectInfo(blob.name, blob.size, size, blob.last_modified.timestamp())
         except ResourceNotFoundError:
             raise NotFound(f"container {self.container.container_name} does not exist") from None
-        except HttpResponseError as exc:
-            raise RemoteServiceError("blob storage", _storage_message(exc), status=exc.status_code) from None
+        except AzureError as exc:
+            raise _as_ccr(exc) from None
 
     def reader(self, name: str, stored_size: int) -> ObjectReader:
         return ObjectReader(self, name, stored_size)
@@ -86,8 +86,8 @@ class Volume:
             self.container.delete_blob(name)
         except ResourceNotFoundError:
             pass
-        except HttpResponseError as exc:
-            raise RemoteServiceError("blob storage", _storage_message(exc), status=exc.status_code) from None
+        except AzureError as exc:
+            raise _as_ccr(exc) from None
 
     def get_range(self, name: str, start: int, end: int) -> bytes:
         try:
@@ -96,8 +96,8 @@ class Volume:
             return stream.readall()
         except ResourceNotFoundError:
             raise NotFound(f"object {name} does not exist") from None
-        except HttpResponseError as exc:
-            raise RemoteServiceError("blob storage", _storage_message(exc), status=exc.status_code) from None
+        except AzureError as exc:
+            raise _as_ccr(exc) from None
 
 
 def _cpk(key: fmt.DataKey) -> CustomerProvidedEncryptionKey:
@@ -106,8 +106,8 @@ def _cpk(key: fmt.DataKey) -> CustomerProvidedEncryptionKey:
                                          base64.b64encode(hashlib.sha256(material).digest()).decode())
 
 
-def _storage_message(exc: HttpResponseError) -> str:
-    return (exc.message or str(exc)).splitlines()[0]
+def _storage_message(exc: AzureError) -> str:
+    return (exc.message or str(exc) or type(exc).__name__).splitlines()[0]
 
 
 class _PlainLayout:
@@ -195,7 +195,8 @@ class ObjectWriter:
         self._encryptor = (fmt.Encryptor(volume.key, volume.location(name))
                            if volume.mode is EncryptionMode.CSE and volume.key else None)
         self._block_size = BLOCK_SEGMENTS * volume.segment_size
-        self._buffer = bytearray()
+        self._chunks: list[bytes] = []
+        self._chunked = 0
         self._upload_id = os.urandom(8).hex()
         self._blocks: list[str] = []
         self._pending: list[Future] = []
@@ -208,10 +209,15 @@ class ObjectWriter:
         if self.closed:
             raise ValueError(f"{self.name}: writer is closed")
         self.size += len(data)
-        self._buffer += self._encryptor.update(data) if self._encryptor else data
-        while len(self._buffer) >= self._block_size:
-            block = bytes(self._buffer[:self._block_size])
-            del self._buffer[:self._block_size]
+        chunks = self._encryptor.update_segments(data) if self._encryptor else [bytes(data)]
+        for chunk in chunks:
+            self._chunks.append(chunk)
+            self._chunked += len(chunk)
+        # CSE segments add up to a block exactly (64 of them), so blocks are joined without re-slicing.
+        while self._chunked >= self._block_size:
+            joined = b"".join(self._chunks)
+            block, rest = joined[:self._block_size], joined[self._block_size:]
+            self._chunks, self._chunked = ([rest] if rest else []), len(rest)
             self._stage(block)
 
     def _stage(self, block: bytes) -> None:
@@ -242,10 +248,10 @@ class ObjectWriter:
             raise ValueError(f"{self.name}: writer is closed")
         try:
             if self._encryptor is not None:
-                self._buffer += self._encryptor.finish()
-            if self._buffer or not self._blocks:
-                self._stage(bytes(self._buffer))
-                self._buffer.clear()
+                self._chunks.append(self._encryptor.finish())
+            if self._chunks or not self._blocks:
+                self._stage(b"".join(self._chunks))
+                self._chunks, self._chunked = [], 0
             for future in self._pending:
                 exc = future.exception()
                 if exc is not None:
@@ -257,7 +263,7 @@ class ObjectWriter:
             try:
                 self.blob.commit_block_list([BlobBlock(block_id=b) for b in self._blocks], metadata=meta,
                                             cpk=self.volume.cpk)
-            except HttpResponseError as exc:
+            except AzureError as exc:
                 raise _as_ccr(exc) from None
             return self.stored_size
         finally:
@@ -276,6 +282,7 @@ class ObjectWriter:
 
 
 def _as_ccr(exc: BaseException) -> Exception:
-    if isinstance(exc, HttpResponseError):
-        return RemoteServiceError("blob storage", _storage_message(exc), status=exc.status_code)
+    """Storage failures (HTTP errors, unreachable service) as RemoteServiceError."""
+    if isinstance(exc, AzureError):
+        return RemoteServiceError("blob storage", _storage_message(exc), status=getattr(exc, "status_code", None))
     return exc if isinstance(exc, Exception) else RuntimeError(str(exc))

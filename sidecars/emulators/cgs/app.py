@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,11 +51,13 @@ class RoomRefused(CcrError):
 
 
 class ReplayGuard:
-    """Remembers signatures until their timestamp leaves the window, so each is accepted once."""
+    """Remembers signatures until their timestamp leaves the window, so each is accepted once. Entries
+    expire in arrival order, so pruning costs only what expired."""
 
     def __init__(self, window_s: float):
         self.window_ms = int(window_s * 1000)
-        self._seen: dict[bytes, int] = {}
+        self._seen: set[bytes] = set()
+        self._arrivals: deque[tuple[int, bytes]] = deque()
         self._lock = threading.Lock()
 
     def check(self, timestamp_ms: int, signature: bytes, what: str) -> None:
@@ -64,11 +67,13 @@ class ReplayGuard:
                               f"the replay window is {self.window_ms / 1000:g} s", code="TimestampOutOfWindow")
         digest = hashlib.sha256(signature).digest()
         with self._lock:
-            for key in [k for k, t in self._seen.items() if abs(now - t) > self.window_ms]:
-                del self._seen[key]
+            # A signature is remembered for two windows after arrival: longer than its timestamp can pass.
+            while self._arrivals and now - self._arrivals[0][0] > 2 * self.window_ms:
+                self._seen.discard(self._arrivals.popleft()[1])
             if digest in self._seen:
                 raise RoomRefused(f"{what}: this signed request was already used (replay)", code="Replayed")
-            self._seen[digest] = timestamp_ms
+            self._seen.add(digest)
+            self._arrivals.append((now, digest))
 
 
 @dataclass
@@ -162,6 +167,8 @@ def build_app(store: Store, audit: AuditLog, verify_attestation: AttestationVeri
                 claims = verify_attestation(attestation)
             except CcrError as exc:
                 raise RoomRefused(exc.message, code="VerifySnpAttestationFailed") from None
+            if len(claims_cache) >= 1024:  # rooms re-present the same evidence: a small cache suffices
+                claims_cache.clear()
             claims_cache[cache_key] = claims
         violation = store.policy_violation(contract_id, claims)
         if violation:

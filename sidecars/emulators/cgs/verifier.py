@@ -1,6 +1,7 @@
 """How the CGS stand-in verifies a room's evidence: with the attestation library, as the real CGS verifies
 SNP evidence itself (no MAA in between). The mock SEV-SNP platform's roots are trusted only when the
-stand-in is started with `--trust-mock-platform DIR`."""
+stand-in is started with `--trust-mock-platform DIR`. Evidence without a verified UVM endorsement is
+refused, as the real CGS refuses it."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ from .app import AttestationVerifier
 
 
 def attestation_verifier(mock_platform_dir: str | Path | None) -> AttestationVerifier:
-    from ...attestation import Evidence, Trust, verify_evidence
+    from ...attestation import AttestationError, Evidence, Trust, verify_evidence
 
     trust = Trust.default().trusting_mock_platform(mock_platform_dir) if mock_platform_dir else Trust.default()
 
     def verify(attestation: dict[str, Any]) -> dict[str, Any]:
-        return verify_evidence(Evidence.from_combined(attestation), trust=trust)
+        claims = verify_evidence(Evidence.from_combined(attestation), trust=trust)
+        # As the real CGS: the UVM must be endorsed (uvm_endorsements verified and matching MEASUREMENT).
+        if claims.get("x-ms-compliance-status") != "azure-compliant-uvm":
+            raise AttestationError("the UVM is not endorsed: uvm_endorsements missing, so MEASUREMENT is unproven")
+        return claims
 
     return verify

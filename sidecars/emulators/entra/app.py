@@ -29,9 +29,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from ...common.http import create_app
-from ...governance.tls import tls_verify
+from ...governance.tls import http_transport
 
 log = logging.getLogger("ccr.entra")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -91,7 +92,7 @@ class IssuerKeys:
     """Public keys of federated issuers, found through their OIDC discovery documents."""
 
     def __init__(self, ca_bundle: str | None, ttl_s: float = 300.0):
-        self._http = httpx.Client(verify=tls_verify(ca_bundle), timeout=5.0)
+        self._http = httpx.Client(transport=http_transport(ca_bundle), timeout=5.0)
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self.ttl_s = ttl_s
 
@@ -178,7 +179,8 @@ def build_app(credentials: CredentialSource, issuer_keys: IssuerKeys, tokens: To
         scope = str(form.get("scope") or "")
         if not scope.endswith("/.default"):
             raise OAuthError(400, "invalid_scope", 1002012, f"scope {scope!r} must be RESOURCE/.default")
-        _verify_assertion(client_id, str(form["client_assertion"]))
+        # Fetching an issuer's keys blocks: keep it off the event loop.
+        await run_in_threadpool(_verify_assertion, client_id, str(form["client_assertion"]))
         access_token, _ = tokens.access_token(tenant, client_id, scope[: -len("/.default")])
         return {"token_type": "Bearer", "expires_in": tokens.lifetime_s, "ext_expires_in": tokens.lifetime_s,
                 "access_token": access_token}

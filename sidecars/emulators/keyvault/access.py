@@ -93,12 +93,18 @@ class AccessTokenVerifier:
         except InvalidJws:
             raise self._challenge("AKV10022: Invalid audience or malformed bearer token.") from None
         claimed = str(unverified.get("iss", ""))
-        issuer = self._issuers.get(claimed) or next(
-            (found for service in self._entra if (found := service.issuer_for(claimed))), None)
-        if issuer is None:
+        # The same issuer name may be served by several trusted services (the dev tenant through Entra):
+        # the token's kid decides which one signed it.
+        candidates = [self._issuers[claimed]] if claimed in self._issuers else []
+        candidates += [found for service in self._entra if (found := service.issuer_for(claimed))]
+        if not candidates:
             raise self._challenge(f"AKV10032: Invalid issuer {unverified.get('iss')!r}.")
         kid = jws.header.get("kid")
-        key = await self._issuer_key(issuer, kid if isinstance(kid, str) else None)
+        key = None
+        for issuer in candidates:
+            key = await self._issuer_key(issuer, kid if isinstance(kid, str) else None)
+            if key is not None:
+                break
         if key is None:
             raise self._challenge("AKV10021: the token's signing key is not one of the issuer's keys.")
         if not jws.verify(key, ALGORITHMS):

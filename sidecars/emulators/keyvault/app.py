@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import time
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -81,6 +82,13 @@ class KeyCreateIn(_In):
 class KeyImportIn(_In):
     key: dict[str, Any]
     hsm: bool | None = None
+    attributes: KeyAttributesIn | None = None
+    tags: dict[str, str] | None = None
+    release_policy: ReleasePolicyIn | None = None
+
+
+class KeyUpdateIn(_In):
+    key_ops: list[str] | None = None
     attributes: KeyAttributesIn | None = None
     tags: dict[str, str] | None = None
     release_policy: ReleasePolicyIn | None = None
@@ -247,6 +255,30 @@ def build_app(*, issuers: list[TrustedIssuer], challenge_authority: str, signer:
     @app.get("/keys/{name}/{version}")
     async def get_key_version(name: str, version: str, request: Request) -> dict[str, Any]:
         return vault.key(name, version).bundle(_vault_url(request))
+
+    @app.patch("/keys/{name}/")
+    @app.patch("/keys/{name}/{version}")
+    async def update_key(name: str, body: KeyUpdateIn, request: Request, version: str | None = None) -> dict[str, Any]:
+        key = vault.key(name, version)
+        attrs = body.attributes
+        if attrs is not None and attrs.exportable is not None and attrs.exportable != key.attributes.exportable:
+            raise BadRequest("attributes.exportable: cannot be changed after the key is created", code="BadParameter")
+        if body.release_policy is not None:
+            if key.release_policy is not None and key.release_policy.immutable:
+                raise Forbidden(f"key {name}: its release policy is immutable", code="Forbidden")
+            key.release_policy = _policy(body.release_policy)
+        if attrs is not None:
+            for field_name in ("enabled", "nbf", "exp"):
+                if getattr(attrs, field_name) is not None:
+                    setattr(key.attributes, field_name, getattr(attrs, field_name))
+        if body.key_ops is not None:
+            key.key_ops = body.key_ops
+        if body.tags is not None:
+            key.tags = body.tags
+        key.attributes.updated = int(time.time())
+        log.info("key %s version %s updated%s", name, key.version,
+                 " (new release policy)" if body.release_policy is not None else "")
+        return key.bundle(_vault_url(request))
 
     async def release(request: Request, name: str, version: str | None, body: KeyReleaseIn) -> dict[str, Any]:
         key = vault.key(name, version)

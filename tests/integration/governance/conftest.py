@@ -20,6 +20,7 @@ import pytest
 from sidecars.attestation import MockPlatform
 from sidecars.common.process import ManagedProcess, file_exists
 from sidecars.common.tls import LocalCA
+from sidecars.deploy.layers import ImageInfo, LockedImages
 from sidecars.governance.member import MemberIdentity
 from sidecars.governance.member_client import CgsMemberClient
 
@@ -27,15 +28,27 @@ ROOM_HOST_DATA = hashlib.sha256(b"the agreed CCE policy").digest()
 _counter = itertools.count()
 
 
+def layer_lock(group) -> LockedImages:
+    """Image facts as a layer lock, so HOST_DATA is computed without building images."""
+    def layer(label: str) -> str:
+        return hashlib.sha256(label.encode()).hexdigest()
+
+    return LockedImages({c.image: ImageInfo(reference=c.image, digest="sha256:" + layer(c.image),
+                                            layers=(layer("base " + c.image),), env=("PATH=/usr/bin:/bin",),
+                                            working_dir="/", user="") for c in group.containers})
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{os.getpid()}-{next(_counter)}"
 
 
-def start_service(name: str, module: str, args: list[str], run_dir: Path) -> tuple[ManagedProcess, str]:
+def start_service(name: str, module: str, args: list[str], run_dir: Path,
+                  env: dict[str, str] | None = None) -> tuple[ManagedProcess, str]:
     ready = run_dir / f"{name}.ready"
     ready.unlink(missing_ok=True)
     proc = ManagedProcess(name, [sys.executable, "-m", module, *args, "--ready-file", str(ready)],
-                          ready=file_exists(ready), ready_timeout=30, log_path=run_dir / f"{name}.log")
+                          ready=file_exists(ready), ready_timeout=30, log_path=run_dir / f"{name}.log",
+                          env={**os.environ, **(env or {})})
     proc.start()
     return proc, json.loads(ready.read_text())["url"]
 
@@ -190,12 +203,14 @@ def governance(tmp_path, cgs, local_ca, room_evidence):
     procs = []
 
     def start(contract_id: str, *, evidence_url: str | None = None, cgs_url: str | None = None,
-              poll: float = 0, subscriber_url: str | None = None, token: str | None = None) -> str:
+              poll: float = 0, subscriber_url: str | None = None, token: str | None = None,
+              unverifiable_after: float | None = None) -> str:
         args = ["--port", "0", "--cgs-endpoint", cgs_url or cgs.url, "--contract-id", contract_id,
                 "--cgs-ca-bundle", str(local_ca.cert_file), "--skr-url", evidence_url or room_evidence(),
                 "--consent-poll-interval", str(poll)]
-        if subscriber_url:
-            args += ["--subscriber-url", subscriber_url]
+        args += ["--subscriber-url", subscriber_url or "http://127.0.0.1:9/unused"]
+        if unverifiable_after is not None:
+            args += ["--consent-unverifiable-after", str(unverifiable_after)]
         if token:
             token_file = tmp_path / f"token-{len(procs)}"
             token_file.write_text(token)

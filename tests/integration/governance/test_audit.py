@@ -4,13 +4,14 @@ replayed, and `ccr governance events` detects a tampered chain."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 
 import httpx
 import pytest
 
-from sidecars.attestation import Evidence
+from sidecars.attestation import Evidence, MockPlatform, MockSnpProvider
 from sidecars.cli import main as ccr
 from sidecars.governance.client import AuditNotAcknowledged, GovernanceClient
 from sidecars.governance.envelope import Attestation, RoomKey
@@ -18,7 +19,7 @@ from sidecars.governance.member import MemberIdentity
 from sidecars.governance.member_client import CgsMemberClient, CgsRequestFailed
 from sidecars.governance.tls import tls_verify
 
-from .conftest import register_consortium, start_cgs
+from .conftest import ROOM_HOST_DATA, register_consortium, start_cgs
 
 
 def _free_port() -> int:
@@ -93,6 +94,20 @@ def test_replayed_or_stale_signed_write_is_refused(consortium, cgs, local_ca, ro
     assert messages == ["step 1 done"]
 
 
+def test_room_without_uvm_endorsement_is_refused(consortium, cgs, local_ca, platform_dir):
+    contract_id = consortium.new_contract()
+    secret_id = consortium["alice"].put_secret(contract_id, "db-config", "top secret")
+    key = RoomKey.generate()
+    provider = MockSnpProvider(MockPlatform.load(platform_dir), host_data=ROOM_HOST_DATA, endorse_uvm=False)
+    combined = provider.get_evidence(hashlib.sha256(key.public_pem).digest()).to_combined()
+    attestation = Attestation(combined["evidence"], combined["endorsements"], combined["uvm_endorsements"])
+    response = httpx.post(f"{cgs.url}/app/contracts/{contract_id}/secrets/{secret_id}",
+                          json=key.request(attestation), verify=tls_verify(str(local_ca.cert_file)))
+    assert response.status_code == 400 and "top secret" not in response.text
+    assert response.json()["error"]["code"] == "VerifySnpAttestationFailed"
+    assert "not endorsed" in response.json()["error"]["message"]
+
+
 def test_replayed_member_request_is_refused(consortium):
     alice = consortium["alice"]
     contract_id = consortium.new_contract(accept=False)
@@ -135,6 +150,10 @@ def test_tampered_audit_chain_is_detected_by_ccr_governance_events(tmp_path, ser
         code, out = _events_cli(private, local_ca, tmp_path / "members" / "alice", contract_id, capsys)
         assert code == 0, out
         assert "intact" in out and '{"step":1}' in out
+        alice = members["alice"]
+        first = alice.request("GET", f"/app/contracts/{contract_id}/events?from_seqno=1&max_seqno_per_page=2")
+        assert [e["seqno"] for e in first["value"]] == [1, 2] and "from_seqno=3" in first["nextLink"]
+        assert alice.events(contract_id, page_size=2) == alice.events(contract_id)
 
         private.proc.stop()
         log = private.state_dir / "events.jsonl"

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from sidecars.cli import main as ccr
+from sidecars.deploy.containers import render_group
+from sidecars.deploy.render import render
+from sidecars.spec import load_spec
 
-from .conftest import start_cgs
+from .conftest import layer_lock, start_cgs
+
+EXAMPLE_SPEC = Path(__file__).resolve().parents[3] / "examples" / "cleanroomhello-job" / "spec.yaml"
 
 
 def test_two_members_govern_a_contract_from_the_command_line(tmp_path, server_tls, platform_dir, local_ca, capsys):
@@ -40,6 +46,19 @@ def test_two_members_govern_a_contract_from_the_command_line(tmp_path, server_tl
         run("vote", proposal, member="bob")
         assert json.loads(run("policy", "show", "collab")) == {
             "x-ms-sevsnpvm-hostdata": ["ab" * 32], "x-ms-sevsnpvm-is-debuggable": [False]}
+
+        spec_vars = [arg for name in ("maa_endpoint", "storage_url", "keyvault_url")
+                     for arg in ("--var", f"{name}=https://{name.replace('_', '-')}.invalid")]
+        spec = load_spec(EXAMPLE_SPEC, variables={"cgs_endpoint": cgs.url,
+                                                  **dict(v.split("=", 1) for v in spec_vars[1::2])})
+        images = layer_lock(render_group(spec))
+        (tmp_path / "layers.json").write_text(images.dump())
+        out = run("policy", "set", "collab", "--spec", str(EXAMPLE_SPEC), *spec_vars,
+                  "--layers", str(tmp_path / "layers.json"))
+        expected = render(spec, images).host_data
+        assert f"HOST_DATA of {EXAMPLE_SPEC}: {expected}" in out
+        run("vote", re.search(r"proposal (\w+)", out).group(1), member="bob")
+        assert expected in json.loads(run("policy", "show", "collab"))["x-ms-sevsnpvm-hostdata"]
 
         for option in ("logging", "telemetry"):
             proposal = re.search(r"proposal (\w+)", run(option, "enable", "collab")).group(1)

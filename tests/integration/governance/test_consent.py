@@ -11,6 +11,8 @@ import pytest
 from sidecars.common.errors import PolicyDenied
 from sidecars.governance.client import GovernanceClient
 
+from .conftest import register_consortium, start_cgs
+
 
 def test_no_consent_execution_refused_and_audited(consortium, governance):
     contract_id = consortium.new_contract(accept=False)
@@ -64,3 +66,21 @@ def test_revocation_while_running_notifies_within_the_poll_interval(consortium, 
         assert time.monotonic() < deadline, "the revocation was not audited"
         time.sleep(0.1)
     assert len(audited) == 1 and audited[0]["data"]["subscriberNotified"] is True
+
+
+def test_consent_that_cannot_be_confirmed_counts_as_revoked(tmp_path, server_tls, platform_dir, local_ca,
+                                                             governance, subscriber):
+    private = start_cgs(tmp_path / "cgs", server_tls, platform_dir)
+    try:
+        contract_id = register_consortium(private, local_ca, tmp_path / "members", names=("alice",)).new_contract()
+        gov = GovernanceClient(governance(contract_id, cgs_url=private.url, poll=0.3, unverifiable_after=1.0,
+                                          subscriber_url=subscriber.url))
+        gov.require_consent("execution")
+        stopping_at = time.monotonic()
+        private.proc.stop()  # CGS stops answering at once; the process may take a while to exit
+        assert subscriber.received.wait(5), "no stop notice while CGS was unreachable"
+        noticed_at, notice = subscriber.notices[0]
+        assert 1.0 <= noticed_at - stopping_at <= 1.0 + 0.3 + 1.5
+        assert notice["reason"]["code"] == "ConsentUnverifiable"
+    finally:
+        private.proc.stop()

@@ -1,5 +1,5 @@
-"""`ccr emulators start` runs CGS and Entra with the others; a member registered through endpoints.json
-federates an identity and the room's identity sidecar gets a token for it."""
+"""`ccr emulators start` runs CGS and Entra with the others; `ccr governance setup` agrees a spec's contract
+(members, policy from its HOST_DATA, federation) and the room's sidecars then get consent and tokens."""
 
 from __future__ import annotations
 
@@ -7,14 +7,29 @@ import json
 
 import httpx
 import jwt
+import yaml
 
 from sidecars.cli import main as ccr
+from sidecars.deploy.containers import render_group
+from sidecars.deploy.layers import LockedImages
+from sidecars.deploy.render import render
 from sidecars.emulators import runner
+from sidecars.spec import load_spec
 
-from .conftest import ROOM_HOST_DATA, start_service
+from .conftest import layer_lock, start_service
+
+SPEC = {
+    "apiVersion": "ccr/v1", "name": "collab-room", "maa_endpoint": "https://maa.invalid",
+    "contract": {"id": "collab", "members": ["alice", "bob"], "governance": {"endpoint": "${cgs_endpoint}"}},
+    "datasources": [{"name": "input", "owner": "alice", "encryption": {"mode": "SSE"}, "store": {
+        "account_url": "https://acct.blob.core.windows.net", "container": "input",
+        "identity": {"client_id": "app-identity", "tenant_id": "c0de0000-0000-4000-8000-00000000e002"}}}],
+    "application": {"name": "app", "image": "localhost/app@sha256:" + "0" * 64,
+                    "resources": {"cpu": 0.5, "memory_gb": 0.5}},
+}
 
 
-def test_emulators_run_cgs_and_entra_for_a_federated_room(tmp_path, capsys):
+def test_emulators_and_setup_give_a_room_consent_and_tokens(tmp_path, capsys):
     run_dir = tmp_path / "run"
     registry = [entry for entry in runner.REGISTRY if entry.name in ("maa", "cgs", "entra")]
     endpoints = runner.start(run_dir, registry=registry)
@@ -29,17 +44,25 @@ def test_emulators_run_cgs_and_entra_for_a_federated_room(tmp_path, capsys):
             assert code == 0, out.err
             return out.out
 
-        run("member", "create", "alice", "--dir", str(tmp_path / "alice"))
-        run("member", "register", str(tmp_path / "alice"), "--endpoints", endpoints_file)
-        me = ["--endpoints", endpoints_file, "--identity", str(tmp_path / "alice")]
-        run("contract", "create", "collab", *me)
-        run("policy", "set", "collab", "--host-data", ROOM_HOST_DATA.hex(), *me)
-        run("contract", "propose", "collab", *me)
-        run("federate", "collab", "--client-id", "app-identity", "--endpoints", endpoints_file)
+        spec_file = tmp_path / "spec.yaml"
+        spec_file.write_text(yaml.safe_dump(SPEC))
+        variables = {"cgs_endpoint": endpoints["cgs_endpoint"]}
+        spec = load_spec(spec_file, variables=variables)
+        (tmp_path / "layers.json").write_text(layer_lock(render_group(spec)).dump())
+        host_data = render(spec, LockedImages.load(tmp_path / "layers.json")).host_data
+        setup = ["setup", str(spec_file), "--endpoints", endpoints_file, "--members-dir", str(tmp_path / "members"),
+                 "--layers", str(tmp_path / "layers.json")]
+        out = run(*setup)
+        assert "registered member alice" in out and "registered member bob" in out
+        assert f"contract collab: accepted, HOST_DATA {host_data}, execution enabled" in out
+        again = run(*setup)
+        assert "registered" not in again and "Accepted" not in again and "execution enabled" in again
+        assert "execution: enabled" in run("consent", "status", "collab", "--endpoints", endpoints_file,
+                                           "--identity", str(tmp_path / "members" / "bob"))
 
         skr, skr_url = start_service("skr", "sidecars.skr", [
             "--port", "0", "--platform", "mock", "--mock-platform-dir", endpoints["mock_platform_dir"],
-            "--host-data", ROOM_HOST_DATA.hex()], tmp_path)
+            "--host-data", host_data], tmp_path)
         procs.append(skr)
         gov, gov_url = start_service("governance", "sidecars.governance", [
             "--port", "0", "--cgs-endpoint", endpoints["cgs_endpoint"], "--contract-id", "collab",
@@ -50,6 +73,7 @@ def test_emulators_run_cgs_and_entra_for_a_federated_room(tmp_path, capsys):
             "--port", "0", "--governance-url", gov_url, "--entra-endpoint", endpoints["entra_endpoint"],
             "--entra-ca-bundle", endpoints["ca_bundle"], "--tenant-id", endpoints["entra_tenant_id"],
             "--client-id", "app-identity"], tmp_path)
+        assert httpx.post(f"{gov_url}/consentcheck/execution").json()["status"] == "enabled"
         procs.append(identity)
 
         token = httpx.get(f"{identity_url}/metadata/identity/oauth2/token",

@@ -146,3 +146,41 @@ def test_forged_assertion_is_refused_by_entra(tmp_path, entra, cgs, local_ca):
         "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
         "client_assertion": forged})
     assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+
+
+def test_sidecars_configured_from_the_room_spec_alone(tmp_path, consortium, entra, cgs, local_ca, room_evidence):
+    """In the container group the sidecars get only CCR_SPEC, CCR_PORT and their neighbours' URLs."""
+    from sidecars.deploy.containers import canonical_spec_json
+    from sidecars.spec import parse_spec
+
+    contract_id = consortium.new_contract()
+    entra_url, credentials_file = entra
+    credentials_file.write_text(json.dumps([{"clientId": CLIENT_ID, "issuer": f"{cgs.url}/oidc",
+                                             "subject": contract_id}]))
+    spec = parse_spec({
+        "name": "spec-only", "maa_endpoint": "https://maa.invalid",
+        "contract": {"id": contract_id, "governance": {"endpoint": cgs.url, "ca_bundle": str(local_ca.cert_file),
+                                                       "consent_poll_interval_s": 0.5}},
+        "datasources": [{"name": "input", "store": {
+            "account_url": "https://acct.blob.core.windows.net", "container": "input",
+            "identity": {"client_id": CLIENT_ID, "tenant_id": TENANT_ID}}, "encryption": {"mode": "SSE"}}],
+        "application": {"name": "app", "image": "localhost/app@sha256:" + "0" * 64,
+                        "resources": {"cpu": 0.5, "memory_gb": 0.5}},
+    })
+    env = {"CCR_SPEC": canonical_spec_json(spec), "CCR_PORT": "0", "CCR_SKR_URL": room_evidence()}
+    gov, gov_url = start_service("gov-from-spec", "sidecars.governance", [], tmp_path, env)
+    identity, identity_url = start_service("identity-from-spec", "sidecars.identity", [
+        "--entra-endpoint", entra_url, "--entra-ca-bundle", str(local_ca.cert_file)], tmp_path,
+        {**env, "CCR_GOVERNANCE_URL": gov_url})
+    try:
+        status = httpx.get(f"{gov_url}/status").json()
+        assert status["contractId"] == contract_id
+        token = httpx.get(f"{identity_url}/metadata/identity/oauth2/token", headers={"Metadata": "true"},
+                          params={"api-version": "2018-02-01", "resource": "https://storage.azure.com",
+                                  "client_id": CLIENT_ID})
+        assert token.status_code == 200, token.text
+        claims = jwt.decode(token.json()["access_token"], options={"verify_signature": False})
+        assert claims["tid"] == TENANT_ID
+    finally:
+        identity.stop()
+        gov.stop()

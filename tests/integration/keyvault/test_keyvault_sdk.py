@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import uuid
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.keyvault.keys import JsonWebKey, KeyClient, KeyReleasePolicy
@@ -148,3 +150,25 @@ def test_non_exportable_key_is_never_released(keys, authority, room_key):
     with pytest.raises(HttpResponseError) as err:
         keys.release_key(name, authority.token(runtime_jwk(room_key)))
     assert err.value.status_code == 403 and "not exportable" in err.value.message
+
+
+def test_owner_rebinds_a_key_to_a_new_policy_unless_immutable(keys, keyvault, authority, room_key):
+    name = _name("kek")
+    keys.create_rsa_key(name, exportable=True, release_policy=policy_for(authority))
+    new_host_data = "cd" * 32
+    new_policy = json.dumps(sevsnp_policy(authority.url, new_host_data)).encode()
+    keys.update_key_properties(name, release_policy=KeyReleasePolicy(new_policy, immutable=True))
+    with pytest.raises(HttpResponseError) as err:
+        keys.release_key(name, authority.token(runtime_jwk(room_key)))
+    assert err.value.status_code == 403 and "x-ms-sevsnpvm-hostdata" in err.value.message
+    token = authority.token(runtime_jwk(room_key), **{"x-ms-sevsnpvm-hostdata": new_host_data})
+    released = keys.release_key(name, token)
+    assert unwrap(keyvault, released.value, room_key)[1].kty == "RSA"
+    with pytest.raises(HttpResponseError) as err:
+        keys.update_key_properties(name, release_policy=policy_for(authority))
+    assert err.value.status_code == 403 and "immutable" in err.value.message
+    token = keyvault.tokens.credential().get_token("https://vault.azure.net/.default").token
+    answer = httpx.patch(f"{keyvault.url}/keys/{name}/", params={"api-version": "7.4"},
+                         json={"attributes": {"exportable": False}}, headers={"Authorization": f"Bearer {token}"},
+                         verify=ssl.create_default_context(cafile=keyvault.ca_file))
+    assert answer.status_code == 400 and "exportable" in answer.json()["error"]["message"]

@@ -52,7 +52,9 @@ def _app_handler(app: RecordingApp) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             app.received.append(Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
                                          body))
-            if self.path.startswith("/secret"):
+            if self.path.startswith("/big-secret"):
+                answer = {"padding": "x" * (3 << 20), "ssn": "123-45-6789"}
+            elif self.path.startswith("/secret"):
                 answer = {"name": "alice", "ssn": "123-45-6789"}
             elif self.path.startswith("/mail"):
                 answer = {"name": "alice", "email": "alice@example.com"}
@@ -130,18 +132,31 @@ class InboundClient:
                                                 timeout=10)
 
     def request(self, method: str, path: str, *, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+                headers: dict[str, str] | list[tuple[str, str]] | None = None) -> tuple[int, bytes, dict[str, str]]:
+        """`headers` as a list of pairs may repeat a name or set Host itself."""
         try:
-            self.conn.request(method, path, body=body, headers=headers or {})
-            response = self.conn.getresponse()
+            response = self._send(method, path, body, headers)
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
             self.conn.close()
-            self.conn.request(method, path, body=body, headers=headers or {})
-            response = self.conn.getresponse()
+            response = self._send(method, path, body, headers)
         data = response.read()
         if response.will_close:
             self.conn.close()
         return response.status, data, {k.lower(): v for k, v in response.getheaders()}
+
+    def _send(self, method: str, path: str, body: bytes | None,
+              headers: dict[str, str] | list[tuple[str, str]] | None) -> http.client.HTTPResponse:
+        if not isinstance(headers, list):
+            self.conn.request(method, path, body=body, headers=headers or {})
+            return self.conn.getresponse()
+        names = {name.lower() for name, _ in headers}
+        self.conn.putrequest(method, path, skip_host="host" in names, skip_accept_encoding=True)
+        for name, value in headers:
+            self.conn.putheader(name, value)
+        if body is not None:
+            self.conn.putheader("Content-Length", str(len(body)))
+        self.conn.endheaders(body)
+        return self.conn.getresponse()
 
     def close(self) -> None:
         self.conn.close()

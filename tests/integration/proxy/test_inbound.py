@@ -42,6 +42,10 @@ def test_post_reaches_the_app_only_with_a_body_matching_the_schema(start_proxy, 
         assert status == 403, bad
     status, body, _ = request(proxy, ca, "POST", "/orders", body=b'{"item": ', headers=json_type)
     assert status == 403 and b"not valid JSON" in body
+    # A body too large for the policy to see is refused, not passed on unread.
+    huge = json.dumps({"item": "apple", "quantity": 2, "note": "x" * (2 << 20)}).encode()
+    status, _, _ = request(proxy, ca, "POST", "/orders", body=huge, headers=json_type)
+    assert status == 413
     assert [(r.path, r.body) for r in app.received] == [("/orders", good)]
 
 
@@ -55,7 +59,10 @@ def test_a_response_with_a_forbidden_field_is_blocked_and_email_redacted(start_p
     assert int(headers["content-length"]) == len(body)
     status, body, _ = request(proxy, ca, "GET", "/plain")
     assert status == 200 and json.loads(body) == {"ok": True, "path": "/plain"}
-    assert app.paths() == ["/secret", "/mail", "/plain"]
+    # Too large to buffer for inspection: refused, not streamed out uninspected.
+    status, body, _ = request(proxy, ca, "GET", "/big-secret")
+    assert status >= 500 and b"123-45-6789" not in body
+    assert app.paths() == ["/secret", "/mail", "/plain", "/big-secret"]
 
 
 def test_inbound_tls_is_1_3_with_the_room_certificate(start_proxy, app, room_ca, tmp_path):
@@ -118,11 +125,11 @@ def test_authz_workers_die_with_their_parent(start_proxy, app, room_ca, tmp_path
     config = PolicyConfig({"api": str(policy)}).write(tmp_path / "policies.json")
     ready = tmp_path / "authz.ready"
     with ManagedProcess("authz", [sys.executable, "-m", "sidecars.proxy.authz", "--config", str(config),
-                                  "--workers", "3", "--ready-file", str(ready)],
+                                  "--workers", "2", "--ready-file", str(ready)],
                         ready=file_exists(ready), ready_timeout=30) as authz:
         port = _json.loads(ready.read_text())["port"]
         workers = [int(line.split()[0]) for line in os.popen(f"ps -o pid= --ppid {authz.pid}").read().splitlines()]
-        assert len(workers) == 2
+        assert len(workers) == 1
         with socket.create_connection(("127.0.0.1", port)) as conn:
             conn.sendall(b"GET /api/x HTTP/1.1\r\nhost: a\r\n\r\n")
             assert conn.recv(4096).startswith(b"HTTP/1.1 200")
@@ -145,3 +152,31 @@ def test_endpoint_without_a_policy_refuses_everything(start_proxy, app, room_ca)
     status, body, _ = request(proxy, ca, "GET", "/hello")
     assert status == 403 and b"no policy" in body
     assert app.paths() == []
+
+
+DECISION_OBJECT_POLICY = """package envoy.authz
+
+default allow := false
+
+allow := {"allowed": true, "headers": {"x-ccr-user": input.attributes.request.http.headers["x-user"]}} if {
+	input.parsed_path == ["me"]
+	input.attributes.request.http.headers["x-user"] == "alice"
+}
+
+allow := {"allowed": false, "http_status": 401, "body": "who are you?", "headers": {"www-authenticate": "Bearer"}} if {
+	input.parsed_path == ["me"]
+	not input.attributes.request.http.headers["x-user"]
+}
+"""
+
+
+def test_decision_objects_reach_the_app_and_the_client(start_proxy, app, room_ca):
+    ca, _ = room_ca
+    proxy = start_proxy(app, source=DECISION_OBJECT_POLICY)
+    status, _, _ = request(proxy, ca, "GET", "/me", headers={"x-user": "alice"})
+    assert status == 200 and app.received[-1].headers["x-ccr-user"] == "alice"
+    status, body, headers = request(proxy, ca, "GET", "/me")
+    assert (status, body, headers["www-authenticate"]) == (401, b"who are you?", "Bearer")
+    status, _, _ = request(proxy, ca, "GET", "/me", headers={"x-user": "mallory"})
+    assert status == 403
+    assert app.paths() == ["/me"]

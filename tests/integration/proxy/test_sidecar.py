@@ -80,3 +80,23 @@ def test_a_user_mistake_is_one_line(tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ccr sidecar proxy: error:") and "name" in lines[0]
+
+
+def test_sidecar_takes_the_spec_from_ccr_spec_as_the_container_group_passes_it(tmp_path):
+    from sidecars.deploy.containers import canonical_spec_json
+    from sidecars.spec import load_spec
+
+    spec = load_spec(REPO / "examples/cleanroomhello-api/spec.yaml",
+                     variables={"cgs_endpoint": "https://127.0.0.1:9000", "maa_endpoint": "https://127.0.0.1:9001"})
+    env = {**os.environ, "CCR_SPEC": canonical_spec_json(spec)}
+    out = tmp_path / "envoy.json"
+    result = subprocess.run([sys.executable, "-m", "sidecars.cli", "proxy", "render", "--run-dir", str(tmp_path),
+                             "--policy-dir", str(REPO / "examples/cleanroomhello-api"), "--out", str(out)],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "endpoint hello (app port 8080): rbac" in result.stdout
+    # Without the policy file next to it, the spec is refused naming the field.
+    result = subprocess.run([sys.executable, "-m", "sidecars.cli", "proxy", "render", "--run-dir", str(tmp_path),
+                             "--policy-dir", str(tmp_path), "--out", str(out)],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "endpoints[0].policy" in result.stderr

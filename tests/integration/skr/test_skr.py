@@ -126,3 +126,15 @@ def test_attest_maa_token_carries_the_room_claims(skr, room):
     claims = verify_token(answer.json()["token"], room.endpoints["maa_endpoint"], verify=room.endpoints["ca_bundle"])
     assert claims["x-ms-sevsnpvm-hostdata"] == HOST_DATA and claims["x-ms-sevsnpvm-is-debuggable"] is False
     assert claims["x-ms-compliance-status"] == "azure-compliant-uvm"
+
+
+def test_access_token_in_the_request_is_used(skr, room):
+    from sidecars.emulators.devtokens import DevTokenCredential
+
+    good = DevTokenCredential.from_dir(room.endpoints["dev_tokens_dir"], subject="app").get_token(
+        "https://vault.azure.net/.default").token
+    body = {"maa_endpoint": room.endpoints["maa_endpoint"], "akv_endpoint": room.endpoints["keyvault_url"],
+            "kid": room.oct_kek}
+    assert post(skr, "/key/release", {**body, "access_token": good}).status_code == 200
+    refused = post(skr, "/key/release", {**body, "access_token": good[:-8] + "AAAAAAAA"})
+    assert refused.status_code == 403 and "(401)" in refused.json()["error"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import threading
 import uuid
@@ -20,18 +19,15 @@ import httpx
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from sidecars.common.process import ManagedProcess, file_exists, port_open
+from sidecars.common.process import ManagedProcess, file_exists
+from sidecars.deploy.containers import canonical_spec_json
+from sidecars.emulators.azurite import ACCOUNT_KEY, ACCOUNT_NAME, start_azurite
+from sidecars.spec import endpoint_variables, load_spec
+from sidecars.volumes.format import DataKey
+from sidecars.volumes.owner import save_dek_file
 
 REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
-AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -39,7 +35,7 @@ class Azurite:
     url: str  # account URL, e.g. http://127.0.0.1:P/devstoreaccount1
 
     def service(self) -> BlobServiceClient:
-        return BlobServiceClient(self.url, credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY})
+        return BlobServiceClient(self.url, credential={"account_name": ACCOUNT_NAME, "account_key": ACCOUNT_KEY})
 
     def blobs(self, container: str) -> dict[str, bytes]:
         client = self.service().get_container_client(container)
@@ -50,21 +46,8 @@ class Azurite:
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory) -> Iterator[Azurite]:
-    binary = REPO / "node_modules" / ".bin" / "azurite-blob"
-    if not binary.exists():
-        pytest.fail(f"{binary} is missing: run `make setup` (npm install)")
-    port = free_port()
-    log = tmp_path_factory.mktemp("azurite") / "azurite.log"
-    with ManagedProcess("azurite", ["node", binary, "--blobHost", "127.0.0.1", "--blobPort", port,
-                                    "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck"],
-                        ready=port_open("127.0.0.1", port), log_path=log):
-        yield Azurite(f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")
-
-
-@pytest.fixture(autouse=True)
-def _storage_key(monkeypatch):
-    """The viewer (run in-process by the tests) reaches Azurite with its well-known account key."""
-    monkeypatch.setenv("CCR_STORAGE_ACCOUNT_KEY", AZURITE_KEY)
+    with start_azurite(log_path=tmp_path_factory.mktemp("azurite") / "azurite.log") as running:
+        yield Azurite(running.blob_url)
 
 
 @dataclass
@@ -191,7 +174,9 @@ class Room:
 def start_room(azurite, governance, tmp_path) -> Iterator:
     rooms: list[Room] = []
 
-    def start(*extra: str, telemetry_container: str | None = None, log_container: str | None = None) -> Room:
+    def start(*extra: str, telemetry_container: str | None = None, log_container: str | None = None,
+              spec_in_env: bool = False, dek_files: bool = True) -> Room:
+        """`spec_in_env`: pass the resolved spec as the container group does (CCR_SPEC), not --spec."""
         n = len(rooms)
         suffix = uuid.uuid4().hex[:16]
         telemetry_container = telemetry_container or f"tel-{suffix}"
@@ -203,16 +188,20 @@ def start_room(azurite, governance, tmp_path) -> Iterator:
         endpoints = work / "endpoints.json"
         endpoints.write_text(json.dumps({"storage_url": azurite.url, "telemetry_container": telemetry_container,
                                          "log_container": log_container}))
-        telemetry_key, log_key = work / "telemetry.key", work / "log.key"
-        telemetry_key.write_text(os.urandom(32).hex())
-        log_key.write_text(os.urandom(32).hex())
+        telemetry_key, log_key = work / "telemetry-dek.json", work / "log-dek.json"
+        save_dek_file(telemetry_key, DataKey.generate())
+        save_dek_file(log_key, DataKey.generate())
         ready = work / "ready.json"
         buffer_dir = work / "buffer"
-        argv = [sys.executable, "-m", "sidecars", "sidecar", "telemetry", "--spec", spec, "--endpoints", endpoints,
-                "--grpc-port", "0", "--http-port", "0", "--governance-url", governance.url,
-                "--telemetry-key-file", telemetry_key, "--log-key-file", log_key, "--buffer-dir", buffer_dir,
+        spec_args = [] if spec_in_env else ["--spec", spec, "--endpoints", endpoints]
+        key_args = ["--telemetry-dek-file", telemetry_key, "--log-dek-file", log_key] if dek_files else []
+        argv = [sys.executable, "-m", "sidecars", "sidecar", "telemetry", *spec_args, *key_args, "--grpc-port", "0",
+                "--http-port", "0", "--governance-url", governance.url, "--buffer-dir", buffer_dir,
                 "--ready-file", ready, *extra]
-        env = {**os.environ, "CCR_STORAGE_ACCOUNT_KEY": AZURITE_KEY, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        if spec_in_env:
+            resolved = load_spec(spec, variables=endpoint_variables(endpoints))
+            env["CCR_SPEC"] = canonical_spec_json(resolved)
         env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
         process = ManagedProcess("telemetry", argv, ready=file_exists(ready), env=env, cwd=REPO,
                                  log_path=work / "telemetry.log")

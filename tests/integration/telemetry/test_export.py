@@ -7,13 +7,15 @@ import base64
 import json
 import os
 import signal
+import socket
 from datetime import UTC, datetime
 
 import httpx
-import pytest
 
 from sidecars.cli import main as ccr
 from sidecars.common.process import wait_until
+from sidecars.volumes.format import DataKey
+from sidecars.volumes.owner import save_dek_file
 
 STARTUP_SPANS = {"room.startup", "firewall", "attest", "snp.report", "maa.token", "consent", "key-release orders",
                  "key-release results", "mount", "proxy", "launch"}
@@ -26,7 +28,7 @@ def now() -> str:
 def download(room, kind: str, out) -> int:
     key = room.telemetry_key if kind == "telemetry" else room.log_key
     return ccr([kind, "download", "--spec", str(room.spec), "--endpoints", str(room.endpoints),
-                "--key-file", str(key), "--out", str(out)])
+                "--dek-file", str(key), "--out", str(out)])
 
 
 def test_consent_disabled_nothing_leaves(start_room, governance):
@@ -64,7 +66,7 @@ def test_enabled_exports_encrypted_objects_that_decrypt_to_the_startup_trace(sta
     for data in stored.values():  # ciphertext only: no span name, no log text in any object
         assert b"room.startup" not in data and b"key-release" not in data and b"step firewall" not in data
     # The export was audited, naming exactly the objects that left.
-    assert [e["scope"] for e in governance.events] == ["telemetry"]
+    assert [(e["scope"], e["data"]["step"]) for e in governance.events] == [("telemetry", "export")]
     assert governance.events[0]["data"]["objects"] == result["objects"]
 
     out = tmp_path / "download"
@@ -117,7 +119,7 @@ def test_export_now_while_running_and_continuous(start_room, governance):
 
 
 def test_job_logs_exported_after_exit(start_room, governance, tmp_path, capsys):
-    room = start_room()
+    room = start_room(spec_in_env=True)
     governance.consent["logging"] = "enabled"  # telemetry stays disabled
     lines = [(now(), "stdout", "job started"), (now(), "stderr", "warning: 3 rows skipped"),
              (now(), "stdout", "wrote 1200 rows to /mnt/remote/results")]
@@ -144,31 +146,63 @@ def test_job_logs_exported_after_exit(start_room, governance, tmp_path, capsys):
     assert "demo-app/stderr" in printed[1]
 
 
-@pytest.mark.parametrize("attack", ["flip-byte", "truncate", "moved", "wrong-key"])
-def test_tampered_object_refused_by_viewer(start_room, governance, tmp_path, capsys, attack):
+def test_tampered_object_refused_by_viewer(start_room, governance, tmp_path, capsys):
     room = start_room()
     governance.consent["telemetry"] = "enabled"
     room.emit_startup()
     objects = httpx.post(room.http_url + "/gov/exportTelemetry", timeout=30).json()["objects"]
     container = room.azurite.service().get_container_client(room.telemetry_container)
     victim = next(name for name in objects if "/traces/" in name)
-    data = bytearray(container.download_blob(victim).readall())
-    if attack == "flip-byte":
-        data[len(data) // 2] ^= 0x01
-        container.upload_blob(victim, bytes(data), overwrite=True)
-    elif attack == "truncate":
-        container.upload_blob(victim, bytes(data[:-1]), overwrite=True)
-    elif attack == "moved":  # a valid object copied to another name
-        container.upload_blob(victim.replace("/traces/", "/traces/copy-"), bytes(data))
-    else:
-        room.telemetry_key.write_text(os.urandom(32).hex())
-
+    original = container.download_blob(victim).readall()
+    flipped = bytearray(original)
+    flipped[len(flipped) // 2] ^= 0x01
+    copy = victim.replace("/traces/", "/traces/copy-")
+    other_key = tmp_path / "other-dek.json"
+    save_dek_file(other_key, DataKey.generate())
+    attacks = {
+        "flip-byte": lambda: container.upload_blob(victim, bytes(flipped), overwrite=True),
+        "truncate": lambda: container.upload_blob(victim, original[:-1], overwrite=True),
+        "moved": lambda: container.upload_blob(copy, original),  # a valid object copied to another name
+        "wrong-key": lambda: None,
+    }
     out = tmp_path / "download"
-    capsys.readouterr()
-    assert download(room, "telemetry", out) == 1
-    error = capsys.readouterr().err
-    assert "failed verification" in error and "refused" in error
-    assert not out.exists() or not any(out.rglob("*.binpb"))
+    for attack, apply in attacks.items():
+        apply()
+        capsys.readouterr()
+        key = other_key if attack == "wrong-key" else room.telemetry_key
+        code = ccr(["telemetry", "download", "--spec", str(room.spec), "--endpoints", str(room.endpoints),
+                    "--dek-file", str(key), "--out", str(out)])
+        error = capsys.readouterr().err
+        assert code == 1, attack
+        assert "failed verification" in error and "refused" in error, (attack, error)
+        assert (copy if attack == "moved" else victim) in error, attack
+        assert not out.exists() or not any(out.rglob("*.binpb")), attack
+        container.upload_blob(victim, original, overwrite=True)
+        if attack == "moved":
+            container.delete_blob(copy)
+    # Untouched again: the same download succeeds.
+    assert download(room, "telemetry", out) == 0
+
+
+def test_sink_key_released_at_export_time_and_nothing_leaves_without_it(start_room, governance):
+    """Without a DEK file the room releases the sink's DEK (Key Vault secret + skr) at the first export:
+    the sidecar starts and receives before skr is up, and an export whose key cannot be released fails
+    before anything is audited or sent."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    port = closed.getsockname()[1]
+    try:
+        room = start_room("--skr-url", f"http://127.0.0.1:{port}", "--identity-url", f"http://127.0.0.1:{port}",
+                          dek_files=False)
+        room.emit_startup()
+        governance.consent["telemetry"] = "enabled"
+        response = httpx.post(room.http_url + "/gov/exportTelemetry", timeout=60)
+    finally:
+        closed.close()
+    assert response.status_code == 502, response.text
+    assert "cannot read the sink's wrapped DEK" in response.json()["error"]["message"]
+    assert governance.events == []
+    assert room.azurite.blobs(room.telemetry_container) == {}
 
 
 def test_failed_audit_blocks_export(start_room, governance):
@@ -177,8 +211,8 @@ def test_failed_audit_blocks_export(start_room, governance):
     governance.audit_fails = True
     room.emit_startup()
     response = httpx.post(room.http_url + "/gov/exportTelemetry", timeout=30)
-    assert response.status_code == 502
-    assert "audit" in response.json()["error"]["message"]
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "AuditNotAcknowledged"
     assert room.azurite.blobs(room.telemetry_container) == {}
     # Once audit works again, the same records are exported (the failed export did not lose them).
     governance.audit_fails = False

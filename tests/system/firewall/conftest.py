@@ -112,6 +112,10 @@ def _serve_tcp(recorder: Recorder, sock: socket.socket) -> None:
             original = _original_destination(conn)
             recorder.seen.append({"peer": peer[0], "local": conn.getsockname()[0], "original": original})
             with contextlib.suppress(OSError):
+                # Read the caller's greeting first: closing with unread data would send a reset, which
+                # a proxy in between may pass on before our answer.
+                conn.settimeout(5)
+                conn.recv(1024)
                 conn.sendall(f"{recorder.label} original={original}\n".encode())
 
 

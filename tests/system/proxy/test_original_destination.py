@@ -26,16 +26,19 @@ SERVERS = textwrap.dedent("""
     import json, socket, sys, threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    def echo(sock):
+    def echo(sock, prefix=b"echo:"):
         while True:
             conn, _ = sock.accept()
-            conn.sendall(b"echo:" + conn.recv(100))
+            conn.sendall(prefix + conn.recv(100))
             conn.close()
 
     sockets = []
     for _ in range(2):
         s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8); sockets.append(s)
         threading.Thread(target=echo, args=(s,), daemon=True).start()
+    # The room's resolver (DNS over TCP), on 127.0.0.1 only.
+    resolver = socket.socket(); resolver.bind(("127.0.0.1", 53)); resolver.listen(8)
+    threading.Thread(target=echo, args=(resolver, b"resolver:"), daemon=True).start()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -54,8 +57,9 @@ SERVERS = textwrap.dedent("""
 CLIENT = textwrap.dedent("""
     import json, socket, sys
     out = {}
-    for name, port in (("allowed", int(sys.argv[1])), ("denied", int(sys.argv[2]))):
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+    for name, host, port in (("allowed", "127.0.0.1", int(sys.argv[1])), ("denied", "127.0.0.1", int(sys.argv[2])),
+                             ("dns", "127.0.0.2", 53)):
+        with socket.create_connection((host, port), timeout=5) as s:
             s.sendall(b"ping")
             data = b""
             while chunk := s.recv(4096):
@@ -95,7 +99,8 @@ def test_redirected_tcp_and_http_reach_only_the_allow_list(netns, tmp_path, repo
         up = json.loads(ports_file.read_text())
         spec = yaml.safe_load((repo / "examples/cleanroomhello-job/spec.yaml").read_text())
         spec["egress"] = {"allow": [{"host": "127.0.0.1", "port": up["allowed"], "protocol": "tcp"},
-                                    {"host": "localhost", "port": up["http"], "protocol": "http"}]}
+                                    {"host": "localhost", "port": up["http"], "protocol": "http"}],
+                          "dns": "tcp"}
         spec_path = tmp_path / "spec.yaml"
         spec_path.write_text(yaml.safe_dump(spec))
         ready = tmp_path / "proxy.ready"
@@ -104,10 +109,10 @@ def test_redirected_tcp_and_http_reach_only_the_allow_list(netns, tmp_path, repo
         argv = _netns(netns, sys.executable, "-m", "sidecars.cli", "sidecar", "proxy", "--spec", str(spec_path),
                       *variables, "--run-dir", str(tmp_path / "run"), "--ready-file", str(ready),
                       "--egress-http-port", "0", "--egress-tcp-port", "0", "--admin-port", "0",
-                      "--status-port", "0")
+                      "--status-port", "0", "--dns-resolver", "127.0.0.1")
         with ManagedProcess("proxy", argv, ready=file_exists(ready), ready_timeout=60, cwd=repo):
             proxy = json.loads(ready.read_text())["ports"]
-            tcp_ports = f"{up['allowed']}, {up['denied']}"
+            tcp_ports = f"{up['allowed']}, {up['denied']}, 53"
             rules = textwrap.dedent(f"""
                 table inet ccr_proxy_test {{
                     chain output {{
@@ -126,6 +131,8 @@ def test_redirected_tcp_and_http_reach_only_the_allow_list(netns, tmp_path, repo
             assert result.returncode == 0, result.stderr
             seen = json.loads(result.stdout)
     assert seen["allowed"] == "echo:ping"
+    # DNS over TCP to an address of the app's choosing reaches the room's resolver, nothing else.
+    assert seen["dns"] == "resolver:ping"
     assert seen["denied"] == TCP_DENIED_BODY
     assert seen["http_allowed"].startswith("HTTP/1.1 200") and seen["http_allowed"].endswith("upstream says hi")
     assert seen["http_denied"].startswith("HTTP/1.1 403") and seen["http_denied"].endswith(EGRESS_DENIED_BODY)

@@ -104,3 +104,20 @@ def test_audit_chain_detects_alteration_removal_reordering_and_truncation():
     rehashed = [dict(e) for e in events]
     rehashed[4]["timestamp"] = "9999999999999"
     assert verify_chain(rehashed, head)
+
+
+def test_replay_guard_accepts_each_signature_once_inside_the_window():
+    import time
+
+    from sidecars.emulators.cgs.app import ReplayGuard, RoomRefused
+
+    guard = ReplayGuard(window_s=60)
+    now = int(time.time() * 1000)
+    guard.check(now, b"sig-1", "write")
+    guard.check(now, b"sig-2", "write")
+    with pytest.raises(RoomRefused, match="replay"):
+        guard.check(now, b"sig-1", "write")
+    with pytest.raises(RoomRefused, match="replay window"):
+        guard.check(now - 61_000, b"sig-3", "write")
+    with pytest.raises(RoomRefused, match="replay window"):
+        guard.check(now + 61_000, b"sig-4", "write")

@@ -81,10 +81,33 @@ def test_every_enforcement_and_egress_kind_renders_valid(tmp_path, room_tls, use
     _validate(model, tmp_path)
 
 
+def test_dns_over_tcp_goes_to_the_resolvers(tmp_path, room_tls):
+    from sidecars.proxy.model import system_resolvers
+
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("# comment\nnameserver 10.0.0.2\nnameserver fd00::1\nnameserver 10.0.0.3\noptions use-vc\n")
+    assert system_resolvers(conf) == ("10.0.0.2", "10.0.0.3")
+    spec = parse_spec({**_spec_dir(tmp_path, [{"host": "10.1.2.3", "port": 5432, "protocol": "tcp"}],
+                                   [("hello", 8080, "allow-get-hello.rego")]).model_dump(by_alias=True, mode="json"),
+                       "egress": {"allow": [{"host": "10.1.2.3", "port": 5432, "protocol": "tcp"}], "dns": "tcp"}},
+                      base_dir=tmp_path)
+    model = plan(model_from_spec(spec, tmp_path, inbound_tls=room_tls[1], dns_resolvers=("10.0.0.2", "10.0.0.3")))
+    assert model.dns_resolvers == ("10.0.0.2", "10.0.0.3")
+    _validate(model, tmp_path)
+    with pytest.raises(ConfigError, match="egress.dns: tcp needs a resolver"):
+        model_from_spec(spec, tmp_path, inbound_tls=room_tls[1], dns_resolvers=())
+
+
 def test_tcp_egress_needs_an_ip_address(tmp_path, room_tls):
     spec = _spec_dir(tmp_path, [{"host": "db.example.com", "port": 5432, "protocol": "tcp"}],
                      [("hello", 8080, "allow-get-hello.rego")])
     with pytest.raises(ConfigError, match=r"egress.allow\[0\].host: a tcp rule needs an IP address"):
+        model_from_spec(spec, tmp_path, inbound_tls=room_tls[1])
+
+
+def test_an_app_port_may_not_be_one_of_the_proxys(tmp_path, room_tls):
+    spec = _spec_dir(tmp_path, [], [("hello", 8080, "allow-get-hello.rego"), ("clash", 15002, None)])
+    with pytest.raises(ConfigError, match=r"endpoints\[1\].port: 15002 is one of the proxy's own ports"):
         model_from_spec(spec, tmp_path, inbound_tls=room_tls[1])
 
 

@@ -34,6 +34,7 @@ import input.attributes.request.http as http
 default allow := false
 allow if { http.method in {"GET", "HEAD"}; startswith(http.path, "/api/") }
 allow if http.path == "/health"
+allow if http.host == "api.room"
 """)
     policies = rbac["rules"]["policies"]
     assert policies["allow-0"]["permissions"][0]["and_rules"]["rules"] == [
@@ -41,10 +42,12 @@ allow if http.path == "/health"
                                 {"header": {"name": ":method", "string_match": {"exact": "HEAD"}}}]}},
         {"header": {"name": ":path", "string_match": {"prefix": "/api/"}}}]
     assert policies["allow-1"]["permissions"] == [{"header": {"name": ":path", "string_match": {"exact": "/health"}}}]
+    assert policies["allow-2"]["permissions"] == [
+        {"header": {"name": ":authority", "string_match": {"exact": "api.room"}}}]
 
 
 @pytest.mark.parametrize("source", [
-    # reads a header, the body, the query: OPA decides
+    # reads a header (a repeated one is joined for OPA, matched per value by RBAC), the body, the query
     'package envoy.authz\nallow if input.attributes.request.http.headers["x-key"] == "k"\n',
     'package envoy.authz\nallow if input.parsed_body.ok == true\n',
     'package envoy.authz\nallow if input.parsed_query.a == ["1"]\n',

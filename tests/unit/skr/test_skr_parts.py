@@ -71,3 +71,27 @@ def test_released_key_jwks():
     jwk = ReleasedKey("EC-HSM", der, "kid", ()).jwk()
     d = ec_key.private_numbers().private_value.to_bytes(32, "big")
     assert jwk["crv"] == "P-256" and jwk["d"] == b64url_encode(d)
+
+
+def test_answer_for_another_key_is_refused():
+    from sidecars.skr.flow import _check_answer_names
+    from sidecars.skr.release import ReleaseVerificationError
+
+    _check_answer_names("https://v/keys/kek/abc", "kek", None)
+    _check_answer_names("https://v/keys/kek/abc", "kek", "abc")
+    for answered in ("https://v/keys/other/abc", "https://v/keys/kek/def", "", "a/b/c", "https://v/secrets/kek"):
+        with pytest.raises(ReleaseVerificationError):
+            _check_answer_names(answered, "kek", "abc")
+
+
+def test_unavailable_managed_identity_is_a_403_not_a_crash(monkeypatch):
+    import argparse
+
+    from sidecars.common.errors import Forbidden
+    from sidecars.skr.__main__ import build_token_source
+
+    monkeypatch.setenv("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token")  # App Service style, refused port
+    monkeypatch.setenv("IDENTITY_HEADER", "h")
+    source = build_token_source(argparse.Namespace(dev_tokens_dir=None), {})
+    with pytest.raises(Forbidden, match="cannot get an access token"):
+        source("https://vault.azure.net/.default")

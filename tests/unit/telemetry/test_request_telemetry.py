@@ -22,13 +22,17 @@ CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 def _app_with(spans: InMemorySpanExporter, reader: InMemoryMetricReader, sampler=None):
     app = create_app("t")
 
+    provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
+
     @app.get("/items/{item}")
     def item(item: str) -> dict:
         if item == "broken":
             raise RemoteServiceError("storage", "unreachable")
+        if item == "step":
+            with step_span(provider.get_tracer("sidecar"), "key-release"):
+                pass
         return {"item": item}
 
-    provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
     app.add_middleware(RequestTelemetryMiddleware, tracer_provider=provider,
                        meter_provider=MeterProvider(metric_readers=[reader]))
@@ -84,6 +88,9 @@ async def test_room_sampler_keeps_traced_work_and_samples_untraced_requests():
     # An unsampled caller's choice is respected.
     assert await _get(app, "/items/c", {"traceparent": f"00-{CALLER_TRACE}-00f067aa0ba902b7-00"}) == 200
     assert len(spans.get_finished_spans()) == 3
+    # A step run by a request nobody traced is recorded although the request's own span is not.
+    assert await _get(app, "/items/step") == 200
+    assert [s.name for s in spans.get_finished_spans()][3:] == ["key-release"]
 
 
 def test_request_ratio_is_validated():

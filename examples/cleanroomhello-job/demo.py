@@ -1,0 +1,129 @@
+"""cleanroomhello-job, end to end on this machine (`make demo`).
+
+Three parties: a publisher with customers and what they spent, a partner with its own customer list, and
+a consumer who wants one number out: how many customers they share and what those spent. Nobody sees
+anyone else's list, and the room sees the data only in clear text inside its attested boundary.
+
+ 1. start the local stand-ins (attestation, Key Vault, governance service, Entra, blob storage);
+ 2. build the app image and pin its digest in the spec; the room's policy hash H = HOST_DATA;
+ 3. the members agree on the contract in CGS: clean-room policy = H, identities federated;
+ 4. each party creates a key (KEK) that is released only to a room with HOST_DATA = H, and publishes its
+    data encrypted (the consumer sets up the encrypted sink);
+ 5. `ccr up --wait` runs the room: firewall, attestation, consent, key release, mounts, launch, exit;
+ 6. `ccr down`; the consumer downloads and decrypts the result, which must equal the expected answer;
+ 7. the audit trail in CGS, its hash chain verified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from demo_support import ccr, say, step  # noqa: E402
+
+
+def make_data(data_dir: Path) -> dict:
+    """Deterministic sample lists, and the answer the job must produce (computed here, independently)."""
+    rng = random.Random(20261124)
+    everyone = [f"customer{i:04d}@example.com" for i in range(2000)]
+    publisher = {email: rng.randint(1, 500) for email in rng.sample(everyone, 1200)}
+    partner = set(rng.sample(everyone, 900))
+    (data_dir / "publisher").mkdir(parents=True)
+    (data_dir / "partner").mkdir(parents=True)
+    (data_dir / "consumer").mkdir(parents=True)
+    rows = sorted(publisher.items())
+    for part, chunk in enumerate((rows[:600], rows[600:])):
+        with open(data_dir / "publisher" / f"sales-{part}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["email", "amount"])
+            writer.writerows(chunk)
+    (data_dir / "partner" / "crm").mkdir()
+    with open(data_dir / "partner" / "crm" / "customers.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email"])
+        writer.writerows([e.upper()] for e in sorted(partner))  # another party's spelling
+    shared = set(publisher) & partner
+    return {"overlap": len(shared), "overlap_spend": sum(publisher[e] for e in shared),
+            "partner_customers": len(partner), "publisher_customers": len(publisher)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, help="keep everything here (default: a new temporary folder)")
+    args = parser.parse_args(argv)
+    run = (args.run_dir or Path(tempfile.mkdtemp(prefix="ccr-job-demo-"))).resolve()
+    run.mkdir(parents=True, exist_ok=True)
+    endpoints = str(run / "endpoints.json")
+    spec = run / "spec.yaml"
+    room_dir = run / "room"
+    emulators_up = room_up = False
+    try:
+        step(1, "start the local stand-ins for Azure Attestation, Key Vault, CGS, Entra and blob storage")
+        ccr("emulators", "start", "--run-dir", str(run))
+        emulators_up = True
+
+        step(2, "build the app image, pin its digest in the spec, compute the room's policy hash")
+        shutil.copy(HERE / "spec.yaml", spec)
+        ccr("images", "build", "--sidecars")
+        ccr("images", "build", "cleanroomhello-job", "--pin", str(spec))
+        host_data = ccr("deploy", "policy-hash", str(spec), "--endpoints", endpoints, capture=True).stdout.strip()
+        say(f"   HOST_DATA = {host_data}")
+
+        step(3, "the members agree on the contract in CGS (policy = HOST_DATA, identities federated)")
+        ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(run / "members"))
+
+        step(4, "each party creates its key, bound to HOST_DATA, and publishes its data encrypted")
+        expected = make_data(run / "data")
+        for party, volume in (("publisher", "publisher-input"), ("partner", "partner-input"),
+                              ("consumer", "consumer-output")):
+            ccr("keys", "create-kek", "--endpoints", endpoints, "--name", f"{party}-kek", "--host-data", host_data)
+            ccr("data", "publish", str(run / "data" / party), "--spec", str(spec), "--volume", volume,
+                "--endpoints", endpoints, "--dek-file", str(run / "members" / f"{party}-dek.json"))
+
+        step(5, "run the room until the job exits")
+        room_up = True
+        ccr("up", str(spec), "--endpoints", endpoints, "--run-dir", str(room_dir), "--wait")
+        ccr("logs", "app", "--run-dir", str(room_dir))
+
+        step(6, "stop the room; the consumer downloads and decrypts the result")
+        ccr("down", "--run-dir", str(room_dir))
+        room_up = False
+        ccr("data", "download", str(run / "result"), "--spec", str(spec), "--volume", "consumer-output",
+            "--endpoints", endpoints, "--dek-file", str(run / "members" / "consumer-dek.json"))
+        result = json.loads((run / "result" / "result.json").read_text())
+        say(f"   result:   {json.dumps(result, sort_keys=True)}")
+        say(f"   expected: {json.dumps(expected, sort_keys=True)}")
+        if result != expected:
+            say("demo: the result differs from the expected answer")
+            return 1
+        say("   the room's answer is the expected one")
+
+        step(7, "the audit trail in CGS (hash chain verified)")
+        ccr("governance", "events", _contract_id(spec), "--endpoints", endpoints, "--identity",
+            str(run / "members" / "consumer"))
+        say(f"\nDemo done. Everything is in {run}")
+        return 0
+    finally:
+        if room_up:
+            ccr("down", "--run-dir", str(room_dir), check=False)
+        if emulators_up:
+            ccr("emulators", "stop", "--run-dir", str(run), check=False)
+
+
+def _contract_id(spec: Path) -> str:
+    import yaml
+
+    return yaml.safe_load(spec.read_text())["contract"]["id"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

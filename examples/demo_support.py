@@ -1,0 +1,28 @@
+"""What the demos share: readable steps, and `ccr` commands shown as they run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def step(number: int, text: str) -> None:
+    say(f"\n== {number}. {text}")
+
+
+def ccr(*args: str, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
+    """Run `ccr ARGS` from the checkout, echoing the command line; `capture` returns its stdout."""
+    say(f"$ ccr {' '.join(args)}")
+    result = subprocess.run([sys.executable, "-m", "sidecars", *args], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE if capture else None)
+    if check and result.returncode != 0:
+        raise SystemExit(f"demo: `ccr {args[0]} {args[1] if len(args) > 1 else ''}` failed "
+                         f"(exit {result.returncode})")
+    return result

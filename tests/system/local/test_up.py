@@ -1,0 +1,124 @@
+"""`ccr up` for real (root): the job demo end to end, refusals before launch, and nothing left behind.
+
+The stand-ins, images and the contract are set up once per module; each room is brought up with the
+real sidecars (nftables, FUSE, Envoy, podman) and torn down again.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sidecars.launcher.podman import Podman
+from sidecars.local.netns import netns_exists
+from sidecars.local.up import STATE_FILE, netns_name
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[3]
+
+
+def ccr(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "sidecars", *args], cwd=REPO, capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        pytest.fail(f"ccr {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def stand_ins(tmp_path_factory):
+    run = tmp_path_factory.mktemp("stand-ins")
+    ccr("emulators", "start", "--run-dir", str(run))
+    ccr("images", "build", "--sidecars")
+    yield run
+    ccr("emulators", "stop", "--run-dir", str(run), check=False)
+
+
+def assert_nothing_left(run_dir: Path, state: dict) -> None:
+    """After `ccr down`: no netns, no mount, no sidecar process, no container (the rules lived in the netns)."""
+    assert not netns_exists(state["netns"]), "the room's network namespace is still there"
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    assert not [m for m in mounts if m.startswith(str(run_dir))], "a mount of the room is still there"
+    for process in state["processes"]:
+        stat = Path(f"/proc/{process['pid']}/stat")
+        alive = stat.exists() and int(stat.read_text().rsplit(")", 1)[1].split()[19]) == process["start_time"]
+        assert not alive, f"{process['name']} (pid {process['pid']}) is still running"
+    assert not Podman().container_exists(state["container"]), "the app container is still there"
+    nft = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert "ccr" not in nft, "firewall rules leaked into the host namespace"
+
+
+def test_job_demo_end_to_end(stand_ins, tmp_path):
+    """The whole cleanroomhello-job demo: its answer, decrypted from the sink, equals the expected one."""
+    result = subprocess.run([sys.executable, "examples/cleanroomhello-job/demo.py", "--run-dir", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "the room's answer is the expected one" in result.stdout
+    assert not netns_exists(netns_name("cleanroomhello-job"))
+
+
+def minimal_spec(tmp_path: Path, contract: str, **app_changes) -> Path:
+    """A job without data: what the launcher decides does not depend on keys or mounts."""
+    data = yaml.safe_load((REPO / "examples/cleanroomhello-job/spec.yaml").read_text())
+    data["name"] = contract
+    data["contract"]["id"] = contract
+    data["datasources"], data["datasinks"] = [], []
+    data["application"]["command"] = ["python3", "-c", "print('hello from the room')"]
+    data["application"].update(app_changes)
+    spec = tmp_path / f"{contract}.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    return spec
+
+
+def bring_up(stand_ins: Path, tmp_path: Path, spec: Path, *,
+             pin: bool = True) -> tuple[subprocess.CompletedProcess, Path, dict]:
+    endpoints = str(stand_ins / "endpoints.json")
+    if pin:
+        ccr("images", "build", "cleanroomhello-job", "--pin", str(spec))
+    ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(stand_ins / "members"))
+    run_dir = tmp_path / "room"
+    result = ccr("up", str(spec), "--endpoints", endpoints, "--run-dir", str(run_dir), "--wait", check=False)
+    state = json.loads((run_dir / STATE_FILE).read_text()) if (run_dir / STATE_FILE).exists() else None
+    return result, run_dir, state
+
+
+def test_minimal_room_launches_and_down_leaves_nothing(stand_ins, tmp_path):
+    result, run_dir, state = bring_up(stand_ins, tmp_path, minimal_spec(tmp_path, "refuse-control"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "job exited with exit code 0" in result.stdout
+    logs = ccr("logs", "app", "--run-dir", str(run_dir)).stdout
+    assert "hello from the room" in logs
+    ccr("down", "--run-dir", str(run_dir))
+    assert_nothing_left(run_dir, state)
+
+
+LAUNCHER_STEP = "step 'launcher: consent, firewall, policy, launch' failed"
+
+
+@pytest.mark.parametrize(("contract", "changes", "pin", "step", "reason"), [
+    # The firewall cannot confine uid 0 (the sidecars' uid), so it refuses the room before anything runs.
+    ("refuse-root", {"user": "0:0"}, True, "step 'sidecar firewall' failed",
+     "the app's uid 0 cannot be exempt from the firewall"),
+    ("refuse-mount", {"mounts": [{"source": "/etc", "target": "/host-etc", "mode": "ro"}]}, True, LAUNCHER_STEP,
+     "container-policy: container policy denied the app: declared_mounts: /host-etc (from /etc) is not a "
+     "datasource or datasink"),
+    ("refuse-unpinned", {"image": "localhost/cleanroomhello-job:latest"}, False, LAUNCHER_STEP,
+     "container-policy: container policy denied the app: image_pinned"),
+])
+def test_forbidden_app_is_refused_before_launch_naming_the_rule(stand_ins, tmp_path, contract, changes, pin,
+                                                               step, reason):
+    if not pin:
+        ccr("images", "build", "cleanroomhello-job")
+    spec = minimal_spec(tmp_path, contract, **changes)
+    result, run_dir, state = bring_up(stand_ins, tmp_path, spec, pin=pin)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert step in output and reason in output, output
+    assert_nothing_left(run_dir, state)
+    launcher_log = run_dir / "logs" / "launcher.log"
+    assert not launcher_log.exists() or "app stdout" not in launcher_log.read_text(), "the app must never start"
