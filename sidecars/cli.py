@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -76,7 +77,13 @@ def _cmd_sidecar(args: argparse.Namespace) -> int:
         if exc.name in (f"sidecars.{args.name}", f"sidecars.{args.name}.__main__"):
             raise CcrError(f"no sidecar named {args.name!r}; available: {', '.join(available_sidecars())}") from None
         raise
-    return int(module.main(args.args) or 0)
+    argv = args.args
+    if not argv and os.environ.get("CCR_SPEC"):
+        # In the group's container: configured by the environment the deploy model sets.
+        from .local.container import options_from_environment
+
+        argv = options_from_environment(args.name)
+    return int(module.main(argv) or 0)
 
 
 def available_sidecars() -> list[str]:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..cli import add_spec_variable_options, load_spec_from_args
+from ..common.errors import ConfigError
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -139,6 +140,39 @@ def _cmd_import_azure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_render_compose(args: argparse.Namespace) -> int:
+    from ..spec import load_spec
+    from .compose import release_emulation
+
+    if args.release:
+        for target in release_emulation(Path(args.release)):
+            print(f"unmounted {target}")
+        return 0
+    if not args.spec:
+        raise ConfigError("SPEC is needed (or --release DIR)")
+    from .compose import EMULATION_VAR, prepare_emulation, render_compose, stand_in_endpoints
+    from .containers import DEFAULT_REGISTRY, render_group
+
+    registry = args.registry or DEFAULT_REGISTRY
+    spec = load_spec(args.spec, variables=stand_in_endpoints(EMULATION_VAR))
+    text = render_compose(render_group(spec, registry=registry), source=Path(args.spec).as_posix())
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        _write(Path(args.output), text)
+        print(f"wrote {args.output}")
+    if args.prepare:
+        from .render import default_images, render
+
+        directory = Path(args.prepare).resolve()
+        resolved = load_spec(args.spec, variables=stand_in_endpoints(str(directory)))
+        host_data = render(resolved, default_images(args.layers), registry=registry).host_data
+        env_file = prepare_emulation(directory, host_data)
+        print(f"wrote {env_file} (HOST_DATA {host_data}); run: podman-compose --env-file {env_file} "
+              f"-f {args.output or 'FILE'} up -d")
+    return 0
+
+
 def _register_spec_import(subparsers: argparse._SubParsersAction) -> None:
     spec = subparsers.choices.get("spec")
     if spec is None:
@@ -159,8 +193,30 @@ def _register_spec_import(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_import_azure)
 
 
+def _register_render(subparsers: argparse._SubParsersAction) -> None:
+    render = subparsers.add_parser("render", help="render a spec for other runtimes (compose)")
+    sub = render.add_subparsers(dest="render_command", metavar="SUBCOMMAND", required=True)
+    p = sub.add_parser(
+        "compose", help="write the compose file of a spec's container group (docker-compose / podman-compose)",
+        description="The same container group as the CCE policy and `ccr up`: the sidecars share one network "
+                    "namespace (network_mode: service:room) with the stand-ins and Azurite as services on fixed "
+                    "ports, which fill the spec's ${...} endpoints. --prepare DIR creates the stand-ins' state "
+                    "(CA, certificates, mock platform, endpoints.json) and DIR/compose.env (CCR_EMULATION_DIR, "
+                    "CCR_HOST_DATA, computed from the local images) for `podman-compose --env-file`.")
+    p.add_argument("spec", metavar="SPEC", nargs="?", help="clean room spec (YAML)")
+    p.add_argument("-o", "--output", metavar="FILE", help="output file (default: stdout)")
+    p.add_argument("--prepare", metavar="DIR", help="also prepare the stand-ins' state directory for a run "
+                                                    "(as root: DIR/remote becomes a shared mount)")
+    p.add_argument("--release", metavar="DIR", help="after `podman-compose down`: unmount what --prepare DIR "
+                                                    "and the room left under DIR/remote")
+    p.add_argument("--registry", default=None, help="registry prefix of the sidecar images (default localhost/ccr)")
+    p.add_argument("--layers", metavar="FILE", help="layer lock for HOST_DATA (default: local podman images)")
+    p.set_defaults(func=_cmd_render_compose)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_spec_import(subparsers)
+    _register_render(subparsers)
     deploy = subparsers.add_parser(
         "deploy", help="render a spec for Confidential ACI: CCE policy, ARM template, key release policies",
         description="Everything here is rendered from the spec and the images' layers, deterministically: the "

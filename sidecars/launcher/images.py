@@ -8,6 +8,7 @@ Builds use `--pull=never`, and the spec pins the resulting manifest digest (`pin
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -30,6 +31,15 @@ REPO = Path(__file__).resolve().parents[2]
 IMAGES_DIR = REPO / "images"
 BASE_IMAGE = "localhost/ccr-pybase:bookworm"
 BASE_PACKAGES = ("python3",)
+#: What the sidecars need at run time besides Python: FUSE (volumes), nftables/iptables and iproute2
+#: (firewall), CA certificates, podman and runc (the launcher starts the app). netavark is named because
+#: podman's containers-common depends on the virtual container-network-stack, which debootstrap cannot
+#: resolve by itself.
+SIDECAR_PACKAGES = ("python3", "ca-certificates", "fuse3", "libfuse3-3", "nftables", "python3-nftables",
+                    "iptables", "iproute2", "podman", "runc", "netavark")
+#: Tagged by its package set, so that changing the list builds a new base instead of reusing the old one.
+SIDECAR_BASE_IMAGE = ("localhost/ccr-sidecar-base:bookworm-"
+                      + hashlib.sha256(" ".join(SIDECAR_PACKAGES).encode()).hexdigest()[:12])
 APP_UID = 1000
 DIGEST_REF = re.compile(r"^(?P<repo>[^@\s]+)@sha256:[0-9a-f]{64}$")
 
@@ -77,19 +87,22 @@ def _add_app_user(root: Path) -> None:
     os.chown(home, APP_UID, APP_UID)
 
 
-def base_rootfs_tar(progress=stderr_progress) -> Path:
-    """The cached base rootfs tar, built with debootstrap on first use."""
-    tar_path = cache_dir() / "rootfs" / f"pybase-bookworm-{'-'.join(BASE_PACKAGES)}.tar"
+def base_rootfs_tar(progress=stderr_progress, packages: tuple[str, ...] = BASE_PACKAGES,
+                    flavour: str = "pybase") -> Path:
+    """The cached base rootfs tar with `packages`, built with debootstrap on first use (one tar per
+    package set, so adding a package rebuilds it)."""
+    name = "-".join(packages) if len(packages) == 1 else hashlib.sha256(" ".join(packages).encode()).hexdigest()[:12]
+    tar_path = cache_dir() / "rootfs" / f"{flavour}-bookworm-{name}.tar"
     if tar_path.exists():
         return tar_path
     if shutil.which("debootstrap") is None:
         raise ProcessError("debootstrap is not installed (make setup installs it)")
     tar_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    progress("building the Debian base rootfs with debootstrap (once; about a minute)...")
+    progress(f"building the Debian {flavour} rootfs with debootstrap (once; a minute or two)...")
     with tempfile.TemporaryDirectory(dir=tar_path.parent) as work:
         root = Path(work) / "root"
-        result = subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+        result = subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
                                  "bookworm", str(root)], capture_output=True, text=True)
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
@@ -110,6 +123,14 @@ def ensure_base_image(podman: Podman | None = None, progress=stderr_progress) ->
     if not podman.image_exists(BASE_IMAGE):
         podman.import_tar(base_rootfs_tar(progress), BASE_IMAGE, changes=['CMD ["/bin/sh"]'])
     return BASE_IMAGE
+
+
+def ensure_sidecar_base_image(podman: Podman | None = None, progress=stderr_progress) -> str:
+    podman = podman or Podman()
+    if not podman.image_exists(SIDECAR_BASE_IMAGE):
+        tar = base_rootfs_tar(progress, packages=SIDECAR_PACKAGES, flavour="sidecar")
+        podman.import_tar(tar, SIDECAR_BASE_IMAGE, changes=['CMD ["/bin/sh"]'])
+    return SIDECAR_BASE_IMAGE
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..common.errors import ProcessError
@@ -18,10 +18,15 @@ from ..common.errors import ProcessError
 CONTAINERS_CONF = Path(__file__).resolve().parents[2] / "images" / "containers.conf"
 
 
+def _containers_conf() -> Path:
+    """The checkout's file, or `CCR_CONTAINERS_CONF` (the runtime image carries its own copy)."""
+    return Path(os.environ.get("CCR_CONTAINERS_CONF", CONTAINERS_CONF))
+
+
 @dataclass(frozen=True)
 class Podman:
     binary: str = "podman"
-    containers_conf: Path = CONTAINERS_CONF
+    containers_conf: Path = field(default_factory=_containers_conf)
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "CONTAINERS_CONF": str(self.containers_conf)}
@@ -59,8 +64,12 @@ class Podman:
         return self.image_digest(ref)
 
     def build(self, context: Path, ref: str, containerfile: Path | None = None,
-              build_args: dict[str, str] | None = None) -> str:
+              build_args: dict[str, str] | None = None, timestamp: int | None = None) -> str:
+        """Build and return the manifest digest. `timestamp` fixes every created time and file mtime
+        in the new layers, so the same context gives the same image."""
         args = ["build", "--pull=never", "--quiet", "-t", ref]
+        if timestamp is not None:
+            args += ["--timestamp", str(timestamp)]
         for key, value in (build_args or {}).items():
             args += ["--build-arg", f"{key}={value}"]
         if containerfile is not None:

@@ -20,6 +20,8 @@ from ..spec import CleanRoomSpec
 FIREWALL_PORT = 8296
 VOLUMES_PORT = 8286
 PROXY_STATUS_PORT = 15020
+#: `python -m sidecars sidecar NAME`: what precedes a sidecar's own options in `SidecarLaunch.argv`
+_COMMAND_LENGTH = 5
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,11 @@ class SidecarLaunch:
     argv: tuple[str, ...]
     #: `/status` must answer 200 before the next step (volumes: every mount is up)
     status_path: str = "/status"
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The sidecar's own options: what follows `ccr sidecar NAME`, as a process or in a container."""
+        return self.argv[_COMMAND_LENGTH:]
 
 
 @dataclass
@@ -76,8 +83,7 @@ class RoomPlan:
         return sorted(set(ports))
 
     def _ccr(self, name: str, *options: str) -> tuple[str, ...]:
-        return (self.python, "-m", "sidecars", "sidecar", name, *options,
-                "--ready-file", str(self.ready_file(name)))
+        return (self.python, "-m", "sidecars", "sidecar", name, *options, "--ready-file", str(self.ready_file(name)))
 
     def _spec_options(self) -> tuple[str, ...]:
         return ("--spec", str(self.spec_path), "--endpoints", str(self.endpoints_file))
