@@ -71,6 +71,10 @@ def _cmd_spec_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_sidecar(args: argparse.Namespace) -> int:
+    from .common.otel import attach_parent_from_env
+
+    # A room's startup is one trace: each sidecar continues the trace `ccr up` (or a parent) started.
+    attach_parent_from_env()
     try:
         module = importlib.import_module(f"sidecars.{args.name}.__main__")
     except ModuleNotFoundError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -64,12 +65,13 @@ def _interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt
 
 
-def _start_in_room(plan: RoomPlan, launch: SidecarLaunch, timeout: float) -> ManagedProcess:
+def _start_in_room(plan: RoomPlan, launch: SidecarLaunch, timeout: float, traceparent: str) -> ManagedProcess:
     """Start one sidecar in the room without waiting: `wait_ready()` waits for its ready file."""
     ready = plan.ready_file(launch.name)
     ready.unlink(missing_ok=True)
     env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
-           "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": f"ccr-{launch.name}"}
+           "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": f"ccr-{launch.name}",
+           "TRACEPARENT": traceparent}
     # nsenter --net, not `ip netns exec`: the latter also makes a new mount namespace and remounts /sys,
     # which would hide the volumes' FUSE mounts from the host and the cgroup hierarchy from podman.
     netns = f"--net=/run/netns/{plan.netns}"
@@ -156,11 +158,15 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
             _record(state, runner, forwarder)
         launches = plan.sidecars()
         timeout = options.ready_timeout
+        # One W3C trace for the room's startup: every sidecar's steps become spans of it.
+        trace_id = secrets.token_hex(16)
+        traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+        state.data["startup_trace_id"] = trace_id
         for wave in WAVES:
             with runner.step(f"sidecar{'s' if len(wave) > 1 else ''} {', '.join(wave)}"):
                 processes = {}
                 for name in wave:
-                    processes[name] = _start_in_room(plan, launches[name], timeout)
+                    processes[name] = _start_in_room(plan, launches[name], timeout, traceparent)
                     _record(state, runner, processes[name])
                 for name, process in processes.items():
                     process.wait_ready()
@@ -179,7 +185,8 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
                                 accept=lambda status, body: isinstance(body, dict)
                                 and body.get("status") in ("exited", "failed", "stopped"))
             out(f"job {body['status']} with exit code {(body.get('app') or {}).get('exit_code')}")
-        out(f"logs: {run_dir / 'logs'}  mounts: {plan.mount_root}  state: {state.path}")
+        out(f"logs: {run_dir / 'logs'}  mounts: {plan.mount_root}  state: {state.path}  "
+            f"startup trace: {trace_id}")
         out(f"audit trail: ccr governance events {spec.contract.id} --endpoints {options.endpoints_file} "
             f"--identity MEMBER_DIR; stop with: "
             f"ccr down --run-dir {options.run_dir}")
