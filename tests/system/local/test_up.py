@@ -88,8 +88,13 @@ def bring_up(stand_ins: Path, tmp_path: Path, spec: Path, *,
 
 
 def test_minimal_room_launches_and_down_leaves_nothing(stand_ins, tmp_path):
-    result, run_dir, state = bring_up(stand_ins, tmp_path, minimal_spec(tmp_path, "refuse-control"))
+    spec = minimal_spec(tmp_path, "refuse-control")
+    result, run_dir, state = bring_up(stand_ins, tmp_path, spec)
     assert result.returncode == 0, result.stdout + result.stderr
+    # The mock platform reports exactly the HOST_DATA C-ACI would for this spec (the deploy rendering), and
+    # CGS, whose contract policy is that hash, let the room through: consent was confirmed.
+    policy_hash = ccr("deploy", "policy-hash", str(spec), "--endpoints", str(stand_ins / "endpoints.json"))
+    assert state["host_data"] == policy_hash.stdout.strip()
     assert "job exited with exit code 0" in result.stdout
     assert "hello from the room" not in (run_dir / "logs" / "launcher.log").read_text(), \
         "the app's output must not be kept in clear outside the room"
