@@ -13,6 +13,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -91,10 +92,22 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def serve(app: FastAPI, host: str, port: int, *, tls: TlsFiles | None = None,
-          on_ready: Callable[[int], None] | None = None, log_level: str = "warning") -> None:
-    """Serve `app` until SIGTERM/SIGINT. `on_ready(port)` runs once the socket accepts connections."""
+          on_ready: Callable[[int], None] | None = None, ready_file: str | Path | None = None,
+          log_level: str = "warning") -> None:
+    """Serve `app` until SIGTERM/SIGINT. Once the socket accepts connections, `on_ready(port)` runs and
+    `ready_file` gets `{"port", "url"}` (port 0 picks a free port: the file says which)."""
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
+    if ready_file is not None:
+        from .process import write_ready_file
+
+        url = f"{'https' if tls else 'http'}://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{bound_port}"
+        announce = on_ready
+
+        def on_ready(bound: int) -> None:
+            if announce is not None:
+                announce(bound)
+            write_ready_file(ready_file, bound, url)
     config = uvicorn.Config(
         app, log_level=log_level, access_log=False, lifespan="on",
         ssl_certfile=tls.cert_file if tls else None, ssl_keyfile=tls.key_file if tls else None,

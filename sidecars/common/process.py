@@ -61,6 +61,15 @@ def file_exists(path: str | Path) -> ReadinessCheck:
     return lambda: Path(path).exists()
 
 
+def write_ready_file(path: str | Path, port: int, url: str | None = None, **extra: object) -> None:
+    """Tell a supervisor a service listens: `{"port", "url", ...}` written atomically (readers poll for the
+    file, so they never see it half written)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"port": port, **({"url": url} if url else {}), **extra}))
+    tmp.replace(path)
+
+
 def wait_until(check: ReadinessCheck, timeout: float, what: str, *, interval: float = 0.02) -> None:
     deadline = time.monotonic() + timeout
     while not check():

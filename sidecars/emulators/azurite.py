@@ -22,7 +22,7 @@ import sidecars
 
 from ..common.errors import ProcessError
 from ..common.http import TlsFiles
-from ..common.process import ManagedProcess
+from ..common.process import ManagedProcess, write_ready_file
 
 ACCOUNT_NAME = "devstoreaccount1"
 # Azurite's well-known development account key (public, documented by Microsoft).
@@ -106,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m sidecars.emulators.azurite`: Azurite as a stand-in (HTTPS, tokens, a ready file), so that
     `ccr emulators start` runs it like the others and stops it with one signal."""
     import argparse
-    import json
     import signal
     import sys
 
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"azurite: {exc}", file=sys.stderr)
         return 1
     if args.ready_file:
-        args.ready_file.write_text(json.dumps({"port": azurite.port, "url": azurite.blob_url}))
+        write_ready_file(args.ready_file, azurite.port, azurite.blob_url)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     azurite.stop()
     return 0

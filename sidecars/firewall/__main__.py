@@ -14,10 +14,8 @@ The launcher calls POST /verify before it starts the app.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-from pathlib import Path
 
 from fastapi.responses import JSONResponse
 
@@ -87,15 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("firewall rules in force (%s, %d rules, %.1f ms)", args.backend, len(firewall.ruleset.rules),
              applied_ms)
 
-    def ready(port: int) -> None:
-        if args.ready_file:
-            path = Path(args.ready_file)
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_text(json.dumps({"port": port, "url": f"http://{args.host}:{port}"}))
-            tmp.replace(path)
-
     try:
-        serve(create_firewall_app(firewall, applied_ms), args.host, args.port, on_ready=ready)
+        serve(create_firewall_app(firewall, applied_ms), args.host, args.port, ready_file=args.ready_file)
     finally:
         telemetry.shutdown()
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -71,11 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                               consent_unverifiable_after_s=args.consent_unverifiable_after,
                               subscriber_url=args.subscriber_url, sidecar_token=token)
 
-    def on_ready(bound: int) -> None:
-        if args.ready_file:
-            Path(args.ready_file).write_text(json.dumps({"port": bound, "url": f"http://{args.host}:{bound}"}))
-
-    serve(build_app(cgs, config), args.host, args.port, on_ready=on_ready)
+    serve(build_app(cgs, config), args.host, args.port, ready_file=args.ready_file)
     return 0
 
 

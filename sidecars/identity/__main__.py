@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -56,11 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ccr sidecar identity: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
 
-    def on_ready(bound: int) -> None:
-        if args.ready_file:
-            Path(args.ready_file).write_text(json.dumps({"port": bound, "url": f"http://{args.host}:{bound}"}))
-
-    serve(build_app(config), args.host, args.port, on_ready=on_ready)
+    serve(build_app(config), args.host, args.port, ready_file=args.ready_file)
     return 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from ..cli import add_spec_variable_options, load_spec_from_args
 from ..common.errors import CcrError
 from ..common.http import bind_socket
 from ..common.logs import configure_logging
+from ..common.process import write_ready_file
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -78,7 +78,7 @@ async def _serve(config, sock, args: argparse.Namespace) -> int:
         await asyncio.sleep(0.005)
     port = sock.getsockname()[1]
     if args.ready_file:
-        args.ready_file.write_text(json.dumps({"port": port, "url": f"http://{args.host}:{port}"}))
+        write_ready_file(args.ready_file, port, f"http://{args.host}:{port}")
     preparing = asyncio.create_task(launcher.prepare())
     await stop.wait()
     preparing.cancel()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from ..common.errors import CcrError, ConfigError
 from ..common.logs import configure_logging
-from ..common.process import ManagedProcess, file_exists
+from ..common.process import ManagedProcess, file_exists, write_ready_file
 from .decision import Decision
 from .policies import PolicyConfig, PolicySet
 from .runtime import die_with_parent
@@ -158,7 +157,7 @@ async def serve_socket(sock: socket.socket, policies: PolicySet, ready_file: str
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if ready_file:
-        Path(ready_file).write_text(json.dumps({"port": sock.getsockname()[1], "pid": os.getpid()}))
+        write_ready_file(ready_file, sock.getsockname()[1], pid=os.getpid())
     async with server:
         await stop.wait()
 

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import signal
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -30,6 +28,7 @@ from envoy.type.v3 import http_status_pb2
 
 from ..common.errors import CcrError, ConfigError
 from ..common.logs import configure_logging
+from ..common.process import write_ready_file
 from .decision import Decision
 from .opa_input import InputError, build_input
 from .policies import PolicyConfig, PolicySet
@@ -134,7 +133,7 @@ async def serve(policies: PolicySet, host: str, port: int, ready_file: str | Non
         raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from None
     await server.start()
     if ready_file:
-        Path(ready_file).write_text(json.dumps({"port": bound}))
+        write_ready_file(ready_file, bound)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -112,11 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skr: error: {exc}", file=sys.stderr)
         return 1
 
-    def on_ready(port: int) -> None:
-        if args.ready_file:
-            Path(args.ready_file).write_text(json.dumps({"port": port, "url": f"http://{args.host}:{port}"}))
-
-    serve(build_app(releaser), args.host, args.port, on_ready=on_ready)
+    serve(build_app(releaser), args.host, args.port, ready_file=args.ready_file)
     return 0
 
 

@@ -202,12 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     for thread in threads:
         thread.start()
 
-    def ready(port: int) -> None:
-        if args.ready_file:
-            Path(args.ready_file).write_text(json.dumps({"port": port, "url": f"http://{args.host}:{port}"}))
-
     try:
-        serve(app, args.host, args.port, on_ready=ready)
+        serve(app, args.host, args.port, ready_file=args.ready_file)
     finally:
         stop_mounts()
         telemetry.shutdown()

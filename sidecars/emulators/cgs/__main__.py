@@ -8,7 +8,6 @@ issuer key and the network operator's identity (`operator/`), which registers me
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ...common.errors import CcrError
 from ...common.http import TlsFiles, serve
 from ...common.logs import configure_logging
+from ...common.process import write_ready_file
 
 
 def _oidc_key(path: Path) -> rsa.RSAPrivateKey:
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.public_url:
             issuer.issuer = f"https://{args.host}:{bound}/oidc"
         if args.ready_file:
-            Path(args.ready_file).write_text(json.dumps({"port": bound, "url": f"https://{args.host}:{bound}"}))
+            write_ready_file(args.ready_file, bound, f"https://{args.host}:{bound}")
 
     serve(app, args.host, args.port, tls=TlsFiles(args.cert, args.key), on_ready=on_ready)
     return 0

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ...common.http import TlsFiles, serve
 from ...common.logs import configure_logging
+from ...common.process import write_ready_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     def on_ready(bound: int) -> None:
         base_url["url"] = f"https://{args.host}:{bound}"
         if args.ready_file:
-            Path(args.ready_file).write_text(json.dumps({"port": bound, "url": base_url["url"]}))
+            write_ready_file(args.ready_file, bound, base_url["url"])
 
     serve(app, args.host, args.port, tls=TlsFiles(args.cert, args.key), on_ready=on_ready)
     return 0

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from ...common.errors import CcrError, ConfigError
 from ...common.http import TlsFiles, serve
@@ -68,12 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"keyvault: error: {exc}", file=sys.stderr)
         return 1
 
-    def on_ready(port: int) -> None:
-        if args.ready_file:
-            host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
-            Path(args.ready_file).write_text(json.dumps({"port": port, "url": f"https://{host}:{port}"}))
-
-    serve(app, args.host, args.port, tls=TlsFiles(args.cert, args.key), on_ready=on_ready)
+    serve(app, args.host, args.port, tls=TlsFiles(args.cert, args.key), ready_file=args.ready_file)
     return 0
 
 

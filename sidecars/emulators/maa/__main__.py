@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 from ...common.errors import CcrError
 from ...common.http import TlsFiles, serve
 from ...common.logs import configure_logging
+from ...common.process import write_ready_file
 
 log = logging.getLogger("sidecars.emulators.maa")
 
@@ -34,12 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--issuer", metavar="URL",
                         help="the token issuer and jku base (default: https://HOST:PORT as listening)")
     return parser
-
-
-def _write_ready_file(path: str, port: int, url: str) -> None:
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps({"port": port, "url": url}))
-    os.replace(tmp, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         app.state.issuer = app.state.issuer or url
         log.info("MAA stand-in listening on %s (issuer %s)", url, app.state.issuer)
         if args.ready_file:
-            _write_ready_file(args.ready_file, port, url)
+            write_ready_file(args.ready_file, port, url)
 
     serve(app, args.host, args.port, tls=TlsFiles(args.cert, args.key), on_ready=on_ready)
     return 0
