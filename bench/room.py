@@ -25,6 +25,7 @@ def _demo():
     path = REPO / "examples" / "cleanroomhello-job" / "demo.py"
     spec = importlib.util.spec_from_file_location("cleanroomhello_job_demo", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
     spec.loader.exec_module(module)
     return module
 
