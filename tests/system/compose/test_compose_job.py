@@ -72,7 +72,7 @@ class Compose:
 def room(repo, tmp_path):
     spec = tmp_path / "spec.yaml"
     shutil.copy(repo / "examples/cleanroomhello-job/spec.yaml", spec)
-    _ccr("images", "build", "--sidecars")
+    _ccr("images", "build", "--sidecars", "--emulators")
     _ccr("images", "build", "cleanroomhello-job", "--pin", str(spec))
     compose_file, emulation = tmp_path / "compose.yml", tmp_path / "emulation"
     _ccr("render", "compose", str(spec), "-o", str(compose_file), "--prepare", str(emulation))
