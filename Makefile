@@ -19,7 +19,7 @@ test-unit: setup
 	$(PYTEST) tests/unit
 
 demo: setup
-	bash examples/skr-demo/run.sh
+	bash examples/cleanroomhello-job/run.sh
 
 bench: setup
 	$(PY) -m bench

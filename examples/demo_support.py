@@ -17,9 +17,10 @@ def step(number: int, text: str) -> None:
     say(f"\n== {number}. {text}")
 
 
-def ccr(*args: str, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
+def ccr(*args: str, capture: bool = False, check: bool = True, echo: bool = True) -> subprocess.CompletedProcess:
     """Run `ccr ARGS` from the checkout, echoing the command line; `capture` returns its stdout."""
-    say(f"$ ccr {' '.join(args)}")
+    if echo:
+        say(f"$ ccr {' '.join(args)}")
     result = subprocess.run([sys.executable, "-m", "sidecars", *args], cwd=REPO, text=True,
                             stdout=subprocess.PIPE if capture else None)
     if check and result.returncode != 0:

@@ -23,6 +23,7 @@ import random
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -56,66 +57,81 @@ def make_data(data_dir: Path) -> dict:
             "partner_customers": len(partner), "publisher_customers": len(publisher)}
 
 
+@dataclass(frozen=True)
+class PreparedRoom:
+    """Everything the parties did before the room runs."""
+
+    run: Path
+    spec: Path
+    endpoints: str
+    host_data: str
+    expected: dict
+
+
+def prepare(run: Path) -> PreparedRoom:
+    """Steps 1-4: stand-ins, images, contract, keys and data. The caller stops the stand-ins."""
+    endpoints = str(run / "endpoints.json")
+    spec = run / "spec.yaml"
+    step(1, "start the local stand-ins for Azure Attestation, Key Vault, CGS, Entra and blob storage")
+    ccr("emulators", "start", "--run-dir", str(run))
+
+    step(2, "build the app image, pin its digest in the spec, compute the room's policy hash")
+    shutil.copy(HERE / "spec.yaml", spec)
+    ccr("images", "build", "--sidecars")
+    ccr("images", "build", "cleanroomhello-job", "--pin", str(spec))
+    host_data = ccr("deploy", "policy-hash", str(spec), "--endpoints", endpoints, capture=True).stdout.strip()
+    say(f"   HOST_DATA = {host_data}")
+
+    step(3, "the members agree on the contract in CGS (policy = HOST_DATA, identities federated)")
+    ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(run / "members"))
+
+    step(4, "each party creates its key, bound to HOST_DATA, and publishes its data encrypted")
+    expected = make_data(run / "data")
+    for party, volume in (("publisher", "publisher-input"), ("partner", "partner-input"),
+                          ("consumer", "consumer-output")):
+        ccr("keys", "create-kek", "--endpoints", endpoints, "--name", f"{party}-kek", "--host-data", host_data)
+        ccr("data", "publish", str(run / "data" / party), "--spec", str(spec), "--volume", volume,
+            "--endpoints", endpoints, "--dek-file", str(run / "members" / f"{party}-dek.json"))
+    return PreparedRoom(run, spec, endpoints, host_data, expected)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, help="keep everything here (default: a new temporary folder)")
     args = parser.parse_args(argv)
     run = (args.run_dir or Path(tempfile.mkdtemp(prefix="ccr-job-demo-"))).resolve()
     run.mkdir(parents=True, exist_ok=True)
-    endpoints = str(run / "endpoints.json")
-    spec = run / "spec.yaml"
     room_dir = run / "room"
-    emulators_up = room_up = False
+    room_up = False
     try:
-        step(1, "start the local stand-ins for Azure Attestation, Key Vault, CGS, Entra and blob storage")
-        ccr("emulators", "start", "--run-dir", str(run))
-        emulators_up = True
-
-        step(2, "build the app image, pin its digest in the spec, compute the room's policy hash")
-        shutil.copy(HERE / "spec.yaml", spec)
-        ccr("images", "build", "--sidecars")
-        ccr("images", "build", "cleanroomhello-job", "--pin", str(spec))
-        host_data = ccr("deploy", "policy-hash", str(spec), "--endpoints", endpoints, capture=True).stdout.strip()
-        say(f"   HOST_DATA = {host_data}")
-
-        step(3, "the members agree on the contract in CGS (policy = HOST_DATA, identities federated)")
-        ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(run / "members"))
-
-        step(4, "each party creates its key, bound to HOST_DATA, and publishes its data encrypted")
-        expected = make_data(run / "data")
-        for party, volume in (("publisher", "publisher-input"), ("partner", "partner-input"),
-                              ("consumer", "consumer-output")):
-            ccr("keys", "create-kek", "--endpoints", endpoints, "--name", f"{party}-kek", "--host-data", host_data)
-            ccr("data", "publish", str(run / "data" / party), "--spec", str(spec), "--volume", volume,
-                "--endpoints", endpoints, "--dek-file", str(run / "members" / f"{party}-dek.json"))
+        room = prepare(run)
 
         step(5, "run the room until the job exits")
         room_up = True
-        ccr("up", str(spec), "--endpoints", endpoints, "--run-dir", str(room_dir), "--wait")
-        ccr("logs", "app", "--run-dir", str(room_dir))
+        ccr("up", str(room.spec), "--endpoints", room.endpoints, "--run-dir", str(room_dir), "--wait")
 
         step(6, "stop the room; the consumer downloads and decrypts the result")
         ccr("down", "--run-dir", str(room_dir))
         room_up = False
-        ccr("data", "download", str(run / "result"), "--spec", str(spec), "--volume", "consumer-output",
-            "--endpoints", endpoints, "--dek-file", str(run / "members" / "consumer-dek.json"))
+        ccr("data", "download", str(run / "result"), "--spec", str(room.spec), "--volume", "consumer-output",
+            "--endpoints", room.endpoints, "--dek-file", str(run / "members" / "consumer-dek.json"))
         result = json.loads((run / "result" / "result.json").read_text())
         say(f"   result:   {json.dumps(result, sort_keys=True)}")
-        say(f"   expected: {json.dumps(expected, sort_keys=True)}")
-        if result != expected:
+        say(f"   expected: {json.dumps(room.expected, sort_keys=True)}")
+        if result != room.expected:
             say("demo: the result differs from the expected answer")
             return 1
         say("   the room's answer is the expected one")
 
         step(7, "the audit trail in CGS (hash chain verified)")
-        ccr("governance", "events", _contract_id(spec), "--endpoints", endpoints, "--identity",
+        ccr("governance", "events", _contract_id(room.spec), "--endpoints", room.endpoints, "--identity",
             str(run / "members" / "consumer"))
         say(f"\nDemo done. Everything is in {run}")
         return 0
     finally:
         if room_up:
             ccr("down", "--run-dir", str(room_dir), check=False)
-        if emulators_up:
+        if (run / "processes.json").exists():
             ccr("emulators", "stop", "--run-dir", str(run), check=False)
 
 

@@ -258,6 +258,7 @@ def _setup(args: argparse.Namespace) -> int:
     from ..deploy.render import default_images, render
     from .member import MemberIdentity
     from .member_client import CgsMemberClient, CgsRequestFailed
+    from .roomspec import identity_tenants
 
     endpoints = _endpoints(args)
     if "cgs_operator_dir" not in endpoints:
@@ -299,9 +300,8 @@ def _setup(args: argparse.Namespace) -> int:
                                                      "x-ms-sevsnpvm-is-debuggable": False}))
         if state == "Draft":
             accept(lead.propose_contract(contract_id))
-        for store in [vol.store for _where, vol in spec.volumes_with_location()]:
-            if store.identity is not None:
-                _add_federated_credential(endpoints, None, store.identity.client_id, contract_id)
+        for client_id in identity_tenants(spec):  # the volumes' and the telemetry/log sinks' identities
+            _add_federated_credential(endpoints, None, client_id, contract_id)
         status = lead.check_status(contract_id, "execution")
         print(f"contract {contract_id}: accepted, HOST_DATA {host_data}, execution {status['status']}")
     finally:

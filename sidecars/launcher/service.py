@@ -87,6 +87,7 @@ class Launcher:
         self._http = httpx.AsyncClient(timeout=10)
         self._lock = asyncio.Lock()
         self._done = asyncio.Event()
+        self._watcher: asyncio.Task | None = None
 
     # -- startup
     async def _step(self, name: str, action) -> None:
@@ -185,10 +186,33 @@ class Launcher:
                                                      "image": self.launch.image})
             with step_span(self.tracer, "launcher.launch", image=self.launch.image):
                 await process.start(self._forward_line)
-            self.state.process = process
-            self.state.phase = "running"
+                self.state.process = process
+                self._watcher = asyncio.create_task(self._watch(process))
+                if self.config.spec.application.mode == "api":
+                    await self._wait_for_app_ports(process)
+            if process.status == "running":
+                self.state.phase = "running"
             self.state.step = None
-        asyncio.create_task(self._watch(process))
+
+    async def _wait_for_app_ports(self, process: AppProcess) -> None:
+        """API mode: the app counts as running once each endpoint's port accepts connections (the room's
+        loopback: the launcher runs in the room's netns), so clients never meet a proxy with no app."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.ready_timeout
+        for endpoint in self.config.spec.endpoints:
+            while True:
+                if process.status != "running":
+                    raise ProcessError(f"the app exited (code {process.exit_code}) before it served port "
+                                       f"{endpoint.port}")
+                try:
+                    _reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)
+                    writer.close()
+                    break
+                except OSError:
+                    if loop.time() > deadline:
+                        raise ProcessError(f"the app did not serve port {endpoint.port} within "
+                                           f"{self.config.ready_timeout:g} s") from None
+                    await asyncio.sleep(0.05)
 
     async def _watch(self, process: AppProcess) -> None:
         code = await process.wait()
@@ -202,7 +226,8 @@ class Launcher:
         self._done.set()
 
     async def _forward_line(self, stream: str, line: str) -> None:
-        log.info("app %s: %s", stream, line)
+        # The app's output may hold the parties' data: it goes only to the telemetry sidecar's encrypted
+        # buffer, and leaves the room only through a consented log export. Never to our own log.
         if not self.config.telemetry_url:
             return
         record = {"time": dt.datetime.now(dt.UTC).isoformat(), "stream": stream, "line": line}

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from ..cli import command_group
 
-LOG_NAMES = ("app", "launcher", "firewall", "telemetry", "skr", "governance", "identity", "volumes", "proxy",
-             "forward")
+# The app's own output is not here: it leaves the room only through a consented, encrypted log export
+# (`ccr export logs`, then the log sink's owner runs `ccr logs download`).
+LOG_NAMES = ("launcher", "firewall", "telemetry", "skr", "governance", "identity", "volumes", "proxy", "forward")
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
@@ -74,12 +75,34 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     from ..common.errors import ConfigError
 
     name = args.logs_command
-    log = _run_dir(args) / "logs" / f"{'launcher' if name == 'app' else name}.log"
+    log = _run_dir(args) / "logs" / f"{name}.log"
     if not log.exists():
         raise ConfigError(f"no log of {name} in {log.parent} (is the room running from there? --run-dir DIR)")
-    for line in log.read_text(errors="replace").splitlines():
-        if name != "app" or " app stdout: " in line or " app stderr: " in line:
-            print(line)
+    print(log.read_text(errors="replace"), end="")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    """POST the launcher's /gov/exportLogs or /gov/exportTelemetry (the reference's operator calls)."""
+    from ..common.errors import CcrError
+    from ..deploy.containers import PORTS
+    from .roomhttp import room_request
+    from .steps import RoomState
+    from .up import STATE_FILE
+
+    state = RoomState.load(_run_dir(args).resolve() / STATE_FILE)
+    if not state.data:
+        raise CcrError(f"no room in {_run_dir(args)}")
+    path = "/gov/exportLogs" if args.what == "logs" else "/gov/exportTelemetry"
+    try:
+        answer = room_request(state.data["netns"], PORTS["launcher"], "POST", path, timeout=120)
+    except OSError as exc:
+        raise CcrError(f"the room's launcher does not answer: {exc}") from None
+    body = answer.json()
+    if answer.status != 200:
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        raise CcrError(f"export refused ({answer.status}): {error.get('message', body)}")
+    print(json.dumps(body, indent=2))
     return 0
 
 
@@ -113,6 +136,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     logs = command_group(sub, "logs", "a running room's logs, or a room's exported app logs")
     for name in LOG_NAMES:
-        parser = logs.add_parser(name, help="the app's output" if name == "app" else f"the {name} sidecar's log")
+        parser = logs.add_parser(name, help=f"the {name} sidecar's log")
         _room_options(parser)
         parser.set_defaults(func=_cmd_logs)
+
+    export = sub.add_parser("export", help="export the room's logs or telemetry now (only with the parties' "
+                                           "consent; encrypted to the spec's sink)")
+    export.add_argument("what", choices=("logs", "telemetry"))
+    _room_options(export)
+    export.set_defaults(func=_cmd_export)

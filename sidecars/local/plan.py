@@ -106,6 +106,8 @@ class RoomPlan:
             SidecarLaunch("telemetry", PORTS["telemetry-http"], self._ccr(
                 "telemetry", *self._spec_options(), "--grpc-port", str(PORTS["telemetry-grpc"]),
                 "--http-port", str(PORTS["telemetry-http"]), "--governance-url", self._local(PORTS["governance"]),
+                "--sidecar-token-file", str(self.sidecar_token_file), "--skr-url", self._local(PORTS["skr"]),
+                "--identity-url", self._local(PORTS["identity"]), "--ca-bundle", ca,
                 "--buffer-dir", str(self.run_dir / "telemetry"))),
             SidecarLaunch("skr", PORTS["skr"], self._ccr(
                 "skr", "--port", str(PORTS["skr"]), "--endpoints", str(self.endpoints_file), "--platform", "mock",
@@ -131,7 +133,10 @@ class RoomPlan:
             SidecarLaunch("proxy", PROXY_STATUS_PORT, self._ccr(
                 "proxy", *self._spec_options(), "--run-dir", str(self.run_dir / "proxy"),
                 "--status-port", str(PROXY_STATUS_PORT), "--tls-name", "localhost", "--tls-name", "127.0.0.1",
-                "--tls-name", self.room_address)),
+                "--tls-name", self.room_address,
+                # Clients verify the room's certificate against the contract CA held by CGS.
+                *(("--certificate-source", "governance", "--governance-url", self._local(PORTS["governance"]))
+                  if self.spec.endpoints else ()))),
             SidecarLaunch("launcher", PORTS["launcher"], self._ccr(
                 "launcher", *self._spec_options(), "--port", str(PORTS["launcher"]),
                 "--mount-root", str(self.mount_root), "--netns", self.netns,

@@ -30,9 +30,10 @@ from .steps import RoomState, StepFailed, StepRunner
 STATE_FILE = "room.json"
 # Startup waves (ARCHITECTURE §6): the firewall's rules are in force before anything else runs; the
 # sidecars of one wave start together (governance and identity attest lazily, on their first request);
-# the volumes release keys as they start, so skr, governance and identity must answer first; the
-# launcher comes last and checks consent, the firewall and the container policy itself.
-WAVES = (("firewall",), ("telemetry", "skr", "governance", "identity", "proxy"), ("volumes",), ("launcher",))
+# the volumes release keys and the proxy gets its certificate endorsed as they start, so skr, governance
+# and identity must answer first; the launcher comes last and checks consent, the firewall and the
+# container policy itself.
+WAVES = (("firewall",), ("telemetry", "skr", "governance", "identity"), ("volumes", "proxy"), ("launcher",))
 FINAL_PHASES = ("running", "exited", "failed", "stopped", "ready")
 
 

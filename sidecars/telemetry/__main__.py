@@ -93,10 +93,11 @@ def _sink_configs(args: argparse.Namespace):
             key = load_dek_file(Path(dek_file))  # read now: a wrong path fails at start, naming the file
             key_source = _fixed(key)
         else:
-            key_source = functools.partial(_released_dek, args, sink.encryption.key)
+            key_source = functools.partial(_released_dek, args, sink.encryption.key, sink.store.identity)
         location = SinkLocation(str(sink.store.account_url).rstrip("/"), sink.store.container)
         interval = args.export_interval if args.export_interval is not None else sink.export_interval_s
-        configs.append(SinkConfig(kind, location, key_source, interval or None))
+        configs.append(SinkConfig(kind, location, key_source, interval or None,
+                                  credential=_credential(args, sink.store.identity)))
     return configs, args.room or spec.name
 
 
@@ -104,14 +105,17 @@ def _fixed(key):
     return lambda: key
 
 
-def _credential(args: argparse.Namespace):
-    """The room's identity (the identity sidecar's IMDS tokens) for Key Vault and storage, when given."""
+def _credential(args: argparse.Namespace, identity=None):
+    """The room's identity (the identity sidecar's IMDS tokens) for Key Vault and storage, when given: the
+    sink's own federated identity (its client id) if the spec names one."""
     from ..volumes.clients import default_credential
 
-    return default_credential(args.identity_url) if args.identity_url else None
+    if not args.identity_url:
+        return None
+    return default_credential(args.identity_url, client_id=identity.client_id if identity else None)
 
 
-def _released_dek(args: argparse.Namespace, reference):
+def _released_dek(args: argparse.Namespace, reference, identity=None):
     """The sink's DEK as a volume's: the wrapped DEK from Key Vault, unwrapped with the KEK skr releases."""
     from azure.core.exceptions import AzureError
 
@@ -122,7 +126,7 @@ def _released_dek(args: argparse.Namespace, reference):
         return fetch_dek(skr_url=args.skr_url, maa_endpoint=str(reference.maa_endpoint),
                          kek_vault_url=str(reference.vault_url), kek_name=reference.kek_name,
                          secret_vault_url=reference.dek_vault_url, secret_name=reference.dek_secret_name,
-                         credential=_credential(args), ca_bundle=args.ca_bundle)
+                         credential=_credential(args, identity), ca_bundle=args.ca_bundle)
     except AzureError as exc:
         raise RemoteServiceError("Key Vault", f"cannot read the sink's wrapped DEK {reference.dek_secret_name} "
                                               f"from {reference.dek_vault_url}: {str(exc).splitlines()[0]}") from None

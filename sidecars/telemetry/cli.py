@@ -77,8 +77,13 @@ def _cmd_download(args: argparse.Namespace) -> int:
     location = SinkLocation(account_url.rstrip("/"), container)
     key = load_dek_file(Path(args.dek_file) if args.dek_file else default_dek_file(account_name_of(account_url),
                                                                                      container))
+    ca_bundle = args.ca_bundle
+    if ca_bundle is None and getattr(args, "endpoints", None):
+        from ..spec import endpoint_variables
+
+        ca_bundle = endpoint_variables(args.endpoints).get("ca_bundle")  # the local stand-ins' CA
     written = download_sink(location, key, args.out, prefix=args.prefix, account_key=args.account_key,
-                            ca_bundle=args.ca_bundle, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+                            ca_bundle=ca_bundle, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     size = sum(p.stat().st_size for p in written)
     print(f"verified and decrypted {len(written)} objects ({size / 1024:.1f} KiB) into {args.out}")
     return 0

@@ -42,6 +42,8 @@ class SinkConfig:
     location: SinkLocation
     key_source: Callable[[], DataKey]
     interval_s: float | None = None
+    #: the identity the sink's owner federated for the room (None: the exporter's default)
+    credential: TokenCredential | None = None
     _key: DataKey | None = field(default=None, repr=False)
 
     def key(self) -> DataKey:
@@ -103,7 +105,8 @@ class Exporter:
                 "step": "export", "option": kind.value, "trigger": trigger, "sink": result.sink,
                 "objects": result.objects, "records": result.records, "timestamp": datetime.now(UTC).isoformat(),
             }, id=f"{self.room}-{kind.value}-export-{uuid.uuid4().hex[:12]}")
-            target = BlobSink(sink.location, **self._storage)
+            target = BlobSink(sink.location, **{**self._storage,
+                                                "credential": sink.credential or self._storage["credential"]})
             target.ensure_container()
             for signal, name in named.items():
                 target.upload(name, encrypt(key, sink.location.object(name), b"".join(payloads[signal])))

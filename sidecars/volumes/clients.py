@@ -87,11 +87,14 @@ def account_name_of(account_url: str) -> str:
 
 
 def container_client(account_url: str, container: str, *, ca_bundle: str | None = None,
-                     account_key: str | None = None, credential: TokenCredential | None = None) -> ContainerClient:
+                     account_key: str | None = None, credential: TokenCredential | None = None,
+                     identity_endpoint: str | None = None) -> ContainerClient:
+    """A container client: a shared key when there is one, else `credential`, else default_credential
+    (with `identity_endpoint` when given)."""
     account = account_name_of(account_url)
     key = account_key or os.environ.get("AZURE_STORAGE_KEY") or (AZURITE_KEY if account == AZURITE_ACCOUNT else None)
     cred = {"account_name": account, "account_key": key} if key else (
-        credential or default_credential())
+        credential or default_credential(identity_endpoint))
     client = ContainerClient(account_url.rstrip("/"), container, credential=cred,
                              connection_verify=ca_bundle or True, max_single_get_size=4 * 1024 * 1024,
                              max_chunk_get_size=4 * 1024 * 1024,

@@ -13,7 +13,7 @@ import httpx
 
 from ..common.errors import CcrError, ConfigError, RemoteServiceError
 from . import format as fmt
-from .clients import secret_client
+from .clients import default_credential, secret_client
 from .keys import Kek, unwrap_dek
 from .owner import read_wrapped
 
@@ -48,7 +48,13 @@ def release_kek(skr_url: str, *, maa_endpoint: str, vault_url: str, kek_name: st
 
 
 def fetch_dek(*, skr_url: str, maa_endpoint: str, kek_vault_url: str, kek_name: str, secret_vault_url: str,
-              secret_name: str, credential, ca_bundle: str | None = None) -> fmt.DataKey:
+              secret_name: str, ca_bundle: str | None = None, credential=None,
+              identity_endpoint: str | None = None, dev_tokens_dir: str | None = None,
+              client_id: str | None = None) -> fmt.DataKey:
+    """The DEK of a volume or sink. Key Vault is reached with `credential`, else one built from the
+    identity sidecar's endpoint or the emulation's dev tokens (see clients.default_credential)."""
+    credential = credential or default_credential(identity_endpoint, dev_tokens_dir, subject="volumes",
+                                                  client_id=client_id)
     secrets = secret_client(secret_vault_url, ca_bundle=ca_bundle, credential=credential)
     wrapped = read_wrapped(secrets, secret_name)
     if wrapped is None:

@@ -16,7 +16,8 @@ from sidecars.common.process import ManagedProcess, file_exists
 
 from .conftest import POLICIES, REPO, InboundClient
 
-VARIABLES = ["--var", "cgs_endpoint=https://127.0.0.1:9000", "--var", "maa_endpoint=https://127.0.0.1:9001"]
+VARIABLES = ["--var", "cgs_endpoint=https://127.0.0.1:9000", "--var", "maa_endpoint=https://127.0.0.1:9001",
+             "--var", "storage_url=https://127.0.0.1:9002/devstoreaccount1", "--var", "keyvault_url=https://127.0.0.1:9003"]
 
 
 def _spec(tmp_path, app_port: int):
@@ -87,7 +88,9 @@ def test_sidecar_takes_the_spec_from_ccr_spec_as_the_container_group_passes_it(t
     from sidecars.spec import load_spec
 
     spec = load_spec(REPO / "examples/cleanroomhello-api/spec.yaml",
-                     variables={"cgs_endpoint": "https://127.0.0.1:9000", "maa_endpoint": "https://127.0.0.1:9001"})
+                     variables={"cgs_endpoint": "https://127.0.0.1:9000", "maa_endpoint": "https://127.0.0.1:9001",
+                                "storage_url": "https://127.0.0.1:9002/devstoreaccount1",
+                                "keyvault_url": "https://127.0.0.1:9003"})
     env = {**os.environ, "CCR_SPEC": canonical_spec_json(spec)}
     out = tmp_path / "envoy.json"
     result = subprocess.run([sys.executable, "-m", "sidecars.cli", "proxy", "render", "--run-dir", str(tmp_path),

@@ -45,7 +45,8 @@ SIDECAR_PORT = 8284
 OUTSIDE_TCP_PORTS = (22, 53, 80, 443, 5432)
 PROXY_PORTS = {15001: "inbound", 15002: "http", 15003: "tcp"}
 SO_ORIGINAL_DST = 80
-VARIABLES = {"cgs_endpoint": "https://127.0.0.1:9001", "maa_endpoint": "https://127.0.0.1:9002"}
+VARIABLES = {"cgs_endpoint": "https://127.0.0.1:9001", "maa_endpoint": "https://127.0.0.1:9002",
+             "storage_url": "https://127.0.0.1:9003/devstoreaccount1", "keyvault_url": "https://127.0.0.1:9004"}
 BACKENDS = ("nftables", "iptables")
 _counter = itertools.count()
 

@@ -189,7 +189,8 @@ def test_redirected_inbound_connections_meet_their_own_endpoint_policy(netns, tm
         ready = tmp_path / "proxy.ready"
         argv = _netns(netns, sys.executable, "-m", "sidecars.cli", "sidecar", "proxy",
                       "--spec", str(tmp_path / "spec.yaml"), "--var", "cgs_endpoint=https://127.0.0.1:1",
-                      "--var", "maa_endpoint=https://127.0.0.1:1", "--run-dir", str(tmp_path / "run"),
+                      "--var", "maa_endpoint=https://127.0.0.1:1", "--var", "storage_url=https://127.0.0.1:1/a",
+                      "--var", "keyvault_url=https://127.0.0.1:1", "--run-dir", str(tmp_path / "run"),
                       "--ready-file", str(ready), "--inbound-port", "0", "--egress-http-port", "0",
                       "--egress-tcp-port", "0", "--admin-port", "0", "--authz-port", "0", "--status-port", "0")
         with ManagedProcess("proxy", argv, ready=file_exists(ready), ready_timeout=60, cwd=repo):

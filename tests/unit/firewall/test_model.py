@@ -10,7 +10,8 @@ from sidecars.firewall import Firewall, FirewallConfig, render, rules_from_spec
 from sidecars.firewall.model import Hook, Verdict
 from sidecars.spec import parse_spec
 
-LOCAL = {"cgs_endpoint": "https://127.0.0.1:9001", "maa_endpoint": "https://127.0.0.1:9002"}
+LOCAL = {"cgs_endpoint": "https://127.0.0.1:9001", "maa_endpoint": "https://127.0.0.1:9002",
+         "storage_url": "https://127.0.0.1:9003/devstoreaccount1", "keyvault_url": "https://127.0.0.1:9004"}
 
 
 def api_spec(repo, **changes):

@@ -16,7 +16,8 @@ from sidecars.proxy.runtime import plan
 from sidecars.spec import load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parents[3]
-VARIABLES = {"cgs_endpoint": "https://127.0.0.1:9000", "maa_endpoint": "https://127.0.0.1:9001"}
+VARIABLES = {"cgs_endpoint": "https://127.0.0.1:9000", "maa_endpoint": "https://127.0.0.1:9001",
+             "storage_url": "https://127.0.0.1:9002/devstoreaccount1", "keyvault_url": "https://127.0.0.1:9003"}
 
 
 @pytest.fixture(scope="module")

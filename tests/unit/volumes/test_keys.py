@@ -67,3 +67,19 @@ def test_download_refuses_names_escaping_the_target(tmp_path) -> None:
     for name in ("../escape", "/etc/passwd", "a/../../x", "dir/", ""):
         with pytest.raises(ConfigError, match="cannot be written safely"):
             safe_target(tmp_path, name)
+
+
+def test_keyword_interfaces_other_sidecars_use() -> None:
+    """telemetry calls fetch_dek and container_client with identity_endpoint=...: these are interfaces."""
+    import inspect
+
+    from sidecars.volumes.clients import container_client
+    from sidecars.volumes.keyflow import fetch_dek
+
+    assert {"ca_bundle", "account_key", "credential", "identity_endpoint"} <= set(
+        inspect.signature(container_client).parameters)
+
+    params = inspect.signature(fetch_dek).parameters
+    for name in ("skr_url", "maa_endpoint", "kek_vault_url", "kek_name", "secret_vault_url", "secret_name",
+                 "ca_bundle", "identity_endpoint", "credential", "dev_tokens_dir"):
+        assert name in params

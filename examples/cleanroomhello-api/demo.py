@@ -1,0 +1,157 @@
+"""cleanroomhello-api, end to end on this machine: an API app behind the room's proxy.
+
+ 1. start the local stand-ins; build the app image and pin it;
+ 2. the members agree on the contract (policy = the room's policy hash H), enable the contract CA and the
+    logging option;
+ 3. the consumer's key (bound to H) and encrypted log sink;
+ 4. `ccr up`: the app serves on port 8080 inside the room; only the proxy is reachable from outside;
+ 5. a client outside the room calls it over TLS, verifying the room's certificate against the contract
+    CA: `GET /hello` is allowed by the API policy, `GET /secret` is denied (403);
+ 6. the app's output, exported with consent and decrypted by the consumer, shows the denied request
+    never reached it;
+ 7. a member revokes execution consent: the room stops the app within the consent poll interval;
+ 8. `ccr down`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import ssl
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from demo_support import ccr, say, step  # noqa: E402
+
+MEMBERS = ("publisher", "consumer")
+STOP_TIMEOUT_S = 30
+
+
+def _contract_id(spec: Path) -> str:
+    import yaml
+
+    return yaml.safe_load(spec.read_text())["contract"]["id"]
+
+
+def enable_contract_ca(spec: Path, endpoints: str, members: Path) -> Path:
+    """Every member votes the CA proposal; returns the CA certificate clients will trust."""
+    contract = _contract_id(spec)
+    vote_proposal(("governance", "ca", "enable", contract), endpoints, members)
+    ca_pem = ccr("governance", "ca", "show", contract, "--endpoints", endpoints,
+                 "--identity", str(members / MEMBERS[0]), capture=True).stdout
+    ca_file = members / "contract-ca.pem"
+    ca_file.write_text(ca_pem)
+    return ca_file
+
+
+def log_dek_file(members: Path) -> Path:
+    return members / "consumer-logs-dek.json"
+
+
+def vote_proposal(command: tuple[str, ...], endpoints: str, members: Path) -> None:
+    """The first member proposes (and votes accept), the others vote accept."""
+    proposal = ccr(*command, "--endpoints", endpoints, "--identity", str(members / MEMBERS[0]),
+                   capture=True).stdout
+    say(proposal.rstrip())
+    for member in MEMBERS[1:]:
+        ccr("governance", "vote", proposal.split()[1], "--endpoints", endpoints, "--identity", str(members / member))
+
+
+def app_status(room_dir: Path) -> str:
+    report = json.loads(ccr("status", "--run-dir", str(room_dir), "--json", capture=True, echo=False).stdout)
+    launcher = (report["sidecars"].get("launcher") or {}).get("status") or {}
+    return (launcher.get("app") or {}).get("status", "unknown")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, help="keep everything here (default: a new temporary folder)")
+    args = parser.parse_args(argv)
+    run = (args.run_dir or Path(tempfile.mkdtemp(prefix="ccr-api-demo-"))).resolve()
+    run.mkdir(parents=True, exist_ok=True)
+    endpoints = str(run / "endpoints.json")
+    spec = run / "spec.yaml"
+    room_dir = run / "room"
+    members = run / "members"
+    room_up = False
+    try:
+        step(1, "start the stand-ins, build and pin the app image, compute the policy hash")
+        ccr("emulators", "start", "--run-dir", str(run))
+        shutil.copy(HERE / "spec.yaml", spec)
+        shutil.copy(HERE / "allow-get-hello.rego", run / "allow-get-hello.rego")
+        ccr("images", "build", "--sidecars")
+        ccr("images", "build", "cleanroomhello-api", "--pin", str(spec))
+
+        step(2, "the members agree on the contract and enable the contract CA")
+        ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(members))
+        ca_file = enable_contract_ca(spec, endpoints, members)
+        vote_proposal(("governance", "logging", "enable", _contract_id(spec)), endpoints, members)
+
+        step(3, "the consumer sets up the encrypted log sink, its key bound to the room's policy hash")
+        host_data = ccr("deploy", "policy-hash", str(spec), "--endpoints", endpoints, capture=True).stdout.strip()
+        ccr("keys", "create-kek", "--endpoints", endpoints, "--name", "consumer-kek", "--host-data", host_data)
+        vault = json.loads(Path(endpoints).read_text())["keyvault_url"]
+        (run / "empty").mkdir(exist_ok=True)
+        ccr("data", "publish", str(run / "empty"), "--container", "consumer-logs", "--secret", "consumer-logs-dek",
+            "--kek", f"{vault}/keys/consumer-kek", "--endpoints", endpoints, "--dek-file", str(log_dek_file(members)))
+
+        step(4, "run the room")
+        room_up = True
+        ccr("up", str(spec), "--endpoints", endpoints, "--run-dir", str(room_dir))
+        state = json.loads((room_dir / "room.json").read_text())
+        url = f"https://{state['room_v4']}:8080"
+
+        step(5, f"a client outside the room calls {url}, trusting only the contract CA")
+        client = httpx.Client(verify=ssl.create_default_context(cafile=str(ca_file)), timeout=10)
+        allowed = client.get(f"{url}/hello")
+        say(f"   GET /hello  -> {allowed.status_code} {allowed.text.strip()}")
+        denied = client.get(f"{url}/secret")
+        say(f"   GET /secret -> {denied.status_code} {denied.text.strip()[:120]}")
+
+        step(6, "the app's output, exported with the members' logging consent, decrypted by the consumer")
+        ccr("export", "logs", "--run-dir", str(room_dir))
+        ccr("logs", "download", "--spec", str(spec), "--endpoints", endpoints, "--dek-file",
+            str(log_dek_file(members)), "--out", str(run / "app-logs"))
+        shown = ccr("logs", "show", str(run / "app-logs"), capture=True).stdout
+        received = [line.strip() for line in shown.splitlines() if "received " in line]
+        say("   the app received: " + "; ".join(received))
+        if allowed.status_code != 200 or denied.status_code != 403 or not received or \
+                any("/secret" in line for line in received):
+            say("demo: the proxy did not apply the API policy as expected")
+            return 1
+
+        step(7, "the consumer revokes execution consent; the room stops the app")
+        ccr("governance", "consent", "disable", _contract_id(spec), "--endpoints", endpoints,
+            "--identity", str(members / "consumer"))
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        status = app_status(room_dir)
+        while status == "running" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            status = app_status(room_dir)
+        say(f"   app status: {status}")
+        if status == "running":
+            say(f"demo: the app still runs {STOP_TIMEOUT_S} s after consent was revoked")
+            return 1
+
+        step(8, "stop the room")
+        ccr("down", "--run-dir", str(room_dir))
+        room_up = False
+        say(f"\nDemo done. Everything is in {run}")
+        return 0
+    finally:
+        if room_up:
+            ccr("down", "--run-dir", str(room_dir), check=False)
+        if (run / "processes.json").exists():
+            ccr("emulators", "stop", "--run-dir", str(run), check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
