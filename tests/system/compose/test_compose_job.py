@@ -41,6 +41,7 @@ def _demo_module(repo: Path):
     path = repo / "examples/cleanroomhello-job/demo.py"
     spec = importlib.util.spec_from_file_location("job_demo", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
