@@ -91,6 +91,7 @@ def room(repo, tmp_path):
         _ccr("render", "compose", "--release", str(emulation))
         assert not [line for line in Path("/proc/mounts").read_text().splitlines() if str(emulation) in line]
         assert not Podman().run_cli(["ps", "-a", "--filter", f"name={compose.project}", "--format", "{{.Names}}"])
+        assert not Podman().run_cli(["volume", "ls", "--filter", f"name={compose.project}", "--format", "{{.Name}}"])
 
 
 def test_job_room_runs_under_podman_compose(room, repo, tmp_path):
