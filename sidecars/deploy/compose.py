@@ -139,7 +139,7 @@ def compose_project(group: ContainerGroup) -> dict:
     stand_ins = []
     for name, argv in _stand_in_commands(EMULATION_VAR).items():
         services[name] = {
-            "image": emulators_image if name == "azurite" else runtime, "entrypoint": argv,
+            "image": emulators_image, "entrypoint": argv,
             "network_mode": f"service:{ROOM_SERVICE}", "working_dir": EMULATION_VAR,
             "volumes": [{"type": "bind", "source": EMULATION_VAR, "target": EMULATION_VAR, "read_only": False}],
             "depends_on": [ROOM_SERVICE, *stand_ins]}

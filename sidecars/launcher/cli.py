@@ -12,12 +12,12 @@ def _cmd_images_build(args: argparse.Namespace) -> int:
 
     if args.pin and len(args.folders) != 1:
         raise ConfigError("--pin needs exactly one image folder (the app the spec runs)")
-    if not args.folders and not args.sidecars:
-        raise ConfigError("nothing to build: name an image folder, or pass --sidecars")
-    if args.sidecars:
+    if not args.folders and not args.sidecars and not args.emulators:
+        raise ConfigError("nothing to build: name an image folder, or pass --sidecars / --emulators")
+    if args.sidecars or args.emulators:
         from .sidecar_images import build_sidecar_images
 
-        for built in build_sidecar_images():
+        for built in build_sidecar_images(sidecars=args.sidecars, emulators=args.emulators):
             print(built.tag_ref)
     if not args.folders:
         return 0
@@ -43,8 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "made with debootstrap on first use and cached. Prints REPO@sha256:DIGEST.")
     build.add_argument("folders", nargs="*", metavar="FOLDER")
     build.add_argument("--sidecars", action="store_true",
-                       help="build the sidecar images localhost/ccr/ccr-runtime:0.1.0 and ccr-proxy:0.1.0 (and "
-                            "ccr-emulators:0.1.0, the stand-ins for compose) from this checkout and its virtualenv "
-                            "(offline; the Debian base is made once and cached)")
+                       help="build the sidecar images localhost/ccr/ccr-runtime:0.1.0 and ccr-proxy:0.1.0 from this "
+                            "checkout and its virtualenv (offline; the Debian base is made once and cached)")
+    build.add_argument("--emulators", action="store_true",
+                       help="build localhost/ccr/ccr-emulators:0.1.0: the stand-ins and Azurite, as services of "
+                            "`ccr render compose`")
     build.add_argument("--pin", metavar="SPEC", help="rewrite the spec's application.image to the new digest")
     build.set_defaults(func=_cmd_images_build)

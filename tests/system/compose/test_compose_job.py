@@ -41,7 +41,7 @@ def _demo_module(repo: Path):
     path = repo / "examples/cleanroomhello-job/demo.py"
     spec = importlib.util.spec_from_file_location("job_demo", path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -73,7 +73,7 @@ class Compose:
 def room(repo, tmp_path):
     spec = tmp_path / "spec.yaml"
     shutil.copy(repo / "examples/cleanroomhello-job/spec.yaml", spec)
-    _ccr("images", "build", "--sidecars")
+    _ccr("images", "build", "--sidecars", "--emulators")
     _ccr("images", "build", "cleanroomhello-job", "--pin", str(spec))
     compose_file, emulation = tmp_path / "compose.yml", tmp_path / "emulation"
     _ccr("render", "compose", str(spec), "-o", str(compose_file), "--prepare", str(emulation))
@@ -91,6 +91,7 @@ def room(repo, tmp_path):
         _ccr("render", "compose", "--release", str(emulation))
         assert not [line for line in Path("/proc/mounts").read_text().splitlines() if str(emulation) in line]
         assert not Podman().run_cli(["ps", "-a", "--filter", f"name={compose.project}", "--format", "{{.Names}}"])
+        assert not Podman().run_cli(["volume", "ls", "--filter", f"name={compose.project}", "--format", "{{.Name}}"])
 
 
 def test_job_room_runs_under_podman_compose(room, repo, tmp_path):
