@@ -142,8 +142,8 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
                       "mount_root": str(plan.mount_root), "host_data": host_data, "processes": [],
                       "container": f"ccr-{spec.name}-{spec.application.name}", "app": spec.application.name}
         state.save()
-        plan.write_secrets()
         with runner.step(f"network namespace {plan.netns}"):
+            plan.write_secrets()
             net = create_room_network(plan.netns)
             plan.room_address = net.room_v4
             runner.on_teardown("network namespace", lambda: delete_room_network(plan.netns))
@@ -181,9 +181,10 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
                 raise ProcessError(body.get("error") or "the launcher refused to start the app")
         out(f"room {spec.name} is up in {time.monotonic() - started:.1f} s: app {body.get('status')}")
         if options.wait_for_job and spec.application.mode == "job" and body.get("status") == "running":
-            body = _wait_status(plan, launches["launcher"], process, 24 * 3600,
-                                accept=lambda status, body: isinstance(body, dict)
-                                and body.get("status") in ("exited", "failed", "stopped"))
+            with runner.step("wait for the job to exit"):  # a failure here tears the room down too
+                body = _wait_status(plan, launches["launcher"], process, 24 * 3600,
+                                    accept=lambda status, body: isinstance(body, dict)
+                                    and body.get("status") in ("exited", "failed", "stopped"))
             out(f"job {body['status']} with exit code {(body.get('app') or {}).get('exit_code')}")
         out(f"logs: {run_dir / 'logs'}  mounts: {plan.mount_root}  state: {state.path}  "
             f"startup trace: {trace_id}")
