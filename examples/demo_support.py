@@ -27,3 +27,18 @@ def ccr(*args: str, capture: bool = False, check: bool = True, echo: bool = True
         raise SystemExit(f"demo: `ccr {args[0]} {args[1] if len(args) > 1 else ''}` failed "
                          f"(exit {result.returncode})")
     return result
+
+
+def contract_id(spec: Path) -> str:
+    import yaml
+
+    return yaml.safe_load(spec.read_text())["contract"]["id"]
+
+
+def leave_nothing_behind(run: Path, room_dir: Path) -> None:
+    """However a demo ends: a room still up is brought down (`ccr down` removes its state file), and the
+    stand-ins it started are stopped."""
+    if (room_dir / "room.json").exists():
+        ccr("down", "--run-dir", str(room_dir), check=False)
+    if (run / "processes.json").exists():
+        ccr("emulators", "stop", "--run-dir", str(run), check=False)

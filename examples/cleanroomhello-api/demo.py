@@ -29,21 +29,15 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from demo_support import ccr, say, step  # noqa: E402
+from demo_support import ccr, contract_id, leave_nothing_behind, say, step  # noqa: E402
 
 MEMBERS = ("publisher", "consumer")
 STOP_TIMEOUT_S = 30
 
 
-def _contract_id(spec: Path) -> str:
-    import yaml
-
-    return yaml.safe_load(spec.read_text())["contract"]["id"]
-
-
 def enable_contract_ca(spec: Path, endpoints: str, members: Path) -> Path:
     """Every member votes the CA proposal; returns the CA certificate clients will trust."""
-    contract = _contract_id(spec)
+    contract = contract_id(spec)
     vote_proposal(("governance", "ca", "enable", contract), endpoints, members)
     ca_pem = ccr("governance", "ca", "show", contract, "--endpoints", endpoints,
                  "--identity", str(members / MEMBERS[0]), capture=True).stdout
@@ -81,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     spec = run / "spec.yaml"
     room_dir = run / "room"
     members = run / "members"
-    room_up = False
     try:
         step(1, "start the stand-ins, build and pin the app image, compute the policy hash")
         ccr("emulators", "start", "--run-dir", str(run))
@@ -93,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         step(2, "the members agree on the contract and enable the contract CA")
         ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(members))
         ca_file = enable_contract_ca(spec, endpoints, members)
-        vote_proposal(("governance", "logging", "enable", _contract_id(spec)), endpoints, members)
+        vote_proposal(("governance", "logging", "enable", contract_id(spec)), endpoints, members)
 
         step(3, "the consumer sets up the encrypted log sink, its key bound to the room's policy hash")
         host_data = ccr("deploy", "policy-hash", str(spec), "--endpoints", endpoints, capture=True).stdout.strip()
@@ -104,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
             "--kek", f"{vault}/keys/consumer-kek", "--endpoints", endpoints, "--dek-file", str(log_dek_file(members)))
 
         step(4, "run the room")
-        room_up = True
         ccr("up", str(spec), "--endpoints", endpoints, "--run-dir", str(room_dir))
         state = json.loads((room_dir / "room.json").read_text())
         url = f"https://{state['room_v4']}:8080"
@@ -129,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
 
         step(7, "the consumer revokes execution consent; the room stops the app")
-        ccr("governance", "consent", "disable", _contract_id(spec), "--endpoints", endpoints,
+        ccr("governance", "consent", "disable", contract_id(spec), "--endpoints", endpoints,
             "--identity", str(members / "consumer"))
         deadline = time.monotonic() + STOP_TIMEOUT_S
         status = app_status(room_dir)
@@ -143,14 +135,10 @@ def main(argv: list[str] | None = None) -> int:
 
         step(8, "stop the room")
         ccr("down", "--run-dir", str(room_dir))
-        room_up = False
         say(f"\nDemo done. Everything is in {run}")
         return 0
     finally:
-        if room_up:
-            ccr("down", "--run-dir", str(room_dir), check=False)
-        if (run / "processes.json").exists():
-            ccr("emulators", "stop", "--run-dir", str(run), check=False)
+        leave_nothing_behind(run, room_dir)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from demo_support import ccr, say, step  # noqa: E402
+from demo_support import ccr, contract_id, leave_nothing_behind, say, step  # noqa: E402
 
 
 def make_data(data_dir: Path) -> dict:
@@ -102,17 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     run = (args.run_dir or Path(tempfile.mkdtemp(prefix="ccr-job-demo-"))).resolve()
     run.mkdir(parents=True, exist_ok=True)
     room_dir = run / "room"
-    room_up = False
     try:
         room = prepare(run)
 
         step(5, "run the room until the job exits")
-        room_up = True
         ccr("up", str(room.spec), "--endpoints", room.endpoints, "--run-dir", str(room_dir), "--wait")
 
         step(6, "stop the room; the consumer downloads and decrypts the result")
         ccr("down", "--run-dir", str(room_dir))
-        room_up = False
         ccr("data", "download", str(run / "result"), "--spec", str(room.spec), "--volume", "consumer-output",
             "--endpoints", room.endpoints, "--dek-file", str(run / "members" / "consumer-dek.json"))
         result = json.loads((run / "result" / "result.json").read_text())
@@ -124,21 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         say("   the room's answer is the expected one")
 
         step(7, "the audit trail in CGS (hash chain verified)")
-        ccr("governance", "events", _contract_id(room.spec), "--endpoints", room.endpoints, "--identity",
+        ccr("governance", "events", contract_id(room.spec), "--endpoints", room.endpoints, "--identity",
             str(run / "members" / "consumer"))
         say(f"\nDemo done. Everything is in {run}")
         return 0
     finally:
-        if room_up:
-            ccr("down", "--run-dir", str(room_dir), check=False)
-        if (run / "processes.json").exists():
-            ccr("emulators", "stop", "--run-dir", str(run), check=False)
-
-
-def _contract_id(spec: Path) -> str:
-    import yaml
-
-    return yaml.safe_load(spec.read_text())["contract"]["id"]
+        leave_nothing_behind(run, room_dir)
 
 
 if __name__ == "__main__":
