@@ -51,7 +51,7 @@ def load_spec_from_args(args: argparse.Namespace):
 
 def command_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
     """The subcommands of group `name` (`ccr NAME SUBCOMMAND`), created on first use, so that two packages
-    can add subcommands to one group (e.g. `ccr logs download` and `ccr logs app`)."""
+    can add subcommands to one group (e.g. `ccr logs download` and `ccr logs skr`)."""
     groups = sub.__dict__.setdefault("_ccr_groups", {})
     if name not in groups:
         parser = sub.add_parser(name, help=help)
