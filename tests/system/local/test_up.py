@@ -34,9 +34,11 @@ def ccr(*args: str, check: bool = True, timeout: float = 600) -> subprocess.Comp
 def stand_ins(tmp_path_factory):
     run = tmp_path_factory.mktemp("stand-ins")
     ccr("emulators", "start", "--run-dir", str(run))
-    ccr("images", "build", "--sidecars")
-    yield run
-    ccr("emulators", "stop", "--run-dir", str(run), check=False)
+    try:  # the stand-ins are stopped even when the image build fails
+        ccr("images", "build", "--sidecars")
+        yield run
+    finally:
+        ccr("emulators", "stop", "--run-dir", str(run), check=False)
 
 
 def assert_nothing_left(run_dir: Path, state: dict) -> None:
