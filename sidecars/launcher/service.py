@@ -27,11 +27,12 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from ..common.errors import CcrError, Conflict, NotFound, PolicyDenied, ProcessError, RemoteServiceError
+from ..common.errors import CcrError, Conflict, NotFound, ProcessError, RemoteServiceError
 from ..common.http import azure_error_body, create_app
 from ..common.logs import get_logger
 from ..common.otel import setup_telemetry, step_span
 from ..deploy.containers import render_group
+from ..firewall.client import FirewallClient
 from ..governance.client import GovernanceClient
 from ..spec import CleanRoomSpec
 from .podman import Podman
@@ -154,12 +155,8 @@ class Launcher:
             await asyncio.sleep(0.1)
 
     async def _verify_firewall(self) -> None:
-        try:
-            response = await self._http.post(f"{self.config.firewall_url.rstrip('/')}/verify")
-        except httpx.HTTPError as exc:
-            raise RemoteServiceError("firewall", f"unreachable: {exc}") from None
-        if response.status_code != 200:
-            raise PolicyDenied(f"firewall rules are not in force: {response.text[:300]}")
+        # Raises FirewallNotInForce naming each missing or changed rule: no app without its firewall.
+        await asyncio.to_thread(FirewallClient(self.config.firewall_url).require_in_force)
 
     async def _check_policy(self) -> None:
         try:
