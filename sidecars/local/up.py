@@ -9,33 +9,60 @@ everything down again; so does Ctrl-C. `ccr down` undoes a running room from its
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..common.errors import ConfigError, ProcessError
+from ..common.forkserver import ENV_VAR as FORK_SERVER_ENV
+from ..common.forkserver import ForkServerClient
 from ..common.process import ManagedProcess, ProcessRecord, file_exists, stop_recorded, wait_until
 from ..deploy.render import render
 from ..spec import endpoint_variables, load_spec
 from .netns import create_room_network, delete_room_network, netns_exists
 from .plan import RoomPlan, SidecarLaunch
-from .roomhttp import room_status
+from .roomhttp import room_request, room_status
 from .steps import RoomState, StepFailed, StepRunner
 
 STATE_FILE = "room.json"
 # Startup waves (ARCHITECTURE §6): the firewall's rules are in force before anything else runs; the
-# sidecars of one wave start together (governance and identity attest lazily, on their first request);
-# the volumes release keys and the proxy gets its certificate endorsed as they start, so skr, governance
-# and identity must answer first; the launcher comes last and checks consent, the firewall and the
-# container policy itself.
+# sidecars of one wave start together. Before the volumes' wave governance attests to CGS and confirms
+# execution consent (`_confirm_consent`): the volumes release keys and the proxy gets its certificate
+# endorsed as they start, so skr, governance and identity answer first; the launcher comes last and checks
+# consent, the firewall and the container policy itself.
 WAVES = (("firewall",), ("telemetry", "skr", "governance", "identity"), ("volumes", "proxy"), ("launcher",))
+#: Started with the wave before their own, to take their start-up off the critical path: the launcher
+#: first waits for every sidecar's /status itself, and launches nothing before all of them are ready.
+STARTED_EARLY = ("launcher",)
 FINAL_PHASES = ("running", "exited", "failed", "stopped", "ready")
+#: What the room's Python processes import, in the order startup needs it (the firewall's first). The fork
+#: server imports these once, between requests, so no sidecar or mount process pays for them again. (Not
+#: the modules run as `__main__` themselves, e.g. `sidecars.volumes.mount`: runpy runs those afresh.)
+PRELOAD = (
+    "sidecars.cli", *(f"sidecars.{cli.parent.name}.cli"
+                      for cli in sorted(Path(__file__).resolve().parents[1].glob("*/cli.py"))),
+    "sidecars.spec", "sidecars.common.http", "sidecars.common.otel", "opentelemetry.sdk.trace.export",
+    "opentelemetry.sdk.metrics", "opentelemetry.sdk._logs.export", "requests",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter", "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter", "uvicorn", "uvicorn.protocols.http.httptools_impl",
+    "uvicorn.lifespan.on", "pydantic.v1", "sidecars.firewall.__main__", "sidecars.firewall.nft", "nftables",
+    "sidecars.skr.__main__", "sidecars.skr.app", "sidecars.skr.flow", "sidecars.emulators.devtokens",
+    "sidecars.attestation.maa_client", "sidecars.governance.__main__", "sidecars.governance.cgs_client",
+    "sidecars.governance.service", "sidecars.identity.__main__", "sidecars.identity.service",
+    "sidecars.telemetry.__main__", "sidecars.telemetry.app", "sidecars.telemetry.export", "sidecars.telemetry.sinks",
+    "sidecars.telemetry.receiver", "sidecars.volumes.__main__", "sidecars.volumes.fs", "sidecars.volumes.keyflow",
+    "sidecars.volumes.clients", "sidecars.volumes.owner", "sidecars.proxy.__main__", "sidecars.launcher.__main__",
+    "sidecars.launcher.service",
+)
+FORK_SERVER_DIR = Path("/run/ccr-up")
 
 
 def default_run_dir(name: str) -> Path:
@@ -65,18 +92,36 @@ def _interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt
 
 
-def _start_in_room(plan: RoomPlan, launch: SidecarLaunch, timeout: float, traceparent: str) -> ManagedProcess:
-    """Start one sidecar in the room without waiting: `wait_ready()` waits for its ready file."""
+def fork_server_socket(run_dir: Path) -> Path:
+    """The room's fork server socket: short (a Unix socket path has at most 107 bytes), root-only."""
+    return FORK_SERVER_DIR / f"{hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]}.sock"
+
+
+def _start_fork_server(run_dir: Path, timeout: float) -> ManagedProcess:
+    """The process every sidecar is forked from (sidecars.common.forkserver). It starts importing at once,
+    while the room's network and firewall are set up; it only imports and forks, so it may run before the
+    firewall is in force."""
+    socket_path = fork_server_socket(run_dir)
+    argv = [sys.executable, "-m", "sidecars.common.forkserver", "--socket", str(socket_path),
+            *(arg for module in PRELOAD for arg in ("--preload", module))]
+    socket_path.unlink(missing_ok=True)
+    return ManagedProcess("forkserver", argv, ready=file_exists(socket_path), ready_timeout=timeout,
+                          log_path=run_dir / "logs" / "forkserver.log").start()
+
+
+def _start_in_room(plan: RoomPlan, launch: SidecarLaunch, timeout: float, traceparent: str,
+                   fork_server: ForkServerClient) -> ManagedProcess:
+    """Start one sidecar in the room without waiting: `wait_ready()` waits for its ready file. It is forked
+    into the room's netns (the netns alone: a mount namespace of its own would hide the volumes' FUSE
+    mounts from the host and the cgroup hierarchy from podman)."""
     ready = plan.ready_file(launch.name)
     ready.unlink(missing_ok=True)
     env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": f"ccr-{launch.name}",
-           "TRACEPARENT": traceparent}
-    # nsenter --net, not `ip netns exec`: the latter also makes a new mount namespace and remounts /sys,
-    # which would hide the volumes' FUSE mounts from the host and the cgroup hierarchy from podman.
-    netns = f"--net=/run/netns/{plan.netns}"
-    process = ManagedProcess(launch.name, ["nsenter", netns, *launch.argv], ready_timeout=timeout, env=env,
-                             log_path=plan.log_file(launch.name), stop_timeout=10).start()
+           "TRACEPARENT": traceparent, FORK_SERVER_ENV: str(fork_server.path)}
+    process = ManagedProcess(launch.name, launch.argv, ready_timeout=timeout, env=env,
+                             log_path=plan.log_file(launch.name), stop_timeout=10, fork_server=fork_server,
+                             netns=f"/run/netns/{plan.netns}").start()
     process.ready = file_exists(ready)
     return process
 
@@ -111,6 +156,20 @@ def _wait_status(plan: RoomPlan, launch: SidecarLaunch, process: ManagedProcess,
     return result[0]
 
 
+def _confirm_consent(plan: RoomPlan, governance: SidecarLaunch) -> None:
+    """ARCHITECTURE §6 step 2, before any key is released: governance attests to CGS and execution consent is
+    confirmed (the attestation is then done once for every sidecar that needs it)."""
+    response = room_request(plan.netns, governance.port, "POST", "/consentcheck/execution", timeout=30)
+    body = response.json() if response.body[:1] == b"{" else {}
+    if response.status != 200:
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        raise ProcessError(f"governance answered {response.status}: "
+                           f"{error.get('message') or response.body[:300].decode(errors='replace')}")
+    if body.get("status") != "enabled":
+        reason = body.get("reason") or {}
+        raise ProcessError(f"execution consent is {body.get('status')}: {reason.get('message') or reason}")
+
+
 def _failure_reason(body: dict) -> str:
     """What a failed sidecar says about itself (volumes: each failed mount with its reason)."""
     reasons = [f"{m.get('name')}: {m.get('reason')}" for m in body.get("mounts", []) if m.get("state") == "failed"]
@@ -120,16 +179,23 @@ def _failure_reason(body: dict) -> str:
 def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
     runner = StepRunner(out=out)
     run_dir = options.run_dir.resolve()
-    state = RoomState(run_dir / STATE_FILE)
+    state = RoomState.load(run_dir / STATE_FILE)
     if state.data.get("netns") and netns_exists(state.data["netns"]):
         raise ConfigError(f"a room is already running from {run_dir} (ccr down --run-dir {options.run_dir})")
     for sub in ("logs", "ready", "mnt"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
     for old_log in (run_dir / "logs").glob("*.log"):  # a new room: `ccr logs` shows only this one's lines
         old_log.unlink()
+    state.data = {}
     started = time.monotonic()
     previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        with runner.step("fork server"):
+            fork_server = _start_fork_server(run_dir, options.ready_timeout)
+            _record(state, runner, fork_server)
+            state.data["fork_server"] = str(fork_server_socket(run_dir))
+            client = ForkServerClient(fork_server_socket(run_dir))
+            runner.on_teardown("fork server connection", client.close)
         with runner.step("load spec and endpoints"):
             endpoints = endpoint_variables(options.endpoints_file)
             spec = load_spec(options.spec_path, variables=endpoints)
@@ -138,23 +204,26 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
         plan = RoomPlan(spec_path=options.spec_path.resolve(), spec=spec,
                         endpoints_file=options.endpoints_file.resolve(), endpoints=endpoints, run_dir=run_dir,
                         netns=netns_name(spec.name), host_data=host_data, firewall_backend=options.firewall_backend)
-        state.data = {"name": spec.name, "spec": str(plan.spec_path), "netns": plan.netns, "run_dir": str(run_dir),
-                      "mount_root": str(plan.mount_root), "host_data": host_data, "processes": [],
-                      "container": f"ccr-{spec.name}-{spec.application.name}", "app": spec.application.name}
+        state.data.update({"name": spec.name, "spec": str(plan.spec_path), "run_dir": str(run_dir),
+                           "mount_root": str(plan.mount_root), "host_data": host_data,
+                           "container": f"ccr-{spec.name}-{spec.application.name}", "app": spec.application.name})
         state.save()
         with runner.step(f"network namespace {plan.netns}"):
             plan.write_secrets()
             net = create_room_network(plan.netns)
             plan.room_address = net.room_v4
             runner.on_teardown("network namespace", lambda: delete_room_network(plan.netns))
-            state.data.update(host_v4=net.host_v4, room_v4=net.room_v4, room_v6=net.room_v6)
+            # Recorded once it is ours: a room of the same name running elsewhere is never torn down.
+            state.data.update(netns=plan.netns, host_v4=net.host_v4, room_v4=net.room_v4, room_v6=net.room_v6)
             forward_ready = plan.ready_file("forward")
             forward_ready.unlink(missing_ok=True)
             ports = [arg for port in plan.forwarded_ports() for arg in ("--port", str(port))]
+            # The forwarders stay in the host's netns (they bridge into the room); the stand-ins are needed
+            # from the second wave on, so the firewall does not wait for them.
             forwarder = ManagedProcess("forward", [plan.python, "-m", "sidecars.local.forward", "--netns", plan.netns,
                                                    *ports, "--ready-file", str(forward_ready)],
-                                       ready=file_exists(forward_ready), ready_timeout=15,
-                                       log_path=plan.log_file("forward")).start()
+                                       ready_timeout=15, log_path=plan.log_file("forward"), fork_server=client).start()
+            forwarder.ready = file_exists(forward_ready)
             _record(state, runner, forwarder)
         launches = plan.sidecars()
         timeout = options.ready_timeout
@@ -162,12 +231,24 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
         trace_id = secrets.token_hex(16)
         traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
         state.data["startup_trace_id"] = trace_id
-        for wave in WAVES:
+
+        def start(name: str) -> ManagedProcess:
+            process = _start_in_room(plan, launches[name], timeout, traceparent, client)
+            _record(state, runner, process)
+            return process
+
+        early: dict[str, ManagedProcess] = {}
+        for index, wave in enumerate(WAVES):
+            if "volumes" in wave:
+                with runner.step("execution consent (governance attested to CGS)"):
+                    _confirm_consent(plan, launches["governance"])
             with runner.step(f"sidecar{'s' if len(wave) > 1 else ''} {', '.join(wave)}"):
-                processes = {}
-                for name in wave:
-                    processes[name] = _start_in_room(plan, launches[name], timeout, traceparent)
-                    _record(state, runner, processes[name])
+                if "skr" in wave:
+                    forwarder.wait_ready()
+                processes = {name: early.pop(name, None) or start(name) for name in wave}
+                for name in WAVES[index + 1] if index + 1 < len(WAVES) else ():
+                    if name in STARTED_EARLY:
+                        early[name] = start(name)
                 for name, process in processes.items():
                     process.wait_ready()
                     if name != "launcher":
@@ -220,7 +301,7 @@ def _cleanup_leftovers(state: RoomState) -> list[str]:
 
     done = []
     container = state.data.get("container")
-    if container:
+    if container and state.data.get("netns"):  # only a room whose netns was created can have run its app
         try:
             Podman().remove_container(container)
         except ProcessError as exc:
@@ -234,6 +315,8 @@ def _cleanup_leftovers(state: RoomState) -> list[str]:
     netns = state.data.get("netns")
     if netns and netns_exists(netns):
         delete_room_network(netns)
+    if state.data.get("fork_server"):
+        Path(state.data["fork_server"]).unlink(missing_ok=True)
     return done
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..common.errors import CcrError, ProcessError
+from ..common.forkserver import ForkServerClient
 from ..common.logs import configure_logging
 from ..common.process import ManagedProcess
 from ..spec import CleanRoomSpec, Datasink, Volume
@@ -94,7 +95,8 @@ def start_mount(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount, sto
     mount.status_file.unlink(missing_ok=True)
     process = ManagedProcess(f"mount-{mount.volume.name}", mount_argv(args, spec, mount),
                              ready=mount.status_file.exists, ready_timeout=args.mount_timeout,
-                             log_path=mount.log_file, stop_timeout=30)
+                             log_path=mount.log_file, stop_timeout=30,
+                             fork_server=ForkServerClient.from_environment())  # in `ccr up`: forked, not run
     mount.process = process
     try:
         process.start()

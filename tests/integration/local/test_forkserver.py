@@ -1,0 +1,150 @@
+"""The fork server: a forked process is the process `python -m MODULE` would have been, without the imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sidecars.common.errors import ProcessError
+from sidecars.common.forkserver import ForkServerClient
+from sidecars.common.process import ManagedProcess, file_exists, wait_until
+
+PROBE = """
+import atexit, json, os, sys, threading, time
+import counted
+
+atexit.register(lambda: print("atexit ran", flush=True))
+def late():
+    time.sleep(0.2)
+    print("thread joined", flush=True)
+threading.Thread(target=late).start()
+print(json.dumps({"argv": sys.argv[1:], "cwd": os.getcwd(), "env": os.environ.get("PROBE_VALUE"),
+                  "session_leader": os.getsid(0) == os.getpid(), "netns": os.readlink("/proc/self/ns/net"),
+                  "counted_imports": len(open(os.environ["COUNT_FILE"]).read().splitlines()),
+                  "stdin": sys.stdin.read()}), flush=True)
+sys.exit(int(sys.argv[1]))
+"""
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A fork server preloading `counted`, a module that appends a line to COUNT_FILE each time it is imported."""
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "probe.py").write_text(PROBE)
+    (modules / "counted.py").write_text("import os\nwith open(os.environ['COUNT_FILE'], 'a') as f:\n"
+                                        "    f.write('imported\\n')\n")
+    (modules / "sleepy.py").write_text("import time\ntime.sleep(60)\n")
+    count = tmp_path / "count"
+    count.touch()
+    sock = tmp_path / "fork.sock"
+    env = {**os.environ, "PYTHONPATH": str(modules), "COUNT_FILE": str(count)}
+    with ManagedProcess("forkserver", [sys.executable, "-m", "sidecars.common.forkserver", "--socket", str(sock),
+                                       "--preload", "counted", "--preload", "no_such_module"],
+                        ready=file_exists(sock), env=env, log_path=tmp_path / "forkserver.log") as process:
+        wait_until(lambda: "no_such_module" in process.output(), 10, "preloading")
+        client = ForkServerClient(sock)
+        yield client, env
+        client.close()
+    assert not sock.exists(), "the server removes its socket when it stops"
+
+
+def run_probe(client, env, tmp_path, code: int, **options) -> tuple[int, list[str]]:
+    log = tmp_path / f"probe-{code}.log"
+    process = ManagedProcess("probe", [sys.executable, "-m", "probe", str(code), "an argument"],
+                             env={**env, "PROBE_VALUE": "from the request"}, cwd=tmp_path, log_path=log,
+                             fork_server=client, **options).start()
+    returncode = process.popen.wait(10)
+    return returncode, log.read_text().splitlines()
+
+
+def test_forked_process_is_what_python_m_would_run(server, tmp_path):
+    client, env = server
+    returncode, lines = run_probe(client, env, tmp_path, 3)
+    assert returncode == 3
+    seen = json.loads(lines[0])
+    assert seen == {"argv": ["3", "an argument"], "cwd": str(tmp_path), "env": "from the request",
+                    "session_leader": True, "netns": os.readlink("/proc/self/ns/net"),
+                    "counted_imports": 1, "stdin": ""}, "imported once, by the server; stdin is /dev/null"
+    assert lines[1:] == ["thread joined", "atexit ran"], "a normal interpreter exit"
+
+
+def test_stop_reaches_the_forked_process_and_its_code_is_reported(server, tmp_path):
+    client, env = server
+    process = ManagedProcess("sleepy", [sys.executable, "-m", "sleepy"], env=env, fork_server=client,
+                             log_path=tmp_path / "sleepy.log").start()
+    assert process.running()
+    assert process.stop() == -15
+    assert not process.running()
+
+
+def test_failed_start_is_reported_with_the_child_output(server, tmp_path):
+    client, env = server
+    with pytest.raises(ProcessError, match="(?s)exited with code 1 before it was ready.*No module named missing"):
+        ManagedProcess("missing", [sys.executable, "-m", "missing"], env=env, fork_server=client,
+                       ready=lambda: False, log_path=tmp_path / "missing.log").start()
+
+
+def test_only_this_python_with_dash_m_can_be_forked(server, tmp_path):
+    client, env = server
+    for argv, options in ((["/bin/true"], {}), ([sys.executable, "-c", "pass"], {}),
+                          ([sys.executable, "-m", "probe"], {"pass_fds": [0]})):
+        with pytest.raises(ProcessError):
+            ManagedProcess("refused", argv, fork_server=client, log_path=tmp_path / "refused.log", **options).start()
+    with pytest.raises(ProcessError, match="network namespace is chosen only"):
+        ManagedProcess("refused", [sys.executable, "-m", "probe"], netns="/run/netns/x")
+
+
+def test_malformed_requests_are_refused_and_the_server_keeps_serving(server, tmp_path):
+    client, env = server
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+        raw.connect(str(client.path))
+        answers = raw.makefile("rb")
+        for request in (b"not json\n", b'{"op": "format-disk"}\n',
+                        json.dumps({"op": "spawn", "name": "x", "module": "probe", "args": [], "env": {},
+                                    "log": str(tmp_path / "x.log")}).encode() + b"\n",  # no netns descriptor
+                        b'{"op": "poll", "pid": 1}\n'):  # not its child
+            raw.sendall(request)
+            assert "error" in json.loads(answers.readline()), request
+    with pytest.raises(ProcessError, match="not a child"):
+        client.returncode(os.getpid())
+    assert run_probe(client, env, tmp_path, 0)[0] == 0
+
+
+@pytest.mark.root
+def test_forked_process_joins_the_requested_network_namespace(server, tmp_path):
+    client, env = server
+    name = f"ccr-fs{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        returncode, lines = run_probe(client, env, tmp_path, 0, netns=f"/run/netns/{name}")
+        expected = os.readlink(f"/proc/{os.getpid()}/ns/net")
+        assert returncode == 0
+        assert json.loads(lines[0])["netns"] != expected
+        assert json.loads(lines[0])["netns"] == f"net:[{os.stat(f'/run/netns/{name}').st_ino}]"
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+@pytest.mark.root
+def test_another_user_cannot_ask_for_a_process(server, tmp_path):
+    client, _env = server
+    code = textwrap.dedent(f"""
+        import os, socket
+        os.setgid(1000); os.setuid(1000)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect({str(client.path)!r})
+        except PermissionError:
+            print("refused")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert result.stdout.strip() == "refused", result.stdout + result.stderr
+    assert Path(client.path).stat().st_mode & 0o777 == 0o600
