@@ -3,11 +3,17 @@
 Images, stand-ins, the contract, keys and data are prepared once (the demo's steps 1-4); then the room
 is brought up and down several times and the median time from running `ccr up` until it reports the app
 running is the figure. The per-step lines of the median run are printed (C-ACI takes minutes).
+
+The images' facts are pinned (a layer lock, `CCR_LAYER_LOCK`) as the contract saw them: other builds of
+the shared image tags on this machine (`ccr images build --sidecars` from another checkout) would
+otherwise change the room's HOST_DATA under the bench, and CGS would rightly refuse the room. `ccr up`
+renders the same policy either way; it renders while the network and the firewall are set up.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import statistics
 import subprocess
@@ -30,8 +36,24 @@ def _demo():
     return module
 
 
-def _ccr(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sidecars", *args], cwd=REPO, capture_output=True, text=True)
+def _ccr(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sidecars", *args], cwd=REPO, capture_output=True, text=True,
+                          env=env)
+
+
+def _pin_images(room, lock_file: Path) -> None:
+    """Write the layer lock of the room's images, checking they still are the ones the contract names."""
+    from sidecars.deploy.layers import LockedImages
+    from sidecars.deploy.render import default_images, render
+    from sidecars.spec import endpoint_variables, load_spec
+
+    spec = load_spec(room.spec, variables=endpoint_variables(room.endpoints))
+    images = default_images()
+    rendering = render(spec, images)
+    if rendering.host_data != room.host_data:
+        raise RuntimeError("the room's images were rebuilt while the bench prepared it (HOST_DATA "
+                           f"{rendering.host_data} is not the contract's {room.host_data}): run it again")
+    lock_file.write_text(LockedImages({c.image: images.resolve(c.image) for c in rendering.group.containers}).dump())
 
 
 def run() -> dict[str, float]:
@@ -39,11 +61,13 @@ def run() -> dict[str, float]:
     run_dir = Path(tempfile.mkdtemp(prefix="ccr-bench-room-"))
     try:
         room = demo.prepare(run_dir)
+        _pin_images(room, run_dir / "layers.lock.json")
+        env = {**os.environ, "CCR_LAYER_LOCK": str(run_dir / "layers.lock.json")}
         timings: list[tuple[float, str]] = []
         for attempt in range(RUNS):
             room_dir = run_dir / f"room{attempt}"
             started = time.monotonic()
-            up = _ccr("up", str(room.spec), "--endpoints", room.endpoints, "--run-dir", str(room_dir))
+            up = _ccr("up", str(room.spec), "--endpoints", room.endpoints, "--run-dir", str(room_dir), env=env)
             elapsed = time.monotonic() - started
             _ccr("down", "--run-dir", str(room_dir))
             if up.returncode != 0:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import ctypes.util
 import importlib
 import importlib.util
 import json
@@ -58,8 +57,6 @@ UNKNOWN_EXIT = 255
 _MAX_REQUEST = 1 << 20
 #: how long preloading pauses after a spawn, for the requests that usually follow
 SPAWN_PAUSE_S = 0.03
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 @dataclass
@@ -168,7 +165,6 @@ class ForkServer:
                         return request
                     os.close(request.netns_fd)
                     self.last_spawn = time.monotonic()
-                    self.children[pid] = None  # (a recycled pid: the code kept was an earlier child's)
                     answer = {"pid": pid}
                 else:
                     raise ValueError(f"unknown op {message.get('op')!r}")
@@ -192,23 +188,29 @@ class ForkServer:
 
     def _fork(self) -> int:
         """Fork; the pid is answered only once the child leads its own session, as `Popen` returns only
-        after its child did (so a stop right after the start reaches it)."""
+        after its child did (so a stop right after the start reaches it). SIGCHLD waits meanwhile, so that a
+        child that ends at once is reaped only after it is registered (never "running" for ever)."""
         sys.stdout.flush()
         sys.stderr.flush()
         started_r, started_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.setsid()
-            self.close()
-            os.close(started_r)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        try:
+            pid = os.fork()
+            if pid == 0:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.setsid()
+                self.close()
+                os.close(started_r)
+                os.close(started_w)
+                return 0
+            self.children[pid] = None  # (a recycled pid: the code kept was an earlier child's)
             os.close(started_w)
-            return 0
-        os.close(started_w)
-        os.read(started_r, 1)  # end of file: the child closed its end (or died)
-        os.close(started_r)
-        return pid
+            os.read(started_r, 1)  # end of file: the child closed its end (or died)
+            os.close(started_r)
+            return pid
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
 
     def _drop(self, conn: _Connection) -> None:
         self.selector.unregister(conn.sock)
@@ -238,11 +240,12 @@ def _become(request: SpawnRequest) -> None:
         os.dup2(log, 2)
         os.close(log)
         os.close(devnull)
-        if _libc.setns(request.netns_fd, CLONE_NEWNET) != 0:
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library this interpreter is linked with
+        if libc.setns(request.netns_fd, CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), f"cannot enter the network namespace: "
                                               f"{os.strerror(ctypes.get_errno())}")
         os.close(request.netns_fd)
-        _libc.prctl(PR_SET_NAME, ctypes.c_char_p(f"ccr-{request.name}"[:15].encode()), 0, 0, 0)
+        libc.prctl(PR_SET_NAME, ctypes.c_char_p(f"ccr-{request.name}"[:15].encode()), 0, 0, 0)
         if request.cwd:
             os.chdir(request.cwd)
         os.environ.clear()

@@ -82,6 +82,20 @@ def _free_index() -> int:
     raise ProcessError("no free room network index (250 rooms exist?)")
 
 
+def _ip_batch(lines: list[str], netns: str | None = None) -> None:
+    """Several `ip` commands in one process (`ip -batch`): a room's network is set up in a few of them."""
+    argv = ["ip", *(("-n", netns) if netns else ()), "-batch", "-"]
+    result = subprocess.run(argv, input="\n".join(lines) + "\n", capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ProcessError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
+
+
+def _no_dad(ifname: str) -> None:
+    """No IPv6 duplicate-address detection on `ifname` (in the calling thread's netns): the addresses are
+    ours and must work at once."""
+    Path(f"/proc/sys/net/ipv6/conf/{ifname}/accept_dad").write_text("0")
+
+
 def create_room_network(netns: str) -> RoomNetwork:
     """Create the netns with lo up and a v4/v6 veth link to the host. Fails if it already exists."""
     if netns_exists(netns):
@@ -89,22 +103,23 @@ def create_room_network(netns: str) -> RoomNetwork:
     net = RoomNetwork(netns, _free_index())
     _ip("netns", "add", netns)
     try:
-        _ip("link", "set", "lo", "up", netns=netns)
         _ip("link", "add", net.host_if, "type", "veth", "peer", "name", net.room_if, "netns", netns)
-        # No IPv6 duplicate-address detection: addresses are ours and must work at once.
-        for ns, ifname in ((None, net.host_if), (netns, net.room_if)):
-            prefix = ["ip", "netns", "exec", netns] if ns else []
-            subprocess.run([*prefix, "sysctl", "-qw", f"net.ipv6.conf.{ifname}.accept_dad=0"], check=False)
-        _ip("addr", "add", f"{net.host_v4}/30", "dev", net.host_if)
-        _ip("addr", "add", f"{net.host_v6}/64", "dev", net.host_if, "nodad")
-        _ip("link", "set", net.host_if, "up")
-        _ip("addr", "add", f"{net.room_v4}/30", "dev", net.room_if, netns=netns)
-        _ip("addr", "add", f"{net.room_v6}/64", "dev", net.room_if, "nodad", netns=netns)
-        _ip("link", "set", net.room_if, "up", netns=netns)
-        _ip("route", "add", "default", "via", net.host_v4, netns=netns)
-        _ip("-6", "route", "add", "default", "via", net.host_v6, netns=netns)
-    except ProcessError:
+        _no_dad(net.host_if)
+        with entered(netns):
+            _no_dad(net.room_if)
+        _ip_batch([f"addr add {net.host_v4}/30 dev {net.host_if}",
+                   f"addr add {net.host_v6}/64 dev {net.host_if} nodad",
+                   f"link set {net.host_if} up"])
+        _ip_batch(["link set lo up",
+                   f"addr add {net.room_v4}/30 dev {net.room_if}",
+                   f"addr add {net.room_v6}/64 dev {net.room_if} nodad",
+                   f"link set {net.room_if} up",
+                   f"route add default via {net.host_v4}",
+                   f"route add default via {net.host_v6}"], netns=netns)
+    except (ProcessError, OSError) as exc:
         delete_room_network(netns)
+        if isinstance(exc, OSError):
+            raise ProcessError(f"cannot set up the network of {netns}: {exc}") from exc
         raise
     return net
 

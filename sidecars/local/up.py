@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,6 @@ from ..common.errors import ConfigError, ProcessError
 from ..common.forkserver import ENV_VAR as FORK_SERVER_ENV
 from ..common.forkserver import ForkServerClient
 from ..common.process import ManagedProcess, ProcessRecord, file_exists, stop_recorded, wait_until
-from ..deploy.render import render
 from ..spec import endpoint_variables, load_spec
 from .netns import create_room_network, delete_room_network, netns_exists
 from .plan import RoomPlan, SidecarLaunch
@@ -199,13 +199,18 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
         with runner.step("load spec and endpoints"):
             endpoints = endpoint_variables(options.endpoints_file)
             spec = load_spec(options.spec_path, variables=endpoints)
-        with runner.step("render policy (HOST_DATA)"):
-            host_data = render(spec).host_data
+        # HOST_DATA (the policy hash the mock platform reports) is first needed by skr: rendering it (podman
+        # inspects the images) goes on while the network and the firewall are set up.
+        from ..deploy.render import render  # (imported here: the fork server starts without waiting for it)
+
+        rendering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
+        host_data_future = rendering.submit(lambda: render(spec).host_data)
+        rendering.shutdown(wait=False)
         plan = RoomPlan(spec_path=options.spec_path.resolve(), spec=spec,
                         endpoints_file=options.endpoints_file.resolve(), endpoints=endpoints, run_dir=run_dir,
-                        netns=netns_name(spec.name), host_data=host_data, firewall_backend=options.firewall_backend)
+                        netns=netns_name(spec.name), host_data="", firewall_backend=options.firewall_backend)
         state.data.update({"name": spec.name, "spec": str(plan.spec_path), "run_dir": str(run_dir),
-                           "mount_root": str(plan.mount_root), "host_data": host_data,
+                           "mount_root": str(plan.mount_root),
                            "container": f"ccr-{spec.name}-{spec.application.name}", "app": spec.application.name})
         state.save()
         with runner.step(f"network namespace {plan.netns}"):
@@ -225,7 +230,7 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
                                        ready_timeout=15, log_path=plan.log_file("forward"), fork_server=client).start()
             forwarder.ready = file_exists(forward_ready)
             _record(state, runner, forwarder)
-        launches = plan.sidecars()
+        launches = plan.sidecars()  # planned again once skr's HOST_DATA is known
         timeout = options.ready_timeout
         # One W3C trace for the room's startup: every sidecar's steps become spans of it.
         trace_id = secrets.token_hex(16)
@@ -239,6 +244,10 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
 
         early: dict[str, ManagedProcess] = {}
         for index, wave in enumerate(WAVES):
+            if "skr" in wave:
+                with runner.step("render policy (HOST_DATA)"):
+                    plan.host_data = state.data["host_data"] = host_data_future.result()
+                launches = plan.sidecars()
             if "volumes" in wave:
                 with runner.step("execution consent (governance attested to CGS)"):
                     _confirm_consent(plan, launches["governance"])

@@ -42,6 +42,7 @@ def server(tmp_path):
     (modules / "counted.py").write_text("import os\nwith open(os.environ['COUNT_FILE'], 'a') as f:\n"
                                         "    f.write('imported\\n')\n")
     (modules / "sleepy.py").write_text("import time\ntime.sleep(60)\n")
+    (modules / "quick.py").write_text("raise SystemExit(5)\n")
     count = tmp_path / "count"
     count.touch()
     sock = tmp_path / "fork.sock"
@@ -83,6 +84,14 @@ def test_stop_reaches_the_forked_process_and_its_code_is_reported(server, tmp_pa
     assert process.running()
     assert process.stop() == -15
     assert not process.running()
+
+
+def test_a_process_that_ends_at_once_is_never_taken_for_running(server, tmp_path):
+    client, env = server
+    for attempt in range(20):
+        process = ManagedProcess("quick", [sys.executable, "-m", "quick"], env=env, fork_server=client,
+                                 log_path=tmp_path / "quick.log").start()
+        assert process.popen.wait(5) == 5, attempt
 
 
 def test_failed_start_is_reported_with_the_child_output(server, tmp_path):
