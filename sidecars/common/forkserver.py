@@ -359,14 +359,20 @@ class ForkedProcess:
         self._start_time = _start_time(pid)
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
+        if self.returncode is None and not self._alive():
+            try:  # it ended: the server reaped it and has its exit code
                 self.returncode = self.client.returncode(self.pid)
-            except ProcessError:
-                # The server is gone (the room is being stopped): the process is alive while /proc says so.
-                if _start_time(self.pid) != self._start_time:
-                    self.returncode = UNKNOWN_EXIT
+            except ProcessError:  # the server is gone (the room is being stopped)
+                self.returncode = UNKNOWN_EXIT
         return self.returncode
+
+    def _alive(self) -> bool:
+        """Running, by /proc alone: asking the server would wait for the import it is busy with."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return False
+        return fields[0] not in ("Z", "X") and int(fields[19]) == self._start_time
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
