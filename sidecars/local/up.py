@@ -1,10 +1,16 @@
 """`ccr up` / `ccr down` / `ccr status`: a container group emulated with processes and a netns.
 
-Startup order and failure semantics are ARCHITECTURE §6: the firewall's rules are in force before
-anything else runs in the room; then skr, governance (attested to CGS), identity, the volumes (keys
-released, mounts up), telemetry; last the launcher, which checks consent, the firewall and the container
-policy before it starts the app with podman. Any step failing names the step and the reason and tears
-everything down again; so does Ctrl-C. `ccr down` undoes a running room from its state file.
+Startup order and failure semantics are ARCHITECTURE §6: the firewall's rules are in force (applied and
+verified) before anything else runs in the room; then skr, governance, identity and telemetry; then
+governance attests to CGS and execution consent is confirmed, before any key is released; then the
+volumes (keys released, mounts up) and the proxy; last the launcher, which checks consent, the firewall and
+the container policy before it starts the app with podman. Any step failing names the step and the reason
+and tears everything down again; so does Ctrl-C. `ccr down` undoes a running room from its state file.
+
+Every Python process of the room is forked from one fork server (`sidecars.common.forkserver`) started
+first: it imports the sidecars' modules once while the network and the firewall are set up, instead of
+each process importing them again (about half a second of CPU each). It only imports and forks; a sidecar
+forked from it joins the room's netns before any of its own code runs.
 """
 
 from __future__ import annotations
@@ -72,8 +78,6 @@ def default_run_dir(name: str) -> Path:
 def netns_name(room: str) -> str:
     """`ccr-` + the room's name cut to fit the kernel's 15 characters, + a short hash of the whole name, so
     that rooms whose names share a prefix (cleanroomhello-job, cleanroomhello-api) never share a netns."""
-    import hashlib
-
     return f"ccr-{room[:6]}-{hashlib.sha256(room.encode()).hexdigest()[:4]}"
 
 
@@ -154,6 +158,14 @@ def _wait_status(plan: RoomPlan, launch: SidecarLaunch, process: ManagedProcess,
             raise ProcessError(f"{launch.name} not ready after {timeout:g} s ({last[0]})") from None
         raise
     return result[0]
+
+
+def _firewall_enforced(status: int, body: object) -> bool:
+    """The firewall's /status: its rules, checked again as it answers, are the spec's (nothing else starts
+    in the room before)."""
+    if isinstance(body, dict) and body.get("status") == "not-in-force":
+        raise ProcessError(f"the firewall's rules are not in force: {'; '.join(body.get('differences') or [])}")
+    return status == 200 and isinstance(body, dict) and body.get("status") == "enforced"
 
 
 def _confirm_consent(plan: RoomPlan, governance: SidecarLaunch) -> None:
@@ -260,7 +272,9 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
                         early[name] = start(name)
                 for name, process in processes.items():
                     process.wait_ready()
-                    if name != "launcher":
+                    if name == "firewall":
+                        _wait_status(plan, launches[name], process, timeout, accept=_firewall_enforced)
+                    elif name != "launcher":
                         _wait_status(plan, launches[name], process, timeout)
         process = processes["launcher"]
         with runner.step("launcher: consent, firewall, policy, launch"):

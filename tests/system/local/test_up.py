@@ -130,6 +130,27 @@ def test_forbidden_app_is_refused_before_launch_naming_the_rule(stand_ins, tmp_p
     assert "app running" not in result.stdout, "the app must never start"
 
 
+def test_without_execution_consent_no_key_releasing_sidecar_starts(stand_ins, tmp_path):
+    """A member disabled execution consent: the room stops once governance has asked CGS, before the volumes
+    (which release keys), the proxy or the launcher exist, naming the step and the member's refusal."""
+    spec = minimal_spec(tmp_path, "refuse-consent")
+    endpoints = str(stand_ins / "endpoints.json")
+    ccr("images", "build", "cleanroomhello-job", "--pin", str(spec))
+    ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(stand_ins / "members"))
+    ccr("governance", "consent", "disable", "refuse-consent", "--endpoints", endpoints,
+        "--identity", str(stand_ins / "members" / "consumer"))
+    run_dir = tmp_path / "room"
+    result = ccr("up", str(spec), "--endpoints", endpoints, "--run-dir", str(run_dir), "--wait", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "step 'execution consent (governance attested to CGS)' failed: execution consent is disabled" in output
+    state = json.loads((run_dir / STATE_FILE).read_text())
+    started = {process["name"] for process in state["processes"]}
+    assert {"firewall", "skr", "governance"} <= started
+    assert not started & {"volumes", "proxy", "launcher"}, started
+    assert_nothing_left(run_dir, state)
+
+
 def test_api_demo_end_to_end(stand_ins, tmp_path):
     """cleanroomhello-api: TLS verified against the contract CA, the API policy applied (the exported,
     decrypted app log shows the denied request never reached the app), consent revoked stops the app."""
