@@ -183,6 +183,11 @@ class Endpoint(_Model):
     port: int = Field(ge=1, le=65535, description="the app's port inside the room")
     protocol: Literal["http"] = "http"
     policy: str | None = Field(None, description="Rego file (relative to the spec) the proxy applies")
+    policy_rego: str | None = Field(
+        None, description="the policy's Rego text, taken verbatim (no ${} variables). Loading a spec file fills "
+                          "it in from `policy`, so the resolved spec (CCR_SPEC, measured by HOST_DATA) carries "
+                          "the exact Rego the proxy enforces; it may also be written here instead of a file. "
+                          "When present, `policy` only names the file it came from")
 
 
 class EgressRule(_Model):
@@ -284,7 +289,14 @@ class CleanRoomSpec(_Model):
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)(?::-([^}]*))?\}")
 
 
+#: Fields whose text is used as is: a policy's Rego is measured and enforced byte for byte, so re-reading a
+#: resolved spec (CCR_SPEC in a container) must not change it.
+_VERBATIM_FIELDS = ("policy_rego",)
+
+
 def _substitute(value: Any, variables: Mapping[str, str], path: str, problems: list[str]) -> Any:
+    if path.rpartition(".")[2] in _VERBATIM_FIELDS:
+        return value
     if isinstance(value, str):
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
@@ -357,19 +369,36 @@ def parse_spec(data: Any, *, source: str = "spec", variables: Mapping[str, str] 
     except ValidationError as exc:
         raise SpecError(describe_validation_error(exc), source) from None
     if base_dir is not None:
-        _check_policy_files(spec, base_dir, source)
+        spec = _inline_policy_files(spec, base_dir, source)
     return spec
 
 
-def _check_policy_files(spec: CleanRoomSpec, base_dir: Path, source: str) -> None:
-    missing = [f"endpoints[{i}].policy: file {e.policy} not found next to the spec"
-               for i, e in enumerate(spec.endpoints) if e.policy and not (base_dir / e.policy).is_file()]
-    if missing:
-        raise SpecError(missing, source)
+def _inline_policy_files(spec: CleanRoomSpec, base_dir: Path, source: str) -> CleanRoomSpec:
+    """Each endpoint's `policy` file read into `policy_rego`: from here on the spec carries the Rego itself."""
+    problems: list[str] = []
+    endpoints: list[Endpoint] = []
+    for i, endpoint in enumerate(spec.endpoints):
+        if endpoint.policy and endpoint.policy_rego is None:
+            try:
+                text = (base_dir / endpoint.policy).read_text(encoding="utf-8")
+            except OSError as exc:
+                problems.append(f"endpoints[{i}].policy: endpoint {endpoint.name}: cannot read {endpoint.policy} "
+                                f"next to the spec: {exc.strerror}")
+                continue
+            except UnicodeDecodeError:
+                problems.append(f"endpoints[{i}].policy: endpoint {endpoint.name}: {endpoint.policy} is not UTF-8 "
+                                "text")
+                continue
+            endpoint = endpoint.model_copy(update={"policy_rego": text})
+        endpoints.append(endpoint)
+    if problems:
+        raise SpecError(problems, source)
+    return spec.model_copy(update={"endpoints": endpoints})
 
 
 def load_spec(path: str | Path, *, variables: Mapping[str, str] | None = None) -> CleanRoomSpec:
-    """Load and validate a spec file. Relative policy paths are resolved against its folder."""
+    """Load and validate a spec file. Relative policy paths are resolved against its folder and the files'
+    text inlined (`Endpoint.policy_rego`)."""
     path = Path(path)
     try:
         text = path.read_text()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..common.errors import ConfigError, ProcessError
 from ..common.process import ManagedProcess, ProcessRecord, file_exists, stop_recorded, wait_until
+from ..deploy.containers import canonical_spec_json
 from ..deploy.render import render
 from ..spec import endpoint_variables, load_spec
 from .netns import create_room_network, delete_room_network, netns_exists
@@ -135,7 +136,10 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
             spec = load_spec(options.spec_path, variables=endpoints)
         with runner.step("render policy (HOST_DATA)"):
             host_data = render(spec).host_data
-        plan = RoomPlan(spec_path=options.spec_path.resolve(), spec=spec,
+            # The sidecars read the spec HOST_DATA measures (each policy's Rego inlined), as in a container.
+            resolved_spec = run_dir / "spec.json"
+            resolved_spec.write_text(canonical_spec_json(spec))
+        plan = RoomPlan(spec_path=resolved_spec, spec=spec,
                         endpoints_file=options.endpoints_file.resolve(), endpoints=endpoints, run_dir=run_dir,
                         netns=netns_name(spec.name), host_data=host_data, firewall_backend=options.firewall_backend)
         state.data = {"name": spec.name, "spec": str(plan.spec_path), "netns": plan.netns, "run_dir": str(run_dir),
