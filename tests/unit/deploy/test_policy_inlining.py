@@ -92,3 +92,19 @@ def test_the_spec_size_ceiling_is_the_kernels_and_an_oversized_policy_is_named(r
         f"the resolved spec is {MAX_SPEC_JSON_BYTES + 1} bytes of JSON, over the {MAX_SPEC_JSON_BYTES} a sidecar's "
         f"CCR_SPEC environment variable can hold (Linux MAX_ARG_STRLEN); the largest policy is endpoints[0] (hello, "
         f"{len(rego + padding) + 1} characters)"]
+
+
+def test_explain_names_the_measured_policy_and_that_no_policy_refuses_everything(repo, tmp_path):
+    from sidecars.deploy.explain import explain
+    from sidecars.deploy.render import render
+
+    spec = api_spec_with(repo, tmp_path, (repo / ALLOW_GET_HELLO).read_text())
+    inline = spec.model_copy(update={"endpoints": [spec.endpoints[0].model_copy(update={"policy": None})]})
+    closed = spec.model_copy(update={"endpoints": [spec.endpoints[0].model_copy(
+        update={"policy": None, "policy_rego": None})]})
+    texts = {name: explain(s, render(s, images_for(render_group(s))))
+             for name, s in (("file", spec), ("inline", inline), ("closed", closed))}
+    assert "filtered by the Rego policy allow-get-hello.rego" in texts["file"]
+    assert "filtered by the Rego policy written in the spec" in texts["inline"]
+    assert "filtered by no request policy, so every request is refused" in texts["closed"]
+    assert len({text.splitlines()[1] for text in texts.values()}) == 3  # three different HOST_DATA
