@@ -145,6 +145,11 @@ class AppMount(_Model):
     mode: Literal["ro", "rw"] = "ro"
 
 
+#: The room's sidecar APIs an app may call on localhost (ARCHITECTURE §4). Each is a way for the app to
+#: reach out of its no-network confinement, so none is open unless the contract lists it.
+SidecarApi = Literal["governance", "skr", "identity", "telemetry"]
+
+
 class Application(_Model):
     name: Name
     image: str = Field(description="pinned image reference: REPO@sha256:DIGEST")
@@ -158,6 +163,14 @@ class Application(_Model):
     capabilities: list[str] = Field(default_factory=list)
     mounts: list[AppMount] = Field(default_factory=list)
     working_dir: str | None = None
+    sidecar_apis: list[SidecarApi] = Field(
+        default_factory=list,
+        description="sidecars the app may call on localhost: governance (secrets, audit events, tokens), skr "
+                    "(attestation; key release only from the spec's vaults), identity (managed identity "
+                    "tokens), telemetry (OTLP). Default: none")
+    key_vaults: list[HttpsUrl] = Field(
+        default_factory=list,
+        description="vaults the app may release keys from through skr, besides those of the spec's volumes")
 
     @field_validator("user")
     @classmethod
@@ -267,6 +280,8 @@ class CleanRoomSpec(_Model):
         for i, endpoint in enumerate(self.endpoints):
             if ports.count(endpoint.port) > 1:
                 problems.append(f"endpoints[{i}].port: {endpoint.port} is declared twice")
+        if self.application.key_vaults and "skr" not in self.application.sidecar_apis:
+            problems.append("application.key_vaults: the app can use them only with skr in application.sidecar_apis")
         if self.application.mode == "api" and not self.endpoints:
             problems.append("endpoints: an api application needs at least one endpoint")
         if problems:

@@ -50,6 +50,10 @@ PORTS = {
     "telemetry-grpc": 4317,
     "telemetry-http": 4318,
 }
+#: `application.sidecar_apis` → the ports the app reaches each on (the firewall opens only these)
+SIDECAR_API_PORTS: dict[str, tuple[int, ...]] = {
+    "governance": (PORTS["governance"],), "skr": (PORTS["skr"],), "identity": (PORTS["identity"],),
+    "telemetry": (PORTS["telemetry-grpc"], PORTS["telemetry-http"])}
 
 #: Shared volumes of the group (ACI emptyDir volumes / Kubernetes emptyDir).
 VOLUME_REMOTE = "remotemounts"  # FUSE mounts of the datasources/datasinks, shared with the app

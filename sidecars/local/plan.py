@@ -47,6 +47,8 @@ class RoomPlan:
     run_dir: Path
     netns: str
     host_data: str
+    #: `--var` values for the spec's ${NAME}s, passed on to every sidecar that reads the spec
+    variables: dict[str, str] = field(default_factory=dict)
     #: the room's address on its outside link: the inbound certificate must be valid for it
     room_address: str = "127.0.0.1"
     firewall_backend: str = "nftables"
@@ -86,7 +88,8 @@ class RoomPlan:
         return (self.python, "-m", "sidecars", "sidecar", name, *options, "--ready-file", str(self.ready_file(name)))
 
     def _spec_options(self) -> tuple[str, ...]:
-        return ("--spec", str(self.spec_path), "--endpoints", str(self.endpoints_file))
+        return ("--spec", str(self.spec_path), "--endpoints", str(self.endpoints_file),
+                *(arg for name, value in sorted(self.variables.items()) for arg in ("--var", f"{name}={value}")))
 
     @staticmethod
     def _local(port: int, path: str = "") -> str:
@@ -110,7 +113,7 @@ class RoomPlan:
                 "--identity-url", self._local(PORTS["identity"]), "--ca-bundle", ca,
                 "--buffer-dir", str(self.run_dir / "telemetry"))),
             SidecarLaunch("skr", PORTS["skr"], self._ccr(
-                "skr", "--port", str(PORTS["skr"]), "--endpoints", str(self.endpoints_file), "--platform", "mock",
+                "skr", "--port", str(PORTS["skr"]), *self._spec_options(), "--platform", "mock",
                 "--mock-platform-dir", self.endpoints["mock_platform_dir"], "--host-data", self.host_data,
                 *(("--dev-tokens-dir", self.endpoints["dev_tokens_dir"]) if "dev_tokens_dir" in self.endpoints
                   else ()))),

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..common.errors import ConfigError, ProcessError
@@ -56,6 +56,8 @@ class UpOptions:
     spec_path: Path
     endpoints_file: Path
     run_dir: Path
+    #: values for ${NAME} in the spec besides the endpoints file's (`--var`)
+    variables: dict[str, str] = field(default_factory=dict)
     firewall_backend: str = "nftables"
     ready_timeout: float = 60.0
     wait_for_job: bool = False
@@ -133,14 +135,15 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
     try:
         with runner.step("load spec and endpoints"):
             endpoints = endpoint_variables(options.endpoints_file)
-            spec = load_spec(options.spec_path, variables=endpoints)
+            spec = load_spec(options.spec_path, variables={**endpoints, **options.variables})
         with runner.step("render policy (HOST_DATA)"):
             host_data = render(spec).host_data
             # The sidecars read the spec HOST_DATA measures (each policy's Rego inlined), as in a container.
             resolved_spec = run_dir / "spec.json"
             resolved_spec.write_text(canonical_spec_json(spec))
         plan = RoomPlan(spec_path=resolved_spec, spec=spec,
-                        endpoints_file=options.endpoints_file.resolve(), endpoints=endpoints, run_dir=run_dir,
+                        endpoints_file=options.endpoints_file.resolve(), endpoints=endpoints,
+                        variables=options.variables, run_dir=run_dir,
                         netns=netns_name(spec.name), host_data=host_data, firewall_backend=options.firewall_backend)
         state.data = {"name": spec.name, "spec": str(plan.spec_path), "netns": plan.netns, "run_dir": str(run_dir),
                       "mount_root": str(plan.mount_root), "host_data": host_data, "processes": [],

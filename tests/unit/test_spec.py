@@ -28,9 +28,10 @@ def problems_of(data, **kwargs) -> list[str]:
     return info.value.problems
 
 
-@pytest.mark.parametrize("example", ["cleanroomhello-job", "cleanroomhello-api"])
+@pytest.mark.parametrize("example", ["cleanroomhello-job", "cleanroomhello-api", "db-access"])
 def test_examples_load(repo, example):
-    spec = load_spec(repo / f"examples/{example}/spec.yaml", variables=LOCAL)
+    variables = {**LOCAL, "db_host": "10.204.0.1", "db_config_secret": "abc_db-config"}
+    spec = load_spec(repo / f"examples/{example}/spec.yaml", variables=variables)
     assert spec.name == example
     assert str(spec.maa_endpoint).startswith("https://127.0.0.1:9002")
 
@@ -81,6 +82,18 @@ def test_cross_checks(repo):
     problems = problems_of(data)
     assert any("datasinks[0].name: 'publisher-input' is already used by datasources[0]" in p for p in problems)
     assert any("datasources[1].owner: 'stranger' is not a contract member" in p for p in problems)
+
+
+def test_sidecar_apis_are_named_and_key_vaults_need_skr(repo):
+    data = job_data(repo)
+    assert parse_spec(data, variables=LOCAL).application.sidecar_apis == []  # none unless the contract says
+    data["application"]["sidecar_apis"] = ["governance", "docker"]
+    data["application"]["key_vaults"] = ["https://vault.example"]
+    problems = problems_of(data)
+    assert any(p.startswith("application.sidecar_apis[1]: Input should be 'governance', 'skr'") for p in problems)
+    data["application"]["sidecar_apis"] = ["governance"]
+    assert problems_of(data) == ["application.key_vaults: the app can use them only with skr in "
+                                 "application.sidecar_apis"]
 
 
 def test_key_required_for_cse_and_forbidden_for_sse(repo):
