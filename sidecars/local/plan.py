@@ -47,8 +47,6 @@ class RoomPlan:
     run_dir: Path
     netns: str
     host_data: str
-    #: `--var` values for the spec's ${NAME}s, passed on to every sidecar that reads the spec
-    variables: dict[str, str] = field(default_factory=dict)
     #: the room's address on its outside link: the inbound certificate must be valid for it
     room_address: str = "127.0.0.1"
     firewall_backend: str = "nftables"
@@ -88,8 +86,8 @@ class RoomPlan:
         return (self.python, "-m", "sidecars", "sidecar", name, *options, "--ready-file", str(self.ready_file(name)))
 
     def _spec_options(self) -> tuple[str, ...]:
-        return ("--spec", str(self.spec_path), "--endpoints", str(self.endpoints_file),
-                *(arg for name, value in sorted(self.variables.items()) for arg in ("--var", f"{name}={value}")))
+        # spec_path is the resolved spec (canonical JSON): no ${NAME} is left for a sidecar to fill in.
+        return ("--spec", str(self.spec_path), "--endpoints", str(self.endpoints_file))
 
     @staticmethod
     def _local(port: int, path: str = "") -> str:

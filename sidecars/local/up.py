@@ -143,7 +143,7 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
             resolved_spec.write_text(canonical_spec_json(spec))
         plan = RoomPlan(spec_path=resolved_spec, spec=spec,
                         endpoints_file=options.endpoints_file.resolve(), endpoints=endpoints,
-                        variables=options.variables, run_dir=run_dir,
+                        run_dir=run_dir,
                         netns=netns_name(spec.name), host_data=host_data, firewall_backend=options.firewall_backend)
         state.data = {"name": spec.name, "spec": str(plan.spec_path), "netns": plan.netns, "run_dir": str(run_dir),
                       "mount_root": str(plan.mount_root), "host_data": host_data, "processes": [],
