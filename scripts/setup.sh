@@ -11,6 +11,7 @@ APT_PACKAGES=(
     podman runc fuse3 libfuse3-dev busybox-static debootstrap e2fsprogs cryptsetup-bin
     nodejs wrk
     chromium fonts-dejavu-core
+    postgresql
 )
 
 step() { printf '==> %s\n' "$*"; }

@@ -145,6 +145,11 @@ class AppMount(_Model):
     mode: Literal["ro", "rw"] = "ro"
 
 
+#: The room's sidecar APIs an app may call on localhost (ARCHITECTURE §4). Each is a way for the app to
+#: reach out of its no-network confinement, so none is open unless the contract lists it.
+SidecarApi = Literal["governance", "skr", "identity", "telemetry"]
+
+
 class Application(_Model):
     name: Name
     image: str = Field(description="pinned image reference: REPO@sha256:DIGEST")
@@ -158,6 +163,14 @@ class Application(_Model):
     capabilities: list[str] = Field(default_factory=list)
     mounts: list[AppMount] = Field(default_factory=list)
     working_dir: str | None = None
+    sidecar_apis: list[SidecarApi] = Field(
+        default_factory=list,
+        description="sidecars the app may call on localhost: governance (secrets, audit events, tokens), skr "
+                    "(attestation; key release only from the spec's vaults), identity (managed identity "
+                    "tokens), telemetry (OTLP). Default: none")
+    key_vaults: list[HttpsUrl] = Field(
+        default_factory=list,
+        description="vaults the app may release keys from through skr, besides those of the spec's volumes")
 
     @field_validator("user")
     @classmethod
@@ -183,6 +196,11 @@ class Endpoint(_Model):
     port: int = Field(ge=1, le=65535, description="the app's port inside the room")
     protocol: Literal["http"] = "http"
     policy: str | None = Field(None, description="Rego file (relative to the spec) the proxy applies")
+    policy_rego: str | None = Field(
+        None, description="the policy's Rego text, taken verbatim (no ${} variables). Loading a spec file fills "
+                          "it in from `policy`, so the resolved spec (CCR_SPEC, measured by HOST_DATA) carries "
+                          "the exact Rego the proxy enforces; it may also be written here instead of a file. "
+                          "When present, `policy` only names the file it came from")
 
 
 class EgressRule(_Model):
@@ -262,6 +280,8 @@ class CleanRoomSpec(_Model):
         for i, endpoint in enumerate(self.endpoints):
             if ports.count(endpoint.port) > 1:
                 problems.append(f"endpoints[{i}].port: {endpoint.port} is declared twice")
+        if self.application.key_vaults and "skr" not in self.application.sidecar_apis:
+            problems.append("application.key_vaults: the app can use them only with skr in application.sidecar_apis")
         if self.application.mode == "api" and not self.endpoints:
             problems.append("endpoints: an api application needs at least one endpoint")
         if problems:
@@ -284,7 +304,14 @@ class CleanRoomSpec(_Model):
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)(?::-([^}]*))?\}")
 
 
+#: Fields whose text is used as is: a policy's Rego is measured and enforced byte for byte, so re-reading a
+#: resolved spec (CCR_SPEC in a container) must not change it.
+_VERBATIM_FIELDS = ("policy_rego",)
+
+
 def _substitute(value: Any, variables: Mapping[str, str], path: str, problems: list[str]) -> Any:
+    if path.rpartition(".")[2] in _VERBATIM_FIELDS:
+        return value
     if isinstance(value, str):
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
@@ -357,19 +384,36 @@ def parse_spec(data: Any, *, source: str = "spec", variables: Mapping[str, str] 
     except ValidationError as exc:
         raise SpecError(describe_validation_error(exc), source) from None
     if base_dir is not None:
-        _check_policy_files(spec, base_dir, source)
+        spec = _inline_policy_files(spec, base_dir, source)
     return spec
 
 
-def _check_policy_files(spec: CleanRoomSpec, base_dir: Path, source: str) -> None:
-    missing = [f"endpoints[{i}].policy: file {e.policy} not found next to the spec"
-               for i, e in enumerate(spec.endpoints) if e.policy and not (base_dir / e.policy).is_file()]
-    if missing:
-        raise SpecError(missing, source)
+def _inline_policy_files(spec: CleanRoomSpec, base_dir: Path, source: str) -> CleanRoomSpec:
+    """Each endpoint's `policy` file read into `policy_rego`: from here on the spec carries the Rego itself."""
+    problems: list[str] = []
+    endpoints: list[Endpoint] = []
+    for i, endpoint in enumerate(spec.endpoints):
+        if endpoint.policy and endpoint.policy_rego is None:
+            try:
+                text = (base_dir / endpoint.policy).read_text(encoding="utf-8")
+            except OSError as exc:
+                problems.append(f"endpoints[{i}].policy: endpoint {endpoint.name}: cannot read {endpoint.policy} "
+                                f"next to the spec: {exc.strerror}")
+                continue
+            except UnicodeDecodeError:
+                problems.append(f"endpoints[{i}].policy: endpoint {endpoint.name}: {endpoint.policy} is not UTF-8 "
+                                "text")
+                continue
+            endpoint = endpoint.model_copy(update={"policy_rego": text})
+        endpoints.append(endpoint)
+    if problems:
+        raise SpecError(problems, source)
+    return spec.model_copy(update={"endpoints": endpoints})
 
 
 def load_spec(path: str | Path, *, variables: Mapping[str, str] | None = None) -> CleanRoomSpec:
-    """Load and validate a spec file. Relative policy paths are resolved against its folder."""
+    """Load and validate a spec file. Relative policy paths are resolved against its folder and the files'
+    text inlined (`Endpoint.policy_rego`)."""
     path = Path(path)
     try:
         text = path.read_text()

@@ -43,8 +43,11 @@ def explain(spec: CleanRoomSpec, rendering: Rendering) -> str:
     for rule in spec.egress.allow:
         room.append(f"  - connect out to {rule.host}:{rule.port} ({rule.protocol}) and nowhere else")
     for ep in spec.endpoints:
+        # Without a policy the proxy refuses every request (sidecars/proxy/model.py).
+        policy = ("the Rego policy " + (ep.policy or "written in the spec") if ep.policy or ep.policy_rego is not None
+                  else "no request policy, so every request is refused")
         room.append(f"  - serve API {ep.name} (app port {ep.port}) to outside clients over TLS via the proxy, "
-                    f"filtered by {ep.policy or 'no request policy (every request allowed)'}")
+                    f"filtered by {policy}")
     if not spec.endpoints:
         room.append("  - accept no inbound connection")
     room.append("  - start only after the contract is accepted (execution consent); any member can revoke it, "

@@ -13,6 +13,8 @@ What a confined socket may do (IPv4):
   redirected to the proxy's HTTP listener (15002), which checks the host name. The original destination
   stays recoverable with SO_ORIGINAL_DST.
 - Replies on connections the inbound proxy opened to the app's ports (over loopback).
+- TCP to the room's sidecar APIs on 127.0.0.1 that the spec lists in `application.sidecar_apis`
+  (governance 8300, skr 8284, identity 8290, telemetry 4317/4318); none by default.
 - Nothing else: other TCP is reset (connects fail fast instead of hanging), everything else (UDP incl.
   DNS, ICMP, raw IP) is dropped, so sends fail with EPERM. IPv6 the same, with no redirect: the proxy
   listens on IPv4, so the app's IPv6 TCP is reset and a client falls back to IPv4 at once.
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ..common.errors import SpecError
+from ..deploy.containers import SIDECAR_API_PORTS
 from ..spec import CleanRoomSpec
 
 INBOUND_PORT = 15001
@@ -139,6 +142,8 @@ class FirewallConfig:
     tcp_egress: tuple[TcpEgress, ...] = ()
     dns_over_tcp: bool = False
     open_ports: tuple[int, ...] = ()
+    #: loopback ports of the sidecar APIs the app may call (`application.sidecar_apis`)
+    sidecar_ports: tuple[int, ...] = ()
     inbound_port: int = INBOUND_PORT
     http_egress_port: int = HTTP_EGRESS_PORT
     tcp_egress_port: int = TCP_EGRESS_PORT
@@ -203,6 +208,8 @@ def config_from_spec(spec: CleanRoomSpec, *, exempt_uids: tuple[int, ...] = (ROO
             http_egress_ports=tuple(sorted(http_ports)), tcp_egress=tuple(dict.fromkeys(tcp)),
             dns_over_tcp=spec.egress.dns == "tcp" and bool(spec.egress.allow),
             open_ports=tuple(sorted(set(open_ports))),
+            sidecar_ports=tuple(sorted({port for api in spec.application.sidecar_apis
+                                        for port in SIDECAR_API_PORTS[api]})),
         )
     except ValueError as exc:
         raise SpecError([f"application.user: {exc}"]) from None
@@ -233,6 +240,9 @@ def render(config: FirewallConfig) -> RuleSet:
         rules.append(Rule("to-proxy", Hook.FILTER_OUTPUT, Verdict.ACCEPT, v4, tcp, daddr="127.0.0.1",
                           dports=tuple(sorted(proxy_ports)),
                           why="connections redirected to the proxy's outbound listeners (post-NAT address)"))
+    if config.sidecar_ports:
+        rules.append(Rule("to-sidecars", Hook.FILTER_OUTPUT, Verdict.ACCEPT, v4, tcp, daddr="127.0.0.1",
+                          dports=config.sidecar_ports, why="the sidecar APIs the contract lets the app call"))
     if config.app_ports:
         rules.append(Rule("inbound-replies", Hook.FILTER_OUTPUT, Verdict.ACCEPT, v4, tcp, daddr="127.0.0.0/8",
                           sports=config.app_ports, established=True,

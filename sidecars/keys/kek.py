@@ -76,20 +76,60 @@ def _translate(exc: Exception, request: KekRequest) -> CcrError:
         message = (exc.message or "").splitlines()[0]
         kind = {400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound}.get(exc.status_code or 0)
         if kind is not None:
-            return kind(f"Key Vault refused to create {request.name}: {message}")
+            return kind(f"Key Vault refused to store {request.name}: {message}")
         return RemoteServiceError("Key Vault", message, status=exc.status_code)
     raise exc
+
+
+#: Key Vault / managed HSM take symmetric (oct-HSM) keys of these sizes only.
+SECRET_SIZES = (16, 24, 32)
+
+
+def secret_material(path: str) -> bytes:
+    """A small secret to keep as an oct-HSM key: the file's bytes (one trailing newline dropped)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--value-file {path}: {exc.strerror}") from None
+    data = data.removesuffix(b"\n")
+    if len(data) not in SECRET_SIZES:
+        raise ConfigError(f"--value-file {path}: {len(data)} bytes; a vault keeps a secret as an oct-HSM key of "
+                          f"exactly {', '.join(map(str, SECRET_SIZES))} bytes (e.g. a 32-character password)")
+    return data
+
+
+def _key_client(request: KekRequest, credential, ca_bundle: str | None):
+    from azure.keyvault.keys import KeyClient
+
+    kwargs: dict[str, Any] = {"verify_challenge_resource": False} if ca_bundle else {}
+    if ca_bundle:
+        kwargs["connection_verify"] = ca_bundle
+    return KeyClient(request.vault_url, credential, **kwargs)
+
+
+def import_secret(request: KekRequest, material: bytes, credential, *, ca_bundle: str | None = None):
+    """Import `material` as an exportable oct-HSM key under the release policy; returns the KeyVaultKey.
+    The room gets it back through skr (`POST /key/release` → JWK whose `k` is base64url(material))."""
+    from azure.core.exceptions import AzureError
+    from azure.keyvault.keys import JsonWebKey, KeyReleasePolicy
+
+    client = _key_client(request, credential, ca_bundle)
+    policy = KeyReleasePolicy(json.dumps(request.policy()).encode(), immutable=False)
+    try:
+        return client.import_key(request.name, JsonWebKey(kty="oct-HSM", k=material), hardware_protected=True,
+                                 exportable=True, release_policy=policy)
+    except AzureError as exc:
+        raise _translate(exc, request) from None
+    finally:
+        client.close()
 
 
 def create_kek(request: KekRequest, credential, *, ca_bundle: str | None = None):
     """Create the KEK with the official SDK; returns the KeyVaultKey."""
     from azure.core.exceptions import AzureError
-    from azure.keyvault.keys import KeyClient, KeyReleasePolicy
+    from azure.keyvault.keys import KeyReleasePolicy
 
-    kwargs: dict[str, Any] = {"verify_challenge_resource": False} if ca_bundle else {}
-    if ca_bundle:
-        kwargs["connection_verify"] = ca_bundle
-    client = KeyClient(request.vault_url, credential, **kwargs)
+    client = _key_client(request, credential, ca_bundle)
     policy = KeyReleasePolicy(json.dumps(request.policy()).encode(), immutable=False)
     hsm = request.kty.endswith("-HSM")
     try:

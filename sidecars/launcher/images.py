@@ -144,6 +144,40 @@ class BuiltImage:
         return f"{self.tag_ref.rsplit(':', 1)[0]}@{self.digest}"
 
 
+#: Beside a Containerfile, `requirements.txt` lists Python packages the app needs (pinned, `==`). They are
+#: installed on the host with pip (from PyPI once, then from the cache) and handed to the build as
+#: `python-packages/`: the image gets no pip and the build no network.
+REQUIREMENTS = "requirements.txt"
+VENDORED_DIR = "python-packages"
+
+
+def vendored_packages(requirements: Path, progress=stderr_progress) -> Path:
+    """The installed packages of `requirements` (every one pinned, dependencies listed too), cached by
+    the file's content."""
+    text = requirements.read_text()
+    loose = [line for line in (raw.split("#")[0].strip() for raw in text.splitlines()) if line and "==" not in line]
+    if loose:
+        raise ConfigError(f"{requirements}: pin every package with == (not pinned: {', '.join(loose)})")
+    target = cache_dir() / "app-packages" / hashlib.sha256(text.encode()).hexdigest()[:16]
+    if target.is_dir():
+        return target
+    progress(f"installing the packages of {requirements} (pip, once)...")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
+    try:
+        # --no-deps: the list is complete, so the image holds exactly what it names.
+        result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                                 "--no-deps", "--no-compile", "--only-binary=:all:", "--target", str(partial),
+                                 "-r", str(requirements)], capture_output=True, text=True)
+        if result.returncode != 0:
+            tail = [line for line in result.stderr.splitlines() if line.strip()][-3:]
+            raise ProcessError(f"pip could not install {requirements}: " + " | ".join(tail))
+        partial.rename(target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
 def build_app_image(context: Path, podman: Podman | None = None, progress=stderr_progress) -> BuiltImage:
     """Build `context/Containerfile` as `localhost/<folder name>:latest` on top of the base image."""
     podman = podman or Podman()
@@ -153,7 +187,14 @@ def build_app_image(context: Path, podman: Podman | None = None, progress=stderr
     name = context.name
     tag_ref = f"localhost/{name}:latest"
     started = time.monotonic()
-    digest = podman.build(context, tag_ref, build_args={"BASE_IMAGE": BASE_IMAGE})
+    with tempfile.TemporaryDirectory(prefix=f"ccr-build-{name}-") as scratch:
+        build_context = context
+        if (context / REQUIREMENTS).is_file():
+            packages = vendored_packages(context / REQUIREMENTS, progress)
+            build_context = Path(scratch) / name
+            shutil.copytree(context, build_context)
+            shutil.copytree(packages, build_context / VENDORED_DIR)
+        digest = podman.build(build_context, tag_ref, build_args={"BASE_IMAGE": BASE_IMAGE})
     progress(f"built {tag_ref} ({digest[:19]}…) in {time.monotonic() - started:.1f} s")
     return BuiltImage(name, tag_ref, digest)
 

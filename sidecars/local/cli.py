@@ -22,6 +22,7 @@ def _run_dir(args: argparse.Namespace) -> Path:
 def _cmd_up(args: argparse.Namespace) -> int:
     import yaml
 
+    from ..cli import spec_variables
     from ..common.errors import ConfigError
     from .up import UpOptions, default_run_dir, up
 
@@ -39,7 +40,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         except (yaml.YAMLError, AttributeError):
             name = "room"
         run_dir = default_run_dir(name)
-    return up(UpOptions(spec_path=spec_path, endpoints_file=Path(args.endpoints), run_dir=run_dir,
+    variables = spec_variables(argparse.Namespace(var=args.var))  # checks NAME=VALUE before anything starts
+    return up(UpOptions(spec_path=spec_path, endpoints_file=Path(args.endpoints), run_dir=run_dir, variables=variables,
                         firewall_backend=args.firewall_backend, ready_timeout=args.timeout,
                         wait_for_job=args.wait))
 
@@ -119,6 +121,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "checks. One line per step; any failure names the step and tears down.")
     up.add_argument("spec", metavar="SPEC")
     up.add_argument("--endpoints", metavar="FILE", help="endpoints.json of the stand-ins (ccr emulators start)")
+    up.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                    help="a value for ${NAME} in the spec (repeatable; the sidecars get the same values)")
     up.add_argument("--run-dir", help="where state, logs and mounts go (default run/NAME)")
     up.add_argument("--firewall-backend", choices=("nftables", "iptables"), default="nftables")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds each sidecar may take to be ready")

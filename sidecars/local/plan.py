@@ -86,6 +86,7 @@ class RoomPlan:
         return (self.python, "-m", "sidecars", "sidecar", name, *options, "--ready-file", str(self.ready_file(name)))
 
     def _spec_options(self) -> tuple[str, ...]:
+        # spec_path is the resolved spec (canonical JSON): no ${NAME} is left for a sidecar to fill in.
         return ("--spec", str(self.spec_path), "--endpoints", str(self.endpoints_file))
 
     @staticmethod
@@ -110,7 +111,7 @@ class RoomPlan:
                 "--identity-url", self._local(PORTS["identity"]), "--ca-bundle", ca,
                 "--buffer-dir", str(self.run_dir / "telemetry"))),
             SidecarLaunch("skr", PORTS["skr"], self._ccr(
-                "skr", "--port", str(PORTS["skr"]), "--endpoints", str(self.endpoints_file), "--platform", "mock",
+                "skr", "--port", str(PORTS["skr"]), *self._spec_options(), "--platform", "mock",
                 "--mock-platform-dir", self.endpoints["mock_platform_dir"], "--host-data", self.host_data,
                 *(("--dev-tokens-dir", self.endpoints["dev_tokens_dir"]) if "dev_tokens_dir" in self.endpoints
                   else ()))),

@@ -25,13 +25,14 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..common.errors import ConfigError, ProcessError
 from ..common.forkserver import ENV_VAR as FORK_SERVER_ENV
 from ..common.forkserver import ForkServerClient
 from ..common.process import ManagedProcess, ProcessRecord, file_exists, stop_recorded, wait_until
+from ..deploy.containers import canonical_spec_json
 from ..spec import endpoint_variables, load_spec
 from .netns import create_room_network, delete_room_network, netns_exists
 from .plan import RoomPlan, SidecarLaunch
@@ -86,6 +87,8 @@ class UpOptions:
     spec_path: Path
     endpoints_file: Path
     run_dir: Path
+    #: values for ${NAME} in the spec besides the endpoints file's (`--var`)
+    variables: dict[str, str] = field(default_factory=dict)
     firewall_backend: str = "nftables"
     ready_timeout: float = 60.0
     wait_for_job: bool = False
@@ -210,7 +213,10 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
             runner.on_teardown("fork server connection", client.close)
         with runner.step("load spec and endpoints"):
             endpoints = endpoint_variables(options.endpoints_file)
-            spec = load_spec(options.spec_path, variables=endpoints)
+            spec = load_spec(options.spec_path, variables={**endpoints, **options.variables})
+            # The sidecars read the spec HOST_DATA measures (each policy's Rego inlined), as in a container.
+            resolved_spec = run_dir / "spec.json"
+            resolved_spec.write_text(canonical_spec_json(spec))
         # HOST_DATA (the policy hash the mock platform reports) is first needed by skr: rendering it (podman
         # inspects the images) goes on while the network and the firewall are set up.
         from ..deploy.render import render  # (imported here: the fork server starts without waiting for it)
@@ -218,7 +224,7 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
         rendering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
         host_data_future = rendering.submit(lambda: render(spec).host_data)
         rendering.shutdown(wait=False)
-        plan = RoomPlan(spec_path=options.spec_path.resolve(), spec=spec,
+        plan = RoomPlan(spec_path=resolved_spec, spec=spec,
                         endpoints_file=options.endpoints_file.resolve(), endpoints=endpoints, run_dir=run_dir,
                         netns=netns_name(spec.name), host_data="", firewall_backend=options.firewall_backend)
         state.data.update({"name": spec.name, "spec": str(plan.spec_path), "run_dir": str(run_dir),

@@ -65,30 +65,25 @@ def main(argv: list[str] | None = None) -> int:
         telemetry.shutdown()
 
 
-def load_proxy_spec(args: argparse.Namespace) -> tuple[CleanRoomSpec, Path]:
-    """The spec from --spec, else from $CCR_SPEC; and the folder its policy files are relative to."""
+def load_proxy_spec(args: argparse.Namespace) -> CleanRoomSpec:
+    """The spec from --spec, else from $CCR_SPEC (the resolved spec: its policies' Rego inlined)."""
     from ..cli import load_spec_from_args, spec_variables
 
     if args.spec:
-        return load_spec_from_args(args), Path(args.spec).parent
+        return load_spec_from_args(args)
     text = os.environ.get("CCR_SPEC")
     if not text:
         raise ConfigError("no spec: pass --spec FILE or set CCR_SPEC to the resolved spec (JSON)")
-    spec_dir = Path(args.policy_dir or ".")
-    return _parse(text, "CCR_SPEC", spec_variables(args), spec_dir), spec_dir
-
-
-def _parse(text: str, source: str, variables: dict[str, str], spec_dir: Path) -> CleanRoomSpec:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML/JSON: {exc}") from None
-    return parse_spec(data, source=source, variables=variables, base_dir=spec_dir)
+        raise ConfigError(f"CCR_SPEC: not valid YAML/JSON: {exc}") from None
+    return parse_spec(data, source="CCR_SPEC", variables=spec_variables(args))
 
 
 def planned_model(args: argparse.Namespace) -> tuple[ProxyModel, RoomCertificate | None]:
     """The spec's proxy with each endpoint's enforcement chosen, and the room certificate it serves."""
-    spec, spec_dir = load_proxy_spec(args)
+    spec = load_proxy_spec(args)
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     certificate = None
@@ -98,7 +93,7 @@ def planned_model(args: argparse.Namespace) -> tuple[ProxyModel, RoomCertificate
                                      else LocalCASource(args.ca_dir or run_dir / "room-ca"))
         certificate = source.issue("room", args.tls_name or ["localhost", "127.0.0.1"], run_dir / "tls")
     model = model_from_spec(
-        spec, spec_dir, inbound_tls=certificate.tls if certificate else None,
+        spec, inbound_tls=certificate.tls if certificate else None,
         upstream_ca_file=args.upstream_ca,
         dns_resolvers=tuple(args.dns_resolver) if args.dns_resolver else None,
         inbound_address=args.inbound_address, inbound_port=args.inbound_port,

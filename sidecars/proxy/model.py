@@ -113,17 +113,15 @@ def egress_routes(spec: CleanRoomSpec) -> tuple[tuple[EgressHttpRoute, ...], tup
     return tuple(http), tuple(tcp)
 
 
-def inbound_endpoints(spec: CleanRoomSpec, spec_dir: Path) -> tuple[InboundEndpoint, ...]:
+def inbound_endpoints(spec: CleanRoomSpec) -> tuple[InboundEndpoint, ...]:
+    """The spec's endpoints with the Rego it carries (`policy_rego`): the proxy never reads a policy file, so
+    it enforces exactly the text the resolved spec (CCR_SPEC, HOST_DATA) holds, in every rendering."""
     out = []
     for i, endpoint in enumerate(spec.endpoints):
-        source = None
-        if endpoint.policy:
-            path = spec_dir / endpoint.policy
-            try:
-                source = path.read_text()
-            except OSError as exc:
-                raise ConfigError(f"endpoints[{i}].policy: cannot read {path}: {exc.strerror}") from None
-        out.append(InboundEndpoint(endpoint.name, endpoint.port, endpoint.policy or "", source))
+        if endpoint.policy and endpoint.policy_rego is None:
+            raise ConfigError(f"endpoints[{i}].policy: the spec carries no Rego for {endpoint.policy} (endpoint "
+                              f"{endpoint.name}): load the spec from its file, which inlines it as policy_rego")
+        out.append(InboundEndpoint(endpoint.name, endpoint.port, endpoint.policy or "", endpoint.policy_rego))
     return tuple(out)
 
 
@@ -145,7 +143,7 @@ def system_resolvers(resolv_conf: str | Path = "/etc/resolv.conf") -> tuple[str,
     return tuple(found)
 
 
-def model_from_spec(spec: CleanRoomSpec, spec_dir: Path, *, inbound_tls: TlsFiles | None,
+def model_from_spec(spec: CleanRoomSpec, *, inbound_tls: TlsFiles | None,
                     upstream_ca_file: str = SYSTEM_CA_BUNDLE, dns_resolvers: tuple[str, ...] | None = None,
                     **settings: Any) -> ProxyModel:
     """The proxy for `spec`; `settings` override ProxyModel's ports and addresses. With `egress.dns: tcp`
@@ -162,5 +160,5 @@ def model_from_spec(spec: CleanRoomSpec, spec_dir: Path, *, inbound_tls: TlsFile
         if endpoint.port in reserved:
             raise ConfigError(f"endpoints[{i}].port: {endpoint.port} is one of the proxy's own ports "
                               f"({', '.join(map(str, sorted(reserved)))}); choose another")
-    return ProxyModel(inbound=inbound_endpoints(spec, spec_dir), inbound_tls=inbound_tls, egress_http=http,
+    return ProxyModel(inbound=inbound_endpoints(spec), inbound_tls=inbound_tls, egress_http=http,
                       egress_tcp=tcp, upstream_ca_file=upstream_ca_file, dns_resolvers=resolvers, **settings)

@@ -21,11 +21,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     from ..cli import add_spec_variable_options
 
     parser.add_argument("--spec", metavar="FILE",
-                        help="the clean room spec (YAML); default: the resolved spec in $CCR_SPEC (JSON), as the "
-                             "container group passes it")
-    parser.add_argument("--policy-dir", metavar="DIR",
-                        help="with $CCR_SPEC: where the endpoints' policy files are (default: the current "
-                             "directory; a --spec file's policies sit next to it)")
+                        help="the clean room spec (YAML; its endpoints' policy files next to it); default: the "
+                             "resolved spec in $CCR_SPEC (JSON, the policies' Rego inlined), as the container "
+                             "group passes it")
     add_spec_variable_options(parser)
     parser.add_argument("--run-dir", default=RUN_DIR, metavar="DIR",
                         help=f"where the rendered configuration, certificates and logs go (default {RUN_DIR})")

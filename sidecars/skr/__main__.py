@@ -26,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ready-file", help='written once listening: {"port": N, "url": "http://HOST:N"}')
     parser.add_argument("--endpoints", metavar="FILE",
                         help="endpoints.json from `ccr emulators start`: CA bundle, mock platform, dev tokens")
+    parser.add_argument("--spec", metavar="FILE",
+                        help="the room's spec (YAML, or its canonical JSON): contact only the attestation services "
+                             "and vaults it names (default: any, as Microsoft's SKR sidecar)")
+    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                        help="a value for ${NAME} in --spec (repeatable)")
     parser.add_argument("--ca-bundle", metavar="FILE", help="CA bundle for MAA and Key Vault TLS (default: system)")
     parser.add_argument("--platform", choices=["auto", "real", "mock"], default="auto",
                         help="evidence source: real = /dev/sev-guest; auto = real if present, else mock")
@@ -92,6 +97,16 @@ def build_token_source(args: argparse.Namespace, endpoints: dict):
     return token
 
 
+def destinations(args: argparse.Namespace):
+    from .destinations import Destinations
+
+    if not args.spec:
+        return Destinations()
+    from ..cli import load_spec_from_args
+
+    return Destinations.from_spec(load_spec_from_args(args))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -107,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"--endpoints {args.endpoints}: {exc}") from None
         releaser = KeyReleaser(build_provider(args, endpoints), ca_bundle=args.ca_bundle or endpoints.get("ca_bundle"),
-                               token_source=build_token_source(args, endpoints))
+                               token_source=build_token_source(args, endpoints), destinations=destinations(args))
     except CcrError as exc:
         print(f"skr: error: {exc}", file=sys.stderr)
         return 1

@@ -24,6 +24,7 @@ from opentelemetry import trace
 from ..common.errors import BadRequest, CcrError, Forbidden, NotFound, RemoteServiceError
 from ..common.jose import CompactJws
 from ..common.otel import step_span
+from .destinations import Destinations
 from .release import (
     ReleasedKey,
     ReleaseVerificationError,
@@ -53,19 +54,6 @@ def decode_runtime_data(text: str) -> bytes:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise BadRequest("runtime_data: not base64") from None
-
-
-def https_origin(endpoint: str, field_name: str) -> str:
-    """`myvault.vault.azure.net` or `https://host:port/` -> `https://host:port`."""
-    text = endpoint.strip().rstrip("/")
-    if not text:
-        raise BadRequest(f"{field_name}: empty")
-    if "://" not in text:
-        text = "https://" + text
-    parts = urlsplit(text)
-    if parts.scheme != "https" or not parts.hostname:
-        raise BadRequest(f"{field_name}: {endpoint!r} is not an https endpoint")
-    return f"https://{parts.netloc}"
 
 
 def key_path(kid: str) -> tuple[str, str | None, str | None]:
@@ -111,8 +99,9 @@ class KeyReleaser:
     """The room's side of SKR; `provider` gives evidence (real or mock), `attest` gets an MAA token."""
 
     def __init__(self, provider, *, ca_bundle: str | None, token_source: TokenSource,
-                 pool: WrappingKeyPool | None = None):
+                 pool: WrappingKeyPool | None = None, destinations: Destinations | None = None):
         self.provider = provider
+        self.destinations = destinations or Destinations()
         self.token_source = token_source
         self.wrapping_keys = pool or WrappingKeyPool()
         self.roots = load_roots(ca_bundle or SYSTEM_ROOTS)
@@ -136,11 +125,12 @@ class KeyReleaser:
         from ..attestation.maa_client import attest_sev_snp_async
 
         timer = timer or Timer()
+        origin = self.destinations.attestation_origin(maa_endpoint)
         with timer.step("report"):
             evidence = self.evidence(runtime_data)
         with timer.step("maa", maa_endpoint=maa_endpoint):
             try:
-                return await attest_sev_snp_async(https_origin(maa_endpoint, "maa_endpoint"), evidence,
+                return await attest_sev_snp_async(origin, evidence,
                                                   runtime_data, client=self.http)
             except RemoteServiceError as exc:
                 raise Forbidden(f"attestation failed: {exc}") from None
@@ -162,9 +152,9 @@ class KeyReleaser:
                       access_token: str | None = None) -> Release:
         timer = Timer()
         name, version, kid_origin = key_path(kid)
-        vault = https_origin(akv_endpoint, "akv_endpoint") if akv_endpoint else kid_origin
-        if vault is None:
+        if not akv_endpoint and kid_origin is None:
             raise BadRequest("akv_endpoint: required unless kid is a full key identifier URL")
+        vault = self.destinations.vault_origin(akv_endpoint or kid_origin or "")
         with timer.step("wrapping_key"):
             wrapping = self.wrapping_keys.take()
             runtime_data = wrapping.runtime_data()

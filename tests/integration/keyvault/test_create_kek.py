@@ -67,3 +67,36 @@ def test_create_kek_mistakes_are_one_line(endpoints, tmp_path):
         assert result.returncode == 1
         assert result.stderr.startswith("ccr: error:") and words in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_import_secret_gives_the_room_back_the_exact_bytes_and_nobody_else(endpoints, keyvault, authority, tmp_path):
+    password = "q7Hc2-pX9_vLm4RtZs8Wn3Ky6Bd1Fg0J"  # 32 characters: an oct-HSM key of 256 bits
+    value_file = tmp_path / "password.txt"
+    value_file.write_text(password + "\n")
+    name = f"db-password-{uuid.uuid4().hex[:6]}"
+    result = ccr("keys", "import-secret", "--endpoints", str(endpoints), "--name", name,
+                 "--value-file", str(value_file), "--host-data", HOST_DATA)
+    assert result.returncode == 0, result.stderr
+    assert "oct-HSM 256-bit, exportable" in result.stdout and password not in result.stdout + result.stderr
+
+    keys = KeyClient(keyvault.url, keyvault.tokens.credential(), connection_verify=keyvault.ca_file,
+                     verify_challenge_resource=False)
+    room = rsa.generate_private_key(65537, 2048)
+    jwk = public_jwk(room.public_key())
+    jwk["kid"] = thumbprint(jwk)
+    payload = verify_release_jws(keys.release_key(name, authority.token(jwk)).value, "127.0.0.1",
+                                 load_roots(keyvault.ca_file))
+    assert unwrap_released_key(payload, room).material == password.encode()
+    with pytest.raises(HttpResponseError) as err:
+        keys.release_key(name, authority.token(jwk, **{"x-ms-sevsnpvm-hostdata": "0" * 64}))
+    assert err.value.status_code == 403
+
+
+def test_import_secret_of_a_size_no_vault_keeps_is_refused_before_anything_is_sent(endpoints, tmp_path):
+    value_file = tmp_path / "short.txt"
+    value_file.write_text("hunter2")
+    result = ccr("keys", "import-secret", "--endpoints", str(endpoints), "--name", "pw", "--value-file",
+                 str(value_file), "--host-data", HOST_DATA)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("ccr: error: --value-file") and "7 bytes" in result.stderr
+    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr

@@ -91,15 +91,30 @@ def test_sidecar_takes_the_spec_from_ccr_spec_as_the_container_group_passes_it(t
                      variables={"cgs_endpoint": "https://127.0.0.1:9000", "maa_endpoint": "https://127.0.0.1:9001",
                                 "storage_url": "https://127.0.0.1:9002/devstoreaccount1",
                                 "keyvault_url": "https://127.0.0.1:9003"})
-    env = {**os.environ, "CCR_SPEC": canonical_spec_json(spec)}
+    resolved = canonical_spec_json(spec)
     out = tmp_path / "envoy.json"
-    result = subprocess.run([sys.executable, "-m", "sidecars.cli", "proxy", "render", "--run-dir", str(tmp_path),
-                             "--policy-dir", str(REPO / "examples/cleanroomhello-api"), "--out", str(out)],
-                            env=env, capture_output=True, text=True, timeout=60)
+    empty = tmp_path / "cwd"
+    empty.mkdir()
+
+    def render(ccr_spec: str) -> subprocess.CompletedProcess:
+        # From an empty directory: the policy comes from CCR_SPEC, there is no file to read.
+        return subprocess.run([sys.executable, "-m", "sidecars.cli", "proxy", "render", "--run-dir", str(tmp_path),
+                               "--out", str(out)], env={**os.environ, "CCR_SPEC": ccr_spec}, cwd=empty,
+                              capture_output=True, text=True, timeout=60)
+
+    result = render(resolved)
     assert result.returncode == 0, result.stderr
     assert "endpoint hello (app port 8080): rbac" in result.stdout
-    # Without the policy file next to it, the spec is refused naming the field.
-    result = subprocess.run([sys.executable, "-m", "sidecars.cli", "proxy", "render", "--run-dir", str(tmp_path),
-                             "--policy-dir", str(tmp_path), "--out", str(out)],
-                            env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1 and "endpoints[0].policy" in result.stderr
+    assert '"/hello"' in out.read_text()
+    # The Rego CCR_SPEC carries is the one enforced.
+    data = json.loads(resolved)
+    data["endpoints"][0]["policy_rego"] = data["endpoints"][0]["policy_rego"].replace('["hello"]', '["bye"]')
+    assert render(json.dumps(data)).returncode == 0
+    assert '"/bye"' in out.read_text() and '"/hello"' not in out.read_text()
+    # A CCR_SPEC that names a policy file but carries no Rego is refused, naming the endpoint.
+    del data["endpoints"][0]["policy_rego"]
+    result = render(json.dumps(data))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "ccr: error: endpoints[0].policy: the spec carries no Rego for allow-get-hello.rego (endpoint hello): load "
+        "the spec from its file, which inlines it as policy_rego"]

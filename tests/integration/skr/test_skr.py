@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from sidecars.attestation import SnpReport
 from sidecars.attestation.maa_client import verify_token
 from sidecars.common.jose import b64url_encode
 
-from .conftest import HOST_DATA
+from .conftest import HOST_DATA, REPO, start_skr
 
 
 def post(skr, path: str, body) -> httpx.Response:
@@ -138,3 +139,50 @@ def test_access_token_in_the_request_is_used(skr, room):
     assert post(skr, "/key/release", {**body, "access_token": good}).status_code == 200
     refused = post(skr, "/key/release", {**body, "access_token": good[:-8] + "AAAAAAAA"})
     assert refused.status_code == 403 and "(401)" in refused.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def skr_in_room(room):
+    """skr as a room starts it: with the spec, so it contacts only the MAA and vaults the spec names."""
+    sidecar = start_skr(room, "skr-room", "--host-data", HOST_DATA, "--spec",
+                        str(REPO / "examples/cleanroomhello-job/spec.yaml"))
+    yield sidecar
+    sidecar.process.stop()
+
+
+@pytest.fixture
+def elsewhere():
+    """A listener standing for a server outside the contract: the test checks nobody connected to it."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.setblocking(False)
+
+        def connections() -> int:
+            count = 0
+            while True:
+                try:
+                    server.accept()[0].close()
+                except BlockingIOError:
+                    return count
+                count += 1
+
+        yield f"https://127.0.0.1:{server.getsockname()[1]}", connections
+
+
+def test_a_room_skr_releases_from_the_contracts_vault(skr_in_room, room):
+    answer = release(skr_in_room, room, room.oct_kek)
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("field", ["akv_endpoint", "maa_endpoint"])
+def test_a_room_skr_goes_nowhere_the_contract_does_not_name(skr_in_room, room, elsewhere, field):
+    # The app could otherwise carry data out in a host name or path, with the room's MAA token attached.
+    origin, connections = elsewhere
+    body = {"maa_endpoint": room.endpoints["maa_endpoint"], "akv_endpoint": room.endpoints["keyvault_url"],
+            "kid": room.oct_kek}
+    body[field] = origin
+    answer = post(skr_in_room, "/key/release", body)
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["error"].startswith(f"{field}: {origin} is not")
+    maa = post(skr_in_room, "/attest/maa", {"maa_endpoint": origin, "runtime_data": "AAAA"})
+    assert maa.status_code == 403 and "not an attestation service of this room's contract" in maa.json()["error"]
+    assert connections() == 0

@@ -57,15 +57,16 @@ def sh(*argv: str) -> None:
         raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
 
 
-def spec_data(egress: dict | None = None) -> dict:
+def spec_data(egress: dict | None = None, sidecar_apis: tuple[str, ...] = ()) -> dict:
     data = yaml.safe_load((REPO / "examples/cleanroomhello-api/spec.yaml").read_text())
     data["endpoints"] = [{"name": "hello", "port": APP_PORT}]
     data["egress"] = egress or {"allow": []}
+    data["application"]["sidecar_apis"] = list(sidecar_apis)
     return data
 
 
-def make_spec(egress: dict | None = None) -> CleanRoomSpec:
-    return parse_spec(spec_data(egress), variables=VARIABLES)
+def make_spec(egress: dict | None = None, sidecar_apis: tuple[str, ...] = ()) -> CleanRoomSpec:
+    return parse_spec(spec_data(egress, sidecar_apis), variables=VARIABLES)
 
 
 EGRESS = {"dns": "tcp", "allow": [

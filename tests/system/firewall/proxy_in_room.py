@@ -16,7 +16,7 @@ from sidecars.spec import load_spec
 
 def main(spec_path: str, run_dir: str, ready_file: str) -> None:
     spec = load_spec(spec_path, variables=json.loads(Path(run_dir, "variables.json").read_text()))
-    model = plan(model_from_spec(spec, Path(spec_path).parent, inbound_tls=None))
+    model = plan(model_from_spec(spec, inbound_tls=None))
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     with ProxyRuntime(model, run_dir) as proxy:

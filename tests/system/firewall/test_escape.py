@@ -69,6 +69,20 @@ def test_sidecars_on_loopback_are_out_of_reach(egress_room):
     assert not egress_room.sidecar.seen
 
 
+@pytest.mark.parametrize("egress", [None, EGRESS], ids=["no-network", "egress"])
+def test_only_the_sidecar_apis_the_contract_lists_are_reachable(room, backend, egress):
+    room.firewall(backend, make_spec(egress, sidecar_apis=("governance",))).apply()
+    assert refused(room.attack("tcp", "127.0.0.1", str(SIDECAR_PORT)))  # skr (8284) is not listed
+    assert not room.sidecar.seen
+    room.firewall(backend, make_spec(egress, sidecar_apis=("skr",))).apply()
+    assert room.attack("tcp", "127.0.0.1", str(SIDECAR_PORT))["ok"]
+    assert len(room.sidecar.seen) == 1
+    # Only on IPv4 loopback: the same port elsewhere is still out of reach.
+    assert refused(room.attack("tcp", "::1", str(SIDECAR_PORT)))
+    assert refused(room.attack("tcp", OUTSIDE_V4, str(SIDECAR_PORT)))
+    assert room.outside_saw_nothing()
+
+
 def test_ipv4_mapped_ipv6_addresses_are_ipv4(egress_room):
     # An AF_INET6 socket to ::ffff:a.b.c.d sends IPv4 packets: the IPv4 rules apply.
     mapped = f"::ffff:{OUTSIDE_V4}"

@@ -161,3 +161,23 @@ def test_api_demo_end_to_end(stand_ins, tmp_path):
     assert "received GET /hello" in result.stdout and "received GET /secret" not in result.stdout
     assert "app status: stopped" in result.stdout
     assert not netns_exists(netns_name("cleanroomhello-api"))
+
+
+def test_db_access_demo_end_to_end(stand_ins, tmp_path):
+    """db-access: the app reads the database configuration from a CGS secret, releases the password through
+    skr, queries PostgreSQL outside the room over TLS through the egress proxy, and writes the expected
+    aggregate to the encrypted sink. The password shows up in nothing the room wrote, and the demo's
+    database (server, veth link, data folder) is gone afterwards."""
+    result = subprocess.run([sys.executable, "examples/db-access/demo.py", "--run-dir", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "the room's answer is the expected one" in result.stdout
+    assert '"action":"release_secret"' in result.stdout  # the room read the config, audited in CGS
+    password = (tmp_path / "members" / "publisher" / "db-password.txt").read_text()
+    room_files = [p for p in (tmp_path / "room").rglob("*") if p.is_file()]
+    assert room_files and not [p for p in room_files if password.encode() in p.read_bytes()]
+    assert password not in result.stdout + result.stderr
+    assert not netns_exists(netns_name("db-access"))
+    assert "ccrdb-" not in subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
+    assert not list(Path("/tmp").glob("ccr-db-demo-*/pgdata"))
+    assert subprocess.run(["pgrep", "-u", "postgres", "-f", "ccr-db-demo"], capture_output=True).returncode == 1

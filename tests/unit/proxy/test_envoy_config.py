@@ -50,7 +50,7 @@ def _validate(model, tmp_path: Path) -> dict:
 def test_example_spec_renders_a_valid_config(tmp_path, room_tls):
     ca, tls = room_tls
     spec = load_spec(REPO / "examples/cleanroomhello-api/spec.yaml", variables=VARIABLES)
-    model = plan(model_from_spec(spec, REPO / "examples/cleanroomhello-api", inbound_tls=tls))
+    model = plan(model_from_spec(spec, inbound_tls=tls))
     config = _validate(model, tmp_path)
     listeners = {listener["name"]: listener for listener in config["static_resources"]["listeners"]}
     assert listeners["inbound"]["address"]["socket_address"]["port_value"] == 15001
@@ -70,7 +70,7 @@ def test_every_enforcement_and_egress_kind_renders_valid(tmp_path, room_tls, use
         {"host": "fd00::5", "port": 6379, "protocol": "tcp"},
     ], [("hello", 8080, "allow-get-hello.rego"), ("orders", 8081, "allow-post-json-schema.rego"),
         ("records", 8082, "deny-forbidden-response.rego"), ("closed", 8083, None)])
-    model = plan(model_from_spec(spec, tmp_path, inbound_tls=tls, upstream_ca_file=str(ca.cert_file)),
+    model = plan(model_from_spec(spec, inbound_tls=tls, upstream_ca_file=str(ca.cert_file)),
                  use_rbac=use_rbac)
     enforcement = {e.name: (e.enforcement, e.needs_body, e.inspect_response) for e in model.inbound}
     assert enforcement == {
@@ -92,30 +92,30 @@ def test_dns_over_tcp_goes_to_the_resolvers(tmp_path, room_tls):
                                    [("hello", 8080, "allow-get-hello.rego")]).model_dump(by_alias=True, mode="json"),
                        "egress": {"allow": [{"host": "10.1.2.3", "port": 5432, "protocol": "tcp"}], "dns": "tcp"}},
                       base_dir=tmp_path)
-    model = plan(model_from_spec(spec, tmp_path, inbound_tls=room_tls[1], dns_resolvers=("10.0.0.2", "10.0.0.3")))
+    model = plan(model_from_spec(spec, inbound_tls=room_tls[1], dns_resolvers=("10.0.0.2", "10.0.0.3")))
     assert model.dns_resolvers == ("10.0.0.2", "10.0.0.3")
     _validate(model, tmp_path)
     with pytest.raises(ConfigError, match="egress.dns: tcp needs a resolver"):
-        model_from_spec(spec, tmp_path, inbound_tls=room_tls[1], dns_resolvers=())
+        model_from_spec(spec, inbound_tls=room_tls[1], dns_resolvers=())
 
 
 def test_tcp_egress_needs_an_ip_address(tmp_path, room_tls):
     spec = _spec_dir(tmp_path, [{"host": "db.example.com", "port": 5432, "protocol": "tcp"}],
                      [("hello", 8080, "allow-get-hello.rego")])
     with pytest.raises(ConfigError, match=r"egress.allow\[0\].host: a tcp rule needs an IP address"):
-        model_from_spec(spec, tmp_path, inbound_tls=room_tls[1])
+        model_from_spec(spec, inbound_tls=room_tls[1])
 
 
 def test_an_app_port_may_not_be_one_of_the_proxys(tmp_path, room_tls):
     spec = _spec_dir(tmp_path, [], [("hello", 8080, "allow-get-hello.rego"), ("clash", 15002, None)])
     with pytest.raises(ConfigError, match=r"endpoints\[1\].port: 15002 is one of the proxy's own ports"):
-        model_from_spec(spec, tmp_path, inbound_tls=room_tls[1])
+        model_from_spec(spec, inbound_tls=room_tls[1])
 
 
 def test_validation_is_the_real_binary_refusing(tmp_path, room_tls):
     spec = load_spec(REPO / "examples/cleanroomhello-api/spec.yaml", variables=VARIABLES)
     missing = TlsFiles(str(tmp_path / "nope.pem"), str(tmp_path / "nope.key"))
-    model = plan(model_from_spec(spec, REPO / "examples/cleanroomhello-api", inbound_tls=missing))
+    model = plan(model_from_spec(spec, inbound_tls=missing))
     with pytest.raises(ConfigError, match=r"Envoy rejects .*nope\.(pem|key)"):
         validate_bootstrap(write_bootstrap(model, tmp_path / "envoy.json"))
 

@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sidecars.common.errors import BadRequest
 from sidecars.common.jose import b64url_encode, thumbprint
-from sidecars.skr.flow import decode_runtime_data, https_origin, key_path
+from sidecars.skr.destinations import https_origin
+from sidecars.skr.flow import decode_runtime_data, key_path
 from sidecars.skr.release import ReleasedKey
 from sidecars.skr.wrapping import WrappingKey, WrappingKeyPool
 
