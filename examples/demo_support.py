@@ -29,6 +29,20 @@ def ccr(*args: str, capture: bool = False, check: bool = True, echo: bool = True
     return result
 
 
+def run_folder(description: str, prefix: str, argv: list[str] | None = None) -> Path:
+    """A demo's command line (`--run-dir DIR`, `--help` showing its docstring): the folder that keeps
+    everything it makes, a new temporary one unless given."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, help="keep everything here (default: a new temporary folder)")
+    args = parser.parse_args(argv)
+    run = (args.run_dir or Path(tempfile.mkdtemp(prefix=prefix))).resolve()
+    run.mkdir(parents=True, exist_ok=True)
+    return run
+
+
 def contract_id(spec: Path) -> str:
     import yaml
 

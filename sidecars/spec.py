@@ -292,6 +292,12 @@ class CleanRoomSpec(_Model):
         return ([(f"datasources[{i}]", v) for i, v in enumerate(self.datasources)]
                 + [(f"datasinks[{i}]", v) for i, v in enumerate(self.datasinks)])
 
+    def blob_targets(self) -> list[Volume | Sink]:
+        """Everything the room reads or writes in blob storage, each with its store and encryption: the
+        datasources, the datasinks and the telemetry/log sinks."""
+        sinks = [s for s in (self.telemetry.telemetry_sink, self.telemetry.log_sink) if s is not None]
+        return [*(vol for _, vol in self.volumes_with_location()), *sinks]
+
     def volume(self, name: str) -> Volume:
         for _, vol in self.volumes_with_location():
             if vol.name == name:

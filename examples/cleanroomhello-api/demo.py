@@ -15,12 +15,10 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import ssl
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +27,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from demo_support import ccr, contract_id, leave_nothing_behind, say, step  # noqa: E402
+from demo_support import ccr, contract_id, leave_nothing_behind, run_folder, say, step  # noqa: E402
 
 MEMBERS = ("publisher", "consumer")
 STOP_TIMEOUT_S = 30
@@ -66,11 +64,7 @@ def app_status(room_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", type=Path, help="keep everything here (default: a new temporary folder)")
-    args = parser.parse_args(argv)
-    run = (args.run_dir or Path(tempfile.mkdtemp(prefix="ccr-api-demo-"))).resolve()
-    run.mkdir(parents=True, exist_ok=True)
+    run = run_folder(__doc__, "ccr-api-demo-", argv)
     endpoints = str(run / "endpoints.json")
     spec = run / "spec.yaml"
     room_dir = run / "room"

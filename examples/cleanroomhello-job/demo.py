@@ -16,20 +16,18 @@ anyone else's list, and the room sees the data only in clear text inside its att
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import random
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from demo_support import ccr, contract_id, leave_nothing_behind, say, step  # noqa: E402
+from demo_support import ccr, contract_id, leave_nothing_behind, run_folder, say, step  # noqa: E402
 
 
 def make_data(data_dir: Path) -> dict:
@@ -96,11 +94,7 @@ def prepare(run: Path) -> PreparedRoom:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", type=Path, help="keep everything here (default: a new temporary folder)")
-    args = parser.parse_args(argv)
-    run = (args.run_dir or Path(tempfile.mkdtemp(prefix="ccr-job-demo-"))).resolve()
-    run.mkdir(parents=True, exist_ok=True)
+    run = run_folder(__doc__, "ccr-job-demo-", argv)
     room_dir = run / "room"
     try:
         room = prepare(run)

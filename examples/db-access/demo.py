@@ -22,7 +22,6 @@ password only once attested.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import ipaddress
@@ -39,7 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from demo_support import REPO, ccr, contract_id, leave_nothing_behind, say, step  # noqa: E402
+from demo_support import REPO, ccr, contract_id, leave_nothing_behind, run_folder, say, step  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from sidecars.common.tls import LocalCA  # noqa: E402
@@ -111,7 +110,7 @@ class Database:
         address = _free_address()
         link = f"ccrdb-{secrets.token_hex(2)}"
         # Not in the run folder: the server runs as the postgres user, which must be able to reach it.
-        folder = Path(tempfile.mkdtemp(prefix="ccr-db-demo-"))
+        folder = Path(tempfile.mkdtemp(prefix="ccr-db-server-"))
         shutil.chown(folder, "postgres", "postgres")
         database = cls(folder, link, address, "", secrets.token_urlsafe(24))  # 32 characters
         try:
@@ -194,18 +193,14 @@ def _free_address() -> str:
 def member_id(members: Path, name: str) -> str:
     """Create the member's identity (or keep the one there) and return its CGS member id."""
     if not (members / name / "member.key").exists():
-        ccr("governance", "member", "create", name, "--dir", str(members / name), capture=True)
+        ccr("governance", "member", "create", name, "--dir", str(members / name))
     from sidecars.governance.member import MemberIdentity
 
     return MemberIdentity.load(members / name).member_id
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", type=Path, help="keep everything here (default: a new temporary folder)")
-    args = parser.parse_args(argv)
-    run = (args.run_dir or Path(tempfile.mkdtemp(prefix="ccr-db-demo-"))).resolve()
-    run.mkdir(parents=True, exist_ok=True)
+    run = run_folder(__doc__, "ccr-db-demo-", argv)
     room_dir, members, spec = run / "room", run / "members", run / "spec.yaml"
     endpoints_file = str(run / "endpoints.json")
     database = None

@@ -31,6 +31,5 @@ def identity_tenants(spec: CleanRoomSpec | None) -> dict[str, str]:
     """client id → tenant id of every federated identity the spec names (volumes and sinks)."""
     if spec is None:
         return {}
-    stores = [vol.store for _where, vol in spec.volumes_with_location()]
-    stores += [sink.store for sink in (spec.telemetry.telemetry_sink, spec.telemetry.log_sink) if sink]
+    stores = [target.store for target in spec.blob_targets()]
     return {s.identity.client_id: s.identity.tenant_id for s in stores if s.identity is not None}

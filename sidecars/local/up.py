@@ -104,11 +104,10 @@ def fork_server_socket(run_dir: Path) -> Path:
     return FORK_SERVER_DIR / f"{hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]}.sock"
 
 
-def _start_fork_server(run_dir: Path, timeout: float) -> ManagedProcess:
+def _start_fork_server(run_dir: Path, socket_path: Path, timeout: float) -> ManagedProcess:
     """The process every sidecar is forked from (sidecars.common.forkserver). It starts importing at once,
     while the room's network and firewall are set up; it only imports and forks, so it may run before the
     firewall is in force."""
-    socket_path = fork_server_socket(run_dir)
     argv = [sys.executable, "-m", "sidecars.common.forkserver", "--socket", str(socket_path),
             *(arg for module in PRELOAD for arg in ("--preload", module))]
     socket_path.unlink(missing_ok=True)
@@ -206,10 +205,11 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
     previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with runner.step("fork server"):
-            fork_server = _start_fork_server(run_dir, options.ready_timeout)
+            socket_path = fork_server_socket(run_dir)
+            fork_server = _start_fork_server(run_dir, socket_path, options.ready_timeout)
             _record(state, runner, fork_server)
-            state.data["fork_server"] = str(fork_server_socket(run_dir))
-            client = ForkServerClient(fork_server_socket(run_dir))
+            state.data["fork_server"] = str(socket_path)
+            client = ForkServerClient(socket_path)
             runner.on_teardown("fork server connection", client.close)
         with runner.step("load spec and endpoints"):
             endpoints = endpoint_variables(options.endpoints_file)

@@ -10,12 +10,11 @@ it goes wherever it is asked, like Microsoft's SKR sidecar.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..common.errors import BadRequest, Forbidden
-from ..spec import CleanRoomSpec, KeyReference
+from ..spec import CleanRoomSpec
 
 
 def https_origin(endpoint: str, field_name: str) -> str:
@@ -38,14 +37,6 @@ def https_origin(endpoint: str, field_name: str) -> str:
     return f"https://{host}" if port in (None, 443) else f"https://{host}:{port}"
 
 
-def _key_references(spec: CleanRoomSpec) -> Iterable[KeyReference]:
-    volumes = [vol for _, vol in spec.volumes_with_location()]
-    sinks = [s for s in (spec.telemetry.telemetry_sink, spec.telemetry.log_sink) if s is not None]
-    for owner in (*volumes, *sinks):
-        if owner.encryption.key is not None:
-            yield owner.encryption.key
-
-
 @dataclass(frozen=True)
 class Destinations:
     """The origins skr may contact; `None` means any (standalone use)."""
@@ -55,7 +46,7 @@ class Destinations:
 
     @classmethod
     def from_spec(cls, spec: CleanRoomSpec) -> Destinations:
-        keys = list(_key_references(spec))
+        keys = [t.encryption.key for t in spec.blob_targets() if t.encryption.key is not None]
         attestation = {spec.maa_endpoint, *(k.maa_endpoint for k in keys)}
         vaults = {*(k.vault_url for k in keys), *(k.secret_vault_url for k in keys if k.secret_vault_url),
                   *spec.application.key_vaults}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -170,3 +172,15 @@ def request(runtime: ProxyRuntime, ca: LocalCA, method: str, path: str, *, body:
         return client.request(method, path, body=body, headers=headers)
     finally:
         client.close()
+
+
+def gone(pid: int, timeout: float = 5.0) -> bool:
+    """For processes that are not our children (a zombie child of ours would still answer kill 0)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.02)
+    return False

@@ -8,14 +8,13 @@ import os
 import signal
 import socket
 import ssl
-import time
 
 import pytest
 
 from sidecars.common.tls import LocalCA
 from sidecars.proxy.envoy import AUTHZ_DOWN_BODY
 
-from .conftest import request, tls_client_context
+from .conftest import gone, request, tls_client_context
 
 
 @pytest.mark.parametrize("engine", ["opa", "regopy"])
@@ -90,17 +89,6 @@ def test_inbound_tls_is_1_3_with_the_room_certificate(start_proxy, app, room_ca,
     assert app.paths() == []
 
 
-def _gone(pid: int, timeout: float = 5.0) -> bool:
-    """For processes that are not our children (a zombie child of ours would still answer kill 0)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.02)
-    return False
-
 
 def test_authz_killed_fails_closed(start_proxy, app, room_ca):
     ca, _ = room_ca
@@ -134,7 +122,7 @@ def test_authz_workers_die_with_their_parent(start_proxy, app, room_ca, tmp_path
             conn.sendall(b"GET /api/x HTTP/1.1\r\nhost: a\r\n\r\n")
             assert conn.recv(4096).startswith(b"HTTP/1.1 200")
         os.kill(authz.pid, signal.SIGKILL)
-        assert all(_gone(pid) for pid in workers)
+        assert all(gone(pid) for pid in workers)
 
 
 def test_response_inspector_killed_fails_closed(start_proxy, app, room_ca):

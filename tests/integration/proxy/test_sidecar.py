@@ -7,14 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 
 import yaml
 
 from sidecars.common.process import ManagedProcess, file_exists
 
-from .conftest import POLICIES, REPO, InboundClient
+from .conftest import POLICIES, REPO, InboundClient, gone
 
 VARIABLES = ["--var", "cgs_endpoint=https://127.0.0.1:9000", "--var", "maa_endpoint=https://127.0.0.1:9001",
              "--var", "storage_url=https://127.0.0.1:9002/devstoreaccount1", "--var", "keyvault_url=https://127.0.0.1:9003"]
@@ -58,19 +57,9 @@ def test_sidecar_serves_the_spec_policy_and_status(tmp_path, app):
         assert set(children) == {"envoy", "authz"}
     # Stopping the sidecar (SIGTERM) stops what it started.
     for pid in children.values():
-        assert _gone(pid), f"pid {pid} outlived the sidecar"
+        assert gone(pid), f"pid {pid} outlived the sidecar"
     assert app.paths() == ["/hello"]
 
-
-def _gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_user_mistake_is_one_line(tmp_path):

@@ -179,5 +179,5 @@ def test_db_access_demo_end_to_end(stand_ins, tmp_path):
     assert password not in result.stdout + result.stderr
     assert not netns_exists(netns_name("db-access"))
     assert "ccrdb-" not in subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
-    assert not list(Path("/tmp").glob("ccr-db-demo-*/pgdata"))
-    assert subprocess.run(["pgrep", "-u", "postgres", "-f", "ccr-db-demo"], capture_output=True).returncode == 1
+    assert not list(Path("/tmp").glob("ccr-db-server-*/pgdata"))
+    assert subprocess.run(["pgrep", "-u", "postgres", "-f", "ccr-db-server"], capture_output=True).returncode == 1
