@@ -18,6 +18,9 @@ from .envelope import Attestation, RoomKey, b64
 from .tls import async_http_transport
 
 log = logging.getLogger("ccr.governance")
+#: A container group starts its containers in no particular order (C-ACI, compose): while attesting, a
+#: refused connection to skr means "not listening yet" and is tried again for this long.
+SKR_START_WAIT_S = 30.0
 
 
 class CgsRefused(CcrError):
@@ -47,11 +50,7 @@ class CgsRoomClient:
         async with self._lock:
             if self._key is None or self._attestation is None:
                 key = RoomKey.generate()
-                try:
-                    response = await self._http.post(f"{self.skr_url}/attest/combined",
-                                                      json={"runtime_data": b64(key.public_pem)})
-                except httpx.HTTPError as exc:
-                    raise RemoteServiceError("skr", f"{self.skr_url} unreachable: {exc}") from None
+                response = await self._evidence(key)
                 if response.status_code != 200:
                     raise RemoteServiceError("skr", f"/attest/combined answered {response.status_code}: "
                                                     f"{response.text[:200]}", status=response.status_code)
@@ -61,6 +60,19 @@ class CgsRoomClient:
                 self._key = key
                 log.info("attested: room key bound to the SNP report")
             return self._key, self._attestation
+
+    async def _evidence(self, key: RoomKey) -> httpx.Response:
+        deadline = time.monotonic() + SKR_START_WAIT_S
+        while True:
+            try:
+                return await self._http.post(f"{self.skr_url}/attest/combined",
+                                             json={"runtime_data": b64(key.public_pem)})
+            except httpx.ConnectError as exc:
+                if time.monotonic() > deadline:
+                    raise RemoteServiceError("skr", f"{self.skr_url} unreachable: {exc}") from None
+                await asyncio.sleep(0.2)
+            except httpx.HTTPError as exc:
+                raise RemoteServiceError("skr", f"{self.skr_url} unreachable: {exc}") from None
 
     async def _send(self, method: str, path: str, body: dict[str, Any]) -> httpx.Response:
         try:
