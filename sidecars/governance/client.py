@@ -45,8 +45,11 @@ class ConsentStatus:
 
 class GovernanceClient:
     def __init__(self, base_url: str = DEFAULT_URL, *, scope: str | None = None, token: str | None = None,
-                 event_id: str | None = None, timeout: float = 10.0):
+                 event_id: str | None = None, timeout: float = 10.0, start_wait_s: float = 0.0):
+        """`start_wait_s`: for a caller starting with the room (containers of a group start in no order), a
+        refused connection means governance is not listening yet and is tried again for this long."""
         self.base_url = base_url.rstrip("/")
+        self.start_wait_s = start_wait_s
         self.scope, self.event_id = scope, event_id
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout,
@@ -61,11 +64,20 @@ class GovernanceClient:
     def __exit__(self, *_exc) -> None:
         self.close()
 
+    def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        deadline = time.monotonic() + self.start_wait_s
+        while True:
+            try:
+                return self._http.request(method, path, **kwargs)
+            except httpx.ConnectError as exc:
+                if time.monotonic() >= deadline:
+                    raise RemoteServiceError("governance", f"{self.base_url} unreachable: {exc}") from None
+                time.sleep(0.2)
+            except httpx.HTTPError as exc:
+                raise RemoteServiceError("governance", f"{self.base_url} unreachable: {exc}") from None
+
     def _call(self, method: str, path: str, **kwargs) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise RemoteServiceError("governance", f"{self.base_url} unreachable: {exc}") from None
+        response = self._request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]

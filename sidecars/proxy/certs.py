@@ -65,7 +65,8 @@ class GovernanceCertificateSource:
         key = ec.generate_private_key(ec.SECP256R1())
         public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
                                                    serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-        with GovernanceClient(self.governance_url, token=self.token) as governance:
+        # The proxy starts with the room: governance may not be listening yet (containers start in no order).
+        with GovernanceClient(self.governance_url, token=self.token, start_wait_s=30.0) as governance:
             answer = governance.endorsed_cert(public_pem, subject_name=f"CN={subject}",
                                               subject_alternate_names=[_san(n) for n in names],
                                               validity_days=self.validity_days)

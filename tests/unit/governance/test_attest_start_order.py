@@ -43,3 +43,26 @@ def test_skr_that_never_listens_fails_naming_it(monkeypatch):
     with pytest.raises(RemoteServiceError, match=r"skr: http://127.0.0.1:8284 unreachable: connection refused"):
         asyncio.run(client.attest())
     assert not client.attested
+
+
+def test_a_sidecar_starting_with_the_room_waits_for_governance_to_listen():
+    from sidecars.governance.client import GovernanceClient
+
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if len(calls) < 3:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"value": "s3cret"})
+
+    waiting = GovernanceClient("http://127.0.0.1:8300", start_wait_s=5.0)
+    waiting._http = httpx.Client(base_url="http://127.0.0.1:8300", transport=httpx.MockTransport(handler))
+    assert waiting.secret("db-config") == "s3cret" and len(calls) == 3
+    # Without a start window, as on every call once the room runs, it fails closed at once.
+    calls.clear()
+    at_once = GovernanceClient("http://127.0.0.1:8300")
+    at_once._http = httpx.Client(base_url="http://127.0.0.1:8300", transport=httpx.MockTransport(handler))
+    with pytest.raises(RemoteServiceError, match="governance: http://127.0.0.1:8300 unreachable"):
+        at_once.secret("db-config")
+    assert len(calls) == 1
