@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sidecars.deploy.layers import PodmanImages
-from sidecars.deploy.render import render
+from sidecars.renderings.layers import PodmanImages
+from sidecars.renderings.render import render
 from sidecars.spec import load_spec
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,12 +18,12 @@ from pathlib import Path
 import httpx
 
 from sidecars.attestation import MockPlatform
+from sidecars.common.governance_client import GovernanceClient
+from sidecars.common.memberauth import MemberIdentity
 from sidecars.common.process import ManagedProcess, file_exists
 from sidecars.common.tls import LocalCA
-from sidecars.governance.client import GovernanceClient
-from sidecars.governance.member import MemberIdentity
+from sidecars.common.transports import tls_verify
 from sidecars.governance.member_client import CgsMemberClient
-from sidecars.governance.tls import tls_verify
 
 ROUNDS = 200
 HOST_DATA = hashlib.sha256(b"bench policy").digest()

@@ -50,8 +50,8 @@ def _byte_compile() -> None:
 
 def _pin_images(room, lock_file: Path) -> None:
     """Write the layer lock of the room's images, checking they still are the ones the contract names."""
-    from sidecars.deploy.layers import LockedImages
-    from sidecars.deploy.render import default_images, render
+    from sidecars.renderings.layers import LockedImages
+    from sidecars.renderings.render import default_images, render
     from sidecars.spec import endpoint_variables, load_spec
 
     spec = load_spec(room.spec, variables=endpoint_variables(room.endpoints))

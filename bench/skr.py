@@ -25,9 +25,9 @@ def run() -> dict[str, float]:
     from azure.keyvault.keys import KeyClient, KeyReleasePolicy
 
     from sidecars.attestation import MockPlatform, MockSnpProvider
+    from sidecars.common.devtokens import DevTokenCredential
     from sidecars.common.release_policy import sevsnp_policy
     from sidecars.emulators import runner
-    from sidecars.emulators.devtokens import DevTokenCredential
     from sidecars.skr.flow import KeyReleaser
     from sidecars.skr.wrapping import WrappingKey
 

@@ -50,11 +50,11 @@ def run() -> dict[str, float]:
         raise SystemExit("bench volumes: needs root (FUSE mounts)")
     from azure.storage.blob import ContainerClient
 
+    from sidecars.common import objectformat as fmt
+    from sidecars.common.azure_clients import container_client
+    from sidecars.common.deks import save_dek_file
     from sidecars.emulators.azurite import start_azurite
     from sidecars.spec import EncryptionMode
-    from sidecars.volumes import format as fmt
-    from sidecars.volumes.clients import container_client
-    from sidecars.volumes.owner import save_dek_file
     from sidecars.volumes.store import Volume
 
     root = Path(tempfile.mkdtemp(prefix="ccr-bench-volumes-"))

@@ -2,7 +2,7 @@
 #
 # input: the app exactly as the launcher is about to run it (the AppLaunch that becomes podman's
 #        arguments) plus `local_digest`, the digest of the local image the reference resolves to.
-# data.declared: the app as the spec declares it (sidecars/deploy/containers.py, the same model the CCE
+# data.declared: the app as the spec declares it (sidecars/renderings/containers.py, the same model the CCE
 #        policy measures) and `volumes`: the room's datasources (ro) and datasinks (rw) by name.
 #
 # `deny` is a set of messages, each starting with the rule's name; the app starts only if it is empty.

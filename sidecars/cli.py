@@ -18,45 +18,8 @@ from pathlib import Path
 
 import sidecars
 
+from .cliargs import add_spec_variable_options, load_spec_from_args
 from .common.errors import CcrError, SpecError
-
-
-def add_spec_variable_options(parser: argparse.ArgumentParser) -> None:
-    """`--endpoints FILE` and `--var NAME=VALUE`: values for `${name}` in a spec."""
-    parser.add_argument("--endpoints", metavar="FILE",
-                        help="endpoints.json whose values fill ${name} variables (ccr emulators start writes one)")
-    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
-                        help="a value for ${NAME} in the spec (repeatable)")
-
-
-def spec_variables(args: argparse.Namespace) -> dict[str, str]:
-    from .spec import endpoint_variables
-
-    variables: dict[str, str] = {}
-    if getattr(args, "endpoints", None):
-        variables.update(endpoint_variables(args.endpoints))
-    for item in getattr(args, "var", []) or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise SpecError([f"--var {item!r}: expected NAME=VALUE"], "command line")
-        variables[name] = value
-    return variables
-
-
-def load_spec_from_args(args: argparse.Namespace):
-    from .spec import load_spec
-
-    return load_spec(args.spec, variables=spec_variables(args))
-
-
-def command_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
-    """The subcommands of group `name` (`ccr NAME SUBCOMMAND`), created on first use, so that two packages
-    can add subcommands to one group (e.g. `ccr logs download` and `ccr logs skr`)."""
-    groups = sub.__dict__.setdefault("_ccr_groups", {})
-    if name not in groups:
-        parser = sub.add_parser(name, help=help)
-        groups[name] = parser.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND", required=True)
-    return groups[name]
 
 
 def _cmd_spec_validate(args: argparse.Namespace) -> int:
@@ -84,7 +47,7 @@ def _cmd_sidecar(args: argparse.Namespace) -> int:
     argv = args.args
     if not argv and os.environ.get("CCR_SPEC"):
         # In the group's container: configured by the environment the deploy model sets.
-        from .local.container import options_from_environment
+        from .localroom.container import options_from_environment
 
         argv = options_from_environment(args.name)
     return int(module.main(argv) or 0)

@@ -46,7 +46,7 @@ from sidecars.common.tls import LocalCA  # noqa: E402
 DB_PORT = 5432
 DB_NAME = "sales"
 DB_ROLE = "cleanroom"
-#: where rooms started by `ccr up` have their outside address (sidecars/local/netns.py)
+#: where rooms started by `ccr up` have their outside address (sidecars/localroom/netns.py)
 ROOM_ADDRESSES = "10.203.0.0/16"
 MIN_ORDERS = 25  # as in spec.yaml
 
@@ -194,7 +194,7 @@ def member_id(members: Path, name: str) -> str:
     """Create the member's identity (or keep the one there) and return its CGS member id."""
     if not (members / name / "member.key").exists():
         ccr("governance", "member", "create", name, "--dir", str(members / name))
-    from sidecars.governance.member import MemberIdentity
+    from sidecars.common.memberauth import MemberIdentity
 
     return MemberIdentity.load(members / name).member_id
 

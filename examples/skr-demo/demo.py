@@ -51,7 +51,7 @@ def release(url: str, endpoints: dict) -> httpx.Response:
 def vault_fingerprint(endpoints: dict) -> str:
     from azure.keyvault.keys import KeyClient
 
-    from sidecars.emulators.devtokens import DevTokenCredential
+    from sidecars.common.devtokens import DevTokenCredential
 
     client = KeyClient(endpoints["keyvault_url"], DevTokenCredential.from_dir(endpoints["dev_tokens_dir"]),
                        connection_verify=endpoints["ca_bundle"], verify_challenge_resource=False)

@@ -20,13 +20,12 @@ from pathlib import Path
 
 import sidecars
 
+from ..common.azure_clients import AZURITE_ACCOUNT as ACCOUNT_NAME
+from ..common.azure_clients import AZURITE_KEY as ACCOUNT_KEY
 from ..common.errors import ProcessError
 from ..common.http import TlsFiles
 from ..common.process import ManagedProcess, write_ready_file
 
-ACCOUNT_NAME = "devstoreaccount1"
-# Azurite's well-known development account key (public, documented by Microsoft).
-ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 _LISTENING = re.compile(r"Blob service successfully listens on (https?)://([\d.]+):(\d+)")
 
 

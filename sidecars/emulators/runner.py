@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..common.devtokens import DevTokenIssuer
 from ..common.errors import ConfigError
 from ..common.http import TlsFiles
 from ..common.process import ManagedProcess, ProcessRecord, is_running, stop_recorded
 from ..common.tls import LocalCA
-from .devtokens import DevTokenIssuer
 
 PROCESSES_FILE = "processes.json"
 ENDPOINTS_FILE = "endpoints.json"

@@ -13,12 +13,12 @@ model and its rendering from the spec are in `model.py`; the backends in `nft.py
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from opentelemetry import trace
 
-from ..common.errors import ConfigError, Conflict
+from ..common.errors import ConfigError
+from ..common.firewall_client import FirewallNotInForce, VerifyReport
 from ..common.otel import step_span
 from ..spec import CleanRoomSpec
 from .model import (
@@ -66,30 +66,6 @@ def _backend(name: str) -> Backend:
 
         return IptablesBackend()
     raise ConfigError(f"unknown firewall backend {name!r}; choose one of: {', '.join(BACKENDS)}")
-
-
-class FirewallNotInForce(Conflict):
-    """The rules in force are not the rules the spec demands (HTTP 409)."""
-
-    code = "FirewallNotInForce"
-
-    def __init__(self, differences: list[str]):
-        self.differences = differences
-        super().__init__("the firewall rules in force differ from the spec: " + "; ".join(differences))
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    backend: str
-    netns: str | None
-    differences: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.differences
-
-    def to_json(self) -> dict:
-        return {"ok": self.ok, "backend": self.backend, "netns": self.netns, "differences": self.differences}
 
 
 class Firewall:

@@ -19,7 +19,7 @@ import sys
 
 from fastapi.responses import JSONResponse
 
-from ..cli import add_spec_variable_options, load_spec_from_args
+from ..cliargs import add_spec_variable_options, load_spec_from_args
 from ..common.errors import CcrError
 from ..common.http import azure_error_body, create_app, serve
 from ..common.logs import configure_logging

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import add_spec_variable_options, load_spec_from_args
+from ..cliargs import add_spec_variable_options, load_spec_from_args
 from .options import add_placement_options, add_rule_options, rule_options
 
 DESCRIPTION = """\

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ..common.errors import SpecError
-from ..deploy.containers import SIDECAR_API_PORTS
+from ..renderings.containers import SIDECAR_API_PORTS
 from ..spec import CleanRoomSpec
 
 INBOUND_PORT = 15001

@@ -13,9 +13,9 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from ..common.envelope import Attestation, RoomKey, b64
 from ..common.errors import CcrError, RemoteServiceError
-from .envelope import Attestation, RoomKey, b64
-from .tls import async_http_transport
+from ..common.transports import async_http_transport
 
 log = logging.getLogger("ccr.governance")
 #: A container group starts its containers in no particular order (C-ACI, compose): while attesting, a

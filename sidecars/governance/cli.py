@@ -34,7 +34,7 @@ def _endpoints(args: argparse.Namespace) -> dict[str, str]:
 
 def _client(args: argparse.Namespace, identity_dir: str | None = None):
     from ..common.errors import ConfigError
-    from .member import MemberIdentity
+    from ..common.memberauth import MemberIdentity
     from .member_client import CgsMemberClient
 
     endpoints = _endpoints(args)
@@ -75,7 +75,7 @@ def _json_arg(value: str, what: str) -> Any:
 
 # -- handlers -------------------------------------------------------------------------------------
 def _member_create(args: argparse.Namespace) -> int:
-    from .member import MemberIdentity
+    from ..common.memberauth import MemberIdentity
 
     identity = MemberIdentity.create(args.dir, args.name)
     print(f"member {identity.name}: id {identity.member_id}")
@@ -85,7 +85,7 @@ def _member_create(args: argparse.Namespace) -> int:
 
 def _member_register(args: argparse.Namespace) -> int:
     from ..common.errors import ConfigError
-    from .member import MemberIdentity
+    from ..common.memberauth import MemberIdentity
 
     member = MemberIdentity.load(args.member_dir)
     operator = args.operator or _endpoints(args).get("cgs_operator_dir")
@@ -140,8 +140,8 @@ def _policy_set(args: argparse.Namespace) -> int:
     if bool(args.host_data) == bool(args.spec):
         raise ConfigError("give exactly one of --host-data HEX or --spec FILE")
     if args.spec:
-        from ..cli import load_spec_from_args
-        from ..deploy.render import default_images, render
+        from ..cliargs import load_spec_from_args
+        from ..renderings.render import default_images, render
 
         host_data = render(load_spec_from_args(args), default_images(args.layers)).host_data
         print(f"HOST_DATA of {args.spec}: {host_data}")
@@ -252,11 +252,11 @@ def _setup(args: argparse.Namespace) -> int:
     missing) registered with CGS; the contract (the spec itself) and its clean-room policy (HOST_DATA of
     the spec's CCE policy, not debuggable) are proposed and accepted by all; the spec's identities are
     federated with the contract. Re-running it changes nothing that is already in place."""
-    from ..cli import load_spec_from_args
+    from ..cliargs import load_spec_from_args
     from ..common.errors import ConfigError
-    from ..deploy.containers import canonical_spec_json
-    from ..deploy.render import default_images, render
-    from .member import MemberIdentity
+    from ..common.memberauth import MemberIdentity
+    from ..renderings.containers import canonical_spec_json
+    from ..renderings.render import default_images, render
     from .member_client import CgsMemberClient, CgsRequestFailed
     from .roomspec import identity_tenants
 

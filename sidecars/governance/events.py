@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .auditchain import verify_chain
+from ..common.auditchain import verify_chain
 
 
 def _seen_heads_file(identity_dir: Path) -> Path:

@@ -11,8 +11,8 @@ from urllib.parse import quote
 import httpx
 
 from ..common.errors import CcrError, RemoteServiceError
-from .member import MemberIdentity
-from .tls import http_transport
+from ..common.memberauth import MemberIdentity
+from ..common.transports import http_transport
 
 
 class CgsRequestFailed(CcrError):

@@ -1,5 +1,5 @@
 """What the governance and identity sidecars take from the room's spec when run in the container group:
-`CCR_SPEC` holds the resolved spec as JSON (see `sidecars.deploy.containers`), `CCR_PORT` the port and
+`CCR_SPEC` holds the resolved spec as JSON (see `sidecars.renderings.containers`), `CCR_PORT` the port and
 `CCR_SKR_URL` / `CCR_GOVERNANCE_URL` the neighbours. Command-line options override each."""
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ from fastapi.responses import Response
 
 from ..common.errors import BadRequest, CcrError, NotFound
 from ..common.http import create_app
+from ..common.transports import async_http_transport
 from .cgs_client import CgsRoomClient
-from .tls import async_http_transport
 
 log = logging.getLogger("ccr.governance")
 OPTIONS = ("execution", "logging", "telemetry")

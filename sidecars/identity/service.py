@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse
 
 from ..common.errors import BadRequest, CcrError, RemoteServiceError
 from ..common.http import create_app
-from ..governance.tls import async_http_transport
+from ..common.transports import async_http_transport
 
 log = logging.getLogger("ccr.identity")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

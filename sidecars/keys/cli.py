@@ -72,7 +72,7 @@ def _release_target(args: argparse.Namespace, kty: str, size: int | None):
     for line in describe(request):
         print(line)
     if endpoints.get("dev_tokens_dir"):
-        from ..emulators.devtokens import DevTokenCredential
+        from ..common.devtokens import DevTokenCredential
 
         credential = DevTokenCredential.from_dir(endpoints["dev_tokens_dir"], subject="data-owner")
     else:

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..cli import add_spec_variable_options, load_spec_from_args
+from ..cliargs import add_spec_variable_options, load_spec_from_args
 from ..common.errors import CcrError
 from ..common.http import bind_socket
 from ..common.logs import configure_logging

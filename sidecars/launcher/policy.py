@@ -1,6 +1,6 @@
 """The container policy check: the app as it is about to run, against the app the spec declares.
 
-The declared side comes from `sidecars.deploy.containers` (the model the CCE policy also measures); the
+The declared side comes from `sidecars.renderings.containers` (the model the CCE policy also measures); the
 actual side is the `AppLaunch` that becomes podman's arguments, plus the digest of the local image the
 reference resolves to (the reference alone proves nothing: the digest must match the pin). The rules
 are Rego (policies/container.rego), evaluated with the real OPA engine.
@@ -13,7 +13,7 @@ from typing import Any
 
 from ..common.errors import PolicyDenied
 from ..common.rego import RegoEngine
-from ..deploy.containers import Container
+from ..renderings.containers import Container
 from ..spec import CleanRoomSpec
 from .run import AppLaunch, Mount
 

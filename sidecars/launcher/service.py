@@ -28,12 +28,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ..common.errors import CcrError, Conflict, NotFound, ProcessError, RemoteServiceError
+from ..common.firewall_client import FirewallClient
+from ..common.governance_client import GovernanceClient
 from ..common.http import azure_error_body, create_app
 from ..common.logs import get_logger
 from ..common.otel import setup_telemetry, step_span
-from ..deploy.containers import render_group
-from ..firewall.client import FirewallClient
-from ..governance.client import GovernanceClient
+from ..renderings.containers import render_group
 from ..spec import CleanRoomSpec
 from .podman import Podman
 from .policy import ContainerPolicy, build_launch

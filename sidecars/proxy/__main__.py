@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def load_proxy_spec(args: argparse.Namespace) -> CleanRoomSpec:
     """The spec from --spec, else from $CCR_SPEC (the resolved spec: its policies' Rego inlined)."""
-    from ..cli import load_spec_from_args, spec_variables
+    from ..cliargs import load_spec_from_args, spec_variables
 
     if args.spec:
         return load_spec_from_args(args)

@@ -59,7 +59,7 @@ class GovernanceCertificateSource:
         self.validity_days = validity_days
 
     def issue(self, subject: str, names: Sequence[str], directory: Path) -> RoomCertificate:
-        from ..governance.client import GovernanceClient
+        from ..common.governance_client import GovernanceClient
 
         directory.mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())

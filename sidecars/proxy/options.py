@@ -18,7 +18,7 @@ RUN_DIR = "/run/ccr/proxy"
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """What decides the rendered Envoy configuration (shared by the sidecar and `ccr proxy render`)."""
-    from ..cli import add_spec_variable_options
+    from ..cliargs import add_spec_variable_options
 
     parser.add_argument("--spec", metavar="FILE",
                         help="the clean room spec (YAML; its endpoints' policy files next to it); default: the "

@@ -77,7 +77,7 @@ def build_provider(args: argparse.Namespace, endpoints: dict):
 def build_token_source(args: argparse.Namespace, endpoints: dict):
     directory = args.dev_tokens_dir or endpoints.get("dev_tokens_dir")
     if directory:
-        from ..emulators.devtokens import DevTokenCredential
+        from ..common.devtokens import DevTokenCredential
 
         credential = DevTokenCredential.from_dir(directory, subject="skr")
     else:
@@ -102,7 +102,7 @@ def destinations(args: argparse.Namespace):
 
     if not args.spec:
         return Destinations()
-    from ..cli import load_spec_from_args
+    from ..cliargs import load_spec_from_args
 
     return Destinations.from_spec(load_spec_from_args(args))
 

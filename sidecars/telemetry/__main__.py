@@ -21,7 +21,7 @@ log = logging.getLogger("ccr.telemetry")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..cli import add_spec_variable_options
+    from ..cliargs import add_spec_variable_options
 
     parser = argparse.ArgumentParser(
         prog="ccr sidecar telemetry",
@@ -63,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sink_configs(args: argparse.Namespace):
-    from ..cli import load_spec_from_args
+    from ..cliargs import load_spec_from_args
+    from ..common.deks import load_dek_file
     from ..spec import EncryptionMode
-    from ..volumes.owner import load_dek_file
     from .export import SinkConfig
     from .sinks import SinkLocation
 
@@ -108,7 +108,7 @@ def _fixed(key):
 def _credential(args: argparse.Namespace, identity=None):
     """The room's identity (the identity sidecar's IMDS tokens) for Key Vault and storage, when given: the
     sink's own federated identity (its client id) if the spec names one."""
-    from ..volumes.clients import default_credential
+    from ..common.azure_clients import default_credential
 
     if not args.identity_url:
         return None
@@ -120,7 +120,7 @@ def _released_dek(args: argparse.Namespace, reference, identity=None):
     from azure.core.exceptions import AzureError
 
     from ..common.errors import RemoteServiceError
-    from ..volumes.keyflow import fetch_dek
+    from ..common.keyflow import fetch_dek
 
     try:
         return fetch_dek(skr_url=args.skr_url, maa_endpoint=str(reference.maa_endpoint),
@@ -143,9 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..common.governance_client import GovernanceClient
     from ..common.http import serve
     from ..common.otel import attach_parent_from_env, setup_telemetry
-    from ..governance.client import GovernanceClient
     from .app import build_app
     from .buffer import EncryptedBuffer
     from .export import Exporter

@@ -13,7 +13,7 @@ def register(subparsers) -> None:
     _add_download(t_sub, "telemetry_sink", "telemetry (traces, metrics, sidecar logs)")
     _add_show(t_sub)
 
-    from ..cli import command_group
+    from ..cliargs import command_group
 
     l_sub = command_group(subparsers, "logs", "a running room's logs, or a room's exported app logs")
     _add_download(l_sub, "log_sink", "app logs (stdout/stderr)")
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
 
 
 def _add_download(sub, sink_field: str, what: str) -> None:
-    from ..cli import add_spec_variable_options
+    from ..cliargs import add_spec_variable_options
 
     parser = sub.add_parser(
         "download", help=f"fetch, verify and decrypt exported {what}",
@@ -56,14 +56,14 @@ def _add_show(sub) -> None:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
+    from ..common.azure_clients import account_name_of
+    from ..common.deks import default_dek_file, load_dek_file
     from ..common.errors import ConfigError
-    from ..volumes.clients import account_name_of
-    from ..volumes.owner import default_dek_file, load_dek_file
     from .download import download_sink
     from .sinks import SinkLocation
 
     if args.spec:
-        from ..cli import load_spec_from_args
+        from ..cliargs import load_spec_from_args
 
         sink = getattr(load_spec_from_args(args).telemetry, args.sink_field)
         if sink is None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from ..common.errors import ConfigError
-from ..volumes.format import DataKey, TamperedObject, decrypt
+from ..common.objectformat import DataKey, TamperedObject, decrypt
 from .sinks import BlobSink, SinkLocation
 
 

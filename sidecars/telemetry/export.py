@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from azure.core.credentials import TokenCredential
 
 from ..common.errors import NotFound, PolicyDenied
-from ..governance.client import GovernanceClient
-from ..volumes.format import DataKey, encrypt
+from ..common.governance_client import GovernanceClient
+from ..common.objectformat import DataKey, encrypt
 from .buffer import EncryptedBuffer
 from .signals import Signal, SinkKind
 from .sinks import BlobSink, SinkLocation

@@ -1,5 +1,5 @@
 """Blob storage sinks, through the official azure-storage-blob SDK (Azurite locally), reached the way the
-volumes are (`sidecars.volumes.clients.container_client`: an account key when given or Azurite's
+volumes are (`sidecars.common.azure_clients.container_client`: an account key when given or Azurite's
 well-known one, else the identity sidecar's IMDS tokens, else the default Azure credential).
 """
 
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError
 
+from ..common.azure_clients import account_name_of, container_client
 from ..common.errors import RemoteServiceError
-from ..volumes.clients import account_name_of, container_client
-from ..volumes.format import ObjectLocation
+from ..common.objectformat import ObjectLocation
 
 
 @dataclass(frozen=True)

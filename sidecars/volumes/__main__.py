@@ -121,7 +121,7 @@ def start_mount(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount, sto
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..cli import add_spec_variable_options
+    from ..cliargs import add_spec_variable_options
 
     p = argparse.ArgumentParser(prog="ccr sidecar volumes", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli import load_spec_from_args, spec_variables
+    from ..cliargs import load_spec_from_args, spec_variables
     from ..common.http import create_app, plain_error_body, serve
     from ..common.otel import attach_parent_from_env, setup_telemetry
 

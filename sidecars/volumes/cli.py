@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cli import add_spec_variable_options, spec_variables
+from ..cliargs import add_spec_variable_options, spec_variables
 from ..common.errors import ConfigError
 
 
@@ -77,12 +77,12 @@ class Target:
     dev_tokens_dir: str | None = None
 
     def credential(self):
-        from .clients import default_credential
+        from ..common.azure_clients import default_credential
 
         return default_credential(dev_tokens_dir=self.dev_tokens_dir, subject="data-owner")
 
     def secrets(self):
-        from .clients import secret_client
+        from ..common.azure_clients import secret_client
 
         if not self.vault_url:
             raise ConfigError("missing --vault-url (or keyvault_url in --endpoints)")
@@ -135,7 +135,7 @@ def _progress(total: int, what: str):
 
 def _load_kek(arg: str | None, target: Target):
     """--kek: a JWK or PEM file, a Key Vault key URL, or (no flag) the spec's kek_name in its vault."""
-    from .keys import Kek
+    from ..common.deks import Kek
     from .owner import kek_from_vault
 
     if arg and not arg.startswith("https://"):
@@ -151,8 +151,8 @@ def _load_kek(arg: str | None, target: Target):
 
 
 def _volume_for(target: Target, account_key: str | None, dek):
+    from ..common.azure_clients import container_client
     from ..spec import EncryptionMode
-    from .clients import container_client
     from .store import Volume
 
     container = container_client(target.storage_url, target.container, ca_bundle=target.ca_bundle,
@@ -161,9 +161,10 @@ def _volume_for(target: Target, account_key: str | None, dek):
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
+    from ..common.azure_clients import account_name_of
+    from ..common.deks import default_dek_file
     from ..spec import EncryptionMode
     from . import owner
-    from .clients import account_name_of
 
     target = _resolve(args)
     files = owner.files_to_publish(args.dir)
@@ -171,7 +172,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     dek = None
     if mode is not EncryptionMode.SSE:
         kek = _load_kek(args.kek, target)
-        dek_file = args.dek_file or owner.default_dek_file(account_name_of(target.storage_url), target.container)
+        dek_file = args.dek_file or default_dek_file(account_name_of(target.storage_url), target.container)
         choice = owner.ensure_dek(secrets=target.secrets(),
                                   secret_name=target.secret, kek=kek, dek_file=dek_file, mode=mode)
         dek = choice.dek
@@ -190,21 +191,22 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
+    from ..common import objectformat as fmt
+    from ..common.azure_clients import account_name_of
+    from ..common.deks import default_dek_file, load_dek_file, unwrap_dek
+    from ..common.keyflow import read_wrapped
     from ..spec import EncryptionMode
-    from . import format as fmt
     from . import owner
-    from .clients import account_name_of
-    from .keys import unwrap_dek
 
     target = _resolve(args)
     mode = EncryptionMode(target.mode)
     dek = None
     if mode is not EncryptionMode.SSE:
-        dek_file = args.dek_file or owner.default_dek_file(account_name_of(target.storage_url), target.container)
+        dek_file = args.dek_file or default_dek_file(account_name_of(target.storage_url), target.container)
         if dek_file.exists():
-            dek = owner.load_dek_file(dek_file)
+            dek = load_dek_file(dek_file)
         elif args.kek and target.vault_url:
-            stored = owner.read_wrapped(target.secrets(), target.secret)
+            stored = read_wrapped(target.secrets(), target.secret)
             if stored is None:
                 raise ConfigError(f"secret {target.secret} does not exist in {target.vault_url}")
             dek = unwrap_dek(stored, _load_kek(args.kek, target))

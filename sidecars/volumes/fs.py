@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 import pyfuse3
 import trio
 
+from ..common import objectformat as fmt
 from ..common.errors import CcrError
-from . import format as fmt
 from .store import BLOCK_SEGMENTS, ObjectReader, ObjectWriter, Volume
 
 log = logging.getLogger("ccr.volumes.fs")

@@ -64,9 +64,9 @@ def _write_status(path: Path | None, status: dict) -> None:
 
 
 def _data_key(args: argparse.Namespace):
+    from ..common.azure_clients import default_credential
     from ..common.errors import ConfigError
-    from .clients import default_credential
-    from .keyflow import fetch_dek
+    from ..common.keyflow import fetch_dek
     from .owner import load_dek_file
 
     if args.mode == "SSE":
@@ -103,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
 def _mount(args: argparse.Namespace, tracer) -> int:
     import trio
 
+    from ..common.azure_clients import container_client, default_credential
     from ..common.errors import ConfigError
     from ..spec import EncryptionMode
-    from .clients import container_client, default_credential
     from .fs import VolumeFilesystem, run
     from .store import Volume
 

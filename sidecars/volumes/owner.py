@@ -9,7 +9,6 @@ holding a different DEK is refused (one DEK per datasource), never overwritten.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import os
 import tempfile
@@ -17,14 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import ContainerClient
 
+from ..common import objectformat as fmt
+from ..common.deks import Kek, load_dek_file, save_dek_file, unwrap_dek, wrap_dek
 from ..common.errors import CcrError, ConfigError, Conflict, RemoteServiceError
+from ..common.keyflow import read_wrapped
 from ..spec import EncryptionMode
-from . import format as fmt
-from .keys import Kek, WrappedDek, unwrap_dek, wrap_dek
 from .store import Volume
 
 log = logging.getLogger("ccr.volumes.owner")
@@ -32,37 +32,9 @@ READ_CHUNK = 4 * 1024 * 1024
 Progress = Callable[[int], None]
 
 
-def default_dek_file(account: str, container: str) -> Path:
-    home = Path(os.environ.get("CCR_HOME") or Path.home() / ".ccr")
-    return home / "deks" / f"{account}-{container}.json"
-
-
-def save_dek_file(path: Path, dek: fmt.DataKey) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".dek-")
-    with os.fdopen(fd, "w") as out:
-        json.dump({"format": "ccr-dek/v1", "key": base64.b64encode(dek.export_material()).decode(),
-                   "segment_size": dek.segment_size, "fingerprint": dek.fingerprint}, out)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
-def load_dek_file(path: Path) -> fmt.DataKey:
-    try:
-        data = json.loads(path.read_text())
-        dek = fmt.DataKey(base64.b64decode(data["key"]), segment_size=int(data["segment_size"]))
-    except OSError as exc:
-        raise ConfigError(f"cannot read DEK file {path}: {exc.strerror}") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: not a DEK file ({exc})") from None
-    if dek.fingerprint != data.get("fingerprint"):
-        raise ConfigError(f"{path}: key does not match its fingerprint (file damaged)")
-    return dek
-
-
 def kek_from_vault(vault_url: str, name: str, version: str | None, *, credential, ca_bundle: str | None) -> Kek:
     """The public half of a KEK kept in Key Vault (enough to wrap; only an attested room can unwrap)."""
-    from .clients import key_client
+    from ..common.azure_clients import key_client
 
     try:
         key = key_client(vault_url, ca_bundle=ca_bundle, credential=credential).get_key(name, version)
@@ -75,16 +47,6 @@ def kek_from_vault(vault_url: str, name: str, version: str | None, *, credential
         if value:
             jwk[field] = base64.urlsafe_b64encode(value).rstrip(b"=").decode()
     return Kek.from_jwk(jwk, kid=name)
-
-
-def read_wrapped(secrets: SecretClient, name: str) -> WrappedDek | None:
-    try:
-        secret = secrets.get_secret(name)
-    except ResourceNotFoundError:
-        return None
-    except HttpResponseError as exc:
-        raise RemoteServiceError("Key Vault", f"reading secret {name}: {exc.message}", status=exc.status_code) from None
-    return WrappedDek.from_json(secret.value or "", source=f"secret {name}")
 
 
 @dataclass

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, ContainerClient, CustomerProvidedEncryptionKey
 
+from ..common import objectformat as fmt
 from ..common.errors import NotFound, RemoteServiceError
 from ..spec import EncryptionMode
-from . import format as fmt
 
 BLOCK_SEGMENTS = 64  # 4 MiB blocks: 50,000 blocks per blob allow 200 GiB objects
 FORMAT_METADATA = "ccrformat"

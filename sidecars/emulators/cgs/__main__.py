@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
 
-    from ...governance.member import MemberIdentity
+    from ...common.memberauth import MemberIdentity
     from .app import CgsConfig, OidcIssuer, build_app
     from .audit import AuditLog
     from .store import Store

@@ -6,7 +6,7 @@ endorsement) must verify, its claims must satisfy the contract's clean-room poli
 bind the envelope's `encrypt.publicKey`. Beyond the reference: writes sign their timestamp too and are
 refused outside the replay window or when seen before, and secrets, documents, tokens and certificates
 are released only while execution consent stands. Member requests are signed with the member's key
-(see `sidecars.governance.member`).
+(see `sidecars.common.memberauth`).
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from cryptography.x509.oid import NameOID
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from ...common.envelope import report_data_for, signed_message, unb64, verify_signature, wrap
 from ...common.errors import BadRequest, CcrError, Forbidden, NotFound, Unauthorized
 from ...common.http import create_app
-from ...governance.envelope import report_data_for, signed_message, unb64, verify_signature, wrap
-from ...governance.member import member_id_of, parse_authorization, verify_member_signature
+from ...common.memberauth import member_id_of, parse_authorization, verify_member_signature
 from .audit import AuditLog
 from .store import RUNTIME_OPTIONS, Store
 

@@ -1,5 +1,5 @@
 """The audit log: append-only, sequence-numbered, timestamped and hash-chained (see
-`sidecars.governance.auditchain`), one chain per contract. Events live in memory and in `events.jsonl`;
+`sidecars.common.auditchain`), one chain per contract. Events live in memory and in `events.jsonl`;
 each listing carries the head (seqno and hash of the last event)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...governance.auditchain import GENESIS, event_hash
+from ...common.auditchain import GENESIS, event_hash
 
 
 class AuditLog:

@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ...common.http import create_app
-from ...governance.tls import http_transport
+from ...common.transports import http_transport
 
 log = logging.getLogger("ccr.entra")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ...common.devtokens import DEV_TENANT_ID, dev_issuer
 from ...common.errors import CcrError, ConfigError
 from ...common.http import TlsFiles, serve
 from ...common.logs import configure_logging
-from ..devtokens import DEV_TENANT_ID, dev_issuer
 
 
 def build_parser() -> argparse.ArgumentParser:

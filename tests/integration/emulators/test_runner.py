@@ -11,10 +11,10 @@ import sys
 import pytest
 from azure.keyvault.secrets import SecretClient
 
+from sidecars.common.devtokens import DevTokenCredential
 from sidecars.common.errors import ConfigError
 from sidecars.common.process import is_running
 from sidecars.emulators import runner
-from sidecars.emulators.devtokens import DevTokenCredential
 
 KEYVAULT_ONLY = [entry for entry in runner.REGISTRY if entry.name == "keyvault"]
 

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from sidecars.attestation import MockPlatform
+from sidecars.common.memberauth import MemberIdentity
 from sidecars.common.process import ManagedProcess, file_exists
 from sidecars.common.tls import LocalCA
-from sidecars.deploy.layers import ImageInfo, LockedImages
-from sidecars.governance.member import MemberIdentity
 from sidecars.governance.member_client import CgsMemberClient
+from sidecars.renderings.layers import ImageInfo, LockedImages
 
 ROOM_HOST_DATA = hashlib.sha256(b"the agreed CCE policy").digest()
 _counter = itertools.count()

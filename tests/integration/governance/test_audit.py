@@ -13,11 +13,11 @@ import pytest
 
 from sidecars.attestation import Evidence, MockPlatform, MockSnpProvider
 from sidecars.cli import main as ccr
-from sidecars.governance.client import AuditNotAcknowledged, GovernanceClient
-from sidecars.governance.envelope import Attestation, RoomKey
-from sidecars.governance.member import MemberIdentity
+from sidecars.common.envelope import Attestation, RoomKey
+from sidecars.common.governance_client import AuditNotAcknowledged, GovernanceClient
+from sidecars.common.memberauth import MemberIdentity
+from sidecars.common.transports import tls_verify
 from sidecars.governance.member_client import CgsMemberClient, CgsRequestFailed
-from sidecars.governance.tls import tls_verify
 
 from .conftest import ROOM_HOST_DATA, register_consortium, start_cgs
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from sidecars.common.errors import PolicyDenied
-from sidecars.governance.client import GovernanceClient
+from sidecars.common.governance_client import GovernanceClient
 
 from .conftest import register_consortium, start_cgs
 

@@ -10,10 +10,10 @@ import jwt
 import yaml
 
 from sidecars.cli import main as ccr
-from sidecars.deploy.containers import render_group
-from sidecars.deploy.layers import LockedImages
-from sidecars.deploy.render import render
 from sidecars.emulators import runner
+from sidecars.renderings.containers import render_group
+from sidecars.renderings.layers import LockedImages
+from sidecars.renderings.render import render
 from sidecars.spec import load_spec
 
 from .conftest import layer_lock, start_service

@@ -15,8 +15,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sidecars.common.transports import tls_verify
 from sidecars.emulators.azurite import start_azurite
-from sidecars.governance.tls import tls_verify
 
 from .conftest import start_service
 
@@ -150,7 +150,7 @@ def test_forged_assertion_is_refused_by_entra(tmp_path, entra, cgs, local_ca):
 
 def test_sidecars_configured_from_the_room_spec_alone(tmp_path, consortium, entra, cgs, local_ca, room_evidence):
     """In the container group the sidecars get only CCR_SPEC, CCR_PORT and their neighbours' URLs."""
-    from sidecars.deploy.containers import canonical_spec_json
+    from sidecars.renderings.containers import canonical_spec_json
     from sidecars.spec import parse_spec
 
     contract_id = consortium.new_contract()

@@ -12,8 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sidecars.governance.client import GovernanceClient
-from sidecars.governance.tls import tls_verify
+from sidecars.common.governance_client import GovernanceClient
+from sidecars.common.transports import tls_verify
 
 
 def test_db_access_seed_member_secret_reaches_the_app(consortium, governance):

@@ -16,11 +16,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
+from sidecars.common.devtokens import DevTokenIssuer
 from sidecars.common.http import TlsFiles, serve
 from sidecars.common.jose import public_jwk, thumbprint
 from sidecars.common.process import ManagedProcess, file_exists
 from sidecars.common.tls import LocalCA
-from sidecars.emulators.devtokens import DevTokenIssuer
 
 HOST_DATA = "73973b78d70cc68353426de188db5dfc57e5b766e399935fb73a61127ea26d20"
 

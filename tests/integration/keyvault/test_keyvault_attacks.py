@@ -15,9 +15,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sidecars.common.devtokens import DEV_TENANT_ID, dev_issuer
 from sidecars.common.jose import b64url_encode, public_jwk, thumbprint
 from sidecars.common.release_policy import sevsnp_policy
-from sidecars.emulators.devtokens import DEV_TENANT_ID, dev_issuer
 
 from .conftest import HOST_DATA
 

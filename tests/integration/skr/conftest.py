@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from azure.keyvault.keys import JsonWebKey, KeyClient, KeyReleasePolicy
 
+from sidecars.common.devtokens import DevTokenCredential
 from sidecars.common.process import ManagedProcess
 from sidecars.common.release_policy import sevsnp_policy
 from sidecars.emulators import runner
-from sidecars.emulators.devtokens import DevTokenCredential
 
 REPO = Path(__file__).resolve().parents[3]
 HOST_DATA = "4d" * 32

@@ -130,7 +130,7 @@ def test_attest_maa_token_carries_the_room_claims(skr, room):
 
 
 def test_access_token_in_the_request_is_used(skr, room):
-    from sidecars.emulators.devtokens import DevTokenCredential
+    from sidecars.common.devtokens import DevTokenCredential
 
     good = DevTokenCredential.from_dir(room.endpoints["dev_tokens_dir"], subject="app").get_token(
         "https://vault.azure.net/.default").token

@@ -19,12 +19,12 @@ import httpx
 import pytest
 from azure.storage.blob import BlobServiceClient
 
+from sidecars.common.deks import save_dek_file
+from sidecars.common.objectformat import DataKey
 from sidecars.common.process import ManagedProcess, file_exists
-from sidecars.deploy.containers import canonical_spec_json
 from sidecars.emulators.azurite import ACCOUNT_KEY, ACCOUNT_NAME, start_azurite
+from sidecars.renderings.containers import canonical_spec_json
 from sidecars.spec import endpoint_variables, load_spec
-from sidecars.volumes.format import DataKey
-from sidecars.volumes.owner import save_dek_file
 
 REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 import httpx
 
 from sidecars.cli import main as ccr
+from sidecars.common.deks import save_dek_file
+from sidecars.common.objectformat import DataKey
 from sidecars.common.process import wait_until
-from sidecars.volumes.format import DataKey
-from sidecars.volumes.owner import save_dek_file
 
 STARTUP_SPANS = {"room.startup", "firewall", "attest", "snp.report", "maa.token", "consent", "key-release orders",
                  "key-release results", "mount", "proxy", "launch"}

@@ -57,7 +57,7 @@ def emulation(tmp_path_factory) -> Iterator[dict]:
 @pytest.fixture(scope="session")
 def vault_secrets(emulation) -> SecretClient:
     """The owner's view of the vault, to inspect what the commands stored."""
-    from sidecars.emulators.devtokens import DevTokenCredential
+    from sidecars.common.devtokens import DevTokenCredential
 
     return SecretClient(emulation["keyvault_url"], DevTokenCredential.from_dir(emulation["dev_tokens_dir"]),
                         connection_verify=emulation["ca_bundle"], verify_challenge_resource=False)

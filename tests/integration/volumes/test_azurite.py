@@ -23,7 +23,7 @@ def test_oauth_mode_takes_bearer_tokens(local_ca, tmp_path, container_name) -> N
     from azure.core.exceptions import HttpResponseError
     from azure.storage.blob import BlobServiceClient
 
-    from sidecars.emulators.devtokens import DevTokenIssuer
+    from sidecars.common.devtokens import DevTokenIssuer
 
     credential = DevTokenIssuer.create(tmp_path / "tokens").credential("data-owner")
     with start_azurite(tls=local_ca.issue_server_cert("azurite-oauth", directory=tmp_path), oauth=True,

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sidecars.cli import main
-from sidecars.volumes import format as fmt
+from sidecars.common import objectformat as fmt
 from tests.integration.volumes.conftest import secret_versions
 
 

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
+from sidecars.common import objectformat as fmt
+from sidecars.common.azure_clients import container_client
 from sidecars.spec import EncryptionMode
-from sidecars.volumes import format as fmt
-from sidecars.volumes.clients import container_client
 from sidecars.volumes.store import BLOCK_SEGMENTS, Volume
 
 SMALL = 4096

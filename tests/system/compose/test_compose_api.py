@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from sidecars.common.process import wait_until
-from sidecars.local.netns import entered
-from sidecars.local.roomhttp import room_status
+from sidecars.localroom.netns import entered
+from sidecars.localroom.roomhttp import room_status
 
 from .conftest import ccr
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sidecars.common.process import wait_until
-from sidecars.local.roomhttp import room_status
+from sidecars.localroom.roomhttp import room_status
 
 from .conftest import ccr
 

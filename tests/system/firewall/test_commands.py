@@ -11,9 +11,9 @@ import httpx
 import pytest
 import yaml
 
+from sidecars.common.firewall_client import FirewallClient
 from sidecars.common.process import ManagedProcess, file_exists
 from sidecars.firewall import FirewallNotInForce
-from sidecars.firewall.client import FirewallClient
 
 from .conftest import EGRESS, OUTSIDE_V4, VARIABLES, spec_data
 from .tamper import delete_rule

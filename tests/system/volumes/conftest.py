@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from sidecars.common import objectformat as fmt
+from sidecars.common.azure_clients import container_client
+from sidecars.common.deks import save_dek_file
 from sidecars.common.process import ManagedProcess
 from sidecars.emulators.azurite import Azurite, start_azurite
 from sidecars.spec import EncryptionMode
-from sidecars.volumes import format as fmt
-from sidecars.volumes.clients import container_client
-from sidecars.volumes.owner import save_dek_file
 from sidecars.volumes.store import Volume
 
 

@@ -11,8 +11,8 @@ import subprocess
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
+from sidecars.common import objectformat as fmt
 from sidecars.common.process import wait_until
-from sidecars.volumes import format as fmt
 
 pytestmark = pytest.mark.root
 

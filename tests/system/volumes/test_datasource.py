@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from sidecars.volumes import format as fmt
+from sidecars.common import objectformat as fmt
 
 pytestmark = pytest.mark.root
 

@@ -16,11 +16,11 @@ import pytest
 import yaml
 
 from sidecars.cli import main as ccr
+from sidecars.common import objectformat as fmt
+from sidecars.common.azure_clients import container_client
+from sidecars.common.deks import load_dek_file
 from sidecars.common.process import ManagedProcess, wait_until
 from sidecars.emulators import runner
-from sidecars.volumes import format as fmt
-from sidecars.volumes.clients import container_client
-from sidecars.volumes.owner import load_dek_file
 
 pytestmark = pytest.mark.root
 

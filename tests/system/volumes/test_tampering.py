@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from sidecars.volumes import format as fmt
+from sidecars.common import objectformat as fmt
 
 pytestmark = pytest.mark.root
 S = fmt.SEGMENT_SIZE
@@ -79,7 +79,7 @@ def test_every_attack_is_eio_never_wrong_plaintext(bucket) -> None:
 
 
 def test_wrong_dek_gives_no_plaintext(bucket, shared_dir) -> None:
-    from sidecars.volumes.owner import save_dek_file
+    from sidecars.common.deks import save_dek_file
 
     bucket.put("secret.csv", b"name,salary\nalice,100\n" * 1000)
     wrong = shared_dir / "wrong.dek.json"

@@ -84,7 +84,7 @@ def test_client_reports_an_unreachable_sidecar():
     import socket
 
     from sidecars.common.errors import RemoteServiceError
-    from sidecars.firewall.client import FirewallClient
+    from sidecars.common.firewall_client import FirewallClient
 
     with socket.socket() as unused:  # a port nobody listens on: bound, never listening
         unused.bind(("127.0.0.1", 0))

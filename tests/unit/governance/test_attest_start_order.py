@@ -46,7 +46,7 @@ def test_skr_that_never_listens_fails_naming_it(monkeypatch):
 
 
 def test_a_sidecar_starting_with_the_room_waits_for_governance_to_listen():
-    from sidecars.governance.client import GovernanceClient
+    from sidecars.common.governance_client import GovernanceClient
 
     calls = []
 

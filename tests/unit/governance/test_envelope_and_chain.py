@@ -8,9 +8,8 @@ import json
 
 import pytest
 
-from sidecars.common.errors import Unauthorized
-from sidecars.governance.auditchain import GENESIS, event_hash, verify_chain
-from sidecars.governance.envelope import (
+from sidecars.common.auditchain import GENESIS, event_hash, verify_chain
+from sidecars.common.envelope import (
     Attestation,
     RoomKey,
     UnwrapError,
@@ -19,7 +18,8 @@ from sidecars.governance.envelope import (
     verify_signature,
     wrap,
 )
-from sidecars.governance.member import MemberIdentity, parse_authorization, verify_member_signature
+from sidecars.common.errors import Unauthorized
+from sidecars.common.memberauth import MemberIdentity, parse_authorization, verify_member_signature
 
 ATTESTATION = Attestation("ZXZpZGVuY2U=", "Y2hhaW4=", "")
 

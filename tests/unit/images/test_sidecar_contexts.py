@@ -25,7 +25,7 @@ def test_staged_contexts_put_envoy_in_the_proxy_only(tmp_path):
     assert (deps_site / "envoy" / "service" / "auth").is_dir()
     assert (contexts.runtime / "app" / SITE / "sidecars" / "cli.py").is_file()
     assert (contexts.runtime / "app" / SITE / "policies" / "container.rego").is_file()
-    assert (contexts.runtime / "app" / SITE / "sidecars" / "deploy" / "framework.rego").is_file()
+    assert (contexts.runtime / "app" / SITE / "sidecars" / "renderings" / "framework.rego").is_file()
     assert not list((contexts.runtime / "app").rglob("__pycache__"))
     assert (deps_site / "nftables").is_symlink()
 

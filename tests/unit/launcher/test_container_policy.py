@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from sidecars.common.errors import PolicyDenied
-from sidecars.deploy.containers import render_group
 from sidecars.launcher.policy import ContainerPolicy, build_launch
 from sidecars.launcher.run import podman_run_args
+from sidecars.renderings.containers import render_group
 from sidecars.spec import parse_spec
 
 DIGEST = "sha256:" + "1f" * 32

@@ -10,7 +10,7 @@ import tink
 from tink import cleartext_keyset_handle, streaming_aead
 from tink.proto import aes_gcm_hkdf_streaming_pb2, common_pb2, tink_pb2
 
-from sidecars.volumes import format as fmt
+from sidecars.common import objectformat as fmt
 
 LOCATION = fmt.ObjectLocation("devstoreaccount1", "publisher-input", "dir/data.csv")
 SMALL = 4096  # 4 KiB segments keep multi-segment cases cheap; the default size is checked too

@@ -6,9 +6,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from sidecars.common.deks import Kek, KeyUnwrapError, WrappedDek, unwrap_dek, wrap_dek
 from sidecars.common.errors import ConfigError
-from sidecars.volumes.format import DataKey
-from sidecars.volumes.keys import Kek, KeyUnwrapError, WrappedDek, unwrap_dek, wrap_dek
+from sidecars.common.objectformat import DataKey
 
 
 def rsa_jwk(private: bool = True) -> dict:
@@ -73,8 +73,8 @@ def test_keyword_interfaces_other_sidecars_use() -> None:
     """telemetry calls fetch_dek and container_client with identity_endpoint=...: these are interfaces."""
     import inspect
 
-    from sidecars.volumes.clients import container_client
-    from sidecars.volumes.keyflow import fetch_dek
+    from sidecars.common.azure_clients import container_client
+    from sidecars.common.keyflow import fetch_dek
 
     assert {"ca_bundle", "account_key", "credential", "identity_endpoint"} <= set(
         inspect.signature(container_client).parameters)
