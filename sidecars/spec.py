@@ -304,6 +304,11 @@ class CleanRoomSpec(_Model):
                 return vol
         raise KeyError(name)
 
+    def federated_identities(self) -> dict[str, str]:
+        """client id → tenant id of every federated identity the spec names (volumes and sinks)."""
+        stores = [target.store for target in self.blob_targets()]
+        return {s.identity.client_id: s.identity.tenant_id for s in stores if s.identity is not None}
+
 
 # --- loading -----------------------------------------------------------------------------------------
 
