@@ -57,8 +57,8 @@ class ReplayGuard:
 
 @dataclass(frozen=True)
 class Room:
-    """A room request that verified: the key it attested (None when neither needed nor signed with) and, for a
-    signed request, its data and timestamp."""
+    """A room request that verified: the key it attested (None when the request needed none) and, for a signed
+    request, its data and timestamp."""
 
     public_pem: bytes | None
     data: Any = None
