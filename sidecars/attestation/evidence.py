@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.errors import BadRequest
+from .report import SnpReport
 
 RUNTIME_DATA_TYPES = ("JSON", "Binary")
 
@@ -76,8 +77,6 @@ class Evidence:
         )
 
     def to_combined(self) -> dict[str, str]:
-        from .report import SnpReport
-
         return {
             "evidence": base64.b64encode(self.report).decode(),
             "endorsements": base64.b64encode(self.vcek_chain_pem).decode(),

@@ -13,6 +13,7 @@ import ssl
 from typing import Any
 
 import httpx
+import jwt
 
 from ..common.errors import RemoteServiceError
 from .evidence import Evidence, MaaRequest
@@ -101,7 +102,6 @@ def verify_token(token: str, maa_endpoint: str, *, verify: TlsVerify = True, tim
     that MAA's OpenID metadata names (never from the token itself), RS256 signature, `exp`/`nbf`.
     Returns the claims; raises RemoteServiceError when MAA cannot be reached and jwt.InvalidTokenError
     when the token is not valid."""
-    import jwt
 
     issuer = maa_endpoint.rstrip("/")
     if "://" not in issuer:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import ctypes
 import errno
+import fcntl
 import json
 import os
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from ..common.errors import AttestationError, ConfigError
 from .evidence import Evidence
-from .mock import MockPlatform
+from .mock import DEFAULT_MEASUREMENT, MockPlatform
 from .report import POLICY_DEBUG_BIT, REPORT_SIZE, SnpReport
 
 SEV_GUEST_DEVICE = "/dev/sev-guest"
@@ -90,8 +91,6 @@ Ioctl = Callable[[int, int, ctypes.Structure], int]
 
 
 def _fcntl_ioctl(fd: int, request: int, arg: ctypes.Structure) -> int:
-    import fcntl
-
     return fcntl.ioctl(fd, request, arg, True)
 
 
@@ -170,8 +169,6 @@ class MockSnpProvider:
         if len(self.host_data) != 32:
             raise ConfigError(f"HOST_DATA must be 32 bytes, got {len(self.host_data)}")
         if self.measurement is None:
-            from .mock import DEFAULT_MEASUREMENT
-
             self.measurement = bytes.fromhex(DEFAULT_MEASUREMENT)
         if len(self.measurement) != 48:
             raise ConfigError(f"MEASUREMENT must be 48 bytes, got {len(self.measurement)}")

@@ -23,6 +23,7 @@ from cryptography import x509
 from ..common.errors import AttestationError, BadRequest
 from .amd import amd_roots, check_vcek_matches_report, verify_report_signature, verify_vcek_chain
 from .evidence import Evidence, MaaRequest
+from .mock import MockPlatform
 from .report import SnpReport
 from .uvm import MICROSOFT_UVM_DID, MICROSOFT_UVM_FEED, UvmEndorser, verify_uvm_endorsement
 
@@ -45,7 +46,6 @@ class Trust:
 
     def trusting_mock_platform(self, platform_dir: str | Path) -> Trust:
         """This trust plus the mock platform's ARK and UVM endorser (for local rooms only)."""
-        from .mock import MockPlatform
 
         platform = MockPlatform.load(platform_dir)
         return Trust(amd_roots=self.amd_roots + (platform.ark_cert,),

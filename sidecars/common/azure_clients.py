@@ -19,6 +19,7 @@ from azure.keyvault.keys import KeyClient
 from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import ContainerClient
 
+from .devtokens import DevTokenCredential
 from .errors import ConfigError, RemoteServiceError
 
 #: Azurite's well-known development account and key (public, documented by Microsoft).
@@ -67,10 +68,8 @@ def default_credential(identity_endpoint: str | None = None, dev_tokens_dir: str
     if identity_endpoint:
         return ImdsCredential(identity_endpoint, client_id)
     if dev_tokens_dir:
-        from .devtokens import DevTokenCredential
-
         return DevTokenCredential.from_dir(dev_tokens_dir, subject=subject)
-    from azure.identity import DefaultAzureCredential
+    from azure.identity import DefaultAzureCredential  # lazy: 245 ms, needed only outside a room
 
     return DefaultAzureCredential()
 

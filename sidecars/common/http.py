@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 
 from .errors import CcrError
 from .otel import RequestTelemetryMiddleware, telemetry_enabled
+from .process import write_ready_file
 
 ErrorBody = Callable[[CcrError], dict[str, Any]]
 log = logging.getLogger(__name__)
@@ -99,8 +100,6 @@ def serve(app: FastAPI, host: str, port: int, *, tls: TlsFiles | None = None,
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
     if ready_file is not None:
-        from .process import write_ready_file
-
         url = f"{'https' if tls else 'http'}://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{bound_port}"
         announce = on_ready
 

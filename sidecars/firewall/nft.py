@@ -11,6 +11,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+try:  # Debian's bindings (python3-nftables), linked into the venv by make setup
+    import nftables
+except ImportError:
+    nftables = None
+
 from ..common.errors import ConfigError
 from .model import Family, Hook, Protocol, Rule, RuleSet, Verdict
 
@@ -102,11 +107,9 @@ class NftablesBackend:
     name = "nftables"
 
     def __init__(self) -> None:
-        try:
-            import nftables
-        except ImportError as exc:
+        if nftables is None:
             raise ConfigError("the nftables backend needs Debian's python3-nftables (run make setup), "
-                              "or choose --backend iptables") from exc
+                              "or choose --backend iptables")
         self._nft = nftables.Nftables()
         self._nft.set_json_output(True)
         self._nft.set_handle_output(False)

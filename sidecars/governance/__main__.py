@@ -11,6 +11,8 @@ from pathlib import Path
 from ..common.errors import CcrError, ConfigError
 from ..common.http import serve
 from ..common.logs import configure_logging
+from .cgs_client import CgsRoomClient
+from .service import GovernanceConfig, build_app
 from .sidecar import GOVERNANCE, GovernanceSidecarConfig
 
 
@@ -50,8 +52,6 @@ def config_from_args(args: argparse.Namespace) -> GovernanceSidecarConfig:
 
 def run(config: GovernanceSidecarConfig) -> int:
     configure_logging()
-    from .cgs_client import CgsRoomClient
-    from .service import GovernanceConfig, build_app
 
     try:
         token = config.sidecar_token_file.read_text().strip() if config.sidecar_token_file else None

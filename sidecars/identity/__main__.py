@@ -12,6 +12,7 @@ from ..cliargs import add_spec_variable_options, load_spec_from_args
 from ..common.errors import CcrError, ConfigError
 from ..common.http import serve
 from ..common.logs import configure_logging
+from .service import IdentityConfig, build_app
 from .sidecar import ENTRA_ENDPOINT, IDENTITY, IdentitySidecarConfig
 
 
@@ -47,7 +48,6 @@ def config_from_args(args: argparse.Namespace) -> IdentitySidecarConfig:
 
 def run(config: IdentitySidecarConfig) -> int:
     configure_logging()
-    from .service import IdentityConfig, build_app
 
     def read(path: Path | None) -> str | None:
         try:

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ServiceRequestError
+from azure.keyvault.keys import JsonWebKey, KeyClient, KeyReleasePolicy
+
 from ..common.errors import BadRequest, CcrError, ConfigError, Forbidden, NotFound, RemoteServiceError, Unauthorized
 from ..common.release_policy import ReleasePolicy, sevsnp_policy
 
@@ -66,8 +69,6 @@ def describe(request: KekRequest) -> list[str]:
 
 
 def _translate(exc: Exception, request: KekRequest) -> CcrError:
-    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
-
     if isinstance(exc, ServiceRequestError):
         return RemoteServiceError("Key Vault", f"cannot reach {request.vault_url}: {exc.message}")
     if isinstance(exc, ClientAuthenticationError):
@@ -99,8 +100,6 @@ def secret_material(path: str) -> bytes:
 
 
 def _key_client(request: KekRequest, credential, ca_bundle: str | None):
-    from azure.keyvault.keys import KeyClient
-
     kwargs: dict[str, Any] = {"verify_challenge_resource": False} if ca_bundle else {}
     if ca_bundle:
         kwargs["connection_verify"] = ca_bundle
@@ -110,8 +109,6 @@ def _key_client(request: KekRequest, credential, ca_bundle: str | None):
 def import_secret(request: KekRequest, material: bytes, credential, *, ca_bundle: str | None = None):
     """Import `material` as an exportable oct-HSM key under the release policy; returns the KeyVaultKey.
     The room gets it back through skr (`POST /key/release` → JWK whose `k` is base64url(material))."""
-    from azure.core.exceptions import AzureError
-    from azure.keyvault.keys import JsonWebKey, KeyReleasePolicy
 
     client = _key_client(request, credential, ca_bundle)
     policy = KeyReleasePolicy(json.dumps(request.policy()).encode(), immutable=False)
@@ -126,8 +123,6 @@ def import_secret(request: KekRequest, material: bytes, credential, *, ca_bundle
 
 def create_kek(request: KekRequest, credential, *, ca_bundle: str | None = None):
     """Create the KEK with the official SDK; returns the KeyVaultKey."""
-    from azure.core.exceptions import AzureError
-    from azure.keyvault.keys import KeyReleasePolicy
 
     client = _key_client(request, credential, ca_bundle)
     policy = KeyReleasePolicy(json.dumps(request.policy()).encode(), immutable=False)

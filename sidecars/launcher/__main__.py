@@ -12,11 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import uvicorn
+
 from ..cliargs import add_spec_variable_options, load_spec_from_args
 from ..common.errors import CcrError, ConfigError
 from ..common.http import bind_socket
 from ..common.logs import configure_logging
 from ..common.process import write_ready_file
+from .service import Launcher, build_app
 from .sidecar import LAUNCHER, LauncherConfig
 
 
@@ -80,10 +83,6 @@ def run(config: LauncherConfig) -> int:
 
 
 async def _serve(config: LauncherConfig, sock) -> int:
-    import uvicorn
-
-    from .service import Launcher, build_app
-
     launcher = Launcher(config)
     server = uvicorn.Server(uvicorn.Config(build_app(launcher), log_level="warning", access_log=False,
                                            lifespan="off"))

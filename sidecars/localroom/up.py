@@ -36,6 +36,8 @@ from ..common.forkserver import ForkServerClient
 from ..common.process import ManagedProcess, ProcessRecord, file_exists, stop_recorded, wait_until
 from ..common.room import Emulation, Placement
 from ..common.sidecar import Need, Sidecar
+from ..launcher.podman import Podman
+from ..renderings.render import render
 from ..room.group import canonical_spec_json, render_group
 from ..room.registry import REGISTRY
 from ..spec import endpoint_variables, load_spec
@@ -308,8 +310,6 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
 
 
 def _render_host_data_in_background(spec) -> Future[str]:
-    from ..renderings.render import render  # (imported here: the fork server starts without waiting for it)
-
     rendering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
     future = rendering.submit(lambda: render(spec).host_data)
     rendering.shutdown(wait=False)
@@ -329,7 +329,6 @@ def _teardown(state: RoomState, runner: StepRunner) -> None:
 
 def _cleanup_leftovers(state: RoomState) -> list[str]:
     """What a crashed sidecar may have left: the app container, FUSE mounts, the netns."""
-    from ..launcher.podman import Podman
 
     done = []
     container = state.data.get("container")

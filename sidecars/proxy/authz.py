@@ -22,6 +22,8 @@ import sys
 from http import HTTPStatus
 from pathlib import Path
 
+import uvloop
+
 from ..common.errors import CcrError, ConfigError
 from ..common.logs import configure_logging
 from ..common.process import ManagedProcess, file_exists, write_ready_file
@@ -163,8 +165,6 @@ async def serve_socket(sock: socket.socket, policies: PolicySet, ready_file: str
 
 
 def _run(sock: socket.socket, policies: PolicySet, ready_file: str | None) -> None:
-    import uvloop
-
     uvloop.run(serve_socket(sock, policies, ready_file))
 
 

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..common.errors import RemoteServiceError
+from ..common.governance_client import GovernanceClient
 from ..common.http import TlsFiles
 from ..common.tls import LocalCA
 
@@ -59,8 +60,6 @@ class GovernanceCertificateSource:
         self.validity_days = validity_days
 
     def issue(self, subject: str, names: Sequence[str], directory: Path) -> RoomCertificate:
-        from ..common.governance_client import GovernanceClient
-
         directory.mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
         public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,

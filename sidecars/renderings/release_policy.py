@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..common.errors import ConfigError
 from ..spec import CleanRoomSpec, EncryptionMode
 from .layers import ImageResolver
+from .render import render
 
 COMPLIANT_UVM = "azure-compliant-uvm"
 
@@ -53,7 +54,5 @@ def release_policy_for(spec: CleanRoomSpec, party: str, *, host_data: str | None
     (rendered with `images`, default: local podman images or the `CCR_LAYER_LOCK` file)."""
     authorities = party_authorities(spec, party)
     if host_data is None:
-        from .render import render
-
         host_data = render(spec, images).host_data
     return release_policy(authorities, host_data)

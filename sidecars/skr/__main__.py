@@ -8,13 +8,19 @@ import argparse
 import sys
 from pathlib import Path
 
+from azure.core.exceptions import AzureError
+
+from ..attestation import MockPlatform, MockSnpProvider, RealSnpProvider
 from ..cliargs import add_spec_variable_options, load_spec_from_args
+from ..common.devtokens import DevTokenCredential
 from ..common.errors import CcrError, ConfigError, Forbidden
 from ..common.http import serve
 from ..common.logs import configure_logging
 from ..common.otel import setup_telemetry
 from ..spec import endpoint_variables
+from .app import build_app
 from .destinations import Destinations
+from .flow import KeyReleaser
 from .sidecar import SKR, SkrConfig
 
 
@@ -69,8 +75,6 @@ def config_from_args(args: argparse.Namespace) -> SkrConfig:
 
 
 def build_provider(config: SkrConfig):
-    from ..attestation import MockPlatform, MockSnpProvider, RealSnpProvider
-
     platform = config.platform
     if platform == "auto":
         platform = "real" if RealSnpProvider.available() else "mock"
@@ -86,17 +90,13 @@ def build_provider(config: SkrConfig):
 
 def build_token_source(config: SkrConfig):
     if config.dev_tokens_dir:
-        from ..common.devtokens import DevTokenCredential
-
         credential = DevTokenCredential.from_dir(config.dev_tokens_dir, subject="skr")
     else:
-        from azure.identity import ManagedIdentityCredential
+        from azure.identity import ManagedIdentityCredential  # lazy: 245 ms, unused with the stand-ins
 
         credential = ManagedIdentityCredential()
 
     def token(scope: str) -> str:
-        from azure.core.exceptions import AzureError
-
         try:
             return credential.get_token(scope).token
         except AzureError as exc:
@@ -110,8 +110,6 @@ def build_token_source(config: SkrConfig):
 def run(config: SkrConfig) -> int:
     configure_logging()
     setup_telemetry("skr")
-    from .app import build_app
-    from .flow import KeyReleaser
 
     releaser = KeyReleaser(build_provider(config), ca_bundle=config.ca_bundle,
                            token_source=build_token_source(config), destinations=config.destinations)

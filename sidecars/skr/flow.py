@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from opentelemetry import trace
 
+from ..attestation.maa_client import attest_sev_snp_async, report_data_for
 from ..common.errors import BadRequest, CcrError, Forbidden, NotFound, RemoteServiceError
 from ..common.jose import CompactJws
 from ..common.otel import step_span
@@ -117,13 +118,9 @@ class KeyReleaser:
         await self.http.aclose()
 
     def evidence(self, runtime_data: bytes):
-        from ..attestation.maa_client import report_data_for
-
         return self.provider.get_evidence(report_data_for(runtime_data))
 
     async def maa_token(self, maa_endpoint: str, runtime_data: bytes, timer: Timer | None = None) -> str:
-        from ..attestation.maa_client import attest_sev_snp_async
-
         timer = timer or Timer()
         origin = self.destinations.attestation_origin(maa_endpoint)
         with timer.step("report"):

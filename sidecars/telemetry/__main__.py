@@ -14,12 +14,25 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from azure.core.exceptions import AzureError
+
 from ..cliargs import add_spec_variable_options, load_spec_from_args
-from ..common.errors import CcrError, ConfigError
+from ..common.azure_clients import default_credential
+from ..common.deks import load_dek_file
+from ..common.errors import CcrError, ConfigError, RemoteServiceError
+from ..common.governance_client import GovernanceClient
+from ..common.http import serve
+from ..common.keyflow import fetch_dek
 from ..common.logs import configure_logging
-from ..spec import KeyReference
+from ..common.otel import attach_parent_from_env, setup_telemetry
+from ..spec import EncryptionMode, KeyReference
+from .app import build_app
+from .buffer import EncryptedBuffer
+from .export import Exporter, SinkConfig
+from .receiver import start_grpc
 from .sidecar import TELEMETRY, TelemetrySidecarConfig
 from .signals import SinkKind
+from .sinks import SinkLocation
 
 log = logging.getLogger("ccr.telemetry")
 
@@ -70,11 +83,6 @@ def config_from_args(args: argparse.Namespace) -> TelemetrySidecarConfig:
 
 
 def _sink_configs(config: TelemetrySidecarConfig):
-    from ..common.deks import load_dek_file
-    from ..spec import EncryptionMode
-    from .export import SinkConfig
-    from .sinks import SinkLocation
-
     spec = config.spec
     if spec is None:
         return [], config.room_name or "room"
@@ -105,7 +113,6 @@ def _fixed(key):
 def _credential(config: TelemetrySidecarConfig, identity=None):
     """The room's identity (the identity sidecar's IMDS tokens) for Key Vault and storage, when given: the
     sink's own federated identity (its client id) if the spec names one."""
-    from ..common.azure_clients import default_credential
 
     if not config.identity_url:
         return None
@@ -114,10 +121,7 @@ def _credential(config: TelemetrySidecarConfig, identity=None):
 
 def _released_dek(config: TelemetrySidecarConfig, reference: KeyReference, identity=None):
     """The sink's DEK as a volume's: the wrapped DEK from Key Vault, unwrapped with the KEK skr releases."""
-    from azure.core.exceptions import AzureError
 
-    from ..common.errors import RemoteServiceError
-    from ..common.keyflow import fetch_dek
 
     if not config.skr_url:
         raise ConfigError("no skr to release the sink's key: give the sink's DEK file, or --skr-url")
@@ -141,14 +145,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(config: TelemetrySidecarConfig) -> int:
-    from ..common.governance_client import GovernanceClient
-    from ..common.http import serve
-    from ..common.otel import attach_parent_from_env, setup_telemetry
-    from .app import build_app
-    from .buffer import EncryptedBuffer
-    from .export import Exporter
-    from .receiver import start_grpc
-
     configure_logging()
     sinks, room = _sink_configs(config)
     # Like every sidecar, its own requests are traced when an OTLP endpoint is configured (another

@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from ..common.errors import ConfigError
 from .buffer import EncryptedBuffer
 from .otlp import decode_request, decompress, encode_response, media_type
 from .signals import Signal
@@ -60,8 +61,6 @@ def start_grpc(buffer: EncryptedBuffer, host: str, port: int) -> tuple[grpc.Serv
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsService(buffer), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
-        from ..common.errors import ConfigError
-
         raise ConfigError(f"cannot listen for OTLP/gRPC on {host}:{port}")
     server.start()
     return server, bound

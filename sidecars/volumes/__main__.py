@@ -23,10 +23,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fastapi.responses import JSONResponse
+
 from ..cliargs import add_spec_variable_options, load_spec_from_args, spec_variables
 from ..common.errors import CcrError, ProcessError
 from ..common.forkserver import ForkServerClient
+from ..common.http import create_app, plain_error_body, serve
 from ..common.logs import configure_logging
+from ..common.otel import attach_parent_from_env, setup_telemetry
 from ..common.process import ManagedProcess
 from ..spec import Datasink, Volume
 from .sidecar import VOLUMES, VolumesConfig
@@ -166,9 +170,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(config: VolumesConfig) -> int:
-    from ..common.http import create_app, plain_error_body, serve
-    from ..common.otel import attach_parent_from_env, setup_telemetry
-
     configure_logging()
     attach_parent_from_env()
     telemetry = setup_telemetry("ccr-volumes")
@@ -204,8 +205,6 @@ def run(config: VolumesConfig) -> int:
 
     @app.get("/status")
     def status():
-        from fastapi.responses import JSONResponse
-
         listed = [m.describe() for m in mounts]
         states = {m["state"] for m in listed}
         overall = "starting" if "starting" in states else "ready" if states <= {"mounted"} else "failed"

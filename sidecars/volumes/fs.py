@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 import stat
 import time
 from collections import OrderedDict
@@ -626,7 +627,6 @@ async def _widen_kernel_readahead(mountpoint: str) -> None:
 async def run(fs: VolumeFilesystem, mountpoint: str, *, fsname: str, on_mounted=None) -> None:
     """Mount, serve until SIGTERM/SIGINT, then unmount. Files still open for writing at that point are
     not committed (their staged blocks are abandoned): a stop is not a close."""
-    import signal
 
     options = {"default_permissions", "allow_other", f"fsname={fsname}", "subtype=ccr"}
     if not fs.writable:

@@ -19,9 +19,17 @@ import os
 import sys
 from pathlib import Path
 
-from ..common.errors import CcrError
+import trio
+
+from ..common.azure_clients import container_client, default_credential
+from ..common.deks import load_dek_file
+from ..common.errors import CcrError, ConfigError
+from ..common.keyflow import fetch_dek
 from ..common.logs import configure_logging
 from ..common.otel import attach_parent_from_env, setup_telemetry, step_span
+from ..spec import EncryptionMode
+from .fs import VolumeFilesystem, run
+from .store import Volume
 
 log = logging.getLogger("ccr.volumes.mount")
 
@@ -64,11 +72,6 @@ def _write_status(path: Path | None, status: dict) -> None:
 
 
 def _data_key(args: argparse.Namespace):
-    from ..common.azure_clients import default_credential
-    from ..common.deks import load_dek_file
-    from ..common.errors import ConfigError
-    from ..common.keyflow import fetch_dek
-
     if args.mode == "SSE":
         return None
     if args.dek_file:
@@ -101,14 +104,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _mount(args: argparse.Namespace, tracer) -> int:
-    import trio
-
-    from ..common.azure_clients import container_client, default_credential
-    from ..common.errors import ConfigError
-    from ..spec import EncryptionMode
-    from .fs import VolumeFilesystem, run
-    from .store import Volume
-
     with step_span(tracer, "release key", volume=args.name):
         dek = _data_key(args)
     if not args.mountpoint.is_dir():

@@ -21,6 +21,7 @@ from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import ContainerClient
 
 from ..common import objectformat as fmt
+from ..common.azure_clients import key_client
 from ..common.deks import Kek, load_dek_file, save_dek_file, unwrap_dek, wrap_dek
 from ..common.errors import CcrError, ConfigError, Conflict, RemoteServiceError
 from ..common.keyflow import read_wrapped
@@ -34,7 +35,6 @@ Progress = Callable[[int], None]
 
 def kek_from_vault(vault_url: str, name: str, version: str | None, *, credential, ca_bundle: str | None) -> Kek:
     """The public half of a KEK kept in Key Vault (enough to wrap; only an attested room can unwrap)."""
-    from ..common.azure_clients import key_client
 
     try:
         key = key_client(vault_url, ca_bundle=ca_bundle, credential=credential).get_key(name, version)

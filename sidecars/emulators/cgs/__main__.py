@@ -17,7 +17,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ...common.errors import CcrError
 from ...common.http import TlsFiles, serve
 from ...common.logs import configure_logging
+from ...common.memberauth import MemberIdentity
 from ...common.process import write_ready_file
+from .app import build_app
+from .audit import AuditLog
+from .deps import CgsConfig
+from .issuer import OidcIssuer
+from .store import Store
+from .verifier import attestation_verifier
 
 
 def _oidc_key(path: Path) -> rsa.RSAPrivateKey:
@@ -50,13 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
 
-    from ...common.memberauth import MemberIdentity
-    from .app import build_app
-    from .audit import AuditLog
-    from .deps import CgsConfig
-    from .issuer import OidcIssuer
-    from .store import Store
-    from .verifier import attestation_verifier
 
     try:
         state_dir = Path(args.state_dir)

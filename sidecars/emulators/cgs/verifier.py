@@ -8,12 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ...attestation import AttestationError, Evidence, Trust, verify_evidence
 from .room import AttestationVerifier
 
 
 def attestation_verifier(mock_platform_dir: str | Path | None) -> AttestationVerifier:
-    from ...attestation import AttestationError, Evidence, Trust, verify_evidence
-
     trust = Trust.default().trusting_mock_platform(mock_platform_dir) if mock_platform_dir else Trust.default()
 
     def verify(attestation: dict[str, Any]) -> dict[str, Any]:

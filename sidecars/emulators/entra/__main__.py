@@ -13,11 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ...common.http import TlsFiles, serve
 from ...common.logs import configure_logging
 from ...common.process import write_ready_file
+from .app import CredentialSource, FederatedCredential, IssuerKeys, TokenIssuer, build_app
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .app import CredentialSource, FederatedCredential, IssuerKeys, TokenIssuer, build_app
-
     parser = argparse.ArgumentParser(prog="ccr-entra", description="Local stand-in for the Microsoft Entra "
                                      "token endpoint (client credentials with a federated client assertion).")
     parser.add_argument("--host", default="127.0.0.1")

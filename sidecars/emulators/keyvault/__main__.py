@@ -9,6 +9,9 @@ from ...common.devtokens import DEV_TENANT_ID, dev_issuer
 from ...common.errors import CcrError, ConfigError
 from ...common.http import TlsFiles, serve
 from ...common.logs import configure_logging
+from .access import EntraService, TrustedIssuer
+from .app import build_app
+from .signer import ResponseSigner
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,9 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
-    from .access import EntraService, TrustedIssuer
-    from .app import build_app
-    from .signer import ResponseSigner
 
     try:
         issuers = [TrustedIssuer(url) for url in args.trust_issuer]

@@ -8,10 +8,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ...attestation.verify import Trust
 from ...common.errors import CcrError
 from ...common.http import TlsFiles, serve
 from ...common.logs import configure_logging
 from ...common.process import write_ready_file
+from .app import TokenSigner, create_maa_app
 
 log = logging.getLogger("sidecars.emulators.maa")
 
@@ -38,8 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
-    from ...attestation.verify import Trust
-    from .app import TokenSigner, create_maa_app
 
     try:
         trust = Trust.default()

@@ -259,3 +259,27 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return found
+
+
+def test_function_local_imports_say_what_start_up_cost_they_save():
+    """An import inside a function is allowed only where it keeps a measured cost off start-up, and a
+    `# lazy:` comment on it (or heading its block of imports) says which."""
+    unmarked = []
+    for path in _python_files(SIDECARS_DIR):
+        lines = path.read_text().splitlines()
+        tree = ast.parse("\n".join(lines))
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                above = node.lineno - 1
+                block = [lines[node.lineno - 1]]
+                while above > function.lineno and re.match(r"\s*(#|from |import |$)", lines[above - 1]):
+                    block.append(lines[above - 1])
+                    above -= 1
+                if not any("# lazy:" in line for line in block):
+                    where = f"{path.relative_to(SIDECARS_DIR.parent)}:{node.lineno}"
+                    unmarked.append(f"{where}: {lines[node.lineno - 1].strip()}")
+    assert sorted(set(unmarked)) == []
