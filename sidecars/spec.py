@@ -47,6 +47,7 @@ from pydantic import (
 )
 
 from .common.errors import SpecError
+from .common.rego import RegoPolicyError, check_policy
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lower-case letters, digits and '-'")]
@@ -64,7 +65,7 @@ MAX_UID = 4294967294
 #: ceiling whatever the platform accepts; ACI documents no lower limit per variable.
 MAX_ARG_STRLEN = 131072
 MAX_SPEC_JSON_BYTES = MAX_ARG_STRLEN - len("CCR_SPEC=") - 1
-#: An http(s) egress host: a DNS name (or an IPv4 address, which is one too by these characters).
+#: An http(s) egress host: a DNS name or an IPv4 address (253 characters: the longest DNS name).
 _HOST_NAME = re.compile(r"[A-Za-z0-9_.-]{1,253}")
 
 
@@ -265,10 +266,7 @@ class Endpoint(_Model):
     @field_validator("policy_rego")
     @classmethod
     def _parses_in_opa(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None:
-            # Imported here: OPA (a Go library, ~35 ms and ~20 MB to load) only for specs that carry Rego.
-            from .common.rego import RegoPolicyError, check_policy
-
+        if value is not None:  # OPA (a Go library, ~10 ms and ~20 MB to load) only for specs that carry Rego
             try:
                 check_policy(info.data.get("policy") or f"{info.data.get('name', 'endpoint')}.rego", value)
             except RegoPolicyError as exc:
