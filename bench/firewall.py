@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from sidecars.firewall import BACKENDS, Firewall
+from sidecars.room.registry import layout
 from sidecars.spec import load_spec
 
 ROUNDS = 15
@@ -38,7 +39,7 @@ def apply_times(backend: str, rounds: int = ROUNDS) -> tuple[list[float], list[f
         name = f"ccr-bench-fw-{os.getpid()}-{i}"
         _netns("add", name)
         try:
-            firewall = Firewall.from_spec(spec, backend=backend, netns=name)
+            firewall = Firewall.from_spec(spec, layout(), backend=backend, netns=name)
             started = time.perf_counter()
             times.append(firewall.apply())
             calls.append((time.perf_counter() - started) * 1000)

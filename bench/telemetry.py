@@ -36,7 +36,8 @@ def _sidecar(work: Path, name: str, env: dict[str, str]) -> tuple[ManagedProcess
     ready = work / f"{name}.ready"
     process = ManagedProcess(
         name, [sys.executable, "-m", "sidecars", "sidecar", "telemetry", "--grpc-port", "0", "--http-port", "0",
-               "--buffer-dir", work / name, "--ready-file", ready],
+               # no governance listens there: nothing is ever exported, as the measurement wants
+               "--governance-url", "http://127.0.0.1:9", "--buffer-dir", work / name, "--ready-file", ready],
         ready=file_exists(ready), env=env, cwd=REPO, log_path=work / f"{name}.log")
     process.start()
     return process, json.loads(ready.read_text())

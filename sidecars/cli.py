@@ -20,6 +20,9 @@ import sidecars
 
 from .cliargs import add_spec_variable_options, load_spec_from_args
 from .common.errors import CcrError, SpecError
+from .common.room import SPEC_ENV
+from .room.registry import REGISTRY
+from .room.runner import run_in_room
 
 
 def _cmd_spec_validate(args: argparse.Namespace) -> int:
@@ -36,27 +39,14 @@ def _cmd_spec_validate(args: argparse.Namespace) -> int:
 def _cmd_sidecar(args: argparse.Namespace) -> int:
     from .common.otel import attach_parent_from_env
 
-    # A room's startup is one trace: each sidecar continues the trace `ccr up` (or a parent) started.
+    # A room's startup is one trace: each sidecar continues the trace `ccr room up` (or a parent) started.
     attach_parent_from_env()
-    try:
-        module = importlib.import_module(f"sidecars.{args.name}.__main__")
-    except ModuleNotFoundError as exc:
-        if exc.name in (f"sidecars.{args.name}", f"sidecars.{args.name}.__main__"):
-            raise CcrError(f"no sidecar named {args.name!r}; available: {', '.join(available_sidecars())}") from None
-        raise
-    argv = args.args
-    if not argv and os.environ.get("CCR_SPEC"):
-        # In the group's container: configured by the environment the deploy model sets.
-        from .localroom.container import options_from_environment
-
-        argv = options_from_environment(args.name)
-    return int(module.main(argv) or 0)
-
-
-def available_sidecars() -> list[str]:
-    root = Path(sidecars.__file__).parent
-    return sorted(info.name for info in pkgutil.iter_modules([str(root)])
-                  if info.ispkg and (root / info.name / "__main__.py").exists())
+    sidecar = REGISTRY.get(args.name)
+    if not args.args and os.environ.get(SPEC_ENV):
+        # In the room (a container of the group, or a process of `ccr room up`): configured by the room.
+        return run_in_room(sidecar.name)
+    # Standalone: the sidecar's own options.
+    return int(importlib.import_module(sidecar.run_module).main(args.args) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,8 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_spec_variable_options(validate)
     validate.set_defaults(func=_cmd_spec_validate)
 
-    sidecar = sub.add_parser("sidecar", help="run one sidecar in the foreground (as its container does)")
-    sidecar.add_argument("name", help="skr, volumes, governance, identity, firewall, proxy, telemetry, launcher")
+    sidecar = sub.add_parser("sidecar", help="run one sidecar in the foreground (as its container does)",
+                             description="Without options, in a room (CCR_SPEC set), the sidecar configures "
+                                         "itself from the room; with options, it runs standalone.",
+                             formatter_class=argparse.RawDescriptionHelpFormatter,
+                             epilog="sidecars:\n" + "\n".join(f"  {s.name:<11} {s.summary}" for s in REGISTRY))
+    sidecar.add_argument("name", choices=REGISTRY.names, metavar="NAME", help="one of: " + ", ".join(REGISTRY.names))
     sidecar.add_argument("args", nargs=argparse.REMAINDER, help="the sidecar's own options (see NAME --help)")
     sidecar.set_defaults(func=_cmd_sidecar)
 

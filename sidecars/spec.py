@@ -417,6 +417,11 @@ class CleanRoomSpec(_Model):
                 return vol
         raise KeyError(name)
 
+    def federated_identities(self) -> dict[str, str]:
+        """client id → tenant id of every federated identity the spec names (volumes and sinks)."""
+        stores = [target.store for target in self.blob_targets()]
+        return {s.identity.client_id: s.identity.tenant_id for s in stores if s.identity is not None}
+
 
 def _repeats(entries: Iterable[tuple[str, str, Hashable, str]], *, clash: str = "is already used by") -> list[str]:
     """One problem per entry whose key an earlier entry has. An entry: (where, field, key, key as shown)."""

@@ -1,7 +1,7 @@
 """The firewall sidecar: confines the app's network to the proxy, in IPv4 and IPv6.
 
     from sidecars.firewall import Firewall
-    firewall = Firewall.from_spec(spec, netns="ccr-room")   # backend="nftables" (default) or "iptables"
+    firewall = Firewall.from_spec(spec, layout, netns="ccr-room")   # backend="nftables" (default) or "iptables"
     firewall.apply()                    # idempotent, atomic (nftables)
     firewall.require_in_force()         # raises FirewallNotInForce naming every difference
     firewall.clean()
@@ -20,12 +20,10 @@ from opentelemetry import trace
 from ..common.errors import ConfigError
 from ..common.firewall_client import FirewallNotInForce, VerifyReport
 from ..common.otel import step_span
+from ..common.room import RoomLayout
 from ..spec import CleanRoomSpec
 from .model import (
-    HTTP_EGRESS_PORT,
-    INBOUND_PORT,
     ROOT_UID,
-    TCP_EGRESS_PORT,
     FirewallConfig,
     Rule,
     RuleSet,
@@ -36,8 +34,8 @@ from .model import (
 from .netns import run_in_netns
 
 __all__ = [
-    "BACKENDS", "DEFAULT_BACKEND", "Firewall", "FirewallConfig", "FirewallNotInForce", "HTTP_EGRESS_PORT",
-    "INBOUND_PORT", "ROOT_UID", "Rule", "RuleSet", "TCP_EGRESS_PORT", "VerifyReport", "config_from_spec",
+    "BACKENDS", "DEFAULT_BACKEND", "Firewall", "FirewallConfig", "FirewallNotInForce", "ROOT_UID", "Rule",
+    "RuleSet", "VerifyReport", "config_from_spec",
     "clean_rules", "render", "rules_from_spec", "show_rules",
 ]
 
@@ -79,9 +77,10 @@ class Firewall:
         self.netns = netns
 
     @classmethod
-    def from_spec(cls, spec: CleanRoomSpec, *, backend: str = DEFAULT_BACKEND, netns: str | None = None,
-                  exempt_uids: tuple[int, ...] = (ROOT_UID,), open_ports: tuple[int, ...] = ()) -> Firewall:
-        return cls(rules_from_spec(spec, exempt_uids=exempt_uids, open_ports=open_ports),
+    def from_spec(cls, spec: CleanRoomSpec, layout: RoomLayout, *, backend: str = DEFAULT_BACKEND,
+                  netns: str | None = None, exempt_uids: tuple[int, ...] = (ROOT_UID,),
+                  open_ports: tuple[int, ...] = ()) -> Firewall:
+        return cls(rules_from_spec(spec, layout, exempt_uids=exempt_uids, open_ports=open_ports),
                    backend=backend, netns=netns)
 
     def _in_netns(self, operation):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from fastapi.responses import JSONResponse
 
@@ -24,26 +25,33 @@ from ..common.errors import CcrError
 from ..common.http import azure_error_body, create_app, serve
 from ..common.logs import configure_logging
 from ..common.otel import setup_telemetry
+from ..room.registry import layout
 from . import Firewall, FirewallNotInForce
 from .options import add_placement_options, add_rule_options, rule_options
+from .sidecar import FIREWALL, FirewallSidecarConfig
 
-DEFAULT_PORT = 8296
 log = logging.getLogger("ccr.firewall")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ccr sidecar firewall", description=__doc__,
+    parser = argparse.ArgumentParser(prog="ccr sidecar run firewall", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spec", required=True, metavar="FILE", help="the clean room spec (YAML)")
     add_spec_variable_options(parser)
     add_placement_options(parser)
     add_rule_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address of the status API (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help=f"port of the status API (default {DEFAULT_PORT}; 0 picks a free one)")
-    parser.add_argument("--ready-file", metavar="FILE",
+    parser.add_argument("--port", type=int, default=FIREWALL.port(),
+                        help=f"port of the status API (default {FIREWALL.port()}; 0 picks a free one)")
+    parser.add_argument("--ready-file", type=Path,
                         help='written once the API listens: {"port": N, "url": "http://HOST:N"}')
     return parser
+
+
+def config_from_args(args: argparse.Namespace) -> FirewallSidecarConfig:
+    return FirewallSidecarConfig(spec=load_spec_from_args(args), layout=layout(), port=args.port,
+                                 backend=args.backend, netns=args.netns, host=args.host,
+                                 ready_file=args.ready_file, **rule_options(args))
 
 
 def create_firewall_app(firewall: Firewall, applied_ms: float):
@@ -69,27 +77,29 @@ def create_firewall_app(firewall: Firewall, applied_ms: float):
     return app
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(config: FirewallSidecarConfig) -> int:
     configure_logging()
     telemetry = setup_telemetry("ccr-firewall")
     try:
-        firewall = Firewall.from_spec(load_spec_from_args(args), backend=args.backend, netns=args.netns,
-                                      **rule_options(args))
+        firewall = Firewall.from_spec(config.spec, config.layout, backend=config.backend, netns=config.netns,
+                                      exempt_uids=config.exempt_uids, open_ports=config.open_ports)
         applied_ms = firewall.apply()
         firewall.require_in_force()
-    except CcrError as exc:
-        print(f"ccr sidecar firewall: error: {exc}", file=sys.stderr)
-        telemetry.shutdown()
-        return 1
-    log.info("firewall rules in force (%s, %d rules, %.1f ms)", args.backend, len(firewall.ruleset.rules),
-             applied_ms)
-
-    try:
-        serve(create_firewall_app(firewall, applied_ms), args.host, args.port, ready_file=args.ready_file)
+        log.info("firewall rules in force (%s, %d rules, %.1f ms)", config.backend, len(firewall.ruleset.rules),
+                 applied_ms)
+        serve(create_firewall_app(firewall, applied_ms), config.host, config.port, ready_file=config.ready_file)
     finally:
         telemetry.shutdown()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(config_from_args(args))
+    except CcrError as exc:
+        print(f"ccr sidecar firewall: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

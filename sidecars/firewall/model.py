@@ -9,19 +9,19 @@ owning socket (kernel replies, SYN-ACKs) are neither confined nor exempt: both b
 
 What a confined socket may do (IPv4):
 - TCP to an allow-listed `tcp` ip:port, and DNS over TCP when the spec asks for it, is redirected to
-  the proxy's TCP listener (15003); TCP to a port that an allow-listed `http`/`https` host uses is
-  redirected to the proxy's HTTP listener (15002), which checks the host name. The original destination
+  the proxy's TCP listener; TCP to a port that an allow-listed `http`/`https` host uses is
+  redirected to the proxy's HTTP listener, which checks the host name. The original destination
   stays recoverable with SO_ORIGINAL_DST.
 - Replies on connections the inbound proxy opened to the app's ports (over loopback).
-- TCP to the room's sidecar APIs on 127.0.0.1 that the spec lists in `application.sidecar_apis`
-  (governance 8300, skr 8284, identity 8290, telemetry 4317/4318); none by default.
+- TCP to the room's sidecar APIs on 127.0.0.1 that the spec lists in `application.sidecar_apis` (their
+  ports are the registry's: `ccr sidecar list`); none by default.
 - Nothing else: other TCP is reset (connects fail fast instead of hanging), everything else (UDP incl.
   DNS, ICMP, raw IP) is dropped, so sends fail with EPERM. IPv6 the same, with no redirect: the proxy
   listens on IPv4, so the app's IPv6 TCP is reset and a client falls back to IPv4 at once.
 With no allowed egress (no-network mode) there is no redirect at all: every TCP connect is reset.
 
-Inbound: TCP to the app's endpoint ports is redirected to the proxy's inbound listener (15001). New
-connections from outside the room reach only 15001 (and `open_ports` for sidecars that must be reached
+Inbound: TCP to the app's endpoint ports is redirected to the proxy's inbound listener. New
+connections from outside the room reach only that listener (and `open_ports` for sidecars that must be reached
 from outside): otherwise the app could leak data by choosing which ports it listens on, observable from
 outside through the kernel's SYN-ACK or RST.
 """
@@ -32,12 +32,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ..common.errors import SpecError
-from ..renderings.containers import SIDECAR_API_PORTS
+from ..common.room import RoomLayout
 from ..spec import MAX_UID, CleanRoomSpec
 
-INBOUND_PORT = 15001
-HTTP_EGRESS_PORT = 15002
-TCP_EGRESS_PORT = 15003
 DNS_PORT = 53
 ROOT_UID = 0
 
@@ -134,6 +131,10 @@ class FirewallConfig:
     """What the rules are made from (all of it comes from the spec, plus sidecar placement options)."""
 
     app_uid: int
+    #: the proxy's listeners: inbound (clients → app), HTTP and TCP egress (app → allow-listed hosts)
+    inbound_port: int
+    http_egress_port: int
+    tcp_egress_port: int
     exempt_uids: tuple[int, ...] = (ROOT_UID,)
     app_ports: tuple[int, ...] = ()
     http_egress_ports: tuple[int, ...] = ()
@@ -142,9 +143,6 @@ class FirewallConfig:
     open_ports: tuple[int, ...] = ()
     #: loopback ports of the sidecar APIs the app may call (`application.sidecar_apis`)
     sidecar_ports: tuple[int, ...] = ()
-    inbound_port: int = INBOUND_PORT
-    http_egress_port: int = HTTP_EGRESS_PORT
-    tcp_egress_port: int = TCP_EGRESS_PORT
 
     def __post_init__(self) -> None:
         if self.app_uid in self.exempt_uids:
@@ -179,8 +177,10 @@ class RuleSet:
         return "\n".join(head + [f"{r.id}: {r.describe()}" for r in self.rules])
 
 
-def config_from_spec(spec: CleanRoomSpec, *, exempt_uids: tuple[int, ...] = (ROOT_UID,),
+def config_from_spec(spec: CleanRoomSpec, layout: RoomLayout, *, exempt_uids: tuple[int, ...] = (ROOT_UID,),
                      open_ports: tuple[int, ...] = ()) -> FirewallConfig:
+    """The rules' inputs: the spec, and from the room's layout the proxy's listeners and the ports of the
+    sidecar APIs the spec lets the app call."""
     http_ports: set[int] = set()
     tcp: list[TcpEgress] = []
     for rule in spec.egress.allow:
@@ -191,12 +191,13 @@ def config_from_spec(spec: CleanRoomSpec, *, exempt_uids: tuple[int, ...] = (ROO
     try:
         return FirewallConfig(
             app_uid=spec.application.uid, exempt_uids=tuple(sorted(set(exempt_uids))),
+            inbound_port=layout.port("proxy", "inbound"), http_egress_port=layout.port("proxy", "http"),
+            tcp_egress_port=layout.port("proxy", "tcp"),
             app_ports=tuple(sorted(e.port for e in spec.endpoints)),
             http_egress_ports=tuple(sorted(http_ports)), tcp_egress=tuple(dict.fromkeys(tcp)),
             dns_over_tcp=spec.egress.dns == "tcp" and bool(spec.egress.allow),
             open_ports=tuple(sorted(set(open_ports))),
-            sidecar_ports=tuple(sorted({port for api in spec.application.sidecar_apis
-                                        for port in SIDECAR_API_PORTS[api]})),
+            sidecar_ports=layout.sidecar_api_ports(spec.application.sidecar_apis),
         )
     except ValueError as exc:
         raise SpecError([f"application.user: {exc}"]) from None
@@ -255,6 +256,6 @@ def render(config: FirewallConfig) -> RuleSet:
     return RuleSet(config, tuple(rules))
 
 
-def rules_from_spec(spec: CleanRoomSpec, *, exempt_uids: tuple[int, ...] = (ROOT_UID,),
+def rules_from_spec(spec: CleanRoomSpec, layout: RoomLayout, *, exempt_uids: tuple[int, ...] = (ROOT_UID,),
                     open_ports: tuple[int, ...] = ()) -> RuleSet:
-    return render(config_from_spec(spec, exempt_uids=exempt_uids, open_ports=open_ports))
+    return render(config_from_spec(spec, layout, exempt_uids=exempt_uids, open_ports=open_ports))

@@ -1,77 +1,78 @@
-"""Run the governance sidecar: `ccr sidecar governance --cgs-endpoint URL --contract-id ID [...]`."""
+"""`ccr sidecar run governance` / `python -m sidecars.governance`: the governance sidecar.
+
+In a room it is configured from the room (`sidecar.configure`); these options configure it standalone."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from ..common.errors import CcrError, ConfigError
 from ..common.http import serve
 from ..common.logs import configure_logging
+from .sidecar import GOVERNANCE, GovernanceSidecarConfig
 
 
-def main(argv: list[str] | None = None) -> int:
-    from ..common.errors import CcrError
-    from .roomspec import port_from_env, spec_from_env
-
-    try:
-        spec = spec_from_env()
-    except CcrError as exc:
-        print(f"ccr sidecar governance: error: {exc}", file=sys.stderr)
-        return 1
-    governance = spec.contract.governance if spec else None
-    parser = argparse.ArgumentParser(prog="ccr sidecar governance", description="The governance sidecar: "
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ccr sidecar run governance", description="The governance sidecar: "
                                      "consent checks, audit events, secrets, documents, tokens and the room's "
-                                     "certificate from CGS, for the app and the other sidecars (port 8300).")
+                                     "certificate from CGS, for the app and the other sidecars.")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=port_from_env(8300),
-                        help="default $CCR_PORT or 8300; 0 picks a free port")
-    parser.add_argument("--cgs-endpoint", default=str(governance.endpoint) if governance else None,
-                        required=governance is None,
-                        help="the governance service, e.g. https://cgs.example (default: the spec in $CCR_SPEC)")
-    parser.add_argument("--contract-id", default=spec.contract.id if spec else None, required=spec is None,
-                        help="default: the spec's contract id")
+    parser.add_argument("--port", type=int, default=GOVERNANCE.port(),
+                        help=f"default {GOVERNANCE.port()}; 0 picks a free port")
+    parser.add_argument("--cgs-endpoint", required=True, help="the governance service, e.g. https://cgs.example")
+    parser.add_argument("--contract-id", required=True)
     parser.add_argument("--api-path-prefix", help="CGS path prefix (default app/contracts/CONTRACT_ID)")
-    parser.add_argument("--cgs-ca-bundle", default=governance.ca_bundle if governance else None,
-                        help="PEM bundle trusted for the CGS endpoint's certificate")
-    parser.add_argument("--skr-url", default=os.environ.get("CCR_SKR_URL", "http://127.0.0.1:8284"),
-                        help="the skr sidecar (evidence; default $CCR_SKR_URL or http://127.0.0.1:8284)")
-    parser.add_argument("--consent-poll-interval", type=float, metavar="SECONDS",
-                        default=governance.consent_poll_interval_s if governance else 5.0,
+    parser.add_argument("--cgs-ca-bundle", help="PEM bundle trusted for the CGS endpoint's certificate")
+    parser.add_argument("--skr-url", required=True, help="the skr sidecar (evidence)")
+    parser.add_argument("--consent-poll-interval", type=float, default=5.0, metavar="SECONDS",
                         help="how often execution consent is re-checked while the room runs (0: never)")
     parser.add_argument("--consent-unverifiable-after", type=float, default=60.0, metavar="SECONDS",
                         help="consent that cannot be confirmed this long counts as revoked (default 60)")
-    parser.add_argument("--subscriber-url", default="http://127.0.0.1:8200/consent/revoked",
-                        help="POSTed a notice when execution consent is revoked (default: the launcher's "
-                             "stop endpoint, http://127.0.0.1:8200/consent/revoked)")
-    parser.add_argument("--sidecar-token-file", help="file holding the token sidecars present to audit under "
-                                                     "their own scope; other callers then write under scope "
-                                                     "'app' (without it, scopes are taken as given)")
-    parser.add_argument("--ready-file", help="written once listening: {port, url}")
-    args = parser.parse_args(argv)
-    configure_logging()
+    parser.add_argument("--subscriber-url", help="POSTed a notice when execution consent is revoked (in a room: "
+                                                 "the launcher's stop endpoint)")
+    parser.add_argument("--sidecar-token-file", type=Path,
+                        help="file holding the token sidecars present to audit under their own scope; other "
+                             "callers then write under scope 'app' (without it, scopes are taken as given)")
+    parser.add_argument("--ready-file", type=Path, help="written once listening: {port, url}")
+    return parser
 
+
+def config_from_args(args: argparse.Namespace) -> GovernanceSidecarConfig:
+    return GovernanceSidecarConfig(
+        port=args.port, host=args.host, ready_file=args.ready_file, cgs_endpoint=args.cgs_endpoint,
+        contract_id=args.contract_id, api_path_prefix=args.api_path_prefix, cgs_ca_bundle=args.cgs_ca_bundle,
+        skr_url=args.skr_url, consent_poll_interval_s=args.consent_poll_interval,
+        consent_unverifiable_after_s=args.consent_unverifiable_after, subscriber_url=args.subscriber_url,
+        sidecar_token_file=args.sidecar_token_file)
+
+
+def run(config: GovernanceSidecarConfig) -> int:
+    configure_logging()
     from .cgs_client import CgsRoomClient
     from .service import GovernanceConfig, build_app
 
     try:
-        token = Path(args.sidecar_token_file).read_text().strip() if args.sidecar_token_file else None
+        token = config.sidecar_token_file.read_text().strip() if config.sidecar_token_file else None
     except OSError as exc:
-        print(f"ccr sidecar governance: error: --sidecar-token-file: {exc.strerror}", file=sys.stderr)
-        return 1
+        raise ConfigError(f"sidecar token file {config.sidecar_token_file}: {exc.strerror}") from None
+    cgs = CgsRoomClient(config.cgs_endpoint, config.contract_id, skr_url=config.skr_url,
+                        ca_bundle=config.cgs_ca_bundle, api_path_prefix=config.api_path_prefix)
+    service = GovernanceConfig(contract_id=config.contract_id, consent_poll_interval_s=config.consent_poll_interval_s,
+                               consent_unverifiable_after_s=config.consent_unverifiable_after_s,
+                               subscriber_url=config.subscriber_url, sidecar_token=token)
+    serve(build_app(cgs, service), config.host, config.port, ready_file=config.ready_file)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        cgs = CgsRoomClient(args.cgs_endpoint, args.contract_id, skr_url=args.skr_url,
-                            ca_bundle=args.cgs_ca_bundle, api_path_prefix=args.api_path_prefix)
+        return run(config_from_args(args))
     except CcrError as exc:
         print(f"ccr sidecar governance: error: {exc}", file=sys.stderr)
         return 1
-    config = GovernanceConfig(contract_id=args.contract_id, consent_poll_interval_s=args.consent_poll_interval,
-                              consent_unverifiable_after_s=args.consent_unverifiable_after,
-                              subscriber_url=args.subscriber_url, sidecar_token=token)
-
-    serve(build_app(cgs, config), args.host, args.port, ready_file=args.ready_file)
-    return 0
 
 
 if __name__ == "__main__":

@@ -255,10 +255,9 @@ def _setup(args: argparse.Namespace) -> int:
     from ..cliargs import load_spec_from_args
     from ..common.errors import ConfigError
     from ..common.memberauth import MemberIdentity
-    from ..renderings.containers import canonical_spec_json
     from ..renderings.render import default_images, render
+    from ..room.group import canonical_spec_json
     from .member_client import CgsMemberClient, CgsRequestFailed
-    from .roomspec import identity_tenants
 
     endpoints = _endpoints(args)
     if "cgs_operator_dir" not in endpoints:
@@ -300,7 +299,7 @@ def _setup(args: argparse.Namespace) -> int:
                                                      "x-ms-sevsnpvm-is-debuggable": False}))
         if state == "Draft":
             accept(lead.propose_contract(contract_id))
-        for client_id in identity_tenants(spec):  # the volumes' and the telemetry/log sinks' identities
+        for client_id in spec.federated_identities():  # the volumes' and the telemetry/log sinks' identities
             _add_federated_credential(endpoints, None, client_id, contract_id)
         status = lead.check_status(contract_id, "execution")
         print(f"contract {contract_id}: accepted, HOST_DATA {host_data}, execution {status['status']}")

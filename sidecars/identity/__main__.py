@@ -1,62 +1,76 @@
-"""Run the identity sidecar: `ccr sidecar identity --entra-endpoint URL --tenant-id T [...]`."""
+"""`ccr sidecar run identity` / `python -m sidecars.identity`: the identity sidecar.
+
+In a room it is configured from the room (`sidecar.configure`); these options configure it standalone."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from ..cliargs import add_spec_variable_options, load_spec_from_args
+from ..common.errors import CcrError, ConfigError
 from ..common.http import serve
 from ..common.logs import configure_logging
+from .sidecar import ENTRA_ENDPOINT, IDENTITY, IdentitySidecarConfig
 
 
-def main(argv: list[str] | None = None) -> int:
-    from ..common.errors import CcrError
-    from ..governance.roomspec import identity_tenants, port_from_env, spec_from_env
-
-    try:
-        tenants = identity_tenants(spec_from_env())
-    except CcrError as exc:
-        print(f"ccr sidecar identity: error: {exc}", file=sys.stderr)
-        return 1
-    parser = argparse.ArgumentParser(prog="ccr sidecar identity", description="IMDS-compatible managed identity "
-                                     "endpoint (port 8290) backed by CGS-issued federated client assertions.")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ccr sidecar run identity", description="IMDS-compatible managed "
+                                     "identity endpoint backed by CGS-issued federated client assertions.")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=port_from_env(8290),
-                        help="default $CCR_PORT or 8290; 0 picks a free port")
-    parser.add_argument("--governance-url", default=os.environ.get("CCR_GOVERNANCE_URL", "http://127.0.0.1:8300"))
-    parser.add_argument("--entra-endpoint", default=os.environ.get("CCR_ENTRA_ENDPOINT",
-                                                                   "https://login.microsoftonline.com"),
-                        help="the Entra authority (default $CCR_ENTRA_ENDPOINT or https://login.microsoftonline.com)")
+    parser.add_argument("--port", type=int, default=IDENTITY.port(),
+                        help=f"default {IDENTITY.port()}; 0 picks a free port")
+    parser.add_argument("--governance-url", required=True, help="the governance sidecar")
+    parser.add_argument("--entra-endpoint", default=ENTRA_ENDPOINT, help="the Entra authority (default %(default)s)")
     parser.add_argument("--entra-ca-bundle", help="PEM bundle trusted for the Entra endpoint (local CA)")
-    parser.add_argument("--tenant-id", default=os.environ.get("CCR_TENANT_ID"),
-                        help="tenant of identities the spec does not name (default $CCR_TENANT_ID)")
+    parser.add_argument("--tenant-id", help="tenant of identities the spec does not name")
     parser.add_argument("--client-id", help="the identity used when a request names none")
     parser.add_argument("--subject", help="the assertion's sub (default: the contract id)")
-    parser.add_argument("--identity-header-file", help="file holding the secret for the IDENTITY_HEADER shape")
-    parser.add_argument("--sidecar-token-file", help="token for auditing under scope 'identity'")
-    parser.add_argument("--ready-file", help="written once listening: {port, url}")
-    args = parser.parse_args(argv)
+    parser.add_argument("--spec", metavar="FILE", help="the room's spec: the tenants of the identities it names")
+    add_spec_variable_options(parser)
+    parser.add_argument("--identity-header-file", type=Path, help="file holding the secret for the IDENTITY_HEADER "
+                                                                  "shape")
+    parser.add_argument("--sidecar-token-file", type=Path, help="token for auditing under scope 'identity'")
+    parser.add_argument("--ready-file", type=Path, help="written once listening: {port, url}")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> IdentitySidecarConfig:
+    return IdentitySidecarConfig(
+        port=args.port, host=args.host, ready_file=args.ready_file, governance_url=args.governance_url,
+        entra_endpoint=args.entra_endpoint, entra_ca_bundle=args.entra_ca_bundle, tenant_id=args.tenant_id,
+        tenants=load_spec_from_args(args).federated_identities() if args.spec else {}, client_id=args.client_id,
+        subject=args.subject, identity_header_file=args.identity_header_file,
+        sidecar_token_file=args.sidecar_token_file)
+
+
+def run(config: IdentitySidecarConfig) -> int:
     configure_logging()
     from .service import IdentityConfig, build_app
 
-    def read(path: str | None) -> str | None:
-        return Path(path).read_text().strip() if path else None
+    def read(path: Path | None) -> str | None:
+        try:
+            return path.read_text().strip() if path else None
+        except OSError as exc:
+            raise ConfigError(f"{path}: {exc.strerror}") from None
 
-    try:
-        config = IdentityConfig(governance_url=args.governance_url, entra_endpoint=args.entra_endpoint,
-                                tenant_id=args.tenant_id, tenants=tenants, client_id=args.client_id,
-                                subject=args.subject,
-                                entra_ca_bundle=args.entra_ca_bundle,
-                                identity_header=read(args.identity_header_file),
-                                sidecar_token=read(args.sidecar_token_file))
-    except OSError as exc:
-        print(f"ccr sidecar identity: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return 1
-
-    serve(build_app(config), args.host, args.port, ready_file=args.ready_file)
+    service = IdentityConfig(governance_url=config.governance_url, entra_endpoint=config.entra_endpoint,
+                             tenant_id=config.tenant_id, tenants=dict(config.tenants), client_id=config.client_id,
+                             subject=config.subject, entra_ca_bundle=config.entra_ca_bundle,
+                             identity_header=read(config.identity_header_file),
+                             sidecar_token=read(config.sidecar_token_file))
+    serve(build_app(service), config.host, config.port, ready_file=config.ready_file)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(config_from_args(args))
+    except CcrError as exc:
+        print(f"ccr sidecar identity: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

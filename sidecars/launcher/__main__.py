@@ -1,65 +1,85 @@
-"""`ccr sidecar launcher`: check the app against the container policy and run it with podman."""
+"""`ccr sidecar run launcher`: check the app against the container policy and run it with podman.
+
+In a room it is configured from the room (`sidecar.configure`); these options configure it standalone."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
 from ..cliargs import add_spec_variable_options, load_spec_from_args
-from ..common.errors import CcrError
+from ..common.errors import CcrError, ConfigError
 from ..common.http import bind_socket
 from ..common.logs import configure_logging
 from ..common.process import write_ready_file
+from .sidecar import LAUNCHER, LauncherConfig
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="ccr sidecar launcher", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ccr sidecar run launcher", description=__doc__)
     parser.add_argument("--spec", required=True, metavar="FILE", help="the clean room spec")
     add_spec_variable_options(parser)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8200, help="default 8200; 0 picks a free one")
+    parser.add_argument("--port", type=int, default=LAUNCHER.port(),
+                        help=f"default {LAUNCHER.port()}; 0 picks a free one")
     parser.add_argument("--ready-file", type=Path, help="written once listening: {port, url}")
-    parser.add_argument("--mount-root", type=Path, default=Path("/mnt/remote"),
+    parser.add_argument("--mount-root", type=Path, required=True,
                         help="where the volumes sidecar mounts each volume (DIR/NAME)")
     parser.add_argument("--netns", help="the room's network namespace the app joins (default: no network)")
     parser.add_argument("--wait", action="append", default=[], metavar="NAME=URL",
                         help="a sidecar's /status URL to wait for before anything else (repeatable)")
     parser.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for the sidecars")
-    parser.add_argument("--governance-url", default="http://127.0.0.1:8300")
-    parser.add_argument("--firewall-url", default="http://127.0.0.1:8296")
-    parser.add_argument("--telemetry-url", default=None, help="the telemetry sidecar (app logs, exports)")
+    parser.add_argument("--governance-url", required=True, help="the governance sidecar")
+    parser.add_argument("--firewall-url", required=True, help="the firewall sidecar")
+    parser.add_argument("--telemetry-url", help="the telemetry sidecar (app logs, exports)")
     parser.add_argument("--sidecar-token-file", type=Path, help="token for auditing under scope 'launcher'")
-    return parser.parse_args(argv)
+    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    configure_logging()
-    args = parse_args(argv)
+def config_from_args(args: argparse.Namespace) -> LauncherConfig:
+    waits = {}
+    for item in args.wait:
+        name, sep, url = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--wait {item!r}: expected NAME=URL")
+        waits[name] = url
+    return LauncherConfig(
+        spec=load_spec_from_args(args), port=args.port, host=args.host, ready_file=args.ready_file,
+        mount_root=args.mount_root, netns=args.netns, sidecar_status_urls=waits,
+        governance_url=args.governance_url, firewall_url=args.firewall_url, telemetry_url=args.telemetry_url,
+        sidecar_token_file=args.sidecar_token_file, ready_timeout=args.ready_timeout)
+
+
+def name_own_netns(netns: str) -> None:
+    """Name this process's network namespace (the group's) under /run/netns, where the launcher's
+    `podman run --network ns:/run/netns/NAME` finds it. In `ccr room up` it has that name already."""
+    named = Path(f"/run/netns/{netns}")
     try:
-        from .service import LauncherConfig
-
-        waits = {}
-        for item in args.wait:
-            name, sep, url = item.partition("=")
-            if not sep:
-                raise CcrError(f"--wait {item!r}: expected NAME=URL")
-            waits[name] = url
-        config = LauncherConfig(
-            spec=load_spec_from_args(args), mount_root=args.mount_root, netns=args.netns,
-            sidecar_status_urls=waits, governance_url=args.governance_url, firewall_url=args.firewall_url,
-            telemetry_url=args.telemetry_url, ready_timeout=args.ready_timeout,
-            governance_token=args.sidecar_token_file.read_text().strip() if args.sidecar_token_file else None)
-        sock = bind_socket(args.host, args.port)
-    except (CcrError, OSError) as exc:
-        print(f"launcher: {exc}", file=sys.stderr)
-        return 1
-    return asyncio.run(_serve(config, sock, args))
+        if named.exists() and os.stat(named).st_ino == os.stat("/proc/self/ns/net").st_ino:
+            return
+    except OSError:
+        pass
+    if named.exists():
+        subprocess.run(["ip", "netns", "delete", netns], capture_output=True, check=False)
+    result = subprocess.run(["ip", "netns", "attach", netns, str(os.getpid())], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ConfigError(f"cannot name the group's network namespace {netns}: {result.stderr.strip()}")
 
 
-async def _serve(config, sock, args: argparse.Namespace) -> int:
+def run(config: LauncherConfig) -> int:
+    configure_logging()
+    if config.name_own_netns and config.netns:
+        name_own_netns(config.netns)
+    sock = bind_socket(config.host, config.port)
+    return asyncio.run(_serve(config, sock))
+
+
+async def _serve(config: LauncherConfig, sock) -> int:
     import uvicorn
 
     from .service import Launcher, build_app
@@ -77,8 +97,8 @@ async def _serve(config, sock, args: argparse.Namespace) -> int:
             return 1
         await asyncio.sleep(0.005)
     port = sock.getsockname()[1]
-    if args.ready_file:
-        write_ready_file(args.ready_file, port, f"http://{args.host}:{port}")
+    if config.ready_file:
+        write_ready_file(config.ready_file, port, f"http://{config.host}:{port}")
     preparing = asyncio.create_task(launcher.prepare())
     await stop.wait()
     preparing.cancel()
@@ -86,6 +106,15 @@ async def _serve(config, sock, args: argparse.Namespace) -> int:
     server.should_exit = True
     await serving
     return 0 if launcher.state.phase != "failed" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(config_from_args(args))
+    except (CcrError, OSError) as exc:
+        print(f"launcher: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..common.containers import Container
 from ..common.errors import PolicyDenied
 from ..common.rego import RegoEngine
-from ..renderings.containers import Container
 from ..spec import CleanRoomSpec
 from .run import AppLaunch, Mount
 

@@ -20,43 +20,25 @@ import contextlib
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from ..common.containers import app_container
 from ..common.errors import CcrError, Conflict, NotFound, ProcessError, RemoteServiceError
 from ..common.firewall_client import FirewallClient
 from ..common.governance_client import GovernanceClient
 from ..common.http import azure_error_body, create_app
 from ..common.logs import get_logger
 from ..common.otel import setup_telemetry, step_span
-from ..renderings.containers import render_group
-from ..spec import CleanRoomSpec
 from .podman import Podman
 from .policy import ContainerPolicy, build_launch
 from .run import AppProcess
+from .sidecar import LauncherConfig
 
 log = get_logger(__name__)
-
-
-@dataclass
-class LauncherConfig:
-    spec: CleanRoomSpec
-    mount_root: Path
-    netns: str | None
-    sidecar_status_urls: dict[str, str]
-    governance_url: str
-    firewall_url: str
-    telemetry_url: str | None
-    governance_token: str | None = None
-    ready_timeout: float = 60.0
-    container_name: str = ""
-
-    def __post_init__(self) -> None:
-        self.container_name = self.container_name or f"ccr-{self.spec.name}-{self.spec.application.name}"
 
 
 @dataclass
@@ -80,10 +62,12 @@ class Launcher:
         self.config = config
         self.podman = podman or Podman()
         self.state = LauncherState()
-        self.group_app = render_group(config.spec).app
+        # The app exactly as the CCE policy measured it (the same derivation as the container group's).
+        self.group_app = app_container(config.spec, config.app_env)
         self.launch = build_launch(config.spec, self.group_app, mount_root=config.mount_root,
                                    netns=config.netns, container_name=config.container_name)
-        self.gov = GovernanceClient(config.governance_url, scope="launcher", token=config.governance_token)
+        token = config.sidecar_token_file.read_text().strip() if config.sidecar_token_file else None
+        self.gov = GovernanceClient(config.governance_url, scope="launcher", token=token)
         self.tracer = setup_telemetry("ccr-launcher").tracer
         self._http = httpx.AsyncClient(timeout=10)
         self._lock = asyncio.Lock()

@@ -34,8 +34,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from ..common.containers import DEFAULT_IMAGE_VERSION, DEFAULT_REGISTRY, PROXY_IMAGE, RUNTIME_IMAGE
 from ..common.errors import ConfigError
-from ..renderings.containers import DEFAULT_IMAGE_VERSION, DEFAULT_REGISTRY, PROXY_IMAGE, RUNTIME_IMAGE
 from .images import IMAGES_DIR, REPO, BuiltImage, cache_dir, ensure_sidecar_base_image, stderr_progress
 from .podman import Podman
 

@@ -7,10 +7,14 @@ import json
 from pathlib import Path
 
 from ..cliargs import command_group
+from ..room.registry import REGISTRY
 
-# The app's own output is not here: it leaves the room only through a consented, encrypted log export
-# (`ccr export logs`, then the log sink's owner runs `ccr logs download`).
-LOG_NAMES = ("launcher", "firewall", "telemetry", "skr", "governance", "identity", "volumes", "proxy", "forward")
+
+def log_names() -> tuple[str, ...]:
+    """Every sidecar's log, and the loopback forwarders'. The app's own output is not here: it leaves the
+    room only through a consented, encrypted log export (`ccr export logs`, then the log sink's owner runs
+    `ccr logs download`)."""
+    return (*REGISTRY.names, "forward")
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
@@ -87,7 +91,6 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     """POST the launcher's /gov/exportLogs or /gov/exportTelemetry (the reference's operator calls)."""
     from ..common.errors import CcrError
-    from ..renderings.containers import PORTS
     from .roomhttp import room_request
     from .steps import RoomState
     from .up import STATE_FILE
@@ -97,7 +100,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise CcrError(f"no room in {_run_dir(args)}")
     path = "/gov/exportLogs" if args.what == "logs" else "/gov/exportTelemetry"
     try:
-        answer = room_request(state.data["netns"], PORTS["launcher"], "POST", path, timeout=120)
+        app_runner = next(s for s in REGISTRY if s.runs_containers)
+        answer = room_request(state.data["netns"], app_runner.port(), "POST", path, timeout=120)
     except OSError as exc:
         raise CcrError(f"the room's launcher does not answer: {exc}") from None
     body = answer.json()
@@ -139,7 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     status.set_defaults(func=_cmd_status)
 
     logs = command_group(sub, "logs", "a running room's logs, or a room's exported app logs")
-    for name in LOG_NAMES:
+    for name in log_names():
         parser = logs.add_parser(name, help=f"the {name} sidecar's log")
         _room_options(parser)
         parser.set_defaults(func=_cmd_logs)

@@ -1,11 +1,12 @@
-"""`ccr up` / `ccr down` / `ccr status`: a container group emulated with processes and a netns.
+"""`ccr room up` / `ccr room down` / `ccr room status`: a container group emulated with processes and a netns.
 
-Startup order and failure semantics are ARCHITECTURE §6: the firewall's rules are in force (applied and
-verified) before anything else runs in the room; then skr, governance, identity and telemetry; then
-governance attests to CGS and execution consent is confirmed, before any key is released; then the
-volumes (keys released, mounts up) and the proxy; last the launcher, which checks consent, the firewall and
-the container policy before it starts the app with podman. Any step failing names the step and the reason
-and tears everything down again; so does Ctrl-C. `ccr down` undoes a running room from its state file.
+Startup order and failure semantics are ARCHITECTURE §6, as the registry's waves and each sidecar's needs
+say: the firewall's rules are in force (applied and verified) before anything else runs in the room; then
+skr, governance, identity and telemetry; then governance attests to CGS and execution consent is confirmed,
+before any key is released; then the volumes (keys released, mounts up) and the proxy; last the launcher,
+which checks consent, the firewall and the container policy before it starts the app with podman. Any step
+failing names the step and the reason and tears everything down again; so does Ctrl-C. `ccr room down`
+undoes a running room from its state file.
 
 Every Python process of the room is forked from one fork server (`sidecars.common.forkserver`) started
 first: it imports the sidecars' modules once while the network and the firewall are set up, instead of
@@ -24,52 +25,48 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ..common.errors import ConfigError, ProcessError
 from ..common.forkserver import ENV_VAR as FORK_SERVER_ENV
 from ..common.forkserver import ForkServerClient
 from ..common.process import ManagedProcess, ProcessRecord, file_exists, stop_recorded, wait_until
-from ..renderings.containers import canonical_spec_json
+from ..common.room import Emulation, Placement
+from ..common.sidecar import Need, Sidecar
+from ..room.group import canonical_spec_json, render_group
+from ..room.registry import REGISTRY
 from ..spec import endpoint_variables, load_spec
 from .netns import create_room_network, delete_room_network, netns_exists
-from .plan import RoomPlan, SidecarLaunch
+from .plan import RoomPlan, SidecarProcess
 from .roomhttp import room_request, room_status
 from .steps import RoomState, StepFailed, StepRunner
 
 STATE_FILE = "room.json"
-# Startup waves (ARCHITECTURE §6): the firewall's rules are in force before anything else runs; the
-# sidecars of one wave start together. Before the volumes' wave governance attests to CGS and confirms
-# execution consent (`_confirm_consent`): the volumes release keys and the proxy gets its certificate
-# endorsed as they start, so skr, governance and identity answer first; the launcher comes last and checks
-# consent, the firewall and the container policy itself.
-WAVES = (("firewall",), ("telemetry", "skr", "governance", "identity"), ("volumes", "proxy"), ("launcher",))
-#: Started with the wave before their own, to take their start-up off the critical path: the launcher
-#: first waits for every sidecar's /status itself, and launches nothing before all of them are ready.
-STARTED_EARLY = ("launcher",)
-FINAL_PHASES = ("running", "exited", "failed", "stopped", "ready")
-#: What the room's Python processes import, in the order startup needs it (the firewall's first). The fork
-#: server imports these once, between requests, so no sidecar or mount process pays for them again. (Not
-#: the modules run as `__main__` themselves, e.g. `sidecars.volumes.mount`: runpy runs those afresh.)
-PRELOAD = (
+#: The app runner's phases in which a job is over.
+JOB_OVER = ("exited", "failed", "stopped")
+#: What every room's Python processes import, in the order startup needs it, besides each sidecar's own
+#: modules (its `run` module and `preload`, from the registry). The fork server imports these once, between
+#: requests, so no sidecar or mount process pays for them again. (Not the modules run as `__main__`
+#: themselves, e.g. `sidecars.volumes.mount`: runpy runs those afresh.)
+BASE_PRELOAD = (
     "sidecars.cli", *(f"sidecars.{cli.parent.name}.cli"
                       for cli in sorted(Path(__file__).resolve().parents[1].glob("*/cli.py"))),
     "sidecars.spec", "sidecars.common.http", "sidecars.common.otel", "opentelemetry.sdk.trace.export",
     "opentelemetry.sdk.metrics", "opentelemetry.sdk._logs.export", "requests",
     "opentelemetry.exporter.otlp.proto.http.trace_exporter", "opentelemetry.exporter.otlp.proto.http.metric_exporter",
     "opentelemetry.exporter.otlp.proto.http._log_exporter", "uvicorn", "uvicorn.protocols.http.httptools_impl",
-    "uvicorn.lifespan.on", "pydantic.v1", "sidecars.firewall.__main__", "sidecars.firewall.nft", "nftables",
-    "sidecars.skr.__main__", "sidecars.skr.app", "sidecars.skr.flow", "sidecars.common.devtokens",
-    "sidecars.attestation.maa_client", "sidecars.governance.__main__", "sidecars.governance.cgs_client",
-    "sidecars.governance.service", "sidecars.identity.__main__", "sidecars.identity.service",
-    "sidecars.telemetry.__main__", "sidecars.telemetry.app", "sidecars.telemetry.export", "sidecars.telemetry.sinks",
-    "sidecars.telemetry.receiver", "sidecars.volumes.__main__", "sidecars.volumes.fs", "sidecars.common.keyflow",
-    "sidecars.common.azure_clients", "sidecars.volumes.owner", "sidecars.proxy.__main__", "sidecars.launcher.__main__",
-    "sidecars.launcher.service",
+    "uvicorn.lifespan.on", "pydantic.v1",
 )
 FORK_SERVER_DIR = Path("/run/ccr-up")
+
+
+def preload_modules() -> tuple[str, ...]:
+    """The base modules, then each sidecar's in startup order (the firewall's first)."""
+    own = [m for wave in REGISTRY.waves() for s in wave for m in (s.run_module, *s.preload)]
+    return tuple(dict.fromkeys((*BASE_PRELOAD, *own)))
 
 
 def default_run_dir(name: str) -> Path:
@@ -95,7 +92,7 @@ class UpOptions:
 
 
 def _interrupt(_signum, _frame) -> None:
-    """SIGTERM during `ccr up` tears the room down like Ctrl-C does."""
+    """SIGTERM during `ccr room up` tears the room down like Ctrl-C does."""
     raise KeyboardInterrupt
 
 
@@ -109,71 +106,69 @@ def _start_fork_server(run_dir: Path, socket_path: Path, timeout: float) -> Mana
     while the room's network and firewall are set up; it only imports and forks, so it may run before the
     firewall is in force."""
     argv = [sys.executable, "-m", "sidecars.common.forkserver", "--socket", str(socket_path),
-            *(arg for module in PRELOAD for arg in ("--preload", module))]
+            *(arg for module in preload_modules() for arg in ("--preload", module))]
     socket_path.unlink(missing_ok=True)
     return ManagedProcess("forkserver", argv, ready=file_exists(socket_path), ready_timeout=timeout,
                           log_path=run_dir / "logs" / "forkserver.log").start()
 
 
-def _start_in_room(plan: RoomPlan, launch: SidecarLaunch, timeout: float, traceparent: str,
+def _start_in_room(plan: RoomPlan, sidecar: SidecarProcess, timeout: float, traceparent: str,
                    fork_server: ForkServerClient) -> ManagedProcess:
     """Start one sidecar in the room without waiting: `wait_ready()` waits for its ready file. It is forked
     into the room's netns (the netns alone: a mount namespace of its own would hide the volumes' FUSE
     mounts from the host and the cgroup hierarchy from podman)."""
-    ready = plan.ready_file(launch.name)
+    name = sidecar.sidecar.name
+    ready = plan.placement.ready_file(name)
     ready.unlink(missing_ok=True)
-    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
-           "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": f"ccr-{launch.name}",
-           "TRACEPARENT": traceparent, FORK_SERVER_ENV: str(fork_server.path)}
-    process = ManagedProcess(launch.name, launch.argv, ready_timeout=timeout, env=env,
-                             log_path=plan.log_file(launch.name), stop_timeout=10, fork_server=fork_server,
-                             netns=f"/run/netns/{plan.netns}").start()
+    telemetry = REGISTRY.get("telemetry")
+    # The room's own settings come only from its placement, never from the caller's shell.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("CCR_")}
+    env = {**inherited, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{telemetry.port('http')}",
+           "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": f"ccr-{name}",
+           "TRACEPARENT": traceparent, FORK_SERVER_ENV: str(fork_server.path), **sidecar.env}
+    process = ManagedProcess(name, sidecar.argv, ready_timeout=timeout, env=env, log_path=plan.log_file(name),
+                             stop_timeout=10, fork_server=fork_server, netns=f"/run/netns/{plan.placement.netns}"
+                             ).start()
     process.ready = file_exists(ready)
     return process
 
 
-def _wait_status(plan: RoomPlan, launch: SidecarLaunch, process: ManagedProcess, timeout: float,
-                 accept: Callable[[int, object], bool] = lambda status, body: status == 200) -> object:
-    """Poll the sidecar's /status inside the room until `accept`; a dead process or a timeout fails."""
+def _wait_ready(plan: RoomPlan, sidecar: Sidecar, process: ManagedProcess, timeout: float,
+                accept: Callable[[int, Any], bool] | None = None) -> Any:
+    """Poll the sidecar's /status inside the room until it says it is ready (its registry record's
+    `ready`, or `accept`); a dead process, a failure it reports or a timeout fails."""
+    accept = accept or sidecar.ready
+    port = sidecar.port(sidecar.status_port)
     last: list[str] = ["no answer"]
-    result: list[object] = []
+    result: list[Any] = []
 
     def check() -> bool:
         if not process.running():
-            raise ProcessError(f"{launch.name} exited: {process.output_tail(8)}")
-        response = room_status(plan.netns, launch.port, launch.status_path)
+            raise ProcessError(f"{sidecar.name} exited: {process.output_tail(8)}")
+        response = room_status(plan.placement.netns, port)
         if response is None:
             return False
         body = response.json() if response.body[:1] in (b"{", b"[") else response.body.decode(errors="replace")
         last[0] = f"HTTP {response.status}: {json.dumps(body)[:400]}"
-        if isinstance(body, dict) and body.get("status") == "failed" and launch.name != "launcher":
-            raise ProcessError(_failure_reason(body))
         if accept(response.status, body):
             result.append(body)
             return True
         return False
 
     try:
-        wait_until(check, timeout, f"{launch.name} /status")
+        wait_until(check, timeout, f"{sidecar.name} /status")
     except ProcessError as exc:
         if "not ready" in str(exc):
-            raise ProcessError(f"{launch.name} not ready after {timeout:g} s ({last[0]})") from None
+            raise ProcessError(f"{sidecar.name} not ready after {timeout:g} s ({last[0]})") from None
         raise
     return result[0]
 
 
-def _firewall_enforced(status: int, body: object) -> bool:
-    """The firewall's /status: its rules, checked again as it answers, are the spec's (nothing else starts
-    in the room before)."""
-    if isinstance(body, dict) and body.get("status") == "not-in-force":
-        raise ProcessError(f"the firewall's rules are not in force: {'; '.join(body.get('differences') or [])}")
-    return status == 200 and isinstance(body, dict) and body.get("status") == "enforced"
-
-
-def _confirm_consent(plan: RoomPlan, governance: SidecarLaunch) -> None:
+def _confirm_consent(plan: RoomPlan) -> None:
     """ARCHITECTURE §6 step 2, before any key is released: governance attests to CGS and execution consent is
     confirmed (the attestation is then done once for every sidecar that needs it)."""
-    response = room_request(plan.netns, governance.port, "POST", "/consentcheck/execution", timeout=30)
+    governance = REGISTRY.get("governance")
+    response = room_request(plan.placement.netns, governance.port(), "POST", "/consentcheck/execution", timeout=30)
     body = response.json() if response.body[:1] == b"{" else {}
     if response.status != 200:
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
@@ -184,10 +179,8 @@ def _confirm_consent(plan: RoomPlan, governance: SidecarLaunch) -> None:
         raise ProcessError(f"execution consent is {body.get('status')}: {reason.get('message') or reason}")
 
 
-def _failure_reason(body: dict) -> str:
-    """What a failed sidecar says about itself (volumes: each failed mount with its reason)."""
-    reasons = [f"{m.get('name')}: {m.get('reason')}" for m in body.get("mounts", []) if m.get("state") == "failed"]
-    return "; ".join(reasons) or str(body.get("error") or body.get("reason") or body)
+def _job_over(status: int, body: Any) -> bool:
+    return isinstance(body, dict) and body.get("status") in JOB_OVER
 
 
 def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
@@ -195,10 +188,10 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
     run_dir = options.run_dir.resolve()
     state = RoomState.load(run_dir / STATE_FILE)
     if state.data.get("netns") and netns_exists(state.data["netns"]):
-        raise ConfigError(f"a room is already running from {run_dir} (ccr down --run-dir {options.run_dir})")
+        raise ConfigError(f"a room is already running from {run_dir} (ccr room down --run-dir {options.run_dir})")
     for sub in ("logs", "ready", "mnt"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
-    for old_log in (run_dir / "logs").glob("*.log"):  # a new room: `ccr logs` shows only this one's lines
+    for old_log in (run_dir / "logs").glob("*.log"):  # a new room: `ccr room logs` shows only this one's lines
         old_log.unlink()
     state.data = {}
     started = time.monotonic()
@@ -212,95 +205,96 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
             client = ForkServerClient(socket_path)
             runner.on_teardown("fork server connection", client.close)
         with runner.step("load spec and endpoints"):
-            endpoints = endpoint_variables(options.endpoints_file)
+            endpoints_file = options.endpoints_file.resolve()
+            endpoints = endpoint_variables(endpoints_file)
             spec = load_spec(options.spec_path, variables={**endpoints, **options.variables})
-            # The sidecars read the spec HOST_DATA measures (each policy's Rego inlined), as in a container.
-            resolved_spec = run_dir / "spec.json"
-            resolved_spec.write_text(canonical_spec_json(spec))
+            group = render_group(spec)
+            # For the record: what every sidecar receives as CCR_SPEC, and HOST_DATA measures.
+            (run_dir / "spec.json").write_text(canonical_spec_json(spec))
         # HOST_DATA (the policy hash the mock platform reports) is first needed by skr: rendering it (podman
         # inspects the images) goes on while the network and the firewall are set up.
-        from ..renderings.render import render  # (imported here: the fork server starts without waiting for it)
-
-        rendering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
-        host_data_future = rendering.submit(lambda: render(spec).host_data)
-        rendering.shutdown(wait=False)
-        plan = RoomPlan(spec_path=resolved_spec, spec=spec,
-                        endpoints_file=options.endpoints_file.resolve(), endpoints=endpoints, run_dir=run_dir,
-                        netns=netns_name(spec.name), host_data="", firewall_backend=options.firewall_backend)
-        state.data.update({"name": spec.name, "spec": str(plan.spec_path), "run_dir": str(run_dir),
-                           "mount_root": str(plan.mount_root),
+        host_data = _render_host_data_in_background(spec)
+        plan = RoomPlan(spec=spec, group=group, placement=Placement(
+            run_dir=run_dir, mount_root=run_dir / "mnt", netns=netns_name(spec.name),
+            firewall_backend=options.firewall_backend, emulation=Emulation(endpoints_file, endpoints)))
+        netns = plan.placement.netns
+        state.data.update({"name": spec.name, "spec": str(run_dir / "spec.json"), "run_dir": str(run_dir),
+                           "mount_root": str(plan.placement.mount_root),
                            "container": f"ccr-{spec.name}-{spec.application.name}", "app": spec.application.name})
         state.save()
-        with runner.step(f"network namespace {plan.netns}"):
-            plan.write_secrets()
-            net = create_room_network(plan.netns)
-            plan.room_address = net.room_v4
-            runner.on_teardown("network namespace", lambda: delete_room_network(plan.netns))
+        with runner.step(f"network namespace {netns}"):
+            # A fresh sidecar token for this room; the first sidecar to start creates it.
+            plan.placement.sidecar_token_file.unlink(missing_ok=True)
+            net = create_room_network(netns)
+            plan = replace(plan, placement=replace(plan.placement, room_address=net.room_v4))
+            runner.on_teardown("network namespace", lambda: delete_room_network(netns))
             # Recorded once it is ours: a room of the same name running elsewhere is never torn down.
-            state.data.update(netns=plan.netns, host_v4=net.host_v4, room_v4=net.room_v4, room_v6=net.room_v6)
-            forward_ready = plan.ready_file("forward")
+            state.data.update(netns=netns, host_v4=net.host_v4, room_v4=net.room_v4, room_v6=net.room_v6)
+            forward_ready = plan.placement.ready_file("forward")
             forward_ready.unlink(missing_ok=True)
             ports = [arg for port in plan.forwarded_ports() for arg in ("--port", str(port))]
             # The forwarders stay in the host's netns (they bridge into the room); the stand-ins are needed
-            # from the second wave on, so the firewall does not wait for them.
+            # by the sidecars that go outside, so the firewall does not wait for them.
             forwarder = ManagedProcess("forward", [plan.python, "-m", "sidecars.localroom.forward", "--netns",
-                                                   plan.netns, *ports, "--ready-file", str(forward_ready)],
+                                                   netns, *ports, "--ready-file", str(forward_ready)],
                                        ready_timeout=15, log_path=plan.log_file("forward"), fork_server=client).start()
             forwarder.ready = file_exists(forward_ready)
             _record(state, runner, forwarder)
-        launches = plan.sidecars()  # planned again once skr's HOST_DATA is known
         timeout = options.ready_timeout
         # One W3C trace for the room's startup: every sidecar's steps become spans of it.
         trace_id = secrets.token_hex(16)
         traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
         state.data["startup_trace_id"] = trace_id
 
-        def start(name: str) -> ManagedProcess:
-            process = _start_in_room(plan, launches[name], timeout, traceparent, client)
+        def start(sidecar: Sidecar) -> ManagedProcess:
+            process = _start_in_room(plan, plan.process(sidecar), timeout, traceparent, client)
             _record(state, runner, process)
             return process
 
-        early: dict[str, ManagedProcess] = {}
-        for index, wave in enumerate(WAVES):
-            if "skr" in wave:
+        waves = plan.waves()
+        processes: dict[str, ManagedProcess] = {}
+        met: set[Need] = set()
+        for index, wave in enumerate(waves):
+            early = tuple(s for s in (waves[index + 1] if index + 1 < len(waves) else ()) if s.start_early)
+            needs = set().union(*(s.needs for s in wave + early)) - met
+            if Need.HOST_DATA in needs:
                 with runner.step("render policy (HOST_DATA)"):
-                    plan.host_data = state.data["host_data"] = host_data_future.result()
-                launches = plan.sidecars()
-            if "volumes" in wave:
+                    emulation = replace(plan.placement.emulation, host_data=host_data.result())
+                    plan = replace(plan, placement=replace(plan.placement, emulation=emulation))
+                    state.data["host_data"] = emulation.host_data
+            if Need.CONSENT in needs:
                 with runner.step("execution consent (governance attested to CGS)"):
-                    _confirm_consent(plan, launches["governance"])
-            with runner.step(f"sidecar{'s' if len(wave) > 1 else ''} {', '.join(wave)}"):
-                if "skr" in wave:
+                    _confirm_consent(plan)
+            with runner.step(f"sidecar{'s' if len(wave) > 1 else ''} {', '.join(s.name for s in wave)}"):
+                if Need.OUTSIDE in needs:
                     forwarder.wait_ready()
-                processes = {name: early.pop(name, None) or start(name) for name in wave}
-                for name in WAVES[index + 1] if index + 1 < len(WAVES) else ():
-                    if name in STARTED_EARLY:
-                        early[name] = start(name)
-                for name, process in processes.items():
-                    process.wait_ready()
-                    if name == "firewall":
-                        _wait_status(plan, launches[name], process, timeout, accept=_firewall_enforced)
-                    elif name != "launcher":
-                        _wait_status(plan, launches[name], process, timeout)
-        process = processes["launcher"]
-        with runner.step("launcher: consent, firewall, policy, launch"):
-            body = _wait_status(plan, launches["launcher"], process, timeout,
-                                accept=lambda status, body: isinstance(body, dict)
-                                and body.get("status") in FINAL_PHASES)
-            if body.get("status") == "failed":
-                raise ProcessError(body.get("error") or "the launcher refused to start the app")
+                met |= needs
+                for sidecar in wave:
+                    if sidecar.name not in processes:
+                        processes[sidecar.name] = start(sidecar)
+                for sidecar in early:
+                    processes[sidecar.name] = start(sidecar)
+                for sidecar in wave:
+                    processes[sidecar.name].wait_ready()
+                    if sidecar.own_step is None:
+                        _wait_ready(plan, sidecar, processes[sidecar.name], timeout)
+        body: Any = None
+        for sidecar in (s for wave in waves for s in wave if s.own_step):
+            with runner.step(sidecar.own_step):
+                body = _wait_ready(plan, sidecar, processes[sidecar.name], timeout)
+        app_runner = next(s for s in REGISTRY if s.runs_containers)
+        if body is None:
+            body = _wait_ready(plan, app_runner, processes[app_runner.name], timeout)
         out(f"room {spec.name} is up in {time.monotonic() - started:.1f} s: app {body.get('status')}")
         if options.wait_for_job and spec.application.mode == "job" and body.get("status") == "running":
             with runner.step("wait for the job to exit"):  # a failure here tears the room down too
-                body = _wait_status(plan, launches["launcher"], process, 24 * 3600,
-                                    accept=lambda status, body: isinstance(body, dict)
-                                    and body.get("status") in ("exited", "failed", "stopped"))
+                body = _wait_ready(plan, app_runner, processes[app_runner.name], 24 * 3600, accept=_job_over)
             out(f"job {body['status']} with exit code {(body.get('app') or {}).get('exit_code')}")
-        out(f"logs: {run_dir / 'logs'}  mounts: {plan.mount_root}  state: {state.path}  "
+        out(f"logs: {run_dir / 'logs'}  mounts: {plan.placement.mount_root}  state: {state.path}  "
             f"startup trace: {trace_id}")
         out(f"audit trail: ccr governance events {spec.contract.id} --endpoints {options.endpoints_file} "
             f"--identity MEMBER_DIR; stop with: "
-            f"ccr down --run-dir {options.run_dir}")
+            f"ccr room down --run-dir {options.run_dir}")
         app = body.get("app") or {}
         return 0 if body.get("status") != "failed" and app.get("exit_code") in (None, 0) else 1
     except (StepFailed, KeyboardInterrupt) as exc:
@@ -311,6 +305,15 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _render_host_data_in_background(spec) -> Future[str]:
+    from ..renderings.render import render  # (imported here: the fork server starts without waiting for it)
+
+    rendering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
+    future = rendering.submit(lambda: render(spec).host_data)
+    rendering.shutdown(wait=False)
+    return future
 
 
 def _record(state: RoomState, runner: StepRunner, process: ManagedProcess) -> None:
@@ -369,15 +372,10 @@ def status(run_dir: Path) -> dict:
     state = RoomState.load(run_dir.resolve() / STATE_FILE)
     if not state.data:
         raise ConfigError(f"no room in {run_dir}")
-    from ..renderings.containers import PORTS
-    from .plan import FIREWALL_PORT, PROXY_STATUS_PORT, VOLUMES_PORT
-
-    ports = {"firewall": FIREWALL_PORT, "telemetry": PORTS["telemetry-http"], "skr": PORTS["skr"],
-             "governance": PORTS["governance"], "identity": PORTS["identity"], "volumes": VOLUMES_PORT,
-             "proxy": PROXY_STATUS_PORT, "launcher": PORTS["launcher"]}
     report = {"room": state.data.get("name"), "netns": state.data.get("netns"), "sidecars": {}}
     netns = state.data.get("netns")
-    for name, port in ports.items():
-        answer = room_status(netns, port) if netns and netns_exists(netns) else None
-        report["sidecars"][name] = None if answer is None else {"http": answer.status, "status": answer.json()}
+    for sidecar in (s for wave in REGISTRY.waves() for s in wave):
+        answer = room_status(netns, sidecar.port(sidecar.status_port)) if netns and netns_exists(netns) else None
+        report["sidecars"][sidecar.name] = None if answer is None else {"http": answer.status,
+                                                                        "status": answer.json()}
     return report

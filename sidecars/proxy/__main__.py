@@ -1,7 +1,9 @@
 """The proxy sidecar: renders Envoy's configuration from the spec, starts the authorization server, the
 response inspector (when a policy judges responses) and Envoy, and serves `GET /status`.
 
-    ccr sidecar proxy --spec SPEC --run-dir DIR [--endpoints endpoints.json] [--upstream-ca FILE]
+    ccr sidecar run proxy --spec SPEC --run-dir DIR [--endpoints endpoints.json] [--upstream-ca FILE]
+
+In a room it is configured from the room (`sidecar.configure`); these options configure it standalone.
 """
 
 from __future__ import annotations
@@ -9,34 +11,31 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
 from opentelemetry.trace import Tracer
 
-from ..common.errors import CcrError, ConfigError
+from ..common.errors import CcrError
 from ..common.http import create_app, plain_error_body, serve
 from ..common.logs import configure_logging
 from ..common.otel import attach_parent_from_env, setup_telemetry, step_span
-from ..spec import CleanRoomSpec, parse_spec
 from .certs import CertificateSource, GovernanceCertificateSource, LocalCASource, RoomCertificate
 from .engines import ENGINES
 from .model import ProxyModel, model_from_spec
-from .options import add_model_options
+from .options import add_model_options, model_settings, spec_from_args
 from .runtime import ProxyRuntime, plan
+from .sidecar import PROXY, ProxyConfig
 
 log = logging.getLogger("sidecars.proxy")
-STATUS_PORT = 15020
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ccr sidecar proxy",
+        prog="ccr sidecar run proxy",
         description="Envoy in front of the app (TLS 1.3 + the API policy on every request and response) and "
                     "behind it (egress only to the contract's allow-list, upstream TLS verified).")
     add_model_options(parser)
@@ -45,69 +44,61 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--opa-url", help="the external OPA server, for --engine opa-server")
     parser.add_argument("--authz-workers", type=int, default=2, help="authorization server processes")
     parser.add_argument("--envoy-concurrency", type=int, default=1, help="Envoy worker threads")
-    parser.add_argument("--status-port", type=int, default=STATUS_PORT, help="GET /status on 127.0.0.1")
-    parser.add_argument("--ready-file", metavar="FILE",
+    parser.add_argument("--status-port", type=int, default=PROXY.port("status"), help="GET /status on 127.0.0.1")
+    parser.add_argument("--ready-file", type=Path,
                         help="written once everything is up: JSON {status_port, ports, ca_file}")
     return parser
 
 
+def config_from_args(args: argparse.Namespace) -> ProxyConfig:
+    return ProxyConfig(spec=spec_from_args(args), engine=args.engine, opa_url=args.opa_url,
+                       authz_workers=args.authz_workers, envoy_concurrency=args.envoy_concurrency,
+                       status_port=args.status_port, ready_file=args.ready_file, **model_settings(args))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return run(config_from_args(args))
+    except CcrError as exc:
+        print(f"ccr sidecar proxy: error: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def planned_model(config: ProxyConfig) -> tuple[ProxyModel, RoomCertificate | None]:
+    """The spec's proxy with each endpoint's enforcement chosen, and the room certificate it serves."""
+    spec = config.spec
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    certificate = None
+    if spec.endpoints:
+        source: CertificateSource = (GovernanceCertificateSource(config.governance_url)
+                                     if config.certificate_source == "governance"
+                                     else LocalCASource(config.ca_dir or config.run_dir / "room-ca"))
+        certificate = source.issue("room", list(config.tls_names), config.run_dir / "tls")
+    model = model_from_spec(
+        spec, inbound_tls=certificate.tls if certificate else None, upstream_ca_file=config.upstream_ca,
+        dns_resolvers=config.dns_resolvers, inbound_address=config.inbound_address,
+        inbound_port=config.inbound_port, egress_http_port=config.egress_http_port,
+        egress_tcp_port=config.egress_tcp_port, admin_port=config.admin_port, authz_port=config.authz_port,
+        extproc_port=config.extproc_port)
+    return plan(model, use_rbac=not config.no_rbac), certificate
+
+
+def run(config: ProxyConfig) -> int:
     configure_logging()
     attach_parent_from_env()
     telemetry = setup_telemetry("ccr-proxy")
     try:
-        return run(args, telemetry.tracer)
-    except CcrError as exc:
-        print(f"ccr sidecar proxy: error: {exc.message}", file=sys.stderr)
-        return 1
+        return _run(config, telemetry.tracer)
     finally:
         telemetry.shutdown()
 
 
-def load_proxy_spec(args: argparse.Namespace) -> CleanRoomSpec:
-    """The spec from --spec, else from $CCR_SPEC (the resolved spec: its policies' Rego inlined)."""
-    from ..cliargs import load_spec_from_args, spec_variables
-
-    if args.spec:
-        return load_spec_from_args(args)
-    text = os.environ.get("CCR_SPEC")
-    if not text:
-        raise ConfigError("no spec: pass --spec FILE or set CCR_SPEC to the resolved spec (JSON)")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"CCR_SPEC: not valid YAML/JSON: {exc}") from None
-    return parse_spec(data, source="CCR_SPEC", variables=spec_variables(args))
-
-
-def planned_model(args: argparse.Namespace) -> tuple[ProxyModel, RoomCertificate | None]:
-    """The spec's proxy with each endpoint's enforcement chosen, and the room certificate it serves."""
-    spec = load_proxy_spec(args)
-    run_dir = Path(args.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    certificate = None
-    if spec.endpoints:
-        source: CertificateSource = (GovernanceCertificateSource(args.governance_url)
-                                     if args.certificate_source == "governance"
-                                     else LocalCASource(args.ca_dir or run_dir / "room-ca"))
-        certificate = source.issue("room", args.tls_name or ["localhost", "127.0.0.1"], run_dir / "tls")
-    model = model_from_spec(
-        spec, inbound_tls=certificate.tls if certificate else None,
-        upstream_ca_file=args.upstream_ca,
-        dns_resolvers=tuple(args.dns_resolver) if args.dns_resolver else None,
-        inbound_address=args.inbound_address, inbound_port=args.inbound_port,
-        egress_http_port=args.egress_http_port, egress_tcp_port=args.egress_tcp_port, admin_port=args.admin_port,
-        authz_port=args.authz_port, extproc_port=args.extproc_port)
-    return plan(model, use_rbac=not args.no_rbac), certificate
-
-
-def run(args: argparse.Namespace, tracer: Tracer) -> int:
+def _run(config: ProxyConfig, tracer: Tracer) -> int:
     with step_span(tracer, "proxy render"):
-        model, certificate = planned_model(args)
-    run_dir = Path(args.run_dir)
-    runtime = ProxyRuntime(model, run_dir, engine=args.engine, opa_url=args.opa_url,
-                           authz_workers=args.authz_workers, envoy_concurrency=args.envoy_concurrency)
+        model, certificate = planned_model(config)
+    runtime = ProxyRuntime(model, config.run_dir, engine=config.engine, opa_url=config.opa_url,
+                           authz_workers=config.authz_workers, envoy_concurrency=config.envoy_concurrency)
     print(f"proxy: starting Envoy for {len(model.inbound)} endpoint(s), {len(model.egress_http)} HTTP and "
           f"{len(model.egress_tcp)} TCP egress rule(s)", file=sys.stderr, flush=True)
     with step_span(tracer, "proxy start", endpoints=len(model.inbound), egress_rules=len(model.egress_http)
@@ -132,12 +123,12 @@ def run(args: argparse.Namespace, tracer: Tracer) -> int:
 
         def ready(port: int) -> None:
             log.info("proxy ready: %s; status on 127.0.0.1:%d", runtime.ports, port)
-            if args.ready_file:
-                Path(args.ready_file).write_text(json.dumps({
+            if config.ready_file:
+                config.ready_file.write_text(json.dumps({
                     "status_port": port, "ports": runtime.ports.__dict__ if runtime.ports else None,
                     "ca_file": certificate.ca_file if certificate else None}))
 
-        serve(app, "127.0.0.1", args.status_port, on_ready=ready)
+        serve(app, "127.0.0.1", config.status_port, on_ready=ready)
     finally:
         runtime.stop()
     return 0

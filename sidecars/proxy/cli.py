@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_model_options
+from .options import add_model_options, model_settings, spec_from_args
 
 
 def register(subparsers) -> None:
@@ -21,8 +21,10 @@ def register(subparsers) -> None:
 def _cmd_render(args: argparse.Namespace) -> int:
     from .__main__ import planned_model
     from .envoy import validate_bootstrap, write_bootstrap
+    from .sidecar import PROXY, ProxyConfig
 
-    model, certificate = planned_model(args)
+    config = ProxyConfig(spec=spec_from_args(args), status_port=PROXY.port("status"), **model_settings(args))
+    model, certificate = planned_model(config)
     validate_bootstrap(write_bootstrap(model, args.out))
     for endpoint in model.inbound:
         extra = " + response inspection" if endpoint.inspect_response else ""

@@ -1,7 +1,7 @@
 """The proxy's configuration model: what Envoy must do, built from the spec, before any Envoy syntax.
 
-`envoy.render_bootstrap(model)` turns it into Envoy's bootstrap. Ports default to the room's
-(ARCHITECTURE §4); tests use 0 everywhere and read the bound ports back from Envoy's admin API.
+`envoy.render_bootstrap(model)` turns it into Envoy's bootstrap. Ports default to the proxy's registry
+entry (`sidecar.PROXY`); tests use 0 everywhere and read the bound ports back from Envoy's admin API.
 """
 
 from __future__ import annotations
@@ -14,15 +14,7 @@ from typing import Any, Literal
 from ..common.errors import ConfigError
 from ..common.http import TlsFiles
 from ..spec import CleanRoomSpec
-from .options import (
-    ADMIN_PORT,
-    AUTHZ_PORT,
-    EGRESS_HTTP_PORT,
-    EGRESS_TCP_PORT,
-    EXTPROC_PORT,
-    INBOUND_PORT,
-    SYSTEM_CA_BUNDLE,
-)
+from .sidecar import PROXY, SYSTEM_CA_BUNDLE
 
 # A policy is evaluated at `data.envoy.authz.allow` (OPA-Envoy's default decision path); a response
 # rule, when the policy defines one, at `data.envoy.authz.response`.
@@ -77,14 +69,14 @@ class ProxyModel:
     # resolvers instead, so the app cannot choose where its DNS connections go.
     dns_resolvers: tuple[str, ...] = ()
     inbound_address: str = "0.0.0.0"
-    inbound_port: int = INBOUND_PORT
+    inbound_port: int = PROXY.port("inbound")
     egress_address: str = "127.0.0.1"
-    egress_http_port: int = EGRESS_HTTP_PORT
-    egress_tcp_port: int = EGRESS_TCP_PORT
-    admin_port: int = ADMIN_PORT
+    egress_http_port: int = PROXY.port("http")
+    egress_tcp_port: int = PROXY.port("tcp")
+    admin_port: int = PROXY.port("admin")
     app_host: str = "127.0.0.1"
-    authz_port: int = AUTHZ_PORT
-    extproc_port: int = EXTPROC_PORT
+    authz_port: int = PROXY.port("authz")
+    extproc_port: int = PROXY.port("extproc")
     max_request_body_bytes: int = 1 << 20
     authz_timeout_s: float = 1.0
 
@@ -150,10 +142,5 @@ def model_from_spec(spec: CleanRoomSpec, *, inbound_tls: TlsFiles | None,
         if not resolvers:
             raise ConfigError("egress.dns: tcp needs a resolver, and /etc/resolv.conf names no IPv4 nameserver "
                               "(pass --dns-resolver IP)")
-    reserved = {INBOUND_PORT, EGRESS_HTTP_PORT, EGRESS_TCP_PORT, ADMIN_PORT, AUTHZ_PORT, EXTPROC_PORT}
-    for i, endpoint in enumerate(spec.endpoints):
-        if endpoint.port in reserved:
-            raise ConfigError(f"endpoints[{i}].port: {endpoint.port} is one of the proxy's own ports "
-                              f"({', '.join(map(str, sorted(reserved)))}); choose another")
     return ProxyModel(inbound=inbound_endpoints(spec), inbound_tls=inbound_tls, egress_http=http,
                       egress_tcp=tcp, upstream_ca_file=upstream_ca_file, dns_resolvers=resolvers, **settings)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..common.containers import Container
 from ..common.errors import ConfigError
+from ..room.group import ContainerGroup
 from .cce import policy_base64
-from .containers import Container, ContainerGroup
 
 API_VERSION = "2023-05-01"
 TEMPLATE_SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"

@@ -21,7 +21,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .containers import Container, ContainerGroup, Mount
+from ..common.containers import Container, Mount
+from ..room.group import ContainerGroup
 from .layers import ImageInfo, ImageResolver
 
 API_VERSION = "0.10.0"

@@ -24,8 +24,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _render(args: argparse.Namespace):
+    from ..common.containers import DEFAULT_REGISTRY
     from .cce import PolicyOptions
-    from .containers import DEFAULT_REGISTRY
     from .render import default_images, render
 
     spec = load_spec_from_args(args)
@@ -104,7 +104,8 @@ def _cmd_release_policy(args: argparse.Namespace) -> int:
 
 
 def _cmd_layers(args: argparse.Namespace) -> int:
-    from .containers import DEFAULT_REGISTRY, render_group
+    from ..common.containers import DEFAULT_REGISTRY
+    from ..room.group import render_group
     from .layers import LockedImages
     from .render import default_cache_dir, default_images
 
@@ -150,8 +151,9 @@ def _cmd_render_compose(args: argparse.Namespace) -> int:
         return 0
     if not args.spec:
         raise ConfigError("SPEC is needed (or --release DIR)")
+    from ..common.containers import DEFAULT_REGISTRY
+    from ..room.group import render_group
     from .compose import EMULATION_VAR, prepare_emulation, render_compose, stand_in_endpoints
-    from .containers import DEFAULT_REGISTRY, render_group
 
     registry = args.registry or DEFAULT_REGISTRY
     spec = load_spec(args.spec, variables=stand_in_endpoints(EMULATION_VAR))

@@ -11,7 +11,7 @@ environment, user, privileges, capabilities and volumes. What compose adds to ru
   that the spec's `${...}` endpoints resolve to fixed URLs and the rendering is deterministic; their
   state (CA, certificates, mock SEV-SNP platform, endpoints.json) is a host directory
   `$CCR_EMULATION_DIR`, mounted at the same path everywhere, that `prepare_emulation` fills;
-- the local-emulation environment of `sidecars.localroom.container` (CCR_ENDPOINTS, CCR_HOST_DATA);
+- the placement of `sidecars.common.room` for the local stand-ins (CCR_ENDPOINTS, CCR_HOST_DATA);
 - the firewall runs as a service (not an init container), as in `ccr up`: the launcher asks it to verify
   its rules before launching the app;
 - the launcher's podman reads the host's images as a read-only additional image store (no registry)
@@ -30,14 +30,11 @@ from pathlib import Path
 
 import yaml
 
-from .containers import (
-    REMOTE_ROOT,
-    RUN_ROOT,
-    VOLUME_REMOTE,
-    Container,
-    ContainerGroup,
-    Mount,
-)
+from ..common.containers import REMOTE_ROOT, RUN_ROOT, RUNTIME_IMAGE, VOLUME_REMOTE, Container, Mount, image_ref
+from ..common.room import ENDPOINTS_ENV, HOST_DATA_ENV, MOUNT_ROOT_ENV, RUN_DIR_ENV
+from ..common.sidecar import Sidecar
+from ..room.group import ContainerGroup
+from ..room.registry import REGISTRY
 
 ROOM_SERVICE = "room"
 EMULATION_VAR = "${CCR_EMULATION_DIR}"
@@ -101,8 +98,7 @@ def _volume(mount: Mount) -> dict:
     return volume
 
 
-def _service(container: Container, emulation: Mapping[str, str], depends_on: list[str]) -> dict:
-    short = container.name.removeprefix("ccr-")
+def _service(sidecar: Sidecar, container: Container, emulation: Mapping[str, str], depends_on: list[str]) -> dict:
     env = {**container.env_dict, **emulation}
     service: dict = {
         "image": container.image,
@@ -118,9 +114,9 @@ def _service(container: Container, emulation: Mapping[str, str], depends_on: lis
         service["privileged"] = True
     if container.capabilities:
         service["cap_add"] = [c.removeprefix("CAP_") for c in container.capabilities]
-    if short == "volumes":
-        service["devices"] = ["/dev/fuse:/dev/fuse"]
-    if short == "launcher":
+    if sidecar.devices:
+        service["devices"] = [f"{device}:{device}" for device in sidecar.devices]
+    if sidecar.runs_containers:
         service["environment"]["CONTAINERS_STORAGE_CONF"] = "/etc/ccr/storage.conf"
         service["volumes"] += [
             {"type": "bind", "source": HOST_IMAGE_STORE, "target": SHARED_IMAGE_STORE, "read_only": True},
@@ -130,10 +126,10 @@ def _service(container: Container, emulation: Mapping[str, str], depends_on: lis
 
 def compose_project(group: ContainerGroup) -> dict:
     """The compose document for `group` (its stand-ins resolve the spec's endpoints: see module doc)."""
-    emulation = {"CCR_ENDPOINTS": f"{EMULATION_VAR}/endpoints.json", "CCR_HOST_DATA": HOST_DATA_VAR,
-                 "CCR_RUN_DIR": RUN_ROOT, "CCR_MOUNT_ROOT": REMOTE_ROOT}
-    runtime = next(c.image for c in group.platform_containers if c.name == "ccr-skr")
-    emulators_image = runtime.replace("/ccr-runtime:", f"/{EMULATORS_IMAGE}:")
+    emulation = {ENDPOINTS_ENV: f"{EMULATION_VAR}/endpoints.json", HOST_DATA_ENV: HOST_DATA_VAR,
+                 RUN_DIR_ENV: RUN_ROOT, MOUNT_ROOT_ENV: REMOTE_ROOT}
+    runtime = image_ref(RUNTIME_IMAGE, group.registry, _version(group))
+    emulators_image = image_ref(EMULATORS_IMAGE, group.registry, _version(group))
     services: dict[str, dict] = {ROOM_SERVICE: {
         "image": runtime, "entrypoint": ["sleep", "infinity"], "network_mode": "none"}}
     stand_ins = []
@@ -144,17 +140,13 @@ def compose_project(group: ContainerGroup) -> dict:
             "volumes": [{"type": "bind", "source": EMULATION_VAR, "target": EMULATION_VAR, "read_only": False}],
             "depends_on": [ROOM_SERVICE, *stand_ins]}
         stand_ins.append(name)
-    from ..localroom.up import WAVES  # the startup order of ARCHITECTURE §6, as `ccr up` runs it
-
-    by_name = {c.name.removeprefix("ccr-"): c for c in group.platform_containers}
+    # The startup order of ARCHITECTURE §6, as `ccr room up` runs it: each wave after the one before.
     previous: list[str] = []
-    for wave in WAVES:
-        for name in wave:
-            services[name] = _service(by_name[name], emulation, [ROOM_SERVICE, *stand_ins, *previous])
-        previous = list(wave)
-    unknown = set(by_name) - {name for wave in WAVES for name in wave}
-    if unknown:
-        raise ValueError(f"no place in the startup order for {sorted(unknown)}")
+    for wave in REGISTRY.waves():
+        for sidecar in wave:
+            services[sidecar.name] = _service(sidecar, group.container(f"ccr-{sidecar.name}"), emulation,
+                                              [ROOM_SERVICE, *stand_ins, *previous])
+        previous = [s.name for s in wave]
     volumes = {v: {} for v in group.volumes if v != VOLUME_REMOTE}
     volumes[LAUNCHER_STORAGE] = {}
     return {"name": f"ccr-{group.name}", "services": services, "volumes": volumes}
@@ -162,7 +154,7 @@ def compose_project(group: ContainerGroup) -> dict:
 
 HEADER = """\
 # The container group of {source}, rendered by `ccr render compose`
-# from the same model as the CCE policy and the ARM template (sidecars/renderings/containers.py).
+# from the same model as the CCE policy and the ARM template (sidecars/room/group.py).
 # Do not edit: re-render.
 #
 #   ccr images build --sidecars && ccr images build cleanroomhello-job --pin SPEC
@@ -171,6 +163,11 @@ HEADER = """\
 #   podman-compose --env-file run/compose/compose.env -f docker-compose.yml down -v -t 1
 #   ccr render compose --release run/compose
 """
+
+
+def _version(group: ContainerGroup) -> str:
+    """The sidecar images' version the group was rendered with (the stand-ins' image goes with it)."""
+    return group.platform_containers[0].image.rpartition(":")[2]
 
 
 def render_compose(group: ContainerGroup, source: str) -> str:

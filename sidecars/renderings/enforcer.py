@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from ..common.containers import Container
 from ..common.errors import PolicyDenied
 from ..common.rego import RegoEngine
 from .cce import container_capabilities, effective_working_dir
-from .containers import Container
 from .layers import ImageInfo
 
 SANDBOX_DIR = "/run/gcs/c/sandbox"

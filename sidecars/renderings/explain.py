@@ -3,8 +3,8 @@ may do with the data. Everything printed is read from the same rendering that pr
 
 from __future__ import annotations
 
+from ..common.containers import Container
 from ..spec import CleanRoomSpec, EncryptionMode
-from .containers import Container
 from .release_policy import party_authorities
 from .render import Rendering
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..common.containers import Container
+from ..room.group import ContainerGroup
 from .arm import check_limits
 from .cce import policy_base64
-from .containers import Container, ContainerGroup
 
 CCE_POLICY_ANNOTATION = "microsoft.containerinstance.virtualnode.ccepolicy"
 

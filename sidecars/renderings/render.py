@@ -7,9 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..common.containers import DEFAULT_IMAGE_VERSION, DEFAULT_REGISTRY
+from ..room.group import ContainerGroup, render_group
 from ..spec import CleanRoomSpec
 from .cce import PolicyOptions, policy_hash, render_policy
-from .containers import DEFAULT_IMAGE_VERSION, DEFAULT_REGISTRY, ContainerGroup, render_group
 from .layers import ImageResolver, LockedImages, PodmanImages
 
 #: A layer lock file used when no `--layers` option is given (lets CI build policies without images).

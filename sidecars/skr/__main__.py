@@ -1,36 +1,36 @@
-"""`ccr sidecar skr` / `python -m sidecars.skr`: the SKR sidecar (attestation and secure key release)."""
+"""`ccr sidecar run skr` / `python -m sidecars.skr`: the SKR sidecar (attestation and secure key release).
+
+In a room it is configured from the room (`sidecar.configure`); these options configure it standalone."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from ..cliargs import add_spec_variable_options, load_spec_from_args
 from ..common.errors import CcrError, ConfigError, Forbidden
 from ..common.http import serve
 from ..common.logs import configure_logging
 from ..common.otel import setup_telemetry
-
-DEFAULT_PORT = 8284
+from ..spec import endpoint_variables
+from .destinations import Destinations
+from .sidecar import SKR, SkrConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ccr sidecar skr",
+        prog="ccr sidecar run skr",
         description="Attestation and secure key release for a clean room, with the API of Microsoft's SKR "
                     "sidecar. Evidence comes from /dev/sev-guest, or from a mock SEV-SNP platform (local "
                     "emulation only).")
     parser.add_argument("--host", default="127.0.0.1", help="listen address (keep it on loopback)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks one")
-    parser.add_argument("--ready-file", help='written once listening: {"port": N, "url": "http://HOST:N"}')
-    parser.add_argument("--endpoints", metavar="FILE",
-                        help="endpoints.json from `ccr emulators start`: CA bundle, mock platform, dev tokens")
+    parser.add_argument("--port", type=int, default=SKR.port(), help=f"default {SKR.port()}; 0 picks one")
+    parser.add_argument("--ready-file", type=Path, help='written once listening: {"port": N, "url": "http://HOST:N"}')
     parser.add_argument("--spec", metavar="FILE",
                         help="the room's spec (YAML, or its canonical JSON): contact only the attestation services "
                              "and vaults it names (default: any, as Microsoft's SKR sidecar)")
-    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
-                        help="a value for ${NAME} in --spec (repeatable)")
+    add_spec_variable_options(parser)
     parser.add_argument("--ca-bundle", metavar="FILE", help="CA bundle for MAA and Key Vault TLS (default: system)")
     parser.add_argument("--platform", choices=["auto", "real", "mock"], default="auto",
                         help="evidence source: real = /dev/sev-guest; auto = real if present, else mock")
@@ -56,34 +56,44 @@ def _hex(value: str | None, size: int, option: str) -> bytes | None:
     return data
 
 
-def build_provider(args: argparse.Namespace, endpoints: dict):
+def config_from_args(args: argparse.Namespace) -> SkrConfig:
+    """The standalone configuration; `--endpoints` fills in the CA bundle, mock platform and dev tokens."""
+    endpoints = endpoint_variables(args.endpoints) if args.endpoints else {}
+    return SkrConfig(
+        port=args.port, host=args.host, ready_file=args.ready_file, platform=args.platform,
+        mock_platform_dir=args.mock_platform_dir or endpoints.get("mock_platform_dir"),
+        host_data=_hex(args.host_data, 32, "--host-data"), measurement=_hex(args.measurement, 48, "--measurement"),
+        debuggable=args.debuggable, ca_bundle=args.ca_bundle or endpoints.get("ca_bundle"),
+        dev_tokens_dir=args.dev_tokens_dir or endpoints.get("dev_tokens_dir"),
+        destinations=Destinations.from_spec(load_spec_from_args(args)) if args.spec else Destinations())
+
+
+def build_provider(config: SkrConfig):
     from ..attestation import MockPlatform, MockSnpProvider, RealSnpProvider
 
-    platform = args.platform
+    platform = config.platform
     if platform == "auto":
         platform = "real" if RealSnpProvider.available() else "mock"
     if platform == "real":
         return RealSnpProvider()
-    directory = args.mock_platform_dir or endpoints.get("mock_platform_dir")
-    if not directory:
+    if not config.mock_platform_dir:
         raise ConfigError("no /dev/sev-guest here: give --mock-platform-dir DIR (or --endpoints) for a mock platform")
-    kwargs = {"host_data": _hex(args.host_data, 32, "--host-data") or bytes(32), "debug": args.debuggable}
-    measurement = _hex(args.measurement, 48, "--measurement")
-    if measurement is not None:
-        kwargs["measurement"] = measurement
-    return MockSnpProvider(MockPlatform.load(directory), **kwargs)
+    kwargs = {"host_data": config.host_data or bytes(32), "debug": config.debuggable}
+    if config.measurement is not None:
+        kwargs["measurement"] = config.measurement
+    return MockSnpProvider(MockPlatform.load(config.mock_platform_dir), **kwargs)
 
 
-def build_token_source(args: argparse.Namespace, endpoints: dict):
-    directory = args.dev_tokens_dir or endpoints.get("dev_tokens_dir")
-    if directory:
+def build_token_source(config: SkrConfig):
+    if config.dev_tokens_dir:
         from ..common.devtokens import DevTokenCredential
 
-        credential = DevTokenCredential.from_dir(directory, subject="skr")
+        credential = DevTokenCredential.from_dir(config.dev_tokens_dir, subject="skr")
     else:
         from azure.identity import ManagedIdentityCredential
 
         credential = ManagedIdentityCredential()
+
     def token(scope: str) -> str:
         from azure.core.exceptions import AzureError
 
@@ -97,38 +107,25 @@ def build_token_source(args: argparse.Namespace, endpoints: dict):
     return token
 
 
-def destinations(args: argparse.Namespace):
-    from .destinations import Destinations
-
-    if not args.spec:
-        return Destinations()
-    from ..cliargs import load_spec_from_args
-
-    return Destinations.from_spec(load_spec_from_args(args))
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(config: SkrConfig) -> int:
     configure_logging()
     setup_telemetry("skr")
     from .app import build_app
     from .flow import KeyReleaser
 
+    releaser = KeyReleaser(build_provider(config), ca_bundle=config.ca_bundle,
+                           token_source=build_token_source(config), destinations=config.destinations)
+    serve(build_app(releaser), config.host, config.port, ready_file=config.ready_file)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        endpoints: dict = {}
-        if args.endpoints:
-            try:
-                endpoints = json.loads(Path(args.endpoints).read_text())
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"--endpoints {args.endpoints}: {exc}") from None
-        releaser = KeyReleaser(build_provider(args, endpoints), ca_bundle=args.ca_bundle or endpoints.get("ca_bundle"),
-                               token_source=build_token_source(args, endpoints), destinations=destinations(args))
+        return run(config_from_args(args))
     except CcrError as exc:
         print(f"skr: error: {exc}", file=sys.stderr)
         return 1
-
-    serve(build_app(releaser), args.host, args.port, ready_file=args.ready_file)
-    return 0
 
 
 if __name__ == "__main__":

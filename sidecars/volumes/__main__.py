@@ -1,6 +1,8 @@
 """The volumes sidecar: mount every datasource (read-only) and datasink of the spec, report their state.
 
-    ccr sidecar volumes --spec SPEC [--endpoints FILE] [--skr-url URL] [--mount-root DIR] [--port 8286]
+    ccr sidecar run volumes --spec SPEC --skr-url URL [--endpoints FILE] [--mount-root DIR] [--port N]
+
+In a room it is configured from the room (`sidecar.configure`); these options configure it standalone.
 
 Each volume is one mount process (`sidecars.volumes.mount`: fetch the wrapped DEK, have skr release
 the KEK, unwrap, mount), started in parallel and supervised here. `GET /status` lists each mount with
@@ -21,14 +23,15 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cliargs import add_spec_variable_options, load_spec_from_args, spec_variables
 from ..common.errors import CcrError, ProcessError
 from ..common.forkserver import ForkServerClient
 from ..common.logs import configure_logging
 from ..common.process import ManagedProcess
-from ..spec import CleanRoomSpec, Datasink, Volume
+from ..spec import Datasink, Volume
+from .sidecar import VOLUMES, VolumesConfig
 
 log = logging.getLogger("ccr.volumes")
-DEFAULT_PORT = 8286
 
 
 @dataclass
@@ -63,14 +66,14 @@ class Mount:
                            f"{self.process.output_tail(3)}")
 
 
-def mount_argv(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount) -> list[str]:
+def mount_argv(config: VolumesConfig, mount: Mount) -> list[str]:
     vol = mount.volume
     argv = [sys.executable, "-m", "sidecars.volumes.mount", "--name", vol.name,
             "--storage-url", str(vol.store.account_url), "--container", vol.store.container,
             "--mode", vol.encryption.mode.value, "--mountpoint", str(mount.mountpoint),
-            "--status-file", str(mount.status_file), "--skr-url", args.skr_url,
-            "--uid", str(args.uid if args.uid is not None else spec.application.uid),
-            "--gid", str(args.gid if args.gid is not None else spec.application.gid)]
+            "--status-file", str(mount.status_file), "--skr-url", config.skr_url,
+            "--uid", str(config.uid if config.uid is not None else config.spec.application.uid),
+            "--gid", str(config.gid if config.gid is not None else config.spec.application.gid)]
     key = vol.encryption.key
     if key is not None:
         argv += ["--secret", key.dek_secret_name, "--vault-url", str(key.vault_url),
@@ -81,20 +84,20 @@ def mount_argv(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount) -> l
     if vol.store.identity is not None:
         # Each party's storage and vault are reached with the identity the party federated for the room.
         argv += ["--client-id", vol.store.identity.client_id]
-    for flag, value in (("--ca-bundle", args.ca_bundle), ("--identity-url", args.identity_url),
-                        ("--dev-tokens-dir", args.dev_tokens_dir)):
+    for flag, value in (("--ca-bundle", config.ca_bundle), ("--identity-url", config.identity_url),
+                        ("--dev-tokens-dir", config.dev_tokens_dir)):
         if value:
             argv += [flag, value]
     return argv
 
 
-def start_mount(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount, stopping: threading.Event) -> None:
+def start_mount(config: VolumesConfig, mount: Mount, stopping: threading.Event) -> None:
     """Start one mount process and wait for its verdict; records the state, never raises. A mount that
     comes up after the sidecar began stopping is stopped again at once."""
     mount.mountpoint.mkdir(parents=True, exist_ok=True)
     mount.status_file.unlink(missing_ok=True)
-    process = ManagedProcess(f"mount-{mount.volume.name}", mount_argv(args, spec, mount),
-                             ready=mount.status_file.exists, ready_timeout=args.mount_timeout,
+    process = ManagedProcess(f"mount-{mount.volume.name}", mount_argv(config, mount),
+                             ready=mount.status_file.exists, ready_timeout=config.mount_timeout_s,
                              log_path=mount.log_file, stop_timeout=30,
                              fork_server=ForkServerClient.from_environment())  # in `ccr up`: forked, not run
     mount.process = process
@@ -121,13 +124,11 @@ def start_mount(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount, sto
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..cliargs import add_spec_variable_options
-
-    p = argparse.ArgumentParser(prog="ccr sidecar volumes", description=__doc__,
+    p = argparse.ArgumentParser(prog="ccr sidecar run volumes", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spec", required=True, metavar="FILE")
     add_spec_variable_options(p)
-    p.add_argument("--skr-url", default="http://127.0.0.1:8284", help="the skr sidecar (default %(default)s)")
+    p.add_argument("--skr-url", required=True, help="the skr sidecar")
     p.add_argument("--identity-url", help="IMDS-shaped token endpoint (the identity sidecar)")
     p.add_argument("--dev-tokens-dir", metavar="DIR",
                    help="the local emulation's dev token issuer (default: dev_tokens_dir from --endpoints)")
@@ -140,38 +141,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gid", type=int)
     p.add_argument("--mount-timeout", type=float, default=120.0)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT)
-    p.add_argument("--ready-file", metavar="FILE", help="written with {port, url} once /status answers")
+    p.add_argument("--port", type=int, default=VOLUMES.port(), help="default %(default)s; 0 picks a free one")
+    p.add_argument("--ready-file", metavar="FILE", type=Path, help="written with {port, url} once /status answers")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    from ..cliargs import load_spec_from_args, spec_variables
-    from ..common.http import create_app, plain_error_body, serve
-    from ..common.otel import attach_parent_from_env, setup_telemetry
+def config_from_args(args: argparse.Namespace) -> VolumesConfig:
+    variables = spec_variables(args)
+    return VolumesConfig(
+        spec=load_spec_from_args(args), port=args.port, host=args.host, ready_file=args.ready_file,
+        skr_url=args.skr_url, identity_url=args.identity_url, mount_root=args.mount_root, run_dir=args.run_dir,
+        ca_bundle=args.ca_bundle or variables.get("ca_bundle"),
+        dev_tokens_dir=args.dev_tokens_dir or variables.get("dev_tokens_dir"), uid=args.uid, gid=args.gid,
+        mount_timeout_s=args.mount_timeout)
 
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging()
-    attach_parent_from_env()
-    telemetry = setup_telemetry("ccr-volumes")
     try:
-        spec = load_spec_from_args(args)
+        return run(config_from_args(args))
     except CcrError as exc:
         print(f"ccr sidecar volumes: error: {exc}", file=sys.stderr)
         return 1
-    variables = spec_variables(args)
-    args.ca_bundle = args.ca_bundle or variables.get("ca_bundle")
-    args.dev_tokens_dir = args.dev_tokens_dir or variables.get("dev_tokens_dir")
-    args.run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def run(config: VolumesConfig) -> int:
+    from ..common.http import create_app, plain_error_body, serve
+    from ..common.otel import attach_parent_from_env, setup_telemetry
+
+    configure_logging()
+    attach_parent_from_env()
+    telemetry = setup_telemetry("ccr-volumes")
+    config.run_dir.mkdir(parents=True, exist_ok=True)
     mounts = []
-    for kind, volumes in (("datasource", spec.datasources), ("datasink", spec.datasinks)):
+    for kind, volumes in (("datasource", config.spec.datasources), ("datasink", config.spec.datasinks)):
         for vol in volumes:
-            where = args.mount_root / vol.name if args.mount_root else Path(vol.path_in_app)
-            mounts.append(Mount(vol, kind, where, args.run_dir / f"{vol.name}.status.json",
-                                args.run_dir / f"{vol.name}.log"))
+            where = config.mount_root / vol.name if config.mount_root else Path(vol.path_in_app)
+            mounts.append(Mount(vol, kind, where, config.run_dir / f"{vol.name}.status.json",
+                                config.run_dir / f"{vol.name}.log"))
 
     stopped = threading.Event()
-    threads = [threading.Thread(target=start_mount, args=(args, spec, m, stopped), daemon=True) for m in mounts]
+    threads = [threading.Thread(target=start_mount, args=(config, m, stopped), daemon=True) for m in mounts]
 
     def stop_mounts() -> None:
         if stopped.is_set():
@@ -205,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         thread.start()
 
     try:
-        serve(app, args.host, args.port, ready_file=args.ready_file)
+        serve(app, config.host, config.port, ready_file=config.ready_file)
     finally:
         stop_mounts()
         telemetry.shutdown()

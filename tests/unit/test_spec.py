@@ -144,7 +144,7 @@ def test_loading_a_spec_file_inlines_each_policy_text_byte_for_byte(repo, tmp_pa
 
 
 def test_a_resolved_spec_reloads_anywhere_with_the_same_policy_text(repo, tmp_path):
-    from sidecars.renderings.containers import canonical_spec_json
+    from sidecars.room.group import canonical_spec_json
 
     rego = 'package envoy.authz\n\ndefault allow := false\n# ${maa_endpoint} stays as written\n'
     spec = load_spec(api_copy(repo, tmp_path, rego.encode()), variables=LOCAL)

@@ -6,8 +6,9 @@
 
 (a) the real CLI (`python -m sidecars spec validate FILE --endpoints FILE`) prints that line, naming the
     field, and exits 1;
-(b) the sidecar's start-up, from the spec file (`--spec FILE`) and from the resolved spec (`CCR_SPEC`, what
-    a container gets), fails while loading the spec, with the same line: its derivation never sees it.
+(b) the sidecar's start-up, from the spec file (`--spec FILE`) and from the room (`Room.from_environment`
+    with the resolved spec in `CCR_SPEC`, as in a container), fails while loading the spec, with the same
+    line: its derivation never sees it.
 
 The base spec passes all of it (a positive control: the derivations below are real code that runs).
 `KEPT` lists what a sidecar still refuses on purpose, each with why; the guard at the end scans the
@@ -25,22 +26,25 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from sidecars.common.azure_clients import account_name_of
-from sidecars.common.errors import SpecError
+from sidecars.common.errors import ConfigError, SpecError
+from sidecars.common.room import SPEC_ENV, Room
 from sidecars.common.tls import LocalCA
 from sidecars.firewall.model import config_from_spec
 from sidecars.proxy.envoy import validate_bootstrap, write_bootstrap
 from sidecars.proxy.model import model_from_spec
 from sidecars.proxy.runtime import plan
-from sidecars.renderings.containers import render_group
+from sidecars.room.group import canonical_spec_json
+from sidecars.room.registry import layout
 from sidecars.skr.destinations import Destinations
 from sidecars.spec import MAX_SPEC_JSON_BYTES, CleanRoomSpec, load_spec, parse_spec
-from sidecars.telemetry.__main__ import _sink_configs
+from sidecars.telemetry.__main__ import _sink_configs, config_from_args
 from sidecars.telemetry.__main__ import build_parser as telemetry_parser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +87,7 @@ def _load(spec_file: Path) -> CleanRoomSpec:
 
 
 def firewall_start(spec_file: Path) -> object:
-    return config_from_spec(_load(spec_file))
+    return config_from_spec(_load(spec_file), layout())
 
 
 def proxy_start(spec_file: Path) -> object:
@@ -95,7 +99,9 @@ def proxy_start(spec_file: Path) -> object:
 
 
 def telemetry_start(spec_file: Path) -> object:
-    return _sink_configs(telemetry_parser().parse_args(["--spec", str(spec_file), *VAR_ARGS]))
+    args = telemetry_parser().parse_args(["--spec", str(spec_file), "--governance-url", "http://127.0.0.1:8300",
+                                          *VAR_ARGS])
+    return _sink_configs(config_from_args(args))
 
 
 def skr_start(spec_file: Path) -> object:
@@ -107,11 +113,12 @@ def volumes_start(spec_file: Path) -> object:
     return [account_name_of(str(target.store.account_url)) for target in _load(spec_file).blob_targets()]
 
 
-def launcher_start(spec_file: Path) -> object:
-    return render_group(_load(spec_file))  # Launcher() renders the group to check the app against
+def room_start(spec_file: Path) -> object:
+    """What `ccr room up` and every rendering hand each sidecar: the resolved spec, in CCR_SPEC."""
+    return canonical_spec_json(_load(spec_file))
 
 
-STARTS: tuple[Start, ...] = (firewall_start, proxy_start, telemetry_start, skr_start, volumes_start, launcher_start)
+STARTS: tuple[Start, ...] = (firewall_start, proxy_start, telemetry_start, skr_start, volumes_start, room_start)
 
 
 # --- the rules ----------------------------------------------------------------------------------------------
@@ -226,8 +233,9 @@ RULES = [
          rf"the resolved spec is \d+ bytes of JSON, over the {MAX_SPEC_JSON_BYTES} a sidecar's CCR_SPEC environment "
          rf"variable can hold \(Linux MAX_ARG_STRLEN\); the largest policy is endpoints\[0\] \(hello, "
          rf"{len(HUGE_POLICY)} characters\)",
-         "launcher: Launcher() → renderings.containers.render_group → canonical_spec_json (SpecError)",
-         (launcher_start,), regex=True, files=((POLICY_FILE, HUGE_POLICY),)),
+         "ccr room up and every rendering: room.group.canonical_spec_json (SpecError); before the registry, the "
+         "launcher too (Launcher() rendered the group)", (room_start,), regex=True,
+         files=((POLICY_FILE, HUGE_POLICY),)),
 ]
 
 #: What a sidecar still refuses itself, on purpose, keyed by (file, the spec field its message names).
@@ -240,8 +248,6 @@ KEPT = {
         "always inlines the Rego, so only code building specs from data meets it",
     ("sidecars/proxy/model.py", "egress.dns"):
         "depends on the proxy's own /etc/resolv.conf (or --dns-resolver), not on the spec",
-    ("sidecars/proxy/model.py", "endpoints[].port"):
-        "the proxy's own ports: a port rule, for the sidecars' registry",
     ("sidecars/launcher/images.py", "application.image"):
         "`ccr images build --pin`, a command, not a start-up",
     ("sidecars/telemetry/cli.py", "telemetry.{}"):
@@ -262,13 +268,15 @@ def rule_dir(root: Path, rule: Rule) -> Path:
     return directory
 
 
-def resolved_data(directory: Path) -> dict[str, Any]:
-    """The spec as a container gets it (CCR_SPEC): JSON, each policy's Rego in the spec itself."""
+def room_environment(directory: Path) -> dict[str, str]:
+    """A container's environment for the spec: CCR_SPEC, the resolved spec as JSON (variables filled in,
+    each policy's Rego in the spec itself)."""
     data = yaml.safe_load((directory / "spec.yaml").read_text())
     for endpoint in data.get("endpoints", []):
         if endpoint.get("policy") and endpoint.get("policy_rego") is None:
             endpoint["policy_rego"] = (directory / endpoint["policy"]).read_text()
-    return json.loads(json.dumps(data))
+    text = re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: LOCAL.get(m.group(1), m.group(2)), json.dumps(data))
+    return {SPEC_ENV: text}
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +318,7 @@ def test_the_base_spec_validates_and_every_start_up_derivation_runs_on_it(valida
     assert (result.returncode, result.stdout.strip()) == (0, "OK"), result.stdout + result.stderr
     for start in STARTS:
         assert start(spec_file) is not None, start.__name__
-    parse_spec(resolved_data(spec_file.parent), source="CCR_SPEC", variables=LOCAL)
+    assert Room.from_environment(room_environment(spec_file.parent), layout()).spec.name == "cleanroomhello-api"
 
 
 @pytest.mark.parametrize("rule", RULES, ids=[rule.id for rule in RULES])
@@ -330,9 +338,10 @@ def test_the_sidecar_fails_loading_the_spec_before_its_derivation_sees_it(valida
         with pytest.raises(SpecError) as info:
             start(spec_file)
         assert_reported(info.value.problems, rule)
-    with pytest.raises(SpecError) as info:
-        parse_spec(resolved_data(spec_file.parent), source="CCR_SPEC", variables=LOCAL)
-    assert_reported(info.value.problems, rule)
+    with pytest.raises(ConfigError) as refused:
+        Room.from_environment(room_environment(spec_file.parent), layout())
+    assert refused.value.message.startswith(f"{SPEC_ENV}: "), refused.value.message
+    assert_reported([refused.value.message.removeprefix(f"{SPEC_ENV}: ")], rule)
 
 
 def test_uid_0_loads_and_the_room_still_refuses_it():
@@ -342,7 +351,7 @@ def test_uid_0_loads_and_the_room_still_refuses_it():
     data["application"]["user"] = "0:0"
     spec = parse_spec(data, variables=LOCAL)
     with pytest.raises(SpecError, match="application.user: the app's uid 0 cannot be exempt from the firewall"):
-        config_from_spec(spec)
+        config_from_spec(spec, layout())
 
 
 # --- the guard: no sidecar refuses a spec field at start unless KEPT says why --------------------------------
@@ -352,10 +361,29 @@ REFUSALS = {"ConfigError", "SpecError", "ValueError", "RegoPolicyError"}
 
 
 def _field_pattern() -> re.Pattern[str]:
-    """A spec field path in a message: a top-level field followed by [..] or .name, where {} stands for what
-    is formatted in (`name` and `apiVersion` are too common a word to tell)."""
+    """What may be a spec field path in a message: a top-level field followed by [..] or .name, where {}
+    stands for what is formatted in (`name` and `apiVersion` are too common a word to tell)."""
     heads = sorted({field.alias or name for name, field in CleanRoomSpec.model_fields.items()} - {"name", "apiVersion"})
     return re.compile(rf"(?<![\w.{{}}-])(?:{'|'.join(heads)})(?:\[[^\]]*\]|\.(?:\w|\{{\}})+)+")
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((model for arg in get_args(annotation) if (model := _model_of(arg))), None)
+
+
+def _is_spec_path(path: str) -> bool:
+    """Whether each step of `path` is a field of the spec's models (`endpoints.json` is a file, not a field)."""
+    model: type[BaseModel] | None = CleanRoomSpec
+    for step in re.sub(r"\[[^\]]*\]", "", path).split("."):
+        if model is None or "{}" in step:  # past the models (a mapping's key), or formatted in: any field
+            return True
+        fields = {field.alias or name: field for name, field in model.model_fields.items()}
+        if step not in fields:
+            return False
+        model = _model_of(fields[step].annotation)
+    return True
 
 
 def _text(node: ast.AST) -> str:
@@ -385,7 +413,8 @@ def sidecar_refusals_naming_spec_fields() -> set[tuple[str, str]]:
                 if (called.id if isinstance(called, ast.Name) else getattr(called, "attr", "")) not in REFUSALS:
                     continue
                 for match in fields.finditer(" ".join(_text(arg) for arg in node.exc.args)):
-                    found.add((str(path.relative_to(REPO)), re.sub(r"\[[^\]]*\]", "[]", match.group(0))))
+                    if _is_spec_path(match.group(0)):
+                        found.add((str(path.relative_to(REPO)), re.sub(r"\[[^\]]*\]", "[]", match.group(0))))
     return found
 
 

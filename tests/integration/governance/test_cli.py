@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 from sidecars.cli import main as ccr
-from sidecars.renderings.containers import render_group
 from sidecars.renderings.render import render
+from sidecars.room.group import render_group
 from sidecars.spec import load_spec
 
 from .conftest import layer_lock, start_cgs

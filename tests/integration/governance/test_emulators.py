@@ -11,9 +11,9 @@ import yaml
 
 from sidecars.cli import main as ccr
 from sidecars.emulators import runner
-from sidecars.renderings.containers import render_group
 from sidecars.renderings.layers import LockedImages
 from sidecars.renderings.render import render
+from sidecars.room.group import render_group
 from sidecars.spec import load_spec
 
 from .conftest import layer_lock, start_service

@@ -6,17 +6,25 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sidecars.common.process import ManagedProcess, file_exists
+from sidecars.common.room import Emulation, Placement, Room
 from sidecars.common.transports import tls_verify
 from sidecars.emulators.azurite import start_azurite
+from sidecars.room.registry import REGISTRY
+from sidecars.room.runner import configure_in_room
+from sidecars.spec import parse_spec
 
 from .conftest import start_service
 
@@ -148,11 +156,22 @@ def test_forged_assertion_is_refused_by_entra(tmp_path, entra, cgs, local_ca):
     assert response.status_code == 401 and response.json()["error"] == "invalid_client"
 
 
-def test_sidecars_configured_from_the_room_spec_alone(tmp_path, consortium, entra, cgs, local_ca, room_evidence):
-    """In the container group the sidecars get only CCR_SPEC, CCR_PORT and their neighbours' URLs."""
-    from sidecars.renderings.containers import canonical_spec_json
-    from sidecars.spec import parse_spec
+def _start_configured(name: str, room: Room, tmp_path: Path) -> tuple[ManagedProcess, str]:
+    """A sidecar configured from `room` by its registry record, as `ccr sidecar run NAME` does in a room (its
+    configuration handed to the process whole, since these rooms share the host's loopback)."""
+    config = configure_in_room(REGISTRY.get(name), room)
+    blob = tmp_path / f"{name}.config.pickle"
+    blob.write_bytes(pickle.dumps(config))
+    code = ("import pickle, sys; from sidecars.room.registry import REGISTRY; "
+            f"sys.exit(REGISTRY.get({name!r}).entry_point()(pickle.loads(open({str(blob)!r}, 'rb').read())))")
+    proc = ManagedProcess(name, [sys.executable, "-c", code], ready=file_exists(config.ready_file), ready_timeout=30,
+                          log_path=tmp_path / f"{name}.log").start()
+    return proc, json.loads(config.ready_file.read_text())["url"]
 
+
+def test_sidecars_configured_from_the_room_alone(tmp_path, consortium, entra, cgs, local_ca, room_evidence):
+    """In a room the sidecars derive everything from the resolved spec and the registry's layout: here the
+    layout's ports are the test's (0: any free one; skr is the test's evidence source)."""
     contract_id = consortium.new_contract()
     entra_url, credentials_file = entra
     credentials_file.write_text(json.dumps([{"clientId": CLIENT_ID, "issuer": f"{cgs.url}/oidc",
@@ -167,11 +186,17 @@ def test_sidecars_configured_from_the_room_spec_alone(tmp_path, consortium, entr
         "application": {"name": "app", "image": "localhost/app@sha256:" + "0" * 64,
                         "resources": {"cpu": 0.5, "memory_gb": 0.5}},
     })
-    env = {"CCR_SPEC": canonical_spec_json(spec), "CCR_PORT": "0", "CCR_SKR_URL": room_evidence()}
-    gov, gov_url = start_service("gov-from-spec", "sidecars.governance", [], tmp_path, env)
-    identity, identity_url = start_service("identity-from-spec", "sidecars.identity", [
-        "--entra-endpoint", entra_url, "--entra-ca-bundle", str(local_ca.cert_file)], tmp_path,
-        {**env, "CCR_GOVERNANCE_URL": gov_url})
+    endpoints = tmp_path / "endpoints.json"
+    endpoints.write_text(json.dumps({"entra_endpoint": entra_url, "ca_bundle": str(local_ca.cert_file)}))
+    placement = Placement(run_dir=tmp_path / "run", emulation=Emulation.load(endpoints))
+    ports = {name: dict(p) for name, p in REGISTRY.layout().ports.items()}
+    ports["skr"]["api"] = int(room_evidence().rsplit(":", 1)[1])
+    ports["governance"]["api"] = 0
+    gov, gov_url = _start_configured("governance", Room(spec, placement, replace(REGISTRY.layout(), ports=ports)),
+                                     tmp_path)
+    ports["governance"]["api"], ports["identity"]["api"] = int(gov_url.rsplit(":", 1)[1]), 0
+    identity, identity_url = _start_configured(
+        "identity", Room(spec, placement, replace(REGISTRY.layout(), ports=ports)), tmp_path)
     try:
         status = httpx.get(f"{gov_url}/status").json()
         assert status["contractId"] == contract_id

@@ -73,7 +73,7 @@ def test_a_user_mistake_is_one_line(tmp_path):
 
 
 def test_sidecar_takes_the_spec_from_ccr_spec_as_the_container_group_passes_it(tmp_path):
-    from sidecars.renderings.containers import canonical_spec_json
+    from sidecars.room.group import canonical_spec_json
     from sidecars.spec import load_spec
 
     spec = load_spec(REPO / "examples/cleanroomhello-api/spec.yaml",

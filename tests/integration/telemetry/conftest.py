@@ -23,8 +23,6 @@ from sidecars.common.deks import save_dek_file
 from sidecars.common.objectformat import DataKey
 from sidecars.common.process import ManagedProcess, file_exists
 from sidecars.emulators.azurite import ACCOUNT_KEY, ACCOUNT_NAME, start_azurite
-from sidecars.renderings.containers import canonical_spec_json
-from sidecars.spec import endpoint_variables, load_spec
 
 REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
@@ -175,8 +173,7 @@ def start_room(azurite, governance, tmp_path) -> Iterator:
     rooms: list[Room] = []
 
     def start(*extra: str, telemetry_container: str | None = None, log_container: str | None = None,
-              spec_in_env: bool = False, dek_files: bool = True) -> Room:
-        """`spec_in_env`: pass the resolved spec as the container group does (CCR_SPEC), not --spec."""
+              dek_files: bool = True) -> Room:
         n = len(rooms)
         suffix = uuid.uuid4().hex[:16]
         telemetry_container = telemetry_container or f"tel-{suffix}"
@@ -193,15 +190,12 @@ def start_room(azurite, governance, tmp_path) -> Iterator:
         save_dek_file(log_key, DataKey.generate())
         ready = work / "ready.json"
         buffer_dir = work / "buffer"
-        spec_args = [] if spec_in_env else ["--spec", spec, "--endpoints", endpoints]
+        spec_args = ["--spec", spec, "--endpoints", endpoints]
         key_args = ["--telemetry-dek-file", telemetry_key, "--log-dek-file", log_key] if dek_files else []
         argv = [sys.executable, "-m", "sidecars", "sidecar", "telemetry", *spec_args, *key_args, "--grpc-port", "0",
                 "--http-port", "0", "--governance-url", governance.url, "--buffer-dir", buffer_dir,
                 "--ready-file", ready, *extra]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        if spec_in_env:
-            resolved = load_spec(spec, variables=endpoint_variables(endpoints))
-            env["CCR_SPEC"] = canonical_spec_json(resolved)
         env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
         process = ManagedProcess("telemetry", argv, ready=file_exists(ready), env=env, cwd=REPO,
                                  log_path=work / "telemetry.log")

@@ -119,7 +119,7 @@ def test_export_now_while_running_and_continuous(start_room, governance):
 
 
 def test_job_logs_exported_after_exit(start_room, governance, tmp_path, capsys):
-    room = start_room(spec_in_env=True)
+    room = start_room()
     governance.consent["logging"] = "enabled"  # telemetry stays disabled
     lines = [(now(), "stdout", "job started"), (now(), "stderr", "warning: 3 rows skipped"),
              (now(), "stdout", "wrote 1200 rows to /mnt/remote/results")]

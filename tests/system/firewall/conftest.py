@@ -30,6 +30,7 @@ import yaml
 from sidecars.common.process import ManagedProcess
 from sidecars.firewall import Firewall
 from sidecars.firewall.netns import run_in_netns
+from sidecars.room.registry import layout
 from sidecars.spec import CleanRoomSpec, parse_spec
 
 HERE = Path(__file__).resolve().parent
@@ -200,7 +201,7 @@ class Room:
     sidecar: Recorder
 
     def firewall(self, backend: str, spec: CleanRoomSpec | None = None, **options) -> Firewall:
-        return Firewall.from_spec(spec or make_spec(), backend=backend, netns=self.name, **options)
+        return Firewall.from_spec(spec or make_spec(), layout(), backend=backend, netns=self.name, **options)
 
     def attack(self, *args: str, uid: int | None = APP_UID, netns: str | None = None) -> dict:
         """Run one attack (attacks.py) in the room as `uid` (None: as root); its JSON verdict."""

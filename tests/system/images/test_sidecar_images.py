@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from sidecars.common.containers import DEFAULT_REGISTRY, PROXY_IMAGE, RUNTIME_IMAGE
 from sidecars.launcher.podman import Podman
-from sidecars.renderings.containers import DEFAULT_REGISTRY, PROXY_IMAGE, RUNTIME_IMAGE
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 RUNTIME = f"{DEFAULT_REGISTRY}/{RUNTIME_IMAGE}:0.1.0"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from sidecars.renderings.containers import render_group
 from sidecars.renderings.enforcer import GuestRequests, PolicyEnforcer
 from sidecars.renderings.layers import PodmanImages
+from sidecars.room.group import render_group
 from sidecars.spec import load_spec
 
 pytestmark = pytest.mark.root

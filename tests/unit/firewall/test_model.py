@@ -8,6 +8,7 @@ import yaml
 from sidecars.common.errors import SpecError
 from sidecars.firewall import Firewall, FirewallConfig, render, rules_from_spec
 from sidecars.firewall.model import Hook, Verdict
+from sidecars.room.registry import layout
 from sidecars.spec import parse_spec
 
 LOCAL = {"cgs_endpoint": "https://127.0.0.1:9001", "maa_endpoint": "https://127.0.0.1:9002",
@@ -25,7 +26,7 @@ def redirects(ruleset) -> dict[str, int]:
 
 
 def test_no_egress_is_no_network_mode(repo):
-    ruleset = rules_from_spec(api_spec(repo))
+    ruleset = rules_from_spec(api_spec(repo), layout())
     assert ruleset.config.no_network
     # Only the inbound redirect: no connection of the app is ever sent anywhere.
     assert redirects(ruleset) == {"inbound-app": 15001}
@@ -38,7 +39,7 @@ def test_egress_rules_route_to_the_proxy_listeners(repo):
         {"host": "plain.example.com", "port": 8080, "protocol": "http"},
         {"host": "10.0.0.7", "port": 5432, "protocol": "tcp"},
     ]})
-    ruleset = rules_from_spec(spec)
+    ruleset = rules_from_spec(spec, layout())
     assert redirects(ruleset) == {"egress-tcp-10.0.0.7-5432": 15003, "egress-dns-tcp": 15003,
                                   "egress-http": 15002, "inbound-app": 15001}
     http = next(r for r in ruleset.rules if r.id == "egress-http")
@@ -48,7 +49,7 @@ def test_egress_rules_route_to_the_proxy_listeners(repo):
 
 
 def test_dns_alone_does_not_open_the_network(repo):
-    ruleset = rules_from_spec(api_spec(repo, egress={"dns": "tcp", "allow": []}))
+    ruleset = rules_from_spec(api_spec(repo, egress={"dns": "tcp", "allow": []}), layout())
     assert ruleset.config.no_network and "egress-dns-tcp" not in redirects(ruleset)
 
 
@@ -66,11 +67,12 @@ def test_tcp_egress_needs_an_ipv4_address(repo, host, problem):
 
 def test_the_app_uid_cannot_be_exempt(repo):
     with pytest.raises(SpecError, match="application.user: the app's uid 1000 cannot be exempt"):
-        rules_from_spec(api_spec(repo), exempt_uids=(0, 1000))
+        rules_from_spec(api_spec(repo), layout(), exempt_uids=(0, 1000))
 
 
 def test_open_ports_join_the_inbound_proxy():
-    ruleset = render(FirewallConfig(app_uid=1000, open_ports=(8200,)))
+    ruleset = render(FirewallConfig(app_uid=1000, inbound_port=15001, http_egress_port=15002, tcp_egress_port=15003,
+                                     open_ports=(8200,)))
     assert next(r for r in ruleset.rules if r.id == "in-proxy").dports == (8200, 15001)
 
 
@@ -78,7 +80,7 @@ def test_unknown_backend_is_refused(repo):
     from sidecars.common.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown firewall backend 'pf'"):
-        Firewall.from_spec(api_spec(repo), backend="pf")
+        Firewall.from_spec(api_spec(repo), layout(), backend="pf")
 
 
 def test_client_reports_an_unreachable_sidecar():

@@ -8,7 +8,7 @@ import yaml
 from sidecars.common.errors import PolicyDenied
 from sidecars.launcher.policy import ContainerPolicy, build_launch
 from sidecars.launcher.run import podman_run_args
-from sidecars.renderings.containers import render_group
+from sidecars.room.group import render_group
 from sidecars.spec import parse_spec
 
 DIGEST = "sha256:" + "1f" * 32

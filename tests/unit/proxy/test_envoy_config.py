@@ -107,12 +107,6 @@ def test_tcp_egress_needs_an_ipv4_address(tmp_path, host):
                   [("hello", 8080, "allow-get-hello.rego")])
 
 
-def test_an_app_port_may_not_be_one_of_the_proxys(tmp_path, room_tls):
-    spec = _spec_dir(tmp_path, [], [("hello", 8080, "allow-get-hello.rego"), ("clash", 15002, None)])
-    with pytest.raises(ConfigError, match=r"endpoints\[1\].port: 15002 is one of the proxy's own ports"):
-        model_from_spec(spec, inbound_tls=room_tls[1])
-
-
 def test_validation_is_the_real_binary_refusing(tmp_path, room_tls):
     spec = load_spec(REPO / "examples/cleanroomhello-api/spec.yaml", variables=VARIABLES)
     missing = TlsFiles(str(tmp_path / "nope.pem"), str(tmp_path / "nope.key"))

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecars.renderings.containers import ContainerGroup, render_group
 from sidecars.renderings.layers import ImageInfo, LockedImages
+from sidecars.room.group import ContainerGroup, render_group
 from sidecars.spec import CleanRoomSpec, load_spec
 
 VARIABLES = {

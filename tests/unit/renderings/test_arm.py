@@ -15,7 +15,7 @@ from azure.mgmt.containerinstance import models
 from sidecars.common.errors import ConfigError
 from sidecars.renderings.arm import TEMPLATE_SCHEMA, arm_template, check_limits, container_group_resource
 from sidecars.renderings.cce import policy_hash, render_policy
-from sidecars.renderings.containers import render_group
+from sidecars.room.group import render_group
 
 from .conftest import VARIABLES
 from .strict_models import UnknownProperty, check_msrest

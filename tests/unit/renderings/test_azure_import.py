@@ -8,7 +8,7 @@ import pytest
 
 from sidecars.common.errors import SpecError
 from sidecars.renderings.azure_spec import import_azure_spec, validate_import
-from sidecars.renderings.containers import render_group
+from sidecars.room.group import render_group
 from sidecars.spec import load_spec
 
 from .conftest import images_for

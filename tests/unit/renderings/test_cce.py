@@ -11,8 +11,8 @@ import pytest
 from sidecars.common.errors import PolicyDenied
 from sidecars.common.rego import RegoEngine
 from sidecars.renderings.cce import PAUSE_LAYER, PolicyOptions, policy_hash, render_policy
-from sidecars.renderings.containers import render_group
 from sidecars.renderings.enforcer import GuestRequests, PolicyEnforcer
+from sidecars.room.group import render_group
 
 from .conftest import fake_layer, images_for
 

@@ -6,7 +6,7 @@ import sys
 import yaml
 
 from sidecars.renderings.compose import EMULATION_VAR, render_compose, stand_in_endpoints
-from sidecars.renderings.containers import render_group
+from sidecars.room.group import render_group
 from sidecars.spec import load_spec
 
 SPEC = "examples/cleanroomhello-job/spec.yaml"

@@ -1,4 +1,5 @@
-from sidecars.renderings.containers import REMOTE_ROOT, VOLUME_REMOTE, canonical_spec_json, render_group
+from sidecars.common.containers import REMOTE_ROOT, VOLUME_REMOTE
+from sidecars.room.group import canonical_spec_json, render_group
 
 
 def test_group_has_every_sidecar_the_firewall_init_container_and_the_app(job_group):
@@ -29,7 +30,8 @@ def test_every_sidecar_receives_the_resolved_spec_in_its_measured_environment(jo
     expected = canonical_spec_json(job_spec)
     for sidecar in job_group.platform_containers:
         assert sidecar.env_dict["CCR_SPEC"] == expected
-        assert sidecar.command == ("ccr", "sidecar", sidecar.name.removeprefix("ccr-"))
+        assert sidecar.command == ("ccr", "sidecar", "run", sidecar.name.removeprefix("ccr-"))
+        assert set(sidecar.env_dict) == {"CCR_SPEC", "CCR_SIDECAR"}
 
 
 def test_registry_prefix_option_changes_every_sidecar_image_only(job_spec):

@@ -11,8 +11,8 @@ import pytest
 
 from sidecars.common.errors import PolicyDenied, SpecError
 from sidecars.renderings.cce import policy_hash, render_policy
-from sidecars.renderings.containers import canonical_spec_json, render_group
 from sidecars.renderings.enforcer import GuestRequests, PolicyEnforcer
+from sidecars.room.group import canonical_spec_json, render_group
 from sidecars.spec import MAX_SPEC_JSON_BYTES, load_spec, parse_spec
 
 from .conftest import VARIABLES, images_for

@@ -49,7 +49,7 @@ def test_a_token_from_another_attestation_service_does_not_get_the_key(job_spec,
 
 
 def test_a_changed_app_changes_the_required_hostdata(job_spec, job_images):
-    from sidecars.renderings.containers import render_group
+    from sidecars.room.group import render_group
 
     from .conftest import images_for
 

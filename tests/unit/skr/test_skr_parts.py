@@ -86,13 +86,12 @@ def test_answer_for_another_key_is_refused():
 
 
 def test_unavailable_managed_identity_is_a_403_not_a_crash(monkeypatch):
-    import argparse
-
     from sidecars.common.errors import Forbidden
     from sidecars.skr.__main__ import build_token_source
+    from sidecars.skr.sidecar import SkrConfig
 
     monkeypatch.setenv("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token")  # App Service style, refused port
     monkeypatch.setenv("IDENTITY_HEADER", "h")
-    source = build_token_source(argparse.Namespace(dev_tokens_dir=None), {})
+    source = build_token_source(SkrConfig(port=0))
     with pytest.raises(Forbidden, match="cannot get an access token"):
         source("https://vault.azure.net/.default")

@@ -1,0 +1,54 @@
+"""The firewall's registry entry and its configuration, derived from the room."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..common.containers import Resources
+from ..common.errors import ProcessError
+from ..common.room import Room, RoomLayout
+from ..common.sidecar import Sidecar, SidecarPort
+from ..spec import CleanRoomSpec
+from .model import ROOT_UID
+
+
+@dataclass(frozen=True)
+class FirewallSidecarConfig:
+    spec: CleanRoomSpec
+    layout: RoomLayout
+    port: int
+    backend: str = "nftables"
+    #: act in this network namespace (None: the sidecar's own, the room's)
+    netns: str | None = None
+    #: uids the rules do not confine: the sidecars'
+    exempt_uids: tuple[int, ...] = (ROOT_UID,)
+    #: TCP ports reachable from outside the room besides the inbound proxy's
+    open_ports: tuple[int, ...] = ()
+    host: str = "127.0.0.1"
+    ready_file: Path | None = None
+
+
+def configure(room: Room) -> FirewallSidecarConfig:
+    return FirewallSidecarConfig(spec=room.spec, layout=room.layout, port=room.layout.port("firewall"),
+                                 backend=room.placement.firewall_backend,
+                                 ready_file=room.placement.ready_file("firewall"))
+
+
+def rules_enforced(status: int, body: Any) -> bool:
+    """Ready once its rules, checked again as it answers, are the spec's: nothing else starts before."""
+    if isinstance(body, dict) and body.get("status") == "not-in-force":
+        raise ProcessError(f"the firewall's rules are not in force: {'; '.join(body.get('differences') or [])}")
+    return status == 200 and isinstance(body, dict) and body.get("status") == "enforced"
+
+
+FIREWALL = Sidecar(
+    name="firewall", summary="confines the app's network to the proxy (nftables or iptables, IPv4 and IPv6)",
+    # Its API (/status, /verify) is for `ccr room up` and the launcher only: not a container port.
+    ports=(SidecarPort("api", 8296, declared=False),), resources=Resources(0.1, 0.1), wave=1,
+    configure=configure, run="sidecars.firewall.__main__:run", ready=rules_enforced,
+    # Rules in force before any other container exists (ARCHITECTURE §6 step 1).
+    init_container=True, privileged=True, capabilities=("CAP_NET_ADMIN", "CAP_NET_RAW"),
+    preload=("sidecars.firewall.nft", "nftables"),
+)

@@ -1,0 +1,59 @@
+"""The skr sidecar's registry entry and its configuration, derived from the room."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..common.containers import Resources
+from ..common.errors import ConfigError
+from ..common.room import Room
+from ..common.sidecar import Need, Sidecar, SidecarPort
+from .destinations import Destinations
+
+Platform = Literal["auto", "real", "mock"]
+
+
+@dataclass(frozen=True)
+class SkrConfig:
+    port: int
+    host: str = "127.0.0.1"
+    ready_file: Path | None = None
+    #: evidence source: real = /dev/sev-guest; auto = real if present, else mock
+    platform: Platform = "auto"
+    mock_platform_dir: str | None = None
+    #: mock only: the report's HOST_DATA (32 bytes) and MEASUREMENT (48 bytes, None: the endorsed one)
+    host_data: bytes | None = None
+    measurement: bytes | None = None
+    debuggable: bool = False
+    ca_bundle: str | None = None
+    #: Key Vault access tokens from the emulation's dev issuer instead of the managed identity
+    dev_tokens_dir: str | None = None
+    #: where it may go: in a room, only the attestation services and vaults the spec names
+    destinations: Destinations = Destinations()
+
+
+def configure(room: Room) -> SkrConfig:
+    emulation = room.emulation
+    mock_dir = emulation.get("mock_platform_dir") if emulation else None
+    if mock_dir and not emulation.host_data:
+        raise ConfigError("the stand-ins' mock SEV-SNP platform needs the room's HOST_DATA (CCR_HOST_DATA, "
+                          "`ccr spec render policy-hash SPEC`)")
+    return SkrConfig(
+        port=room.layout.port("skr"), ready_file=room.placement.ready_file("skr"),
+        platform="mock" if mock_dir else "auto", mock_platform_dir=mock_dir,
+        host_data=bytes.fromhex(emulation.host_data) if mock_dir else None,
+        ca_bundle=room.ca_bundle, dev_tokens_dir=emulation.get("dev_tokens_dir") if emulation else None,
+        destinations=Destinations.from_spec(room.spec))
+
+
+SKR = Sidecar(
+    name="skr", summary="attestation and secure key release (Microsoft's SKR sidecar API)",
+    ports=(SidecarPort("api", 8284),), resources=Resources(0.1, 0.2), wave=2,
+    configure=configure, run="sidecars.skr.__main__:run",
+    needs=frozenset({Need.HOST_DATA, Need.OUTSIDE}),
+    # /dev/sev-guest is only reachable from a privileged container on C-ACI.
+    privileged=True, app_api_ports=("api",),
+    preload=("sidecars.skr.app", "sidecars.skr.flow", "sidecars.common.devtokens", "sidecars.attestation.maa_client"),
+)
