@@ -18,7 +18,7 @@ from pathlib import Path
 
 import sidecars
 
-from .cliargs import add_spec_variable_options, load_spec_from_args
+from .cliargs import add_spec_variable_options, command_group, load_spec_from_args
 from .common.errors import CcrError, SpecError
 from .common.room import SPEC_ENV
 from .room.registry import REGISTRY
@@ -27,7 +27,10 @@ from .room.runner import run_in_room
 
 def _cmd_spec_validate(args: argparse.Namespace) -> int:
     try:
-        load_spec_from_args(args)
+        spec = load_spec_from_args(args)
+        problems = REGISTRY.room_problems(spec)
+        if problems:
+            raise SpecError(problems, args.spec)
     except SpecError as exc:
         for problem in exc.problems:
             print(f"{exc.source}: {problem}")
@@ -49,6 +52,16 @@ def _cmd_sidecar(args: argparse.Namespace) -> int:
     return int(importlib.import_module(sidecar.run_module).main(args.args) or 0)
 
 
+def _cmd_sidecar_list(_args: argparse.Namespace) -> int:
+    print(f"{'NAME':<11} {'WAVE':<5} {'IMAGE':<12} {'PRIVILEGES':<11} PORTS")
+    for sidecar in REGISTRY:
+        ports = ", ".join(f"{p.number} {p.name}" for p in sidecar.ports)
+        privileges = "privileged" if sidecar.privileged else ", ".join(sidecar.capabilities) or "-"
+        print(f"{sidecar.name:<11} {sidecar.wave:<5} {sidecar.image:<12} {privileges:<11} {ports}")
+        print(f"{'':<11} {sidecar.summary}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ccr",
@@ -65,14 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_spec_variable_options(validate)
     validate.set_defaults(func=_cmd_spec_validate)
 
-    sidecar = sub.add_parser("sidecar", help="run one sidecar in the foreground (as its container does)",
+    sidecar = command_group(sub, "sidecar", "the room's sidecars: list them, run one in the foreground")
+    listing = sidecar.add_parser("list", help="every sidecar of a room: ports, startup wave, image, privileges")
+    listing.set_defaults(func=_cmd_sidecar_list)
+    run = sidecar.add_parser("run", help="run one sidecar in the foreground (as its container does)",
                              description="Without options, in a room (CCR_SPEC set), the sidecar configures "
                                          "itself from the room; with options, it runs standalone.",
                              formatter_class=argparse.RawDescriptionHelpFormatter,
                              epilog="sidecars:\n" + "\n".join(f"  {s.name:<11} {s.summary}" for s in REGISTRY))
-    sidecar.add_argument("name", choices=REGISTRY.names, metavar="NAME", help="one of: " + ", ".join(REGISTRY.names))
-    sidecar.add_argument("args", nargs=argparse.REMAINDER, help="the sidecar's own options (see NAME --help)")
-    sidecar.set_defaults(func=_cmd_sidecar)
+    run.add_argument("name", choices=REGISTRY.names, metavar="NAME", help="one of: " + ", ".join(REGISTRY.names))
+    run.add_argument("args", nargs=argparse.REMAINDER, help="the sidecar's own options (see NAME --help)")
+    run.set_defaults(func=_cmd_sidecar)
 
     root = Path(sidecars.__file__).parent
     for info in sorted(pkgutil.iter_modules([str(root)]), key=lambda i: i.name):

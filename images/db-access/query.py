@@ -4,9 +4,9 @@ Usage: query.py OUTPUT_DIR
 
 Nothing about the database is in the image or the spec except the name of a CGS secret
 (`DB_CONFIG_SECRET`). Inside the room the app:
- 1. reads the database configuration from that secret through the governance sidecar (localhost:8300),
-    which CGS hands out only to this attested room;
- 2. gets the database password through the skr sidecar (localhost:8284): Key Vault releases it only to a
+ 1. reads the database configuration from that secret through the governance sidecar (the room tells the
+    app where it is in CCR_GOVERNANCE_URL), which CGS hands out only to this attested room;
+ 2. gets the database password through the skr sidecar (CCR_SKR_URL): Key Vault releases it only to a
     room whose attestation shows the contract's policy;
  3. queries over TLS (the server's CA comes with the configuration); the firewall lets it reach that one
     address and port and nothing else;
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pg8000.native
 
-GOVERNANCE = "http://127.0.0.1:8300"
-SKR = "http://127.0.0.1:8284"
+GOVERNANCE = os.environ["CCR_GOVERNANCE_URL"]
+SKR = os.environ["CCR_SKR_URL"]
 
 
 def post(url: str, body: dict) -> dict:

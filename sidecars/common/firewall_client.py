@@ -35,7 +35,7 @@ class VerifyReport:
 
 
 class FirewallClient:
-    def __init__(self, endpoint: str = "http://127.0.0.1:8296", *, timeout: float = 10.0):
+    def __init__(self, endpoint: str, *, timeout: float = 10.0):
         self.endpoint = endpoint.rstrip("/")
         self.timeout = timeout
 

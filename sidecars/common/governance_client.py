@@ -2,7 +2,7 @@
 sidecar's HTTP API. Every privileged step is audited first and does not run if the audit write is not
 acknowledged:
 
-    gov = GovernanceClient("http://127.0.0.1:8300", scope="volumes", token=sidecar_token)
+    gov = GovernanceClient(room.url("governance"), scope="volumes", token=sidecar_token)
     gov.audit({"event": "mount", "volume": "input"})          # raises AuditNotAcknowledged on no ack
     with gov.audited("mount", volume="input"):                 # audits start, then done or failed
         mount()
@@ -21,8 +21,6 @@ import httpx
 
 from .errors import CcrError, PolicyDenied, RemoteServiceError
 from .transports import http_transport
-
-DEFAULT_URL = "http://127.0.0.1:8300"
 
 
 class AuditNotAcknowledged(CcrError):
@@ -44,7 +42,7 @@ class ConsentStatus:
 
 
 class GovernanceClient:
-    def __init__(self, base_url: str = DEFAULT_URL, *, scope: str | None = None, token: str | None = None,
+    def __init__(self, base_url: str, *, scope: str | None = None, token: str | None = None,
                  event_id: str | None = None, timeout: float = 10.0, start_wait_s: float = 0.0):
         """`start_wait_s`: for a caller starting with the room (containers of a group start in no order), a
         refused connection means governance is not listening yet and is tried again for this long."""

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 
 from ..cliargs import add_spec_variable_options, load_spec_from_args
+from ..room.registry import layout
 from .options import add_placement_options, add_rule_options, rule_options
 
 DESCRIPTION = """\
 The room's egress firewall. Sockets of every uid except the exempt ones (the sidecars' uid 0) may only
-reach the proxy: TCP to allowed destinations is redirected to the proxy's outbound listeners (HTTP 15002,
-TCP 15003), other TCP is reset, UDP (DNS too), ICMP, raw IP and IPv6 are dropped. Inbound connections
-to the app's endpoint ports are redirected to the proxy's inbound listener 15001. Needs root.
+reach the proxy: TCP to allowed destinations is redirected to the proxy's outbound listeners (HTTP and
+TCP), other TCP is reset, UDP (DNS too), ICMP, raw IP and IPv6 are dropped. Inbound connections to the
+app's endpoint ports are redirected to the proxy's inbound listener (`ccr sidecar list` shows the ports).
+Needs root.
 """
 
 
@@ -49,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _firewall(args: argparse.Namespace):
     from . import Firewall
 
-    return Firewall.from_spec(load_spec_from_args(args), backend=args.backend, netns=args.netns,
+    return Firewall.from_spec(load_spec_from_args(args), layout(), backend=args.backend, netns=args.netns,
                               **rule_options(args))
 
 

@@ -1,4 +1,4 @@
-"""The governance sidecar's local API (port 8300), with the Azure clean room's paths and shapes:
+"""The governance sidecar's local API, with the Azure clean room's paths and shapes:
 
 - `POST /consentcheck/{execution,logging,telemetry}` → `{status, reason:{code,message}}`
 - `PUT /events?id=&scope=` (any JSON) → 204 once CGS acknowledged the write

@@ -1,4 +1,4 @@
-"""The identity sidecar's endpoints (port 8290), in the shapes azure-identity's ManagedIdentityCredential
+"""The identity sidecar's endpoints, in the shapes azure-identity's ManagedIdentityCredential
 speaks:
 
 - IMDS: `GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=R[&client_id=C]` with header

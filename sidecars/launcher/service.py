@@ -1,4 +1,4 @@
-"""The launcher sidecar (port 8200): the last step of a room's startup, and the app's lifecycle.
+"""The launcher sidecar: the last step of a room's startup, and the app's lifecycle.
 
 Startup (ARCHITECTURE §6, step 5), each step failing closed and named in `GET /status`:
   1. wait for the other sidecars' `/status` (a timeout names the one that is not ready);

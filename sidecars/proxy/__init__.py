@@ -1,14 +1,15 @@
 """The proxy sidecar: Envoy in front of the app (inbound, TLS + policy) and behind it (egress allow-list).
 
-Inbound (15001): clients connect over TLS 1.3 with the room's certificate (`certs.CertificateSource`);
-the firewall REDIRECTs connections for the app's ports here and the original destination port picks the
-endpoint; the endpoint's Rego policy judges every request (RBAC when compilable, else ext_authz → OPA)
-and, when it has a `response` rule, every response (ext_proc). See policies/README.md.
+Inbound (the `inbound` port of its registry entry, `sidecar.PROXY`): clients connect over TLS 1.3 with the
+room's certificate (`certs.CertificateSource`); the firewall REDIRECTs connections for the app's ports here
+and the original destination port picks the endpoint; the endpoint's Rego policy judges every request (RBAC
+when compilable, else ext_authz → OPA) and, when it has a `response` rule, every response (ext_proc).
+See policies/README.md.
 
-Egress: the app speaks plain HTTP — to `http://HOST[:PORT]/…` (redirected to 15002) or through
-`HTTP_PROXY=http://127.0.0.1:15002` — and the proxy opens TLS to allow-listed `https` hosts itself,
+Egress: the app speaks plain HTTP — to `http://HOST[:PORT]/…` (redirected to the `http` port) or
+through `HTTP_PROXY` set to it — and the proxy opens TLS to allow-listed `https` hosts itself,
 verifying the certificate (CA bundle + name, SNI set), so an app cannot accept a forged upstream. TCP
-(15003) reaches only allow-listed ip:port, by the original destination of the redirected connection;
+(the `tcp` port) reaches only allow-listed ip:port, by the original destination of the redirected connection;
 with `egress.dns: tcp`, TCP to port 53 goes to the room's resolvers whatever address the app chose.
 Anything else gets a refusal that says why.
 

@@ -7,7 +7,7 @@ small HTTP/1.1 protocol on uvloop rather than a framework, evaluates a fixed, pr
 several worker processes sharing one listening socket. Workers die with their parent (PDEATHSIG), so
 killing the server kills every worker and Envoy fails closed.
 
-    python -m sidecars.proxy.authz --config policies.json --port 15010 --workers 2 [--ready-file F]
+    python -m sidecars.proxy.authz --config policies.json --port PORT --workers 2 [--ready-file F]
 """
 
 from __future__ import annotations

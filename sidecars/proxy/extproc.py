@@ -7,7 +7,7 @@ gets the policy's status and body instead of the app's response; allowed with a 
 replaced (redaction). An undefined or malformed decision denies (fail closed), and so does a broken
 stream: the filter is configured with `failure_mode_allow: false`.
 
-    python -m sidecars.proxy.extproc --config policies.json --port 15011 [--ready-file F]
+    python -m sidecars.proxy.extproc --config policies.json --port PORT [--ready-file F]
 """
 
 from __future__ import annotations

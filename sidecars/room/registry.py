@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterator
 from typing import get_args
 
-from ..common.errors import ConfigError
-from ..common.room import RoomLayout
+from ..common.errors import CcrError, ConfigError, SpecError
+from ..common.room import Placement, Room, RoomLayout
 from ..common.sidecar import Sidecar
 from ..firewall.sidecar import FIREWALL
 from ..governance.sidecar import GOVERNANCE
@@ -92,6 +92,20 @@ class Registry:
         reserved = self.reserved_ports()
         return [f"endpoints[{i}].port: {e.port} is the port of the {reserved[e.port]} sidecar; choose another"
                 for i, e in enumerate(spec.endpoints) if e.port in reserved]
+
+    def room_problems(self, spec: CleanRoomSpec) -> list[str]:
+        """Everything a room of this spec would refuse at start, found without starting it: its clashes with
+        the sidecars, and what each sidecar refuses as it derives its configuration."""
+        problems = self.spec_problems(spec)
+        room = Room(spec, Placement(), self.layout())
+        for sidecar in self._sidecars:
+            try:
+                sidecar.configure(room)
+            except SpecError as exc:
+                problems += exc.problems
+            except CcrError as exc:
+                problems.append(f"{sidecar.name}: {exc}")
+        return problems
 
     @contextlib.contextmanager
     def extended(self, *extra: Sidecar) -> Iterator[Registry]:

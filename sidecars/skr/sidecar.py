@@ -54,6 +54,6 @@ SKR = Sidecar(
     configure=configure, run="sidecars.skr.__main__:run",
     needs=frozenset({Need.HOST_DATA, Need.OUTSIDE}),
     # /dev/sev-guest is only reachable from a privileged container on C-ACI.
-    privileged=True, app_api_ports=("api",),
+    privileged=True, app_api_ports=("api",), app_env=(("CCR_SKR_URL", "http://localhost:{port:api}"),),
     preload=("sidecars.skr.app", "sidecars.skr.flow", "sidecars.common.devtokens", "sidecars.attestation.maa_client"),
 )

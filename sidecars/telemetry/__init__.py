@@ -1,4 +1,4 @@
-"""The telemetry sidecar: OTLP receiver (gRPC 4317, HTTP 4318), the app's output as log records, an
+"""The telemetry sidecar: OTLP receiver (gRPC and HTTP), the app's output as log records, an
 encrypted buffer whose key never leaves the room, consent-gated encrypted export to the spec's sinks, and
 the party-side viewer (`ccr telemetry download|show`, `ccr logs download`).
 """

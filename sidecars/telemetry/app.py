@@ -1,4 +1,4 @@
-"""The telemetry sidecar's HTTP API (port 4318): OTLP/HTTP, the app log hand-over, export and status.
+"""The telemetry sidecar's HTTP API (its `http` port): OTLP/HTTP, the app log hand-over, export and status.
 
 - `POST /v1/traces`, `/v1/metrics`, `/v1/logs`: OTLP/HTTP (protobuf or JSON, gzip allowed).
 - `POST /logs/app?app=NAME`: the launcher hands over the app's stdout/stderr lines (NDJSON, see applogs).

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vault-url", help="vault of the KEK")
     p.add_argument("--kek", help="KEK name")
     p.add_argument("--maa-endpoint")
-    p.add_argument("--skr-url", default="http://127.0.0.1:8284")
+    p.add_argument("--skr-url", help="the skr sidecar, which releases the KEK (needed unless --dek-file)")
     p.add_argument("--identity-url", help="IMDS-shaped token endpoint for Key Vault and storage")
     p.add_argument("--client-id", help="the identity (client id) to ask the token endpoint for")
     p.add_argument("--dev-tokens-dir", help="the local emulation's dev token issuer (instead of --identity-url)")
@@ -66,15 +66,15 @@ def _write_status(path: Path | None, status: dict) -> None:
 
 def _data_key(args: argparse.Namespace):
     from ..common.azure_clients import default_credential
+    from ..common.deks import load_dek_file
     from ..common.errors import ConfigError
     from ..common.keyflow import fetch_dek
-    from .owner import load_dek_file
 
     if args.mode is EncryptionMode.SSE:
         return None
     if args.dek_file:
         return load_dek_file(args.dek_file)
-    missing = [f"--{n.replace('_', '-')}" for n in ("secret", "vault_url", "kek", "maa_endpoint")
+    missing = [f"--{n.replace('_', '-')}" for n in ("secret", "vault_url", "kek", "maa_endpoint", "skr_url")
                if not getattr(args, n)]
     if missing:
         raise ConfigError(f"missing {', '.join(missing)} (or --dek-file)")

@@ -51,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
 
     from ...common.memberauth import MemberIdentity
-    from .app import CgsConfig, OidcIssuer, build_app
+    from .app import build_app
     from .audit import AuditLog
+    from .deps import CgsConfig
+    from .issuer import OidcIssuer
     from .store import Store
     from .verifier import attestation_verifier
 

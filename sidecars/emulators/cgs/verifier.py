@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .app import AttestationVerifier
+from .room import AttestationVerifier
 
 
 def attestation_verifier(mock_platform_dir: str | Path | None) -> AttestationVerifier:

@@ -41,7 +41,7 @@ def test_runtime_image_runs_every_python_sidecar(built):
                "sidecars.governance.__main__, sidecars.identity.__main__, sidecars.telemetry.__main__, "
                "sidecars.launcher.__main__; nftables.Nftables(); print('ok')")
     assert _run(RUNTIME, "-c", imports, entrypoint="python").strip() == "ok"
-    assert "--mount-root" in _run(RUNTIME, "sidecar", "volumes", "--help")
+    assert "--mount-root" in _run(RUNTIME, "sidecar", "run", "volumes", "--help")
     user = json.loads(Podman().run_cli(["image", "inspect", RUNTIME]))[0]["Config"]
     assert user["Entrypoint"] == ["ccr"]
 

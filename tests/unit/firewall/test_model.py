@@ -94,3 +94,15 @@ def test_client_reports_an_unreachable_sidecar():
         url = f"http://127.0.0.1:{unused.getsockname()[1]}"
         with pytest.raises(RemoteServiceError, match="firewall sidecar: .* unreachable"):
             FirewallClient(url, timeout=2).require_in_force()
+
+
+def test_show_plan_prints_the_rules_of_the_spec_without_touching_the_system(repo):
+    import subprocess
+    import sys
+
+    variables = [arg for name, value in LOCAL.items() for arg in ("--var", f"{name}={value}")]
+    done = subprocess.run([sys.executable, "-m", "sidecars", "firewall", "show", "--plan",
+                           str(repo / "examples/cleanroomhello-api/spec.yaml"), *variables],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "inbound-app: [nat-prerouting] ipv4 tcp dport 8080 → redirect to :15001" in done.stdout

@@ -97,7 +97,7 @@ def test_wrong_environment_is_one_clear_error(room, change, message):
 def test_cli_without_options_reads_the_room(room):
     env, _, _, _ = room
     bad = {**os.environ, **env("skr"), "CCR_HOST_DATA": ""}
-    result = subprocess.run([sys.executable, "-m", "sidecars", "sidecar", "skr"], env=bad, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "sidecars", "sidecar", "run", "skr"], env=bad, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
@@ -108,7 +108,7 @@ def test_cli_without_options_reads_the_room(room):
 def test_a_container_runs_only_its_own_sidecar(room):
     env, _, _, _ = room
     wrong = {**os.environ, **env("governance")}
-    result = subprocess.run([sys.executable, "-m", "sidecars", "sidecar", "skr"], env=wrong, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "sidecars", "sidecar", "run", "skr"], env=wrong, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 1
     assert "CCR_SIDECAR is 'governance': this container runs that sidecar, not skr" in result.stderr

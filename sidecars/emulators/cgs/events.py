@@ -1,0 +1,82 @@
+"""The audit log of a contract under `/app/contracts/{id}/events`: rooms append signed events, members read
+them a page at a time, each page with the chain's head."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from ...common.errors import BadRequest
+from .deps import Cgs, auditing_room_auth, authenticate_member
+from .room import Room
+
+router = APIRouter()
+
+
+@router.put("/app/contracts/{contract_id}/events")
+async def put_event(contract_id: str, cgs: Cgs, room: Annotated[Room, Depends(auditing_room_auth)],
+                    id: str | None = None, scope: str | None = None) -> Response:
+    cgs.audit.append(contract_id, scope or "", id or contract_id, room.data, room.timestamp_ms)
+    return Response(status_code=204)
+
+
+@dataclass(frozen=True)
+class EventsQuery:
+    id: str | None
+    scope: str | None
+    from_seqno: int | None
+    to_seqno: int | None
+    max_seqno_per_page: int
+
+
+async def events_reader(request: Request, cgs: Cgs, id: str | None = None, scope: str | None = None,
+                        from_seqno: int | None = None, to_seqno: int | None = None,
+                        max_seqno_per_page: int = 2000) -> EventsQuery:
+    """The member's query. FastAPI checks a dependency's parameters before it calls it, so a malformed query is
+    refused (400) before the member is authenticated, as it always was."""
+    await authenticate_member(request, cgs)
+    return EventsQuery(id, scope, from_seqno, to_seqno, max_seqno_per_page)
+
+
+@router.get("/app/contracts/{contract_id}/events", response_model=None)
+async def get_events(contract_id: str, cgs: Cgs, query: Annotated[EventsQuery, Depends(events_reader)]
+                     ) -> dict[str, Any]:
+    cgs.store.contract(contract_id)
+    events = cgs.audit.events(contract_id)
+    head = cgs.audit.head(contract_id)
+
+    def matches(event: dict[str, Any]) -> bool:
+        return (query.id is None or event["id"] == query.id) and (query.scope is None or event["scope"] == query.scope)
+
+    if query.from_seqno is None and query.to_seqno is None:
+        latest = [e for e in events if matches(e)][-1:]
+        return {"value": [_event_view(e) for e in latest], "head": head}
+    start = query.from_seqno or 1
+    end = query.to_seqno if query.to_seqno is not None else head["seqno"]
+    if query.to_seqno is not None and end < start:
+        raise BadRequest("to_seqno must be >= from_seqno")
+    if query.max_seqno_per_page < 1:
+        raise BadRequest("max_seqno_per_page must be at least 1")
+    page_end = min(end, start + query.max_seqno_per_page - 1)
+    page = [_event_view(e) for e in events if start <= e["seqno"] <= page_end and matches(e)]
+    result: dict[str, Any] = {"value": page, "head": head}
+    if page_end < end:
+        result["nextLink"] = _next_link(contract_id, query, page_end + 1, end)
+    return result
+
+
+def _next_link(contract_id: str, query: EventsQuery, start: int, end: int) -> str:
+    link = f"/app/contracts/{contract_id}/events?from_seqno={start}&to_seqno={end}" \
+           f"&max_seqno_per_page={query.max_seqno_per_page}"
+    link += f"&id={query.id}" if query.id is not None else ""
+    link += f"&scope={query.scope}" if query.scope is not None else ""
+    return link
+
+
+def _event_view(event: dict[str, Any]) -> dict[str, Any]:
+    iso = dt.datetime.fromtimestamp(int(event["timestamp"]) / 1000, dt.UTC).isoformat(timespec="milliseconds")
+    return {**event, "timestamp_iso": iso.replace("+00:00", "Z")}

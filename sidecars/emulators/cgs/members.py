@@ -1,0 +1,87 @@
+"""The governance API under `/gov/members`: the consortium's members, whom the network operator registers,
+and the proposals members make and vote on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter
+
+from ...common.errors import BadRequest, Forbidden, NotFound
+from ...common.memberauth import member_id_of
+from .ca import ensure_ca
+from .deps import OPERATOR, Cgs, CgsState, MemberAuth, MemberOrOperatorAuth
+
+router = APIRouter()
+
+
+@router.get("/gov/members", response_model=None)
+async def list_members(cgs: Cgs, _: MemberOrOperatorAuth) -> dict[str, Any]:
+    return {"value": [{"memberId": mid, "name": m["name"], "cert": m["cert"]}
+                      for mid, m in cgs.store.state.members.items()]}
+
+
+@router.post("/gov/members", response_model=None)
+async def add_member(cgs: Cgs, caller: MemberOrOperatorAuth) -> dict[str, Any]:
+    if caller.who != OPERATOR:
+        raise Forbidden("only the network operator registers members")
+    data = caller.json()
+    try:
+        cert = x509.load_pem_x509_certificate(str(data.get("cert", "")).encode())
+    except ValueError:
+        raise BadRequest("cert: not a PEM certificate") from None
+    name = str(data.get("name") or "")
+    if not name:
+        raise BadRequest("name: required")
+    cgs.store.add_member(member_id_of(cert), name, cert.public_bytes(serialization.Encoding.PEM).decode())
+    return {"memberId": member_id_of(cert), "name": name}
+
+
+@router.post("/gov/members/proposals:create", response_model=None)
+async def create_proposal(cgs: Cgs, caller: MemberAuth) -> dict[str, Any]:
+    proposal = cgs.store.create_proposal(caller.who, caller.json().get("actions") or [])
+    for action in proposal["actions"]:
+        contract_id = _contract_of(cgs, action)
+        if contract_id:
+            cgs.record(contract_id, caller.who, "propose", proposalId=proposal["proposalId"], proposal=action["name"])
+    return _proposal_view(proposal)
+
+
+@router.get("/gov/members/proposals/{proposal_id}", response_model=None)
+async def get_proposal(proposal_id: str, cgs: Cgs, _: MemberAuth) -> dict[str, Any]:
+    proposal = cgs.store.state.proposals.get(proposal_id)
+    if proposal is None:
+        raise NotFound(f"proposal {proposal_id!r} does not exist", code="ProposalNotFound")
+    return _proposal_view(proposal)
+
+
+@router.post("/gov/members/proposals/{proposal_id}/ballots/{member_id}:submit", response_model=None)
+async def vote(proposal_id: str, member_id: str, cgs: Cgs, caller: MemberAuth) -> dict[str, Any]:
+    if caller.who != member_id:
+        raise Forbidden("a member votes only for itself")
+    ballot = caller.json().get("ballot")
+    if ballot not in ("accept", "reject"):
+        raise BadRequest("ballot: must be 'accept' or 'reject'")
+    proposal = cgs.store.vote(proposal_id, caller.who, ballot == "accept")
+    for action in proposal["actions"]:
+        contract_id = _contract_of(cgs, action)
+        if contract_id:
+            cgs.record(contract_id, caller.who, "vote", proposalId=proposal_id, ballot=ballot, state=proposal["state"])
+            if proposal["state"] == "Accepted" and action["name"] == "enable_ca":
+                ensure_ca(cgs.store, contract_id)
+    return _proposal_view(proposal)
+
+
+def _contract_of(cgs: CgsState, action: dict[str, Any]) -> str | None:
+    """The contract an action is about: named, or that of the member document it names."""
+    return action["args"].get("contractId") or cgs.store.state.documents.get(
+        action["args"].get("documentId"), {}).get("contractId")
+
+
+def _proposal_view(proposal: dict[str, Any]) -> dict[str, Any]:
+    return {"proposalId": proposal["proposalId"], "proposerId": proposal["proposerId"],
+            "state": proposal["state"], "actions": proposal["actions"],
+            "ballotCount": len(proposal["ballots"]),
+            "votes": [{"memberId": m, "vote": v} for m, v in proposal["ballots"].items()]}

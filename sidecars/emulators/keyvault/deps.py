@@ -1,0 +1,48 @@
+"""What the Key Vault stand-in's routers share: the vault with what verifies callers and signs releases, the
+bearer-token check every route depends on, and the base of the request bodies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from pydantic import BaseModel, ConfigDict
+
+from ...common.errors import BadRequest
+from .access import AccessTokenVerifier
+from .jwks import JwksCache
+from .signer import ResponseSigner
+from .store import Vault
+
+
+@dataclass(frozen=True)
+class KeyVaultState:
+    """Everything the routes share, kept on `app.state.keyvault`."""
+
+    vault: Vault
+    verifier: AccessTokenVerifier
+    jwks: JwksCache
+    signer: ResponseSigner
+
+
+async def keyvault_state(request: Request) -> KeyVaultState:
+    return request.app.state.keyvault
+
+
+KeyVault = Annotated[KeyVaultState, Depends(keyvault_state)]
+
+
+async def authenticate(request: Request, kv: KeyVault) -> None:
+    """Runs before the body is read, so the SDK's body-less first request gets the 401 challenge."""
+    request.state.caller = await kv.verifier.verify(request.headers.get("authorization"))
+    if "api-version" not in request.query_params:
+        raise BadRequest("The 'api-version' query parameter is missing.", code="BadParameter")
+
+
+def vault_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+class BodyIn(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)

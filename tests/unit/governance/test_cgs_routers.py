@@ -1,0 +1,86 @@
+"""The CGS stand-in's routers: every area's routes are mounted, and callers are refused before their requests
+are read (a member's signature before its body, a room's attestation before the rest of its envelope)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+
+from sidecars.common.memberauth import MemberIdentity
+from sidecars.emulators.cgs import ca, consent, contracts, documents, events, members, node, oidc, secrets
+from sidecars.emulators.cgs.app import build_app
+from sidecars.emulators.cgs.audit import AuditLog
+from sidecars.emulators.cgs.deps import CgsConfig
+from sidecars.emulators.cgs.issuer import OidcIssuer
+from sidecars.emulators.cgs.store import Store
+
+AREAS = (members, contracts, consent, secrets, documents, ca, events, oidc, node)
+
+
+def _no_evidence(_attestation: dict) -> dict:
+    raise AssertionError("no test here gets as far as verifying evidence")
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture
+def app(tmp_path) -> FastAPI:
+    operator = MemberIdentity.create(tmp_path / "operator", "operator")
+    store = Store(tmp_path / "state.json")
+    store.put_contract("c1", {}, None)
+    issuer = OidcIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), "https://cgs/oidc")
+    return build_app(store, AuditLog(tmp_path / "events.jsonl"), _no_evidence, issuer, operator.cert, CgsConfig())
+
+
+def _routes(routes) -> set[tuple[str, str]]:
+    return {(context.path, method) for context in iter_route_contexts(routes) for method in context.methods or ()}
+
+
+def test_every_area_router_is_mounted(app):
+    mounted = _routes(app.routes)
+    for area in AREAS:
+        assert _routes(area.router.routes) and _routes(area.router.routes) <= mounted, area.__name__
+    assert mounted == set().union(*(_routes(area.router.routes) for area in AREAS))
+
+
+async def _call(app: FastAPI, method: str, path: str, body: bytes = b"") -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://cgs") as client:
+        return await client.request(method, path, content=body)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/gov/members"), ("POST", "/gov/members/proposals:create"), ("PUT", "/app/contracts/c1"),
+    ("PUT", "/app/contracts/c1/secrets/s"), ("PUT", "/app/memberdocuments/d1"),
+    ("POST", "/app/contracts/c1/execution/enable"),
+])
+async def test_unsigned_member_request_is_refused_before_its_body_is_read(app, method, path):
+    answer = await _call(app, method, path, b"not json")
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "Unauthorized"
+
+
+@pytest.mark.anyio
+async def test_a_malformed_events_query_is_refused_before_the_member_is_authenticated(app):
+    answer = await _call(app, "GET", "/app/contracts/c1/events?from_seqno=abc")
+    assert answer.status_code == 400 and "query.from_seqno" in answer.json()["error"]["message"]
+    assert (await _call(app, "GET", "/app/contracts/c1/events?from_seqno=1")).status_code == 401
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/app/contracts/c1/secrets/s"), ("POST", "/app/contracts/c1/acceptedMemberDocuments/d1"),
+    ("POST", "/app/contracts/c1/memberdocuments/accepted/d1"), ("POST", "/app/contracts/c1/oauth/token"),
+    ("POST", "/app/contracts/c1/ca/generateEndorsedCert"), ("PUT", "/app/contracts/c1/events"),
+    ("POST", "/app/contracts/c1/consentcheck/execution"), ("POST", "/app/contracts/c1/runtimeoptions/logging/status"),
+])
+async def test_a_room_without_attestation_is_refused_first(app, method, path):
+    answer = await _call(app, method, path, b'{"encrypt": "ignored", "sign": "ignored"}')
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "AttestationMissing"
