@@ -8,20 +8,29 @@ Endpoints differ between a local room and Azure, so string values may contain va
 the environment; an undefined variable is an error naming the field. Nothing is resolved lazily: a
 malformed spec fails at load, with one line per problem naming the field path, before anything starts.
 
+Every other rule a sidecar would refuse at start is decided here, so `ccr spec validate` and the room
+agree: sinks are CSE, a `tcp` egress host is an IPv4 address, the URLs skr contacts are https, a policy
+parses in OPA, the resolved spec fits a sidecar's environment (tests/unit/test_spec_rules.py lists them
+all, each with the sidecar that used to refuse it). Sidecars use the validated values as they are.
+
 What the container policy enforces (image pinned by digest, non-root user, no privileges, only the
 declared mounts) is deliberately *not* rejected here: a spec asking for uid 0 loads, and the launcher's
 policy refuses it with the rule named, so the same policy protects specs that did not come through us.
+(The firewall, which cannot confine uid 0, refuses such a room first.) Rules that depend on the ports the
+sidecars use belong to the sidecars' registry, not here.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -30,19 +39,34 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveFloat,
+    UrlConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from .common.errors import SpecError
+from .common.rego import RegoPolicyError, check_policy
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lower-case letters, digits and '-'")]
 # Azure blob container names: 3-63 chars, lower-case letters, digits and single hyphens.
 ContainerName = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9]|-[a-z0-9]){2,62}$",
                                       description="3-63 lower-case letters, digits and single hyphens")]
-HttpsUrl = Annotated[AnyHttpUrl, Field(description="an http(s) URL")]
+HttpUrl = Annotated[AnyHttpUrl, Field(description="an http(s) URL")]
+#: What skr contacts (attestation services, vaults): it goes to https origins only.
+HttpsUrl = Annotated[AnyHttpUrl, UrlConstraints(allowed_schemes=["https"]), Field(description="an https URL")]
+#: (uid_t)-1 means "no uid" to the kernel: the largest uid or gid is one less.
+MAX_UID = 4294967294
+#: Linux refuses to exec a program when one string of its environment ("NAME=value" and its NUL) is longer
+#: than MAX_ARG_STRLEN (32 pages, 128 KiB): E2BIG, "Argument list too long". Every rendering execs the
+#: sidecars with the resolved spec in CCR_SPEC (podman, containerd, the C-ACI guest agent), so this is the
+#: ceiling whatever the platform accepts; ACI documents no lower limit per variable.
+MAX_ARG_STRLEN = 131072
+MAX_SPEC_JSON_BYTES = MAX_ARG_STRLEN - len("CCR_SPEC=") - 1
+#: An http(s) egress host: a DNS name or an IPv4 address (253 characters: the longest DNS name).
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.-]{1,253}")
 
 
 class _Model(BaseModel):
@@ -84,10 +108,32 @@ class Identity(_Model):
     tenant_id: str = "common"
 
 
+def storage_account(account_url: str) -> str | None:
+    """The storage account a blob service URL names: the first path segment of a path-style URL (Azurite, IP
+    hosts), else the first label of the host (ACCOUNT.blob.core.windows.net); None when it names none."""
+    parts = urlsplit(account_url)
+    host = parts.hostname or ""
+    path = parts.path.strip("/")
+    if path:
+        return path.split("/")[0]
+    if host and not host.replace(".", "").isdigit() and host != "localhost":
+        return host.split(".")[0]
+    return None
+
+
 class BlobStore(_Model):
-    account_url: HttpsUrl = Field(description="blob service URL, e.g. https://ACCOUNT.blob.core.windows.net")
+    account_url: HttpUrl = Field(description="blob service URL, e.g. https://ACCOUNT.blob.core.windows.net")
     container: ContainerName
     identity: Identity | None = None
+
+    @field_validator("account_url")
+    @classmethod
+    def _names_an_account(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        # The storage clients (a volume's mount, a sink's export) need the account's name.
+        if storage_account(str(value)) is None:
+            raise ValueError("names no storage account: use https://ACCOUNT.blob.core.windows.net, or a "
+                             "path-style https://HOST:PORT/ACCOUNT for an IP address or localhost")
+        return value
 
 
 class Encryption(_Model):
@@ -103,11 +149,24 @@ class Encryption(_Model):
         return self
 
 
+class SinkEncryption(Encryption):
+    """A telemetry or log sink's encryption: always CSE, so what the room exports leaves it only as ciphertext."""
+
+    @field_validator("mode")
+    @classmethod
+    def _client_side(cls, mode: EncryptionMode) -> EncryptionMode:
+        if mode is not EncryptionMode.CSE:
+            raise ValueError(f"must be CSE, not {mode.value}: exported telemetry and logs leave the room only "
+                             "as ciphertext")
+        return mode
+
+
 class Volume(_Model):
     name: Name
     owner: str | None = Field(None, description="the contract member who owns the data")
     store: BlobStore
-    encryption: Encryption = Field(default_factory=Encryption)
+    # Required: the default mode, CSE, needs a key reference anyway.
+    encryption: Encryption
     mount_path: str | None = Field(None, description="where the app sees it; default /mnt/remote/NAME")
 
     @field_validator("mount_path")
@@ -177,6 +236,8 @@ class Application(_Model):
     def _user_format(cls, value: str) -> str:
         if not re.fullmatch(r"\d+(:\d+)?", value):
             raise ValueError("must be a numeric uid or uid:gid, e.g. 1000:1000")
+        if any(int(part) > MAX_UID for part in value.split(":")):
+            raise ValueError(f"a uid or gid is at most {MAX_UID}")
         return value
 
     @property
@@ -202,14 +263,53 @@ class Endpoint(_Model):
                           "the exact Rego the proxy enforces; it may also be written here instead of a file. "
                           "When present, `policy` only names the file it came from")
 
+    @field_validator("policy_rego")
+    @classmethod
+    def _parses_in_opa(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:  # OPA (a Go library, ~10 ms and ~20 MB to load) only for specs that carry Rego
+            try:
+                check_policy(info.data.get("policy") or f"{info.data.get('name', 'endpoint')}.rego", value)
+            except RegoPolicyError as exc:
+                raise ValueError(exc.message) from None
+        return value
+
 
 class EgressRule(_Model):
     """One allowed destination. `http`/`https` go through the HTTP proxy (hostname checked, upstream TLS
-    verified); `tcp` allows one ip:port through the TCP proxy."""
+    verified); `tcp` allows one IPv4 ip:port through the TCP proxy."""
 
+    # Before `host`, whose rule depends on it (a field validator sees the fields declared before its own).
+    protocol: Literal["http", "https", "tcp"] = "https"
     host: str
     port: int = Field(ge=1, le=65535)
-    protocol: Literal["http", "https", "tcp"] = "https"
+
+    @field_validator("host")
+    @classmethod
+    def _host_for_protocol(cls, host: str, info: ValidationInfo) -> str:
+        protocol = info.data.get("protocol")
+        if protocol == "tcp":
+            _require_ipv4(host)
+        elif protocol is not None and not _HOST_NAME.fullmatch(host):
+            raise ValueError(f"an {protocol} rule needs a host name (letters, digits, '-', '_' and '.', at most "
+                             f"253 characters), not {host!r}")
+        return host
+
+    @property
+    def destination(self) -> tuple[str, str, int]:
+        """What the proxy tells rules apart by: the HTTP proxy routes http and https by host name (case does
+        not matter), the TCP proxy by address."""
+        return ("tcp" if self.protocol == "tcp" else "http", self.host.lower(), self.port)
+
+
+def _require_ipv4(host: str) -> None:
+    """The firewall redirects, and the TCP proxy matches, the app's IPv4 destination address: nothing else."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"a tcp rule needs an IPv4 address, not {host!r} (the TCP proxy matches the destination "
+                         "address; reach a host name with an http or https rule)") from None
+    if address.version != 4:
+        raise ValueError(f"a tcp rule needs an IPv4 address, not {host!r}: the app has no IPv6 egress")
 
 
 class Egress(_Model):
@@ -225,7 +325,7 @@ class Sink(_Model):
     """Where consented telemetry or logs are exported, encrypted like a datasink."""
 
     store: BlobStore
-    encryption: Encryption = Field(default_factory=Encryption)
+    encryption: SinkEncryption  # required, as a volume's
     export_interval_s: PositiveFloat | None = Field(None, description="also export continuously")
 
 
@@ -235,7 +335,7 @@ class Telemetry(_Model):
 
 
 class Governance(_Model):
-    endpoint: HttpsUrl = Field(description="the clean room governance service (CGS)")
+    endpoint: HttpUrl = Field(description="the clean room governance service (CGS)")
     ca_bundle: str | None = Field(None, description="PEM file trusted for the endpoint's certificate")
     consent_poll_interval_s: PositiveFloat = 5.0
 
@@ -262,24 +362,19 @@ class CleanRoomSpec(_Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> CleanRoomSpec:
-        problems: list[str] = []
-        seen: dict[str, str] = {}
-        for kind, volumes in (("datasources", self.datasources), ("datasinks", self.datasinks)):
-            for i, vol in enumerate(volumes):
-                if vol.name in seen:
-                    problems.append(f"{kind}[{i}].name: {vol.name!r} is already used by {seen[vol.name]}")
-                seen[vol.name] = f"{kind}[{i}]"
-                if self.contract.members and vol.owner and vol.owner not in self.contract.members:
-                    problems.append(f"{kind}[{i}].owner: {vol.owner!r} is not a contract member")
-        paths: dict[str, str] = {}
-        for where, vol in self.volumes_with_location():
-            if vol.path_in_app in paths:
-                problems.append(f"{where}.mount_path: {vol.path_in_app} is also used by {paths[vol.path_in_app]}")
-            paths[vol.path_in_app] = where
-        ports = [e.port for e in self.endpoints]
-        for i, endpoint in enumerate(self.endpoints):
-            if ports.count(endpoint.port) > 1:
-                problems.append(f"endpoints[{i}].port: {endpoint.port} is declared twice")
+        # Each problem names its own field path (a model validator's error has none).
+        volumes = self.volumes_with_location()
+        problems = [
+            *_repeats((where, "name", vol.name, repr(vol.name)) for where, vol in volumes),
+            *(f"{where}.owner: {vol.owner!r} is not a contract member" for where, vol in volumes
+              if self.contract.members and vol.owner and vol.owner not in self.contract.members),
+            *_repeats((where, "mount_path", vol.path_in_app, vol.path_in_app) for where, vol in volumes),
+            *_repeats((f"endpoints[{i}]", "name", e.name, repr(e.name)) for i, e in enumerate(self.endpoints)),
+            *_repeats((f"endpoints[{i}]", "port", e.port, str(e.port)) for i, e in enumerate(self.endpoints)),
+            # Envoy refuses two clusters (or virtual host domains) for one destination.
+            *_repeats(((f"egress.allow[{i}]", "host", rule.destination, f"{rule.host}:{rule.port}")
+                       for i, rule in enumerate(self.egress.allow)), clash="is already allowed by"),
+        ]
         if self.application.key_vaults and "skr" not in self.application.sidecar_apis:
             problems.append("application.key_vaults: the app can use them only with skr in application.sidecar_apis")
         if self.application.mode == "api" and not self.endpoints:
@@ -287,6 +382,24 @@ class CleanRoomSpec(_Model):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    @model_validator(mode="after")
+    def _fits_ccr_spec(self) -> CleanRoomSpec:
+        """Every sidecar gets the resolved spec in one environment variable (CCR_SPEC): it must fit."""
+        size = len(self.canonical_json())  # ASCII: json.dumps escapes everything else
+        if size > MAX_SPEC_JSON_BYTES:
+            largest = max(((len(e.policy_rego), i, e.name) for i, e in enumerate(self.endpoints) if e.policy_rego),
+                          default=None)
+            hint = (f"; the largest policy is endpoints[{largest[1]}] ({largest[2]}, {largest[0]} characters)"
+                    if largest else "")
+            raise ValueError(f"the resolved spec is {size} bytes of JSON, over the {MAX_SPEC_JSON_BYTES} a sidecar's "
+                             f"CCR_SPEC environment variable can hold (Linux MAX_ARG_STRLEN){hint}")
+        return self
+
+    def canonical_json(self) -> str:
+        """The resolved spec as canonical JSON (sorted keys, no whitespace): what every sidecar receives in
+        `CCR_SPEC`, and so what the CCE policy (HOST_DATA) measures."""
+        return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
 
     def volumes_with_location(self) -> list[tuple[str, Volume]]:
         return ([(f"datasources[{i}]", v) for i, v in enumerate(self.datasources)]
@@ -308,6 +421,18 @@ class CleanRoomSpec(_Model):
         """client id → tenant id of every federated identity the spec names (volumes and sinks)."""
         stores = [target.store for target in self.blob_targets()]
         return {s.identity.client_id: s.identity.tenant_id for s in stores if s.identity is not None}
+
+
+def _repeats(entries: Iterable[tuple[str, str, Hashable, str]], *, clash: str = "is already used by") -> list[str]:
+    """One problem per entry whose key an earlier entry has. An entry: (where, field, key, key as shown)."""
+    first: dict[Hashable, str] = {}
+    problems = []
+    for where, field, key, shown in entries:
+        if key in first:
+            problems.append(f"{where}.{field}: {shown} {clash} {first[key]}")
+        else:
+            first[key] = where
+    return problems
 
 
 # --- loading -----------------------------------------------------------------------------------------
@@ -390,36 +515,36 @@ def parse_spec(data: Any, *, source: str = "spec", variables: Mapping[str, str] 
     data = _substitute(data, merged, "", problems)
     if problems:
         raise SpecError(problems, source)
+    if base_dir is not None:
+        problems = _inline_policy_files(data, base_dir)
     try:
         spec = CleanRoomSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(describe_validation_error(exc), source) from None
-    if base_dir is not None:
-        spec = _inline_policy_files(spec, base_dir, source)
+        raise SpecError(problems + describe_validation_error(exc), source) from None
+    if problems:
+        raise SpecError(problems, source)
     return spec
 
 
-def _inline_policy_files(spec: CleanRoomSpec, base_dir: Path, source: str) -> CleanRoomSpec:
-    """Each endpoint's `policy` file read into `policy_rego`: from here on the spec carries the Rego itself."""
+def _inline_policy_files(data: dict[str, Any], base_dir: Path) -> list[str]:
+    """Each endpoint's `policy` file read into its `policy_rego` (in `data`, a copy `_substitute` made), before
+    validation, so the Rego is checked like any field: from here on the spec carries the Rego itself. Returns
+    the problems; a malformed endpoint is left to validation."""
     problems: list[str] = []
-    endpoints: list[Endpoint] = []
-    for i, endpoint in enumerate(spec.endpoints):
-        if endpoint.policy and endpoint.policy_rego is None:
-            try:
-                text = (base_dir / endpoint.policy).read_text(encoding="utf-8")
-            except OSError as exc:
-                problems.append(f"endpoints[{i}].policy: endpoint {endpoint.name}: cannot read {endpoint.policy} "
-                                f"next to the spec: {exc.strerror}")
-                continue
-            except UnicodeDecodeError:
-                problems.append(f"endpoints[{i}].policy: endpoint {endpoint.name}: {endpoint.policy} is not UTF-8 "
-                                "text")
-                continue
-            endpoint = endpoint.model_copy(update={"policy_rego": text})
-        endpoints.append(endpoint)
-    if problems:
-        raise SpecError(problems, source)
-    return spec.model_copy(update={"endpoints": endpoints})
+    endpoints = data.get("endpoints")
+    for i, endpoint in enumerate(endpoints if isinstance(endpoints, list) else []):
+        policy = endpoint.get("policy") if isinstance(endpoint, dict) else None
+        if not policy or not isinstance(policy, str) or endpoint.get("policy_rego") is not None:
+            continue
+        name = endpoint.get("name")
+        try:
+            endpoint["policy_rego"] = (base_dir / policy).read_text(encoding="utf-8")
+        except OSError as exc:
+            problems.append(f"endpoints[{i}].policy: endpoint {name}: cannot read {policy} next to the spec: "
+                            f"{exc.strerror}")
+        except UnicodeDecodeError:
+            problems.append(f"endpoints[{i}].policy: endpoint {name}: {policy} is not UTF-8 text")
+    return problems
 
 
 def load_spec(path: str | Path, *, variables: Mapping[str, str] | None = None) -> CleanRoomSpec:

@@ -19,6 +19,7 @@ from azure.keyvault.keys import KeyClient
 from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import ContainerClient
 
+from ..spec import storage_account
 from .devtokens import DevTokenCredential
 from .errors import ConfigError, RemoteServiceError
 
@@ -75,16 +76,11 @@ def default_credential(identity_endpoint: str | None = None, dev_tokens_dir: str
 
 
 def account_name_of(account_url: str) -> str:
-    """The storage account name: the first path segment for path-style URLs (Azurite, IP hosts), else the
-    first label of the host (ACCOUNT.blob.core.windows.net)."""
-    parts = urlsplit(account_url)
-    host = parts.hostname or ""
-    path = parts.path.strip("/")
-    if path:
-        return path.split("/")[0]
-    if host and not host.replace(".", "").isdigit() and host != "localhost":
-        return host.split(".")[0]
-    raise ConfigError(f"cannot tell the storage account from {account_url!r}")
+    """The storage account name (`sidecars.spec.storage_account`; a spec's stores always name one)."""
+    account = storage_account(account_url)
+    if account is None:
+        raise ConfigError(f"cannot tell the storage account from {account_url!r}")
+    return account
 
 
 def container_client(account_url: str, container: str, *, ca_bundle: str | None = None,

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap_with_padding, aes_key_wrap_with_padding
 from jwt.algorithms import RSAAlgorithm
 
+from ..spec import EncryptionMode
 from .errors import CcrError, ConfigError
 from .objectformat import DataKey
 
@@ -122,13 +123,13 @@ class WrappedDek:
     wrapped: bytes
     segment_size: int
     fingerprint: str
-    mode: str = "CSE"
+    mode: EncryptionMode = EncryptionMode.CSE
 
     def to_json(self) -> str:
         return json.dumps({"format": WRAPPED_FORMAT, "alg": self.alg, "kek": self.kek,
                            "wrapped": base64.b64encode(self.wrapped).decode(),
                            "segment_size": self.segment_size, "fingerprint": self.fingerprint,
-                           "mode": self.mode}, sort_keys=True)
+                           "mode": self.mode.value}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "secret") -> WrappedDek:
@@ -138,12 +139,12 @@ class WrappedDek:
                 raise ValueError(f"format is {data.get('format')!r}, expected {WRAPPED_FORMAT}")
             return cls(alg=str(data["alg"]), kek=str(data["kek"]), wrapped=base64.b64decode(data["wrapped"]),
                        segment_size=int(data["segment_size"]), fingerprint=str(data["fingerprint"]),
-                       mode=str(data.get("mode", "CSE")))
+                       mode=EncryptionMode(data.get("mode", EncryptionMode.CSE)))  # a bad one: ValueError below
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{source}: not a wrapped DEK ({exc})") from None
 
 
-def wrap_dek(dek: DataKey, kek: Kek, *, mode: str = "CSE") -> WrappedDek:
+def wrap_dek(dek: DataKey, kek: Kek, *, mode: EncryptionMode = EncryptionMode.CSE) -> WrappedDek:
     material = dek.export_material()
     if kek.oct is not None:
         wrapped = aes_key_wrap_with_padding(kek.oct, material)

@@ -23,6 +23,11 @@ class RegoPolicyError(ConfigError):
     code = "InvalidPolicy"
 
 
+def _one_line(message: str) -> str:
+    """OPA's message without the source excerpt and caret it indents under each error: errors are one line."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip() and not line.startswith("\t"))
+
+
 class RegoEngine:
     def __init__(self) -> None:
         self._engine = OpaEngine()
@@ -31,7 +36,7 @@ class RegoEngine:
         try:
             self._engine.add_policy(name, source)
         except OpaError as exc:
-            raise RegoPolicyError(f"policy {name} does not compile: {exc.message.strip()}") from None
+            raise RegoPolicyError(f"policy {name} does not compile: {_one_line(exc.message)}") from None
         return self
 
     def add_policy_file(self, path: str | Path) -> RegoEngine:
@@ -57,3 +62,13 @@ class RegoEngine:
 
     def close(self) -> None:
         self._engine.close()
+
+
+def check_policy(name: str, source: str) -> None:
+    """Raise RegoPolicyError unless OPA accepts `source` as a module (each policy in an engine of its own:
+    the proxy's policies all live in `package envoy.authz`)."""
+    engine = RegoEngine()
+    try:
+        engine.add_policy(name, source)
+    finally:
+        engine.close()

@@ -271,12 +271,11 @@ def _tcp_cluster_name(route: EgressTcpRoute) -> str:
 
 def _egress_tcp_listener(model: ProxyModel) -> dict[str, Any]:
     chains = []
-    for route in model.egress_tcp:
-        prefix_len = 128 if ":" in route.ip else 32
+    for route in model.egress_tcp:  # IPv4 addresses (the spec's rule for tcp egress)
         chains.append({
             "name": _tcp_cluster_name(route),
             "filter_chain_match": {"destination_port": route.port,
-                                   "prefix_ranges": [{"address_prefix": route.ip, "prefix_len": prefix_len}]},
+                                   "prefix_ranges": [{"address_prefix": route.ip, "prefix_len": 32}]},
             "filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
                 "@type": f"{_T}.filters.network.tcp_proxy.v3.TcpProxy",
                 "stat_prefix": _tcp_cluster_name(route), "cluster": _tcp_cluster_name(route)}}],

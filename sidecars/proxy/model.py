@@ -92,14 +92,9 @@ class ProxyModel:
 def egress_routes(spec: CleanRoomSpec) -> tuple[tuple[EgressHttpRoute, ...], tuple[EgressTcpRoute, ...]]:
     http: list[EgressHttpRoute] = []
     tcp: list[EgressTcpRoute] = []
-    for i, rule in enumerate(spec.egress.allow):
+    for rule in spec.egress.allow:
         if rule.protocol == "tcp":
-            try:
-                ip = str(ipaddress.ip_address(rule.host))
-            except ValueError:
-                raise ConfigError(f"egress.allow[{i}].host: a tcp rule needs an IP address, got {rule.host!r} "
-                                  "(the TCP proxy matches the original destination address)") from None
-            tcp.append(EgressTcpRoute(ip, rule.port))
+            tcp.append(EgressTcpRoute(rule.host, rule.port))  # an IPv4 address: the spec's rule
         else:
             http.append(EgressHttpRoute(rule.host, rule.port, tls=rule.protocol == "https"))
     return tuple(http), tuple(tcp)

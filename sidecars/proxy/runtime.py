@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..common.process import ManagedProcess, file_exists, http_ok
-from ..common.rego import RegoEngine
 from .envoy import envoy_argv, validate_bootstrap, write_bootstrap
 from .model import InboundEndpoint, ProxyModel
 from .policies import PolicyConfig
@@ -35,15 +34,11 @@ def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None]:
 
 def plan_endpoint(endpoint: InboundEndpoint, *, use_rbac: bool = True) -> InboundEndpoint:
     """Choose the enforcement: no policy → refuse all; compilable → RBAC; otherwise ext_authz (+ ext_proc
-    when the policy has a response rule). Every policy must compile in OPA, whichever path runs it."""
+    when the policy has a response rule). Every policy parses in OPA, whichever path runs it: a rule of the
+    spec (`Endpoint.policy_rego`)."""
     source = endpoint.policy_source
     if source is None:
         return replace(endpoint, enforcement="deny", rbac_policy=None, needs_body=False, inspect_response=False)
-    engine = RegoEngine()
-    try:
-        engine.add_policy(endpoint.policy_name or f"{endpoint.name}.rego", source)
-    finally:
-        engine.close()
     inspect = defines_response_rule(source)
     rbac = compile_rbac(source) if use_rbac and not inspect else None
     if rbac is not None:

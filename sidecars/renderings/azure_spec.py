@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from ..common.errors import SpecError
-from ..spec import CleanRoomSpec, parse_spec
+from ..spec import CleanRoomSpec, EncryptionMode, parse_spec
 
 NAME = re.compile(r"[^a-z0-9-]+")
 
@@ -123,7 +123,7 @@ class _Importer:
                              for i, ap in enumerate(doc.get("datasinks") or [])]
         spec["maa_endpoint"] = self.maa_endpoint or self.found_maa or "${maa_endpoint}"
         # A KEK whose configuration names no attestation service trusts the room's.
-        for volume in spec["datasources"] + spec["datasinks"]:
+        for volume in [*spec["datasources"], *spec["datasinks"], *(governance.get("telemetry") or {}).values()]:
             key = volume["encryption"].get("key")
             if key and key["maa_endpoint"] == "${maa_endpoint}":
                 key["maa_endpoint"] = spec["maa_endpoint"]
@@ -179,15 +179,19 @@ class _Importer:
         self.unknown_keys(protection, path, {"proxyType", "proxyMode", "privacyPolicy", "configuration",
                                              "encryptionSecrets", "encryptionSecretAccessIdentity"})
         config = _configuration(protection.get("configuration"))
-        mode = str(config.get("encryptionmode") or ("CSE" if protection.get("encryptionSecrets") else "SSE")).upper()
+        default = EncryptionMode.CSE if protection.get("encryptionSecrets") else EncryptionMode.SSE
+        text = str(config.get("encryptionmode") or default).upper()
         if protection.get("proxyMode") == "Open":
             self.skip(f"{path}.proxyMode", "'Open': ccr volumes are always mediated by the volumes sidecar")
         if protection.get("privacyPolicy"):
             self.skip(f"{path}.privacyPolicy", "per-volume privacy policies are not supported")
-        if mode not in ("CSE", "CPK", "SSE"):
-            raise SpecError([f"{path}.configuration: encryption mode {mode!r} is not CSE, CPK or SSE"], "azure spec")
-        if mode == "SSE":
-            return {"mode": "SSE"}
+        try:
+            mode = EncryptionMode(text)
+        except ValueError:
+            raise SpecError([f"{path}.configuration: encryption mode {text!r} is not CSE, CPK or SSE"],
+                            "azure spec") from None
+        if mode is EncryptionMode.SSE:
+            return {"mode": mode.value}
         secrets = protection.get("encryptionSecrets") or {}
         kek, dek = secrets.get("kek") or {}, secrets.get("dek") or {}
         kek_resource = (kek.get("secret") or {}).get("backingResource") or {}
@@ -209,7 +213,7 @@ class _Importer:
         if protection.get("encryptionSecretAccessIdentity"):
             self.skip(f"{path}.encryptionSecretAccessIdentity", "keys are released by SKR to the attested room; "
                                                                 "no identity is used to read them")
-        return {"mode": mode, "key": key}
+        return {"mode": mode.value, "key": key}
 
     def application(self, app: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         path = "applications[0]"
@@ -285,23 +289,32 @@ class _Importer:
                         found.setdefault("contract_id", _name(match.group(2)))
         telemetry = gov.get("telemetry") or {}
         out: dict[str, Any] = {}
-        application = telemetry.get("application") or {}
-        if application.get("logs"):
-            out["log_sink"] = self.sink(application["logs"], "governance.telemetry.application.logs")
+        logs = (telemetry.get("application") or {}).get("logs")
+        if logs and (sink := self.sink(logs, "governance.telemetry.application.logs")):
+            out["log_sink"] = sink
         infrastructure = telemetry.get("infrastructure") or {}
-        chosen = next((k for k in ("traces", "metrics", "logs") if infrastructure.get(k)), None)
-        if chosen:
-            out["telemetry_sink"] = self.sink(infrastructure[chosen], f"governance.telemetry.infrastructure.{chosen}")
-            for other in ("traces", "metrics", "logs"):
-                if other != chosen and infrastructure.get(other):
-                    self.skip(f"governance.telemetry.infrastructure.{other}",
-                              f"ccr exports all infrastructure telemetry to one sink ({chosen}'s)")
+        chosen = None
+        for kind in ("traces", "metrics", "logs"):
+            path = f"governance.telemetry.infrastructure.{kind}"
+            if not infrastructure.get(kind):
+                continue
+            if chosen:
+                self.skip(path, f"ccr exports all infrastructure telemetry to one sink ({chosen}'s)")
+            elif sink := self.sink(infrastructure[kind], path):
+                out["telemetry_sink"] = sink
+                chosen = kind
         if out:
             found["telemetry"] = out
         return found
 
-    def sink(self, ap: dict[str, Any], path: str) -> dict[str, Any]:
+    def sink(self, ap: dict[str, Any], path: str) -> dict[str, Any] | None:
+        """The sink, or None (named as not carried over) unless it is CSE: the spec's rule for sinks."""
         volume = self.volume(ap, path, {}, read_only=False)
+        mode = EncryptionMode(volume["encryption"]["mode"])
+        if mode is not EncryptionMode.CSE:
+            self.skip(f"{path}.protection", f"encryption mode {mode.value}: ccr exports telemetry and logs only "
+                                            "client-side encrypted (CSE), with a key of the sink's owner")
+            return None
         return {"store": volume["store"], "encryption": volume["encryption"]}
 
 

@@ -21,7 +21,6 @@ launcher's container policy, rendered from the same `Container`, enforces them.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from ..common.containers import (
@@ -93,32 +92,17 @@ class ContainerGroup:
                          memory_gb=round(sum(c.resources.memory_gb for c in running), 3))
 
 
-#: Linux refuses to exec a program when one string of its environment ("NAME=value" and its NUL) is longer
-#: than MAX_ARG_STRLEN (32 pages, 128 KiB): E2BIG, "Argument list too long". Every rendering execs the
-#: sidecars with CCR_SPEC in their environment (podman, containerd, the C-ACI guest agent), so this is the
-#: ceiling whatever the platform accepts; ACI documents no lower limit per variable.
-MAX_ARG_STRLEN = 131072
-MAX_SPEC_JSON_BYTES = MAX_ARG_STRLEN - len("CCR_SPEC=") - 1
-
-
 def canonical_spec_json(spec: CleanRoomSpec) -> str:
     """The resolved spec as canonical JSON: what every sidecar receives in `CCR_SPEC`, and so what the CCE
     policy (HOST_DATA) measures. It carries each endpoint's Rego (`policy_rego`), so the members agree on
-    the exact policy and a sidecar in a container needs no file beside it."""
+    the exact policy and a sidecar in a container needs no file beside it. (That it fits `CCR_SPEC` is a
+    rule of the spec: `sidecars.spec.MAX_SPEC_JSON_BYTES`.)"""
     unloaded = [f"endpoints[{i}].policy: the Rego of {e.policy} (endpoint {e.name}) is not in the spec "
                 "(load the spec from its file, which inlines it)"
                 for i, e in enumerate(spec.endpoints) if e.policy and e.policy_rego is None]
     if unloaded:
         raise SpecError(unloaded)
-    text = json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
-    if len(text) > MAX_SPEC_JSON_BYTES:  # ASCII: json.dumps escapes everything else
-        largest = max(((len(e.policy_rego), i, e.name) for i, e in enumerate(spec.endpoints) if e.policy_rego),
-                      default=None)
-        hint = (f"; the largest policy is endpoints[{largest[1]}] ({largest[2]}, {largest[0]} characters)"
-                if largest else "")
-        raise SpecError([f"the resolved spec is {len(text)} bytes of JSON, over the {MAX_SPEC_JSON_BYTES} a "
-                         f"sidecar's CCR_SPEC environment variable can hold (Linux MAX_ARG_STRLEN){hint}"])
-    return text
+    return spec.canonical_json()
 
 
 def sidecar_container(sidecar: Sidecar, spec: CleanRoomSpec, spec_json: str, *, registry: str = DEFAULT_REGISTRY,

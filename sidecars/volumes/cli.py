@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..cliargs import add_spec_variable_options, spec_variables
 from ..common.errors import ConfigError
+from ..spec import EncryptionMode
 
 
 def register(subparsers) -> None:
@@ -54,7 +55,8 @@ def _target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vault-url", metavar="URL", help="Key Vault holding the DEK secret (default: the spec's, "
                                                            "or keyvault_url from --endpoints)")
     parser.add_argument("--secret", metavar="NAME", help="Key Vault secret holding the wrapped DEK")
-    parser.add_argument("--mode", choices=["CSE", "CPK", "SSE"], help="encryption mode (default: the spec's, or CSE)")
+    parser.add_argument("--mode", type=EncryptionMode, choices=list(EncryptionMode),
+                        help="encryption mode (default: the spec's, or CSE)")
     parser.add_argument("--dek-file", metavar="FILE", type=Path,
                         help="the owner's local copy of the DEK (default: ~/.ccr/deks/ACCOUNT-CONTAINER.json)")
     parser.add_argument("--spec", metavar="FILE", help="take endpoints, container, key names from this spec")
@@ -69,7 +71,7 @@ def _target_options(parser: argparse.ArgumentParser) -> None:
 class Target:
     storage_url: str
     container: str
-    mode: str
+    mode: EncryptionMode
     vault_url: str | None
     secret: str | None
     kek_name: str | None
@@ -110,7 +112,7 @@ def _resolve(args: argparse.Namespace) -> Target:
             raise ConfigError(f"no volume {args.volume!r} in {args.spec}; it has: {', '.join(names)}") from None
         storage_url = storage_url or str(volume.store.account_url)
         container = container or volume.store.container
-        mode = mode or volume.encryption.mode.value
+        mode = mode or volume.encryption.mode
         if volume.encryption.key:
             vault_url = vault_url or volume.encryption.key.dek_vault_url
             secret = secret or volume.encryption.key.dek_secret_name
@@ -118,11 +120,12 @@ def _resolve(args: argparse.Namespace) -> Target:
     storage_url = storage_url or variables.get("storage_url")
     vault_url = vault_url or variables.get("keyvault_url")
     missing = [flag for flag, value in (("--storage-url", storage_url), ("--container", container)) if not value]
-    if (mode or "CSE") != "SSE" and not secret:
+    mode = mode or EncryptionMode.CSE
+    if mode is not EncryptionMode.SSE and not secret:
         missing.append("--secret")
     if missing:
         raise ConfigError(f"missing {', '.join(missing)} (or --spec FILE --volume NAME, --endpoints FILE)")
-    return Target(storage_url, container, mode or "CSE", vault_url, secret, kek_name,
+    return Target(storage_url, container, mode, vault_url, secret, kek_name,
                   args.ca_bundle or variables.get("ca_bundle"), variables.get("dev_tokens_dir"))
 
 
@@ -152,23 +155,21 @@ def _load_kek(arg: str | None, target: Target):
 
 def _volume_for(target: Target, account_key: str | None, dek):
     from ..common.azure_clients import container_client
-    from ..spec import EncryptionMode
     from .store import Volume
 
     container = container_client(target.storage_url, target.container, ca_bundle=target.ca_bundle,
                                  account_key=account_key)
-    return Volume(container, EncryptionMode(target.mode), dek)
+    return Volume(container, target.mode, dek)
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
     from ..common.azure_clients import account_name_of
     from ..common.deks import default_dek_file
-    from ..spec import EncryptionMode
     from . import owner
 
     target = _resolve(args)
     files = owner.files_to_publish(args.dir)
-    mode = EncryptionMode(target.mode)
+    mode = target.mode
     dek = None
     if mode is not EncryptionMode.SSE:
         kek = _load_kek(args.kek, target)
@@ -195,13 +196,11 @@ def _cmd_download(args: argparse.Namespace) -> int:
     from ..common.azure_clients import account_name_of
     from ..common.deks import default_dek_file, load_dek_file, unwrap_dek
     from ..common.keyflow import read_wrapped
-    from ..spec import EncryptionMode
     from . import owner
 
     target = _resolve(args)
-    mode = EncryptionMode(target.mode)
     dek = None
-    if mode is not EncryptionMode.SSE:
+    if target.mode is not EncryptionMode.SSE:
         dek_file = args.dek_file or default_dek_file(account_name_of(target.storage_url), target.container)
         if dek_file.exists():
             dek = load_dek_file(dek_file)

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="volume", help="the volume's name (logs, fsname)")
     p.add_argument("--storage-url", required=True)
     p.add_argument("--container", required=True)
-    p.add_argument("--mode", choices=["CSE", "CPK", "SSE"], default="CSE")
+    p.add_argument("--mode", type=EncryptionMode, choices=list(EncryptionMode), default=EncryptionMode.CSE)
     p.add_argument("--mountpoint", required=True, type=Path)
     p.add_argument("--writable", action="store_true", help="a datasink (default: read-only datasource)")
     p.add_argument("--dek-file", type=Path)
@@ -72,7 +72,7 @@ def _write_status(path: Path | None, status: dict) -> None:
 
 
 def _data_key(args: argparse.Namespace):
-    if args.mode == "SSE":
+    if args.mode is EncryptionMode.SSE:
         return None
     if args.dek_file:
         return load_dek_file(args.dek_file)
@@ -112,7 +112,7 @@ def _mount(args: argparse.Namespace, tracer) -> int:
                                  account_key=args.account_key,
                                  credential=default_credential(args.identity_url, args.dev_tokens_dir, "volumes",
                                                                     client_id=args.client_id))
-    volume = Volume(container, EncryptionMode(args.mode), dek)
+    volume = Volume(container, args.mode, dek)
     fs = VolumeFilesystem(volume, writable=args.writable, uid=args.uid, gid=args.gid,
                           cache_bytes=args.cache_mb * 1024 * 1024, readahead_blocks=args.readahead_blocks)
     with step_span(tracer, "mount", volume=args.name):
@@ -120,7 +120,7 @@ def _mount(args: argparse.Namespace, tracer) -> int:
 
     def mounted() -> None:
         log.info("%s: %s mounted at %s (%d files, %s%s)", args.name, args.container, args.mountpoint, files,
-                 args.mode, "" if args.writable else ", read-only")
+                 args.mode.value, "" if args.writable else ", read-only")
         _write_status(args.status_file, {"state": "mounted", "files": files, "pid": os.getpid(),
                                          "mountpoint": str(args.mountpoint)})
 

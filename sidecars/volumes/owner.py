@@ -71,15 +71,15 @@ def ensure_dek(*, secrets: SecretClient, secret_name: str, kek: Kek, dek_file: P
         if local.fingerprint != stored.fingerprint:
             raise Conflict(f"secret {secret_name} holds another DEK (fingerprint {stored.fingerprint}) than "
                            f"{dek_file} ({local.fingerprint}); refusing to mix two keys in one container")
-        if stored.mode != mode.value:
-            raise Conflict(f"secret {secret_name} is for mode {stored.mode}, not {mode.value}")
+        if stored.mode is not mode:
+            raise Conflict(f"secret {secret_name} is for mode {stored.mode.value}, not {mode.value}")
         return DekChoice(local, created=False)
     created = local is None
     dek = local or fmt.DataKey.generate()
     if created:
         save_dek_file(dek_file, dek)
     try:
-        secrets.set_secret(secret_name, wrap_dek(dek, kek, mode=mode.value).to_json(),
+        secrets.set_secret(secret_name, wrap_dek(dek, kek, mode=mode).to_json(),
                            content_type="application/vnd.ccr.wrapped-dek+json")
     except HttpResponseError as exc:
         raise RemoteServiceError("Key Vault", f"storing secret {secret_name}: {exc.message}",

@@ -105,6 +105,13 @@ def test_key_required_for_cse_and_forbidden_for_sse(repo):
     assert any(p.startswith("datasinks[0].encryption: mode SSE uses no key") for p in problems)
 
 
+def test_a_volume_without_encryption_is_named(repo):
+    # No default: CSE, the default mode, would need a key reference the spec does not give.
+    data = job_data(repo)
+    del data["datasources"][1]["encryption"]
+    assert problems_of(data) == ["datasources[1].encryption: Field required"]
+
+
 def test_api_needs_endpoint_and_policy_file_exists(repo, tmp_path):
     data = yaml.safe_load((repo / "examples/cleanroomhello-api/spec.yaml").read_text())
     data["endpoints"][0]["policy"] = "missing.rego"

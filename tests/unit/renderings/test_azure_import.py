@@ -44,8 +44,11 @@ def test_contract_becomes_a_ccr_spec(imported):
     assert [(e.port, e.policy) for e in spec.endpoints] == [(8080, "port-8080.rego")]
     assert [(r.host, r.port, r.protocol) for r in spec.egress.allow] == [("10.0.0.5", 5432, "tcp")]
     assert spec.egress.dns == "tcp"
-    assert spec.telemetry.log_sink.encryption.mode.value == "SSE"
+    # The contract's app log sink is SSE, which a ccr room never exports to: named, not carried over.
+    assert spec.telemetry.log_sink is None
     assert spec.telemetry.telemetry_sink.store.container == "infra-traces"
+    assert spec.telemetry.telemetry_sink.encryption.mode.value == "CSE"
+    assert spec.telemetry.telemetry_sink.encryption.key.kek_name == "consumer-kek"
 
 
 def test_unsupported_fields_are_named_never_dropped(imported):
@@ -54,6 +57,8 @@ def test_unsupported_fields_are_named_never_dropped(imported):
                  "governance.telemetry.infrastructure.metrics", "applications[0].image.enforcementPolicy",
                  "datasources[0].protection.encryptionSecretAccessIdentity"):
         assert path in named, path
+    assert ("governance.telemetry.application.logs.protection: encryption mode SSE: ccr exports telemetry and logs "
+            "only client-side encrypted (CSE)") in named
     assert "sidekick" in named
 
 

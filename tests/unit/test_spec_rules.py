@@ -1,0 +1,425 @@
+"""Every rule a sidecar used to refuse at start is the spec's, so `ccr spec validate` and the room agree.
+
+`RULES` lists them: each is a minimal hostile spec (the base spec below with one change), the line
+`ccr spec validate` prints for it, where the room refused it before, and the sidecar's start-up derivation
+(the function the sidecar calls on the spec at start). For each rule:
+
+(a) the real CLI (`python -m sidecars spec validate FILE --endpoints FILE`) prints that line, naming the
+    field, and exits 1;
+(b) the sidecar's start-up, from the spec file (`--spec FILE`) and from the room (`Room.from_environment`
+    with the resolved spec in `CCR_SPEC`, as in a container), fails while loading the spec, with the same
+    line: its derivation never sees it.
+
+The base spec passes all of it (a positive control: the derivations below are real code that runs).
+`KEPT` lists what a sidecar still refuses on purpose, each with why; the guard at the end scans the
+sidecars' code for refusals that name a spec field, so a new one has to be added there or moved here.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_args
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from sidecars.common.azure_clients import account_name_of
+from sidecars.common.errors import ConfigError, SpecError
+from sidecars.common.room import SPEC_ENV, Room
+from sidecars.common.tls import LocalCA
+from sidecars.firewall.model import config_from_spec
+from sidecars.proxy.envoy import validate_bootstrap, write_bootstrap
+from sidecars.proxy.model import model_from_spec
+from sidecars.proxy.runtime import plan
+from sidecars.room.group import canonical_spec_json
+from sidecars.room.registry import layout
+from sidecars.skr.destinations import Destinations
+from sidecars.spec import MAX_SPEC_JSON_BYTES, CleanRoomSpec, load_spec, parse_spec
+from sidecars.telemetry.__main__ import _sink_configs, config_from_args
+from sidecars.telemetry.__main__ import build_parser as telemetry_parser
+
+REPO = Path(__file__).resolve().parents[2]
+API = REPO / "examples" / "cleanroomhello-api"
+POLICY_FILE = "allow-get-hello.rego"
+LOCAL = {
+    "cgs_endpoint": "https://127.0.0.1:9001",
+    "maa_endpoint": "https://127.0.0.1:9002",
+    "keyvault_url": "https://127.0.0.1:9003",
+    "storage_url": "https://127.0.0.1:9004/devstoreaccount1",
+}
+VAR_ARGS = [arg for name, value in LOCAL.items() for arg in ("--var", f"{name}={value}")]
+
+
+def base_data() -> dict[str, Any]:
+    """The API example with something of everything a rule is about: a datasource, both sinks, egress of
+    each kind, skr and an extra vault for the app."""
+    data = yaml.safe_load((API / "spec.yaml").read_text())
+    job = yaml.safe_load((REPO / "examples" / "cleanroomhello-job" / "spec.yaml").read_text())
+    data["datasources"] = [job["datasources"][0]]
+    data["contract"]["members"].append("publisher")
+    sink = copy.deepcopy(data["telemetry"]["log_sink"])
+    sink["store"]["container"] = "consumer-telemetry"
+    sink["encryption"]["key"]["dek_secret_name"] = "consumer-telemetry-dek"
+    data["telemetry"]["telemetry_sink"] = sink
+    data["egress"] = {"allow": [{"host": "api.example.com", "port": 443, "protocol": "https"},
+                                {"host": "10.0.0.7", "port": 5432, "protocol": "tcp"}]}
+    data["application"]["sidecar_apis"] = ["skr"]
+    data["application"]["key_vaults"] = ["${keyvault_url}"]
+    return data
+
+
+# --- the sidecars' start-up derivations, each from the spec file as the sidecar gets it (--spec FILE) -----
+
+Start = Callable[[Path], object]
+
+
+def _load(spec_file: Path) -> CleanRoomSpec:
+    return load_spec(spec_file, variables=LOCAL)
+
+
+def firewall_start(spec_file: Path) -> object:
+    return config_from_spec(_load(spec_file), layout())
+
+
+def proxy_start(spec_file: Path) -> object:
+    """The proxy's model, planned, rendered and checked by the real Envoy (what ProxyRuntime.start does)."""
+    tls = LocalCA.create(spec_file.parent / "ca").issue_server_cert("room")
+    model = plan(model_from_spec(_load(spec_file), inbound_tls=tls))
+    validate_bootstrap(write_bootstrap(model, spec_file.parent / "envoy.json"))
+    return model
+
+
+def telemetry_start(spec_file: Path) -> object:
+    args = telemetry_parser().parse_args(["--spec", str(spec_file), "--governance-url", "http://127.0.0.1:8300",
+                                          *VAR_ARGS])
+    return _sink_configs(config_from_args(args))
+
+
+def skr_start(spec_file: Path) -> object:
+    return Destinations.from_spec(_load(spec_file))
+
+
+def volumes_start(spec_file: Path) -> object:
+    """What each mount process (and a sink's export) asks its storage client: the account's name."""
+    return [account_name_of(str(target.store.account_url)) for target in _load(spec_file).blob_targets()]
+
+
+def room_start(spec_file: Path) -> object:
+    """What `ccr room up` and every rendering hand each sidecar: the resolved spec, in CCR_SPEC."""
+    return canonical_spec_json(_load(spec_file))
+
+
+STARTS: tuple[Start, ...] = (firewall_start, proxy_start, telemetry_start, skr_start, volumes_start, room_start)
+
+
+# --- the rules ----------------------------------------------------------------------------------------------
+
+def _set(path: str, value: Any) -> Callable[[dict], None]:
+    """A change: `path` (dots and [i]) set to `value`."""
+    def change(data: dict) -> None:
+        *parents, last = re.findall(r"[^.\[\]]+", path)
+        target: Any = data
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]
+        target[int(last) if last.isdigit() else last] = value
+    return change
+
+
+def _append(path: str, item: Any) -> Callable[[dict], None]:
+    def change(data: dict) -> None:
+        target: Any = data
+        for part in path.split("."):
+            target = target[part]
+        target.append(copy.deepcopy(item))
+    return change
+
+
+HUGE_POLICY = (API / POLICY_FILE).read_text() + "# " + "x" * MAX_SPEC_JSON_BYTES + "\n"
+LONG_HOST = "a" * 252 + ".com"  # 256 characters: more than a TLS server name holds
+NO_IPV4 = ("(the TCP proxy matches the destination address; reach a host name with an http or https rule)")
+HOST_NAME = "(letters, digits, '-', '_' and '.', at most 253 characters)"
+SINK_CSE = "exported telemetry and logs leave the room only as ciphertext"
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    change: Callable[[dict], None]
+    #: the line `ccr spec validate` prints after "FILE: " (a regular expression when `regex`)
+    line: str
+    #: where the room refused such a spec before the rule was the spec's
+    refused_before: str
+    starts: tuple[Start, ...]
+    regex: bool = False
+    #: files beside the spec that differ from the example's (name, text)
+    files: tuple[tuple[str, str], ...] = ()
+
+
+RULES = [
+    Rule("telemetry sink not CSE", _set("telemetry.telemetry_sink.encryption", {"mode": "SSE"}),
+         f"telemetry.telemetry_sink.encryption.mode: must be CSE, not SSE: {SINK_CSE}",
+         "telemetry: __main__._sink_configs (ConfigError)", (telemetry_start,)),
+    Rule("log sink not CSE", _set("telemetry.log_sink.encryption.mode", "CPK"),
+         f"telemetry.log_sink.encryption.mode: must be CSE, not CPK: {SINK_CSE}",
+         "telemetry: __main__._sink_configs (ConfigError)", (telemetry_start,)),
+    Rule("tcp egress to a host name", _set("egress.allow[1].host", "db.example.com"),
+         f"egress.allow[1].host: a tcp rule needs an IPv4 address, not 'db.example.com' {NO_IPV4}",
+         "firewall: model.config_from_spec (SpecError); proxy: model.egress_routes (ConfigError)",
+         (firewall_start, proxy_start)),
+    Rule("tcp egress to an IPv6 address", _set("egress.allow[1].host", "2001:db8::7"),
+         "egress.allow[1].host: a tcp rule needs an IPv4 address, not '2001:db8::7': the app has no IPv6 egress",
+         "firewall: model.config_from_spec (SpecError; the proxy accepted it)", (firewall_start, proxy_start)),
+    Rule("https egress to an empty host", _set("egress.allow[0].host", ""),
+         f"egress.allow[0].host: an https rule needs a host name {HOST_NAME}, not ''",
+         "proxy: runtime.ProxyRuntime.start, Envoy (empty socket address)", (proxy_start,)),
+    Rule("https egress to a host longer than a server name", _set("egress.allow[0].host", LONG_HOST),
+         f"egress.allow[0].host: an https rule needs a host name {HOST_NAME}, not {LONG_HOST!r}",
+         "proxy: runtime.ProxyRuntime.start, Envoy (SNI over 255 bytes)", (proxy_start,)),
+    Rule("https egress host with a line break", _set("egress.allow[0].host", "api.example.com\nx"),
+         f"egress.allow[0].host: an https rule needs a host name {HOST_NAME}, not 'api.example.com\\nx'",
+         "proxy: runtime.ProxyRuntime.start, Envoy (virtual host domain pattern)", (proxy_start,)),
+    Rule("egress rule listed twice", _append("egress.allow", {"host": "api.example.com", "port": 443}),
+         "egress.allow[2].host: api.example.com:443 is already allowed by egress.allow[0]",
+         "proxy: runtime.ProxyRuntime.start, Envoy (duplicate cluster)", (proxy_start,)),
+    Rule("egress host twice in another case", _append("egress.allow", {"host": "API.example.com", "port": 443}),
+         "egress.allow[2].host: API.example.com:443 is already allowed by egress.allow[0]",
+         "proxy: runtime.ProxyRuntime.start, Envoy (duplicate virtual host domain)", (proxy_start,)),
+    Rule("tcp egress listed twice",
+         _append("egress.allow", {"host": "10.0.0.7", "port": 5432, "protocol": "tcp"}),
+         "egress.allow[2].host: 10.0.0.7:5432 is already allowed by egress.allow[1]",
+         "proxy: runtime.ProxyRuntime.start, Envoy (duplicate cluster)", (proxy_start,)),
+    Rule("two endpoints with one name", _append("endpoints", {"name": "hello", "port": 8081}),
+         "endpoints[1].name: 'hello' is already used by endpoints[0]",
+         "proxy: runtime.ProxyRuntime.start, Envoy (duplicate cluster app_hello)", (proxy_start,)),
+    Rule("a policy OPA cannot parse", lambda data: None,
+         rf"endpoints\[0\]\.policy_rego: policy {POLICY_FILE} does not compile: 1 error occurred: {POLICY_FILE}:\d+: "
+         r"rego_parse_error: [^\n]+", "proxy: runtime.plan_endpoint (RegoPolicyError)", (proxy_start,), regex=True,
+         files=((POLICY_FILE, "package envoy.authz\n\nallow if {\n"),)),
+    Rule("the attestation service over http", _set("maa_endpoint", "http://maa.example"),
+         "maa_endpoint: URL scheme should be 'https'",
+         "skr: destinations.Destinations.from_spec (BadRequest: not an https endpoint)", (skr_start,)),
+    Rule("a key's vault over http", _set("datasources[0].encryption.key.vault_url", "http://vault.example"),
+         "datasources[0].encryption.key.vault_url: URL scheme should be 'https'",
+         "skr: destinations.Destinations.from_spec (BadRequest)", (skr_start,)),
+    Rule("a key's attestation service over http",
+         _set("telemetry.log_sink.encryption.key.maa_endpoint", "http://maa.example"),
+         "telemetry.log_sink.encryption.key.maa_endpoint: URL scheme should be 'https'",
+         "skr: destinations.Destinations.from_spec (BadRequest)", (skr_start,)),
+    Rule("a wrapped DEK's vault over http",
+         _set("telemetry.log_sink.encryption.key.secret_vault_url", "http://vault.example"),
+         "telemetry.log_sink.encryption.key.secret_vault_url: URL scheme should be 'https'",
+         "skr: destinations.Destinations.from_spec (BadRequest)", (skr_start,)),
+    Rule("an app's vault over http", _set("application.key_vaults", ["http://vault.example"]),
+         "application.key_vaults[0]: URL scheme should be 'https'",
+         "skr: destinations.Destinations.from_spec (BadRequest)", (skr_start,)),
+    Rule("a store URL naming no account", _set("datasources[0].store.account_url", "https://10.0.0.9:10000"),
+         "datasources[0].store.account_url: names no storage account: use https://ACCOUNT.blob.core.windows.net, "
+         "or a path-style https://HOST:PORT/ACCOUNT for an IP address or localhost",
+         "volumes: the mount process's container_client → azure_clients.account_name_of (ConfigError)",
+         (volumes_start,)),
+    Rule("a uid the kernel cannot have", _set("application.user", "4294967295:1000"),
+         "application.user: a uid or gid is at most 4294967294",
+         "firewall: model.FirewallConfig via config_from_spec (SpecError: uid out of range)", (firewall_start,)),
+    Rule("a resolved spec too large for CCR_SPEC", lambda data: None,
+         rf"the resolved spec is \d+ bytes of JSON, over the {MAX_SPEC_JSON_BYTES} a sidecar's CCR_SPEC environment "
+         rf"variable can hold \(Linux MAX_ARG_STRLEN\); the largest policy is endpoints\[0\] \(hello, "
+         rf"{len(HUGE_POLICY)} characters\)",
+         "ccr room up and every rendering: room.group.canonical_spec_json (SpecError); before the registry, the "
+         "launcher too (Launcher() rendered the group)", (room_start,), regex=True,
+         files=((POLICY_FILE, HUGE_POLICY),)),
+]
+
+#: What a sidecar still refuses itself, on purpose, keyed by (file, the spec field its message names).
+KEPT = {
+    ("sidecars/firewall/model.py", "application.user"):
+        "the app's uid exempt from the firewall: uid 0 stays loadable by design (spec.py's docstring: the "
+        "launcher's container policy refuses it, naming its rule), and --exempt-uid is a deployment option",
+    ("sidecars/proxy/model.py", "endpoints[].policy"):
+        "a spec parsed from data without its policy file: loading the file (validate, every rendering) "
+        "always inlines the Rego, so only code building specs from data meets it",
+    ("sidecars/proxy/model.py", "egress.dns"):
+        "depends on the proxy's own /etc/resolv.conf (or --dns-resolver), not on the spec",
+    ("sidecars/launcher/images.py", "application.image"):
+        "`ccr images build --pin`, a command, not a start-up",
+    ("sidecars/telemetry/cli.py", "telemetry.{}"):
+        "`ccr telemetry download --spec`: a command, asked for a sink the spec does not have",
+}
+
+
+def rule_dir(root: Path, rule: Rule) -> Path:
+    """The rule's hostile spec written as a member would: spec.yaml, its policy file beside it."""
+    directory = root / re.sub(r"\W+", "-", rule.id)
+    directory.mkdir(parents=True, exist_ok=True)
+    data = base_data()
+    rule.change(data)
+    (directory / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    (directory / POLICY_FILE).write_text((API / POLICY_FILE).read_text())
+    for name, text in rule.files:
+        (directory / name).write_text(text)
+    return directory
+
+
+def room_environment(directory: Path) -> dict[str, str]:
+    """A container's environment for the spec: CCR_SPEC, the resolved spec as JSON (variables filled in,
+    each policy's Rego in the spec itself)."""
+    data = yaml.safe_load((directory / "spec.yaml").read_text())
+    for endpoint in data.get("endpoints", []):
+        if endpoint.get("policy") and endpoint.get("policy_rego") is None:
+            endpoint["policy_rego"] = (directory / endpoint["policy"]).read_text()
+    text = re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: LOCAL.get(m.group(1), m.group(2)), json.dumps(data))
+    return {SPEC_ENV: text}
+
+
+@pytest.fixture(scope="module")
+def validated(tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
+    """`ccr spec validate` run on every rule's spec (and the base spec, id "base"), all at once."""
+    root = tmp_path_factory.mktemp("rules")
+    endpoints = root / "endpoints.json"
+    endpoints.write_text(json.dumps(LOCAL))
+    base = Rule("base", lambda data: None, "", "", ())
+    running = {}
+    for rule in [base, *RULES]:
+        spec_file = rule_dir(root, rule) / "spec.yaml"
+        running[rule.id] = spec_file, subprocess.Popen(
+            [sys.executable, "-m", "sidecars", "spec", "validate", str(spec_file), "--endpoints", str(endpoints)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = {}
+    for rule_id, (spec_file, process) in running.items():
+        out, err = process.communicate(timeout=120)
+        results[rule_id] = spec_file, subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    return results
+
+
+def assert_reported(problems: list[str], rule: Rule) -> None:
+    assert len(problems) == 1, problems
+    if rule.regex:
+        assert re.fullmatch(rule.line, problems[0]), problems[0]
+    else:
+        assert problems[0] == rule.line
+
+
+def test_the_rules_are_distinct_and_each_names_where_it_was_refused():
+    assert len({rule.id for rule in RULES}) == len(RULES)
+    assert all(rule.refused_before and rule.starts for rule in RULES)
+    assert len(HUGE_POLICY) > MAX_SPEC_JSON_BYTES
+
+
+def test_the_base_spec_validates_and_every_start_up_derivation_runs_on_it(validated):
+    spec_file, result = validated["base"]
+    assert (result.returncode, result.stdout.strip()) == (0, "OK"), result.stdout + result.stderr
+    for start in STARTS:
+        assert start(spec_file) is not None, start.__name__
+    assert Room.from_environment(room_environment(spec_file.parent), layout()).spec.name == "cleanroomhello-api"
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[rule.id for rule in RULES])
+def test_validate_reports_the_rule_with_its_field(validated, rule):
+    spec_file, result = validated[rule.id]
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert all(line.startswith(f"{spec_file}: ") for line in lines), lines
+    assert_reported([line.removeprefix(f"{spec_file}: ") for line in lines], rule)
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[rule.id for rule in RULES])
+def test_the_sidecar_fails_loading_the_spec_before_its_derivation_sees_it(validated, rule):
+    spec_file, _ = validated[rule.id]
+    for start in rule.starts:
+        with pytest.raises(SpecError) as info:
+            start(spec_file)
+        assert_reported(info.value.problems, rule)
+    with pytest.raises(ConfigError) as refused:
+        Room.from_environment(room_environment(spec_file.parent), layout())
+    assert refused.value.message.startswith(f"{SPEC_ENV}: "), refused.value.message
+    assert_reported([refused.value.message.removeprefix(f"{SPEC_ENV}: ")], rule)
+
+
+def test_uid_0_loads_and_the_room_still_refuses_it():
+    """The container policy's rule (non_root_user) stays loadable by design; the firewall, which cannot confine
+    uid 0, refuses such a room before anything runs (see KEPT)."""
+    data = base_data()
+    data["application"]["user"] = "0:0"
+    spec = parse_spec(data, variables=LOCAL)
+    with pytest.raises(SpecError, match="application.user: the app's uid 0 cannot be exempt from the firewall"):
+        config_from_spec(spec, layout())
+
+
+# --- the guard: no sidecar refuses a spec field at start unless KEPT says why --------------------------------
+
+SIDECAR_CODE = ("firewall", "proxy", "telemetry", "volumes", "skr", "governance", "identity", "launcher", "common")
+REFUSALS = {"ConfigError", "SpecError", "ValueError", "RegoPolicyError"}
+
+
+def _field_pattern() -> re.Pattern[str]:
+    """What may be a spec field path in a message: a top-level field followed by [..] or .name, where {}
+    stands for what is formatted in (`name` and `apiVersion` are too common a word to tell)."""
+    heads = sorted({field.alias or name for name, field in CleanRoomSpec.model_fields.items()} - {"name", "apiVersion"})
+    return re.compile(rf"(?<![\w.{{}}-])(?:{'|'.join(heads)})(?:\[[^\]]*\]|\.(?:\w|\{{\}})+)+")
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((model for arg in get_args(annotation) if (model := _model_of(arg))), None)
+
+
+def _is_spec_path(path: str) -> bool:
+    """Whether each step of `path` is a field of the spec's models (`endpoints.json` is a file, not a field)."""
+    model: type[BaseModel] | None = CleanRoomSpec
+    for step in re.sub(r"\[[^\]]*\]", "", path).split("."):
+        if model is None or "{}" in step:  # past the models (a mapping's key), or formatted in: any field
+            return True
+        fields = {field.alias or name: field for name, field in model.model_fields.items()}
+        if step not in fields:
+            return False
+        model = _model_of(fields[step].annotation)
+    return True
+
+
+def _text(node: ast.AST) -> str:
+    """A message's literal text, each formatted value as {}."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join("{}" if isinstance(v, ast.FormattedValue) else _text(v) for v in node.values)
+    if isinstance(node, ast.BinOp):
+        return _text(node.left) + _text(node.right)
+    if isinstance(node, ast.List | ast.Tuple):
+        return " ".join(_text(element) for element in node.elts)
+    if isinstance(node, ast.ListComp):
+        return _text(node.elt)
+    return ""
+
+
+def sidecar_refusals_naming_spec_fields() -> set[tuple[str, str]]:
+    fields = _field_pattern()
+    found = set()
+    for folder in SIDECAR_CODE:
+        for path in sorted((REPO / "sidecars" / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)):
+                    continue
+                called = node.exc.func
+                if (called.id if isinstance(called, ast.Name) else getattr(called, "attr", "")) not in REFUSALS:
+                    continue
+                for match in fields.finditer(" ".join(_text(arg) for arg in node.exc.args)):
+                    if _is_spec_path(match.group(0)):
+                        found.add((str(path.relative_to(REPO)), re.sub(r"\[[^\]]*\]", "[]", match.group(0))))
+    return found
+
+
+def test_no_sidecar_refuses_a_spec_field_unless_kept_for_a_reason():
+    """A sidecar that raises ConfigError/SpecError/ValueError naming a spec field (`egress.allow[i].host: ...`)
+    decides a spec rule at start. Move the rule into sidecars/spec.py and RULES, or add it to KEPT with why.
+    (A refusal whose message names no field is not seen: messages name their field, by convention.)"""
+    assert sidecar_refusals_naming_spec_fields() == set(KEPT)
