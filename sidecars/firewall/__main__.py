@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
+from collections.abc import Sequence
 
 from fastapi.responses import JSONResponse
 
-from ..cliargs import add_spec_variable_options, load_spec_from_args
-from ..common.errors import CcrError
+from ..cliargs import add_listen_options, add_spec_variable_options, load_spec_from_args, run_standalone
 from ..common.http import azure_error_body, create_app, serve
 from ..common.logs import configure_logging
 from ..common.otel import setup_telemetry
@@ -40,11 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_spec_variable_options(parser)
     add_placement_options(parser)
     add_rule_options(parser)
-    parser.add_argument("--host", default="127.0.0.1", help="address of the status API (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=FIREWALL.port(),
-                        help=f"port of the status API (default {FIREWALL.port()}; 0 picks a free one)")
-    parser.add_argument("--ready-file", type=Path,
-                        help='written once the API listens: {"port": N, "url": "http://HOST:N"}')
+    add_listen_options(parser, FIREWALL.port())
     return parser
 
 
@@ -93,13 +88,8 @@ def run(config: FirewallSidecarConfig) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(config_from_args(args))
-    except CcrError as exc:
-        print(f"ccr sidecar firewall: error: {exc}", file=sys.stderr)
-        return 1
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_standalone("firewall", build_parser(), config_from_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from ..common.errors import CcrError, ConfigError
+from ..cliargs import add_listen_options, run_standalone
+from ..common.errors import ConfigError
 from ..common.http import serve
 from ..common.logs import configure_logging
 from .cgs_client import CgsRoomClient
@@ -20,9 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ccr sidecar run governance", description="The governance sidecar: "
                                      "consent checks, audit events, secrets, documents, tokens and the room's "
                                      "certificate from CGS, for the app and the other sidecars.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=GOVERNANCE.port(),
-                        help=f"default {GOVERNANCE.port()}; 0 picks a free port")
+    add_listen_options(parser, GOVERNANCE.port())
     parser.add_argument("--cgs-endpoint", required=True, help="the governance service, e.g. https://cgs.example")
     parser.add_argument("--contract-id", required=True)
     parser.add_argument("--api-path-prefix", help="CGS path prefix (default app/contracts/CONTRACT_ID)")
@@ -37,7 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sidecar-token-file", type=Path,
                         help="file holding the token sidecars present to audit under their own scope; other "
                              "callers then write under scope 'app' (without it, scopes are taken as given)")
-    parser.add_argument("--ready-file", type=Path, help="written once listening: {port, url}")
     return parser
 
 
@@ -66,13 +65,8 @@ def run(config: GovernanceSidecarConfig) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(config_from_args(args))
-    except CcrError as exc:
-        print(f"ccr sidecar governance: error: {exc}", file=sys.stderr)
-        return 1
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_standalone("governance", build_parser(), config_from_args, run, argv)
 
 
 if __name__ == "__main__":

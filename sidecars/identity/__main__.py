@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from ..cliargs import add_spec_variable_options, load_spec_from_args
-from ..common.errors import CcrError, ConfigError
+from ..cliargs import add_listen_options, add_spec_variable_options, load_spec_from_args, run_standalone
+from ..common.errors import ConfigError
 from ..common.http import serve
 from ..common.logs import configure_logging
 from .service import IdentityConfig, build_app
@@ -19,9 +20,7 @@ from .sidecar import ENTRA_ENDPOINT, IDENTITY, IdentitySidecarConfig
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ccr sidecar run identity", description="IMDS-compatible managed "
                                      "identity endpoint backed by CGS-issued federated client assertions.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=IDENTITY.port(),
-                        help=f"default {IDENTITY.port()}; 0 picks a free port")
+    add_listen_options(parser, IDENTITY.port())
     parser.add_argument("--governance-url", required=True, help="the governance sidecar")
     parser.add_argument("--entra-endpoint", default=ENTRA_ENDPOINT, help="the Entra authority (default %(default)s)")
     parser.add_argument("--entra-ca-bundle", help="PEM bundle trusted for the Entra endpoint (local CA)")
@@ -33,7 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--identity-header-file", type=Path, help="file holding the secret for the IDENTITY_HEADER "
                                                                   "shape")
     parser.add_argument("--sidecar-token-file", type=Path, help="token for auditing under scope 'identity'")
-    parser.add_argument("--ready-file", type=Path, help="written once listening: {port, url}")
     return parser
 
 
@@ -64,13 +62,8 @@ def run(config: IdentitySidecarConfig) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(config_from_args(args))
-    except CcrError as exc:
-        print(f"ccr sidecar identity: error: {exc}", file=sys.stderr)
-        return 1
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_standalone("identity", build_parser(), config_from_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,13 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
 
-from ..cliargs import add_spec_variable_options, load_spec_from_args
-from ..common.errors import CcrError, ConfigError
+from ..cliargs import add_listen_options, add_spec_variable_options, load_spec_from_args, run_standalone
+from ..common.errors import ConfigError
 from ..common.http import bind_socket
 from ..common.logs import configure_logging
 from ..common.process import write_ready_file
@@ -27,10 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ccr sidecar run launcher", description=__doc__)
     parser.add_argument("--spec", required=True, metavar="FILE", help="the clean room spec")
     add_spec_variable_options(parser)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=LAUNCHER.port(),
-                        help=f"default {LAUNCHER.port()}; 0 picks a free one")
-    parser.add_argument("--ready-file", type=Path, help="written once listening: {port, url}")
+    add_listen_options(parser, LAUNCHER.port())
     parser.add_argument("--mount-root", type=Path, required=True,
                         help="where the volumes sidecar mounts each volume (DIR/NAME)")
     parser.add_argument("--netns", help="the room's network namespace the app joins (default: no network)")
@@ -107,13 +105,8 @@ async def _serve(config: LauncherConfig, sock) -> int:
     return 0 if launcher.state.phase != "failed" else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(config_from_args(args))
-    except (CcrError, OSError) as exc:
-        print(f"launcher: {exc}", file=sys.stderr)
-        return 1
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_standalone("launcher", build_parser(), config_from_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,14 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from opentelemetry.trace import Tracer
 
-from ..common.errors import CcrError
+from ..cliargs import run_standalone
 from ..common.http import create_app, plain_error_body, serve
 from ..common.logs import configure_logging
 from ..common.otel import attach_parent_from_env, setup_telemetry, step_span
@@ -56,13 +56,8 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
                        status_port=args.status_port, ready_file=args.ready_file, **model_settings(args))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(config_from_args(args))
-    except CcrError as exc:
-        print(f"ccr sidecar proxy: error: {exc.message}", file=sys.stderr)
-        return 1
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_standalone("proxy", build_parser(), config_from_args, run, argv)
 
 
 def planned_model(config: ProxyConfig) -> tuple[ProxyModel, RoomCertificate | None]:

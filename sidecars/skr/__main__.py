@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from collections.abc import Sequence
 
 from azure.core.exceptions import AzureError
 
 from ..attestation import MockPlatform, MockSnpProvider, RealSnpProvider
-from ..cliargs import add_spec_variable_options, load_spec_from_args
+from ..cliargs import add_listen_options, add_spec_variable_options, load_spec_from_args, run_standalone
 from ..common.devtokens import DevTokenCredential
-from ..common.errors import CcrError, ConfigError, Forbidden
+from ..common.errors import ConfigError, Forbidden
 from ..common.http import serve
 from ..common.logs import configure_logging
 from ..common.otel import setup_telemetry
@@ -30,9 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Attestation and secure key release for a clean room, with the API of Microsoft's SKR "
                     "sidecar. Evidence comes from /dev/sev-guest, or from a mock SEV-SNP platform (local "
                     "emulation only).")
-    parser.add_argument("--host", default="127.0.0.1", help="listen address (keep it on loopback)")
-    parser.add_argument("--port", type=int, default=SKR.port(), help=f"default {SKR.port()}; 0 picks one")
-    parser.add_argument("--ready-file", type=Path, help='written once listening: {"port": N, "url": "http://HOST:N"}')
+    add_listen_options(parser, SKR.port())
     parser.add_argument("--spec", metavar="FILE",
                         help="the room's spec (YAML, or its canonical JSON): contact only the attestation services "
                              "and vaults it names (default: any, as Microsoft's SKR sidecar)")
@@ -117,13 +115,8 @@ def run(config: SkrConfig) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(config_from_args(args))
-    except CcrError as exc:
-        print(f"skr: error: {exc}", file=sys.stderr)
-        return 1
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_standalone("skr", build_parser(), config_from_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from azure.core.exceptions import AzureError
 
-from ..cliargs import add_spec_variable_options, load_spec_from_args
+from ..cliargs import add_spec_variable_options, load_spec_from_args, run_standalone
 from ..common.azure_clients import default_credential
 from ..common.deks import load_dek_file
-from ..common.errors import CcrError, ConfigError, RemoteServiceError
+from ..common.errors import ConfigError, RemoteServiceError
 from ..common.governance_client import GovernanceClient
 from ..common.http import serve
 from ..common.keyflow import fetch_dek
@@ -133,12 +133,7 @@ def _released_dek(config: TelemetrySidecarConfig, reference: KeyReference, ident
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(config_from_args(args))
-    except CcrError as exc:
-        print(f"ccr sidecar telemetry: error: {exc}", file=sys.stderr)
-        return 1
+    return run_standalone("telemetry", build_parser(), config_from_args, run, argv)
 
 
 def run(config: TelemetrySidecarConfig) -> int:

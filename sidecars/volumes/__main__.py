@@ -20,13 +20,14 @@ import json
 import logging
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi.responses import JSONResponse
 
-from ..cliargs import add_spec_variable_options, load_spec_from_args, spec_variables
-from ..common.errors import CcrError, ProcessError
+from ..cliargs import add_listen_options, add_spec_variable_options, load_spec_from_args, run_standalone, spec_variables
+from ..common.errors import ProcessError
 from ..common.forkserver import ForkServerClient
 from ..common.http import create_app, plain_error_body, serve
 from ..common.logs import configure_logging
@@ -144,9 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uid", type=int, help="owner of the files as the app sees them (default: the spec's)")
     p.add_argument("--gid", type=int)
     p.add_argument("--mount-timeout", type=float, default=120.0)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=VOLUMES.port(), help="default %(default)s; 0 picks a free one")
-    p.add_argument("--ready-file", metavar="FILE", type=Path, help="written with {port, url} once /status answers")
+    add_listen_options(p, VOLUMES.port())
     return p
 
 
@@ -160,13 +159,8 @@ def config_from_args(args: argparse.Namespace) -> VolumesConfig:
         mount_timeout_s=args.mount_timeout)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(config_from_args(args))
-    except CcrError as exc:
-        print(f"ccr sidecar volumes: error: {exc}", file=sys.stderr)
-        return 1
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_standalone("volumes", build_parser(), config_from_args, run, argv)
 
 
 def run(config: VolumesConfig) -> int:

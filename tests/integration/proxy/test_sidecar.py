@@ -69,7 +69,7 @@ def test_a_user_mistake_is_one_line(tmp_path):
                              "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ccr sidecar proxy: error:") and "name" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("ccr sidecar run proxy: error:") and "name" in lines[0]
 
 
 def test_sidecar_takes_the_spec_from_ccr_spec_as_the_container_group_passes_it(tmp_path):
