@@ -1,9 +1,11 @@
 """The `ccr` command line.
 
-Each package that has commands provides `sidecars/<package>/cli.py` with `register(subparsers)`; this
-module discovers them, so adding a sidecar's commands never touches this file. Handlers return an exit
-code. Any `CcrError` (a user's mistake, a refusal, an unreachable service) ends in one line on stderr
-and exit code 1; a traceback means a bug.
+Every command is `ccr NOUN VERB` (`ccr governance NOUN VERB` inside governance). Each package that has
+commands provides `sidecars/<package>/cli.py` with `register(subparsers)`; this module discovers them, so
+adding a sidecar's commands never touches this file. Commands name their handler as "module:function"
+(`cliargs.add_command`), imported only to run it; the spellings from before `NOUN VERB` still work for one
+release (`oldspellings`). Handlers return an exit code. Any `CcrError` (a user's mistake, a refusal, an
+unreachable service) ends in one line on stderr and exit code 1; a traceback means a bug.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from pathlib import Path
 
 import sidecars
 
-from .cliargs import add_spec_variable_options, load_spec_from_args
+from .cliargs import add_command, add_spec_variable_options, load_spec_from_args, noun, run_handler
 from .common.errors import CcrError, SpecError
+from .common.logs import configure_logging
+from .oldspellings import print_deprecation, respell
 
 
 def _cmd_spec_validate(args: argparse.Namespace) -> int:
@@ -62,23 +66,26 @@ def available_sidecars() -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ccr",
-        description="Confidential clean room runtime: run a clean room locally (ccr up), render it for "
-                    "docker-compose or Confidential ACI, and act as a party (keys, data, governance).",
+        description="Confidential clean room runtime: run a clean room locally (ccr room up), render it for "
+                    "docker-compose or Confidential ACI (ccr spec render), and act as a party (keys, data, "
+                    "governance). Every command is `ccr NOUN VERB`; `ccr NOUN --help` lists a noun's verbs.",
     )
     parser.add_argument("--version", action="version", version=f"ccr {sidecars.__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="NOUN")
 
-    spec = sub.add_parser("spec", help="work with clean room specs")
-    spec_sub = spec.add_subparsers(dest="spec_command", metavar="SUBCOMMAND", required=True)
-    validate = spec_sub.add_parser("validate", help="check a spec: prints OK, or one line per problem")
-    validate.add_argument("spec", metavar="FILE")
+    validate = add_command(noun(sub, "spec"), "validate", "sidecars.cli:_cmd_spec_validate",
+                           "check a spec: prints OK, or one line per problem")
+    validate.add_argument("spec", metavar="SPEC", help="clean room spec (YAML)")
     add_spec_variable_options(validate)
-    validate.set_defaults(func=_cmd_spec_validate)
 
-    sidecar = sub.add_parser("sidecar", help="run one sidecar in the foreground (as its container does)")
-    sidecar.add_argument("name", help="skr, volumes, governance, identity, firewall, proxy, telemetry, launcher")
-    sidecar.add_argument("args", nargs=argparse.REMAINDER, help="the sidecar's own options (see NAME --help)")
-    sidecar.set_defaults(func=_cmd_sidecar)
+    sidecar = noun(sub, "sidecar", "run one sidecar in the foreground (as its container does)",
+                   "A sidecar is one of the room's own services (skr, volumes, governance, identity, firewall, "
+                   "proxy, telemetry, launcher), each in its own container next to the app's.")
+    run = add_command(sidecar, "run", "sidecars.cli:_cmd_sidecar", "run one sidecar in the foreground "
+                      "(as its container does)")
+    run.add_argument("name", metavar="NAME", help=", ".join(available_sidecars()))
+    run.add_argument("args", nargs=argparse.REMAINDER, metavar="OPTIONS",
+                     help="the sidecar's own options (see ccr sidecar run NAME --help)")
 
     root = Path(sidecars.__file__).parent
     for info in sorted(pkgutil.iter_modules([str(root)]), key=lambda i: i.name):
@@ -88,16 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .common.logs import configure_logging
-
     parser = build_parser()
+    argv, deprecation = respell(sys.argv[1:] if argv is None else argv, parser)
+    print_deprecation(deprecation)
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
+    if not getattr(args, "handler", None):
         parser.print_help()
         return 2
     configure_logging()
     try:
-        return int(args.func(args) or 0)
+        return run_handler(args)
     except CcrError as exc:
         print(f"ccr: error: {exc}", file=sys.stderr)
         return 1

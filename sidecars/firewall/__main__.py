@@ -1,4 +1,4 @@
-"""`ccr sidecar firewall`: put the room's rules in force, then answer whether they still are.
+"""`ccr sidecar run firewall`: put the room's rules in force, then answer whether they still are.
 
 Rules are applied before the API listens, and an apply that fails ends the sidecar (exit 1): nothing
 may start in a room without its firewall. On exit the rules stay in force (fail closed); `ccr firewall
@@ -32,7 +32,7 @@ log = logging.getLogger("ccr.firewall")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ccr sidecar firewall", description=__doc__,
+    parser = argparse.ArgumentParser(prog="ccr sidecar run firewall", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spec", required=True, metavar="FILE", help="the clean room spec (YAML)")
     add_spec_variable_options(parser)
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         applied_ms = firewall.apply()
         firewall.require_in_force()
     except CcrError as exc:
-        print(f"ccr sidecar firewall: error: {exc}", file=sys.stderr)
+        print(f"ccr sidecar run firewall: error: {exc}", file=sys.stderr)
         telemetry.shutdown()
         return 1
     log.info("firewall rules in force (%s, %d rules, %.1f ms)", args.backend, len(firewall.ruleset.rules),

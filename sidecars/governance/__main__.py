@@ -1,4 +1,4 @@
-"""Run the governance sidecar: `ccr sidecar governance --cgs-endpoint URL --contract-id ID [...]`."""
+"""Run the governance sidecar: `ccr sidecar run governance --cgs-endpoint URL --contract-id ID [...]`."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = spec_from_env()
     except CcrError as exc:
-        print(f"ccr sidecar governance: error: {exc}", file=sys.stderr)
+        print(f"ccr sidecar run governance: error: {exc}", file=sys.stderr)
         return 1
     governance = spec.contract.governance if spec else None
-    parser = argparse.ArgumentParser(prog="ccr sidecar governance", description="The governance sidecar: "
+    parser = argparse.ArgumentParser(prog="ccr sidecar run governance", description="The governance sidecar: "
                                      "consent checks, audit events, secrets, documents, tokens and the room's "
                                      "certificate from CGS, for the app and the other sidecars (port 8300).")
     parser.add_argument("--host", default="127.0.0.1")
@@ -58,13 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         token = Path(args.sidecar_token_file).read_text().strip() if args.sidecar_token_file else None
     except OSError as exc:
-        print(f"ccr sidecar governance: error: --sidecar-token-file: {exc.strerror}", file=sys.stderr)
+        print(f"ccr sidecar run governance: error: --sidecar-token-file: {exc.strerror}", file=sys.stderr)
         return 1
     try:
         cgs = CgsRoomClient(args.cgs_endpoint, args.contract_id, skr_url=args.skr_url,
                             ca_bundle=args.cgs_ca_bundle, api_path_prefix=args.api_path_prefix)
     except CcrError as exc:
-        print(f"ccr sidecar governance: error: {exc}", file=sys.stderr)
+        print(f"ccr sidecar run governance: error: {exc}", file=sys.stderr)
         return 1
     config = GovernanceConfig(contract_id=args.contract_id, consent_poll_interval_s=args.consent_poll_interval,
                               consent_unverifiable_after_s=args.consent_unverifiable_after,

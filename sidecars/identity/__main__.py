@@ -1,4 +1,4 @@
-"""Run the identity sidecar: `ccr sidecar identity --entra-endpoint URL --tenant-id T [...]`."""
+"""Run the identity sidecar: `ccr sidecar run identity --entra-endpoint URL --tenant-id T [...]`."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tenants = identity_tenants(spec_from_env())
     except CcrError as exc:
-        print(f"ccr sidecar identity: error: {exc}", file=sys.stderr)
+        print(f"ccr sidecar run identity: error: {exc}", file=sys.stderr)
         return 1
-    parser = argparse.ArgumentParser(prog="ccr sidecar identity", description="IMDS-compatible managed identity "
+    parser = argparse.ArgumentParser(prog="ccr sidecar run identity", description="IMDS-compatible managed identity "
                                      "endpoint (port 8290) backed by CGS-issued federated client assertions.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=port_from_env(8290),
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                                 identity_header=read(args.identity_header_file),
                                 sidecar_token=read(args.sidecar_token_file))
     except OSError as exc:
-        print(f"ccr sidecar identity: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        print(f"ccr sidecar run identity: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
 
     serve(build_app(config), args.host, args.port, ready_file=args.ready_file)

@@ -1,4 +1,4 @@
-"""`ccr sidecar launcher`: check the app against the container policy and run it with podman."""
+"""`ccr sidecar run launcher`: check the app against the container policy and run it with podman."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..common.process import write_ready_file
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="ccr sidecar launcher", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ccr sidecar run launcher", description=__doc__)
     parser.add_argument("--spec", required=True, metavar="FILE", help="the clean room spec")
     add_spec_variable_options(parser)
     parser.add_argument("--host", default="127.0.0.1")

@@ -1,4 +1,4 @@
-"""What `ccr up` starts for a spec: each sidecar's command line, port and place in the startup order.
+"""What `ccr room up` starts for a spec: each sidecar's command line, port and place in the startup order.
 
 Every sidecar runs as its own process inside the room's network namespace, on its default port (the
 netns is the room's own, so rooms never clash), exactly as in the container group: the app reaches skr at
@@ -34,7 +34,7 @@ class SidecarLaunch:
 
     @property
     def options(self) -> tuple[str, ...]:
-        """The sidecar's own options: what follows `ccr sidecar NAME`, as a process or in a container."""
+        """The sidecar's own options: what follows `ccr sidecar run NAME`, as a process or in a container."""
         return self.argv[_COMMAND_LENGTH:]
 
 
@@ -83,7 +83,8 @@ class RoomPlan:
         return sorted(set(ports))
 
     def _ccr(self, name: str, *options: str) -> tuple[str, ...]:
-        return (self.python, "-m", "sidecars", "sidecar", name, *options, "--ready-file", str(self.ready_file(name)))
+        return (self.python, "-m", "sidecars", "sidecar", "run", name, *options,
+                "--ready-file", str(self.ready_file(name)))
 
     def _spec_options(self) -> tuple[str, ...]:
         # spec_path is the resolved spec (canonical JSON): no ${NAME} is left for a sidecar to fill in.

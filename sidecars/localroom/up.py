@@ -1,11 +1,11 @@
-"""`ccr up` / `ccr down` / `ccr status`: a container group emulated with processes and a netns.
+"""`ccr room up` / `ccr room down` / `ccr room status`: a container group emulated with processes and a netns.
 
 Startup order and failure semantics are ARCHITECTURE §6: the firewall's rules are in force (applied and
 verified) before anything else runs in the room; then skr, governance, identity and telemetry; then
 governance attests to CGS and execution consent is confirmed, before any key is released; then the
 volumes (keys released, mounts up) and the proxy; last the launcher, which checks consent, the firewall and
 the container policy before it starts the app with podman. Any step failing names the step and the reason
-and tears everything down again; so does Ctrl-C. `ccr down` undoes a running room from its state file.
+and tears everything down again; so does Ctrl-C. `ccr room down` undoes a running room from its state file.
 
 Every Python process of the room is forked from one fork server (`sidecars.common.forkserver`) started
 first: it imports the sidecars' modules once while the network and the firewall are set up, instead of
@@ -95,7 +95,7 @@ class UpOptions:
 
 
 def _interrupt(_signum, _frame) -> None:
-    """SIGTERM during `ccr up` tears the room down like Ctrl-C does."""
+    """SIGTERM during `ccr room up` tears the room down like Ctrl-C does."""
     raise KeyboardInterrupt
 
 
@@ -195,7 +195,7 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
     run_dir = options.run_dir.resolve()
     state = RoomState.load(run_dir / STATE_FILE)
     if state.data.get("netns") and netns_exists(state.data["netns"]):
-        raise ConfigError(f"a room is already running from {run_dir} (ccr down --run-dir {options.run_dir})")
+        raise ConfigError(f"a room is already running from {run_dir} (ccr room down --run-dir {options.run_dir})")
     for sub in ("logs", "ready", "mnt"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
     for old_log in (run_dir / "logs").glob("*.log"):  # a new room: `ccr logs` shows only this one's lines
@@ -298,9 +298,9 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
             out(f"job {body['status']} with exit code {(body.get('app') or {}).get('exit_code')}")
         out(f"logs: {run_dir / 'logs'}  mounts: {plan.mount_root}  state: {state.path}  "
             f"startup trace: {trace_id}")
-        out(f"audit trail: ccr governance events {spec.contract.id} --endpoints {options.endpoints_file} "
+        out(f"audit trail: ccr governance events list {spec.contract.id} --endpoints {options.endpoints_file} "
             f"--identity MEMBER_DIR; stop with: "
-            f"ccr down --run-dir {options.run_dir}")
+            f"ccr room down --run-dir {options.run_dir}")
         app = body.get("app") or {}
         return 0 if body.get("status") != "failed" and app.get("exit_code") in (None, 0) else 1
     except (StepFailed, KeyboardInterrupt) as exc:
@@ -359,7 +359,7 @@ def down(run_dir: Path, out: Callable[[str], None] = print) -> int:
             out(f"stopped {record.name} (pid {record.pid})")
     problems = _cleanup_leftovers(state)
     for problem in problems:
-        out(f"ccr down: {problem}")
+        out(f"ccr room down: {problem}")
     state.path.unlink(missing_ok=True)
     out(f"room {state.data.get('name')} is down")
     return 1 if problems else 0

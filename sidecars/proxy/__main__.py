@@ -1,7 +1,7 @@
 """The proxy sidecar: renders Envoy's configuration from the spec, starts the authorization server, the
 response inspector (when a policy judges responses) and Envoy, and serves `GET /status`.
 
-    ccr sidecar proxy --spec SPEC --run-dir DIR [--endpoints endpoints.json] [--upstream-ca FILE]
+    ccr sidecar run proxy --spec SPEC --run-dir DIR [--endpoints endpoints.json] [--upstream-ca FILE]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ STATUS_PORT = 15020
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ccr sidecar proxy",
+        prog="ccr sidecar run proxy",
         description="Envoy in front of the app (TLS 1.3 + the API policy on every request and response) and "
                     "behind it (egress only to the contract's allow-list, upstream TLS verified).")
     add_model_options(parser)
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args, telemetry.tracer)
     except CcrError as exc:
-        print(f"ccr sidecar proxy: error: {exc.message}", file=sys.stderr)
+        print(f"ccr sidecar run proxy: error: {exc.message}", file=sys.stderr)
         return 1
     finally:
         telemetry.shutdown()

@@ -1,4 +1,4 @@
-"""Command-line options shared by `ccr sidecar proxy` and `ccr proxy render`, and the room's default
+"""Command-line options shared by `ccr sidecar run proxy` and `ccr proxy render`, and the room's default
 ports (ARCHITECTURE §4). Kept free of heavy imports: the CLI loads it to build its parser."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     """What decides the rendered Envoy configuration (shared by the sidecar and `ccr proxy render`)."""
     from ..cliargs import add_spec_variable_options
 
-    parser.add_argument("--spec", metavar="FILE",
+    parser.add_argument("--spec", metavar="SPEC",
                         help="the clean room spec (YAML; its endpoints' policy files next to it); default: the "
                              "resolved spec in $CCR_SPEC (JSON, the policies' Rego inlined), as the container "
                              "group passes it")

@@ -5,12 +5,12 @@ This typed model is the one rendering of "what runs in the room" that every cons
 - the CCE policy (`sidecars.renderings.cce`): one policy entry per container, so HOST_DATA measures
   exactly this model;
 - the launcher's container policy (Rego, `sidecars/common/rego.py`): checks the app against `group.app`;
-- the ARM template, the Kubernetes pod spec and (later) compose / `ccr up`.
+- the ARM template, the Kubernetes pod spec and (later) compose / `ccr room up`.
 
 Nothing here talks to podman or Azure: `render_group(spec)` is a pure function of the spec and a few
 deployment options, so two renderings of the same spec are equal (and so are their policy hashes).
 
-How sidecars are configured: each sidecar runs `ccr sidecar NAME` from the shared runtime image
+How sidecars are configured: each sidecar runs `ccr sidecar run NAME` from the shared runtime image
 (the proxy from its own image). Everything a sidecar needs to know about the room is in its environment:
 `CCR_SPEC` holds the resolved spec as canonical JSON (sorted keys, no whitespace), `CCR_<NAME>_URL`
 the local address of every other sidecar it may call, and `CCR_PORT` its own port. Because env is part
@@ -31,7 +31,7 @@ from typing import Literal
 from ..common.errors import SpecError
 from ..spec import CleanRoomSpec
 
-#: Where the sidecar images live. `ccr deploy ... --registry` replaces it (e.g. `myacr.azurecr.io/ccr`);
+#: Where the sidecar images live. `ccr spec render ... --registry` replaces it (e.g. `myacr.azurecr.io/ccr`);
 #: images are built locally from `images/` and tagged `<registry>/<image>:<version>`.
 DEFAULT_REGISTRY = "localhost/ccr"
 DEFAULT_IMAGE_VERSION = "0.1.0"
@@ -265,7 +265,7 @@ def render_group(spec: CleanRoomSpec, *, registry: str = DEFAULT_REGISTRY,
                 extra_env: tuple[tuple[str, str], ...] = ()) -> Container:
         env = (("CCR_SIDECAR", name),) + ((("CCR_PORT", str(port)),) if port else ()) + common_env + extra_env
         return Container(
-            name=f"ccr-{name}", role=role, image=image, command=("ccr", "sidecar", name),
+            name=f"ccr-{name}", role=role, image=image, command=("ccr", "sidecar", "run", name),
             env=tuple(sorted(env)), mounts=(run_mount,) + mounts, user=User(0, 0),
             resources=_SIDECAR_RESOURCES[name], privileged=privileged, capabilities=capabilities,
             ports=ports or ((Port(port),) if port else ()),

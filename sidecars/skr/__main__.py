@@ -1,4 +1,4 @@
-"""`ccr sidecar skr` / `python -m sidecars.skr`: the SKR sidecar (attestation and secure key release)."""
+"""`ccr sidecar run skr` / `python -m sidecars.skr`: the SKR sidecar (attestation and secure key release)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ DEFAULT_PORT = 8284
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ccr sidecar skr",
+        prog="ccr sidecar run skr",
         description="Attestation and secure key release for a clean room, with the API of Microsoft's SKR "
                     "sidecar. Evidence comes from /dev/sev-guest, or from a mock SEV-SNP platform (local "
                     "emulation only).")

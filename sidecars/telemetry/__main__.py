@@ -1,4 +1,4 @@
-"""`ccr sidecar telemetry`: the OTLP receiver, encrypted buffer and consent-gated exporter of a room."""
+"""`ccr sidecar run telemetry`: the OTLP receiver, encrypted buffer and consent-gated exporter of a room."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..cliargs import add_spec_variable_options
 
     parser = argparse.ArgumentParser(
-        prog="ccr sidecar telemetry",
+        prog="ccr sidecar run telemetry",
         description="Receive OTLP from the room's sidecars and the app's output from the launcher, keep it "
                     "encrypted in memory-keyed storage, and export it encrypted to the spec's telemetry and "
                     "log sinks only when governance says the telemetry (resp. logging) option is enabled.")
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     except CcrError as exc:
-        print(f"ccr sidecar telemetry: error: {exc}", file=sys.stderr)
+        print(f"ccr sidecar run telemetry: error: {exc}", file=sys.stderr)
         return 1
 
 

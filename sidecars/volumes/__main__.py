@@ -1,6 +1,6 @@
 """The volumes sidecar: mount every datasource (read-only) and datasink of the spec, report their state.
 
-    ccr sidecar volumes --spec SPEC [--endpoints FILE] [--skr-url URL] [--mount-root DIR] [--port 8286]
+    ccr sidecar run volumes --spec SPEC [--endpoints FILE] [--skr-url URL] [--mount-root DIR] [--port 8286]
 
 Each volume is one mount process (`sidecars.volumes.mount`: fetch the wrapped DEK, have skr release
 the KEK, unwrap, mount), started in parallel and supervised here. `GET /status` lists each mount with
@@ -96,7 +96,7 @@ def start_mount(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount, sto
     process = ManagedProcess(f"mount-{mount.volume.name}", mount_argv(args, spec, mount),
                              ready=mount.status_file.exists, ready_timeout=args.mount_timeout,
                              log_path=mount.log_file, stop_timeout=30,
-                             fork_server=ForkServerClient.from_environment())  # in `ccr up`: forked, not run
+                             fork_server=ForkServerClient.from_environment())  # in `ccr room up`: forked, not run
     mount.process = process
     try:
         process.start()
@@ -123,7 +123,7 @@ def start_mount(args: argparse.Namespace, spec: CleanRoomSpec, mount: Mount, sto
 def build_parser() -> argparse.ArgumentParser:
     from ..cliargs import add_spec_variable_options
 
-    p = argparse.ArgumentParser(prog="ccr sidecar volumes", description=__doc__,
+    p = argparse.ArgumentParser(prog="ccr sidecar run volumes", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spec", required=True, metavar="FILE")
     add_spec_variable_options(p)
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = load_spec_from_args(args)
     except CcrError as exc:
-        print(f"ccr sidecar volumes: error: {exc}", file=sys.stderr)
+        print(f"ccr sidecar run volumes: error: {exc}", file=sys.stderr)
         return 1
     variables = spec_variables(args)
     args.ca_bundle = args.ca_bundle or variables.get("ca_bundle")

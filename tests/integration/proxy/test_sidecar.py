@@ -1,4 +1,4 @@
-"""`ccr sidecar proxy`: from a spec to a running, policy-enforcing proxy with a status endpoint."""
+"""`ccr sidecar run proxy`: from a spec to a running, policy-enforcing proxy with a status endpoint."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_sidecar_serves_the_spec_policy_and_status(tmp_path, app):
     ports = ["--inbound-address", "127.0.0.1"] + [
         arg for flag in ("--inbound-port", "--egress-http-port", "--egress-tcp-port", "--admin-port", "--authz-port",
                          "--extproc-port", "--status-port") for arg in (flag, "0")]
-    argv = [sys.executable, "-m", "sidecars.cli", "sidecar", "proxy", "--spec", str(spec), *VARIABLES,
+    argv = [sys.executable, "-m", "sidecars.cli", "sidecar", "run", "proxy", "--spec", str(spec), *VARIABLES,
             "--run-dir", str(tmp_path / "run"), "--ready-file", str(ready), "--no-rbac", "--authz-workers", "1",
             *ports]
     with ManagedProcess("proxy-sidecar", argv, ready=file_exists(ready), ready_timeout=60):
@@ -65,11 +65,11 @@ def test_sidecar_serves_the_spec_policy_and_status(tmp_path, app):
 def test_a_user_mistake_is_one_line(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text("name: Bad Name\n")
-    result = subprocess.run([sys.executable, "-m", "sidecars.cli", "sidecar", "proxy", "--spec", str(spec),
+    result = subprocess.run([sys.executable, "-m", "sidecars.cli", "sidecar", "run", "proxy", "--spec", str(spec),
                              "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ccr sidecar proxy: error:") and "name" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("ccr sidecar run proxy: error:") and "name" in lines[0]
 
 
 def test_sidecar_takes_the_spec_from_ccr_spec_as_the_container_group_passes_it(tmp_path):
@@ -88,7 +88,7 @@ def test_sidecar_takes_the_spec_from_ccr_spec_as_the_container_group_passes_it(t
     def render(ccr_spec: str) -> subprocess.CompletedProcess:
         # From an empty directory: the policy comes from CCR_SPEC, there is no file to read.
         return subprocess.run([sys.executable, "-m", "sidecars.cli", "proxy", "render", "--run-dir", str(tmp_path),
-                               "--out", str(out)], env={**os.environ, "CCR_SPEC": ccr_spec}, cwd=empty,
+                               "-o", str(out)], env={**os.environ, "CCR_SPEC": ccr_spec}, cwd=empty,
                               capture_output=True, text=True, timeout=60)
 
     result = render(resolved)

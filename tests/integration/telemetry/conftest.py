@@ -195,8 +195,8 @@ def start_room(azurite, governance, tmp_path) -> Iterator:
         buffer_dir = work / "buffer"
         spec_args = [] if spec_in_env else ["--spec", spec, "--endpoints", endpoints]
         key_args = ["--telemetry-dek-file", telemetry_key, "--log-dek-file", log_key] if dek_files else []
-        argv = [sys.executable, "-m", "sidecars", "sidecar", "telemetry", *spec_args, *key_args, "--grpc-port", "0",
-                "--http-port", "0", "--governance-url", governance.url, "--buffer-dir", buffer_dir,
+        argv = [sys.executable, "-m", "sidecars", "sidecar", "run", "telemetry", *spec_args, *key_args,
+                "--grpc-port", "0", "--http-port", "0", "--governance-url", governance.url, "--buffer-dir", buffer_dir,
                 "--ready-file", ready, *extra]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         if spec_in_env:

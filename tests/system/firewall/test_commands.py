@@ -1,4 +1,4 @@
-"""`ccr firewall ...` and `ccr sidecar firewall` (its HTTP API) on a room, with the rules tampered with."""
+"""`ccr firewall ...` and `ccr sidecar run firewall` (its HTTP API) on a room, with the rules tampered with."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_user_mistakes_are_one_line(room, spec_file):
 
 def test_sidecar_applies_and_answers_verify(room, backend, spec_file, tmp_path):
     ready = tmp_path / "ready.json"
-    argv = [CCR, "sidecar", "firewall", "--spec", str(spec_file), *VARS, "--netns", room.name,
+    argv = [CCR, "sidecar", "run", "firewall", "--spec", str(spec_file), *VARS, "--netns", room.name,
             "--backend", backend, "--port", "0", "--ready-file", str(ready)]
     with ManagedProcess("firewall-sidecar", argv, ready=file_exists(ready), ready_timeout=20):
         url = json.loads(ready.read_text())["url"]
@@ -94,7 +94,7 @@ def test_sidecar_applies_and_answers_verify(room, backend, spec_file, tmp_path):
 
 
 def test_sidecar_that_cannot_apply_exits(room, spec_file):
-    done = subprocess.run([CCR, "sidecar", "firewall", "--spec", str(spec_file), *VARS,
+    done = subprocess.run([CCR, "sidecar", "run", "firewall", "--spec", str(spec_file), *VARS,
                            "--netns", f"{room.name}-nope", "--port", "0"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip().endswith(f"network namespace '{room.name}-nope' does not exist "

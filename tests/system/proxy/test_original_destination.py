@@ -106,7 +106,7 @@ def test_redirected_tcp_and_http_reach_only_the_allow_list(netns, tmp_path, repo
         ready = tmp_path / "proxy.ready"
         variables = [arg for name in ("cgs_endpoint", "maa_endpoint", "storage_url", "keyvault_url")
                      for arg in ("--var", f"{name}=https://127.0.0.1:1")]
-        argv = _netns(netns, sys.executable, "-m", "sidecars.cli", "sidecar", "proxy", "--spec", str(spec_path),
+        argv = _netns(netns, sys.executable, "-m", "sidecars.cli", "sidecar", "run", "proxy", "--spec", str(spec_path),
                       *variables, "--run-dir", str(tmp_path / "run"), "--ready-file", str(ready),
                       "--egress-http-port", "0", "--egress-tcp-port", "0", "--admin-port", "0",
                       "--status-port", "0", "--dns-resolver", "127.0.0.1")
@@ -187,7 +187,7 @@ def test_redirected_inbound_connections_meet_their_own_endpoint_policy(netns, tm
             (tmp_path / policy).write_text((repo / "policies" / policy).read_text())
         (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
         ready = tmp_path / "proxy.ready"
-        argv = _netns(netns, sys.executable, "-m", "sidecars.cli", "sidecar", "proxy",
+        argv = _netns(netns, sys.executable, "-m", "sidecars.cli", "sidecar", "run", "proxy",
                       "--spec", str(tmp_path / "spec.yaml"), "--var", "cgs_endpoint=https://127.0.0.1:1",
                       "--var", "maa_endpoint=https://127.0.0.1:1", "--var", "storage_url=https://127.0.0.1:1/a",
                       "--var", "keyvault_url=https://127.0.0.1:1", "--run-dir", str(tmp_path / "run"),

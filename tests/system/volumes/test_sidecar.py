@@ -79,7 +79,7 @@ def test_sidecar_mounts_what_skr_releases_and_says_why_not_otherwise(emulation, 
                          ready=skr_ready.exists, ready_timeout=30, log_path=tmp_path / "skr.log")
     ready = tmp_path / "ready.json"
     sidecar = ManagedProcess("volumes", [
-        sys.executable, "-m", "sidecars", "sidecar", "volumes", "--spec", str(spec_file),
+        sys.executable, "-m", "sidecars", "sidecar", "run", "volumes", "--spec", str(spec_file),
         "--endpoints", str(endpoints_file), "--mount-root", str(shared_dir), "--run-dir", str(tmp_path / "run"),
         "--port", "0", "--ready-file", str(ready)],
         ready=ready.exists, ready_timeout=30, stop_timeout=30, log_path=tmp_path / "sidecar.log")

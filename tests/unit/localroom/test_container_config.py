@@ -1,4 +1,4 @@
-"""`ccr sidecar NAME` in a container: options from the environment the container group model sets."""
+"""`ccr sidecar run NAME` in a container: options from the environment the container group model sets."""
 
 import json
 from pathlib import Path
@@ -94,7 +94,7 @@ def test_cli_without_options_reads_the_environment(room):
 
     env, _, _, _ = room
     bad = {**os.environ, **env("skr"), "CCR_ENDPOINTS": ""}
-    result = subprocess.run([sys.executable, "-m", "sidecars", "sidecar", "skr"], env=bad, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "sidecars", "sidecar", "run", "skr"], env=bad, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [

@@ -29,7 +29,7 @@ def test_every_sidecar_receives_the_resolved_spec_in_its_measured_environment(jo
     expected = canonical_spec_json(job_spec)
     for sidecar in job_group.platform_containers:
         assert sidecar.env_dict["CCR_SPEC"] == expected
-        assert sidecar.command == ("ccr", "sidecar", sidecar.name.removeprefix("ccr-"))
+        assert sidecar.command == ("ccr", "sidecar", "run", sidecar.name.removeprefix("ccr-"))
 
 
 def test_registry_prefix_option_changes_every_sidecar_image_only(job_spec):

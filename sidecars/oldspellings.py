@@ -1,0 +1,197 @@
+"""The spellings `ccr` had before its commands became `ccr NOUN VERB`, kept working for one release.
+
+One table, applied to argv before it is parsed: an old spelling is rewritten into the new one, one line
+on stderr says so, and the new command runs. The parser itself knows only the new spellings, so `--help`
+never shows an old one. Delete this module (and its call in `sidecars.cli.main`) in the next release.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .localroom.cli import LOG_NAMES
+
+
+@dataclass(frozen=True)
+class Respelling:
+    """`ccr OLD...` is now `ccr NEW...`; in what follows, each of `flags` is renamed, and `positional`,
+    when set, names the option that the old spelling's first positional argument became."""
+
+    old: tuple[str, ...]
+    new: tuple[str, ...]
+    flags: Mapping[str, str] = field(default_factory=dict)
+    positional: str | None = None
+    # Applies only when this option is given: the old command had two meanings, and with this option it
+    # ignored all other arguments (so they are dropped).
+    when: str | None = None
+
+
+def _respellings() -> tuple[Respelling, ...]:
+    moved = [
+        Respelling(("up",), ("room", "up")),
+        Respelling(("down",), ("room", "down")),
+        Respelling(("status",), ("room", "status")),
+        *(Respelling(("logs", name), ("room", "logs", name)) for name in LOG_NAMES),
+        Respelling(("export", "logs"), ("logs", "export")),
+        Respelling(("export", "telemetry"), ("telemetry", "export")),
+        Respelling(("render", "compose"), ("emulators", "release-compose"), {"--release": "--run-dir"},
+                   when="--release"),
+        Respelling(("render", "compose"), ("spec", "render", "compose")),
+        Respelling(("deploy", "explain"), ("spec", "explain")),
+        *(Respelling(("deploy", kind), ("spec", "render", kind))
+          for kind in ("policy", "policy-hash", "arm", "k8s", "release-policy", "layers")),
+        Respelling(("sidecar",), ("sidecar", "run")),
+        Respelling(("governance", "members"), ("governance", "member", "list")),
+        Respelling(("governance", "vote"), ("governance", "proposal", "vote")),
+        Respelling(("governance", "proposal"), ("governance", "proposal", "show")),
+        Respelling(("governance", "events"), ("governance", "events", "list")),
+    ]
+    renamed = [
+        Respelling(("proxy", "render"), ("proxy", "render"), {"--out": "--output"}),
+        *(Respelling((kind, "download"), (kind, "download"), {"--out": "--output", "--account-url": "--storage-url"})
+          for kind in ("logs", "telemetry")),
+        *(Respelling((kind, "show"), (kind, "show"), {"--html": "--output"}) for kind in ("logs", "telemetry")),
+        Respelling(("governance", "member", "create"), ("governance", "member", "create"), {"--dir": "--output"}),
+        Respelling(("governance", "secret", "set"), ("governance", "secret", "set"), {"--file": "--value-file"}),
+        Respelling(("data", "download"), ("data", "download"), positional="--output"),
+        Respelling(("attestation", "mock-platform"), ("attestation", "mock-platform"), positional="--output"),
+    ]
+    return (*moved, *renamed)
+
+
+RESPELLINGS = _respellings()
+
+
+def respell(argv: Sequence[str], parser: argparse.ArgumentParser) -> tuple[list[str], str | None]:
+    """argv in the new spelling, and the deprecation line to print when it was an old one."""
+    argv = list(argv)
+    old_words, new_words = [], []
+    moved = _moved(argv, parser)
+    if moved is not None:
+        rest = argv[len(moved.old):]
+        if moved.when:
+            rest = _only(rest, moved.when)
+        argv = [*moved.new, *rest]
+        old_words, new_words = list(moved.old), list(moved.new)
+        if _subcommands(_parser_at(moved.old, parser)):  # `sidecar skr`: the word after names the command
+            old_words.append(rest[0])
+            new_words.append(rest[0])
+        argv, old_flags, new_flags = _rename(argv, len(moved.new), moved, parser)
+        old_words += old_flags
+        new_words += new_flags
+    path = _leaf_path(argv, parser)
+    renamed = next((r for r in RESPELLINGS if r.old == r.new == path), None)
+    if renamed is not None:
+        argv, old_flags, new_flags = _rename(argv, len(path), renamed, parser)
+        if old_flags:
+            old_words = old_words or list(path)
+            new_words = new_words or list(path)
+            old_words += old_flags
+            new_words += new_flags
+    if not old_words:
+        return argv, None
+    return argv, (f'ccr: "ccr {" ".join(old_words)}" is deprecated, use "ccr {" ".join(new_words)}" '
+                  "(the old spelling goes in the next release)")
+
+
+def _moved(argv: list[str], parser: argparse.ArgumentParser) -> Respelling | None:
+    """The respelling of argv's command words, if argv is not already in the new grammar."""
+    if _leaf_path(argv, parser):
+        return None
+    candidates = sorted((r for r in RESPELLINGS if r.old != r.new and tuple(argv[:len(r.old)]) == r.old),
+                        key=lambda r: (len(r.old), r.when is not None), reverse=True)
+    for respelling in candidates:
+        rest = argv[len(respelling.old):]
+        if respelling.when and not any(a == respelling.when or a.startswith(f"{respelling.when}=") for a in rest):
+            continue
+        if _subcommands(_parser_at(respelling.old, parser)) and (not rest or rest[0].startswith("-")):
+            continue  # `ccr sidecar --help` is the new group's help, not an old spelling
+        return respelling
+    return None
+
+
+def _rename(argv: list[str], start: int, respelling: Respelling,
+            parser: argparse.ArgumentParser) -> tuple[list[str], list[str], list[str]]:
+    """argv with the respelling's flags renamed from `start` on; and the old and new flags, for the message."""
+    out, old, new = argv[:start], [], []
+    leaf = _parser_at(tuple(argv[:start]), parser)
+    takes_value = _value_options(leaf) if leaf else set()
+    positional_done = respelling.positional is None
+    i = start
+    while i < len(argv):
+        token = argv[i]
+        name, eq, value = token.partition("=")
+        if token == "--":
+            out += argv[i:]
+            break
+        if name in respelling.flags:
+            out.append(respelling.flags[name] + eq + value)
+            old.append(name)
+            new.append(respelling.flags[name])
+        elif token.startswith("-"):
+            out.append(token)
+            if not eq and token in takes_value and i + 1 < len(argv):
+                i += 1
+                out.append(argv[i])
+        elif not positional_done:
+            out += [respelling.positional, token]
+            old.append(token)
+            new += [respelling.positional, token]
+            positional_done = True
+        else:
+            out.append(token)
+        i += 1
+    return out, old, new
+
+
+def _only(args: list[str], option: str) -> list[str]:
+    """`option` and its value, out of args."""
+    for i, arg in enumerate(args):
+        if arg.startswith(f"{option}="):
+            return [arg]
+        if arg == option:
+            return args[i:i + 2]
+    return []
+
+
+def _subcommands(parser: argparse.ArgumentParser | None) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions if parser else ():
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _parser_at(words: Sequence[str], parser: argparse.ArgumentParser) -> argparse.ArgumentParser | None:
+    for word in words:
+        parser = _subcommands(parser).get(word)
+        if parser is None:
+            return None
+    return parser
+
+
+def _leaf_path(argv: Sequence[str], parser: argparse.ArgumentParser) -> tuple[str, ...]:
+    """The command words that lead argv to a command of the new grammar; () when they do not."""
+    path: list[str] = []
+    for word in argv:
+        choices = _subcommands(parser)
+        if not choices:
+            break
+        if word not in choices:
+            return ()
+        parser = choices[word]
+        path.append(word)
+    return tuple(path) if path and not _subcommands(parser) else ()
+
+
+def _value_options(parser: argparse.ArgumentParser) -> set[str]:
+    """The option strings of `parser` that take a value (so the next token is not a positional)."""
+    return {option for action in parser._actions if action.option_strings and action.nargs != 0
+            for option in action.option_strings}
+
+
+def print_deprecation(line: str | None) -> None:
+    if line:
+        print(line, file=sys.stderr)
