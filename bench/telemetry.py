@@ -35,7 +35,7 @@ APP_LINES = "\n".join(json.dumps({"time": "2026-11-24T05:00:00.000Z", "stream": 
 def _sidecar(work: Path, name: str, env: dict[str, str]) -> tuple[ManagedProcess, dict]:
     ready = work / f"{name}.ready"
     process = ManagedProcess(
-        name, [sys.executable, "-m", "sidecars", "sidecar", "telemetry", "--grpc-port", "0", "--http-port", "0",
+        name, [sys.executable, "-m", "sidecars", "sidecar", "run", "telemetry", "--grpc-port", "0", "--http-port", "0",
                "--buffer-dir", work / name, "--ready-file", ready],
         ready=file_exists(ready), env=env, cwd=REPO, log_path=work / f"{name}.log")
     process.start()
