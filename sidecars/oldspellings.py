@@ -41,6 +41,8 @@ def _respellings() -> tuple[Respelling, ...]:
                    when="--release"),
         Respelling(("render", "compose"), ("spec", "render", "compose")),
         Respelling(("deploy", "explain"), ("spec", "explain")),
+        Respelling(("deploy",), ("spec", "render")),  # `ccr deploy --help`: the group that holds its commands
+        Respelling(("render",), ("spec", "render")),
         *(Respelling(("deploy", kind), ("spec", "render", kind))
           for kind in ("policy", "policy-hash", "arm", "k8s", "release-policy", "layers")),
         Respelling(("sidecar",), ("sidecar", "run")),
@@ -68,32 +70,26 @@ RESPELLINGS = _respellings()
 def respell(argv: Sequence[str], parser: argparse.ArgumentParser) -> tuple[list[str], str | None]:
     """argv in the new spelling, and the deprecation line to print when it was an old one."""
     argv = list(argv)
-    old_words, new_words = [], []
+    said: list[str] = []  # the old spelling's words, and the new ones: what the line says
+    instead: list[str] = []
     moved = _moved(argv, parser)
     if moved is not None:
         rest = argv[len(moved.old):]
-        if moved.when:
-            rest = _only(rest, moved.when)
-        argv = [*moved.new, *rest]
-        old_words, new_words = list(moved.old), list(moved.new)
+        argv = [*moved.new, *(_only(rest, moved.when) if moved.when else rest)]
+        said, instead = list(moved.old), list(moved.new)
         if _subcommands(_parser_at(moved.old, parser)):  # `sidecar skr`: the word after names the command
-            old_words.append(rest[0])
-            new_words.append(rest[0])
-        argv, old_flags, new_flags = _rename(argv, len(moved.new), moved, parser)
-        old_words += old_flags
-        new_words += new_flags
+            said.append(rest[0])
+            instead.append(rest[0])
     path = _leaf_path(argv, parser)
     renamed = next((r for r in RESPELLINGS if r.old == r.new == path), None)
-    if renamed is not None:
-        argv, old_flags, new_flags = _rename(argv, len(path), renamed, parser)
-        if old_flags:
-            old_words = old_words or list(path)
-            new_words = new_words or list(path)
-            old_words += old_flags
-            new_words += new_flags
-    if not old_words:
+    for respelling in (moved, renamed):  # the moved command's flags, then the new command's
+        if respelling is not None:
+            argv, old_flags, new_flags = _rename(argv, len(path), respelling, parser)
+            if old_flags:
+                said, instead = (said or list(path)) + old_flags, (instead or list(path)) + new_flags
+    if not said:
         return argv, None
-    return argv, (f'ccr: "ccr {" ".join(old_words)}" is deprecated, use "ccr {" ".join(new_words)}" '
+    return argv, (f'ccr: "ccr {" ".join(said)}" is deprecated, use "ccr {" ".join(instead)}" '
                   "(the old spelling goes in the next release)")
 
 

@@ -16,12 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "Vault, governance, Entra, storage), run as background processes over HTTPS with a local CA. "
                "`start` writes DIR/endpoints.json (URLs, CA bundle, mock platform) for specs (--endpoints) "
                "and scripts. A compose run has them as services instead (ccr spec render compose --prepare).")
-    for name, handler, text in (("start", "start", "start the stand-ins and write DIR/endpoints.json"),
-                                ("stop", "stop", "stop the stand-ins started in DIR"),
-                                ("status", "status", "show which stand-ins run in DIR"),
-                                ("release-compose", "release_compose",
-                                 "after `podman-compose down`: unmount what `ccr spec render compose --prepare "
-                                 "DIR` and the room left under DIR/remote")):
+    state = "directory for the CA, certificates, logs, PIDs and endpoints.json"
+    for name, handler, text, run_dir in (
+            ("start", "start", "start the stand-ins and write DIR/endpoints.json", state),
+            ("stop", "stop", "stop the stand-ins started in DIR", state),
+            ("status", "status", "show which stand-ins run in DIR", state),
+            ("release-compose", "release_compose", "after `podman-compose down`: unmount what `ccr spec render "
+             "compose --prepare DIR` and the room left under DIR/remote", "the directory --prepare was given")):
         command = add_command(sub, name, f"{_COMMANDS}:{handler}", text)
-        command.add_argument("--run-dir", required=True, metavar="DIR",
-                             help="directory for the CA, certificates, logs, PIDs and endpoints.json")
+        command.add_argument("--run-dir", required=True, metavar="DIR", help=run_dir)

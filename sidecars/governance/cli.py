@@ -23,6 +23,10 @@ missing) registered with CGS; the contract (the spec itself) and its clean-room 
 the spec's CCE policy, not debuggable) are proposed and accepted by all; the spec's identities are
 federated with the contract. Re-running it changes nothing that is already in place."""
 
+# What the positional a command acts on is (a contract, a proposal, ...).
+TARGETS = {"contract": "the contract's id", "proposal": "the proposal's id", "document": "the document's id",
+           "name": "the member's name", "member_dir": "the member's identity directory (governance member create -o)"}
+
 FEDERATE = """\
 Local counterpart of `az identity federated-credential create`: trust CGS's assertions about the
 contract (sub = contract id) for the client id, in the Entra stand-in's credentials file."""
@@ -47,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         """A command acting on `target` (a contract, proposal, document: a positional named after it)."""
         parser = add_command(sub, name, f"{_COMMANDS}:{handler}", help_text)
         if target:
-            parser.add_argument(target, metavar=target.upper())
+            parser.add_argument(target, metavar=target.upper(), help=TARGETS[target])
         if connect:
             _add_connection(parser)
         if proposes:

@@ -83,11 +83,21 @@ def test_an_old_spelling_runs_the_new_command_and_says_so_once(old, new, said, i
     assert ran[0] == ran[1]
 
 
+# Old groups: their help is the new group's.
+GROUPS = [("deploy --help", "spec render --help", "deploy", "spec render"),
+          ("render --help", "spec render --help", "render", "spec render")]
+
+
+@pytest.mark.parametrize(("old", "new", "said", "instead"), GROUPS, ids=[c[0] for c in GROUPS])
+def test_an_old_group_shows_the_new_groups_help(old, new, said, instead):
+    assert oldspellings.respell(old.split(), build_parser()) == (new.split(), LINE.format(said, instead))
+
+
 def test_every_old_spelling_is_covered_here():
     parser = build_parser()
     table = oldspellings.RESPELLINGS
     used = set()
-    for old, new, _, _ in CASES:
+    for old, new, _, _ in CASES + GROUPS:
         moved = oldspellings._moved(old.split(), parser)
         if moved:
             used.add(table.index(moved))
