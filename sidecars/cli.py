@@ -20,7 +20,7 @@ from pathlib import Path
 
 import sidecars
 
-from .cliargs import add_command, add_spec_variable_options, load_spec_from_args, noun, run_handler
+from .cliargs import add_command, add_spec_variable_options, load_spec_from_args, noun, reach, run_handler
 from .common.errors import CcrError, SpecError
 from .common.logs import configure_logging
 from .oldspellings import print_deprecation, respell
@@ -63,7 +63,25 @@ def available_sidecars() -> list[str]:
                   if info.ispkg and (root / info.name / "__main__.py").exists())
 
 
+def _spec_verbs(spec: argparse._SubParsersAction) -> None:
+    validate = add_command(spec, "validate", "sidecars.cli:_cmd_spec_validate",
+                           "check a spec: prints OK, or one line per problem")
+    validate.add_argument("spec", metavar="SPEC", help="clean room spec (YAML)")
+    add_spec_variable_options(validate)
+
+
+def _sidecar_verbs(sidecar: argparse._SubParsersAction) -> None:
+    run = add_command(sidecar, "run", "sidecars.cli:_cmd_sidecar", "run one sidecar in the foreground "
+                      "(as its container does)")
+    run.add_argument("name", metavar="NAME",
+                     help="skr, volumes, governance, identity, firewall, proxy, telemetry, launcher")
+    run.add_argument("args", nargs=argparse.REMAINDER, metavar="OPTIONS",
+                     help="the sidecar's own options (see ccr sidecar run NAME --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The command tree: each noun with its help line; a noun's verbs are added when it is first used
+    (`cliargs.subcommands`), so `ccr --help` and each command build only what they need."""
     parser = argparse.ArgumentParser(
         prog="ccr",
         description="Confidential clean room runtime: run a clean room locally (ccr room up), render it for "
@@ -73,20 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ccr {sidecars.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="NOUN")
 
-    validate = add_command(noun(sub, "spec"), "validate", "sidecars.cli:_cmd_spec_validate",
-                           "check a spec: prints OK, or one line per problem")
-    validate.add_argument("spec", metavar="SPEC", help="clean room spec (YAML)")
-    add_spec_variable_options(validate)
-
-    sidecar = noun(sub, "sidecar", "run one sidecar in the foreground (as its container does)",
-                   "A sidecar is one of the room's own services (skr, volumes, governance, identity, firewall, "
-                   "proxy, telemetry, launcher), each in its own container next to the app's.")
-    run = add_command(sidecar, "run", "sidecars.cli:_cmd_sidecar", "run one sidecar in the foreground "
-                      "(as its container does)")
-    run.add_argument("name", metavar="NAME", help=", ".join(available_sidecars()))
-    run.add_argument("args", nargs=argparse.REMAINDER, metavar="OPTIONS",
-                     help="the sidecar's own options (see ccr sidecar run NAME --help)")
-
+    noun(sub, "spec", verbs=_spec_verbs)
+    noun(sub, "sidecar", "run one sidecar in the foreground (as its container does)",
+         "A sidecar is one of the room's own services (skr, volumes, governance, identity, firewall, proxy, "
+         "telemetry, launcher), each in its own container next to the app's.", verbs=_sidecar_verbs)
     root = Path(sidecars.__file__).parent
     for info in sorted(pkgutil.iter_modules([str(root)]), key=lambda i: i.name):
         if info.ispkg and (root / info.name / "cli.py").exists():
@@ -98,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv, deprecation = respell(sys.argv[1:] if argv is None else argv, parser)
     print_deprecation(deprecation)
+    reach(parser, argv)  # the nouns argv names get their verbs, which parsing needs
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()

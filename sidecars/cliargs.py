@@ -1,14 +1,18 @@
 """Command-line options shared by the `ccr` commands and the sidecars' own command lines: a spec's
 variables (`--endpoints FILE`, `--var NAME=VALUE`), and how a `ccr` command is registered.
 
-How commands are registered, and why: every `ccr NOUN VERB` is declared by `add_command` with its handler
-named as a string, "module:function", which `run_handler` imports only when that command runs. Building
-the parser (all `ccr --help` does) therefore imports the `cli.py` modules and nothing they dispatch to,
-and the handler modules (`sidecars/<package>/commands.py`) import what they use at the top, like any
-other module. Before this, each handler imported its dependencies inside its body to keep `ccr --help`
-fast; `ccr --help` took 442 ms then (median of 10 runs, python3.11, the 2-core dev box) and takes
-N ms now. What remains of it is Python's start and importing the packages whose `__init__` is not
-light (sidecars.spec's pydantic models, sidecars.firewall, sidecars.attestation).
+How commands are registered, and why: `ccr --help` should not import what the commands run. Each command
+is declared by `add_command` with its handler named as a string, "module:function", which `run_handler`
+imports only when that command runs; so the handler modules (`sidecars/<package>/commands.py`) import what
+they use at the top, like any other module, instead of inside each handler as before. And a noun's verbs
+are added only when the noun is used (`noun(..., verbs=...)`, `subcommands`): `ccr --help` builds the 13
+nouns, `ccr room up` the nouns and room's verbs, not all 66 commands (argparse spends half of each
+parser's cost looking for translations). `ccr --help`, median of 10 interleaved runs on the 2-core dev
+box, .pyc compiled: 279-289 ms before this scheme (handlers importing inside their bodies, every parser
+built), 250-281 ms with it; importing sidecars.cli and building the parser, CPU, median of 30: 196 ms ->
+185 ms. What remains is Python's start and the packages whose `__init__` is not light: sidecars.spec's
+pydantic models (~100 ms; sidecars.firewall imports it too), sidecars.firewall (~45 ms: httpx,
+OpenTelemetry), sidecars.attestation (~30 ms: cryptography's x509).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import weakref
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .common.errors import ConfigError, SpecError
@@ -81,20 +87,61 @@ SHARED_NOUNS: dict[str, tuple[str, str]] = {
 }
 
 
-def noun(sub: Subcommands, name: str, help: str | None = None, description: str | None = None,
-         **kwargs) -> Subcommands:
-    """The verbs of `ccr NAME` (created on first use, so that two packages can add verbs to one noun, e.g.
-    `ccr logs download` and `ccr logs export`). `help` is the noun's line in `ccr --help`; `description`,
-    shown by `ccr NAME --help`, says what the noun is; a shared noun's come from SHARED_NOUNS."""
-    groups = sub.__dict__.setdefault("_ccr_groups", {})
-    if name not in groups:
+Verbs = Callable[[Subcommands], object]
+# Each noun's verb-adding functions not yet run (see `subcommands`).
+_PENDING: weakref.WeakKeyDictionary[argparse.ArgumentParser, list[Verbs]] = weakref.WeakKeyDictionary()
+
+
+def noun(sub: Subcommands, name: str, help: str | None = None, description: str | None = None, *,
+         verbs: Verbs, **kwargs) -> None:
+    """`ccr ... NAME VERB`: `help` is the noun's line in its group's listing, `description` (shown by
+    `--help`) says what the noun is; a shared noun's come from SHARED_NOUNS. `verbs(commands)` adds its
+    verbs, when the noun is first used (`subcommands`). Several packages may add verbs to one noun (e.g.
+    `ccr logs download` and `ccr logs export`)."""
+    parser = sub.choices.get(name)
+    if parser is None:
         if help is None and description is None:
             help, description = SHARED_NOUNS.get(name, (None, None))
         if not help or not description:
             raise ValueError(f"noun {name!r} needs a help line and a description")
         parser = sub.add_parser(name, help=help, description=description, **kwargs)
-        groups[name] = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
-    return groups[name]
+        parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+    _PENDING.setdefault(parser, []).append(verbs)
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The nouns or verbs under `parser` (empty for a command); a noun's verbs are added here, once."""
+    action = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if action is None:
+        return {}
+    for verbs in _PENDING.pop(parser, ()):
+        verbs(action)
+    return action.choices
+
+
+def reach(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[str, ...]:
+    """The words of argv that name a command (`room up`, `governance member create`), the verbs of each noun
+    on the way added; () when they name none. Parsing argv needs the nouns it names to have their verbs."""
+    path: list[str] = []
+    for word in argv:
+        choices = subcommands(parser)
+        if not choices:
+            break
+        if word not in choices:
+            return ()
+        parser = choices[word]
+        path.append(word)
+    return tuple(path) if path and not subcommands(parser) else ()
+
+
+def parser_at(parser: argparse.ArgumentParser, words: Sequence[str]) -> argparse.ArgumentParser | None:
+    """The noun or command `ccr WORDS...`, or None."""
+    for word in words:
+        found = subcommands(parser).get(word)
+        if found is None:
+            return None
+        parser = found
+    return parser
 
 
 def add_command(sub: Subcommands, name: str, handler: str, help: str, description: str | None = None,

@@ -10,23 +10,29 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
+from .cliargs import parser_at, reach, subcommands
 from .localroom.cli import LOG_NAMES
 
 
-@dataclass(frozen=True)
 class Respelling:
     """`ccr OLD...` is now `ccr NEW...`; in what follows, each of `flags` is renamed, and `positional`,
-    when set, names the option that the old spelling's first positional argument became."""
+    when set, names the option that the old spelling's first positional argument became. `when`: applies
+    only when this option is given (the old command had two meanings, and with this option it ignored all
+    other arguments, so they are dropped).
 
-    old: tuple[str, ...]
-    new: tuple[str, ...]
-    flags: Mapping[str, str] = field(default_factory=dict)
-    positional: str | None = None
-    # Applies only when this option is given: the old command had two meanings, and with this option it
-    # ignored all other arguments (so they are dropped).
-    when: str | None = None
+    A plain class, not a dataclass: this module loads on every `ccr` run, `ccr --help` included, and
+    @dataclass would cost more than the rest of the module (0.6 ms)."""
+
+    __slots__ = ("old", "new", "flags", "positional", "when")
+
+    def __init__(self, old: tuple[str, ...], new: tuple[str, ...], flags: Mapping[str, str] | None = None, *,
+                 positional: str | None = None, when: str | None = None) -> None:
+        self.old, self.new, self.flags = old, new, flags or {}
+        self.positional, self.when = positional, when
+
+    def __repr__(self) -> str:
+        return f"Respelling({' '.join(self.old)!r} -> {' '.join(self.new)!r})"
 
 
 def _respellings() -> tuple[Respelling, ...]:
@@ -77,10 +83,10 @@ def respell(argv: Sequence[str], parser: argparse.ArgumentParser) -> tuple[list[
         rest = argv[len(moved.old):]
         argv = [*moved.new, *(_only(rest, moved.when) if moved.when else rest)]
         said, instead = list(moved.old), list(moved.new)
-        if _subcommands(_parser_at(moved.old, parser)):  # `sidecar skr`: the word after names the command
+        if _is_noun(parser, moved.old):  # `sidecar skr`: the word after names the command
             said.append(rest[0])
             instead.append(rest[0])
-    path = _leaf_path(argv, parser)
+    path = reach(parser, argv)
     renamed = next((r for r in RESPELLINGS if r.old == r.new == path), None)
     for respelling in (moved, renamed):  # the moved command's flags, then the new command's
         if respelling is not None:
@@ -95,7 +101,7 @@ def respell(argv: Sequence[str], parser: argparse.ArgumentParser) -> tuple[list[
 
 def _moved(argv: list[str], parser: argparse.ArgumentParser) -> Respelling | None:
     """The respelling of argv's command words, if argv is not already in the new grammar."""
-    if _leaf_path(argv, parser):
+    if reach(parser, argv):
         return None
     candidates = sorted((r for r in RESPELLINGS if r.old != r.new and tuple(argv[:len(r.old)]) == r.old),
                         key=lambda r: (len(r.old), r.when is not None), reverse=True)
@@ -103,7 +109,7 @@ def _moved(argv: list[str], parser: argparse.ArgumentParser) -> Respelling | Non
         rest = argv[len(respelling.old):]
         if respelling.when and not any(a == respelling.when or a.startswith(f"{respelling.when}=") for a in rest):
             continue
-        if _subcommands(_parser_at(respelling.old, parser)) and (not rest or rest[0].startswith("-")):
+        if _is_noun(parser, respelling.old) and (not rest or rest[0].startswith("-")):
             continue  # `ccr sidecar --help` is the new group's help, not an old spelling
         return respelling
     return None
@@ -113,7 +119,7 @@ def _rename(argv: list[str], start: int, respelling: Respelling,
             parser: argparse.ArgumentParser) -> tuple[list[str], list[str], list[str]]:
     """argv with the respelling's flags renamed from `start` on; and the old and new flags, for the message."""
     out, old, new = argv[:start], [], []
-    leaf = _parser_at(tuple(argv[:start]), parser)
+    leaf = parser_at(parser, argv[:start])
     takes_value = _value_options(leaf) if leaf else set()
     positional_done = respelling.positional is None
     i = start
@@ -153,33 +159,10 @@ def _only(args: list[str], option: str) -> list[str]:
     return []
 
 
-def _subcommands(parser: argparse.ArgumentParser | None) -> dict[str, argparse.ArgumentParser]:
-    for action in parser._actions if parser else ():
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
-
-
-def _parser_at(words: Sequence[str], parser: argparse.ArgumentParser) -> argparse.ArgumentParser | None:
-    for word in words:
-        parser = _subcommands(parser).get(word)
-        if parser is None:
-            return None
-    return parser
-
-
-def _leaf_path(argv: Sequence[str], parser: argparse.ArgumentParser) -> tuple[str, ...]:
-    """The command words that lead argv to a command of the new grammar; () when they do not."""
-    path: list[str] = []
-    for word in argv:
-        choices = _subcommands(parser)
-        if not choices:
-            break
-        if word not in choices:
-            return ()
-        parser = choices[word]
-        path.append(word)
-    return tuple(path) if path and not _subcommands(parser) else ()
+def _is_noun(parser: argparse.ArgumentParser, words: tuple[str, ...]) -> bool:
+    """Whether `ccr WORDS` is a noun of the new grammar (`ccr sidecar`, `ccr governance proposal`)."""
+    found = parser_at(parser, words)
+    return found is not None and bool(subcommands(found))
 
 
 def _value_options(parser: argparse.ArgumentParser) -> set[str]:

@@ -11,11 +11,13 @@ _COMMANDS = "sidecars.attestation.commands"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    sub = noun(subparsers, "attestation", "verify SEV-SNP evidence; create a mock platform",
-               "Attestation: the SEV-SNP evidence a confidential container group presents (a report signed "
-               "by the AMD chip, and the utility VM's endorsement), verified as Azure Attestation does; and, "
-               "for local rooms, mock platforms that sign such evidence.")
+    noun(subparsers, "attestation", "verify SEV-SNP evidence; create a mock platform",
+         "Attestation: the SEV-SNP evidence a confidential container group presents (a report signed "
+         "by the AMD chip, and the utility VM's endorsement), verified as Azure Attestation does; and, "
+         "for local rooms, mock platforms that sign such evidence.", verbs=_verbs)
 
+
+def _verbs(sub: argparse._SubParsersAction) -> None:
     verify = add_command(
         sub, "verify", f"{_COMMANDS}:verify", "verify evidence and print the claims a party would see",
         description="Verify SEV-SNP evidence the way Azure Attestation does (report signature, VCEK chain to "

@@ -11,11 +11,14 @@ _COMMANDS = "sidecars.emulators.commands"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    sub = noun(subparsers, "emulators", "start or stop the local stand-ins for Azure services",
-               "The emulators are local stand-ins for the Azure services a clean room uses (attestation, Key "
-               "Vault, governance, Entra, storage), run as background processes over HTTPS with a local CA. "
-               "`start` writes DIR/endpoints.json (URLs, CA bundle, mock platform) for specs (--endpoints) "
-               "and scripts. A compose run has them as services instead (ccr spec render compose --prepare).")
+    noun(subparsers, "emulators", "start or stop the local stand-ins for Azure services",
+         "The emulators are local stand-ins for the Azure services a clean room uses (attestation, Key "
+         "Vault, governance, Entra, storage), run as background processes over HTTPS with a local CA. "
+         "`start` writes DIR/endpoints.json (URLs, CA bundle, mock platform) for specs (--endpoints) "
+         "and scripts. A compose run has them as services instead (ccr spec render compose --prepare).", verbs=_verbs)
+
+
+def _verbs(sub: argparse._SubParsersAction) -> None:
     state = "directory for the CA, certificates, logs, PIDs and endpoints.json"
     for name, handler, text, run_dir in (
             ("start", "start", "start the stand-ins and write DIR/endpoints.json", state),

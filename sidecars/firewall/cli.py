@@ -19,9 +19,11 @@ Needs root.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    commands = noun(subparsers, "firewall", "apply, check, show or remove the room's firewall rules", DESCRIPTION,
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    noun(subparsers, "firewall", "apply, check, show or remove the room's firewall rules", DESCRIPTION,
+         formatter_class=argparse.RawDescriptionHelpFormatter, verbs=_verbs)
 
+
+def _verbs(commands: argparse._SubParsersAction) -> None:
     def command(name: str, help_text: str, handler: str, *, spec: str) -> argparse.ArgumentParser:
         cmd = add_command(commands, name, f"{_COMMANDS}:{handler}", help_text)
         if spec == "required":

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
-from ..cliargs import add_command, add_var_option, noun
+from ..cliargs import Subcommands, add_command, add_var_option, noun
 
 _COMMANDS = "sidecars.governance.commands"
 
@@ -39,117 +40,66 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for the CGS certificate")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    gov = noun(subparsers, "governance", "act as a contract member against CGS (contracts, policy, consent, "
-               "secrets, documents, audit)", DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+def register(subparsers: Subcommands) -> None:
+    noun(subparsers, "governance", "act as a contract member against CGS (contracts, policy, consent, secrets, "
+         "documents, audit)", DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter, verbs=_governance)
 
-    def group(name: str, help_text: str, description: str) -> argparse._SubParsersAction:
-        return noun(gov, name, help_text, description)
 
-    def command(sub: argparse._SubParsersAction, name: str, handler: str, help_text: str, target: str | None = None,
-                *, connect: bool = True, proposes: bool = False, **defaults) -> argparse.ArgumentParser:
-        """A command acting on `target` (a contract, proposal, document: a positional named after it)."""
-        parser = add_command(sub, name, f"{_COMMANDS}:{handler}", help_text)
-        if target:
-            parser.add_argument(target, metavar=target.upper(), help=TARGETS[target])
-        if connect:
-            _add_connection(parser)
-        if proposes:
-            parser.add_argument("--no-vote", action="store_true", help="propose without voting accept")
-        parser.set_defaults(**defaults)
-        return parser
+def _command(sub: Subcommands, name: str, handler: str, help_text: str, target: str | None = None, *,
+             connect: bool = True, proposes: bool = False, **defaults) -> argparse.ArgumentParser:
+    """A command acting on `target` (a contract, proposal, document: a positional named after it)."""
+    parser = add_command(sub, name, f"{_COMMANDS}:{handler}", help_text)
+    if target:
+        parser.add_argument(target, metavar=target.upper(), help=TARGETS[target])
+    if connect:
+        _add_connection(parser)
+    if proposes:
+        parser.add_argument("--no-vote", action="store_true", help="propose without voting accept")
+    parser.set_defaults(**defaults)
+    return parser
 
-    def drafted(name: str, write: str, help_text: str, description: str) -> argparse.ArgumentParser:
-        """A contract or a document: a draft written (with --data, --version), proposed, shown."""
-        sub = group(name, help_text, description)
-        draft = command(sub, write, f"{name}_{write}", f"create or update a draft {name}", name)
-        draft.add_argument("--data", default="{}", help=f"{name} data: JSON text or a JSON file")
-        draft.add_argument("--version", help="the draft version being replaced (when updating)")
-        command(sub, "propose", f"{name}_propose", "propose the draft for acceptance", name, proposes=True)
-        command(sub, "show", f"{name}_show", f"show a {name}", name)
-        return draft
 
-    member = group("member", "create, register or list member identities",
-                   "A member is a party to the consortium's contracts, known to CGS by its certificate; it signs "
-                   "every request with its key (member.key, member.pem in its identity directory).")
-    create = command(member, "create", "member_create", "create a member key pair and certificate in DIR", "name",
-                     connect=False)
-    create.add_argument("-o", "--output", required=True, metavar="DIR", help="the identity directory to create")
-    register_cmd = command(member, "register", "member_register",
-                           "register a member's certificate with CGS (signed by the network operator)", "member_dir")
-    register_cmd.add_argument("--operator", metavar="DIR", help="the operator identity (the stand-in keeps it "
-                              "in STATE_DIR/operator; default: cgs_operator_dir of --endpoints)")
-    command(member, "list", "member_list", "list the consortium's members")
+def _drafted(name: str, write: str, sub: Subcommands) -> argparse.ArgumentParser:
+    """A contract or a document: a draft written (with --data, --version), proposed, shown."""
+    draft = _command(sub, write, f"{name}_{write}", f"create or update a draft {name}", name)
+    draft.add_argument("--data", default="{}", help=f"{name} data: JSON text or a JSON file")
+    draft.add_argument("--version", help="the draft version being replaced (when updating)")
+    _command(sub, "propose", f"{name}_propose", "propose the draft for acceptance", name, proposes=True)
+    _command(sub, "show", f"{name}_show", f"show a {name}", name)
+    return draft
 
-    drafted("contract", "create", "create, propose or show a contract",
-            "A contract is what the members agree to run (for a clean room: its spec); it is drafted, proposed, "
-            "and accepted once every member voted for it.")
 
-    proposal = group("proposal", "show a proposal or vote on it",
-                     "A proposal is a change the members vote on (a contract, a policy, a runtime option, a "
-                     "document, the contract CA); it is accepted once every member voted accept.")
-    command(proposal, "show", "proposal_show", "show a proposal", "proposal")
-    vote = command(proposal, "vote", "proposal_vote", "vote on a proposal (accept unless --reject)", "proposal")
-    vote.add_argument("--reject", action="store_true", help="vote reject")
-
-    policy = group("policy", "propose or show the contract's clean-room policy",
-                   "The clean-room policy says which attested rooms may run the contract: the HOST_DATA (hash of "
-                   "the CCE policy) their hardware reports, and whether debuggable rooms are admitted.")
-    set_policy = command(policy, "set", "policy_set", "propose the contract's clean-room policy", "contract",
-                         proposes=True)
-    set_policy.add_argument("--host-data", default="", metavar="HEX",
-                            help="HOST_DATA = sha256 of the CCE policy, hex")
-    set_policy.add_argument("--spec", metavar="SPEC", help="compute HOST_DATA from the agreed clean room spec "
-                            "instead of --host-data; its ${variables} come from --endpoints and --var")
-    add_var_option(set_policy, "a value for ${NAME} in --spec (repeatable)")
-    set_policy.add_argument("--layers", metavar="FILE", help="layer lock for --spec (see `ccr spec render policy "
-                            "--help`); default: the local podman images")
-    set_policy.add_argument("--allow-debug", action="store_true",
-                            help="also admit debuggable rooms (never in production)")
-    command(policy, "show", "policy_show", "show the contract's clean-room policy", "contract")
-
-    consent = group("consent", "enable or disable your execution consent, or show the status",
-                    "Consent is each member's own switch: the contract's room gets its secrets, tokens and "
-                    "certificates only while no member has disabled its execution consent.")
-    for verb, help_text in (("enable", "enable your execution consent"),
-                            ("disable", "disable your execution consent"),
-                            ("status", "show whether the contract may execute")):
-        command(consent, verb, "consent", help_text, "contract", action=verb)
-
-    for option in ("logging", "telemetry"):
-        runtime = group(option, f"propose enabling/disabling {option} export, or show it",
-                        f"{option.capitalize()} export is a runtime option of the contract: the room exports its "
-                        f"{'app logs' if option == 'logging' else 'telemetry'} (encrypted, to the spec's sink) "
-                        "only while the members accepted enabling it.")
-        for verb, help_text in (("enable", f"propose enabling {option} export"),
-                                ("disable", f"propose disabling {option} export"),
-                                ("status", f"show whether {option} export is enabled")):
-            command(runtime, verb, "runtime_option", help_text, "contract", proposes=verb != "status", action=verb,
-                    option=option)
-
-    secret = group("secret", "store a secret for the contract",
-                   "A secret is a value a member gives the contract's room, which reads it as MEMBERID_NAME.")
-    set_secret = command(secret, "set", "secret_set", "store a secret for the contract (the room reads it as "
-                         "MEMBERID_NAME)", "contract")
-    set_secret.add_argument("name", metavar="NAME")
-    set_secret.add_argument("--value", help="the secret")
-    set_secret.add_argument("--value-file", metavar="FILE", help="a file holding the secret")
-
-    put = drafted("document", "put", "put, propose or show a member document",
-                  "A document is a member's JSON document attached to a contract, accepted like a proposal.")
-    put.add_argument("--contract", help="the contract the document belongs to")
-
-    ca = group("ca", "propose enabling the contract CA, or show its certificate",
-               "The contract CA issues the room's certificate, so clients can trust the room by the contract.")
-    command(ca, "enable", "ca", "propose enabling the contract CA", "contract", proposes=True, action="enable")
-    command(ca, "show", "ca", "show the contract CA's certificate", "contract", action="show")
-
-    events = group("events", "list the contract's audit events",
-                   "Events are the contract's audit log: append-only, sequence-numbered and hash-chained.")
-    listing = command(events, "list", "events_list", "list the contract's audit events, verifying the hash chain "
-                      "(exit 1 if it is broken)", "contract")
-    listing.add_argument("--scope", help="show only this scope (the whole chain is verified regardless)")
-    listing.add_argument("--json", action="store_true", help="print the events as JSON")
+def _governance(gov: Subcommands) -> None:
+    noun(gov, "member", "create, register or list member identities",
+         "A member is a party to the consortium's contracts, known to CGS by its certificate; it signs every "
+         "request with its key (member.key, member.pem in its identity directory).", verbs=_member)
+    noun(gov, "contract", "create, propose or show a contract",
+         "A contract is what the members agree to run (for a clean room: its spec); it is drafted, proposed, "
+         "and accepted once every member voted for it.", verbs=partial(_drafted, "contract", "create"))
+    noun(gov, "proposal", "show a proposal or vote on it",
+         "A proposal is a change the members vote on (a contract, a policy, a runtime option, a document, the "
+         "contract CA); it is accepted once every member voted accept.", verbs=_proposal)
+    noun(gov, "policy", "propose or show the contract's clean-room policy",
+         "The clean-room policy says which attested rooms may run the contract: the HOST_DATA (hash of the CCE "
+         "policy) their hardware reports, and whether debuggable rooms are admitted.", verbs=_policy)
+    noun(gov, "consent", "enable or disable your execution consent, or show the status",
+         "Consent is each member's own switch: the contract's room gets its secrets, tokens and certificates "
+         "only while no member has disabled its execution consent.", verbs=_consent)
+    for option, what in (("logging", "app logs"), ("telemetry", "telemetry")):
+        noun(gov, option, f"propose enabling/disabling {option} export, or show it",
+             f"{option.capitalize()} export is a runtime option of the contract: the room exports its {what} "
+             "(encrypted, to the spec's sink) only while the members accepted enabling it.",
+             verbs=partial(_runtime_option, option))
+    noun(gov, "secret", "store a secret for the contract",
+         "A secret is a value a member gives the contract's room, which reads it as MEMBERID_NAME.", verbs=_secret)
+    noun(gov, "document", "put, propose or show a member document",
+         "A document is a member's JSON document attached to a contract, accepted like a proposal.",
+         verbs=_document)
+    noun(gov, "ca", "propose enabling the contract CA, or show its certificate",
+         "The contract CA issues the room's certificate, so clients can trust the room by the contract.",
+         verbs=_ca)
+    noun(gov, "events", "list the contract's audit events",
+         "Events are the contract's audit log: append-only, sequence-numbered and hash-chained.", verbs=_events)
 
     setup = add_command(gov, "setup", f"{_COMMANDS}:setup", "local rooms: members, contract, policy and "
                         "federation from a spec", SETUP)
@@ -161,7 +111,78 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     federate = add_command(gov, "federate", f"{_COMMANDS}:federate", "let a managed identity (client id) accept "
                            "the room's CGS-issued assertions (local Entra stand-in)", FEDERATE)
-    federate.add_argument("contract", metavar="CONTRACT")
+    federate.add_argument("contract", metavar="CONTRACT", help=TARGETS["contract"])
     federate.add_argument("--client-id", required=True)
     federate.add_argument("--endpoints", metavar="FILE", required=True, help="endpoints.json")
     federate.add_argument("--cgs", metavar="URL", help="CGS endpoint (default: cgs_endpoint of --endpoints)")
+
+
+def _member(member: Subcommands) -> None:
+    create = _command(member, "create", "member_create", "create a member key pair and certificate in DIR", "name",
+                      connect=False)
+    create.add_argument("-o", "--output", required=True, metavar="DIR", help="the identity directory to create")
+    register_cmd = _command(member, "register", "member_register",
+                            "register a member's certificate with CGS (signed by the network operator)", "member_dir")
+    register_cmd.add_argument("--operator", metavar="DIR", help="the operator identity (the stand-in keeps it in "
+                              "STATE_DIR/operator; default: cgs_operator_dir of --endpoints)")
+    _command(member, "list", "member_list", "list the consortium's members")
+
+
+def _proposal(proposal: Subcommands) -> None:
+    _command(proposal, "show", "proposal_show", "show a proposal", "proposal")
+    vote = _command(proposal, "vote", "proposal_vote", "vote on a proposal (accept unless --reject)", "proposal")
+    vote.add_argument("--reject", action="store_true", help="vote reject")
+
+
+def _policy(policy: Subcommands) -> None:
+    set_policy = _command(policy, "set", "policy_set", "propose the contract's clean-room policy", "contract",
+                          proposes=True)
+    set_policy.add_argument("--host-data", default="", metavar="HEX", help="HOST_DATA = sha256 of the CCE policy, hex")
+    set_policy.add_argument("--spec", metavar="SPEC", help="compute HOST_DATA from the agreed clean room spec "
+                            "instead of --host-data; its ${variables} come from --endpoints and --var")
+    add_var_option(set_policy, "a value for ${NAME} in --spec (repeatable)")
+    set_policy.add_argument("--layers", metavar="FILE", help="layer lock for --spec (see `ccr spec render policy "
+                            "--help`); default: the local podman images")
+    set_policy.add_argument("--allow-debug", action="store_true",
+                            help="also admit debuggable rooms (never in production)")
+    _command(policy, "show", "policy_show", "show the contract's clean-room policy", "contract")
+
+
+def _consent(consent: Subcommands) -> None:
+    for verb, help_text in (("enable", "enable your execution consent"),
+                            ("disable", "disable your execution consent"),
+                            ("status", "show whether the contract may execute")):
+        _command(consent, verb, "consent", help_text, "contract", action=verb)
+
+
+def _runtime_option(option: str, runtime: Subcommands) -> None:
+    for verb, help_text in (("enable", f"propose enabling {option} export"),
+                            ("disable", f"propose disabling {option} export"),
+                            ("status", f"show whether {option} export is enabled")):
+        _command(runtime, verb, "runtime_option", help_text, "contract", proposes=verb != "status", action=verb,
+                 option=option)
+
+
+def _secret(secret: Subcommands) -> None:
+    set_secret = _command(secret, "set", "secret_set", "store a secret for the contract (the room reads it as "
+                          "MEMBERID_NAME)", "contract")
+    set_secret.add_argument("name", metavar="NAME", help="the secret's name")
+    set_secret.add_argument("--value", help="the secret")
+    set_secret.add_argument("--value-file", metavar="FILE", help="a file holding the secret")
+
+
+def _document(document: Subcommands) -> None:
+    put = _drafted("document", "put", document)
+    put.add_argument("--contract", help="the contract the document belongs to")
+
+
+def _ca(ca: Subcommands) -> None:
+    _command(ca, "enable", "ca", "propose enabling the contract CA", "contract", proposes=True, action="enable")
+    _command(ca, "show", "ca", "show the contract CA's certificate", "contract", action="show")
+
+
+def _events(events: Subcommands) -> None:
+    listing = _command(events, "list", "events_list", "list the contract's audit events, verifying the hash chain "
+                       "(exit 1 if it is broken)", "contract")
+    listing.add_argument("--scope", help="show only this scope (the whole chain is verified regardless)")
+    listing.add_argument("--json", action="store_true", help="print the events as JSON")

@@ -11,10 +11,13 @@ _COMMANDS = "sidecars.keys.commands"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    sub = noun(subparsers, "keys", "a data owner's keys in Key Vault / managed HSM",
-               "Keys are what a data owner keeps in Key Vault or managed HSM: a key-encryption key (KEK) that "
-               "wraps its data's keys, or a small secret, each released (secure key release) only to a clean "
-               "room whose attested CCE policy hash is the one the key names.")
+    noun(subparsers, "keys", "a data owner's keys in Key Vault / managed HSM",
+         "Keys are what a data owner keeps in Key Vault or managed HSM: a key-encryption key (KEK) that "
+         "wraps its data's keys, or a small secret, each released (secure key release) only to a clean "
+         "room whose attested CCE policy hash is the one the key names.", verbs=_verbs)
+
+
+def _verbs(sub: argparse._SubParsersAction) -> None:
     kek = add_command(
         sub, "create-kek", f"{_COMMANDS}:create_kek",
         "create an exportable KEK released only to one attested clean room",

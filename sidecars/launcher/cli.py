@@ -8,9 +8,13 @@ from ..cliargs import add_command, noun
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    sub = noun(subparsers, "images", "build the room's images locally (no registry)",
-               "Images: the app's image and the sidecars' and stand-ins' images, built on this machine from "
-               "their Containerfiles on a Debian base made with debootstrap; nothing is pulled from a registry.")
+    noun(subparsers, "images", "build the room's images locally (no registry)",
+         "Images: the app's image and the sidecars' and stand-ins' images, built on this machine from "
+         "their Containerfiles on a Debian base made with debootstrap; nothing is pulled from a registry.",
+         verbs=_verbs)
+
+
+def _verbs(sub: argparse._SubParsersAction) -> None:
     build = add_command(
         sub, "build", "sidecars.launcher.commands:images_build",
         "build app images from their Containerfiles and print their pinned references",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 from ..cliargs import add_command, add_var_option, noun
 
@@ -20,11 +21,15 @@ def _room_options(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    room = noun(subparsers, "room", "run a clean room on this machine (root; no Docker), see it, stop it",
-                "A room is a clean room on this machine: a network namespace with the firewall's rules in "
-                "force, every sidecar as a process inside it, and the app run with podman by the launcher. "
-                "Its state, logs and mounts are in its run directory (--run-dir, default run/ROOM, ROOM being the "
-                "spec's name).")
+    noun(subparsers, "room", "run a clean room on this machine (root; no Docker), see it, stop it",
+         "A room is a clean room on this machine: a network namespace with the firewall's rules in force, every "
+         "sidecar as a process inside it, and the app run with podman by the launcher. Its state, logs and mounts "
+         "are in its run directory (--run-dir, default run/ROOM, ROOM being the spec's name).", verbs=_room_verbs)
+    for kind in ("logs", "telemetry"):
+        noun(subparsers, kind, verbs=partial(_export_verb, kind))
+
+
+def _room_verbs(room: argparse._SubParsersAction) -> None:
     up = add_command(room, "up", f"{_COMMANDS}:up", "run a clean room on this machine (root; no Docker)",
                      description="Starts the room of SPEC: a network namespace with the firewall's rules in "
                                  "force, every sidecar as a process inside it, then the launcher, which runs "
@@ -50,9 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     logs.add_argument("sidecar", metavar="NAME", choices=LOG_NAMES, help="whose log: " + ", ".join(LOG_NAMES))
     _room_options(logs)
 
-    for kind in ("logs", "telemetry"):
-        export = add_command(noun(subparsers, kind), "export", f"{_COMMANDS}:export",
-                             f"export a running room's {kind} now (only with the parties' consent; encrypted to "
-                             "the spec's sink)")
-        _room_options(export)
-        export.set_defaults(what=kind)
+
+def _export_verb(kind: str, sub: argparse._SubParsersAction) -> None:
+    export = add_command(sub, "export", f"{_COMMANDS}:export", f"export a running room's {kind} now (only with "
+                         "the parties' consent; encrypted to the spec's sink)")
+    _room_options(export)
+    export.set_defaults(what=kind)

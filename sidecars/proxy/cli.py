@@ -9,10 +9,13 @@ from .options import add_model_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    sub = noun(subparsers, "proxy", "the proxy sidecar's configuration",
-               "The proxy is the room's only way in and out: Envoy, with each endpoint's policy enforced "
-               "inbound and the spec's allowed destinations outbound. `render` shows what it would run with "
-               "the proxy sidecar's own options (ccr sidecar run proxy --help), without running it.")
+    noun(subparsers, "proxy", "the proxy sidecar's configuration",
+         "The proxy is the room's only way in and out: Envoy, with each endpoint's policy enforced "
+         "inbound and the spec's allowed destinations outbound. `render` shows what it would run with "
+         "the proxy sidecar's own options (ccr sidecar run proxy --help), without running it.", verbs=_verbs)
+
+
+def _verbs(sub: argparse._SubParsersAction) -> None:
     render = add_command(sub, "render", "sidecars.proxy.commands:render",
                          "render Envoy's configuration for a spec and check it with envoy",
                          description="Writes Envoy's bootstrap for the spec (checked with `envoy --mode "

@@ -35,7 +35,10 @@ def _output_option(parser: argparse.ArgumentParser, metavar: str = "FILE", requi
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    spec = noun(subparsers, "spec")
+    noun(subparsers, "spec", verbs=_spec_verbs)
+
+
+def _spec_verbs(spec: argparse._SubParsersAction) -> None:
     explain = add_command(spec, "explain", f"{_COMMANDS}:explain",
                           "say, per party, what its key is released to and what the room may do")
     _common(explain)
@@ -54,10 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--governance-endpoint", metavar="URL", help="CGS endpoint (default: from the governance URLs)")
     add_spec_variable_options(p)
 
-    render = noun(spec, "render", "render what deploys SPEC: CCE policy, ARM template, pod spec, compose file, ...",
-                  "Everything here is rendered from the spec and the images' layers, deterministically: the "
-                  "same spec and images always give the same policy bytes and HOST_DATA.")
+    noun(spec, "render", "render what deploys SPEC: CCE policy, ARM template, pod spec, compose file, ...",
+         "Everything here is rendered from the spec and the images' layers, deterministically: the same spec "
+         "and images always give the same policy bytes and HOST_DATA.", verbs=_render_verbs)
 
+
+def _render_verbs(render: argparse._SubParsersAction) -> None:
     p = add_command(render, "policy", f"{_COMMANDS}:policy", "write the CCE policy (Rego)")
     _common(p)
     _output_option(p)

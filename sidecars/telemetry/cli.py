@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 from ..cliargs import add_command, add_spec_variable_options, noun
 
@@ -12,9 +13,12 @@ _COMMANDS = "sidecars.telemetry.commands"
 def register(subparsers: argparse._SubParsersAction) -> None:
     for kind, sink_field, what in (("telemetry", "telemetry_sink", "telemetry (traces, metrics, sidecar logs)"),
                                    ("logs", "log_sink", "app logs (stdout/stderr)")):
-        sub = noun(subparsers, kind)
-        _add_download(sub, sink_field, what)
-        _add_show(sub, what)
+        noun(subparsers, kind, verbs=partial(_verbs, sink_field, what))
+
+
+def _verbs(sink_field: str, what: str, sub: argparse._SubParsersAction) -> None:
+    _add_download(sub, sink_field, what)
+    _add_show(sub, what)
 
 
 def _add_download(sub: argparse._SubParsersAction, sink_field: str, what: str) -> None:

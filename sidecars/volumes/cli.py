@@ -11,11 +11,13 @@ _COMMANDS = "sidecars.volumes.commands"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    sub = noun(subparsers, "data", "publish data encrypted for a clean room, download results",
-               "Data is what a room's volumes hold: blobs in a storage container, each encrypted with the "
-               "container's data encryption key (DEK), which is kept wrapped with the owner's KEK in Key Vault. "
-               "A data owner publishes a datasource this way, and downloads a datasink's results.")
+    noun(subparsers, "data", "publish data encrypted for a clean room, download results",
+         "Data is what a room's volumes hold: blobs in a storage container, each encrypted with the "
+         "container's data encryption key (DEK), which is kept wrapped with the owner's KEK in Key Vault. "
+         "A data owner publishes a datasource this way, and downloads a datasink's results.", verbs=_verbs)
 
+
+def _verbs(sub: argparse._SubParsersAction) -> None:
     publish = add_command(
         sub, "publish", f"{_COMMANDS}:publish",
         "encrypt every file of DIR into a container (sub-paths kept) and store the wrapped DEK",

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from sidecars.cli import build_parser
+from sidecars.cliargs import parser_at, reach, subcommands
 
 Path = tuple[str, ...]
 
@@ -47,13 +48,6 @@ data publish | data download
 
 # Options that name different things in different commands, so their metavars may differ.
 MANY_MEANINGS = {"-o", "--output", "--name", "--kek", "-h", "--help"}
-
-
-def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
 
 
 def walk(parser: argparse.ArgumentParser, path: Path = ()) -> Iterator[tuple[Path, argparse.ArgumentParser]]:
@@ -143,7 +137,8 @@ def test_help_lists_no_old_spelling(parser):
     assert not {"up", "down", "status", "export", "deploy", "render"} & set(subcommands(parser))
     patterns = []
     for old in {r.old for r in RESPELLINGS if r.old != r.new}:
-        verbs = subcommands(_parser_at(parser, old))  # `ccr sidecar`, `ccr governance proposal`: groups now
+        # `ccr sidecar`, `ccr governance proposal`: nouns now
+        verbs = subcommands(parser_at(parser, old) or argparse.ArgumentParser())
         after = rf" (?!(?:{'|'.join(verbs)})\b)[\w<]" if verbs else r"(?![\w-])"
         patterns.append(rf"\bccr {' '.join(old)}{after}")
     patterns += [rf"\bccr {r.old[0]}(?![\w-])" for r in RESPELLINGS if r.old[0] not in subcommands(parser)]
@@ -154,15 +149,22 @@ def test_help_lists_no_old_spelling(parser):
         assert not shown, f"ccr {' '.join(path)} --help shows an old spelling: {shown}"
 
 
-def _parser_at(parser: argparse.ArgumentParser, words: Path) -> argparse.ArgumentParser:
-    for word in words:
-        parser = subcommands(parser).get(word, argparse.ArgumentParser())
-    return parser
-
-
 def test_building_the_parser_imports_no_handler(tmp_path):
     # `ccr --help` stays fast only if the handler modules (and what they import) load when a command runs.
     code = ("import sys; from sidecars.cli import build_parser; build_parser(); "
             "print(sorted(m for m in sys.modules if m.endswith('.commands')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_nouns_verbs_are_built_when_it_is_used():
+    # `ccr --help` builds the nouns only; `ccr room up ...` builds room's verbs, and no other noun's.
+    def verbs_built(noun: argparse.ArgumentParser) -> dict:
+        return next(a for a in noun._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    parser = build_parser()
+    nouns = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert all(verbs_built(noun) == {} for noun in nouns.values())
+    assert reach(parser, ["room", "up", "spec.yaml"]) == ("room", "up")
+    assert set(verbs_built(nouns["room"])) == {"up", "down", "status", "logs"}
+    assert all(verbs_built(noun) == {} for name, noun in nouns.items() if name != "room")
