@@ -5,8 +5,8 @@ helper binary). Here the same work (tar -> ext4 -> dm-verity for every layer, th
 stand-in images built into podman for the run, generated from a fixed seed so every run hashes the same
 bytes, shaped like the real ones: the sidecar runtime image (a Debian base with Python and the
 project's virtualenv: 12,000 files, 320 MB), the proxy image (Envoy: a few files, 100 MB) and a small
-app image. Also reported: the same generation with the layer cache warm, which is what `ccr up` and
-`ccr deploy` pay after the first run.
+app image. Also reported: the same generation with the layer cache warm, which is what `ccr room up` and
+`ccr spec render` pay after the first run.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
-"""`cold_start_s`: from `ccr up` to the app process running, for the cleanroomhello-job room.
+"""`cold_start_s`: from `ccr room up` to the app process running, for the cleanroomhello-job room.
 
 Images, stand-ins, the contract, keys and data are prepared once (the demo's steps 1-4); then the room
-is brought up and down several times and the median time from running `ccr up` until it reports the app
+is brought up and down several times and the median time from running `ccr room up` until it reports the app
 running is the figure. The per-step lines of the median run are printed (C-ACI takes minutes).
 
 The images' facts are pinned (a layer lock, `CCR_LAYER_LOCK`) as the contract saw them: other builds of
 the shared image tags on this machine (`ccr images build --sidecars` from another checkout) would
-otherwise change the room's HOST_DATA under the bench, and CGS would rightly refuse the room. `ccr up`
+otherwise change the room's HOST_DATA under the bench, and CGS would rightly refuse the room. `ccr room up`
 renders the same policy either way; it renders while the network and the firewall are set up.
 """
 
@@ -75,15 +75,15 @@ def run() -> dict[str, float]:
         for attempt in range(RUNS):
             room_dir = run_dir / f"room{attempt}"
             started = time.monotonic()
-            up = _ccr("up", str(room.spec), "--endpoints", room.endpoints, "--run-dir", str(room_dir), env=env)
+            up = _ccr("room", "up", str(room.spec), "--endpoints", room.endpoints, "--run-dir", str(room_dir), env=env)
             elapsed = time.monotonic() - started
-            _ccr("down", "--run-dir", str(room_dir))
+            _ccr("room", "down", "--run-dir", str(room_dir))
             if up.returncode != 0:
-                raise RuntimeError(f"ccr up failed:\n{up.stdout}\n{up.stderr}")
+                raise RuntimeError(f"ccr room up failed:\n{up.stdout}\n{up.stderr}")
             timings.append((elapsed, up.stdout))
         timings.sort()
         median_s, median_out = timings[len(timings) // 2]
-        print(f"   ccr up to app running: {', '.join(f'{t:.2f}' for t, _ in timings)} s (median {median_s:.2f})")
+        print(f"   ccr room up to app running: {', '.join(f'{t:.2f}' for t, _ in timings)} s (median {median_s:.2f})")
         for line in median_out.splitlines():
             match = STEP.match(line)
             if match:

@@ -50,9 +50,9 @@ def contract_id(spec: Path) -> str:
 
 
 def leave_nothing_behind(run: Path, room_dir: Path) -> None:
-    """However a demo ends: a room still up is brought down (`ccr down` removes its state file), and the
+    """However a demo ends: a room still up is brought down (`ccr room down` removes its state file), and the
     stand-ins it started are stopped."""
     if (room_dir / "room.json").exists():
-        ccr("down", "--run-dir", str(room_dir), check=False)
+        ccr("room", "down", "--run-dir", str(room_dir), check=False)
     if (run / "processes.json").exists():
         ccr("emulators", "stop", "--run-dir", str(run), check=False)

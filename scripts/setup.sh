@@ -74,7 +74,7 @@ if [ -f package.json ]; then
     step "npm packages"
     npm install --no-audit --no-fund --loglevel=error >/dev/null
 fi
-# The project's own modules byte-compiled, as an installed package's are (pip compiles those): `ccr up`
+# The project's own modules byte-compiled, as an installed package's are (pip compiles those): `ccr room up`
 # starts a dozen Python processes, and where PYTHONDONTWRITEBYTECODE is set each would compile them again.
 step "byte-compile the project"
 .venv/bin/python -m compileall -q sidecars bench

@@ -1,16 +1,17 @@
 """The `ccr` command line.
 
-Each package that has commands provides `sidecars/<package>/cli.py` with `register(subparsers)`; this
-module discovers them, so adding a sidecar's commands never touches this file. Handlers return an exit
-code. Any `CcrError` (a user's mistake, a refusal, an unreachable service) ends in one line on stderr
-and exit code 1; a traceback means a bug.
+Every command is `ccr NOUN VERB` (`ccr governance NOUN VERB` inside governance). Each package that has
+commands provides `sidecars/<package>/cli.py` with `register(subparsers)`; this module discovers them, so
+adding a sidecar's commands never touches this file. Commands name their handler as "module:function"
+(`cliargs.add_command`), imported only to run it; the spellings from before `NOUN VERB` still work for one
+release (`oldspellings`). Handlers return an exit code. Any `CcrError` (a user's mistake, a refusal, an
+unreachable service) ends in one line on stderr and exit code 1; a traceback means a bug.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -18,78 +19,54 @@ from pathlib import Path
 
 import sidecars
 
-from .cliargs import add_spec_variable_options, command_group, load_spec_from_args
-from .common.errors import CcrError, SpecError
-from .common.room import SPEC_ENV
-from .room.registry import REGISTRY
-from .room.runner import run_in_room
+from .cliargs import add_command, add_spec_variable_options, noun, reach, run_handler
+from .common.errors import CcrError
+from .common.logs import configure_logging
+from .oldspellings import print_deprecation, respell
 
 
-def _cmd_spec_validate(args: argparse.Namespace) -> int:
-    try:
-        spec = load_spec_from_args(args)
-        problems = REGISTRY.room_problems(spec)
-        if problems:
-            raise SpecError(problems, args.spec)
-    except SpecError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}")
-        return 1
-    print("OK")
-    return 0
+def _spec_verbs(spec: argparse._SubParsersAction) -> None:
+    validate = add_command(spec, "validate", "sidecars.room.commands:cmd_spec_validate",
+                           "check a spec: prints OK, or one line per problem")
+    validate.add_argument("spec", metavar="SPEC", help="clean room spec (YAML)")
+    add_spec_variable_options(validate)
 
 
-def _cmd_sidecar(args: argparse.Namespace) -> int:
-    from .common.otel import attach_parent_from_env
+def _sidecar_verbs(sidecar: argparse._SubParsersAction) -> None:
+    # lazy: the registry imports every sidecar's record (60 ms), needed only for `ccr sidecar`
+    from .room.registry import REGISTRY
 
-    # A room's startup is one trace: each sidecar continues the trace `ccr room up` (or a parent) started.
-    attach_parent_from_env()
-    sidecar = REGISTRY.get(args.name)
-    if not args.args and os.environ.get(SPEC_ENV):
-        # In the room (a container of the group, or a process of `ccr room up`): configured by the room.
-        return run_in_room(sidecar.name)
-    # Standalone: the sidecar's own options.
-    return int(importlib.import_module(sidecar.run_module).main(args.args) or 0)
-
-
-def _cmd_sidecar_list(_args: argparse.Namespace) -> int:
-    print(f"{'NAME':<11} {'WAVE':<5} {'IMAGE':<12} {'PRIVILEGES':<11} PORTS")
-    for sidecar in REGISTRY:
-        ports = ", ".join(f"{p.number} {p.name}" for p in sidecar.ports)
-        privileges = "privileged" if sidecar.privileged else ", ".join(sidecar.capabilities) or "-"
-        print(f"{sidecar.name:<11} {sidecar.wave:<5} {sidecar.image:<12} {privileges:<11} {ports}")
-        print(f"{'':<11} {sidecar.summary}")
-    return 0
+    add_command(sidecar, "list", "sidecars.room.commands:cmd_sidecar_list",
+                "every sidecar of a room: its ports, startup wave, image and privileges")
+    run = add_command(sidecar, "run", "sidecars.room.commands:cmd_sidecar_run",
+                      "run one sidecar in the foreground (as its container does)",
+                      "Run one sidecar in the foreground. Without options, in a room (CCR_SPEC set: a container "
+                      "of the group, or a process of `ccr room up`), it configures itself from the room; with "
+                      "options, it runs standalone (ccr sidecar run NAME --help).",
+                      formatter_class=argparse.RawDescriptionHelpFormatter,
+                      epilog="sidecars:\n" + "\n".join(f"  {s.name:<11} {s.summary}" for s in REGISTRY))
+    run.add_argument("name", choices=REGISTRY.names, metavar="NAME", help="one of: " + ", ".join(REGISTRY.names))
+    run.add_argument("args", nargs=argparse.REMAINDER, metavar="OPTIONS",
+                     help="the sidecar's own options (see ccr sidecar run NAME --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command tree: each noun with its help line; a noun's verbs are added when it is first used
+    (`cliargs.subcommands`), so `ccr --help` and each command build only what they need."""
     parser = argparse.ArgumentParser(
         prog="ccr",
-        description="Confidential clean room runtime: run a clean room locally (ccr up), render it for "
-                    "docker-compose or Confidential ACI, and act as a party (keys, data, governance).",
+        description="Confidential clean room runtime: run a clean room locally (ccr room up), render it for "
+                    "docker-compose or Confidential ACI (ccr spec render), and act as a party (keys, data, "
+                    "governance). Every command is `ccr NOUN VERB`; `ccr NOUN --help` lists a noun's verbs.",
     )
     parser.add_argument("--version", action="version", version=f"ccr {sidecars.__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="NOUN")
 
-    spec = sub.add_parser("spec", help="work with clean room specs")
-    spec_sub = spec.add_subparsers(dest="spec_command", metavar="SUBCOMMAND", required=True)
-    validate = spec_sub.add_parser("validate", help="check a spec: prints OK, or one line per problem")
-    validate.add_argument("spec", metavar="FILE")
-    add_spec_variable_options(validate)
-    validate.set_defaults(func=_cmd_spec_validate)
-
-    sidecar = command_group(sub, "sidecar", "the room's sidecars: list them, run one in the foreground")
-    listing = sidecar.add_parser("list", help="every sidecar of a room: ports, startup wave, image, privileges")
-    listing.set_defaults(func=_cmd_sidecar_list)
-    run = sidecar.add_parser("run", help="run one sidecar in the foreground (as its container does)",
-                             description="Without options, in a room (CCR_SPEC set), the sidecar configures "
-                                         "itself from the room; with options, it runs standalone.",
-                             formatter_class=argparse.RawDescriptionHelpFormatter,
-                             epilog="sidecars:\n" + "\n".join(f"  {s.name:<11} {s.summary}" for s in REGISTRY))
-    run.add_argument("name", choices=REGISTRY.names, metavar="NAME", help="one of: " + ", ".join(REGISTRY.names))
-    run.add_argument("args", nargs=argparse.REMAINDER, help="the sidecar's own options (see NAME --help)")
-    run.set_defaults(func=_cmd_sidecar)
-
+    noun(sub, "spec", verbs=_spec_verbs)
+    noun(sub, "sidecar", "the room's sidecars: list them, run one in the foreground",
+         "A sidecar is one of the room's own services (`ccr sidecar list`: skr, volumes, governance, identity, "
+         "firewall, proxy, telemetry, launcher), each in its own container next to the app's.",
+         verbs=_sidecar_verbs)
     root = Path(sidecars.__file__).parent
     for info in sorted(pkgutil.iter_modules([str(root)]), key=lambda i: i.name):
         if info.ispkg and (root / info.name / "cli.py").exists():
@@ -98,16 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .common.logs import configure_logging
-
     parser = build_parser()
+    argv, deprecation = respell(sys.argv[1:] if argv is None else argv, parser)
+    print_deprecation(deprecation)
+    reach(parser, argv)  # the nouns argv names get their verbs, which parsing needs
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
+    if not getattr(args, "handler", None):
         parser.print_help()
         return 2
     configure_logging()
     try:
-        return int(args.func(args) or 0)
+        return run_handler(args)
     except CcrError as exc:
         print(f"ccr: error: {exc}", file=sys.stderr)
         return 1

@@ -1,6 +1,6 @@
 """The clean room spec: the one place where a field's meaning is defined.
 
-A spec is YAML. Everything else is rendered from it: each sidecar's configuration, `ccr up`,
+A spec is YAML. Everything else is rendered from it: each sidecar's configuration, `ccr room up`,
 docker-compose.yml, the ARM template, the CCE policy and the parties' key release policies.
 
 Endpoints differ between a local room and Azure, so string values may contain variables: `${name}` or

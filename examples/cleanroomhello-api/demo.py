@@ -4,13 +4,13 @@
  2. the members agree on the contract (policy = the room's policy hash H), enable the contract CA and the
     logging option;
  3. the consumer's key (bound to H) and encrypted log sink;
- 4. `ccr up`: the app serves on port 8080 inside the room; only the proxy is reachable from outside;
+ 4. `ccr room up`: the app serves on port 8080 inside the room; only the proxy is reachable from outside;
  5. a client outside the room calls it over TLS, verifying the room's certificate against the contract
     CA: `GET /hello` is allowed by the API policy, `GET /secret` is denied (403);
  6. the app's output, exported with consent and decrypted by the consumer, shows the denied request
     never reached it;
  7. a member revokes execution consent: the room stops the app within the consent poll interval;
- 8. `ccr down`.
+ 8. `ccr room down`.
 """
 
 from __future__ import annotations
@@ -54,11 +54,12 @@ def vote_proposal(command: tuple[str, ...], endpoints: str, members: Path) -> No
                    capture=True).stdout
     say(proposal.rstrip())
     for member in MEMBERS[1:]:
-        ccr("governance", "vote", proposal.split()[1], "--endpoints", endpoints, "--identity", str(members / member))
+        ccr("governance", "proposal", "vote", proposal.split()[1], "--endpoints", endpoints, "--identity",
+            str(members / member))
 
 
 def app_status(room_dir: Path) -> str:
-    report = json.loads(ccr("status", "--run-dir", str(room_dir), "--json", capture=True, echo=False).stdout)
+    report = json.loads(ccr("room", "status", "--run-dir", str(room_dir), "--json", capture=True, echo=False).stdout)
     launcher = (report["sidecars"].get("launcher") or {}).get("status") or {}
     return (launcher.get("app") or {}).get("status", "unknown")
 
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         vote_proposal(("governance", "logging", "enable", contract_id(spec)), endpoints, members)
 
         step(3, "the consumer sets up the encrypted log sink, its key bound to the room's policy hash")
-        host_data = ccr("deploy", "policy-hash", str(spec), "--endpoints", endpoints, capture=True).stdout.strip()
+        host_data = ccr("spec", "render", "policy-hash", str(spec), "--endpoints", endpoints,
+                        capture=True).stdout.strip()
         ccr("keys", "create-kek", "--endpoints", endpoints, "--name", "consumer-kek", "--host-data", host_data)
         vault = json.loads(Path(endpoints).read_text())["keyvault_url"]
         (run / "empty").mkdir(exist_ok=True)
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             "--kek", f"{vault}/keys/consumer-kek", "--endpoints", endpoints, "--dek-file", str(log_dek_file(members)))
 
         step(4, "run the room")
-        ccr("up", str(spec), "--endpoints", endpoints, "--run-dir", str(room_dir))
+        ccr("room", "up", str(spec), "--endpoints", endpoints, "--run-dir", str(room_dir))
         state = json.loads((room_dir / "room.json").read_text())
         url = f"https://{state['room_v4']}:8080"
 
@@ -103,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         say(f"   GET /secret -> {denied.status_code} {denied.text.strip()[:120]}")
 
         step(6, "the app's output, exported with the members' logging consent, decrypted by the consumer")
-        ccr("export", "logs", "--run-dir", str(room_dir))
+        ccr("logs", "export", "--run-dir", str(room_dir))
         ccr("logs", "download", "--spec", str(spec), "--endpoints", endpoints, "--dek-file",
-            str(log_dek_file(members)), "--out", str(run / "app-logs"))
+            str(log_dek_file(members)), "-o", str(run / "app-logs"))
         shown = ccr("logs", "show", str(run / "app-logs"), capture=True).stdout
         received = [line.strip() for line in shown.splitlines() if "received " in line]
         say("   the app received: " + "; ".join(received))
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
 
         step(8, "stop the room")
-        ccr("down", "--run-dir", str(room_dir))
+        ccr("room", "down", "--run-dir", str(room_dir))
         say(f"\nDemo done. Everything is in {run}")
         return 0
     finally:

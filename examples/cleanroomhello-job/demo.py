@@ -9,8 +9,8 @@ anyone else's list, and the room sees the data only in clear text inside its att
  3. the members agree on the contract in CGS: clean-room policy = H, identities federated;
  4. each party creates a key (KEK) that is released only to a room with HOST_DATA = H, and publishes its
     data encrypted (the consumer sets up the encrypted sink);
- 5. `ccr up --wait` runs the room: firewall, attestation, consent, key release, mounts, launch, exit;
- 6. `ccr down`; the consumer downloads and decrypts the result, which must equal the expected answer;
+ 5. `ccr room up --wait` runs the room: firewall, attestation, consent, key release, mounts, launch, exit;
+ 6. `ccr room down`; the consumer downloads and decrypts the result, which must equal the expected answer;
  7. the audit trail in CGS, its hash chain verified.
 """
 
@@ -77,7 +77,7 @@ def prepare(run: Path) -> PreparedRoom:
     shutil.copy(HERE / "spec.yaml", spec)
     ccr("images", "build", "--sidecars")
     ccr("images", "build", "cleanroomhello-job", "--pin", str(spec))
-    host_data = ccr("deploy", "policy-hash", str(spec), "--endpoints", endpoints, capture=True).stdout.strip()
+    host_data = ccr("spec", "render", "policy-hash", str(spec), "--endpoints", endpoints, capture=True).stdout.strip()
     say(f"   HOST_DATA = {host_data}")
 
     step(3, "the members agree on the contract in CGS (policy = HOST_DATA, identities federated)")
@@ -100,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         room = prepare(run)
 
         step(5, "run the room until the job exits")
-        ccr("up", str(room.spec), "--endpoints", room.endpoints, "--run-dir", str(room_dir), "--wait")
+        ccr("room", "up", str(room.spec), "--endpoints", room.endpoints, "--run-dir", str(room_dir), "--wait")
 
         step(6, "stop the room; the consumer downloads and decrypts the result")
-        ccr("down", "--run-dir", str(room_dir))
-        ccr("data", "download", str(run / "result"), "--spec", str(room.spec), "--volume", "consumer-output",
+        ccr("room", "down", "--run-dir", str(room_dir))
+        ccr("data", "download", "-o", str(run / "result"), "--spec", str(room.spec), "--volume", "consumer-output",
             "--endpoints", room.endpoints, "--dek-file", str(run / "members" / "consumer-dek.json"))
         result = json.loads((run / "result" / "result.json").read_text())
         say(f"   result:   {json.dumps(result, sort_keys=True)}")
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         say("   the room's answer is the expected one")
 
         step(7, "the audit trail in CGS (hash chain verified)")
-        ccr("governance", "events", contract_id(room.spec), "--endpoints", room.endpoints, "--identity",
+        ccr("governance", "events", "list", contract_id(room.spec), "--endpoints", room.endpoints, "--identity",
             str(run / "members" / "consumer"))
         say(f"\nDemo done. Everything is in {run}")
         return 0

@@ -14,9 +14,9 @@ password only once attested.
  6. the publisher keeps the database password in Key Vault, released only to a room with HOST_DATA = H,
     and the database configuration (address, role, CA, where the password is) as a CGS secret; the
     consumer creates its key and sets up the encrypted sink;
- 7. `ccr up --wait` runs the room: the app reads the secret, releases the password through skr, queries
+ 7. `ccr room up --wait` runs the room: the app reads the secret, releases the password through skr, queries
     over TLS through the egress proxy, writes the aggregate to the sink;
- 8. `ccr down`; the consumer downloads and decrypts the result, which must equal the expected answer;
+ 8. `ccr room down`; the consumer downloads and decrypts the result, which must equal the expected answer;
  9. the audit trail in CGS (hash chain verified).
 """
 
@@ -46,7 +46,7 @@ from sidecars.common.tls import LocalCA  # noqa: E402
 DB_PORT = 5432
 DB_NAME = "sales"
 DB_ROLE = "cleanroom"
-#: where rooms started by `ccr up` have their outside address (sidecars/localroom/netns.py)
+#: where rooms started by `ccr room up` have their outside address (sidecars/localroom/netns.py)
 ROOM_ADDRESSES = "10.203.0.0/16"
 MIN_ORDERS = 25  # as in spec.yaml
 
@@ -193,7 +193,7 @@ def _free_address() -> str:
 def member_id(members: Path, name: str) -> str:
     """Create the member's identity (or keep the one there) and return its CGS member id."""
     if not (members / name / "member.key").exists():
-        ccr("governance", "member", "create", name, "--dir", str(members / name))
+        ccr("governance", "member", "create", name, "-o", str(members / name))
     from sidecars.common.memberauth import MemberIdentity
 
     return MemberIdentity.load(members / name).member_id
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(HERE / "spec.yaml", spec)
         ccr("images", "build", "--sidecars")
         ccr("images", "build", "db-access", "--pin", str(spec))
-        host_data = ccr("deploy", "policy-hash", str(spec), "--endpoints", endpoints_file, *spec_vars,
+        host_data = ccr("spec", "render", "policy-hash", str(spec), "--endpoints", endpoints_file, *spec_vars,
                         capture=True).stdout.strip()
         say(f"   HOST_DATA = {host_data}")
 
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             "--value-file", str(password_file), "--host-data", host_data)
         config_file = members / "publisher" / "db-config.json"
         config_file.write_text(json.dumps(database.config(endpoints["keyvault_url"], endpoints["maa_endpoint"])))
-        ccr("governance", "secret", "set", contract_id(spec), "db-config", "--file", str(config_file),
+        ccr("governance", "secret", "set", contract_id(spec), "db-config", "--value-file", str(config_file),
             "--endpoints", endpoints_file, "--identity", str(members / "publisher"))
         (run / "data" / "consumer").mkdir(parents=True, exist_ok=True)
         ccr("keys", "create-kek", "--endpoints", endpoints_file, "--name", "db-consumer-kek", "--host-data", host_data)
@@ -249,11 +249,11 @@ def main(argv: list[str] | None = None) -> int:
             "--endpoints", endpoints_file, *spec_vars, "--dek-file", str(members / "consumer-dek.json"))
 
         step(7, "run the room until the job exits")
-        ccr("up", str(spec), "--endpoints", endpoints_file, *spec_vars, "--run-dir", str(room_dir), "--wait")
+        ccr("room", "up", str(spec), "--endpoints", endpoints_file, *spec_vars, "--run-dir", str(room_dir), "--wait")
 
         step(8, "stop the room; the consumer downloads and decrypts the result")
-        ccr("down", "--run-dir", str(room_dir))
-        ccr("data", "download", str(run / "result"), "--spec", str(spec), "--volume", "consumer-output",
+        ccr("room", "down", "--run-dir", str(room_dir))
+        ccr("data", "download", "-o", str(run / "result"), "--spec", str(spec), "--volume", "consumer-output",
             "--endpoints", endpoints_file, *spec_vars, "--dek-file", str(members / "consumer-dek.json"))
         result = json.loads((run / "result" / "result.json").read_text())
         say(f"   result:   {json.dumps(result, sort_keys=True)}")
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         say("   the room's answer is the expected one")
 
         step(9, "the audit trail in CGS (hash chain verified)")
-        ccr("governance", "events", contract_id(spec), "--endpoints", endpoints_file, "--identity",
+        ccr("governance", "events", "list", contract_id(spec), "--endpoints", endpoints_file, "--identity",
             str(members / "consumer"))
         say(f"\nDemo done. Everything is in {run}")
         return 0

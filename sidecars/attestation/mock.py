@@ -175,7 +175,7 @@ class MockPlatform:
                        uvm_feed=meta["uvm_feed"])
         except FileNotFoundError:
             raise ConfigError(f"{directory}: not a mock platform directory (no {PLATFORM_FILE}; "
-                              "create one with `ccr attestation mock-platform DIR`)") from None
+                              "create one with `ccr attestation mock-platform -o DIR`)") from None
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{directory / PLATFORM_FILE}: malformed ({exc})") from None
 

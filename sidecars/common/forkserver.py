@@ -1,7 +1,7 @@
 """A fork server: one Python process that imports the room's modules once and forks a process for each
 `python -m MODULE ARGS` it is asked to start.
 
-Why: `ccr up` starts a dozen Python processes (eight sidecars, one mount process per volume) and each
+Why: `ccr room up` starts a dozen Python processes (eight sidecars, one mount process per volume) and each
 used to spend about half a second of CPU importing the same modules (FastAPI, pydantic, cryptography, the
 Azure SDKs, OpenTelemetry). On a two-core machine that, not the work, was most of the room's start-up.
 Forked from a process that has imported them already, a sidecar starts in milliseconds.
@@ -48,7 +48,7 @@ from .errors import ProcessError
 from .process import _start_time
 
 #: How a process asks a fork server of its own room to start its children (e.g. the volumes sidecar's
-#: mount processes): the server's socket path. Set by `ccr up` in the environment of the sidecars.
+#: mount processes): the server's socket path. Set by `ccr room up` in the environment of the sidecars.
 ENV_VAR = "CCR_FORK_SERVER"
 CLONE_NEWNET = 0x40000000
 PR_SET_NAME = 15

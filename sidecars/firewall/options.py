@@ -1,4 +1,4 @@
-"""Command-line options shared by `ccr firewall ...` and `ccr sidecar firewall`."""
+"""Command-line options shared by `ccr firewall ...` and `ccr sidecar run firewall`."""
 
 from __future__ import annotations
 

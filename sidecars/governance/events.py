@@ -1,4 +1,4 @@
-"""Verifying and rendering the audit chain for `ccr governance events`.
+"""Verifying and rendering the audit chain for `ccr governance events list`.
 
 Besides the chain itself, the member remembers the longest head it has seen for each contract (in its
 identity directory): a later listing that ends earlier means events were cut from the end.

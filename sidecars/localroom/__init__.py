@@ -1,1 +1,1 @@
-"""`ccr up`: the docker-free emulation of a container group on one Linux box."""
+"""`ccr room up`: the docker-free emulation of a container group on one Linux box."""

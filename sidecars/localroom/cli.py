@@ -1,155 +1,67 @@
-"""`ccr up`, `ccr down`, `ccr status`, `ccr logs NAME`: a clean room on this machine, no Docker."""
+"""`ccr room up|down|status|logs`: a clean room on this machine, no Docker; and `ccr logs export`,
+`ccr telemetry export`, which ask a running room to export now."""
 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
+from functools import partial
 
-from ..cliargs import command_group
-from ..room.registry import REGISTRY
+from ..cliargs import add_command, add_var_option, noun
 
+_COMMANDS = "sidecars.localroom.commands"
 
-def log_names() -> tuple[str, ...]:
-    """Every sidecar's log, and the loopback forwarders'. The app's own output is not here: it leaves the
-    room only through a consented, encrypted log export (`ccr export logs`, then the log sink's owner runs
-    `ccr logs download`)."""
-    return (*REGISTRY.names, "forward")
-
-
-def _run_dir(args: argparse.Namespace) -> Path:
-    from .up import default_run_dir
-
-    return Path(args.run_dir) if args.run_dir else default_run_dir(args.name)
-
-
-def _cmd_up(args: argparse.Namespace) -> int:
-    import yaml
-
-    from ..cliargs import spec_variables
-    from ..common.errors import ConfigError
-    from .up import UpOptions, default_run_dir, up
-
-    if not args.endpoints:
-        raise ConfigError("--endpoints FILE is needed: start the stand-ins first (ccr emulators start "
-                          "--run-dir DIR writes DIR/endpoints.json)")
-    spec_path = Path(args.spec)
-    if not spec_path.is_file():
-        raise ConfigError(f"{spec_path}: no such spec file")
-    if args.run_dir:
-        run_dir = Path(args.run_dir)
-    else:
-        try:
-            name = str((yaml.safe_load(spec_path.read_text()) or {}).get("name", "room"))
-        except (yaml.YAMLError, AttributeError):
-            name = "room"
-        run_dir = default_run_dir(name)
-    variables = spec_variables(argparse.Namespace(var=args.var))  # checks NAME=VALUE before anything starts
-    return up(UpOptions(spec_path=spec_path, endpoints_file=Path(args.endpoints), run_dir=run_dir, variables=variables,
-                        firewall_backend=args.firewall_backend, ready_timeout=args.timeout,
-                        wait_for_job=args.wait))
-
-
-def _cmd_down(args: argparse.Namespace) -> int:
-    from .up import down
-
-    return down(_run_dir(args))
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    from .up import status
-
-    report = status(_run_dir(args))
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    print(f"room {report['room']} (netns {report['netns']})")
-    for name, answer in report["sidecars"].items():
-        if answer is None:
-            print(f"  {name:<11} not answering")
-            continue
-        body = answer["status"]
-        summary = body.get("status") if isinstance(body, dict) else body
-        print(f"  {name:<11} HTTP {answer['http']}  {summary}")
-        if name == "launcher" and isinstance(body, dict) and body.get("app"):
-            app = body["app"]
-            print(f"  {'app':<11} {app['status']} (exit code {app['exit_code']})")
-    return 0
-
-
-def _cmd_logs(args: argparse.Namespace) -> int:
-    from ..common.errors import ConfigError
-
-    name = args.logs_command
-    log = _run_dir(args) / "logs" / f"{name}.log"
-    if not log.exists():
-        raise ConfigError(f"no log of {name} in {log.parent} (is the room running from there? --run-dir DIR)")
-    print(log.read_text(errors="replace"), end="")
-    return 0
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    """POST the launcher's /gov/exportLogs or /gov/exportTelemetry (the reference's operator calls)."""
-    from ..common.errors import CcrError
-    from .roomhttp import room_request
-    from .steps import RoomState
-    from .up import STATE_FILE
-
-    state = RoomState.load(_run_dir(args).resolve() / STATE_FILE)
-    if not state.data:
-        raise CcrError(f"no room in {_run_dir(args)}")
-    path = "/gov/exportLogs" if args.what == "logs" else "/gov/exportTelemetry"
-    try:
-        app_runner = next(s for s in REGISTRY if s.runs_containers)
-        answer = room_request(state.data["netns"], app_runner.port(), "POST", path, timeout=120)
-    except OSError as exc:
-        raise CcrError(f"the room's launcher does not answer: {exc}") from None
-    body = answer.json()
-    if answer.status != 200:
-        error = body.get("error", {}) if isinstance(body, dict) else {}
-        raise CcrError(f"export refused ({answer.status}): {error.get('message', body)}")
-    print(json.dumps(body, indent=2))
-    return 0
 
 
 def _room_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run-dir", help="the room's run directory (default run/NAME)")
-    parser.add_argument("--name", default="room", help="the room's name, when --run-dir is not given")
+    parser.add_argument("--run-dir", metavar="DIR", help="the room's run directory (default run/ROOM)")
+    parser.add_argument("--name", default="room", metavar="ROOM", help="the room's name, when --run-dir is not given")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    up = sub.add_parser("up", help="run a clean room on this machine (root; no Docker)",
-                        description="Starts the room of SPEC: a network namespace with the firewall's rules in "
-                                    "force, every sidecar as a process inside it, then the launcher, which runs "
-                                    "the app with podman after the consent, firewall and container policy "
-                                    "checks. One line per step; any failure names the step and tears down.")
-    up.add_argument("spec", metavar="SPEC")
+def register(subparsers: argparse._SubParsersAction) -> None:
+    noun(subparsers, "room", "run a clean room on this machine (root; no Docker), see it, stop it",
+         "A room is a clean room on this machine: a network namespace with the firewall's rules in force, every "
+         "sidecar as a process inside it, and the app run with podman by the launcher. Its state, logs and mounts "
+         "are in its run directory (--run-dir, default run/ROOM, ROOM being the spec's name).", verbs=_room_verbs)
+    for kind in ("logs", "telemetry"):
+        noun(subparsers, kind, verbs=partial(_export_verb, kind))
+
+
+def _room_verbs(room: argparse._SubParsersAction) -> None:
+    up = add_command(room, "up", f"{_COMMANDS}:up", "run a clean room on this machine (root; no Docker)",
+                     description="Starts the room of SPEC: a network namespace with the firewall's rules in "
+                                 "force, every sidecar as a process inside it, then the launcher, which runs "
+                                 "the app with podman after the consent, firewall and container policy "
+                                 "checks. One line per step; any failure names the step and tears down.")
+    up.add_argument("spec", metavar="SPEC", help="clean room spec (YAML)")
     up.add_argument("--endpoints", metavar="FILE", help="endpoints.json of the stand-ins (ccr emulators start)")
-    up.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
-                    help="a value for ${NAME} in the spec (repeatable; the sidecars get the same values)")
-    up.add_argument("--run-dir", help="where state, logs and mounts go (default run/NAME)")
+    add_var_option(up, "a value for ${NAME} in the spec (repeatable; the sidecars get the same values)")
+    up.add_argument("--run-dir", metavar="DIR",
+                    help="where state, logs and mounts go (default run/ROOM, ROOM being the spec's name)")
     up.add_argument("--firewall-backend", choices=("nftables", "iptables"), default="nftables")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds each sidecar may take to be ready")
     up.add_argument("--wait", action="store_true", help="for a job: wait until it exits; exit with its status")
-    up.set_defaults(func=_cmd_up)
 
-    down = sub.add_parser("down", help="stop a room and remove everything it set up")
+    down = add_command(room, "down", f"{_COMMANDS}:down", "stop a room and remove everything it set up")
     _room_options(down)
-    down.set_defaults(func=_cmd_down)
 
-    status = sub.add_parser("status", help="each sidecar's status and the app's")
+    status = add_command(room, "status", f"{_COMMANDS}:status", "each sidecar's status and the app's")
     _room_options(status)
-    status.add_argument("--json", action="store_true")
-    status.set_defaults(func=_cmd_status)
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
 
-    logs = command_group(sub, "logs", "a running room's logs, or a room's exported app logs")
-    for name in log_names():
-        parser = logs.add_parser(name, help=f"the {name} sidecar's log")
-        _room_options(parser)
-        parser.set_defaults(func=_cmd_logs)
+    logs = add_command(room, "logs", f"{_COMMANDS}:logs", "print one sidecar's log")
+    # lazy: the registry imports every sidecar's record (60 ms), needed only for `ccr room`
+    from ..room.registry import REGISTRY
 
-    export = sub.add_parser("export", help="export the room's logs or telemetry now (only with the parties' "
-                                           "consent; encrypted to the spec's sink)")
-    export.add_argument("what", choices=("logs", "telemetry"))
+    # Every sidecar's log and the loopback forwarders'. The app's own output is not here: it leaves the room
+    # only through a consented, encrypted log export (`ccr logs export`, then the sink's owner's `ccr logs
+    # download`).
+    names = (*REGISTRY.names, "forward")
+    logs.add_argument("sidecar", metavar="NAME", choices=names, help="whose log: " + ", ".join(names))
+    _room_options(logs)
+
+
+def _export_verb(kind: str, sub: argparse._SubParsersAction) -> None:
+    export = add_command(sub, "export", f"{_COMMANDS}:export", f"export a running room's {kind} now (only with "
+                         "the parties' consent; encrypted to the spec's sink)")
     _room_options(export)
-    export.set_defaults(func=_cmd_export)
+    export.set_defaults(what=kind)

@@ -99,7 +99,7 @@ def _no_dad(ifname: str) -> None:
 def create_room_network(netns: str) -> RoomNetwork:
     """Create the netns with lo up and a v4/v6 veth link to the host. Fails if it already exists."""
     if netns_exists(netns):
-        raise ProcessError(f"network namespace {netns} already exists (ccr down, or choose another name)")
+        raise ProcessError(f"network namespace {netns} already exists (ccr room down, or choose another name)")
     net = RoomNetwork(netns, _free_index())
     _ip("netns", "add", netns)
     try:

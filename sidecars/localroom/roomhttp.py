@@ -1,7 +1,7 @@
 """HTTP requests to a sidecar listening on the room's own loopback, from the host.
 
 The sidecars listen on 127.0.0.1 inside the room's network namespace, as they do in a container group.
-`ccr up`, `ccr status` and `ccr down` reach them by creating the connection's socket inside the netns
+`ccr room up`, `ccr room status` and `ccr room down` reach them by creating the connection's socket inside the netns
 (the calling thread enters it just for `connect`) and speaking HTTP/1.1 over it from here.
 """
 

@@ -1,7 +1,7 @@
 """Startup as a sequence of named steps, each timed and printed, with teardown registered as it goes.
 
 A failing step (or Ctrl-C) names the step and the reason, then everything already set up is undone in
-reverse order. What was set up is also recorded in the room's state file, so `ccr down` from another
+reverse order. What was set up is also recorded in the room's state file, so `ccr room down` from another
 shell can undo it too.
 """
 

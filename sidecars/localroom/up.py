@@ -294,7 +294,7 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
             out(f"job {body['status']} with exit code {(body.get('app') or {}).get('exit_code')}")
         out(f"logs: {run_dir / 'logs'}  mounts: {plan.placement.mount_root}  state: {state.path}  "
             f"startup trace: {trace_id}")
-        out(f"audit trail: ccr governance events {spec.contract.id} --endpoints {options.endpoints_file} "
+        out(f"audit trail: ccr governance events list {spec.contract.id} --endpoints {options.endpoints_file} "
             f"--identity MEMBER_DIR; stop with: "
             f"ccr room down --run-dir {options.run_dir}")
         app = body.get("app") or {}
@@ -361,7 +361,7 @@ def down(run_dir: Path, out: Callable[[str], None] = print) -> int:
             out(f"stopped {record.name} (pid {record.pid})")
     problems = _cleanup_leftovers(state)
     for problem in problems:
-        out(f"ccr down: {problem}")
+        out(f"ccr room down: {problem}")
     state.path.unlink(missing_ok=True)
     out(f"room {state.data.get('name')} is down")
     return 1 if problems else 0

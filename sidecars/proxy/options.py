@@ -20,7 +20,7 @@ _PORT_OPTIONS = (("inbound_port", "--inbound-port", "inbound"), ("egress_http_po
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """What decides the rendered Envoy configuration (shared by the sidecar and `ccr proxy render`)."""
-    parser.add_argument("--spec", metavar="FILE",
+    parser.add_argument("--spec", metavar="SPEC",
                         help="the clean room spec (YAML; its endpoints' policy files next to it); default: the "
                              "resolved spec in $CCR_SPEC (JSON, the policies' Rego inlined), as a room passes it")
     add_spec_variable_options(parser)

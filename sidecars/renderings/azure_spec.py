@@ -1,5 +1,5 @@
 """Import an Azure clean room contract (`CleanRoomSpecification`, azure-cleanroom's
-`src/cleanroomspec/cleanroomspec-openapi.yaml`) as a ccr spec, so an existing contract runs with `ccr up`.
+`src/cleanroomspec/cleanroomspec-openapi.yaml`) as a ccr spec, so an existing contract runs with `ccr room up`.
 
 Every field of the Azure document is either carried over or named in `Import.not_carried`, with the
 reason; nothing is dropped silently. What the Azure format does not hold (the spec name, the contract id

@@ -12,7 +12,7 @@ environment, user, privileges, capabilities and volumes. What compose adds to ru
   state (CA, certificates, mock SEV-SNP platform, endpoints.json) is a host directory
   `$CCR_EMULATION_DIR`, mounted at the same path everywhere, that `prepare_emulation` fills;
 - the placement of `sidecars.common.room` for the local stand-ins (CCR_ENDPOINTS, CCR_HOST_DATA);
-- the firewall runs as a service (not an init container), as in `ccr up`: the launcher asks it to verify
+- the firewall runs as a service (not an init container), as in `ccr room up`: the launcher asks it to verify
   its rules before launching the app;
 - the launcher's podman reads the host's images as a read-only additional image store (no registry)
   and keeps its own containers in a volume.
@@ -154,15 +154,15 @@ def compose_project(group: ContainerGroup) -> dict:
 
 
 HEADER = """\
-# The container group of {source}, rendered by `ccr render compose`
+# The container group of {source}, rendered by `ccr spec render compose`
 # from the same model as the CCE policy and the ARM template (sidecars/room/group.py).
 # Do not edit: re-render.
 #
 #   ccr images build --sidecars && ccr images build cleanroomhello-job --pin SPEC
-#   ccr render compose SPEC -o docker-compose.yml --prepare run/compose
+#   ccr spec render compose SPEC -o docker-compose.yml --prepare run/compose
 #   podman-compose --env-file run/compose/compose.env -f docker-compose.yml up -d
 #   podman-compose --env-file run/compose/compose.env -f docker-compose.yml down -v -t 1
-#   ccr render compose --release run/compose
+#   ccr emulators release-compose --run-dir run/compose
 """
 
 

@@ -4,7 +4,7 @@ The guest's GCS asks the policy at each enforcement point: `mount_device` for ev
 device, `mount_overlay` for the container's root file system, then `create_container` with the OCI
 process it is about to start. `PolicyEnforcer` keeps the enforcement state (mounted devices, candidate
 containers per container id, started containers) and applies the `metadata` updates each decision
-returns. `GuestRequests` builds the inputs the GCS sends for a container of our model, so `ccr up` and
+returns. `GuestRequests` builds the inputs the GCS sends for a container of our model, so `ccr room up` and
 the tests can replay a group's start-up against its policy.
 """
 

@@ -1,4 +1,4 @@
-"""`ccr deploy explain`: in plain words, for each party, what its key is released to and what the room
+"""`ccr spec explain`: in plain words, for each party, what its key is released to and what the room
 may do with the data. Everything printed is read from the same rendering that produces the policy."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 #
 # On Confidential ACI the guest's GCS ships its own framework (hcsshim pkg/securitypolicy/framework.rego)
 # and evaluates the policy with it. This is ours, written from that framework's published semantics for
-# the Linux enforcement points at framework_version 0.2.3, so that tests and `ccr up` evaluate a
+# the Linux enforcement points at framework_version 0.2.3, so that tests and `ccr room up` evaluate a
 # generated policy the way the platform does: a layer is mountable only if some container lists its
 # dm-verity hash; an overlay only if its layers are exactly some container's layers; a container starts
 # only if command, env, working dir, mounts, user, privileges, capabilities and no_new_privileges match

@@ -126,7 +126,7 @@ class ImageResolver(Protocol):
 
 @dataclass
 class LockedImages:
-    """Image facts from a lock file (`ccr deploy layers` writes one): for building policies on a
+    """Image facts from a lock file (`ccr spec render layers` writes one): for building policies on a
     machine that does not hold the images. JSON: {reference: {digest, layers, env, working_dir, user}}."""
 
     images: dict[str, ImageInfo]
@@ -146,7 +146,7 @@ class LockedImages:
     def resolve(self, reference: str) -> ImageInfo:
         if reference not in self.images:
             raise ConfigError(f"image {reference} is not in the layer lock; "
-                              "run `ccr deploy layers SPEC -o FILE` where the images are built")
+                              "run `ccr spec render layers SPEC -o FILE` where the images are built")
         return self.images[reference]
 
     def dump(self) -> str:

@@ -1,4 +1,4 @@
-"""`ccr telemetry show DIR --html FILE`: one self-contained page (inline CSS, no script, no external
+"""`ccr telemetry show DIR -o FILE`: one self-contained page (inline CSS, no script, no external
 resource) with a waterfall of the startup trace, the other traces, the logs and the metrics.
 """
 

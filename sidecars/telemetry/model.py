@@ -105,7 +105,7 @@ def load_directories(directories: Iterable[str | Path]) -> TelemetryView:
     for directory in directories:
         root = Path(directory)
         if not root.is_dir():
-            raise ConfigError(f"{directory}: no such directory (download first: ccr telemetry download --out DIR)")
+            raise ConfigError(f"{directory}: no such directory (download first: ccr telemetry download -o DIR)")
         found = sorted(root.rglob(f"*{OBJECT_SUFFIX}"))
         if not found:
             raise ConfigError(f"{directory}: no telemetry objects (*{OBJECT_SUFFIX}) found")

@@ -183,8 +183,8 @@ def test_an_unreadable_policy_file_is_a_spec_error_naming_the_endpoint(repo, tmp
 def test_a_missing_policy_file_is_one_line_from_the_cli(repo, tmp_path):
     example = repo / "examples/cleanroomhello-api"
     (tmp_path / "spec.yaml").write_text((example / "spec.yaml").read_text())
-    result = subprocess.run([sys.executable, "-m", "sidecars", "deploy", "policy-hash", str(tmp_path / "spec.yaml"),
-                             *(f"--var={k}={v}" for k, v in LOCAL.items())],
+    result = subprocess.run([sys.executable, "-m", "sidecars", "spec", "render", "policy-hash",
+                             str(tmp_path / "spec.yaml"), *(f"--var={k}={v}" for k, v in LOCAL.items())],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [

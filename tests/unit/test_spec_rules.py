@@ -250,7 +250,7 @@ KEPT = {
         "depends on the proxy's own /etc/resolv.conf (or --dns-resolver), not on the spec",
     ("sidecars/launcher/images.py", "application.image"):
         "`ccr images build --pin`, a command, not a start-up",
-    ("sidecars/telemetry/cli.py", "telemetry.{}"):
+    ("sidecars/telemetry/commands.py", "telemetry.{}"):
         "`ccr telemetry download --spec`: a command, asked for a sink the spec does not have",
 }
 

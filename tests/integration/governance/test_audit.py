@@ -1,5 +1,5 @@
 """The audit trail: a step whose audit is not acknowledged does not run, signed writes cannot be
-replayed, and `ccr governance events` detects a tampered chain."""
+replayed, and `ccr governance events list` detects a tampered chain."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def test_non_member_request_is_refused(consortium, local_ca, tmp_path):
 
 
 def _events_cli(cgs, ca, identity_dir, contract_id, capsys) -> tuple[int, str]:
-    code = ccr(["governance", "events", contract_id, "--cgs", cgs.url, "--ca-bundle", str(ca.cert_file),
+    code = ccr(["governance", "events", "list", contract_id, "--cgs", cgs.url, "--ca-bundle", str(ca.cert_file),
                 "--identity", str(identity_dir)])
     return code, capsys.readouterr().out
 
@@ -176,6 +176,6 @@ def test_tampered_audit_chain_is_detected_by_ccr_governance_events(tmp_path, ser
 
 
 def test_cli_one_line_error_without_identity(capsys):
-    code = ccr(["governance", "events", "x", "--cgs", "https://127.0.0.1:1"])
+    code = ccr(["governance", "events", "list", "x", "--cgs", "https://127.0.0.1:1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and err[0].startswith("ccr: error: no member identity")

@@ -30,20 +30,20 @@ def test_two_members_govern_a_contract_from_the_command_line(tmp_path, server_tl
             return out.out
 
         for name in ("alice", "bob"):
-            assert ccr(["governance", "member", "create", name, "--dir", str(tmp_path / name)]) == 0
+            assert ccr(["governance", "member", "create", name, "-o", str(tmp_path / name)]) == 0
             assert ccr(["governance", "member", "register", str(tmp_path / name), "--operator",
                         str(cgs.state_dir / "operator"), "--endpoints", str(endpoints)]) == 0
         capsys.readouterr()
-        assert "alice" in run("members") and "bob" in run("members")
+        assert "alice" in run("member", "list") and "bob" in run("member", "list")
 
         run("contract", "create", "collab", "--data", '{"purpose": "overlap"}')
         proposal = re.search(r"proposal (\w+) \(set_contract\): Open", run("contract", "propose", "collab")).group(1)
-        assert ": Accepted" in run("vote", proposal, member="bob")
+        assert ": Accepted" in run("proposal", "vote", proposal, member="bob")
         assert '"state": "Accepted"' in run("contract", "show", "collab")
 
         out = run("policy", "set", "collab", "--host-data", "ab" * 32)
         proposal = re.search(r"proposal (\w+)", out).group(1)
-        run("vote", proposal, member="bob")
+        run("proposal", "vote", proposal, member="bob")
         assert json.loads(run("policy", "show", "collab")) == {
             "x-ms-sevsnpvm-hostdata": ["ab" * 32], "x-ms-sevsnpvm-is-debuggable": [False]}
 
@@ -57,13 +57,13 @@ def test_two_members_govern_a_contract_from_the_command_line(tmp_path, server_tl
                   "--layers", str(tmp_path / "layers.json"))
         expected = render(spec, images).host_data
         assert f"HOST_DATA of {EXAMPLE_SPEC}: {expected}" in out
-        run("vote", re.search(r"proposal (\w+)", out).group(1), member="bob")
+        run("proposal", "vote", re.search(r"proposal (\w+)", out).group(1), member="bob")
         assert expected in json.loads(run("policy", "show", "collab"))["x-ms-sevsnpvm-hostdata"]
 
         for option in ("logging", "telemetry"):
             proposal = re.search(r"proposal (\w+)", run(option, "enable", "collab")).group(1)
             assert f"{option}: disabled" in run(option, "status", "collab")
-            run("vote", proposal, member="bob")
+            run("proposal", "vote", proposal, member="bob")
             assert f"{option}: enabled" in run(option, "status", "collab")
 
         assert "execution: enabled" in run("consent", "status", "collab")
@@ -76,14 +76,14 @@ def test_two_members_govern_a_contract_from_the_command_line(tmp_path, server_tl
                                                                    "--value", "host=db;user=app"))
         run("document", "put", "query", "--contract", "collab", "--data", '{"sql": "SELECT 1"}')
         proposal = re.search(r"proposal (\w+)", run("document", "propose", "query")).group(1)
-        run("vote", proposal, member="bob")
+        run("proposal", "vote", proposal, member="bob")
         assert '"state": "Accepted"' in run("document", "show", "query")
 
         proposal = re.search(r"proposal (\w+)", run("ca", "enable", "collab")).group(1)
-        run("vote", proposal, member="bob")
+        run("proposal", "vote", proposal, member="bob")
         assert "BEGIN CERTIFICATE" in run("ca", "show", "collab")
 
-        table = run("events", "collab")
+        table = run("events", "list", "collab")
         assert "intact" in table and "execution_disable" in table and "put_secret" in table
         assert "host=db" not in table
     finally:
@@ -99,7 +99,7 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys, cgs, local_ca):
         (["governance", "contract", "show", "nope", "--cgs", cgs.url, "--ca-bundle", str(local_ca.cert_file),
           "--identity", str(cgs.state_dir / "operator")], "not a member"),
         (["governance", "secret", "set", "c", "n", "--cgs", cgs.url, "--identity", str(cgs.state_dir / "operator")],
-         "exactly one of --value or --file"),
+         "exactly one of --value or --value-file"),
     ]
     for argv, expected in cases:
         assert ccr(argv) == 1

@@ -19,7 +19,7 @@ def test_untrusted_mock_platform_directory(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"maa: error: {tmp_path / 'absent'}: not a mock platform directory (no platform.json; "
-        "create one with `ccr attestation mock-platform DIR`)"]
+        "create one with `ccr attestation mock-platform -o DIR`)"]
 
 
 def test_missing_certificate(tmp_path):

@@ -1,4 +1,4 @@
-"""`ccr sidecar proxy`: from a spec to a running, policy-enforcing proxy with a status endpoint."""
+"""`ccr sidecar run proxy`: from a spec to a running, policy-enforcing proxy with a status endpoint."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def test_sidecar_takes_the_spec_from_ccr_spec_as_the_container_group_passes_it(t
     def render(ccr_spec: str) -> subprocess.CompletedProcess:
         # From an empty directory: the policy comes from CCR_SPEC, there is no file to read.
         return subprocess.run([sys.executable, "-m", "sidecars.cli", "proxy", "render", "--run-dir", str(tmp_path),
-                               "--out", str(out)], env={**os.environ, "CCR_SPEC": ccr_spec}, cwd=empty,
+                               "-o", str(out)], env={**os.environ, "CCR_SPEC": ccr_spec}, cwd=empty,
                               capture_output=True, text=True, timeout=60)
 
     result = render(resolved)

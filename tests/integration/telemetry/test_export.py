@@ -28,7 +28,7 @@ def now() -> str:
 def download(room, kind: str, out) -> int:
     key = room.telemetry_key if kind == "telemetry" else room.log_key
     return ccr([kind, "download", "--spec", str(room.spec), "--endpoints", str(room.endpoints),
-                "--dek-file", str(key), "--out", str(out)])
+                "--dek-file", str(key), "-o", str(out)])
 
 
 def test_consent_disabled_nothing_leaves(start_room, governance):
@@ -171,7 +171,7 @@ def test_tampered_object_refused_by_viewer(start_room, governance, tmp_path, cap
         capsys.readouterr()
         key = other_key if attack == "wrong-key" else room.telemetry_key
         code = ccr(["telemetry", "download", "--spec", str(room.spec), "--endpoints", str(room.endpoints),
-                    "--dek-file", str(key), "--out", str(out)])
+                    "--dek-file", str(key), "-o", str(out)])
         error = capsys.readouterr().err
         assert code == 1, attack
         assert "failed verification" in error and "refused" in error, (attack, error)

@@ -45,11 +45,11 @@ def test_html_report_renders_in_headless_chromium(start_room, governance, tmp_pa
         assert httpx.post(room.http_url + path, timeout=30).status_code == 200
     out = tmp_path / "download"
     assert ccr(["telemetry", "download", "--spec", str(room.spec), "--endpoints", str(room.endpoints),
-                "--dek-file", str(room.telemetry_key), "--out", str(out)]) == 0
+                "--dek-file", str(room.telemetry_key), "-o", str(out)]) == 0
     assert ccr(["logs", "download", "--spec", str(room.spec), "--endpoints", str(room.endpoints),
-                "--dek-file", str(room.log_key), "--out", str(out)]) == 0
+                "--dek-file", str(room.log_key), "-o", str(out)]) == 0
     report = tmp_path / "report.html"
-    assert ccr(["telemetry", "show", str(out), "--html", str(report), "--title", "demo-room telemetry"]) == 0
+    assert ccr(["telemetry", "show", str(out), "-o", str(report), "--title", "demo-room telemetry"]) == 0
     capsys.readouterr()
 
     html = report.read_text()

@@ -41,7 +41,7 @@ def publish(owner_env, src, container, kek, *extra) -> int:
 
 
 def download(owner_env, dest, container, *extra) -> int:
-    return main(["data", "download", str(dest), "--container", container, "--secret", f"{container}-dek",
+    return main(["data", "download", "-o", str(dest), "--container", container, "--secret", f"{container}-dek",
                  "--endpoints", owner_env["endpoints"], *extra])
 
 
@@ -123,7 +123,7 @@ def test_user_mistakes_are_one_line(owner_env, tmp_path, capsys):
                  "--kek", "x", "--endpoints", owner_env["endpoints"]]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("ccr: error:") and "\n" not in err
-    assert main(["data", "download", str(tmp_path), "--storage-url", "https://127.0.0.1:1/acct"]) == 1
+    assert main(["data", "download", "-o", str(tmp_path), "--storage-url", "https://127.0.0.1:1/acct"]) == 1
     assert "missing --container" in capsys.readouterr().err
 
 
@@ -139,7 +139,7 @@ def test_publish_takes_names_from_the_spec(owner_env, tmp_path, rsa_kek, vault_s
     try:
         assert main(["data", "publish", str(src), "--kek", str(rsa_kek[0]), *args]) == 0
         assert secret_versions(vault_secrets, "publisher-input-dek")
-        assert main(["data", "download", str(tmp_path / "out"), *args]) == 0
+        assert main(["data", "download", "-o", str(tmp_path / "out"), *args]) == 0
         assert read_tree(tmp_path / "out") == files
     finally:
         blob_service.delete_container("publisher-input")

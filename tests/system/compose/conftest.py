@@ -1,9 +1,9 @@
 """A room from its compose rendering, run for real with podman-compose (images built locally).
 
 `compose_room(example)` copies the example's spec (and its policy files) into the test's directory,
-builds the sidecar, stand-in and app images, renders the compose file with `--prepare`, starts the
-stand-ins, and names the group's network namespace on the host (where the stand-ins listen), so the
-parties' commands can run inside it. Everything is taken down afterwards and checked gone.
+builds the sidecar, stand-in and app images, renders the compose file with `ccr spec render compose
+--prepare`, starts the stand-ins, and names the group's network namespace on the host (where the
+stand-ins listen), so the parties' commands can run inside it. Everything is taken down afterwards and checked gone.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def compose_room(repo, tmp_path) -> Iterator[Callable[[str], ComposeRoom]]:
         ccr("images", "build", "--sidecars", "--emulators")
         ccr("images", "build", example, "--pin", str(spec))
         compose_file, emulation = tmp_path / "compose.yml", tmp_path / "emulation"
-        ccr("render", "compose", str(spec), "-o", str(compose_file), "--prepare", str(emulation))
+        ccr("spec", "render", "compose", str(spec), "-o", str(compose_file), "--prepare", str(emulation))
         room = ComposeRoom(Compose(f"ccr-test-{os.getpid()}", compose_file, emulation / "compose.env"), spec,
                            emulation, f"ccr-cmp-{os.getpid()}")
         started.append(room)
@@ -97,7 +97,7 @@ def compose_room(repo, tmp_path) -> Iterator[Callable[[str], ComposeRoom]]:
     for room in started:
         room.compose.run("down", "-v", "-t", "1", check=False)
         subprocess.run(["ip", "netns", "delete", room.netns], capture_output=True)
-        ccr("render", "compose", "--release", str(room.emulation))
+        ccr("emulators", "release-compose", "--run-dir", str(room.emulation))
         assert not [line for line in Path("/proc/mounts").read_text().splitlines() if str(room.emulation) in line]
         project = room.compose.project
         assert not Podman().run_cli(["ps", "-a", "--filter", f"name={project}", "--format", "{{.Names}}"])

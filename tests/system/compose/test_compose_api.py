@@ -49,8 +49,8 @@ def vote(command: tuple[str, ...], endpoints: str, members, netns: str) -> None:
     """The first member proposes (and votes accept), the others vote accept."""
     proposal = ccr(*command, "--endpoints", endpoints, "--identity", str(members / MEMBERS[0]), netns=netns)
     for member in MEMBERS[1:]:
-        ccr("governance", "vote", proposal.split()[1], "--endpoints", endpoints, "--identity", str(members / member),
-            netns=netns)
+        ccr("governance", "proposal", "vote", proposal.split()[1], "--endpoints", endpoints, "--identity",
+            str(members / member), netns=netns)
 
 
 def test_api_room_enforces_the_policy_its_spec_carries_under_podman_compose(compose_room, tmp_path):
@@ -63,7 +63,7 @@ def test_api_room_enforces_the_policy_its_spec_carries_under_podman_compose(comp
     assert not [source for source in mounted if source.startswith(str(room.spec.parent))]
 
     endpoints, netns, contract = room.endpoints, room.netns, "collab-hello-api"
-    host_data = ccr("deploy", "policy-hash", str(room.spec), "--endpoints", endpoints).strip()
+    host_data = ccr("spec", "render", "policy-hash", str(room.spec), "--endpoints", endpoints).strip()
     assert f"CCR_HOST_DATA={host_data}" in (room.emulation / "compose.env").read_text()
     members = tmp_path / "members"
     ccr("governance", "setup", str(room.spec), "--endpoints", endpoints, "--members-dir", str(members), netns=netns)

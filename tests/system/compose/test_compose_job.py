@@ -36,7 +36,7 @@ def _demo_module(repo: Path):
 def test_job_room_runs_under_podman_compose(compose_room, repo, tmp_path):
     room = compose_room("cleanroomhello-job")
     compose, spec, emulation, netns, endpoints = room.compose, room.spec, room.emulation, room.netns, room.endpoints
-    host_data = ccr("deploy", "policy-hash", str(spec), "--endpoints", endpoints).strip()
+    host_data = ccr("spec", "render", "policy-hash", str(spec), "--endpoints", endpoints).strip()
     assert f"CCR_HOST_DATA={host_data}" in (emulation / "compose.env").read_text()
     members = tmp_path / "members"
     ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(members), netns=netns)
@@ -67,6 +67,6 @@ def test_job_room_runs_under_podman_compose(compose_room, repo, tmp_path):
     assert final[0]["app"]["exit_code"] == 0
 
     result_dir = tmp_path / "result"
-    ccr("data", "download", str(result_dir), "--spec", str(spec), "--volume", "consumer-output",
+    ccr("data", "download", "-o", str(result_dir), "--spec", str(spec), "--volume", "consumer-output",
          "--endpoints", endpoints, "--dek-file", str(members / "consumer-dek.json"), netns=netns)
     assert json.loads((result_dir / "result.json").read_text()) == expected

@@ -1,4 +1,4 @@
-"""`ccr firewall ...` and `ccr sidecar firewall` (its HTTP API) on a room, with the rules tampered with."""
+"""`ccr firewall ...` and `ccr sidecar run firewall` (its HTTP API) on a room, with the rules tampered with."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The sidecar images built for real (debootstrap once, then podman, offline) and used by `ccr deploy`."""
+"""The sidecar images built for real (debootstrap once, then podman, offline) and used by `ccr spec render`."""
 
 import json
 import shutil
@@ -35,7 +35,7 @@ def _run(image: str, *args: str, entrypoint: str | None = None) -> str:
 
 def test_runtime_image_runs_every_python_sidecar(built):
     # Each sidecar's module imports with its native pieces: FUSE, nftables (Debian's bindings), iptables,
-    # OPA, uvloop; then `ccr sidecar NAME --help` works through the image's entrypoint.
+    # OPA, uvloop; then `ccr sidecar run NAME --help` works through the image's entrypoint.
     imports = ("import pyfuse3, nftables, iptc, opa_bindings, uvloop; "
                "import sidecars.volumes.__main__, sidecars.firewall.__main__, sidecars.skr.__main__, "
                "sidecars.governance.__main__, sidecars.identity.__main__, sidecars.telemetry.__main__, "
@@ -67,6 +67,6 @@ def test_policy_hash_from_local_images(built, repo, tmp_path):
     endpoints.write_text(json.dumps({
         "maa_endpoint": "https://127.0.0.1:1", "keyvault_url": "https://127.0.0.1:2",
         "cgs_endpoint": "https://127.0.0.1:3", "storage_url": "https://127.0.0.1:4/devstoreaccount1"}))
-    first, second = (_ccr("deploy", "policy-hash", str(spec), "--endpoints", str(endpoints)) for _ in range(2))
+    first, second = (_ccr("spec", "render", "policy-hash", str(spec), "--endpoints", str(endpoints)) for _ in range(2))
     assert first.returncode == 0, first.stderr
     assert len(first.stdout.strip()) == 64 and first.stdout == second.stdout

@@ -1,4 +1,4 @@
-"""`ccr up` for real (root): the job demo end to end, refusals before launch, and nothing left behind.
+"""`ccr room up` for real (root): the job demo end to end, refusals before launch, and nothing left behind.
 
 The stand-ins, images and the contract are set up once per module; each room is brought up with the
 real sidecars (nftables, FUSE, Envoy, podman) and torn down again.
@@ -42,7 +42,7 @@ def stand_ins(tmp_path_factory):
 
 
 def assert_nothing_left(run_dir: Path, state: dict) -> None:
-    """After `ccr down`: no netns, no mount, no sidecar process, no container (the rules lived in the netns)."""
+    """After `ccr room down`: no netns, no mount, no sidecar process, no container (the rules lived in the netns)."""
     assert not netns_exists(state["netns"]), "the room's network namespace is still there"
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
     assert not [m for m in mounts if m.startswith(str(run_dir))], "a mount of the room is still there"
@@ -84,7 +84,7 @@ def bring_up(stand_ins: Path, tmp_path: Path, spec: Path, *,
         ccr("images", "build", "cleanroomhello-job", "--pin", str(spec))
     ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(stand_ins / "members"))
     run_dir = tmp_path / "room"
-    result = ccr("up", str(spec), "--endpoints", endpoints, "--run-dir", str(run_dir), "--wait", check=False)
+    result = ccr("room", "up", str(spec), "--endpoints", endpoints, "--run-dir", str(run_dir), "--wait", check=False)
     state = json.loads((run_dir / STATE_FILE).read_text()) if (run_dir / STATE_FILE).exists() else None
     return result, run_dir, state
 
@@ -95,12 +95,12 @@ def test_minimal_room_launches_and_down_leaves_nothing(stand_ins, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     # The mock platform reports exactly the HOST_DATA C-ACI would for this spec (the deploy rendering), and
     # CGS, whose contract policy is that hash, let the room through: consent was confirmed.
-    policy_hash = ccr("deploy", "policy-hash", str(spec), "--endpoints", str(stand_ins / "endpoints.json"))
+    policy_hash = ccr("spec", "render", "policy-hash", str(spec), "--endpoints", str(stand_ins / "endpoints.json"))
     assert state["host_data"] == policy_hash.stdout.strip()
     assert "job exited with exit code 0" in result.stdout
     assert "hello from the room" not in (run_dir / "logs" / "launcher.log").read_text(), \
         "the app's output must not be kept in clear outside the room"
-    ccr("down", "--run-dir", str(run_dir))
+    ccr("room", "down", "--run-dir", str(run_dir))
     assert_nothing_left(run_dir, state)
 
 
@@ -140,7 +140,7 @@ def test_without_execution_consent_no_key_releasing_sidecar_starts(stand_ins, tm
     ccr("governance", "consent", "disable", "refuse-consent", "--endpoints", endpoints,
         "--identity", str(stand_ins / "members" / "consumer"))
     run_dir = tmp_path / "room"
-    result = ccr("up", str(spec), "--endpoints", endpoints, "--run-dir", str(run_dir), "--wait", check=False)
+    result = ccr("room", "up", str(spec), "--endpoints", endpoints, "--run-dir", str(run_dir), "--wait", check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "step 'execution consent (governance attested to CGS)' failed: execution consent is disabled" in output

@@ -1,4 +1,4 @@
-"""End to end with real images in podman: `ccr deploy policy` hashes their layers, and replaying the group's
+"""End to end with real images in podman: `ccr spec render policy` hashes their layers, and replaying the group's
 start-up against that policy admits the images that were measured and refuses a rebuilt app image that
 differs by one byte."""
 
@@ -64,7 +64,7 @@ def test_measured_images_start_and_a_rebuilt_app_is_refused(repo, tmp_path, imag
     spec_path.write_text(spec_text.replace(original, good))
     args = [a for k, v in VARIABLES.items() for a in ("--var", f"{k}={v}")]
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
-    subprocess.run([sys.executable, "-m", "sidecars", "deploy", "policy", str(spec_path), *args, "--registry",
+    subprocess.run([sys.executable, "-m", "sidecars", "spec", "render", "policy", str(spec_path), *args, "--registry",
                     registry, "-o", str(tmp_path / "policy.rego")], check=True, capture_output=True, env=env)
     policy = (tmp_path / "policy.rego").read_text()
 

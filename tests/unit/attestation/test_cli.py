@@ -51,7 +51,7 @@ def test_missing_file(tmp_path, capsys):
 
 
 def test_mock_platform_command_reuses(mock_platform, capsys):
-    assert main(["attestation", "mock-platform", str(mock_platform.directory)]) == 0
+    assert main(["attestation", "mock-platform", "-o", str(mock_platform.directory)]) == 0
     assert capsys.readouterr().out.startswith("reused mock SEV-SNP platform")
 
 

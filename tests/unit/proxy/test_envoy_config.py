@@ -120,7 +120,7 @@ def test_ccr_proxy_render_writes_a_validated_config(tmp_path, capsys):
 
     out = tmp_path / "envoy.json"
     argv = ["proxy", "render", "--spec", str(REPO / "examples/cleanroomhello-api/spec.yaml"),
-            "--run-dir", str(tmp_path / "run"), "--out", str(out)]
+            "--run-dir", str(tmp_path / "run"), "-o", str(out)]
     for name, value in VARIABLES.items():
         argv += ["--var", f"{name}={value}"]
     assert main(argv) == 0
@@ -129,5 +129,5 @@ def test_ccr_proxy_render_writes_a_validated_config(tmp_path, capsys):
     assert main([*argv, "--no-rbac"]) == 0
     assert "endpoint hello (app port 8080): ext_authz" in capsys.readouterr().out
     assert main(["proxy", "render", "--spec", str(tmp_path / "missing.yaml"), "--run-dir", str(tmp_path),
-                 "--out", str(out)]) == 1
+                 "-o", str(out)]) == 1
     assert capsys.readouterr().err.startswith("ccr: error:")

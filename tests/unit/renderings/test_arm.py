@@ -162,7 +162,7 @@ def test_cli_refuses_an_oversized_room_in_one_line(tmp_path, repo, lock_file):
     path = tmp_path / "big.yaml"
     path.write_text(spec)
     args = [a for k, v in VARIABLES.items() for a in ("--var", f"{k}={v}")]
-    done = subprocess.run([sys.executable, "-m", "sidecars", "deploy", "arm", str(path), *args,
+    done = subprocess.run([sys.executable, "-m", "sidecars", "spec", "render", "arm", str(path), *args,
                            "--layers", str(lock_file), "-o", str(tmp_path / "out")], capture_output=True, text=True)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "outside Confidential ACI limits" in done.stderr
@@ -172,15 +172,15 @@ def test_cli_refuses_an_oversized_room_in_one_line(tmp_path, repo, lock_file):
 def test_cli_writes_template_and_parameters(tmp_path, repo, lock_file):
     args = [a for k, v in VARIABLES.items() for a in ("--var", f"{k}={v}")]
     spec = str(repo / "examples/cleanroomhello-job/spec.yaml")
-    done = subprocess.run([sys.executable, "-m", "sidecars", "deploy", "arm", spec, *args, "--layers", str(lock_file),
-                           "-o", str(tmp_path)], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-m", "sidecars", "spec", "render", "arm", spec, *args, "--layers",
+                           str(lock_file), "-o", str(tmp_path)], capture_output=True, text=True, check=True)
     template = json.loads((tmp_path / "cleanroom-arm-template.json").read_text())
     parameters = json.loads((tmp_path / "cleanroom-arm-template.parameters.json").read_text())
     jsonschema.validate(template, ENVELOPE_SCHEMA)
     assert parameters["parameters"]["containerGroupName"]["value"] == "cleanroomhello-job"
     load_container_group(template["resources"][0])
-    host_data = subprocess.run([sys.executable, "-m", "sidecars", "deploy", "policy-hash", spec, *args, "--layers",
-                                str(lock_file)], capture_output=True, text=True, check=True).stdout.strip()
+    host_data = subprocess.run([sys.executable, "-m", "sidecars", "spec", "render", "policy-hash", spec, *args,
+                                "--layers", str(lock_file)], capture_output=True, text=True, check=True).stdout.strip()
     assert f"HOST_DATA {host_data}" in done.stdout
     policy = base64.b64decode(template["resources"][0]["properties"]["confidentialComputeProperties"]["ccePolicy"])
     assert policy_hash(policy.decode()) == host_data

@@ -16,17 +16,17 @@ def ccr(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def test_policy_hash_is_stable_across_runs_and_is_the_sha256_of_the_policy_file(repo, lock_file, tmp_path):
     spec = str(repo / "examples/cleanroomhello-job/spec.yaml")
-    first = ccr("deploy", "policy-hash", spec, *ARGS, "--layers", str(lock_file)).stdout.strip()
-    second = ccr("deploy", "policy-hash", spec, *ARGS, "--layers", str(lock_file)).stdout.strip()
+    first = ccr("spec", "render", "policy-hash", spec, *ARGS, "--layers", str(lock_file)).stdout.strip()
+    second = ccr("spec", "render", "policy-hash", spec, *ARGS, "--layers", str(lock_file)).stdout.strip()
     assert first == second and len(first) == 64
-    ccr("deploy", "policy", spec, *ARGS, "--layers", str(lock_file), "-o", str(tmp_path / "policy.rego"))
+    ccr("spec", "render", "policy", spec, *ARGS, "--layers", str(lock_file), "-o", str(tmp_path / "policy.rego"))
     assert hashlib.sha256((tmp_path / "policy.rego").read_bytes()).hexdigest() == first
 
 
 def test_explain_names_each_party_its_key_and_what_the_room_may_do(repo, lock_file):
-    out = ccr("deploy", "explain", str(repo / "examples/cleanroomhello-job/spec.yaml"), *ARGS,
+    out = ccr("spec", "explain", str(repo / "examples/cleanroomhello-job/spec.yaml"), *ARGS,
               "--layers", str(lock_file)).stdout
-    host_data = ccr("deploy", "policy-hash", str(repo / "examples/cleanroomhello-job/spec.yaml"), *ARGS,
+    host_data = ccr("spec", "render", "policy-hash", str(repo / "examples/cleanroomhello-job/spec.yaml"), *ARGS,
                     "--layers", str(lock_file)).stdout.strip()
     for party, key in (("publisher", "publisher-kek"), ("partner", "partner-kek"), ("consumer", "consumer-kek")):
         assert f"Party {party}:" in out and f"key {key}" in out
@@ -37,14 +37,14 @@ def test_explain_names_each_party_its_key_and_what_the_room_may_do(repo, lock_fi
 
 
 def test_release_policy_command_prints_json(repo, lock_file):
-    out = ccr("deploy", "release-policy", str(repo / "examples/cleanroomhello-job/spec.yaml"), *ARGS,
+    out = ccr("spec", "render", "release-policy", str(repo / "examples/cleanroomhello-job/spec.yaml"), *ARGS,
               "--layers", str(lock_file), "--party", "consumer").stdout
     assert json.loads(out)["anyOf"][0]["authority"] == "https://maa.example.test"
 
 
 def test_missing_image_is_one_line_naming_it(repo, tmp_path):
     (tmp_path / "empty.json").write_text("{}")
-    done = ccr("deploy", "policy-hash", str(repo / "examples/cleanroomhello-job/spec.yaml"), *ARGS,
+    done = ccr("spec", "render", "policy-hash", str(repo / "examples/cleanroomhello-job/spec.yaml"), *ARGS,
                "--layers", str(tmp_path / "empty.json"), check=False)
     assert done.returncode == 1 and done.stderr.count("\n") == 1
     assert "image localhost/ccr/ccr-runtime:0.1.0 is not in the layer lock" in done.stderr

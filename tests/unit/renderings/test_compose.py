@@ -1,4 +1,4 @@
-"""`ccr render compose`: the container group model as a compose file (the run itself: tests/system/compose)."""
+"""`ccr spec render compose`: the container group model as a compose file (the run itself: tests/system/compose)."""
 
 import subprocess
 import sys
@@ -17,11 +17,12 @@ def _group(repo):
 
 
 def test_committed_docker_compose_is_the_rendering_of_the_job_spec(repo):
-    result = subprocess.run([sys.executable, "-m", "sidecars", "render", "compose", SPEC], cwd=repo,
+    result = subprocess.run([sys.executable, "-m", "sidecars", "spec", "render", "compose", SPEC], cwd=repo,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout == (repo / "docker-compose.yml").read_text(), \
-        "docker-compose.yml is stale: ccr render compose examples/cleanroomhello-job/spec.yaml -o docker-compose.yml"
+        "docker-compose.yml is stale: ccr spec render compose examples/cleanroomhello-job/spec.yaml " \
+        "-o docker-compose.yml"
 
 
 def test_every_container_of_the_group_is_a_service_in_one_network_namespace(repo):

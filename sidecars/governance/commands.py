@@ -1,0 +1,269 @@
+"""The handlers of `ccr governance ...` (registered in cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..cliargs import load_spec_from_args, read_endpoints
+from ..common.errors import ConfigError
+from ..common.memberauth import MemberIdentity
+from ..renderings.render import default_images, render
+from ..room.group import canonical_spec_json
+from .events import check_and_render
+from .member_client import CgsMemberClient, CgsRequestFailed
+
+
+def _client(args: argparse.Namespace, identity_dir: str | None = None):
+    endpoints = read_endpoints(args)
+    endpoint = args.cgs or os.environ.get("CCR_CGS_ENDPOINT") or endpoints.get("cgs_endpoint")
+    ca_bundle = args.ca_bundle or endpoints.get("ca_bundle")
+    if not endpoint:
+        raise ConfigError("no CGS endpoint: pass --cgs URL, --endpoints FILE or set CCR_CGS_ENDPOINT")
+    directory = identity_dir or args.identity or os.environ.get("CCR_MEMBER_DIR")
+    if not directory:
+        raise ConfigError("no member identity: pass --identity DIR or set CCR_MEMBER_DIR")
+    return CgsMemberClient(endpoint, MemberIdentity.load(directory), ca_bundle=ca_bundle or os.environ.get(
+        "CCR_CA_BUNDLE"))
+
+
+def _print_proposal(proposal: dict[str, Any]) -> None:
+    actions = ", ".join(a["name"] for a in proposal["actions"])
+    print(f"proposal {proposal['proposalId']} ({actions}): {proposal['state']}, "
+          f"{proposal['ballotCount']} vote(s)")
+
+
+def _propose(args: argparse.Namespace, client, proposal: dict[str, Any]) -> int:
+    if not args.no_vote:
+        proposal = client.vote(proposal["proposalId"], True)
+    _print_proposal(proposal)
+    return 0
+
+
+def _json_arg(value: str, what: str) -> Any:
+    path = Path(value)
+    text = path.read_text() if path.is_file() else value
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ConfigError(f"{what}: neither a JSON file nor JSON text: {value[:60]!r}") from None
+
+
+# -- handlers -------------------------------------------------------------------------------------
+def member_create(args: argparse.Namespace) -> int:
+    identity = MemberIdentity.create(args.output, args.name)
+    print(f"member {identity.name}: id {identity.member_id}")
+    print(f"  key and certificate in {args.output} (member.key, member.pem)")
+    return 0
+
+
+def member_register(args: argparse.Namespace) -> int:
+    member = MemberIdentity.load(args.member_dir)
+    operator = args.operator or read_endpoints(args).get("cgs_operator_dir")
+    if not operator:
+        raise ConfigError("no operator identity: pass --operator DIR (or --endpoints from `ccr emulators start`)")
+    with _client(args, identity_dir=operator) as client:
+        result = client.register_member(member.name, member.cert_pem)
+    print(f"registered {result['name']} ({result['memberId']})")
+    return 0
+
+
+def member_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        for member in client.members():
+            print(f"{member['name']:<20} {member['memberId']}")
+    return 0
+
+
+def contract_create(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.put_contract(args.contract, _json_arg(args.data, "--data"), args.version)
+        print(f"contract {args.contract}: draft version {client.contract(args.contract)['version']}")
+    return 0
+
+
+def contract_propose(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        return _propose(args, client, client.propose_contract(args.contract))
+
+
+def contract_show(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        print(json.dumps(client.contract(args.contract), indent=2))
+    return 0
+
+
+def proposal_vote(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print_proposal(client.vote(args.proposal, not args.reject))
+    return 0
+
+
+def proposal_show(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        print(json.dumps(client.proposal(args.proposal), indent=2))
+    return 0
+
+
+def policy_set(args: argparse.Namespace) -> int:
+    if bool(args.host_data) == bool(args.spec):
+        raise ConfigError("give exactly one of --host-data HEX or --spec SPEC")
+    if args.spec:
+        host_data = render(load_spec_from_args(args), default_images(args.layers)).host_data
+        print(f"HOST_DATA of {args.spec}: {host_data}")
+    else:
+        host_data = args.host_data.lower()
+    if len(host_data) != 64 or any(c not in "0123456789abcdef" for c in host_data):
+        raise ConfigError("--host-data: expected 64 hex digits (sha256 of the CCE policy)")
+    claims = {"x-ms-sevsnpvm-hostdata": [host_data], "x-ms-sevsnpvm-is-debuggable": args.allow_debug}
+    with _client(args) as client:
+        return _propose(args, client, client.propose_policy(args.contract, claims))
+
+
+def policy_show(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        print(json.dumps(client.policy(args.contract), indent=2))
+    return 0
+
+
+def consent(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.action == "status":
+            result = client.check_status(args.contract, "execution")
+            reason = (result.get("reason") or {}).get("message", "")
+            print(f"execution: {result['status']}" + (f" ({reason})" if reason else ""))
+            return 0
+        client.set_execution(args.contract, args.action == "enable")
+        print(f"your execution consent for {args.contract}: {args.action}d")
+    return 0
+
+
+def runtime_option(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.action == "status":
+            result = client.check_status(args.contract, args.option)
+            print(f"{args.option}: {result['status']}")
+            return 0
+        return _propose(args, client, client.propose_runtime_option(args.contract, args.option,
+                                                                    args.action == "enable"))
+
+
+def secret_set(args: argparse.Namespace) -> int:
+    if (args.value is None) == (args.value_file is None):
+        raise ConfigError("give exactly one of --value or --value-file")
+    value = args.value if args.value is not None else Path(args.value_file).read_text()
+    with _client(args) as client:
+        print(f"secret id: {client.put_secret(args.contract, args.name, value)}")
+    return 0
+
+
+def document_put(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.put_document(args.document, args.contract, _json_arg(args.data, "--data"), args.version)
+        print(f"document {args.document}: draft version {client.document(args.document)['version']}")
+    return 0
+
+
+def document_propose(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        return _propose(args, client, client.propose_document(args.document))
+
+
+def document_show(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        print(json.dumps(client.document(args.document), indent=2))
+    return 0
+
+
+def ca(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.action == "show":
+            info = client.ca_info(args.contract)
+            print(f"contract CA: {'enabled' if info['enabled'] else 'not enabled'}")
+            if info.get("caCert"):
+                print(info["caCert"], end="")
+            return 0
+        return _propose(args, client, client.propose_enable_ca(args.contract))
+
+
+def federate(args: argparse.Namespace) -> int:
+    """Local counterpart of `az identity federated-credential create` (see cli.py)."""
+    _add_federated_credential(read_endpoints(args), args.cgs, args.client_id, args.contract)
+    return 0
+
+
+def _add_federated_credential(endpoints: dict[str, str], cgs: str | None, client_id: str, contract: str) -> None:
+    path, cgs = endpoints.get("entra_credentials_file"), cgs or endpoints.get("cgs_endpoint")
+    if not path or not cgs:
+        raise ConfigError("--endpoints FILE from `ccr emulators start` is needed (entra_credentials_file, "
+                          "cgs_endpoint); on Azure use `az identity federated-credential create`")
+    credentials_file = Path(path)
+    entries = json.loads(credentials_file.read_text()) if credentials_file.exists() else []
+    entry = {"clientId": client_id, "issuer": cgs.rstrip("/") + "/oidc", "subject": contract,
+             "audiences": ["api://AzureADTokenExchange"]}
+    if entry not in entries:
+        entries.append(entry)
+        credentials_file.parent.mkdir(parents=True, exist_ok=True)
+        credentials_file.write_text(json.dumps(entries, indent=2))
+    print(f"client {client_id} trusts {entry['issuer']} for subject {contract}")
+
+
+def setup(args: argparse.Namespace) -> int:
+    """A local room's members, contract, policy and federation from its spec (what it does: cli.py)."""
+    endpoints = read_endpoints(args)
+    if "cgs_operator_dir" not in endpoints:
+        raise ConfigError("--endpoints must come from `ccr emulators start` (cgs_operator_dir missing)")
+    spec = load_spec_from_args(args)
+    contract_id, names = spec.contract.id, spec.contract.members or ["owner"]
+    members_dir = Path(args.members_dir)
+    identities = [MemberIdentity.load(members_dir / n) if (members_dir / n / "member.key").exists()
+                  else MemberIdentity.create(members_dir / n, n) for n in names]
+    clients = [CgsMemberClient(str(spec.contract.governance.endpoint), i, ca_bundle=endpoints.get("ca_bundle"))
+               for i in identities]
+    try:
+        with CgsMemberClient(str(spec.contract.governance.endpoint),
+                             MemberIdentity.load(endpoints["cgs_operator_dir"]),
+                             ca_bundle=endpoints.get("ca_bundle")) as operator:
+            known = {m["memberId"] for m in operator.members()}
+            for identity in identities:
+                if identity.member_id not in known:
+                    operator.register_member(identity.name, identity.cert_pem)
+                    print(f"registered member {identity.name} ({identity.member_id[:16]}…) in {members_dir}")
+
+        def accept(proposal: dict) -> None:
+            for client in clients:
+                if proposal["state"] == "Open":
+                    proposal = client.vote(proposal["proposalId"], True)
+            print(f"  {proposal['actions'][0]['name']}: {proposal['state']}")
+
+        host_data = render(spec, default_images(args.layers)).host_data
+        lead = clients[0]
+        try:
+            state = lead.contract(contract_id)["state"]
+        except CgsRequestFailed as exc:
+            if exc.http_status != 404:
+                raise
+            lead.put_contract(contract_id, json.loads(canonical_spec_json(spec)))
+            state = "Draft"
+        if host_data not in lead.policy(contract_id).get("x-ms-sevsnpvm-hostdata", []):
+            accept(lead.propose_policy(contract_id, {"x-ms-sevsnpvm-hostdata": [host_data],
+                                                     "x-ms-sevsnpvm-is-debuggable": False}))
+        if state == "Draft":
+            accept(lead.propose_contract(contract_id))
+        for client_id in spec.federated_identities():  # the volumes' and the telemetry/log sinks' identities
+            _add_federated_credential(endpoints, None, client_id, contract_id)
+        status = lead.check_status(contract_id, "execution")
+        print(f"contract {contract_id}: accepted, HOST_DATA {host_data}, execution {status['status']}")
+    finally:
+        for client in clients:
+            client.close()
+    return 0
+
+
+def events_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        events, head = client.events(args.contract)
+        return check_and_render(events, head, client, args)

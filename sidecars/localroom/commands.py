@@ -1,0 +1,93 @@
+"""The handlers of `ccr room ...`, `ccr logs export` and `ccr telemetry export` (registered in cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from ..cliargs import spec_variables
+from ..common.errors import CcrError, ConfigError
+from ..room.registry import REGISTRY
+from . import up as room
+from .roomhttp import room_request
+from .steps import RoomState
+from .up import STATE_FILE, UpOptions, default_run_dir
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    return Path(args.run_dir) if args.run_dir else default_run_dir(args.name)
+
+
+def up(args: argparse.Namespace) -> int:
+    if not args.endpoints:
+        raise ConfigError("--endpoints FILE is needed: start the stand-ins first (ccr emulators start "
+                          "--run-dir DIR writes DIR/endpoints.json)")
+    spec_path = Path(args.spec)
+    if not spec_path.is_file():
+        raise ConfigError(f"{spec_path}: no such spec file")
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+    else:
+        try:
+            name = str((yaml.safe_load(spec_path.read_text()) or {}).get("name", "room"))
+        except (yaml.YAMLError, AttributeError):
+            name = "room"
+        run_dir = default_run_dir(name)
+    variables = spec_variables(argparse.Namespace(var=args.var))  # checks NAME=VALUE before anything starts
+    return room.up(UpOptions(spec_path=spec_path, endpoints_file=Path(args.endpoints), run_dir=run_dir,
+                             variables=variables, firewall_backend=args.firewall_backend,
+                             ready_timeout=args.timeout, wait_for_job=args.wait))
+
+
+def down(args: argparse.Namespace) -> int:
+    return room.down(_run_dir(args))
+
+
+def status(args: argparse.Namespace) -> int:
+    report = room.status(_run_dir(args))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"room {report['room']} (netns {report['netns']})")
+    for name, answer in report["sidecars"].items():
+        if answer is None:
+            print(f"  {name:<11} not answering")
+            continue
+        body = answer["status"]
+        summary = body.get("status") if isinstance(body, dict) else body
+        print(f"  {name:<11} HTTP {answer['http']}  {summary}")
+        if name == "launcher" and isinstance(body, dict) and body.get("app"):
+            app = body["app"]
+            print(f"  {'app':<11} {app['status']} (exit code {app['exit_code']})")
+    return 0
+
+
+def logs(args: argparse.Namespace) -> int:
+    name = args.sidecar
+    log = _run_dir(args) / "logs" / f"{name}.log"
+    if not log.exists():
+        raise ConfigError(f"no log of {name} in {log.parent} (is the room running from there? --run-dir DIR)")
+    print(log.read_text(errors="replace"), end="")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    """POST the launcher's /gov/exportLogs or /gov/exportTelemetry (the reference's operator calls)."""
+    state = RoomState.load(_run_dir(args).resolve() / STATE_FILE)
+    if not state.data:
+        raise CcrError(f"no room in {_run_dir(args)}")
+    path = "/gov/exportLogs" if args.what == "logs" else "/gov/exportTelemetry"
+    try:
+        app_runner = next(s for s in REGISTRY if s.runs_containers)
+        answer = room_request(state.data["netns"], app_runner.port(), "POST", path, timeout=120)
+    except OSError as exc:
+        raise CcrError(f"the room's launcher does not answer: {exc}") from None
+    body = answer.json()
+    if answer.status != 200:
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        raise CcrError(f"export refused ({answer.status}): {error.get('message', body)}")
+    print(json.dumps(body, indent=2))
+    return 0
