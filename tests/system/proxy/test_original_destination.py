@@ -104,8 +104,9 @@ def test_redirected_tcp_and_http_reach_only_the_allow_list(netns, tmp_path, repo
         spec_path = tmp_path / "spec.yaml"
         spec_path.write_text(yaml.safe_dump(spec))
         ready = tmp_path / "proxy.ready"
-        variables = [arg for name in ("cgs_endpoint", "maa_endpoint", "storage_url", "keyvault_url")
-                     for arg in ("--var", f"{name}=https://127.0.0.1:1")]
+        variables = [arg for name, path in (("cgs_endpoint", ""), ("maa_endpoint", ""), ("keyvault_url", ""),
+                                            ("storage_url", "/devstoreaccount1"))
+                     for arg in ("--var", f"{name}=https://127.0.0.1:1{path}")]
         argv = _netns(netns, sys.executable, "-m", "sidecars.cli", "sidecar", "run", "proxy", "--spec", str(spec_path),
                       *variables, "--run-dir", str(tmp_path / "run"), "--ready-file", str(ready),
                       "--egress-http-port", "0", "--egress-tcp-port", "0", "--admin-port", "0",
