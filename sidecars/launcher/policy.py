@@ -1,6 +1,6 @@
 """The container policy check: the app as it is about to run, against the app the spec declares.
 
-The declared side comes from `sidecars.renderings.containers` (the model the CCE policy also measures); the
+The declared side is `sidecars.common.containers.app_container` (the model the CCE policy also measures); the
 actual side is the `AppLaunch` that becomes podman's arguments, plus the digest of the local image the
 reference resolves to (the reference alone proves nothing: the digest must match the pin). The rules
 are Rego (policies/container.rego), evaluated with the real OPA engine.

@@ -167,7 +167,7 @@ def stage_contexts(work: Path | None = None, emulators: bool = False) -> StagedC
 def build_sidecar_images(podman: Podman | None = None, registry: str = DEFAULT_REGISTRY,
                          version: str = DEFAULT_IMAGE_VERSION, progress=stderr_progress, *, sidecars: bool = True,
                          emulators: bool = False) -> list[BuiltImage]:
-    """Build `ccr-runtime` and `ccr-proxy` (tagged as `sidecars.renderings.containers` names them) and/or
+    """Build `ccr-runtime` and `ccr-proxy` (tagged as `sidecars.common.containers.image_ref` names them) and/or
     `ccr-emulators`."""
     podman = podman or Podman()
     base = ensure_sidecar_base_image(podman, progress)
