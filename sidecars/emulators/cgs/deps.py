@@ -80,7 +80,8 @@ class Member:
 
 
 async def authenticate_member(request: Request, cgs: CgsState, *, allow_operator: bool = False) -> Member:
-    body = await request.body()
+    # The header's syntax and the signer's membership are checked before a byte of the body is read; the body
+    # is then read (bounded by the app's body limit) only because the signature covers its hash.
     signed = parse_authorization(request.headers.get("authorization"))
     if signed.member_id in cgs.store.state.members:
         cert = x509.load_pem_x509_certificate(cgs.store.state.members[signed.member_id]["cert"].encode())
@@ -90,6 +91,7 @@ async def authenticate_member(request: Request, cgs: CgsState, *, allow_operator
     else:
         raise Unauthorized(f"{signed.member_id[:12]}… is not a member of this consortium")
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    body = await request.body()
     verify_member_signature(cert, signed, request.method, target, body)
     try:
         cgs.member_replay.check(signed.timestamp_ms, signed.signature, "member request")

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import APIRouter, Request
 from pydantic import Field
 
+from ...common.bodies import json_body_openapi
 from ...common.errors import BadRequest, Forbidden
 from ...common.jose import b64url_decode, curve_for, ec_private_from_jwk, rsa_private_from_jwk
 from ...common.release_policy import ReleasePolicy
-from .deps import BodyIn, KeyVault, vault_url
+from .deps import BodyIn, KeyVault, kv_body, vault_url
 from .store import (
     DEFAULT_KEY_OPS,
     KEY_TYPES,
@@ -75,15 +76,17 @@ class KeyUpdateIn(BodyIn):
     release_policy: ReleasePolicyIn | None = None
 
 
-@router.post("/keys/{name}/create")
-async def create_key(name: str, body: KeyCreateIn, request: Request, kv: KeyVault) -> dict[str, Any]:
+@router.post("/keys/{name}/create", openapi_extra=json_body_openapi(KeyCreateIn))
+async def create_key(name: str, body: Annotated[KeyCreateIn, kv_body(KeyCreateIn)], request: Request,
+                     kv: KeyVault) -> dict[str, Any]:
     _check_kty(body.kty)
     return _store_key(kv.vault, request, name, body.kty, _generate(body), body.key_ops, body.attributes, body.tags,
                       body.release_policy)
 
 
-@router.put("/keys/{name}")
-async def import_key(name: str, body: KeyImportIn, request: Request, kv: KeyVault) -> dict[str, Any]:
+@router.put("/keys/{name}", openapi_extra=json_body_openapi(KeyImportIn))
+async def import_key(name: str, body: Annotated[KeyImportIn, kv_body(KeyImportIn)], request: Request,
+                     kv: KeyVault) -> dict[str, Any]:
     kty, material = _import_material(body.key)
     if body.hsm and not kty.endswith("-HSM"):
         kty += "-HSM"
@@ -119,9 +122,9 @@ async def get_key_version(name: str, version: str, request: Request, kv: KeyVaul
     return kv.vault.key(name, version).bundle(vault_url(request))
 
 
-@router.patch("/keys/{name}/")
-@router.patch("/keys/{name}/{version}")
-async def update_key(name: str, body: KeyUpdateIn, request: Request, kv: KeyVault,
+@router.patch("/keys/{name}/", openapi_extra=json_body_openapi(KeyUpdateIn))
+@router.patch("/keys/{name}/{version}", openapi_extra=json_body_openapi(KeyUpdateIn))
+async def update_key(name: str, body: Annotated[KeyUpdateIn, kv_body(KeyUpdateIn)], request: Request, kv: KeyVault,
                      version: str | None = None) -> dict[str, Any]:
     key = kv.vault.key(name, version)
     attrs = body.attributes
