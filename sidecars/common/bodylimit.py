@@ -20,6 +20,8 @@ from .errors import BadRequest, CcrError
 
 KIB = 1024
 MIB = 1024 * KIB
+# For the APIs that take no body at all (status, verify): room for a stray empty JSON document, no more.
+NO_BODY_BYTES = 4 * KIB
 
 
 class PayloadTooLarge(CcrError):

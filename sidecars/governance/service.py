@@ -29,6 +29,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from ..common.bodylimit import KIB
 from ..common.errors import BadRequest, CcrError, NotFound
 from ..common.http import create_app
 from ..common.transports import async_http_transport
@@ -38,6 +39,9 @@ log = logging.getLogger("ccr.governance")
 OPTIONS = ("execution", "logging", "telemetry")
 APP_SCOPE = "app"
 SIDECAR_SCOPE = "governance"
+# An event goes to CGS base64-encoded (4/3) in an envelope with ~30 KB of evidence: 512 KiB stays well inside
+# CGS's 1 MiB limit, so an event this sidecar accepts is one CGS accepts.
+MAX_BODY_BYTES = 512 * KIB
 
 
 @dataclass
@@ -130,7 +134,7 @@ def build_app(cgs: CgsRoomClient, config: GovernanceConfig) -> FastAPI:
             await watcher.close()
             await cgs.close()
 
-    app = create_app("governance sidecar", lifespan=lifespan)
+    app = create_app("governance sidecar", max_body_bytes=MAX_BODY_BYTES, lifespan=lifespan)
 
     def privileged(request: Request) -> bool:
         if not config.sidecar_token:
