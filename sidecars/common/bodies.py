@@ -9,6 +9,7 @@ dependency does not), so the API stays described for clients and for the fuzz te
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 from fastapi import Depends, Request
@@ -26,6 +27,14 @@ def describe_errors(errors: list[Any]) -> str:
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         parts.append(f"{loc}: {err.get('msg', 'invalid')}")
     return "; ".join(parts)
+
+
+def json_value(raw: bytes, *, what: str = "body", code: str = "BadRequest") -> Any:
+    """Any JSON document; not JSON (or nested deeper than the parser goes, a RecursionError) is a BadRequest."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadRequest(f"{what}: not a JSON document", code=code) from None
 
 
 def parse_json_body(model: type[M], raw: bytes, *, code: str = "BadRequest") -> M:

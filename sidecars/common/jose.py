@@ -174,7 +174,7 @@ class CompactJws:
             raise InvalidJws("not a compact JWS (three base64url parts)")
         try:
             header = json.loads(b64url_decode(parts[0]))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
             raise InvalidJws("JWS header is not JSON") from None
         if not isinstance(header, dict):
             raise InvalidJws("JWS header is not a JSON object")
@@ -184,7 +184,7 @@ class CompactJws:
     def claims(self) -> dict[str, Any]:
         try:
             claims = json.loads(self.payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidJws("JWS payload is not JSON") from None
         if not isinstance(claims, dict):
             raise InvalidJws("JWS payload is not a JSON object")

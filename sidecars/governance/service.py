@@ -29,6 +29,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from ..common.bodies import json_value
 from ..common.bodylimit import KIB
 from ..common.errors import BadRequest, CcrError, NotFound
 from ..common.http import create_app
@@ -164,10 +165,7 @@ def build_app(cgs: CgsRoomClient, config: GovernanceConfig) -> FastAPI:
 
     @app.put("/events")
     async def put_event(request: Request, id: str | None = None, scope: str | None = None):
-        try:
-            data = await request.json()
-        except ValueError:
-            raise BadRequest("body: the event must be JSON") from None
+        data = json_value(await request.body(), what="body (the event)")
         if not privileged(request):
             scope = APP_SCOPE
         await cgs.put_event(data, event_id=id, scope=scope)
@@ -189,11 +187,8 @@ def build_app(cgs: CgsRoomClient, config: GovernanceConfig) -> FastAPI:
 
     @app.post("/ca/generateEndorsedCert")
     async def generate_endorsed_cert(request: Request):
-        try:
-            body = await request.json()
-        except ValueError:
-            raise BadRequest("body: expected JSON {publicKey, subjectName, subjectAlternateNames, "
-                             "validityPeriodDays}") from None
+        body = json_value(await request.body(), what="body ({publicKey, subjectName, subjectAlternateNames, "
+                                                    "validityPeriodDays})")
         if not isinstance(body, dict) or not isinstance(body.get("publicKey"), str):
             raise BadRequest("publicKey: a PEM public key is required")
         return await cgs.endorsed_cert(body)

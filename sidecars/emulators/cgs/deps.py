@@ -8,7 +8,6 @@ anything else it sent is read.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ from typing import Annotated, Any
 from cryptography import x509
 from fastapi import Depends, Request
 
+from ...common.bodies import json_value
 from ...common.errors import BadRequest, Unauthorized
 from ...common.memberauth import member_id_of, parse_authorization, verify_member_signature
 from .audit import AuditLog
@@ -58,10 +58,7 @@ Cgs = Annotated[CgsState, Depends(cgs_state)]
 
 
 def json_body(body: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(body or b"{}")
-    except ValueError:
-        raise BadRequest("body: not JSON") from None
+    value = json_value(body or b"{}")
     if not isinstance(value, dict):
         raise BadRequest("body: expected a JSON object")
     return value

@@ -18,7 +18,7 @@ router = APIRouter()
 @router.put("/app/memberdocuments/{document_id}")
 async def put_document(document_id: str, cgs: Cgs, caller: MemberAuth) -> Response:
     data = caller.json()
-    if not data.get("contractId"):
+    if not data.get("contractId") or not isinstance(data["contractId"], str):
         raise BadRequest("ContractId must be specified in document payload.", code="ContractIdMissing")
     if "data" not in data:
         raise BadRequest("data key must be present in document payload.", code="DataMissing")

@@ -201,7 +201,7 @@ def build_app(credentials: CredentialSource, issuer_keys: IssuerKeys, tokens: To
         try:
             header = jwt.get_unverified_header(assertion)
             unverified = jwt.decode(assertion, options={"verify_signature": False})
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, RecursionError):  # RecursionError: nesting deeper than the JSON parser goes
             raise OAuthError(400, "invalid_client", 50027, "the client assertion is not a JWT") from None
         iss, sub = unverified.get("iss"), unverified.get("sub")
         matches = [c for c in credentials.all() if c.client_id == client_id and c.issuer == iss]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import json
 import logging
 import re
 import secrets
@@ -35,6 +34,7 @@ from fastapi import FastAPI, Request
 
 from ...attestation.evidence import MaaRequest
 from ...attestation.verify import Trust, verify_maa_request
+from ...common.bodies import json_value
 from ...common.bodylimit import KIB
 from ...common.errors import AttestationError, BadRequest, CcrError
 from ...common.http import create_app
@@ -112,10 +112,7 @@ def create_maa_app(trust: Trust, signer: TokenSigner, issuer: str | None = None)
     @app.post("/attest/SevSnpVm")
     async def attest_sev_snp_vm(request: Request) -> dict[str, str]:
         _check_api_version(request)
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            raise BadRequest("body: not a JSON document", code="InvalidParameter") from None
+        body = json_value(await request.body(), code="InvalidParameter")
         try:
             parsed = MaaRequest.from_body(body)
             claims = verify_maa_request(parsed, trust)
