@@ -28,7 +28,7 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from . import services
-from .services import Fixtures, Service
+from .services import Service
 
 FUZZ_EXAMPLES = int(os.environ.get("CCR_FUZZ_EXAMPLES", "12"))
 REQUEST_TIMEOUT_S = 10
@@ -41,20 +41,6 @@ HOSTILE_AUTHORIZATION = st.one_of(
 )
 HOSTILE_CONTENT_TYPE = st.sampled_from([None, "application/json", "text/plain", "application/x-www-form-urlencoded",
                                         "multipart/form-data", "application/json; charset=latin-1", "garbage/"])
-
-
-@pytest.fixture(scope="session")
-def fixtures(tmp_path_factory) -> Fixtures:
-    return Fixtures.create(tmp_path_factory.mktemp("fuzz"))
-
-
-@pytest.fixture(scope="session")
-def all_services(fixtures) -> dict[str, Service]:
-    built = {s.name: s for s in (services.cgs(fixtures), services.keyvault(fixtures), services.maa(fixtures),
-                                 services.entra(fixtures), services.identity(fixtures), services.telemetry(fixtures))}
-    built["skr"] = services.skr(fixtures, built["maa"].app, built["keyvault"].app)
-    built["governance"] = services.governance(fixtures, built["cgs"].app, built["skr"].app)
-    return built
 
 
 def openapi_under_test(service: Service) -> dict[str, Any]:
