@@ -163,7 +163,7 @@ def build_app(cgs: CgsRoomClient, config: GovernanceConfig) -> FastAPI:
                     log.error("cannot audit the denied consent check: %s", exc)
         return result
 
-    @app.put("/events")
+    @app.put("/events", status_code=204, response_class=Response)
     async def put_event(request: Request, id: str | None = None, scope: str | None = None):
         data = json_value(await request.body(), what="body (the event)")
         if not privileged(request):

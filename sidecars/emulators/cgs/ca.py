@@ -15,6 +15,7 @@ from cryptography.x509.oid import NameOID
 from fastapi import APIRouter
 
 from ...common.errors import BadRequest, NotFound
+from . import schemas
 from .deps import Cgs, MemberAuth, SignedReleaseRoomAuth
 from .store import Store
 
@@ -30,7 +31,8 @@ async def ca_info(contract_id: str, cgs: Cgs, _: MemberAuth) -> dict[str, Any]:
     return {"enabled": ca is not None, "caCert": (ca or {}).get("cert", "")}
 
 
-@router.post("/app/contracts/{contract_id}/ca/generateEndorsedCert", response_model=None)
+@router.post("/app/contracts/{contract_id}/ca/generateEndorsedCert", response_model=None,
+             openapi_extra=schemas.ROOM)
 async def generate_endorsed_cert(contract_id: str, cgs: Cgs, room: SignedReleaseRoomAuth) -> dict[str, str]:
     ca = cgs.store.state.ca.get(contract_id, {})
     if not ca.get("key"):

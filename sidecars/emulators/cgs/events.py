@@ -11,13 +11,15 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from ...common.errors import BadRequest
+from . import schemas
 from .deps import Cgs, MemberAuth, auditing_room_auth
 from .room import Room
 
 router = APIRouter()
 
 
-@router.put("/app/contracts/{contract_id}/events")
+@router.put("/app/contracts/{contract_id}/events", status_code=204, response_class=Response,
+            openapi_extra=schemas.ROOM)
 async def put_event(contract_id: str, cgs: Cgs, room: Annotated[Room, Depends(auditing_room_auth)],
                     id: str | None = None, scope: str | None = None) -> Response:
     cgs.audit.append(contract_id, scope or "", id or contract_id, room.data, room.timestamp_ms)

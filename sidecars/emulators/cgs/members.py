@@ -11,6 +11,7 @@ from fastapi import APIRouter
 
 from ...common.errors import BadRequest, Forbidden, NotFound
 from ...common.memberauth import member_id_of
+from . import schemas
 from .ca import ensure_ca
 from .deps import OPERATOR, Cgs, CgsState, MemberAuth, MemberOrOperatorAuth
 
@@ -23,7 +24,7 @@ async def list_members(cgs: Cgs, _: MemberOrOperatorAuth) -> dict[str, Any]:
                       for mid, m in cgs.store.state.members.items()]}
 
 
-@router.post("/gov/members", response_model=None)
+@router.post("/gov/members", response_model=None, openapi_extra=schemas.MEMBER)
 async def add_member(cgs: Cgs, caller: MemberOrOperatorAuth) -> dict[str, Any]:
     if caller.who != OPERATOR:
         raise Forbidden("only the network operator registers members")
@@ -39,7 +40,7 @@ async def add_member(cgs: Cgs, caller: MemberOrOperatorAuth) -> dict[str, Any]:
     return {"memberId": member_id_of(cert), "name": name}
 
 
-@router.post("/gov/members/proposals:create", response_model=None)
+@router.post("/gov/members/proposals:create", response_model=None, openapi_extra=schemas.PROPOSAL)
 async def create_proposal(cgs: Cgs, caller: MemberAuth) -> dict[str, Any]:
     proposal = cgs.store.create_proposal(caller.who, _proposed_actions(caller.json()))
     for action in proposal["actions"]:
@@ -57,7 +58,8 @@ async def get_proposal(proposal_id: str, cgs: Cgs, _: MemberAuth) -> dict[str, A
     return _proposal_view(proposal)
 
 
-@router.post("/gov/members/proposals/{proposal_id}/ballots/{member_id}:submit", response_model=None)
+@router.post("/gov/members/proposals/{proposal_id}/ballots/{member_id}:submit", response_model=None,
+             openapi_extra=schemas.BALLOT)
 async def vote(proposal_id: str, member_id: str, cgs: Cgs, caller: MemberAuth) -> dict[str, Any]:
     if caller.who != member_id:
         raise Forbidden("a member votes only for itself")

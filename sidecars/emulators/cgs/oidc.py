@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from ...common.errors import BadRequest
+from . import schemas
 from .deps import Cgs, ReleaseRoomAuth
 
 router = APIRouter()
@@ -17,7 +18,7 @@ router = APIRouter()
 EpochSeconds = Annotated[int, Query(ge=0, lt=2**62)]
 
 
-@router.post("/app/contracts/{contract_id}/oauth/token", response_model=None)
+@router.post("/app/contracts/{contract_id}/oauth/token", response_model=None, openapi_extra=schemas.ROOM)
 async def oauth_token(contract_id: str, cgs: Cgs, room: ReleaseRoomAuth, sub: str = "", tid: str = "", aud: str = "",
                       iss: str = "", jti: str = "", iat: EpochSeconds | None = None, nbf: EpochSeconds | None = None,
                       exp: EpochSeconds | None = None) -> dict[str, str]:

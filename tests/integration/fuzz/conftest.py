@@ -14,9 +14,10 @@ def fixtures(tmp_path_factory) -> Fixtures:
 
 
 @pytest.fixture(scope="session")
-def all_services(fixtures) -> dict[str, Service]:
+def all_services(fixtures, repo) -> dict[str, Service]:
     built = {s.name: s for s in (services.cgs(fixtures), services.keyvault(fixtures), services.maa(fixtures),
                                  services.entra(fixtures), services.identity(fixtures), services.telemetry(fixtures))}
     built["skr"] = services.skr(fixtures, built["maa"].app, built["keyvault"].app)
     built["governance"] = services.governance(fixtures, built["cgs"].app, built["skr"].app)
+    built["launcher"] = services.launcher(fixtures, repo / "examples/cleanroomhello-job/spec.yaml")
     return built

@@ -48,9 +48,13 @@ from sidecars.governance.service import GovernanceConfig
 from sidecars.governance.service import build_app as build_governance
 from sidecars.identity.service import IdentityConfig
 from sidecars.identity.service import build_app as build_identity
+from sidecars.launcher.service import Launcher
+from sidecars.launcher.service import build_app as build_launcher
+from sidecars.launcher.sidecar import LauncherConfig
 from sidecars.skr.app import build_app as build_skr
 from sidecars.skr.destinations import Destinations
 from sidecars.skr.flow import KeyReleaser
+from sidecars.spec import load_spec
 from sidecars.telemetry.app import build_app as build_telemetry
 from sidecars.telemetry.buffer import EncryptedBuffer
 from sidecars.telemetry.export import Exporter
@@ -302,6 +306,19 @@ def identity(fx: Fixtures) -> Service:
 
     # Its upstream (governance) is a closed port here: a token request that passes every check ends in 503.
     return Service("identity", app, Credentials(app, sign), IMDS_ERROR, frozenset({503}))
+
+
+def launcher(fx: Fixtures, spec_file: Path) -> Service:
+    endpoints = {"maa_endpoint": MAA_URL, "keyvault_url": VAULT_URL, "cgs_endpoint": CGS_URL,
+                 "entra_endpoint": "https://entra.test", "storage_url": "https://storage.test/devstoreaccount1",
+                 "ca_bundle": "/nonexistent/ca.pem", "mock_platform_dir": str(fx.platform.directory),
+                 "entra_tenant_id": "tenant"}
+    # Never prepared (no sidecars to wait for), so it never launches: a start is refused (409) whatever is sent.
+    config = LauncherConfig(spec=load_spec(spec_file, variables=endpoints), port=0, mount_root=fx.directory / "mnt",
+                            netns=None, sidecar_status_urls={}, governance_url=CLOSED_LOOPBACK,
+                            firewall_url=CLOSED_LOOPBACK, telemetry_url=None)
+    app = build_launcher(Launcher(config))
+    return Service("launcher", app, app, AZURE_ERROR, path_values={"name": (config.spec.application.name,)})
 
 
 def telemetry(fx: Fixtures) -> Service:

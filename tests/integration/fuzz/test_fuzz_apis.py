@@ -96,13 +96,15 @@ def fuzz_operation(service: Service, client, operation, statuses: Counter, *, ho
     try:
         run()
     except Exception as exc:  # noqa: BLE001 - every operation's first failure is collected, then all are reported
-        failures.append(f"{operation.label}: {str(exc).strip()[:1500]}")
+        parts = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
+        failures.append(f"{operation.label}: " + "\n".join(str(part).strip()[:1500] for part in parts))
     return failures
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("authenticated", [False, True], ids=["anonymous", "authenticated"])
-@pytest.mark.parametrize("name", ["cgs", "keyvault", "maa", "entra", "skr", "governance", "identity", "telemetry"])
+@pytest.mark.parametrize("name", ["cgs", "keyvault", "maa", "entra", "skr", "governance", "identity", "telemetry",
+                                  "launcher"])
 def test_fuzz(all_services, name, authenticated):
     service = all_services[name]
     app = service.authenticated if authenticated else services.WithoutLifespan(service.app)

@@ -115,7 +115,7 @@ async def test_a_streamed_body_without_content_length_is_counted_and_refused(all
 @pytest.mark.parametrize("name, method, path", [
     ("cgs", "PUT", "/app/contracts/c9"), ("keyvault", "PUT", "/secrets/s9"), ("maa", "POST", "/attest/SevSnpVm"),
     ("entra", "POST", "/tenant/oauth2/v2.0/token"), ("skr", "POST", "/key/release"), ("governance", "PUT", "/events"),
-    ("identity", "POST", "/msi/token"), ("telemetry", "POST", "/v1/traces"),
+    ("identity", "POST", "/msi/token"), ("telemetry", "POST", "/v1/traces"), ("launcher", "POST", "/consent/revoked"),
 ])
 async def test_every_service_answers_an_oversize_body_413_in_its_own_shape(all_services, name, method, path):
     service = all_services[name]
@@ -221,6 +221,7 @@ async def test_an_endorsement_a_certificate_cannot_hold_is_400(all_services, fix
 @pytest.mark.parametrize("name, get_only", [
     ("cgs", "/node/ready/app"), ("keyvault", "/secrets"), ("maa", "/certs"), ("entra", "/t/discovery/keys"),
     ("skr", "/status"), ("governance", "/status"), ("identity", "/status"), ("telemetry", "/status"),
+    ("launcher", "/status"),
 ])
 async def test_unknown_paths_and_methods_answer_in_the_services_shape(all_services, name, get_only):
     service = all_services[name]
