@@ -152,6 +152,9 @@ class Service:
     upstream_statuses: frozenset[int] = field(default_factory=frozenset)
     # Path parameter values naming objects that exist, so that generated requests reach them too.
     path_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # For a service that authenticates its callers: the paths served to anyone. Every other path must refuse
+    # an anonymous request, whatever it carries (None: the service does not authenticate).
+    open_paths: re.Pattern[str] | None = None
 
 
 AZURE_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
@@ -228,7 +231,8 @@ def cgs(fx: Fixtures) -> Service:
     return Service("cgs", app, Credentials(app, sign), AZURE_ERROR, path_values={
         "contract_id": (CONTRACT,), "secret_id": (secret_id,), "secret_name": ("s2",), "document_id": ("d1", "d2"),
         "proposal_id": (proposal["proposalId"],), "member_id": (fx.member.member_id,),
-        "option": ("execution", "logging", "telemetry"), "verb": ("enable", "disable")})
+        "option": ("execution", "logging", "telemetry"), "verb": ("enable", "disable")},
+        open_paths=re.compile(r"^(/node/ready/app|(/app)?/oidc/.*)$"))
 
 
 def keyvault(fx: Fixtures) -> Service:
@@ -249,7 +253,8 @@ def keyvault(fx: Fixtures) -> Service:
         ("PUT", "/secrets/s1", {"value": "secret value"}),
         ("POST", "/keys/k1/create", {"kty": "RSA-HSM", "attributes": {"exportable": True},
                                      "release_policy": {"data": policy}})]))
-    return Service("keyvault", app, Credentials(app, sign), AZURE_ERROR, path_values={"name": ("k1", "s1")})
+    return Service("keyvault", app, Credentials(app, sign), AZURE_ERROR, path_values={"name": ("k1", "s1")},
+                   open_paths=re.compile(r"^$"))
 
 
 async def _seed(app: ASGIApp, authorization: str, requests: list[tuple[str, str, Any]]) -> None:
@@ -305,7 +310,8 @@ def identity(fx: Fixtures) -> Service:
         return [(b"metadata", b"true"), (b"x-identity-header", header.encode())], body
 
     # Its upstream (governance) is a closed port here: a token request that passes every check ends in 503.
-    return Service("identity", app, Credentials(app, sign), IMDS_ERROR, frozenset({503}))
+    return Service("identity", app, Credentials(app, sign), IMDS_ERROR, frozenset({503}),
+                   open_paths=re.compile(r"^/status$"))
 
 
 def launcher(fx: Fixtures, spec_file: Path) -> Service:

@@ -2,7 +2,8 @@
 
 Each operation gets generated requests that fit its schema and requests that do not (wrong types, missing
 fields, bad path and query values), plus hostile headers the schema does not describe (malformed
-`Authorization`, wrong `Content-Type`). Every answer must be a non-5xx (a service whose upstream is down may
+`Authorization`, wrong `Content-Type`). An anonymous request to a service that authenticates its callers must
+never be served (no 2xx) outside its open paths. Every answer must be a non-5xx (a service whose upstream is down may
 say 502/503, in its error shape) and every 4xx must have the service's own error shape (each operation's
 schema is given a `4XX` answer with that shape, which `response_schema_conformance` then checks). Runs are
 derandomized (the same examples every run) and bounded: `FUZZ_EXAMPLES` per operation and mode, a 10 s
@@ -74,8 +75,10 @@ def strategies_for(operation) -> Any:
     return st.one_of(*modes)
 
 
-def fuzz_operation(service: Service, client, operation, statuses: Counter, *, hostile_headers: bool) -> list[str]:
+def fuzz_operation(service: Service, client, operation, statuses: Counter, *, anonymous: bool) -> list[str]:
     failures: list[str] = []
+    hostile_headers = anonymous
+    guarded = anonymous and service.open_paths is not None and not service.open_paths.match(operation.path)
 
     @settings(max_examples=FUZZ_EXAMPLES, derandomize=True, database=None, deadline=None, report_multiple_bugs=False,
               phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
@@ -88,6 +91,9 @@ def fuzz_operation(service: Service, client, operation, statuses: Counter, *, ho
             headers["content-type"] = content_type
         response = case.call(session=client, headers=headers, timeout=REQUEST_TIMEOUT_S)
         statuses[response.status_code] += 1
+        if guarded:
+            assert not 200 <= response.status_code < 300, \
+                f"an anonymous request was served ({response.status_code}): {case.as_curl_command(headers=headers)}"
         if response.status_code in service.upstream_statuses:
             jsonschema.validate(response.json(), service.error_schema)
             return
@@ -116,7 +122,7 @@ def test_fuzz(all_services, name, authenticated):
     started = time.monotonic()
     with asgi.get_client(app) as client:
         for operation in operations:
-            failures += fuzz_operation(service, client, operation, statuses, hostile_headers=not authenticated)
+            failures += fuzz_operation(service, client, operation, statuses, anonymous=not authenticated)
     elapsed = time.monotonic() - started
     print(f"{name} {'authenticated' if authenticated else 'anonymous'}: {sum(statuses.values())} requests to "
           f"{len(operations)} operations in {elapsed:.1f} s; answers {dict(sorted(statuses.items()))}")

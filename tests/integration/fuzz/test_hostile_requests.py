@@ -68,6 +68,14 @@ async def test_keyvault_reads_a_malformed_body_once_the_caller_is_authenticated(
     assert assert_refused(all_services["keyvault"], answer, 400)["error"]["code"] == "BadParameter"
 
 
+@pytest.mark.parametrize("token", ["a.b.c", "abcde.e30.c2ln", "e30.e30"])
+async def test_keyvault_answers_a_malformed_bearer_token_with_the_challenge(all_services, token):
+    answer = await call(all_services["keyvault"].app, "GET", "/secrets", params={"api-version": "7.4"},
+                        headers={"authorization": f"Bearer {token}"})
+    assert_refused(all_services["keyvault"], answer, 401)
+    assert answer.headers["www-authenticate"].startswith('Bearer authorization="')
+
+
 async def test_keyvault_bearer_token_nested_too_deep_is_a_challenge_not_500(all_services):
     header = base64.urlsafe_b64encode(b"[" * 5000).rstrip(b"=").decode()
     answer = await call(all_services["keyvault"].app, "GET", "/secrets", params={"api-version": "7.4"},
