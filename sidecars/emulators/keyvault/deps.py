@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...common.bodies import json_body
 from ...common.errors import BadRequest
@@ -43,6 +43,10 @@ async def authenticate(request: Request, kv: KeyVault) -> None:
 
 def vault_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
+
+
+# Key Vault's `nbf`/`exp`: seconds since the epoch, up to the end of year 9999 (what a date can hold).
+UnixTime = Annotated[int, Field(ge=0, le=253402300799)]
 
 
 class BodyIn(BaseModel):

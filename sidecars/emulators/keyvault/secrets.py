@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import Field, field_validator
 
 from ...common.bodies import json_body_openapi
-from .deps import BodyIn, KeyVault, kv_body, vault_url
+from .deps import BodyIn, KeyVault, UnixTime, kv_body, vault_url
 from .store import Attributes, SecretVersion, check_name, new_version
 
 log = logging.getLogger("ccr.emulators.keyvault")
@@ -19,8 +19,8 @@ router = APIRouter()
 
 class SecretAttributesIn(BodyIn):
     enabled: bool | None = None
-    nbf: int | None = None
-    exp: int | None = None
+    nbf: UnixTime | None = None
+    exp: UnixTime | None = None
 
 
 class SecretSetIn(BodyIn):

@@ -142,6 +142,20 @@ async def test_keyvault_refuses_a_secret_over_25_kb(all_services):
     assert answer.status_code == 200, answer.text
 
 
+@pytest.mark.parametrize("method, path, body", [
+    ("POST", "/keys/k9/create", {"kty": "RSA", "public_exponent": 4}),  # cryptography's ValueError was a 500
+    ("PUT", "/keys/k9", {"key": {"kty": "oct", "k": "AAAAAAAAAAAAAAAAAAAAAA", "key_ops": [1, 2]}}),
+    ("POST", "/keys/k9/create", {"kty": "RSA", "attributes": {"nbf": 10**30}}),
+    ("PATCH", "/keys/k1/", {"attributes": {"exp": -1}}),
+    ("PUT", "/secrets/s9", {"value": "v", "attributes": {"exp": 10**30}}),
+])
+async def test_keyvault_refuses_key_parameters_it_cannot_hold(all_services, method, path, body):
+    kv = all_services["keyvault"]
+    answer = await call(kv.authenticated, method, path, content=json.dumps(body).encode(),
+                        headers={"content-type": "application/json"})
+    assert assert_refused(kv, answer, 400)["error"]["code"] == "BadParameter"
+
+
 async def test_a_gzip_bomb_is_refused_without_inflating_it(all_services):
     telemetry = all_services["telemetry"]
     bomb = gzip.compress(bytes(64 * MIB))  # 64 KB that inflate to 64 MiB
