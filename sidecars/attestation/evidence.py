@@ -100,7 +100,7 @@ class Evidence:
     def from_maa_report_field(cls, report: str) -> Evidence:
         try:
             inner = json.loads(b64_decode_any(report, "report"))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
             raise BadRequest("report: not base64url-encoded JSON") from None
         if not isinstance(inner, dict):
             raise BadRequest("report: expected a JSON object")
@@ -108,7 +108,7 @@ class Evidence:
         if inner.get("Endorsements"):
             try:
                 endorsements = json.loads(b64_decode_any(inner["Endorsements"], "report.Endorsements"))
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise BadRequest("report.Endorsements: not base64url-encoded JSON") from None
             uvm_list = endorsements.get("Uvm") if isinstance(endorsements, dict) else None
             if not isinstance(uvm_list, list) or not uvm_list:

@@ -126,5 +126,5 @@ def verify_maa_request(request: MaaRequest, trust: Trust | None = None, *,
 def _json_claim(data: bytes, what: str) -> Any:
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise BadRequest(f"{what}: dataType is JSON but the data is not JSON") from None

@@ -2,7 +2,9 @@
 
 Each service keeps the error shape of the real service it stands for (skr: `{"error": "..."}`, Azure
 services: `{"error": {"code", "message"}}`), so the factory takes an `error_body` function. Malformed
-requests are 400 with the failing field named (FastAPI's default is 422 with a nested list).
+requests are 400 with the failing field named (FastAPI's default is 422 with a nested list); an unknown path or
+method answers 404/405 in the same shape (Starlette's default is `{"detail"}`); a body over the service's
+`max_body_bytes` answers 413 (see `bodylimit`).
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .bodies import describe_errors
+from .bodylimit import MIB, BodyLimitMiddleware
 from .errors import CcrError
 from .otel import RequestTelemetryMiddleware, telemetry_enabled
 from .process import write_ready_file
 
 ErrorBody = Callable[[CcrError], dict[str, Any]]
 log = logging.getLogger(__name__)
+DEFAULT_MAX_BODY_BYTES = MIB
+# Codes for the answers Starlette's router gives by itself.
+_HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 400: "BadRequest", 413: "PayloadTooLarge"}
 
 
 def azure_error_body(exc: CcrError) -> dict[str, Any]:
@@ -41,20 +49,19 @@ def plain_error_body(exc: CcrError) -> dict[str, Any]:
 
 def describe_validation_error(exc: RequestValidationError) -> str:
     """One line naming each failing field, e.g. `body.runtime_data: Field required`."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts)
+    return describe_errors(list(exc.errors()))
 
 
-def create_app(title: str, *, error_body: ErrorBody = azure_error_body, **fastapi_kwargs) -> FastAPI:
+def create_app(title: str, *, error_body: ErrorBody = azure_error_body, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               **fastapi_kwargs) -> FastAPI:
+    """A FastAPI app answering errors with `error_body` and refusing bodies over `max_body_bytes`."""
     # Requests are traced by our lean middleware (see RequestTelemetryMiddleware), not FastAPI's own, and
     # only when an OTLP endpoint is configured: without one a request pays nothing for telemetry.
     fastapi_kwargs.setdefault("telemetry", {"tracing": False, "metrics": False, "logs": False})
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None, **fastapi_kwargs)
     if telemetry_enabled():
         app.add_middleware(RequestTelemetryMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes, error_body=error_body)
 
     @app.exception_handler(CcrError)
     async def _ccr_error(_request: Request, exc: CcrError) -> JSONResponse:
@@ -68,6 +75,11 @@ def create_app(title: str, *, error_body: ErrorBody = azure_error_body, **fastap
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         err = CcrError(describe_validation_error(exc), code="BadRequest", http_status=400)
         return JSONResponse(error_body(err), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        err = CcrError(str(exc.detail), code=_HTTP_CODES.get(exc.status_code, "Error"), http_status=exc.status_code)
+        return JSONResponse(error_body(err), status_code=exc.status_code, headers=exc.headers)
 
     return app
 

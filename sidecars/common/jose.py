@@ -173,18 +173,21 @@ class CompactJws:
         if len(parts) != 3 or not all(_B64URL.match(p) for p in parts):
             raise InvalidJws("not a compact JWS (three base64url parts)")
         try:
-            header = json.loads(b64url_decode(parts[0]))
-        except ValueError:
+            header_bytes, payload, signature = (b64url_decode(part) for part in parts)
+        except BadRequest:  # base64url of an impossible length: a malformed token, like any other
+            raise InvalidJws("not a compact JWS (three base64url parts)") from None
+        try:
+            header = json.loads(header_bytes)
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
             raise InvalidJws("JWS header is not JSON") from None
         if not isinstance(header, dict):
             raise InvalidJws("JWS header is not a JSON object")
-        return cls(header, b64url_decode(parts[1]), f"{parts[0]}.{parts[1]}".encode("ascii"),
-                   b64url_decode(parts[2]))
+        return cls(header, payload, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
 
     def claims(self) -> dict[str, Any]:
         try:
             claims = json.loads(self.payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidJws("JWS payload is not JSON") from None
         if not isinstance(claims, dict):
             raise InvalidJws("JWS payload is not a JSON object")

@@ -10,6 +10,7 @@ replayed or re-targeted at another path.
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import hashlib
 import re
@@ -108,7 +109,11 @@ def parse_authorization(header: str | None) -> SignedMemberRequest:
     match = _HEADER.match(header.strip())
     if not match:
         raise Unauthorized("Authorization header is not a CCR-Member signature")
-    return SignedMemberRequest(match.group(1), int(match.group(2)), base64.b64decode(match.group(3)))
+    try:
+        signature = base64.b64decode(match.group(3), validate=True)
+    except binascii.Error:
+        raise Unauthorized("Authorization header: sig is not base64") from None
+    return SignedMemberRequest(match.group(1), int(match.group(2)), signature)
 
 
 def verify_member_signature(cert: x509.Certificate, request: SignedMemberRequest, method: str, target: str,

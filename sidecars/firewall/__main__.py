@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from fastapi.responses import JSONResponse
 
 from ..cliargs import add_listen_options, add_spec_variable_options, load_spec_from_args, run_standalone
+from ..common.bodylimit import NO_BODY_BYTES
 from ..common.http import azure_error_body, create_app, serve
 from ..common.logs import configure_logging
 from ..common.otel import setup_telemetry
@@ -50,7 +51,7 @@ def config_from_args(args: argparse.Namespace) -> FirewallSidecarConfig:
 
 
 def create_firewall_app(firewall: Firewall, applied_ms: float):
-    app = create_app("ccr firewall sidecar", error_body=azure_error_body)
+    app = create_app("ccr firewall sidecar", error_body=azure_error_body, max_body_bytes=NO_BODY_BYTES)
 
     @app.get("/status")
     def status() -> dict:

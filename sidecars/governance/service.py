@@ -29,6 +29,8 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from ..common.bodies import json_value
+from ..common.bodylimit import KIB
 from ..common.errors import BadRequest, CcrError, NotFound
 from ..common.http import create_app
 from ..common.transports import async_http_transport
@@ -38,6 +40,9 @@ log = logging.getLogger("ccr.governance")
 OPTIONS = ("execution", "logging", "telemetry")
 APP_SCOPE = "app"
 SIDECAR_SCOPE = "governance"
+# An event goes to CGS base64-encoded (4/3) in an envelope with ~30 KB of evidence: 512 KiB stays well inside
+# CGS's 1 MiB limit, so an event this sidecar accepts is one CGS accepts.
+MAX_BODY_BYTES = 512 * KIB
 
 
 @dataclass
@@ -130,7 +135,7 @@ def build_app(cgs: CgsRoomClient, config: GovernanceConfig) -> FastAPI:
             await watcher.close()
             await cgs.close()
 
-    app = create_app("governance sidecar", lifespan=lifespan)
+    app = create_app("governance sidecar", max_body_bytes=MAX_BODY_BYTES, lifespan=lifespan)
 
     def privileged(request: Request) -> bool:
         if not config.sidecar_token:
@@ -158,12 +163,9 @@ def build_app(cgs: CgsRoomClient, config: GovernanceConfig) -> FastAPI:
                     log.error("cannot audit the denied consent check: %s", exc)
         return result
 
-    @app.put("/events")
+    @app.put("/events", status_code=204, response_class=Response)
     async def put_event(request: Request, id: str | None = None, scope: str | None = None):
-        try:
-            data = await request.json()
-        except ValueError:
-            raise BadRequest("body: the event must be JSON") from None
+        data = json_value(await request.body(), what="body (the event)")
         if not privileged(request):
             scope = APP_SCOPE
         await cgs.put_event(data, event_id=id, scope=scope)
@@ -185,11 +187,8 @@ def build_app(cgs: CgsRoomClient, config: GovernanceConfig) -> FastAPI:
 
     @app.post("/ca/generateEndorsedCert")
     async def generate_endorsed_cert(request: Request):
-        try:
-            body = await request.json()
-        except ValueError:
-            raise BadRequest("body: expected JSON {publicKey, subjectName, subjectAlternateNames, "
-                             "validityPeriodDays}") from None
+        body = json_value(await request.body(), what="body ({publicKey, subjectName, subjectAlternateNames, "
+                                                    "validityPeriodDays})")
         if not isinstance(body, dict) or not isinstance(body.get("publicKey"), str):
             raise BadRequest("publicKey: a PEM public key is required")
         return await cgs.endorsed_cert(body)

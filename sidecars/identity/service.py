@@ -26,8 +26,8 @@ from urllib.parse import parse_qs
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
+from ..common.bodylimit import KIB
 from ..common.errors import BadRequest, CcrError, RemoteServiceError
 from ..common.http import create_app
 from ..common.transports import async_http_transport
@@ -53,6 +53,18 @@ class ImdsError(CcrError):
     """IMDS answers errors as `{error, error_description}`."""
 
 
+# The IMDS error names for the errors every app answers by itself (a malformed request, an unknown path, a body
+# over the limit): IMDS calls all of them `invalid_request`, and a failure on its side `service_unavailable`.
+def imds_error_body(exc: CcrError) -> dict[str, Any]:
+    error = exc.code if isinstance(exc, ImdsError) else \
+        "invalid_request" if exc.http_status < 500 else "service_unavailable"
+    return {"error": error, "error_description": exc.message}
+
+
+# Requests carry their parameters in the query or a small form (`resource`, `client_id`).
+MAX_BODY_BYTES = 16 * KIB
+
+
 def build_app(config: IdentityConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -62,17 +74,13 @@ def build_app(config: IdentityConfig) -> FastAPI:
             await gov.aclose()
             await entra.aclose()
 
-    app = create_app("identity sidecar", lifespan=lifespan)
+    app = create_app("identity sidecar", error_body=imds_error_body, max_body_bytes=MAX_BODY_BYTES, lifespan=lifespan)
     gov_headers = {"authorization": f"Bearer {config.sidecar_token}"} if config.sidecar_token else {}
     gov = httpx.AsyncClient(base_url=config.governance_url.rstrip("/"), headers=gov_headers, timeout=15.0,
                             transport=async_http_transport())
     entra = httpx.AsyncClient(transport=async_http_transport(config.entra_ca_bundle), timeout=15.0)
     cache: dict[tuple[str, str], dict[str, Any]] = {}
     lock = asyncio.Lock()
-
-    @app.exception_handler(ImdsError)
-    async def _imds_error(_request: Request, exc: ImdsError) -> JSONResponse:
-        return JSONResponse({"error": exc.code, "error_description": exc.message}, status_code=exc.http_status)
 
     async def gov_call(method: str, path: str, **kwargs) -> httpx.Response:
         try:

@@ -26,6 +26,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from ..common.bodylimit import KIB
 from ..common.containers import app_container
 from ..common.errors import CcrError, Conflict, NotFound, ProcessError, RemoteServiceError
 from ..common.firewall_client import FirewallClient
@@ -39,6 +40,8 @@ from .run import AppProcess
 from .sidecar import LauncherConfig
 
 log = get_logger(__name__)
+# The only body this API reads is governance's notice of a revoked consent (a few hundred bytes).
+MAX_BODY_BYTES = 64 * KIB
 
 
 @dataclass
@@ -242,7 +245,7 @@ class Launcher:
 
 
 def build_app(launcher: Launcher) -> FastAPI:
-    app = create_app("ccr launcher", error_body=azure_error_body)
+    app = create_app("ccr launcher", error_body=azure_error_body, max_body_bytes=MAX_BODY_BYTES)
     app_name = launcher.config.spec.application.name
 
     def _check_name(name: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from opentelemetry.trace import Tracer
 
 from ..cliargs import run_standalone
+from ..common.bodylimit import NO_BODY_BYTES
 from ..common.http import create_app, plain_error_body, serve
 from ..common.logs import configure_logging
 from ..common.otel import attach_parent_from_env, setup_telemetry, step_span
@@ -107,7 +108,7 @@ def _run(config: ProxyConfig, tracer: Tracer) -> int:
         runtime.stop()
 
     try:
-        app = create_app("ccr proxy", error_body=plain_error_body, lifespan=lifespan)
+        app = create_app("ccr proxy", error_body=plain_error_body, max_body_bytes=NO_BODY_BYTES, lifespan=lifespan)
 
         @app.get("/status")
         def status() -> dict[str, Any]:

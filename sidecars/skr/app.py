@@ -9,11 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..common.bodylimit import KIB
 from ..common.errors import CcrError
 from ..common.http import create_app, plain_error_body
 from .flow import KeyReleaser, decode_runtime_data, jwk_text
 
 log = logging.getLogger("ccr.skr")
+# Requests name endpoints and a key id, and carry runtime data (a JWKS) and perhaps an access token: a few KB.
+MAX_BODY_BYTES = 64 * KIB
 
 
 class _In(BaseModel):
@@ -42,7 +45,7 @@ def build_app(releaser: KeyReleaser) -> FastAPI:
         yield
         await releaser.aclose()
 
-    app = create_app("skr", error_body=plain_error_body, lifespan=lifespan)
+    app = create_app("skr", error_body=plain_error_body, max_body_bytes=MAX_BODY_BYTES, lifespan=lifespan)
 
     @app.get("/status")
     async def status() -> dict[str, str]:

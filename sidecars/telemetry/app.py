@@ -16,12 +16,12 @@ from ..common.http import azure_error_body, create_app
 from .applogs import parse_app_lines
 from .buffer import EncryptedBuffer
 from .export import Exporter
-from .receiver import add_http_routes
+from .receiver import MAX_MESSAGE_BYTES, add_http_routes
 from .signals import Signal, SinkKind
 
 
 def build_app(buffer: EncryptedBuffer, exporter: Exporter) -> FastAPI:
-    app = create_app("ccr telemetry", error_body=azure_error_body)
+    app = create_app("ccr telemetry", error_body=azure_error_body, max_body_bytes=MAX_MESSAGE_BYTES)
     add_http_routes(app, buffer)
 
     @app.post("/logs/app")

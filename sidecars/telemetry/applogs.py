@@ -39,6 +39,8 @@ def parse_app_lines(body: bytes, app: str) -> tuple[ExportLogsServiceRequest, in
             item = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise BadRequest(f"line {number}: not JSON ({exc.msg})") from None
+        except (ValueError, RecursionError):
+            raise BadRequest(f"line {number}: not JSON") from None
         if not isinstance(item, dict):
             raise BadRequest(f"line {number}: expected an object with time, stream and line")
         record = scope_logs.log_records.add()
@@ -57,7 +59,8 @@ def parse_app_lines(body: bytes, app: str) -> tuple[ExportLogsServiceRequest, in
 
 
 def _time_ns(value: object, number: int) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    # The record's time is a fixed64: before 1970 or past 2554 it cannot be stored.
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64:
         return value
     if isinstance(value, str):
         try:
@@ -65,8 +68,9 @@ def _time_ns(value: object, number: int) -> int:
         except ValueError:
             parsed = None
         if parsed is not None and parsed.tzinfo is not None:
-            seconds = int(parsed.timestamp())
-            return seconds * 1_000_000_000 + parsed.microsecond * 1000
+            nanoseconds = int(parsed.timestamp()) * 1_000_000_000 + parsed.microsecond * 1000
+            if 0 <= nanoseconds < 2**64:
+                return nanoseconds
     raise BadRequest(f"line {number}: time must be RFC 3339 with a time zone or integer nanoseconds")
 
 

@@ -14,10 +14,10 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from ..common.errors import ConfigError
 from .buffer import EncryptedBuffer
-from .otlp import decode_request, decompress, encode_response, media_type
+from .otlp import MAX_DECODED_BYTES, decode_request, decompress, encode_response, media_type
 from .signals import Signal
 
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_MESSAGE_BYTES = MAX_DECODED_BYTES
 _RESPONSES = {
     Signal.TRACES: trace_service_pb2.ExportTraceServiceResponse,
     Signal.METRICS: metrics_service_pb2.ExportMetricsServiceResponse,

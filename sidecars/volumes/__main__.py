@@ -27,6 +27,7 @@ from pathlib import Path
 from fastapi.responses import JSONResponse
 
 from ..cliargs import add_listen_options, add_spec_variable_options, load_spec_from_args, run_standalone, spec_variables
+from ..common.bodylimit import NO_BODY_BYTES
 from ..common.errors import ProcessError
 from ..common.forkserver import ForkServerClient
 from ..common.http import create_app, plain_error_body, serve
@@ -195,7 +196,8 @@ def run(config: VolumesConfig) -> int:
         yield
         await asyncio.to_thread(stop_mounts)
 
-    app = create_app("ccr volumes sidecar", error_body=plain_error_body, lifespan=lifespan)
+    app = create_app("ccr volumes sidecar", error_body=plain_error_body, max_body_bytes=NO_BODY_BYTES,
+                     lifespan=lifespan)
 
     @app.get("/status")
     def status():

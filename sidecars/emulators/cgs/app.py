@@ -15,6 +15,7 @@ from __future__ import annotations
 from cryptography import x509
 from fastapi import FastAPI
 
+from ...common.bodylimit import MIB
 from ...common.http import create_app
 from . import ca, consent, contracts, documents, events, members, node, oidc, secrets
 from .audit import AuditLog
@@ -23,13 +24,17 @@ from .issuer import OidcIssuer
 from .room import AttestationVerifier, ReplayGuard, RoomRefused, RoomVerifier
 from .store import Store
 
+# CCF's default `max_body_size`: contracts, documents and proposals are kilobytes; a room's envelope carries
+# about 30 KB of evidence besides its data. Larger bodies are refused (413) before they reach the state file.
+MAX_BODY_BYTES = MIB
+
 # The unit tests import ReplayGuard and RoomRefused from here, where they were defined before the split.
 __all__ = ["ReplayGuard", "RoomRefused", "build_app"]
 
 
 def build_app(store: Store, audit: AuditLog, verify_attestation: AttestationVerifier, issuer: OidcIssuer,
               operator_cert: x509.Certificate, config: CgsConfig) -> FastAPI:
-    app = create_app("CGS stand-in")
+    app = create_app("CGS stand-in", max_body_bytes=MAX_BODY_BYTES)
     app.state.cgs = CgsState(store, audit, issuer, operator_cert, config,
                              member_replay=ReplayGuard(config.replay_window_s),
                              rooms=RoomVerifier(store, verify_attestation, ReplayGuard(config.replay_window_s)))

@@ -15,10 +15,13 @@ from cryptography.x509.oid import NameOID
 from fastapi import APIRouter
 
 from ...common.errors import BadRequest, NotFound
+from . import schemas
 from .deps import Cgs, MemberAuth, SignedReleaseRoomAuth
 from .store import Store
 
 router = APIRouter()
+# The contract CA itself lives 100 days; an endorsed certificate may not outlive that by much.
+MAX_VALIDITY_DAYS = 365
 
 
 @router.get("/app/contracts/{contract_id}/ca/info", response_model=None)
@@ -28,7 +31,8 @@ async def ca_info(contract_id: str, cgs: Cgs, _: MemberAuth) -> dict[str, Any]:
     return {"enabled": ca is not None, "caCert": (ca or {}).get("cert", "")}
 
 
-@router.post("/app/contracts/{contract_id}/ca/generateEndorsedCert", response_model=None)
+@router.post("/app/contracts/{contract_id}/ca/generateEndorsedCert", response_model=None,
+             openapi_extra=schemas.ROOM)
 async def generate_endorsed_cert(contract_id: str, cgs: Cgs, room: SignedReleaseRoomAuth) -> dict[str, str]:
     ca = cgs.store.state.ca.get(contract_id, {})
     if not ca.get("key"):
@@ -37,7 +41,19 @@ async def generate_endorsed_cert(contract_id: str, cgs: Cgs, room: SignedRelease
     data = room.data
     if not isinstance(data, dict) or not isinstance(data.get("publicKey"), str):
         raise BadRequest("data.publicKey: a PEM public key is required")
-    cert = _endorse(ca, data)
+    if not isinstance(data.get("subjectName") or "", str):
+        raise BadRequest("data.subjectName: expected a string")
+    if not isinstance(data.get("subjectAlternateNames") or [], list):
+        raise BadRequest("data.subjectAlternateNames: expected a list")
+    days = data.get("validityPeriodDays") or 30
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_VALIDITY_DAYS:
+        raise BadRequest(f"data.validityPeriodDays: expected a whole number of days from 1 to {MAX_VALIDITY_DAYS}")
+    try:
+        cert = _endorse(ca, data)
+    except (ValueError, TypeError) as exc:
+        # Whatever the room asked for that a certificate cannot hold: an empty or over-long name, an address or
+        # DNS name that is not one, a key type that cannot be certified.
+        raise BadRequest(f"data: cannot endorse this request: {exc}") from None
     cgs.audit.append(contract_id, "cgs", "release", {"action": "generate_endorsed_cert",
                                                      "subjectName": data.get("subjectName", ""),
                                                      "subjectAlternateNames": data.get("subjectAlternateNames", [])})

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from ...common.errors import NotFound
+from . import schemas
 from .deps import Cgs, CgsState, MemberAuth, consent_checking_room_auth
 from .store import RUNTIME_OPTIONS
 
 router = APIRouter()
 
 
-@router.post("/app/contracts/{contract_id}/execution/{verb}")
+@router.post("/app/contracts/{contract_id}/execution/{verb}", response_class=Response)
 async def set_execution(contract_id: str, verb: str, cgs: Cgs, caller: MemberAuth) -> Response:
     if verb not in ("enable", "disable"):
         raise NotFound(f"no execution action {verb!r}: use enable or disable")
@@ -37,7 +38,8 @@ async def room_consent(contract_id: str, option: str, cgs: Cgs) -> dict[str, Any
 
 for path in ("/app/contracts/{contract_id}/consentcheck/{option}",
              "/app/contracts/{contract_id}/runtimeoptions/{option}/status"):
-    router.add_api_route(path, room_consent, methods=["POST"], dependencies=[Depends(consent_checking_room_auth)])
+    router.add_api_route(path, room_consent, methods=["POST"], dependencies=[Depends(consent_checking_room_auth)],
+                         openapi_extra=schemas.ROOM)
 
 
 def _status(cgs: CgsState, contract_id: str, option: str) -> dict[str, Any]:

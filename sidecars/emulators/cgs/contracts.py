@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from ...common.errors import BadRequest
+from . import schemas
 from .deps import Cgs, MemberAuth
 
 router = APIRouter()
@@ -19,7 +20,7 @@ async def list_contracts(cgs: Cgs, _: MemberAuth) -> list[dict[str, Any]]:
     return [{"id": cid, "state": c["state"]} for cid, c in cgs.store.state.contracts.items()]
 
 
-@router.put("/app/contracts/{contract_id}")
+@router.put("/app/contracts/{contract_id}", response_class=Response, openapi_extra=schemas.CONTRACT)
 async def put_contract(contract_id: str, cgs: Cgs, caller: MemberAuth) -> Response:
     data = caller.json()
     if "data" not in data:

@@ -8,7 +8,6 @@ anything else it sent is read.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ from typing import Annotated, Any
 from cryptography import x509
 from fastapi import Depends, Request
 
+from ...common.bodies import json_value
 from ...common.errors import BadRequest, Unauthorized
 from ...common.memberauth import member_id_of, parse_authorization, verify_member_signature
 from .audit import AuditLog
@@ -58,10 +58,7 @@ Cgs = Annotated[CgsState, Depends(cgs_state)]
 
 
 def json_body(body: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(body or b"{}")
-    except ValueError:
-        raise BadRequest("body: not JSON") from None
+    value = json_value(body or b"{}")
     if not isinstance(value, dict):
         raise BadRequest("body: expected a JSON object")
     return value
@@ -80,7 +77,8 @@ class Member:
 
 
 async def authenticate_member(request: Request, cgs: CgsState, *, allow_operator: bool = False) -> Member:
-    body = await request.body()
+    # The header's syntax and the signer's membership are checked before a byte of the body is read; the body
+    # is then read (bounded by the app's body limit) only because the signature covers its hash.
     signed = parse_authorization(request.headers.get("authorization"))
     if signed.member_id in cgs.store.state.members:
         cert = x509.load_pem_x509_certificate(cgs.store.state.members[signed.member_id]["cert"].encode())
@@ -90,6 +88,7 @@ async def authenticate_member(request: Request, cgs: CgsState, *, allow_operator
     else:
         raise Unauthorized(f"{signed.member_id[:12]}… is not a member of this consortium")
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    body = await request.body()
     verify_member_signature(cert, signed, request.method, target, body)
     try:
         cgs.member_replay.check(signed.timestamp_ms, signed.signature, "member request")

@@ -10,15 +10,16 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from ...common.errors import BadRequest, NotFound
+from . import schemas
 from .deps import Cgs, MemberAuth, ReleaseRoomAuth
 
 router = APIRouter()
 
 
-@router.put("/app/memberdocuments/{document_id}")
+@router.put("/app/memberdocuments/{document_id}", response_class=Response, openapi_extra=schemas.DOCUMENT)
 async def put_document(document_id: str, cgs: Cgs, caller: MemberAuth) -> Response:
     data = caller.json()
-    if not data.get("contractId"):
+    if not data.get("contractId") or not isinstance(data["contractId"], str):
         raise BadRequest("ContractId must be specified in document payload.", code="ContractIdMissing")
     if "data" not in data:
         raise BadRequest("data key must be present in document payload.", code="DataMissing")
@@ -47,4 +48,4 @@ async def release_document(contract_id: str, document_id: str, cgs: Cgs, room: R
 
 for path in ("/app/contracts/{contract_id}/acceptedMemberDocuments/{document_id}",
              "/app/contracts/{contract_id}/memberdocuments/accepted/{document_id}"):
-    router.add_api_route(path, release_document, methods=["POST"], response_model=None)
+    router.add_api_route(path, release_document, methods=["POST"], response_model=None, openapi_extra=schemas.ROOM)

@@ -7,17 +7,19 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from ...common.errors import BadRequest
-from .deps import Cgs, auditing_room_auth, authenticate_member
+from . import schemas
+from .deps import Cgs, MemberAuth, auditing_room_auth
 from .room import Room
 
 router = APIRouter()
 
 
-@router.put("/app/contracts/{contract_id}/events")
+@router.put("/app/contracts/{contract_id}/events", status_code=204, response_class=Response,
+            openapi_extra=schemas.ROOM)
 async def put_event(contract_id: str, cgs: Cgs, room: Annotated[Room, Depends(auditing_room_auth)],
                     id: str | None = None, scope: str | None = None) -> Response:
     cgs.audit.append(contract_id, scope or "", id or contract_id, room.data, room.timestamp_ms)
@@ -33,18 +35,13 @@ class EventsQuery:
     max_seqno_per_page: int
 
 
-async def events_reader(request: Request, cgs: Cgs, id: str | None = None, scope: str | None = None,
-                        from_seqno: int | None = None, to_seqno: int | None = None,
-                        max_seqno_per_page: int = 2000) -> EventsQuery:
-    """The member's query. FastAPI checks a dependency's parameters before it calls it, so a malformed query is
-    refused (400) before the member is authenticated, as it always was."""
-    await authenticate_member(request, cgs)
-    return EventsQuery(id, scope, from_seqno, to_seqno, max_seqno_per_page)
-
-
 @router.get("/app/contracts/{contract_id}/events", response_model=None)
-async def get_events(contract_id: str, cgs: Cgs, query: Annotated[EventsQuery, Depends(events_reader)]
-                     ) -> dict[str, Any]:
+async def get_events(contract_id: str, cgs: Cgs, _: MemberAuth, id: str | None = None, scope: str | None = None,
+                     from_seqno: int | None = None, to_seqno: int | None = None,
+                     max_seqno_per_page: int = 2000) -> dict[str, Any]:
+    # The query is the endpoint's, not the member dependency's: FastAPI checks an endpoint's parameters only once
+    # its dependencies have run, so an unauthenticated caller is refused (401) before its query is parsed.
+    query = EventsQuery(id, scope, from_seqno, to_seqno, max_seqno_per_page)
     cgs.store.contract(contract_id)
     events = cgs.audit.events(contract_id)
     head = cgs.audit.head(contract_id)

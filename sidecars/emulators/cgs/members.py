@@ -11,6 +11,7 @@ from fastapi import APIRouter
 
 from ...common.errors import BadRequest, Forbidden, NotFound
 from ...common.memberauth import member_id_of
+from . import schemas
 from .ca import ensure_ca
 from .deps import OPERATOR, Cgs, CgsState, MemberAuth, MemberOrOperatorAuth
 
@@ -23,7 +24,7 @@ async def list_members(cgs: Cgs, _: MemberOrOperatorAuth) -> dict[str, Any]:
                       for mid, m in cgs.store.state.members.items()]}
 
 
-@router.post("/gov/members", response_model=None)
+@router.post("/gov/members", response_model=None, openapi_extra=schemas.MEMBER)
 async def add_member(cgs: Cgs, caller: MemberOrOperatorAuth) -> dict[str, Any]:
     if caller.who != OPERATOR:
         raise Forbidden("only the network operator registers members")
@@ -39,9 +40,9 @@ async def add_member(cgs: Cgs, caller: MemberOrOperatorAuth) -> dict[str, Any]:
     return {"memberId": member_id_of(cert), "name": name}
 
 
-@router.post("/gov/members/proposals:create", response_model=None)
+@router.post("/gov/members/proposals:create", response_model=None, openapi_extra=schemas.PROPOSAL)
 async def create_proposal(cgs: Cgs, caller: MemberAuth) -> dict[str, Any]:
-    proposal = cgs.store.create_proposal(caller.who, caller.json().get("actions") or [])
+    proposal = cgs.store.create_proposal(caller.who, _proposed_actions(caller.json()))
     for action in proposal["actions"]:
         contract_id = _contract_of(cgs, action)
         if contract_id:
@@ -57,7 +58,8 @@ async def get_proposal(proposal_id: str, cgs: Cgs, _: MemberAuth) -> dict[str, A
     return _proposal_view(proposal)
 
 
-@router.post("/gov/members/proposals/{proposal_id}/ballots/{member_id}:submit", response_model=None)
+@router.post("/gov/members/proposals/{proposal_id}/ballots/{member_id}:submit", response_model=None,
+             openapi_extra=schemas.BALLOT)
 async def vote(proposal_id: str, member_id: str, cgs: Cgs, caller: MemberAuth) -> dict[str, Any]:
     if caller.who != member_id:
         raise Forbidden("a member votes only for itself")
@@ -72,6 +74,25 @@ async def vote(proposal_id: str, member_id: str, cgs: Cgs, caller: MemberAuth) -
             if proposal["state"] == "Accepted" and action["name"] == "enable_ca":
                 ensure_ca(cgs.store, contract_id)
     return _proposal_view(proposal)
+
+
+def _proposed_actions(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The proposal's actions, shaped as the store expects them: a list of `{name, args}` whose ids are strings and
+    whose policy claims each name at least one value (the store checks what they mean)."""
+    actions = body.get("actions") or []
+    if not isinstance(actions, list):
+        raise BadRequest("actions: expected a list of {name, args}")
+    for number, action in enumerate(actions):
+        if not isinstance(action, dict) or not isinstance(action.get("name"), str) \
+                or not isinstance(action.get("args"), dict):
+            raise BadRequest(f"actions[{number}]: expected {{name: string, args: object}}")
+        for key in ("contractId", "documentId"):
+            if key in action["args"] and not isinstance(action["args"][key], str):
+                raise BadRequest(f"actions[{number}].args.{key}: expected a string")
+        claims = action["args"].get("claims")
+        if isinstance(claims, dict) and any(values == [] for values in claims.values()):
+            raise BadRequest(f"actions[{number}].args.claims: each claim needs at least one value")
+    return actions
 
 
 def _contract_of(cgs: CgsState, action: dict[str, Any]) -> str | None:

@@ -8,6 +8,6 @@ from fastapi.responses import Response
 router = APIRouter()
 
 
-@router.get("/node/ready/app")
+@router.get("/node/ready/app", status_code=204, response_class=Response)
 async def ready() -> Response:
     return Response(status_code=204)

@@ -144,6 +144,6 @@ class RoomVerifier:
         self.replay.check(int(timestamp), signature, "signed write")
         try:
             data = json.loads(base64.b64decode(data_b64))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
             raise RoomRefused("data is not base64 JSON", code="InvalidData") from None
         return Room(public_pem, data, int(timestamp))

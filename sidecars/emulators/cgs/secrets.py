@@ -7,12 +7,14 @@ from typing import Any
 from fastapi import APIRouter
 
 from ...common.errors import NotFound
+from . import schemas
 from .deps import Cgs, MemberAuth, ReleaseRoomAuth
 
 router = APIRouter()
 
 
-@router.put("/app/contracts/{contract_id}/secrets/{secret_name}", response_model=None)
+@router.put("/app/contracts/{contract_id}/secrets/{secret_name}", response_model=None,
+            openapi_extra=schemas.SECRET)
 async def put_secret(contract_id: str, secret_name: str, cgs: Cgs, caller: MemberAuth) -> dict[str, Any]:
     secret_id = cgs.store.put_secret(contract_id, caller.who, secret_name, str(caller.json().get("value") or ""))
     cgs.record(contract_id, caller.who, "put_secret", secretId=secret_id)
@@ -25,7 +27,7 @@ async def list_secrets(contract_id: str, cgs: Cgs, _: MemberAuth) -> dict[str, A
     return {"value": [{"secretId": s} for s in cgs.store.state.secrets.get(contract_id, {})]}
 
 
-@router.post("/app/contracts/{contract_id}/secrets/{secret_id}", response_model=None)
+@router.post("/app/contracts/{contract_id}/secrets/{secret_id}", response_model=None, openapi_extra=schemas.ROOM)
 async def release_secret(contract_id: str, secret_id: str, cgs: Cgs, room: ReleaseRoomAuth) -> dict[str, str]:
     value = cgs.store.state.secrets.get(contract_id, {}).get(secret_id)
     if value is None:

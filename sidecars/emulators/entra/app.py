@@ -31,12 +31,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ...common.bodylimit import KIB
+from ...common.errors import CcrError
 from ...common.http import create_app
 from ...common.transports import http_transport
 
 log = logging.getLogger("ccr.entra")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEFAULT_AUDIENCE = "api://AzureADTokenExchange"
+# A token request is a small form whose largest field is the client assertion (a JWT of a few KB).
+MAX_BODY_BYTES = 64 * KIB
 
 
 class OAuthError(Exception):
@@ -44,11 +48,19 @@ class OAuthError(Exception):
         super().__init__(description)
         self.status, self.error, self.aadsts, self.description = status, error, aadsts, description
 
+    def body(self) -> dict[str, Any]:
+        return {"error": self.error, "error_description": f"AADSTS{self.aadsts}: {self.description}",
+                "error_codes": [self.aadsts], "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ"),
+                "trace_id": str(uuid.uuid4()), "correlation_id": str(uuid.uuid4())}
+
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": self.error, "error_description": f"AADSTS{self.aadsts}: {self.description}",
-                             "error_codes": [self.aadsts], "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ"),
-                             "trace_id": str(uuid.uuid4()), "correlation_id": str(uuid.uuid4())},
-                            status_code=self.status)
+        return JSONResponse(self.body(), status_code=self.status)
+
+
+def aad_error_body(exc: CcrError) -> dict[str, Any]:
+    """Entra's shape for the errors every app answers by itself (an unknown path, a malformed request, a body
+    over the limit): AADSTS900144-style `invalid_request`, as Entra answers a request it cannot read."""
+    return OAuthError(exc.http_status, "invalid_request", 90014, exc.message).body()
 
 
 @dataclass(frozen=True)
@@ -142,7 +154,7 @@ class TokenIssuer:
 
 def build_app(credentials: CredentialSource, issuer_keys: IssuerKeys, tokens: TokenIssuer,
               base_url: dict[str, str]) -> FastAPI:
-    app = create_app("Entra token stand-in")
+    app = create_app("Entra token stand-in", error_body=aad_error_body, max_body_bytes=MAX_BODY_BYTES)
 
     @app.exception_handler(OAuthError)
     async def _oauth_error(_request: Request, exc: OAuthError) -> JSONResponse:
@@ -189,7 +201,7 @@ def build_app(credentials: CredentialSource, issuer_keys: IssuerKeys, tokens: To
         try:
             header = jwt.get_unverified_header(assertion)
             unverified = jwt.decode(assertion, options={"verify_signature": False})
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, RecursionError):  # RecursionError: nesting deeper than the JSON parser goes
             raise OAuthError(400, "invalid_client", 50027, "the client assertion is not a JWT") from None
         iss, sub = unverified.get("iss"), unverified.get("sub")
         matches = [c for c in credentials.all() if c.client_id == client_id and c.issuer == iss]

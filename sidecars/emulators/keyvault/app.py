@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import Depends, FastAPI
 
+from ...common.bodylimit import KIB
 from ...common.http import azure_error_body, create_app
 from . import keys, release, secrets
 from .access import AccessTokenVerifier, EntraService, TrustedIssuer
@@ -16,6 +17,10 @@ from .deps import KeyVaultState, authenticate
 from .jwks import JwksCache
 from .signer import ResponseSigner
 from .store import Vault
+
+# The largest bodies are a secret (at most 25 KB, Key Vault's limit, see `secrets`, JSON-escaped) and an imported
+# RSA-4096 JWK with its release policy (under 8 KB); a release carries one attestation token.
+MAX_BODY_BYTES = 64 * KIB
 
 
 def build_app(*, issuers: list[TrustedIssuer], challenge_authority: str, signer: ResponseSigner,
@@ -33,7 +38,7 @@ def build_app(*, issuers: list[TrustedIssuer], challenge_authority: str, signer:
 
     # An app-wide dependency, so that every route, present and future, checks the bearer token first.
     app = create_app("Key Vault stand-in", error_body=azure_error_body, lifespan=lifespan,
-                     dependencies=[Depends(authenticate)])
+                     max_body_bytes=MAX_BODY_BYTES, dependencies=[Depends(authenticate)])
     app.state.keyvault = KeyVaultState(Vault(), verifier, jwks, signer)
     for area in (keys, release, secrets):
         app.include_router(area.router)

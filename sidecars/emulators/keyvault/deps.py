@@ -4,11 +4,12 @@ bearer-token check every route depends on, and the base of the request bodies.""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from ...common.bodies import json_body
 from ...common.errors import BadRequest
 from .access import AccessTokenVerifier
 from .jwks import JwksCache
@@ -44,5 +45,15 @@ def vault_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+# Key Vault's `nbf`/`exp`: seconds since the epoch, up to the end of year 9999 (what a date can hold).
+UnixTime = Annotated[int, Field(ge=0, le=253402300799)]
+
+
 class BodyIn(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+def kv_body(model: type[BodyIn]) -> Any:
+    """A route's JSON body, read only after `authenticate` (an app-wide dependency, so it runs first); Key Vault
+    calls a malformed body a `BadParameter`."""
+    return json_body(model, code="BadParameter")

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import APIRouter, Request
 from pydantic import Field
 
+from ...common.bodies import json_body_openapi
 from ...common.errors import BadRequest, Forbidden
 from ...common.jose import b64url_decode, curve_for, ec_private_from_jwk, rsa_private_from_jwk
 from ...common.release_policy import ReleasePolicy
-from .deps import BodyIn, KeyVault, vault_url
+from .deps import BodyIn, KeyVault, UnixTime, kv_body, vault_url
 from .store import (
     DEFAULT_KEY_OPS,
     KEY_TYPES,
@@ -32,6 +33,7 @@ from .store import (
 
 log = logging.getLogger("ccr.emulators.keyvault")
 RSA_SIZES = (2048, 3072, 4096)
+RSA_EXPONENTS = (3, 65537)  # what an RSA key can be generated with (65537 is Key Vault's default)
 OCT_SIZES = (128, 192, 256)
 router = APIRouter()
 
@@ -39,8 +41,8 @@ router = APIRouter()
 class KeyAttributesIn(BodyIn):
     enabled: bool | None = None
     exportable: bool | None = None
-    nbf: int | None = None
-    exp: int | None = None
+    nbf: UnixTime | None = None
+    exp: UnixTime | None = None
 
 
 class ReleasePolicyIn(BodyIn):
@@ -50,9 +52,10 @@ class ReleasePolicyIn(BodyIn):
 
 
 class KeyCreateIn(BodyIn):
-    kty: str
-    key_size: int | None = None
-    public_exponent: int | None = None
+    # The enums describe the API (the OpenAPI document); `_check_kty` and `_generate` check, with Key Vault's code.
+    kty: str = Field(json_schema_extra={"enum": list(KEY_TYPES)})
+    key_size: int | None = Field(None, json_schema_extra={"enum": [*RSA_SIZES, *OCT_SIZES]})
+    public_exponent: int | None = Field(None, json_schema_extra={"enum": [65537]})
     key_ops: list[str] | None = None
     attributes: KeyAttributesIn | None = None
     tags: dict[str, str] | None = None
@@ -75,19 +78,23 @@ class KeyUpdateIn(BodyIn):
     release_policy: ReleasePolicyIn | None = None
 
 
-@router.post("/keys/{name}/create")
-async def create_key(name: str, body: KeyCreateIn, request: Request, kv: KeyVault) -> dict[str, Any]:
+@router.post("/keys/{name}/create", openapi_extra=json_body_openapi(KeyCreateIn))
+async def create_key(name: str, body: Annotated[KeyCreateIn, kv_body(KeyCreateIn)], request: Request,
+                     kv: KeyVault) -> dict[str, Any]:
     _check_kty(body.kty)
     return _store_key(kv.vault, request, name, body.kty, _generate(body), body.key_ops, body.attributes, body.tags,
                       body.release_policy)
 
 
-@router.put("/keys/{name}")
-async def import_key(name: str, body: KeyImportIn, request: Request, kv: KeyVault) -> dict[str, Any]:
+@router.put("/keys/{name}", openapi_extra=json_body_openapi(KeyImportIn))
+async def import_key(name: str, body: Annotated[KeyImportIn, kv_body(KeyImportIn)], request: Request,
+                     kv: KeyVault) -> dict[str, Any]:
     kty, material = _import_material(body.key)
     if body.hsm and not kty.endswith("-HSM"):
         kty += "-HSM"
-    ops = body.key.get("key_ops") if isinstance(body.key.get("key_ops"), list) else None
+    ops = body.key.get("key_ops")
+    if ops is not None and (not isinstance(ops, list) or not all(isinstance(op, str) for op in ops)):
+        raise BadRequest("key.key_ops: expected a list of operation names", code="BadParameter")
     return _store_key(kv.vault, request, name, kty, material, ops, body.attributes, body.tags, body.release_policy)
 
 
@@ -119,9 +126,9 @@ async def get_key_version(name: str, version: str, request: Request, kv: KeyVaul
     return kv.vault.key(name, version).bundle(vault_url(request))
 
 
-@router.patch("/keys/{name}/")
-@router.patch("/keys/{name}/{version}")
-async def update_key(name: str, body: KeyUpdateIn, request: Request, kv: KeyVault,
+@router.patch("/keys/{name}/", openapi_extra=json_body_openapi(KeyUpdateIn))
+@router.patch("/keys/{name}/{version}", openapi_extra=json_body_openapi(KeyUpdateIn))
+async def update_key(name: str, body: Annotated[KeyUpdateIn, kv_body(KeyUpdateIn)], request: Request, kv: KeyVault,
                      version: str | None = None) -> dict[str, Any]:
     key = kv.vault.key(name, version)
     attrs = body.attributes
@@ -188,7 +195,10 @@ def _generate(body: KeyCreateIn) -> PrivateKey:
         size = body.key_size or 2048
         if size not in RSA_SIZES:
             raise BadRequest(f"key_size: {size} is not an RSA size; use 2048, 3072 or 4096", code="BadParameter")
-        return rsa.generate_private_key(public_exponent=body.public_exponent or 65537, key_size=size)
+        exponent = body.public_exponent or 65537
+        if exponent not in RSA_EXPONENTS:
+            raise BadRequest(f"public_exponent: {exponent} is not supported; use 65537", code="BadParameter")
+        return rsa.generate_private_key(public_exponent=exponent, key_size=size)
     if kind == "EC":
         return ec.generate_private_key(curve_for(body.crv or "P-256"))
     size = body.key_size or 256

@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import APIRouter, Request
 from pydantic import Field
 
+from ...common.bodies import json_body_openapi
 from ...common.errors import BadRequest, CcrError, Forbidden
 from ...common.jose import b64url_encode, rsa_public_from_jwk
 from ...common.keywrap import KeyWrapAlgorithm, rsa_aes_wrap
 from .attestation import verify_attestation_token
-from .deps import BodyIn, KeyVault, KeyVaultState, vault_url
+from .deps import BodyIn, KeyVault, KeyVaultState, kv_body, vault_url
 
 log = logging.getLogger("ccr.emulators.keyvault")
 router = APIRouter()
@@ -28,15 +29,16 @@ class KeyReleaseIn(BodyIn):
     enc: KeyWrapAlgorithm | None = None
 
 
-@router.post("/keys/{name}/release")
-@router.post("/keys/{name}//release")
-async def release_current(name: str, body: KeyReleaseIn, request: Request, kv: KeyVault) -> dict[str, Any]:
+@router.post("/keys/{name}/release", openapi_extra=json_body_openapi(KeyReleaseIn))
+@router.post("/keys/{name}//release", openapi_extra=json_body_openapi(KeyReleaseIn))
+async def release_current(name: str, body: Annotated[KeyReleaseIn, kv_body(KeyReleaseIn)], request: Request,
+                          kv: KeyVault) -> dict[str, Any]:
     return await _release(kv, request, name, None, body)
 
 
-@router.post("/keys/{name}/{version}/release")
-async def release_version(name: str, version: str, body: KeyReleaseIn, request: Request,
-                          kv: KeyVault) -> dict[str, Any]:
+@router.post("/keys/{name}/{version}/release", openapi_extra=json_body_openapi(KeyReleaseIn))
+async def release_version(name: str, version: str, body: Annotated[KeyReleaseIn, kv_body(KeyReleaseIn)],
+                          request: Request, kv: KeyVault) -> dict[str, Any]:
     return await _release(kv, request, name, version, body)
 
 

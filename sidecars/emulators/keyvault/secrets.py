@@ -3,33 +3,43 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from .deps import BodyIn, KeyVault, vault_url
+from ...common.bodies import json_body_openapi
+from .deps import BodyIn, KeyVault, UnixTime, kv_body, vault_url
 from .store import Attributes, SecretVersion, check_name, new_version
 
 log = logging.getLogger("ccr.emulators.keyvault")
+MAX_SECRET_BYTES = 25 * 1024
 router = APIRouter()
 
 
 class SecretAttributesIn(BodyIn):
     enabled: bool | None = None
-    nbf: int | None = None
-    exp: int | None = None
+    nbf: UnixTime | None = None
+    exp: UnixTime | None = None
 
 
 class SecretSetIn(BodyIn):
-    value: str
+    value: str = Field(json_schema_extra={"maxLength": MAX_SECRET_BYTES})
     content_type: str | None = Field(None, alias="contentType")
     attributes: SecretAttributesIn | None = None
     tags: dict[str, str] | None = None
 
+    @field_validator("value")
+    @classmethod
+    def _within_limit(cls, value: str) -> str:
+        if len(value.encode()) > MAX_SECRET_BYTES:
+            raise ValueError(f"a secret value is at most {MAX_SECRET_BYTES} bytes (Key Vault's limit is 25 KB)")
+        return value
 
-@router.put("/secrets/{name}")
-async def set_secret(name: str, body: SecretSetIn, request: Request, kv: KeyVault) -> dict[str, Any]:
+
+@router.put("/secrets/{name}", openapi_extra=json_body_openapi(SecretSetIn))
+async def set_secret(name: str, body: Annotated[SecretSetIn, kv_body(SecretSetIn)], request: Request,
+                     kv: KeyVault) -> dict[str, Any]:
     attrs = body.attributes or SecretAttributesIn()
     secret = SecretVersion(check_name(name, "secret"), new_version(), body.value, body.content_type,
                            Attributes(enabled=attrs.enabled is not False, nbf=attrs.nbf, exp=attrs.exp), body.tags)

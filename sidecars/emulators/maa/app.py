@@ -8,8 +8,9 @@ Paths and shapes are the real service's (api-version 2022-08-01):
 - `GET /certs` → JWKS `{keys:[{kty, kid, use, alg, n, e, x5c}]}`.
 - `GET /.well-known/openid-configuration` → issuer, jwks_uri, claims_supported, ...
 Errors are `{"error": {"code", "message"}}`: 400 `InvalidParameter` for a malformed body or missing
-api-version, 401 `AttestationFailed` when the evidence does not verify (bad signature, unknown chain,
-measurement or runtime-data binding mismatch); the message names the reason.
+api-version, 413 `PayloadTooLarge` for a body over 256 KiB, 401 `AttestationFailed` when the evidence does
+not verify (bad signature, unknown chain, measurement or runtime-data binding mismatch); the message names
+the reason.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import json
 import logging
 import re
 import secrets
@@ -34,6 +34,8 @@ from fastapi import FastAPI, Request
 
 from ...attestation.evidence import MaaRequest
 from ...attestation.verify import Trust, verify_maa_request
+from ...common.bodies import json_value
+from ...common.bodylimit import KIB
 from ...common.errors import AttestationError, BadRequest, CcrError
 from ...common.http import create_app
 
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 MIN_API_VERSION = "2022-08-01"
 API_VERSION_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
 TOKEN_LIFETIME = dt.timedelta(hours=8)
+# A real C-ACI attestation request is about 40 KB (report, VCEK chain, UVM endorsement, runtime keys).
+MAX_BODY_BYTES = 256 * KIB
 # MAA reports the hash of the attestation policy it applied; the stand-in applies the default policy.
 DEFAULT_POLICY = "version= 1.0;authorizationrules{=> permit();};issuancerules{};"
 POLICY_HASH = base64.urlsafe_b64encode(hashlib.sha256(DEFAULT_POLICY.encode()).digest()).rstrip(b"=").decode()
@@ -97,7 +101,7 @@ def _check_api_version(request: Request) -> None:
 def create_maa_app(trust: Trust, signer: TokenSigner, issuer: str | None = None) -> FastAPI:
     """The app. `issuer` (the stand-in's own URL) may be set later through `app.state.issuer`, once the
     listening port is known."""
-    app = create_app("MAA stand-in")
+    app = create_app("MAA stand-in", max_body_bytes=MAX_BODY_BYTES)
     app.state.issuer = issuer
 
     def current_issuer() -> str:
@@ -108,10 +112,7 @@ def create_maa_app(trust: Trust, signer: TokenSigner, issuer: str | None = None)
     @app.post("/attest/SevSnpVm")
     async def attest_sev_snp_vm(request: Request) -> dict[str, str]:
         _check_api_version(request)
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            raise BadRequest("body: not a JSON document", code="InvalidParameter") from None
+        body = json_value(await request.body(), code="InvalidParameter")
         try:
             parsed = MaaRequest.from_body(body)
             claims = verify_maa_request(parsed, trust)

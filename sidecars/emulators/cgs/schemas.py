@@ -1,0 +1,40 @@
+"""The request bodies of the CGS stand-in's routes, as JSON schemas for its OpenAPI document.
+
+The routes read their bodies themselves, after the caller is authenticated (a member's signature covers the
+body's bytes; a room's envelope is its credential), so FastAPI never sees these schemas at run time: they
+describe the API to clients and to the fuzz tests, and each route checks what it reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .store import ACTIONS, POLICY_CLAIMS
+
+STRING: dict[str, Any] = {"type": "string"}
+
+
+def body(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`openapi_extra` for a route reading a JSON object with these properties."""
+    schema = {"type": "object", "properties": properties, "required": list(required)}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+CONTRACT = body({"data": {}, "version": STRING}, ("data",))
+DOCUMENT = body({"contractId": STRING, "data": {}, "version": STRING}, ("contractId", "data"))
+MEMBER = body({"cert": {"type": "string", "description": "PEM certificate"}, "name": STRING}, ("cert", "name"))
+PROPOSAL = body({"actions": {"type": "array", "items": {
+    "type": "object", "required": ["name", "args"], "properties": {
+        "name": {"enum": list(ACTIONS)},
+        "args": {"type": "object", "properties": {
+            "contractId": STRING, "documentId": STRING, "version": STRING, "type": {"enum": ["add", "remove"]},
+            "claims": {"type": "object", "properties": {claim: {} for claim in POLICY_CLAIMS}}}}}}}}, ("actions",))
+BALLOT = body({"ballot": {"enum": ["accept", "reject"]}}, ("ballot",))
+SECRET = body({"value": STRING}, ("value",))
+# A room's request: its attestation and the key answers are wrapped to; a write adds its signed data.
+ROOM = body({
+    "attestation": {"type": "object", "required": ["evidence", "endorsements"], "properties": {
+        "evidence": STRING, "endorsements": STRING, "uvm_endorsements": STRING}},
+    "platform": STRING, "encrypt": {"type": "object", "properties": {"publicKey": STRING}},
+    "data": STRING, "timestamp": STRING,
+    "sign": {"type": "object", "properties": {"signature": STRING, "publicKey": STRING}}}, ("attestation",))
