@@ -15,6 +15,7 @@ from typing import Any
 from ...common.auditchain import GENESIS, event_hash
 from . import db
 
+_MAX_SEQNO = 2**63 - 1
 _SELECT = f"SELECT {', '.join(db.EVENT_COLUMNS)} FROM events"
 
 
@@ -44,12 +45,31 @@ class AuditLog:
             rows = self._conn.execute(f"{_SELECT} WHERE contract = ? ORDER BY seqno", (contract_id,)).fetchall()
         return [db.event_of(row) for row in rows]
 
-    def page(self, contract_id: str, first: int, last: int) -> list[dict[str, Any]]:
-        """The events with first <= seqno <= last, in order: an index range, whatever the chain's length."""
+    def page(self, contract_id: str, first: int, last: int, *, event_id: str | None = None,
+             scope: str | None = None) -> list[dict[str, Any]]:
+        """The events with first <= seqno <= last (and the id and scope, when given), in order: a range of
+        the primary key, however long the chain."""
+        where, params = self._filters(event_id, scope)
+        # Query parameters reach here unbounded; SQLite integers are 64-bit.
+        first, last = (min(max(bound, 0), _MAX_SEQNO) for bound in (first, last))
         with self._lock:
-            rows = self._conn.execute(f"{_SELECT} WHERE contract = ? AND seqno BETWEEN ? AND ? ORDER BY seqno",
-                                      (contract_id, first, last)).fetchall()
+            rows = self._conn.execute(f"{_SELECT} WHERE contract = ? AND seqno BETWEEN ? AND ?{where} ORDER BY seqno",
+                                      (contract_id, first, last, *params)).fetchall()
         return [db.event_of(row) for row in rows]
+
+    def latest(self, contract_id: str, *, event_id: str | None = None, scope: str | None = None
+               ) -> dict[str, Any] | None:
+        """The last event (with the id and scope, when given): the key read backwards from the head."""
+        where, params = self._filters(event_id, scope)
+        with self._lock:
+            row = self._conn.execute(f"{_SELECT} WHERE contract = ?{where} ORDER BY seqno DESC LIMIT 1",
+                                     (contract_id, *params)).fetchone()
+        return db.event_of(row) if row else None
+
+    @staticmethod
+    def _filters(event_id: str | None, scope: str | None) -> tuple[str, tuple[str, ...]]:
+        clauses = [(" AND id = ?", event_id), (" AND scope = ?", scope)]
+        return "".join(c for c, v in clauses if v is not None), tuple(v for _, v in clauses if v is not None)
 
     def head(self, contract_id: str) -> dict[str, Any]:
         with self._lock:

@@ -131,3 +131,16 @@ def test_a_second_stand_in_cannot_use_the_same_state_directory(tmp_path):
     with pytest.raises(CcrError):
         # flock is per open file: a second open in this process is refused as well.
         _lock_state_dir(tmp_path)
+
+
+def test_pages_and_latest_are_read_by_range_and_filter(tmp_path):
+    audit = AuditLog(tmp_path / "cgs.db")
+    for n in range(1, 9):
+        audit.append("c1", "even" if n % 2 == 0 else "odd", f"e{n % 3}", {"n": n})
+    assert [e["seqno"] for e in audit.page("c1", 2, 7, scope="even")] == [2, 4, 6]
+    assert [e["seqno"] for e in audit.page("c1", 1, 8, event_id="e1", scope="odd")] == [1, 7]
+    assert audit.latest("c1")["seqno"] == 8 and audit.latest("c1", event_id="e0")["seqno"] == 6
+    assert audit.latest("c1", scope="none") is None and audit.latest("nobody") is None
+    # Hostile bounds from the query string: no overflow, just the events that exist.
+    assert [e["seqno"] for e in audit.page("c1", -2**70, 2**70)] == list(range(1, 9))
+    assert audit.page("c1", 2**64, 2**64 + 5) == [] and audit.page("c1", -2**70, -2**65) == []
