@@ -5,8 +5,10 @@ In a room it is configured from the room (`sidecar.configure`); these options co
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from azure.core.exceptions import AzureError
 
@@ -19,9 +21,12 @@ from ..common.logs import configure_logging
 from ..common.otel import setup_telemetry
 from ..spec import endpoint_variables
 from .app import build_app
+from .audit import ReleaseAudit
 from .destinations import Destinations
 from .flow import KeyReleaser
 from .sidecar import SKR, SkrConfig
+
+log = logging.getLogger("ccr.skr")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host-data", metavar="HEX", help="mock: HOST_DATA (the CCE policy hash), 64 hex digits")
     parser.add_argument("--measurement", metavar="HEX", help="mock: MEASUREMENT, 96 hex digits (default: endorsed)")
     parser.add_argument("--debuggable", action="store_true", help="mock: set the debug bit in the report policy")
+    parser.add_argument("--governance-url", metavar="URL",
+                        help="record each release in CGS through this governance sidecar first; no key is handed "
+                             "out unless CGS acknowledged (default: releases are not audited)")
+    parser.add_argument("--sidecar-token-file", type=Path, metavar="FILE",
+                        help="the sidecars' token, to audit under scope 'skr'")
     parser.add_argument("--dev-tokens-dir", metavar="DIR",
                         help="get Key Vault access tokens from the emulation's dev issuer (default: managed "
                              "identity through azure-identity)")
@@ -69,7 +79,8 @@ def config_from_args(args: argparse.Namespace) -> SkrConfig:
         host_data=_hex(args.host_data, 32, "--host-data"), measurement=_hex(args.measurement, 48, "--measurement"),
         debuggable=args.debuggable, ca_bundle=args.ca_bundle or endpoints.get("ca_bundle"),
         dev_tokens_dir=args.dev_tokens_dir or endpoints.get("dev_tokens_dir"),
-        destinations=Destinations.from_spec(load_spec_from_args(args)) if args.spec else Destinations())
+        destinations=Destinations.from_spec(load_spec_from_args(args)) if args.spec else Destinations(),
+        governance_url=args.governance_url, sidecar_token_file=args.sidecar_token_file)
 
 
 def build_provider(config: SkrConfig):
@@ -109,8 +120,11 @@ def run(config: SkrConfig) -> int:
     configure_logging()
     setup_telemetry("skr")
 
+    if config.governance_url is None:
+        log.warning("no governance sidecar: key releases are not recorded in CGS")
+    audit = ReleaseAudit(config.governance_url, config.sidecar_token_file) if config.governance_url else None
     releaser = KeyReleaser(build_provider(config), ca_bundle=config.ca_bundle,
-                           token_source=build_token_source(config), destinations=config.destinations)
+                           token_source=build_token_source(config), destinations=config.destinations, audit=audit)
     serve(build_app(releaser), config.host, config.port, ready_file=config.ready_file)
     return 0
 

@@ -1,5 +1,7 @@
-"""Secure key release, step by step: wrapping key -> report bound to it -> MAA token -> Key Vault release
--> verified, unwrapped key. Each step is an OTel span and is timed (`Release.timings`, milliseconds)."""
+"""Secure key release, step by step: wrapping key -> report bound to it -> [audit: requested] -> MAA token
+-> Key Vault release -> verified, unwrapped key -> [audit: released]. Each step is an OTel span and is timed
+(`Release.timings`, milliseconds). With an audit (always in a room, see `audit`), no key is handed out
+unless both records were acknowledged by CGS."""
 
 from __future__ import annotations
 
@@ -19,12 +21,14 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
 from opentelemetry import trace
 
 from ..attestation.maa_client import attest_sev_snp_async, report_data_for
 from ..common.errors import BadRequest, CcrError, Forbidden, NotFound, RemoteServiceError
 from ..common.jose import CompactJws
 from ..common.otel import step_span
+from .audit import ReleaseAudit, room_summary
 from .destinations import Destinations
 from .release import (
     ReleasedKey,
@@ -100,8 +104,10 @@ class KeyReleaser:
     """The room's side of SKR; `provider` gives evidence (real or mock), `attest` gets an MAA token."""
 
     def __init__(self, provider, *, ca_bundle: str | None, token_source: TokenSource,
-                 pool: WrappingKeyPool | None = None, destinations: Destinations | None = None):
+                 pool: WrappingKeyPool | None = None, destinations: Destinations | None = None,
+                 audit: ReleaseAudit | None = None):
         self.provider = provider
+        self.audit = audit
         self.destinations = destinations or Destinations()
         self.token_source = token_source
         self.wrapping_keys = pool or WrappingKeyPool()
@@ -116,6 +122,8 @@ class KeyReleaser:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        if self.audit is not None:
+            self.audit.close()
 
     def evidence(self, runtime_data: bytes):
         return self.provider.get_evidence(report_data_for(runtime_data))
@@ -125,6 +133,9 @@ class KeyReleaser:
         origin = self.destinations.attestation_origin(maa_endpoint)
         with timer.step("report"):
             evidence = self.evidence(runtime_data)
+        return await self._attest(origin, maa_endpoint, evidence, runtime_data, timer)
+
+    async def _attest(self, origin: str, maa_endpoint: str, evidence, runtime_data: bytes, timer: Timer) -> str:
         with timer.step("maa", maa_endpoint=maa_endpoint):
             try:
                 return await attest_sev_snp_async(origin, evidence,
@@ -152,27 +163,50 @@ class KeyReleaser:
         if not akv_endpoint and kid_origin is None:
             raise BadRequest("akv_endpoint: required unless kid is a full key identifier URL")
         vault = self.destinations.vault_origin(akv_endpoint or kid_origin or "")
+        maa_origin = self.destinations.attestation_origin(maa_endpoint)
         with timer.step("wrapping_key"):
             wrapping = self.wrapping_keys.take()
             runtime_data = wrapping.runtime_data()
         try:
-            token = await self.maa_token(maa_endpoint, runtime_data, timer)
-            with timer.step("access_token"):
-                scope = ("https://managedhsm.azure.net/.default" if "managedhsm" in vault
-                         else "https://vault.azure.net/.default")
-                bearer = access_token or await self._bearer(scope)
-            path = f"/keys/{quote(name)}/{quote(version)}/release" if version else f"/keys/{quote(name)}/release"
-            with timer.step("keyvault", vault=vault, key=name):
-                answer = await self._post_release(vault, path, token, bearer)
-            with timer.step("unwrap"):
-                payload = verify_release_jws(answer, urlsplit(vault).hostname or "", self.roots,
-                                             self.verified_chains)
-                released = unwrap_released_key(payload, wrapping.private_key)
-                _check_answer_names(released.kid, name, version)
+            with timer.step("report"):
+                evidence = self.evidence(runtime_data)
+            record = {"vault": vault, "key": name, "version": version or "", "maa": maa_origin,
+                      "room": room_summary(evidence.report)}
+            if self.audit is not None:
+                with timer.step("audit_requested"):
+                    await self.audit.record("requested", **record)
+            try:
+                released = await self._release(maa_origin, maa_endpoint, evidence, runtime_data,
+                                               wrapping.private_key, vault, name, version, access_token, timer)
+            except CcrError as exc:
+                if self.audit is not None:
+                    await self.audit.record_failure(exc, **record)
+                raise
+            if self.audit is not None:
+                with timer.step("audit_released"):
+                    # The version Key Vault released (the request may have named none), and what kind of key.
+                    await self.audit.record("released", **{**record, "kid": released.kid, "kty": released.kty})
         finally:
             self.wrapping_keys.refill()
         log.info("released key %s from %s (%s) in %.1f ms", name, vault, released.kty, sum(timer.timings.values()))
         return Release(released, timer.timings)
+
+    async def _release(self, maa_origin: str, maa_endpoint: str, evidence, runtime_data: bytes,
+                       wrapping_key: rsa.RSAPrivateKey, vault: str, name: str, version: str | None,
+                       access_token: str | None, timer: Timer) -> ReleasedKey:
+        token = await self._attest(maa_origin, maa_endpoint, evidence, runtime_data, timer)
+        with timer.step("access_token"):
+            scope = ("https://managedhsm.azure.net/.default" if "managedhsm" in vault
+                     else "https://vault.azure.net/.default")
+            bearer = access_token or await self._bearer(scope)
+        path = f"/keys/{quote(name)}/{quote(version)}/release" if version else f"/keys/{quote(name)}/release"
+        with timer.step("keyvault", vault=vault, key=name):
+            answer = await self._post_release(vault, path, token, bearer)
+        with timer.step("unwrap"):
+            payload = verify_release_jws(answer, urlsplit(vault).hostname or "", self.roots, self.verified_chains)
+            released = unwrap_released_key(payload, wrapping_key)
+            _check_answer_names(released.kid, name, version)
+        return released
 
     async def _post_release(self, vault: str, path: str, token: str, bearer: str) -> str:
         try:

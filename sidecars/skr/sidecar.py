@@ -32,6 +32,11 @@ class SkrConfig:
     dev_tokens_dir: str | None = None
     #: where it may go: in a room, only the attestation services and vaults the spec names
     destinations: Destinations = Destinations()
+    #: the governance sidecar, through which each release is recorded in CGS before the key is handed out
+    #: (always in a room; None: releases are not audited, as with Microsoft's SKR sidecar)
+    governance_url: str | None = None
+    #: the token that lets skr audit under its own scope
+    sidecar_token_file: Path | None = None
 
 
 def configure(room: Room) -> SkrConfig:
@@ -45,7 +50,8 @@ def configure(room: Room) -> SkrConfig:
         platform="mock" if mock_dir else "auto", mock_platform_dir=mock_dir,
         host_data=bytes.fromhex(emulation.host_data) if mock_dir else None,
         ca_bundle=room.ca_bundle, dev_tokens_dir=emulation.get("dev_tokens_dir") if emulation else None,
-        destinations=Destinations.from_spec(room.spec))
+        destinations=Destinations.from_spec(room.spec), governance_url=room.url("governance"),
+        sidecar_token_file=room.placement.sidecar_token_file)
 
 
 SKR = Sidecar(

@@ -1,13 +1,18 @@
 """Run the CGS stand-in: `python -m sidecars.emulators.cgs --cert F --key F --state-dir DIR [...]`.
 
-The state directory keeps the governance state (`state.json`), the audit log (`events.jsonl`), the OIDC
-issuer key and the network operator's identity (`operator/`), which registers members
-(`ccr governance member register`), as CCF's initial operator does.
+The state directory keeps the database (`cgs.db`: the governance state and the audit log, see `db`), the
+OIDC issuer key and the network operator's identity (`operator/`), which registers members
+(`ccr governance member register`), as CCF's initial operator does. One stand-in at a time uses a state
+directory (it holds `cgs.lock`): a second would serve from a memory the first does not see.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
+import logging
+import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -19,12 +24,15 @@ from ...common.http import TlsFiles, serve
 from ...common.logs import configure_logging
 from ...common.memberauth import MemberIdentity
 from ...common.process import write_ready_file
+from . import db
 from .app import build_app
 from .audit import AuditLog
 from .deps import CgsConfig
 from .issuer import OidcIssuer
-from .store import Store
+from .store import NESTING, Store
 from .verifier import attestation_verifier
+
+log = logging.getLogger("ccr.cgs")
 
 
 def _oidc_key(path: Path) -> rsa.RSAPrivateKey:
@@ -37,6 +45,28 @@ def _oidc_key(path: Path) -> rsa.RSAPrivateKey:
                                        serialization.NoEncryption()))
     path.chmod(0o600)
     return key
+
+
+def _lock_state_dir(state_dir: Path) -> int:
+    """Held until the process ends (the kernel drops it even on kill -9, so a restart is never blocked)."""
+    fd = os.open(state_dir / "cgs.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise CcrError(f"another CGS stand-in is using the state directory {state_dir}") from None
+    return fd
+
+
+def _open_database(state_dir: Path) -> Path:
+    path = state_dir / db.DATABASE
+    conn = db.connect(path)
+    try:
+        for what in db.import_legacy(state_dir, conn, NESTING):
+            log.info("imported %s from an older state directory", what)
+    finally:
+        conn.close()
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,17 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         state_dir = Path(args.state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
+        _lock_state_dir(state_dir)
+        database = _open_database(state_dir)
         operator_dir = state_dir / "operator"
         operator = (MemberIdentity.load(operator_dir) if (operator_dir / "member.key").exists()
                     else MemberIdentity.create(operator_dir, "operator"))
         # With port 0 the issuer URL is known only once bound: set in on_ready, before the ready file
         # tells anyone where to connect.
         issuer = OidcIssuer(_oidc_key(state_dir / "oidc.key"), (args.public_url or "").rstrip("/") + "/oidc")
-        app = build_app(Store(state_dir / "state.json"), AuditLog(state_dir / "events.jsonl"),
+        app = build_app(Store(database), AuditLog(database),
                         attestation_verifier(args.trust_mock_platform), issuer, operator.cert,
                         CgsConfig(replay_window_s=args.replay_window))
     except CcrError as exc:
         print(f"ccr-cgs: error: {exc}", file=sys.stderr)
+        return 1
+    except (sqlite3.Error, ValueError, KeyError) as exc:
+        print(f"ccr-cgs: error: cannot open the state in {args.state_dir}: {exc}", file=sys.stderr)
         return 1
 
     def on_ready(bound: int) -> None:

@@ -1,22 +1,26 @@
 """The governance state of the CGS stand-in: members, contracts, proposals and everything they decide.
 
-Kept in memory and written to `state.json` (atomically) after every change, so a restarted stand-in
-resumes where it stopped. Proposals follow CCF's model: a member proposes actions, every member votes,
-the proposal is accepted when all members accept (and rejected as soon as one rejects); accepted actions
-are applied at once.
+Read from memory and kept in the stand-in's database (see `db`): every change writes the entries it touched
+in one transaction, committed before the method returns, so what a caller was told is done survives a
+crash, and a restarted stand-in resumes where it stopped.
+
+Proposals follow CCF's model: a member proposes actions, every member votes, the proposal is accepted when
+all members accept (and rejected as soon as one rejects); accepted actions are applied at once.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import uuid
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...common.errors import BadRequest, Conflict, NotFound
+from . import db
 
 RUNTIME_OPTIONS = ("logging", "telemetry")
 POLICY_CLAIMS = {
@@ -43,22 +47,71 @@ class State:
     version_counter: int = 0
 
 
+# How deep each field of State is keyed: one database row per entry at that depth. Secrets and consent are
+# per contract *and* per secret or member, so adding one does not rewrite the others.
+NESTING = {"members": 1, "contracts": 1, "proposals": 1, "policies": 1, "execution": 2, "runtime_options": 1,
+           "secrets": 2, "documents": 1, "ca": 1}
+
+# What a mutation touched: a State field and the keys of the entry, e.g. ("secrets", contract_id, secret_id).
+Touched = list[tuple[str, ...]]
+
+
 def _normalise_claim(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool | str) else str(value)
 
 
 class Store:
-    """All mutations go through methods that hold the lock and persist before returning."""
+    """All mutations go through methods that hold the lock and persist before returning.
+
+    `path` is the database file (see `db`); it may be shared with the audit log."""
 
     def __init__(self, path: Path):
         self.path = path
         self.lock = threading.RLock()
-        self.state = State(**json.loads(path.read_text())) if path.exists() else State()
+        self._conn = db.connect(path)
+        self.state = self._load()
 
-    def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.state), indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+    def _load(self) -> State:
+        state = State()
+        for kind, key, value in self._conn.execute("SELECT kind, key, value FROM records"):
+            if kind == "version_counter":
+                state.version_counter = json.loads(value)
+                continue
+            keys = json.loads(key)
+            target = getattr(state, kind)
+            for outer in keys[:-1]:
+                target = target.setdefault(outer, {})
+            target[keys[-1]] = json.loads(value)
+        return state
+
+    @contextmanager
+    def _change(self) -> Iterator[Touched]:
+        """One mutation: the caller lists what it touches before it touches it; on the way out those entries
+        are written in one transaction. If anything fails after an entry was touched, memory is reloaded
+        from the database, so it never holds a change that is not durable."""
+        with self.lock:
+            touched: Touched = []
+            try:
+                yield touched
+                if touched:
+                    self._persist(touched)
+            except BaseException:
+                if touched:
+                    self.state = self._load()
+                raise
+
+    def _persist(self, touched: Touched) -> None:
+        rows = {("version_counter", "[]"): json.dumps(self.state.version_counter)}
+        for kind, *keys in touched:
+            value: Any = getattr(self.state, kind)
+            for key in keys:
+                value = value[key]
+            rows[(kind, json.dumps(keys))] = json.dumps(value)
+        with db.transaction(self._conn):
+            db.upsert_records(self._conn, ((kind, key, value) for (kind, key), value in rows.items()))
+
+    def close(self) -> None:
+        self._conn.close()
 
     def _next_version(self) -> str:
         self.state.version_counter += 1
@@ -66,11 +119,11 @@ class Store:
 
     # -- members
     def add_member(self, member_id: str, name: str, cert_pem: str) -> None:
-        with self.lock:
+        with self._change() as touched:
             if any(m["name"] == name for mid, m in self.state.members.items() if mid != member_id):
                 raise Conflict(f"a member named {name!r} already exists")
+            touched.append(("members", member_id))
             self.state.members[member_id] = {"name": name, "cert": cert_pem}
-            self.save()
 
     def member_name(self, member_id: str) -> str:
         return self.state.members.get(member_id, {}).get("name", member_id[:12])
@@ -86,7 +139,7 @@ class Store:
         return self.state.contracts.get(contract_id, {}).get("state") == "Accepted"
 
     def put_contract(self, contract_id: str, data: Any, version: str | None) -> dict[str, Any]:
-        with self.lock:
+        with self._change() as touched:
             existing = self.state.contracts.get(contract_id)
             if existing is not None:
                 if existing["state"] != "Draft":
@@ -97,13 +150,13 @@ class Store:
                                    "pass that version to update it", code="PreconditionFailed")
             contract = {"id": contract_id, "data": data, "version": self._next_version(), "state": "Draft",
                         "proposalId": "", "finalVotes": []}
+            touched.append(("contracts", contract_id))
             self.state.contracts[contract_id] = contract
-            self.save()
             return contract
 
     # -- proposals
     def create_proposal(self, proposer: str, actions: list[dict[str, Any]]) -> dict[str, Any]:
-        with self.lock:
+        with self._change() as touched:
             if not actions:
                 raise BadRequest("a proposal needs at least one action")
             for action in actions:
@@ -113,13 +166,15 @@ class Store:
                         "ballots": {}}
             for action in actions:
                 if action["name"] == "set_contract":
+                    touched.append(("contracts", action["args"]["contractId"]))
                     contract = self.state.contracts[action["args"]["contractId"]]
                     contract.update(state="Proposed", proposalId=proposal_id)
                 if action["name"] == "set_member_document":
+                    touched.append(("documents", action["args"]["documentId"]))
                     self.state.documents[action["args"]["documentId"]].update(state="Proposed",
                                                                               proposalId=proposal_id)
+            touched.append(("proposals", proposal_id))
             self.state.proposals[proposal_id] = proposal
-            self.save()
             return proposal
 
     def _validate_action(self, action: dict[str, Any]) -> None:
@@ -159,37 +214,40 @@ class Store:
                         raise BadRequest(f"claim {claim!r}: {value!r} is not a {POLICY_CLAIMS[claim].__name__}")
 
     def vote(self, proposal_id: str, member_id: str, accept: bool) -> dict[str, Any]:
-        with self.lock:
+        with self._change() as touched:
             proposal = self.state.proposals.get(proposal_id)
             if proposal is None:
                 raise NotFound(f"proposal {proposal_id!r} does not exist", code="ProposalNotFound")
             if proposal["state"] != "Open":
                 raise Conflict(f"proposal {proposal_id} is {proposal['state']}", code="ProposalNotOpen")
+            touched.append(("proposals", proposal_id))
             proposal["ballots"][member_id] = accept
             if not accept:
-                self._close(proposal, "Rejected")
+                self._close(proposal, "Rejected", touched)
             elif all(proposal["ballots"].get(m) for m in self.state.members):
-                self._close(proposal, "Accepted")
-            self.save()
+                self._close(proposal, "Accepted", touched)
             return proposal
 
-    def _close(self, proposal: dict[str, Any], outcome: str) -> None:
+    def _close(self, proposal: dict[str, Any], outcome: str, touched: Touched) -> None:
         proposal["state"] = outcome
         votes = [{"memberId": m, "vote": v} for m, v in proposal["ballots"].items()]
         for action in proposal["actions"]:
             name, args = action["name"], action["args"]
             if name == "set_contract":
+                touched.append(("contracts", args["contractId"]))
                 contract = self.state.contracts[args["contractId"]]
                 contract.update(state="Accepted" if outcome == "Accepted" else "Draft", finalVotes=votes)
             elif name == "set_member_document":
+                touched.append(("documents", args["documentId"]))
                 doc = self.state.documents[args["documentId"]]
                 doc.update(state="Accepted" if outcome == "Accepted" else "Draft", finalVotes=votes)
             elif outcome == "Accepted":
-                self._apply(name, args)
+                self._apply(name, args, touched)
 
-    def _apply(self, name: str, args: dict[str, Any]) -> None:
+    def _apply(self, name: str, args: dict[str, Any], touched: Touched) -> None:
         contract_id = args["contractId"]
         if name == "set_clean_room_policy":
+            touched.append(("policies", contract_id))
             policy = self.state.policies.setdefault(contract_id, {})
             for claim, values in args["claims"].items():
                 values = values if isinstance(values, list) else [values]
@@ -201,10 +259,12 @@ class Store:
                     if not policy[claim]:
                         del policy[claim]
         elif name == "enable_ca":
+            touched.append(("ca", contract_id))
             self.state.ca.setdefault(contract_id, {})
         elif name.startswith("set_contract_runtime_options_"):
             _, _, rest = name.partition("set_contract_runtime_options_")
             verb, _, option = rest.partition("_")
+            touched.append(("runtime_options", contract_id))
             self.state.runtime_options.setdefault(contract_id, {})[option] = (
                 "enabled" if verb == "enable" else "disabled")
 
@@ -220,11 +280,11 @@ class Store:
         return None
 
     def set_execution(self, contract_id: str, member_id: str, status: str) -> None:
-        with self.lock:
+        with self._change() as touched:
             if not self.is_accepted(contract_id):
                 raise BadRequest("contract does not exist or has not been accepted", code="ContractNotAccepted")
+            touched.append(("execution", contract_id, member_id))
             self.state.execution.setdefault(contract_id, {})[member_id] = status
-            self.save()
 
     def execution_status(self, contract_id: str) -> dict[str, Any]:
         if not self.is_accepted(contract_id):
@@ -249,19 +309,19 @@ class Store:
 
     # -- secrets and documents
     def put_secret(self, contract_id: str, prefix: str, name: str, value: str) -> str:
-        with self.lock:
+        with self._change() as touched:
             if not value:
                 raise BadRequest("Value must be supplied.", code="ValueMissing")
             if len(value) > 25600:
                 raise BadRequest(f"secret is {len(value)} characters; at most 25600", code="ValueTooLarge")
             self.contract(contract_id)
             secret_id = f"{prefix}_{name}"
+            touched.append(("secrets", contract_id, secret_id))
             self.state.secrets.setdefault(contract_id, {})[secret_id] = value
-            self.save()
             return secret_id
 
     def put_document(self, document_id: str, contract_id: str, data: Any, version: str | None) -> dict[str, Any]:
-        with self.lock:
+        with self._change() as touched:
             self.contract(contract_id)
             existing = self.state.documents.get(document_id)
             if existing is not None:
@@ -272,11 +332,11 @@ class Store:
                     raise Conflict(f"document exists at version {existing['version']}", code="PreconditionFailed")
             document = {"id": document_id, "contractId": contract_id, "data": data, "version": self._next_version(),
                         "state": "Draft", "proposalId": "", "finalVotes": []}
+            touched.append(("documents", document_id))
             self.state.documents[document_id] = document
-            self.save()
             return document
 
     def set_ca(self, contract_id: str, key_pem: str, cert_pem: str) -> None:
-        with self.lock:
+        with self._change() as touched:
+            touched.append(("ca", contract_id))
             self.state.ca[contract_id] = {"key": key_pem, "cert": cert_pem}
-            self.save()

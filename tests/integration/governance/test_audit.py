@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import sqlite3
 import time
 
 import httpx
@@ -156,16 +157,17 @@ def test_tampered_audit_chain_is_detected_by_ccr_governance_events(tmp_path, ser
         assert alice.events(contract_id, page_size=2) == alice.events(contract_id)
 
         private.proc.stop()
-        log = private.state_dir / "events.jsonl"
-        lines = log.read_text().splitlines()
-        target = next(i for i, line in enumerate(lines) if '"step":1' in line)
-        if tamper == "alter":
-            lines[target] = lines[target].replace('"step":1', '"step":7')
-        elif tamper == "remove":
-            del lines[target]
-        else:
-            lines = lines[:target]
-        log.write_text("\n".join(lines) + "\n")
+        # Whoever holds the state directory edits the stored log directly, as an operator could.
+        with sqlite3.connect(private.state_dir / "cgs.db") as db:
+            target = db.execute("SELECT seqno FROM events WHERE contract = ? AND data = ?",
+                                (contract_id, '{"step": 1}')).fetchone()[0]
+            if tamper == "alter":
+                db.execute("UPDATE events SET data = ? WHERE contract = ? AND seqno = ?",
+                           ('{"step": 7}', contract_id, target))
+            elif tamper == "remove":
+                db.execute("DELETE FROM events WHERE contract = ? AND seqno = ?", (contract_id, target))
+            else:
+                db.execute("DELETE FROM events WHERE contract = ? AND seqno >= ?", (contract_id, target))
         private.restart()
 
         code, out = _events_cli(private, local_ca, tmp_path / "members" / "alice", contract_id, capsys)

@@ -10,7 +10,7 @@ from sidecars.emulators.cgs.store import Store
 
 @pytest.fixture
 def store(tmp_path) -> Store:
-    store = Store(tmp_path / "state.json")
+    store = Store(tmp_path / "cgs.db")
     store.add_member("a" * 64, "alice", "cert-a")
     store.add_member("b" * 64, "bob", "cert-b")
     store.put_contract("c1", {"x": 1}, None)
@@ -82,6 +82,6 @@ def test_any_member_disabling_stops_execution_and_options_need_votes(store):
 
 def test_state_survives_a_restart(store, tmp_path):
     store.put_secret("c1", "a" * 64, "db", "value")
-    again = Store(tmp_path / "state.json")
+    again = Store(tmp_path / "cgs.db")
     assert again.state.secrets["c1"] == {f"{'a' * 64}_db": "value"}
     assert again.member_name("b" * 64) == "bob"
