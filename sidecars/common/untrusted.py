@@ -125,6 +125,9 @@ def _check_expanded(root: yaml.Node, limits: DocumentLimits) -> None:
     def measure(node: yaml.Node, depth: int) -> tuple[int, int, int]:
         known = sizes.get(id(node))
         if known is not None:
+            if depth + known[2] - 1 > limits.max_depth:  # measured before, from a shallower place
+                raise UntrustedInputError(f"is nested deeper than {limits.max_depth} levels once its aliases are "
+                                          "expanded")
             return known
         if id(node) in on_path:
             raise UntrustedInputError(f"has an alias inside the node it refers to (line {node.start_mark.line + 1}): "
