@@ -634,11 +634,18 @@ def _substitute(value: Any, variables: Mapping[str, str], path: str, problems: l
 
         return _VARIABLE.sub(replace, value)
     if isinstance(value, dict):
-        return {k: _substitute(v, variables, f"{path}.{k}" if path else str(k), problems)
+        return {k: _substitute(v, variables, f"{path}.{_key(k)}" if path else _key(k), problems)
                 for k, v in value.items()}
     if isinstance(value, list):
         return [_substitute(v, variables, f"{path}[{i}]", problems) for i, v in enumerate(value)]
     return value
+
+
+def _key(key: Any) -> str:
+    """A mapping key as a field path shows it: a key that is not a plain word (a hostile spec's key may hold a
+    line break, or not be a string) is quoted, so every problem stays one line."""
+    text = str(key)
+    return text if isinstance(key, str) and text.isprintable() and text.strip() == text and text else repr(key)
 
 
 def _error_path(loc: tuple[Any, ...]) -> str:
@@ -649,7 +656,7 @@ def _error_path(loc: tuple[Any, ...]) -> str:
         elif part in ("function-after", "function-before") or str(part).startswith(("function-", "literal[")):
             continue
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{_key(part)}" if out else _key(part)
     return out
 
 

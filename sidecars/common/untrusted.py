@@ -157,8 +157,9 @@ def load_yaml(text: str, limits: DocumentLimits = SPEC_LIMITS) -> Any:
     for malformed YAML."""
     if len(text.encode("utf-8", "surrogatepass")) > limits.max_bytes:
         raise UntrustedInputError(f"is over the limit of {limits.max_bytes} bytes")
-    loader = _BoundedLoader(text, limits)
+    loader: _BoundedLoader | None = None
     try:
+        loader = _BoundedLoader(text, limits)  # refuses control characters YAML does not allow
         node = loader.get_single_node()
         if node is None:
             return None
@@ -167,7 +168,7 @@ def load_yaml(text: str, limits: DocumentLimits = SPEC_LIMITS) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc)
         raise UntrustedInputError(f"is not valid YAML{where}: {_one_line(problem)}") from None
     except (ValueError, OverflowError) as exc:
         if isinstance(exc, UntrustedInputError):
@@ -175,7 +176,8 @@ def load_yaml(text: str, limits: DocumentLimits = SPEC_LIMITS) -> Any:
         # PyYAML's constructors: an impossible date (2001-13-45), an integer of more than 4300 digits.
         raise UntrustedInputError(f"is not valid YAML: a value cannot be read: {_one_line(str(exc))}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 # --- JSON and parsed trees ---------------------------------------------------------------------------------
