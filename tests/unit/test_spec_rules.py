@@ -414,6 +414,9 @@ KEPT = {
     ("sidecars/firewall/model.py", "application.user"):
         "the app's uid exempt from the firewall: the spec refuses uid 0, but --exempt-uid is a deployment option "
         "that can name the app's uid",
+    ("sidecars/firewall/model.py", "egress.allow[].host"):
+        "egress to the room's own address: only the running room knows it (CCR_ROOM_ADDRESS, its interfaces; "
+        "tests/unit/firewall/test_room_addresses.py); the spec refuses loopback and what is never the room's",
     ("sidecars/proxy/model.py", "endpoints[].policy"):
         "a spec parsed from data without its policy file: loading the file (validate, every rendering) "
         "always inlines the Rego, so only code building specs from data meets it",
