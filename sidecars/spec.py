@@ -4,9 +4,12 @@ A spec is YAML. Everything else is rendered from it: each sidecar's configuratio
 docker-compose.yml, the ARM template, the CCE policy and the parties' key release policies.
 
 Endpoints differ between a local room and Azure, so string values may contain variables: `${name}` or
-`${name:-default}`. Values come from an endpoints file (`ccr emulators start` writes one) and then from
-the environment; an undefined variable is an error naming the field. Nothing is resolved lazily: a
-malformed spec fails at load, with one line per problem naming the field path, before anything starts.
+`${name:-default}`. Values come from an endpoints file (`ccr emulators start` writes one) and `--var`, and
+only from them: never from the environment, where a hostile spec would find the loading party's secrets
+(`${AWS_SECRET_ACCESS_KEY}`) and carry them into the contract `ccr governance setup` uploads, or, in a
+container, values other than the ones measured. An undefined variable is an error naming the field.
+Nothing is resolved lazily: a malformed spec fails at load, with one line per problem naming the field
+path, before anything starts.
 
 Every other rule a sidecar would refuse at start is decided here, so `ccr spec validate` and the room
 agree: sinks are CSE, a `tcp` egress host is an IPv4 address, every service URL (vaults, attestation, CGS, storage) is
@@ -30,7 +33,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 import socket
 from collections.abc import Hashable, Iterable, Mapping
@@ -629,7 +631,7 @@ def _substitute(value: Any, variables: Mapping[str, str], path: str, problems: l
             if default is not None:
                 return default
             problems.append(f"{path or 'spec'}: undefined variable ${{{name}}} "
-                            "(pass --endpoints FILE, --var NAME=VALUE or set it in the environment)")
+                            "(pass --endpoints FILE or --var NAME=VALUE)")
             return match.group(0)
 
         return _VARIABLE.sub(replace, value)
@@ -695,10 +697,8 @@ def parse_spec(data: Any, *, source: str = "spec", variables: Mapping[str, str] 
         check_tree(data)  # before anything walks it: `_substitute` and pydantic recurse
     except UntrustedInputError as exc:
         raise SpecError([f"the spec {exc}"], source) from None
-    merged = dict(os.environ)
-    merged.update(variables or {})
     problems: list[str] = []
-    data = _substitute(data, merged, "", problems)
+    data = _substitute(data, variables or {}, "", problems)
     if problems:
         raise SpecError(problems, source)
     if base_dir is not None:

@@ -255,3 +255,19 @@ def test_a_hostile_azure_spec_is_one_line(tmp_path, name):
     with pytest.raises(SpecError) as info:
         import_azure_spec(source)
     assert info.value.problems == [line.replace("the spec", "the Azure spec")]
+
+
+# --- the loading party's environment ---------------------------------------------------------------------
+
+def test_a_spec_cannot_read_the_environment_into_the_contract(tmp_path, monkeypatch):
+    """`${NAME}` is filled only from --endpoints and --var: a spec naming an environment variable of whoever
+    loads it (and would upload it to CGS with `ccr governance setup`) gets an undefined variable instead."""
+    monkeypatch.setenv("CCR_TEST_HOST_SECRET", SECRET)
+    data = yaml.safe_load((API / "spec.yaml").read_text())
+    data["application"]["env"] = {"LEAK": "${CCR_TEST_HOST_SECRET}"}
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    (tmp_path / "allow-get-hello.rego").write_text((API / "allow-get-hello.rego").read_text())
+    assert problems(spec) == ["application.env.LEAK: undefined variable ${CCR_TEST_HOST_SECRET} (pass --endpoints "
+                              "FILE or --var NAME=VALUE)"]
+    assert load_spec(spec, variables={**LOCAL, "CCR_TEST_HOST_SECRET": "given"}).application.env["LEAK"] == "given"
