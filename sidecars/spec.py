@@ -12,10 +12,10 @@ Nothing is resolved lazily: a malformed spec fails at load, with one line per pr
 path, before anything starts.
 
 Every other rule a sidecar would refuse at start is decided here, so `ccr spec validate` and the room
-agree: sinks are CSE, a `tcp` egress host is an IPv4 address, every service URL (vaults, attestation, CGS, storage) is
-https, a policy
-parses in OPA, the resolved spec fits a sidecar's environment (tests/unit/test_spec_rules.py lists them
-all, each with the sidecar that used to refuse it). Sidecars use the validated values as they are.
+agree: sinks are CSE, a `tcp` egress host is an IPv4 address, every service URL (vaults, attestation, CGS,
+storage) is https, a policy parses in OPA, the resolved spec fits a sidecar's environment
+(tests/unit/test_spec_rules.py lists them all, each with the sidecar that used to refuse it). Sidecars use
+the validated values as they are.
 
 A spec is untrusted input: a party may hand the others a hostile one. So loading is bounded (size, nesting,
 aliases: `sidecars.common.untrusted`), a policy file is read only from inside the spec's folder, and what
@@ -331,7 +331,8 @@ class Application(_Model):
     @classmethod
     def _no_capabilities(cls, value: list[str]) -> list[str]:
         if value:
-            raise ValueError(f"the app may not add {', '.join(value)}: it runs with every capability dropped (the "
+            shown = ", ".join(cap if cap.isprintable() else repr(cap) for cap in value)
+            raise ValueError(f"the app may not add {shown}: it runs with every capability dropped (the "
                              "container policy's rule no_added_capabilities)")
         return value
 
@@ -390,7 +391,7 @@ class EgressRule(_Model):
     @classmethod
     def _host_for_protocol(cls, host: str, info: ValidationInfo) -> str:
         protocol = info.data.get("protocol")
-        if "/" in host:
+        if "/" in host and _is_network(host):
             raise ValueError(f"{host!r} is a network: a rule allows one destination, never a range (0.0.0.0/0 "
                              "would allow everything)")
         if protocol == "tcp":
@@ -407,6 +408,14 @@ class EgressRule(_Model):
         """What the proxy tells rules apart by: the HTTP proxy routes http and https by host name (case does
         not matter), the TCP proxy by address."""
         return ("tcp" if self.protocol == "tcp" else "http", self.host.lower(), self.port)
+
+
+def _is_network(host: str) -> bool:
+    try:
+        ipaddress.ip_network(host, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _require_ipv4(host: str) -> ipaddress.IPv4Address:
