@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 import weakref
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .common.errors import CcrError, ConfigError, SpecError
+from .common.untrusted import UntrustedInputError, load_json, read_bounded
 from .spec import CleanRoomSpec, endpoint_variables, load_spec
 
 T = TypeVar("T")
@@ -64,9 +64,11 @@ def read_endpoints(args: argparse.Namespace) -> dict:
     if not getattr(args, "endpoints", None):
         return {}
     try:
-        return json.loads(Path(args.endpoints).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--endpoints {args.endpoints}: {exc}") from None
+        return load_json(read_bounded(Path(args.endpoints)))
+    except OSError as exc:
+        raise ConfigError(f"--endpoints {args.endpoints}: {exc.strerror or exc}") from None
+    except UntrustedInputError as exc:
+        raise ConfigError(f"--endpoints {args.endpoints}: the file {exc}") from None
 
 
 # -- registering commands ---------------------------------------------------------------------------

@@ -4,35 +4,43 @@ A spec is YAML. Everything else is rendered from it: each sidecar's configuratio
 docker-compose.yml, the ARM template, the CCE policy and the parties' key release policies.
 
 Endpoints differ between a local room and Azure, so string values may contain variables: `${name}` or
-`${name:-default}`. Values come from an endpoints file (`ccr emulators start` writes one) and then from
-the environment; an undefined variable is an error naming the field. Nothing is resolved lazily: a
-malformed spec fails at load, with one line per problem naming the field path, before anything starts.
+`${name:-default}`. Values come from an endpoints file (`ccr emulators start` writes one) and `--var`, and
+only from them: never from the environment, where a hostile spec would find the loading party's secrets
+(`${AWS_SECRET_ACCESS_KEY}`) and carry them into the contract `ccr governance setup` uploads, or, in a
+container, values other than the ones measured. An undefined variable is an error naming the field.
+Nothing is resolved lazily: a malformed spec fails at load, with one line per problem naming the field
+path, before anything starts.
 
 Every other rule a sidecar would refuse at start is decided here, so `ccr spec validate` and the room
-agree: sinks are CSE, a `tcp` egress host is an IPv4 address, the URLs skr contacts are https, a policy
-parses in OPA, the resolved spec fits a sidecar's environment (tests/unit/test_spec_rules.py lists them
-all, each with the sidecar that used to refuse it). Sidecars use the validated values as they are.
+agree: sinks are CSE, a `tcp` egress host is an IPv4 address, every service URL (vaults, attestation, CGS,
+storage) is https, a policy parses in OPA, the resolved spec fits a sidecar's environment
+(tests/unit/test_spec_rules.py lists them all, each with the sidecar that used to refuse it). Sidecars use
+the validated values as they are.
 
-What the container policy enforces (image pinned by digest, non-root user, no privileges, only the
-declared mounts) is deliberately *not* rejected here: a spec asking for uid 0 loads, and the launcher's
-policy refuses it with the rule named, so the same policy protects specs that did not come through us.
-(The firewall, which cannot confine uid 0, refuses such a room first.) Rules that depend on the ports the
-sidecars use belong to the sidecars' registry, not here.
+A spec is untrusted input: a party may hand the others a hostile one. So loading is bounded (size, nesting,
+aliases: `sidecars.common.untrusted`), a policy file is read only from inside the spec's folder, and what
+the launcher's container policy (policies/container.rego) would refuse is refused here first, naming the
+field: an unpinned image, uid or gid 0, privileges, added capabilities, a mount that is not one of the
+spec's volumes at its path. The launcher still applies its policy to what it is about to run (the same
+rules protect a launch that did not come from a validated spec, and check what only the launch knows: the
+local image's digest). Egress never reaches the room itself or the platform (loopback, link-local,
+unspecified, multicast, localhost names): the app reaches the room's sidecars only through
+`application.sidecar_apis`. Rules that depend on the ports the sidecars use belong to the sidecars'
+registry, and the room's own run-time addresses to the firewall, not here.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
+import socket
 from collections.abc import Hashable, Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     AnyHttpUrl,
     BaseModel,
@@ -48,14 +56,25 @@ from pydantic import (
 
 from .common.errors import SpecError
 from .common.rego import RegoPolicyError, check_policy
+from .common.untrusted import (
+    MIB,
+    UntrustedInputError,
+    check_tree,
+    contained_path_problem,
+    load_json,
+    load_yaml,
+    read_bounded,
+    read_contained,
+)
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lower-case letters, digits and '-'")]
 # Azure blob container names: 3-63 chars, lower-case letters, digits and single hyphens.
 ContainerName = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9]|-[a-z0-9]){2,62}$",
                                       description="3-63 lower-case letters, digits and single hyphens")]
-HttpUrl = Annotated[AnyHttpUrl, Field(description="an http(s) URL")]
-#: What skr contacts (attestation services, vaults): it goes to https origins only.
+#: Every service the room contacts (attestation, vaults, CGS, storage) is reached over TLS: the room sends
+#: tokens and attested requests there, and an http URL would hand them to anyone on the path. The local
+#: stand-ins serve https too (`ccr emulators start`), so there is no exception for them.
 HttpsUrl = Annotated[AnyHttpUrl, UrlConstraints(allowed_schemes=["https"]), Field(description="an https URL")]
 #: (uid_t)-1 means "no uid" to the kernel: the largest uid or gid is one less.
 MAX_UID = 4294967294
@@ -65,6 +84,12 @@ MAX_UID = 4294967294
 #: ceiling whatever the platform accepts; ACI documents no lower limit per variable.
 MAX_ARG_STRLEN = 131072
 MAX_SPEC_JSON_BYTES = MAX_ARG_STRLEN - len("CCR_SPEC=") - 1
+#: A spec file, a policy file, an endpoints file: far more than a resolved spec can hold (comments aside),
+#: far less than would make reading it an attack (sidecars.common.untrusted).
+MAX_SPEC_FILE_BYTES = MIB
+MAX_POLICY_FILE_BYTES = MIB
+#: What the launcher's container policy accepts (policies/container.rego, `pinned_digest`).
+PINNED_IMAGE = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
 #: An http(s) egress host: a DNS name or an IPv4 address (253 characters: the longest DNS name).
 _HOST_NAME = re.compile(r"[A-Za-z0-9_.-]{1,253}")
 
@@ -122,7 +147,7 @@ def storage_account(account_url: str) -> str | None:
 
 
 class BlobStore(_Model):
-    account_url: HttpUrl = Field(description="blob service URL, e.g. https://ACCOUNT.blob.core.windows.net")
+    account_url: HttpsUrl = Field(description="blob service URL, e.g. https://ACCOUNT.blob.core.windows.net")
     container: ContainerName
     identity: Identity | None = None
 
@@ -173,14 +198,45 @@ class Volume(_Model):
     @classmethod
     def _absolute(cls, value: str | None) -> str | None:
         if value is not None:
-            path = PurePosixPath(value)
-            if not path.is_absolute() or ".." in path.parts:
-                raise ValueError("must be an absolute path without '..'")
+            problem = _app_path_problem(value) or _system_path_problem(value)
+            if problem:
+                raise ValueError(problem)
         return value
 
     @property
     def path_in_app(self) -> str:
         return self.mount_path or f"/mnt/remote/{self.name}"
+
+
+#: Where no volume may be mounted in the app, nor below: the image's programs and libraries (/bin, /lib*,
+#: /sbin, /usr), its configuration and the files the runtime writes there (/etc: hosts, resolv.conf,
+#: passwd), the kernel's and the runtime's interfaces (/dev, /proc, /sys, /run and /var/run), the boot and
+#: root's home folders, and the app's private scratch space (/tmp, /var/tmp: a datasink there would export
+#: what the app believes is temporary; a datasource there would take it away). A volume over any of them
+#: replaces measured code or configuration with a party's data. "/" itself is refused by the same rule.
+SYSTEM_PATHS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/run",
+                "/sbin", "/sys", "/tmp", "/usr", "/var/run", "/var/tmp")
+
+
+def _app_path_problem(value: str) -> str | None:
+    """A path in the app's filesystem: absolute and written normalised, so what the spec shows (and the
+    CCE policy measures) is what the runtime mounts."""
+    path = PurePosixPath(value)
+    if not path.is_absolute() or ".." in path.parts:
+        return "must be an absolute path without '..'"
+    if str(path) != value or "\x00" in value:
+        return f"must be written normalised: {str(path)!r}"
+    return None
+
+
+def _system_path_problem(value: str) -> str | None:
+    path = PurePosixPath(value)
+    if path == PurePosixPath("/"):
+        return "must not be / (a volume over the whole filesystem replaces the image)"
+    for system in SYSTEM_PATHS:
+        if path == PurePosixPath(system) or path.is_relative_to(system):
+            return f"must not be {system} or below it: a system path of the app's image (spec.SYSTEM_PATHS)"
+    return None
 
 
 class Datasource(Volume):
@@ -197,11 +253,20 @@ class Resources(_Model):
 
 
 class AppMount(_Model):
-    """An extra mount the app asks for. Only datasources/datasinks are allowed by the container policy."""
+    """An extra mount the app asks for. The container policy allows only a datasource (ro) or datasink (rw),
+    named by `source`, at its own path: the cross-checks say so at load."""
 
     source: str
     target: str
     mode: Literal["ro", "rw"] = "ro"
+
+    @field_validator("target")
+    @classmethod
+    def _normalised(cls, value: str) -> str:
+        problem = _app_path_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 #: The room's sidecar APIs an app may call on localhost (ARCHITECTURE §4). Each is a way for the app to
@@ -231,6 +296,15 @@ class Application(_Model):
         default_factory=list,
         description="vaults the app may release keys from through skr, besides those of the spec's volumes")
 
+    @field_validator("image")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        if not PINNED_IMAGE.fullmatch(value):
+            raise ValueError(f"{value!r} is not pinned by digest: use REPO@sha256:<64 lower-case hex digits> (the "
+                             "launcher's container policy, rule image_pinned; `ccr images build NAME --pin SPEC` "
+                             "writes it)")
+        return value
+
     @field_validator("user")
     @classmethod
     def _user_format(cls, value: str) -> str:
@@ -238,6 +312,28 @@ class Application(_Model):
             raise ValueError("must be a numeric uid or uid:gid, e.g. 1000:1000")
         if any(int(part) > MAX_UID for part in value.split(":")):
             raise ValueError(f"a uid or gid is at most {MAX_UID}")
+        uid, _, gid = value.partition(":")
+        if int(uid) == 0:
+            raise ValueError("the app must not run as uid 0 (the container policy's rule non_root_user; the "
+                             "firewall cannot confine uid 0)")
+        if gid and int(gid) == 0:
+            raise ValueError("the app must not run with gid 0 (the container policy's rule non_root_group)")
+        return value
+
+    @field_validator("privileged")
+    @classmethod
+    def _not_privileged(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("the app must not run privileged (the container policy's rule not_privileged)")
+        return value
+
+    @field_validator("capabilities")
+    @classmethod
+    def _no_capabilities(cls, value: list[str]) -> list[str]:
+        if value:
+            shown = ", ".join(cap if cap.isprintable() else repr(cap) for cap in value)
+            raise ValueError(f"the app may not add {shown}: it runs with every capability dropped (the "
+                             "container policy's rule no_added_capabilities)")
         return value
 
     @property
@@ -263,6 +359,14 @@ class Endpoint(_Model):
                           "the exact Rego the proxy enforces; it may also be written here instead of a file. "
                           "When present, `policy` only names the file it came from")
 
+    @field_validator("policy")
+    @classmethod
+    def _beside_the_spec(cls, value: str | None) -> str | None:
+        problem = contained_path_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(f"{value!r} {problem}: a policy file is read only from the spec's own folder")
+        return value
+
     @field_validator("policy_rego")
     @classmethod
     def _parses_in_opa(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -287,11 +391,16 @@ class EgressRule(_Model):
     @classmethod
     def _host_for_protocol(cls, host: str, info: ValidationInfo) -> str:
         protocol = info.data.get("protocol")
+        if "/" in host and _is_network(host):
+            raise ValueError(f"{host!r} is a network: a rule allows one destination, never a range (0.0.0.0/0 "
+                             "would allow everything)")
         if protocol == "tcp":
-            _require_ipv4(host)
-        elif protocol is not None and not _HOST_NAME.fullmatch(host):
-            raise ValueError(f"an {protocol} rule needs a host name (letters, digits, '-', '_' and '.', at most "
-                             f"253 characters), not {host!r}")
+            _refuse_address(_require_ipv4(host), host)
+        elif protocol is not None:
+            if not _HOST_NAME.fullmatch(host):
+                raise ValueError(f"an {protocol} rule needs a host name (letters, digits, '-', '_' and '.', at most "
+                                 f"253 characters), not {host!r}")
+            _refuse_host_name(host)
         return host
 
     @property
@@ -301,15 +410,69 @@ class EgressRule(_Model):
         return ("tcp" if self.protocol == "tcp" else "http", self.host.lower(), self.port)
 
 
-def _require_ipv4(host: str) -> None:
+def _is_network(host: str) -> bool:
+    try:
+        ipaddress.ip_network(host, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _require_ipv4(host: str) -> ipaddress.IPv4Address:
     """The firewall redirects, and the TCP proxy matches, the app's IPv4 destination address: nothing else."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(f"a tcp rule needs an IPv4 address, not {host!r} (the TCP proxy matches the destination "
                          "address; reach a host name with an http or https rule)") from None
-    if address.version != 4:
+    if not isinstance(address, ipaddress.IPv4Address):
         raise ValueError(f"a tcp rule needs an IPv4 address, not {host!r}: the app has no IPv6 egress")
+    return address
+
+
+#: Addresses that are never a destination out of the room, each with why. The proxy connects as a sidecar
+#: (uid 0, not confined by the firewall), so a rule to one of them would hand the app whatever listens
+#: there: the room's own sidecars on loopback (skr, governance: reachable only through
+#: `application.sidecar_apis`), the platform's metadata and wire servers (IMDS, its identity tokens).
+_NEVER_EGRESS: tuple[tuple[ipaddress.IPv4Network, str], ...] = tuple(
+    (ipaddress.IPv4Network(network), why) for network, why in (
+        ("127.0.0.0/8", "loopback, the room itself: its sidecars listen there (let the app call them with "
+                        "application.sidecar_apis)"),
+        ("0.0.0.0/8", "'this network' (0.0.0.0 is the room itself)"),
+        ("169.254.0.0/16", "link-local: the platform's metadata service (169.254.169.254) and nothing else "
+                           "the room needs"),
+        ("168.63.129.16/32", "Azure's platform address (wire server, DNS, health probes), never a party's service"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved (255.255.255.255 is broadcast)"),
+    ))
+#: Names that resolve to the room itself (RFC 6761 reserves localhost and *.localhost for loopback; the
+#: others are Debian's /etc/hosts names for it).
+_LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+
+
+def _refuse_address(address: ipaddress.IPv4Address, host: str) -> None:
+    for network, why in _NEVER_EGRESS:
+        if address in network:
+            raise ValueError(f"{host} is never an egress destination: {why}")
+
+
+def _refuse_host_name(host: str) -> None:
+    name = host.lower().removesuffix(".")
+    if not name or "" in name.split("."):
+        raise ValueError(f"{host!r} has an empty label: not a host name")
+    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
+        raise ValueError(f"{host} is never an egress destination: the name means the room itself (loopback; let "
+                         "the app call the sidecars with application.sidecar_apis)")
+    try:
+        address = ipaddress.IPv4Address(name)
+    except ValueError:
+        try:
+            socket.inet_aton(name)
+        except OSError:
+            return
+        # 127.1, 2130706433, 0x7f.0.0.1: the resolver reads these as addresses.
+        raise ValueError(f"{host!r} is an IPv4 address in a short or numeric form: write it as a.b.c.d") from None
+    _refuse_address(address, host)
 
 
 class Egress(_Model):
@@ -335,7 +498,7 @@ class Telemetry(_Model):
 
 
 class Governance(_Model):
-    endpoint: HttpUrl = Field(description="the clean room governance service (CGS)")
+    endpoint: HttpsUrl = Field(description="the clean room governance service (CGS)")
     ca_bundle: str | None = Field(None, description="PEM file trusted for the endpoint's certificate")
     consent_poll_interval_s: PositiveFloat = 5.0
 
@@ -375,6 +538,7 @@ class CleanRoomSpec(_Model):
             *_repeats(((f"egress.allow[{i}]", "host", rule.destination, f"{rule.host}:{rule.port}")
                        for i, rule in enumerate(self.egress.allow)), clash="is already allowed by"),
         ]
+        problems += self._app_mount_problems()
         if self.application.key_vaults and "skr" not in self.application.sidecar_apis:
             problems.append("application.key_vaults: the app can use them only with skr in application.sidecar_apis")
         if self.application.mode == "api" and not self.endpoints:
@@ -382,6 +546,26 @@ class CleanRoomSpec(_Model):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _app_mount_problems(self) -> list[str]:
+        """The container policy's mount rules (declared_mounts, mount_targets, mount_modes), at load."""
+        declared = {vol.name: (vol.path_in_app, "ro" if where.startswith("datasources") else "rw")
+                    for where, vol in self.volumes_with_location()}
+        problems = []
+        for i, mount in enumerate(self.application.mounts):
+            where = f"application.mounts[{i}]"
+            if mount.source not in declared:
+                problems.append(f"{where}.source: {mount.source!r} is not a datasource or datasink of the spec (the "
+                                "container policy's rule declared_mounts: the app mounts only the spec's volumes)")
+                continue
+            target, mode = declared[mount.source]
+            if mount.target != target:
+                problems.append(f"{where}.target: {mount.source} is mounted at {target}, not {mount.target} (the "
+                                "container policy's rule mount_targets)")
+            if mount.mode != mode:
+                problems.append(f"{where}.mode: {mount.source} is mounted {mode}, not {mount.mode} (the container "
+                                "policy's rule mount_modes)")
+        return problems
 
     @model_validator(mode="after")
     def _fits_ccr_spec(self) -> CleanRoomSpec:
@@ -456,16 +640,23 @@ def _substitute(value: Any, variables: Mapping[str, str], path: str, problems: l
             if default is not None:
                 return default
             problems.append(f"{path or 'spec'}: undefined variable ${{{name}}} "
-                            "(pass --endpoints FILE, --var NAME=VALUE or set it in the environment)")
+                            "(pass --endpoints FILE or --var NAME=VALUE)")
             return match.group(0)
 
         return _VARIABLE.sub(replace, value)
     if isinstance(value, dict):
-        return {k: _substitute(v, variables, f"{path}.{k}" if path else str(k), problems)
+        return {k: _substitute(v, variables, f"{path}.{_key(k)}" if path else _key(k), problems)
                 for k, v in value.items()}
     if isinstance(value, list):
         return [_substitute(v, variables, f"{path}[{i}]", problems) for i, v in enumerate(value)]
     return value
+
+
+def _key(key: Any) -> str:
+    """A mapping key as a field path shows it: a key that is not a plain word (a hostile spec's key may hold a
+    line break, or not be a string) is quoted, so every problem stays one line."""
+    text = str(key)
+    return text if isinstance(key, str) and text.isprintable() and text.strip() == text and text else repr(key)
 
 
 def _error_path(loc: tuple[Any, ...]) -> str:
@@ -476,7 +667,7 @@ def _error_path(loc: tuple[Any, ...]) -> str:
         elif part in ("function-after", "function-before") or str(part).startswith(("function-", "literal[")):
             continue
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{_key(part)}" if out else _key(part)
     return out
 
 
@@ -496,12 +687,14 @@ def describe_validation_error(exc: ValidationError) -> list[str]:
 def endpoint_variables(path: str | Path) -> dict[str, str]:
     """Flat string values of an endpoints.json, usable as spec variables."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = load_json(read_bounded(Path(path)))
     except OSError as exc:
         raise SpecError([f"cannot read endpoints file: {exc.strerror}"], str(path)) from exc
-    except json.JSONDecodeError as exc:
-        raise SpecError([f"not JSON: {exc.msg} at line {exc.lineno}"], str(path)) from exc
-    return {k: str(v) for k, v in data.items() if isinstance(v, str | int | float)}
+    except UntrustedInputError as exc:
+        raise SpecError([f"the endpoints file {exc}"], str(path)) from None
+    if not isinstance(data, dict):
+        raise SpecError(["the endpoints file must be a JSON object of names and values"], str(path))
+    return {k: str(v) for k, v in data.items() if isinstance(v, str | int | float) and not isinstance(v, bool)}
 
 
 def parse_spec(data: Any, *, source: str = "spec", variables: Mapping[str, str] | None = None,
@@ -509,10 +702,12 @@ def parse_spec(data: Any, *, source: str = "spec", variables: Mapping[str, str] 
     """Validate already-parsed YAML/JSON data; raises SpecError listing every problem."""
     if not isinstance(data, dict):
         raise SpecError(["the top level must be a mapping of fields"], source)
-    merged = dict(os.environ)
-    merged.update(variables or {})
+    try:
+        check_tree(data)  # before anything walks it: `_substitute` and pydantic recurse
+    except UntrustedInputError as exc:
+        raise SpecError([f"the spec {exc}"], source) from None
     problems: list[str] = []
-    data = _substitute(data, merged, "", problems)
+    data = _substitute(data, variables or {}, "", problems)
     if problems:
         raise SpecError(problems, source)
     if base_dir is not None:
@@ -536,14 +731,16 @@ def _inline_policy_files(data: dict[str, Any], base_dir: Path) -> list[str]:
         policy = endpoint.get("policy") if isinstance(endpoint, dict) else None
         if not policy or not isinstance(policy, str) or endpoint.get("policy_rego") is not None:
             continue
+        if contained_path_problem(policy):
+            continue  # the field's own rule reports it
         name = endpoint.get("name")
         try:
-            endpoint["policy_rego"] = (base_dir / policy).read_text(encoding="utf-8")
+            endpoint["policy_rego"] = read_contained(base_dir, policy, MAX_POLICY_FILE_BYTES)
         except OSError as exc:
             problems.append(f"endpoints[{i}].policy: endpoint {name}: cannot read {policy} next to the spec: "
                             f"{exc.strerror}")
-        except UnicodeDecodeError:
-            problems.append(f"endpoints[{i}].policy: endpoint {name}: {policy} is not UTF-8 text")
+        except UntrustedInputError as exc:
+            problems.append(f"endpoints[{i}].policy: endpoint {name}: {policy} {exc}")
     return problems
 
 
@@ -552,15 +749,11 @@ def load_spec(path: str | Path, *, variables: Mapping[str, str] | None = None) -
     text inlined (`Endpoint.policy_rego`)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = load_yaml(read_bounded(path))
     except OSError as exc:
         raise SpecError([f"cannot read: {exc.strerror}"], str(path)) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"], str(path)) from None
+    except UntrustedInputError as exc:
+        raise SpecError([f"the spec {exc}"], str(path)) from None
     return parse_spec(data, source=str(path), variables=variables, base_dir=path.parent)
 
 

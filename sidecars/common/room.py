@@ -20,7 +20,6 @@ place that holds every sidecar's ports, so a sidecar never imports another to fi
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -31,6 +30,7 @@ from pathlib import Path
 from ..spec import CleanRoomSpec, endpoint_variables, parse_spec
 from .containers import REMOTE_ROOT, RUN_ROOT
 from .errors import ConfigError, SpecError
+from .untrusted import UntrustedInputError, load_json
 
 SPEC_ENV = "CCR_SPEC"
 SIDECAR_ENV = "CCR_SIDECAR"
@@ -213,9 +213,9 @@ def spec_from_environment(environ: Mapping[str, str]) -> CleanRoomSpec:
     if not text:
         raise ConfigError(f"{SPEC_ENV} is not set: the resolved spec as JSON")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{SPEC_ENV} is not JSON: {exc.msg} at column {exc.colno}") from None
+        data = load_json(text)
+    except UntrustedInputError as exc:
+        raise ConfigError(f"{SPEC_ENV} {exc}") from None
     try:
         return parse_spec(data, source=SPEC_ENV)
     except SpecError as exc:

@@ -79,9 +79,9 @@ class Firewall:
     @classmethod
     def from_spec(cls, spec: CleanRoomSpec, layout: RoomLayout, *, backend: str = DEFAULT_BACKEND,
                   netns: str | None = None, exempt_uids: tuple[int, ...] = (ROOT_UID,),
-                  open_ports: tuple[int, ...] = ()) -> Firewall:
-        return cls(rules_from_spec(spec, layout, exempt_uids=exempt_uids, open_ports=open_ports),
-                   backend=backend, netns=netns)
+                  open_ports: tuple[int, ...] = (), room_addresses: tuple[str, ...] = ()) -> Firewall:
+        return cls(rules_from_spec(spec, layout, exempt_uids=exempt_uids, open_ports=open_ports,
+                                   room_addresses=room_addresses), backend=backend, netns=netns)
 
     def _in_netns(self, operation):
         return run_in_netns(self.netns, lambda: operation(_backend(self.backend)))

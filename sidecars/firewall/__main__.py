@@ -27,6 +27,7 @@ from ..common.logs import configure_logging
 from ..common.otel import setup_telemetry
 from ..room.registry import layout
 from . import Firewall, FirewallNotInForce
+from .netns import local_addresses
 from .options import add_placement_options, add_rule_options, rule_options
 from .sidecar import FIREWALL, FirewallSidecarConfig
 
@@ -77,8 +78,10 @@ def run(config: FirewallSidecarConfig) -> int:
     configure_logging()
     telemetry = setup_telemetry("ccr-firewall")
     try:
+        own = tuple(sorted({*config.room_addresses, *local_addresses(config.netns)}))
         firewall = Firewall.from_spec(config.spec, config.layout, backend=config.backend, netns=config.netns,
-                                      exempt_uids=config.exempt_uids, open_ports=config.open_ports)
+                                      exempt_uids=config.exempt_uids, open_ports=config.open_ports,
+                                      room_addresses=own)
         applied_ms = firewall.apply()
         firewall.require_in_force()
         log.info("firewall rules in force (%s, %d rules, %.1f ms)", config.backend, len(firewall.ruleset.rules),

@@ -178,9 +178,18 @@ class RuleSet:
 
 
 def config_from_spec(spec: CleanRoomSpec, layout: RoomLayout, *, exempt_uids: tuple[int, ...] = (ROOT_UID,),
-                     open_ports: tuple[int, ...] = ()) -> FirewallConfig:
+                     open_ports: tuple[int, ...] = (), room_addresses: tuple[str, ...] = ()) -> FirewallConfig:
     """The rules' inputs: the spec, and from the room's layout the proxy's listeners and the ports of the
-    sidecar APIs the spec lets the app call."""
+    sidecar APIs the spec lets the app call.
+
+    `room_addresses` are the room's own: egress there would reach the room's sidecars the way loopback
+    would (the proxy connects as uid 0), so it is refused like loopback is in the spec. The spec cannot
+    know them; the running room does (CCR_ROOM_ADDRESS, its interfaces)."""
+    own = set(room_addresses)
+    if any(rule.host in own for rule in spec.egress.allow):
+        raise SpecError([f"egress.allow[{i}].host: {rule.host} is this room's own address: egress there would "
+                         "reach the room's sidecars, which the app calls only as its contract's sidecar APIs allow"
+                         for i, rule in enumerate(spec.egress.allow) if rule.host in own])
     http_ports: set[int] = set()
     tcp: list[TcpEgress] = []
     for rule in spec.egress.allow:
@@ -257,5 +266,6 @@ def render(config: FirewallConfig) -> RuleSet:
 
 
 def rules_from_spec(spec: CleanRoomSpec, layout: RoomLayout, *, exempt_uids: tuple[int, ...] = (ROOT_UID,),
-                    open_ports: tuple[int, ...] = ()) -> RuleSet:
-    return render(config_from_spec(spec, layout, exempt_uids=exempt_uids, open_ports=open_ports))
+                    open_ports: tuple[int, ...] = (), room_addresses: tuple[str, ...] = ()) -> RuleSet:
+    return render(config_from_spec(spec, layout, exempt_uids=exempt_uids, open_ports=open_ports,
+                                   room_addresses=room_addresses))

@@ -9,13 +9,15 @@ namespace. Python 3.11 has no os.setns, hence ctypes.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from ..common.errors import ConfigError
+from ..common.errors import ConfigError, ProcessError
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
@@ -31,6 +33,19 @@ def netns_path(name: str) -> Path:
     if not path.exists():
         raise ConfigError(f"network namespace {name!r} does not exist (create it with: ip netns add {name})")
     return path
+
+
+def local_addresses(name: str | None) -> tuple[str, ...]:
+    """The IPv4 addresses of the interfaces in namespace `name` (None: ours): the room's own addresses, which
+    only the running room knows (a local room's veth address, a container group's address in Azure)."""
+    argv = ["ip", *(("-n", str(netns_path(name).name)) if name else ()), "-j", "-4", "addr", "show"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True)
+        interfaces = json.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise ProcessError(f"cannot list the room's addresses ({' '.join(argv)}): {exc}") from None
+    return tuple(sorted({info["local"] for interface in interfaces for info in interface.get("addr_info", ())
+                         if "local" in info}))
 
 
 def run_in_netns(name: str | None, func: Callable[[], T]) -> T:

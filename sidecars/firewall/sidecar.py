@@ -11,7 +11,7 @@ from ..common.errors import ProcessError
 from ..common.room import Room, RoomLayout
 from ..common.sidecar import Sidecar, SidecarPort
 from ..spec import CleanRoomSpec
-from .model import ROOT_UID
+from .model import ROOT_UID, config_from_spec
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,20 @@ class FirewallSidecarConfig:
     open_ports: tuple[int, ...] = ()
     host: str = "127.0.0.1"
     ready_file: Path | None = None
+    #: the room's own addresses known before it runs (CCR_ROOM_ADDRESS); at start the firewall adds its
+    #: namespace's interface addresses, and refuses egress to any of them
+    room_addresses: tuple[str, ...] = ()
 
 
 def configure(room: Room) -> FirewallSidecarConfig:
-    return FirewallSidecarConfig(spec=room.spec, layout=room.layout, port=room.layout.port("firewall"),
-                                 backend=room.placement.firewall_backend,
-                                 ready_file=room.placement.ready_file("firewall"))
+    address = room.placement.room_address
+    config = FirewallSidecarConfig(spec=room.spec, layout=room.layout, port=room.layout.port("firewall"),
+                                   backend=room.placement.firewall_backend,
+                                   ready_file=room.placement.ready_file("firewall"),
+                                   room_addresses=(address,) if address else ())
+    # What can be refused without the running room (`ccr spec validate` through the registry) is, here.
+    config_from_spec(config.spec, config.layout, room_addresses=config.room_addresses)
+    return config
 
 
 def rules_enforced(status: int, body: Any) -> bool:

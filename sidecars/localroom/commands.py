@@ -6,10 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
-
 from ..cliargs import spec_variables
 from ..common.errors import CcrError, ConfigError
+from ..common.untrusted import UntrustedInputError, load_yaml, read_bounded
 from ..room.registry import REGISTRY
 from . import up as room
 from .roomhttp import room_request
@@ -32,8 +31,9 @@ def up(args: argparse.Namespace) -> int:
         run_dir = Path(args.run_dir)
     else:
         try:
-            name = str((yaml.safe_load(spec_path.read_text()) or {}).get("name", "room"))
-        except (yaml.YAMLError, AttributeError):
+            # Bounded like any spec (a hostile one is refused, naming why, when `up` loads it).
+            name = str((load_yaml(read_bounded(spec_path)) or {}).get("name", "room"))
+        except (UntrustedInputError, OSError, AttributeError):
             name = "room"
         run_dir = default_run_dir(name)
     variables = spec_variables(argparse.Namespace(var=args.var))  # checks NAME=VALUE before anything starts

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import yaml
 
 from ..common.errors import SpecError
+from ..common.untrusted import UntrustedInputError, load_json, load_yaml, read_bounded
 from ..spec import CleanRoomSpec, EncryptionMode, parse_spec
 
 NAME = re.compile(r"[^a-z0-9-]+")
@@ -51,8 +51,8 @@ def _configuration(raw: Any) -> dict[str, Any]:
     for text in (raw, _b64(raw)):
         if text:
             try:
-                value = json.loads(text)
-            except (json.JSONDecodeError, TypeError):
+                value = load_json(text)
+            except UntrustedInputError:
                 continue
             if isinstance(value, dict):
                 return {str(k).lower(): v for k, v in value.items()}
@@ -321,11 +321,11 @@ class _Importer:
 def import_azure_spec(path: str | Path, *, name: str | None = None, contract_id: str | None = None,
                       maa_endpoint: str | None = None, governance_endpoint: str | None = None) -> Import:
     try:
-        doc = yaml.safe_load(Path(path).read_text())
+        doc = load_yaml(read_bounded(Path(path)))
     except OSError as exc:
         raise SpecError([f"cannot read: {exc.strerror}"], str(path)) from None
-    except yaml.YAMLError as exc:
-        raise SpecError([f"not valid YAML: {exc}"], str(path)) from None
+    except UntrustedInputError as exc:
+        raise SpecError([f"the Azure spec {exc}"], str(path)) from None
     if isinstance(doc, dict) and "specification" in doc and len(doc) == 1:
         doc = doc["specification"]
     if not isinstance(doc, dict):

@@ -1,10 +1,17 @@
 """`ccr spec explain`: in plain words, for each party, what its key is released to and what the room
-may do with the data. Everything printed is read from the same rendering that produces the policy."""
+may do with the data. Everything printed is read from the same rendering that produces the policy.
+
+A party reads this before it accepts a contract someone else wrote, so it names every way data can leave
+the room (each egress rule, each datasink and sink, the inbound APIs, and each sidecar API the app may
+call, with what that API hands out) and what the contract embeds that the spec file does not show: each
+endpoint's Rego, by name, size and sha256, as measured in HOST_DATA."""
 
 from __future__ import annotations
 
+import hashlib
+
 from ..common.containers import Container
-from ..spec import CleanRoomSpec, EncryptionMode
+from ..spec import CleanRoomSpec, EncryptionMode, Endpoint, Sink
 from .release_policy import party_authorities
 from .render import Rendering
 
@@ -23,6 +30,42 @@ def _privileges(app: Container) -> str:
     return f"capabilities {', '.join(app.capabilities)}" if app.capabilities else "no capabilities"
 
 
+def _policy(endpoint: Endpoint) -> str:
+    # Without a policy the proxy refuses every request (sidecars/proxy/model.py).
+    if endpoint.policy_rego is None:
+        return "no request policy, so every request is refused"
+    text = endpoint.policy_rego.encode()
+    return (f"the Rego policy {endpoint.policy or 'written in the spec'} ({len(text)} bytes, sha256 "
+            f"{hashlib.sha256(text).hexdigest()}, embedded in the contract)")
+
+
+def _sink(kind: str, sink: Sink, consent: str) -> str:
+    key = sink.encryption.key
+    to = f" to {key.kek_name} in {key.vault_url}" if key else ""
+    return (f"  - export {kind} to {sink.store.account_url} container {sink.store.container}, encrypted{to} "
+            f"({sink.encryption.mode.value}), only while the members' {consent} consent is enabled"
+            + (f", every {sink.export_interval_s:g} s" if sink.export_interval_s else ""))
+
+
+def _sidecar_apis(spec: CleanRoomSpec) -> list[str]:
+    """What each sidecar API the contract opens to the app hands out: each is a channel out of the room."""
+    app = spec.application
+    keys = [t.encryption.key for t in spec.blob_targets() if t.encryption.key is not None]
+    vaults = sorted({str(u) for u in (*(k.vault_url for k in keys), *(k.secret_vault_url for k in keys if
+                                                                       k.secret_vault_url), *app.key_vaults)})
+    identities = ", ".join(sorted(spec.federated_identities())) or "none in this spec"
+    what = {
+        "governance": "read the contract's secrets, write audit events to CGS (seen by every member), get tokens "
+                      "issued by the contract's OIDC issuer",
+        "skr": "get attestation reports and MAA tokens, and release keys from the vaults "
+               + (", ".join(vaults) if vaults else "(none in this spec)")
+               + " (the volumes' keys among them)",
+        "identity": f"get managed identity tokens for the spec's federated identities ({identities})",
+        "telemetry": "send OTLP traces, metrics and logs, which leave only through the telemetry and log sinks",
+    }
+    return [f"  - call the {api} sidecar API: {what[api]}" for api in app.sidecar_apis]
+
+
 def explain(spec: CleanRoomSpec, rendering: Rendering) -> str:
     app = rendering.group.app
     out = [f"Clean room {spec.name} (contract {spec.contract.id}, governance {spec.contract.governance.endpoint})",
@@ -38,22 +81,32 @@ def explain(spec: CleanRoomSpec, rendering: Rendering) -> str:
     for vol in spec.datasinks:
         room.append(f"  - write {vol.name} for {vol.owner or 'unowned'} (blob container {vol.store.container}) "
                     f"from {vol.path_in_app}, encrypted before it leaves the room ({vol.encryption.mode.value})")
-    if spec.egress.none:
-        room.append("  - open no outbound connection: all egress is blocked")
-    for rule in spec.egress.allow:
-        room.append(f"  - connect out to {rule.host}:{rule.port} ({rule.protocol}) and nowhere else")
-    for ep in spec.endpoints:
-        # Without a policy the proxy refuses every request (sidecars/proxy/model.py).
-        policy = ("the Rego policy " + (ep.policy or "written in the spec") if ep.policy or ep.policy_rego is not None
-                  else "no request policy, so every request is refused")
-        room.append(f"  - serve API {ep.name} (app port {ep.port}) to outside clients over TLS via the proxy, "
-                    f"filtered by {policy}")
-    if not spec.endpoints:
-        room.append("  - accept no inbound connection")
     room.append("  - start only after the contract is accepted (execution consent); any member can revoke it, "
                 "which stops the app")
-    room.append("  - export telemetry and logs only while their consent is enabled"
-                + (f", encrypted to {spec.telemetry.log_sink.store.container}" if spec.telemetry.log_sink else ""))
+    room.append("")
+    room.append("Every channel out of the room:")
+    for vol in spec.datasinks:
+        room.append(f"  - datasink {vol.name}: what the app writes at {vol.path_in_app}, to {vol.store.account_url} "
+                    f"container {vol.store.container}, encrypted ({vol.encryption.mode.value})")
+    if spec.egress.none:
+        room.append("  - egress: none, all egress is blocked")
+    for rule in spec.egress.allow:
+        what = ("any TCP stream" if rule.protocol == "tcp" else
+                f"{rule.protocol.upper()} requests whose host is {rule.host}" + (", TLS verified by the proxy"
+                                                                                 if rule.protocol == "https" else ""))
+        room.append(f"  - egress {rule.protocol} to {rule.host}:{rule.port}: {what}")
+    if spec.egress.allow and spec.egress.dns == "tcp":
+        room.append("  - DNS over TCP, to the proxy's own resolvers: names the app looks up leave the room")
+    for ep in spec.endpoints:
+        room.append(f"  - API {ep.name} (app port {ep.port}): clients outside call it over TLS via the proxy and "
+                    f"read its answers, filtered by {_policy(ep)}")
+    if not spec.endpoints:
+        room.append("  - inbound: none, the room accepts no connection")
+    sinks = ((spec.telemetry.telemetry_sink, "telemetry (traces, metrics, sidecar logs)", "telemetry"),
+             (spec.telemetry.log_sink, "the app's logs (stdout, stderr)", "logging"))
+    for sink, kind, consent in sinks:
+        room.append(_sink(kind, sink, consent) if sink else f"  - {kind}: not exported (no sink)")
+    room += _sidecar_apis(spec) or ["  - sidecar APIs: the app may call none"]
     for party in _parties(spec):
         out.append(f"Party {party}:")
         owned = [v for _, v in spec.volumes_with_location() if v.owner == party]

@@ -56,7 +56,8 @@ def test_undefined_variable_names_field(repo):
 def test_default_variable_value():
     data = {"name": "x", "contract": {"id": "c", "governance": {"endpoint": "${nope:-https://cgs.example}"}},
             "maa_endpoint": "https://maa.example",
-            "application": {"name": "a", "image": "i", "resources": {"cpu": 1, "memory_gb": 1}}}
+            "application": {"name": "a", "image": "localhost/a@sha256:" + "0" * 64,
+                            "resources": {"cpu": 1, "memory_gb": 1}}}
     spec = parse_spec(data, variables={})
     assert str(spec.contract.governance.endpoint) == "https://cgs.example/"
 
@@ -169,7 +170,7 @@ def test_policy_rego_may_be_written_inline_instead_of_a_file(repo):
     (lambda d: (d / "allow-get-hello.rego").mkdir(), "cannot read allow-get-hello.rego next to the spec: "
                                                      "Is a directory"),
     (lambda d: (d / "allow-get-hello.rego").write_bytes(b"package envoy.authz\n\xff\xfe"),
-     "allow-get-hello.rego is not UTF-8 text"),
+     "allow-get-hello.rego is not UTF-8 text (byte 20, line 2)"),
 ])
 def test_an_unreadable_policy_file_is_a_spec_error_naming_the_endpoint(repo, tmp_path, make, reason):
     example = repo / "examples/cleanroomhello-api"

@@ -36,14 +36,17 @@ from sidecars.common.azure_clients import account_name_of
 from sidecars.common.errors import ConfigError, SpecError
 from sidecars.common.room import SPEC_ENV, Room
 from sidecars.common.tls import LocalCA
+from sidecars.common.untrusted import contained_path_problem
 from sidecars.firewall.model import config_from_spec
+from sidecars.launcher.policy import POLICY_FILE as CONTAINER_POLICY
+from sidecars.launcher.policy import ContainerPolicy, build_launch
 from sidecars.proxy.envoy import validate_bootstrap, write_bootstrap
 from sidecars.proxy.model import model_from_spec
 from sidecars.proxy.runtime import plan
-from sidecars.room.group import canonical_spec_json
+from sidecars.room.group import canonical_spec_json, render_group
 from sidecars.room.registry import layout
 from sidecars.skr.destinations import Destinations
-from sidecars.spec import MAX_SPEC_JSON_BYTES, CleanRoomSpec, load_spec, parse_spec
+from sidecars.spec import MAX_SPEC_JSON_BYTES, Application, AppMount, CleanRoomSpec, load_spec, parse_spec
 from sidecars.telemetry.__main__ import _sink_configs, config_from_args
 from sidecars.telemetry.__main__ import build_parser as telemetry_parser
 
@@ -118,7 +121,23 @@ def room_start(spec_file: Path) -> object:
     return canonical_spec_json(_load(spec_file))
 
 
-STARTS: tuple[Start, ...] = (firewall_start, proxy_start, telemetry_start, skr_start, volumes_start, room_start)
+def launcher_violations(spec: CleanRoomSpec) -> list[str]:
+    """What the launcher's container policy says of the spec's app, launched as the launcher launches it, its
+    local image the one the spec pins."""
+    app = render_group(spec).app
+    launch = build_launch(spec, app, mount_root=Path("/run/ccr/mnt"), netns="ccr-x", container_name="app")
+    return ContainerPolicy(spec, app).violations(launch, spec.application.image.partition("@")[2])
+
+
+def launcher_start(spec_file: Path) -> object:
+    """The launcher's check before it runs the app (policies/container.rego)."""
+    violations = launcher_violations(_load(spec_file))
+    assert violations == [], violations
+    return violations
+
+
+STARTS: tuple[Start, ...] = (firewall_start, proxy_start, telemetry_start, skr_start, volumes_start, room_start,
+                             launcher_start)
 
 
 # --- the rules ----------------------------------------------------------------------------------------------
@@ -148,6 +167,17 @@ LONG_HOST = "a" * 252 + ".com"  # 256 characters: more than a TLS server name ho
 NO_IPV4 = ("(the TCP proxy matches the destination address; reach a host name with an http or https rule)")
 HOST_NAME = "(letters, digits, '-', '_' and '.', at most 253 characters)"
 SINK_CSE = "exported telemetry and logs leave the room only as ciphertext"
+SKR_PORT, GOVERNANCE_PORT = layout().port("skr"), layout().port("governance")
+LOOPBACK = "loopback, the room itself: its sidecars listen there (let the app call them with application.sidecar_apis)"
+LOOPBACK_NAME = ("the name means the room itself (loopback; let the app call the sidecars with "
+                 "application.sidecar_apis)")
+LINK_LOCAL = "link-local: the platform's metadata service (169.254.169.254) and nothing else the room needs"
+SHORT_FORM = "is an IPv4 address in a short or numeric form: write it as a.b.c.d"
+A_HOLE = "nowhere: the proxy (uid 0, not confined) connected there for the app"
+UNPINNED = ("is not pinned by digest: use REPO@sha256:<64 lower-case hex digits> (the launcher's container policy, "
+            "rule image_pinned; `ccr images build NAME --pin SPEC` writes it)")
+OUTSIDE_POLICY = "package envoy.authz\n\ndefault allow := true\n"
+SYSTEM_PATH = "a system path of the app's image (spec.SYSTEM_PATHS)"
 
 
 @dataclass(frozen=True)
@@ -229,6 +259,147 @@ RULES = [
     Rule("a uid the kernel cannot have", _set("application.user", "4294967295:1000"),
          "application.user: a uid or gid is at most 4294967294",
          "firewall: model.FirewallConfig via config_from_spec (SpecError: uid out of range)", (firewall_start,)),
+    # --- egress never reaches the room itself or the platform (issue 14)
+    Rule("tcp egress to skr on loopback", _set("egress.allow[1]", {"host": "127.0.0.1", "port": SKR_PORT,
+                                                                    "protocol": "tcp"}),
+         f"egress.allow[1].host: 127.0.0.1 is never an egress destination: {LOOPBACK}", A_HOLE,
+         (firewall_start, proxy_start)),
+    Rule("tcp egress to governance on another loopback address",
+         _set("egress.allow[1]", {"host": "127.0.0.2", "port": GOVERNANCE_PORT, "protocol": "tcp"}),
+         f"egress.allow[1].host: 127.0.0.2 is never an egress destination: {LOOPBACK}", A_HOLE,
+         (firewall_start, proxy_start)),
+    Rule("tcp egress to the metadata service", _set("egress.allow[1].host", "169.254.169.254"),
+         f"egress.allow[1].host: 169.254.169.254 is never an egress destination: {LINK_LOCAL}", A_HOLE,
+         (firewall_start, proxy_start)),
+    Rule("tcp egress to the unspecified address", _set("egress.allow[1].host", "0.0.0.0"),
+         "egress.allow[1].host: 0.0.0.0 is never an egress destination: 'this network' (0.0.0.0 is the room "
+         "itself)", A_HOLE, (firewall_start, proxy_start)),
+    Rule("tcp egress to Azure's wire server", _set("egress.allow[1].host", "168.63.129.16"),
+         "egress.allow[1].host: 168.63.129.16 is never an egress destination: Azure's platform address (wire "
+         "server, DNS, health probes), never a party's service", A_HOLE, (firewall_start, proxy_start)),
+    Rule("tcp egress to a multicast address", _set("egress.allow[1].host", "224.0.0.251"),
+         "egress.allow[1].host: 224.0.0.251 is never an egress destination: multicast", A_HOLE,
+         (firewall_start, proxy_start)),
+    Rule("tcp egress to broadcast", _set("egress.allow[1].host", "255.255.255.255"),
+         "egress.allow[1].host: 255.255.255.255 is never an egress destination: reserved (255.255.255.255 is "
+         "broadcast)", A_HOLE, (firewall_start, proxy_start)),
+    Rule("tcp egress to every address", _set("egress.allow[1].host", "0.0.0.0/0"),
+         "egress.allow[1].host: '0.0.0.0/0' is a network: a rule allows one destination, never a range (0.0.0.0/0 "
+         "would allow everything)", "firewall: model.config_from_spec (not an address)", (firewall_start,)),
+    Rule("https egress to localhost", _set("egress.allow[0]", {"host": "localhost", "port": GOVERNANCE_PORT}),
+         f"egress.allow[0].host: localhost is never an egress destination: {LOOPBACK_NAME}", A_HOLE,
+         (proxy_start,)),
+    Rule("https egress to a .localhost name", _set("egress.allow[0].host", "skr.localhost"),
+         f"egress.allow[0].host: skr.localhost is never an egress destination: {LOOPBACK_NAME}", A_HOLE,
+         (proxy_start,)),
+    Rule("https egress to localhost written otherwise", _set("egress.allow[0].host", "LocalHost."),
+         f"egress.allow[0].host: LocalHost. is never an egress destination: {LOOPBACK_NAME}", A_HOLE,
+         (proxy_start,)),
+    Rule("http egress to a loopback address", _set("egress.allow[0]", {"host": "127.0.0.1", "port": SKR_PORT,
+                                                                       "protocol": "http"}),
+         f"egress.allow[0].host: 127.0.0.1 is never an egress destination: {LOOPBACK}", A_HOLE, (proxy_start,)),
+    Rule("http egress to loopback in short form", _set("egress.allow[0]", {"host": "127.1", "port": SKR_PORT,
+                                                                           "protocol": "http"}),
+         f"egress.allow[0].host: '127.1' {SHORT_FORM}", A_HOLE, (proxy_start,)),
+    Rule("https egress to loopback as a number", _set("egress.allow[0].host", "2130706433"),
+         f"egress.allow[0].host: '2130706433' {SHORT_FORM}", A_HOLE, (proxy_start,)),
+    Rule("https egress to the metadata address", _set("egress.allow[0].host", "169.254.169.254"),
+         f"egress.allow[0].host: 169.254.169.254 is never an egress destination: {LINK_LOCAL}", A_HOLE,
+         (proxy_start,)),
+    Rule("https egress to any host", _set("egress.allow[0].host", "*"),
+         f"egress.allow[0].host: an https rule needs a host name {HOST_NAME}, not '*'",
+         "spec: the host-name rule (the proxy has no wildcard)", (proxy_start,)),
+    Rule("https egress to a name with an empty label", _set("egress.allow[0].host", "api..example.com"),
+         "egress.allow[0].host: 'api..example.com' has an empty label: not a host name",
+         "proxy: runtime.ProxyRuntime.start, Envoy (invalid domain)", (proxy_start,)),
+    # --- a policy file is read only from the spec's folder (issue 14)
+    Rule("a policy file by absolute path", _set("endpoints[0].policy", "/etc/hostname"),
+         "endpoints[0].policy: '/etc/hostname' must be a path relative to the spec's folder, not an absolute one: "
+         "a policy file is read only from the spec's own folder",
+         "nowhere: loading read it into the contract (ccr spec render policy, ccr governance setup)",
+         (proxy_start, room_start)),
+    Rule("a policy file outside the spec's folder", _set("endpoints[0].policy", "../outside.rego"),
+         "endpoints[0].policy: '../outside.rego' must not climb out of the spec's folder with '..': a policy file "
+         "is read only from the spec's own folder",
+         "nowhere: loading read it into the contract", (proxy_start, room_start),
+         files=(("../outside.rego", OUTSIDE_POLICY),)),
+    Rule("a policy file name not normalised", _set("endpoints[0].policy", "./allow-get-hello.rego"),
+         "endpoints[0].policy: './allow-get-hello.rego' must be written normalised ('allow-get-hello.rego'), with "
+         "'/' between folders: a policy file is read only from the spec's own folder",
+         "nowhere (the contract named one file two ways)", (proxy_start, room_start)),
+    # --- what the launcher's container policy refuses, refused at validation (issue 14)
+    Rule("an image not pinned", _set("application.image", "localhost/hello:latest"),
+         f"application.image: 'localhost/hello:latest' {UNPINNED}",
+         "launcher: policies/container.rego image_pinned, after consent", (launcher_start,)),
+    Rule("an image pinned by a malformed digest", _set("application.image", "localhost/hello@sha256:ABC"),
+         f"application.image: 'localhost/hello@sha256:ABC' {UNPINNED}",
+         "launcher: policies/container.rego image_pinned, after consent", (launcher_start,)),
+    Rule("an app running as uid 0", _set("application.user", "0:1000"),
+         "application.user: the app must not run as uid 0 (the container policy's rule non_root_user; the firewall "
+         "cannot confine uid 0)", "firewall: model.FirewallConfig (SpecError); launcher: non_root_user",
+         (firewall_start, launcher_start)),
+    Rule("an app running with gid 0", _set("application.user", "1000:0"),
+         "application.user: the app must not run with gid 0 (the container policy's rule non_root_group)",
+         "launcher: policies/container.rego non_root_group, after consent", (launcher_start,)),
+    Rule("a privileged app", _set("application.privileged", True),
+         "application.privileged: the app must not run privileged (the container policy's rule not_privileged)",
+         "launcher: policies/container.rego not_privileged, after consent", (launcher_start,)),
+    Rule("an app adding a capability", _set("application.capabilities", ["NET_ADMIN"]),
+         "application.capabilities: the app may not add NET_ADMIN: it runs with every capability dropped (the "
+         "container policy's rule no_added_capabilities)",
+         "launcher: policies/container.rego no_added_capabilities, after consent", (launcher_start,)),
+    Rule("an app mounting a host path", _set("application.mounts", [{"source": "/etc", "target": "/host-etc"}]),
+         "application.mounts[0].source: '/etc' is not a datasource or datasink of the spec (the container policy's "
+         "rule declared_mounts: the app mounts only the spec's volumes)",
+         "launcher: policies/container.rego declared_mounts, after consent", (launcher_start,)),
+    Rule("an app mounting a datasource elsewhere",
+         _set("application.mounts", [{"source": "publisher-input", "target": "/data"}]),
+         "application.mounts[0].target: publisher-input is mounted at /mnt/remote/publisher-input, not /data (the "
+         "container policy's rule mount_targets)",
+         "launcher: policies/container.rego mount_targets, after consent", (launcher_start,)),
+    Rule("an app mounting a datasource read-write",
+         _set("application.mounts", [{"source": "publisher-input", "target": "/mnt/remote/publisher-input",
+                                      "mode": "rw"}]),
+         "application.mounts[0].mode: publisher-input is mounted ro, not rw (the container policy's rule "
+         "mount_modes)", "launcher: policies/container.rego mount_modes, after consent", (launcher_start,)),
+    Rule("an app mount climbing out", _set("application.mounts", [{"source": "publisher-input",
+                                                                   "target": "/mnt/remote/../../etc"}]),
+         "application.mounts[0].target: must be an absolute path without '..'",
+         "launcher: policies/container.rego mount_targets, after consent", (launcher_start,)),
+    Rule("an app mount not normalised", _set("application.mounts", [{"source": "publisher-input",
+                                                                     "target": "/mnt/remote//publisher-input"}]),
+         "application.mounts[0].target: must be written normalised: '/mnt/remote/publisher-input'",
+         "launcher: policies/container.rego mount_targets, after consent", (launcher_start,)),
+    Rule("an app without a cpu limit", _set("application.resources.cpu", 0),
+         "application.resources.cpu: Input should be greater than 0",
+         "spec: PositiveFloat (the container policy's resource_limits)", (launcher_start,)),
+    # --- volumes never over the image's system paths (issue 14)
+    Rule("a datasource mounted over /etc", _set("datasources[0].mount_path", "/etc"),
+         f"datasources[0].mount_path: must not be /etc or below it: {SYSTEM_PATH}",
+         "nowhere: podman mounted it over the image's /etc", (launcher_start,)),
+    Rule("a datasource mounted over the whole filesystem", _set("datasources[0].mount_path", "/"),
+         "datasources[0].mount_path: must not be / (a volume over the whole filesystem replaces the image)",
+         "nowhere: podman refused it at launch", (launcher_start,)),
+    Rule("a datasource mounted below /usr", _set("datasources[0].mount_path", "/usr/lib/python3"),
+         f"datasources[0].mount_path: must not be /usr or below it: {SYSTEM_PATH}",
+         "nowhere: podman mounted it over the image's Python", (launcher_start,)),
+    Rule("a datasource mounted over /tmp", _set("datasources[0].mount_path", "/tmp"),
+         f"datasources[0].mount_path: must not be /tmp or below it: {SYSTEM_PATH}",
+         "nowhere: podman mounted it over the app's scratch space", (launcher_start,)),
+    Rule("a datasource mount path not normalised", _set("datasources[0].mount_path", "/mnt/data/"),
+         "datasources[0].mount_path: must be written normalised: '/mnt/data'",
+         "nowhere (the CCE policy measured one path, podman mounted another)", (launcher_start,)),
+    # --- every service URL is https (issue 14)
+    Rule("the governance service over http", _set("contract.governance.endpoint", "http://cgs.example"),
+         "contract.governance.endpoint: URL scheme should be 'https'",
+         "nowhere: governance sent its attested requests in clear", (room_start,)),
+    Rule("a datasource's storage over http",
+         _set("datasources[0].store.account_url", "http://10.0.0.9:10000/devstoreaccount1"),
+         "datasources[0].store.account_url: URL scheme should be 'https'",
+         "volumes: at the first request, when the storage client refuses a token over http", (volumes_start,)),
+    Rule("a sink's storage over http", _set("telemetry.log_sink.store.account_url", "http://blob.example/acct"),
+         "telemetry.log_sink.store.account_url: URL scheme should be 'https'",
+         "telemetry: at export, when the storage client refuses a token over http", (telemetry_start,)),
     Rule("a resolved spec too large for CCR_SPEC", lambda data: None,
          rf"the resolved spec is \d+ bytes of JSON, over the {MAX_SPEC_JSON_BYTES} a sidecar's CCR_SPEC environment "
          rf"variable can hold \(Linux MAX_ARG_STRLEN\); the largest policy is endpoints\[0\] \(hello, "
@@ -241,8 +412,11 @@ RULES = [
 #: What a sidecar still refuses itself, on purpose, keyed by (file, the spec field its message names).
 KEPT = {
     ("sidecars/firewall/model.py", "application.user"):
-        "the app's uid exempt from the firewall: uid 0 stays loadable by design (spec.py's docstring: the "
-        "launcher's container policy refuses it, naming its rule), and --exempt-uid is a deployment option",
+        "the app's uid exempt from the firewall: the spec refuses uid 0, but --exempt-uid is a deployment option "
+        "that can name the app's uid",
+    ("sidecars/firewall/model.py", "egress.allow[].host"):
+        "egress to the room's own address: only the running room knows it (CCR_ROOM_ADDRESS, its interfaces; "
+        "tests/unit/firewall/test_room_addresses.py); the spec refuses loopback and what is never the room's",
     ("sidecars/proxy/model.py", "endpoints[].policy"):
         "a spec parsed from data without its policy file: loading the file (validate, every rendering) "
         "always inlines the Rego, so only code building specs from data meets it",
@@ -273,7 +447,8 @@ def room_environment(directory: Path) -> dict[str, str]:
     each policy's Rego in the spec itself)."""
     data = yaml.safe_load((directory / "spec.yaml").read_text())
     for endpoint in data.get("endpoints", []):
-        if endpoint.get("policy") and endpoint.get("policy_rego") is None:
+        policy = endpoint.get("policy")
+        if policy and not contained_path_problem(policy) and endpoint.get("policy_rego") is None:
             endpoint["policy_rego"] = (directory / endpoint["policy"]).read_text()
     text = re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: LOCAL.get(m.group(1), m.group(2)), json.dumps(data))
     return {SPEC_ENV: text}
@@ -344,14 +519,52 @@ def test_the_sidecar_fails_loading_the_spec_before_its_derivation_sees_it(valida
     assert_reported([refused.value.message.removeprefix(f"{SPEC_ENV}: ")], rule)
 
 
-def test_uid_0_loads_and_the_room_still_refuses_it():
-    """The container policy's rule (non_root_user) stays loadable by design; the firewall, which cannot confine
-    uid 0, refuses such a room before anything runs (see KEPT)."""
+def unvalidated(rule: Rule) -> CleanRoomSpec:
+    """The base spec with the rule's change to `application` made past validation: what the launcher would get
+    from a spec that did not come through `load_spec`."""
     data = base_data()
-    data["application"]["user"] = "0:0"
-    spec = parse_spec(data, variables=LOCAL)
-    with pytest.raises(SpecError, match="application.user: the app's uid 0 cannot be exempt from the firewall"):
-        config_from_spec(spec, layout())
+    rule.change(data)
+    spec = parse_spec(base_data(), variables=LOCAL, base_dir=API)
+    before = base_data()["application"]
+    changed = {k: v for k, v in data["application"].items() if k != "resources" and v != before.get(k)}
+    fields = {**dict(spec.application), **changed}
+    fields["mounts"] = [AppMount.model_construct(**{"mode": "ro", **m}) for m in fields["mounts"]]
+    fields["resources"] = spec.application.resources.model_copy(update=data["application"]["resources"])
+    return spec.model_copy(update={"application": Application.model_construct(**fields)})
+
+
+#: The container policy's rules the spec cannot break: the launcher builds these from the spec itself, so only
+#: a tampered launch (tests/unit/launcher/test_container_policy.py) or the local image differ.
+NOT_SPEC_RULES = {
+    "image_digest": "the local image's digest: only the launcher, at launch, knows it",
+    "image_declared": "the launcher runs the declared image",
+    "read_only_rootfs": "always set by the launcher (no spec field)",
+    "no_new_privileges": "always set by the launcher (no spec field)",
+    "env_declared": "the launcher runs the declared environment",
+    "command_declared": "the launcher runs the declared command",
+}
+#: Each other rule of policies/container.rego → a rule above whose spec breaks it.
+CONTAINER_POLICY_RULES = {
+    "image_pinned": "an image not pinned", "non_root_user": "an app running as uid 0",
+    "non_root_group": "an app running with gid 0", "not_privileged": "a privileged app",
+    "no_added_capabilities": "an app adding a capability", "declared_mounts": "an app mounting a host path",
+    "mount_modes": "an app mounting a datasource read-write", "mount_targets": "an app mounting a datasource elsewhere",
+    "resource_limits": "an app without a cpu limit",
+}
+
+
+def test_every_container_policy_rule_is_reported_by_validate_first(validated):
+    """Walk policies/container.rego's deny rules: each that a spec can break has a spec above that breaks it;
+    `ccr spec validate` refuses that spec (exit 1, the field named), and the launcher's policy, handed the same
+    app past validation, denies it by that rule: validation is where a party learns it, not the launch."""
+    rules = set(re.findall(r'msg := (?:sprintf\()?"(\w+):', CONTAINER_POLICY.read_text()))
+    assert rules == set(CONTAINER_POLICY_RULES) | set(NOT_SPEC_RULES)
+    by_id = {rule.id: rule for rule in RULES}
+    for policy_rule, rule_id in CONTAINER_POLICY_RULES.items():
+        spec_file, result = validated[rule_id]
+        assert result.returncode == 1 and result.stdout.startswith(f"{spec_file}: application."), result.stdout
+        denied = launcher_violations(unvalidated(by_id[rule_id]))
+        assert any(v.startswith(f"{policy_rule}:") for v in denied), (policy_rule, denied)
 
 
 # --- the guard: no sidecar refuses a spec field at start unless KEPT says why --------------------------------

@@ -22,6 +22,7 @@ from azure.storage.blob import BlobServiceClient
 from sidecars.common.deks import save_dek_file
 from sidecars.common.objectformat import DataKey
 from sidecars.common.process import ManagedProcess, file_exists
+from sidecars.common.tls import LocalCA
 from sidecars.emulators.azurite import ACCOUNT_KEY, ACCOUNT_NAME, start_azurite
 
 REPO = Path(__file__).resolve().parents[3]
@@ -30,10 +31,12 @@ HERE = Path(__file__).resolve().parent
 
 @dataclass
 class Azurite:
-    url: str  # account URL, e.g. http://127.0.0.1:P/devstoreaccount1
+    url: str  # account URL, e.g. https://127.0.0.1:P/devstoreaccount1
+    ca_file: str  # the spec's storage URLs are https (sidecars/spec.py): Azurite serves TLS from a test CA
 
     def service(self) -> BlobServiceClient:
-        return BlobServiceClient(self.url, credential={"account_name": ACCOUNT_NAME, "account_key": ACCOUNT_KEY})
+        return BlobServiceClient(self.url, credential={"account_name": ACCOUNT_NAME, "account_key": ACCOUNT_KEY},
+                                 connection_verify=self.ca_file)
 
     def blobs(self, container: str) -> dict[str, bytes]:
         client = self.service().get_container_client(container)
@@ -44,8 +47,10 @@ class Azurite:
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory) -> Iterator[Azurite]:
-    with start_azurite(log_path=tmp_path_factory.mktemp("azurite") / "azurite.log") as running:
-        yield Azurite(running.blob_url)
+    ca = LocalCA.create(tmp_path_factory.mktemp("azurite-ca"))
+    with start_azurite(tls=ca.issue_server_cert("azurite"), ca_file=str(ca.cert_file),
+                       log_path=tmp_path_factory.mktemp("azurite") / "azurite.log") as running:
+        yield Azurite(running.blob_url, str(ca.cert_file))
 
 
 @dataclass
@@ -183,7 +188,8 @@ def start_room(azurite, governance, tmp_path) -> Iterator:
         spec = work / "spec.yaml"
         spec.write_text(SPEC)
         endpoints = work / "endpoints.json"
-        endpoints.write_text(json.dumps({"storage_url": azurite.url, "telemetry_container": telemetry_container,
+        endpoints.write_text(json.dumps({"storage_url": azurite.url, "ca_bundle": azurite.ca_file,
+                                         "telemetry_container": telemetry_container,
                                          "log_container": log_container}))
         telemetry_key, log_key = work / "telemetry-dek.json", work / "log-dek.json"
         save_dek_file(telemetry_key, DataKey.generate())
@@ -193,6 +199,7 @@ def start_room(azurite, governance, tmp_path) -> Iterator:
         spec_args = ["--spec", spec, "--endpoints", endpoints]
         key_args = ["--telemetry-dek-file", telemetry_key, "--log-dek-file", log_key] if dek_files else []
         argv = [sys.executable, "-m", "sidecars", "sidecar", "run", "telemetry", *spec_args, *key_args,
+                "--ca-bundle", azurite.ca_file,
                 "--grpc-port", "0", "--http-port", "0", "--governance-url", governance.url, "--buffer-dir", buffer_dir,
                 "--ready-file", ready, *extra]
         env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -104,29 +104,37 @@ def test_minimal_room_launches_and_down_leaves_nothing(stand_ins, tmp_path):
     assert_nothing_left(run_dir, state)
 
 
-LAUNCHER_STEP = "step 'launcher: consent, firewall, policy, launch' failed"
-
-
-@pytest.mark.parametrize(("contract", "changes", "pin", "step", "reason"), [
-    # The firewall cannot confine uid 0 (the sidecars' uid), so it refuses the room before anything runs.
-    ("refuse-root", {"user": "0:0"}, True, "step 'sidecar firewall' failed",
-     "the app's uid 0 cannot be exempt from the firewall"),
-    ("refuse-mount", {"mounts": [{"source": "/etc", "target": "/host-etc", "mode": "ro"}]}, True, LAUNCHER_STEP,
-     "container-policy: container policy denied the app: declared_mounts: /host-etc (from /etc) is not a "
-     "datasource or datasink"),
-    ("refuse-unpinned", {"image": "localhost/cleanroomhello-job:latest"}, False, LAUNCHER_STEP,
-     "container-policy: container policy denied the app: image_pinned"),
+@pytest.mark.parametrize(("contract", "changes", "line"), [
+    ("refuse-root", {"user": "0:0"},
+     "application.user: the app must not run as uid 0 (the container policy's rule non_root_user; the firewall "
+     "cannot confine uid 0)"),
+    ("refuse-mount", {"mounts": [{"source": "/etc", "target": "/host-etc", "mode": "ro"}]},
+     "application.mounts[0].source: '/etc' is not a datasource or datasink of the spec (the container policy's rule "
+     "declared_mounts: the app mounts only the spec's volumes)"),
+    ("refuse-unpinned", {"image": "localhost/cleanroomhello-job:latest"},
+     "application.image: 'localhost/cleanroomhello-job:latest' is not pinned by digest: use REPO@sha256:<64 "
+     "lower-case hex digits> (the launcher's container policy, rule image_pinned; `ccr images build NAME --pin "
+     "SPEC` writes it)"),
 ])
-def test_forbidden_app_is_refused_before_launch_naming_the_rule(stand_ins, tmp_path, contract, changes, pin,
-                                                               step, reason):
-    if not pin:
-        ccr("images", "build", "cleanroomhello-job")
+def test_forbidden_app_is_refused_before_anything_starts_naming_the_rule(stand_ins, tmp_path, contract, changes,
+                                                                        line):
+    """What the launcher's container policy refuses, the spec refuses first (tests/unit/test_spec_rules.py):
+    `ccr room up` stops loading the spec, in one line naming the field and the policy's rule, before a
+    namespace, a sidecar or a container exists. (The launcher's policy still checks every launch: unit tests
+    hand it these apps past validation.)"""
     spec = minimal_spec(tmp_path, contract, **changes)
-    result, run_dir, state = bring_up(stand_ins, tmp_path, spec, pin=pin)
-    output = result.stdout + result.stderr
-    assert result.returncode == 1, output
-    assert step in output and reason in output, output
-    assert_nothing_left(run_dir, state)
+    run_dir = tmp_path / "room"
+    result = ccr("room", "up", str(spec), "--endpoints", str(stand_ins / "endpoints.json"), "--run-dir",
+                 str(run_dir), "--wait", check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines()[-1] == f"ccr: error: step 'load spec and endpoints' failed: {spec}: {line}"
+    state = json.loads((run_dir / STATE_FILE).read_text()) if (run_dir / STATE_FILE).exists() else {}
+    # Only `room up`'s own process starter ran (before the spec is read), and it is gone again.
+    assert {process["name"] for process in state.get("processes", [])} <= {"forkserver"}, state
+    for process in state.get("processes", []):
+        stat = Path(f"/proc/{process['pid']}/stat")
+        assert not (stat.exists() and int(stat.read_text().rsplit(")", 1)[1].split()[19]) == process["start_time"])
+    assert not netns_exists(netns_name(contract))
     assert "app running" not in result.stdout, "the app must never start"
 
 

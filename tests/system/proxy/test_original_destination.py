@@ -1,7 +1,8 @@
 """The proxy behind a REDIRECT, in a network namespace this test builds: the app's (uid 1000) TCP is
 redirected to the egress listeners, and Envoy recovers the original destination (SO_ORIGINAL_DST) to
 let through only the contract's ip:port and hosts. The nftables rules here are a minimal stand-in for
-the firewall sidecar's, only to produce real redirected connections."""
+the firewall sidecar's, only to produce real redirected connections. The upstreams live outside the room,
+in a second namespace on a veth link (the spec refuses egress to loopback: that is the room itself)."""
 
 from __future__ import annotations
 
@@ -32,12 +33,13 @@ SERVERS = textwrap.dedent("""
             conn.sendall(prefix + conn.recv(100))
             conn.close()
 
+    address = sys.argv[2]
     sockets = []
     for _ in range(2):
-        s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8); sockets.append(s)
+        s = socket.socket(); s.bind((address, 0)); s.listen(8); sockets.append(s)
         threading.Thread(target=echo, args=(s,), daemon=True).start()
-    # The room's resolver (DNS over TCP), on 127.0.0.1 only.
-    resolver = socket.socket(); resolver.bind(("127.0.0.1", 53)); resolver.listen(8)
+    # The room's resolver (DNS over TCP).
+    resolver = socket.socket(); resolver.bind((address, 53)); resolver.listen(8)
     threading.Thread(target=echo, args=(resolver, b"resolver:"), daemon=True).start()
 
     class Handler(BaseHTTPRequestHandler):
@@ -47,7 +49,7 @@ SERVERS = textwrap.dedent("""
             self.wfile.write(body)
         def log_message(self, *a): pass
 
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    http = ThreadingHTTPServer((address, 0), Handler)
     ports = {"allowed": sockets[0].getsockname()[1], "denied": sockets[1].getsockname()[1],
              "http": http.server_address[1]}
     open(sys.argv[1], "w").write(json.dumps(ports))
@@ -57,7 +59,8 @@ SERVERS = textwrap.dedent("""
 CLIENT = textwrap.dedent("""
     import json, socket, sys
     out = {}
-    for name, host, port in (("allowed", "127.0.0.1", int(sys.argv[1])), ("denied", "127.0.0.1", int(sys.argv[2])),
+    outside = sys.argv[4]
+    for name, host, port in (("allowed", outside, int(sys.argv[1])), ("denied", outside, int(sys.argv[2])),
                              ("dns", "127.0.0.2", 53)):
         with socket.create_connection((host, port), timeout=5) as s:
             s.sendall(b"ping")
@@ -65,8 +68,8 @@ CLIENT = textwrap.dedent("""
             while chunk := s.recv(4096):
                 data += chunk
             out[name] = data.decode()
-    for name, host in (("http_allowed", f"localhost:{sys.argv[3]}"), ("http_denied", "evil.example")):
-        with socket.create_connection(("127.0.0.1", int(sys.argv[3])), timeout=5) as s:
+    for name, host in (("http_allowed", f"{outside}:{sys.argv[3]}"), ("http_denied", "evil.example")):
+        with socket.create_connection((outside, int(sys.argv[3])), timeout=5) as s:
             s.sendall(f"GET / HTTP/1.1\\r\\nHost: {host}\\r\\nConnection: close\\r\\n\\r\\n".encode())
             data = b""
             while chunk := s.recv(4096):
@@ -80,6 +83,9 @@ def _netns(name: str, *argv: str) -> list[str]:
     return ["ip", "netns", "exec", name, *argv]
 
 
+ROOM_ADDRESS, OUTSIDE_ADDRESS = "10.231.0.1", "10.231.0.2"
+
+
 @pytest.fixture
 def netns():
     name = f"ccr-proxy-{os.getpid()}"
@@ -91,15 +97,35 @@ def netns():
         subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
-def test_redirected_tcp_and_http_reach_only_the_allow_list(netns, tmp_path, repo):
+@pytest.fixture
+def room_and_outside():
+    """The room's namespace, and an outside one on a veth link: (room, outside)."""
+    names = (f"ccr-proxy-in-{os.getpid()}", f"ccr-proxy-out-{os.getpid()}")
+    try:
+        for name in names:
+            subprocess.run(["ip", "netns", "add", name], check=True)
+            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "-n", names[0], "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
+                        "netns", names[1]], check=True)
+        for name, address in zip(names, (ROOM_ADDRESS, OUTSIDE_ADDRESS), strict=True):
+            subprocess.run(["ip", "-n", name, "addr", "add", f"{address}/30", "dev", "eth0"], check=True)
+            subprocess.run(["ip", "-n", name, "link", "set", "eth0", "up"], check=True)
+        yield names
+    finally:
+        for name in names:
+            subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def test_redirected_tcp_and_http_reach_only_the_allow_list(room_and_outside, tmp_path, repo):
     ports_file = tmp_path / "servers.json"
     (tmp_path / "servers.py").write_text(SERVERS)
-    with ManagedProcess("upstreams", _netns(netns, sys.executable, str(tmp_path / "servers.py"), str(ports_file)),
-                        ready=file_exists(ports_file), ready_timeout=20):
+    netns, outside = room_and_outside
+    with ManagedProcess("upstreams", _netns(outside, sys.executable, str(tmp_path / "servers.py"), str(ports_file),
+                                            OUTSIDE_ADDRESS), ready=file_exists(ports_file), ready_timeout=20):
         up = json.loads(ports_file.read_text())
         spec = yaml.safe_load((repo / "examples/cleanroomhello-job/spec.yaml").read_text())
-        spec["egress"] = {"allow": [{"host": "127.0.0.1", "port": up["allowed"], "protocol": "tcp"},
-                                    {"host": "localhost", "port": up["http"], "protocol": "http"}],
+        spec["egress"] = {"allow": [{"host": OUTSIDE_ADDRESS, "port": up["allowed"], "protocol": "tcp"},
+                                    {"host": OUTSIDE_ADDRESS, "port": up["http"], "protocol": "http"}],
                           "dns": "tcp"}
         spec_path = tmp_path / "spec.yaml"
         spec_path.write_text(yaml.safe_dump(spec))
@@ -110,7 +136,7 @@ def test_redirected_tcp_and_http_reach_only_the_allow_list(netns, tmp_path, repo
         argv = _netns(netns, sys.executable, "-m", "sidecars.cli", "sidecar", "run", "proxy", "--spec", str(spec_path),
                       *variables, "--run-dir", str(tmp_path / "run"), "--ready-file", str(ready),
                       "--egress-http-port", "0", "--egress-tcp-port", "0", "--admin-port", "0",
-                      "--status-port", "0", "--dns-resolver", "127.0.0.1")
+                      "--status-port", "0", "--dns-resolver", OUTSIDE_ADDRESS)
         with ManagedProcess("proxy", argv, ready=file_exists(ready), ready_timeout=60, cwd=repo):
             proxy = json.loads(ready.read_text())["ports"]
             tcp_ports = f"{up['allowed']}, {up['denied']}, 53"
@@ -127,7 +153,7 @@ def test_redirected_tcp_and_http_reach_only_the_allow_list(netns, tmp_path, repo
             result = subprocess.run(
                 _netns(netns, "setpriv", f"--reuid={APP_UID}", f"--regid={APP_UID}", "--clear-groups",
                        "/usr/bin/python3", "-c", CLIENT, str(up["allowed"]), str(up["denied"]),
-                       str(up["http"])),
+                       str(up["http"]), OUTSIDE_ADDRESS),
                 capture_output=True, text=True, timeout=60)
             assert result.returncode == 0, result.stderr
             seen = json.loads(result.stdout)

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +21,9 @@ from sidecars.common import objectformat as fmt
 from sidecars.common.azure_clients import container_client
 from sidecars.common.deks import load_dek_file
 from sidecars.common.process import ManagedProcess, wait_until
+from sidecars.common.tls import LocalCA
 from sidecars.emulators import runner
+from sidecars.emulators.azurite import start_azurite
 
 pytestmark = pytest.mark.root
 
@@ -35,6 +38,16 @@ def emulation(tmp_path_factory):
         runner.stop(run_dir)
 
 
+@pytest.fixture(scope="module")
+def tls_azurite(emulation, tmp_path_factory):
+    """A spec's storage URL is https (sidecars/spec.py): Azurite with a certificate from the stand-ins' CA, so
+    their one ca_bundle serves all (as tests/integration/volumes/conftest.py does)."""
+    ca = LocalCA.create(Path(emulation["ca_bundle"]).parent)
+    with start_azurite(tls=ca.issue_server_cert("azurite"), ca_file=str(ca.cert_file), loose=True,
+                       log_path=tmp_path_factory.mktemp("azurite-tls") / "azurite.log") as az:
+        yield az
+
+
 def volume_entry(name: str) -> dict:
     return {"name": name, "store": {"account_url": "${storage_url}", "container": name},
             "encryption": {"mode": "CSE", "key": {"vault_url": "${keyvault_url}", "kek_name": f"{name}-kek",
@@ -42,11 +55,11 @@ def volume_entry(name: str) -> dict:
                                                   "maa_endpoint": "${maa_endpoint}"}}}
 
 
-def test_sidecar_mounts_what_skr_releases_and_says_why_not_otherwise(emulation, azurite, shared_dir, tmp_path,
+def test_sidecar_mounts_what_skr_releases_and_says_why_not_otherwise(emulation, tls_azurite, shared_dir, tmp_path,
                                                                      monkeypatch):
     monkeypatch.setenv("CCR_HOME", str(tmp_path / "owners"))
     endpoints_file = tmp_path / "endpoints.json"
-    endpoints_file.write_text(json.dumps({**emulation, "storage_url": azurite.blob_url}))
+    endpoints_file.write_text(json.dumps({**emulation, "storage_url": tls_azurite.blob_url}))
     room_policy = hashlib.sha256(b"the room's CCE policy").hexdigest()
     other_policy = hashlib.sha256(b"some other room").hexdigest()
     suffix = uuid.uuid4().hex[:8]
@@ -102,5 +115,6 @@ def test_sidecar_mounts_what_skr_releases_and_says_why_not_otherwise(emulation, 
         assert sidecar.popen.returncode == 0
     assert not os.path.ismount(shared_dir / src) and not os.path.ismount(shared_dir / sink)
     owner_key = load_dek_file(tmp_path / "owners" / "deks" / f"devstoreaccount1-{sink}.json")
-    blob = container_client(azurite.blob_url, sink).download_blob("result.txt").readall()
+    blob = container_client(tls_azurite.blob_url, sink, ca_bundle=emulation["ca_bundle"]).download_blob(
+        "result.txt").readall()
     assert fmt.decrypt(owner_key, fmt.ObjectLocation("devstoreaccount1", sink, "result.txt"), blob) == b"42\n"

@@ -9,7 +9,7 @@ from sidecars.common.errors import PolicyDenied
 from sidecars.launcher.policy import ContainerPolicy, build_launch
 from sidecars.launcher.run import podman_run_args
 from sidecars.room.group import render_group
-from sidecars.spec import parse_spec
+from sidecars.spec import AppMount, parse_spec
 
 DIGEST = "sha256:" + "1f" * 32
 VARIABLES = {"cgs_endpoint": "https://127.0.0.1:1", "maa_endpoint": "https://127.0.0.1:2",
@@ -17,10 +17,14 @@ VARIABLES = {"cgs_endpoint": "https://127.0.0.1:1", "maa_endpoint": "https://127
 
 
 def job_spec(repo, **app_changes):
+    """The job example, with `app_changes` made *after* validation: `ccr spec validate` refuses every one of
+    them (tests/unit/test_spec_rules.py), and the launcher's policy must refuse them even so, for a launch
+    that did not come from a validated spec."""
     data = yaml.safe_load((repo / "examples/cleanroomhello-job/spec.yaml").read_text())
     data["application"]["image"] = f"localhost/cleanroomhello-job@{DIGEST}"
-    data["application"].update(app_changes)
-    return parse_spec(data, variables=VARIABLES)
+    spec = parse_spec(data, variables=VARIABLES)
+    changes = {k: [AppMount(**m) for m in v] if k == "mounts" else v for k, v in app_changes.items()}
+    return spec.model_copy(update={"application": spec.application.model_copy(update=changes)})
 
 
 def violations(spec, local_digest=DIGEST):
