@@ -39,7 +39,8 @@ import trio
 
 from ..common import objectformat as fmt
 from ..common.errors import CcrError
-from .store import BLOCK_SEGMENTS, ObjectReader, ObjectWriter, Volume
+from .manifest import Entry, Manifest, ManifestRefused, is_reserved
+from .store import BLOCK_SEGMENTS, ObjectInfo, ObjectReader, ObjectWriter, Volume
 
 log = logging.getLogger("ccr.volumes.fs")
 
@@ -60,6 +61,10 @@ class Node:
     children: dict[str, int] = field(default_factory=dict)
     writing: ObjectWriter | None = None
     committed: bool = True
+    #: the manifest's entry for this object (datasources with a manifest)
+    expected: Entry | None = None
+    #: why the stored object is not the one the manifest names (every open is EIO)
+    mismatch: str | None = None
 
 
 @dataclass
@@ -120,9 +125,13 @@ class VolumeFilesystem(pyfuse3.Operations):
     supports_dot_lookup = False
 
     def __init__(self, volume: Volume, *, writable: bool, uid: int, gid: int,
-                 cache_bytes: int = 64 * 1024 * 1024, readahead_blocks: int = READAHEAD_BLOCKS):
+                 cache_bytes: int = 64 * 1024 * 1024, readahead_blocks: int = READAHEAD_BLOCKS,
+                 manifest: Manifest | None = None):
         super().__init__()
         self.volume = volume
+        self.manifest = manifest
+        #: a datasink's objects committed by this run, as its manifest will list them
+        self.written: dict[str, Entry] = {}
         self.writable = writable
         self.uid, self.gid = uid, gid
         # Read-ahead must not evict what it fetched before the reader gets there.
@@ -146,9 +155,13 @@ class VolumeFilesystem(pyfuse3.Operations):
     # --- tree ------------------------------------------------------------------------------------
 
     def load_tree(self) -> int:
-        """Build the tree from the container's blobs; returns the number of files."""
+        """Build the tree from the container's blobs; returns the number of files. With a manifest, the tree
+        is the manifest's objects only, and one that storage lacks fails the mount (ManifestRefused)."""
         count = 0
-        for info in self.volume.list_objects():
+        listed = [info for info in self.volume.list_objects() if not is_reserved(info.name)]
+        if self.manifest is not None:
+            listed = self._bind_to_manifest(listed, self.manifest)
+        for info in listed:
             parts = info.name.split("/")
             if any(p in ("", ".", "..") for p in parts):
                 log.warning("skipping blob %r: its name is not a usable path", info.name)
@@ -164,8 +177,33 @@ class VolumeFilesystem(pyfuse3.Operations):
             node = self._add(parent, parts[-1], is_dir=False)
             node.blob, node.stored_size, node.size = info.name, info.stored_size, info.plaintext_size
             node.mtime_ns = int(info.last_modified * 1e9)
+            if self.manifest is not None:
+                node.expected = self.manifest.entries[info.name]
+                if info.stored_size != node.expected.size:
+                    node.mismatch = (f"{self.volume.location(info.name)}: {info.stored_size} bytes in storage, "
+                                     f"the manifest names {node.expected.size} (replaced or rolled back)")
+                    node.stored_size = node.expected.size
+                    node.size = self._plaintext_size(node.expected.size)
             count += 1
         return count
+
+    def _bind_to_manifest(self, listed: list[ObjectInfo], manifest: Manifest) -> list[ObjectInfo]:
+        by_name = {info.name: info for info in listed}
+        missing = sorted(set(manifest.entries) - set(by_name))
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise ManifestRefused(f"{self.volume.location(missing[0])}: named by the manifest but missing from "
+                                  f"storage (deleted){more}")
+        for name in sorted(set(by_name) - set(manifest.entries)):
+            log.warning("not showing %s: it is not in the manifest (added outside the dataset)",
+                        self.volume.location(name))
+        return [by_name[name] for name in sorted(manifest.entries)]
+
+    def _plaintext_size(self, stored_size: int) -> int:
+        try:
+            return self.volume.plaintext_size(stored_size)
+        except fmt.TamperedObject:
+            return 0
 
     def _child_dir(self, parent: Node, name: str, mtime: float) -> Node | None:
         inode = parent.children.get(name)
@@ -284,16 +322,22 @@ class VolumeFilesystem(pyfuse3.Operations):
             return await self._open_for_write(node, flags)
         if node.writing is not None:
             raise pyfuse3.FUSEError(errno.EBUSY)
-        handle = Handle(node, reader=self._reader(node))
+        if node.mismatch is not None:
+            self._fail(ManifestRefused(node.mismatch))
+        handle = Handle(node, reader=await self._reader(node))
         fh = self._new_handle(handle)
         return pyfuse3.FileInfo(fh=fh, keep_cache=not self.writable)
 
-    def _reader(self, node: Node) -> ObjectReader:
+    async def _reader(self, node: Node) -> ObjectReader:
         reader = self._readers.get(node.inode)
         if reader is None:
+            header = node.expected.header_bytes if node.expected is not None else None
             try:
-                reader = self.volume.reader(node.blob, node.stored_size)
-            except fmt.TamperedObject as exc:
+                reader = self.volume.reader(node.blob, node.stored_size, expected_header=header)
+                if header is not None:
+                    # One small GET at the first open: a replaced object fails here, not at a later read.
+                    await trio.to_thread.run_sync(reader.verify_header, limiter=self._limiter)
+            except CcrError as exc:
                 self._fail(exc)
             self._readers[node.inode] = reader
         return reader
@@ -431,10 +475,16 @@ class VolumeFilesystem(pyfuse3.Operations):
         if not self.writable:
             raise pyfuse3.FUSEError(errno.EROFS)
 
+    def _refuse_reserved(self, parent: Node, text: str) -> None:
+        # The container's reserved folder holds the room's signed manifest: the app cannot write there.
+        if is_reserved(self._path_of(parent, text) + "/"):
+            raise pyfuse3.FUSEError(errno.EPERM)
+
     async def create(self, parent_inode, name, mode, flags, ctx):
         self._require_writable()
         parent = self._node(parent_inode)
         text = os.fsdecode(name)
+        self._refuse_reserved(parent, text)
         if not stat.S_ISREG(mode) and mode & stat.S_IFMT:
             raise pyfuse3.FUSEError(errno.ENOTSUP)
         existing = parent.children.get(text)
@@ -468,6 +518,10 @@ class VolumeFilesystem(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EBADF)
         async with handle.lock:
             writer = handle.writer
+            if writer.failed:
+                # Bytes after a lost block (or a failed commit) would be acknowledged into a file that can
+                # never be committed: every later write on this file is EIO too.
+                self._fail(CcrError(f"{handle.node.blob}: not written to storage: {writer.failed}"))
             if writer.closed and off == writer.size:
                 writer = handle.writer = await self._reopen(handle)
             if off != writer.size:
@@ -509,7 +563,12 @@ class VolumeFilesystem(pyfuse3.Operations):
 
     async def flush(self, fh):
         handle = self._handles.get(fh)
-        if handle is not None and handle.writer is not None and not handle.writer.closed:
+        if handle is None or handle.writer is None:
+            return
+        if handle.writer.failed:
+            # Every close and fsync of a file whose bytes did not all reach storage says so, not only the first.
+            self._fail(CcrError(f"{handle.node.blob}: not written to storage: {handle.writer.failed}"))
+        if not handle.writer.closed:
             await self._commit(handle)
 
     async def fsync(self, fh, datasync):
@@ -530,12 +589,15 @@ class VolumeFilesystem(pyfuse3.Operations):
                     lambda: writer.commit(metadata={"ccrsize": str(writer.size)}))
             except Exception as exc:  # a failed commit is this close's EIO
                 node.writing = None
+                # What the tree shows is what storage holds: the last committed version, or nothing.
+                node.size = self._plaintext_size(node.stored_size) if node.committed else 0
                 self._fail(exc)
             finally:
                 self._commits -= 1
                 if not self._commits:
                     self._no_commits.set()
             node.writing, node.stored_size, node.committed = None, stored, True
+            self.written[node.blob] = writer.entry()
             log.info("committed %s (%d bytes)", node.blob, node.size)
 
     async def unlink(self, parent_inode, name, ctx):
@@ -556,6 +618,7 @@ class VolumeFilesystem(pyfuse3.Operations):
                 await trio.to_thread.run_sync(self.volume.delete, node.blob)
             except CcrError as exc:
                 self._fail(exc)
+        self.written.pop(node.blob, None)
         del parent.children[text]
         self._readers.pop(inode, None)
         self.cache.drop_inode(inode)
@@ -564,6 +627,7 @@ class VolumeFilesystem(pyfuse3.Operations):
         self._require_writable()
         parent = self._node(parent_inode)
         text = os.fsdecode(name)
+        self._refuse_reserved(parent, text)
         if text in parent.children:
             raise pyfuse3.FUSEError(errno.EEXIST)
         return self._attrs(self._add(parent, text, is_dir=True))
