@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,23 +191,36 @@ def download(args: argparse.Namespace) -> int:
     if manifest is not None:
         listed = [o for o in listed if o.name in manifest.entries]
     failures = []
+    # Checked against a manifest, the result is all or nothing: every object is verified before any is in place.
+    verified: list[tuple[Path, Path]] = []
     with _progress(sum(o.plaintext_size for o in listed), f"download {target.container}") as bar:
         for info in listed:
             try:
                 dest = owner.safe_target(args.output, info.name)
-                owner.download_object(volume, info.name, info.stored_size, dest, bar.update,
-                                      manifest.entries[info.name] if manifest is not None else None)
+                tmp = owner.download_object(volume, info.name, info.stored_size, dest, bar.update,
+                                            manifest.entries[info.name] if manifest is not None else None,
+                                            rename=manifest is None)
+                verified.append((tmp, dest))
             except (fmt.TamperedObject, mf.ManifestRefused, ConfigError, OSError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 failures.append(f"{info.name}: {reason}")
                 print(f"ccr: error: {info.name}: {reason} (nothing written)", file=sys.stderr)
-    summary = {"downloaded": len(listed) - len(failures), "failed": len(failures),
+    if manifest is not None:
+        for tmp, dest in verified:
+            if failures:
+                tmp.unlink()
+            else:
+                os.replace(tmp, dest)
+    summary = {"downloaded": 0 if manifest is not None and failures else len(listed) - len(failures),
+               "failed": len(failures),
                "verified": manifest is not None and not failures}
     if manifest is not None and manifest.kind == "sink":
         summary.update(contract=manifest.contract, run=manifest.run, finished=manifest.finished)
     print(json.dumps(summary))
     if failures:
-        raise owner.DownloadFailed(f"{len(failures)} object(s) failed verification; see above")
+        raise owner.DownloadFailed(f"{len(failures)} object(s) failed verification; see above"
+                                   + ("; nothing written (the manifest's objects come all or none)"
+                                      if manifest is not None else ""))
     return 0
 
 

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-mb", type=int, default=64)
     p.add_argument("--readahead-blocks", type=int, default=4)
     p.add_argument("--status-file", type=Path)
+    p.add_argument("--storage-retries", type=int,
+                   help="retries per storage request (default: the SDK's, 3 with backoff: a write to unreachable "
+                        "storage fails after about a minute)")
     p.add_argument("--manifest-sha256", metavar="HEX", help="a datasource: the sha256 of its manifest (the spec's pin)")
     p.add_argument("--contract-id", help="a datasink: the contract its signed manifest names")
     p.add_argument("--governance-url", help="a datasink: the governance sidecar, which gets its manifest key "
@@ -134,7 +137,7 @@ def _mount(args: argparse.Namespace, tracer) -> int:
     if not args.mountpoint.is_dir():
         raise ConfigError(f"mount point {args.mountpoint} is not a directory")
     container = container_client(args.storage_url, args.container, ca_bundle=args.ca_bundle,
-                                 account_key=args.account_key,
+                                 account_key=args.account_key, retry_total=args.storage_retries,
                                  credential=default_credential(args.identity_url, args.dev_tokens_dir, "volumes",
                                                                     client_id=args.client_id))
     volume = Volume(container, args.mode, dek)

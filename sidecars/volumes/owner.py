@@ -172,10 +172,11 @@ def safe_target(target: Path, name: str) -> Path:
 
 
 def download_object(volume: Volume, name: str, stored_size: int, dest: Path, progress: Progress,
-                    expected: Entry | None = None) -> None:
+                    expected: Entry | None = None, *, rename: bool = True) -> Path:
     """Decrypt into a temporary file next to `dest` and rename only once every segment verified (and, with
     `expected`, the whole object's digest is the manifest's): a tampered or replaced object leaves nothing of
-    itself in clear."""
+    itself in clear. `rename=False` leaves the verified temporary file for the caller (returned), so that a
+    whole result set is moved into place only once all of it verified."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial")
     digest = hashlib.sha256()
@@ -191,7 +192,9 @@ def download_object(volume: Volume, name: str, stored_size: int, dest: Path, pro
         if expected is not None and digest.hexdigest() != expected.sha256:
             raise ManifestRefused(f"{volume.location(name)}: its sha256 is not the manifest's "
                                   "(replaced or rolled back)")
-        os.replace(tmp, dest)
+        if rename:
+            os.replace(tmp, dest)
+        return Path(tmp)
     except BaseException:
         os.unlink(tmp)
         raise
