@@ -86,7 +86,9 @@ def mount_argv(config: VolumesConfig, mount: Mount) -> list[str]:
                  "--maa-endpoint", str(key.maa_endpoint)]
     if isinstance(vol, Datasink):
         argv += ["--writable", "--contract-id", config.spec.contract.id]
-        if config.governance_url:
+        if config.manifest_key and config.manifest_cert:
+            argv += ["--manifest-key", str(config.manifest_key), "--manifest-cert", str(config.manifest_cert)]
+        elif config.governance_url:
             argv += ["--governance-url", config.governance_url]
         if config.sidecar_token_file:
             argv += ["--sidecar-token-file", str(config.sidecar_token_file)]
@@ -153,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mount-timeout", type=float, default=120.0)
     p.add_argument("--governance-url", help="the governance sidecar (a datasink's manifest key is endorsed through it)")
     p.add_argument("--sidecar-token-file", type=Path, help="the sidecars' token for governance")
+    p.add_argument("--manifest-key", type=Path, metavar="PEM",
+                   help="standalone, without governance: the EC key that signs datasink manifests")
+    p.add_argument("--manifest-cert", type=Path, metavar="PEM", help="the certificate of --manifest-key")
     add_listen_options(p, VOLUMES.port())
     return p
 
@@ -165,7 +170,7 @@ def config_from_args(args: argparse.Namespace) -> VolumesConfig:
         ca_bundle=args.ca_bundle or variables.get("ca_bundle"),
         dev_tokens_dir=args.dev_tokens_dir or variables.get("dev_tokens_dir"), uid=args.uid, gid=args.gid,
         mount_timeout_s=args.mount_timeout, governance_url=args.governance_url,
-        sidecar_token_file=args.sidecar_token_file)
+        sidecar_token_file=args.sidecar_token_file, manifest_key=args.manifest_key, manifest_cert=args.manifest_cert)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

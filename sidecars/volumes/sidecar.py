@@ -36,6 +36,9 @@ class VolumesConfig:
     #: the governance sidecar: a datasink's manifest key is endorsed by the contract CA through it
     governance_url: str | None = None
     sidecar_token_file: Path | None = None
+    #: standalone, without governance: the key and certificate that sign datasink manifests (PEM files)
+    manifest_key: Path | None = None
+    manifest_cert: Path | None = None
 
 
 def configure(room: Room) -> VolumesConfig:
