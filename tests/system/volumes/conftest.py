@@ -95,11 +95,12 @@ class Bucket:
     def put_raw(self, name: str, data: bytes) -> None:
         self.client.upload_blob(name, data, overwrite=True)
 
-    def mount(self, *, writable: bool = False, dek_file: Path | None = None, extra: list[str] = ()) -> Path:
+    def mount(self, *, writable: bool = False, dek_file: Path | None = None, extra: list[str] = (),
+              storage_url: str | None = None) -> Path:
         mountpoint = self.root / f"mnt-{len(self.mounts)}-{self.name}"
         mountpoint.mkdir()
         status = self.root / f"{mountpoint.name}.status.json"
-        argv = [sys.executable, "-m", "sidecars.volumes.mount", "--storage-url", self.azurite.blob_url,
+        argv = [sys.executable, "-m", "sidecars.volumes.mount", "--storage-url", storage_url or self.azurite.blob_url,
                 "--container", self.name, "--mountpoint", str(mountpoint), "--status-file", str(status),
                 "--mode", self.volume.mode.value, "--uid", "1000", "--gid", "1000", *extra]
         if self.dek:
