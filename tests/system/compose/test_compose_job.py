@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sidecars.common.process import wait_until
 from sidecars.localroom.roomhttp import room_status
@@ -67,6 +68,13 @@ def test_job_room_runs_under_podman_compose(compose_room, repo, tmp_path):
     assert final[0]["app"]["exit_code"] == 0
 
     result_dir = tmp_path / "result"
+    # The consumer checks the room's signed manifest with the contract CA it reads from CGS.
+    contract = yaml.safe_load(spec.read_text())["contract"]["id"]
+    shown = ccr("governance", "ca", "show", contract, "--endpoints", endpoints, "--identity", str(members / "consumer"),
+                netns=netns)
+    ca = tmp_path / "contract-ca.pem"
+    ca.write_text(shown[shown.index("-----BEGIN CERTIFICATE-----"):])
     ccr("data", "download", "-o", str(result_dir), "--spec", str(spec), "--volume", "consumer-output",
-         "--endpoints", endpoints, "--dek-file", str(members / "consumer-dek.json"), netns=netns)
+         "--endpoints", endpoints, "--dek-file", str(members / "consumer-dek.json"), "--contract-ca", str(ca),
+         netns=netns)
     assert json.loads((result_dir / "result.json").read_text()) == expected
