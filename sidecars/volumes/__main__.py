@@ -84,14 +84,15 @@ def mount_argv(config: VolumesConfig, mount: Mount) -> list[str]:
         argv += ["--secret", key.dek_secret_name, "--vault-url", str(key.vault_url),
                  "--secret-vault-url", key.dek_vault_url, "--kek", key.kek_name,
                  "--maa-endpoint", str(key.maa_endpoint)]
+    if config.governance_url:
+        # Refused objects and the sink's manifest go on the contract's audit log; a sink's key is endorsed.
+        argv += ["--governance-url", config.governance_url]
+        if config.sidecar_token_file:
+            argv += ["--sidecar-token-file", str(config.sidecar_token_file)]
     if isinstance(vol, Datasink):
         argv += ["--writable", "--contract-id", config.spec.contract.id]
         if config.manifest_key and config.manifest_cert:
             argv += ["--manifest-key", str(config.manifest_key), "--manifest-cert", str(config.manifest_cert)]
-        elif config.governance_url:
-            argv += ["--governance-url", config.governance_url]
-        if config.sidecar_token_file:
-            argv += ["--sidecar-token-file", str(config.sidecar_token_file)]
     elif vol.manifest_sha256:
         argv += ["--manifest-sha256", vol.manifest_sha256]
     if vol.store.identity is not None:

@@ -32,6 +32,7 @@ import signal
 import stat
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyfuse3
@@ -126,10 +127,13 @@ class VolumeFilesystem(pyfuse3.Operations):
 
     def __init__(self, volume: Volume, *, writable: bool, uid: int, gid: int,
                  cache_bytes: int = 64 * 1024 * 1024, readahead_blocks: int = READAHEAD_BLOCKS,
-                 manifest: Manifest | None = None):
+                 manifest: Manifest | None = None, audit: Callable[[dict], None] | None = None):
         super().__init__()
         self.volume = volume
         self.manifest = manifest
+        #: records a refused object in the contract's audit log (governance), if the mount has one
+        self.audit = audit
+        self._audited: set[str] = set()
         #: a datasink's objects committed by this run, as its manifest will list them
         self.written: dict[str, Entry] = {}
         self.writable = writable
@@ -351,7 +355,21 @@ class VolumeFilesystem(pyfuse3.Operations):
     def _fail(self, exc: BaseException) -> None:
         self.errors += 1
         log.error("EIO: %s", exc)
+        if self.audit is not None and isinstance(exc, (fmt.TamperedObject, ManifestRefused)):
+            reason = str(exc)
+            if reason not in self._audited and self.nursery is not None:
+                # Once per distinct refusal (a tampered file read in a loop must not flood the audit log),
+                # in the background: the app gets its EIO now, whatever CGS answers.
+                self._audited.add(reason)
+                self.nursery.start_soon(self._audit_refusal, reason)
         raise pyfuse3.FUSEError(errno.EIO)
+
+    async def _audit_refusal(self, reason: str) -> None:
+        assert self.audit is not None
+        try:
+            await trio.to_thread.run_sync(self.audit, {"event": "object-refused", "reason": reason[:500]})
+        except Exception as exc:  # noqa: BLE001 - the refusal stands and is logged either way
+            log.warning("refusal not audited: %s", exc)
 
     async def read(self, fh, off, size):
         handle = self._handles.get(fh)

@@ -141,20 +141,29 @@ def _mount(args: argparse.Namespace, tracer) -> int:
                                  credential=default_credential(args.identity_url, args.dev_tokens_dir, "volumes",
                                                                     client_id=args.client_id))
     volume = Volume(container, args.mode, dek)
+    audit = _auditor(args)
     manifest = signer = None
     if args.writable:
         with step_span(tracer, "manifest key", volume=args.name):
             signer = _signer(args)
     elif args.manifest_sha256:
         where = f"{volume.account}/{args.container}"
-        manifest = mf.pinned_dataset(volume.get_small(mf.MANIFEST_BLOB, mf.MAX_MANIFEST_BYTES),
-                                     args.manifest_sha256, account=volume.account, container=args.container,
-                                     where=where)
+        try:
+            manifest = mf.pinned_dataset(volume.get_small(mf.MANIFEST_BLOB, mf.MAX_MANIFEST_BYTES),
+                                         args.manifest_sha256, account=volume.account, container=args.container,
+                                         where=where)
+        except mf.ManifestRefused as exc:
+            _audit_quietly(audit, {"event": "mount-refused", "volume": args.name, "reason": str(exc)[:500]})
+            raise
     fs = VolumeFilesystem(volume, writable=args.writable, uid=args.uid, gid=args.gid,
                           cache_bytes=args.cache_mb * 1024 * 1024, readahead_blocks=args.readahead_blocks,
-                          manifest=manifest)
+                          manifest=manifest, audit=audit)
     with step_span(tracer, "mount", volume=args.name):
-        files = fs.load_tree()
+        try:
+            files = fs.load_tree()
+        except mf.ManifestRefused as exc:
+            _audit_quietly(audit, {"event": "mount-refused", "volume": args.name, "reason": str(exc)[:500]})
+            raise
 
     def mounted() -> None:
         log.info("%s: %s mounted at %s (%d files, %s%s)", args.name, args.container, args.mountpoint, files,
@@ -165,9 +174,31 @@ def _mount(args: argparse.Namespace, tracer) -> int:
     run_id = uuid.uuid4().hex
     trio.run(lambda: run(fs, str(args.mountpoint), fsname=f"ccr-{args.name}", on_mounted=mounted))
     if signer is not None:
-        _write_sink_manifest(volume, args, fs, signer, run_id)
+        _write_sink_manifest(volume, args, fs, signer, run_id, audit)
     _write_status(args.status_file, {"state": "unmounted", "tamper_errors": fs.errors})
     return 0
+
+
+def _auditor(args: argparse.Namespace):
+    """A function recording an event in the contract's audit log through governance (None without it)."""
+    if not args.governance_url:
+        return None
+    token = args.sidecar_token_file.read_text().strip() if args.sidecar_token_file else None
+    gov = GovernanceClient(args.governance_url, scope="volumes", token=token)
+
+    def audit(event: dict) -> None:
+        gov.audit({"volume": args.name, **event})
+
+    return audit
+
+
+def _audit_quietly(audit, event: dict) -> None:
+    if audit is None:
+        return
+    try:
+        audit(event)
+    except CcrError as exc:
+        log.warning("not audited (%s): %s", exc, event)
 
 
 def _signer(args: argparse.Namespace) -> mf.Signer | None:
@@ -196,7 +227,7 @@ def _signer(args: argparse.Namespace) -> mf.Signer | None:
 
 
 def _write_sink_manifest(volume: Volume, args: argparse.Namespace, fs: VolumeFilesystem, signer: mf.Signer,
-                         run_id: str) -> None:
+                         run_id: str, audit) -> None:
     """The objects this run committed, signed, as the container's MANIFEST_BLOB. A failure is logged: the
     consumer then finds no (or an older run's) manifest and refuses the sink."""
     manifest = mf.Manifest("sink", volume.account, args.container, args.mode.value, dict(fs.written),
@@ -208,6 +239,9 @@ def _write_sink_manifest(volume: Volume, args: argparse.Namespace, fs: VolumeFil
         log.error("%s: the signed manifest could not be stored: %s", args.name, exc)
         return
     log.info("%s: signed manifest of %d object(s) stored (run %s)", args.name, len(fs.written), run_id)
+    # On the contract's hash-chained audit log, a consumer can tell this run's manifest from an earlier run's.
+    _audit_quietly(audit, {"event": "sink-manifest", "run": run_id, "objects": len(fs.written),
+                           "manifest_sha256": manifest.sha256()})
 
 
 if __name__ == "__main__":

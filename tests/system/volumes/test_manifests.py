@@ -6,12 +6,16 @@ anything it does not vouch for."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from sidecars.cli import main
+from sidecars.common.process import wait_until
 from sidecars.volumes import manifest as mf
 
 pytestmark = pytest.mark.root
@@ -52,14 +56,41 @@ def open_errno(path) -> int | None:
     return None
 
 
-def test_the_mount_refuses_a_rollback_and_an_addition_and_a_swap(bucket, tmp_path) -> None:
+class AuditSink:
+    """Stands in for the governance sidecar's `PUT /events`: records what the mount audits."""
+
+    def __init__(self):
+        events = self.events = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self):  # noqa: N802 (http.server's spelling)
+                events.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def audit_sink():
+    sink = AuditSink()
+    yield sink
+    sink.server.shutdown()
+
+
+def test_the_mount_refuses_a_rollback_and_an_addition_and_a_swap(bucket, tmp_path, audit_sink) -> None:
     data, older, pin = published(bucket)
     bucket.put_raw("a", older["a"])               # roll "a" back to its older, authentic version
     b, c = bucket.raw("b"), bucket.raw("c")
     bucket.put_raw("b", c)                         # swap two objects of one size
     bucket.put_raw("c", b)
     bucket.put("planted.csv", b"x,y\n")            # add one (encrypted with the right DEK, even)
-    mnt = bucket.mount(extra=["--manifest-sha256", pin])
+    mnt = bucket.mount(extra=["--manifest-sha256", pin, "--governance-url", audit_sink.url])
     assert sorted(os.listdir(mnt)) == ["a", "b", "c", "dir"]  # the manifest's objects only
     assert open_errno(mnt / "a") == errno.EIO      # authentic, but not the version the manifest names
     assert open_errno(mnt / "b") == errno.EIO
@@ -67,6 +98,10 @@ def test_the_mount_refuses_a_rollback_and_an_addition_and_a_swap(bucket, tmp_pat
     assert (mnt / "dir/d").read_bytes() == data["dir/d"]
     log = bucket.log()
     assert "a: not the version the manifest names" in log and "planted.csv: it is not in the manifest" in log
+    assert open_errno(mnt / "a") == errno.EIO  # again: audited once, not once per attempt
+    wait_until(lambda: len(audit_sink.events) >= 3, 10, "the refusals to be audited")
+    refused = sorted(e["reason"].split(":")[0].rsplit("/", 1)[-1] for e in audit_sink.events)
+    assert refused == ["a", "b", "c"] and {e["event"] for e in audit_sink.events} == {"object-refused"}
     # Without the pin the rollback passes: what the manifest adds.
     unpinned = bucket.mount()
     assert (unpinned / "a").read_bytes() != data["a"]
@@ -77,12 +112,14 @@ def test_the_mount_refuses_a_rollback_and_an_addition_and_a_swap(bucket, tmp_pat
     assert not [p for p in out.rglob("*") if p.is_file()]
 
 
-def test_a_deleted_object_or_a_replaced_manifest_fails_the_mount(bucket, tmp_path, capsys) -> None:
+def test_a_deleted_object_or_a_replaced_manifest_fails_the_mount(bucket, tmp_path, capsys, audit_sink) -> None:
     _, _, pin = published(bucket)
     bucket.client.delete_blob("c")
-    proc, _, status = bucket.start_mount(["--manifest-sha256", pin])
+    proc, _, status = bucket.start_mount(["--manifest-sha256", pin, "--governance-url", audit_sink.url])
     verdict = start_failing(proc, status)
     assert verdict["state"] == "failed" and "/c: named by the manifest but missing" in verdict["reason"]
+    assert [e["event"] for e in audit_sink.events] == ["mount-refused"]
+    assert "/c: named by the manifest but missing" in audit_sink.events[0]["reason"]
     assert download(bucket, tmp_path / "out", "--manifest-sha256", pin) != 0
     assert "object c named by the manifest is missing" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -105,8 +142,8 @@ def test_download_checks_the_digest_of_every_byte(bucket, tmp_path) -> None:
     assert not (tmp_path / "rolled" / "a").exists()
 
 
-def test_a_sink_download_needs_the_rooms_signed_manifest(bucket, tmp_path, capsys) -> None:
-    mnt = bucket.mount(writable=True)
+def test_a_sink_download_needs_the_rooms_signed_manifest(bucket, tmp_path, capsys, audit_sink) -> None:
+    mnt = bucket.mount(writable=True, extra=["--governance-url", audit_sink.url])
     (mnt / "result.json").write_text('{"answer": 42}')
     first = os.urandom(2 * S)
     (mnt / "model.bin").write_bytes(first)
@@ -116,6 +153,11 @@ def test_a_sink_download_needs_the_rooms_signed_manifest(bucket, tmp_path, capsy
     os.unlink(mnt / "scratch")
     bucket.unmount_all()                                 # the run ends: the room signs its manifest
     ca = str(bucket.keys.ca_file)
+    # The manifest's hash is on the contract's audit log: a whole earlier run written back would not match it.
+    signed = json.loads(bucket.raw(mf.MANIFEST_BLOB))
+    [event] = [e for e in audit_sink.events if e["event"] == "sink-manifest"]
+    assert event["manifest_sha256"] == hashlib.sha256(mf.canonical(signed["manifest"])).hexdigest()
+    assert event["run"] == signed["manifest"]["run"] and event["objects"] == 2
 
     def fetch(name: str, *extra) -> int:
         return download(bucket, tmp_path / name, "--contract-ca", ca, "--contract", "collab", *extra)

@@ -66,7 +66,8 @@ def test_mounts_are_told_about_manifests(repo, tmp_path) -> None:
     source, unpinned, sink = argv(spec.datasources[0], "datasource"), argv(spec.datasources[1], "datasource"), \
         argv(spec.datasinks[0], "datasink")
     assert source[source.index("--manifest-sha256") + 1] == PIN
-    assert "--manifest-sha256" not in unpinned and "--governance-url" not in source
+    assert "--manifest-sha256" not in unpinned
+    assert source[source.index("--governance-url") + 1] == "http://gov"  # refusals are audited
     assert sink[sink.index("--governance-url") + 1] == "http://gov"
     assert sink[sink.index("--contract-id") + 1] == spec.contract.id
     assert "--writable" in sink and "--manifest-sha256" not in sink
