@@ -1,12 +1,18 @@
 """The clear-text FUSE view (pyfuse3 + trio) of one encrypted container.
 
 Datasource (read-only): the tree is the container's blobs at mount time ('/' in names makes folders),
-sizes are plaintext sizes. A read fetches only the segments it needs with one ranged GET, through a
-segment cache; sequential reading starts parallel read-ahead of whole blocks of segments. Every byte
-handed to the kernel was authenticated first: a segment that fails (tampered, truncated, moved, wrong
-key) is an EIO, logged with the object and segment, never data. Any change → EROFS.
+sizes are plaintext sizes. With a manifest (manifest.py) the tree is the manifest's objects only, and an
+object whose size or CSE header is not the manifest's (another version: replaced or rolled back) is EIO
+at open; refusals are logged and, with governance, audited once per object. A read fetches only the
+segments it needs with one ranged GET, through a segment cache; sequential reading starts parallel
+read-ahead of whole blocks of segments. Every byte handed to the kernel was authenticated first: a
+segment that fails (tampered, truncated, moved, wrong key) is an EIO, logged with the object and
+segment, never data. Any change → EROFS.
 
-Datasink (write): create + sequential writes + close. Segments are encrypted as they fill and staged as
+Datasink (write): create + sequential writes + close. A block or commit that does not reach storage makes
+that fsync/close EIO and poisons the file: every later write, fsync and close of it is EIO too, so no
+byte is acknowledged into a file that cannot be committed. Each commit records the object's manifest
+entry (`written`); the mount signs the manifest of them when it stops. Segments are encrypted as they fill and staged as
 blocks in the background; the object is committed (block list) on close or fsync, and only then exists
 under its name. If the filesystem dies before that, storage holds only uncommitted blocks (discarded by
 the service), never a partial object. Errnos for what is not supported: a write at any offset other
@@ -357,10 +363,12 @@ class VolumeFilesystem(pyfuse3.Operations):
         log.error("EIO: %s", exc)
         if self.audit is not None and isinstance(exc, (fmt.TamperedObject, ManifestRefused)):
             reason = str(exc)
-            if reason not in self._audited and self.nursery is not None:
-                # Once per distinct refusal (a tampered file read in a loop must not flood the audit log),
-                # in the background: the app gets its EIO now, whatever CGS answers.
-                self._audited.add(reason)
+            # Once per object (its messages start with its location): a tampered file read in a loop, or
+            # each of its segments, must not flood the audit log. In the background: the app gets its EIO
+            # now, whatever CGS answers.
+            where = reason.split(": ", 1)[0]
+            if where not in self._audited and self.nursery is not None:
+                self._audited.add(where)
                 self.nursery.start_soon(self._audit_refusal, reason)
         raise pyfuse3.FUSEError(errno.EIO)
 
