@@ -67,8 +67,10 @@ def test_job_room_runs_under_podman_compose(compose_room, repo, tmp_path):
     assert final[0]["status"] == "exited", json.dumps(final[0]) + compose.logs(("volumes", "launcher"))
     assert final[0]["app"]["exit_code"] == 0
 
+    # The sink's manifest is signed when the room's volumes stop (the end of the run), then checked by the
+    # consumer with the contract CA it reads from CGS.
+    compose.run("stop", "-t", "30", "volumes")
     result_dir = tmp_path / "result"
-    # The consumer checks the room's signed manifest with the contract CA it reads from CGS.
     contract = yaml.safe_load(spec.read_text())["contract"]["id"]
     shown = ccr("governance", "ca", "show", contract, "--endpoints", endpoints, "--identity", str(members / "consumer"),
                 netns=netns)
