@@ -3,6 +3,7 @@ its mount, shown by `ccr spec explain`; a datasink's mount is told how its manif
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,10 @@ from sidecars.common.errors import SpecError
 from sidecars.renderings.explain import explain
 from sidecars.renderings.render import render
 from sidecars.room.group import render_group
-from sidecars.spec import CleanRoomSpec, parse_spec
+from sidecars.spec import CleanRoomSpec, EncryptionMode, parse_spec
 from sidecars.volumes.__main__ import Mount, mount_argv
+from sidecars.volumes.commands import Target, _checked_manifest
+from sidecars.volumes.manifest import ManifestRefused
 from sidecars.volumes.sidecar import VolumesConfig
 from tests.unit.renderings.conftest import images_for
 
@@ -71,3 +74,21 @@ def test_mounts_are_told_about_manifests(repo, tmp_path) -> None:
     assert sink[sink.index("--governance-url") + 1] == "http://gov"
     assert sink[sink.index("--contract-id") + 1] == spec.contract.id
     assert "--writable" in sink and "--manifest-sha256" not in sink
+
+
+def test_a_sinks_download_without_the_contract_ca_is_refused_before_reading_storage(tmp_path) -> None:
+    """With --spec naming a datasink, a download must check the room's signature: without --contract-ca it is
+    refused (one line saying what to pass), not downloaded unverified."""
+    args = argparse.Namespace(untrusted=False, manifest_sha256=None, contract_ca=None, contract=None, prefix=None)
+    target = Target("https://127.0.0.1:1/acct", "results", EncryptionMode.CSE, None, "s", None, None,
+                    kind="datasink", contract_id="collab")
+
+    class NoStorage:
+        account = "acct"
+
+        def get_small(self, *_args):
+            raise AssertionError("storage read before the refusal")
+
+    with pytest.raises(ManifestRefused, match="pass --contract-ca PEM") as info:
+        _checked_manifest(args, target, NoStorage(), [])
+    assert "\n" not in str(info.value)
