@@ -243,7 +243,8 @@ def _checked_manifest(args: argparse.Namespace, target: Target, volume: Volume,
                                      "--untrusted")
         raw = volume.get_small(mf.MANIFEST_BLOB, mf.MAX_MANIFEST_BYTES)
         manifest = mf.signed_sink(raw, _ca_pem(ca_file), contract=args.contract or target.contract_id,
-                                  account=volume.account, container=target.container, where=where)
+                                  account=volume.account, container=target.container, where=where,
+                                  volume=args.volume if target.kind == "datasink" else None)
     elif pin:
         raw = volume.get_small(mf.MANIFEST_BLOB, mf.MAX_MANIFEST_BYTES)
         manifest = mf.pinned_dataset(raw, pin, account=volume.account, container=target.container, where=where)

@@ -226,10 +226,17 @@ def public_pem(key: ec.EllipticCurvePrivateKey) -> str:
                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
+def sink_signer_name(volume: str) -> str:
+    """The subject CN of a datasink mount's manifest key: the contract CA also endorses other keys of the room
+    (the proxy's TLS key, for one), and none of those may sign a sink's manifest."""
+    return f"ccr datasink {volume}"
+
+
 def signed_sink(raw: bytes | None, ca_pem: bytes, *, contract: str | None, account: str, container: str,
-                where: str) -> Manifest:
+                where: str, volume: str | None = None) -> Manifest:
     """The sink manifest of `account/container` if its signature verifies with a certificate that `ca_pem` (the
-    contract CA's certificate) issued, valid when the manifest says the run finished."""
+    contract CA's certificate) issued, valid when the manifest says the run finished, and (with `volume`)
+    issued to the mount of that datasink."""
     if raw is None:
         raise _refuse(where, f"no signed manifest ({MANIFEST_BLOB} is missing): the run did not finish, or "
                              "its manifest was deleted")
@@ -248,6 +255,11 @@ def signed_sink(raw: bytes | None, ca_pem: bytes, *, contract: str | None, accou
         raise ManifestRefused("the contract CA certificate is not a PEM certificate") from None
     manifest = from_json(body, where)
     _check_certificate(cert, ca, manifest, where)
+    if volume is not None:
+        names = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+        if names != [sink_signer_name(volume)]:
+            raise _refuse(where, f"the manifest was signed by {', '.join(map(str, names)) or 'an unnamed key'}, not "
+                                 f"by the room's mount of datasink {volume}")
     public = cert.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise _refuse(where, "the manifest's certificate is not for an EC key")

@@ -218,7 +218,7 @@ def _signer(args: argparse.Namespace) -> mf.Signer | None:
     token = args.sidecar_token_file.read_text().strip() if args.sidecar_token_file else None
     with GovernanceClient(args.governance_url, scope="volumes", token=token, start_wait_s=30) as gov:
         try:
-            endorsed = gov.endorsed_cert(mf.public_pem(key), subject_name=f"CN=ccr datasink {args.name}",
+            endorsed = gov.endorsed_cert(mf.public_pem(key), subject_name=f"CN={mf.sink_signer_name(args.name)}",
                                          validity_days=7)
         except CcrError as exc:
             raise ConfigError(f"the contract CA did not endorse this sink's manifest key ({exc}); enable it with "

@@ -239,3 +239,16 @@ def test_a_dataset_manifest_is_not_a_sink_manifest(ca, room_signer) -> None:
     with pytest.raises(mf.ManifestRefused, match="dataset manifest, not a sink"):
         check_sink(room_signer.sign(mf.Manifest("dataset", ACCOUNT, CONTAINER, "CSE", dict(ENTRIES),
                                                 finished=dt.datetime.now(dt.UTC).isoformat())), ca[1])
+
+
+def test_another_key_of_the_room_cannot_sign_a_sinks_manifest(ca) -> None:
+    """The contract CA also endorses the room's TLS key (its subject says so): with the datasink named, only
+    the key endorsed for that datasink's mount is accepted."""
+    key = mf.new_signing_key()
+    signer = mf.Signer(key, endorse(*ca, key))  # CN=ccr datasink results
+    raw = signer.sign(sink())
+    assert mf.signed_sink(raw, pem(ca[1]), contract="collab", account=ACCOUNT, container=CONTAINER, where="w",
+                          volume="results").entries == ENTRIES
+    with pytest.raises(mf.ManifestRefused, match="not by the room's mount of datasink other"):
+        mf.signed_sink(raw, pem(ca[1]), contract="collab", account=ACCOUNT, container=CONTAINER, where="w",
+                       volume="other")
