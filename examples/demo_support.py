@@ -49,6 +49,15 @@ def contract_id(spec: Path) -> str:
     return yaml.safe_load(spec.read_text())["contract"]["id"]
 
 
+def contract_ca(spec: Path, endpoints: str, identity: Path, out: Path) -> Path:
+    """The contract CA's certificate as a member reads it from CGS (`ccr governance ca show`), saved to `out`: what
+    a consumer checks a datasink's signed manifest with (`ccr data download --contract-ca`)."""
+    shown = ccr("governance", "ca", "show", contract_id(spec), "--endpoints", endpoints, "--identity",
+                str(identity), capture=True).stdout
+    out.write_text(shown[shown.index("-----BEGIN CERTIFICATE-----"):])
+    return out
+
+
 def leave_nothing_behind(run: Path, room_dir: Path) -> None:
     """However a demo ends: a room still up is brought down (`ccr room down` removes its state file), and the
     stand-ins it started are stopped."""

@@ -242,6 +242,13 @@ def _system_path_problem(value: str) -> str | None:
 class Datasource(Volume):
     """Read-only clear-text view of a party's encrypted data."""
 
+    # Optional so that specs written before manifests still load; `ccr spec explain` flags a datasource
+    # without one (storage could then roll objects back or delete them unnoticed).
+    manifest_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        None, description="sha256 of the dataset manifest `ccr data publish` wrote (names, sizes and digests of "
+                          "every object): the room shows only those objects, refuses any other version of one "
+                          "and does not start if one is missing")
+
 
 class Datasink(Volume):
     """Write-only (sequential) output, encrypted before it leaves the room."""

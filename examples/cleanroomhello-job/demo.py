@@ -5,12 +5,15 @@ a consumer who wants one number out: how many customers they share and what thos
 anyone else's list, and the room sees the data only in clear text inside its attested boundary.
 
  1. start the local stand-ins (attestation, Key Vault, governance service, Entra, blob storage);
- 2. build the app image and pin its digest in the spec; the room's policy hash H = HOST_DATA;
- 3. the members agree on the contract in CGS: clean-room policy = H, identities federated;
- 4. each party creates a key (KEK) that is released only to a room with HOST_DATA = H, and publishes its
-    data encrypted (the consumer sets up the encrypted sink);
+ 2. build the app image and pin its digest in the spec; the data owners publish their data encrypted and
+    pin its manifest (every object's name, size and digest) in the spec; the room's policy hash H = HOST_DATA;
+ 3. the members agree on the contract in CGS: clean-room policy = H, identities federated, contract CA on;
+ 4. each party creates a key (KEK) that is released only to a room with HOST_DATA = H and stores its data
+    key wrapped with it (the consumer sets up the encrypted sink);
  5. `ccr room up --wait` runs the room: firewall, attestation, consent, key release, mounts, launch, exit;
- 6. `ccr room down`; the consumer downloads and decrypts the result, which must equal the expected answer;
+    the room sees only the manifests' objects, and signs the sink's manifest with a key the CA endorsed;
+ 6. `ccr room down`; the consumer downloads the result, checks the room's signed manifest, decrypts, and
+    compares it with the expected answer;
  7. the audit trail in CGS, its hash chain verified.
 """
 
@@ -27,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from demo_support import ccr, contract_id, leave_nothing_behind, run_folder, say, step  # noqa: E402
+from demo_support import ccr, contract_ca, contract_id, leave_nothing_behind, run_folder, say, step  # noqa: E402
 
 
 def make_data(data_dir: Path) -> dict:
@@ -73,22 +76,29 @@ def prepare(run: Path) -> PreparedRoom:
     step(1, "start the local stand-ins for Azure Attestation, Key Vault, CGS, Entra and blob storage")
     ccr("emulators", "start", "--run-dir", str(run))
 
-    step(2, "build the app image, pin its digest in the spec, compute the room's policy hash")
+    step(2, "build the app image and publish the data, pin both in the spec, compute the room's policy hash")
     shutil.copy(HERE / "spec.yaml", spec)
     ccr("images", "build", "--sidecars")
     ccr("images", "build", "cleanroomhello-job", "--pin", str(spec))
+    expected = make_data(run / "data")
+    for party, volume in (("publisher", "publisher-input"), ("partner", "partner-input")):
+        # The data first: its manifest's hash is part of the spec, so of HOST_DATA, which the KEKs need.
+        ccr("data", "publish", str(run / "data" / party), "--spec", str(spec), "--volume", volume,
+            "--endpoints", endpoints, "--dek-file", str(run / "members" / f"{party}-dek.json"), "--data-only",
+            "--pin", str(spec))
     host_data = ccr("spec", "render", "policy-hash", str(spec), "--endpoints", endpoints, capture=True).stdout.strip()
     say(f"   HOST_DATA = {host_data}")
 
     step(3, "the members agree on the contract in CGS (policy = HOST_DATA, identities federated)")
     ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(run / "members"))
 
-    step(4, "each party creates its key, bound to HOST_DATA, and publishes its data encrypted")
-    expected = make_data(run / "data")
+    step(4, "each party creates its key, bound to HOST_DATA, and stores its data key wrapped with it")
     for party, volume in (("publisher", "publisher-input"), ("partner", "partner-input"),
                           ("consumer", "consumer-output")):
         ccr("keys", "create-kek", "--endpoints", endpoints, "--name", f"{party}-kek", "--host-data", host_data)
-        ccr("data", "publish", str(run / "data" / party), "--spec", str(spec), "--volume", volume,
+        # The data owners only wrap their key now; the consumer's empty folder sets up the sink's key.
+        publishing = ["--key-only"] if party != "consumer" else [str(run / "data" / party)]
+        ccr("data", "publish", *publishing, "--spec", str(spec), "--volume", volume,
             "--endpoints", endpoints, "--dek-file", str(run / "members" / f"{party}-dek.json"))
     return PreparedRoom(run, spec, endpoints, host_data, expected)
 
@@ -102,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         step(5, "run the room until the job exits")
         ccr("room", "up", str(room.spec), "--endpoints", room.endpoints, "--run-dir", str(room_dir), "--wait")
 
-        step(6, "stop the room; the consumer downloads and decrypts the result")
+        step(6, "stop the room; the consumer checks the room's signed manifest and decrypts the result")
         ccr("room", "down", "--run-dir", str(room_dir))
+        ca = contract_ca(room.spec, room.endpoints, run / "members" / "consumer", run / "members" / "contract-ca.pem")
         ccr("data", "download", "-o", str(run / "result"), "--spec", str(room.spec), "--volume", "consumer-output",
-            "--endpoints", room.endpoints, "--dek-file", str(run / "members" / "consumer-dek.json"))
+            "--endpoints", room.endpoints, "--dek-file", str(run / "members" / "consumer-dek.json"),
+            "--contract-ca", str(ca))
         result = json.loads((run / "result" / "result.json").read_text())
         say(f"   result:   {json.dumps(result, sort_keys=True)}")
         say(f"   expected: {json.dumps(room.expected, sort_keys=True)}")

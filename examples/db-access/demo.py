@@ -38,7 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from demo_support import REPO, ccr, contract_id, leave_nothing_behind, run_folder, say, step  # noqa: E402
+from demo_support import REPO, ccr, contract_ca, contract_id, leave_nothing_behind, run_folder, say, step  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from sidecars.common.tls import LocalCA  # noqa: E402
@@ -253,8 +253,10 @@ def main(argv: list[str] | None = None) -> int:
 
         step(8, "stop the room; the consumer downloads and decrypts the result")
         ccr("room", "down", "--run-dir", str(room_dir))
+        ca = contract_ca(spec, endpoints_file, members / "consumer", members / "contract-ca.pem")
         ccr("data", "download", "-o", str(run / "result"), "--spec", str(spec), "--volume", "consumer-output",
-            "--endpoints", endpoints_file, *spec_vars, "--dek-file", str(members / "consumer-dek.json"))
+            "--endpoints", endpoints_file, *spec_vars, "--dek-file", str(members / "consumer-dek.json"),
+            "--contract-ca", str(ca))
         result = json.loads((run / "result" / "result.json").read_text())
         say(f"   result:   {json.dumps(result, sort_keys=True)}")
         say(f"   expected: {json.dumps(expected, sort_keys=True)}")

@@ -253,6 +253,9 @@ def setup(args: argparse.Namespace) -> int:
                                                      "x-ms-sevsnpvm-is-debuggable": False}))
         if state == "Draft":
             accept(lead.propose_contract(contract_id))
+        if spec.datasinks and not lead.ca_info(contract_id).get("enabled"):
+            # A datasink's manifest is signed with a key the contract CA endorses for the attested room.
+            accept(lead.propose_enable_ca(contract_id))
         for client_id in spec.federated_identities():  # the volumes' and the telemetry/log sinks' identities
             _add_federated_credential(endpoints, None, client_id, contract_id)
         status = lead.check_status(contract_id, "execution")

@@ -78,9 +78,14 @@ def explain(spec: CleanRoomSpec, rendering: Rendering) -> str:
     for vol in spec.datasources:
         room.append(f"  - read {vol.owner or 'unowned'}'s data {vol.name} (blob container {vol.store.container}) "
                     f"at {vol.path_in_app}, read-only, decrypted only inside the room ({vol.encryption.mode.value})")
+        room.append(f"      only the objects of manifest {vol.manifest_sha256[:16]}… (no other version, none missing)"
+                    if vol.manifest_sha256 else
+                    "      WARNING: no manifest pinned: storage could roll objects back or delete them unnoticed "
+                    "(ccr data publish --pin)")
     for vol in spec.datasinks:
         room.append(f"  - write {vol.name} for {vol.owner or 'unowned'} (blob container {vol.store.container}) "
-                    f"from {vol.path_in_app}, encrypted before it leaves the room ({vol.encryption.mode.value})")
+                    f"from {vol.path_in_app}, encrypted before it leaves the room ({vol.encryption.mode.value}), "
+                    "with a manifest signed by the room's contract-CA-endorsed key")
     room.append("  - start only after the contract is accepted (execution consent); any member can revoke it, "
                 "which stops the app")
     room.append("")

@@ -85,8 +85,17 @@ def mount_argv(config: VolumesConfig, mount: Mount) -> list[str]:
         argv += ["--secret", key.dek_secret_name, "--vault-url", str(key.vault_url),
                  "--secret-vault-url", key.dek_vault_url, "--kek", key.kek_name,
                  "--maa-endpoint", str(key.maa_endpoint)]
+    if config.governance_url:
+        # Refused objects and the sink's manifest go on the contract's audit log; a sink's key is endorsed.
+        argv += ["--governance-url", config.governance_url]
+        if config.sidecar_token_file:
+            argv += ["--sidecar-token-file", str(config.sidecar_token_file)]
     if isinstance(vol, Datasink):
-        argv.append("--writable")
+        argv += ["--writable", "--contract-id", config.spec.contract.id]
+        if config.manifest_key and config.manifest_cert:
+            argv += ["--manifest-key", str(config.manifest_key), "--manifest-cert", str(config.manifest_cert)]
+    elif vol.manifest_sha256:
+        argv += ["--manifest-sha256", vol.manifest_sha256]
     if vol.store.identity is not None:
         # Each party's storage and vault are reached with the identity the party federated for the room.
         argv += ["--client-id", vol.store.identity.client_id]
@@ -146,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uid", type=int, help="owner of the files as the app sees them (default: the spec's)")
     p.add_argument("--gid", type=int)
     p.add_argument("--mount-timeout", type=float, default=120.0)
+    p.add_argument("--governance-url", help="the governance sidecar (a datasink's manifest key is endorsed through it)")
+    p.add_argument("--sidecar-token-file", type=Path, help="the sidecars' token for governance")
+    p.add_argument("--manifest-key", type=Path, metavar="PEM",
+                   help="standalone, without governance: the EC key that signs datasink manifests")
+    p.add_argument("--manifest-cert", type=Path, metavar="PEM", help="the certificate of --manifest-key")
     add_listen_options(p, VOLUMES.port())
     return p
 
@@ -157,7 +171,8 @@ def config_from_args(args: argparse.Namespace) -> VolumesConfig:
         skr_url=args.skr_url, identity_url=args.identity_url, mount_root=args.mount_root, run_dir=args.run_dir,
         ca_bundle=args.ca_bundle or variables.get("ca_bundle"),
         dev_tokens_dir=args.dev_tokens_dir or variables.get("dev_tokens_dir"), uid=args.uid, gid=args.gid,
-        mount_timeout_s=args.mount_timeout)
+        mount_timeout_s=args.mount_timeout, governance_url=args.governance_url,
+        sidecar_token_file=args.sidecar_token_file, manifest_key=args.manifest_key, manifest_cert=args.manifest_cert)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

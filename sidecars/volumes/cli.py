@@ -28,18 +28,29 @@ def _verbs(sub: argparse._SubParsersAction) -> None:
                     "reused, and each object is staged in blocks and committed whole, so an interrupted "
                     "upload never leaves an object that looks complete. An empty DIR just sets up the key "
                     "(what a datasink's owner does).")
-    publish.add_argument("dir", metavar="DIR", type=Path)
+    publish.add_argument("dir", metavar="DIR", type=Path, nargs="?",
+                         help="the files to publish (omit with --key-only)")
     _target_options(publish)
     publish.add_argument("--kek", metavar="JWK|PEM|URL",
                          help="the KEK: a JWK or PEM file (the public key is enough for RSA), or a Key Vault key "
                               "URL; default: the spec's kek_name in its vault")
     publish.add_argument("--parallel", type=int, default=4, metavar="N", help="blocks staged at once (4)")
+    publish.add_argument("--pin", metavar="SPEC", help="write the new manifest's sha256 into datasource --volume of "
+                                                       "SPEC (manifest_sha256), so the room accepts only this data")
+    publish.add_argument("--data-only", action="store_true",
+                         help="encrypt with the local DEK (created if absent) without storing it wrapped: the "
+                              "manifest's pin changes HOST_DATA, which the KEK's release policy needs first")
+    publish.add_argument("--key-only", action="store_true",
+                         help="only store the local DEK wrapped with the KEK (after --data-only and the KEK)")
 
     download = add_command(
         sub, "download", f"{_COMMANDS}:download", "fetch, verify and decrypt a container's objects into DIR",
         description="Download every object (or those under --prefix), verify and decrypt it. Each object is "
                     "written to a temporary file and renamed only once all of it verified: a tampered object "
-                    "is reported and nothing of it is left in clear.")
+                    "is reported and nothing of it is left in clear. The container must first match its "
+                    "manifest: a datasource the one its pin names (spec manifest_sha256), a datasink the one the "
+                    "room signed (--contract-ca); a missing, extra (sink), resized or replaced object refuses "
+                    "the download before anything is written.")
     download.add_argument("-o", "--output", required=True, metavar="DIR", type=Path,
                           help="where to write the decrypted objects (sub-paths kept)")
     _target_options(download)
@@ -47,6 +58,16 @@ def _verbs(sub: argparse._SubParsersAction) -> None:
                           help="a private KEK (JWK or PEM file) to unwrap the DEK from its secret, when the "
                                "local DEK file is not available")
     download.add_argument("--prefix", help="only objects whose name starts with this")
+    download.add_argument("--manifest-sha256", metavar="HEX",
+                          help="a datasource: the manifest it must match (default: the spec's manifest_sha256)")
+    download.add_argument("--contract-ca", metavar="PEM", type=Path,
+                          help="a datasink: the contract CA certificate (`ccr governance ca show CONTRACT`) that "
+                               "must have endorsed the room which signed the sink's manifest")
+    download.add_argument("--contract", help="the contract the sink's manifest must name "
+                                                           "(default: the spec's)")
+    download.add_argument("--untrusted", action="store_true",
+                          help="download without checking the manifest (the result may be partial, rolled back "
+                               "or added to); says so on stderr and in the summary (verified: false)")
 
 
 def _target_options(parser: argparse.ArgumentParser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +14,11 @@ from tqdm import tqdm
 from ..cliargs import spec_variables
 from ..common import objectformat as fmt
 from ..common.azure_clients import account_name_of, container_client, default_credential, secret_client
-from ..common.deks import Kek, default_dek_file, load_dek_file, unwrap_dek
+from ..common.deks import Kek, default_dek_file, load_dek_file, save_dek_file, unwrap_dek
 from ..common.errors import ConfigError
 from ..common.keyflow import read_wrapped
-from ..spec import EncryptionMode, load_spec
+from ..spec import Datasink, EncryptionMode, load_spec
+from . import manifest as mf
 from . import owner
 from .owner import kek_from_vault
 from .store import Volume
@@ -32,6 +34,10 @@ class Target:
     kek_name: str | None
     ca_bundle: str | None
     dev_tokens_dir: str | None = None
+    #: "datasource"/"datasink" when the spec says which; None for a container named by flags
+    kind: str | None = None
+    manifest_sha256: str | None = None
+    contract_id: str | None = None
 
     def credential(self):
         return default_credential(dev_tokens_dir=self.dev_tokens_dir, subject="data-owner")
@@ -50,6 +56,7 @@ def _resolve(args: argparse.Namespace) -> Target:
     vault_url = args.vault_url
     secret = args.secret
     kek_name = None
+    kind = manifest_sha256 = contract_id = None
     if args.spec:
         if not args.volume:
             raise ConfigError("--spec needs --volume NAME (which datasource/datasink)")
@@ -59,6 +66,9 @@ def _resolve(args: argparse.Namespace) -> Target:
         except KeyError:
             names = [v.name for _, v in spec.volumes_with_location()]
             raise ConfigError(f"no volume {args.volume!r} in {args.spec}; it has: {', '.join(names)}") from None
+        kind = "datasink" if isinstance(volume, Datasink) else "datasource"
+        manifest_sha256 = getattr(volume, "manifest_sha256", None)
+        contract_id = spec.contract.id
         storage_url = storage_url or str(volume.store.account_url)
         container = container or volume.store.container
         mode = mode or volume.encryption.mode
@@ -75,7 +85,8 @@ def _resolve(args: argparse.Namespace) -> Target:
     if missing:
         raise ConfigError(f"missing {', '.join(missing)} (or --spec SPEC --volume NAME, --endpoints FILE)")
     return Target(storage_url, container, mode, vault_url, secret, kek_name,
-                  args.ca_bundle or variables.get("ca_bundle"), variables.get("dev_tokens_dir"))
+                  args.ca_bundle or variables.get("ca_bundle"), variables.get("dev_tokens_dir"), kind,
+                  manifest_sha256, contract_id)
 
 
 def _progress(total: int, what: str):
@@ -105,10 +116,18 @@ def _volume_for(target: Target, account_key: str | None, dek):
 
 def publish(args: argparse.Namespace) -> int:
     target = _resolve(args)
-    files = owner.files_to_publish(args.dir)
+    if args.key_only and args.data_only:
+        raise ConfigError("--key-only and --data-only exclude each other")
+    if (args.dir is None) != bool(args.key_only):
+        raise ConfigError("give DIR to publish, or --key-only (and no DIR) to only store the wrapped DEK")
+    if args.pin and not args.volume:
+        raise ConfigError("--pin needs --spec and --volume (the datasource whose manifest it pins)")
+    files = owner.files_to_publish(args.dir) if args.dir is not None else []
     mode = target.mode
     dek = None
-    if mode is not EncryptionMode.SSE:
+    if mode is not EncryptionMode.SSE and args.data_only:
+        dek = _local_dek(args, target)
+    elif mode is not EncryptionMode.SSE:
         kek = _load_kek(args.kek, target)
         dek_file = args.dek_file or default_dek_file(account_name_of(target.storage_url), target.container)
         choice = owner.ensure_dek(secrets=target.secrets(),
@@ -116,16 +135,39 @@ def publish(args: argparse.Namespace) -> int:
         dek = choice.dek
         print(f"DEK {dek.fingerprint} {'created' if choice.created else 'reused'}; local copy {dek_file}; "
               f"wrapped with {kek.kid} ({kek.algorithm}) in secret {target.secret}", file=sys.stderr)
+    if args.key_only:
+        return 0
     volume = _volume_for(target, args.account_key, dek)
     owner.ensure_container(volume.container)
     total = sum(p.stat().st_size for p in files)
+    entries: dict[str, mf.Entry] = {}
     with _progress(total, f"publish {target.container}") as bar:
         for path in files:
             name = owner.blob_name_for(args.dir, path)
             bar.set_postfix_str(name[-40:], refresh=False)
-            owner.publish_file(volume, path, name, bar.update)
+            entries[name] = owner.publish_file(volume, path, name, bar.update)
     print(f"published {len(files)} file(s), {total} bytes, to {target.container} ({mode.value})")
+    if not files:
+        return 0  # an empty DIR sets up the key only (a datasink's owner); a sink's manifest is the room's
+    manifest = owner.publish_manifest(volume, entries)
+    print(f"manifest sha256 {manifest.sha256()} ({len(entries)} objects)")
+    if args.pin:
+        changed = owner.pin_manifest(Path(args.pin), args.volume, manifest.sha256())
+        print(f"{args.pin}: datasource {args.volume} manifest_sha256 {'pinned' if changed else 'already'} "
+              f"{manifest.sha256()}")
     return 0
+
+
+def _local_dek(args: argparse.Namespace, target: Target) -> fmt.DataKey:
+    """--data-only: the owner's local DEK, created if there is none yet (it is wrapped later, with --key-only)."""
+    dek_file = args.dek_file or default_dek_file(account_name_of(target.storage_url), target.container)
+    if dek_file.exists():
+        return load_dek_file(dek_file)
+    dek = fmt.DataKey.generate()
+    save_dek_file(dek_file, dek)
+    print(f"DEK {dek.fingerprint} created; local copy {dek_file} (not yet stored wrapped: publish --key-only "
+          "once the KEK exists)", file=sys.stderr)
+    return dek
 
 
 def download(args: argparse.Namespace) -> int:
@@ -144,18 +186,90 @@ def download(args: argparse.Namespace) -> int:
         else:
             raise ConfigError(f"no DEK: {dek_file} does not exist; pass --dek-file, or --kek PRIVATE_KEY_FILE")
     volume = _volume_for(target, args.account_key, dek)
-    objects = list(volume.list_objects(args.prefix))
+    listed = [o for o in volume.list_objects(args.prefix) if not mf.is_reserved(o.name)]
+    manifest = _checked_manifest(args, target, volume, listed)
+    if manifest is not None:
+        listed = [o for o in listed if o.name in manifest.entries]
     failures = []
-    with _progress(sum(o.plaintext_size for o in objects), f"download {target.container}") as bar:
-        for info in objects:
+    # Checked against a manifest, the result is all or nothing: every object is verified before any is in place.
+    verified: list[tuple[Path, Path]] = []
+    with _progress(sum(o.plaintext_size for o in listed), f"download {target.container}") as bar:
+        for info in listed:
             try:
                 dest = owner.safe_target(args.output, info.name)
-                owner.download_object(volume, info.name, info.stored_size, dest, bar.update)
-            except (fmt.TamperedObject, ConfigError, OSError) as exc:
+                tmp = owner.download_object(volume, info.name, info.stored_size, dest, bar.update,
+                                            manifest.entries[info.name] if manifest is not None else None,
+                                            rename=manifest is None)
+                verified.append((tmp, dest))
+            except (fmt.TamperedObject, mf.ManifestRefused, ConfigError, OSError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 failures.append(f"{info.name}: {reason}")
                 print(f"ccr: error: {info.name}: {reason} (nothing written)", file=sys.stderr)
-    print(json.dumps({"downloaded": len(objects) - len(failures), "failed": len(failures)}))
+    if manifest is not None:
+        for tmp, dest in verified:
+            if failures:
+                tmp.unlink()
+            else:
+                os.replace(tmp, dest)
+    summary = {"downloaded": 0 if manifest is not None and failures else len(listed) - len(failures),
+               "failed": len(failures),
+               "verified": manifest is not None and not failures}
+    if manifest is not None and manifest.kind == "sink":
+        summary.update(contract=manifest.contract, run=manifest.run, finished=manifest.finished)
+    print(json.dumps(summary))
     if failures:
-        raise owner.DownloadFailed(f"{len(failures)} object(s) failed verification; see above")
+        raise owner.DownloadFailed(f"{len(failures)} object(s) failed verification; see above"
+                                   + ("; nothing written (the manifest's objects come all or none)"
+                                      if manifest is not None else ""))
     return 0
+
+
+def _checked_manifest(args: argparse.Namespace, target: Target, volume: Volume,
+                      listed: list) -> mf.Manifest | None:
+    """The manifest the download must match (refused, one line, before anything is written), or None for an
+    unverified download: --untrusted, or a container that no spec or flag binds to a manifest."""
+    where = f"{volume.account}/{target.container}"
+    pin = args.manifest_sha256 or target.manifest_sha256
+    ca_file = args.contract_ca
+    sink = target.kind == "datasink" or (target.kind is None and ca_file is not None)
+    if args.untrusted:
+        print(f"ccr: warning: {where}: --untrusted: downloaded WITHOUT checking its manifest; the result may be "
+              "partial, rolled back or added to", file=sys.stderr)
+        return None
+    if sink:
+        if ca_file is None:
+            raise mf.ManifestRefused(f"{where}: a datasink's results are checked against the room's signed "
+                                     "manifest: pass --contract-ca PEM (`ccr governance ca show CONTRACT`), or "
+                                     "--untrusted")
+        raw = volume.get_small(mf.MANIFEST_BLOB, mf.MAX_MANIFEST_BYTES)
+        manifest = mf.signed_sink(raw, _ca_pem(ca_file), contract=args.contract or target.contract_id,
+                                  account=volume.account, container=target.container, where=where,
+                                  volume=args.volume if target.kind == "datasink" else None)
+    elif pin:
+        raw = volume.get_small(mf.MANIFEST_BLOB, mf.MAX_MANIFEST_BYTES)
+        manifest = mf.pinned_dataset(raw, pin, account=volume.account, container=target.container, where=where)
+    else:
+        print(f"ccr: warning: {where}: no manifest pinned (spec manifest_sha256 or --manifest-sha256): a rolled "
+              "back or deleted object would go unnoticed", file=sys.stderr)
+        return None
+    if args.prefix:
+        manifest = mf.Manifest(manifest.kind, manifest.account, manifest.container, manifest.mode,
+                               {n: e for n, e in manifest.entries.items() if n.startswith(args.prefix)},
+                               manifest.contract, manifest.run, manifest.finished)
+    extras = mf.compare(manifest, {o.name: o.stored_size for o in listed}, where,
+                        extras_allowed=manifest.kind == "dataset")
+    for name in extras:
+        print(f"ccr: warning: {where}: {name} is not in the dataset's manifest: not downloaded", file=sys.stderr)
+    return manifest
+
+
+def _ca_pem(path: Path) -> bytes:
+    """The contract CA certificate from a PEM file (what `ccr governance ca show` prints is accepted as is)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"--contract-ca {path}: {exc.strerror}") from None
+    start = text.find("-----BEGIN CERTIFICATE-----")
+    if start < 0:
+        raise ConfigError(f"--contract-ca {path}: no PEM certificate in it")
+    return text[start:].encode()

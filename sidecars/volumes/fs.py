@@ -1,12 +1,18 @@
 """The clear-text FUSE view (pyfuse3 + trio) of one encrypted container.
 
 Datasource (read-only): the tree is the container's blobs at mount time ('/' in names makes folders),
-sizes are plaintext sizes. A read fetches only the segments it needs with one ranged GET, through a
-segment cache; sequential reading starts parallel read-ahead of whole blocks of segments. Every byte
-handed to the kernel was authenticated first: a segment that fails (tampered, truncated, moved, wrong
-key) is an EIO, logged with the object and segment, never data. Any change → EROFS.
+sizes are plaintext sizes. With a manifest (manifest.py) the tree is the manifest's objects only, and an
+object whose size or CSE header is not the manifest's (another version: replaced or rolled back) is EIO
+at open; refusals are logged and, with governance, audited once per object. A read fetches only the
+segments it needs with one ranged GET, through a segment cache; sequential reading starts parallel
+read-ahead of whole blocks of segments. Every byte handed to the kernel was authenticated first: a
+segment that fails (tampered, truncated, moved, wrong key) is an EIO, logged with the object and
+segment, never data. Any change → EROFS.
 
-Datasink (write): create + sequential writes + close. Segments are encrypted as they fill and staged as
+Datasink (write): create + sequential writes + close. A block or commit that does not reach storage makes
+that fsync/close EIO and poisons the file: every later write, fsync and close of it is EIO too, so no
+byte is acknowledged into a file that cannot be committed. Each commit records the object's manifest
+entry (`written`); the mount signs the manifest of them when it stops. Segments are encrypted as they fill and staged as
 blocks in the background; the object is committed (block list) on close or fsync, and only then exists
 under its name. If the filesystem dies before that, storage holds only uncommitted blocks (discarded by
 the service), never a partial object. Errnos for what is not supported: a write at any offset other
@@ -32,6 +38,7 @@ import signal
 import stat
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyfuse3
@@ -39,7 +46,8 @@ import trio
 
 from ..common import objectformat as fmt
 from ..common.errors import CcrError
-from .store import BLOCK_SEGMENTS, ObjectReader, ObjectWriter, Volume
+from .manifest import Entry, Manifest, ManifestRefused, is_reserved
+from .store import BLOCK_SEGMENTS, ObjectInfo, ObjectReader, ObjectWriter, Volume
 
 log = logging.getLogger("ccr.volumes.fs")
 
@@ -60,6 +68,10 @@ class Node:
     children: dict[str, int] = field(default_factory=dict)
     writing: ObjectWriter | None = None
     committed: bool = True
+    #: the manifest's entry for this object (datasources with a manifest)
+    expected: Entry | None = None
+    #: why the stored object is not the one the manifest names (every open is EIO)
+    mismatch: str | None = None
 
 
 @dataclass
@@ -120,9 +132,16 @@ class VolumeFilesystem(pyfuse3.Operations):
     supports_dot_lookup = False
 
     def __init__(self, volume: Volume, *, writable: bool, uid: int, gid: int,
-                 cache_bytes: int = 64 * 1024 * 1024, readahead_blocks: int = READAHEAD_BLOCKS):
+                 cache_bytes: int = 64 * 1024 * 1024, readahead_blocks: int = READAHEAD_BLOCKS,
+                 manifest: Manifest | None = None, audit: Callable[[dict], None] | None = None):
         super().__init__()
         self.volume = volume
+        self.manifest = manifest
+        #: records a refused object in the contract's audit log (governance), if the mount has one
+        self.audit = audit
+        self._audited: set[str] = set()
+        #: a datasink's objects committed by this run, as its manifest will list them
+        self.written: dict[str, Entry] = {}
         self.writable = writable
         self.uid, self.gid = uid, gid
         # Read-ahead must not evict what it fetched before the reader gets there.
@@ -146,9 +165,13 @@ class VolumeFilesystem(pyfuse3.Operations):
     # --- tree ------------------------------------------------------------------------------------
 
     def load_tree(self) -> int:
-        """Build the tree from the container's blobs; returns the number of files."""
+        """Build the tree from the container's blobs; returns the number of files. With a manifest, the tree
+        is the manifest's objects only, and one that storage lacks fails the mount (ManifestRefused)."""
         count = 0
-        for info in self.volume.list_objects():
+        listed = [info for info in self.volume.list_objects() if not is_reserved(info.name)]
+        if self.manifest is not None:
+            listed = self._bind_to_manifest(listed, self.manifest)
+        for info in listed:
             parts = info.name.split("/")
             if any(p in ("", ".", "..") for p in parts):
                 log.warning("skipping blob %r: its name is not a usable path", info.name)
@@ -164,8 +187,33 @@ class VolumeFilesystem(pyfuse3.Operations):
             node = self._add(parent, parts[-1], is_dir=False)
             node.blob, node.stored_size, node.size = info.name, info.stored_size, info.plaintext_size
             node.mtime_ns = int(info.last_modified * 1e9)
+            if self.manifest is not None:
+                node.expected = self.manifest.entries[info.name]
+                if info.stored_size != node.expected.size:
+                    node.mismatch = (f"{self.volume.location(info.name)}: {info.stored_size} bytes in storage, "
+                                     f"the manifest names {node.expected.size} (replaced or rolled back)")
+                    node.stored_size = node.expected.size
+                    node.size = self._plaintext_size(node.expected.size)
             count += 1
         return count
+
+    def _bind_to_manifest(self, listed: list[ObjectInfo], manifest: Manifest) -> list[ObjectInfo]:
+        by_name = {info.name: info for info in listed}
+        missing = sorted(set(manifest.entries) - set(by_name))
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise ManifestRefused(f"{self.volume.location(missing[0])}: named by the manifest but missing from "
+                                  f"storage (deleted){more}")
+        for name in sorted(set(by_name) - set(manifest.entries)):
+            log.warning("not showing %s: it is not in the manifest (added outside the dataset)",
+                        self.volume.location(name))
+        return [by_name[name] for name in sorted(manifest.entries)]
+
+    def _plaintext_size(self, stored_size: int) -> int:
+        try:
+            return self.volume.plaintext_size(stored_size)
+        except fmt.TamperedObject:
+            return 0
 
     def _child_dir(self, parent: Node, name: str, mtime: float) -> Node | None:
         inode = parent.children.get(name)
@@ -284,16 +332,22 @@ class VolumeFilesystem(pyfuse3.Operations):
             return await self._open_for_write(node, flags)
         if node.writing is not None:
             raise pyfuse3.FUSEError(errno.EBUSY)
-        handle = Handle(node, reader=self._reader(node))
+        if node.mismatch is not None:
+            self._fail(ManifestRefused(node.mismatch))
+        handle = Handle(node, reader=await self._reader(node))
         fh = self._new_handle(handle)
         return pyfuse3.FileInfo(fh=fh, keep_cache=not self.writable)
 
-    def _reader(self, node: Node) -> ObjectReader:
+    async def _reader(self, node: Node) -> ObjectReader:
         reader = self._readers.get(node.inode)
         if reader is None:
+            header = node.expected.header_bytes if node.expected is not None else None
             try:
-                reader = self.volume.reader(node.blob, node.stored_size)
-            except fmt.TamperedObject as exc:
+                reader = self.volume.reader(node.blob, node.stored_size, expected_header=header)
+                if header is not None:
+                    # One small GET at the first open: a replaced object fails here, not at a later read.
+                    await trio.to_thread.run_sync(reader.verify_header, limiter=self._limiter)
+            except CcrError as exc:
                 self._fail(exc)
             self._readers[node.inode] = reader
         return reader
@@ -307,7 +361,23 @@ class VolumeFilesystem(pyfuse3.Operations):
     def _fail(self, exc: BaseException) -> None:
         self.errors += 1
         log.error("EIO: %s", exc)
+        if self.audit is not None and isinstance(exc, (fmt.TamperedObject, ManifestRefused)):
+            reason = str(exc)
+            # Once per object (its messages start with its location): a tampered file read in a loop, or
+            # each of its segments, must not flood the audit log. In the background: the app gets its EIO
+            # now, whatever CGS answers.
+            where = reason.split(": ", 1)[0]
+            if where not in self._audited and self.nursery is not None:
+                self._audited.add(where)
+                self.nursery.start_soon(self._audit_refusal, reason)
         raise pyfuse3.FUSEError(errno.EIO)
+
+    async def _audit_refusal(self, reason: str) -> None:
+        assert self.audit is not None
+        try:
+            await trio.to_thread.run_sync(self.audit, {"event": "object-refused", "reason": reason[:500]})
+        except Exception as exc:  # noqa: BLE001 - the refusal stands and is logged either way
+            log.warning("refusal not audited: %s", exc)
 
     async def read(self, fh, off, size):
         handle = self._handles.get(fh)
@@ -431,10 +501,16 @@ class VolumeFilesystem(pyfuse3.Operations):
         if not self.writable:
             raise pyfuse3.FUSEError(errno.EROFS)
 
+    def _refuse_reserved(self, parent: Node, text: str) -> None:
+        # The container's reserved folder holds the room's signed manifest: the app cannot write there.
+        if is_reserved(self._path_of(parent, text) + "/"):
+            raise pyfuse3.FUSEError(errno.EPERM)
+
     async def create(self, parent_inode, name, mode, flags, ctx):
         self._require_writable()
         parent = self._node(parent_inode)
         text = os.fsdecode(name)
+        self._refuse_reserved(parent, text)
         if not stat.S_ISREG(mode) and mode & stat.S_IFMT:
             raise pyfuse3.FUSEError(errno.ENOTSUP)
         existing = parent.children.get(text)
@@ -468,6 +544,10 @@ class VolumeFilesystem(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EBADF)
         async with handle.lock:
             writer = handle.writer
+            if writer.failed:
+                # Bytes after a lost block (or a failed commit) would be acknowledged into a file that can
+                # never be committed: every later write on this file is EIO too.
+                self._fail(CcrError(f"{handle.node.blob}: not written to storage: {writer.failed}"))
             if writer.closed and off == writer.size:
                 writer = handle.writer = await self._reopen(handle)
             if off != writer.size:
@@ -509,7 +589,12 @@ class VolumeFilesystem(pyfuse3.Operations):
 
     async def flush(self, fh):
         handle = self._handles.get(fh)
-        if handle is not None and handle.writer is not None and not handle.writer.closed:
+        if handle is None or handle.writer is None:
+            return
+        if handle.writer.failed:
+            # Every close and fsync of a file whose bytes did not all reach storage says so, not only the first.
+            self._fail(CcrError(f"{handle.node.blob}: not written to storage: {handle.writer.failed}"))
+        if not handle.writer.closed:
             await self._commit(handle)
 
     async def fsync(self, fh, datasync):
@@ -530,12 +615,15 @@ class VolumeFilesystem(pyfuse3.Operations):
                     lambda: writer.commit(metadata={"ccrsize": str(writer.size)}))
             except Exception as exc:  # a failed commit is this close's EIO
                 node.writing = None
+                # What the tree shows is what storage holds: the last committed version, or nothing.
+                node.size = self._plaintext_size(node.stored_size) if node.committed else 0
                 self._fail(exc)
             finally:
                 self._commits -= 1
                 if not self._commits:
                     self._no_commits.set()
             node.writing, node.stored_size, node.committed = None, stored, True
+            self.written[node.blob] = writer.entry()
             log.info("committed %s (%d bytes)", node.blob, node.size)
 
     async def unlink(self, parent_inode, name, ctx):
@@ -556,6 +644,7 @@ class VolumeFilesystem(pyfuse3.Operations):
                 await trio.to_thread.run_sync(self.volume.delete, node.blob)
             except CcrError as exc:
                 self._fail(exc)
+        self.written.pop(node.blob, None)
         del parent.children[text]
         self._readers.pop(inode, None)
         self.cache.drop_inode(inode)
@@ -564,6 +653,7 @@ class VolumeFilesystem(pyfuse3.Operations):
         self._require_writable()
         parent = self._node(parent_inode)
         text = os.fsdecode(name)
+        self._refuse_reserved(parent, text)
         if text in parent.children:
             raise pyfuse3.FUSEError(errno.EEXIST)
         return self._attrs(self._add(parent, text, is_dir=True))

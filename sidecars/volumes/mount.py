@@ -3,31 +3,47 @@
     python -m sidecars.volumes.mount --storage-url URL --container C --mountpoint DIR [--writable]
         (--dek-file FILE | --secret NAME --vault-url URL --kek NAME --maa-endpoint URL --skr-url URL)
         [--mode CSE|CPK|SSE] [--status-file FILE] [--uid N --gid N] [--ca-bundle PEM]
+        [--manifest-sha256 HEX]                                       (a datasource bound to its manifest)
+        [--governance-url URL [--sidecar-token-file F] | --manifest-key PEM --manifest-cert PEM | --no-manifest]
+                                                                      (a datasink: who signs its manifest)
 
 The volumes sidecar starts one per datasource/datasink. `--status-file` receives one JSON object:
 `{"state": "mounted", "files": N}` once the mount is live, or `{"state": "failed", "reason": "..."}`
 (key not released, container missing, ...) before the process exits with code 1. `--dek-file` (the
 owner's local DEK file) is for the owner's own checks and the benchmarks, not for rooms.
+
+Manifests (see manifest.py): a datasource with `--manifest-sha256` fetches the container's manifest, checks
+it against that pin and fails to mount if an object it names is missing; the mount shows only its objects
+and refuses (EIO) any other version of one. A datasink gets a signing key endorsed by the contract CA
+through governance at start (no CA, no mount) and, when it stops, writes the manifest of the objects this
+run committed, signed. `--manifest-key/--manifest-cert` give the key and certificate directly (tests,
+standalone use); `--no-manifest` writes none, and `ccr data download` then refuses the sink as unsigned.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import trio
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..common.azure_clients import container_client, default_credential
 from ..common.deks import load_dek_file
 from ..common.errors import CcrError, ConfigError
+from ..common.governance_client import GovernanceClient
 from ..common.keyflow import fetch_dek
 from ..common.logs import configure_logging
 from ..common.otel import attach_parent_from_env, setup_telemetry, step_span
 from ..spec import EncryptionMode
+from . import manifest as mf
 from .fs import VolumeFilesystem, run
 from .store import Volume
 
@@ -60,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-mb", type=int, default=64)
     p.add_argument("--readahead-blocks", type=int, default=4)
     p.add_argument("--status-file", type=Path)
+    p.add_argument("--storage-retries", type=int,
+                   help="retries per storage request (default: the SDK's, 3 with backoff: a write to unreachable "
+                        "storage fails after about a minute)")
+    p.add_argument("--manifest-sha256", metavar="HEX", help="a datasource: the sha256 of its manifest (the spec's pin)")
+    p.add_argument("--contract-id", help="a datasink: the contract its signed manifest names")
+    p.add_argument("--governance-url", help="a datasink: the governance sidecar, which gets its manifest key "
+                                            "endorsed by the contract CA")
+    p.add_argument("--sidecar-token-file", type=Path, help="the sidecars' token for governance")
+    p.add_argument("--manifest-key", type=Path, help="a datasink: PEM private key that signs its manifest")
+    p.add_argument("--manifest-cert", type=Path, help="a datasink: PEM certificate of --manifest-key")
+    p.add_argument("--no-manifest", action="store_true",
+                   help="a datasink: write no signed manifest (benchmarks; consumers then refuse the sink)")
     return p
 
 
@@ -109,14 +137,33 @@ def _mount(args: argparse.Namespace, tracer) -> int:
     if not args.mountpoint.is_dir():
         raise ConfigError(f"mount point {args.mountpoint} is not a directory")
     container = container_client(args.storage_url, args.container, ca_bundle=args.ca_bundle,
-                                 account_key=args.account_key,
+                                 account_key=args.account_key, retry_total=args.storage_retries,
                                  credential=default_credential(args.identity_url, args.dev_tokens_dir, "volumes",
                                                                     client_id=args.client_id))
     volume = Volume(container, args.mode, dek)
+    audit = _auditor(args)
+    manifest = signer = None
+    if args.writable:
+        with step_span(tracer, "manifest key", volume=args.name):
+            signer = _signer(args)
+    elif args.manifest_sha256:
+        where = f"{volume.account}/{args.container}"
+        try:
+            manifest = mf.pinned_dataset(volume.get_small(mf.MANIFEST_BLOB, mf.MAX_MANIFEST_BYTES),
+                                         args.manifest_sha256, account=volume.account, container=args.container,
+                                         where=where)
+        except mf.ManifestRefused as exc:
+            _audit_quietly(audit, {"event": "mount-refused", "volume": args.name, "reason": str(exc)[:500]})
+            raise
     fs = VolumeFilesystem(volume, writable=args.writable, uid=args.uid, gid=args.gid,
-                          cache_bytes=args.cache_mb * 1024 * 1024, readahead_blocks=args.readahead_blocks)
+                          cache_bytes=args.cache_mb * 1024 * 1024, readahead_blocks=args.readahead_blocks,
+                          manifest=manifest, audit=audit)
     with step_span(tracer, "mount", volume=args.name):
-        files = fs.load_tree()
+        try:
+            files = fs.load_tree()
+        except mf.ManifestRefused as exc:
+            _audit_quietly(audit, {"event": "mount-refused", "volume": args.name, "reason": str(exc)[:500]})
+            raise
 
     def mounted() -> None:
         log.info("%s: %s mounted at %s (%d files, %s%s)", args.name, args.container, args.mountpoint, files,
@@ -124,9 +171,77 @@ def _mount(args: argparse.Namespace, tracer) -> int:
         _write_status(args.status_file, {"state": "mounted", "files": files, "pid": os.getpid(),
                                          "mountpoint": str(args.mountpoint)})
 
+    run_id = uuid.uuid4().hex
     trio.run(lambda: run(fs, str(args.mountpoint), fsname=f"ccr-{args.name}", on_mounted=mounted))
+    if signer is not None:
+        _write_sink_manifest(volume, args, fs, signer, run_id, audit)
     _write_status(args.status_file, {"state": "unmounted", "tamper_errors": fs.errors})
     return 0
+
+
+def _auditor(args: argparse.Namespace):
+    """A function recording an event in the contract's audit log through governance (None without it)."""
+    if not args.governance_url:
+        return None
+    token = args.sidecar_token_file.read_text().strip() if args.sidecar_token_file else None
+    gov = GovernanceClient(args.governance_url, scope="volumes", token=token)
+
+    def audit(event: dict) -> None:
+        gov.audit({"volume": args.name, **event})
+
+    return audit
+
+
+def _audit_quietly(audit, event: dict) -> None:
+    if audit is None:
+        return
+    try:
+        audit(event)
+    except CcrError as exc:
+        log.warning("not audited (%s): %s", exc, event)
+
+
+def _signer(args: argparse.Namespace) -> mf.Signer | None:
+    """The key that signs this datasink's manifest, endorsed by the contract CA (via governance), or given."""
+    if args.no_manifest:
+        log.warning("%s: --no-manifest: this sink's results will carry no signed manifest", args.name)
+        return None
+    if args.manifest_key and args.manifest_cert:
+        key = serialization.load_pem_private_key(args.manifest_key.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ConfigError(f"--manifest-key {args.manifest_key}: not an EC private key")
+        return mf.Signer(key, args.manifest_cert.read_text())
+    if not args.governance_url:
+        raise ConfigError("a datasink needs --governance-url (its manifest is signed with a key the contract CA "
+                          "endorses), or --manifest-key and --manifest-cert, or --no-manifest")
+    key = mf.new_signing_key()
+    token = args.sidecar_token_file.read_text().strip() if args.sidecar_token_file else None
+    with GovernanceClient(args.governance_url, scope="volumes", token=token, start_wait_s=30) as gov:
+        try:
+            endorsed = gov.endorsed_cert(mf.public_pem(key), subject_name=f"CN={mf.sink_signer_name(args.name)}",
+                                         validity_days=7)
+        except CcrError as exc:
+            raise ConfigError(f"the contract CA did not endorse this sink's manifest key ({exc}); enable it with "
+                              "`ccr governance ca propose CONTRACT` and the members' votes") from None
+    return mf.Signer(key, endorsed["cert"])
+
+
+def _write_sink_manifest(volume: Volume, args: argparse.Namespace, fs: VolumeFilesystem, signer: mf.Signer,
+                         run_id: str, audit) -> None:
+    """The objects this run committed, signed, as the container's MANIFEST_BLOB. A failure is logged: the
+    consumer then finds no (or an older run's) manifest and refuses the sink."""
+    manifest = mf.Manifest("sink", volume.account, args.container, args.mode.value, dict(fs.written),
+                           contract=args.contract_id or "", run=run_id,
+                           finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    try:
+        volume.put_small(mf.MANIFEST_BLOB, signer.sign(manifest))
+    except CcrError as exc:
+        log.error("%s: the signed manifest could not be stored: %s", args.name, exc)
+        return
+    log.info("%s: signed manifest of %d object(s) stored (run %s)", args.name, len(fs.written), run_id)
+    # On the contract's hash-chained audit log, a consumer can tell this run's manifest from an earlier run's.
+    _audit_quietly(audit, {"event": "sink-manifest", "run": run_id, "objects": len(fs.written),
+                           "manifest_sha256": manifest.sha256()})
 
 
 if __name__ == "__main__":

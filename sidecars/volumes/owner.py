@@ -9,13 +9,16 @@ holding a different DEK is refused (one DEK per datasource), never overwritten.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import yaml
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import ContainerClient
@@ -26,6 +29,7 @@ from ..common.deks import Kek, load_dek_file, save_dek_file, unwrap_dek, wrap_de
 from ..common.errors import CcrError, ConfigError, Conflict, RemoteServiceError
 from ..common.keyflow import read_wrapped
 from ..spec import EncryptionMode
+from .manifest import MANIFEST_BLOB, RESERVED_PREFIX, Entry, Manifest, ManifestRefused, is_reserved
 from .store import Volume
 
 log = logging.getLogger("ccr.volumes.owner")
@@ -94,7 +98,11 @@ def blob_name_for(root: Path, path: Path) -> str:
 def files_to_publish(root: Path) -> list[Path]:
     if not root.is_dir():
         raise ConfigError(f"{root} is not a directory")
-    return sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    for path in files:
+        if is_reserved(blob_name_for(root, path)):
+            raise ConfigError(f"{path}: {RESERVED_PREFIX} is reserved for the container's manifest")
+    return files
 
 
 def ensure_container(container: ContainerClient) -> None:
@@ -106,17 +114,53 @@ def ensure_container(container: ContainerClient) -> None:
         raise RemoteServiceError("blob storage", f"creating container: {exc.message}", status=exc.status_code) from None
 
 
-def publish_file(volume: Volume, path: Path, name: str, progress: Progress) -> int:
+def publish_file(volume: Volume, path: Path, name: str, progress: Progress) -> Entry:
+    """Upload one file; returns its manifest entry (stored size, sha256 of what was uploaded, CSE header)."""
+    if is_reserved(name):
+        raise ConfigError(f"{path}: {RESERVED_PREFIX} is reserved for the container's manifest")
     writer = volume.writer(name)
     try:
         with open(path, "rb") as src:
             while chunk := src.read(READ_CHUNK):
                 writer.write(chunk)
                 progress(len(chunk))
-        return writer.commit()
+        writer.commit()
+        return writer.entry()
     except BaseException:
         writer.abort()
         raise
+
+
+def publish_manifest(volume: Volume, entries: dict[str, Entry]) -> Manifest:
+    """The dataset manifest of what was just published, stored as MANIFEST_BLOB; its sha256 is what the spec
+    pins. Written last: until then the pin (if any) still names the previous manifest."""
+    manifest = Manifest("dataset", volume.account, volume.container.container_name, volume.mode.value, entries)
+    volume.put_small(MANIFEST_BLOB, manifest.to_bytes())
+    return manifest
+
+
+def pin_manifest(spec_path: Path, volume_name: str, sha256: str) -> bool:
+    """Set `manifest_sha256` of datasource `volume_name` in the spec file, editing or adding that one line
+    (comments and layout kept). False if it already had this value."""
+    text = spec_path.read_text()
+    try:
+        sources = yaml.safe_load(text).get("datasources") or []
+        source = next(s for s in sources if isinstance(s, dict) and s.get("name") == volume_name)
+    except (yaml.YAMLError, AttributeError, StopIteration):
+        raise ConfigError(f"{spec_path}: no datasource {volume_name!r} to pin a manifest to") from None
+    current = source.get("manifest_sha256")
+    if current == sha256:
+        return False
+    if current:
+        line = re.compile(rf"^(\s*manifest_sha256:\s*)([\"']?){re.escape(str(current))}\2(\s*(#.*)?)$", re.MULTILINE)
+        new_text, count = line.subn(lambda m: f"{m.group(1)}{sha256}{m.group(3)}", text)
+    else:
+        line = re.compile(rf"^(\s*)- name:\s*([\"']?){re.escape(volume_name)}\2\s*(#.*)?$", re.MULTILINE)
+        new_text, count = line.subn(lambda m: f"{m.group(0)}\n{m.group(1)}  manifest_sha256: {sha256}", text)
+    if count != 1:
+        raise ConfigError(f"{spec_path}: expected one line to pin datasource {volume_name!r}'s manifest, found {count}")
+    spec_path.write_text(new_text)
+    return True
 
 
 def safe_target(target: Path, name: str) -> Path:
@@ -127,19 +171,30 @@ def safe_target(target: Path, name: str) -> Path:
     return target.joinpath(*pure.parts)
 
 
-def download_object(volume: Volume, name: str, stored_size: int, dest: Path, progress: Progress) -> None:
-    """Decrypt into a temporary file next to `dest` and rename only once every segment verified: a
-    tampered object leaves nothing of itself in clear."""
+def download_object(volume: Volume, name: str, stored_size: int, dest: Path, progress: Progress,
+                    expected: Entry | None = None, *, rename: bool = True) -> Path:
+    """Decrypt into a temporary file next to `dest` and rename only once every segment verified (and, with
+    `expected`, the whole object's digest is the manifest's): a tampered or replaced object leaves nothing of
+    itself in clear. `rename=False` leaves the verified temporary file for the caller (returned), so that a
+    whole result set is moved into place only once all of it verified."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial")
+    digest = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out:
-            for plaintext in volume.reader(name, stored_size).read_all():
+            reader = volume.reader(name, stored_size,
+                                   expected_header=expected.header_bytes if expected is not None else None)
+            for plaintext in reader.read_all(stored=digest.update):
                 out.write(plaintext)
                 progress(len(plaintext))
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, dest)
+        if expected is not None and digest.hexdigest() != expected.sha256:
+            raise ManifestRefused(f"{volume.location(name)}: its sha256 is not the manifest's "
+                                  "(replaced or rolled back)")
+        if rename:
+            os.replace(tmp, dest)
+        return Path(tmp)
     except BaseException:
         os.unlink(tmp)
         raise

@@ -33,6 +33,12 @@ class VolumesConfig:
     uid: int | None = None
     gid: int | None = None
     mount_timeout_s: float = 120.0
+    #: the governance sidecar: a datasink's manifest key is endorsed by the contract CA through it
+    governance_url: str | None = None
+    sidecar_token_file: Path | None = None
+    #: standalone, without governance: the key and certificate that sign datasink manifests (PEM files)
+    manifest_key: Path | None = None
+    manifest_cert: Path | None = None
 
 
 def configure(room: Room) -> VolumesConfig:
@@ -41,6 +47,7 @@ def configure(room: Room) -> VolumesConfig:
         spec=room.spec, port=room.layout.port("volumes"), ready_file=room.placement.ready_file("volumes"),
         skr_url=room.url("skr"), identity_url=room.url("identity"), mount_root=room.placement.mount_root,
         run_dir=room.placement.work_dir("volumes"), ca_bundle=room.ca_bundle,
+        governance_url=room.url("governance"), sidecar_token_file=room.placement.sidecar_token_file,
         dev_tokens_dir=emulation.get("dev_tokens_dir") if emulation else None)
 
 

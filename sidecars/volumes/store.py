@@ -26,6 +26,7 @@ from azure.storage.blob import BlobBlock, ContainerClient, CustomerProvidedEncry
 from ..common import objectformat as fmt
 from ..common.errors import NotFound, RemoteServiceError
 from ..spec import EncryptionMode
+from .manifest import Entry
 
 BLOCK_SEGMENTS = 64  # 4 MiB blocks: 50,000 blocks per blob allow 200 GiB objects
 FORMAT_METADATA = "ccrformat"
@@ -75,8 +76,8 @@ class Volume:
         except AzureError as exc:
             raise _as_ccr(exc) from None
 
-    def reader(self, name: str, stored_size: int) -> ObjectReader:
-        return ObjectReader(self, name, stored_size)
+    def reader(self, name: str, stored_size: int, *, expected_header: bytes | None = None) -> ObjectReader:
+        return ObjectReader(self, name, stored_size, expected_header=expected_header)
 
     def writer(self, name: str, *, parallelism: int = 4) -> ObjectWriter:
         return ObjectWriter(self, name, parallelism=parallelism)
@@ -86,6 +87,26 @@ class Volume:
             self.container.delete_blob(name)
         except ResourceNotFoundError:
             pass
+        except AzureError as exc:
+            raise _as_ccr(exc) from None
+
+    def get_small(self, name: str, limit: int) -> bytes | None:
+        """A whole small blob (a manifest), None if it does not exist; refused past `limit` bytes."""
+        try:
+            blob = self.container.get_blob_client(name)
+            size = blob.get_blob_properties(cpk=self.cpk).size
+            if size > limit:
+                raise RemoteServiceError("blob storage", f"{name} is {size} bytes, over the {limit} expected")
+            return blob.download_blob(cpk=self.cpk, max_concurrency=1).readall()
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _as_ccr(exc) from None
+
+    def put_small(self, name: str, data: bytes) -> None:
+        """Store a small blob in one request (a manifest: plain JSON, its integrity is its pin or signature)."""
+        try:
+            self.container.upload_blob(name, data, overwrite=True, cpk=self.cpk)
         except AzureError as exc:
             raise _as_ccr(exc) from None
 
@@ -134,10 +155,13 @@ class ObjectReader:
     """Random access to one object's plaintext by segment. Thread-safe; every byte returned is authentic
     (CSE) or comes from storage as is (CPK/SSE). Raises TamperedObject on any inconsistency."""
 
-    def __init__(self, volume: Volume, name: str, stored_size: int):
+    def __init__(self, volume: Volume, name: str, stored_size: int, *, expected_header: bytes | None = None):
+        """`expected_header`: the CSE header a manifest pins; any other version of the object (an older one
+        written back, whose segments authenticate under its own header) is then refused."""
         self.volume = volume
         self.name = name
         self.stored_size = stored_size
+        self.expected_header = expected_header
         self._lock = threading.Lock()
         self._segments: fmt.SegmentReader | None = None
         if volume.mode is EncryptionMode.CSE:
@@ -153,15 +177,27 @@ class ObjectReader:
         with self._lock:
             if self._segments is None:
                 assert self.volume.key is not None
+                if self.expected_header is not None and bytes(header) != self.expected_header:
+                    raise fmt.TamperedObject(f"{self.volume.location(self.name)}: not the version the manifest "
+                                             "names (another header: replaced or rolled back)")
                 self._segments = fmt.SegmentReader(self.volume.key, self.volume.location(self.name), header,
                                                    self.stored_size)
             return self._segments
 
-    def fetch(self, first: int, last: int) -> list[bytes]:
-        """Plaintext of segments first..last inclusive, with one ranged GET."""
+    def verify_header(self) -> None:
+        """Fetch the header now (one small GET) and check it against the manifest's, so that a replaced object
+        fails at open rather than at its first read."""
+        if self.volume.mode is EncryptionMode.CSE and self._segments is None:
+            self._segment_reader(self.volume.get_range(self.name, 0, fmt.HEADER_SIZE))
+
+    def fetch(self, first: int, last: int, stored=None) -> list[bytes]:
+        """Plaintext of segments first..last inclusive, with one ranged GET. `stored`, if given, is called
+        with the stored bytes fetched (from byte 0 when `first` is 0), before they are decrypted."""
         if self.volume.mode is not EncryptionMode.CSE:
             start, end = self.layout.ciphertext_range(first)[0], self.layout.ciphertext_range(last)[1]
             data = self.volume.get_range(self.name, start, end) if end > start else b""
+            if stored is not None:
+                stored(data)
             size = self.volume.segment_size
             return [data[i:i + size] for i in range(0, max(len(data), 1), size)]
         start = self.layout.ciphertext_range(first)[0]
@@ -171,17 +207,24 @@ class ObjectReader:
         if len(data) != end - fetch_from:
             raise fmt.TamperedObject(f"{self.volume.location(self.name)}: storage returned {len(data)} bytes "
                                      f"for a range of {end - fetch_from} (object changed while reading)")
+        if stored is not None:
+            stored(data)
+        header = data[:fmt.HEADER_SIZE] if first == 0 else None
         if self._segments is None:
-            header = data[:fmt.HEADER_SIZE] if first == 0 else self.volume.get_range(self.name, 0, fmt.HEADER_SIZE)
-            self._segment_reader(header)
+            self._segment_reader(header or self.volume.get_range(self.name, 0, fmt.HEADER_SIZE))
         assert self._segments is not None
+        if header is not None and self.expected_header is not None and bytes(header) != self.expected_header:
+            # The header was pinned before; storage now serves another version's.
+            raise fmt.TamperedObject(f"{self.volume.location(self.name)}: not the version the manifest names "
+                                     "(another header: replaced or rolled back)")
         return list(self._segments.decrypt_range(first, memoryview(data)[start - fetch_from:]))
 
-    def read_all(self, chunk_segments: int = BLOCK_SEGMENTS) -> Iterator[bytes]:
-        """Every segment's plaintext in order (one GET per `chunk_segments`)."""
+    def read_all(self, chunk_segments: int = BLOCK_SEGMENTS, stored=None) -> Iterator[bytes]:
+        """Every segment's plaintext in order (one GET per `chunk_segments`); `stored` sees every stored byte
+        once, in order (for a digest of the whole object)."""
         count = self.layout.segment_count
         for first in range(0, count, chunk_segments):
-            yield from self.fetch(first, min(first + chunk_segments, count) - 1)
+            yield from self.fetch(first, min(first + chunk_segments, count) - 1, stored)
 
 
 class ObjectWriter:
@@ -202,12 +245,22 @@ class ObjectWriter:
         self._pending: list[Future] = []
         self._pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix=f"stage-{name[:20]}")
         self._slots = threading.BoundedSemaphore(parallelism * 2)
+        # Blocks are staged in order, so the digest of what was staged is the digest of the object. It is
+        # computed on one thread of its own, in order (hashlib releases the GIL): 4 MiB take ~5 ms on this
+        # box, which would otherwise hold up the app's writes.
+        self._digest = hashlib.sha256()
+        self._hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hash-{name[:20]}")
+        self.header: bytes | None = None
         self.size = 0
         self.closed = False
+        #: why this writer can no longer commit (a block that did not reach storage); None while healthy
+        self.failed: str | None = None
 
     def write(self, data: bytes | memoryview) -> None:
         if self.closed:
             raise ValueError(f"{self.name}: writer is closed")
+        if self.failed:
+            raise RemoteServiceError("blob storage", f"{self.name}: an earlier block failed ({self.failed})")
         self.size += len(data)
         chunks = self._encryptor.update_segments(data) if self._encryptor else [bytes(data)]
         for chunk in chunks:
@@ -222,6 +275,9 @@ class ObjectWriter:
 
     def _stage(self, block: bytes) -> None:
         self._raise_failed()
+        if not self._blocks and self._encryptor is not None:
+            self.header = block[:fmt.HEADER_SIZE]
+        self._hashing.submit(self._digest.update, block)
         block_id = base64.b64encode(f"{self._upload_id}-{len(self._blocks):08d}".encode()).decode()
         self._blocks.append(block_id)
         self._slots.acquire()  # bounded memory: at most 2 × parallelism blocks in flight
@@ -235,11 +291,14 @@ class ObjectWriter:
         self._pending.append(self._pool.submit(stage))
 
     def _raise_failed(self) -> None:
+        # A failed block stays failed: the writer can never commit a block list with a hole in it.
         for future in [f for f in self._pending if f.done()]:
             self._pending.remove(future)
             exc = future.exception()
             if exc is not None:
-                raise _as_ccr(exc)
+                failure = _as_ccr(exc)
+                self.failed = str(failure)
+                raise failure
 
     def commit(self, metadata: dict[str, str] | None = None) -> int:
         """Stage what is left and commit; returns the stored size. Idempotent failure: on error nothing
@@ -247,6 +306,8 @@ class ObjectWriter:
         if self.closed:
             raise ValueError(f"{self.name}: writer is closed")
         try:
+            if self.failed:
+                raise RemoteServiceError("blob storage", f"{self.name}: an earlier block failed ({self.failed})")
             if self._encryptor is not None:
                 self._chunks.append(self._encryptor.finish())
             if self._chunks or not self._blocks:
@@ -255,7 +316,9 @@ class ObjectWriter:
             for future in self._pending:
                 exc = future.exception()
                 if exc is not None:
-                    raise _as_ccr(exc)
+                    failure = _as_ccr(exc)
+                    self.failed = str(failure)
+                    raise failure
             self._pending.clear()
             meta = dict(metadata or {})
             if self.volume.mode is EncryptionMode.CSE:
@@ -266,9 +329,20 @@ class ObjectWriter:
             except AzureError as exc:
                 raise _as_ccr(exc) from None
             return self.stored_size
+        except BaseException as exc:
+            self.failed = self.failed or str(exc) or type(exc).__name__
+            raise
         finally:
             self.closed = True
             self._pool.shutdown(wait=True, cancel_futures=True)
+            self._hashing.shutdown(wait=True)  # the digest is complete before entry() can be read
+
+    def entry(self) -> Entry:
+        """The committed object's manifest entry (stored size, sha256 of the stored bytes, CSE header)."""
+        if not self.closed or self.failed:
+            raise ValueError(f"{self.name}: not committed")
+        return Entry(self.name, self.stored_size, self._digest.hexdigest(),
+                     self.header.hex() if self.header is not None else None)
 
     @property
     def stored_size(self) -> int:
@@ -277,8 +351,10 @@ class ObjectWriter:
         return self.size
 
     def abort(self) -> None:
+        self.failed = self.failed or "aborted"
         self.closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._hashing.shutdown(wait=True, cancel_futures=True)
 
 
 def _as_ccr(exc: BaseException) -> Exception:

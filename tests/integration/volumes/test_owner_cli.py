@@ -7,11 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sidecars.cli import main
 from sidecars.common import objectformat as fmt
+from sidecars.volumes.manifest import MANIFEST_BLOB, is_reserved
 from tests.integration.volumes.conftest import secret_versions
 
 
@@ -54,8 +56,10 @@ def test_publish_then_download_round_trip(owner_env, tmp_path, container_name, r
     files = make_tree(src)
     assert publish(owner_env, src, container_name, rsa_kek[0]) == 0
     container = blob_service.get_container_client(container_name)
-    stored = {b.name: b.size for b in container.list_blobs()}
+    stored = {b.name: b.size for b in container.list_blobs() if not is_reserved(b.name)}
     assert stored == {name: fmt.ciphertext_size(len(data)) for name, data in files.items()}
+    manifest = json.loads(container.download_blob(MANIFEST_BLOB).readall())
+    assert {o["name"]: o["size"] for o in manifest["objects"]} == stored
     raw = container.download_blob("a.csv").readall()
     assert b"id,value" not in raw  # storage holds ciphertext only
     secret = json.loads(vault_secrets.get_secret(f"{container_name}-dek").value)
@@ -143,3 +147,49 @@ def test_publish_takes_names_from_the_spec(owner_env, tmp_path, rsa_kek, vault_s
         assert read_tree(tmp_path / "out") == files
     finally:
         blob_service.delete_container("publisher-input")
+
+
+def test_publish_in_two_phases_pins_the_manifest(owner_env, tmp_path, rsa_kek, vault_secrets, blob_service, repo,
+                                                 capsys):
+    """What the demo does: data first (the pin changes HOST_DATA, which the KEK's release policy needs), the
+    wrapped DEK once the KEK exists; then a download checked against the pin, which a rollback fails."""
+    endpoints = json.loads(Path(owner_env["endpoints"]).read_text())
+    endpoints.update(maa_endpoint="https://maa.example", cgs_endpoint="https://cgs.example")
+    (tmp_path / "endpoints.json").write_text(json.dumps(endpoints))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text((repo / "examples/cleanroomhello-job/spec.yaml").read_text())
+    src = tmp_path / "src"
+    files = make_tree(src)
+    dek_file = tmp_path / "publisher-dek.json"
+    args = ["--spec", str(spec), "--volume", "partner-input", "--endpoints", str(tmp_path / "endpoints.json"),
+            "--dek-file", str(dek_file)]
+    try:
+        assert main(["data", "publish", str(src), "--data-only", "--pin", str(spec), *args]) == 0
+        with pytest.raises(ResourceNotFoundError):  # no KEK needed yet, and no secret written
+            vault_secrets.get_secret("partner-input-dek")
+        pin = capsys.readouterr().out.split("manifest sha256 ")[1].split()[0]
+        assert f"manifest_sha256: {pin}" in spec.read_text()
+        assert main(["data", "publish", "--key-only", "--kek", str(rsa_kek[0]), *args]) == 0
+        assert json.loads(vault_secrets.get_secret("partner-input-dek").value)["fingerprint"] == \
+            json.loads(dek_file.read_text())["fingerprint"]
+        assert main(["data", "download", "-o", str(tmp_path / "out"), *args]) == 0
+        assert read_tree(tmp_path / "out") == files
+
+        # Publish a new version of one file, then roll storage back to the old one: the pinned download refuses.
+        container = blob_service.get_container_client("partner-input")
+        old = container.download_blob("a.csv").readall()
+        (src / "a.csv").write_bytes(b"id,value\n1,3\n")
+        capsys.readouterr()
+        assert main(["data", "publish", str(src), "--data-only", "--pin", str(spec), *args]) == 0
+        container.upload_blob("a.csv", old, overwrite=True)
+        capsys.readouterr()
+        assert main(["data", "download", "-o", str(tmp_path / "rolled"), *args]) == 1
+        assert "a.csv: not the version the manifest names" in capsys.readouterr().err
+        assert not read_tree(tmp_path / "rolled")
+        # Both at once, or neither: one line each.
+        assert main(["data", "publish", str(src), "--key-only", *args]) == 1
+        assert main(["data", "publish", "--data-only", *args]) == 1
+        err = capsys.readouterr().err
+        assert "--key-only (and no DIR)" in err and err.count("ccr: error:") == 2
+    finally:
+        blob_service.delete_container("partner-input")

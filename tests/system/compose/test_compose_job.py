@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sidecars.common.process import wait_until
 from sidecars.localroom.roomhttp import room_status
@@ -66,7 +67,16 @@ def test_job_room_runs_under_podman_compose(compose_room, repo, tmp_path):
     assert final[0]["status"] == "exited", json.dumps(final[0]) + compose.logs(("volumes", "launcher"))
     assert final[0]["app"]["exit_code"] == 0
 
+    # The sink's manifest is signed when the room's volumes stop (the end of the run), then checked by the
+    # consumer with the contract CA it reads from CGS.
+    compose.run("stop", "-t", "30", "volumes")
     result_dir = tmp_path / "result"
+    contract = yaml.safe_load(spec.read_text())["contract"]["id"]
+    shown = ccr("governance", "ca", "show", contract, "--endpoints", endpoints, "--identity", str(members / "consumer"),
+                netns=netns)
+    ca = tmp_path / "contract-ca.pem"
+    ca.write_text(shown[shown.index("-----BEGIN CERTIFICATE-----"):])
     ccr("data", "download", "-o", str(result_dir), "--spec", str(spec), "--volume", "consumer-output",
-         "--endpoints", endpoints, "--dek-file", str(members / "consumer-dek.json"), netns=netns)
+         "--endpoints", endpoints, "--dek-file", str(members / "consumer-dek.json"), "--contract-ca", str(ca),
+         netns=netns)
     assert json.loads((result_dir / "result.json").read_text()) == expected

@@ -24,6 +24,7 @@ from sidecars.common.process import ManagedProcess, wait_until
 from sidecars.common.tls import LocalCA
 from sidecars.emulators import runner
 from sidecars.emulators.azurite import start_azurite
+from tests.system.volumes.conftest import RoomKeys
 
 pytestmark = pytest.mark.root
 
@@ -91,10 +92,13 @@ def test_sidecar_mounts_what_skr_releases_and_says_why_not_otherwise(emulation, 
                                  "--ready-file", str(skr_ready)],
                          ready=skr_ready.exists, ready_timeout=30, log_path=tmp_path / "skr.log")
     ready = tmp_path / "ready.json"
+    keys = RoomKeys(tmp_path / "room-keys")
     sidecar = ManagedProcess("volumes", [
         sys.executable, "-m", "sidecars", "sidecar", "run", "volumes", "--spec", str(spec_file),
         "--endpoints", str(endpoints_file), "--mount-root", str(shared_dir), "--run-dir", str(tmp_path / "run"),
-        "--port", "0", "--ready-file", str(ready)],
+        "--port", "0", "--ready-file", str(ready),
+        # the sink's manifest key, as the contract CA would endorse it for the room (no governance here)
+        "--manifest-key", str(keys.key_file), "--manifest-cert", str(keys.cert_file)],
         ready=ready.exists, ready_timeout=30, stop_timeout=30, log_path=tmp_path / "sidecar.log")
     with skr:
         sidecar.argv += ["--skr-url", json.loads(skr_ready.read_text())["url"]]
