@@ -220,3 +220,13 @@ def spec_from_environment(environ: Mapping[str, str]) -> CleanRoomSpec:
         return parse_spec(data, source=SPEC_ENV)
     except SpecError as exc:
         raise ConfigError(f"{SPEC_ENV}: {'; '.join(exc.problems)}") from None
+
+
+def read_sidecar_token(path: Path | None) -> str | None:
+    """The room's sidecar token from `path` (None: no token, a sidecar run on its own)."""
+    if path is None:
+        return None
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"sidecar token file {path}: {exc.strerror}") from None

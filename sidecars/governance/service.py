@@ -5,6 +5,7 @@
 - `POST /secrets/{id}` → `{value}`; `POST /documents/{id}` → the accepted document
 - `POST /oauth/token?sub=&tenantId=&aud=` → `{value: JWT}` (the federated client assertion)
 - `POST /ca/generateEndorsedCert` `{publicKey, subjectName, subjectAlternateNames, validityPeriodDays}`
+  (subjects reserved for the sidecars, `sidecars.common.roomcerts`, only with the sidecar token)
 - errors `{error:{code,message}}`
 
 While the room runs it polls execution consent; when a member revokes it, it audits the revocation and
@@ -31,8 +32,9 @@ from fastapi.responses import Response
 
 from ..common.bodies import json_value
 from ..common.bodylimit import KIB
-from ..common.errors import BadRequest, CcrError, NotFound
+from ..common.errors import BadRequest, CcrError, Forbidden, NotFound
 from ..common.http import create_app
+from ..common.roomcerts import reserved_for_sidecars
 from ..common.transports import async_http_transport
 from .cgs_client import CgsRoomClient
 
@@ -191,6 +193,13 @@ def build_app(cgs: CgsRoomClient, config: GovernanceConfig) -> FastAPI:
                                                     "validityPeriodDays})")
         if not isinstance(body, dict) or not isinstance(body.get("publicKey"), str):
             raise BadRequest("publicKey: a PEM public key is required")
+        subject = body.get("subjectName")
+        if not isinstance(subject, str | None):
+            raise BadRequest("subjectName: expected a string")
+        # The proxy's TLS name and the datasinks' manifest signers are what clients and consumers trust as
+        # "the room": the app may get certificates, never one that passes for a sidecar's.
+        if subject and reserved_for_sidecars(subject) and not privileged(request):
+            raise Forbidden(f"subjectName {subject!r} is reserved for the room's sidecars")
         return await cgs.endorsed_cert(body)
 
     app.state.watcher = watcher

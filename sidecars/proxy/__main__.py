@@ -24,6 +24,8 @@ from ..common.bodylimit import NO_BODY_BYTES
 from ..common.http import create_app, plain_error_body, serve
 from ..common.logs import configure_logging
 from ..common.otel import attach_parent_from_env, setup_telemetry, step_span
+from ..common.room import read_sidecar_token
+from ..common.roomcerts import ROOM_TLS_COMMON_NAME
 from .certs import CertificateSource, GovernanceCertificateSource, LocalCASource, RoomCertificate
 from .engines import ENGINES
 from .model import ProxyModel, model_from_spec
@@ -67,10 +69,11 @@ def planned_model(config: ProxyConfig) -> tuple[ProxyModel, RoomCertificate | No
     config.run_dir.mkdir(parents=True, exist_ok=True)
     certificate = None
     if spec.endpoints:
-        source: CertificateSource = (GovernanceCertificateSource(config.governance_url)
+        token = read_sidecar_token(config.sidecar_token_file)
+        source: CertificateSource = (GovernanceCertificateSource(config.governance_url, token=token)
                                      if config.certificate_source == "governance"
                                      else LocalCASource(config.ca_dir or config.run_dir / "room-ca"))
-        certificate = source.issue("room", list(config.tls_names), config.run_dir / "tls")
+        certificate = source.issue(ROOM_TLS_COMMON_NAME, list(config.tls_names), config.run_dir / "tls")
     model = model_from_spec(
         spec, inbound_tls=certificate.tls if certificate else None, upstream_ca_file=config.upstream_ca,
         dns_resolvers=config.dns_resolvers, inbound_address=config.inbound_address,

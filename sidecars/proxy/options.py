@@ -32,6 +32,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="who endorses the inbound certificate: a CA the room generates (local, the "
                              "default) or the contract CA through the governance sidecar")
     parser.add_argument("--governance-url", help="the governance sidecar, for --certificate-source governance")
+    parser.add_argument("--sidecar-token-file", type=Path, metavar="FILE",
+                        help="the room's sidecar token: governance endorses the room's TLS name only for it")
     parser.add_argument("--ca-dir", metavar="DIR", type=Path,
                         help="the room CA that issues the inbound certificate (default: RUN_DIR/room-ca)")
     parser.add_argument("--tls-name", action="append", default=[], metavar="NAME",
@@ -56,7 +58,8 @@ def spec_from_args(args: argparse.Namespace) -> CleanRoomSpec:
 def model_settings(args: argparse.Namespace) -> dict:
     """The ProxyConfig fields `add_model_options` sets (the spec is loaded by the caller)."""
     return {"run_dir": args.run_dir, "upstream_ca": args.upstream_ca, "certificate_source": args.certificate_source,
-            "governance_url": args.governance_url, "ca_dir": args.ca_dir,
+            "governance_url": args.governance_url, "sidecar_token_file": args.sidecar_token_file,
+            "ca_dir": args.ca_dir,
             "tls_names": tuple(args.tls_name) or ("localhost", "127.0.0.1"),
             "dns_resolvers": tuple(args.dns_resolver) if args.dns_resolver else None, "no_rbac": args.no_rbac,
             "inbound_address": args.inbound_address, **{name: getattr(args, name) for name, _, _ in _PORT_OPTIONS}}

@@ -34,6 +34,8 @@ class ProxyConfig:
     #: who endorses the inbound certificate: a CA the room generates, or the contract CA through governance
     certificate_source: Literal["local", "governance"] = "local"
     governance_url: str | None = None
+    #: the room's sidecar token, which governance asks for before it endorses the room's TLS name
+    sidecar_token_file: Path | None = None
     #: the room CA that issues the inbound certificate (local source; default RUN_DIR/room-ca)
     ca_dir: Path | None = None
     #: DNS names and IPs the inbound certificate is valid for
@@ -61,7 +63,8 @@ def configure(room: Room) -> ProxyConfig:
         tls_names=("localhost", "127.0.0.1", *((address,) if address else ())),
         # Clients verify the room's certificate against the contract CA held by CGS.
         certificate_source="governance" if room.spec.endpoints else "local",
-        governance_url=room.url("governance"), ready_file=room.placement.ready_file("proxy"))
+        governance_url=room.url("governance"), sidecar_token_file=room.placement.sidecar_token_file,
+        ready_file=room.placement.ready_file("proxy"))
 
 
 PROXY = Sidecar(

@@ -25,6 +25,7 @@ from ..common.http import serve
 from ..common.keyflow import fetch_dek
 from ..common.logs import configure_logging
 from ..common.otel import attach_parent_from_env, setup_telemetry
+from ..common.room import read_sidecar_token
 from ..spec import KeyReference
 from .app import build_app
 from .buffer import EncryptedBuffer
@@ -147,12 +148,7 @@ def run(config: TelemetrySidecarConfig) -> int:
         config.buffer_dir.mkdir(parents=True, exist_ok=True)
     buffer_dir = config.buffer_dir or Path(tempfile.mkdtemp(prefix="ccr-telemetry-"))
     buffer = EncryptedBuffer(buffer_dir / "buffer.bin")
-    token = None
-    if config.sidecar_token_file:
-        try:
-            token = config.sidecar_token_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"sidecar token file {config.sidecar_token_file}: {exc.strerror}") from None
+    token = read_sidecar_token(config.sidecar_token_file)
     governance = GovernanceClient(config.governance_url, scope="telemetry", token=token)
     exporter = Exporter(buffer, governance, sinks, room=room, ca_bundle=config.ca_bundle,
                         credential=_credential(config))

@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..common.errors import CcrError
+from ..common.roomcerts import datasink_signer_name
 
 FORMAT = "ccr-manifest/v1"
 #: The reserved folder of a container: never an object of the dataset, never shown by a mount.
@@ -228,8 +229,9 @@ def public_pem(key: ec.EllipticCurvePrivateKey) -> str:
 
 def sink_signer_name(volume: str) -> str:
     """The subject CN of a datasink mount's manifest key: the contract CA also endorses other keys of the room
-    (the proxy's TLS key, for one), and none of those may sign a sink's manifest."""
-    return f"ccr datasink {volume}"
+    (the proxy's TLS key, for one), and none of those may sign a sink's manifest. Reserved for the sidecars:
+    the governance sidecar endorses it for no caller without the sidecar token (the app)."""
+    return datasink_signer_name(volume)
 
 
 def signed_sink(raw: bytes | None, ca_pem: bytes, *, contract: str | None, account: str, container: str,

@@ -42,6 +42,7 @@ from ..common.governance_client import GovernanceClient
 from ..common.keyflow import fetch_dek
 from ..common.logs import configure_logging
 from ..common.otel import attach_parent_from_env, setup_telemetry, step_span
+from ..common.room import read_sidecar_token
 from ..spec import EncryptionMode
 from . import manifest as mf
 from .fs import VolumeFilesystem, run
@@ -183,7 +184,7 @@ def _auditor(args: argparse.Namespace):
     """A function recording an event in the contract's audit log through governance (None without it)."""
     if not args.governance_url:
         return None
-    token = args.sidecar_token_file.read_text().strip() if args.sidecar_token_file else None
+    token = read_sidecar_token(args.sidecar_token_file)
     gov = GovernanceClient(args.governance_url, scope="volumes", token=token)
 
     def audit(event: dict) -> None:
@@ -215,7 +216,7 @@ def _signer(args: argparse.Namespace) -> mf.Signer | None:
         raise ConfigError("a datasink needs --governance-url (its manifest is signed with a key the contract CA "
                           "endorses), or --manifest-key and --manifest-cert, or --no-manifest")
     key = mf.new_signing_key()
-    token = args.sidecar_token_file.read_text().strip() if args.sidecar_token_file else None
+    token = read_sidecar_token(args.sidecar_token_file)
     with GovernanceClient(args.governance_url, scope="volumes", token=token, start_wait_s=30) as gov:
         try:
             endorsed = gov.endorsed_cert(mf.public_pem(key), subject_name=f"CN={mf.sink_signer_name(args.name)}",

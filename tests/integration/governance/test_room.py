@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from sidecars.common.errors import CcrError
 from sidecars.common.governance_client import GovernanceClient
 from sidecars.common.transports import tls_verify
 
@@ -78,6 +79,27 @@ def test_app_audit_lands_under_the_app_scope_and_sidecars_keep_theirs(consortium
     by_data = {e["data"].get("message") or e["data"].get("event"): e for e in events}
     assert by_data["app started step 1"]["scope"] == "app"
     assert by_data["key released"]["scope"] == "skr"
+
+
+def test_the_app_cannot_get_a_certificate_that_passes_for_a_sidecar(consortium, governance):
+    """The contract CA endorses keys for the attested room, and the app may ask governance for one. A consumer
+    trusts a datasink's results if their manifest is signed by `CN=ccr datasink NAME`, and clients trust the
+    room's API as `CN=room`: the app asking for either (in any spelling) is refused; the sidecars get them."""
+    contract_id = consortium.new_contract()
+    consortium.accept(consortium["alice"].propose_enable_ca(contract_id))
+    base = governance(contract_id, token="sidecar-token-123")
+    public_pem = ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    for subject in ("CN=ccr datasink results", "cn = CCR  Datasink results", "CN=room", "room", "O=x,CN=Room",
+                    "ccr datasink results"):
+        with pytest.raises(CcrError) as refused:
+            GovernanceClient(base).endorsed_cert(public_pem, subject_name=subject)
+        assert "reserved for the room's sidecars" in str(refused.value), subject
+    assert GovernanceClient(base).endorsed_cert(public_pem, subject_name="CN=my app")["cert"]
+    issued = GovernanceClient(base, token="sidecar-token-123").endorsed_cert(
+        public_pem, subject_name="CN=ccr datasink results")
+    assert x509.load_pem_x509_certificate(issued["cert"].encode()).subject.rfc4514_string() == \
+        "CN=ccr datasink results"
 
 
 @pytest.mark.parametrize("room", [
