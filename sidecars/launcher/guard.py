@@ -44,7 +44,7 @@ def guard(container: str, app: str, governance_url: str | None, token_file: Path
         token = token_file.read_text().strip() if token_file else None
         try:
             with GovernanceClient(governance_url, scope="launcher", token=token, timeout=10) as gov:
-                gov.audit({"step": "launcher-lost", "app": app, "app_stopped": True})
+                gov.audit({"step": "launcher-lost", "app": app, "container": container, "app_stopped": True})
         except CcrError as exc:
             print(f"guard: the launcher's loss is NOT audited in CGS ({exc}): recorded only here", file=sys.stderr,
                   flush=True)

@@ -267,7 +267,8 @@ class Launcher:
             loss.app_stopped = True
         try:
             await asyncio.to_thread(self.gov.audit, {
-                "step": "sidecar-lost", "app": self.config.spec.application.name, "sidecar": loss.sidecar,
+                "step": "sidecar-lost", "app": self.config.spec.application.name,
+                "container": self.launch.container_name, "sidecar": loss.sidecar,
                 "policy": loss.policy.value, "app_stopped": loss.app_stopped, "error": loss.error[:300]})
             loss.audited = True
         except CcrError as exc:

@@ -127,8 +127,12 @@ def _start_in_room(plan: RoomPlan, sidecar: SidecarProcess, timeout: float, trac
     telemetry = REGISTRY.get("telemetry")
     # The room's own settings come only from its placement, never from the caller's shell.
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("CCR_")}
-    env = {**inherited, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{telemetry.port('http')}",
-           "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": f"ccr-{name}",
+    # Not the telemetry sidecar itself: exporting to its own receiver, it would retry its last export for
+    # seconds after that receiver stopped, on every `ccr room down`.
+    otlp = {} if sidecar.sidecar is telemetry else {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{telemetry.port('http')}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+    env = {**inherited, **otlp, "OTEL_SERVICE_NAME": f"ccr-{name}",
            "TRACEPARENT": traceparent, FORK_SERVER_ENV: str(fork_server.path), **sidecar.env}
     process = ManagedProcess(name, sidecar.argv, ready_timeout=timeout, env=env, log_path=plan.log_file(name),
                              stop_timeout=10, fork_server=fork_server, netns=f"/run/netns/{plan.placement.netns}"
