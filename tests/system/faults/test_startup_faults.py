@@ -22,7 +22,7 @@ import yaml
 from sidecars.localroom.netns import netns_exists
 from sidecars.localroom.steps import STATE_FILE
 
-from .conftest import REPO, Contract, ccr, paused, room_up
+from .conftest import REPO, SINK, Contract, ccr, paused, room_up
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 #: governance's timeout for one CGS request (sidecars.governance.cgs_client)
@@ -87,24 +87,36 @@ def test_cgs_frozen_past_its_timeout_stops_the_room_naming_the_step_and_cgs(cont
 
 
 def variant(contract: Contract, tmp_path: Path, name: str, **variables: str) -> tuple[Path, list[str]]:
-    """The suite's spec under another contract with some ${NAME}s overridden, agreed in CGS."""
+    """The suite's spec under another contract with some ${NAME}s overridden, agreed in CGS, its sink keyed
+    with a KEK of its own bound to its HOST_DATA (so the room gets as far as the overridden service)."""
     data = yaml.safe_load(contract.spec.read_text())
     data["name"] = data["contract"]["id"] = name
+    data["datasinks"][0]["encryption"]["key"].update(kek_name=f"{name}-kek", dek_secret_name=f"{name}-dek")
     spec = tmp_path / f"{name}.yaml"
     spec.write_text(yaml.safe_dump(data))
     var_args = [arg for key, value in variables.items() for arg in ("--var", f"{key}={value}")]
     ccr("governance", "setup", str(spec), "--endpoints", contract.endpoints, "--members-dir",
         str(contract.members), *var_args)
+    if "keyvault_url" not in variables:
+        endpoints = json.loads(Path(contract.endpoints).read_text())
+        host_data = ccr("spec", "render", "policy-hash", str(spec), "--endpoints", contract.endpoints,
+                        *var_args).stdout.strip()
+        ccr("keys", "create-kek", "--endpoints", contract.endpoints, "--name", f"{name}-kek", "--host-data",
+            host_data)
+        (tmp_path / "empty").mkdir()
+        ccr("data", "publish", str(tmp_path / "empty"), "--spec", str(spec), "--volume", SINK, "--endpoints",
+            contract.endpoints, "--storage-url", endpoints["storage_url"], "--dek-file",
+            str(tmp_path / "dek.json"), *var_args)
     return spec, var_args
 
 
-@pytest.mark.parametrize(("key", "service", "step"), [
-    ("keyvault_url", "Key Vault", "sidecars volumes, proxy"),
-    ("storage_url", "storage", "sidecars volumes, proxy"),
+@pytest.mark.parametrize(("key", "path", "service", "step"), [
+    ("keyvault_url", "", "Key Vault", "sidecars volumes, proxy"),
+    ("storage_url", "/devstoreaccount1", "storage", "sidecars volumes, proxy"),
 ])
 def test_a_service_unreachable_at_startup_stops_the_room_naming_step_and_service(contract: Contract, tmp_path,
-                                                                                 key, service, step):
-    url = f"https://127.0.0.1:{closed_port()}"
+                                                                                 key, path, service, step):
+    url = f"https://127.0.0.1:{closed_port()}{path}"
     spec, var_args = variant(contract, tmp_path, f"ccr-faults-{key.split('_')[0]}", **{key: url})
     run_dir = tmp_path / "room"
     began = time.monotonic()
