@@ -63,6 +63,9 @@ BASE_PRELOAD = (
     "uvicorn.lifespan.on", "pydantic.v1",
 )
 FORK_SERVER_DIR = Path("/run/ccr-up")
+#: seconds one OTLP export from a sidecar to the telemetry sidecar may take, retries included (a loopback
+#: export takes milliseconds)
+OTLP_EXPORT_TIMEOUT_S = 2
 
 
 def preload_modules() -> tuple[str, ...]:
@@ -129,9 +132,11 @@ def _start_in_room(plan: RoomPlan, sidecar: SidecarProcess, timeout: float, trac
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("CCR_")}
     # Not the telemetry sidecar itself: exporting to its own receiver, it would retry its last export for
     # seconds after that receiver stopped, on every `ccr room down`.
+    # Each export (retries included) is bounded: with the telemetry sidecar dead, every other sidecar's last
+    # export on `ccr room down` would otherwise retry for ten seconds, one sidecar after the other.
     otlp = {} if sidecar.sidecar is telemetry else {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{telemetry.port('http')}",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TIMEOUT": str(OTLP_EXPORT_TIMEOUT_S)}
     env = {**inherited, **otlp, "OTEL_SERVICE_NAME": f"ccr-{name}",
            "TRACEPARENT": traceparent, FORK_SERVER_ENV: str(fork_server.path), **sidecar.env}
     process = ManagedProcess(name, sidecar.argv, ready_timeout=timeout, env=env, log_path=plan.log_file(name),
