@@ -70,5 +70,6 @@ def test_dead_and_frozen_sidecars_are_lost_once_with_their_policy_live_ones_neve
     # not named in the policies: fail closed
     assert by_name["frozen"].policy is by_name["refused"].policy is FailurePolicy.STOP_APP
     assert "ConnectError" in by_name["refused"].error and "Timeout" in by_name["frozen"].error
-    assert 0.4 <= when["refused"] < 0.9 and 0.4 <= when["frozen"] < 1.3
-    assert 0.9 <= when["dying"] < 1.6  # died at 0.5 s, lost 0.4 s later
+    assert 0.4 <= when["refused"] < 1.2 and 0.4 <= when["frozen"] < 1.5
+    # died at 0.5 s: lost 0.4 s after its last answer, which came at most one interval before
+    assert 0.8 <= when["dying"] < 1.8
