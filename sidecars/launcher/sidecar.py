@@ -46,12 +46,10 @@ class LauncherConfig:
     watch_interval_s: float = 0.5
     #: a sidecar that has not answered for this long is lost
     lost_after_s: float = 2.0
-    #: the app's podman container; None: `app_container_name(spec, netns)`
-    app_container: str | None = None
 
     @property
     def container_name(self) -> str:
-        return self.app_container or app_container_name(self.spec, self.netns)
+        return app_container_name(self.spec, self.netns)
 
 
 def app_container_name(spec: CleanRoomSpec, netns: str | None) -> str:

@@ -56,6 +56,8 @@ def describe(state: dict[str, Any]) -> str:
         return f"killed by {state['signal']}"
     if state["state"] == "exited":
         return f"exited with code {state['exit_code']}"
+    if state["state"] == "not started":
+        return "not started"
     return "gone (exit status unknown: its fork server is gone)"
 
 

@@ -184,4 +184,5 @@ def test_room_status_tells_running_exited_and_killed_apart(server, tmp_path):
     assert states["launcher"]["state"] == "gone" and states["firewall"] == {"state": "not started"}
     assert report["app_container"] == {"name": "c", "exists": False}
     assert describe(states["volumes"]) == "killed by SIGKILL" and describe(states["proxy"]) == "exited with code 5"
+    assert describe(states["firewall"]) == "not started"
     started["skr"].stop()
