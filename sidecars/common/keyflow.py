@@ -10,7 +10,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import httpx
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
 from azure.keyvault.secrets import SecretClient
 
 from . import objectformat as fmt
@@ -33,6 +33,9 @@ def read_wrapped(secrets: SecretClient, name: str) -> WrappedDek | None:
         return None
     except HttpResponseError as exc:
         raise RemoteServiceError("Key Vault", f"reading secret {name}: {exc.message}", status=exc.status_code) from None
+    except ServiceRequestError as exc:  # no answer at all (refused, reset, timed out), after the SDK's retries
+        raise RemoteServiceError("Key Vault", f"{secrets.vault_url} unreachable reading secret {name}: "
+                                 f"{exc.message}") from None
     return WrappedDek.from_json(secret.value or "", source=f"secret {name}")
 
 

@@ -161,6 +161,8 @@ class RoomLayout:
     app_api_ports: Mapping[str, tuple[int, ...]]
     #: what the app's environment says about where the sidecar APIs are
     app_env: Mapping[str, str] = field(default_factory=dict)
+    #: sidecar → what its death while the app runs does (`sidecars.common.sidecar.FailurePolicy` values)
+    failure_policies: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def sidecars(self) -> tuple[str, ...]:

@@ -35,6 +35,17 @@ class Need(StrEnum):
     CONSENT = "consent"
 
 
+class FailurePolicy(StrEnum):
+    """What the room does when a sidecar dies while the app runs (the launcher's watchdog applies it; the
+    loss is audited in CGS either way). Written once, in each sidecar's record."""
+
+    #: the sidecar guards the app (its data, its way out, its consent): losing it stops the app
+    STOP_APP = "stop-app"
+    #: losing it opens nothing and loses nothing (the app's calls to it fail): audited and reported, the app
+    #: goes on
+    REPORT = "report"
+
+
 @dataclass(frozen=True)
 class SidecarPort:
     name: str
@@ -75,6 +86,8 @@ class Sidecar:
     status_port: str = "api"
     ready: Readiness = ready_when_ok
     needs: frozenset[Need] = frozenset()
+    #: what its death while the app runs does to the app; fail closed unless the record says why not
+    on_failure: FailurePolicy = FailurePolicy.STOP_APP
     image: str = RUNTIME_IMAGE
     privileged: bool = False
     capabilities: tuple[str, ...] = ()

@@ -9,7 +9,7 @@ from typing import Any
 from ..common.containers import Resources
 from ..common.errors import ProcessError
 from ..common.room import Room, RoomLayout
-from ..common.sidecar import Sidecar, SidecarPort
+from ..common.sidecar import FailurePolicy, Sidecar, SidecarPort
 from ..spec import CleanRoomSpec
 from .model import ROOT_UID, config_from_spec
 
@@ -58,5 +58,8 @@ FIREWALL = Sidecar(
     configure=configure, run="sidecars.firewall.__main__:run", ready=rules_enforced,
     # Rules in force before any other container exists (ARCHITECTURE §6 step 1).
     init_container=True, privileged=True, capabilities=("CAP_NET_ADMIN", "CAP_NET_RAW"),
+    # Its rules live in the netns's kernel tables, not in its process (on C-ACI, an init container, the
+    # process is gone before the app starts): its death opens nothing.
+    on_failure=FailurePolicy.REPORT,
     preload=("sidecars.firewall.nft", "nftables"),
 )

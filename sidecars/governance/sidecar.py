@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..common.containers import Resources
 from ..common.room import Room
-from ..common.sidecar import Need, Sidecar, SidecarPort
+from ..common.sidecar import FailurePolicy, Need, Sidecar, SidecarPort
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ GOVERNANCE = Sidecar(
     summary="consent checks, audit events, secrets, documents, tokens and certificates from CGS",
     ports=(SidecarPort("api", 8300),), resources=Resources(0.1, 0.2), wave=2,
     configure=configure, run="sidecars.governance.__main__:run", needs=frozenset({Need.OUTSIDE}),
+    # Without it no audit is acknowledged and a revoked consent reaches no one: the app stops.
+    on_failure=FailurePolicy.STOP_APP,
     app_api_ports=("api",), app_env=(("CCR_GOVERNANCE_URL", "http://localhost:{port:api}"),),
     preload=("sidecars.governance.cgs_client", "sidecars.governance.service"),
 )

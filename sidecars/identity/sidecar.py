@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..common.containers import Resources
 from ..common.room import Room
-from ..common.sidecar import Need, Sidecar, SidecarPort
+from ..common.sidecar import FailurePolicy, Need, Sidecar, SidecarPort
 from ..spec import CleanRoomSpec
 
 ENTRA_ENDPOINT = "https://login.microsoftonline.com"
@@ -55,6 +55,8 @@ IDENTITY = Sidecar(
     name="identity", summary="managed identity tokens (the IMDS API) from CGS-issued federated assertions",
     ports=(SidecarPort("api", 8290),), resources=Resources(0.1, 0.1), wave=2,
     configure=configure, run="sidecars.identity.__main__:run", needs=frozenset({Need.OUTSIDE}),
+    # It only answers requests: without it the app's token requests fail, nothing leaks.
+    on_failure=FailurePolicy.REPORT,
     app_api_ports=("api",),
     # azure-identity's ManagedIdentityCredential takes the IMDS host from this variable (IDENTITY_ENDPOINT
     # alone selects no source: it needs IDENTITY_HEADER too), so the app's SDKs reach the identity sidecar.

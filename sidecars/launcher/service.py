@@ -9,6 +9,12 @@ Startup (ARCHITECTURE §6, step 5), each step failing closed and named in `GET /
 Job mode: wait for the exit, audit the exit code, export logs (consent-gated by telemetry). API mode:
 run until SIGTERM or until governance reports consent revoked (`POST /consent/revoked`), then stop.
 
+While the app runs, the watchdog (watchdog.py) asks every other sidecar's `/status`; a sidecar lost is
+handled as its record's `FailurePolicy` says (STOP_APP: the app is stopped first, then the loss audited;
+REPORT: audited only), and listed in `GET /status` under `sidecars_lost`. If governance does not
+acknowledge the audit (it may be the one lost), the loss is logged here and marked `audited: false`. The
+launcher's own death is covered by the app's guard process (guard.py), which removes the app container.
+
 API: `POST /gov/{app}/start` (manual start), `GET /gov/{app}/status` → `{status, exit_code}`,
 `POST /gov/exportLogs`, `POST /gov/exportTelemetry` (forwarded to the telemetry sidecar), `GET /status`.
 """
@@ -19,6 +25,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,14 +41,19 @@ from ..common.governance_client import GovernanceClient
 from ..common.http import azure_error_body, create_app
 from ..common.logs import get_logger
 from ..common.otel import setup_telemetry, step_span
+from ..common.sidecar import FailurePolicy
+from .guard import RELEASE
 from .podman import Podman
 from .policy import ContainerPolicy, build_launch
 from .run import AppProcess
 from .sidecar import LauncherConfig
+from .watchdog import SidecarLoss, Watchdog
 
 log = get_logger(__name__)
 # The only body this API reads is governance's notice of a revoked consent (a few hundred bytes).
 MAX_BODY_BYTES = 64 * KIB
+#: seconds the app gets to end on SIGTERM when a guarding sidecar is lost, before podman kills it
+LOST_SIDECAR_STOP_S = 2.0
 
 
 @dataclass
@@ -52,10 +64,13 @@ class LauncherState:
     error: str | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
     process: AppProcess | None = None
+    #: the sidecars the watchdog found dead while the app ran
+    lost: dict[str, SidecarLoss] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         app = self.process
         return {"status": self.phase, "step": self.step, "error": self.error, "steps": self.steps,
+                "sidecars_lost": {name: loss.as_json() for name, loss in self.lost.items()},
                 "app": None if app is None else {"status": app.status, "exit_code": app.exit_code,
                                                    "container": app.launch.container_name}}
 
@@ -76,6 +91,11 @@ class Launcher:
         self._lock = asyncio.Lock()
         self._done = asyncio.Event()
         self._watcher: asyncio.Task | None = None
+        self._guard: asyncio.subprocess.Process | None = None
+        self.watchdog = Watchdog(config.sidecar_status_urls, config.sidecar_failure_policies,
+                                 interval_s=config.watch_interval_s, lost_after_s=config.lost_after_s,
+                                 on_lost=self._sidecar_lost)
+        self._watchdog: asyncio.Task | None = None
 
     # -- startup
     async def _step(self, name: str, action) -> None:
@@ -169,9 +189,11 @@ class Launcher:
             await asyncio.to_thread(self.gov.audit, {"step": "launch", "app": self.config.spec.application.name,
                                                      "image": self.launch.image})
             with step_span(self.tracer, "launcher.launch", image=self.launch.image):
+                await self._start_guard()
                 await process.start(self._forward_line)
                 self.state.process = process
                 self._watcher = asyncio.create_task(self._watch(process))
+                self._watchdog = asyncio.create_task(self.watchdog.run())
                 if self.config.spec.application.mode == "api":
                     await self._wait_for_app_ports(process)
             if process.status == "running":
@@ -200,14 +222,62 @@ class Launcher:
 
     async def _watch(self, process: AppProcess) -> None:
         code = await process.wait()
+        await self._release_guard()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         self.state.phase = process.status
         log.info("app %s (exit code %s)", process.status, code)
         with contextlib.suppress(CcrError):
             await asyncio.to_thread(self.gov.audit, {"step": "exit", "app": self.config.spec.application.name,
                                                      "status": process.status, "exit_code": code})
         if self.config.telemetry_url and self.config.spec.telemetry.log_sink is not None:
-            await self._forward_export("exportLogs")
+            try:
+                await self._forward_export("exportLogs")
+            except CcrError as exc:  # e.g. the telemetry sidecar was lost: said here, never skipped silently
+                log.error("the app's logs were not exported: %s", exc)
         self._done.set()
+
+    async def _start_guard(self) -> None:
+        """The guard removes the app container if this process dies (guard.py); its stdin is a pipe only we
+        hold open. Its output goes to our log."""
+        args = ["--container", self.launch.container_name, "--app", self.config.spec.application.name,
+                "--governance-url", self.config.governance_url]
+        if self.config.sidecar_token_file:
+            args += ["--token-file", str(self.config.sidecar_token_file)]
+        self._guard = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sidecars.launcher.guard", *args, stdin=asyncio.subprocess.PIPE,
+            start_new_session=True)
+
+    async def _release_guard(self) -> None:
+        guard, self._guard = self._guard, None
+        if guard is None or guard.stdin is None:
+            return
+        with contextlib.suppress(ConnectionError):
+            guard.stdin.write(RELEASE)
+            await guard.stdin.drain()
+        guard.stdin.close()
+        await guard.wait()
+
+    async def _sidecar_lost(self, loss: SidecarLoss) -> None:
+        """Fail closed first (stop the app if the sidecar guarded it), then audit: an audit that hangs on a
+        frozen governance must not keep an unguarded app running."""
+        self.state.lost[loss.sidecar] = loss
+        log.error("sidecar %s lost (%s); its failure policy: %s", loss.sidecar, loss.error, loss.policy.value)
+        process = self.state.process
+        if loss.policy is FailurePolicy.STOP_APP and process is not None and process.status == "running":
+            self.state.error = f"sidecar {loss.sidecar} lost ({loss.error}): the app was stopped"
+            await process.stop(LOST_SIDECAR_STOP_S)
+            loss.app_stopped = True
+        try:
+            await asyncio.to_thread(self.gov.audit, {
+                "step": "sidecar-lost", "app": self.config.spec.application.name,
+                "container": self.launch.container_name, "sidecar": loss.sidecar,
+                "policy": loss.policy.value, "app_stopped": loss.app_stopped, "error": loss.error[:300]})
+            loss.audited = True
+        except CcrError as exc:
+            loss.audited = False
+            log.error("the loss of sidecar %s is NOT audited in CGS (%s): recorded only in this log",
+                      loss.sidecar, exc)
 
     async def _forward_line(self, stream: str, line: str) -> None:
         # The app's output may hold the parties' data: it goes only to the telemetry sidecar's encrypted
@@ -239,7 +309,10 @@ class Launcher:
         await process.stop()
 
     async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         await self.stop_app("the launcher is shutting down")
+        await self._release_guard()
         await self._http.aclose()
         self.gov.close()
 

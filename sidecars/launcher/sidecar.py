@@ -10,7 +10,7 @@ from typing import Any
 from ..common.containers import Resources
 from ..common.errors import ProcessError
 from ..common.room import Room
-from ..common.sidecar import Sidecar, SidecarPort
+from ..common.sidecar import FailurePolicy, Sidecar, SidecarPort
 from ..spec import CleanRoomSpec
 
 #: The launcher's phases in which the room's startup is over, one way or the other.
@@ -39,10 +39,24 @@ class LauncherConfig:
     ready_timeout: float = 60.0
     #: in a container the group's network namespace has no name yet: the launcher gives it `netns`
     name_own_netns: bool = False
+    #: each other sidecar → what its death while the app runs does (a `FailurePolicy` value); a sidecar
+    #: missing here is watched as STOP_APP
+    sidecar_failure_policies: Mapping[str, str] = field(default_factory=dict)
+    #: how often the watchdog asks each sidecar's /status while the app runs
+    watch_interval_s: float = 0.5
+    #: a sidecar that has not answered for this long is lost
+    lost_after_s: float = 2.0
 
     @property
     def container_name(self) -> str:
-        return f"ccr-{self.spec.name}-{self.spec.application.name}"
+        return app_container_name(self.spec, self.netns)
+
+
+def app_container_name(spec: CleanRoomSpec, netns: str | None) -> str:
+    """The app's container, named after the room's netns too: two rooms of one spec on one machine (each
+    with its own netns) never share or remove each other's app."""
+    base = f"ccr-{spec.name}-{spec.application.name}"
+    return f"{base}-{netns}" if netns else base
 
 
 def configure(room: Room) -> LauncherConfig:
@@ -53,7 +67,9 @@ def configure(room: Room) -> LauncherConfig:
         sidecar_status_urls={name: layout.status_url(name) for name in layout.sidecars if name != "launcher"},
         governance_url=room.url("governance"), firewall_url=room.url("firewall"),
         telemetry_url=room.url("telemetry", "http"), app_env=dict(layout.app_env),
-        sidecar_token_file=room.placement.sidecar_token_file, name_own_netns=True)
+        sidecar_token_file=room.placement.sidecar_token_file, name_own_netns=True,
+        sidecar_failure_policies={name: policy for name, policy in layout.failure_policies.items()
+                                  if name != "launcher"})
 
 
 def app_started(status: int, body: Any) -> bool:
@@ -71,6 +87,8 @@ LAUNCHER = Sidecar(
     configure=configure, run="sidecars.launcher.__main__:run", ready=app_started,
     # Runs the app with podman, so it needs privileges; it sees the FUSE mounts to hand them on.
     privileged=True, shares_mounts=True, runs_containers=True, start_early=True,
+    # It runs the app: its guard process (sidecars.launcher.guard) removes the app when it dies.
+    on_failure=FailurePolicy.STOP_APP,
     own_step="launcher: consent, firewall, policy, launch",
     preload=("sidecars.launcher.service",),
 )

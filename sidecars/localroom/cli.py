@@ -44,7 +44,9 @@ def _room_verbs(room: argparse._SubParsersAction) -> None:
     down = add_command(room, "down", f"{_COMMANDS}:down", "stop a room and remove everything it set up")
     _room_options(down)
 
-    status = add_command(room, "status", f"{_COMMANDS}:status", "each sidecar's status and the app's")
+    status = add_command(room, "status", f"{_COMMANDS}:status",
+                         "each process of the room (running, exited with a code, killed by a signal), each "
+                         "sidecar's /status, the app, and the sidecars the launcher lost")
     _room_options(status)
     status.add_argument("--json", action="store_true", help="print the status as JSON")
 

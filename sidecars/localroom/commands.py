@@ -12,8 +12,9 @@ from ..common.untrusted import UntrustedInputError, load_yaml, read_bounded
 from ..room.registry import REGISTRY
 from . import up as room
 from .roomhttp import room_request
-from .steps import RoomState
-from .up import STATE_FILE, UpOptions, default_run_dir
+from .status import describe, room_report
+from .steps import STATE_FILE, RoomState
+from .up import UpOptions, default_run_dir
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
@@ -47,21 +48,34 @@ def down(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    report = room.status(_run_dir(args))
+    report = room_report(_run_dir(args))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     print(f"room {report['room']} (netns {report['netns']})")
-    for name, answer in report["sidecars"].items():
-        if answer is None:
-            print(f"  {name:<11} not answering")
-            continue
-        body = answer["status"]
+    for name, sidecar in report["sidecars"].items():
+        answer = "not answering" if sidecar["http"] is None else f"HTTP {sidecar['http']}"
+        body = sidecar["status"]
         summary = body.get("status") if isinstance(body, dict) else body
-        print(f"  {name:<11} HTTP {answer['http']}  {summary}")
-        if name == "launcher" and isinstance(body, dict) and body.get("app"):
-            app = body["app"]
-            print(f"  {'app':<11} {app['status']} (exit code {app['exit_code']})")
+        print(f"  {name:<11} {describe(sidecar['process']):<34} {answer}{f'  {summary}' if summary else ''}")
+    for name in ("forward", "forkserver"):
+        if name in report["processes"]:
+            print(f"  {name:<11} {describe(report['processes'][name])}")
+    launcher = report["sidecars"].get("launcher", {}).get("status")
+    app = launcher.get("app") if isinstance(launcher, dict) else None
+    container = report["app_container"]
+    if app:
+        print(f"  {'app':<11} {app['status']} (exit code {app['exit_code']})")
+    else:
+        print(f"  {'app':<11} container {container['name']} {'exists' if container['exists'] else 'absent'}")
+    if isinstance(launcher, dict):
+        if launcher.get("error"):
+            print(f"  launcher says: {launcher['error']}")
+        for lost, loss in (launcher.get("sidecars_lost") or {}).items():
+            audit = {True: "audited in CGS", None: "audit pending"}.get(
+                loss.get("audited"), "NOT audited in CGS (see the launcher's log)")
+            print(f"  lost: {lost} ({loss['policy']}; app {'stopped' if loss['app_stopped'] else 'kept'}; "
+                  f"{audit})")
     return 0
 
 

@@ -13,7 +13,9 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,14 +98,27 @@ def _no_dad(ifname: str) -> None:
     Path(f"/proc/sys/net/ipv6/conf/{ifname}/accept_dad").write_text("0")
 
 
+def _add_link(netns: str, attempts: int = 8) -> RoomNetwork:
+    """The veth pair on the first free index; another room starting at the same moment may take that index
+    between our look and our `ip link add`, so a taken one is skipped and the next tried."""
+    for _attempt in range(attempts):
+        net = RoomNetwork(netns, _free_index())
+        result = _ip("link", "add", net.host_if, "type", "veth", "peer", "name", net.room_if, "netns", netns,
+                     check=False)
+        if result.returncode == 0:
+            return net
+        if "File exists" not in result.stderr:
+            raise ProcessError(f"ip link add {net.host_if} failed: {result.stderr.strip()}")
+    raise ProcessError(f"no free room link for {netns} after {attempts} attempts (rooms starting at once?)")
+
+
 def create_room_network(netns: str) -> RoomNetwork:
     """Create the netns with lo up and a v4/v6 veth link to the host. Fails if it already exists."""
     if netns_exists(netns):
         raise ProcessError(f"network namespace {netns} already exists (ccr room down, or choose another name)")
-    net = RoomNetwork(netns, _free_index())
     _ip("netns", "add", netns)
     try:
-        _ip("link", "add", net.host_if, "type", "veth", "peer", "name", net.room_if, "netns", netns)
+        net = _add_link(netns)
         _no_dad(net.host_if)
         with entered(netns):
             _no_dad(net.room_if)
@@ -143,6 +158,45 @@ def delete_room_network(netns: str) -> bool:
     if net and net.index:
         _ip("link", "delete", net.host_if, check=False)
     return True
+
+
+def processes_in(netns: str) -> list[int]:
+    """Every process whose network namespace is `netns` (same nsfs inode and device as /run/netns/NAME)."""
+    try:
+        target = os.stat(NETNS_DIR / netns)
+    except FileNotFoundError:
+        return []
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            found = os.stat(entry / "ns" / "net")
+        except OSError:  # gone meanwhile, or a kernel thread
+            continue
+        if (found.st_ino, found.st_dev) == (target.st_ino, target.st_dev):
+            pids.append(int(entry.name))
+    return pids
+
+
+def stop_processes_in(netns: str, timeout: float = 5.0) -> list[int]:
+    """SIGTERM every process still in the room's netns, SIGKILL what is left after `timeout`; returns the
+    pids it found. What a dead sidecar left behind (Envoy and the authz server of a killed proxy, the mount
+    processes of a killed volumes sidecar) has no recorded parent any more, but it is still in the room: on
+    C-ACI a container's processes end with it, and here the netns is what they share."""
+    found = processes_in(netns)
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 2.0)):
+        left = [pid for pid in processes_in(netns) if pid in found]
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = [pid for pid in processes_in(netns) if pid in found]
+        if not left:
+            break
+    return found
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)

@@ -20,6 +20,8 @@ from ..common.errors import CcrError
 from ..common.logs import get_logger
 
 log = get_logger(__name__)
+#: a room's state file, in its run directory
+STATE_FILE = "room.json"
 
 
 class StepFailed(CcrError):

@@ -37,16 +37,16 @@ from ..common.process import ManagedProcess, ProcessRecord, file_exists, stop_re
 from ..common.room import Emulation, Placement
 from ..common.sidecar import Need, Sidecar
 from ..launcher.podman import Podman
+from ..launcher.sidecar import app_container_name
 from ..renderings.render import render
 from ..room.group import canonical_spec_json, render_group
 from ..room.registry import REGISTRY
 from ..spec import endpoint_variables, load_spec
-from .netns import create_room_network, delete_room_network, netns_exists
+from .netns import create_room_network, delete_room_network, netns_exists, stop_processes_in
 from .plan import RoomPlan, SidecarProcess
 from .roomhttp import room_request, room_status
-from .steps import RoomState, StepFailed, StepRunner
+from .steps import STATE_FILE, RoomState, StepFailed, StepRunner
 
-STATE_FILE = "room.json"
 #: The app runner's phases in which a job is over.
 JOB_OVER = ("exited", "failed", "stopped")
 #: What every room's Python processes import, in the order startup needs it, besides each sidecar's own
@@ -63,6 +63,9 @@ BASE_PRELOAD = (
     "uvicorn.lifespan.on", "pydantic.v1",
 )
 FORK_SERVER_DIR = Path("/run/ccr-up")
+#: seconds one OTLP export from a sidecar to the telemetry sidecar may take, retries included (a loopback
+#: export takes milliseconds)
+OTLP_EXPORT_TIMEOUT_S = 2
 
 
 def preload_modules() -> tuple[str, ...]:
@@ -75,10 +78,12 @@ def default_run_dir(name: str) -> Path:
     return Path("run") / name
 
 
-def netns_name(room: str) -> str:
-    """`ccr-` + the room's name cut to fit the kernel's 15 characters, + a short hash of the whole name, so
-    that rooms whose names share a prefix (cleanroomhello-job, cleanroomhello-api) never share a netns."""
-    return f"ccr-{room[:6]}-{hashlib.sha256(room.encode()).hexdigest()[:4]}"
+def netns_name(room: str, run_dir: Path) -> str:
+    """`ccr-` + the room's name cut to fit 15 characters, + a short hash of the whole name and the room's
+    (resolved) run directory: rooms whose names share a prefix (cleanroomhello-job, cleanroomhello-api), and
+    two rooms of one spec run from different run directories, never share a netns."""
+    digest = hashlib.sha256(f"{room}\0{run_dir.resolve()}".encode()).hexdigest()
+    return f"ccr-{room[:5]}-{digest[:5]}"
 
 
 @dataclass
@@ -125,8 +130,14 @@ def _start_in_room(plan: RoomPlan, sidecar: SidecarProcess, timeout: float, trac
     telemetry = REGISTRY.get("telemetry")
     # The room's own settings come only from its placement, never from the caller's shell.
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("CCR_")}
-    env = {**inherited, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{telemetry.port('http')}",
-           "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": f"ccr-{name}",
+    # Not the telemetry sidecar itself: exporting to its own receiver, it would retry its last export for
+    # seconds after that receiver stopped, on every `ccr room down`.
+    # Each export (retries included) is bounded: with the telemetry sidecar dead, every other sidecar's last
+    # export on `ccr room down` would otherwise retry for ten seconds, one sidecar after the other.
+    otlp = {} if sidecar.sidecar is telemetry else {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{telemetry.port('http')}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TIMEOUT": str(OTLP_EXPORT_TIMEOUT_S)}
+    env = {**inherited, **otlp, "OTEL_SERVICE_NAME": f"ccr-{name}",
            "TRACEPARENT": traceparent, FORK_SERVER_ENV: str(fork_server.path), **sidecar.env}
     process = ManagedProcess(name, sidecar.argv, ready_timeout=timeout, env=env, log_path=plan.log_file(name),
                              stop_timeout=10, fork_server=fork_server, netns=f"/run/netns/{plan.placement.netns}"
@@ -217,12 +228,13 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
         # inspects the images) goes on while the network and the firewall are set up.
         host_data = _render_host_data_in_background(spec)
         plan = RoomPlan(spec=spec, group=group, placement=Placement(
-            run_dir=run_dir, mount_root=run_dir / "mnt", netns=netns_name(spec.name),
+            run_dir=run_dir, mount_root=run_dir / "mnt", netns=netns_name(spec.name, run_dir),
             firewall_backend=options.firewall_backend, emulation=Emulation(endpoints_file, endpoints)))
         netns = plan.placement.netns
         state.data.update({"name": spec.name, "spec": str(run_dir / "spec.json"), "run_dir": str(run_dir),
                            "mount_root": str(plan.placement.mount_root),
-                           "container": f"ccr-{spec.name}-{spec.application.name}", "app": spec.application.name})
+                           "container": app_container_name(spec, plan.placement.netns),
+                           "app": spec.application.name})
         state.save()
         with runner.step(f"network namespace {netns}"):
             # A fresh sidecar token for this room; the first sidecar to start creates it.
@@ -327,23 +339,28 @@ def _teardown(state: RoomState, runner: StepRunner) -> None:
     _cleanup_leftovers(state)
 
 
-def _cleanup_leftovers(state: RoomState) -> list[str]:
-    """What a crashed sidecar may have left: the app container, FUSE mounts, the netns."""
-
+def _cleanup_leftovers(state: RoomState, note: Callable[[str], None] = lambda _line: None) -> list[str]:
+    """What a crashed sidecar may have left: the app container, its orphaned processes (stopped first: a mount
+    process told to stop flushes and unmounts), FUSE mounts, the netns."""
     done = []
     container = state.data.get("container")
-    if container and state.data.get("netns"):  # only a room whose netns was created can have run its app
+    netns = state.data.get("netns")
+    if container and netns:  # only a room whose netns was created can have run its app
         try:
             Podman().remove_container(container)
         except ProcessError as exc:
             done.append(f"container {container}: {exc}")
+    if netns and netns_exists(netns):
+        leftovers = stop_processes_in(netns)
+        if leftovers:
+            note(f"stopped {len(leftovers)} process(es) no sidecar was left to stop: "
+                 f"{', '.join(map(str, leftovers))}")
     mount_root = state.data.get("mount_root")
     if mount_root:
         for line in reversed(Path("/proc/mounts").read_text().splitlines()):
             target = line.split()[1]
             if target.startswith(f"{mount_root}/"):
                 subprocess.run(["umount", "--lazy", target], check=False)
-    netns = state.data.get("netns")
     if netns and netns_exists(netns):
         delete_room_network(netns)
     if state.data.get("fork_server"):
@@ -359,22 +376,9 @@ def down(run_dir: Path, out: Callable[[str], None] = print) -> int:
         record = ProcessRecord(**item)
         if stop_recorded(record, timeout=15):
             out(f"stopped {record.name} (pid {record.pid})")
-    problems = _cleanup_leftovers(state)
+    problems = _cleanup_leftovers(state, out)
     for problem in problems:
         out(f"ccr room down: {problem}")
     state.path.unlink(missing_ok=True)
     out(f"room {state.data.get('name')} is down")
     return 1 if problems else 0
-
-
-def status(run_dir: Path) -> dict:
-    state = RoomState.load(run_dir.resolve() / STATE_FILE)
-    if not state.data:
-        raise ConfigError(f"no room in {run_dir}")
-    report = {"room": state.data.get("name"), "netns": state.data.get("netns"), "sidecars": {}}
-    netns = state.data.get("netns")
-    for sidecar in (s for wave in REGISTRY.waves() for s in wave):
-        answer = room_status(netns, sidecar.port(sidecar.status_port)) if netns and netns_exists(netns) else None
-        report["sidecars"][sidecar.name] = None if answer is None else {"http": answer.status,
-                                                                        "status": answer.json()}
-    return report

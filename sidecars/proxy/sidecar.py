@@ -8,7 +8,7 @@ from typing import Literal
 
 from ..common.containers import PROXY_IMAGE, Resources
 from ..common.room import Room
-from ..common.sidecar import Need, Sidecar, SidecarPort
+from ..common.sidecar import FailurePolicy, Need, Sidecar, SidecarPort
 from ..spec import CleanRoomSpec
 
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -75,5 +75,7 @@ PROXY = Sidecar(
            SidecarPort("extproc", 15011, declared=False)),
     status_port="status", resources=Resources(0.2, 0.3), wave=3, image=PROXY_IMAGE,
     configure=configure, run="sidecars.proxy.__main__:run", needs=frozenset({Need.CONSENT}),
+    # It enforces the API and egress policies: the app stops rather than run unguarded.
+    on_failure=FailurePolicy.STOP_APP,
     preload=("sidecars.proxy.envoy", "sidecars.proxy.runtime", "sidecars.proxy.certs"),
 )

@@ -9,7 +9,7 @@ from typing import Literal
 from ..common.containers import Resources
 from ..common.errors import ConfigError
 from ..common.room import Room
-from ..common.sidecar import Need, Sidecar, SidecarPort
+from ..common.sidecar import FailurePolicy, Need, Sidecar, SidecarPort
 from .destinations import Destinations
 
 Platform = Literal["auto", "real", "mock"]
@@ -59,6 +59,8 @@ SKR = Sidecar(
     ports=(SidecarPort("api", 8284),), resources=Resources(0.1, 0.2), wave=2,
     configure=configure, run="sidecars.skr.__main__:run",
     needs=frozenset({Need.HOST_DATA, Need.OUTSIDE}),
+    # It only answers requests: without it the app's attestations and key releases fail, nothing leaks.
+    on_failure=FailurePolicy.REPORT,
     # /dev/sev-guest is only reachable from a privileged container on C-ACI.
     privileged=True, app_api_ports=("api",), app_env=(("CCR_SKR_URL", "http://localhost:{port:api}"),),
     preload=("sidecars.skr.app", "sidecars.skr.flow", "sidecars.common.devtokens", "sidecars.attestation.maa_client"),

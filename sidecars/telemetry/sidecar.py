@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..common.containers import Resources
 from ..common.room import Room
-from ..common.sidecar import Need, Sidecar, SidecarPort
+from ..common.sidecar import FailurePolicy, Need, Sidecar, SidecarPort
 from ..spec import CleanRoomSpec
 
 
@@ -51,6 +51,8 @@ TELEMETRY = Sidecar(
     name="telemetry", summary="OTLP receiver, encrypted buffer, consented export to the spec's sinks",
     ports=(SidecarPort("grpc", 4317), SidecarPort("http", 4318)), status_port="http",
     resources=Resources(0.1, 0.2), wave=2, configure=configure, run="sidecars.telemetry.__main__:run",
+    # It holds the app's output for the consented export: without it that output would be lost unseen.
+    on_failure=FailurePolicy.STOP_APP,
     needs=frozenset({Need.OUTSIDE}), app_api_ports=("grpc", "http"),
     app_env=(("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:{port:http}"),),
     preload=("sidecars.telemetry.app", "sidecars.telemetry.export", "sidecars.telemetry.sinks",

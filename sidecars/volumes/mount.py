@@ -78,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readahead-blocks", type=int, default=4)
     p.add_argument("--status-file", type=Path)
     p.add_argument("--storage-retries", type=int,
-                   help="retries per storage request (default: the SDK's, 3 with backoff: a write to unreachable "
-                        "storage fails after about a minute)")
+                   help="retries per storage request (default 3, after about 1, 3 and 5 s: a write to "
+                        "unreachable storage fails in about 10 s)")
     p.add_argument("--manifest-sha256", metavar="HEX", help="a datasource: the sha256 of its manifest (the spec's pin)")
     p.add_argument("--contract-id", help="a datasink: the contract its signed manifest names")
     p.add_argument("--governance-url", help="a datasink: the governance sidecar, which gets its manifest key "

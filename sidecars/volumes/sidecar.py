@@ -9,7 +9,7 @@ from typing import Any
 from ..common.containers import Resources
 from ..common.errors import ProcessError
 from ..common.room import Room
-from ..common.sidecar import Need, Sidecar, SidecarPort
+from ..common.sidecar import FailurePolicy, Need, Sidecar, SidecarPort
 from ..spec import CleanRoomSpec
 
 
@@ -65,6 +65,8 @@ VOLUMES = Sidecar(
     ports=(SidecarPort("api", 8286, declared=False),), resources=Resources(0.2, 0.5), wave=3,
     configure=configure, run="sidecars.volumes.__main__:run", ready=mounts_ready,
     needs=frozenset({Need.OUTSIDE, Need.CONSENT}),
+    # Its mounts are the app's data and its only way to write results: the app stops.
+    on_failure=FailurePolicy.STOP_APP,
     # FUSE needs /dev/fuse and mount(2).
     privileged=True, devices=("/dev/fuse",), shares_mounts=True,
     preload=("sidecars.volumes.fs", "sidecars.common.keyflow", "sidecars.common.azure_clients",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from sidecars.common.errors import ProcessError
 from sidecars.common.forkserver import ForkServerClient
 from sidecars.common.process import ManagedProcess, file_exists, wait_until
+from sidecars.localroom.status import describe, room_report
 
 PROBE = """
 import atexit, json, os, sys, threading, time
@@ -157,3 +159,30 @@ def test_another_user_cannot_ask_for_a_process(server, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
     assert result.stdout.strip() == "refused", result.stdout + result.stderr
     assert Path(client.path).stat().st_mode & 0o777 == 0o600
+
+
+def test_room_status_tells_running_exited_and_killed_apart(server, tmp_path):
+    """`ccr room status` from the run directory alone: the fork server kept each child's exit status."""
+    client, env = server
+    started = {name: ManagedProcess(name, [sys.executable, "-m", module], env=env, fork_server=client,
+                                    log_path=tmp_path / f"{name}.log").start()
+               for name, module in (("skr", "sleepy"), ("proxy", "quick"), ("volumes", "sleepy"))}
+    started["proxy"].popen.wait(5)
+    os.kill(started["volumes"].pid, signal.SIGKILL)
+    started["volumes"].popen.wait(5)
+    records = [json.loads(started["skr"].record().to_json())]
+    for name in ("proxy", "volumes"):  # recorded while they ran
+        records.append({"name": name, "pid": started[name].pid, "start_time": 1, "log_path": "x"})
+    records.append({"name": "launcher", "pid": 1, "start_time": 1, "log_path": "x"})  # not the server's child
+    (tmp_path / "room.json").write_text(json.dumps({"name": "r", "netns": "ccr-no-such-room", "processes": records,
+                                                    "fork_server": str(client.path), "container": "c"}))
+    report = room_report(tmp_path)
+    states = {name: sidecar["process"] for name, sidecar in report["sidecars"].items()}
+    assert states["skr"] == {"state": "running", "pid": started["skr"].pid}
+    assert states["proxy"] == {"state": "exited", "pid": started["proxy"].pid, "exit_code": 5}
+    assert states["volumes"] == {"state": "killed", "pid": started["volumes"].pid, "signal": "SIGKILL"}
+    assert states["launcher"]["state"] == "gone" and states["firewall"] == {"state": "not started"}
+    assert report["app_container"] == {"name": "c", "exists": False}
+    assert describe(states["volumes"]) == "killed by SIGKILL" and describe(states["proxy"]) == "exited with code 5"
+    assert describe(states["firewall"]) == "not started"
+    started["skr"].stop()

@@ -61,7 +61,7 @@ def test_job_demo_end_to_end(stand_ins, tmp_path):
                             cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "the room's answer is the expected one" in result.stdout
-    assert not netns_exists(netns_name("cleanroomhello-job"))
+    assert not netns_exists(netns_name("cleanroomhello-job", tmp_path / "room"))
 
 
 def minimal_spec(tmp_path: Path, contract: str, **app_changes) -> Path:
@@ -168,7 +168,7 @@ def test_api_demo_end_to_end(stand_ins, tmp_path):
     assert "GET /hello  -> 200" in result.stdout and "GET /secret -> 403" in result.stdout
     assert "received GET /hello" in result.stdout and "received GET /secret" not in result.stdout
     assert "app status: stopped" in result.stdout
-    assert not netns_exists(netns_name("cleanroomhello-api"))
+    assert not netns_exists(netns_name("cleanroomhello-api", tmp_path / "room"))
 
 
 def test_db_access_demo_end_to_end(stand_ins, tmp_path):
@@ -185,7 +185,7 @@ def test_db_access_demo_end_to_end(stand_ins, tmp_path):
     room_files = [p for p in (tmp_path / "room").rglob("*") if p.is_file()]
     assert room_files and not [p for p in room_files if password.encode() in p.read_bytes()]
     assert password not in result.stdout + result.stderr
-    assert not netns_exists(netns_name("db-access"))
+    assert not netns_exists(netns_name("db-access", tmp_path / "room"))
     assert "ccrdb-" not in subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
     assert not list(Path("/tmp").glob("ccr-db-server-*/pgdata"))
     assert subprocess.run(["pgrep", "-u", "postgres", "-f", "ccr-db-server"], capture_output=True).returncode == 1

@@ -17,9 +17,10 @@ from sidecars.cli import main as ccr
 from sidecars.common.containers import Resources
 from sidecars.common.errors import SpecError
 from sidecars.common.room import Placement, Room
-from sidecars.common.sidecar import Need, Sidecar, SidecarPort
+from sidecars.common.sidecar import FailurePolicy, Need, Sidecar, SidecarPort
 from sidecars.localroom.plan import RoomPlan
-from sidecars.localroom.up import preload_modules, status
+from sidecars.localroom.status import room_report
+from sidecars.localroom.up import preload_modules
 from sidecars.renderings.arm import arm_template
 from sidecars.renderings.cce import render_policy
 from sidecars.renderings.compose import EMULATION_VAR, compose_project, stand_in_endpoints
@@ -96,7 +97,7 @@ def test_a_toy_sidecar_appears_in_every_rendering(toy_room, job_spec, tmp_path, 
 
     # ccr room status and ccr room logs
     (tmp_path / "room.json").write_text(json.dumps({"name": "r", "netns": "ccr-no-such-room"}))
-    assert "toy" in status(tmp_path)["sidecars"]
+    assert "toy" in room_report(tmp_path)["sidecars"]
     assert ccr(["sidecar", "list"]) == 0
     assert "toy" in capsys.readouterr().out
     with pytest.raises(SystemExit):
@@ -278,3 +279,17 @@ def test_function_local_imports_say_what_start_up_cost_they_save():
                     where = f"{path.relative_to(SIDECARS_DIR.parent)}:{node.lineno}"
                     unmarked.append(f"{where}: {lines[node.lineno - 1].strip()}")
     assert sorted(set(unmarked)) == []
+
+
+def test_every_sidecar_declares_what_its_death_does_and_the_launcher_watches_by_it(job_spec, tmp_path):
+    """The failure policy is written once, in each record; the launcher's watchdog is configured from it, and a
+    sidecar that says nothing fails closed."""
+    policies = {s.name: s.on_failure for s in REGISTRY}
+    assert {n for n, p in policies.items() if p is FailurePolicy.STOP_APP} == {
+        "governance", "volumes", "proxy", "telemetry", "launcher"}
+    assert {n for n, p in policies.items() if p is FailurePolicy.REPORT} == {"firewall", "skr", "identity"}
+    launcher = REGISTRY.get("launcher").configure(Room(job_spec, Placement(run_dir=tmp_path), REGISTRY.layout()))
+    assert launcher.sidecar_failure_policies == {n: p.value for n, p in policies.items() if n != "launcher"}
+    assert set(launcher.sidecar_failure_policies) == set(launcher.sidecar_status_urls)
+    with REGISTRY.extended(TOY):
+        assert REGISTRY.layout().failure_policies["toy"] == FailurePolicy.STOP_APP.value

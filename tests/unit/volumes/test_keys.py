@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 
 import pytest
+from azure.core.credentials import AccessToken
+from azure.keyvault.secrets import SecretClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from sidecars.common.deks import Kek, KeyUnwrapError, WrappedDek, unwrap_dek, wrap_dek
-from sidecars.common.errors import ConfigError
+from sidecars.common.errors import ConfigError, RemoteServiceError
+from sidecars.common.keyflow import read_wrapped
 from sidecars.common.objectformat import DataKey
 
 
@@ -83,3 +88,20 @@ def test_keyword_interfaces_other_sidecars_use() -> None:
     for name in ("skr_url", "maa_endpoint", "kek_vault_url", "kek_name", "secret_vault_url", "secret_name",
                  "ca_bundle", "identity_endpoint", "credential", "dev_tokens_dir"):
         assert name in params
+
+
+def test_an_unreachable_key_vault_is_named_in_one_line_not_a_traceback():
+    """Key Vault refusing connections while a volume's DEK is read: a RemoteServiceError naming the vault
+    (which the mount process reports as the mount's reason), not the SDK's exception."""
+    class Static:
+        def get_token(self, *_scopes, **_kwargs) -> AccessToken:
+            return AccessToken("t", int(time.time()) + 3600)
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    secrets = SecretClient(f"https://127.0.0.1:{port}", Static(), retry_total=0,
+                           verify_challenge_resource=False)
+    with pytest.raises(RemoteServiceError, match=rf"^Key Vault: https://127.0.0.1:{port}/? unreachable reading "
+                                                 r"secret consumer-output-dek: "):
+        read_wrapped(secrets, "consumer-output-dek")
