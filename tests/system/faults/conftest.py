@@ -6,8 +6,9 @@ The contract `FAULTS_SPEC` is a job with one datasink and an app that writes a f
 listens on `APP_CLOSED_PORT` (the sign, seen from the host, that the file was closed) and sleeps: a running
 app whose sink holds closed data, which each test then attacks.
 
-A test that breaks a stand-in for good (crashes CGS, say) must start stand-ins of its own: these are
-shared. Pausing one (SIGSTOP) is fine if the test resumes it (`paused`).
+The stand-ins are tests/system/conftest.py's, shared with the other room tests: a test that breaks one for
+good (crashes CGS, say) must start stand-ins of its own. Pausing one (SIGSTOP) is fine if the test resumes
+it (`paused`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,8 +30,8 @@ from sidecars.common.process import ProcessRecord, is_running
 from sidecars.emulators.runner import records
 from sidecars.localroom.netns import entered, netns_exists
 from sidecars.localroom.steps import STATE_FILE
+from tests.system.rooms import REPO, ccr
 
-REPO = Path(__file__).resolve().parents[3]
 CONTRACT = "ccr-faults"
 SINK = "consumer-output"
 APP_CLOSED_PORT = 8089
@@ -49,14 +49,6 @@ time.sleep(3600)
 """
 
 
-def ccr(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "sidecars", *args], cwd=REPO, capture_output=True, text=True,
-                            timeout=timeout)
-    if check and result.returncode != 0:
-        pytest.fail(f"ccr {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
 def wait_for(check: Callable[[], object], timeout: float, what: str) -> object:
     deadline = time.monotonic() + timeout
     while not (value := check()):
@@ -64,17 +56,6 @@ def wait_for(check: Callable[[], object], timeout: float, what: str) -> object:
             pytest.fail(f"{what}: not within {timeout:g} s")
         time.sleep(0.1)
     return value
-
-
-@pytest.fixture(scope="session")
-def stand_ins(tmp_path_factory) -> Iterator[Path]:
-    run = tmp_path_factory.mktemp("faults-stand-ins")
-    ccr("emulators", "start", "--run-dir", str(run))
-    try:  # the stand-ins are stopped even when the image build fails
-        ccr("images", "build", "--sidecars")
-        yield run
-    finally:
-        ccr("emulators", "stop", "--run-dir", str(run), check=False)
 
 
 def stand_in_pid(stand_ins: Path, name: str) -> int:

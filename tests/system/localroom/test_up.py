@@ -1,6 +1,6 @@
 """`ccr room up` for real (root): the job demo end to end, refusals before launch, and nothing left behind.
 
-The stand-ins, images and the contract are set up once per module; each room is brought up with the
+The stand-ins and images are set up once (tests/system/conftest.py); each room is brought up with the
 real sidecars (nftables, FUSE, Envoy, podman) and torn down again.
 """
 
@@ -17,28 +17,9 @@ import yaml
 from sidecars.launcher.podman import Podman
 from sidecars.localroom.netns import netns_exists
 from sidecars.localroom.up import STATE_FILE, netns_name
+from tests.system.rooms import REPO, ccr
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
-REPO = Path(__file__).resolve().parents[3]
-
-
-def ccr(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "sidecars", *args], cwd=REPO, capture_output=True, text=True,
-                            timeout=timeout)
-    if check and result.returncode != 0:
-        pytest.fail(f"ccr {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-@pytest.fixture(scope="module")
-def stand_ins(tmp_path_factory):
-    run = tmp_path_factory.mktemp("stand-ins")
-    ccr("emulators", "start", "--run-dir", str(run))
-    try:  # the stand-ins are stopped even when the image build fails
-        ccr("images", "build", "--sidecars")
-        yield run
-    finally:
-        ccr("emulators", "stop", "--run-dir", str(run), check=False)
 
 
 def assert_nothing_left(run_dir: Path, state: dict) -> None:
