@@ -31,10 +31,15 @@ class RoomRefused(CcrError):
 
 class ReplayGuard:
     """Remembers signatures until their timestamp leaves the window, so each is accepted once. Entries
-    expire in arrival order, so pruning costs only what expired."""
+    expire in arrival order, so pruning costs only what expired.
+
+    The memory dies with the process; what a previous run accepted is not in it. So a request signed before
+    this guard existed is refused too: a restarted stand-in cannot be fed a write it already applied, and a
+    client signs every request afresh, so none of its own requests is lost to this."""
 
     def __init__(self, window_s: float):
         self.window_ms = int(window_s * 1000)
+        self.started_ms = int(time.time() * 1000)
         self._seen: set[bytes] = set()
         self._arrivals: deque[tuple[int, bytes]] = deque()
         self._lock = threading.Lock()
@@ -44,6 +49,9 @@ class ReplayGuard:
         if abs(now - timestamp_ms) > self.window_ms:
             raise RoomRefused(f"{what}: timestamp is {abs(now - timestamp_ms) / 1000:.0f} s away from now; "
                               f"the replay window is {self.window_ms / 1000:g} s", code="TimestampOutOfWindow")
+        if timestamp_ms < self.started_ms:
+            raise RoomRefused(f"{what}: signed before the service (re)started, so it may have been accepted "
+                              "already (replay): sign it again", code="Replayed")
         digest = hashlib.sha256(signature).digest()
         with self._lock:
             # A signature is remembered for two windows after arrival: longer than its timestamp can pass.

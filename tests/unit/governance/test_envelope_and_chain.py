@@ -121,3 +121,18 @@ def test_replay_guard_accepts_each_signature_once_inside_the_window():
         guard.check(now - 61_000, b"sig-3", "write")
     with pytest.raises(RoomRefused, match="replay window"):
         guard.check(now + 61_000, b"sig-4", "write")
+
+
+def test_a_restarted_replay_guard_refuses_what_was_signed_before_it_started():
+    """The signatures a stand-in accepted die with it: after a restart, a request signed inside the window but
+    before the restart may be one it already applied, so it is refused; one signed afterwards is accepted."""
+    import time
+
+    from sidecars.emulators.cgs.app import ReplayGuard, RoomRefused
+
+    before = int(time.time() * 1000)
+    time.sleep(0.005)
+    restarted = ReplayGuard(window_s=60)
+    with pytest.raises(RoomRefused, match="signed before the service"):
+        restarted.check(before, b"sig-accepted-by-the-last-run", "write")
+    restarted.check(int(time.time() * 1000), b"sig-new", "write")
