@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         # With port 0 the issuer URL is known only once bound: set in on_ready, before the ready file
         # tells anyone where to connect.
         issuer = OidcIssuer(_oidc_key(state_dir / "oidc.key"), (args.public_url or "").rstrip("/") + "/oidc")
-        app = build_app(Store(database), AuditLog(database),
+        shared = db.Database(database)  # one connection: a change and its audit record commit together
+        app = build_app(Store(shared), AuditLog(shared),
                         attestation_verifier(args.trust_mock_platform), issuer, operator.cert,
                         CgsConfig(replay_window_s=args.replay_window))
     except CcrError as exc:

@@ -7,7 +7,6 @@ kept in memory once read, and the events table is keyed by (contract, seqno).
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,14 @@ _SELECT = f"SELECT {', '.join(db.EVENT_COLUMNS)} FROM events"
 
 
 class AuditLog:
-    def __init__(self, path: Path):
-        self.path = path
-        self._lock = threading.Lock()
-        self._conn = db.connect(path)
+    def __init__(self, path: Path | db.Database):
+        self.db = db.open_database(path)
+        self.path = self.db.path
+        self._lock = self.db.lock
+        self._conn = self.db.conn
         self._heads: dict[str, dict[str, Any]] = {}
+        # A head read inside a transaction that is rolled back may be one that never was: read them again.
+        self.db.on_rollback(self._heads.clear)
 
     def append(self, contract_id: str, scope: str, event_id: str, data: Any,
                timestamp_ms: int | None = None) -> dict[str, Any]:
@@ -35,9 +37,9 @@ class AuditLog:
             event = {"seqno": seqno, "timestamp": timestamp, "scope": scope, "id": event_id, "data": data,
                      "prev_hash": head["hash"],
                      "hash": event_hash(head["hash"], seqno, timestamp, scope, event_id, data)}
-            with db.transaction(self._conn):
-                db.insert_events(self._conn, contract_id, [event])
-            self._heads[contract_id] = {"seqno": seqno, "hash": event["hash"]}
+            with self.db.transaction() as conn:
+                db.insert_events(conn, contract_id, [event])
+                self._heads[contract_id] = {"seqno": seqno, "hash": event["hash"]}
             return event
 
     def events(self, contract_id: str) -> list[dict[str, Any]]:
@@ -85,4 +87,4 @@ class AuditLog:
         return head
 
     def close(self) -> None:
-        self._conn.close()
+        self.db.close()

@@ -20,8 +20,9 @@ router = APIRouter()
 async def set_execution(contract_id: str, verb: str, cgs: Cgs, caller: MemberAuth) -> Response:
     if verb not in ("enable", "disable"):
         raise NotFound(f"no execution action {verb!r}: use enable or disable")
-    cgs.store.set_execution(contract_id, caller.who, verb + "d")
-    cgs.record(contract_id, caller.who, f"execution_{verb}")
+    with cgs.change():
+        cgs.store.set_execution(contract_id, caller.who, verb + "d")
+        cgs.record(contract_id, caller.who, f"execution_{verb}")
     return Response(status_code=200)
 
 

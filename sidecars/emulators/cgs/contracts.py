@@ -25,8 +25,9 @@ async def put_contract(contract_id: str, cgs: Cgs, caller: MemberAuth) -> Respon
     data = caller.json()
     if "data" not in data:
         raise BadRequest("data: required")
-    contract = cgs.store.put_contract(contract_id, data["data"], data.get("version"))
-    cgs.record(contract_id, caller.who, "put_contract", version=contract["version"])
+    with cgs.change():
+        contract = cgs.store.put_contract(contract_id, data["data"], data.get("version"))
+        cgs.record(contract_id, caller.who, "put_contract", version=contract["version"])
     return Response(status_code=200)
 
 

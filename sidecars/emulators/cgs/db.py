@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,59 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+class Database:
+    """One connection to the database, shared by the store and the audit log, and the one lock that serialises
+    its use and their memory. A member's change and the audit record that says who made it are written in
+    one transaction (`transaction` nests: only the outermost commits), so the log never misses a change and
+    never records one that did not happen.
+
+    What the store and the log keep in memory may run ahead of the database inside a transaction; each
+    registers a callback (`on_rollback`) that puts its memory back in line when the transaction is rolled
+    back."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.conn = connect(path)
+        self.lock = threading.RLock()
+        self._depth = 0
+        self._on_rollback: list[Callable[[], None]] = []
+
+    def on_rollback(self, callback: Callable[[], None]) -> None:
+        self._on_rollback.append(callback)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            if self._depth:  # inside another change: its outermost transaction commits both
+                self._depth += 1
+                try:
+                    yield self.conn
+                finally:
+                    self._depth -= 1
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                for callback in self._on_rollback:
+                    callback()
+                raise
+            finally:
+                self._depth = 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def open_database(path: Path | Database) -> Database:
+    """`path`'s database, or the shared one given."""
+    return path if isinstance(path, Database) else Database(path)
 
 
 def upsert_records(conn: sqlite3.Connection, rows: Iterable[tuple[str, str, str]]) -> None:

@@ -8,7 +8,8 @@ anything else it sent is read.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -43,6 +44,13 @@ class CgsState:
     config: CgsConfig
     member_replay: ReplayGuard
     rooms: RoomVerifier
+
+    @contextmanager
+    def change(self) -> Iterator[None]:
+        """A member's change and its audit record, committed together or not at all (when the store and the
+        log share a database, as the stand-in's do)."""
+        with self.store.db.transaction(), self.audit.db.transaction():
+            yield
 
     def record(self, contract_id: str, who: str, action: str, **details: Any) -> None:
         """A member's governance action, on the contract's audit log."""

@@ -23,8 +23,10 @@ async def put_document(document_id: str, cgs: Cgs, caller: MemberAuth) -> Respon
         raise BadRequest("ContractId must be specified in document payload.", code="ContractIdMissing")
     if "data" not in data:
         raise BadRequest("data key must be present in document payload.", code="DataMissing")
-    document = cgs.store.put_document(document_id, data["contractId"], data["data"], data.get("version"))
-    cgs.record(data["contractId"], caller.who, "put_document", documentId=document_id, version=document["version"])
+    with cgs.change():
+        document = cgs.store.put_document(document_id, data["contractId"], data["data"], data.get("version"))
+        cgs.record(data["contractId"], caller.who, "put_document", documentId=document_id,
+                   version=document["version"])
     return Response(status_code=200)
 
 

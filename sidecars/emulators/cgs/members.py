@@ -42,11 +42,14 @@ async def add_member(cgs: Cgs, caller: MemberOrOperatorAuth) -> dict[str, Any]:
 
 @router.post("/gov/members/proposals:create", response_model=None, openapi_extra=schemas.PROPOSAL)
 async def create_proposal(cgs: Cgs, caller: MemberAuth) -> dict[str, Any]:
-    proposal = cgs.store.create_proposal(caller.who, _proposed_actions(caller.json()))
-    for action in proposal["actions"]:
-        contract_id = _contract_of(cgs, action)
-        if contract_id:
-            cgs.record(contract_id, caller.who, "propose", proposalId=proposal["proposalId"], proposal=action["name"])
+    actions = _proposed_actions(caller.json())
+    with cgs.change():
+        proposal = cgs.store.create_proposal(caller.who, actions)
+        for action in proposal["actions"]:
+            contract_id = _contract_of(cgs, action)
+            if contract_id:
+                cgs.record(contract_id, caller.who, "propose", proposalId=proposal["proposalId"],
+                           proposal=action["name"])
     return _proposal_view(proposal)
 
 
@@ -66,13 +69,15 @@ async def vote(proposal_id: str, member_id: str, cgs: Cgs, caller: MemberAuth) -
     ballot = caller.json().get("ballot")
     if ballot not in ("accept", "reject"):
         raise BadRequest("ballot: must be 'accept' or 'reject'")
-    proposal = cgs.store.vote(proposal_id, caller.who, ballot == "accept")
-    for action in proposal["actions"]:
-        contract_id = _contract_of(cgs, action)
-        if contract_id:
-            cgs.record(contract_id, caller.who, "vote", proposalId=proposal_id, ballot=ballot, state=proposal["state"])
-            if proposal["state"] == "Accepted" and action["name"] == "enable_ca":
-                ensure_ca(cgs.store, contract_id)
+    with cgs.change():
+        proposal = cgs.store.vote(proposal_id, caller.who, ballot == "accept")
+        for action in proposal["actions"]:
+            contract_id = _contract_of(cgs, action)
+            if contract_id:
+                cgs.record(contract_id, caller.who, "vote", proposalId=proposal_id, ballot=ballot,
+                           state=proposal["state"])
+                if proposal["state"] == "Accepted" and action["name"] == "enable_ca":
+                    ensure_ca(cgs.store, contract_id)
     return _proposal_view(proposal)
 
 

@@ -16,8 +16,9 @@ router = APIRouter()
 @router.put("/app/contracts/{contract_id}/secrets/{secret_name}", response_model=None,
             openapi_extra=schemas.SECRET)
 async def put_secret(contract_id: str, secret_name: str, cgs: Cgs, caller: MemberAuth) -> dict[str, Any]:
-    secret_id = cgs.store.put_secret(contract_id, caller.who, secret_name, str(caller.json().get("value") or ""))
-    cgs.record(contract_id, caller.who, "put_secret", secretId=secret_id)
+    with cgs.change():
+        secret_id = cgs.store.put_secret(contract_id, caller.who, secret_name, str(caller.json().get("value") or ""))
+        cgs.record(contract_id, caller.who, "put_secret", secretId=secret_id)
     return {"secretId": secret_id}
 
 

@@ -11,7 +11,6 @@ all members accept (and rejected as soon as one rejects); accepted actions are a
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,15 +64,19 @@ class Store:
 
     `path` is the database file (see `db`); it may be shared with the audit log."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.lock = threading.RLock()
-        self._conn = db.connect(path)
+    def __init__(self, path: Path | db.Database):
+        self.db = db.open_database(path)
+        self.path = self.db.path
+        self.lock = self.db.lock
+        self.state = self._load()
+        self.db.on_rollback(self._reload)
+
+    def _reload(self) -> None:
         self.state = self._load()
 
     def _load(self) -> State:
         state = State()
-        for kind, key, value in self._conn.execute("SELECT kind, key, value FROM records"):
+        for kind, key, value in self.db.conn.execute("SELECT kind, key, value FROM records"):
             if kind == "version_counter":
                 state.version_counter = json.loads(value)
                 continue
@@ -97,7 +100,7 @@ class Store:
                     self._persist(touched)
             except BaseException:
                 if touched:
-                    self.state = self._load()
+                    self._reload()
                 raise
 
     def _persist(self, touched: Touched) -> None:
@@ -107,11 +110,11 @@ class Store:
             for key in keys:
                 value = value[key]
             rows[(kind, json.dumps(keys))] = json.dumps(value)
-        with db.transaction(self._conn):
-            db.upsert_records(self._conn, ((kind, key, value) for (kind, key), value in rows.items()))
+        with self.db.transaction() as conn:
+            db.upsert_records(conn, ((kind, key, value) for (kind, key), value in rows.items()))
 
     def close(self) -> None:
-        self._conn.close()
+        self.db.close()
 
     def _next_version(self) -> str:
         self.state.version_counter += 1

@@ -3,6 +3,9 @@ are read (a member's signature before its body, a room's attestation before the 
 
 from __future__ import annotations
 
+import json
+import sqlite3
+
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -10,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
 from sidecars.common.memberauth import MemberIdentity
-from sidecars.emulators.cgs import ca, consent, contracts, documents, events, members, node, oidc, secrets
+from sidecars.emulators.cgs import ca, consent, contracts, db, documents, events, members, node, oidc, secrets
 from sidecars.emulators.cgs.app import build_app
 from sidecars.emulators.cgs.audit import AuditLog
 from sidecars.emulators.cgs.deps import CgsConfig
@@ -88,3 +91,41 @@ async def test_a_room_without_attestation_is_refused_first(app, method, path):
     answer = await _call(app, method, path, b'{"encrypt": "ignored", "sign": "ignored"}')
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "AttestationMissing"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("method, path, body", [
+    ("PUT", "/app/contracts/c1/secrets/s", b'{"value": "v"}'),
+    ("POST", "/app/contracts/c1/execution/disable", b""),
+    ("PUT", "/app/contracts/c2", b'{"data": {"x": 1}}'),
+])
+async def test_a_change_whose_audit_record_cannot_be_written_does_not_happen(tmp_path, monkeypatch, method, path,
+                                                                              body):
+    """A member's change and the audit record naming who made it commit together: when the record cannot be
+    written (a full disk, say), the change is refused and is neither served nor in the database."""
+    shared = db.Database(tmp_path / "cgs.db")
+    store = Store(shared)
+    store.put_contract("c1", {}, None)
+    member = MemberIdentity.create(tmp_path / "m", "m")
+    store.add_member(member.member_id, "m", member.cert_pem)
+    version = store.contract("c1")["version"]
+    proposal = store.create_proposal(member.member_id, [{"name": "set_contract",
+                                                          "args": {"contractId": "c1", "version": version}}])
+    store.vote(proposal["proposalId"], member.member_id, True)
+    assert store.is_accepted("c1")
+    before = json.dumps(store.state.__dict__, sort_keys=True)
+    issuer = OidcIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), "https://cgs/oidc")
+    app = build_app(store, AuditLog(shared), _no_evidence, issuer, member.cert, CgsConfig())
+
+    def disk_full(*_args):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(db, "insert_events", disk_full)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+                                 base_url="https://cgs") as client:
+        answer = await client.request(method, path, content=body, headers={
+            "authorization": member.authorization(method, path, body), "content-type": "application/json"})
+    assert answer.status_code >= 500
+    assert json.dumps(store.state.__dict__, sort_keys=True) == before
+    monkeypatch.undo()
+    assert json.dumps(Store(tmp_path / "cgs.db").state.__dict__, sort_keys=True) == before
