@@ -143,8 +143,12 @@ class RunningRoom:
         return ccr("room", "down", "--run-dir", str(self.run_dir), check=False)
 
     def download_sink(self, out: Path) -> bytes:
-        ccr("data", "download", "-o", str(out), "--spec", str(self.contract.spec), "--volume", SINK,
-            "--endpoints", self.contract.endpoints, "--dek-file", str(self.contract.members / "consumer-dek.json"))
+        """What the sink holds. A room whose volumes were killed signed no manifest (which is how a consumer
+        tells an unfinished run from a finished one), so this is the download that says it is unverified."""
+        result = ccr("data", "download", "-o", str(out), "--spec", str(self.contract.spec), "--volume", SINK,
+                     "--endpoints", self.contract.endpoints, "--dek-file",
+                     str(self.contract.members / "consumer-dek.json"), "--untrusted")
+        assert '"verified": false' in result.stdout, result.stdout
         return (out / "closed.bin").read_bytes()
 
 

@@ -115,7 +115,7 @@ def test_forbidden_app_is_refused_before_anything_starts_naming_the_rule(stand_i
     for process in state.get("processes", []):
         stat = Path(f"/proc/{process['pid']}/stat")
         assert not (stat.exists() and int(stat.read_text().rsplit(")", 1)[1].split()[19]) == process["start_time"])
-    assert not netns_exists(netns_name(contract))
+    assert not netns_exists(netns_name(contract, run_dir))
     assert "app running" not in result.stdout, "the app must never start"
 
 
