@@ -31,6 +31,7 @@ need all-or-nothing output should write a final marker file.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import os
@@ -698,6 +699,7 @@ class VolumeFilesystem(pyfuse3.Operations):
 
 
 KERNEL_READAHEAD_KB = 4096
+MNT_DETACH = 2  # umount2(2): detach now, release when no longer busy
 
 
 async def _widen_kernel_readahead(mountpoint: str) -> None:
@@ -747,3 +749,27 @@ async def run(fs: VolumeFilesystem, mountpoint: str, *, fsname: str, on_mounted=
             nursery.cancel_scope.cancel()
     finally:
         pyfuse3.close(unmount=True)
+        _detach_if_still_mounted(mountpoint)
+
+
+def _still_mounted(mountpoint: str) -> bool:
+    """Whether `mountpoint` is a mount point in this process's mount namespace (mountinfo's fifth field,
+    with the kernel's octal escapes for spaces and the like)."""
+    wanted = os.path.realpath(mountpoint)
+    with open("/proc/self/mountinfo") as mounts:
+        for line in mounts:
+            fields = line.split()
+            if len(fields) > 4 and fields[4].encode().decode("unicode_escape") == wanted:
+                return True
+    return False
+
+
+def _detach_if_still_mounted(mountpoint: str) -> None:
+    """A stopped volume leaves no mount behind. libfuse unmounts as the session closes, but once in the suite,
+    under load, a clean stop left the mount in place: detach it then (MNT_DETACH, as libfuse itself does)."""
+    if not _still_mounted(mountpoint):
+        return
+    log.warning("%s still mounted after the FUSE session closed: detaching it", mountpoint)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(os.fsencode(mountpoint), MNT_DETACH) != 0:
+        log.error("cannot detach %s: %s", mountpoint, os.strerror(ctypes.get_errno()))

@@ -66,6 +66,22 @@ def test_sigterm_unmounts_cleanly(bucket) -> None:
         assert str(mnt) not in mounts.read()
 
 
+def test_a_mount_left_behind_by_a_stopped_session_is_detached(tmp_path) -> None:
+    """The stop's last step: whatever libfuse left mounted is detached (a path with a space, as mountinfo
+    escapes it)."""
+    from sidecars.volumes.fs import _detach_if_still_mounted, _still_mounted
+
+    target = tmp_path / "left behind"
+    target.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "ccr-test", str(target)], check=True)
+    try:
+        assert _still_mounted(str(target))
+        _detach_if_still_mounted(str(target))
+        assert not _still_mounted(str(target))
+    finally:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
 def test_sse_volume_mounts_the_stored_bytes(make_bucket) -> None:
     from sidecars.spec import EncryptionMode
 
