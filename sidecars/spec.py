@@ -35,7 +35,7 @@ import ipaddress
 import json
 import re
 import socket
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
@@ -762,6 +762,28 @@ def load_spec(path: str | Path, *, variables: Mapping[str, str] | None = None) -
     except UntrustedInputError as exc:
         raise SpecError([f"the spec {exc}"], str(path)) from None
     return parse_spec(data, source=str(path), variables=variables, base_dir=path.parent)
+
+
+def read_spec_document(path: Path) -> tuple[str, Any]:
+    """A spec file's text and its YAML tree (bounded as `load_spec` reads it, variables not substituted), for
+    commands that edit one line of it."""
+    try:
+        text = read_bounded(path)
+        return text, load_yaml(text)
+    except OSError as exc:
+        raise SpecError([f"cannot read: {exc.strerror}"], str(path)) from exc
+    except UntrustedInputError as exc:
+        raise SpecError([f"the spec {exc}"], str(path)) from None
+
+
+def rewrite_spec_line(path: Path, text: str, line: re.Pattern[str], replace: Callable[[re.Match[str]], str],
+                      what: str) -> None:
+    """Write `text` back to the spec file with the one line `line` matches replaced, comments and layout kept
+    (pinning an image or a manifest); a spec where the line is not exactly once is left alone."""
+    new_text, count = line.subn(replace, text)
+    if count != 1:
+        raise SpecError([f"expected one line {what}, found {count}"], str(path))
+    path.write_text(new_text)
 
 
 def spec_directory(path: str | Path) -> Path:

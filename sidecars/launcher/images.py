@@ -20,10 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from ..common.errors import ConfigError, ProcessError
 from ..common.logs import get_logger
+from ..spec import read_spec_document, rewrite_spec_line
 from .podman import Podman
 
 log = get_logger(__name__)
@@ -201,16 +200,14 @@ def build_app_image(context: Path, podman: Podman | None = None, progress=stderr
 
 def pin_image(spec_path: Path, pinned_ref: str) -> bool:
     """Point the spec's `application.image` at `pinned_ref`, editing only that line. False if unchanged."""
-    text = spec_path.read_text()
+    text, document = read_spec_document(spec_path)
     try:
-        current = yaml.safe_load(text)["application"]["image"]
-    except (yaml.YAMLError, KeyError, TypeError):
+        current = document["application"]["image"]
+    except (KeyError, TypeError):
         raise ConfigError(f"{spec_path}: no application.image to pin") from None
     if current == pinned_ref:
         return False
     line = re.compile(rf"^(\s*image:\s*)([\"']?){re.escape(current)}\2(\s*(#.*)?)$", re.MULTILINE)
-    new_text, count = line.subn(lambda m: f"{m.group(1)}{pinned_ref}{m.group(3)}", text)
-    if count != 1:
-        raise ConfigError(f"{spec_path}: expected one 'image: {current}' line, found {count}")
-    spec_path.write_text(new_text)
+    rewrite_spec_line(spec_path, text, line, lambda m: f"{m.group(1)}{pinned_ref}{m.group(3)}",
+                      f"'image: {current}'")
     return True

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import yaml
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import ContainerClient
@@ -28,7 +27,7 @@ from ..common.azure_clients import key_client
 from ..common.deks import Kek, load_dek_file, save_dek_file, unwrap_dek, wrap_dek
 from ..common.errors import CcrError, ConfigError, Conflict, RemoteServiceError
 from ..common.keyflow import read_wrapped
-from ..spec import EncryptionMode
+from ..spec import EncryptionMode, read_spec_document, rewrite_spec_line
 from .manifest import MANIFEST_BLOB, RESERVED_PREFIX, Entry, Manifest, ManifestRefused, is_reserved
 from .store import Volume
 
@@ -142,24 +141,23 @@ def publish_manifest(volume: Volume, entries: dict[str, Entry]) -> Manifest:
 def pin_manifest(spec_path: Path, volume_name: str, sha256: str) -> bool:
     """Set `manifest_sha256` of datasource `volume_name` in the spec file, editing or adding that one line
     (comments and layout kept). False if it already had this value."""
-    text = spec_path.read_text()
+    text, document = read_spec_document(spec_path)
     try:
-        sources = yaml.safe_load(text).get("datasources") or []
+        sources = document.get("datasources") or []
         source = next(s for s in sources if isinstance(s, dict) and s.get("name") == volume_name)
-    except (yaml.YAMLError, AttributeError, StopIteration):
+    except (AttributeError, StopIteration):
         raise ConfigError(f"{spec_path}: no datasource {volume_name!r} to pin a manifest to") from None
     current = source.get("manifest_sha256")
     if current == sha256:
         return False
     if current:
         line = re.compile(rf"^(\s*manifest_sha256:\s*)([\"']?){re.escape(str(current))}\2(\s*(#.*)?)$", re.MULTILINE)
-        new_text, count = line.subn(lambda m: f"{m.group(1)}{sha256}{m.group(3)}", text)
+        rewrite_spec_line(spec_path, text, line, lambda m: f"{m.group(1)}{sha256}{m.group(3)}",
+                          f"to pin datasource {volume_name!r}'s manifest")
     else:
         line = re.compile(rf"^(\s*)- name:\s*([\"']?){re.escape(volume_name)}\2\s*(#.*)?$", re.MULTILINE)
-        new_text, count = line.subn(lambda m: f"{m.group(0)}\n{m.group(1)}  manifest_sha256: {sha256}", text)
-    if count != 1:
-        raise ConfigError(f"{spec_path}: expected one line to pin datasource {volume_name!r}'s manifest, found {count}")
-    spec_path.write_text(new_text)
+        rewrite_spec_line(spec_path, text, line, lambda m: f"{m.group(0)}\n{m.group(1)}  manifest_sha256: {sha256}",
+                          f"to pin datasource {volume_name!r}'s manifest")
     return True
 
 
