@@ -46,6 +46,28 @@ def _san(names: tuple[str, ...] | list[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(entries)
 
 
+def self_signed_ca(key: ec.EllipticCurvePrivateKey, common_name: str, *, days: int,
+                   digest: hashes.HashAlgorithm) -> x509.Certificate:
+    """A CA certificate for `key` that may sign leaf certificates only (path length 0), valid from five
+    minutes ago (clock skew) for `days`."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_now() - dt.timedelta(minutes=5))
+        .not_valid_after(_now() + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, digest)
+    )
+
+
 @dataclass(frozen=True)
 class LocalCA:
     """A CA whose certificate is `cert_file`; `issue_server_cert` signs listener certificates."""
@@ -68,22 +90,7 @@ class LocalCA:
             return ca
         ca.directory.mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(_now() - dt.timedelta(minutes=5))
-            .not_valid_after(_now() + dt.timedelta(days=365))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256())
-        )
+        cert = self_signed_ca(key, name, days=365, digest=hashes.SHA256())
         _write_private(ca.key_file, _key_pem(key))
         ca.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return ca

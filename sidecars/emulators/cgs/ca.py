@@ -15,6 +15,7 @@ from cryptography.x509.oid import NameOID
 from fastapi import APIRouter
 
 from ...common.errors import BadRequest, NotFound
+from ...common.tls import self_signed_ca
 from . import schemas
 from .deps import Cgs, MemberAuth, SignedReleaseRoomAuth
 from .store import Store
@@ -65,18 +66,7 @@ def ensure_ca(store: Store, contract_id: str) -> None:
     if store.state.ca.get(contract_id, {}).get("key"):
         return
     key = ec.generate_private_key(ec.SECP384R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Azure Clean Room CA")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=100))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA384()))
+    cert = self_signed_ca(key, "Azure Clean Room CA", days=100, digest=hashes.SHA384())
     store.set_ca(contract_id,
                  key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                    serialization.NoEncryption()).decode(),
