@@ -48,12 +48,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..common.errors import CcrError
 from ..common.roomcerts import datasink_signer_name
+from ..common.untrusted import DocumentLimits, UntrustedInputError, decode_utf8, load_json
 
 FORMAT = "ccr-manifest/v1"
 #: The reserved folder of a container: never an object of the dataset, never shown by a mount.
 RESERVED_PREFIX = ".ccr/"
 MANIFEST_BLOB = ".ccr/manifest.json"
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+#: what storage hands back is parsed within these bounds: an envelope, a manifest, its list of objects, an
+#: entry (depth 4), each entry at least ~100 bytes of 9 nodes
+MANIFEST_LIMITS = DocumentLimits(max_bytes=MAX_MANIFEST_BYTES, max_depth=8, max_nodes=MAX_MANIFEST_BYTES // 8)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEADER_HEX = re.compile(r"^[0-9a-f]{80}$")
 Kind = Literal["dataset", "sink"]
@@ -128,13 +132,15 @@ def _refuse(where: str, problem: str) -> ManifestRefused:
 
 def parse(raw: bytes, where: str) -> Manifest:
     """A manifest from its stored bytes; ManifestRefused (one line) unless every field is exactly as written."""
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise _refuse(where, f"manifest of {len(raw)} bytes is over the {MAX_MANIFEST_BYTES} limit")
+    return from_json(_stored_json(raw, where, "manifest"), where)
+
+
+def _stored_json(raw: bytes, where: str, what: str) -> Any:
+    """JSON that storage handed back (so hostile: any size, any depth), bounded by MANIFEST_LIMITS."""
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise _refuse(where, "manifest is not JSON") from None
-    return from_json(data, where)
+        return load_json(decode_utf8(raw, MANIFEST_LIMITS), MANIFEST_LIMITS)
+    except UntrustedInputError as exc:
+        raise _refuse(where, f"malformed {what}: it {exc}") from None
 
 
 def from_json(data: Any, where: str) -> Manifest:
@@ -242,10 +248,8 @@ def signed_sink(raw: bytes | None, ca_pem: bytes, *, contract: str | None, accou
     if raw is None:
         raise _refuse(where, f"no signed manifest ({MANIFEST_BLOB} is missing): the run did not finish, or "
                              "its manifest was deleted")
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise _refuse(where, "signed manifest is over the size limit")
+    envelope = _stored_json(raw, where, "signed manifest")
     try:
-        envelope = json.loads(raw)
         body, signature_b64, cert_pem = envelope["manifest"], envelope["signature"], envelope["certificate"]
         signature = base64.b64decode(signature_b64, validate=True)
         cert = x509.load_pem_x509_certificate(cert_pem.encode())

@@ -97,7 +97,13 @@ class Volume:
             size = blob.get_blob_properties(cpk=self.cpk).size
             if size > limit:
                 raise RemoteServiceError("blob storage", f"{name} is {size} bytes, over the {limit} expected")
-            return blob.download_blob(cpk=self.cpk, max_concurrency=1).readall()
+            # The blob can change after its properties were read: the limit holds for what actually comes.
+            data = bytearray()
+            for chunk in blob.download_blob(cpk=self.cpk, max_concurrency=1).chunks():
+                data += chunk
+                if len(data) > limit:
+                    raise RemoteServiceError("blob storage", f"{name} grew past the {limit} bytes expected")
+            return bytes(data)
         except ResourceNotFoundError:
             return None
         except AzureError as exc:

@@ -192,6 +192,20 @@ def test_a_truncated_or_missing_sink_manifest_is_refused(ca, room_signer) -> Non
         check_sink(None, ca[1])
 
 
+@pytest.mark.parametrize("raw", [
+    b"[" * 100_000 + b"]" * 100_000,                                    # deeper than the parser's stack
+    b'{"manifest": ' * 50 + b"{}" + b"}" * 50,                          # deep, and not a manifest
+    b"\xff\xfe not utf-8",
+], ids=["nested-100k", "nested-50", "not-utf8"])
+def test_hostile_bytes_from_storage_are_refused_in_one_line_not_a_traceback(ca, raw) -> None:
+    """Storage is hostile: whatever it hands back as a sink's signed manifest or a dataset's manifest is
+    refused as a manifest, never a RecursionError out of `ccr data download` or the mount."""
+    for check in (lambda: check_sink(raw, ca[1]), lambda: mf.parse(raw, "w")):
+        with pytest.raises(mf.ManifestRefused) as info:
+            check()
+        assert "\n" not in str(info.value)
+
+
 def test_a_bit_flipped_signature_is_refused(ca, room_signer) -> None:
     envelope = json.loads(room_signer.sign(sink()))
     signature = bytearray(base64.b64decode(envelope["signature"]))
