@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..cliargs import add_listen_options, run_standalone
-from ..common.errors import ConfigError
 from ..common.http import serve
 from ..common.logs import configure_logging
+from ..common.room import read_sidecar_token
 from .cgs_client import CgsRoomClient
 from .service import GovernanceConfig, build_app
 from .sidecar import GOVERNANCE, GovernanceSidecarConfig
@@ -52,10 +52,7 @@ def config_from_args(args: argparse.Namespace) -> GovernanceSidecarConfig:
 def run(config: GovernanceSidecarConfig) -> int:
     configure_logging()
 
-    try:
-        token = config.sidecar_token_file.read_text().strip() if config.sidecar_token_file else None
-    except OSError as exc:
-        raise ConfigError(f"sidecar token file {config.sidecar_token_file}: {exc.strerror}") from None
+    token = read_sidecar_token(config.sidecar_token_file)
     cgs = CgsRoomClient(config.cgs_endpoint, config.contract_id, skr_url=config.skr_url,
                         ca_bundle=config.cgs_ca_bundle, api_path_prefix=config.api_path_prefix)
     service = GovernanceConfig(contract_id=config.contract_id, consent_poll_interval_s=config.consent_poll_interval_s,

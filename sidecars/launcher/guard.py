@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..common.errors import CcrError
 from ..common.governance_client import GovernanceClient
+from ..common.room import read_sidecar_token
 from .podman import Podman
 
 #: what the launcher writes before it closes the pipe when the app's end was its own doing
@@ -41,8 +42,8 @@ def guard(container: str, app: str, governance_url: str | None, token_file: Path
         print(f"guard: cannot remove {container}: {exc}", file=sys.stderr, flush=True)
         return 1
     if governance_url:
-        token = token_file.read_text().strip() if token_file else None
         try:
+            token = read_sidecar_token(token_file)
             with GovernanceClient(governance_url, scope="launcher", token=token, timeout=10) as gov:
                 gov.audit({"step": "launcher-lost", "app": app, "container": container, "app_stopped": True})
         except CcrError as exc:

@@ -41,6 +41,7 @@ from ..common.governance_client import GovernanceClient
 from ..common.http import azure_error_body, create_app
 from ..common.logs import get_logger
 from ..common.otel import setup_telemetry, step_span
+from ..common.room import read_sidecar_token
 from ..common.sidecar import FailurePolicy
 from .guard import RELEASE
 from .podman import Podman
@@ -84,7 +85,7 @@ class Launcher:
         self.group_app = app_container(config.spec, config.app_env)
         self.launch = build_launch(config.spec, self.group_app, mount_root=config.mount_root,
                                    netns=config.netns, container_name=config.container_name)
-        token = config.sidecar_token_file.read_text().strip() if config.sidecar_token_file else None
+        token = read_sidecar_token(config.sidecar_token_file)
         self.gov = GovernanceClient(config.governance_url, scope="launcher", token=token)
         self.tracer = setup_telemetry("ccr-launcher").tracer
         self._http = httpx.AsyncClient(timeout=10)

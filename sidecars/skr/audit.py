@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..attestation import SnpReport
-from ..common.errors import ConfigError
 from ..common.governance_client import AuditNotAcknowledged, GovernanceClient
+from ..common.room import read_sidecar_token
 
 log = logging.getLogger("ccr.skr")
 
@@ -37,12 +37,7 @@ class ReleaseAudit:
     AuditNotAcknowledged (a 503 to skr's caller)."""
 
     def __init__(self, governance_url: str, token_file: Path | None = None):
-        token = None
-        if token_file is not None:
-            try:
-                token = token_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"sidecar token file {token_file}: {exc.strerror}") from None
+        token = read_sidecar_token(token_file)
         # Containers of a group start in no order: governance may still be starting at the first release.
         self._client = GovernanceClient(governance_url, scope=SCOPE, token=token, start_wait_s=30.0)
 
