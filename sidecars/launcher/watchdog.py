@@ -57,7 +57,6 @@ class Watchdog:
         """Until cancelled; each round asks every sidecar at once, so a frozen one delays no other."""
         loop = asyncio.get_running_loop()
         last_seen = {name: loop.time() for name in self.status_urls}
-        errors: dict[str, str] = {}
         # Its own client: a sidecar that hangs must not hold a connection the launcher's other calls share.
         async with httpx.AsyncClient(timeout=self.lost_after_s) as http:
             while True:
@@ -68,7 +67,6 @@ class Watchdog:
                     if error is None:
                         last_seen[name] = now
                         continue
-                    errors[name] = error
                     if now - last_seen[name] >= self.lost_after_s:
                         loss = SidecarLoss(name, self.policies[name], error, time.time())
                         self.lost[name] = loss

@@ -266,7 +266,7 @@ def _checked_manifest(args: argparse.Namespace, target: Target, volume: Volume,
 def _ca_pem(path: Path) -> bytes:
     """The contract CA certificate from a PEM file (what `ccr governance ca show` prints is accepted as is)."""
     try:
-        text = path.read_text()
+        text = path.read_text(errors="replace")  # a DER file, say: "no PEM certificate in it"
     except OSError as exc:
         raise ConfigError(f"--contract-ca {path}: {exc.strerror}") from None
     start = text.find("-----BEGIN CERTIFICATE-----")
