@@ -328,13 +328,13 @@ def deployment_show(args: argparse.Namespace) -> int:
         template = deployment.read_template(args.verify)
         accepted = deployment.verify_deployment(endpoint, args.contract, template, ca_bundle=ca_bundle)
         print(f"{args.verify} is the deployment the members of {args.contract} accepted "
-              f"(sha256 {accepted.sha256}, proposal {accepted.proposal_id})")
+              f"(sha256 {accepted.sha256}, proposal {accepted.proposal_id or 'not named by CGS'})")
         return 0
     accepted = deployment.accepted_deployment(endpoint, args.contract, ca_bundle=ca_bundle)
     if args.json:
         print(json.dumps(accepted.template, indent=2))
         return 0
-    print(f"contract {args.contract}: deployment accepted by proposal {accepted.proposal_id}")
+    print(f"contract {args.contract}: deployment accepted by proposal {accepted.proposal_id or '(not named by CGS)'}")
     print(f"  template sha256 {accepted.sha256}")
     print(f"  HOST_DATA {deployment.cce_policy_host_data(accepted.template)}")
     print(f"  open deployment proposals: {', '.join(accepted.open_proposal_ids) or 'none'}")
