@@ -26,13 +26,25 @@ import httpx
 from ..common.deploymentspec import MAX_TEMPLATE_BYTES, template_sha256
 from ..common.errors import CcrError, ConfigError, RemoteServiceError
 from ..common.transports import http_transport
-from ..common.untrusted import DocumentLimits, UntrustedInputError, load_json, read_bounded
+from ..common.untrusted import DocumentLimits, UntrustedInputError, decode_utf8, load_json, read_bounded
 
 __all__ = ["AcceptedDeployment", "DeploymentNotAccepted", "accepted_deployment", "cce_policy_host_data",
            "read_template", "template_sha256", "verify_deployment"]
 
 #: An ARM template is a deep-ish JSON document whose ccePolicy string is most of its bytes.
 TEMPLATE_LIMITS = DocumentLimits(max_bytes=MAX_TEMPLATE_BYTES, max_chars=MAX_TEMPLATE_BYTES)
+#: CGS's answer wraps the template with the ids of open proposals.
+ANSWER_LIMITS = DocumentLimits(max_bytes=2 * MAX_TEMPLATE_BYTES, max_chars=2 * MAX_TEMPLATE_BYTES)
+
+
+def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    """The body, refused once it passes `max_bytes` (a hostile or wrong endpoint may send without end)."""
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > max_bytes:
+            raise RemoteServiceError("CGS", f"its deploymentspec answer is over {max_bytes} bytes")
+    return bytes(body)
 
 
 class DeploymentNotAccepted(CcrError):
@@ -85,16 +97,18 @@ def accepted_deployment(cgs_url: str, contract_id: str, *, ca_bundle: str | None
     """What CGS says the contract's members accepted; raises DeploymentNotAccepted when nothing is."""
     target = f"{cgs_url.rstrip('/')}/app/contracts/{quote(contract_id, safe='')}/deploymentspec"
     try:
-        with httpx.Client(transport=http_transport(ca_bundle), timeout=timeout) as client:
-            response = client.get(target)
+        with httpx.Client(transport=http_transport(ca_bundle), timeout=timeout) as client, \
+                client.stream("GET", target) as response:
+            if response.status_code == 404:
+                raise DeploymentNotAccepted(f"contract {contract_id!r} does not exist at {cgs_url}")
+            if response.status_code != 200:
+                raise RemoteServiceError("CGS", f"GET deploymentspec of {contract_id!r} answered "
+                                                f"{response.status_code}")
+            body = _read_capped(response, ANSWER_LIMITS.max_bytes)
     except httpx.HTTPError as exc:
         raise RemoteServiceError("CGS", f"{cgs_url} unreachable: {exc}") from None
-    if response.status_code == 404:
-        raise DeploymentNotAccepted(f"contract {contract_id!r} does not exist at {cgs_url}")
-    if response.status_code != 200:
-        raise RemoteServiceError("CGS", f"GET deploymentspec of {contract_id!r} answered {response.status_code}")
     try:
-        answer = load_json(response.text, TEMPLATE_LIMITS)
+        answer = load_json(decode_utf8(body, ANSWER_LIMITS), ANSWER_LIMITS)
     except UntrustedInputError as exc:
         raise RemoteServiceError("CGS", f"its deploymentspec answer {exc}") from None
     data, open_ids = (answer.get("data"), answer.get("proposalIds", [])) if isinstance(answer, dict) else (None, None)
