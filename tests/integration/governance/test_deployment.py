@@ -37,6 +37,7 @@ def deployment(tmp_path, server_tls, platform_dir, local_ca):
     """A private CGS (its membership differs from the session's) with publisher, consumer and an outsider
     registered, the example's contract accepted by all three, and the example's rendered template."""
     cgs = start_cgs(tmp_path / "cgs", server_tls, platform_dir)
+    members = None
     try:
         members = register_consortium(cgs, local_ca, tmp_path / "members", names=("publisher", "consumer", "outsider"))
         spec = load_spec(EXAMPLE_SPEC, variables=_variables(cgs.url))
@@ -44,7 +45,14 @@ def deployment(tmp_path, server_tls, platform_dir, local_ca):
         template = json.loads(json.dumps(arm_template(rendering.group, rendering.policy)))
         yield cgs, members, template, local_ca, tmp_path
     finally:
+        _close(members)
         cgs.proc.stop()
+
+
+def _close(members) -> None:
+    """Member clients keep connections open, which a stopping stand-in waits for."""
+    for client in (members.clients.values() if members else ()):
+        client.close()
 
 
 def _accept_contract(members, spec_data: dict) -> None:
@@ -97,6 +105,7 @@ def test_the_contract_members_accept_a_template_and_anyone_verifies_it(deploymen
     assert audited == [{"action": "deployment_spec_accepted", "member": "consumer",
                         "proposalId": proposal["proposalId"], "templateSha256": template_sha256(template)}]
 
+    _close(members)
     cgs.restart()  # durable: the accepted template survives the stand-in's restart
     assert verify_deployment(cgs.url, CONTRACT, template, ca_bundle=ca).proposal_id == proposal["proposalId"]
 
