@@ -22,7 +22,8 @@ SETUP = """\
 For a local room: every member of the spec's contract gets an identity (created in MEMBERS_DIR if
 missing) registered with CGS; the contract (the spec itself) and its clean-room policy (HOST_DATA of
 the spec's CCE policy, not debuggable) are proposed and accepted by all; the spec's identities are
-federated with the contract. Re-running it changes nothing that is already in place."""
+federated with the contract; with --deployment TEMPLATE the template becomes the contract's accepted
+deployment. Re-running it changes nothing that is already in place."""
 
 # What the positional a command acts on is (a contract, a proposal, ...).
 TARGETS = {"contract": "the contract's id", "proposal": "the proposal's id", "document": "the document's id",
@@ -118,6 +119,8 @@ def _governance(gov: Subcommands) -> None:
     setup.add_argument("--members-dir", required=True, metavar="DIR", help="where member identities are kept")
     add_var_option(setup)
     setup.add_argument("--layers", metavar="FILE", help="layer lock for HOST_DATA (default: local podman images)")
+    setup.add_argument("--deployment", metavar="TEMPLATE", help="also accept this ARM template as the contract's "
+                       "deployment (and its HOST_DATA in the clean room policy), e.g. for `ccr aci run`")
 
     federate = add_command(gov, "federate", f"{_COMMANDS}:federate", "let a managed identity (client id) accept "
                            "the room's CGS-issued assertions (local Entra stand-in)", FEDERATE)

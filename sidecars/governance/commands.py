@@ -222,6 +222,7 @@ def setup(args: argparse.Namespace) -> int:
     if "cgs_operator_dir" not in endpoints:
         raise ConfigError("--endpoints must come from `ccr emulators start` (cgs_operator_dir missing)")
     spec = load_spec_from_args(args)
+    template = deployment.read_template(args.deployment) if args.deployment else None
     contract_id, names = spec.contract.id, spec.contract.members or ["owner"]
     members_dir = Path(args.members_dir)
     identities = [MemberIdentity.load(members_dir / n) if (members_dir / n / "member.key").exists()
@@ -261,6 +262,8 @@ def setup(args: argparse.Namespace) -> int:
         if spec.datasinks and not lead.ca_info(contract_id).get("enabled"):
             # A datasink's manifest is signed with a key the contract CA endorses for the attested room.
             accept(lead.propose_enable_ca(contract_id))
+        if template is not None:
+            _accept_deployment(lead, accept, contract_id, template, args.deployment)
         for client_id in spec.federated_identities():  # the volumes' and the telemetry/log sinks' identities
             _add_federated_credential(endpoints, None, client_id, contract_id)
         status = lead.check_status(contract_id, "execution")
@@ -269,6 +272,20 @@ def setup(args: argparse.Namespace) -> int:
         for client in clients:
             client.close()
     return 0
+
+
+def _accept_deployment(lead: CgsMemberClient, accept, contract_id: str, template: dict[str, Any],
+                       source: str) -> None:
+    """The template as the contract's accepted deployment, and its HOST_DATA in the clean room policy (each
+    proposed only if not already so)."""
+    host_data = deployment.cce_policy_host_data(template)
+    if host_data not in lead.policy(contract_id).get("x-ms-sevsnpvm-hostdata", []):
+        accept(lead.propose_policy(contract_id, {"x-ms-sevsnpvm-hostdata": [host_data],
+                                                 "x-ms-sevsnpvm-is-debuggable": False}))
+    current = lead.deployment_spec(contract_id).get("data") or {}
+    if not current or template_sha256(current) != template_sha256(template):
+        accept(lead.propose_deployment_spec(contract_id, template))
+    print(f"  deployment: {source} (sha256 {template_sha256(template)}, HOST_DATA {host_data})")
 
 
 def events_list(args: argparse.Namespace) -> int:

@@ -183,3 +183,31 @@ def test_propose_show_and_verify_from_the_command_line(deployment, capsys):
     (tmp_path / "junk.json").write_text("[1, 2")
     code, _, err = run("show", CONTRACT, "--verify", str(tmp_path / "junk.json"), member=None)
     assert code == 1 and len(err.strip().splitlines()) == 1 and "is not JSON" in err
+
+
+def test_setup_accepts_a_deployment_once(tmp_path, server_tls, platform_dir, local_ca, capsys):
+    """`ccr governance setup SPEC --deployment TEMPLATE`: a local room's members accept its template (what
+    `ccr aci run` then checks); re-running it proposes nothing."""
+    cgs = start_cgs(tmp_path / "cgs", server_tls, platform_dir)
+    try:
+        spec = load_spec(EXAMPLE_SPEC, variables=_variables(cgs.url))
+        (tmp_path / "layers.json").write_text(layer_lock(render_group(spec)).dump())
+        rendering = render(spec, layer_lock(render_group(spec)))
+        (tmp_path / "t.json").write_text(json.dumps(arm_template(rendering.group, rendering.policy)))
+        endpoints = tmp_path / "endpoints.json"
+        endpoints.write_text(json.dumps({**_variables(cgs.url), "ca_bundle": str(local_ca.cert_file),
+                                         "cgs_operator_dir": str(cgs.state_dir / "operator"),
+                                         "entra_credentials_file": str(tmp_path / "federated.json")}))
+        setup = ["governance", "setup", str(EXAMPLE_SPEC), "--endpoints", str(endpoints), "--members-dir",
+                 str(tmp_path / "members"), "--layers", str(tmp_path / "layers.json"),
+                 "--deployment", str(tmp_path / "t.json")]
+        assert ccr(setup) == 0
+        out = capsys.readouterr().out
+        assert "set_deployment_spec: Accepted" in out
+        accepted = verify_deployment(cgs.url, CONTRACT, json.loads((tmp_path / "t.json").read_text()),
+                                     ca_bundle=str(local_ca.cert_file))
+        assert f"deployment: {tmp_path / 't.json'} (sha256 {accepted.sha256}, HOST_DATA {rendering.host_data})" in out
+        assert ccr(setup) == 0
+        assert "Accepted" not in capsys.readouterr().out
+    finally:
+        cgs.proc.stop()
