@@ -264,7 +264,8 @@ class Store:
         registered member has stays in the set as itself, so it can never be counted as voted. A contract
         that names no members is every member's."""
         data = self.contract(contract_id).get("data")
-        named = data.get("contract", {}).get("members") if isinstance(data, dict) else None
+        contract = data.get("contract") if isinstance(data, dict) else None
+        named = contract.get("members") if isinstance(contract, dict) else None
         if not isinstance(named, list) or not named or not all(isinstance(n, str) for n in named):
             return set(self.state.members)
         by_name = {m["name"]: mid for mid, m in self.state.members.items()}
