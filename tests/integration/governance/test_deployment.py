@@ -180,6 +180,14 @@ def test_propose_show_and_verify_from_the_command_line(deployment, capsys):
     assert run("show", CONTRACT, "--verify", str(tmp_path / "t.json"), member=None)[0] == 0
     code, out, err = run("show", CONTRACT, "--verify", str(tmp_path / "altered.json"), member=None)
     assert code == 1 and len(err.strip().splitlines()) == 1 and "is not the deployment the members" in err
+    # from the spec: rendered as `ccr spec render arm` renders it, so the same template (and hash)
+    (tmp_path / "layers.json").write_text(layer_lock(render_group(spec)).dump())
+    variables = [a for k, v in _variables(cgs.url).items() for a in ("--var", f"{k}={v}")]
+    code, out, err = run("propose", str(EXAMPLE_SPEC), "--layers", str(tmp_path / "layers.json"), *variables,
+                         "--no-policy", "--no-vote")
+    assert code == 0, err
+    assert f"{EXAMPLE_SPEC} (rendered): template sha256 {template_sha256(template)}" in out
+    assert re.search(r"proposal \w+ \(set_deployment_spec\): Open, 0 vote", out)
     (tmp_path / "junk.json").write_text("[1, 2")
     code, _, err = run("show", CONTRACT, "--verify", str(tmp_path / "junk.json"), member=None)
     assert code == 1 and len(err.strip().splitlines()) == 1 and "is not JSON" in err
