@@ -90,8 +90,8 @@ def plan_container(group: GroupDefinition, container: ContainerDefinition, image
     mounts = [{"destination": m.path, "source": f"{SANDBOX_DIR}/tmp/atlas/emptydir/{m.volume}", "type": "bind",
                "options": ["rbind", mount_propagation[m.path], "ro" if m.read_only else "rw"]}
               for m in container.mounts]
-    mounts.append({"destination": "/etc/resolv.conf", "source": f"{SANDBOX_DIR}/tmp/atlas/resolvconf/{container_id[:8]}",
-                   "type": "bind", "options": ["rbind", "rshared", "rw"]})
+    mounts.append({"destination": "/etc/resolv.conf", "type": "bind", "options": ["rbind", "rshared", "rw"],
+                   "source": f"{SANDBOX_DIR}/tmp/atlas/resolvconf/{container_id[:8]}"})
     create: dict[str, Any] = {
         "containerID": container_id,
         "argList": list(container.command),

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from azure.mgmt.containerinstance import models as container_models
-from azure.mgmt.containerinstance.models import ContainerGroup
 from azure.mgmt.containerinstance._serialization import DeserializationError
+from azure.mgmt.containerinstance.models import ContainerGroup
 
 from ..common.errors import ConfigError
 from ..common.untrusted import DocumentLimits, UntrustedInputError, check_tree, load_json, read_bounded
