@@ -41,6 +41,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from cryptography import x509
 from pydantic import (
     AnyHttpUrl,
     BaseModel,
@@ -510,6 +511,47 @@ class Governance(_Model):
     consent_poll_interval_s: PositiveFloat = 5.0
 
 
+#: A spec's extra CA certificates: the private CAs of a few parties, not a copy of a system store.
+MAX_CA_CERTIFICATES_BYTES = 64 * 1024
+MAX_CA_CERTIFICATES = 16
+DEFAULT_ENTRA_ENDPOINT = "https://login.microsoftonline.com"
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]{1,40})-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+
+
+class TlsTrust(_Model):
+    """Who the room trusts for TLS to the services outside it, beyond the system's CA store. Carried in the
+    spec, so HOST_DATA measures it: an operator cannot slip a CA of their own into a running room."""
+
+    ca_certificates: str = Field("", description="PEM CERTIFICATE blocks of the private CAs some party uses "
+                                                 f"(at most {MAX_CA_CERTIFICATES}, {MAX_CA_CERTIFICATES_BYTES} bytes)")
+
+    @field_validator("ca_certificates")
+    @classmethod
+    def _pem_certificates(cls, value: str) -> str:
+        if not value.strip():
+            return ""
+        if len(value.encode()) > MAX_CA_CERTIFICATES_BYTES:
+            raise ValueError(f"{len(value.encode())} bytes, over the {MAX_CA_CERTIFICATES_BYTES} allowed")
+        blocks = list(_PEM_BLOCK.finditer(value))
+        if _PEM_BLOCK.sub("", value).strip():
+            raise ValueError("only PEM CERTIFICATE blocks (-----BEGIN CERTIFICATE-----) may be here")
+        if len(blocks) > MAX_CA_CERTIFICATES:
+            raise ValueError(f"{len(blocks)} certificates, over the {MAX_CA_CERTIFICATES} allowed")
+        for number, block in enumerate(blocks, 1):
+            if block.group(1) != "CERTIFICATE":
+                raise ValueError(f"block {number} is a {block.group(1)!r}, not a CERTIFICATE (a private key or "
+                                 "anything else has no place in a spec)")
+            try:
+                x509.load_pem_x509_certificate(block.group(0).encode())
+            except ValueError:
+                raise ValueError(f"certificate {number} does not parse as an X.509 certificate") from None
+        return value
+
+    def certificates_pem(self) -> str:
+        """The certificates, one PEM block after the other ("" for none)."""
+        return "".join(f"{m.group(0).strip()}\n" for m in _PEM_BLOCK.finditer(self.ca_certificates))
+
+
 class Contract(_Model):
     id: Name
     members: list[str] = Field(default_factory=list)
@@ -521,6 +563,9 @@ class CleanRoomSpec(_Model):
     name: Name
     contract: Contract
     maa_endpoint: HttpsUrl = Field(description="the attestation service the room uses")
+    entra_endpoint: HttpsUrl = Field(DEFAULT_ENTRA_ENDPOINT, validate_default=True,
+                                     description="the Entra ID authority the room's identities federate with")
+    trust: TlsTrust = Field(default_factory=TlsTrust)
     datasources: list[Datasource] = Field(default_factory=list)
     datasinks: list[Datasink] = Field(default_factory=list)
     application: Application

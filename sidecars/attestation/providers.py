@@ -123,6 +123,8 @@ class RealSnpProvider:
     device: str = SEV_GUEST_DEVICE
     security_context_dir: str | None = field(default_factory=lambda: os.environ.get(SECURITY_CONTEXT_ENV))
     vmpl: int = 0
+    #: the platform kind the room reports (skr's /status, audit events)
+    platform_kind: str = field(default="sev-snp", init=False)
 
     @staticmethod
     def available(device: str = SEV_GUEST_DEVICE) -> bool:
@@ -163,6 +165,8 @@ class MockSnpProvider:
     vmpl: int = 0
     guest_svn: int = 2
     endorse_uvm: bool = True
+    #: the platform kind the room reports: never that of hardware
+    platform_kind: str = field(default="mock", init=False)
     _endorsement: bytes = field(default=b"", init=False, repr=False)
 
     def __post_init__(self) -> None:

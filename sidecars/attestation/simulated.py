@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..common.errors import AttestationError
 from .evidence import Evidence
-from .providers import SECURITY_CONTEXT_ENV, REPORT_DATA_SIZE, MockSnpProvider, RealSnpProvider
+from .providers import REPORT_DATA_SIZE, SECURITY_CONTEXT_ENV, MockSnpProvider, RealSnpProvider
 from .report import REPORT_SIZE
 
 log = logging.getLogger("ccr.attestation.simulated")
@@ -78,6 +78,7 @@ class SimulatedSnpProvider(RealSnpProvider):
 
     socket_path: Path | None = None
     platform: str = field(default="simulated", init=False)
+    platform_kind: str = field(default="simulated", init=False)
 
     def get_evidence(self, report_data: bytes) -> Evidence:
         path = self.socket_path or simulated_socket(self.security_context_dir)

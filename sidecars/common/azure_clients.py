@@ -13,7 +13,6 @@ import os
 import time
 from urllib.parse import urlsplit
 
-import httpx
 from azure.core.credentials import AccessToken, TokenCredential
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.secrets import SecretClient
@@ -21,7 +20,8 @@ from azure.storage.blob import ContainerClient, ExponentialRetry
 
 from ..spec import storage_account
 from .devtokens import DevTokenCredential
-from .errors import ConfigError, RemoteServiceError
+from .errors import ConfigError
+from .imds import ImdsCredential
 
 #: Azurite's well-known development account and key (public, documented by Microsoft).
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -36,30 +36,6 @@ class StaticTokenCredential(TokenCredential):
 
     def get_token(self, *scopes: str, **kwargs) -> AccessToken:
         return self._token
-
-
-class ImdsCredential(TokenCredential):
-    """Tokens from an IMDS-shaped endpoint, such as the room's identity sidecar."""
-
-    def __init__(self, endpoint: str, client_id: str | None = None):
-        self.endpoint = endpoint.rstrip("/")
-        self.client_id = client_id
-
-    def get_token(self, *scopes: str, **kwargs) -> AccessToken:
-        resource = scopes[0].removesuffix("/.default") if scopes else ""
-        params = {"api-version": "2018-02-01", "resource": resource}
-        if self.client_id:
-            params["client_id"] = self.client_id
-        try:
-            resp = httpx.get(f"{self.endpoint}/metadata/identity/oauth2/token", params=params,
-                             headers={"Metadata": "true"}, timeout=30)
-        except httpx.HTTPError as exc:
-            raise RemoteServiceError("identity", f"{self.endpoint} unreachable: {exc}") from None
-        if resp.status_code != 200:
-            raise RemoteServiceError("identity", f"token request failed: HTTP {resp.status_code} {resp.text[:200]}",
-                                     status=resp.status_code)
-        body = resp.json()
-        return AccessToken(body["access_token"], int(body.get("expires_on", time.time() + 600)))
 
 
 def default_credential(identity_endpoint: str | None = None, dev_tokens_dir: str | None = None,

@@ -1,13 +1,26 @@
-"""`FirewallClient`: how another sidecar (the launcher) asks the firewall sidecar over HTTP, and the
-answers of its API (`VerifyReport`, `FirewallNotInForce`), shared by the sidecar and its callers."""
+"""How another sidecar (the launcher) checks the firewall's rules: `verify_firewall` runs the firewall's own
+check (`python -m sidecars.firewall verify`, same image) as a subprocess in its network namespace, which reads
+the rules from the kernel (the firewall is an init container: no process is left to ask). `VerifyReport` and
+`FirewallNotInForce` are its answers, shared by the firewall and its callers. `FirewallClient` asks a
+firewall served over HTTP (kept for callers of that API)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
 
-from .errors import Conflict, RemoteServiceError
+from .errors import Conflict, ProcessError, RemoteServiceError
+
+#: the firewall's check of the rules in force, run in the caller's network namespace (a sidecar never imports
+#: another sidecar: it runs it)
+VERIFY_ARGV: tuple[str, ...] = (sys.executable, "-m", "sidecars.firewall", "verify")
+VERIFY_TIMEOUT_S = 60.0
 
 
 class FirewallNotInForce(Conflict):
@@ -62,3 +75,33 @@ class FirewallClient:
                                      status=response.status_code)
         body = response.json()
         return VerifyReport(body["backend"], body.get("netns"), body.get("differences", []))
+
+
+def verify_firewall(room_environment: Mapping[str, str], argv: Sequence[str] = VERIFY_ARGV,
+                    timeout: float = VERIFY_TIMEOUT_S) -> VerifyReport:
+    """Run the firewall's check with the room's environment (CCR_SPEC and the placement); returns its report
+    when the rules in force are the room's, else raises FirewallNotInForce naming each difference (or
+    ProcessError when the check itself could not run)."""
+    env = {**os.environ, **room_environment}
+    try:
+        result = subprocess.run(list(argv), env=env, capture_output=True, text=True, timeout=timeout,
+                                stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ProcessError(f"the firewall check ({' '.join(argv)}) did not run: {exc}") from None
+    body = _last_json_line(result.stdout)
+    if result.returncode == 0 and body is not None and body.get("ok") is True:
+        return VerifyReport(str(body.get("backend")), body.get("netns"), [])
+    if result.returncode == 1 and body is not None and body.get("differences"):
+        raise FirewallNotInForce([str(d) for d in body["differences"]])
+    reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+    raise ProcessError(f"the firewall check failed: {reason[:400]}")
+
+
+def _last_json_line(stdout: str) -> dict | None:
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        return value if isinstance(value, dict) else None
+    return None

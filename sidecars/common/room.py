@@ -27,9 +27,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..spec import CleanRoomSpec, endpoint_variables, parse_spec
+from ..spec import DEFAULT_ENTRA_ENDPOINT, CleanRoomSpec, endpoint_variables, parse_spec
 from .containers import REMOTE_ROOT, RUN_ROOT
 from .errors import ConfigError, SpecError
+from .trust import write_ca_bundle
 from .untrusted import UntrustedInputError, load_json
 
 SPEC_ENV = "CCR_SPEC"
@@ -41,6 +42,8 @@ ROOM_ADDRESS_ENV = "CCR_ROOM_ADDRESS"
 FIREWALL_BACKEND_ENV = "CCR_FIREWALL_BACKEND"
 ENDPOINTS_ENV = "CCR_ENDPOINTS"
 HOST_DATA_ENV = "CCR_HOST_DATA"
+#: set by Confidential ACI in every container: the VCEK chain, UVM endorsement and CCE policy of the group
+SECURITY_CONTEXT_ENV = "UVM_SECURITY_CONTEXT_DIR"
 
 DEFAULT_NETNS = "ccr-room"
 FIREWALL_BACKENDS = ("nftables", "iptables")
@@ -88,6 +91,8 @@ class Placement:
     room_address: str | None = None
     firewall_backend: str = "nftables"
     emulation: Emulation | None = None
+    #: what the platform gives the container (UVM_SECURITY_CONTEXT_DIR); None outside Confidential ACI
+    security_context_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.firewall_backend not in FIREWALL_BACKENDS:
@@ -100,6 +105,11 @@ class Placement:
     def work_dir(self, sidecar: str) -> Path:
         """A sidecar's own files in the run volume (buffers, rendered configuration, mount status)."""
         return self.run_dir / sidecar
+
+    @property
+    def ca_bundle_file(self) -> Path:
+        """The combined CA bundle (system store + the spec's CAs) every sidecar's outbound TLS trusts."""
+        return self.run_dir / "trust" / "ca-bundle.pem"
 
     @property
     def sidecar_token_file(self) -> Path:
@@ -129,6 +139,8 @@ class Placement:
                FIREWALL_BACKEND_ENV: self.firewall_backend}
         if self.room_address:
             env[ROOM_ADDRESS_ENV] = self.room_address
+        if self.security_context_dir:
+            env[SECURITY_CONTEXT_ENV] = self.security_context_dir
         if self.emulation is not None:
             env[ENDPOINTS_ENV] = str(self.emulation.endpoints_file)
             if self.emulation.host_data:
@@ -146,7 +158,8 @@ class Placement:
                    netns=environ.get(NETNS_ENV) or DEFAULT_NETNS,
                    room_address=environ.get(ROOM_ADDRESS_ENV) or None,
                    firewall_backend=environ.get(FIREWALL_BACKEND_ENV) or "nftables",
-                   emulation=Emulation.load(endpoints, environ.get(HOST_DATA_ENV)) if endpoints else None)
+                   emulation=Emulation.load(endpoints, environ.get(HOST_DATA_ENV)) if endpoints else None,
+                   security_context_dir=environ.get(SECURITY_CONTEXT_ENV) or None)
 
 
 @dataclass(frozen=True)
@@ -163,6 +176,8 @@ class RoomLayout:
     app_env: Mapping[str, str] = field(default_factory=dict)
     #: sidecar → what its death while the app runs does (`sidecars.common.sidecar.FailurePolicy` values)
     failure_policies: Mapping[str, str] = field(default_factory=dict)
+    #: the sidecars that run to completion before the others (the firewall): no /status to wait for or watch
+    init_containers: frozenset[str] = frozenset()
 
     @property
     def sidecars(self) -> tuple[str, ...]:
@@ -201,8 +216,30 @@ class Room:
 
     @property
     def ca_bundle(self) -> str | None:
-        """Extra CA trusted for the services outside the room (the stand-ins' local CA), if any."""
-        return self.emulation.ca_bundle if self.emulation else None
+        """The CA bundle for TLS to the services outside the room when anything beyond the system store is
+        trusted (the spec's `trust.ca_certificates`, the stand-ins' CA); None: the system store alone."""
+        if not self.spec.trust.ca_certificates and not self._emulation_ca_files():
+            return None
+        return str(self.placement.ca_bundle_file)
+
+    def _emulation_ca_files(self) -> tuple[Path, ...]:
+        return (Path(self.emulation.ca_bundle),) if self.emulation and self.emulation.ca_bundle else ()
+
+    def write_ca_bundle(self) -> Path | None:
+        """Write `ca_bundle` (before a sidecar serves: its configuration names the file)."""
+        if self.ca_bundle is None:
+            return None
+        return write_ca_bundle(self.placement.ca_bundle_file, self.spec.trust.certificates_pem(),
+                               self._emulation_ca_files())
+
+    @property
+    def entra_endpoint(self) -> str:
+        """The Entra authority: the spec's; a spec that names none, run with the stand-ins, uses theirs."""
+        endpoint = str(self.spec.entra_endpoint).rstrip("/")
+        emulated = self.emulation.get("entra_endpoint") if self.emulation else None
+        if emulated and endpoint == DEFAULT_ENTRA_ENDPOINT:
+            return emulated.rstrip("/")
+        return endpoint
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str], layout: RoomLayout) -> Room:

@@ -153,7 +153,9 @@ def start(run_dir: str | Path, *, registry: list[StandIn] | None = None,
     ca = LocalCA.create(run_dir / "ca")
     ctx = RunContext(run_dir, ca, run_dir / "mock-platform", DevTokenIssuer.create(run_dir / "dev-tokens"))
     endpoints = ctx.endpoints
-    endpoints.update(ca_bundle=str(ca.cert_file), dev_tokens_dir=str(ctx.dev_tokens.directory))
+    # ca_certificates: the same CA as PEM text, for a spec's trust.ca_certificates (so HOST_DATA measures it)
+    endpoints.update(ca_bundle=str(ca.cert_file), ca_certificates=ca.cert_file.read_text(),
+                     dev_tokens_dir=str(ctx.dev_tokens.directory))
     started: list[ProcessRecord] = []
     try:
         for stand_in in registry if registry is not None else REGISTRY:

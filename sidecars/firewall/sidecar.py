@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..common.containers import Resources
-from ..common.errors import ProcessError
 from ..common.room import Room, RoomLayout
 from ..common.sidecar import FailurePolicy, Sidecar, SidecarPort
 from ..spec import CleanRoomSpec
@@ -44,19 +42,14 @@ def configure(room: Room) -> FirewallSidecarConfig:
     return config
 
 
-def rules_enforced(status: int, body: Any) -> bool:
-    """Ready once its rules, checked again as it answers, are the spec's: nothing else starts before."""
-    if isinstance(body, dict) and body.get("status") == "not-in-force":
-        raise ProcessError(f"the firewall's rules are not in force: {'; '.join(body.get('differences') or [])}")
-    return status == 200 and isinstance(body, dict) and body.get("status") == "enforced"
-
-
 FIREWALL = Sidecar(
     name="firewall", summary="confines the app's network to the proxy (nftables or iptables, IPv4 and IPv6)",
-    # Its API (/status, /verify) is for `ccr room up` and the launcher only: not a container port.
+    # It serves nothing (an init container: apply, check, exit 0); the port is the registry's reservation,
+    # named in its ready file. Not a container port.
     ports=(SidecarPort("api", 8296, declared=False),), resources=Resources(0.1, 0.1), wave=1,
-    configure=configure, run="sidecars.firewall.__main__:run", ready=rules_enforced,
-    # Rules in force before any other container exists (ARCHITECTURE §6 step 1).
+    configure=configure, run="sidecars.firewall.__main__:run",
+    # Rules in force before any other container exists (ARCHITECTURE §6 step 1), everywhere: on C-ACI and
+    # Kubernetes an init container, in `ccr room up` and compose a process run to completion first.
     init_container=True, privileged=True, capabilities=("CAP_NET_ADMIN", "CAP_NET_RAW"),
     # Its rules live in the netns's kernel tables, not in its process (on C-ACI, an init container, the
     # process is gone before the app starts): its death opens nothing.

@@ -8,9 +8,9 @@ from pathlib import Path
 from ..common.containers import Resources
 from ..common.room import Room
 from ..common.sidecar import FailurePolicy, Need, Sidecar, SidecarPort
-from ..spec import CleanRoomSpec
+from ..spec import DEFAULT_ENTRA_ENDPOINT, CleanRoomSpec
 
-ENTRA_ENDPOINT = "https://login.microsoftonline.com"
+ENTRA_ENDPOINT = DEFAULT_ENTRA_ENDPOINT
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def configure(room: Room) -> IdentitySidecarConfig:
     return IdentitySidecarConfig(
         port=room.layout.port("identity"), ready_file=room.placement.ready_file("identity"),
         governance_url=room.url("governance"),
-        entra_endpoint=(emulation.get("entra_endpoint") if emulation else None) or ENTRA_ENDPOINT,
+        entra_endpoint=room.entra_endpoint,
         entra_ca_bundle=room.ca_bundle,
         tenant_id=(emulation.get("entra_tenant_id") if emulation else None) or "common",
         tenants=room.spec.federated_identities(), client_id=_default_client_id(room.spec),

@@ -36,7 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a sidecar's /status URL to wait for before anything else (repeatable)")
     parser.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for the sidecars")
     parser.add_argument("--governance-url", required=True, help="the governance sidecar")
-    parser.add_argument("--firewall-url", required=True, help="the firewall sidecar")
     parser.add_argument("--telemetry-url", help="the telemetry sidecar (app logs, exports)")
     parser.add_argument("--sidecar-token-file", type=Path, help="token for auditing under scope 'launcher'")
     return parser
@@ -52,7 +51,7 @@ def config_from_args(args: argparse.Namespace) -> LauncherConfig:
     return LauncherConfig(
         spec=load_spec_from_args(args), port=args.port, host=args.host, ready_file=args.ready_file,
         mount_root=args.mount_root, netns=args.netns, sidecar_status_urls=waits,
-        governance_url=args.governance_url, firewall_url=args.firewall_url, telemetry_url=args.telemetry_url,
+        governance_url=args.governance_url, telemetry_url=args.telemetry_url,
         sidecar_token_file=args.sidecar_token_file, ready_timeout=args.ready_timeout)
 
 

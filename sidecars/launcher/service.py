@@ -3,7 +3,7 @@
 Startup (ARCHITECTURE §6, step 5), each step failing closed and named in `GET /status`:
   1. wait for the other sidecars' `/status` (a timeout names the one that is not ready);
   2. execution consent from governance;
-  3. the firewall confirms its rules are in force (`POST /verify`);
+  3. the firewall's rules are in force, as the kernel holds them (the firewall's own check, run here);
   4. the container policy allows the app (policies/container.rego);
   5. launch with podman, audited (no acknowledgement from CGS: no launch).
 Job mode: wait for the exit, audit the exit code, export logs (consent-gated by telemetry). API mode:
@@ -36,12 +36,12 @@ from fastapi.responses import JSONResponse
 from ..common.bodylimit import KIB
 from ..common.containers import app_container
 from ..common.errors import CcrError, Conflict, NotFound, ProcessError, RemoteServiceError
-from ..common.firewall_client import FirewallClient
+from ..common.firewall_client import verify_firewall
 from ..common.governance_client import GovernanceClient
 from ..common.http import azure_error_body, create_app
 from ..common.logs import get_logger
 from ..common.otel import setup_telemetry, step_span
-from ..common.room import read_sidecar_token
+from ..common.room import SIDECAR_ENV, SPEC_ENV, read_sidecar_token
 from ..common.sidecar import FailurePolicy
 from .guard import RELEASE
 from .podman import Podman
@@ -163,8 +163,11 @@ class Launcher:
             await asyncio.sleep(0.1)
 
     async def _verify_firewall(self) -> None:
-        # Raises FirewallNotInForce naming each missing or changed rule: no app without its firewall.
-        await asyncio.to_thread(FirewallClient(self.config.firewall_url).require_in_force)
+        # The firewall (an init container) is gone: its own check reads the rules from this network namespace's
+        # kernel tables, for the room this launcher runs in. Raises FirewallNotInForce naming each missing or
+        # changed rule: no app without its firewall.
+        room = {SPEC_ENV: self.config.spec.canonical_json(), SIDECAR_ENV: "firewall"}
+        await asyncio.to_thread(verify_firewall, room)
 
     async def _check_policy(self) -> None:
         try:

@@ -28,7 +28,6 @@ class LauncherConfig:
     #: every other sidecar's /status, waited for before anything else
     sidecar_status_urls: Mapping[str, str]
     governance_url: str
-    firewall_url: str
     #: the telemetry sidecar (the app's output, exports); None: the app's output is dropped
     telemetry_url: str | None
     #: what the app's environment says about where the sidecar APIs are (the CCE policy measures it)
@@ -61,15 +60,17 @@ def app_container_name(spec: CleanRoomSpec, netns: str | None) -> str:
 
 def configure(room: Room) -> LauncherConfig:
     layout = room.layout
+    # An init container (the firewall) has run to completion before the launcher starts: its work lives on
+    # in the kernel, which the launcher checks itself (firewall_verify), not in a process to wait for or watch.
+    watched = [name for name in layout.sidecars if name != "launcher" and name not in layout.init_containers]
     return LauncherConfig(
         spec=room.spec, port=layout.port("launcher"), ready_file=room.placement.ready_file("launcher"),
         mount_root=room.placement.mount_root, netns=room.placement.netns,
-        sidecar_status_urls={name: layout.status_url(name) for name in layout.sidecars if name != "launcher"},
-        governance_url=room.url("governance"), firewall_url=room.url("firewall"),
+        sidecar_status_urls={name: layout.status_url(name) for name in watched},
+        governance_url=room.url("governance"),
         telemetry_url=room.url("telemetry", "http"), app_env=dict(layout.app_env),
         sidecar_token_file=room.placement.sidecar_token_file, name_own_netns=True,
-        sidecar_failure_policies={name: policy for name, policy in layout.failure_policies.items()
-                                  if name != "launcher"})
+        sidecar_failure_policies={name: layout.failure_policies[name] for name in watched})
 
 
 def app_started(status: int, body: Any) -> bool:

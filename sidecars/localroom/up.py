@@ -177,6 +177,15 @@ def _wait_ready(plan: RoomPlan, sidecar: Sidecar, process: ManagedProcess, timeo
     return result[0]
 
 
+def _wait_done(plan: RoomPlan, sidecar: Sidecar, process: ManagedProcess, timeout: float) -> None:
+    """An init container (the firewall): the room goes on once it exited 0 having written its ready file,
+    as Confidential ACI starts the other containers only after the init containers succeeded."""
+    wait_until(lambda: not process.running(), timeout, f"{sidecar.name} (an init container) to finish")
+    code = process.popen.poll() if process.popen is not None else None
+    if code != 0 or not plan.placement.ready_file(sidecar.name).exists():
+        raise ProcessError(f"{sidecar.name} (an init container) exited with code {code}: {process.output_tail(8)}")
+
+
 def _confirm_consent(plan: RoomPlan) -> None:
     """ARCHITECTURE §6 step 2, before any key is released: governance attests to CGS and execution consent is
     confirmed (the attestation is then done once for every sidecar that needs it)."""
@@ -289,6 +298,9 @@ def up(options: UpOptions, out: Callable[[str], None] = print) -> int:
                 for sidecar in early:
                     processes[sidecar.name] = start(sidecar)
                 for sidecar in wave:
+                    if sidecar.init_container:
+                        _wait_done(plan, sidecar, processes[sidecar.name], timeout)
+                        continue
                     processes[sidecar.name].wait_ready()
                     if sidecar.own_step is None:
                         _wait_ready(plan, sidecar, processes[sidecar.name], timeout)
@@ -329,7 +341,12 @@ def _render_host_data_in_background(spec) -> Future[str]:
 
 
 def _record(state: RoomState, runner: StepRunner, process: ManagedProcess) -> None:
-    record = process.record()
+    try:
+        record = process.record()
+    except ProcessError:
+        if process.popen is None or process.popen.poll() is None:
+            raise
+        return  # already over (an init container that finished at once): nothing to stop or show as running
     state.add("processes", json.loads(record.to_json()))
     runner.on_teardown(process.name, lambda: stop_recorded(record, timeout=10))
 

@@ -9,9 +9,8 @@ from typing import Literal
 from ..common.containers import PROXY_IMAGE, Resources
 from ..common.room import Room
 from ..common.sidecar import FailurePolicy, Need, Sidecar, SidecarPort
+from ..common.trust import SYSTEM_CA_BUNDLE
 from ..spec import CleanRoomSpec
-
-SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ def configure(room: Room) -> ProxyConfig:
         # Clients verify the room's certificate against the contract CA held by CGS.
         certificate_source="governance" if room.spec.endpoints else "local",
         governance_url=room.url("governance"), sidecar_token_file=room.placement.sidecar_token_file,
-        ready_file=room.placement.ready_file("proxy"))
+        upstream_ca=room.ca_bundle or SYSTEM_CA_BUNDLE, ready_file=room.placement.ready_file("proxy"))
 
 
 PROXY = Sidecar(

@@ -12,8 +12,9 @@ environment, user, privileges, capabilities and volumes. What compose adds to ru
   state (CA, certificates, mock SEV-SNP platform, endpoints.json) is a host directory
   `$CCR_EMULATION_DIR`, mounted at the same path everywhere, that `prepare_emulation` fills;
 - the placement of `sidecars.common.room` for the local stand-ins (CCR_ENDPOINTS, CCR_HOST_DATA);
-- the firewall runs as a service (not an init container), as in `ccr room up`: the launcher asks it to verify
-  its rules before launching the app;
+- the firewall is an init container here too, as on ACI and in `ccr room up`: the services of later waves
+  start once it exited 0 (`service_completed_successfully`); the launcher checks its rules from the kernel
+  before launching the app;
 - the launcher's podman reads the host's images as a read-only additional image store (no registry)
   and keeps its own containers in a volume.
 
@@ -99,7 +100,8 @@ def _volume(mount: Mount) -> dict:
     return volume
 
 
-def _service(sidecar: Sidecar, container: Container, emulation: Mapping[str, str], depends_on: list[str]) -> dict:
+def _service(sidecar: Sidecar, container: Container, emulation: Mapping[str, str],
+             depends_on: dict[str, dict[str, str]]) -> dict:
     env = {**container.env_dict, **emulation}
     service: dict = {
         "image": container.image,
@@ -142,12 +144,15 @@ def compose_project(group: ContainerGroup) -> dict:
             "depends_on": [ROOM_SERVICE, *stand_ins]}
         stand_ins.append(name)
     # The startup order of ARCHITECTURE §6, as `ccr room up` runs it: each wave after the one before.
-    previous: list[str] = []
+    previous: list[Sidecar] = []
     for wave in REGISTRY.waves():
         for sidecar in wave:
-            services[sidecar.name] = _service(sidecar, group.container(f"ccr-{sidecar.name}"), emulation,
-                                              [ROOM_SERVICE, *stand_ins, *previous])
-        previous = [s.name for s in wave]
+            # An init container (the firewall) must have succeeded, not merely started: as on ACI.
+            after = {name: {"condition": "service_started"} for name in (ROOM_SERVICE, *stand_ins)}
+            after.update({s.name: {"condition": "service_completed_successfully" if s.init_container
+                                   else "service_started"} for s in previous})
+            services[sidecar.name] = _service(sidecar, group.container(f"ccr-{sidecar.name}"), emulation, after)
+        previous = list(wave)
     volumes = {v: {} for v in group.volumes if v != VOLUME_REMOTE}
     volumes[LAUNCHER_STORAGE] = {}
     return {"name": f"ccr-{group.name}", "services": services, "volumes": volumes}
@@ -215,8 +220,8 @@ def prepare_emulation(directory: Path, host_data: str) -> Path:
         ca.issue_server_cert(stand_in.name, directory=directory / "tls")
     (directory / "logs").mkdir(exist_ok=True)
     _share_remote_dir(directory / "remote")
-    (directory / "endpoints.json").write_text(
-        json.dumps(stand_in_endpoints(str(directory)), indent=2, sort_keys=True) + "\n")
+    endpoints = {**stand_in_endpoints(str(directory)), "ca_certificates": ca.cert_file.read_text()}
+    (directory / "endpoints.json").write_text(json.dumps(endpoints, indent=2, sort_keys=True) + "\n")
     env_file = directory / "compose.env"
     env_file.write_text(f"CCR_EMULATION_DIR={directory}\nCCR_HOST_DATA={host_data}\n")
     return env_file

@@ -83,7 +83,8 @@ class Registry:
                            for s in self._sidecars if s.app_api_ports},
             app_env={name: _PORT_REFERENCE.sub(lambda m, s=s: str(s.port(m.group(1))), value)
                      for s in self._sidecars for name, value in s.app_env},
-            failure_policies={s.name: s.on_failure.value for s in self._sidecars})
+            failure_policies={s.name: s.on_failure.value for s in self._sidecars},
+            init_containers=frozenset(s.name for s in self._sidecars if s.init_container))
 
     def reserved_ports(self) -> dict[int, str]:
         return {p.number: f"{s.name} ({p.name})" for s in self._sidecars for p in s.ports}

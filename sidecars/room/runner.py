@@ -33,6 +33,7 @@ def configure_in_room(sidecar: Sidecar, room: Room) -> Any:
     if problems:
         raise SpecError(problems, "CCR_SPEC")
     config = sidecar.configure(room)
+    room.write_ca_bundle()
     room.placement.ensure_sidecar_token()
     room.placement.ready_file(sidecar.name).parent.mkdir(parents=True, exist_ok=True)
     return config

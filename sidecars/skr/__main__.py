@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,10 +14,13 @@ from pathlib import Path
 from azure.core.exceptions import AzureError
 
 from ..attestation import MockPlatform, MockSnpProvider, RealSnpProvider
+from ..attestation.providers import SECURITY_CONTEXT_ENV
+from ..attestation.simulated import SimulatedSnpProvider, simulated_socket
 from ..cliargs import add_listen_options, add_spec_variable_options, load_spec_from_args, run_standalone
 from ..common.devtokens import DevTokenCredential
 from ..common.errors import ConfigError, Forbidden
 from ..common.http import serve
+from ..common.imds import ImdsCredential
 from ..common.logs import configure_logging
 from ..common.otel import setup_telemetry
 from ..spec import endpoint_variables
@@ -24,7 +28,7 @@ from .app import build_app
 from .audit import ReleaseAudit
 from .destinations import Destinations
 from .flow import KeyReleaser
-from .sidecar import SKR, SkrConfig
+from .sidecar import PLATFORMS, SKR, SkrConfig
 
 log = logging.getLogger("ccr.skr")
 
@@ -41,8 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "and vaults it names (default: any, as Microsoft's SKR sidecar)")
     add_spec_variable_options(parser)
     parser.add_argument("--ca-bundle", metavar="FILE", help="CA bundle for MAA and Key Vault TLS (default: system)")
-    parser.add_argument("--platform", choices=["auto", "real", "mock"], default="auto",
-                        help="evidence source: real = /dev/sev-guest; auto = real if present, else mock")
+    parser.add_argument("--platform", choices=PLATFORMS, default="auto",
+                        help="evidence source: sev-snp = /dev/sev-guest; simulated = the report socket of `ccr aci "
+                             "run` in UVM_SECURITY_CONTEXT_DIR; mock = --mock-platform-dir; auto = the first of "
+                             "these present")
     parser.add_argument("--mock-platform-dir", metavar="DIR", help="the mock platform (ccr emulators start makes one)")
     parser.add_argument("--host-data", metavar="HEX", help="mock: HOST_DATA (the CCE policy hash), 64 hex digits")
     parser.add_argument("--measurement", metavar="HEX", help="mock: MEASUREMENT, 96 hex digits (default: endorsed)")
@@ -83,14 +89,33 @@ def config_from_args(args: argparse.Namespace) -> SkrConfig:
         governance_url=args.governance_url, sidecar_token_file=args.sidecar_token_file)
 
 
+NO_PLATFORM = ("no SEV-SNP device (/dev/sev-guest) and no simulator socket: this container is not on "
+               "Confidential ACI")
+
+
+def choose_platform(config: SkrConfig) -> str:
+    """The evidence source `auto` stands for here: hardware first; the mock only when configured with one."""
+    if config.platform != "auto":
+        return config.platform
+    if RealSnpProvider.available():
+        return "sev-snp"
+    if simulated_socket(config.security_context_dir):
+        return "simulated"
+    if config.mock_platform_dir:
+        return "mock"
+    raise ConfigError(NO_PLATFORM)
+
+
 def build_provider(config: SkrConfig):
-    platform = config.platform
-    if platform == "auto":
-        platform = "real" if RealSnpProvider.available() else "mock"
-    if platform == "real":
-        return RealSnpProvider()
+    platform = choose_platform(config)
+    context_dir = config.security_context_dir or os.environ.get(SECURITY_CONTEXT_ENV)
+    if platform == "sev-snp":
+        return RealSnpProvider(security_context_dir=context_dir)
+    if platform == "simulated":
+        return SimulatedSnpProvider(security_context_dir=context_dir)
     if not config.mock_platform_dir:
-        raise ConfigError("no /dev/sev-guest here: give --mock-platform-dir DIR (or --endpoints) for a mock platform")
+        raise ConfigError("--platform mock needs --mock-platform-dir DIR (or --endpoints): the local stand-ins' "
+                          "mock platform")
     kwargs = {"host_data": config.host_data or bytes(32), "debug": config.debuggable}
     if config.measurement is not None:
         kwargs["measurement"] = config.measurement
@@ -100,6 +125,8 @@ def build_provider(config: SkrConfig):
 def build_token_source(config: SkrConfig):
     if config.dev_tokens_dir:
         credential = DevTokenCredential.from_dir(config.dev_tokens_dir, subject="skr")
+    elif config.identity_url:
+        credential = ImdsCredential(config.identity_url)
     else:
         from azure.identity import ManagedIdentityCredential  # lazy: 245 ms, unused with the stand-ins
 
@@ -123,8 +150,13 @@ def run(config: SkrConfig) -> int:
     if config.governance_url is None:
         log.warning("no governance sidecar: key releases are not recorded in CGS")
     audit = ReleaseAudit(config.governance_url, config.sidecar_token_file) if config.governance_url else None
-    releaser = KeyReleaser(build_provider(config), ca_bundle=config.ca_bundle,
-                           token_source=build_token_source(config), destinations=config.destinations, audit=audit)
+    provider = build_provider(config)
+    log.info("evidence from the %s platform", provider.platform_kind)
+    if provider.platform_kind != "sev-snp":
+        log.warning("this room runs on the %s platform, not SEV-SNP hardware: Azure Attestation never accepts "
+                    "its evidence", provider.platform_kind)
+    releaser = KeyReleaser(provider, ca_bundle=config.ca_bundle, token_source=build_token_source(config),
+                           destinations=config.destinations, audit=audit)
     serve(build_app(releaser), config.host, config.port, ready_file=config.ready_file)
     return 0
 

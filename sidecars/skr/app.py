@@ -49,7 +49,9 @@ def build_app(releaser: KeyReleaser) -> FastAPI:
 
     @app.get("/status")
     async def status() -> dict[str, str]:
-        return {"message": "STATUS OK"}
+        # platform: sev-snp, simulated (`ccr aci run`) or mock (the local stand-ins): a room not on hardware
+        # says so
+        return {"message": "STATUS OK", "platform": releaser.platform}
 
     @app.post("/attest/raw")
     async def attest_raw(body: RawAttestIn) -> dict[str, str]:

@@ -25,11 +25,12 @@ SCOPE = "skr"
 EVENT = "key_release"
 
 
-def room_summary(report: bytes) -> dict[str, Any]:
-    """Who the key goes to, as the attestation report says."""
+def room_summary(report: bytes, platform: str) -> dict[str, Any]:
+    """Who the key goes to, as the attestation report says, and the platform kind its evidence came from
+    (a room on the mock or the simulator says so in every record)."""
     parsed = SnpReport.parse(report)
     return {"hostData": parsed.host_data.hex(), "measurement": parsed.measurement.hex(),
-            "debuggable": parsed.is_debuggable}
+            "debuggable": parsed.is_debuggable, "platform": platform}
 
 
 class ReleaseAudit:

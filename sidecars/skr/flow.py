@@ -100,6 +100,12 @@ class Timer:
 TokenSource = Callable[[str], str]  # scope -> bearer token
 
 
+def platform_of(provider) -> str:
+    """The platform kind a provider's evidence comes from (sev-snp, simulated, mock); a provider that does
+    not say is not trusted to be hardware."""
+    return str(getattr(provider, "platform_kind", None) or "unknown")
+
+
 class KeyReleaser:
     """The room's side of SKR; `provider` gives evidence (real or mock), `attest` gets an MAA token."""
 
@@ -124,6 +130,10 @@ class KeyReleaser:
         await self.http.aclose()
         if self.audit is not None:
             self.audit.close()
+
+    @property
+    def platform(self) -> str:
+        return platform_of(self.provider)
 
     def evidence(self, runtime_data: bytes):
         return self.provider.get_evidence(report_data_for(runtime_data))
@@ -171,7 +181,7 @@ class KeyReleaser:
             with timer.step("report"):
                 evidence = self.evidence(runtime_data)
             record = {"vault": vault, "key": name, "version": version or "", "maa": maa_origin,
-                      "room": room_summary(evidence.report)}
+                      "room": room_summary(evidence.report, platform_of(self.provider))}
             if self.audit is not None:
                 with timer.step("audit_requested"):
                     await self.audit.record("requested", **record)

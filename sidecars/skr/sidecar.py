@@ -12,7 +12,12 @@ from ..common.room import Room
 from ..common.sidecar import FailurePolicy, Need, Sidecar, SidecarPort
 from .destinations import Destinations
 
-Platform = Literal["auto", "real", "mock"]
+#: Where evidence comes from, which is also what the room reports it runs on (skr's /status, its audit events):
+#: sev-snp = /dev/sev-guest (Confidential ACI); simulated = the report socket of `ccr aci run`; mock = the
+#: local stand-ins' in-process mock platform (`ccr room up`, compose). auto = sev-snp, else simulated, else
+#: refuse (a mock only with a mock platform directory, which only the stand-ins' emulation gives).
+Platform = Literal["auto", "sev-snp", "simulated", "mock"]
+PLATFORMS: tuple[str, ...] = ("auto", "sev-snp", "simulated", "mock")
 
 
 @dataclass(frozen=True)
@@ -20,16 +25,22 @@ class SkrConfig:
     port: int
     host: str = "127.0.0.1"
     ready_file: Path | None = None
-    #: evidence source: real = /dev/sev-guest; auto = real if present, else mock
+    #: evidence source (see `Platform`)
     platform: Platform = "auto"
+    #: what the platform gives the container: the VCEK chain, UVM endorsement, CCE policy (and the
+    #: simulator's report socket); None: UVM_SECURITY_CONTEXT_DIR of the process
+    security_context_dir: str | None = None
     mock_platform_dir: str | None = None
     #: mock only: the report's HOST_DATA (32 bytes) and MEASUREMENT (48 bytes, None: the endorsed one)
     host_data: bytes | None = None
     measurement: bytes | None = None
     debuggable: bool = False
     ca_bundle: str | None = None
-    #: Key Vault access tokens from the emulation's dev issuer instead of the managed identity
+    #: Key Vault access tokens from the emulation's dev issuer (the stand-ins only)
     dev_tokens_dir: str | None = None
+    #: otherwise from the room's identity sidecar (IMDS shape) for releases whose caller brings no
+    #: access_token (None: the managed identity through azure-identity, standalone)
+    identity_url: str | None = None
     #: where it may go: in a room, only the attestation services and vaults the spec names
     destinations: Destinations = Destinations()
     #: the governance sidecar, through which each release is recorded in CGS before the key is handed out
@@ -49,7 +60,8 @@ def configure(room: Room) -> SkrConfig:
         port=room.layout.port("skr"), ready_file=room.placement.ready_file("skr"),
         platform="mock" if mock_dir else "auto", mock_platform_dir=mock_dir,
         host_data=bytes.fromhex(emulation.host_data) if mock_dir else None,
-        ca_bundle=room.ca_bundle, dev_tokens_dir=emulation.get("dev_tokens_dir") if emulation else None,
+        security_context_dir=room.placement.security_context_dir, ca_bundle=room.ca_bundle,
+        dev_tokens_dir=emulation.get("dev_tokens_dir") if emulation else None, identity_url=room.url("identity"),
         destinations=Destinations.from_spec(room.spec), governance_url=room.url("governance"),
         sidecar_token_file=room.placement.sidecar_token_file)
 

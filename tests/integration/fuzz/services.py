@@ -322,7 +322,7 @@ def launcher(fx: Fixtures, spec_file: Path) -> Service:
     # Never prepared (no sidecars to wait for), so it never launches: a start is refused (409) whatever is sent.
     config = LauncherConfig(spec=load_spec(spec_file, variables=endpoints), port=0, mount_root=fx.directory / "mnt",
                             netns=None, sidecar_status_urls={}, governance_url=CLOSED_LOOPBACK,
-                            firewall_url=CLOSED_LOOPBACK, telemetry_url=None)
+                            telemetry_url=None)
     app = build_launcher(Launcher(config))
     return Service("launcher", app, app, AZURE_ERROR, path_values={"name": (config.spec.application.name,)})
 

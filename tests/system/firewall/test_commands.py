@@ -1,21 +1,22 @@
-"""`ccr firewall ...` and `ccr sidecar run firewall` (its HTTP API) on a room, with the rules tampered with."""
+"""`ccr firewall ...` and `ccr sidecar run firewall` (the room's init container) on a room, with the rules
+tampered with."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
-from sidecars.common.firewall_client import FirewallClient
-from sidecars.common.process import ManagedProcess, file_exists
+from sidecars.common.firewall_client import VERIFY_ARGV, verify_firewall
 from sidecars.firewall import FirewallNotInForce
+from sidecars.spec import load_spec
 
-from .conftest import EGRESS, OUTSIDE_V4, VARIABLES, spec_data
+from .conftest import EGRESS, OUTSIDE_V4, VARIABLES, sh, spec_data
 from .tamper import delete_rule
 
 pytestmark = pytest.mark.root
@@ -65,32 +66,50 @@ def test_user_mistakes_are_one_line(room, spec_file):
     assert len(no_vars.stderr.strip().splitlines()) == 1
 
 
-def test_sidecar_applies_and_answers_verify(room, backend, spec_file, tmp_path):
-    ready = tmp_path / "ready.json"
-    argv = [CCR, "sidecar", "run", "firewall", "--spec", str(spec_file), *VARS, "--netns", room.name,
-            "--backend", backend, "--port", "0", "--ready-file", str(ready)]
-    with ManagedProcess("firewall-sidecar", argv, ready=file_exists(ready), ready_timeout=20):
-        url = json.loads(ready.read_text())["url"]
-        # The rules were in force before the API answered.
-        assert not room.attack("udp", OUTSIDE_V4, "53")["ok"]
-        status = httpx.get(f"{url}/status").json()
-        assert status["status"] == "enforced" and status["backend"] == backend
-        verified = httpx.post(f"{url}/verify")
-        assert verified.status_code == 200 and verified.json()["ok"] is True
-        client = FirewallClient(url)
-        assert client.require_in_force().ok
+def _flush(backend: str, netns: str) -> None:
+    """Remove every rule, with the system's own tools, as an intruder with root in the room would."""
+    if backend == "nftables":
+        sh("ip", "netns", "exec", netns, "nft", "flush", "ruleset")
+        return
+    for tool in ("iptables-legacy", "ip6tables-legacy"):
+        for table in ("filter", "nat", "mangle"):
+            sh("ip", "netns", "exec", netns, tool, "-t", table, "-F")
 
-        delete_rule(backend, room.name, "in-drop", chain="filter_input")
-        refused = httpx.post(f"{url}/verify")
-        assert refused.status_code == 409
-        body = refused.json()
-        assert body["error"]["code"] == "FirewallNotInForce"
-        assert any(d.startswith("rule in-drop is missing") for d in body["differences"]), body
-        assert httpx.get(f"{url}/status").json()["status"] == "not-in-force"
-        with pytest.raises(FirewallNotInForce, match="rule in-drop is missing"):
-            client.require_in_force()
-    # Fail closed: the sidecar's exit leaves the rules in force.
+
+def test_the_init_container_applies_and_exits_and_the_launcher_refuses_flushed_rules(room, backend, spec_file,
+                                                                                     tmp_path):
+    """The firewall as a C-ACI init container: applies, checks, writes ready, exits 0; its rules outlive it.
+    Then the attack: the rules are flushed after it exited. The launcher's check (the firewall's own verify,
+    run by the launcher in the room's netns, reading the kernel) refuses, so the app would never start."""
+    spec = load_spec(spec_file, variables=VARIABLES)
+    room_env = {"CCR_SPEC": spec.canonical_json(), "CCR_SIDECAR": "firewall", "CCR_RUN_DIR": str(tmp_path / "run"),
+                "CCR_FIREWALL_BACKEND": backend}
+    done = subprocess.run(["ip", "netns", "exec", room.name, CCR, "sidecar", "run", "firewall"],
+                          env={**os.environ, **room_env}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    ready = json.loads((tmp_path / "run/ready/firewall.json").read_text())
+    assert ready["status"] == "enforced" and ready["backend"] == backend and ready["rules"] > 10
+    # Fail closed: the process is gone, the rules are in force.
     assert not room.attack("udp", OUTSIDE_V4, "53")["ok"]
+
+    launcher_env = {**room_env, "CCR_SIDECAR": "launcher"}
+    in_room = ("ip", "netns", "exec", room.name, *VERIFY_ARGV)
+    assert verify_firewall(launcher_env, in_room).ok
+    delete_rule(backend, room.name, "in-drop", chain="filter_input")
+    with pytest.raises(FirewallNotInForce, match="rule in-drop is missing"):
+        verify_firewall(launcher_env, in_room)
+
+    _flush(backend, room.name)
+    assert room.attack("udp", OUTSIDE_V4, "53")["ok"]  # the attack worked: nothing confines the app now
+    # The launcher itself, in the room's netns, configured from the room as in a container: it refuses.
+    check = ("import asyncio, os; from sidecars.common.room import Room; from sidecars.room.registry import "
+             "REGISTRY; from sidecars.launcher.service import Launcher; "
+             "launcher = Launcher(REGISTRY.get('launcher').configure(Room.from_environment(os.environ, "
+             "REGISTRY.layout()))); asyncio.run(launcher._verify_firewall())")
+    refused = subprocess.run(["ip", "netns", "exec", room.name, sys.executable, "-c", check],
+                             env={**os.environ, **launcher_env}, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "FirewallNotInForce" in refused.stderr, refused.stderr
+    assert "the firewall rules in force differ from the spec" in refused.stderr
 
 
 def test_sidecar_that_cannot_apply_exits(room, spec_file):

@@ -54,7 +54,9 @@ def test_every_container_of_the_group_is_a_service_in_one_network_namespace(repo
 
 def test_startup_order_is_the_rooms(repo):
     services = yaml.safe_load(render_compose(_group(repo), SPEC))["services"]
-    assert services["skr"]["depends_on"][-1] == "firewall"
+    # the firewall is an init container, as on ACI: the next wave waits for it to succeed, not to start
+    assert services["skr"]["depends_on"]["firewall"] == {"condition": "service_completed_successfully"}
+    assert services["volumes"]["depends_on"]["governance"] == {"condition": "service_started"}
     assert "governance" in services["volumes"]["depends_on"]
     assert "volumes" in services["launcher"]["depends_on"]
     assert {"maa", "cgs", "keyvault", "azurite", "entra"} <= set(services["firewall"]["depends_on"])

@@ -57,10 +57,12 @@ def test_configurations_are_the_rooms(room):
     # the volumes sidecar mounts where the launcher looks: the shared remote volume
     assert configure("volumes").mount_root == configure("launcher").mount_root == tmp_path / "remote"
     governance = configure("governance")
-    assert governance.contract_id == spec.contract.id and governance.cgs_ca_bundle == "/emu/ca/ca.pem"
+    assert governance.contract_id == spec.contract.id
+    # the stand-ins' CA joins the system store in the room's one bundle
+    assert governance.cgs_ca_bundle == str(tmp_path / "run/trust/ca-bundle.pem")
     assert governance.skr_url == f"http://127.0.0.1:{REGISTRY.get('skr').port()}"
     launcher = configure("launcher")
-    assert set(launcher.sidecar_status_urls) == set(REGISTRY.names) - {"launcher"}
+    assert set(launcher.sidecar_status_urls) == set(REGISTRY.names) - {"launcher", "firewall"}
     identity = configure("identity")
     assert identity.tenant_id == "tenant-1" and identity.entra_endpoint == "https://127.0.0.1:9004"
 

@@ -1,0 +1,35 @@
+"""`ImdsCredential`: Azure access tokens from an IMDS-shaped endpoint (the room's identity sidecar), in a
+module of its own so skr gets tokens without importing the storage and Key Vault SDKs."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from azure.core.credentials import AccessToken, TokenCredential
+
+from .errors import RemoteServiceError
+
+
+class ImdsCredential(TokenCredential):
+    """Tokens from an IMDS-shaped endpoint, such as the room's identity sidecar."""
+
+    def __init__(self, endpoint: str, client_id: str | None = None):
+        self.endpoint = endpoint.rstrip("/")
+        self.client_id = client_id
+
+    def get_token(self, *scopes: str, **kwargs) -> AccessToken:
+        resource = scopes[0].removesuffix("/.default") if scopes else ""
+        params = {"api-version": "2018-02-01", "resource": resource}
+        if self.client_id:
+            params["client_id"] = self.client_id
+        try:
+            resp = httpx.get(f"{self.endpoint}/metadata/identity/oauth2/token", params=params,
+                             headers={"Metadata": "true"}, timeout=30)
+        except httpx.HTTPError as exc:
+            raise RemoteServiceError("identity", f"{self.endpoint} unreachable: {exc}") from None
+        if resp.status_code != 200:
+            raise RemoteServiceError("identity", f"token request failed: HTTP {resp.status_code} {resp.text[:200]}",
+                                     status=resp.status_code)
+        body = resp.json()
+        return AccessToken(body["access_token"], int(body.get("expires_on", time.time() + 600)))
