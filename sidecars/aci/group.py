@@ -179,11 +179,14 @@ def _bring_up(state: GroupState, group: GroupDefinition, plans: list[ContainerPl
 def delete_group(state: GroupState, podman: Podman | None = None, progress: Progress = lambda _l: None) -> list[str]:
     """Remove everything the group made; returns what was found still there after removal (should be [])."""
     podman = podman or Podman()
-    subprocess.run(["podman", "pod", "rm", "--force", "--ignore", "-t", str(pod.STOP_TIMEOUT_S), state.pod],
-                   capture_output=True, env=podman.env())
+    remove_pod = ["podman", "pod", "rm", "--force", "--ignore", "-t", str(pod.STOP_TIMEOUT_S), state.pod]
+    removed = subprocess.run(remove_pod, capture_output=True, text=True, env=podman.env())
     leftover = podman.run_cli(["ps", "-a", "--filter", f"label={LABEL}={state.name}", "--format", "{{.Names}}"])
-    for name in leftover.split():
-        subprocess.run(["podman", "rm", "--force", "-t", "1", name], capture_output=True, env=podman.env())
+    if removed.returncode != 0 or leftover.split():
+        # A container that was still stopping keeps the pod; remove it by name, then the pod again.
+        for name in leftover.split():
+            subprocess.run(["podman", "rm", "--force", "-t", "1", name], capture_output=True, env=podman.env())
+        subprocess.run(remove_pod, capture_output=True, env=podman.env())
     progress(f"pod {state.pod} removed")
     record = state.daemon_record
     if record is not None and stop_recorded(record):
