@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-stamp
 PYTEST ?= $(PY) -m pytest
 
-.PHONY: setup test test-unit demo bench lint clean
+.PHONY: setup test test-unit demo bench lint clean arm arm-runnable
 
 setup: $(STAMP)
 
@@ -23,6 +23,21 @@ demo: setup
 
 bench: setup
 	$(PY) -m bench
+
+# arm/: every example's ARM template, parameters and CCE policy, from the committed layer locks (arm/README.md).
+arm: setup
+	$(PY) -m sidecars.renderings.armdir
+
+# Makes the committed files runnable here: builds the sidecar and app images, pins the examples' specs to
+# the built digests, locks the images' layers and re-renders arm/ and docker-compose.yml.
+EXAMPLES_WITH_SPEC := $(patsubst examples/%/spec.yaml,%,$(wildcard examples/*/spec.yaml))
+arm-runnable: setup
+	$(PY) -m sidecars images build --sidecars
+	for example in $(EXAMPLES_WITH_SPEC); do \
+	  $(PY) -m sidecars images build $$example --pin examples/$$example/spec.yaml || exit 1; \
+	done
+	$(PY) -m sidecars.renderings.armdir --refresh-layers
+	$(PY) -m sidecars spec render compose examples/cleanroomhello-job/spec.yaml -o docker-compose.yml
 
 lint: setup
 	$(VENV)/bin/ruff check sidecars tests bench

@@ -22,11 +22,20 @@ SETUP = """\
 For a local room: every member of the spec's contract gets an identity (created in MEMBERS_DIR if
 missing) registered with CGS; the contract (the spec itself) and its clean-room policy (HOST_DATA of
 the spec's CCE policy, not debuggable) are proposed and accepted by all; the spec's identities are
-federated with the contract. Re-running it changes nothing that is already in place."""
+federated with the contract; with --deployment TEMPLATE the template becomes the contract's accepted
+deployment. Re-running it changes nothing that is already in place."""
 
 # What the positional a command acts on is (a contract, a proposal, ...).
 TARGETS = {"contract": "the contract's id", "proposal": "the proposal's id", "document": "the document's id",
            "name": "the member's name", "member_dir": "the member's identity directory (governance member create -o)"}
+
+DEPLOYMENT = """\
+The deployment spec is the ARM template the contract's room is deployed from (azure-cleanroom's
+`set_deployment_spec`): a member proposes it once the contract is accepted, the contract's members vote,
+and CGS keeps the accepted template. `propose` also proposes the clean room policy admitting the
+template's HOST_DATA (sha256 of its ccePolicy). Templates are compared by sha256 of their canonical JSON
+(sorted keys, no whitespace), so re-indenting a file does not change it and any value does.
+`show --verify FILE` needs no member identity: the accepted deployment is public, as in CGS."""
 
 FEDERATE = """\
 Local counterpart of `az identity federated-credential create`: trust CGS's assertions about the
@@ -98,6 +107,8 @@ def _governance(gov: Subcommands) -> None:
     noun(gov, "ca", "propose enabling the contract CA, or show its certificate",
          "The contract CA issues the room's certificate, so clients can trust the room by the contract.",
          verbs=_ca)
+    noun(gov, "deployment", "propose the ARM template the room is deployed from, show it, verify a template",
+         DEPLOYMENT, formatter_class=argparse.RawDescriptionHelpFormatter, verbs=_deployment)
     noun(gov, "events", "list the contract's audit events",
          "Events are the contract's audit log: append-only, sequence-numbered and hash-chained.", verbs=_events)
 
@@ -108,6 +119,8 @@ def _governance(gov: Subcommands) -> None:
     setup.add_argument("--members-dir", required=True, metavar="DIR", help="where member identities are kept")
     add_var_option(setup)
     setup.add_argument("--layers", metavar="FILE", help="layer lock for HOST_DATA (default: local podman images)")
+    setup.add_argument("--deployment", metavar="TEMPLATE", help="also accept this ARM template as the contract's "
+                       "deployment (and its HOST_DATA in the clean room policy), e.g. for `ccr aci run`")
 
     federate = add_command(gov, "federate", f"{_COMMANDS}:federate", "let a managed identity (client id) accept "
                            "the room's CGS-issued assertions (local Entra stand-in)", FEDERATE)
@@ -179,6 +192,28 @@ def _document(document: Subcommands) -> None:
 def _ca(ca: Subcommands) -> None:
     _command(ca, "enable", "ca", "propose enabling the contract CA", "contract", proposes=True, action="enable")
     _command(ca, "show", "ca", "show the contract CA's certificate", "contract", action="show")
+
+
+def _deployment(deployment: Subcommands) -> None:
+    propose = add_command(deployment, "propose", f"{_COMMANDS}:deployment_propose",
+                          "propose an ARM template (or a spec's) as the contract's deployment, and its HOST_DATA "
+                          "as the clean room policy")
+    propose.add_argument("source", metavar="TEMPLATE|SPEC", help="cleanroom-arm-template.json, or a clean room spec "
+                         "(YAML) to render the template from as `ccr spec render arm` does")
+    propose.add_argument("--contract", help="the contract's id (default: the one the template's CCR_SPEC names)")
+    propose.add_argument("--no-policy", action="store_true", help="do not also propose the clean room policy")
+    propose.add_argument("--no-vote", action="store_true", help="propose without voting accept")
+    _add_connection(propose)
+    add_var_option(propose, "a value for ${NAME} in SPEC (repeatable; --endpoints fills them too)")
+    propose.add_argument("--layers", metavar="FILE", help="layer lock for SPEC (default: the local podman images)")
+    propose.add_argument("--registry", metavar="PREFIX", help="registry prefix of the sidecar images, for SPEC")
+    propose.add_argument("--managed-identity", action="append", metavar="RESOURCE_ID",
+                         help="user-assigned managed identity attached to the group, for SPEC (repeatable)")
+    show = _command(deployment, "show", "deployment_show", "show the accepted deployment, or --verify a template "
+                    "against it (exit 1 in one line if it is not the accepted one)", "contract")
+    show.add_argument("--verify", metavar="FILE", help="an ARM template: is it byte for byte (canonical JSON) the "
+                      "accepted one?")
+    show.add_argument("--json", action="store_true", help="print the accepted template itself")
 
 
 def _events(events: Subcommands) -> None:

@@ -8,11 +8,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..cliargs import load_spec_from_args, read_endpoints
+from ..cliargs import load_spec_from_args, read_endpoints, spec_variables
+from ..common.containers import DEFAULT_REGISTRY
+from ..common.deploymentspec import template_sha256
 from ..common.errors import ConfigError
 from ..common.memberauth import MemberIdentity
+from ..renderings.arm import arm_template
 from ..renderings.render import default_images, render
 from ..room.group import canonical_spec_json
+from ..spec import load_spec
+from . import deployment
 from .events import check_and_render
 from .member_client import CgsMemberClient, CgsRequestFailed
 
@@ -217,6 +222,7 @@ def setup(args: argparse.Namespace) -> int:
     if "cgs_operator_dir" not in endpoints:
         raise ConfigError("--endpoints must come from `ccr emulators start` (cgs_operator_dir missing)")
     spec = load_spec_from_args(args)
+    template = deployment.read_template(args.deployment) if args.deployment else None
     contract_id, names = spec.contract.id, spec.contract.members or ["owner"]
     members_dir = Path(args.members_dir)
     identities = [MemberIdentity.load(members_dir / n) if (members_dir / n / "member.key").exists()
@@ -256,6 +262,8 @@ def setup(args: argparse.Namespace) -> int:
         if spec.datasinks and not lead.ca_info(contract_id).get("enabled"):
             # A datasink's manifest is signed with a key the contract CA endorses for the attested room.
             accept(lead.propose_enable_ca(contract_id))
+        if template is not None:
+            _accept_deployment(lead, accept, contract_id, template, args.deployment)
         for client_id in spec.federated_identities():  # the volumes' and the telemetry/log sinks' identities
             _add_federated_credential(endpoints, None, client_id, contract_id)
         status = lead.check_status(contract_id, "execution")
@@ -266,7 +274,85 @@ def setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _accept_deployment(lead: CgsMemberClient, accept, contract_id: str, template: dict[str, Any],
+                       source: str) -> None:
+    """The template as the contract's accepted deployment, and its HOST_DATA in the clean room policy (each
+    proposed only if not already so)."""
+    host_data = deployment.cce_policy_host_data(template)
+    if host_data not in lead.policy(contract_id).get("x-ms-sevsnpvm-hostdata", []):
+        accept(lead.propose_policy(contract_id, {"x-ms-sevsnpvm-hostdata": [host_data],
+                                                 "x-ms-sevsnpvm-is-debuggable": False}))
+    current = lead.deployment_spec(contract_id).get("data") or {}
+    if not current or template_sha256(current) != template_sha256(template):
+        accept(lead.propose_deployment_spec(contract_id, template))
+    print(f"  deployment: {source} (sha256 {template_sha256(template)}, HOST_DATA {host_data})")
+
+
 def events_list(args: argparse.Namespace) -> int:
     with _client(args) as client:
         events, head = client.events(args.contract)
         return check_and_render(events, head, client, args)
+
+
+# -- the governed deployment ------------------------------------------------------------------------
+def _cgs_endpoint(args: argparse.Namespace) -> tuple[str, str | None]:
+    endpoints = read_endpoints(args)
+    endpoint = args.cgs or os.environ.get("CCR_CGS_ENDPOINT") or endpoints.get("cgs_endpoint")
+    if not endpoint:
+        raise ConfigError("no CGS endpoint: pass --cgs URL, --endpoints FILE or set CCR_CGS_ENDPOINT")
+    return endpoint, args.ca_bundle or endpoints.get("ca_bundle") or os.environ.get("CCR_CA_BUNDLE")
+
+
+def _template_from(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """The ARM template SOURCE names (a template file as it is, or rendered from a spec exactly as `ccr spec
+    render arm` renders it) and where it came from, for the output."""
+    if args.source.endswith(".json"):
+        return deployment.read_template(args.source), args.source
+    spec = load_spec(args.source, variables=spec_variables(args))
+    rendering = render(spec, default_images(args.layers), registry=args.registry or DEFAULT_REGISTRY,
+                       identities=tuple(args.managed_identity or ()))
+    return arm_template(rendering.group, rendering.policy), f"{args.source} (rendered)"
+
+
+def _contract_of(args: argparse.Namespace, template: dict[str, Any]) -> str:
+    if args.contract:
+        return args.contract
+    contract_id = deployment.contract_of_template(template)
+    if not contract_id:
+        raise ConfigError("the template names no single contract (CCR_SPEC of its containers): pass --contract ID")
+    return contract_id
+
+
+def deployment_propose(args: argparse.Namespace) -> int:
+    template, origin = _template_from(args)
+    contract_id = _contract_of(args, template)
+    host_data = deployment.cce_policy_host_data(template)
+    print(f"{origin}: template sha256 {template_sha256(template)}, HOST_DATA {host_data}")
+    with _client(args) as client:
+        _propose(args, client, client.propose_deployment_spec(contract_id, template))
+        if args.no_policy:
+            return 0
+        if host_data in client.policy(contract_id).get("x-ms-sevsnpvm-hostdata", []):
+            print(f"clean room policy of {contract_id} already admits HOST_DATA {host_data}")
+            return 0
+        return _propose(args, client, client.propose_policy(
+            contract_id, {"x-ms-sevsnpvm-hostdata": [host_data], "x-ms-sevsnpvm-is-debuggable": False}))
+
+
+def deployment_show(args: argparse.Namespace) -> int:
+    endpoint, ca_bundle = _cgs_endpoint(args)
+    if args.verify:
+        template = deployment.read_template(args.verify)
+        accepted = deployment.verify_deployment(endpoint, args.contract, template, ca_bundle=ca_bundle)
+        print(f"{args.verify} is the deployment the members of {args.contract} accepted "
+              f"(sha256 {accepted.sha256}, proposal {accepted.proposal_id or 'not named by CGS'})")
+        return 0
+    accepted = deployment.accepted_deployment(endpoint, args.contract, ca_bundle=ca_bundle)
+    if args.json:
+        print(json.dumps(accepted.template, indent=2))
+        return 0
+    print(f"contract {args.contract}: deployment accepted by proposal {accepted.proposal_id or '(not named by CGS)'}")
+    print(f"  template sha256 {accepted.sha256}")
+    print(f"  HOST_DATA {deployment.cce_policy_host_data(accepted.template)}")
+    print(f"  open deployment proposals: {', '.join(accepted.open_proposal_ids) or 'none'}")
+    return 0

@@ -108,6 +108,14 @@ class CgsMemberClient:
         return self.propose({"name": f"set_contract_runtime_options_{verb}_{option}",
                              "args": {"contractId": contract_id}})
 
+    def propose_deployment_spec(self, contract_id: str, template: dict[str, Any]) -> dict[str, Any]:
+        """azure-cleanroom's `set_deployment_spec`: the ARM template itself, as `spec.data`."""
+        return self.propose({"name": "set_deployment_spec",
+                             "args": {"contractId": contract_id, "spec": {"data": template}}})
+
+    def deployment_spec(self, contract_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/app/contracts/{quote(contract_id)}/deploymentspec")
+
     def propose_enable_ca(self, contract_id: str) -> dict[str, Any]:
         return self.propose({"name": "enable_ca", "args": {"contractId": contract_id}})
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..cliargs import load_spec_from_args, spec_variables
 from ..common.containers import DEFAULT_REGISTRY
+from ..common.deploymentspec import template_sha256
 from ..room.group import render_group
 from ..spec import CleanRoomSpec, load_spec
 from .arm import PARAMETERS_FILE, TEMPLATE_FILE, arm_parameters, arm_template, dumps
@@ -64,11 +65,14 @@ def policy_hash(args: argparse.Namespace) -> int:
 def arm(args: argparse.Namespace) -> int:
     _, rendering = _render(args)
     out = Path(args.output)
-    _write(out / TEMPLATE_FILE, dumps(arm_template(rendering.group, rendering.policy)))
+    template = arm_template(rendering.group, rendering.policy)
+    _write(out / TEMPLATE_FILE, dumps(template))
     _write(out / PARAMETERS_FILE, dumps(arm_parameters(rendering.group)))
     _write(out / "ccepolicy.rego", rendering.policy)
     print(f"wrote {out / TEMPLATE_FILE}, {out / PARAMETERS_FILE} and {out / 'ccepolicy.rego'}")
     print(f"HOST_DATA {rendering.host_data}")
+    # what `ccr governance deployment show --verify` compares: the members accept this template by this hash
+    print(f"template sha256 {template_sha256(template)}")
     return 0
 
 

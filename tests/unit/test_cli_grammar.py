@@ -37,6 +37,7 @@ governance telemetry enable | governance telemetry disable | governance telemetr
 governance secret set
 governance document put | governance document propose | governance document show
 governance ca enable | governance ca show
+governance deployment propose | governance deployment show
 governance events list | governance setup | governance federate
 keys create-kek | keys import-secret
 images build

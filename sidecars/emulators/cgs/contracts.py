@@ -1,5 +1,8 @@
 """The member-facing contract API under `/app/contracts`: drafting contracts and reading them with their
-clean-room policy (both are decided by proposals, see `members`)."""
+clean-room policy and deployment spec (all decided by proposals, see `members`).
+
+`GET …/deploymentspec` needs no signature, as in azure-cleanroom's CGS (whose table is public): whoever
+deploys or checks a deployment (an operator, `ccr aci run`) reads what the members accepted."""
 
 from __future__ import annotations
 
@@ -34,6 +37,11 @@ async def put_contract(contract_id: str, cgs: Cgs, caller: MemberAuth) -> Respon
 @router.get("/app/contracts/{contract_id}", response_model=None)
 async def get_contract(contract_id: str, cgs: Cgs, _: MemberAuth) -> dict[str, Any]:
     return cgs.store.contract(contract_id)
+
+
+@router.get("/app/contracts/{contract_id}/deploymentspec", response_model=None)
+async def get_deployment_spec(contract_id: str, cgs: Cgs) -> dict[str, Any]:
+    return cgs.store.deployment_spec(contract_id)
 
 
 @router.get("/app/contracts/{contract_id}/cleanroompolicy", response_model=None)

@@ -9,6 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter
 
+from ...common.deploymentspec import template_sha256
 from ...common.errors import BadRequest, Forbidden, NotFound
 from ...common.memberauth import member_id_of
 from . import schemas
@@ -78,6 +79,9 @@ async def vote(proposal_id: str, member_id: str, cgs: Cgs, caller: MemberAuth) -
                            state=proposal["state"])
                 if proposal["state"] == "Accepted" and action["name"] == "enable_ca":
                     ensure_ca(cgs.store, contract_id)
+                if proposal["state"] == "Accepted" and action["name"] == "set_deployment_spec":
+                    cgs.record(contract_id, caller.who, "deployment_spec_accepted", proposalId=proposal_id,
+                               templateSha256=template_sha256(action["args"]["spec"]["data"]))
     return _proposal_view(proposal)
 
 

@@ -28,7 +28,8 @@ PROPOSAL = body({"actions": {"type": "array", "items": {
         "name": {"enum": list(ACTIONS)},
         "args": {"type": "object", "properties": {
             "contractId": STRING, "documentId": STRING, "version": STRING, "type": {"enum": ["add", "remove"]},
-            "claims": {"type": "object", "properties": {claim: {} for claim in POLICY_CLAIMS}}}}}}}}, ("actions",))
+            "claims": {"type": "object", "properties": {claim: {} for claim in POLICY_CLAIMS}},
+            "spec": {"type": "object", "properties": {"data": {"type": "object"}}}}}}}}}, ("actions",))
 BALLOT = body({"ballot": {"enum": ["accept", "reject"]}}, ("ballot",))
 SECRET = body({"value": STRING}, ("value",))
 # A room's request: its attestation and the key answers are wrapped to; a write adds its signed data.

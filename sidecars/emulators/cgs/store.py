@@ -6,6 +6,12 @@ crash, and a restarted stand-in resumes where it stopped.
 
 Proposals follow CCF's model: a member proposes actions, every member votes, the proposal is accepted when
 all members accept (and rejected as soon as one rejects); accepted actions are applied at once.
+
+A deployment spec (`set_deployment_spec`, the ARM template the contract's room is deployed from) is decided
+by the contract's own members: when the contract's data names its members (a ccr spec's
+`contract.members`), only those may propose or vote on it, and it is accepted once each of them accepted
+(a named member who is not registered keeps it open). It is proposed alone, so no other action rides on
+that narrower vote. As in azure-cleanroom's CGS it can be proposed only once the contract is accepted.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...common.errors import BadRequest, Conflict, NotFound
+from ...common.errors import BadRequest, Conflict, Forbidden, NotFound
 from . import db
 
 RUNTIME_OPTIONS = ("logging", "telemetry")
@@ -27,7 +33,7 @@ POLICY_CLAIMS = {
     "x-ms-sevsnpvm-is-debuggable": bool, "x-ms-sevsnpvm-launchmeasurement": str,
     "x-ms-sevsnpvm-guestsvn": int, "x-ms-sevsnpvm-vmpl": int,
 }
-ACTIONS = ("set_contract", "set_clean_room_policy", "set_member_document", "enable_ca",
+ACTIONS = ("set_contract", "set_clean_room_policy", "set_deployment_spec", "set_member_document", "enable_ca",
            "set_contract_runtime_options_enable_logging", "set_contract_runtime_options_disable_logging",
            "set_contract_runtime_options_enable_telemetry", "set_contract_runtime_options_disable_telemetry")
 
@@ -43,13 +49,15 @@ class State:
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
     ca: dict[str, dict[str, str]] = field(default_factory=dict)
+    # contract id -> {"data": the accepted template, "proposalId": the proposal that accepted it}
+    deployment_specs: dict[str, dict[str, Any]] = field(default_factory=dict)
     version_counter: int = 0
 
 
 # How deep each field of State is keyed: one database row per entry at that depth. Secrets and consent are
 # per contract *and* per secret or member, so adding one does not rewrite the others.
 NESTING = {"members": 1, "contracts": 1, "proposals": 1, "policies": 1, "execution": 2, "runtime_options": 1,
-           "secrets": 2, "documents": 1, "ca": 1}
+           "secrets": 2, "documents": 1, "ca": 1, "deployment_specs": 1}
 
 # What a mutation touched: a State field and the keys of the entry, e.g. ("secrets", contract_id, secret_id).
 Touched = list[tuple[str, ...]]
@@ -164,6 +172,7 @@ class Store:
                 raise BadRequest("a proposal needs at least one action")
             for action in actions:
                 self._validate_action(action)
+            self._check_deployment_proposer(proposer, actions)
             proposal_id = uuid.uuid4().hex
             proposal = {"proposalId": proposal_id, "proposerId": proposer, "actions": actions, "state": "Open",
                         "ballots": {}}
@@ -196,6 +205,14 @@ class Store:
             return
         contract_id = args.get("contractId")
         contract = self.contract(contract_id)
+        if name == "set_deployment_spec":
+            if contract["state"] != "Accepted":
+                raise BadRequest(f"Deployment spec can only be proposed once contract '{contract_id}' has been "
+                                 "accepted.", code="ProposalFailedToValidate")
+            spec = args.get("spec")
+            if not isinstance(spec, dict) or not isinstance(spec.get("data"), dict) or not spec["data"]:
+                raise BadRequest("set_deployment_spec: spec must be {data: <the ARM template, a non-empty object>}",
+                                 code="ProposalFailedToValidate")
         if name == "set_contract":
             if contract["state"] != "Draft":
                 raise Conflict(f"contract {contract_id!r} is already {contract['state']}",
@@ -223,13 +240,52 @@ class Store:
                 raise NotFound(f"proposal {proposal_id!r} does not exist", code="ProposalNotFound")
             if proposal["state"] != "Open":
                 raise Conflict(f"proposal {proposal_id} is {proposal['state']}", code="ProposalNotOpen")
+            voters = self._voters(proposal)
+            if member_id not in voters:
+                raise Forbidden(f"{self.member_name(member_id)} is not a member of contract "
+                                f"{self._deployment_contract(proposal)!r}: only its members vote on its deployment",
+                                code="NotContractMember")
             touched.append(("proposals", proposal_id))
             proposal["ballots"][member_id] = accept
             if not accept:
                 self._close(proposal, "Rejected", touched)
-            elif all(proposal["ballots"].get(m) for m in self.state.members):
+            elif all(proposal["ballots"].get(m) for m in voters):
                 self._close(proposal, "Accepted", touched)
             return proposal
+
+    # -- who decides a deployment spec
+    @staticmethod
+    def _deployment_contract(proposal: dict[str, Any]) -> str | None:
+        return next((a["args"]["contractId"] for a in proposal["actions"] if a["name"] == "set_deployment_spec"),
+                    None)
+
+    def contract_members(self, contract_id: str) -> set[str]:
+        """The member ids of the contract's named members (`data.contract.members` of a ccr spec); a name no
+        registered member has stays in the set as itself, so it can never be counted as voted. A contract
+        that names no members is every member's."""
+        data = self.contract(contract_id).get("data")
+        contract = data.get("contract") if isinstance(data, dict) else None
+        named = contract.get("members") if isinstance(contract, dict) else None
+        if not isinstance(named, list) or not named or not all(isinstance(n, str) for n in named):
+            return set(self.state.members)
+        by_name = {m["name"]: mid for mid, m in self.state.members.items()}
+        return {by_name.get(name, f"unregistered member {name}") for name in named}
+
+    def _voters(self, proposal: dict[str, Any]) -> set[str]:
+        contract_id = self._deployment_contract(proposal)
+        return set(self.state.members) if contract_id is None else self.contract_members(contract_id)
+
+    def _check_deployment_proposer(self, proposer: str, actions: list[dict[str, Any]]) -> None:
+        deployments = [a for a in actions if a["name"] == "set_deployment_spec"]
+        if not deployments:
+            return
+        if len(actions) != 1:
+            raise BadRequest("set_deployment_spec is proposed alone (its contract's members decide it)",
+                             code="ProposalFailedToValidate")
+        contract_id = deployments[0]["args"]["contractId"]
+        if proposer not in self.contract_members(contract_id):
+            raise Forbidden(f"{self.member_name(proposer)} is not a member of contract {contract_id!r}: only its "
+                            "members propose its deployment", code="NotContractMember")
 
     def _close(self, proposal: dict[str, Any], outcome: str, touched: Touched) -> None:
         proposal["state"] = outcome
@@ -245,11 +301,14 @@ class Store:
                 doc = self.state.documents[args["documentId"]]
                 doc.update(state="Accepted" if outcome == "Accepted" else "Draft", finalVotes=votes)
             elif outcome == "Accepted":
-                self._apply(name, args, touched)
+                self._apply(name, args, touched, proposal["proposalId"])
 
-    def _apply(self, name: str, args: dict[str, Any], touched: Touched) -> None:
+    def _apply(self, name: str, args: dict[str, Any], touched: Touched, proposal_id: str) -> None:
         contract_id = args["contractId"]
-        if name == "set_clean_room_policy":
+        if name == "set_deployment_spec":
+            touched.append(("deployment_specs", contract_id))
+            self.state.deployment_specs[contract_id] = {"data": args["spec"]["data"], "proposalId": proposal_id}
+        elif name == "set_clean_room_policy":
             touched.append(("policies", contract_id))
             policy = self.state.policies.setdefault(contract_id, {})
             for claim, values in args["claims"].items():
@@ -270,6 +329,16 @@ class Store:
             touched.append(("runtime_options", contract_id))
             self.state.runtime_options.setdefault(contract_id, {})[option] = (
                 "enabled" if verb == "enable" else "disabled")
+
+    def deployment_spec(self, contract_id: str) -> dict[str, Any]:
+        """CGS's answer to `GET /app/contracts/{id}/deploymentspec`: the open proposals and the accepted
+        template (`{}` when none was accepted); the stand-in adds the accepting proposal's id."""
+        self.contract(contract_id)
+        open_ids = [pid for pid, p in self.state.proposals.items()
+                    if p["state"] == "Open" and self._deployment_contract(p) == contract_id]
+        accepted = self.state.deployment_specs.get(contract_id)
+        return {"proposalIds": open_ids, "data": accepted["data"] if accepted else {},
+                "proposalId": accepted["proposalId"] if accepted else ""}
 
     # -- policy and consent
     def policy_violation(self, contract_id: str, claims: dict[str, Any]) -> str | None:

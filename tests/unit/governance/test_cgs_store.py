@@ -85,3 +85,31 @@ def test_state_survives_a_restart(store, tmp_path):
     again = Store(tmp_path / "cgs.db")
     assert again.state.secrets["c1"] == {f"{'a' * 64}_db": "value"}
     assert again.member_name("b" * 64) == "bob"
+
+
+@pytest.mark.parametrize("data", [{"contract": "a string"}, {"contract": {"members": "alice"}}, ["list"], "text",
+                                  {"contract": {"members": [1, 2]}}, {"contract": {"members": []}}])
+def test_contract_data_that_names_no_members_leaves_the_deployment_to_every_member(tmp_path, data):
+    store = Store(tmp_path / "cgs.db")
+    store.add_member("a" * 64, "alice", "cert-a")
+    store.add_member("b" * 64, "bob", "cert-b")
+    store.put_contract("c2", data, None)
+    pid = store.create_proposal("a" * 64, [{"name": "set_contract", "args": {"contractId": "c2"}}])["proposalId"]
+    store.vote(pid, "a" * 64, True)
+    store.vote(pid, "b" * 64, True)
+    assert store.contract_members("c2") == {"a" * 64, "b" * 64}
+    spec = {"data": {"resources": []}}
+    pid = store.create_proposal("b" * 64, [{"name": "set_deployment_spec",
+                                            "args": {"contractId": "c2", "spec": spec}}])["proposalId"]
+    assert store.vote(pid, "a" * 64, True)["state"] == "Open"
+    assert store.vote(pid, "b" * 64, True)["state"] == "Accepted"
+    assert store.deployment_spec("c2") == {"proposalIds": [], "data": {"resources": []}, "proposalId": pid}
+
+
+@pytest.mark.parametrize("spec", [None, "x", {}, {"data": {}}, {"data": []}, {"data": "t"}])
+def test_a_deployment_spec_must_carry_a_template(store, spec):
+    pid = _propose(store, "set_contract", version=store.contract("c1")["version"])
+    store.vote(pid, "a" * 64, True)
+    store.vote(pid, "b" * 64, True)
+    with pytest.raises(BadRequest, match="spec must be"):
+        _propose(store, "set_deployment_spec", spec=spec)

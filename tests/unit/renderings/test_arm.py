@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 from azure.mgmt.containerinstance import models
 
+from sidecars.common.deploymentspec import template_sha256
 from sidecars.common.errors import ConfigError
 from sidecars.renderings.arm import TEMPLATE_SCHEMA, arm_template, check_limits, container_group_resource
 from sidecars.renderings.cce import policy_hash, render_policy
@@ -182,5 +183,6 @@ def test_cli_writes_template_and_parameters(tmp_path, repo, lock_file):
     host_data = subprocess.run([sys.executable, "-m", "sidecars", "spec", "render", "policy-hash", spec, *args,
                                 "--layers", str(lock_file)], capture_output=True, text=True, check=True).stdout.strip()
     assert f"HOST_DATA {host_data}" in done.stdout
+    assert f"template sha256 {template_sha256(template)}" in done.stdout
     policy = base64.b64decode(template["resources"][0]["properties"]["confidentialComputeProperties"]["ccePolicy"])
     assert policy_hash(policy.decode()) == host_data
