@@ -8,11 +8,10 @@ a template naming its own governance would vouch for itself.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from ..common.errors import ConfigError
+from ..governance.deployment import verify_deployment
 
 UNGOVERNED_WARNING = ("WARNING: --unsafe-ungoverned: this template is deployed WITHOUT checking that the "
                       "contract's members accepted it in CGS; nothing it attests to was agreed by anyone")
@@ -27,11 +26,6 @@ class Governance:
 
 def verify(governance: Governance, template: dict[str, Any]) -> str:
     """The accepted hash when `template` is what the members accepted; raises a one-line CcrError otherwise."""
-    try:
-        deployment = importlib.import_module("sidecars.governance.deployment")
-    except ModuleNotFoundError:
-        raise ConfigError("this ccr has no deployment governance (sidecars.governance.deployment): the template "
-                          "cannot be checked against CGS; pass --unsafe-ungoverned to run it anyway") from None
-    accepted = deployment.verify_deployment(governance.cgs_url, governance.contract_id, template,
-                                            ca_bundle=governance.ca_bundle)
-    return str(getattr(accepted, "sha256", ""))
+    accepted = verify_deployment(governance.cgs_url, governance.contract_id, template,
+                                 ca_bundle=governance.ca_bundle)
+    return accepted.sha256

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +22,15 @@ from azure.mgmt.containerinstance import models as container_models
 from azure.mgmt.containerinstance._serialization import DeserializationError
 from azure.mgmt.containerinstance.models import ContainerGroup
 
+from ..common.deploymentspec import MAX_TEMPLATE_BYTES, template_sha256
 from ..common.errors import ConfigError
 from ..common.untrusted import DocumentLimits, UntrustedInputError, check_tree, load_json, read_bounded
 
+__all__ = ["ContainerDefinition", "GroupDefinition", "load_group", "load_group_files", "template_sha256"]
+
 RESOURCE_TYPE = "Microsoft.ContainerInstance/containerGroups"
-#: A template carries the spec (JSON) in each container's environment, the policy in base64: a few MiB.
-TEMPLATE_LIMITS = DocumentLimits(max_bytes=16 * 1024 * 1024, max_chars=16 * 1024 * 1024, max_nodes=65536)
+#: What CGS accepts as a deployment spec is what the simulator reads (the template's hash is what is governed).
+TEMPLATE_LIMITS = DocumentLimits(max_bytes=MAX_TEMPLATE_BYTES, max_chars=MAX_TEMPLATE_BYTES)
 #: Where the simulated location comes from when the template asks for `resourceGroup().location`.
 SIMULATED_LOCATION = "local-simulator"
 NAME_PATTERN = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -84,12 +86,6 @@ class GroupDefinition:
     @property
     def all_containers(self) -> tuple[ContainerDefinition, ...]:
         return self.init_containers + self.containers
-
-
-def template_sha256(template: dict[str, Any]) -> str:
-    """The hash governance accepts: sha256 of the template's canonical JSON (sorted keys, no spaces)."""
-    canonical = json.dumps(template, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def read_json_document(path: Path, what: str) -> dict[str, Any]:

@@ -47,26 +47,48 @@ def test_an_altered_environment_variable_is_refused_before_any_key_is_released(s
     assert "key_release" not in events, events
 
 
-def test_run_status_logs_and_delete_leaves_nothing(stand_ins, tmp_path, aci_state_dirs):
-    """A group runs with exactly the template's containers on the "simulated" platform; delete removes the
-    pod, the containers, the netns (and every process in it), the mounts, the simulator process and its
-    socket, and the state directory."""
-    spec = minimal_spec(tmp_path, "aci-lifecycle")
+def test_a_template_not_accepted_in_cgs_is_refused(stand_ins, tmp_path, aci_state_dirs):
+    """The members accepted one template; an operator's edit of it (one image tag) and a run naming no
+    contract are both refused before anything starts, and --unsafe-ungoverned says loudly what it skips."""
+    spec = minimal_spec(tmp_path, "aci-ungoverned")
+    endpoints = str(stand_ins / "endpoints.json")
     template = render_arm(stand_ins, spec, tmp_path / "arm")
-    # main's firewall serves /verify forever instead of exiting as an init container (branch prod fixes
-    # that); until then the group runs without its init container (the policy does not require one)
-    data = json.loads(template.read_text())
-    data["resources"][0]["properties"]["initContainers"] = []
-    template.write_text(json.dumps(data))
+    ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(stand_ins / "members"),
+        "--deployment", str(template))
+    edited = edit_container(template, "ccr-telemetry", lambda p: p.update(image=p["image"] + "-debug"))
     state_dir = tmp_path / "group"
     aci_state_dirs.append(state_dir)
-    run = ccr("aci", "run", str(template), "--endpoints", str(stand_ins / "endpoints.json"), "--state-dir",
-              str(state_dir), "--unsafe-ungoverned")
-    assert "WARNING: --unsafe-ungoverned" in run.stderr
+    refused = ccr("aci", "run", str(edited), "--endpoints", endpoints, "--contract", "aci-ungoverned",
+                  "--state-dir", str(state_dir), check=False)
+    assert refused.returncode == 1
+    error = refused.stderr.strip().splitlines()[-1]
+    assert "is not the deployment the members of 'aci-ungoverned' accepted" in error, error
+    assert "ccr-telemetry" not in refused.stdout and not (state_dir / "state.json").exists()
+    unnamed = ccr("aci", "run", str(template), "--state-dir", str(state_dir), check=False)
+    assert unnamed.returncode == 1 and "pass --contract ID" in unnamed.stderr
+    assert not netns_exists(netns_name("aci-ungoverned"))
+
+
+def test_run_status_logs_and_delete_leaves_nothing(stand_ins, tmp_path, aci_state_dirs):
+    """The accepted template runs with exactly its containers on the "simulated" platform; delete removes
+    the pod, the containers, the netns (and every process in it), the mounts, the simulator process and its
+    socket, and the state directory."""
+    spec = minimal_spec(tmp_path, "aci-lifecycle")
+    endpoints = str(stand_ins / "endpoints.json")
+    template = render_arm(stand_ins, spec, tmp_path / "arm")
+    ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(stand_ins / "members"),
+        "--deployment", str(template))
+    state_dir = tmp_path / "group"
+    aci_state_dirs.append(state_dir)
+    run = ccr("aci", "run", str(template), "--endpoints", endpoints, "--contract", "aci-lifecycle",
+              "--state-dir", str(state_dir))
+    assert "deployment accepted in CGS for contract aci-lifecycle" in run.stdout
+    assert "init container ccr-firewall exited 0" in run.stdout
     assert "is running on the simulated platform" in run.stdout
     state = GroupState.load(state_dir)
     status = json.loads(ccr("aci", "status", "--state-dir", str(state_dir), "--json").stdout)
-    assert status["platform"] == "simulated" and status["governed"] is False
+    assert status["platform"] == "simulated" and status["governed"] is True
+    assert status["containers"]["ccr-firewall"] == {"init": True, "status": "exited", "exit_code": 0}
     written = json.loads(template.read_text())["resources"][0]["properties"]
     assert list(status["containers"]) == [c["name"] for c in written["initContainers"] + written["containers"]]
     inspected = json.loads(Podman().run_cli(["inspect", state.container_name("ccr-skr")]))[0]
