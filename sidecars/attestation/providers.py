@@ -16,6 +16,7 @@ import base64
 import ctypes
 import errno
 import fcntl
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -148,10 +149,24 @@ class RealSnpProvider:
         except (ValueError, KeyError, TypeError, AttributeError):
             raise AttestationError("host-amd-cert-base64: expected JSON {vcekCert, certificateChain}") from None
 
+    def uvm_endorsement(self) -> bytes:
+        """The COSE_Sign1 with which Microsoft endorses the UVM's launch measurement."""
+        return self._context_file("reference-info-base64")
+
+    def security_policy(self) -> str:
+        """The group's CCE policy (Rego) as the platform enforces it: `security-policy-base64`. Its SHA-256
+        is the report's HOST_DATA (`security_policy_hash`)."""
+        try:
+            return self._context_file("security-policy-base64").decode()
+        except UnicodeDecodeError:
+            raise AttestationError("security-policy-base64: the policy is not UTF-8 text") from None
+
+    def security_policy_hash(self) -> str:
+        return hashlib.sha256(self._context_file("security-policy-base64")).hexdigest()
+
     def get_evidence(self, report_data: bytes) -> Evidence:
         report = get_report(report_data, vmpl=self.vmpl, device=self.device)
-        return Evidence(report=report, vcek_chain_pem=self.vcek_chain_pem(),
-                        uvm_endorsement=self._context_file("reference-info-base64"))
+        return Evidence(report=report, vcek_chain_pem=self.vcek_chain_pem(), uvm_endorsement=self.uvm_endorsement())
 
 
 @dataclass

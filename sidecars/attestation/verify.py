@@ -4,7 +4,10 @@
 2. the VCEK chains to a pinned ARK (never the presented chain's own root);
 3. the report's signature verifies with the VCEK, and the VCEK belongs to the report's chip and TCB;
 4. the UVM endorsement, when present, verifies from a trusted (DID, feed) and endorses exactly the
-   report's MEASUREMENT → `x-ms-compliance-status: azure-compliant-uvm`.
+   report's MEASUREMENT → `x-ms-compliance-status: azure-compliant-uvm` when Microsoft's UVM signer endorsed
+   it; `ccr-mock-uvm` when a mock platform's signer did (trusted only where a verifier added a mock platform:
+   the local stand-ins). Real Azure Attestation never issues `ccr-mock-uvm`, so a policy that accepts it for
+   the stand-ins cannot let mock evidence through a real MAA.
 Any failure raises AttestationError naming the reason.
 """
 
@@ -29,6 +32,7 @@ from .uvm import MICROSOFT_UVM_DID, MICROSOFT_UVM_FEED, UvmEndorser, verify_uvm_
 
 ATTESTATION_TYPE = "sevsnpvm"
 COMPLIANT_UVM = "azure-compliant-uvm"
+MOCK_UVM = "ccr-mock-uvm"
 MAA_VERSION = "1.0"
 
 
@@ -100,7 +104,9 @@ def verify_evidence(evidence: Evidence, trust: Trust | None = None, *,
             raise AttestationError("UVM endorsement measurement mismatch: it endorses "
                                    f"{endorsement.launch_measurement}, the report's MEASUREMENT is "
                                    f"{report.measurement.hex()}")
-        claims["x-ms-compliance-status"] = COMPLIANT_UVM
+        microsoft = UvmEndorser(endorsement.issuer, endorsement.feed) == UvmEndorser(MICROSOFT_UVM_DID,
+                                                                                    MICROSOFT_UVM_FEED)
+        claims["x-ms-compliance-status"] = COMPLIANT_UVM if microsoft else MOCK_UVM
     return dict(sorted(claims.items()))
 
 

@@ -10,7 +10,12 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import httpx
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+)
 from azure.keyvault.secrets import SecretClient
 
 from . import objectformat as fmt
@@ -61,6 +66,21 @@ def release_kek(skr_url: str, *, maa_endpoint: str, vault_url: str, kek_name: st
     return Kek.from_jwk(answer["key"], kid=kek_name)
 
 
+def vault_scope(vault_url: str) -> str:
+    """The token scope of a Key Vault or managed HSM."""
+    host = urlsplit(vault_url).hostname or vault_url
+    return "https://managedhsm.azure.net/.default" if "managedhsm" in host else "https://vault.azure.net/.default"
+
+
+def _vault_token(credential, vault_url: str) -> str:
+    try:
+        return credential.get_token(vault_scope(vault_url)).token
+    except (ClientAuthenticationError, CcrError) as exc:
+        message = (getattr(exc, "message", None) or str(exc)).splitlines()[0]
+        raise KeyReleaseRefused(f"no access token for {vault_url} from {type(credential).__name__}: "
+                                f"{message}") from None
+
+
 def fetch_dek(*, skr_url: str, maa_endpoint: str, kek_vault_url: str, kek_name: str, secret_vault_url: str,
               secret_name: str, ca_bundle: str | None = None, credential=None,
               identity_endpoint: str | None = None, dev_tokens_dir: str | None = None,
@@ -74,6 +94,9 @@ def fetch_dek(*, skr_url: str, maa_endpoint: str, kek_vault_url: str, kek_name: 
     if wrapped is None:
         raise ConfigError(f"the wrapped DEK secret {secret_name} does not exist in {secret_vault_url} "
                           "(has the owner run `ccr data publish`?)")
+    # The owner's identity (the one that read the wrapped DEK) asks for the KEK too: skr presents this token to
+    # Key Vault (Microsoft's SKR API field access_token), so skr needs no identity of its own.
+    access_token = _vault_token(credential, kek_vault_url)
     kek = release_kek(skr_url, maa_endpoint=maa_endpoint, vault_url=kek_vault_url, kek_name=kek_name,
-                      ca_bundle=ca_bundle)
+                      access_token=access_token, ca_bundle=ca_bundle)
     return unwrap_dek(wrapped, kek)

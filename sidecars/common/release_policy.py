@@ -216,16 +216,27 @@ def _condition(item: Any, path: str) -> ClaimCondition | Combination:
     return ClaimCondition(claim, operator, value)
 
 
+#: what Azure Attestation says of a UVM Microsoft endorsed; and what the MAA stand-in says of one a local mock
+#: platform endorsed (a real MAA never says it)
+COMPLIANT_UVM = "azure-compliant-uvm"
+MOCK_UVM = "ccr-mock-uvm"
+
+
 def sevsnp_policy(authority: str, host_data: str, *, allow_debug: bool = False,
-                  require_compliant_uvm: bool = True) -> dict[str, Any]:
+                  require_compliant_uvm: bool = True, accept_mock_uvm: bool = False) -> dict[str, Any]:
     """The policy a data owner attaches to a KEK for a confidential container group: released only to
-    a room whose CCE policy hash (HOST_DATA) is `host_data`, attested by `authority`."""
-    conditions: list[dict[str, Any]] = [
-        {"claim": "x-ms-attestation-type", "equals": "sevsnpvm"},
-        {"claim": "x-ms-sevsnpvm-hostdata", "equals": host_data.lower()},
-    ]
-    if require_compliant_uvm:
-        conditions.append({"claim": "x-ms-compliance-status", "equals": "azure-compliant-uvm"})
-    if not allow_debug:
-        conditions.append({"claim": "x-ms-sevsnpvm-is-debuggable", "equals": "false"})
-    return {"version": "1.0.0", "anyOf": [{"authority": authority, "allOf": conditions}]}
+    a room whose CCE policy hash (HOST_DATA) is `host_data`, attested by `authority`. `accept_mock_uvm`:
+    for the local stand-ins only, a second rule accepts a UVM their mock platform endorsed."""
+    statuses = [COMPLIANT_UVM, *([MOCK_UVM] if accept_mock_uvm else [])] if require_compliant_uvm else [None]
+    rules = []
+    for status in statuses:
+        conditions: list[dict[str, Any]] = [
+            {"claim": "x-ms-attestation-type", "equals": "sevsnpvm"},
+            {"claim": "x-ms-sevsnpvm-hostdata", "equals": host_data.lower()},
+        ]
+        if status is not None:
+            conditions.append({"claim": "x-ms-compliance-status", "equals": status})
+        if not allow_debug:
+            conditions.append({"claim": "x-ms-sevsnpvm-is-debuggable", "equals": "false"})
+        rules.append({"authority": authority, "allOf": conditions})
+    return {"version": "1.0.0", "anyOf": rules}

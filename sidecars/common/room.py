@@ -13,6 +13,11 @@ process only as environment variables, the same in a container and in `ccr room 
   `CCR_FIREWALL_BACKEND` (nftables or iptables);
 - on a box with the local stand-ins instead of Azure: `CCR_ENDPOINTS` (their endpoints.json: CA bundle,
   mock SEV-SNP platform, dev tokens, Entra) and `CCR_HOST_DATA` (the HOST_DATA the mock platform reports).
+- what Confidential ACI adds to every container: `UVM_SECURITY_CONTEXT_DIR` (the VCEK chain, the UVM
+  endorsement and the CCE policy; with `ccr aci run` also the simulator's SEV-SNP report socket).
+
+Production (no `CCR_ENDPOINTS`) is the default: endpoints come from the spec, TLS trust from the system store
+plus the spec's `trust.ca_certificates` (one bundle file, `Room.ca_bundle`, written before a sidecar serves).
 
 The sidecars' addresses (`RoomLayout`) are not in the environment: they come from the registry, the one
 place that holds every sidecar's ports, so a sidecar never imports another to find it.

@@ -56,3 +56,6 @@ def _add_release_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cce-policy", metavar="FILE", help="compute the policy hash from the CCE policy file")
     parser.add_argument("--endpoints", metavar="FILE", help="endpoints.json written by `ccr emulators start`")
     parser.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for the vault's TLS (default from --endpoints)")
+    parser.add_argument("--allow-mock-platform", action="store_true",
+                        help="also release to a room on the local stand-ins' mock platform (ccr-mock-uvm); implied "
+                             "by --endpoints of stand-ins with a mock platform. Never for real data")

@@ -23,7 +23,8 @@ def _release_target(args: argparse.Namespace, kty: str, size: int | None):
     if not maa:
         raise ConfigError("no attestation authority: give --maa-endpoint or --endpoints")
     request = KekRequest(vault_url.rstrip("/"), args.name, kty, size, maa.rstrip("/"),
-                         host_data_from(args.host_data, args.cce_policy))
+                         host_data_from(args.host_data, args.cce_policy),
+                         accept_mock_uvm=bool(endpoints.get("mock_platform_dir") or args.allow_mock_platform))
     for line in describe(request):
         print(line)
     if endpoints.get("dev_tokens_dir"):

@@ -13,7 +13,7 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpRes
 from azure.keyvault.keys import JsonWebKey, KeyClient, KeyReleasePolicy
 
 from ..common.errors import BadRequest, CcrError, ConfigError, Forbidden, NotFound, RemoteServiceError, Unauthorized
-from ..common.release_policy import ReleasePolicy, sevsnp_policy
+from ..common.release_policy import MOCK_UVM, ReleasePolicy, sevsnp_policy
 
 KEY_TYPES = {"RSA-HSM": "RSA", "oct-HSM": "oct", "RSA": "RSA", "oct": "oct"}
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -34,9 +34,12 @@ class KekRequest:
     size: int | None
     maa_endpoint: str
     host_data: str
+    #: the local stand-ins (an endpoints file with a mock platform, or --allow-mock-platform): accept a UVM
+    #: the mock platform endorsed too (x-ms-compliance-status ccr-mock-uvm, which a real MAA never issues)
+    accept_mock_uvm: bool = False
 
     def policy(self) -> dict[str, Any]:
-        return sevsnp_policy(self.maa_endpoint, self.host_data)
+        return sevsnp_policy(self.maa_endpoint, self.host_data, accept_mock_uvm=self.accept_mock_uvm)
 
 
 def host_data_from(host_data: str | None, cce_policy: str | None) -> str:
@@ -64,6 +67,9 @@ def describe(request: KekRequest) -> list[str]:
         words = CLAIM_WORDS.get(condition.claim, f"has {condition.claim} {condition.operator} {{value}}")
         lines.append(f"  - {words.format(value=condition.value)}  [{condition.claim} {condition.operator} "
                      f"{json.dumps(condition.value)}]")
+    if request.accept_mock_uvm:
+        lines.append(f"  - OR, the same with {MOCK_UVM} instead of a Microsoft-endorsed UVM: a room on the local "
+                     "stand-ins' MOCK platform (no hardware protects it; no real Azure Attestation issues this claim)")
     lines.append("Anyone else asking Key Vault to release it, you included, is refused.")
     return lines
 

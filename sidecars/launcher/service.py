@@ -67,10 +67,13 @@ class LauncherState:
     process: AppProcess | None = None
     #: the sidecars the watchdog found dead while the app ran
     lost: dict[str, SidecarLoss] = field(default_factory=dict)
+    #: the platform kind the room's evidence comes from (sev-snp, simulated, mock), as skr's /status says
+    platform: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         app = self.process
         return {"status": self.phase, "step": self.step, "error": self.error, "steps": self.steps,
+                "platform": self.platform,
                 "sidecars_lost": {name: loss.as_json() for name, loss in self.lost.items()},
                 "app": None if app is None else {"status": app.status, "exit_code": app.exit_code,
                                                    "container": app.launch.container_name}}
@@ -151,6 +154,7 @@ class Launcher:
                     response = await self._http.get(url)
                     if response.status_code == 200:
                         del pending[name]
+                        self._note_platform(response)
                         continue
                     last[name] = f"/status answered {response.status_code}: {response.text[:200]}"
                 except httpx.HTTPError as exc:
@@ -161,6 +165,19 @@ class Launcher:
                 details = "; ".join(f"{n}: {last.get(n, 'no answer')}" for n in pending)
                 raise ProcessError(f"not ready after {self.config.ready_timeout:g} s: {details}")
             await asyncio.sleep(0.1)
+
+    def _note_platform(self, response: httpx.Response) -> None:
+        """skr's /status names the platform its evidence comes from: every audit event says it too."""
+        try:
+            body = response.json()
+        except ValueError:
+            return
+        if isinstance(body, dict) and isinstance(body.get("platform"), str):
+            self.state.platform = body["platform"][:40]
+
+    def _audit(self, event: dict[str, Any]) -> None:
+        # The platform kind in every event: a room on the mock or the simulator says so in CGS's log too.
+        self.gov.audit({**event, "platform": self.state.platform or "unknown"})
 
     async def _verify_firewall(self) -> None:
         # The firewall (an init container) is gone: its own check reads the rules from this network namespace's
@@ -190,7 +207,7 @@ class Launcher:
         async with self._lock:
             self.state.step = "launch"
             process = AppProcess(self.launch, self.podman)
-            await asyncio.to_thread(self.gov.audit, {"step": "launch", "app": self.config.spec.application.name,
+            await asyncio.to_thread(self._audit, {"step": "launch", "app": self.config.spec.application.name,
                                                      "image": self.launch.image})
             with step_span(self.tracer, "launcher.launch", image=self.launch.image):
                 await self._start_guard()
@@ -232,7 +249,7 @@ class Launcher:
         self.state.phase = process.status
         log.info("app %s (exit code %s)", process.status, code)
         with contextlib.suppress(CcrError):
-            await asyncio.to_thread(self.gov.audit, {"step": "exit", "app": self.config.spec.application.name,
+            await asyncio.to_thread(self._audit, {"step": "exit", "app": self.config.spec.application.name,
                                                      "status": process.status, "exit_code": code})
         if self.config.telemetry_url and self.config.spec.telemetry.log_sink is not None:
             try:
@@ -273,7 +290,7 @@ class Launcher:
             await process.stop(LOST_SIDECAR_STOP_S)
             loss.app_stopped = True
         try:
-            await asyncio.to_thread(self.gov.audit, {
+            await asyncio.to_thread(self._audit, {
                 "step": "sidecar-lost", "app": self.config.spec.application.name,
                 "container": self.launch.container_name, "sidecar": loss.sidecar,
                 "policy": loss.policy.value, "app_stopped": loss.app_stopped, "error": loss.error[:300]})
@@ -308,7 +325,7 @@ class Launcher:
             return
         log.warning("stopping the app: %s", reason)
         with contextlib.suppress(CcrError):
-            await asyncio.to_thread(self.gov.audit, {"step": "stop", "app": self.config.spec.application.name,
+            await asyncio.to_thread(self._audit, {"step": "stop", "app": self.config.spec.application.name,
                                                      "reason": reason})
         await process.stop()
 

@@ -52,7 +52,8 @@ def status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"room {report['room']} (netns {report['netns']})")
+    print(f"room {report['room']} (netns {report['netns']}) on platform {report.get('platform') or 'unknown'}"
+          + ("" if report.get("platform") in (None, "sev-snp") else ": NOT SEV-SNP hardware, no data of value here"))
     for name, sidecar in report["sidecars"].items():
         answer = "not answering" if sidecar["http"] is None else f"HTTP {sidecar['http']}"
         body = sidecar["status"]

@@ -85,10 +85,24 @@ def room_report(run_dir: Path) -> dict[str, Any]:
             "process": processes.get(sidecar.name, {"state": "not started"}),
             "http": None if answer is None else answer.status,
             "status": None if answer is None else _body(answer.body)}
+    # The platform kind (sev-snp, simulated, mock) the room's evidence comes from, as skr reports it.
+    skr_status = report["sidecars"].get("skr", {}).get("status")
+    report["platform"] = skr_status.get("platform") if isinstance(skr_status, dict) else None
+    for name, entry in report["sidecars"].items():
+        if REGISTRY.get(name).init_container and entry["status"] is None:
+            # An init container serves nothing: what it did is in its ready file.
+            entry["status"] = _ready_file(Path(state.data.get("run_dir") or run_dir), name)
     container = state.data.get("container")
     report["app_container"] = {"name": container,
                                "exists": bool(container) and in_netns and Podman().container_exists(container)}
     return report
+
+
+def _ready_file(run_dir: Path, name: str) -> Any:
+    try:
+        return json.loads((run_dir / "ready" / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _body(raw: bytes) -> Any:

@@ -20,6 +20,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="do not reference Microsoft's signed C-ACI infrastructure fragment in the policy")
 
 
+def _mock_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-mock-platform", action="store_true",
+                        help="the keys also go to a room on the local stand-ins' mock platform (ccr-mock-uvm); implied "
+                             "by --endpoints of stand-ins with a mock platform. Never for real data")
+
+
 def _layers_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--layers", metavar="FILE", help=help)
 
@@ -42,6 +48,7 @@ def _spec_verbs(spec: argparse._SubParsersAction) -> None:
     explain = add_command(spec, "explain", f"{_COMMANDS}:explain",
                           "say, per party, what its key is released to and what the room may do")
     _common(explain)
+    _mock_option(explain)
 
     p = add_command(
         spec, "import-azure", f"{_COMMANDS}:import_azure",
@@ -101,6 +108,7 @@ def _render_verbs(render: argparse._SubParsersAction) -> None:
     p = add_command(render, "release-policy", f"{_COMMANDS}:release_policy",
                     "print a party's key release policy (JSON)")
     _common(p)
+    _mock_option(p)
     p.add_argument("--party", required=True, help="the contract member who owns the key")
 
     p = add_command(render, "layers", f"{_COMMANDS}:layers",

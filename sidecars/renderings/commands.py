@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cliargs import load_spec_from_args, spec_variables
+from ..cliargs import load_spec_from_args, read_endpoints, spec_variables
 from ..common.containers import DEFAULT_REGISTRY
 from ..common.deploymentspec import template_sha256
 from ..room.group import render_group
@@ -82,15 +82,21 @@ def k8s(args: argparse.Namespace) -> int:
     return 0
 
 
+def _for_mock_platform(args: argparse.Namespace) -> bool:
+    """Rendered for the local stand-ins: their endpoints file has a mock platform, or the user said so."""
+    return bool(getattr(args, "allow_mock_platform", False) or read_endpoints(args).get("mock_platform_dir"))
+
+
 def explain(args: argparse.Namespace) -> int:
     spec, rendering = _render(args)
-    sys.stdout.write(explain_rendering(spec, rendering))
+    sys.stdout.write(explain_rendering(spec, rendering, mock_platform=_for_mock_platform(args)))
     return 0
 
 
 def release_policy(args: argparse.Namespace) -> int:
     spec, rendering = _render(args)
-    print(json.dumps(release_policy_for(spec, args.party, host_data=rendering.host_data), indent=2))
+    print(json.dumps(release_policy_for(spec, args.party, host_data=rendering.host_data,
+                                        accept_mock_uvm=_for_mock_platform(args)), indent=2))
     return 0
 
 

@@ -66,7 +66,12 @@ def _sidecar_apis(spec: CleanRoomSpec) -> list[str]:
     return [f"  - call the {api} sidecar API: {what[api]}" for api in app.sidecar_apis]
 
 
-def explain(spec: CleanRoomSpec, rendering: Rendering) -> str:
+MOCK_WARNING = ("WARNING: rendered for the local stand-ins' MOCK SEV-SNP platform: the keys' release policies also "
+                "accept x-ms-compliance-status ccr-mock-uvm, a UVM no hardware protects (a real Azure Attestation "
+                "never issues it). Never put real data in this room.")
+
+
+def explain(spec: CleanRoomSpec, rendering: Rendering, *, mock_platform: bool = False) -> str:
     app = rendering.group.app
     out = [f"Clean room {spec.name} (contract {spec.contract.id}, governance {spec.contract.governance.endpoint})",
            f"  CCE policy hash (HOST_DATA): {rendering.host_data}",
@@ -126,7 +131,8 @@ def explain(spec: CleanRoomSpec, rendering: Rendering) -> str:
             out.append(f"  key {key.kek_name} in {key.vault_url} (protects {vol.name}) will be released only to:")
         authorities = ", ".join(party_authorities(spec, party))
         out.append(f"    a confidential container group attested by {authorities},")
-        out.append("    running a Microsoft-endorsed UVM (x-ms-compliance-status azure-compliant-uvm), not debuggable,")
+        out.append("    running a Microsoft-endorsed UVM (x-ms-compliance-status azure-compliant-uvm"
+                   + (", or ccr-mock-uvm: the MOCK platform's" if mock_platform else "") + "), not debuggable,")
         out.append(f"    whose CCE policy hashes to {rendering.host_data}: exactly the containers below.")
         out.append("")
     out += room + ["", "Containers measured by the policy:"]
@@ -135,4 +141,6 @@ def explain(spec: CleanRoomSpec, rendering: Rendering) -> str:
                                       "started by the launcher after consent" if c.started_by == "launcher" else "")
                           if f)
         out.append(f"  - {c.name} ({c.role}): {c.image}" + (f" [{flags}]" if flags else ""))
+    if mock_platform:
+        out = [MOCK_WARNING, "", *out, "", MOCK_WARNING]
     return "\n".join(out) + "\n"

@@ -11,11 +11,10 @@ room's CCE policy. Claims are compared as strings, as Key Vault does.
 from __future__ import annotations
 
 from ..common.errors import ConfigError
+from ..common.release_policy import COMPLIANT_UVM, MOCK_UVM
 from ..spec import CleanRoomSpec, EncryptionMode
 from .layers import ImageResolver
 from .render import render
-
-COMPLIANT_UVM = "azure-compliant-uvm"
 
 
 def party_authorities(spec: CleanRoomSpec, party: str) -> list[str]:
@@ -37,22 +36,25 @@ def party_authorities(spec: CleanRoomSpec, party: str) -> list[str]:
     return authorities
 
 
-def release_policy(authorities: list[str], host_data: str) -> dict:
+def release_policy(authorities: list[str], host_data: str, *, accept_mock_uvm: bool = False) -> dict:
+    """`accept_mock_uvm`: rendered for the local stand-ins, whose MAA says `ccr-mock-uvm` of the mock
+    platform's UVM; each authority then gets a second rule accepting that (a real MAA never says it)."""
     # The same claims, in the same order, as the keys package's `sevsnp_policy`.
-    claims = [
-        {"claim": "x-ms-attestation-type", "equals": "sevsnpvm"},
-        {"claim": "x-ms-sevsnpvm-hostdata", "equals": host_data.lower()},
-        {"claim": "x-ms-compliance-status", "equals": COMPLIANT_UVM},
-        {"claim": "x-ms-sevsnpvm-is-debuggable", "equals": "false"},
-    ]
-    return {"version": "1.0.0", "anyOf": [{"authority": a, "allOf": claims} for a in authorities]}
+    statuses = [COMPLIANT_UVM, *([MOCK_UVM] if accept_mock_uvm else [])]
+    return {"version": "1.0.0", "anyOf": [
+        {"authority": a, "allOf": [
+            {"claim": "x-ms-attestation-type", "equals": "sevsnpvm"},
+            {"claim": "x-ms-sevsnpvm-hostdata", "equals": host_data.lower()},
+            {"claim": "x-ms-compliance-status", "equals": status},
+            {"claim": "x-ms-sevsnpvm-is-debuggable", "equals": "false"},
+        ]} for a in authorities for status in statuses]}
 
 
 def release_policy_for(spec: CleanRoomSpec, party: str, *, host_data: str | None = None,
-                       images: ImageResolver | None = None) -> dict:
+                       images: ImageResolver | None = None, accept_mock_uvm: bool = False) -> dict:
     """The SKR release policy for `party`'s KEK. `host_data` defaults to this spec's CCE policy hash
     (rendered with `images`, default: local podman images or the `CCR_LAYER_LOCK` file)."""
     authorities = party_authorities(spec, party)
     if host_data is None:
         host_data = render(spec, images).host_data
-    return release_policy(authorities, host_data)
+    return release_policy(authorities, host_data, accept_mock_uvm=accept_mock_uvm)

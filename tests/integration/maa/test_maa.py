@@ -85,7 +85,7 @@ def test_mock_evidence_is_refused_unless_trusted(maa, maa_trusting_mock, mock_pl
     token = attest_sev_snp(maa_trusting_mock.url, evidence, runtime, verify=maa_trusting_mock.ca_file)
     claims = _verified_claims(maa_trusting_mock, token)
     assert claims["x-ms-sevsnpvm-hostdata"] == policy_hash.hex()
-    assert claims["x-ms-compliance-status"] == "azure-compliant-uvm"
+    assert claims["x-ms-compliance-status"] == "ccr-mock-uvm"
     assert claims["x-ms-runtime"] == {"keys": []}
 
 

@@ -57,7 +57,8 @@ def test_mock_claims_follow_the_configuration(mock_platform, mock_trust):
     assert claims["x-ms-sevsnpvm-is-debuggable"] is True
     assert claims["x-ms-sevsnpvm-vmpl"] == 1 and claims["x-ms-sevsnpvm-guestsvn"] == 5
     assert claims["x-ms-sevsnpvm-reportdata"] == "ab" * 32 + "00" * 32
-    assert claims["x-ms-compliance-status"] == "azure-compliant-uvm"
+    # a mock platform's endorsement: the mock's own status, never the one only Microsoft's UVM signer earns
+    assert claims["x-ms-compliance-status"] == "ccr-mock-uvm"
 
 
 def test_mock_without_uvm_endorsement_is_not_compliant(mock_platform, mock_trust):

@@ -10,6 +10,7 @@ from azure.keyvault.secrets import SecretClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from sidecars.common import keyflow
 from sidecars.common.deks import Kek, KeyUnwrapError, WrappedDek, unwrap_dek, wrap_dek
 from sidecars.common.errors import ConfigError, RemoteServiceError
 from sidecars.common.keyflow import read_wrapped
@@ -105,3 +106,29 @@ def test_an_unreachable_key_vault_is_named_in_one_line_not_a_traceback():
     with pytest.raises(RemoteServiceError, match=rf"^Key Vault: https://127.0.0.1:{port}/? unreachable reading "
                                                  r"secret consumer-output-dek: "):
         read_wrapped(secrets, "consumer-output-dek")
+
+
+def test_the_owners_token_goes_to_skr_with_the_release(monkeypatch):
+    """skr has no identity of its own in production: the volumes sidecar asks for the key with the token of the
+    key owner's identity (from the identity sidecar), for the vault's scope, in `access_token`."""
+    class OwnerCredential:
+        def __init__(self):
+            self.scopes: list[str] = []
+
+        def get_token(self, *scopes, **_kwargs):
+            self.scopes += scopes
+            return AccessToken("owner-token", 2**31)
+
+    released: dict = {}
+    monkeypatch.setattr(keyflow, "secret_client", lambda *a, **k: object())
+    monkeypatch.setattr(keyflow, "read_wrapped", lambda *a: "wrapped")
+    monkeypatch.setattr(keyflow, "unwrap_dek", lambda wrapped, kek: ("dek", wrapped, kek))
+    monkeypatch.setattr(keyflow, "release_kek", lambda skr, **kwargs: released.update(kwargs) or "kek")
+    credential = OwnerCredential()
+    for vault, scope in (("https://vault.example.test", "https://vault.azure.net/.default"),
+                         ("https://hsm.managedhsm.azure.net", "https://managedhsm.azure.net/.default")):
+        credential.scopes.clear()
+        assert keyflow.fetch_dek(skr_url="http://127.0.0.1:8284", maa_endpoint="https://maa.example.test",
+                                 kek_vault_url=vault, kek_name="k", secret_vault_url=vault, secret_name="s",
+                                 credential=credential) == ("dek", "wrapped", "kek")
+        assert released["access_token"] == "owner-token" and credential.scopes == [scope]
