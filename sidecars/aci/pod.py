@@ -28,7 +28,7 @@ from .state import LABEL, GroupState
 HOST_IMAGE_STORE = "/var/lib/containers/storage"
 SIMULATED_REGISTRY = "/var/lib/ccr-images"
 CONTAINER_IMAGE_STORE = "/var/lib/containers"
-STOP_TIMEOUT_S = 3
+STOP_TIMEOUT_S = 10
 
 
 def create_pod(podman: Podman, state: GroupState) -> None:
