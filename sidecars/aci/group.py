@@ -142,7 +142,8 @@ def run_group(group: GroupDefinition, options: RunOptions, images: ImageResolver
 
 def _bring_up(state: GroupState, group: GroupDefinition, plans: list[ContainerPlan], podman: Podman,
               progress: Progress) -> None:
-    create_room_network(state.netns)
+    state.ip = create_room_network(state.netns).room_v4
+    state.save()
     progress(f"network namespace {state.netns} (loopback forwarded ports: "
              f"{', '.join(map(str, state.forwarded_ports)) or 'none'})")
     _prepare_volumes(state, plans, group.volumes)

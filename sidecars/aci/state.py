@@ -35,6 +35,8 @@ class GroupState:
     host_data: str
     template_sha256: str
     context_mount: str
+    #: the group's address on its link to the host (what ACI's ipAddress.ip is for a public group)
+    ip: str = ""
     init_containers: list[str] = field(default_factory=list)
     containers: list[str] = field(default_factory=list)
     forwarded_ports: list[int] = field(default_factory=list)
