@@ -107,16 +107,18 @@ class SimulatedAci:
             *spec_vars, "--deployment", str(template))
         ccr("aci", "run", str(template), "--endpoints", endpoints, "--contract", contract_id(spec),
             "--state-dir", str(self.state_dir))
-        if wait:
-            deadline = time.monotonic() + JOB_TIMEOUT_S
-            while (status := self.app_status()) not in APP_DONE:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"demo: the job did not finish within {JOB_TIMEOUT_S:g} s")
-                time.sleep(0.5)
-            launcher = self._launcher()
-            say(f"   app {status} (exit code {(launcher.get('app') or {}).get('exit_code')})")
-            if status != "exited" or (launcher.get("app") or {}).get("exit_code") != 0:
-                raise SystemExit(f"demo: the job did not succeed: {json.dumps(launcher)[:2000]}")
+        # `ccr room up` returns once the app runs; a C-ACI deployment once the containers do: wait for the app
+        # (a job: until it is done).
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        awaited = APP_DONE if wait else ("running", *APP_DONE)
+        while (status := self.app_status()) not in awaited:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"demo: the app was not {'done' if wait else 'running'} within {JOB_TIMEOUT_S:g} s")
+            time.sleep(0.5)
+        app = self._launcher().get("app") or {}
+        say(f"   app {status}" + (f" (exit code {app.get('exit_code')})" if status in APP_DONE else ""))
+        if status in APP_DONE and (status != "exited" or app.get("exit_code") != 0):
+            raise SystemExit(f"demo: the app did not succeed: {json.dumps(self._launcher())[:2000]}")
 
     def _state(self) -> dict:
         return json.loads((self.state_dir / "state.json").read_text())
