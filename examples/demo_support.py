@@ -63,6 +63,9 @@ JOB_TIMEOUT_S = 300.0
 class LocalRoom:
     """`ccr room up`: every sidecar a process in a network namespace of this machine."""
 
+    #: `ccr room up` tells the proxy the room's address (CCR_ROOM_ADDRESS): its certificate names it
+    tls_name: str | None = None
+
     def __init__(self, run: Path):
         self.run_dir = run / "room"
 
@@ -94,6 +97,11 @@ class LocalRoom:
 class SimulatedAci:
     """`ccr aci run`: the room from `ccr spec render arm`'s template alone, deployed as the contract's members
     accepted it in CGS, in the local Confidential ACI simulator."""
+
+    #: A template cannot carry the group's IP (ACI assigns it at deployment) and the proxy's certificate
+    #: names only localhost and 127.0.0.1 besides it: a client checks the chain to the contract CA and one
+    #: of those names.
+    tls_name: str | None = "localhost"
 
     def __init__(self, run: Path):
         self.run = run

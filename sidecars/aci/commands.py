@@ -62,7 +62,8 @@ def status(args: argparse.Namespace) -> int:
     state = _state(args)
     states = pod.container_states(Podman(), state)
     report = {"name": state.name, "platform": state.platform, "host_data": state.host_data,
-              "template_sha256": state.template_sha256, "governed": state.governed, "netns": state.netns, "ip": state.ip,
+              "template_sha256": state.template_sha256, "governed": state.governed, "netns": state.netns,
+              "ip": state.ip,
               "containers": {name: {"init": name in state.init_containers,
                                     "status": states.get(name, {}).get("Status", "absent"),
                                     "exit_code": states.get(name, {}).get("ExitCode")}
