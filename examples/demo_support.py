@@ -142,7 +142,10 @@ class SimulatedAci:
         return answer.json() if answer is not None and answer.body[:1] == b"{" else {}
 
     def app_status(self) -> str:
-        return (self._launcher().get("app") or {}).get("status", "unknown")
+        launcher = self._launcher()
+        if launcher.get("status") == "failed" and not launcher.get("app"):
+            return "failed"  # the launcher gave up before launching (a sidecar not ready, a policy refusal)
+        return (launcher.get("app") or {}).get("status", "unknown")
 
     def export_logs(self) -> None:
         from sidecars.localroom.roomhttp import room_request
