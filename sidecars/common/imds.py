@@ -16,7 +16,8 @@ class ImdsCredential(TokenCredential):
 
     def __init__(self, endpoint: str, client_id: str | None = None, *, start_wait_s: float = 30.0):
         """`start_wait_s`: the containers of a group start in no order (Confidential ACI starts them together):
-        a refused connection means the identity sidecar is not listening yet and is tried again this long."""
+        a refused connection (the identity sidecar is not listening yet) or a 503 (it is, but the room's
+        governance is not ready) is tried again this long."""
         self.endpoint = endpoint.rstrip("/")
         self.client_id = client_id
         self.start_wait_s = start_wait_s
@@ -31,7 +32,11 @@ class ImdsCredential(TokenCredential):
             try:
                 resp = httpx.get(f"{self.endpoint}/metadata/identity/oauth2/token", params=params,
                                  headers={"Metadata": "true"}, timeout=30)
-                break
+                # 503: the identity sidecar is up but its governance is not (not attested yet); IMDS clients
+                # (azure-identity's ManagedIdentityCredential) retry a 5xx too.
+                if resp.status_code != 503 or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.5)
             except httpx.ConnectError as exc:
                 if time.monotonic() >= deadline:
                     raise RemoteServiceError("identity", f"{self.endpoint} unreachable: {exc}") from None

@@ -56,3 +56,24 @@ def test_nothing_listening_is_one_line_after_the_wait():
     with pytest.raises(RemoteServiceError, match="unreachable"):
         ImdsCredential(f"http://127.0.0.1:{_free_port()}", start_wait_s=0.5).get_token("https://vault.azure.net")
     assert 0.5 <= time.monotonic() - started < 5
+
+
+def test_a_503_while_the_room_starts_is_tried_again():
+    answers = iter([503, 503, 200])
+
+    class Flaky(_Token):
+        def do_GET(self):  # noqa: N802
+            status = next(answers)
+            if status == 200:
+                return super().do_GET()
+            self.send_response(status)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+    server = HTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        credential = ImdsCredential(f"http://127.0.0.1:{server.server_address[1]}", start_wait_s=10)
+        assert credential.get_token("https://storage.azure.com/.default").token == "t0ken"
+    finally:
+        server.shutdown()
