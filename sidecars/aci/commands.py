@@ -16,7 +16,7 @@ from ..renderings.render import default_images
 from . import governed, pod
 from .group import RunOptions, delete_group, loopback_ports, run_group
 from .state import GroupState, default_state_dir
-from .template import load_group_files
+from .template import NAME_PATTERN, load_group_files
 
 
 def _say(line: str) -> None:
@@ -55,6 +55,8 @@ def _state(args: argparse.Namespace) -> GroupState:
         return GroupState.load(Path(args.state_dir))
     if not args.name:
         raise ConfigError("name the container group (or pass --state-dir DIR)")
+    if not NAME_PATTERN.fullmatch(args.name):
+        raise ConfigError(f"{args.name!r} is not a container group name (lowercase letters, digits and '-')")
     return GroupState.load(default_state_dir(args.name))
 
 

@@ -26,7 +26,8 @@ from ..common.deploymentspec import MAX_TEMPLATE_BYTES, template_sha256
 from ..common.errors import ConfigError
 from ..common.untrusted import DocumentLimits, UntrustedInputError, check_tree, load_json, read_bounded
 
-__all__ = ["ContainerDefinition", "GroupDefinition", "load_group", "load_group_files", "template_sha256"]
+__all__ = ["NAME_PATTERN", "ContainerDefinition", "GroupDefinition", "load_group", "load_group_files",
+           "template_sha256"]
 
 RESOURCE_TYPE = "Microsoft.ContainerInstance/containerGroups"
 #: What CGS accepts as a deployment spec is what the simulator reads (the template's hash is what is governed).

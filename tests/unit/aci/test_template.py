@@ -9,6 +9,7 @@ import json
 import pytest
 
 from sidecars.aci.template import SIMULATED_LOCATION, load_group, load_group_files, template_sha256
+from sidecars.cli import main
 from sidecars.common.errors import ConfigError
 
 from .conftest import container_properties, group_properties
@@ -87,3 +88,9 @@ def test_a_parameter_the_template_does_not_declare_is_refused(job_template):
 def test_an_invalid_group_name_from_parameters_is_refused(job_template):
     with pytest.raises(ConfigError, match="not a valid ACI name"):
         load_group(job_template, {"parameters": {"containerGroupName": {"value": "../../etc"}}})
+
+
+def test_a_group_name_that_is_a_path_is_refused_by_status_and_delete(capsys):
+    for verb in ("status", "delete"):
+        assert main(["aci", verb, "../../etc"]) == 1
+        assert "is not a container group name" in capsys.readouterr().err
