@@ -1,8 +1,7 @@
 """How another sidecar (the launcher) checks the firewall's rules: `verify_firewall` runs the firewall's own
 check (`python -m sidecars.firewall verify`, same image) as a subprocess in its network namespace, which reads
 the rules from the kernel (the firewall is an init container: no process is left to ask). `VerifyReport` and
-`FirewallNotInForce` are its answers, shared by the firewall and its callers. `FirewallClient` asks a
-firewall served over HTTP (kept for callers of that API)."""
+`FirewallNotInForce` are its answers, shared by the firewall and its callers."""
 
 from __future__ import annotations
 
@@ -13,9 +12,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import httpx
-
-from .errors import Conflict, ProcessError, RemoteServiceError
+from .errors import Conflict, ProcessError
 
 #: the firewall's check of the rules in force, run in the caller's network namespace (a sidecar never imports
 #: another sidecar: it runs it)
@@ -45,36 +42,6 @@ class VerifyReport:
 
     def to_json(self) -> dict:
         return {"ok": self.ok, "backend": self.backend, "netns": self.netns, "differences": self.differences}
-
-
-class FirewallClient:
-    def __init__(self, endpoint: str, *, timeout: float = 10.0):
-        self.endpoint = endpoint.rstrip("/")
-        self.timeout = timeout
-
-    def _call(self, method: str, path: str) -> httpx.Response:
-        try:
-            return httpx.request(method, f"{self.endpoint}{path}", timeout=self.timeout)
-        except httpx.HTTPError as exc:
-            raise RemoteServiceError("firewall sidecar", f"{self.endpoint} unreachable: {exc}") from exc
-
-    def status(self) -> dict:
-        response = self._call("GET", "/status")
-        if response.status_code != 200:
-            raise RemoteServiceError("firewall sidecar", f"GET /status answered {response.status_code}",
-                                     status=response.status_code)
-        return response.json()
-
-    def require_in_force(self) -> VerifyReport:
-        """POST /verify; raises FirewallNotInForce (naming each difference) unless the rules are in force."""
-        response = self._call("POST", "/verify")
-        if response.status_code == 409:
-            raise FirewallNotInForce(response.json().get("differences", []))
-        if response.status_code != 200:
-            raise RemoteServiceError("firewall sidecar", f"POST /verify answered {response.status_code}",
-                                     status=response.status_code)
-        body = response.json()
-        return VerifyReport(body["backend"], body.get("netns"), body.get("differences", []))
 
 
 def verify_firewall(room_environment: Mapping[str, str], argv: Sequence[str] = VERIFY_ARGV,

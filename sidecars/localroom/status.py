@@ -58,6 +58,8 @@ def describe(state: dict[str, Any]) -> str:
         return f"exited with code {state['exit_code']}"
     if state["state"] == "not started":
         return "not started"
+    if state["state"] == "done":
+        return "done (an init container: see its ready file)"
     return "gone (exit status unknown: its fork server is gone)"
 
 
@@ -90,8 +92,11 @@ def room_report(run_dir: Path) -> dict[str, Any]:
     report["platform"] = skr_status.get("platform") if isinstance(skr_status, dict) else None
     for name, entry in report["sidecars"].items():
         if REGISTRY.get(name).init_container and entry["status"] is None:
-            # An init container serves nothing: what it did is in its ready file.
+            # An init container serves nothing: what it did is in its ready file (written just before it
+            # exits 0; one that finished before `ccr room up` recorded it has no process record).
             entry["status"] = _ready_file(Path(state.data.get("run_dir") or run_dir), name)
+            if entry["process"]["state"] == "not started" and entry["status"] is not None:
+                entry["process"] = {"state": "done"}
     container = state.data.get("container")
     report["app_container"] = {"name": container,
                                "exists": bool(container) and in_netns and Podman().container_exists(container)}

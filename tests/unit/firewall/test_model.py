@@ -83,17 +83,36 @@ def test_unknown_backend_is_refused(repo):
         Firewall.from_spec(api_spec(repo), layout(), backend="pf")
 
 
-def test_client_reports_an_unreachable_sidecar():
-    import socket
+@pytest.mark.parametrize("script, refused", [
+    # the rules differ: the differences, named
+    ("import json; print(json.dumps({'ok': False, 'differences': ['rule in-drop is missing']})); exit(1)",
+     "FirewallNotInForce: the firewall rules in force differ from the spec: rule in-drop is missing"),
+    # no room to check against: the check's own one line
+    ("import sys; print('ccr firewall verify: CCR_SPEC is not set', file=sys.stderr); exit(2)",
+     "ProcessError: the firewall check failed: ccr firewall verify: CCR_SPEC is not set"),
+    # a check that exits 0 without saying the rules are in force is no pass
+    ("print('fine')", "ProcessError: the firewall check failed: exit code 0"),
+    ("import json; print(json.dumps({'ok': True}), flush=True); exit(1)", "ProcessError: the firewall check failed"),
+])
+def test_the_launchers_check_passes_only_on_an_explicit_ok(script, refused):
+    import sys
 
-    from sidecars.common.errors import RemoteServiceError
-    from sidecars.common.firewall_client import FirewallClient
+    from sidecars.common.errors import CcrError
+    from sidecars.common.firewall_client import verify_firewall
 
-    with socket.socket() as unused:  # a port nobody listens on: bound, never listening
-        unused.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
-        with pytest.raises(RemoteServiceError, match="firewall sidecar: .* unreachable"):
-            FirewallClient(url, timeout=2).require_in_force()
+    with pytest.raises(CcrError) as failed:
+        verify_firewall({}, (sys.executable, "-c", script))
+    assert f"{type(failed.value).__name__}: {failed.value}".startswith(refused)
+    report = verify_firewall({}, (sys.executable, "-c", "print('{\"ok\": true, \"backend\": \"nftables\"}')"))
+    assert report.ok and report.backend == "nftables"
+
+
+def test_a_check_that_cannot_run_is_one_line():
+    from sidecars.common.errors import ProcessError
+    from sidecars.common.firewall_client import verify_firewall
+
+    with pytest.raises(ProcessError, match="^the firewall check .* did not run: .*No such file"):
+        verify_firewall({}, ("/nonexistent/python", "-m", "sidecars.firewall", "verify"))
 
 
 def test_show_plan_prints_the_rules_of_the_spec_without_touching_the_system(repo):
