@@ -49,10 +49,16 @@ def test_a_missing_lock_is_one_line_naming_the_command(tmp_path):
     assert "\n" not in str(refused.value)
 
 
+SKIPPED_DIRS = ("tests", "node_modules", ".git", ".venv", "run", ".pytest_cache")
+
+
 def _committed_files() -> list[Path]:
+    """The checkout's files (git's list; a tree without .git, e.g. an archive, is walked instead)."""
     listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "--cached", "--others", "--exclude-standard"],
-                            capture_output=True, text=True, check=True).stdout.splitlines()
-    return [REPO / f for f in listed if not f.startswith(("tests/", "node_modules/")) and (REPO / f).is_file()]
+                            capture_output=True, text=True)
+    paths = ([REPO / f for f in listed.stdout.splitlines()] if listed.returncode == 0
+             else [p for p in REPO.rglob("*") if "__pycache__" not in p.parts])
+    return [p for p in paths if p.relative_to(REPO).parts[0] not in SKIPPED_DIRS and p.is_file()]
 
 
 def test_every_file_that_pins_a_placeholder_digest_says_how_to_make_it_runnable():
