@@ -35,9 +35,9 @@ def _verbs(aci: argparse._SubParsersAction) -> None:
     run.add_argument("--endpoints", metavar="FILE",
                      help="the stand-ins' endpoints.json: their loopback ports are forwarded into the group, "
                           "their mock platform is the simulated hardware, their CGS and CA are the defaults")
-    run.add_argument("--contract", metavar="ID", help="the contract whose accepted deployment this must be")
+    run.add_argument("--contract", help="the contract whose accepted deployment this must be")
     run.add_argument("--cgs-endpoint", metavar="URL", help="CGS to ask (default: cgs_endpoint of --endpoints)")
-    run.add_argument("--ca-bundle", metavar="FILE", help="CA bundle for CGS (default: ca_bundle of --endpoints)")
+    run.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for CGS (default: ca_bundle of --endpoints)")
     run.add_argument("--mock-platform", metavar="DIR", help="the mock SEV-SNP platform used as hardware "
                                                             "(default: mock_platform_dir of --endpoints)")
     run.add_argument("--state-dir", metavar="DIR", help="where the group's state goes (default /run/ccr-aci/NAME)")
