@@ -27,10 +27,14 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from demo_support import ccr, contract_id, leave_nothing_behind, run_folder, say, step  # noqa: E402
+from demo_support import ccr, contract_id, demo_arguments, leave_nothing_behind, say, step  # noqa: E402
 
 MEMBERS = ("publisher", "consumer")
 STOP_TIMEOUT_S = 30
+
+
+#: how long a client waits for the app's server behind the proxy to answer
+APP_ANSWER_TIMEOUT_S = 60
 
 
 def enable_contract_ca(spec: Path, endpoints: str, members: Path) -> Path:
@@ -58,17 +62,10 @@ def vote_proposal(command: tuple[str, ...], endpoints: str, members: Path) -> No
             str(members / member))
 
 
-def app_status(room_dir: Path) -> str:
-    report = json.loads(ccr("room", "status", "--run-dir", str(room_dir), "--json", capture=True, echo=False).stdout)
-    launcher = (report["sidecars"].get("launcher") or {}).get("status") or {}
-    return (launcher.get("app") or {}).get("status", "unknown")
-
-
 def main(argv: list[str] | None = None) -> int:
-    run = run_folder(__doc__, "ccr-api-demo-", argv)
+    run, where = demo_arguments(__doc__, "ccr-api-demo-", argv)
     endpoints = str(run / "endpoints.json")
     spec = run / "spec.yaml"
-    room_dir = run / "room"
     members = run / "members"
     try:
         step(1, "start the stand-ins, build and pin the app image, compute the policy hash")
@@ -93,19 +90,26 @@ def main(argv: list[str] | None = None) -> int:
             "--kek", f"{vault}/keys/consumer-kek", "--endpoints", endpoints, "--dek-file", str(log_dek_file(members)))
 
         step(4, "run the room")
-        ccr("room", "up", str(spec), "--endpoints", endpoints, "--run-dir", str(room_dir))
-        state = json.loads((room_dir / "room.json").read_text())
-        url = f"https://{state['room_v4']}:8080"
+        where.up(spec, endpoints)
+        url = f"https://{where.address}:8080"
 
         step(5, f"a client outside the room calls {url}, trusting only the contract CA")
         client = httpx.Client(verify=ssl.create_default_context(cafile=str(ca_file)), timeout=10)
-        allowed = client.get(f"{url}/hello")
+        tls = {"sni_hostname": where.tls_name} if where.tls_name else {}
+        if where.tls_name:
+            say(f"   (the group's address is not in its certificate: checking the name {where.tls_name!r})")
+        # The app's server may still be starting when its container runs (a client of a new ACI group retries
+        # too): the first answer that is not Envoy's "no upstream yet" counts.
+        deadline = time.monotonic() + APP_ANSWER_TIMEOUT_S
+        while (allowed := client.get(f"{url}/hello", extensions=tls)).status_code == 503 and \
+                time.monotonic() < deadline:
+            time.sleep(0.5)
         say(f"   GET /hello  -> {allowed.status_code} {allowed.text.strip()}")
-        denied = client.get(f"{url}/secret")
+        denied = client.get(f"{url}/secret", extensions=tls)
         say(f"   GET /secret -> {denied.status_code} {denied.text.strip()[:120]}")
 
         step(6, "the app's output, exported with the members' logging consent, decrypted by the consumer")
-        ccr("logs", "export", "--run-dir", str(room_dir))
+        where.export_logs()
         ccr("logs", "download", "--spec", str(spec), "--endpoints", endpoints, "--dek-file",
             str(log_dek_file(members)), "-o", str(run / "app-logs"))
         shown = ccr("logs", "show", str(run / "app-logs"), capture=True).stdout
@@ -120,21 +124,21 @@ def main(argv: list[str] | None = None) -> int:
         ccr("governance", "consent", "disable", contract_id(spec), "--endpoints", endpoints,
             "--identity", str(members / "consumer"))
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        status = app_status(room_dir)
+        status = where.app_status()
         while status == "running" and time.monotonic() < deadline:
             time.sleep(0.5)
-            status = app_status(room_dir)
+            status = where.app_status()
         say(f"   app status: {status}")
         if status == "running":
             say(f"demo: the app still runs {STOP_TIMEOUT_S} s after consent was revoked")
             return 1
 
         step(8, "stop the room")
-        ccr("room", "down", "--run-dir", str(room_dir))
+        where.down()
         say(f"\nDemo done. Everything is in {run}")
         return 0
     finally:
-        leave_nothing_behind(run, room_dir)
+        leave_nothing_behind(run, where)
 
 
 if __name__ == "__main__":

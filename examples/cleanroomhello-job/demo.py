@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from demo_support import ccr, contract_ca, contract_id, leave_nothing_behind, run_folder, say, step  # noqa: E402
+from demo_support import ccr, contract_ca, contract_id, demo_arguments, leave_nothing_behind, say, step  # noqa: E402
 
 
 def make_data(data_dir: Path) -> dict:
@@ -104,16 +104,15 @@ def prepare(run: Path) -> PreparedRoom:
 
 
 def main(argv: list[str] | None = None) -> int:
-    run = run_folder(__doc__, "ccr-job-demo-", argv)
-    room_dir = run / "room"
+    run, where = demo_arguments(__doc__, "ccr-job-demo-", argv)
     try:
         room = prepare(run)
 
         step(5, "run the room until the job exits")
-        ccr("room", "up", str(room.spec), "--endpoints", room.endpoints, "--run-dir", str(room_dir), "--wait")
+        where.up(room.spec, room.endpoints, wait=True)
 
         step(6, "stop the room; the consumer checks the room's signed manifest and decrypts the result")
-        ccr("room", "down", "--run-dir", str(room_dir))
+        where.down()
         ca = contract_ca(room.spec, room.endpoints, run / "members" / "consumer", run / "members" / "contract-ca.pem")
         ccr("data", "download", "-o", str(run / "result"), "--spec", str(room.spec), "--volume", "consumer-output",
             "--endpoints", room.endpoints, "--dek-file", str(run / "members" / "consumer-dek.json"),
@@ -132,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"\nDemo done. Everything is in {run}")
         return 0
     finally:
-        leave_nothing_behind(run, room_dir)
+        leave_nothing_behind(run, where)
 
 
 if __name__ == "__main__":

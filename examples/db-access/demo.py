@@ -38,7 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from demo_support import REPO, ccr, contract_ca, contract_id, leave_nothing_behind, run_folder, say, step  # noqa: E402
+from demo_support import REPO, ccr, contract_ca, contract_id, demo_arguments, leave_nothing_behind, say, step  # noqa: E402,E501
 
 sys.path.insert(0, str(REPO))
 from sidecars.common.tls import LocalCA  # noqa: E402
@@ -200,8 +200,8 @@ def member_id(members: Path, name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    run = run_folder(__doc__, "ccr-db-demo-", argv)
-    room_dir, members, spec = run / "room", run / "members", run / "spec.yaml"
+    run, where = demo_arguments(__doc__, "ccr-db-demo-", argv)
+    members, spec = run / "members", run / "spec.yaml"
     endpoints_file = str(run / "endpoints.json")
     database = None
     try:
@@ -249,10 +249,10 @@ def main(argv: list[str] | None = None) -> int:
             "--endpoints", endpoints_file, *spec_vars, "--dek-file", str(members / "consumer-dek.json"))
 
         step(7, "run the room until the job exits")
-        ccr("room", "up", str(spec), "--endpoints", endpoints_file, *spec_vars, "--run-dir", str(room_dir), "--wait")
+        where.up(spec, endpoints_file, spec_vars, wait=True)
 
         step(8, "stop the room; the consumer downloads and decrypts the result")
-        ccr("room", "down", "--run-dir", str(room_dir))
+        where.down()
         ca = contract_ca(spec, endpoints_file, members / "consumer", members / "contract-ca.pem")
         ccr("data", "download", "-o", str(run / "result"), "--spec", str(spec), "--volume", "consumer-output",
             "--endpoints", endpoints_file, *spec_vars, "--dek-file", str(members / "consumer-dek.json"),
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"\nDemo done. Everything is in {run}")
         return 0
     finally:
-        leave_nothing_behind(run, room_dir)
+        leave_nothing_behind(run, where)
         if database is not None:
             database.stop()
 

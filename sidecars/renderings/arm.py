@@ -13,6 +13,7 @@ from typing import Any
 from ..common.containers import Container
 from ..common.errors import ConfigError
 from ..room.group import ContainerGroup
+from ..room.registry import REGISTRY
 from .cce import policy_base64
 
 API_VERSION = "2023-05-01"
@@ -63,7 +64,18 @@ def _security_context(c: Container) -> dict[str, Any] | None:
     return context or None
 
 
-def _container(c: Container, *, init: bool) -> dict[str, Any]:
+def _requests(c: Container, group: ContainerGroup) -> dict[str, float]:
+    """A container's resource requests. The app runs inside the container of the sidecar that runs containers
+    (the launcher's podman): its CPU and memory are that container's too. ACI caps a container at its
+    request when no limit is given, so without them the app's cgroup would be refused inside the
+    launcher's (the local ACI simulator showed it), and the group would not reserve the app's share."""
+    cpu, memory = c.resources.cpu, c.resources.memory_gb
+    if c.name in {f"ccr-{s.name}" for s in REGISTRY if s.runs_containers}:
+        cpu, memory = cpu + group.app.resources.cpu, memory + group.app.resources.memory_gb
+    return {"cpu": round(cpu, 3), "memoryInGB": round(memory, 3)}
+
+
+def _container(c: Container, *, init: bool, group: ContainerGroup) -> dict[str, Any]:
     props: dict[str, Any] = {
         "image": c.image,
         "command": [_arm_string(a) for a in c.command],
@@ -71,7 +83,7 @@ def _container(c: Container, *, init: bool) -> dict[str, Any]:
         "volumeMounts": [{"name": m.volume, "mountPath": m.target, "readOnly": m.read_only} for m in c.mounts],
     }
     if not init:
-        props["resources"] = {"requests": {"cpu": c.resources.cpu, "memoryInGB": c.resources.memory_gb}}
+        props["resources"] = {"requests": _requests(c, group)}
         props["ports"] = [{"port": p.port, "protocol": p.protocol} for p in c.ports]
     context = _security_context(c)
     if context:
@@ -86,8 +98,8 @@ def container_group_resource(group: ContainerGroup, policy: str) -> dict[str, An
     properties: dict[str, Any] = {
         "sku": "Confidential",
         "confidentialComputeProperties": {"ccePolicy": policy_base64(policy)},
-        "initContainers": [_container(c, init=True) for c in platform if c.role == "init"],
-        "containers": [_container(c, init=False) for c in platform if c.role != "init"],
+        "initContainers": [_container(c, init=True, group=group) for c in platform if c.role == "init"],
+        "containers": [_container(c, init=False, group=group) for c in platform if c.role != "init"],
         "volumes": [{"name": v, "emptyDir": {}} for v in group.volumes],
         "osType": "Linux",
         "restartPolicy": "Never",

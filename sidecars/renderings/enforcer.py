@@ -52,6 +52,10 @@ class PolicyEnforcer:
             self._apply(update)
         return Decision(True, result)
 
+    def evaluate(self, document: str) -> Any:
+        """A document of the policy itself (e.g. `policy.containers`), None when undefined."""
+        return self._engine.evaluate(document, {})
+
     def enforce(self, rule: str, request: dict[str, Any]) -> Decision:
         decision = self.decide(rule, request)
         if not decision.allowed:

@@ -26,6 +26,7 @@ sidecar list
 sidecar run
 attestation verify | attestation mock-platform | attestation mock-evidence
 emulators start | emulators stop | emulators status | emulators release-compose
+aci run | aci status | aci logs | aci delete
 firewall apply | firewall verify | firewall show | firewall clean
 governance member create | governance member register | governance member list
 governance contract create | governance contract propose | governance contract show

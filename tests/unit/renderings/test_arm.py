@@ -186,3 +186,13 @@ def test_cli_writes_template_and_parameters(tmp_path, repo, lock_file):
     assert f"template sha256 {template_sha256(template)}" in done.stdout
     policy = base64.b64decode(template["resources"][0]["properties"]["confidentialComputeProperties"]["ccePolicy"])
     assert policy_hash(policy.decode()) == host_data
+
+
+def test_the_launchers_request_reserves_the_apps_resources(template, job_group):
+    """The app runs in the launcher's container (its podman): ACI caps a container at its request, so the
+    launcher's request must hold the app's CPU and memory, or the app's cgroup is refused inside it."""
+    containers = {c["name"]: c["properties"] for c in template["resources"][0]["properties"]["containers"]}
+    launcher, app = job_group.container("ccr-launcher").resources, job_group.app.resources
+    assert containers["ccr-launcher"]["resources"]["requests"] == {
+        "cpu": round(launcher.cpu + app.cpu, 3), "memoryInGB": round(launcher.memory_gb + app.memory_gb, 3)}
+    assert containers["ccr-skr"]["resources"]["requests"]["cpu"] == job_group.container("ccr-skr").resources.cpu
