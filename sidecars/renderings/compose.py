@@ -220,8 +220,11 @@ def prepare_emulation(directory: Path, host_data: str) -> Path:
         ca.issue_server_cert(stand_in.name, directory=directory / "tls")
     (directory / "logs").mkdir(exist_ok=True)
     _share_remote_dir(directory / "remote")
-    endpoints = {**stand_in_endpoints(str(directory)), "ca_certificates": ca.cert_file.read_text()}
-    (directory / "endpoints.json").write_text(json.dumps(endpoints, indent=2, sort_keys=True) + "\n")
+    # No `ca_certificates` here: the compose file was rendered before this CA existed, so its CCR_SPEC cannot
+    # carry it; the sidecars trust it through the emulation's `ca_bundle` instead. A member who resolved the
+    # spec with it would compute another HOST_DATA than the group's.
+    (directory / "endpoints.json").write_text(
+        json.dumps(stand_in_endpoints(str(directory)), indent=2, sort_keys=True) + "\n")
     env_file = directory / "compose.env"
     env_file.write_text(f"CCR_EMULATION_DIR={directory}\nCCR_HOST_DATA={host_data}\n")
     return env_file

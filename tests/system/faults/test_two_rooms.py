@@ -33,8 +33,10 @@ def test_two_rooms_of_one_spec_run_side_by_side_and_stop_independently(start_roo
 
 def assert_running(room: RunningRoom) -> None:
     status = room.status()
-    assert {name: s["process"]["state"] for name, s in status["sidecars"].items()} == dict.fromkeys(
-        status["sidecars"], "running"), status
+    # The firewall is an init container: it applied its rules and exited 0 before anything else started.
+    expected = {name: "running" for name in status["sidecars"]} | {"firewall": "exited"}
+    assert {name: s["process"]["state"] for name, s in status["sidecars"].items()} == expected, status
+    assert status["sidecars"]["firewall"]["process"]["exit_code"] == 0, status
     assert status["sidecars"]["launcher"]["status"]["status"] == "running"
     assert status["app_container"]["exists"] and room.app_listening()
     assert processes_in(room.netns), "the room's processes are still in its netns"
