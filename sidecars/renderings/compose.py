@@ -12,9 +12,9 @@ environment, user, privileges, capabilities and volumes. What compose adds to ru
   state (CA, certificates, mock SEV-SNP platform, endpoints.json) is a host directory
   `$CCR_EMULATION_DIR`, mounted at the same path everywhere, that `prepare_emulation` fills;
 - the placement of `sidecars.common.room` for the local stand-ins (CCR_ENDPOINTS, CCR_HOST_DATA);
-- the firewall is an init container here too, as on ACI and in `ccr room up`: the services of later waves
-  start once it exited 0 (`service_completed_successfully`); the launcher checks its rules from the kernel
-  before launching the app;
+- the firewall is an init container here too, as on ACI and in `ccr room up`: it applies its rules and exits
+  0; no service depends on it (podman cannot start a container whose `--requires` has exited), and the
+  launcher checks its rules from the kernel before it launches the app;
 - the launcher's podman reads the host's images as a read-only additional image store (no registry)
   and keeps its own containers in a volume.
 
@@ -147,12 +147,13 @@ def compose_project(group: ContainerGroup) -> dict:
     previous: list[Sidecar] = []
     for wave in REGISTRY.waves():
         for sidecar in wave:
-            # An init container (the firewall) must have succeeded, not merely started: as on ACI.
-            after = {name: {"condition": "service_started"} for name in (ROOM_SERVICE, *stand_ins)}
-            after.update({s.name: {"condition": "service_completed_successfully" if s.init_container
-                                   else "service_started"} for s in previous})
+            after = {name: {"condition": "service_started"} for name in (ROOM_SERVICE, *stand_ins, *previous)}
             services[sidecar.name] = _service(sidecar, group.container(f"ccr-{sidecar.name}"), emulation, after)
-        previous = list(wave)
+        # No service depends on an init container (the firewall): podman-compose turns every dependency into
+        # podman's `--requires`, and podman cannot start a container whose required container has exited.
+        # The launcher reads the rules from the kernel before it launches the app (and the sidecars, uid 0,
+        # are not confined by them), so the app never runs without them.
+        previous = [s.name for s in wave if not s.init_container]
     volumes = {v: {} for v in group.volumes if v != VOLUME_REMOTE}
     volumes[LAUNCHER_STORAGE] = {}
     return {"name": f"ccr-{group.name}", "services": services, "volumes": volumes}

@@ -54,8 +54,9 @@ def test_every_container_of_the_group_is_a_service_in_one_network_namespace(repo
 
 def test_startup_order_is_the_rooms(repo):
     services = yaml.safe_load(render_compose(_group(repo), SPEC))["services"]
-    # the firewall is an init container, as on ACI: the next wave waits for it to succeed, not to start
-    assert services["skr"]["depends_on"]["firewall"] == {"condition": "service_completed_successfully"}
+    # podman cannot start a container whose --requires (every compose dependency) has exited: nothing
+    # depends on the firewall init container; the launcher checks its rules from the kernel instead.
+    assert not [name for name, service in services.items() if "firewall" in service.get("depends_on", {})]
     assert services["volumes"]["depends_on"]["governance"] == {"condition": "service_started"}
     assert "governance" in services["volumes"]["depends_on"]
     assert "volumes" in services["launcher"]["depends_on"]
