@@ -11,6 +11,7 @@ from pathlib import Path
 from ..attestation.mock import MockPlatform
 from ..cliargs import read_endpoints
 from ..common.errors import ConfigError, NotFound
+from ..governance.deployment import verify_deployment
 from ..launcher.podman import Podman
 from ..renderings.render import default_images
 from . import governed, pod
@@ -33,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.contract or not cgs:
             raise ConfigError("a deployment must be the one the contract's members accepted: pass --contract ID "
                               "and --cgs-endpoint URL (or --endpoints FILE), or --unsafe-ungoverned")
-        governance = governed.Governance(cgs, args.contract, args.ca_bundle or endpoints.get("ca_bundle"))
-        accepted = governed.verify(governance, group.template)
-        _say(f"deployment accepted in CGS for contract {args.contract} (sha256 {accepted})")
+        accepted = verify_deployment(cgs, args.contract, group.template,
+                                     ca_bundle=args.ca_bundle or endpoints.get("ca_bundle"))
+        _say(f"deployment accepted in CGS for contract {args.contract} (sha256 {accepted.sha256})")
     state_dir = Path(args.state_dir) if args.state_dir else default_state_dir(group.name)
     platform_dir = args.mock_platform or endpoints.get("mock_platform_dir")
     if not platform_dir:

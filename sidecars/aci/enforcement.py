@@ -16,11 +16,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ..common.errors import PolicyDenied
-from ..renderings.cce import PRIVILEGED_CAPABILITIES, UNPRIVILEGED_CAPABILITIES
-from ..renderings.enforcer import SANDBOX_DIR, GuestRequests, PolicyEnforcer
+from ..renderings.cce import capability_sets
+from ..renderings.enforcer import (
+    GuestRequests,
+    PolicyEnforcer,
+    create_container_request,
+    emptydir_mount,
+    resolv_conf_mount,
+)
 from ..renderings.layers import ImageInfo, ImageResolver
 from .template import ContainerDefinition, GroupDefinition
 
@@ -55,12 +60,6 @@ def _user(image: ImageInfo) -> tuple[int, int]:
     return uid, gid
 
 
-def _capabilities(container: ContainerDefinition) -> dict[str, list[str]]:
-    base = PRIVILEGED_CAPABILITIES if container.privileged else UNPRIVILEGED_CAPABILITIES
-    caps = sorted(set(base) | {f"CAP_{c.removeprefix('CAP_')}" for c in container.capabilities_add})
-    return {"ambient": [], "bounding": caps, "effective": caps, "inheritable": [], "permitted": caps}
-
-
 def policy_propagation(enforcer: PolicyEnforcer) -> dict[tuple[str, str], str]:
     """Per (container name, mount destination): the propagation the policy names for it.
 
@@ -87,29 +86,15 @@ def plan_container(group: GroupDefinition, container: ContainerDefinition, image
     uid, gid = _user(image)
     working_dir = image.working_dir or "/"
     mount_propagation = {m.path: propagation.get((container.name, m.path), "rprivate") for m in container.mounts}
-    mounts = [{"destination": m.path, "source": f"{SANDBOX_DIR}/tmp/atlas/emptydir/{m.volume}", "type": "bind",
-               "options": ["rbind", mount_propagation[m.path], "ro" if m.read_only else "rw"]}
+    mounts = [emptydir_mount(m.path, m.volume, mount_propagation[m.path], "ro" if m.read_only else "rw")
               for m in container.mounts]
-    mounts.append({"destination": "/etc/resolv.conf", "type": "bind", "options": ["rbind", "rshared", "rw"],
-                   "source": f"{SANDBOX_DIR}/tmp/atlas/resolvconf/{container_id[:8]}"})
-    create: dict[str, Any] = {
-        "containerID": container_id,
-        "argList": list(container.command),
-        "envList": [f"{k}={v}" for k, v in env],
-        "workingDir": working_dir,
-        "sandboxDir": SANDBOX_DIR,
-        "hugePagesDir": "/run/gcs/c/hugepages",
-        "mounts": mounts,
-        "privileged": container.privileged,
-        "noNewPrivileges": False,
-        "user": {"id": str(uid), "name": "root" if uid == 0 else ""},
-        "groups": [{"id": str(gid), "name": ""}],
-        "umask": "0022",
-        "capabilities": _capabilities(container),
-        "seccompProfileSHA256": "",
-        "devices": [],
-        "isSandboxContainer": False,
-    }
+    mounts.append(resolv_conf_mount(container_id[:8]))
+    capabilities = capability_sets(privileged=container.privileged,
+                                   added=(f"CAP_{c.removeprefix('CAP_')}" for c in container.capabilities_add))
+    create = create_container_request(
+        container_id, command=container.command, env=[f"{k}={v}" for k, v in env], working_dir=working_dir,
+        mounts=mounts, privileged=container.privileged, no_new_privileges=False, uid=uid, gid=gid,
+        capabilities=capabilities)
     plan = ContainerPlan(container, image, container_id, tuple(env), uid, gid, working_dir, mount_propagation)
     return plan, GuestRequests(container_id=container_id, layers=image.layers, create=create)
 

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from ..attestation.mock import MockPlatform
 from ..common.errors import CcrError, ConfigError, ProcessError
+from ..common.mounts import make_shared, mounts_below
 from ..common.process import ManagedProcess, file_exists, is_running, stop_recorded, wait_until
 from ..launcher.podman import Podman
 from ..localroom.netns import create_room_network, delete_room_network, netns_exists, stop_processes_in
@@ -59,26 +60,14 @@ def netns_name(group: str) -> str:
     return f"ccr-aci-{group}"
 
 
-def _mounts_below(path: Path) -> list[str]:
-    resolved = str(path.resolve())
-    targets = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    return [t for t in targets if t == resolved or t.startswith(resolved + "/")]
-
-
-def _share(directory: Path) -> None:
-    """A volume whose mounts propagate (rshared: the volumes sidecar's FUSE mounts must reach the launcher)
-    must sit on a shared mount of the host, or each container's bind starts a peer group of its own."""
-    subprocess.run(["mount", "--bind", str(directory), str(directory)], check=True, capture_output=True)
-    subprocess.run(["mount", "--make-shared", str(directory)], check=True, capture_output=True)
-
-
 def _prepare_volumes(state: GroupState, plans: list[ContainerPlan], volumes: tuple[str, ...]) -> None:
     shared = {m.volume for p in plans for m in p.definition.mounts if p.propagation[m.path] == "rshared"}
     for volume in volumes:
         directory = state.volume_dir(volume)
         directory.mkdir(parents=True, exist_ok=True)
         if volume in shared:
-            _share(directory)
+            # the volumes sidecar's FUSE mounts must reach the launcher
+            make_shared(directory)
 
 
 def _start_daemon(state: GroupState) -> None:
@@ -197,7 +186,7 @@ def delete_group(state: GroupState, podman: Podman | None = None, progress: Prog
         delete_room_network(state.netns)
         progress(f"network namespace {state.netns} deleted")
     directory = state.directory
-    for target in sorted(_mounts_below(directory), reverse=True):
+    for target in sorted(mounts_below(directory), reverse=True):
         subprocess.run(["umount", "--lazy", target], capture_output=True)
     if directory.exists():
         shutil.rmtree(directory, ignore_errors=True)
@@ -214,7 +203,7 @@ def remaining(state: GroupState, podman: Podman | None = None) -> list[str]:
     left += [f"container {n}" for n in names.split()]
     if netns_exists(state.netns):
         left.append(f"network namespace {state.netns}")
-    left += [f"mount {m}" for m in _mounts_below(state.directory)] if state.directory.exists() else []
+    left += [f"mount {m}" for m in mounts_below(state.directory)] if state.directory.exists() else []
     record = state.daemon_record
     if record is not None and is_running(record):
         left.append(f"process {record.pid}")

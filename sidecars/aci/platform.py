@@ -18,7 +18,7 @@ import json
 import secrets
 from pathlib import Path
 
-from ..attestation.mock import MockPlatform
+from ..attestation.mock import DEFAULT_MEASUREMENT, MockPlatform
 from ..attestation.providers import SECURITY_CONTEXT_ENV, MockSnpProvider
 from ..attestation.simulated import SOCKET_NAME
 from ..common.errors import ConfigError
@@ -57,7 +57,7 @@ def write_security_context(directory: Path, platform: MockPlatform, cce_policy_b
     vcek, _, rest = chain.partition("-----END CERTIFICATE-----\n")
     certs = {"vcekCert": vcek + "-----END CERTIFICATE-----\n", "certificateChain": rest,
              "tcbm": platform.reported_tcb.to_bytes().hex()}
-    endorsement = platform.endorse_uvm(provider(platform, "00" * 32).measurement)
+    endorsement = platform.endorse_uvm(bytes.fromhex(DEFAULT_MEASUREMENT))
     files = {POLICY_FILE: cce_policy_base64,
              HOST_AMD_CERT_FILE: base64.b64encode(json.dumps(certs).encode()).decode(),
              REFERENCE_INFO_FILE: base64.b64encode(endorsement).decode()}

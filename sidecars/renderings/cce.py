@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,15 +108,22 @@ def _mount_rule(mount: Mount) -> dict[str, Any]:
     return {"destination": mount.target, "options": options, "source": EMPTY_DIR_SOURCE, "type": "bind"}
 
 
-def container_capabilities(container: Container) -> dict[str, list[str]]:
-    if container.privileged:
+def capability_sets(*, privileged: bool, added: Iterable[str] = (), drop_all: bool = False) -> dict[str, list[str]]:
+    """The process's capability sets as the GCS presents them: the runtime's defaults (none when every
+    capability is dropped) plus the added ones (`CAP_` names)."""
+    if privileged:
         base: tuple[str, ...] = PRIVILEGED_CAPABILITIES
-    elif container.drop_all_capabilities:
+    elif drop_all:
         base = ()
     else:
         base = UNPRIVILEGED_CAPABILITIES
-    caps = sorted(set(base) | set(container.capabilities))
+    caps = sorted(set(base) | set(added))
     return {"ambient": [], "bounding": caps, "effective": caps, "inheritable": [], "permitted": caps}
+
+
+def container_capabilities(container: Container) -> dict[str, list[str]]:
+    return capability_sets(privileged=container.privileged, added=container.capabilities,
+                           drop_all=container.drop_all_capabilities)
 
 
 def pinned_reference(container: Container, image: ImageInfo) -> str:

@@ -34,6 +34,7 @@ import yaml
 from ..common.containers import REMOTE_ROOT, RUN_ROOT, RUNTIME_IMAGE, VOLUME_REMOTE, Container, Mount, image_ref
 from ..common.devtokens import DevTokenIssuer
 from ..common.http import TlsFiles
+from ..common.mounts import make_shared, mounts_below
 from ..common.room import ENDPOINTS_ENV, HOST_DATA_ENV, MOUNT_ROOT_ENV, RUN_DIR_ENV
 from ..common.sidecar import Sidecar
 from ..common.tls import LocalCA
@@ -182,26 +183,11 @@ def render_compose(group: ContainerGroup, source: str) -> str:
     return HEADER.format(source=source) + body
 
 
-def _mounts_below(path: Path) -> list[str]:
-    targets = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    return [t for t in targets if t == str(path) or t.startswith(f"{path}/")]
-
-
-def _share_remote_dir(remote: Path) -> None:
-    """The FUSE mounts the volumes container makes under /mnt/remote reach the launcher's container only
-    if the host directory both bind is itself a shared mount (on a host whose / is private, each
-    container's rshared bind would otherwise start a peer group of its own)."""
-    remote.mkdir(parents=True, exist_ok=True)
-    if str(remote) not in _mounts_below(remote):
-        subprocess.run(["mount", "--bind", str(remote), str(remote)], check=True, capture_output=True)
-    subprocess.run(["mount", "--make-shared", str(remote)], check=True, capture_output=True)
-
-
 def release_emulation(directory: Path) -> list[str]:
     """Undo `prepare_emulation`'s mounts after `compose down` (and any FUSE mount a killed volumes
     container left behind); returns what was unmounted."""
     done = []
-    for target in sorted(_mounts_below(directory.resolve() / "remote"), reverse=True):
+    for target in sorted(mounts_below(directory.resolve() / "remote"), reverse=True):
         if subprocess.run(["umount", "--lazy", target], capture_output=True).returncode == 0:
             done.append(target)
     return done
@@ -220,7 +206,7 @@ def prepare_emulation(directory: Path, host_data: str) -> Path:
         stand_in.prepare(ctx)
         ca.issue_server_cert(stand_in.name, directory=directory / "tls")
     (directory / "logs").mkdir(exist_ok=True)
-    _share_remote_dir(directory / "remote")
+    make_shared(directory / "remote")
     # No `ca_certificates` here: the compose file was rendered before this CA existed, so its CCR_SPEC cannot
     # carry it; the sidecars trust it through the emulation's `ca_bundle` instead. A member who resolved the
     # spec with it would compute another HOST_DATA than the group's.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -99,28 +100,48 @@ class GuestRequests:
         env = [f"{k}={v}" for k, v in container.env] + [e for e in image.env
                                                       if e.split("=", 1)[0] not in container.env_dict]
         env.append(f"HOSTNAME={container_id[:12]}")
-        mounts = [{"destination": m.target, "source": f"{SANDBOX_DIR}/tmp/atlas/emptydir/{m.volume}",
-                   "type": "bind", "options": ["rbind", "rshared" if m.propagation == "shared" else "rprivate", m.mode]}
+        mounts = [emptydir_mount(m.target, m.volume, "rshared" if m.propagation == "shared" else "rprivate", m.mode)
                   for m in container.mounts]
         if container.started_by == "platform":
-            mounts.append({"destination": "/etc/resolv.conf", "source": f"{SANDBOX_DIR}/tmp/atlas/resolvconf/x",
-                           "type": "bind", "options": ["rbind", "rshared", "rw"]})
-        create = {
-            "containerID": container_id,
-            "argList": list(container.command),
-            "envList": env,
-            "workingDir": effective_working_dir(container, image),
-            "sandboxDir": SANDBOX_DIR,
-            "hugePagesDir": "/run/gcs/c/hugepages",
-            "mounts": mounts,
-            "privileged": container.privileged,
-            "noNewPrivileges": container.no_new_privileges,
-            "user": {"id": str(container.user.uid), "name": "root" if container.user.uid == 0 else ""},
-            "groups": [{"id": str(container.user.gid), "name": ""}],
-            "umask": "0022",
-            "capabilities": container_capabilities(container),
-            "seccompProfileSHA256": "",
-            "devices": [],
-            "isSandboxContainer": False,
-        }
+            mounts.append(resolv_conf_mount("x"))
+        create = create_container_request(
+            container_id, command=container.command, env=env, working_dir=effective_working_dir(container, image),
+            mounts=mounts, privileged=container.privileged, no_new_privileges=container.no_new_privileges,
+            uid=container.user.uid, gid=container.user.gid, capabilities=container_capabilities(container))
         return cls(container_id=container_id, layers=image.layers, create=create)
+
+
+def emptydir_mount(destination: str, volume: str, propagation: str, mode: str) -> dict[str, Any]:
+    """An emptyDir volume's bind mount as the GCS describes it (propagation: rshared or rprivate)."""
+    return {"destination": destination, "source": f"{SANDBOX_DIR}/tmp/atlas/emptydir/{volume}", "type": "bind",
+            "options": ["rbind", propagation, mode]}
+
+
+def resolv_conf_mount(name: str) -> dict[str, Any]:
+    """The resolv.conf the platform binds into every container it starts."""
+    return {"destination": "/etc/resolv.conf", "source": f"{SANDBOX_DIR}/tmp/atlas/resolvconf/{name}",
+            "type": "bind", "options": ["rbind", "rshared", "rw"]}
+
+
+def create_container_request(container_id: str, *, command: Sequence[str], env: Sequence[str], working_dir: str,
+                             mounts: list[dict[str, Any]], privileged: bool, no_new_privileges: bool, uid: int,
+                             gid: int, capabilities: dict[str, list[str]]) -> dict[str, Any]:
+    """The input the GCS sends to `create_container` for one container's OCI process."""
+    return {
+        "containerID": container_id,
+        "argList": list(command),
+        "envList": list(env),
+        "workingDir": working_dir,
+        "sandboxDir": SANDBOX_DIR,
+        "hugePagesDir": "/run/gcs/c/hugepages",
+        "mounts": mounts,
+        "privileged": privileged,
+        "noNewPrivileges": no_new_privileges,
+        "user": {"id": str(uid), "name": "root" if uid == 0 else ""},
+        "groups": [{"id": str(gid), "name": ""}],
+        "umask": "0022",
+        "capabilities": capabilities,
+        "seccompProfileSHA256": "",
+        "devices": [],
+        "isSandboxContainer": False,
+    }

@@ -4,12 +4,12 @@ binds the caller's REPORT_DATA and the group's HOST_DATA, and a wrong request ge
 from __future__ import annotations
 
 import base64
-import json
 import socket
 from pathlib import Path
 
 import pytest
 
+from sidecars.aci.platform import write_security_context
 from sidecars.attestation import AttestationError, MockSnpProvider, SnpReport, verify_evidence
 from sidecars.attestation.simulated import SOCKET_NAME, ReportServer, SimulatedSnpProvider, simulated_socket
 
@@ -19,12 +19,7 @@ def context_dir(tmp_path: Path, mock_platform) -> Path:
     """A security-context directory as the simulator lays it out (its socket path must stay short)."""
     directory = Path(f"/tmp/ccr-simctx-{tmp_path.name[-12:]}")
     directory.mkdir(exist_ok=True)
-    chain = mock_platform.vcek_chain_pem.decode()
-    vcek, _, rest = chain.partition("-----END CERTIFICATE-----\n")
-    certs = {"vcekCert": vcek + "-----END CERTIFICATE-----\n", "certificateChain": rest, "tcbm": "0"}
-    (directory / "host-amd-cert-base64").write_text(base64.b64encode(json.dumps(certs).encode()).decode())
-    (directory / "reference-info-base64").write_text(
-        base64.b64encode(mock_platform.endorse_uvm(MockSnpProvider(mock_platform).measurement)).decode())
+    write_security_context(directory, mock_platform, base64.b64encode(b"package policy").decode())
     yield directory
     for file in directory.iterdir():
         file.unlink()
