@@ -32,7 +32,7 @@ def _client(args: argparse.Namespace, identity_dir: str | None = None):
     if not directory:
         raise ConfigError("no member identity: pass --identity DIR or set CCR_MEMBER_DIR")
     return CgsMemberClient(endpoint, MemberIdentity.load(directory), ca_bundle=ca_bundle or os.environ.get(
-        "CCR_CA_BUNDLE"))
+        "CCR_CA_BUNDLE"), auth=getattr(args, "member_auth", "cert"))
 
 
 def _print_proposal(proposal: dict[str, Any]) -> None:
@@ -227,12 +227,12 @@ def setup(args: argparse.Namespace) -> int:
     members_dir = Path(args.members_dir)
     identities = [MemberIdentity.load(members_dir / n) if (members_dir / n / "member.key").exists()
                   else MemberIdentity.create(members_dir / n, n) for n in names]
-    clients = [CgsMemberClient(str(spec.contract.governance.endpoint), i, ca_bundle=endpoints.get("ca_bundle"))
-               for i in identities]
+    clients = [CgsMemberClient(str(spec.contract.governance.endpoint), i, ca_bundle=endpoints.get("ca_bundle"),
+                               auth=args.member_auth) for i in identities]
     try:
         with CgsMemberClient(str(spec.contract.governance.endpoint),
                              MemberIdentity.load(endpoints["cgs_operator_dir"]),
-                             ca_bundle=endpoints.get("ca_bundle")) as operator:
+                             ca_bundle=endpoints.get("ca_bundle"), auth=args.member_auth) as operator:
             known = {m["memberId"] for m in operator.members()}
             for identity in identities:
                 if identity.member_id not in known:
