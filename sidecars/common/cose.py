@@ -144,10 +144,17 @@ def _header(protected: bytes) -> tuple[str, str, int, str | None]:
     return kid.decode("ascii"), msg_type, created_at, proposal_id
 
 
-def verify_gov_message(envelope: bytes,
-                       cert_for_kid: Callable[[str], x509.Certificate | None]) -> GovMessage:
-    """Check `envelope` is a COSE_Sign1 governance message signed by the member whose certificate
-    `cert_for_kid(member_id)` gives (None: no such member), and return what it says."""
+@dataclass(frozen=True)
+class Sign1:
+    """A decoded COSE_Sign1 message, its protected header still as the signer encoded it."""
+
+    protected: bytes
+    payload: bytes
+    signature: bytes
+
+
+def decode_sign1(envelope: bytes) -> Sign1:
+    """The parts of a tagged COSE_Sign1 message with an attached payload and an ES384-sized signature."""
     message = _decode(envelope, "the request body (application/cose)")
     if not isinstance(message, cbor2.CBORTag) or message.tag != COSE_SIGN1_TAG:
         raise CoseRefused("the request body is not a tagged COSE_Sign1 message (CBOR tag 18)")
@@ -161,7 +168,28 @@ def verify_gov_message(envelope: bytes,
         raise CoseRefused("COSE_Sign1: the payload must be attached (a byte string)")
     if not isinstance(signature, bytes) or len(signature) != 2 * _P384_BYTES:
         raise CoseRefused("COSE_Sign1: an ES384 signature is 96 bytes (r || s)")
-    member_id, msg_type, created_at, proposal_id = _header(protected)
+    return Sign1(protected, payload, signature)
+
+
+def verify_es384(message: Sign1, public_key: ec.EllipticCurvePublicKey) -> None:
+    """Check the message's raw r || s signature over its Sig_structure with a P-384 key."""
+    if not isinstance(public_key.curve, ec.SECP384R1):
+        raise CoseRefused("ES384 is verified with an EC P-384 key")
+    r = int.from_bytes(message.signature[:_P384_BYTES], "big")
+    s = int.from_bytes(message.signature[_P384_BYTES:], "big")
+    try:
+        public_key.verify(encode_dss_signature(r, s), _sig_structure(message.protected, message.payload),
+                          ec.ECDSA(hashes.SHA384()))
+    except InvalidSignature:
+        raise CoseRefused("the COSE signature does not verify") from None
+
+
+def verify_gov_message(envelope: bytes,
+                       cert_for_kid: Callable[[str], x509.Certificate | None]) -> GovMessage:
+    """Check `envelope` is a COSE_Sign1 governance message signed by the member whose certificate
+    `cert_for_kid(member_id)` gives (None: no such member), and return what it says."""
+    message = decode_sign1(envelope)
+    member_id, msg_type, created_at, proposal_id = _header(message.protected)
     cert = cert_for_kid(member_id)
     if cert is None:
         raise CoseRefused(f"COSE kid {member_id[:12]}… is not a member of this service")
@@ -169,11 +197,8 @@ def verify_gov_message(envelope: bytes,
     if member_id_of(cert) != member_id or not isinstance(public_key, ec.EllipticCurvePublicKey) \
             or not isinstance(public_key.curve, ec.SECP384R1):
         raise CoseRefused(f"member {member_id[:12]}… has no EC P-384 certificate to verify ES384 with")
-    r = int.from_bytes(signature[:_P384_BYTES], "big")
-    s = int.from_bytes(signature[_P384_BYTES:], "big")
     try:
-        public_key.verify(encode_dss_signature(r, s), _sig_structure(protected, payload),
-                          ec.ECDSA(hashes.SHA384()))
-    except InvalidSignature:
+        verify_es384(message, public_key)
+    except CoseRefused:
         raise CoseRefused(f"the COSE signature does not verify with member {member_id[:12]}…'s key") from None
-    return GovMessage(member_id, msg_type, created_at, proposal_id, payload, signature)
+    return GovMessage(member_id, msg_type, created_at, proposal_id, message.payload, message.signature)
