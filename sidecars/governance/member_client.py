@@ -92,9 +92,13 @@ class CgsMemberClient:
         try:
             response = self._http.request(method, target, content=content, headers=headers)
         except httpx.HTTPError as exc:
-            if self.auth == "cert" and any(alert in str(exc).lower() for alert in _CERT_REFUSED):
+            if self.auth == "cert" and (isinstance(exc, httpx.RemoteProtocolError)
+                                        or any(alert in str(exc).lower() for alert in _CERT_REFUSED)):
+                # In TLS 1.3 the client learns that its certificate was refused only when it reads: as an
+                # alert, or as a connection closed before any answer.
                 raise RemoteServiceError("CGS", f"{self.endpoint} refused member {self.identity.name}'s "
-                                                "certificate in TLS: it is not a registered member there") from None
+                                                f"certificate in TLS (is it a registered member there?): "
+                                                f"{exc}") from None
             raise RemoteServiceError("CGS", f"{self.endpoint} unreachable: {exc}") from None
         except ssl.SSLError as exc:
             raise RemoteServiceError("CGS", f"{self.endpoint}: TLS failed: {exc}") from None
