@@ -5,6 +5,7 @@ certificate with its key is refused — in the handshake or by the app."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import socket
 import ssl
 
@@ -14,11 +15,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from sidecars.cli import main as ccr
 from sidecars.common.errors import RemoteServiceError
 from sidecars.common.memberauth import MemberIdentity
 from sidecars.governance.member_client import CgsMemberClient, CgsRequestFailed
 
-from .conftest import unique
+from .conftest import start_service, unique
 
 
 @pytest.fixture
@@ -105,3 +107,28 @@ def test_the_handshake_itself_refuses_a_stranger(cgs, local_ca, member, tmp_path
     stranger = MemberIdentity.create(tmp_path / "mallory", "mallory")
     assert _raw_answer(cgs.url, str(local_ca.cert_file), member).startswith(b"HTTP/1.1 ")
     assert _raw_answer(cgs.url, str(local_ca.cert_file), stranger) == b""
+
+
+def test_the_command_line_authenticates_with_the_certificate_unless_told_otherwise(
+        cgs, local_ca, member, server_tls, platform_dir, tmp_path, capsys):
+    def create(endpoint: str, *extra: str) -> tuple[int, str]:
+        endpoints = tmp_path / "endpoints.json"
+        endpoints.write_text(json.dumps({"cgs_endpoint": endpoint, "ca_bundle": str(local_ca.cert_file)}))
+        code = ccr(["governance", "contract", "create", unique("contract"), "--data", "{}", "--endpoints",
+                    str(endpoints), "--identity", str(member.directory), *extra])
+        return code, capsys.readouterr().err
+
+    assert create(cgs.url) == (0, "")
+    code, err = create(cgs.url, "--member-auth", "header")
+    assert code != 0 and "401" in err and len(err.strip().splitlines()) == 1
+    state = tmp_path / "legacy-cgs"
+    legacy, url = start_service("cgs-legacy", "sidecars.emulators.cgs", [
+        "--cert", server_tls.cert_file, "--key", server_tls.key_file, "--state-dir", str(state),
+        "--trust-mock-platform", str(platform_dir), "--allow-signed-header"], tmp_path)
+    try:
+        with CgsMemberClient(url, MemberIdentity.load(state / "operator"), ca_bundle=str(local_ca.cert_file),
+                             auth="header") as operator:
+            operator.register_member(member.name, member.cert_pem)
+        assert create(url, "--member-auth", "header") == (0, "")
+    finally:
+        legacy.stop()
