@@ -183,8 +183,8 @@ async def authenticate_member(request: Request, cgs: CgsState, *, allow_operator
         elif allow_operator and member_id == member_id_of(cgs.operator_cert):
             who = OPERATOR
         else:
-            raise MemberNotAuthenticated(f"the TLS client certificate ({member_id[:12]}…) is not that of a "
-                                         "member of this service")
+            raise MemberNotAuthenticated(f"{member_id[:12]}… (the TLS client certificate) is not a member of "
+                                         "this service")
         return Member(who, await request.body())
     if _signed_header(request, cgs):
         return await _authenticate_signed_header(request, cgs, allow_operator=allow_operator)

@@ -20,7 +20,16 @@ from sidecars.common.errors import RemoteServiceError
 from sidecars.common.memberauth import MemberIdentity
 from sidecars.governance.member_client import CgsMemberClient, CgsRequestFailed
 
-from .conftest import start_service, unique
+from .conftest import start_cgs, start_service, unique
+
+
+@pytest.fixture(scope="module")
+def cgs(server_tls, platform_dir, tmp_path_factory):
+    """A stand-in of this module's own: the members registered here must not join the session's consortium
+    (whose proposals need every member's vote)."""
+    service = start_cgs(tmp_path_factory.mktemp("member-tls"), server_tls, platform_dir)
+    yield service
+    service.proc.stop()
 
 
 @pytest.fixture
@@ -109,26 +118,47 @@ def test_the_handshake_itself_refuses_a_stranger(cgs, local_ca, member, tmp_path
     assert _raw_answer(cgs.url, str(local_ca.cert_file), stranger) == b""
 
 
+@pytest.fixture(scope="module")
+def legacy_cgs(server_tls, platform_dir, local_ca, tmp_path_factory):
+    """A stand-in started with --allow-signed-header, and a member registered there."""
+    run_dir = tmp_path_factory.mktemp("legacy-cgs")
+    proc, url = start_service("cgs-legacy", "sidecars.emulators.cgs", [
+        "--cert", server_tls.cert_file, "--key", server_tls.key_file, "--state-dir", str(run_dir / "state"),
+        "--trust-mock-platform", str(platform_dir), "--allow-signed-header"], run_dir)
+    member = MemberIdentity.create(run_dir / "dave", "dave")
+    with CgsMemberClient(url, MemberIdentity.load(run_dir / "state" / "operator"),
+                         ca_bundle=str(local_ca.cert_file), auth="header") as operator:
+        operator.register_member(member.name, member.cert_pem)
+    yield url, member
+    proc.stop()
+
+
 def test_the_command_line_authenticates_with_the_certificate_unless_told_otherwise(
-        cgs, local_ca, member, server_tls, platform_dir, tmp_path, capsys):
-    def create(endpoint: str, *extra: str) -> tuple[int, str]:
+        cgs, local_ca, member, legacy_cgs, tmp_path, capsys):
+    def create(endpoint: str, identity: MemberIdentity, *extra: str) -> tuple[int, str]:
         endpoints = tmp_path / "endpoints.json"
         endpoints.write_text(json.dumps({"cgs_endpoint": endpoint, "ca_bundle": str(local_ca.cert_file)}))
         code = ccr(["governance", "contract", "create", unique("contract"), "--data", "{}", "--endpoints",
-                    str(endpoints), "--identity", str(member.directory), *extra])
+                    str(endpoints), "--identity", str(identity.directory), *extra])
         return code, capsys.readouterr().err
 
-    assert create(cgs.url) == (0, "")
-    code, err = create(cgs.url, "--member-auth", "header")
+    assert create(cgs.url, member) == (0, "")
+    code, err = create(cgs.url, member, "--member-auth", "header")
     assert code != 0 and "401" in err and len(err.strip().splitlines()) == 1
-    state = tmp_path / "legacy-cgs"
-    legacy, url = start_service("cgs-legacy", "sidecars.emulators.cgs", [
-        "--cert", server_tls.cert_file, "--key", server_tls.key_file, "--state-dir", str(state),
-        "--trust-mock-platform", str(platform_dir), "--allow-signed-header"], tmp_path)
-    try:
-        with CgsMemberClient(url, MemberIdentity.load(state / "operator"), ca_bundle=str(local_ca.cert_file),
-                             auth="header") as operator:
-            operator.register_member(member.name, member.cert_pem)
-        assert create(url, "--member-auth", "header") == (0, "")
-    finally:
-        legacy.stop()
+    url, dave = legacy_cgs
+    assert create(url, dave, "--member-auth", "header") == (0, "")
+
+
+def test_the_allowed_legacy_header_still_refuses_a_replay_or_another_path(legacy_cgs, local_ca):
+    url, dave = legacy_cgs
+    with CgsMemberClient(url, dave, ca_bundle=str(local_ca.cert_file), auth="header") as client:
+        contract_id = unique("contract")
+        client.put_contract(contract_id, {"purpose": "legacy"})
+        target = f"/app/contracts/{contract_id}/execution/disable"
+        auth = dave.authorization("POST", target, b"")
+        first = client._http.post(target, headers={"authorization": auth})
+        assert first.status_code == 400  # signature fine; the contract is not accepted yet
+        again = client._http.post(target, headers={"authorization": auth})
+        assert again.status_code == 401 and "replay" in again.json()["error"]["message"]
+        other = client._http.post(f"/app/contracts/{contract_id}/execution/enable", headers={"authorization": auth})
+        assert other.status_code == 401 and "signature" in other.json()["error"]["message"]
