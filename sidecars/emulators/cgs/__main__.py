@@ -16,9 +16,6 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from ...common.errors import CcrError
 from ...common.http import TlsFiles, serve
 from ...common.logs import configure_logging
@@ -33,18 +30,6 @@ from .store import NESTING, Store
 from .verifier import attestation_verifier
 
 log = logging.getLogger("ccr.cgs")
-
-
-def _oidc_key(path: Path) -> rsa.RSAPrivateKey:
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        assert isinstance(key, rsa.RSAPrivateKey)
-        return key
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
-    return key
 
 
 def _lock_state_dir(state_dir: Path) -> int:
@@ -102,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                     else MemberIdentity.create(operator_dir, "operator"))
         # With port 0 the issuer URL is known only once bound: set in on_ready, before the ready file
         # tells anyone where to connect.
-        issuer = OidcIssuer(_oidc_key(state_dir / "oidc.key"), (args.public_url or "").rstrip("/") + "/oidc")
+        # No signing key until the members enable the issuer and a member asks for one (see `oidc`).
+        issuer = OidcIssuer(None, (args.public_url or "").rstrip("/") + "/oidc")
         shared = db.Database(database)  # one connection: a change and its audit record commit together
         app = build_app(Store(shared), AuditLog(shared),
                         attestation_verifier(args.trust_mock_platform), issuer, operator.cert,

@@ -14,6 +14,7 @@ annotation alone would make FastAPI write their JSON with pydantic instead, whos
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 
 from ...common.bodylimit import MIB
@@ -37,6 +38,11 @@ __all__ = ["ReplayGuard", "RoomRefused", "build_app"]
 def build_app(store: Store, audit: AuditLog, verify_attestation: AttestationVerifier, issuer: OidcIssuer,
               operator_cert: x509.Certificate, config: CgsConfig) -> FastAPI:
     app = create_app("CGS stand-in", max_body_bytes=MAX_BODY_BYTES)
+    # The operator is the genesis member, as in CCF: it proposes the others (see `members`).
+    store.add_genesis_member(operator_cert.public_bytes(serialization.Encoding.PEM).decode())
+    signing_key = store.state.oidc.get("signing_key")
+    if signing_key:
+        issuer.use_key(signing_key["key"], signing_key["kid"])
     app.state.cgs = CgsState(store, audit, issuer, operator_cert, config,
                              member_replay=ReplayGuard(config.replay_window_s),
                              rooms=RoomVerifier(store, verify_attestation, ReplayGuard(config.replay_window_s)))

@@ -33,7 +33,7 @@ from sidecars.common.release_policy import sevsnp_policy
 from sidecars.common.tls import LocalCA
 from sidecars.emulators.cgs.app import build_app as build_cgs
 from sidecars.emulators.cgs.audit import AuditLog
-from sidecars.emulators.cgs.ca import ensure_ca
+from sidecars.emulators.cgs.ca import generate_ca_key
 from sidecars.emulators.cgs.deps import CgsConfig
 from sidecars.emulators.cgs.issuer import OidcIssuer
 from sidecars.emulators.cgs.store import Store
@@ -195,7 +195,8 @@ def cgs(fx: Fixtures) -> Service:
     store = Store(fx.directory / "cgs-state.json")
     store.add_member(fx.member.member_id, "member", fx.member.cert_pem)
     store.put_contract(CONTRACT, {"purpose": "fuzz"}, None)
-    for action in ({"name": "set_contract", "args": {"contractId": CONTRACT}},
+    contract = store.contract_view(CONTRACT)
+    for action in ({"name": "set_contract", "args": {"contractId": CONTRACT, "contract": contract}},
                    {"name": "set_clean_room_policy", "args": {"contractId": CONTRACT, "type": "add", "claims": {
                        "x-ms-sevsnpvm-hostdata": "4d" * 32, "x-ms-sevsnpvm-is-debuggable": False}}},
                    {"name": "enable_ca", "args": {"contractId": CONTRACT}}):
@@ -204,13 +205,13 @@ def cgs(fx: Fixtures) -> Service:
     store.set_execution(CONTRACT, fx.member.member_id, "enabled")
     secret_id = store.put_secret(CONTRACT, fx.member.member_id, "s1", "secret value")
     store.put_document("d1", CONTRACT, {"kind": "dataset"}, None)
-    proposal = store.create_proposal(fx.member.member_id,
-                                     [{"name": "set_member_document", "args": {"documentId": "d1"}}])
+    proposal = store.create_proposal(fx.member.member_id, [{"name": "set_member_document", "args": {
+        "documentId": "d1", "document": store.document_view("d1")}}])
     store.vote(proposal["proposalId"], fx.member.member_id, True)
     issuer = OidcIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), f"{CGS_URL}/oidc")
     app = build_cgs(store, AuditLog(fx.directory / "cgs-events.jsonl"), attestation_verifier(fx.platform.directory),
                     issuer, fx.operator.cert, CgsConfig(allow_signed_header=True))
-    ensure_ca(store, CONTRACT)
+    generate_ca_key(store, CONTRACT)
     room_key = RoomKey.generate()
     evidence = fx.provider().get_evidence(room_key.report_data).to_combined()
     attestation = Attestation(evidence["evidence"], evidence["endorsements"], evidence.get("uvm_endorsements", ""))

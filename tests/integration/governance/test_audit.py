@@ -140,9 +140,16 @@ def test_tampered_audit_chain_is_detected_by_ccr_governance_events(tmp_path, ser
         assert code == 0, out
         assert "intact" in out and '{"step":1}' in out
         alice = members["alice"]
-        first = alice.request("GET", f"/app/contracts/{contract_id}/events?from_seqno=1&max_seqno_per_page=2")
-        assert [e["seqno"] for e in first["value"]] == [1, 2] and "from_seqno=3" in first["nextLink"]
+        # CGS's paging: a page spans max_seqno_per_page + 1 seqnos, and the next link goes on from there.
+        first = alice.request("GET", f"/app/contracts/{contract_id}/events?from_seqno=1&max_seqno_per_page=2"
+                                     "&chain=true")
+        assert [e["seqno"] for e in first["value"]] == [1, 2, 3] and "from_seqno=4" in first["nextLink"]
         assert alice.events(contract_id, page_size=2) == alice.events(contract_id)
+        # CGS's defaults: the events of the contract's id in the given scope (none given: the unscoped ones).
+        scoped = alice.request("GET", f"/app/contracts/{contract_id}/events?from_seqno=1&scope=app")["value"]
+        assert [e["data"] for e in scoped] == [{"step": 0}, {"step": 1}, {"step": 2}]
+        assert {(e["id"], e["scope"]) for e in scoped} == {(contract_id, "app")}
+        assert alice.request("GET", f"/app/contracts/{contract_id}/events?from_seqno=1")["value"] == []
 
         private.proc.stop()
         # Whoever holds the state directory edits the stored log directly, as an operator could.

@@ -31,10 +31,10 @@ class _Hello(BaseHTTPRequestHandler):
 def test_clients_trusting_the_contract_ca_reach_the_room(consortium, governance, tmp_path):
     contract_id = consortium.new_contract()
     alice = consortium["alice"]
-    consortium.accept(alice.propose_enable_ca(contract_id))
+    consortium.enable_ca(contract_id)
     certificate = GovernanceCertificateSource(governance(contract_id)).issue("room", ["localhost", "127.0.0.1"],
                                                                                tmp_path / "tls")
-    contract_ca = alice.ca_info(contract_id)["caCert"]
+    contract_ca = alice.ca_status(contract_id)["caCert"]
     assert Path(certificate.ca_file).read_text().strip() == contract_ca.strip()
 
     app = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)

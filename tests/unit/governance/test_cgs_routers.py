@@ -60,8 +60,9 @@ async def _call(app: FastAPI, method: str, path: str, body: bytes = b"") -> http
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("method, path", [
-    ("POST", "/gov/members?api-version=2024-07-01"), ("POST", "/gov/members/proposals:create?api-version=2024-07-01"),
-    ("PUT", "/app/contracts/c1"),
+    ("POST", "/gov/members/proposals:create?api-version=2024-07-01"),
+    ("POST", "/gov/members/proposals/p1/ballots/m1:submit?api-version=2024-07-01"),
+    ("POST", "/gov/members/state-digests/m1:ack?api-version=2024-07-01"), ("PUT", "/app/contracts/c1"),
     ("PUT", "/app/contracts/c1/secrets/s"), ("PUT", "/app/memberdocuments/d1"),
     ("POST", "/app/contracts/c1/execution/enable"),
 ])
@@ -110,9 +111,8 @@ async def test_a_change_whose_audit_record_cannot_be_written_does_not_happen(tmp
     store.put_contract("c1", {}, None)
     member = MemberIdentity.create(tmp_path / "m", "m")
     store.add_member(member.member_id, "m", member.cert_pem)
-    version = store.contract("c1")["version"]
-    proposal = store.create_proposal(member.member_id, [{"name": "set_contract",
-                                                          "args": {"contractId": "c1", "version": version}}])
+    proposal = store.create_proposal(member.member_id, [{"name": "set_contract", "args": {
+        "contractId": "c1", "contract": store.contract_view("c1")}}])
     store.vote(proposal["proposalId"], member.member_id, True)
     assert store.is_accepted("c1")
     before = json.dumps(store.state.__dict__, sort_keys=True)
