@@ -3,7 +3,8 @@ under `/app/contracts/{id}/…` with the Azure clean room's envelope.
 
 Room-facing requests are verified as the real CGS does (see `room`); beyond the reference, secrets,
 documents, tokens and certificates are released only while execution consent stands. Member requests are
-signed with the member's key (see `sidecars.common.memberauth`). Each API area is a router of its own
+signed with the member's key (see `sidecars.common.memberauth`). Every committed write answers a CCF
+transaction id (see `transactions`). Each API area is a router of its own
 module; `deps` holds the state they share and how they authenticate callers.
 
 Most routes say `response_model=None`: they have always answered through `json.dumps`, and a return
@@ -17,7 +18,7 @@ from fastapi import FastAPI
 
 from ...common.bodylimit import MIB
 from ...common.http import create_app
-from . import ca, consent, contracts, documents, events, members, node, oidc, secrets
+from . import ca, consent, contracts, documents, events, members, node, oidc, secrets, transactions
 from .audit import AuditLog
 from .deps import CgsConfig, CgsState
 from .issuer import OidcIssuer
@@ -34,10 +35,15 @@ __all__ = ["ReplayGuard", "RoomRefused", "build_app"]
 
 def build_app(store: Store, audit: AuditLog, verify_attestation: AttestationVerifier, issuer: OidcIssuer,
               operator_cert: x509.Certificate, config: CgsConfig) -> FastAPI:
+    if audit.db is not store.db:
+        # A change and its audit record commit together, and one seqno numbers every write (transaction ids).
+        raise ValueError("the CGS stand-in's store and audit log must share one database")
     app = create_app("CGS stand-in", max_body_bytes=MAX_BODY_BYTES)
+    transactions.track_commits(store.db)
+    app.add_middleware(transactions.TransactionIdMiddleware)
     app.state.cgs = CgsState(store, audit, issuer, operator_cert, config,
                              member_replay=ReplayGuard(config.replay_window_s),
-                             rooms=RoomVerifier(store, verify_attestation, ReplayGuard(config.replay_window_s)))
-    for area in (members, contracts, consent, secrets, documents, ca, events, oidc, node):
+                             rooms=RoomVerifier(store, verify_attestation, window_s=config.replay_window_s))
+    for area in (members, contracts, consent, secrets, documents, ca, events, oidc, node, transactions):
         app.include_router(area.router)
     return app
