@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from ..common.ccftx import wait_committed_async
+from ..common.ccftx import COMMIT_TIMEOUT_S, wait_committed_async
 from ..common.envelope import Attestation, RoomKey, attested, b64
 from ..common.errors import CcrError, RemoteServiceError
 from ..common.transports import async_http_transport
@@ -37,9 +37,11 @@ class CgsRefused(CcrError):
 
 class CgsRoomClient:
     def __init__(self, cgs_endpoint: str, contract_id: str, *, skr_url: str, ca_bundle: str | None = None,
-                 api_path_prefix: str | None = None, timeout: float = 10.0):
+                 api_path_prefix: str | None = None, timeout: float = 10.0,
+                 commit_timeout_s: float = COMMIT_TIMEOUT_S):
         self.contract_id = contract_id
         self.root = cgs_endpoint.rstrip("/")
+        self.commit_timeout_s = commit_timeout_s
         prefix = api_path_prefix if api_path_prefix is not None else f"app/contracts/{quote(contract_id)}"
         self.base = cgs_endpoint.rstrip("/") + "/" + prefix.strip("/")
         self.skr_url = skr_url.rstrip("/")
@@ -113,7 +115,8 @@ class CgsRoomClient:
         key, attestation = await self.attest()
         response = await self._send(method, path, key.signed_request(attestation, data))
         try:
-            await wait_committed_async(self._http, self.root, response, endpoint="/app/tx")
+            await wait_committed_async(self._http, self.root, response, endpoint="/app/tx",
+                                       timeout_s=self.commit_timeout_s)
         except httpx.HTTPError as exc:
             raise RemoteServiceError("CGS", f"{self.root}/app/tx unreachable: {exc}") from None
 
