@@ -3,8 +3,7 @@ under `/app/contracts/{id}/…` with the Azure clean room's envelope.
 
 Room-facing requests are verified as the real CGS does (see `room`); beyond the reference, secrets,
 documents, tokens and certificates are released only while execution consent stands. Member requests are
-signed with the member's key (see `sidecars.common.memberauth`). Every committed write answers a CCF
-transaction id (see `transactions`). Each API area is a router of its own
+signed with the member's key (see `sidecars.common.memberauth`). Each API area is a router of its own
 module; `deps` holds the state they share and how they authenticate callers.
 
 Most routes say `response_model=None`: they have always answered through `json.dumps`, and a return
