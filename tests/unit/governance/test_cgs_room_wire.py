@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -276,3 +277,28 @@ async def test_a_consent_check_needs_only_the_evidence(stand):
     refused = await stand.call("POST", f"/app/contracts/{CONTRACT}/runtimeoptions/execution/status",
                                attested(outside))
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "VerifySnpAttestationFailed"
+
+
+@pytest.mark.anyio
+async def test_a_write_that_does_not_commit_names_no_transaction(stand, monkeypatch):
+    """The seqno is bumped inside the write's own SQLite transaction: a write rolled back (a full disk) hands
+    out no id and uses up no seqno; only what committed (the request's signature record) did."""
+    key = RoomKey.generate()
+    before = stand.database.committed_seqno
+
+    def disk_full(*_args):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(db, "insert_events", disk_full)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=stand.app, raise_app_exceptions=False),
+                                 base_url="https://cgs") as client:
+        failed = await client.put(EVENTS + "?scope=app", json=key.signed_request(_attestation(key), {"step": 1}))
+    assert failed.status_code >= 500 and "x-ms-ccf-transaction-id" not in failed.headers
+    monkeypatch.undo()
+    # Only the signature record committed (the request used its signature up; the room signs afresh).
+    assert stand.database.committed_seqno == before + 1
+    assert (await stand.call("GET", f"/app/tx?transaction_id=2.{before + 2}")).json()["status"] == "Unknown"
+    done = await stand.call("PUT", EVENTS + "?scope=app", key.signed_request(_attestation(key), {"step": 1}))
+    # Its signature record (before + 2), then its event (before + 3): the answer names the last.
+    assert done.headers["x-ms-ccf-transaction-id"] == f"2.{before + 3}" == f"2.{stand.database.committed_seqno}"
+    assert _app_events(stand) == [{"step": 1}]
