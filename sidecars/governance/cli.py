@@ -50,6 +50,15 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoints", metavar="FILE", help="endpoints.json from `ccr emulators start`")
     parser.add_argument("--identity", metavar="DIR", help="member identity directory (default: CCR_MEMBER_DIR)")
     parser.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for the CGS certificate")
+    _add_member_auth(parser)
+
+
+def _add_member_auth(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--member-auth", choices=("cert", "header"), default="cert",
+                        help="how the member authenticates: cert (default, as on a real CGS: COSE Sign1 "
+                             "governance writes and the member certificate in mutual TLS) or header (the legacy "
+                             "CCR-Member signed header, accepted only by a stand-in started with "
+                             "--allow-signed-header)")
 
 
 def register(subparsers: Subcommands) -> None:
@@ -123,6 +132,7 @@ def _governance(gov: Subcommands) -> None:
     setup.add_argument("spec", metavar="SPEC", help="clean room spec (YAML)")
     setup.add_argument("--endpoints", metavar="FILE", required=True, help="endpoints.json of `ccr emulators start`")
     setup.add_argument("--members-dir", required=True, metavar="DIR", help="where member identities are kept")
+    _add_member_auth(setup)
     add_var_option(setup)
     setup.add_argument("--layers", metavar="FILE", help="layer lock for HOST_DATA (default: local podman images)")
     setup.add_argument("--deployment", metavar="TEMPLATE", help="also accept this ARM template as the contract's "

@@ -32,7 +32,7 @@ def _client(args: argparse.Namespace, identity_dir: str | None = None):
     if not directory:
         raise ConfigError("no member identity: pass --identity DIR or set CCR_MEMBER_DIR")
     return CgsMemberClient(endpoint, MemberIdentity.load(directory), ca_bundle=ca_bundle or os.environ.get(
-        "CCR_CA_BUNDLE"))
+        "CCR_CA_BUNDLE"), auth=getattr(args, "member_auth", "cert"))
 
 
 def _print_proposal(proposal: dict[str, Any], what: str = "") -> None:
@@ -279,10 +279,10 @@ def setup(args: argparse.Namespace) -> int:
     identities = [MemberIdentity.load(members_dir / n) if (members_dir / n / "member.key").exists()
                   else MemberIdentity.create(members_dir / n, n) for n in names]
     endpoint, ca_bundle = str(spec.contract.governance.endpoint), endpoints.get("ca_bundle")
-    clients = [CgsMemberClient(endpoint, i, ca_bundle=ca_bundle) for i in identities]
+    clients = [CgsMemberClient(endpoint, i, ca_bundle=ca_bundle, auth=args.member_auth) for i in identities]
     try:
         with CgsMemberClient(endpoint, MemberIdentity.load(endpoints["cgs_operator_dir"]),
-                             ca_bundle=ca_bundle) as operator:
+                             ca_bundle=ca_bundle, auth=args.member_auth) as operator:
             for name in join(operator, clients):
                 print(f"registered member {name} in {members_dir}")
 

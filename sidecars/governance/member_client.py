@@ -1,21 +1,40 @@
 """`CgsMemberClient`: what a contract member does against CGS (or its stand-in), as CGS's own client
-(cgs-client) does it: governance writes to CCF's `/gov` API, contracts, documents, policy and events on
-`/app`. The `ccr governance` commands and the tests use it."""
+(cgs-client) does it: governance writes to CCF's `/gov` API (proposals, ballots, withdrawals, state-digest
+acknowledgements), contracts, documents, policy, the CA, the OIDC issuer and events on `/app`. The
+`ccr governance` commands and the tests use it.
+
+It speaks as the Azure clean room's cgs-client does: governance writes (`gov_write`) are COSE Sign1
+messages signed with the member's key; every connection presents the member's certificate in TLS, which
+is how CGS's `/app` endpoints (`member_cert`) know the member (`/gov` reads need no credentials; a COSE
+write carries its own); each `/gov` request names `?api-version=2024-07-01` (not `/gov/tx`, which is not
+versioned, nor `/app`); and a write that names a transaction (`x-ms-ccf-transaction-id`) is done only once
+`/app/tx` or `/gov/tx` says it is committed. `auth="header"` sends the legacy `CCR-Member` signed header
+instead, which only a stand-in started with `--allow-signed-header` accepts.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import ssl
 import time
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
 
-from ..common.errors import CcrError, RemoteServiceError
+from ..common.ccftx import wait_committed
+from ..common.ccfwire import with_api_version
+from ..common.cose import CONTENT_TYPE as COSE_CONTENT_TYPE
+from ..common.cose import sign_gov_message
+from ..common.errors import CcrError, ConfigError, RemoteServiceError
 from ..common.memberauth import MemberIdentity
 from ..common.transports import http_transport
 
+MemberAuthMode = Literal["cert", "header"]
+MEMBER_AUTH_MODES: tuple[str, ...] = ("cert", "header")
+# What OpenSSL says when the service refused the certificate this client presented.
+_CERT_REFUSED = ("unknown ca", "bad certificate", "certificate unknown", "certificate required")
 BALLOT_ACCEPT = "export function vote (proposal, proposerId) { return true }"
 BALLOT_REJECT = "export function vote (proposal, proposerId) { return false }"
 # How long an events page may keep answering 202 (CGS fetching the range from its ledger).
@@ -31,10 +50,15 @@ class CgsRequestFailed(CcrError):
 
 class CgsMemberClient:
     def __init__(self, endpoint: str, identity: MemberIdentity, *, ca_bundle: str | None = None,
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, auth: MemberAuthMode = "cert"):
+        if auth not in MEMBER_AUTH_MODES:
+            raise ConfigError(f"member auth {auth!r}: expected one of {', '.join(MEMBER_AUTH_MODES)}")
         self.endpoint = endpoint.rstrip("/")
         self.identity = identity
-        self._http = httpx.Client(base_url=self.endpoint, transport=http_transport(ca_bundle), timeout=timeout)
+        self.auth = auth
+        tls = identity.tls_context(ca_bundle) if auth == "cert" else None
+        self._http = httpx.Client(base_url=self.endpoint, transport=http_transport(ca_bundle, tls=tls),
+                                  timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -46,14 +70,57 @@ class CgsMemberClient:
         self.close()
 
     def request(self, method: str, target: str, body: Any = None) -> Any:
+        """A JSON request to `/app` (the member's certificate authenticates it) or a `/gov` read; a write
+        returns once committed."""
+        target = with_api_version(target)
         content = b"" if body is None else json.dumps(body).encode()
-        headers = {"authorization": self.identity.authorization(method, target, content)}
+        headers = {}
+        if self.auth == "header":
+            headers["authorization"] = self.identity.authorization(method, target, content)
         if body is not None:
             headers["content-type"] = "application/json"
+        return self._send(method, target, content, headers)
+
+    def gov_write(self, target: str, msg_type: str, payload: Any, *, proposal_id: str | None = None) -> Any:
+        """A governance write: `payload` (JSON, or None for none) in a COSE Sign1 message of `msg_type`
+        (proposal, ballot, withdrawal, state_digest, ack), `proposal_id` signed for ballots and withdrawals.
+        Returns the answer once the write is committed."""
+        target = with_api_version(target)
+        content = b"" if payload is None else payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        if self.auth == "header":
+            headers = {"authorization": self.identity.authorization("POST", target, content),
+                       "content-type": "application/json"}
+            return self._send("POST", target, content, headers)
+        envelope = sign_gov_message(self.identity.key, self.identity.cert, msg_type, content,
+                                    proposal_id=proposal_id)
+        return self._send("POST", target, envelope, {"content-type": COSE_CONTENT_TYPE})
+
+    def _send(self, method: str, target: str, content: bytes, headers: dict[str, str]) -> Any:
         try:
             response = self._http.request(method, target, content=content, headers=headers)
         except httpx.HTTPError as exc:
+            if self.auth == "cert" and (isinstance(exc, httpx.RemoteProtocolError)
+                                        or any(alert in str(exc).lower() for alert in _CERT_REFUSED)):
+                # In TLS 1.3 the client learns that its certificate was refused only when it reads: as an
+                # alert, or as a connection closed before any answer.
+                raise RemoteServiceError("CGS", f"{self.endpoint} refused member {self.identity.name}'s "
+                                                f"certificate in TLS (is it a registered member there?): "
+                                                f"{exc}") from None
             raise RemoteServiceError("CGS", f"{self.endpoint} unreachable: {exc}") from None
+        except ssl.SSLError as exc:
+            raise RemoteServiceError("CGS", f"{self.endpoint}: TLS failed: {exc}") from None
+        self._raise_for_error(response)
+        if method != "GET":
+            try:
+                wait_committed(self._http, response, endpoint="/gov/tx" if target.startswith("/gov") else "/app/tx")
+            except httpx.HTTPError as exc:
+                raise RemoteServiceError("CGS", f"{self.endpoint}: transaction status unreachable: {exc}") from None
+        if not response.content:
+            return None
+        return response.json()
+
+    @staticmethod
+    def _raise_for_error(response: httpx.Response) -> None:
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
@@ -61,15 +128,6 @@ class CgsMemberClient:
             except (ValueError, KeyError, TypeError):
                 code, message = "Error", response.text[:200]
             raise CgsRequestFailed(response.status_code, code, message)
-        if not response.content:
-            return None
-        return response.json()
-
-    def gov_write(self, target: str, msg_type: str, payload: Any, *, proposal_id: str | None = None) -> Any:
-        """Interim until h2-memberwire: a governance write signed with the legacy header (h2 signs it as COSE
-        Sign1 with `msg_type` and `proposal_id` in the protected header)."""
-        del msg_type, proposal_id
-        return self.request("POST", target, payload)
 
     # -- membership (CCF: a set_member proposal, then the new member acknowledges a state digest)
     def members(self) -> list[dict[str, Any]]:

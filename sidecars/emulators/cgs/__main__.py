@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                                              "issuer is PUBLIC_URL/oidc")
     parser.add_argument("--replay-window", type=float, default=60.0, metavar="SECONDS",
                         help="signed requests are accepted only this close to their timestamp (default 60)")
+    parser.add_argument("--allow-signed-header", action="store_true",
+                        help="also accept the legacy `Authorization: CCR-Member` signed header from members "
+                             "(`ccr governance --member-auth header`); a real CGS accepts only COSE Sign1 "
+                             "governance writes and member certificates in mutual TLS")
     args = parser.parse_args(argv)
     configure_logging()
 
@@ -88,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         shared = db.Database(database)  # one connection: a change and its audit record commit together
         app = build_app(Store(shared), AuditLog(shared),
                         attestation_verifier(args.trust_mock_platform), issuer, operator.cert,
-                        CgsConfig(replay_window_s=args.replay_window))
+                        CgsConfig(replay_window_s=args.replay_window,
+                                  allow_signed_header=args.allow_signed_header))
     except CcrError as exc:
         print(f"ccr-cgs: error: {exc}", file=sys.stderr)
         return 1
@@ -102,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.ready_file:
             write_ready_file(args.ready_file, bound, f"https://{args.host}:{bound}")
 
-    serve(app, args.host, args.port, tls=TlsFiles(args.cert, args.key), on_ready=on_ready)
+    # The listener asks every client for a certificate (optional: rooms and /gov readers present none) and
+    # lets members present theirs; the routes decide what a presented certificate may do.
+    serve(app, args.host, args.port, tls=TlsFiles(args.cert, args.key), on_ready=on_ready,
+          client_certs=app.state.cgs.client_certificates)
     return 0
 
 

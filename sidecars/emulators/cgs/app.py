@@ -2,8 +2,9 @@
 under `/app/contracts/{id}/…` with the Azure clean room's envelope.
 
 Room-facing requests are verified as the real CGS does (see `room`); beyond the reference, secrets,
-documents, tokens and certificates are released only while execution consent stands. Member requests are
-signed with the member's key (see `sidecars.common.memberauth`). Each API area is a router of its own
+documents, tokens and certificates are released only while execution consent stands. Members authenticate
+as on CCF (see `deps`): COSE Sign1 governance writes, member certificates in mutual TLS, `?api-version=` on
+/gov. Each API area is a router of its own
 module; `deps` holds the state they share and how they authenticate callers.
 
 Most routes say `response_model=None`: they have always answered through `json.dumps`, and a return
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 
 from ...common.bodylimit import MIB
+from ...common.ccfwire import GovApiVersionMiddleware
 from ...common.http import create_app
 from . import ca, consent, contracts, documents, events, members, node, oidc, secrets
 from .audit import AuditLog
@@ -46,4 +48,5 @@ def build_app(store: Store, audit: AuditLog, verify_attestation: AttestationVeri
                              rooms=RoomVerifier(store, verify_attestation, ReplayGuard(config.replay_window_s)))
     for area in (members, contracts, consent, secrets, documents, ca, events, oidc, node):
         app.include_router(area.router)
+    app.add_middleware(GovApiVersionMiddleware)
     return app

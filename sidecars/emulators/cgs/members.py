@@ -20,8 +20,7 @@ from fastapi.responses import Response
 from ...common.deploymentspec import template_sha256
 from ...common.errors import BadRequest, Forbidden, NotFound
 from . import schemas
-from .deps import Cgs, CgsState
-from .govauth_interim import AckAuth, BallotAuth, ProposalAuth, StateDigestAuth, WithdrawalAuth
+from .deps import AckAuth, BallotAuth, Cgs, CgsState, ProposalAuth, StateDigestAuth, WithdrawalAuth
 
 router = APIRouter()
 

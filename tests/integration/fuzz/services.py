@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sidecars.attestation import MockPlatform
 from sidecars.attestation.providers import MockSnpProvider
 from sidecars.attestation.verify import Trust
+from sidecars.common.ccfwire import GOV_API_VERSION
 from sidecars.common.devtokens import DevTokenIssuer
 from sidecars.common.envelope import Attestation, RoomKey
 from sidecars.common.jose import b64url_encode
@@ -209,7 +210,7 @@ def cgs(fx: Fixtures) -> Service:
     store.vote(proposal["proposalId"], fx.member.member_id, True)
     issuer = OidcIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), f"{CGS_URL}/oidc")
     app = build_cgs(store, AuditLog(fx.directory / "cgs-events.jsonl"), attestation_verifier(fx.platform.directory),
-                    issuer, fx.operator.cert, CgsConfig())
+                    issuer, fx.operator.cert, CgsConfig(allow_signed_header=True))
     generate_ca_key(store, CONTRACT)
     room_key = RoomKey.generate()
     evidence = fx.provider().get_evidence(room_key.report_data).to_combined()
@@ -225,6 +226,14 @@ def cgs(fx: Fixtures) -> Service:
                 data = body.decode(errors="replace")
             envelope = room_key.signed_request(attestation, data)
             return [(b"content-type", b"application/json")], json.dumps(envelope).encode()
+        # A member: its connection presents the member's certificate (mutual TLS), and /gov requests name the
+        # api-version. The stand-in here also accepts the legacy signed header, so JSON bodies still reach
+        # the governance writes' logic (a COSE-only stand-in would refuse nearly every fuzzed body first).
+        scope["extensions"] = {**(scope.get("extensions") or {}),
+                               "tls": {"client_cert_chain": [fx.member.cert_pem]}}
+        if scope["path"].startswith("/gov/") and b"api-version=" not in scope.get("query_string", b""):
+            scope["query_string"] = b"&".join(q for q in (scope.get("query_string", b""),
+                                                          f"api-version={GOV_API_VERSION}".encode()) if q)
         query = scope.get("query_string", b"").decode()
         target = scope["path"] + (f"?{query}" if query else "")
         return [(b"authorization", fx.member.authorization(scope["method"], target, body).encode())], body

@@ -11,6 +11,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from sidecars.common.ccfwire import with_api_version
+from sidecars.common.cose import sign_gov_message
 from sidecars.common.memberauth import MemberIdentity
 from sidecars.emulators.cgs.app import build_app
 from sidecars.emulators.cgs.audit import AuditLog
@@ -42,18 +44,29 @@ class Gov:
 
     async def call(self, method: str, target: str, body: Any = None, *, who: MemberIdentity | None = None,
                    ) -> httpx.Response:
+        """A JSON request over a connection on which `who` presented its certificate (CGS's `member_cert`)."""
         content = b"" if body is None else json.dumps(body).encode()
-        headers = {"content-type": "application/json"}
-        if who is not None:
-            headers["authorization"] = who.authorization(method, target, content)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="https://cgs") as client:
-            return await client.request(method, target, content=content, headers=headers)
+        return await self._send(method, with_api_version(target), content, "application/json", who)
 
-    async def write(self, who: MemberIdentity, target: str, payload: Any) -> httpx.Response:
-        return await self.call("POST", target, payload, who=who)
+    async def write(self, who: MemberIdentity, target: str, msg_type: str, payload: Any,
+                    proposal_id: str | None = None) -> httpx.Response:
+        """A governance write: `payload` in a COSE Sign1 message `who` signed."""
+        content = b"" if payload is None else json.dumps(payload).encode()
+        envelope = sign_gov_message(who.key, who.cert, msg_type, content, proposal_id=proposal_id)
+        return await self._send("POST", with_api_version(target), envelope, "application/cose", None)
+
+    async def _send(self, method: str, target: str, content: bytes, content_type: str,
+                    who: MemberIdentity | None) -> httpx.Response:
+        async def connection(scope, receive, send):
+            if who is not None:
+                scope = {**scope, "extensions": {"tls": {"client_cert_chain": [who.cert_pem]}}}
+            await self.app(scope, receive, send)
+
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=connection), base_url="https://cgs") as client:
+            return await client.request(method, target, content=content, headers={"content-type": content_type})
 
     async def propose(self, who: MemberIdentity, *actions: dict[str, Any]) -> dict[str, Any]:
-        answer = await self.write(who, "/gov/members/proposals:create", {"actions": list(actions)})
+        answer = await self.write(who, "/gov/members/proposals:create", "proposal", {"actions": list(actions)})
         assert answer.status_code == 200, answer.text
         return answer.json()
 
@@ -65,9 +78,17 @@ class Gov:
         assert proposal["proposalState"] == "Accepted", proposal
         return proposal
 
-    async def vote(self, who: MemberIdentity, proposal_id: str, ballot: str = BALLOT_ACCEPT) -> httpx.Response:
-        return await self.write(who, f"/gov/members/proposals/{proposal_id}/ballots/{who.member_id}:submit",
-                                {"ballot": ballot})
+    async def vote(self, who: MemberIdentity, proposal_id: str, ballot: Any = BALLOT_ACCEPT, *,
+                   as_member: str | None = None) -> httpx.Response:
+        return await self.write(who, f"/gov/members/proposals/{proposal_id}/ballots/{as_member or who.member_id}"
+                                     ":submit", "ballot", {"ballot": ballot}, proposal_id)
+
+    async def update(self, who: MemberIdentity, member_id: str | None = None) -> httpx.Response:
+        return await self.write(who, f"/gov/members/state-digests/{member_id or who.member_id}:update",
+                                "state_digest", None)
+
+    async def ack(self, who: MemberIdentity, digest: Any, member_id: str | None = None) -> httpx.Response:
+        return await self.write(who, f"/gov/members/state-digests/{member_id or who.member_id}:ack", "ack", digest)
 
     async def join(self, name: str) -> MemberIdentity:
         """A member as CCF adds one: the operator proposes, the active members accept, the member acknowledges."""
@@ -79,9 +100,8 @@ class Gov:
                 voter = MemberIdentity.load(self.tmp_path / info["name"])
                 proposal = (await self.vote(voter, proposal["proposalId"])).json()
         assert proposal["proposalState"] == "Accepted"
-        digest = await self.write(member, f"/gov/members/state-digests/{member.member_id}:update", None)
-        assert (await self.write(member, f"/gov/members/state-digests/{member.member_id}:ack",
-                                 digest.json())).status_code == 204
+        digest = await self.update(member)
+        assert (await self.ack(member, digest.json())).status_code == 204
         return member
 
 
@@ -128,21 +148,20 @@ async def test_a_member_votes_only_for_itself_and_only_once_active(gov):
     joining = await gov.propose(gov.operator, {"name": "set_member", "args": {"cert": carol.cert_pem,
                                                                                "member_data": {"identifier": "carol"}}})
     # alice signs a ballot in bob's name
-    forged = await gov.write(alice, f"/gov/members/proposals/{joining['proposalId']}/ballots/{bob.member_id}:submit",
-                             {"ballot": BALLOT_ACCEPT})
-    assert forged.status_code == 403
+    forged = await gov.vote(alice, joining["proposalId"], as_member=bob.member_id)
+    assert forged.status_code in (400, 403)
+    assert gov.store.proposal(joining["proposalId"])["ballots"] == {}
     assert (await gov.vote(alice, joining["proposalId"])).json()["proposalState"] == "Open"
     assert (await gov.vote(bob, joining["proposalId"])).json()["proposalState"] == "Accepted"
     # carol is accepted, not active: she may acknowledge but not yet propose or vote
-    refused = await gov.write(carol, "/gov/members/proposals:create",
+    refused = await gov.write(carol, "/gov/members/proposals:create", "proposal",
                               {"actions": [{"name": "enable_oidc_issuer", "args": {"kid": "k"}}]})
     assert refused.status_code in (401, 403)
-    forged_ack = await gov.write(carol, f"/gov/members/state-digests/{carol.member_id}:ack", {"stateDigest": "0" * 64})
+    forged_ack = await gov.ack(carol, {"stateDigest": "0" * 64})
     assert forged_ack.status_code == 400
     # nor acknowledge for someone else
-    digest = await gov.write(carol, f"/gov/members/state-digests/{carol.member_id}:update", None)
-    assert (await gov.write(alice, f"/gov/members/state-digests/{carol.member_id}:ack", digest.json())).status_code \
-        == 403
+    digest = await gov.update(carol)
+    assert (await gov.ack(alice, digest.json(), member_id=carol.member_id)).status_code in (400, 403)
     assert gov.store.state.members[carol.member_id]["status"] == "Accepted"
 
 
@@ -151,8 +170,8 @@ async def test_only_the_proposer_withdraws(gov):
     alice, bob = await gov.join("alice"), await gov.join("bob")
     proposal = await gov.propose(alice, {"name": "enable_oidc_issuer", "args": {"kid": "k"}})
     target = f"/gov/members/proposals/{proposal['proposalId']}:withdraw"
-    assert (await gov.write(bob, target, None)).status_code == 403
-    withdrawn = await gov.write(alice, target, None)
+    assert (await gov.write(bob, target, "withdrawal", None, proposal["proposalId"])).status_code == 403
+    withdrawn = await gov.write(alice, target, "withdrawal", None, proposal["proposalId"])
     assert withdrawn.status_code == 200 and withdrawn.json()["proposalState"] == "Withdrawn"
     assert (await gov.vote(bob, proposal["proposalId"])).status_code == 400
 

@@ -38,7 +38,8 @@ def app(tmp_path) -> FastAPI:
     store = Store(tmp_path / "state.json")
     store.put_contract("c1", {}, None)
     issuer = OidcIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), "https://cgs/oidc")
-    return build_app(store, AuditLog(tmp_path / "events.jsonl"), _no_evidence, issuer, operator.cert, CgsConfig())
+    return build_app(store, AuditLog(tmp_path / "events.jsonl"), _no_evidence, issuer, operator.cert,
+                     CgsConfig(allow_signed_header=True))
 
 
 def _routes(routes) -> set[tuple[str, str]]:
@@ -59,15 +60,16 @@ async def _call(app: FastAPI, method: str, path: str, body: bytes = b"") -> http
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("method, path", [
-    ("POST", "/gov/members/proposals:create"), ("POST", "/gov/members/proposals/p1/ballots/m1:submit"),
-    ("POST", "/gov/members/state-digests/m1:ack"), ("PUT", "/app/contracts/c1"),
+    ("POST", "/gov/members/proposals:create?api-version=2024-07-01"),
+    ("POST", "/gov/members/proposals/p1/ballots/m1:submit?api-version=2024-07-01"),
+    ("POST", "/gov/members/state-digests/m1:ack?api-version=2024-07-01"), ("PUT", "/app/contracts/c1"),
     ("PUT", "/app/contracts/c1/secrets/s"), ("PUT", "/app/memberdocuments/d1"),
     ("POST", "/app/contracts/c1/execution/enable"),
 ])
 async def test_unsigned_member_request_is_refused_before_its_body_is_read(app, method, path):
     answer = await _call(app, method, path, b"not json")
     assert answer.status_code == 401
-    assert answer.json()["error"]["code"] == "Unauthorized"
+    assert answer.json()["error"]["code"] == "InvalidAuthenticationInfo"
 
 
 @pytest.mark.anyio
@@ -115,7 +117,7 @@ async def test_a_change_whose_audit_record_cannot_be_written_does_not_happen(tmp
     assert store.is_accepted("c1")
     before = json.dumps(store.state.__dict__, sort_keys=True)
     issuer = OidcIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), "https://cgs/oidc")
-    app = build_app(store, AuditLog(shared), _no_evidence, issuer, member.cert, CgsConfig())
+    app = build_app(store, AuditLog(shared), _no_evidence, issuer, member.cert, CgsConfig(allow_signed_header=True))
 
     def disk_full(*_args):
         raise sqlite3.OperationalError("database or disk is full")
