@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sidecars.cli import main as ccr
 from sidecars.common.errors import RemoteServiceError
 from sidecars.common.memberauth import MemberIdentity
-from sidecars.governance.member_client import CgsMemberClient, CgsRequestFailed
+from sidecars.governance.member_client import CgsMemberClient, CgsRequestFailed, join
 
 from .conftest import start_cgs, start_service, unique
 
@@ -32,12 +32,25 @@ def cgs(server_tls, platform_dir, tmp_path_factory):
     service.proc.stop()
 
 
+@pytest.fixture(scope="module")
+def registered() -> list[MemberIdentity]:
+    """The members this module's stand-in has: each new one needs their votes."""
+    return []
+
+
 @pytest.fixture
-def member(cgs, local_ca, tmp_path) -> MemberIdentity:
-    """A member the operator registers while the stand-in is running."""
+def member(cgs, local_ca, tmp_path, registered) -> MemberIdentity:
+    """A member the operator proposes while the stand-in is running, accepted by the members before it and
+    activated."""
     identity = MemberIdentity.create(tmp_path / "carol", unique("carol"))
-    with CgsMemberClient(cgs.url, cgs.operator, ca_bundle=str(local_ca.cert_file)) as operator:
-        operator.register_member(identity.name, identity.cert_pem)
+    clients = [CgsMemberClient(cgs.url, m, ca_bundle=str(local_ca.cert_file)) for m in [*registered, identity]]
+    try:
+        with CgsMemberClient(cgs.url, cgs.operator, ca_bundle=str(local_ca.cert_file)) as operator:
+            join(operator, clients)
+    finally:
+        for client in clients:
+            client.close()
+    registered.append(identity)
     return identity
 
 
@@ -127,8 +140,9 @@ def legacy_cgs(server_tls, platform_dir, local_ca, tmp_path_factory):
         "--trust-mock-platform", str(platform_dir), "--allow-signed-header"], run_dir)
     member = MemberIdentity.create(run_dir / "dave", "dave")
     with CgsMemberClient(url, MemberIdentity.load(run_dir / "state" / "operator"),
-                         ca_bundle=str(local_ca.cert_file), auth="header") as operator:
-        operator.register_member(member.name, member.cert_pem)
+                         ca_bundle=str(local_ca.cert_file), auth="header") as operator, \
+            CgsMemberClient(url, member, ca_bundle=str(local_ca.cert_file), auth="header") as dave:
+        join(operator, [dave])
     yield url, member
     proc.stop()
 
