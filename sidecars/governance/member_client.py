@@ -104,7 +104,7 @@ class CgsMemberClient:
                 # In TLS 1.3 the client learns that its certificate was refused only when it reads: as an
                 # alert, or as a connection closed before any answer.
                 raise RemoteServiceError("CGS", f"{self.endpoint} refused member {self.identity.name}'s "
-                                                f"certificate in TLS (is it a registered member there?): "
+                                                f"certificate in TLS (not a member there?): "
                                                 f"{exc}") from None
             raise RemoteServiceError("CGS", f"{self.endpoint} unreachable: {exc}") from None
         except ssl.SSLError as exc:

@@ -27,7 +27,6 @@ from functools import cached_property
 from typing import Annotated, Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from fastapi import Depends, Request
 
 from ...common.bodies import json_value
@@ -42,7 +41,6 @@ from .issuer import OidcIssuer
 from .room import ReplayGuard, Room, RoomRefused, RoomVerifier, attestation_of
 from .store import Store
 
-OPERATOR = "operator"
 ACTIVE, ACCEPTED = "Active", "Accepted"
 
 
@@ -115,7 +113,7 @@ class CgsState:
 
     def record(self, contract_id: str, who: str, action: str, **details: Any) -> None:
         """A member's governance action, on the contract's audit log."""
-        member = self.store.member_name(who) if who != OPERATOR else OPERATOR
+        member = self.store.member_name(who)
         self.audit.append(contract_id, "cgs", "governance", {"action": action, "member": member, **details})
 
     @cached_property
@@ -130,11 +128,10 @@ class CgsState:
         return _certificate(member["cert"])
 
     def client_certificates(self) -> list[str]:
-        """The certificates the TLS listener lets clients present: every registered member's and the
-        operator's (whether one still stands for a caller is decided per request)."""
+        """The certificates the TLS listener lets clients present: every registered member's, the operator (the
+        genesis member) among them. Whether one still stands for a caller is decided per request."""
         with self.store.lock:
-            pems = [member["cert"] for member in self.store.state.members.values()]
-        return [*pems, self.operator_cert.public_bytes(serialization.Encoding.PEM).decode()]
+            return [member["cert"] for member in self.store.state.members.values()]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -159,7 +156,7 @@ def json_body(body: bytes) -> dict[str, Any]:
 # -- members ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Member:
-    """A member request whose signature verified: who signed it (a member id, or OPERATOR) and the body."""
+    """An authenticated member request: who made it (a member id) and its body."""
 
     who: str
     body: bytes
@@ -172,37 +169,30 @@ def _signed_header(request: Request, cgs: CgsState) -> bool:
     return cgs.config.allow_signed_header and request.headers.get("authorization", "").startswith(SCHEME + " ")
 
 
-async def authenticate_member(request: Request, cgs: CgsState, *, allow_operator: bool = False) -> Member:
+async def authenticate_member(request: Request, cgs: CgsState) -> Member:
     """A member request authenticated by the certificate the TLS client presented (or, with
     `--allow-signed-header`, by the legacy signed header). Its body is read only once the caller is known."""
     cert = client_certificate(request.scope)
     if cert is not None:
         member_id = member_id_of(cert)
-        if cgs.member_cert(member_id, (ACTIVE, ACCEPTED)) is not None:
-            who = member_id
-        elif allow_operator and member_id == member_id_of(cgs.operator_cert):
-            who = OPERATOR
-        else:
+        if cgs.member_cert(member_id, (ACTIVE, ACCEPTED)) is None:
             raise MemberNotAuthenticated(f"{member_id[:12]}… (the TLS client certificate) is not a member of "
                                          "this service")
-        return Member(who, await request.body())
+        return Member(member_id, await request.body())
     if _signed_header(request, cgs):
-        return await _authenticate_signed_header(request, cgs, allow_operator=allow_operator)
+        return await _authenticate_signed_header(request, cgs)
     raise MemberNotAuthenticated("a member request must present the member's certificate in TLS (mutual TLS, "
                                  "CCF's member_cert)")
 
 
-async def _authenticate_signed_header(request: Request, cgs: CgsState, *, allow_operator: bool) -> Member:
+async def _authenticate_signed_header(request: Request, cgs: CgsState,
+                                      statuses: tuple[str, ...] = (ACTIVE, ACCEPTED)) -> Member:
     # The header's syntax and the signer's membership are checked before a byte of the body is read; the body
     # is then read (bounded by the app's body limit) only because the signature covers its hash.
     signed = parse_authorization(request.headers.get("authorization"))
-    if signed.member_id in cgs.store.state.members:
-        cert = x509.load_pem_x509_certificate(cgs.store.state.members[signed.member_id]["cert"].encode())
-        who = signed.member_id
-    elif allow_operator and signed.member_id == member_id_of(cgs.operator_cert):
-        cert, who = cgs.operator_cert, OPERATOR
-    else:
-        raise Unauthorized(f"{signed.member_id[:12]}… is not a member of this consortium")
+    cert = cgs.member_cert(signed.member_id, statuses)
+    if cert is None:
+        raise MemberNotAuthenticated(f"{signed.member_id[:12]}… is not a member of this consortium")
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     body = await request.body()
     verify_member_signature(cert, signed, request.method, target, body)
@@ -210,19 +200,14 @@ async def _authenticate_signed_header(request: Request, cgs: CgsState, *, allow_
         cgs.member_replay.check(signed.timestamp_ms, signed.signature, "member request")
     except RoomRefused as exc:
         raise Unauthorized(exc.message) from None
-    return Member(who, body)
+    return Member(signed.member_id, body)
 
 
 async def member_auth(request: Request, cgs: Cgs) -> Member:
     return await authenticate_member(request, cgs)
 
 
-async def member_or_operator_auth(request: Request, cgs: Cgs) -> Member:
-    return await authenticate_member(request, cgs, allow_operator=True)
-
-
 MemberAuth = Annotated[Member, Depends(member_auth)]
-MemberOrOperatorAuth = Annotated[Member, Depends(member_or_operator_auth)]
 
 
 # -- governance writes (COSE Sign1) ---------------------------------------------------------------------------
@@ -249,7 +234,7 @@ def cose_member_auth(msg_type: str, *, allow_accepted: bool = False
 
     async def governance_message(request: Request, cgs: Cgs) -> CoseMember:
         if _signed_header(request, cgs):
-            member = await _authenticate_signed_header(request, cgs, allow_operator=False)
+            member = await _authenticate_signed_header(request, cgs, statuses)
             # The header signs the method and path, so the path's ids are the signer's.
             _check_path_member(request, member.who)
             return CoseMember(member.who, member.body, request.path_params.get("proposal_id"), int(time.time()))

@@ -33,24 +33,13 @@ def cgs(server_tls, platform_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def registered() -> list[MemberIdentity]:
-    """The members this module's stand-in has: each new one needs their votes."""
-    return []
-
-
-@pytest.fixture
-def member(cgs, local_ca, tmp_path, registered) -> MemberIdentity:
-    """A member the operator proposes while the stand-in is running, accepted by the members before it and
-    activated."""
-    identity = MemberIdentity.create(tmp_path / "carol", unique("carol"))
-    clients = [CgsMemberClient(cgs.url, m, ca_bundle=str(local_ca.cert_file)) for m in [*registered, identity]]
-    try:
-        with CgsMemberClient(cgs.url, cgs.operator, ca_bundle=str(local_ca.cert_file)) as operator:
-            join(operator, clients)
-    finally:
-        for client in clients:
-            client.close()
-    registered.append(identity)
+def member(cgs, local_ca, tmp_path_factory) -> MemberIdentity:
+    """A member who joins while the stand-in is running (proposed by the operator, then acknowledging the state
+    digest over a connection presenting its certificate)."""
+    identity = MemberIdentity.create(tmp_path_factory.mktemp("carol") / "carol", unique("carol"))
+    with CgsMemberClient(cgs.url, cgs.operator, ca_bundle=str(local_ca.cert_file)) as operator, \
+            CgsMemberClient(cgs.url, identity, ca_bundle=str(local_ca.cert_file)) as client:
+        assert join(operator, [client]) == [identity.name]
     return identity
 
 
@@ -141,8 +130,8 @@ def legacy_cgs(server_tls, platform_dir, local_ca, tmp_path_factory):
     member = MemberIdentity.create(run_dir / "dave", "dave")
     with CgsMemberClient(url, MemberIdentity.load(run_dir / "state" / "operator"),
                          ca_bundle=str(local_ca.cert_file), auth="header") as operator, \
-            CgsMemberClient(url, member, ca_bundle=str(local_ca.cert_file), auth="header") as dave:
-        join(operator, [dave])
+            CgsMemberClient(url, member, ca_bundle=str(local_ca.cert_file), auth="header") as client:
+        join(operator, [client])
     yield url, member
     proc.stop()
 
@@ -176,3 +165,29 @@ def test_the_allowed_legacy_header_still_refuses_a_replay_or_another_path(legacy
         assert again.status_code == 401 and "replay" in again.json()["error"]["message"]
         other = client._http.post(f"/app/contracts/{contract_id}/execution/enable", headers={"authorization": auth})
         assert other.status_code == 401 and "signature" in other.json()["error"]["message"]
+
+
+def test_a_captured_governance_write_replayed_on_the_wire_is_refused(cgs, local_ca, member):
+    """COSE writes need no client certificate (the envelope is the credential), so whoever captured one may
+    send it again: the proposal is refused as a replay, and a ballot cannot be moved to another proposal."""
+    sent: list[httpx.Request] = []
+    with CgsMemberClient(cgs.url, member, ca_bundle=str(local_ca.cert_file)) as client:
+        client._http.event_hooks["request"].append(sent.append)
+        contracts = [unique("contract"), unique("contract")]
+        for contract_id in contracts:
+            client.put_contract(contract_id, {"purpose": "replay"})
+        first = client.propose_contract(contracts[0])
+        proposal = next(r for r in sent if r.url.path == "/gov/members/proposals:create")
+        second = client.propose_contract(contracts[1])
+        client.vote(first["proposalId"], True)
+        ballot = next(r for r in sent if r.url.path.endswith(":submit"))
+    with httpx.Client(base_url=cgs.url, verify=ssl.create_default_context(cafile=str(local_ca.cert_file))) as plain:
+        again = plain.post(str(proposal.url), content=proposal.content, headers={"content-type": "application/cose"})
+        assert again.status_code == 400 and again.json()["error"]["code"] == "ProposalReplay"
+        moved = plain.post(str(ballot.url).replace(first["proposalId"], second["proposalId"]),
+                           content=ballot.content, headers={"content-type": "application/cose"})
+        assert moved.status_code == 400 and moved.json()["error"]["code"] == "InvalidResourceName"
+        unversioned = plain.post("/gov/members/proposals:create", content=proposal.content,
+                                 headers={"content-type": "application/cose"})
+        assert unversioned.status_code == 400
+        assert unversioned.json()["error"]["code"] == "MissingApiVersionParameter"

@@ -26,7 +26,6 @@ from sidecars.emulators.cgs.deps import (
     CgsConfig,
     CgsState,
     MemberAuth,
-    MemberOrOperatorAuth,
     ProposalAuth,
     WithdrawalAuth,
 )
@@ -52,6 +51,7 @@ def people(tmp_path_factory) -> dict[str, MemberIdentity]:
 
 def _state(database: db.Database, operator: MemberIdentity, config: CgsConfig) -> CgsState:
     store = Store(database)
+    store.add_genesis_member(operator.cert_pem)
     issuer = OidcIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), "https://cgs/oidc")
     return CgsState(store, AuditLog(database), issuer, operator.cert, config,
                     member_replay=ReplayGuard(config.replay_window_s),
@@ -94,10 +94,6 @@ def _app(state: CgsState) -> FastAPI:
     @app.put("/app/contracts/{contract_id}")
     async def put_contract(contract_id: str, caller: MemberAuth) -> dict[str, Any]:
         return {"who": caller.who, "body": caller.json()}
-
-    @app.post("/gov/members/legacy")
-    async def legacy(caller: MemberOrOperatorAuth) -> dict[str, Any]:
-        return {"who": caller.who}
 
     app.add_middleware(GovApiVersionMiddleware)
     return app
@@ -312,15 +308,7 @@ async def test_a_removed_member_certificate_no_longer_authenticates(state, peopl
     assert (await _post(app, PROPOSALS, _signed(alice, "proposal"))).status_code == 401
 
 
-@pytest.mark.anyio
-async def test_the_operator_certificate_counts_only_where_the_operator_is_admitted(state, people):
-    operator, app = people["operator"], _app(state)
-    legacy = await _post(app, f"/gov/members/legacy{V}", b"{}", present=operator)
-    assert legacy.status_code == 200 and legacy.json() == {"who": "operator"}
-    assert (await _post(app, "/app/contracts/c1", b"{}", method="PUT", present=operator)).status_code == 401
-
-
-def test_the_listener_trusts_every_member_and_the_operator(state, people):
+def test_the_listener_trusts_every_member_the_operator_first(state, people):
     assert set(state.client_certificates()) == {people[n].cert_pem for n in ("operator", "alice", "bob")}
 
 
