@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from ...common.bodylimit import MIB
 from ...common.ccfwire import GovApiVersionMiddleware
 from ...common.http import create_app
-from . import ca, consent, contracts, documents, events, members, node, oidc, secrets
+from . import ca, consent, contracts, documents, events, members, node, oidc, secrets, transactions
 from .audit import AuditLog
 from .deps import CgsConfig, CgsState
 from .issuer import OidcIssuer
@@ -37,7 +37,12 @@ __all__ = ["ReplayGuard", "RoomRefused", "build_app"]
 
 def build_app(store: Store, audit: AuditLog, verify_attestation: AttestationVerifier, issuer: OidcIssuer,
               operator_cert: x509.Certificate, config: CgsConfig) -> FastAPI:
+    if audit.db is not store.db:
+        # A change and its audit record commit together, and one seqno numbers every write (transaction ids).
+        raise ValueError("the CGS stand-in's store and audit log must share one database")
     app = create_app("CGS stand-in", max_body_bytes=MAX_BODY_BYTES)
+    transactions.track_commits(store.db)
+    app.add_middleware(transactions.TransactionIdMiddleware)
     # The operator is the genesis member, as in CCF: it proposes the others (see `members`).
     store.add_genesis_member(operator_cert.public_bytes(serialization.Encoding.PEM).decode())
     signing_key = store.state.oidc.get("signing_key")
@@ -45,8 +50,8 @@ def build_app(store: Store, audit: AuditLog, verify_attestation: AttestationVeri
         issuer.use_key(signing_key["key"], signing_key["kid"])
     app.state.cgs = CgsState(store, audit, issuer, operator_cert, config,
                              member_replay=ReplayGuard(config.replay_window_s),
-                             rooms=RoomVerifier(store, verify_attestation, ReplayGuard(config.replay_window_s)))
-    for area in (members, contracts, consent, secrets, documents, ca, events, oidc, node):
+                             rooms=RoomVerifier(store, verify_attestation, window_s=config.replay_window_s))
+    for area in (members, contracts, consent, secrets, documents, ca, events, oidc, node, transactions):
         app.include_router(area.router)
     app.add_middleware(GovApiVersionMiddleware)
     return app

@@ -79,7 +79,8 @@ async def generate_endorsed_cert(contract_id: str, cgs: Cgs, room: SignedRelease
     cgs.audit.append(contract_id, "cgs", "release", {"action": "generate_endorsed_cert",
                                                      "subjectName": data.get("subjectName", ""),
                                                      "subjectAlternateNames": data.get("subjectAlternateNames", [])})
-    return room.wrapped(json.dumps({"cert": cert, "caCert": ca["cert"]}).encode())
+    # CGS answers the certificate alone (`{cert}`); who needs the CA's reads it from `ca/info` as a member.
+    return room.wrapped(json.dumps({"cert": cert}).encode())
 
 
 def generate_ca_key(store: Store, contract_id: str) -> None:

@@ -31,16 +31,13 @@ async def check_status(contract_id: str, option: str, cgs: Cgs, _: MemberAuth) -
     return _status(cgs, contract_id, option)
 
 
-# The rooms' two spellings of one question. Unlike the other routes these answer through a response model, as
-# they always have (FastAPI then writes the JSON with pydantic).
+# A room's consent check, at CGS's path (the older `consentcheck/{option}` is gone from CGS, and from here).
+# Unlike the other routes it answers through a response model, as it always has (FastAPI then writes the JSON
+# with pydantic).
+@router.post("/app/contracts/{contract_id}/runtimeoptions/{option}/status",
+             dependencies=[Depends(consent_checking_room_auth)], openapi_extra=schemas.ROOM)
 async def room_consent(contract_id: str, option: str, cgs: Cgs) -> dict[str, Any]:
     return _status(cgs, contract_id, option)
-
-
-for path in ("/app/contracts/{contract_id}/consentcheck/{option}",
-             "/app/contracts/{contract_id}/runtimeoptions/{option}/status"):
-    router.add_api_route(path, room_consent, methods=["POST"], dependencies=[Depends(consent_checking_room_auth)],
-                         openapi_extra=schemas.ROOM)
 
 
 def _status(cgs: CgsState, contract_id: str, option: str) -> dict[str, Any]:

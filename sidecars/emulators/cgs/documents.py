@@ -57,7 +57,9 @@ for prefix, read in (("/app", "GET"), ("/app/contracts/{contract_id}", "POST")):
     router.add_api_route(prefix + "/memberdocuments", list_documents, methods=["GET"], response_model=None)
 
 
-# The reference's two spellings of one release.
+# A room's release, at CGS's path (the older `acceptedMemberDocuments/{id}` is gone from CGS, and from here).
+@router.post("/app/contracts/{contract_id}/memberdocuments/accepted/{document_id}", response_model=None,
+             openapi_extra=schemas.ROOM)
 async def release_document(contract_id: str, document_id: str, cgs: Cgs, room: ReleaseRoomAuth) -> dict[str, str]:
     document = cgs.store.state.documents.get(document_id)
     if document is None or document["state"] != "Accepted" or document["contractId"] != contract_id:
@@ -65,8 +67,3 @@ async def release_document(contract_id: str, document_id: str, cgs: Cgs, room: R
                        code="DocumentNotFound")
     cgs.audit.append(contract_id, "cgs", "release", {"action": "release_document", "documentId": document_id})
     return room.wrapped(json.dumps(document).encode())
-
-
-for path in ("/app/contracts/{contract_id}/acceptedMemberDocuments/{document_id}",
-             "/app/contracts/{contract_id}/memberdocuments/accepted/{document_id}"):
-    router.add_api_route(path, release_document, methods=["POST"], response_model=None, openapi_extra=schemas.ROOM)

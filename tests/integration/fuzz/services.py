@@ -66,8 +66,8 @@ MAA_URL, VAULT_URL, CGS_URL, SKR_URL = "https://maa.test", "https://vault.test",
 CLOSED_LOOPBACK = "http://127.0.0.1:9"
 # The routes a room calls with its envelope (the same paths answer members under other methods).
 ROOM_ROUTES = {
-    "POST": re.compile(r"^/app/contracts/[^/]+/(secrets/[^/]+|acceptedMemberDocuments/[^/]+|memberdocuments/accepted/"
-                       r"[^/]+|oauth/token|ca/generateEndorsedCert|consentcheck/[^/]+|runtimeoptions/[^/]+/status)$"),
+    "POST": re.compile(r"^/app/contracts/[^/]+/(secrets/[^/]+|memberdocuments/accepted/"
+                       r"[^/]+|oauth/token|ca/generateEndorsedCert|runtimeoptions/[^/]+/status)$"),
     "PUT": re.compile(r"^/app/contracts/[^/]+/events$"),
 }
 
@@ -209,7 +209,7 @@ def cgs(fx: Fixtures) -> Service:
         "documentId": "d1", "document": store.document_view("d1")}}])
     store.vote(proposal["proposalId"], fx.member.member_id, True)
     issuer = OidcIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), f"{CGS_URL}/oidc")
-    app = build_cgs(store, AuditLog(fx.directory / "cgs-events.jsonl"), attestation_verifier(fx.platform.directory),
+    app = build_cgs(store, AuditLog(store.db), attestation_verifier(fx.platform.directory),
                     issuer, fx.operator.cert, CgsConfig(allow_signed_header=True))
     generate_ca_key(store, CONTRACT)
     room_key = RoomKey.generate()

@@ -88,6 +88,8 @@ class Acknowledged:
     """What the stand-in said it did, and what was attempted but never answered."""
 
     events: list[int] = field(default_factory=list)
+    # the transaction id each acknowledged event write answered, in the order they were acknowledged
+    transaction_ids: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)
     documents: dict[str, Any] = field(default_factory=dict)
     contracts: list[str] = field(default_factory=list)
@@ -152,6 +154,7 @@ def test_acknowledged_writes_survive_kill_9(tmp_path):
                                     json=body)
                 response.raise_for_status()
                 acked.events.append(n)
+                acked.transaction_ids.append(response.headers["x-ms-ccf-transaction-id"])
             elif kind == "secret":
                 secret_id = member.put_secret(contract_id, f"s{n}", f"value {n}")
                 acked.secrets[secret_id] = f"value {n}"
@@ -226,6 +229,13 @@ def test_acknowledged_writes_survive_kill_9(tmp_path):
         stored = {e["id"]: e for e in events}
         missing = [n for n in acked.events if stored.get(f"w{n}", {}).get("data") != {"n": n}]
         assert not missing, f"acknowledged audit events lost: {missing}"
+        # Transaction ids are durable: every acknowledged one is Committed after the crashes, and none was
+        # handed out twice (a restarted stand-in continues after the last committed seqno).
+        seqnos = [int(txid.split(".")[1]) for txid in acked.transaction_ids]
+        assert seqnos == sorted(set(seqnos)), "a transaction id was reused or went back after a kill -9"
+        for txid in acked.transaction_ids:
+            answer = room.get(f"{service.url}/app/tx", params={"transaction_id": txid}).json()
+            assert answer == {"transaction_id": txid, "status": "Committed"}, answer
         for action, key, value in acked.records:
             assert any(e["scope"] == "cgs" and e["data"].get("action") == action and e["data"].get(key) == value
                        for e in events), f"the audit record of an acknowledged {action} ({value}) was lost"

@@ -203,7 +203,8 @@ async def test_ca_and_oidc_keys_exist_only_once_the_members_enabled_them(gov):
     jwks = (await gov.call("GET", "/oidc/keys")).json()
     assert [k["kid"] for k in jwks["keys"]] == ["issuer-1"]
     # a restarted stand-in serves the same key
-    again = build_app(Store(gov.store.path), AuditLog(gov.tmp_path / "cgs2.db"), _no_evidence,
+    reopened = Store(gov.store.path)
+    again = build_app(reopened, AuditLog(reopened.db), _no_evidence,
                       OidcIssuer(None, "https://cgs/oidc"), gov.operator.cert, CgsConfig())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=again), base_url="https://cgs") as client:
         assert (await client.get("/oidc/keys")).json() == jwks

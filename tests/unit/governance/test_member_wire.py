@@ -55,7 +55,7 @@ def _state(database: db.Database, operator: MemberIdentity, config: CgsConfig) -
     issuer = OidcIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), "https://cgs/oidc")
     return CgsState(store, AuditLog(database), issuer, operator.cert, config,
                     member_replay=ReplayGuard(config.replay_window_s),
-                    rooms=RoomVerifier(store, lambda _evidence: {}, ReplayGuard(config.replay_window_s)))
+                    rooms=RoomVerifier(store, lambda _evidence: {}, window_s=config.replay_window_s))
 
 
 def _app(state: CgsState) -> FastAPI:
