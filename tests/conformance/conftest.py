@@ -40,7 +40,7 @@ class StandIn:
         return Signer.from_pem((operator / "member.pem").read_bytes(), (operator / "member.key").read_bytes())
 
 
-def start_standin(run_dir: Path, ca: LocalCA, *extra: str) -> StandIn:
+def start_standin(run_dir: Path, ca: LocalCA, *extra: str, env: dict[str, str] | None = None) -> StandIn:
     tls = ca.issue_server_cert("cgs", directory=run_dir / "tls")
     ready = run_dir / "cgs.ready"
     state = run_dir / "state"
@@ -48,7 +48,7 @@ def start_standin(run_dir: Path, ca: LocalCA, *extra: str) -> StandIn:
                                   "--cert", str(tls.cert_file), "--key", str(tls.key_file),
                                   "--state-dir", str(state), "--ready-file", str(ready), *extra],
                           ready=file_exists(ready), ready_timeout=30, log_path=run_dir / "cgs.log",
-                          env=dict(os.environ))
+                          env=dict(os.environ) if env is None else env)
     proc.start()
     return StandIn(json.loads(ready.read_text())["url"], str(ca.cert_file), state, proc)
 

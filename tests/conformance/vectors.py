@@ -152,7 +152,14 @@ LEGACY: tuple[tuple[str, str], ...] = (
 )
 
 
-def match(method: str, path: str, wires: tuple[Wire, ...] = ALL) -> Wire | None:
-    """The reference request a (method, path) is, or None. The most specific template wins."""
+def matches(method: str, path: str, wires: tuple[Wire, ...] = ALL) -> list[Wire]:
+    """Every reference request a (method, path) may be, the most specific template first (a member and a room
+    both ask `runtimeoptions/{option}/status`)."""
     found = [w for w in wires if w.method == method and w.pattern().match(path)]
-    return min(found, key=lambda w: w.path.count("{"), default=None)
+    return sorted(found, key=lambda w: w.path.count("{"))
+
+
+def match(method: str, path: str, wires: tuple[Wire, ...] = ALL) -> Wire | None:
+    """The reference request a (method, path) is, or None; among equals, the first of `wires`."""
+    found = matches(method, path, wires)
+    return found[0] if found else None
