@@ -56,7 +56,7 @@ def wire_log_problems(records: list[dict[str, Any]]) -> list[str]:
             problems.append(f"{line}: not a request the reference sends")
             continue
         wire = candidates[0]
-        if wire.gov and parse_qs(record["query"]).get("api-version") != [GOV_API_VERSION]:
+        if wire.versioned and parse_qs(record["query"]).get("api-version") != [GOV_API_VERSION]:
             problems.append(f"{line}: /gov without api-version={GOV_API_VERSION}")
         if wire.id in COSE_WRITES and record["content_type"] != "application/cose":
             problems.append(f"{line}: governance write as {record['content_type']!r}, not application/cose")

@@ -87,11 +87,11 @@ def wire_problems(exchange: Exchange, wire: vectors.Wire, *, signer_certs: dict[
     authorization = request.headers.get("authorization", "")
     if authorization.startswith("CCR-Member"):
         problems.append("sends the legacy CCR-Member header")
-    if wire.gov:
+    if wire.versioned:
         if query.get("api-version") != [GOV_API_VERSION]:
             problems.append(f"/gov request without ?api-version={GOV_API_VERSION} (query {query})")
     elif "api-version" in query:
-        problems.append("api-version on an /app request (cgs-client sends none)")
+        problems.append("api-version on an unversioned request (cgs-client sends none on /app and /gov/tx)")
     unexpected = set(query) - set(wire.query) - {"api-version"}
     if unexpected:
         problems.append(f"query parameters the reference does not send: {sorted(unexpected)}")

@@ -153,7 +153,7 @@ def decode_envelope(envelope: bytes) -> DecodedEnvelope:
         raise ValueError(f"not CBOR: {exc}") from None
     if not isinstance(value, cbor2.CBORTag) or value.tag != COSE_SIGN1_TAG:
         raise ValueError("not a tagged COSE_Sign1 message")
-    if not isinstance(value.value, list) or len(value.value) != 4:
+    if not isinstance(value.value, (list, tuple)) or len(value.value) != 4:
         raise ValueError("COSE_Sign1 must be [protected, unprotected, payload, signature]")
     protected_bytes, unprotected, payload, signature = value.value
     if not isinstance(protected_bytes, bytes) or not isinstance(payload, bytes):

@@ -335,7 +335,7 @@ def test_every_reference_request_reaches_a_route(consortium, resources, wire):
     not missed by the router)."""
     client = consortium["alice"] if wire.auth in ("member_cert", "cose") else consortium.anonymous
     target = wire.fill(**resources)
-    if wire.gov:
+    if wire.versioned:
         target = client.gov_target(target)
     if wire.query == ("transaction_id",):
         target += "?transaction_id=2.1"

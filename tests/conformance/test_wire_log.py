@@ -14,11 +14,10 @@ def test_wire_log_passes_the_real_wire_and_names_the_legacy_one(tmp_path, confor
     standin = start_standin(tmp_path / "standin", conformance_ca, env=recording_env(log))
     try:
         anonymous = ReferenceClient(standin, None)
-        operator = ReferenceClient(standin, standin.operator, tmp_path / "operator-tls")
-        assert anonymous.gov_get("/gov/service/members").status_code == 200
-        operator.propose({"name": "set_contract_runtime_options_disable_logging", "args": {"contractId": "c"}})
+        assert anonymous.http.get("/gov/tx", params={"transaction_id": "2.1"}).status_code == 200
+        assert anonymous.http.get("/app/tx", params={"transaction_id": "2.1"}).status_code == 200
         real = read_wire_log(log)
-        assert [r["path"] for r in real][:2] == ["/gov/service/members", "/gov/members/proposals:create"]
+        assert [(r["path"], r["status"]) for r in real] == [("/gov/tx", 200), ("/app/tx", 200)]
         assert wire_log_problems(real) == []
 
         legacy = MemberIdentity.create(tmp_path / "legacy", "legacy")
@@ -31,7 +30,6 @@ def test_wire_log_passes_the_real_wire_and_names_the_legacy_one(tmp_path, confor
         assert "consentcheck/execution: legacy path" in problems
         assert "legacy CCR-Member header" in problems
         assert "/gov without api-version" in problems and "not application/cose" in problems
-        for client in (anonymous, operator):
-            client.close()
+        anonymous.close()
     finally:
         standin.proc.stop()

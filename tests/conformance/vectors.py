@@ -39,6 +39,12 @@ class Wire:
     def gov(self) -> bool:
         return self.path.startswith("/gov/")
 
+    @property
+    def versioned(self) -> bool:
+        """Carries `?api-version=`: every /gov path but CCF's common `/gov/tx`, which cgs-client polls without
+        one (`TrackTransactionStatusAsync`: `gov/tx?transaction_id=`)."""
+        return self.gov and self.path != "/gov/tx"
+
     def pattern(self) -> re.Pattern[str]:
         return re.compile("^" + re.sub(r"\\\{[A-Za-z]+\\\}", "[^/]+", re.escape(self.path)) + "$")
 
@@ -137,7 +143,7 @@ TRANSACTIONS: tuple[Wire, ...] = (
     Wire("tx.app", "GET", "/app/tx", "none", "empty", "src/governance/*/HttpResponseMessageExtensions.cs "
          "WaitAppTransactionCommittedAsync", query=("transaction_id",)),
     Wire("tx.gov", "GET", "/gov/tx", "none", "empty", "src/governance/client/HttpResponseMessageExtensions.cs "
-         "WaitGovTransactionCommittedAsync", query=("transaction_id",)),
+         "WaitGovTransactionCommittedAsync (no api-version)", query=("transaction_id",)),
 )
 
 ALL: tuple[Wire, ...] = CLIENT + ROOM + TRANSACTIONS
