@@ -96,7 +96,9 @@ def test_state_digest_ack_with_a_wrong_digest_is_refused(consortium, tmp_path):
     assert other.status_code in (400, 401, 403), other.text
     listed = {m["memberId"]: m for m in consortium.anonymous.gov_get("/gov/service/members").json()["value"]}
     assert listed[mid]["status"] == "Accepted", "a refused ack must not activate the member"
-    newcomer.close()
+    # The right ack activates carol, who votes from now on (an Accepted member would hold up set_contract).
+    newcomer.activate()
+    consortium.members["carol"] = newcomer
 
 
 # -- proposals -------------------------------------------------------------------------------------------------
@@ -119,7 +121,7 @@ def test_set_contract_proposal_answers_and_commits_as_ccf(consortium):
     assert proposed["state"] == "Proposed" and proposed["proposalId"] == proposal_id
 
     final = consortium.accept(created)
-    assert final["ballotCount"] == 3
+    assert final["ballotCount"] == len(consortium.members)
     assert final["finalVotes"] == {c.signer.member_id: True for c in consortium.members.values()}
     shown = consortium.anonymous.gov_get(f"/gov/members/proposals/{proposal_id}").json()
     assert shown["proposalState"] == "Accepted"
