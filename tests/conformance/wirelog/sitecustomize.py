@@ -18,7 +18,7 @@ _LOG = os.environ.get("CCR_CONFORMANCE_WIRE_LOG")
 _APP_MODULE = "sidecars.emulators.cgs.app"
 
 if _LOG and "sidecars.emulators.cgs" in getattr(sys, "orig_argv", ()):
-    import importlib.abc
+    import importlib.abc  # only the stand-in that records needs these
     import importlib.util
     import json
     import threading
