@@ -76,11 +76,14 @@ def standin(tmp_path_factory, conformance_ca, platform_dir) -> Iterator[StandIn]
 
 class ReferenceClient:
     """What cgs-client sends, request by request: COSE bodies for `/gov` writes, `?api-version=` on every
-    `/gov` path, the member's certificate as TLS client certificate for `/app`, and the commit wait."""
+    versioned `/gov` path, the member's certificate as TLS client certificate for `/app` only (its `Gov` and
+    `NoAuth` clients present none: `CcfClientManager.InitializeClient`), and the commit wait (no credentials)."""
 
     def __init__(self, standin: StandIn, signer: Signer | None, cert_dir: Path | None = None):
         self.standin = standin
         self.signer = signer
+        self.gov_http = httpx.Client(base_url=standin.url, verify=ssl.create_default_context(cafile=standin.ca_file),
+                                     timeout=10)
         tls = ssl.create_default_context(cafile=standin.ca_file)
         if signer is not None and cert_dir is not None:
             cert_dir.mkdir(parents=True, exist_ok=True)
@@ -92,18 +95,19 @@ class ReferenceClient:
 
     def close(self) -> None:
         self.http.close()
+        self.gov_http.close()
 
     @staticmethod
     def gov_target(path: str, api_version: str | None = GOV_API_VERSION) -> str:
         return path if api_version is None else f"{path}?api-version={api_version}"
 
     def gov_get(self, path: str, **kw: Any) -> httpx.Response:
-        return self.http.get(self.gov_target(path, **kw))
+        return self.gov_http.get(self.gov_target(path, **kw))
 
     def gov_post(self, path: str, envelope: bytes, *, api_version: str | None = GOV_API_VERSION,
                  content_type: str = "application/cose") -> httpx.Response:
-        return self.http.post(self.gov_target(path, api_version), content=envelope,
-                              headers={"content-type": content_type})
+        return self.gov_http.post(self.gov_target(path, api_version), content=envelope,
+                                  headers={"content-type": content_type})
 
     def envelope(self, msg_type: str, payload: str | None, **kw: Any) -> bytes:
         assert self.signer is not None
@@ -150,7 +154,7 @@ class ReferenceClient:
             return None
         deadline = time.monotonic() + timeout_s
         while True:
-            status = self.http.get(f"/{endpoint}/tx", params={"transaction_id": tx})
+            status = self.gov_http.get(f"/{endpoint}/tx", params={"transaction_id": tx})
             assert status.status_code == 200, status.text
             state = status.json()["status"]
             if state not in ("Unknown", "Pending") or time.monotonic() > deadline:

@@ -92,7 +92,7 @@ def wire_problems(exchange: Exchange, wire: vectors.Wire, *, signer_certs: dict[
             problems.append(f"/gov request without ?api-version={GOV_API_VERSION} (query {query})")
     elif "api-version" in query:
         problems.append("api-version on an unversioned request (cgs-client sends none on /app and /gov/tx)")
-    unexpected = set(query) - set(wire.query) - {"api-version"}
+    unexpected = set(query) - set(wire.query) - {"api-version"} - set(vectors.EXTENSION_QUERY.get(wire.id, {}))
     if unexpected:
         problems.append(f"query parameters the reference does not send: {sorted(unexpected)}")
     content_type = request.headers.get("content-type", "")

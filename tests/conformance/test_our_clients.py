@@ -90,7 +90,11 @@ def test_member_cli_speaks_the_reference_wire(standin, tmp_path, capsys):
     with recorder.recording():
         for name, directory in members.items():
             ccr("member", "create", name, "-o", str(directory), connect=False)
-            ccr("member", "register", str(directory), "--operator", str(operator))
+        # The first member is accepted at once (no active member yet); the second once alice accepted it.
+        ccr("member", "register", str(members["alice"]), "--operator", str(operator))
+        joining = ccr.proposal_id(ccr("member", "register", str(members["bob"]), "--operator", str(operator)))
+        ccr("proposal", "vote", joining, identity=members["alice"])
+        ccr("member", "activate", identity=members["bob"])
         ccr("member", "list", identity=members["alice"])
         contract = "conformance-contract"
         ccr("contract", "create", contract, "--data", '{"purpose": "conformance"}', identity=members["alice"])

@@ -301,7 +301,7 @@ def test_member_document_put_and_read(consortium):
 # -- transactions ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("endpoint", ["app", "gov"])
 def test_transaction_status_answers(consortium, endpoint):
-    http = consortium.anonymous.http
+    http = consortium.anonymous.gov_http
     seen = consortium["alice"].propose({"name": "set_contract_runtime_options_disable_logging",
                                         "args": {"contractId": fresh("c")}}).headers[TRANSACTION_ID_HEADER]
     seqno = int(seen.split(".")[1])
@@ -342,8 +342,8 @@ def test_every_reference_request_reaches_a_route(consortium, resources, wire):
     if wire.query == ("transaction_id",):
         target += "?transaction_id=2.1"
     if wire.body == "cose":
-        response = client.http.post(target, content=client.envelope(wire.msg_type, "{}"),
-                                    headers={"content-type": "application/cose"})
+        response = client.gov_http.post(target, content=client.envelope(wire.msg_type, "{}"),
+                                        headers={"content-type": "application/cose"})
     elif wire.body in ("room_request", "room_signed"):
         response = client.http.request(wire.method, target, json={})
     else:

@@ -148,6 +148,14 @@ TRANSACTIONS: tuple[Wire, ...] = (
 
 ALL: tuple[Wire, ...] = CLIENT + ROOM + TRANSACTIONS
 
+# Query parameters our clients add that the reference does not send, each with why it is harmless: CGS's
+# handlers read only the parameters they know (events.ts destructures id, scope, from_seqno, to_seqno,
+# max_seqno_per_page), so a real CGS ignores these.
+EXTENSION_QUERY: dict[str, dict[str, str]] = {
+    "app.events.get": {"chain": "the stand-in's hash-chained view of every event of the contract, whatever "
+                                "its id and scope (`ccr governance events list` verifies the chain)"},
+}
+
 # Paths our own code used before the real wire; a CGS answers them 404.
 LEGACY: tuple[tuple[str, str], ...] = (
     ("POST", "/app/contracts/{contractId}/consentcheck/execution"),
