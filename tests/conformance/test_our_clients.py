@@ -29,7 +29,7 @@ from sidecars.common.memberauth import MemberIdentity
 from sidecars.common.process import ManagedProcess, file_exists
 from sidecars.governance.cgs_client import CgsRoomClient
 from tests.conformance import vectors
-from tests.conformance.conftest import Consortium, StandIn
+from tests.conformance.conftest import Consortium, StandIn, start_standin
 from tests.conformance.recorder import Exchange, Recorder, wire_problems
 
 PROPOSAL_LINE = re.compile(r"proposal ([0-9a-f]{64})")
@@ -82,7 +82,17 @@ class Ccr:
         return found.group(1)
 
 
-def test_member_cli_speaks_the_reference_wire(standin, tmp_path, capsys):
+@pytest.fixture
+def own_standin(tmp_path, conformance_ca):
+    """A stand-in of the test's own: the members the CLI makes must not join the module's consortium (every
+    active member would then have to vote on its proposals)."""
+    standin = start_standin(tmp_path / "standin", conformance_ca)
+    yield standin
+    standin.proc.stop()
+
+
+def test_member_cli_speaks_the_reference_wire(own_standin, tmp_path, capsys):
+    standin = own_standin
     ccr = Ccr(standin, capsys)
     members = {name: tmp_path / name for name in ("alice", "bob")}
     operator = standin.state_dir / "operator"

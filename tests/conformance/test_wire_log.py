@@ -4,6 +4,7 @@ and names the legacy one."""
 from __future__ import annotations
 
 from sidecars.common.memberauth import MemberIdentity
+from sidecars.common.process import wait_until
 from tests.conformance import reference
 from tests.conformance.conftest import ReferenceClient, start_standin
 from tests.conformance.demo_wire import read_wire_log, recording_env, wire_log_problems
@@ -16,6 +17,7 @@ def test_wire_log_passes_the_real_wire_and_names_the_legacy_one(tmp_path, confor
         anonymous = ReferenceClient(standin, None)
         assert anonymous.http.get("/gov/tx", params={"transaction_id": "2.1"}).status_code == 200
         assert anonymous.http.get("/app/tx", params={"transaction_id": "2.1"}).status_code == 200
+        wait_until(lambda: len(read_wire_log(log)) == 2, 5, "the stand-in's record of both requests")
         real = read_wire_log(log)
         assert [(r["path"], r["status"]) for r in real] == [("/gov/tx", 200), ("/app/tx", 200)]
         assert wire_log_problems(real) == []
@@ -26,6 +28,7 @@ def test_wire_log_passes_the_real_wire_and_names_the_legacy_one(tmp_path, confor
                                                                                                b"")})
         anonymous.http.post("/gov/members/proposals:create", content=reference.proposal_payload(),
                             headers={"content-type": "application/json"})
+        wait_until(lambda: len(read_wire_log(log)) == 5, 5, "the stand-in's record of the legacy requests")
         problems = "\n".join(wire_log_problems(read_wire_log(log)[len(real):]))
         assert "consentcheck/execution: legacy path" in problems
         assert "legacy CCR-Member header" in problems
