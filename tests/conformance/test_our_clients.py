@@ -152,16 +152,17 @@ def room_skr(platform_dir, tmp_path_factory):
 
 
 def accepted_room_contract(consortium: Consortium, host_data: str) -> dict[str, Any]:
-    """A contract the room may run, set up with the reference's own requests: draft, policy, contract, CA with its
+    """A contract the room may run, set up with the reference's own requests: draft, contract, policy, CA with its
     signing key, a secret and an accepted document."""
     alice = consortium["alice"]
     contract_id = f"room-{hashlib.sha256(host_data.encode()).hexdigest()[:8]}-{id(consortium)}"
     assert alice.app("PUT", f"/app/contracts/{contract_id}", {"version": "", "data": {"room": 1}}).status_code == 200
+    draft = alice.app("POST", f"/app/contracts/{contract_id}").json()
+    consortium.accept(alice.propose({"name": "set_contract", "args": {"contractId": contract_id, "contract": draft}}))
+    # actions.js: a clean room policy can only be proposed once the contract is accepted.
     consortium.accept(alice.propose({"name": "set_clean_room_policy", "args": {
         "contractId": contract_id, "type": "add",
         "claims": {"x-ms-sevsnpvm-hostdata": [host_data], "x-ms-sevsnpvm-is-debuggable": False}}}))
-    draft = alice.app("POST", f"/app/contracts/{contract_id}").json()
-    consortium.accept(alice.propose({"name": "set_contract", "args": {"contractId": contract_id, "contract": draft}}))
     consortium.accept(alice.propose({"name": "enable_ca", "args": {"contractId": contract_id}}))
     generated = alice.app("POST", f"/app/contracts/{contract_id}/ca/generateSigningKey")
     assert generated.status_code == 200, generated.text
