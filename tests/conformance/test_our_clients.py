@@ -153,7 +153,7 @@ def room_skr(platform_dir, tmp_path_factory):
 
 def accepted_room_contract(consortium: Consortium, host_data: str) -> dict[str, Any]:
     """A contract the room may run, set up with the reference's own requests: draft, contract, policy, CA with its
-    signing key, a secret and an accepted document."""
+    signing key, the OIDC issuer with its key, a secret and an accepted document."""
     alice = consortium["alice"]
     contract_id = f"room-{hashlib.sha256(host_data.encode()).hexdigest()[:8]}-{id(consortium)}"
     assert alice.app("PUT", f"/app/contracts/{contract_id}", {"version": "", "data": {"room": 1}}).status_code == 200
@@ -165,6 +165,11 @@ def accepted_room_contract(consortium: Consortium, host_data: str) -> dict[str, 
         "claims": {"x-ms-sevsnpvm-hostdata": [host_data], "x-ms-sevsnpvm-is-debuggable": False}}}))
     consortium.accept(alice.propose({"name": "enable_ca", "args": {"contractId": contract_id}}))
     generated = alice.app("POST", f"/app/contracts/{contract_id}/ca/generateSigningKey")
+    assert generated.status_code == 200, generated.text
+    # The OIDC issuer that signs the room's tokens: enabled by proposal, then its key generated (once per CGS).
+    if alice.app("POST", "/app/oidc/issuerInfo").json().get("enabled") is not True:
+        consortium.accept(alice.propose({"name": "enable_oidc_issuer", "args": {"kid": "conformance"}}))
+    generated = alice.app("POST", "/app/oidc/generateSigningKey")
     assert generated.status_code == 200, generated.text
     secret = alice.app("PUT", f"/app/contracts/{contract_id}/secrets/db", {"value": "s3cret"})
     assert secret.status_code == 200, secret.text
