@@ -1,5 +1,7 @@
-"""`CgsMemberClient`: what a contract member does against CGS (or its stand-in). The `ccr governance`
-commands and the tests use it; the operations are named after cgs-client's.
+"""`CgsMemberClient`: what a contract member does against CGS (or its stand-in), as CGS's own client
+(cgs-client) does it: governance writes to CCF's `/gov` API (proposals, ballots, withdrawals, state-digest
+acknowledgements), contracts, documents, policy, the CA, the OIDC issuer and events on `/app`. The
+`ccr governance` commands and the tests use it.
 
 It speaks as the Azure clean room's cgs-client does: governance writes (`gov_write`) are COSE Sign1
 messages signed with the member's key; every connection presents the member's certificate in TLS, which
@@ -29,14 +31,14 @@ from ..common.errors import CcrError, ConfigError, RemoteServiceError
 from ..common.memberauth import MemberIdentity
 from ..common.transports import http_transport
 
-BALLOT_ACCEPT = "export function vote (proposal, proposerId) { return true }"
-BALLOT_REJECT = "export function vote (proposal, proposerId) { return false }"
-# How long an events page may keep answering 202 (CGS fetching the range from its ledger).
-RETRY_AFTER_TOTAL_S = 60.0
 MemberAuthMode = Literal["cert", "header"]
 MEMBER_AUTH_MODES: tuple[str, ...] = ("cert", "header")
 # What OpenSSL says when the service refused the certificate this client presented.
 _CERT_REFUSED = ("unknown ca", "bad certificate", "certificate unknown", "certificate required")
+BALLOT_ACCEPT = "export function vote (proposal, proposerId) { return true }"
+BALLOT_REJECT = "export function vote (proposal, proposerId) { return false }"
+# How long an events page may keep answering 202 (CGS fetching the range from its ledger).
+RETRY_AFTER_TOTAL_S = 60.0
 
 
 class CgsRequestFailed(CcrError):

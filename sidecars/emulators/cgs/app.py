@@ -41,13 +41,13 @@ def build_app(store: Store, audit: AuditLog, verify_attestation: AttestationVeri
         # A change and its audit record commit together, and one seqno numbers every write (transaction ids).
         raise ValueError("the CGS stand-in's store and audit log must share one database")
     app = create_app("CGS stand-in", max_body_bytes=MAX_BODY_BYTES)
+    transactions.track_commits(store.db)
+    app.add_middleware(transactions.TransactionIdMiddleware)
     # The operator is the genesis member, as in CCF: it proposes the others (see `members`).
     store.add_genesis_member(operator_cert.public_bytes(serialization.Encoding.PEM).decode())
     signing_key = store.state.oidc.get("signing_key")
     if signing_key:
         issuer.use_key(signing_key["key"], signing_key["kid"])
-    transactions.track_commits(store.db)
-    app.add_middleware(transactions.TransactionIdMiddleware)
     app.state.cgs = CgsState(store, audit, issuer, operator_cert, config,
                              member_replay=ReplayGuard(config.replay_window_s),
                              rooms=RoomVerifier(store, verify_attestation, window_s=config.replay_window_s))

@@ -242,7 +242,10 @@ def cgs(fx: Fixtures) -> Service:
         "contract_id": (CONTRACT,), "secret_id": (secret_id,), "secret_name": ("s2",), "document_id": ("d1", "d2"),
         "proposal_id": (proposal["proposalId"],), "member_id": (fx.member.member_id,),
         "option": ("execution", "logging", "telemetry"), "verb": ("enable", "disable")},
-        open_paths=re.compile(r"^(/node/ready/app|(/app)?/oidc/.*)$"))
+        # CCF's governance reads and CGS's deployment spec need no credentials; writes (`…:verb`) do.
+        open_paths=re.compile(r"^(/node/ready/app|(/app)?/oidc/(\.well-known/openid-configuration|keys)|/gov/service/members(/[^/:]+)?"
+                              r"|/gov/members/proposals(/[^/:]+(/actions|/ballots/[^/:]+)?)?"
+                              r"|/app/contracts/[^/]+/deploymentspec)$"))
 
 
 def keyvault(fx: Fixtures) -> Service:

@@ -118,7 +118,7 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys, cgs, local_ca):
         (["governance", "policy", "set", "c", "--host-data", "xyz", "--cgs", cgs.url, "--identity",
           str(cgs.state_dir / "operator")], "--host-data: expected 64 hex digits"),
         (["governance", "contract", "show", "nope", "--cgs", cgs.url, "--ca-bundle", str(local_ca.cert_file),
-          "--identity", str(tmp_path / "stranger")], "not a member"),
+          "--identity", str(tmp_path / "stranger")], "refused member stranger's certificate"),
         (["governance", "secret", "set", "c", "n", "--cgs", cgs.url, "--identity", str(cgs.state_dir / "operator")],
          "exactly one of --value or --value-file"),
     ]
