@@ -4,11 +4,12 @@ acknowledgements), contracts, documents, policy, the CA, the OIDC issuer and eve
 `ccr governance` commands and the tests use it.
 
 It speaks as the Azure clean room's cgs-client does: governance writes (`gov_write`) are COSE Sign1
-messages signed with the member's key; every connection presents the member's certificate in TLS, which
-is how CGS's `/app` endpoints (`member_cert`) know the member (`/gov` reads need no credentials; a COSE
-write carries its own); each `/gov` request names `?api-version=2024-07-01` (not `/gov/tx`, which is not
-versioned, nor `/app`); and a write that names a transaction (`x-ms-ccf-transaction-id`) is done only once
-`/app/tx` or `/gov/tx` says it is committed. `auth="header"` sends the legacy `CCR-Member` signed header
+messages signed with the member's key, sent (like `/gov` reads, which need no credentials) on connections
+that present no client certificate, as cgs-client's Gov and NoAuth clients do; `/app` requests go on
+connections presenting the member's certificate, which is how CGS's `member_cert` endpoints know the
+member. Each `/gov` request names `?api-version=2024-07-01` (not `/gov/tx`, which is not versioned, nor
+`/app`); and a write that names a transaction (`x-ms-ccf-transaction-id`) is done only once `/app/tx` or
+`/gov/tx` says it is committed. `auth="header"` sends the legacy `CCR-Member` signed header
 instead, which only a stand-in started with `--allow-signed-header` accepts.
 """
 
@@ -57,11 +58,16 @@ class CgsMemberClient:
         self.identity = identity
         self.auth = auth
         tls = identity.tls_context(ca_bundle) if auth == "cert" else None
+        #: `/app` connections: they present the member's certificate (with auth="cert").
         self._http = httpx.Client(base_url=self.endpoint, transport=http_transport(ca_bundle, tls=tls),
                                   timeout=timeout)
+        #: `/gov` connections: no client certificate (a COSE write is its own credential, reads need none), so
+        #: a member not yet registered can read proposals too.
+        self._gov = httpx.Client(base_url=self.endpoint, transport=http_transport(ca_bundle), timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
+        self._gov.close()
 
     def __enter__(self) -> CgsMemberClient:
         return self
@@ -96,11 +102,14 @@ class CgsMemberClient:
         return self._send("POST", target, envelope, {"content-type": COSE_CONTENT_TYPE})
 
     def _send(self, method: str, target: str, content: bytes, headers: dict[str, str]) -> Any:
+        gov = target.startswith("/gov")
+        http = self._gov if gov else self._http
         try:
-            response = self._http.request(method, target, content=content, headers=headers)
+            response = http.request(method, target, content=content, headers=headers)
         except httpx.HTTPError as exc:
-            if self.auth == "cert" and (isinstance(exc, httpx.RemoteProtocolError)
-                                        or any(alert in str(exc).lower() for alert in _CERT_REFUSED)):
+            refused = isinstance(exc, httpx.RemoteProtocolError) or any(
+                alert in str(exc).lower() for alert in _CERT_REFUSED)
+            if self.auth == "cert" and not gov and refused:
                 # In TLS 1.3 the client learns that its certificate was refused only when it reads: as an
                 # alert, or as a connection closed before any answer.
                 raise RemoteServiceError("CGS", f"{self.endpoint} refused member {self.identity.name}'s "
@@ -112,7 +121,7 @@ class CgsMemberClient:
         self._raise_for_error(response)
         if method != "GET":
             try:
-                wait_committed(self._http, response, endpoint="/gov/tx" if target.startswith("/gov") else "/app/tx")
+                wait_committed(http, response, endpoint="/gov/tx" if gov else "/app/tx")
             except httpx.HTTPError as exc:
                 raise RemoteServiceError("CGS", f"{self.endpoint}: transaction status unreachable: {exc}") from None
         if not response.content:

@@ -172,7 +172,7 @@ def test_a_captured_governance_write_replayed_on_the_wire_is_refused(cgs, local_
     send it again: the proposal is refused as a replay, and a ballot cannot be moved to another proposal."""
     sent: list[httpx.Request] = []
     with CgsMemberClient(cgs.url, member, ca_bundle=str(local_ca.cert_file)) as client:
-        client._http.event_hooks["request"].append(sent.append)
+        client._gov.event_hooks["request"].append(sent.append)
         contracts = [unique("contract"), unique("contract")]
         for contract_id in contracts:
             client.put_contract(contract_id, {"purpose": "replay"})
@@ -191,3 +191,13 @@ def test_a_captured_governance_write_replayed_on_the_wire_is_refused(cgs, local_
                                  headers={"content-type": "application/cose"})
         assert unversioned.status_code == 400
         assert unversioned.json()["error"]["code"] == "MissingApiVersionParameter"
+
+
+def test_gov_requests_present_no_certificate_so_a_stranger_reads_and_is_refused_by_cose(cgs, local_ca, tmp_path):
+    """As cgs-client's Gov and NoAuth clients: /gov reads need no credentials, and a /gov write is judged by
+    its COSE signature, not by the connection (so the stranger hears why: not a member)."""
+    stranger = MemberIdentity.create(tmp_path / "mallory", "mallory")
+    with CgsMemberClient(cgs.url, stranger, ca_bundle=str(local_ca.cert_file)) as client:
+        assert isinstance(client.proposals(), list)
+        with pytest.raises(CgsRequestFailed, match="401 InvalidAuthenticationInfo.*not a member"):
+            client.propose({"name": "set_contract_runtime_options_disable_logging", "args": {"contractId": "c"}})

@@ -44,6 +44,7 @@ def alice(tmp_path) -> MemberIdentity:
 def _client(alice: MemberIdentity, recorder: Recorder, auth: str = "cert") -> CgsMemberClient:
     client = CgsMemberClient("https://cgs.test", alice, auth=auth)  # type: ignore[arg-type]
     client._http = httpx.Client(base_url="https://cgs.test", transport=httpx.MockTransport(recorder))
+    client._gov = httpx.Client(base_url="https://cgs.test", transport=httpx.MockTransport(recorder))
     return client
 
 
