@@ -236,7 +236,7 @@ def cose_member_auth(msg_type: str, *, allow_accepted: bool = False
         if _signed_header(request, cgs):
             member = await _authenticate_signed_header(request, cgs, statuses)
             # The header signs the method and path, so the path's ids are the signer's.
-            _check_path_member(request, member.who)
+            _check_path_member(request, member.who, msg_type)
             return CoseMember(member.who, member.body, request.path_params.get("proposal_id"), int(time.time()))
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type != COSE_CONTENT_TYPE:
@@ -253,7 +253,7 @@ def cose_member_auth(msg_type: str, *, allow_accepted: bool = False
         path_proposal = request.path_params.get("proposal_id")
         if path_proposal is not None and message.proposal_id != path_proposal:
             raise BadRequest("Authenticated proposal id does not match URL", code="InvalidResourceName")
-        _check_path_member(request, message.member_id)
+        _check_path_member(request, message.member_id, msg_type)
         if msg_type == "proposal":
             cgs.recent_proposals.admit(message)
         return CoseMember(message.member_id, message.payload, message.proposal_id, message.created_at)
@@ -261,10 +261,16 @@ def cose_member_auth(msg_type: str, *, allow_accepted: bool = False
     return governance_message
 
 
-def _check_path_member(request: Request, who: str) -> None:
+def _check_path_member(request: Request, who: str, msg_type: str | None = None) -> None:
+    """CCF's check that the path's member is the signer, with its answers: the ack handlers word it their own
+    way (and name it an authentication failure), the ballot handler as the other resource checks."""
     path_member = request.path_params.get("member_id")
-    if path_member is not None and path_member != who:
-        raise BadRequest("Authenticated member id does not match URL", code="InvalidResourceName")
+    if path_member is None or path_member == who:
+        return
+    if msg_type in ("state_digest", "ack"):
+        raise BadRequest(f"Member ID from path parameter ({path_member[:64]}) does not match member ID from body "
+                         f"signature ({who}).", code="InvalidAuthenticationInfo")
+    raise BadRequest("Authenticated member id does not match URL", code="InvalidResourceName")
 
 
 ProposalAuth = Annotated[CoseMember, Depends(cose_member_auth("proposal"))]

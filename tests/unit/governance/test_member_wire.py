@@ -171,7 +171,8 @@ async def test_an_accepted_member_may_ack_but_not_yet_propose(state, people):
 async def test_another_member_cannot_ack_for_a_member(state, people):
     answer = await _post(_app(state), f"/gov/members/state-digests/{people['bob'].member_id}:ack{V}",
                          _signed(people["alice"], "ack", b"{}"))
-    assert answer.status_code == 400 and answer.json()["error"]["code"] == "InvalidResourceName"
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "InvalidAuthenticationInfo"
+    assert "does not match member ID from body signature" in answer.json()["error"]["message"]
 
 
 @pytest.mark.anyio
