@@ -52,7 +52,7 @@ MESSAGE_TYPES: tuple[str, ...] = ("proposal", "ballot", "withdrawal", "ack", "st
 _P384_BYTES = 48
 # The order of the P-384 group: (r, s) and (r, n - s) are both valid signatures of one message.
 _P384_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973
-_MEMBER_ID = re.compile(rb"^[0-9a-f]{64}$")
+_MEMBER_ID = re.compile(rb"[0-9a-f]{64}")
 
 
 class CoseRefused(Unauthorized):
@@ -130,7 +130,7 @@ def _header(protected: bytes) -> tuple[str, str, int, str | None]:
     if not _is_int(alg) or alg != ES384:
         raise CoseRefused(f"COSE alg must be ES384 ({ES384}), not {str(alg)[:20]}")
     kid = header.get(KID)
-    if not isinstance(kid, bytes) or not _MEMBER_ID.match(kid):
+    if not isinstance(kid, bytes) or not _MEMBER_ID.fullmatch(kid):
         raise CoseRefused("COSE kid must be the member id: the hex SHA-256 of the member certificate, as bytes")
     msg_type = header.get(MSG_TYPE)
     if not isinstance(msg_type, str):

@@ -165,6 +165,7 @@ def test_any_algorithm_but_es384_is_refused(alice, alg):
 @pytest.mark.parametrize("header, problem", [
     ({4: "TEXT-KID"}, "kid must be"),
     ({4: b"ABCDEF" * 10 + b"ABCD"}, "kid must be"),
+    ({4: b"ab" * 32 + b"\n"}, "kid must be"),
     ({"ccf.gov.msg.type": 7}, "ccf.gov.msg.type"),
     ({"ccf.gov.msg.created_at": "1800000000"}, "created_at"),
     ({"ccf.gov.msg.created_at": 10_000_000_000}, "created_at"),
