@@ -169,16 +169,17 @@ class _ClientCertTrust:
 
     def __init__(self, certificates: ClientCertificates):
         self.certificates = certificates
-        self._loaded: set[str] = set()
+        self._seen: set[str] = set()
 
     def __call__(self, _ssl_object: ssl.SSLObject, _server_name: str | None, context: ssl.SSLContext) -> None:
-        try:
-            for pem in self.certificates():
-                if pem not in self._loaded:
-                    context.load_verify_locations(cadata=pem)
-                    self._loaded.add(pem)
-        except (ssl.SSLError, ValueError) as exc:  # one unusable certificate must not stop every handshake
-            log.warning("cannot trust a client certificate: %s", exc)
+        for pem in self.certificates():
+            if pem in self._seen:
+                continue
+            self._seen.add(pem)  # an unusable one is reported once, and must not stop the others
+            try:
+                context.load_verify_locations(cadata=pem)
+            except (ssl.SSLError, ValueError) as exc:
+                log.warning("cannot let clients present a certificate: %s", exc)
 
 
 def serve(app: FastAPI, host: str, port: int, *, tls: TlsFiles | None = None,

@@ -23,7 +23,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Annotated, Any
 
 from cryptography import x509
@@ -116,7 +115,7 @@ class CgsState:
         member = self.store.member_name(who)
         self.audit.append(contract_id, "cgs", "governance", {"action": action, "member": member, **details})
 
-    @cached_property
+    @functools.cached_property
     def recent_proposals(self) -> RecentProposals:
         return RecentProposals(self.store.db)
 
