@@ -301,8 +301,10 @@ class Store:
                 raise BadRequest(f"proposal {proposal_id} is {proposal['state']}, not open",
                                  code="ProposalNotOpen")
             if member_id in proposal["ballots"]:
-                raise BadRequest(f"{self.member_name(member_id)} has already voted on proposal {proposal_id}",
-                                 code="VoteAlreadyExists")
+                if proposal["ballots"][member_id] == accept:
+                    return proposal  # CCF: the same ballot again changes nothing
+                raise BadRequest(f"{self.member_name(member_id)} already submitted a different ballot on proposal "
+                                 f"{proposal_id}", code="VoteAlreadyExists")
             deciders = self._deciders(proposal)
             if deciders is not None and member_id not in deciders:
                 raise Forbidden(f"{self.member_name(member_id)} is not a member of contract "
