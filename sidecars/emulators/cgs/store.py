@@ -241,7 +241,8 @@ class Store:
         proposal = self._open_proposal_of("set_contract", "contractId", contract_id)
         if proposal is not None:
             action = next(a for a in proposal["actions"] if a["args"].get("contractId") == contract_id)
-            proposed = action["args"]["contract"]
+            # (a proposal a stand-in before CGS's shapes stored names no contract: the draft stands for it)
+            proposed = action["args"].get("contract") or contract
             return {"id": contract_id, "state": "Proposed", "data": proposed.get("data"),
                     "version": proposed.get("version", ""), "proposalId": proposal["proposalId"]}
         return {"id": contract_id, "state": "Draft", "data": contract["data"], "version": contract["version"],
@@ -649,7 +650,7 @@ class Store:
         proposal = self._open_proposal_of("set_member_document", "documentId", document_id)
         if proposal is not None:
             action = next(a for a in proposal["actions"] if a["args"].get("documentId") == document_id)
-            proposed = action["args"]["document"]
+            proposed = action["args"].get("document") or document
             return {"id": document_id, "contractId": proposed.get("contractId"), "state": "Proposed",
                     "data": proposed.get("data"), "version": proposed.get("version", ""),
                     "proposalId": proposal["proposalId"]}
