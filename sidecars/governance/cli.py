@@ -122,6 +122,9 @@ def _governance(gov: Subcommands) -> None:
     noun(gov, "ca", "propose enabling the contract CA, or show its certificate",
          "The contract CA issues the room's certificate, so clients can trust the room by the contract.",
          verbs=_ca)
+    noun(gov, "oidc", "propose enabling the consortium's OIDC issuer, or show it",
+         "CGS's OIDC issuer signs the client assertions a room's federated identities exchange for Entra tokens; "
+         "it signs nothing until the members enabled it and a member asked for its signing key.", verbs=_oidc)
     noun(gov, "deployment", "propose the ARM template the room is deployed from, show it, verify a template",
          DEPLOYMENT, formatter_class=argparse.RawDescriptionHelpFormatter, verbs=_deployment)
     noun(gov, "events", "list the contract's audit events",
@@ -220,6 +223,15 @@ def _ca(ca: Subcommands) -> None:
              action="generate-key")
     _command(ca, "show", "ca", "show whether the contract CA is enabled, and its certificate", "contract",
              action="show")
+
+
+def _oidc(oidc: Subcommands) -> None:
+    enable = _command(oidc, "enable", "oidc", "propose enabling the OIDC issuer (and, once accepted, ask for its "
+                      "signing key)", proposes=True, action="enable")
+    enable.add_argument("--kid", default="ccr-cgs-oidc", help="key id prefix of the issuer's signing keys")
+    _command(oidc, "generate-key", "oidc", "ask CGS for the issuer's signing key once enabling it was accepted",
+             action="generate-key")
+    _command(oidc, "show", "oidc", "show whether the issuer is enabled, and its URL", action="show")
 
 
 def _deployment(deployment: Subcommands) -> None:

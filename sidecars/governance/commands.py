@@ -245,6 +245,20 @@ def ca(args: argparse.Namespace) -> int:
     return 0
 
 
+def oidc(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.action == "show":
+            info = client.oidc_issuer_info()
+            print(f"OIDC issuer: {'enabled, ' + info.get('issuerUrl', '') if info['enabled'] else 'not enabled'}")
+            return 0
+        if args.action == "enable" and _propose(
+                args, client, client.propose_enable_oidc_issuer(args.kid))["proposalState"] != "Accepted":
+            return 0
+        key = client.generate_oidc_signing_key()
+        print(f"OIDC issuer signing key {key['kid']} (request {key['reqId']})")
+    return 0
+
+
 def federate(args: argparse.Namespace) -> int:
     """Local counterpart of `az identity federated-credential create` (see cli.py)."""
     _add_federated_credential(read_endpoints(args), args.cgs, args.client_id, args.contract)
@@ -314,7 +328,7 @@ def setup(args: argparse.Namespace) -> int:
             lead.generate_ca_signing_key(contract_id)
         if not lead.oidc_issuer_info()["enabled"]:
             # The room's federated identities take CGS-signed assertions.
-            accept(lead.propose_enable_oidc_issuer(OIDC_KID), "enable_oidc_issuer")
+            accept(lead.propose_enable_oidc_issuer("ccr-cgs-oidc"), "enable_oidc_issuer")
         lead.generate_oidc_signing_key()
         if template is not None:
             _accept_deployment(lead, accept, contract_id, template, args.deployment)
@@ -326,10 +340,6 @@ def setup(args: argparse.Namespace) -> int:
         for client in clients:
             client.close()
     return 0
-
-
-# The key id prefix CGS's issuer signs with (it appends the key's request number).
-OIDC_KID = "ccr-cgs-oidc"
 
 
 def _accept_by_all(clients: list[CgsMemberClient], proposal: dict[str, Any], what: str) -> dict[str, Any]:

@@ -97,8 +97,10 @@ async def submit_ballot(proposal_id: str, member_id: str, cgs: Cgs, caller: Ball
                          "'export function vote (proposal, proposerId) { return true }' or '{ return false }'",
                          code="InvalidInput")
     with cgs.change():
+        repeated = caller.who in cgs.store.proposal(proposal_id)["ballots"]
         proposal = cgs.store.vote(proposal_id, caller.who, BALLOTS[text])
-        _record(cgs, proposal, caller.who, "vote", ballot="accept" if BALLOTS[text] else "reject")
+        if not repeated:
+            _record(cgs, proposal, caller.who, "vote", ballot="accept" if BALLOTS[text] else "reject")
     return cgs.store.proposal_view(proposal)
 
 

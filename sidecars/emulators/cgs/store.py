@@ -241,7 +241,8 @@ class Store:
         proposal = self._open_proposal_of("set_contract", "contractId", contract_id)
         if proposal is not None:
             action = next(a for a in proposal["actions"] if a["args"].get("contractId") == contract_id)
-            proposed = action["args"]["contract"]
+            # (a proposal a stand-in before CGS's shapes stored names no contract: the draft stands for it)
+            proposed = action["args"].get("contract") or contract
             return {"id": contract_id, "state": "Proposed", "data": proposed.get("data"),
                     "version": proposed.get("version", ""), "proposalId": proposal["proposalId"]}
         return {"id": contract_id, "state": "Draft", "data": contract["data"], "version": contract["version"],
@@ -301,8 +302,10 @@ class Store:
                 raise BadRequest(f"proposal {proposal_id} is {proposal['state']}, not open",
                                  code="ProposalNotOpen")
             if member_id in proposal["ballots"]:
-                raise BadRequest(f"{self.member_name(member_id)} has already voted on proposal {proposal_id}",
-                                 code="VoteAlreadyExists")
+                if proposal["ballots"][member_id] == accept:
+                    return proposal  # CCF: the same ballot again changes nothing
+                raise BadRequest(f"{self.member_name(member_id)} already submitted a different ballot on proposal "
+                                 f"{proposal_id}", code="VoteAlreadyExists")
             deciders = self._deciders(proposal)
             if deciders is not None and member_id not in deciders:
                 raise Forbidden(f"{self.member_name(member_id)} is not a member of contract "
@@ -647,7 +650,7 @@ class Store:
         proposal = self._open_proposal_of("set_member_document", "documentId", document_id)
         if proposal is not None:
             action = next(a for a in proposal["actions"] if a["args"].get("documentId") == document_id)
-            proposed = action["args"]["document"]
+            proposed = action["args"].get("document") or document
             return {"id": document_id, "contractId": proposed.get("contractId"), "state": "Proposed",
                     "data": proposed.get("data"), "version": proposed.get("version", ""),
                     "proposalId": proposal["proposalId"]}

@@ -103,6 +103,12 @@ def test_two_members_govern_a_contract_from_the_command_line(tmp_path, server_tl
         assert "signing key for request 1" in run("ca", "generate-key", "collab")
         assert "BEGIN CERTIFICATE" in run("ca", "show", "collab")
 
+        proposal = re.search(r"proposal (\w+) \(enable_oidc_issuer\): Open", run("oidc", "enable")).group(1)
+        assert "not enabled" in run("oidc", "show")
+        run("proposal", "vote", proposal, member="bob")
+        assert "signing key ccr-cgs-oidc-1 (request 1)" in run("oidc", "generate-key")
+        assert f"enabled, {cgs.url}/oidc" in run("oidc", "show")
+
         table = run("events", "list", "collab")
         assert "intact" in table and "execution_disable" in table and "put_secret" in table
         assert "host=db" not in table

@@ -81,12 +81,14 @@ def test_one_vote_against_vetoes_and_the_contract_stays_a_draft(store):
         store.vote(pid, A, True)
 
 
-def test_a_member_votes_once(store):
+def test_a_member_votes_once_and_repeating_the_same_ballot_changes_nothing(store):
     pid = store.create_proposal(A, [{"name": "set_contract", "args": {
         "contractId": "c1", "contract": store.contract_view("c1")}}])["proposalId"]
     store.vote(pid, A, True)
-    with pytest.raises(BadRequest, match="already voted"):
+    assert store.vote(pid, A, True)["ballots"] == {A: True}
+    with pytest.raises(BadRequest, match="different ballot"):
         store.vote(pid, A, False)
+    assert store.proposal(pid)["ballots"] == {A: True}
 
 
 def test_a_second_proposal_for_the_same_contract_is_rejected(store):
