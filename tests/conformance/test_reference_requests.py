@@ -291,7 +291,10 @@ def test_app_requests_authenticate_by_member_certificate(consortium, tmp_path):
 
 def test_execution_consent_on_the_runtimeoptions_paths(consortium):
     alice = consortium["alice"]
-    contract_id, _draft = draft_contract(alice)
+    draft_id, _draft = draft_contract(alice)
+    too_early = alice.app("POST", f"/app/contracts/{draft_id}/runtimeoptions/execution/disable")
+    assert too_early.status_code == 400 and error_code(too_early) == "ContractNotAccepted", too_early.text
+    contract_id = accepted_contract(consortium)
     base = f"/app/contracts/{contract_id}/runtimeoptions"
     disabled = alice.app("POST", f"{base}/execution/disable")
     assert disabled.status_code == 200 and TXID.match(disabled.headers[TRANSACTION_ID_HEADER]), disabled.text
