@@ -201,10 +201,11 @@ class CgsMemberClient:
         return self.request("POST", f"/app/contracts/{quote(contract_id)}/cleanroompolicy")["policy"]
 
     def set_execution(self, contract_id: str, enabled: bool) -> None:
-        self.request("POST", f"/app/contracts/{quote(contract_id)}/execution/{'enable' if enabled else 'disable'}")
+        verb = "enable" if enabled else "disable"
+        self.request("POST", f"/app/contracts/{quote(contract_id)}/runtimeoptions/execution/{verb}")
 
     def check_status(self, contract_id: str, option: str) -> dict[str, Any]:
-        return self.request("POST", f"/app/contracts/{quote(contract_id)}/checkstatus/{option}")
+        return self.request("POST", f"/app/contracts/{quote(contract_id)}/runtimeoptions/{quote(option)}/status")
 
     def propose_runtime_option(self, contract_id: str, option: str, enable: bool) -> dict[str, Any]:
         verb = "enable" if enable else "disable"

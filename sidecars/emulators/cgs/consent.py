@@ -5,38 +5,48 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from ...common.errors import NotFound
+from ...common.http import client_certificate
 from . import schemas
-from .deps import Cgs, CgsState, MemberAuth, consent_checking_room_auth
+from .deps import Cgs, CgsState, MemberAuth, authenticate_member, consent_checking_room_auth
 from .store import RUNTIME_OPTIONS
 
 router = APIRouter()
 
 
-@router.post("/app/contracts/{contract_id}/execution/{verb}", response_class=Response)
-async def set_execution(contract_id: str, verb: str, cgs: Cgs, caller: MemberAuth) -> Response:
-    if verb not in ("enable", "disable"):
-        raise NotFound(f"no execution action {verb!r}: use enable or disable")
+# CGS's paths (app.json): a member's own switch is `runtimeoptions/execution/{enable,disable}` (cgs-client's
+# ContractsRuntimeOptionsController), and one `runtimeoptions/{option}/status` answers both members (by their
+# certificate) and rooms (by their attestation). The older `execution/{verb}` and `checkstatus/{option}` are gone.
+async def set_execution(contract_id: str, request: Request, cgs: Cgs, caller: MemberAuth) -> Response:
+    verb = request.url.path.rsplit("/", 1)[1]
     with cgs.change():
         cgs.store.set_execution(contract_id, caller.who, verb + "d")
         cgs.record(contract_id, caller.who, f"execution_{verb}")
     return Response(status_code=200)
 
 
-@router.post("/app/contracts/{contract_id}/checkstatus/{option}", response_model=None)
-async def check_status(contract_id: str, option: str, cgs: Cgs, _: MemberAuth) -> dict[str, Any]:
-    return _status(cgs, contract_id, option)
+for verb in ("enable", "disable"):
+    router.add_api_route(f"/app/contracts/{{contract_id}}/runtimeoptions/execution/{verb}", set_execution,
+                         methods=["POST"], response_class=Response)
 
 
-# A room's consent check, at CGS's path (the older `consentcheck/{option}` is gone from CGS, and from here).
+async def member_or_room(contract_id: str, request: Request, cgs: Cgs) -> None:
+    """A caller presenting a certificate (or, when allowed, the legacy header) is a member asking; anyone else
+    must be a room and attest."""
+    if client_certificate(request.scope) is not None or request.headers.get("authorization"):
+        await authenticate_member(request, cgs)
+    else:
+        await consent_checking_room_auth(contract_id, request, cgs)
+
+
 # Unlike the other routes it answers through a response model, as it always has (FastAPI then writes the JSON
 # with pydantic).
 @router.post("/app/contracts/{contract_id}/runtimeoptions/{option}/status",
-             dependencies=[Depends(consent_checking_room_auth)], openapi_extra=schemas.ROOM)
-async def room_consent(contract_id: str, option: str, cgs: Cgs) -> dict[str, Any]:
+             dependencies=[Depends(member_or_room)], openapi_extra=schemas.ROOM)
+async def option_status(contract_id: str, option: str, cgs: Cgs) -> dict[str, Any]:
     return _status(cgs, contract_id, option)
 
 

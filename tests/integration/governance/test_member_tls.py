@@ -157,13 +157,14 @@ def test_the_allowed_legacy_header_still_refuses_a_replay_or_another_path(legacy
     with CgsMemberClient(url, dave, ca_bundle=str(local_ca.cert_file), auth="header") as client:
         contract_id = unique("contract")
         client.put_contract(contract_id, {"purpose": "legacy"})
-        target = f"/app/contracts/{contract_id}/execution/disable"
+        target = f"/app/contracts/{contract_id}/runtimeoptions/execution/disable"
         auth = dave.authorization("POST", target, b"")
         first = client._http.post(target, headers={"authorization": auth})
         assert first.status_code == 400  # signature fine; the contract is not accepted yet
         again = client._http.post(target, headers={"authorization": auth})
         assert again.status_code == 401 and "replay" in again.json()["error"]["message"]
-        other = client._http.post(f"/app/contracts/{contract_id}/execution/enable", headers={"authorization": auth})
+        other = client._http.post(f"/app/contracts/{contract_id}/runtimeoptions/execution/enable",
+                                  headers={"authorization": auth})
         assert other.status_code == 401 and "signature" in other.json()["error"]["message"]
 
 

@@ -77,7 +77,7 @@ async def _call(app: FastAPI, method: str, path: str, body: bytes = b"") -> http
     ("POST", "/gov/members/proposals/p1/ballots/m1:submit?api-version=2024-07-01"),
     ("POST", "/gov/members/state-digests/m1:ack?api-version=2024-07-01"), ("PUT", "/app/contracts/c1"),
     ("PUT", "/app/contracts/c1/secrets/s"), ("PUT", "/app/memberdocuments/d1"),
-    ("POST", "/app/contracts/c1/execution/enable"),
+    ("POST", "/app/contracts/c1/runtimeoptions/execution/enable"),
 ])
 async def test_unsigned_member_request_is_refused_before_its_body_is_read(app, method, path):
     answer = await _call(app, method, path, b"not json")
@@ -112,7 +112,7 @@ async def test_a_room_without_attestation_is_refused_first(app, method, path):
 @pytest.mark.anyio
 @pytest.mark.parametrize("method, path, body", [
     ("PUT", "/app/contracts/c1/secrets/s", b'{"value": "v"}'),
-    ("POST", "/app/contracts/c1/execution/disable", b""),
+    ("POST", "/app/contracts/c1/runtimeoptions/execution/disable", b""),
     ("PUT", "/app/contracts/c2", b'{"data": {"x": 1}}'),
 ])
 async def test_a_change_whose_audit_record_cannot_be_written_does_not_happen(tmp_path, monkeypatch, method, path,
