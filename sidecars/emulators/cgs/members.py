@@ -96,11 +96,12 @@ async def submit_ballot(proposal_id: str, member_id: str, cgs: Cgs, caller: Ball
         raise BadRequest("ballot: the stand-in runs no JavaScript and accepts only the two standard ballots, "
                          "'export function vote (proposal, proposerId) { return true }' or '{ return false }'",
                          code="InvalidInput")
+    current = cgs.store.proposal(proposal_id)
+    if current["state"] == "Open" and current["ballots"].get(caller.who) == BALLOTS[text]:
+        return cgs.store.proposal_view(current)  # CCF: the same ballot again is answered as before, nothing written
     with cgs.change():
-        repeated = caller.who in cgs.store.proposal(proposal_id)["ballots"]
         proposal = cgs.store.vote(proposal_id, caller.who, BALLOTS[text])
-        if not repeated:
-            _record(cgs, proposal, caller.who, "vote", ballot="accept" if BALLOTS[text] else "reject")
+        _record(cgs, proposal, caller.who, "vote", ballot="accept" if BALLOTS[text] else "reject")
     return cgs.store.proposal_view(proposal)
 
 
