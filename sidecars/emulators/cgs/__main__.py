@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--public-url", help="the URL clients use (default https://HOST:PORT); the OIDC "
                                              "issuer is PUBLIC_URL/oidc")
     parser.add_argument("--replay-window", type=float, default=60.0, metavar="SECONDS",
-                        help="signed requests are accepted only this close to their timestamp (default 60)")
+                        help="signed member messages (a COSE message's ccf.gov.msg.created_at, the legacy "
+                             "header's ts) and room requests are accepted only this close to their time "
+                             "(default 60)")
     parser.add_argument("--allow-signed-header", action="store_true",
                         help="also accept the legacy `Authorization: CCR-Member` signed header from members "
                              "(`ccr governance --member-auth header`); a real CGS accepts only COSE Sign1 "
