@@ -51,12 +51,12 @@ class OidcIssuer:
             raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
             return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
-        return {"keys": [{"kty": "RSA", "use": "sig", "alg": "PS256", "kid": self.kid,
+        return {"keys": [{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid,
                           "n": b64u(numbers.n), "e": b64u(numbers.e)}]}
 
     def discovery(self, issuer: str) -> dict[str, Any]:
         return {"issuer": issuer, "jwks_uri": issuer + "/keys", "response_types_supported": ["id_token"],
-                "id_token_signing_alg_values_supported": ["PS256"], "subject_types_supported": ["public"]}
+                "id_token_signing_alg_values_supported": ["RS256"], "subject_types_supported": ["public"]}
 
     def sign(self, claims: dict[str, Any]) -> str:
-        return jwt.encode(claims, self._key(), algorithm="PS256", headers={"kid": self.kid, "typ": "JWT"})
+        return jwt.encode(claims, self._key(), algorithm="RS256", headers={"kid": self.kid, "typ": "JWT"})

@@ -53,7 +53,7 @@ def test_document_token_and_certificate_for_the_attested_room(consortium, govern
     discovery = httpx.get(f"{cgs.url}/oidc/.well-known/openid-configuration", verify=verify).json()
     keys = httpx.get(discovery["jwks_uri"], verify=verify).json()
     key = jwt.PyJWK(keys["keys"][0]).key
-    claims = jwt.decode(assertion, key, algorithms=["PS256"], audience="api://AzureADTokenExchange",
+    claims = jwt.decode(assertion, key, algorithms=["RS256"], audience="api://AzureADTokenExchange",
                         issuer=discovery["issuer"])
     assert claims["sub"] == contract_id and claims["tid"] == "tenant-1"
 
