@@ -156,6 +156,10 @@ def upsert_records(conn: sqlite3.Connection, rows: Iterable[tuple[str, str, str]
                      "ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value", rows)
 
 
+def delete_records(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
+    conn.executemany("DELETE FROM records WHERE kind = ? AND key = ?", keys)
+
+
 def insert_events(conn: sqlite3.Connection, contract_id: str, events: Iterable[dict[str, Any]]) -> None:
     conn.executemany(
         "INSERT INTO events (contract, seqno, timestamp, scope, id, data, prev_hash, hash) "

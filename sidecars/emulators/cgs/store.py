@@ -75,6 +75,9 @@ class State:
 NESTING = {"members": 1, "acks": 1, "oidc": 1, "contracts": 1, "proposals": 1, "policies": 1, "execution": 2,
            "runtime_options": 1, "secrets": 2, "documents": 1, "ca": 1, "deployment_specs": 1}
 
+# An entry a mutation touched that is gone by its end (deleted from the database).
+_GONE = object()
+
 # What a mutation touched: a State field and the keys of the entry, e.g. ("secrets", contract_id, secret_id).
 Touched = list[tuple[str, ...]]
 
@@ -142,14 +145,22 @@ class Store:
                 raise
 
     def _persist(self, touched: Touched) -> None:
+        """Writes each touched entry; one that is no longer there (a removed member) is deleted."""
         rows = {("version_counter", "[]"): json.dumps(self.state.version_counter)}
+        removed: set[tuple[str, str]] = set()
         for kind, *keys in touched:
             value: Any = getattr(self.state, kind)
             for key in keys:
-                value = value[key]
-            rows[(kind, json.dumps(keys))] = json.dumps(value)
+                value = value.get(key, _GONE) if isinstance(value, dict) else _GONE
+            if value is _GONE:
+                removed.add((kind, json.dumps(keys)))
+                rows.pop((kind, json.dumps(keys)), None)
+            else:
+                removed.discard((kind, json.dumps(keys)))
+                rows[(kind, json.dumps(keys))] = json.dumps(value)
         with self.db.transaction() as conn:
             db.upsert_records(conn, ((kind, key, value) for (kind, key), value in rows.items()))
+            db.delete_records(conn, removed)
 
     def close(self) -> None:
         self.db.close()
@@ -477,9 +488,10 @@ class Store:
                                              "name": str(data.get("identifier") or member_id[:12])}
             return
         if name == "remove_member":
-            member_id = _member_id_of_pem(str(args["cert"]))
-            touched.append(("members", str(member_id)))
-            self.state.members.pop(str(member_id), None)
+            member_id = str(_member_id_of_pem(str(args["cert"])))
+            touched.extend([("members", member_id), ("acks", member_id)])
+            self.state.members.pop(member_id, None)
+            self.state.acks.pop(member_id, None)
             return
         if name == "set_contract":
             contract_id = args["contractId"]

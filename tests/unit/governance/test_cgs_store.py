@@ -280,3 +280,23 @@ def test_contract_data_that_names_no_members_leaves_the_deployment_to_every_memb
 def test_a_deployment_spec_must_carry_a_template(accepted, spec):
     with pytest.raises(BadRequest, match="spec must be"):
         _propose(accepted, "set_deployment_spec", spec=spec)
+
+
+def test_removing_a_member_needs_the_members_and_an_operator_retires_operators_alone(tmp_path):
+    store = Store(tmp_path / "cgs.db")
+    op_id = store.add_genesis_member(MemberIdentity.create(tmp_path / "op", "operator").cert_pem)
+    alice, bob = (MemberIdentity.create(tmp_path / n, n) for n in ("alice", "bob"))
+    for member in (alice, bob):
+        store.add_member(member.member_id, member.name, member.cert_pem)
+    removal = store.create_proposal(op_id, [{"name": "remove_member", "args": {"cert": bob.cert_pem}}])
+    assert removal["state"] == "Open"  # the operator cannot drop a member on its own
+    store.vote(removal["proposalId"], alice.member_id, True)
+    assert store.vote(removal["proposalId"], bob.member_id, True)["state"] == "Accepted"
+    assert bob.member_id not in store.state.members and bob.member_id not in Store(store.path).state.members
+    second = MemberIdentity.create(tmp_path / "op2", "op2")
+    store.create_proposal(op_id, [{"name": "set_member", "args": {
+        "cert": second.cert_pem, "member_data": {"identifier": "op2", "isOperator": True}}}])
+    retired = store.create_proposal(op_id, [{"name": "remove_member", "args": {"cert": second.cert_pem}}])
+    assert retired["state"] == "Accepted" and second.member_id not in store.state.members
+    with pytest.raises(BadRequest, match="not a member's"):
+        store.create_proposal(op_id, [{"name": "remove_member", "args": {"cert": bob.cert_pem}}])
