@@ -23,7 +23,7 @@ from sidecars.common.memberauth import MemberIdentity
 from sidecars.common.process import ManagedProcess, file_exists
 from sidecars.common.tls import LocalCA
 from sidecars.common.transports import tls_verify
-from sidecars.governance.member_client import CgsMemberClient
+from sidecars.governance.member_client import CgsMemberClient, join
 
 ROUNDS = 200
 HOST_DATA = hashlib.sha256(b"bench policy").digest()
@@ -63,14 +63,14 @@ def run() -> dict[str, float]:
         gov_proc = None
         try:
             alice = MemberIdentity.create(run_dir / "alice", "alice")
-            with CgsMemberClient(cgs_url, MemberIdentity.load(run_dir / "cgs" / "operator"),
-                                 ca_bundle=str(ca.cert_file)) as operator:
-                operator.register_member("alice", alice.cert_pem)
             with CgsMemberClient(cgs_url, alice, ca_bundle=str(ca.cert_file)) as member:
-                member.put_contract("bench", {})
+                with CgsMemberClient(cgs_url, MemberIdentity.load(run_dir / "cgs" / "operator"),
+                                     ca_bundle=str(ca.cert_file)) as operator:
+                    join(operator, [member])
+                member.put_contract("bench", {"purpose": "bench"})
+                member.vote(member.propose_contract("bench")["proposalId"])
                 member.vote(member.propose_policy("bench", {"x-ms-sevsnpvm-hostdata": [HOST_DATA.hex()],
                                                             "x-ms-sevsnpvm-is-debuggable": False})["proposalId"])
-                member.vote(member.propose_contract("bench")["proposalId"])
             gov_proc, gov_url = _start("governance", "sidecars.governance", [
                 "--port", "0", "--cgs-endpoint", cgs_url, "--contract-id", "bench", "--cgs-ca-bundle",
                 str(ca.cert_file), "--skr-url", skr_url,

@@ -41,6 +41,8 @@ def enable_contract_ca(spec: Path, endpoints: str, members: Path) -> Path:
     """Every member votes the CA proposal; returns the CA certificate clients will trust."""
     contract = contract_id(spec)
     vote_proposal(("governance", "ca", "enable", contract), endpoints, members)
+    # As in CGS, the CA has no key until a member asks for it, once enabling it was accepted.
+    ccr("governance", "ca", "generate-key", contract, "--endpoints", endpoints, "--identity", str(members / MEMBERS[0]))
     ca_pem = ccr("governance", "ca", "show", contract, "--endpoints", endpoints,
                  "--identity", str(members / MEMBERS[0]), capture=True).stdout
     ca_file = members / "contract-ca.pem"

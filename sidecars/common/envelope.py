@@ -1,11 +1,13 @@
 """The room's envelope for CGS requests, as the Azure clean room's governance sidecar builds it.
 
-A room proves itself with `{attestation: {evidence, endorsements, uvm_endorsements}, encrypt: {publicKey}}`:
-the SNP report's REPORT_DATA is sha256(public key PEM) ‖ 32 zero bytes, so the key belongs to the attested
-room. Writes add `data` (base64 JSON), `timestamp` (ms since epoch) and `sign: {signature, publicKey}`
-(RSA-PSS-SHA256). The reference signs `data` only, so a captured write can be replayed at will; we sign
-`timestamp.data` and CGS refuses timestamps outside its replay window and signatures it has seen. Answers
-are wrapped to the room's key: RSA-OAEP-SHA256(temporary AES key) ‖ AES-KWP (RFC 5649).
+A room proves itself with `{platform: "snp-caci", attestation: {evidence, endorsements, uvm_endorsements}}`
+(a consent check sends only that), plus `encrypt: {publicKey}` when the answer is wrapped to its key: the SNP
+report's REPORT_DATA is sha256(public key PEM) ‖ 32 zero bytes, so the key belongs to the attested room.
+Writes add `data` (base64 of the JSON bytes), `timestamp` (ms since the epoch) and `sign: {signature,
+publicKey}`: RSA-PSS-SHA256 with a 32-byte salt over the decoded `data` bytes alone, exactly what the
+reference's `Signing.SignData` signs and what CGS verifies, so a real CGS accepts our writes. The timestamp
+is not signed (the reference does not sign it either); see `sidecars.emulators.cgs.room` for what stops a
+replay. Answers are wrapped to the room's key: RSA-OAEP-SHA256(temporary AES key) ‖ AES-KWP (RFC 5649).
 """
 
 from __future__ import annotations
@@ -49,16 +51,17 @@ def report_data_for(public_key_pem: bytes) -> bytes:
     return hashlib.sha256(public_key_pem).digest() + bytes(32)
 
 
-def signed_message(timestamp: str, data_b64: str) -> bytes:
-    return f"{timestamp}.{data_b64}".encode()
-
-
 def wrap(recipient_pem: bytes, plaintext: bytes) -> bytes:
     key = serialization.load_pem_public_key(recipient_pem)
     if not isinstance(key, rsa.RSAPublicKey):
         raise BadRequest("encrypt.publicKey must be an RSA public key")
     transport_key = os.urandom(32)
     return key.encrypt(transport_key, OAEP) + aes_key_wrap_with_padding(transport_key, plaintext)
+
+
+def attested(attestation: Attestation) -> dict[str, Any]:
+    """The envelope of a request that needs only the room's evidence (a consent check)."""
+    return {"platform": "snp-caci", "attestation": attestation.to_json()}
 
 
 class UnwrapError(BadRequest):
@@ -96,17 +99,16 @@ class RoomKey:
         return report_data_for(self.public_pem)
 
     def request(self, attestation: Attestation) -> dict[str, Any]:
-        return {"attestation": attestation.to_json(), "platform": "snp-caci",
-                "encrypt": {"publicKey": b64(self.public_pem)}}
+        """A release's envelope: the evidence and the key the answer is wrapped to."""
+        return {**attested(attestation), "encrypt": {"publicKey": b64(self.public_pem)}}
 
     def signed_request(self, attestation: Attestation, data: Any, *, now_ms: int | None = None) -> dict[str, Any]:
-        data_b64 = b64(json.dumps(data, separators=(",", ":")).encode())
-        timestamp = str(now_ms if now_ms is not None else int(time.time() * 1000))
-        signature = self._key.sign(signed_message(timestamp, data_b64), PSS, hashes.SHA256())
-        body = self.request(attestation)
-        body.update({"data": data_b64, "timestamp": timestamp,
-                     "sign": {"signature": b64(signature), "publicKey": b64(self.public_pem)}})
-        return body
+        """A write's envelope: `data` as compact JSON bytes, signed afresh (PSS is randomised, so no two
+        signings of one write are alike)."""
+        data_bytes = json.dumps(data, separators=(",", ":")).encode()
+        signature = self._key.sign(data_bytes, PSS, hashes.SHA256())
+        return {"data": b64(data_bytes), "timestamp": str(now_ms if now_ms is not None else int(time.time() * 1000)),
+                "sign": {"signature": b64(signature), "publicKey": b64(self.public_pem)}, **self.request(attestation)}
 
     def unwrap(self, wrapped_b64: str) -> bytes:
         blob = unb64(wrapped_b64, "value")

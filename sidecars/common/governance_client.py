@@ -87,7 +87,8 @@ class GovernanceClient:
 
     # -- audit
     def audit(self, event: dict[str, Any], *, id: str | None = None, scope: str | None = None) -> None:
-        """Record `event` in CGS; returns only once the write is acknowledged, else raises."""
+        """Record `event` in CGS; returns only once the write is acknowledged (committed, see
+        `sidecars.governance.cgs_client`), else raises."""
         params = {k: v for k, v in (("id", id or self.event_id), ("scope", scope or self.scope)) if v}
         try:
             response = self._call("PUT", "/events", params=params, json=event)
@@ -134,6 +135,8 @@ class GovernanceClient:
 
     def endorsed_cert(self, public_key_pem: str, *, subject_name: str = "CN=clean room",
                       subject_alternate_names: list[str] | None = None, validity_days: int = 30) -> dict[str, Any]:
+        """`{cert}`: the contract CA's certificate for the key, as CGS answers it (the CA's own certificate is the
+        members' to publish, not the room's to hold)."""
         return self._call("POST", "/ca/generateEndorsedCert", json={
             "publicKey": public_key_pem, "subjectName": subject_name,
             "subjectAlternateNames": subject_alternate_names or [], "validityPeriodDays": validity_days}).json()

@@ -5,6 +5,12 @@ services: `{"error": {"code", "message"}}`), so the factory takes an `error_body
 requests are 400 with the failing field named (FastAPI's default is 422 with a nested list); an unknown path or
 method answers 404/405 in the same shape (Starlette's default is `{"detail"}`); a body over the service's
 `max_body_bytes` answers 413 (see `bodylimit`).
+
+A listener may ask TLS clients for a certificate (`serve(..., client_certs=...)`), as CCF does for its
+`member_cert` endpoints: the certificate a connection presented reaches the app in the ASGI TLS extension
+(`scope["extensions"]["tls"]["client_cert_chain"]`, read with `client_certificate`), which uvicorn does not
+provide by itself. The TLS layer only checks that the client holds the key of a certificate from the
+listener's current list; which caller that certificate is, and what it may do, the app decides.
 """
 
 from __future__ import annotations
@@ -13,16 +19,19 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from cryptography import x509
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from .bodies import describe_errors
 from .bodylimit import MIB, BodyLimitMiddleware
@@ -104,11 +113,86 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+#: The PEM certificates a listener currently lets TLS clients present (asked again at every handshake).
+ClientCertificates = Callable[[], Iterable[str]]
+_TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+
+
+def client_certificate(scope: Scope) -> x509.Certificate | None:
+    """The certificate the request's TLS client presented (None: none, or not over such a listener)."""
+    chain = ((scope.get("extensions") or {}).get("tls") or {}).get("client_cert_chain") or ()
+    for pem in chain:
+        return x509.load_pem_x509_certificate(pem.encode())
+    return None
+
+
+def _tls_extension(ssl_object: ssl.SSLObject) -> dict[str, Any]:
+    """The ASGI TLS extension of a connection (https://asgi.readthedocs.io/en/latest/specs/tls.html). Python's
+    ssl gives only the peer's own certificate, so the chain holds just that one."""
+    der = ssl_object.getpeercert(binary_form=True)
+    return {"server_cert": None, "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
+            "client_cert_name": None, "client_cert_error": None,
+            "tls_version": _TLS_VERSIONS.get(ssl_object.version() or ""), "cipher_suite": None}
+
+
+class _WithTlsExtension:
+    """The app as one connection sees it: each request's scope carries that connection's TLS extension."""
+
+    def __init__(self, app: ASGIApp, tls: dict[str, Any]):
+        self.app = app
+        self.tls = tls
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope = {**scope, "extensions": {**(scope.get("extensions") or {}), "tls": self.tls}}
+        await self.app(scope, receive, send)
+
+
+class _TlsScopeProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    """uvicorn's HTTP protocol, telling the app what the TLS handshake established. asyncio calls
+    `connection_made` once the handshake completed, so the peer's certificate is known by then."""
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.app = _WithTlsExtension(self.app, _tls_extension(ssl_object))
+
+
+class _ClientCertTrust:
+    """Keeps a server context's verify store in step with `certificates`, from the SNI callback: OpenSSL calls
+    it (with or without a server name) on the ClientHello, before the client's certificate arrives.
+
+    Python's ssl cannot accept an arbitrary client certificate (it has no verify callback), so the listener
+    trusts exactly the certificates it was given, each as its own anchor. Certificates are only ever added
+    (a context's store cannot drop one): whether a certificate still stands for a caller is the app's to say."""
+
+    def __init__(self, certificates: ClientCertificates):
+        self.certificates = certificates
+        self._seen: set[str] = set()
+
+    def __call__(self, _ssl_object: ssl.SSLObject, _server_name: str | None, context: ssl.SSLContext) -> None:
+        for pem in self.certificates():
+            if pem in self._seen:
+                continue
+            self._seen.add(pem)  # an unusable one is reported once, and must not stop the others
+            try:
+                context.load_verify_locations(cadata=pem)
+            except (ssl.SSLError, ValueError) as exc:
+                log.warning("cannot let clients present a certificate: %s", exc)
+
+
 def serve(app: FastAPI, host: str, port: int, *, tls: TlsFiles | None = None,
           on_ready: Callable[[int], None] | None = None, ready_file: str | Path | None = None,
-          log_level: str = "warning") -> None:
+          log_level: str = "warning", client_certs: ClientCertificates | None = None) -> None:
     """Serve `app` until SIGTERM/SIGINT. Once the socket accepts connections, `on_ready(port)` runs and
-    `ready_file` gets `{"port", "url"}` (port 0 picks a free port: the file says which)."""
+    `ready_file` gets `{"port", "url"}` (port 0 picks a free port: the file says which).
+
+    With `client_certs` (and `tls`) the listener asks clients for a certificate, optionally: a client that
+    presents one must hold its key and present one of `client_certs()`; the app reads it with
+    `client_certificate(request.scope)`."""
+    if client_certs is not None and tls is None:
+        raise ValueError("client certificates need a TLS listener")
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
     if ready_file is not None:
@@ -123,6 +207,7 @@ def serve(app: FastAPI, host: str, port: int, *, tls: TlsFiles | None = None,
         app, log_level=log_level, access_log=False, lifespan="on",
         ssl_certfile=tls.cert_file if tls else None, ssl_keyfile=tls.key_file if tls else None,
         ssl_version=ssl.PROTOCOL_TLS_SERVER, timeout_graceful_shutdown=5,
+        **(_client_cert_options(client_certs) if client_certs is not None else {}),
     )
     server = uvicorn.Server(config)
 
@@ -135,3 +220,14 @@ def serve(app: FastAPI, host: str, port: int, *, tls: TlsFiles | None = None,
         await task
 
     asyncio.run(run())
+
+
+def _client_cert_options(certificates: ClientCertificates) -> dict[str, Any]:
+    trust = _ClientCertTrust(certificates)
+
+    def context(_config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        ctx = default()
+        ctx.sni_callback = trust
+        return ctx
+
+    return {"ssl_cert_reqs": ssl.CERT_OPTIONAL, "ssl_context_factory": context, "http": _TlsScopeProtocol}

@@ -1,10 +1,14 @@
-"""Member identities and signed member requests.
+"""Member identities, and the legacy signed member requests.
 
 A consortium member is a key pair and a self-signed certificate, as in CCF; its id is the SHA-256 of the
-certificate (DER), hex. Every member request carries `Authorization: CCR-Member id=..., ts=..., sig=...`
-where `sig` is ECDSA-P384-SHA384 over `METHOD\\nPATH?QUERY\\nTS\\nsha256(body)`. The service accepts a
-timestamp only inside its replay window and each signature only once, so a captured request cannot be
-replayed or re-targeted at another path.
+certificate (DER), hex. On the real wire a member authenticates as CCF members do: governance writes are
+COSE_Sign1 messages (`cose`) and application requests present the certificate in mutual TLS
+(`MemberIdentity.tls_context`).
+
+The legacy `Authorization: CCR-Member id=..., ts=..., sig=...` header, where `sig` is ECDSA-P384-SHA384 over
+`METHOD\\nPATH?QUERY\\nTS\\nsha256(body)`, is kept only as an explicit fallback (`--member-auth header`
+against a stand-in started with `--allow-signed-header`): no real CGS accepts it. The service accepts its
+timestamp only inside its replay window and each signature only once.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import binascii
 import datetime as dt
 import hashlib
 import re
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +29,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from .cose import member_id_of
 from .errors import ConfigError, Unauthorized
 
 SCHEME = "CCR-Member"
 _HEADER = re.compile(r"^CCR-Member id=([0-9a-f]{64}), ts=(\d{1,13}), sig=([A-Za-z0-9+/=]+)$")
 
 
-def member_id_of(cert: x509.Certificate) -> str:
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+__all__ = ["MemberIdentity", "SignedMemberRequest", "member_id_of", "parse_authorization",
+           "verify_member_signature"]
 
 
 def canonical_request(method: str, target: str, timestamp: str, body: bytes) -> bytes:
@@ -40,11 +46,12 @@ def canonical_request(method: str, target: str, timestamp: str, body: bytes) -> 
 
 @dataclass(frozen=True)
 class MemberIdentity:
-    """A member's signing key and certificate (files `member.key`, `member.pem` in a directory)."""
+    """A member's signing key and certificate (files `member.key`, `member.pem` in `directory`)."""
 
     name: str
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate
+    directory: Path | None = None
 
     @property
     def member_id(self) -> str:
@@ -72,7 +79,7 @@ class MemberIdentity:
                                                serialization.NoEncryption()))
         key_file.chmod(0o600)
         (out / "member.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        return cls(name, key, cert)
+        return cls(name, key, cert, out)
 
     @classmethod
     def load(cls, directory: str | Path) -> MemberIdentity:
@@ -88,7 +95,20 @@ class MemberIdentity:
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ConfigError(f"{src}/member.key: expected an EC key")
         name = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-        return cls(str(name), key, cert)
+        return cls(str(name), key, cert, src)
+
+    def tls_context(self, ca_bundle: str | None = None) -> ssl.SSLContext:
+        """A client TLS context that verifies the service (with `ca_bundle`, or the system's trust store) and
+        presents this member's certificate when the service asks for one (CCF's `member_cert`)."""
+        if self.directory is None:
+            raise ConfigError(f"member {self.name}: its certificate is not in a directory, so it cannot be "
+                              "presented in TLS; load the identity with MemberIdentity.load")
+        context = ssl.create_default_context(cafile=ca_bundle)
+        try:
+            context.load_cert_chain(self.directory / "member.pem", self.directory / "member.key")
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"{self.directory}: cannot use member.pem/member.key in TLS: {exc}") from None
+        return context
 
     def authorization(self, method: str, target: str, body: bytes, *, now_ms: int | None = None) -> str:
         timestamp = str(now_ms if now_ms is not None else int(time.time() * 1000))

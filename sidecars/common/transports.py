@@ -17,8 +17,10 @@ def tls_verify(ca_bundle: str | None) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
 
 
-def http_transport(ca_bundle: str | None = None) -> httpx.HTTPTransport:
-    return httpx.HTTPTransport(verify=tls_verify(ca_bundle), socket_options=_NODELAY)
+def http_transport(ca_bundle: str | None = None, *, tls: ssl.SSLContext | None = None) -> httpx.HTTPTransport:
+    """`tls`, when given, is the whole client TLS context (e.g. one presenting a client certificate) and
+    `ca_bundle` is then already in it."""
+    return httpx.HTTPTransport(verify=tls if tls is not None else tls_verify(ca_bundle), socket_options=_NODELAY)
 
 
 def async_http_transport(ca_bundle: str | None = None) -> httpx.AsyncHTTPTransport:

@@ -1,5 +1,12 @@
 """`CgsRoomClient`: the room's side of CGS. It attests once (evidence from the skr sidecar bound to a fresh
-RSA key), then sends every request in the reference's envelope and unwraps the answers with that key."""
+RSA key), then sends every request in the reference's envelope, at the paths the reference's governance
+sidecar uses, and unwraps the answers with that key.
+
+Commit before acknowledge: CCF answers a write once it is executed, which an election may still roll back.
+Like the reference's sidecar, an audit event is done only when `GET /app/tx?transaction_id=` says the
+transaction its answer named is `Committed` (`sidecars.common.ccftx`); until then the caller's step waits,
+and if it is not committed the write fails. Releases (secrets, documents, tokens, certificates) are reads
+on CGS (its `readonly` endpoints): nothing to wait for, as in the reference."""
 
 from __future__ import annotations
 
@@ -13,7 +20,8 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from ..common.envelope import Attestation, RoomKey, b64
+from ..common.ccftx import COMMIT_TIMEOUT_S, wait_committed_async
+from ..common.envelope import Attestation, RoomKey, attested, b64
 from ..common.errors import CcrError, RemoteServiceError
 from ..common.transports import async_http_transport
 
@@ -29,8 +37,11 @@ class CgsRefused(CcrError):
 
 class CgsRoomClient:
     def __init__(self, cgs_endpoint: str, contract_id: str, *, skr_url: str, ca_bundle: str | None = None,
-                 api_path_prefix: str | None = None, timeout: float = 10.0):
+                 api_path_prefix: str | None = None, timeout: float = 10.0,
+                 commit_timeout_s: float = COMMIT_TIMEOUT_S):
         self.contract_id = contract_id
+        self.root = cgs_endpoint.rstrip("/")
+        self.commit_timeout_s = commit_timeout_s
         prefix = api_path_prefix if api_path_prefix is not None else f"app/contracts/{quote(contract_id)}"
         self.base = cgs_endpoint.rstrip("/") + "/" + prefix.strip("/")
         self.skr_url = skr_url.rstrip("/")
@@ -89,23 +100,35 @@ class CgsRoomClient:
         return response
 
     async def read(self, path: str) -> dict[str, Any]:
-        """An attested read whose answer is not wrapped (consent checks)."""
-        key, attestation = await self.attest()
-        return (await self._send("POST", path, key.request(attestation))).json()
+        """An attested read whose answer is not wrapped (consent checks): the evidence alone, as the reference
+        sends it."""
+        _key, attestation = await self.attest()
+        return (await self._send("POST", path, attested(attestation))).json()
 
     async def read_wrapped(self, path: str) -> bytes:
         key, attestation = await self.attest()
         response = await self._send("POST", path, key.request(attestation))
         return key.unwrap(response.json()["value"])
 
-    async def write(self, method: str, path: str, data: Any, *, wrapped_answer: bool = False) -> bytes | None:
+    async def write(self, method: str, path: str, data: Any) -> None:
+        """A signed write, done once committed."""
         key, attestation = await self.attest()
         response = await self._send(method, path, key.signed_request(attestation, data))
-        return key.unwrap(response.json()["value"]) if wrapped_answer else None
+        try:
+            await wait_committed_async(self._http, self.root, response, endpoint="/app/tx",
+                                       timeout_s=self.commit_timeout_s)
+        except httpx.HTTPError as exc:
+            raise RemoteServiceError("CGS", f"{self.root}/app/tx unreachable: {exc}") from None
+
+    async def signed_read_wrapped(self, path: str, data: Any) -> bytes:
+        """A signed request that CGS answers wrapped to the room's key (a certificate)."""
+        key, attestation = await self.attest()
+        response = await self._send("POST", path, key.signed_request(attestation, data))
+        return key.unwrap(response.json()["value"])
 
     # -- the operations
     async def consent(self, option: str) -> dict[str, Any]:
-        return await self.read(f"consentcheck/{option}")
+        return await self.read(f"runtimeoptions/{quote(option)}/status")
 
     async def put_event(self, data: Any, *, event_id: str | None, scope: str | None) -> None:
         query = {k: v for k, v in (("id", event_id), ("scope", scope)) if v}
@@ -115,7 +138,7 @@ class CgsRoomClient:
         return (await self.read_wrapped(f"secrets/{quote(secret_id)}")).decode()
 
     async def document(self, document_id: str) -> dict[str, Any]:
-        return json.loads(await self.read_wrapped(f"acceptedMemberDocuments/{quote(document_id)}"))
+        return json.loads(await self.read_wrapped(f"memberdocuments/accepted/{quote(document_id)}"))
 
     async def token(self, *, sub: str, tenant_id: str, aud: str, lifetime_s: int = 3600) -> str:
         now = int(time.time())
@@ -124,7 +147,6 @@ class CgsRoomClient:
         return (await self.read_wrapped(f"oauth/token?{query}")).decode()
 
     async def endorsed_cert(self, request: dict[str, Any]) -> dict[str, Any]:
-        answer = await self.write("POST", "ca/generateEndorsedCert", request, wrapped_answer=True)
-        assert answer is not None
-        return json.loads(answer)
+        """`{cert}`: the certificate alone, as CGS answers it."""
+        return json.loads(await self.signed_read_wrapped("ca/generateEndorsedCert", request))
 

@@ -13,17 +13,20 @@ DESCRIPTION = """\
 Governance is the consortium's contract service (CGS): its members, the contracts they agree to, the
 clean-room policy, their consent, runtime options, secrets, documents and the audit log.
 
-Every command signs its requests with the member identity (`--identity DIR`, or CCR_MEMBER_DIR); the
-service comes from `--cgs URL` (CCR_CGS_ENDPOINT) or `--endpoints FILE` (endpoints.json). Proposals the
-member makes are voted `accept` by the proposer at once (pass --no-vote to only propose).
+Every command acts as the member identity (`--identity DIR`, or CCR_MEMBER_DIR); the service comes from
+`--cgs URL` (CCR_CGS_ENDPOINT) or `--endpoints FILE` (endpoints.json). Proposals the member makes are voted
+for by the proposer at once (pass --no-vote to only propose); the constitution is CGS's: every active member
+that is not an operator must accept, one vote against rejects a contract, policy, deployment, document or
+enabling an export, and disabling logging or telemetry needs no vote.
 """
 
 SETUP = """\
 For a local room: every member of the spec's contract gets an identity (created in MEMBERS_DIR if
-missing) registered with CGS; the contract (the spec itself) and its clean-room policy (HOST_DATA of
-the spec's CCE policy, not debuggable) are proposed and accepted by all; the spec's identities are
-federated with the contract; with --deployment TEMPLATE the template becomes the contract's accepted
-deployment. Re-running it changes nothing that is already in place."""
+missing), proposed by the operator (set_member) and activated; the contract (the spec itself) and then
+its clean-room policy (HOST_DATA of the spec's CCE policy, not debuggable) are proposed and accepted by
+all; the OIDC issuer (and, with datasinks, the contract CA) is enabled and its signing key made; the
+spec's identities are federated with the contract; with --deployment TEMPLATE the template becomes the
+contract's accepted deployment. Re-running it changes nothing that is already in place."""
 
 # What the positional a command acts on is (a contract, a proposal, ...).
 TARGETS = {"contract": "the contract's id", "proposal": "the proposal's id", "document": "the document's id",
@@ -47,6 +50,15 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoints", metavar="FILE", help="endpoints.json from `ccr emulators start`")
     parser.add_argument("--identity", metavar="DIR", help="member identity directory (default: CCR_MEMBER_DIR)")
     parser.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for the CGS certificate")
+    _add_member_auth(parser)
+
+
+def _add_member_auth(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--member-auth", choices=("cert", "header"), default="cert",
+                        help="how the member authenticates: cert (default, as on a real CGS: COSE Sign1 "
+                             "governance writes and the member certificate in mutual TLS) or header (the legacy "
+                             "CCR-Member signed header, accepted only by a stand-in started with "
+                             "--allow-signed-header)")
 
 
 def register(subparsers: Subcommands) -> None:
@@ -73,7 +85,10 @@ def _drafted(name: str, write: str, sub: Subcommands) -> argparse.ArgumentParser
     draft = _command(sub, write, f"{name}_{write}", f"create or update a draft {name}", name)
     draft.add_argument("--data", default="{}", help=f"{name} data: JSON text or a JSON file")
     draft.add_argument("--version", help="the draft version being replaced (when updating)")
-    _command(sub, "propose", f"{name}_propose", "propose the draft for acceptance", name, proposes=True)
+    propose = _command(sub, "propose", f"{name}_propose", f"propose the {name} as it is now for acceptance (the "
+                       "proposal carries it whole)", name, proposes=True)
+    if name == "contract":
+        propose.add_argument("--version", help="propose only if the draft is still at this version")
     _command(sub, "show", f"{name}_show", f"show a {name}", name)
     return draft
 
@@ -107,6 +122,9 @@ def _governance(gov: Subcommands) -> None:
     noun(gov, "ca", "propose enabling the contract CA, or show its certificate",
          "The contract CA issues the room's certificate, so clients can trust the room by the contract.",
          verbs=_ca)
+    noun(gov, "oidc", "propose enabling the consortium's OIDC issuer, or show it",
+         "CGS's OIDC issuer signs the client assertions a room's federated identities exchange for Entra tokens; "
+         "it signs nothing until the members enabled it and a member asked for its signing key.", verbs=_oidc)
     noun(gov, "deployment", "propose the ARM template the room is deployed from, show it, verify a template",
          DEPLOYMENT, formatter_class=argparse.RawDescriptionHelpFormatter, verbs=_deployment)
     noun(gov, "events", "list the contract's audit events",
@@ -117,6 +135,7 @@ def _governance(gov: Subcommands) -> None:
     setup.add_argument("spec", metavar="SPEC", help="clean room spec (YAML)")
     setup.add_argument("--endpoints", metavar="FILE", required=True, help="endpoints.json of `ccr emulators start`")
     setup.add_argument("--members-dir", required=True, metavar="DIR", help="where member identities are kept")
+    _add_member_auth(setup)
     add_var_option(setup)
     setup.add_argument("--layers", metavar="FILE", help="layer lock for HOST_DATA (default: local podman images)")
     setup.add_argument("--deployment", metavar="TEMPLATE", help="also accept this ARM template as the contract's "
@@ -135,14 +154,22 @@ def _member(member: Subcommands) -> None:
                       connect=False)
     create.add_argument("-o", "--output", required=True, metavar="DIR", help="the identity directory to create")
     register_cmd = _command(member, "register", "member_register",
-                            "register a member's certificate with CGS (signed by the network operator)", "member_dir")
+                            "propose a member (set_member, by the network operator); once accepted, the member "
+                            "acknowledges and is active", "member_dir")
     register_cmd.add_argument("--operator", metavar="DIR", help="the operator identity (the stand-in keeps it in "
                               "STATE_DIR/operator; default: cgs_operator_dir of --endpoints)")
-    _command(member, "list", "member_list", "list the consortium's members")
+    _command(member, "activate", "member_activate", "an accepted member acknowledges the state digest and "
+             "becomes active (CCF's state-digests update and ack)")
+    _command(member, "list", "member_list", "list the consortium's members and their status")
 
 
 def _proposal(proposal: Subcommands) -> None:
-    _command(proposal, "show", "proposal_show", "show a proposal", "proposal")
+    listing = _command(proposal, "list", "proposal_list", "list the proposals: id, state and votes")
+    listing.add_argument("--state", choices=("Open", "Accepted", "Rejected", "Withdrawn", "Failed"),
+                         help="only proposals in this state")
+    _command(proposal, "show", "proposal_show", "show a proposal (state, ballots)", "proposal")
+    _command(proposal, "actions", "proposal_actions", "show what a proposal proposes", "proposal")
+    _command(proposal, "withdraw", "proposal_withdraw", "withdraw your own open proposal", "proposal")
     vote = _command(proposal, "vote", "proposal_vote", "vote on a proposal (accept unless --reject)", "proposal")
     vote.add_argument("--reject", action="store_true", help="vote reject")
 
@@ -190,8 +217,21 @@ def _document(document: Subcommands) -> None:
 
 
 def _ca(ca: Subcommands) -> None:
-    _command(ca, "enable", "ca", "propose enabling the contract CA", "contract", proposes=True, action="enable")
-    _command(ca, "show", "ca", "show the contract CA's certificate", "contract", action="show")
+    _command(ca, "enable", "ca", "propose enabling the contract CA (and, once accepted, ask for its signing key)",
+             "contract", proposes=True, action="enable")
+    _command(ca, "generate-key", "ca", "ask CGS for the CA's signing key once enabling it was accepted", "contract",
+             action="generate-key")
+    _command(ca, "show", "ca", "show whether the contract CA is enabled, and its certificate", "contract",
+             action="show")
+
+
+def _oidc(oidc: Subcommands) -> None:
+    enable = _command(oidc, "enable", "oidc", "propose enabling the OIDC issuer (and, once accepted, ask for its "
+                      "signing key)", proposes=True, action="enable")
+    enable.add_argument("--kid", default="ccr-cgs-oidc", help="key id prefix of the issuer's signing keys")
+    _command(oidc, "generate-key", "oidc", "ask CGS for the issuer's signing key once enabling it was accepted",
+             action="generate-key")
+    _command(oidc, "show", "oidc", "show whether the issuer is enabled, and its URL", action="show")
 
 
 def _deployment(deployment: Subcommands) -> None:

@@ -19,7 +19,7 @@ from ..room.group import canonical_spec_json
 from ..spec import load_spec
 from . import deployment
 from .events import check_and_render
-from .member_client import CgsMemberClient, CgsRequestFailed
+from .member_client import CgsMemberClient, CgsRequestFailed, accept_by_all, join
 
 
 def _client(args: argparse.Namespace, identity_dir: str | None = None):
@@ -32,20 +32,24 @@ def _client(args: argparse.Namespace, identity_dir: str | None = None):
     if not directory:
         raise ConfigError("no member identity: pass --identity DIR or set CCR_MEMBER_DIR")
     return CgsMemberClient(endpoint, MemberIdentity.load(directory), ca_bundle=ca_bundle or os.environ.get(
-        "CCR_CA_BUNDLE"))
+        "CCR_CA_BUNDLE"), auth=getattr(args, "member_auth", "cert"))
 
 
-def _print_proposal(proposal: dict[str, Any]) -> None:
-    actions = ", ".join(a["name"] for a in proposal["actions"])
-    print(f"proposal {proposal['proposalId']} ({actions}): {proposal['state']}, "
-          f"{proposal['ballotCount']} vote(s)")
+def _print_proposal(proposal: dict[str, Any], what: str = "") -> None:
+    """One line: the proposal's id, what it proposes, its state and votes (CCF's proposal view)."""
+    votes = proposal.get("finalVotes") or {}
+    against = sum(1 for vote in votes.values() if not vote)
+    print(f"proposal {proposal['proposalId']}{f' ({what})' if what else ''}: {proposal['proposalState']}, "
+          f"{proposal['ballotCount']} vote(s)" + (f", {against} against" if against else ""))
 
 
-def _propose(args: argparse.Namespace, client, proposal: dict[str, Any]) -> int:
-    if not args.no_vote:
+def _propose(args: argparse.Namespace, client: CgsMemberClient, proposal: dict[str, Any]) -> dict[str, Any]:
+    """The proposer's own vote for it (unless --no-vote), while it is still open; prints and returns it."""
+    what = ", ".join(a["name"] for a in client.proposal_actions(proposal["proposalId"]))
+    if not args.no_vote and proposal["proposalState"] == "Open":
         proposal = client.vote(proposal["proposalId"], True)
-    _print_proposal(proposal)
-    return 0
+    _print_proposal(proposal, what)
+    return proposal
 
 
 def _json_arg(value: str, what: str) -> Any:
@@ -66,20 +70,37 @@ def member_create(args: argparse.Namespace) -> int:
 
 
 def member_register(args: argparse.Namespace) -> int:
+    """CCF's way in: the operator proposes `set_member`; once the members accepted it, the new member (whose
+    identity directory this is) acknowledges a state digest and is active."""
     member = MemberIdentity.load(args.member_dir)
     operator = args.operator or read_endpoints(args).get("cgs_operator_dir")
     if not operator:
         raise ConfigError("no operator identity: pass --operator DIR (or --endpoints from `ccr emulators start`)")
     with _client(args, identity_dir=operator) as client:
-        result = client.register_member(member.name, member.cert_pem)
-    print(f"registered {result['name']} ({result['memberId']})")
+        proposal = client.propose_member(member.cert_pem, member.name)
+        _print_proposal(proposal, f"set_member {member.name}")
+    if proposal["proposalState"] != "Accepted":
+        print(f"  once the members accept it: ccr governance member activate --identity {args.member_dir}")
+        return 0
+    with _client(args, identity_dir=args.member_dir) as client:
+        client.activate()
+    print(f"member {member.name} ({member.member_id}): Active")
+    return 0
+
+
+def member_activate(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.activate()
+        print(f"member {client.identity.name} ({client.identity.member_id}): Active")
     return 0
 
 
 def member_list(args: argparse.Namespace) -> int:
     with _client(args) as client:
         for member in client.members():
-            print(f"{member['name']:<20} {member['memberId']}")
+            data = member.get("memberData") or {}
+            role = " (operator)" if data.get("isOperator") else ""
+            print(f"{str(data.get('identifier', '')):<20} {member['status']:<9} {member['memberId']}{role}")
     return 0
 
 
@@ -92,7 +113,8 @@ def contract_create(args: argparse.Namespace) -> int:
 
 def contract_propose(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        return _propose(args, client, client.propose_contract(args.contract))
+        _propose(args, client, client.propose_contract(args.contract, args.version))
+    return 0
 
 
 def contract_show(args: argparse.Namespace) -> int:
@@ -113,6 +135,26 @@ def proposal_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def proposal_actions(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        print(json.dumps(client.proposal_actions(args.proposal), indent=2))
+    return 0
+
+
+def proposal_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        for proposal in client.proposals():
+            if args.state is None or proposal["proposalState"] == args.state:
+                _print_proposal(proposal)
+    return 0
+
+
+def proposal_withdraw(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print_proposal(client.withdraw(args.proposal))
+    return 0
+
+
 def policy_set(args: argparse.Namespace) -> int:
     if bool(args.host_data) == bool(args.spec):
         raise ConfigError("give exactly one of --host-data HEX or --spec SPEC")
@@ -125,7 +167,8 @@ def policy_set(args: argparse.Namespace) -> int:
         raise ConfigError("--host-data: expected 64 hex digits (sha256 of the CCE policy)")
     claims = {"x-ms-sevsnpvm-hostdata": [host_data], "x-ms-sevsnpvm-is-debuggable": args.allow_debug}
     with _client(args) as client:
-        return _propose(args, client, client.propose_policy(args.contract, claims))
+        _propose(args, client, client.propose_policy(args.contract, claims))
+    return 0
 
 
 def policy_show(args: argparse.Namespace) -> int:
@@ -152,8 +195,8 @@ def runtime_option(args: argparse.Namespace) -> int:
             result = client.check_status(args.contract, args.option)
             print(f"{args.option}: {result['status']}")
             return 0
-        return _propose(args, client, client.propose_runtime_option(args.contract, args.option,
-                                                                    args.action == "enable"))
+        _propose(args, client, client.propose_runtime_option(args.contract, args.option, args.action == "enable"))
+    return 0
 
 
 def secret_set(args: argparse.Namespace) -> int:
@@ -174,7 +217,8 @@ def document_put(args: argparse.Namespace) -> int:
 
 def document_propose(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        return _propose(args, client, client.propose_document(args.document))
+        _propose(args, client, client.propose_document(args.document))
+    return 0
 
 
 def document_show(args: argparse.Namespace) -> int:
@@ -186,12 +230,33 @@ def document_show(args: argparse.Namespace) -> int:
 def ca(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if args.action == "show":
-            info = client.ca_info(args.contract)
-            print(f"contract CA: {'enabled' if info['enabled'] else 'not enabled'}")
+            info = client.ca_status(args.contract)
+            pending = f" ({len(info['proposalIds'])} proposal(s) open)" if info.get("proposalIds") else ""
+            print(f"contract CA: {'enabled' if info['enabled'] else 'not enabled'}{pending}")
             if info.get("caCert"):
                 print(info["caCert"], end="")
             return 0
-        return _propose(args, client, client.propose_enable_ca(args.contract))
+        if args.action == "generate-key":
+            print(f"contract CA signing key for request {client.generate_ca_signing_key(args.contract)['requestId']}")
+            return 0
+        if _propose(args, client, client.propose_enable_ca(args.contract))["proposalState"] == "Accepted":
+            # CGS makes the key only when a member asks, after the proposal was accepted.
+            print(f"contract CA signing key for request {client.generate_ca_signing_key(args.contract)['requestId']}")
+    return 0
+
+
+def oidc(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.action == "show":
+            info = client.oidc_issuer_info()
+            print(f"OIDC issuer: {'enabled, ' + info.get('issuerUrl', '') if info['enabled'] else 'not enabled'}")
+            return 0
+        if args.action == "enable" and _propose(
+                args, client, client.propose_enable_oidc_issuer(args.kid))["proposalState"] != "Accepted":
+            return 0
+        key = client.generate_oidc_signing_key()
+        print(f"OIDC issuer signing key {key['kid']} (request {key['reqId']})")
+    return 0
 
 
 def federate(args: argparse.Namespace) -> int:
@@ -227,41 +292,44 @@ def setup(args: argparse.Namespace) -> int:
     members_dir = Path(args.members_dir)
     identities = [MemberIdentity.load(members_dir / n) if (members_dir / n / "member.key").exists()
                   else MemberIdentity.create(members_dir / n, n) for n in names]
-    clients = [CgsMemberClient(str(spec.contract.governance.endpoint), i, ca_bundle=endpoints.get("ca_bundle"))
-               for i in identities]
+    endpoint, ca_bundle = str(spec.contract.governance.endpoint), endpoints.get("ca_bundle")
+    clients = [CgsMemberClient(endpoint, i, ca_bundle=ca_bundle, auth=args.member_auth) for i in identities]
     try:
-        with CgsMemberClient(str(spec.contract.governance.endpoint),
-                             MemberIdentity.load(endpoints["cgs_operator_dir"]),
-                             ca_bundle=endpoints.get("ca_bundle")) as operator:
-            known = {m["memberId"] for m in operator.members()}
-            for identity in identities:
-                if identity.member_id not in known:
-                    operator.register_member(identity.name, identity.cert_pem)
-                    print(f"registered member {identity.name} ({identity.member_id[:16]}…) in {members_dir}")
+        with CgsMemberClient(endpoint, MemberIdentity.load(endpoints["cgs_operator_dir"]),
+                             ca_bundle=ca_bundle, auth=args.member_auth) as operator:
+            for name in join(operator, clients):
+                print(f"registered member {name} in {members_dir}")
 
-        def accept(proposal: dict) -> None:
-            for client in clients:
-                if proposal["state"] == "Open":
-                    proposal = client.vote(proposal["proposalId"], True)
-            print(f"  {proposal['actions'][0]['name']}: {proposal['state']}")
+        def accept(proposal: dict[str, Any], what: str) -> None:
+            _accept_by_all(clients, proposal, what)
+            print(f"  {what}: Accepted")
 
         host_data = render(spec, default_images(args.layers)).host_data
         lead = clients[0]
         try:
-            state = lead.contract(contract_id)["state"]
+            contract = lead.contract(contract_id)
         except CgsRequestFailed as exc:
             if exc.http_status != 404:
                 raise
             lead.put_contract(contract_id, json.loads(canonical_spec_json(spec)))
-            state = "Draft"
+            contract = lead.contract(contract_id)
+        if contract["state"] == "Proposed":  # an earlier run proposed it: vote on that proposal
+            accept(lead.proposal(contract["proposalId"]), "set_contract")
+        elif contract["state"] == "Draft":
+            accept(lead.propose_contract(contract_id), "set_contract")
+        # CGS takes a clean-room policy only for an accepted contract.
         if host_data not in lead.policy(contract_id).get("x-ms-sevsnpvm-hostdata", []):
             accept(lead.propose_policy(contract_id, {"x-ms-sevsnpvm-hostdata": [host_data],
-                                                     "x-ms-sevsnpvm-is-debuggable": False}))
-        if state == "Draft":
-            accept(lead.propose_contract(contract_id))
-        if spec.datasinks and not lead.ca_info(contract_id).get("enabled"):
+                                                     "x-ms-sevsnpvm-is-debuggable": False}), "set_clean_room_policy")
+        if spec.datasinks:
             # A datasink's manifest is signed with a key the contract CA endorses for the attested room.
-            accept(lead.propose_enable_ca(contract_id))
+            if not lead.ca_status(contract_id)["enabled"]:
+                accept(lead.propose_enable_ca(contract_id), "enable_ca")
+            lead.generate_ca_signing_key(contract_id)
+        if not lead.oidc_issuer_info()["enabled"]:
+            # The room's federated identities take CGS-signed assertions.
+            accept(lead.propose_enable_oidc_issuer("ccr-cgs-oidc"), "enable_oidc_issuer")
+        lead.generate_oidc_signing_key()
         if template is not None:
             _accept_deployment(lead, accept, contract_id, template, args.deployment)
         for client_id in spec.federated_identities():  # the volumes' and the telemetry/log sinks' identities
@@ -274,6 +342,14 @@ def setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _accept_by_all(clients: list[CgsMemberClient], proposal: dict[str, Any], what: str) -> dict[str, Any]:
+    proposal = accept_by_all(clients, proposal)
+    if proposal["proposalState"] != "Accepted":
+        raise ConfigError(f"{what}: proposal {proposal['proposalId']} is {proposal['proposalState']}, not "
+                          "Accepted (see `ccr governance proposal show`)")
+    return proposal
+
+
 def _accept_deployment(lead: CgsMemberClient, accept, contract_id: str, template: dict[str, Any],
                        source: str) -> None:
     """The template as the contract's accepted deployment, and its HOST_DATA in the clean room policy (each
@@ -281,10 +357,10 @@ def _accept_deployment(lead: CgsMemberClient, accept, contract_id: str, template
     host_data = deployment.cce_policy_host_data(template)
     if host_data not in lead.policy(contract_id).get("x-ms-sevsnpvm-hostdata", []):
         accept(lead.propose_policy(contract_id, {"x-ms-sevsnpvm-hostdata": [host_data],
-                                                 "x-ms-sevsnpvm-is-debuggable": False}))
+                                                 "x-ms-sevsnpvm-is-debuggable": False}), "set_clean_room_policy")
     current = lead.deployment_spec(contract_id).get("data") or {}
     if not current or template_sha256(current) != template_sha256(template):
-        accept(lead.propose_deployment_spec(contract_id, template))
+        accept(lead.propose_deployment_spec(contract_id, template), "set_deployment_spec")
     print(f"  deployment: {source} (sha256 {template_sha256(template)}, HOST_DATA {host_data})")
 
 
@@ -335,8 +411,9 @@ def deployment_propose(args: argparse.Namespace) -> int:
         if host_data in client.policy(contract_id).get("x-ms-sevsnpvm-hostdata", []):
             print(f"clean room policy of {contract_id} already admits HOST_DATA {host_data}")
             return 0
-        return _propose(args, client, client.propose_policy(
+        _propose(args, client, client.propose_policy(
             contract_id, {"x-ms-sevsnpvm-hostdata": [host_data], "x-ms-sevsnpvm-is-debuggable": False}))
+    return 0
 
 
 def deployment_show(args: argparse.Namespace) -> int:

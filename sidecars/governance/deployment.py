@@ -1,7 +1,7 @@
 """The governed deployment: which ARM template the contract's members accepted, and whether a template is it.
 
 CGS keeps one accepted deployment spec per contract (the `set_deployment_spec` proposal, decided by the
-contract's members; see the CGS stand-in's `store`) and answers `GET /app/contracts/{id}/deploymentspec`
+contract's members; see the CGS stand-in's `store`) and answers `POST /app/contracts/{id}/deploymentspec`
 with `{proposalIds: [open proposals], data: <the accepted template, or {}>}` to anyone, as azure-cleanroom's
 CGS does. A template is the accepted one when its canonical JSON hash (`template_sha256`) is the accepted
 template's: `ccr governance deployment show --verify FILE` (a member checking what the operator deployed)
@@ -98,11 +98,11 @@ def accepted_deployment(cgs_url: str, contract_id: str, *, ca_bundle: str | None
     target = f"{cgs_url.rstrip('/')}/app/contracts/{quote(contract_id, safe='')}/deploymentspec"
     try:
         with httpx.Client(transport=http_transport(ca_bundle), timeout=timeout) as client, \
-                client.stream("GET", target) as response:
+                client.stream("POST", target) as response:
             if response.status_code == 404:
                 raise DeploymentNotAccepted(f"contract {contract_id!r} does not exist at {cgs_url}")
             if response.status_code != 200:
-                raise RemoteServiceError("CGS", f"GET deploymentspec of {contract_id!r} answered "
+                raise RemoteServiceError("CGS", f"POST deploymentspec of {contract_id!r} answered "
                                                 f"{response.status_code}")
             body = _read_capped(response, ANSWER_LIMITS.max_bytes)
     except httpx.HTTPError as exc:

@@ -1,11 +1,11 @@
 """The governance sidecar's local API, with the Azure clean room's paths and shapes:
 
 - `POST /consentcheck/{execution,logging,telemetry}` → `{status, reason:{code,message}}`
-- `PUT /events?id=&scope=` (any JSON) → 204 once CGS acknowledged the write
-- `POST /secrets/{id}` → `{value}`; `POST /documents/{id}` → the accepted document
+- `PUT /events?id=&scope=` (any JSON) → 204 once CGS committed the write (its transaction id `Committed`)
+- `POST /secrets/{id}` → `{value}`; `POST /documents/{id}` (or `/memberdocuments/{id}`) → the accepted document
 - `POST /oauth/token?sub=&tenantId=&aud=` → `{value: JWT}` (the federated client assertion)
-- `POST /ca/generateEndorsedCert` `{publicKey, subjectName, subjectAlternateNames, validityPeriodDays}`
-  (subjects reserved for the sidecars, `sidecars.common.roomcerts`, only with the sidecar token)
+- `POST /ca/generateEndorsedCert` `{publicKey, subjectName, subjectAlternateNames, validityPeriodDays}` →
+  `{cert}` (subjects reserved for the sidecars, `sidecars.common.roomcerts`, only with the sidecar token)
 - errors `{error:{code,message}}`
 
 While the room runs it polls execution consent; when a member revokes it, it audits the revocation and
@@ -177,7 +177,9 @@ def build_app(cgs: CgsRoomClient, config: GovernanceConfig) -> FastAPI:
     async def secret(secret_id: str):
         return {"value": await cgs.secret(secret_id)}
 
+    # The reference's sidecar answers both spellings.
     @app.post("/documents/{document_id}")
+    @app.post("/memberdocuments/{document_id}")
     async def document(document_id: str):
         return await cgs.document(document_id)
 

@@ -2,8 +2,11 @@
 
 `GovernanceCertificateSource`: the contract's CA (held by the governance service, reached through the
 governance sidecar's `POST /ca/generateEndorsedCert`) endorses a key the room generates, so clients that
-trust the contract CA know they talk to this attested room. `LocalCASource`: a CA the room generates
-itself (local runs, contracts without a CA). The proxy only ever sees a `RoomCertificate`.
+trust the contract CA know they talk to this attested room. CGS answers the certificate alone (`{cert}`):
+the room never holds the CA's certificate, and needs none, as the reference's proxy serves the leaf
+alone too; clients verify it against the contract CA the members publish (`ccr governance ca show`, CGS's
+`ca/info`). `LocalCASource`: a CA the room generates itself (local runs, contracts without a CA). The proxy
+only ever sees a `RoomCertificate`.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from ..common.tls import LocalCA
 
 @dataclass(frozen=True)
 class RoomCertificate:
-    """The listener's chain and key, and the CA certificate clients must trust to verify it."""
+    """The listener's chain and key, and the CA certificate clients must trust to verify it, when the room
+    has it (None: the contract CA, which clients get from the members)."""
 
     tls: TlsFiles
-    ca_file: str
+    ca_file: str | None
 
 
 class CertificateSource(Protocol):
@@ -52,7 +56,7 @@ class LocalCASource:
 
 class GovernanceCertificateSource:
     """The contract CA, through the governance sidecar's HTTP API (`{publicKey, subjectName,
-    subjectAlternateNames, validityPeriodDays}` → `{cert, caCert}`)."""
+    subjectAlternateNames, validityPeriodDays}` → `{cert}`)."""
 
     def __init__(self, governance_url: str, *, token: str | None = None, validity_days: int = 30):
         self.governance_url = governance_url
@@ -71,22 +75,20 @@ class GovernanceCertificateSource:
                                               validity_days=self.validity_days)
         try:
             cert = x509.load_pem_x509_certificate(answer["cert"].encode())
-            ca_pem = answer["caCert"]
-            ca = x509.load_pem_x509_certificate(ca_pem.encode())
-            cert.verify_directly_issued_by(ca)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RemoteServiceError("governance", f"generateEndorsedCert answered no usable certificate: {exc}") \
                 from None
+        # Whether the contract CA issued it is the clients' check (they hold the CA); the room checks that it
+        # certifies the key only the room holds, so it can serve it at all.
         if cert.public_key().public_bytes(serialization.Encoding.PEM,
                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode() != public_pem:
             raise RemoteServiceError("governance", "generateEndorsedCert endorsed another key than the room's")
-        key_file, cert_file, ca_file = directory / f"{subject}.key", directory / f"{subject}.pem", directory / "ca.pem"
+        key_file, cert_file = directory / f"{subject}.key", directory / f"{subject}.pem"
         key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()))
         key_file.chmod(0o600)
-        cert_file.write_text(answer["cert"].rstrip() + "\n" + ca_pem.rstrip() + "\n")
-        ca_file.write_text(ca_pem)
-        return RoomCertificate(TlsFiles(str(cert_file), str(key_file)), str(ca_file))
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return RoomCertificate(TlsFiles(str(cert_file), str(key_file)), None)
 
 
 def _san(name: str) -> str:

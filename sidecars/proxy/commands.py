@@ -19,7 +19,9 @@ def render(args: argparse.Namespace) -> int:
         body = " (request body sent to the policy)" if endpoint.needs_body else ""
         print(f"endpoint {endpoint.name} (app port {endpoint.app_port}): {endpoint.enforcement}{extra}{body}")
     print(f"egress: {len(model.egress_http)} HTTP host(s), {len(model.egress_tcp)} TCP address(es)")
-    if certificate:
+    if certificate and certificate.ca_file:
         print(f"room CA (clients trust this): {certificate.ca_file}")
+    elif certificate:
+        print("room certificate endorsed by the contract CA (clients trust it: `ccr governance ca show`)")
     print(f"wrote {args.output} (valid for envoy)")
     return 0

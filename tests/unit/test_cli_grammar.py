@@ -28,16 +28,18 @@ attestation verify | attestation mock-platform | attestation mock-evidence
 emulators start | emulators stop | emulators status | emulators release-compose
 aci run | aci status | aci logs | aci delete
 firewall apply | firewall verify | firewall show | firewall clean
-governance member create | governance member register | governance member list
+governance member create | governance member register | governance member activate | governance member list
 governance contract create | governance contract propose | governance contract show
-governance proposal show | governance proposal vote
+governance proposal list | governance proposal show | governance proposal actions | governance proposal vote
+governance proposal withdraw
 governance policy set | governance policy show
 governance consent enable | governance consent disable | governance consent status
 governance logging enable | governance logging disable | governance logging status
 governance telemetry enable | governance telemetry disable | governance telemetry status
 governance secret set
 governance document put | governance document propose | governance document show
-governance ca enable | governance ca show
+governance ca enable | governance ca generate-key | governance ca show
+governance oidc enable | governance oidc generate-key | governance oidc show
 governance deployment propose | governance deployment show
 governance events list | governance setup | governance federate
 keys create-kek | keys import-secret

@@ -16,9 +16,6 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from ...common.errors import CcrError
 from ...common.http import TlsFiles, serve
 from ...common.logs import configure_logging
@@ -33,18 +30,6 @@ from .store import NESTING, Store
 from .verifier import attestation_verifier
 
 log = logging.getLogger("ccr.cgs")
-
-
-def _oidc_key(path: Path) -> rsa.RSAPrivateKey:
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        assert isinstance(key, rsa.RSAPrivateKey)
-        return key
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
-    return key
 
 
 def _lock_state_dir(state_dir: Path) -> int:
@@ -83,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--public-url", help="the URL clients use (default https://HOST:PORT); the OIDC "
                                              "issuer is PUBLIC_URL/oidc")
     parser.add_argument("--replay-window", type=float, default=60.0, metavar="SECONDS",
-                        help="signed requests are accepted only this close to their timestamp (default 60)")
+                        help="signed member messages (a COSE message's ccf.gov.msg.created_at, the legacy "
+                             "header's ts) and room requests are accepted only this close to their time "
+                             "(default 60)")
+    parser.add_argument("--allow-signed-header", action="store_true",
+                        help="also accept the legacy `Authorization: CCR-Member` signed header from members "
+                             "(`ccr governance --member-auth header`); a real CGS accepts only COSE Sign1 "
+                             "governance writes and member certificates in mutual TLS")
     args = parser.parse_args(argv)
     configure_logging()
 
@@ -98,11 +89,13 @@ def main(argv: list[str] | None = None) -> int:
                     else MemberIdentity.create(operator_dir, "operator"))
         # With port 0 the issuer URL is known only once bound: set in on_ready, before the ready file
         # tells anyone where to connect.
-        issuer = OidcIssuer(_oidc_key(state_dir / "oidc.key"), (args.public_url or "").rstrip("/") + "/oidc")
+        # No signing key until the members enable the issuer and a member asks for one (see `oidc`).
+        issuer = OidcIssuer(None, (args.public_url or "").rstrip("/") + "/oidc")
         shared = db.Database(database)  # one connection: a change and its audit record commit together
         app = build_app(Store(shared), AuditLog(shared),
                         attestation_verifier(args.trust_mock_platform), issuer, operator.cert,
-                        CgsConfig(replay_window_s=args.replay_window))
+                        CgsConfig(replay_window_s=args.replay_window,
+                                  allow_signed_header=args.allow_signed_header))
     except CcrError as exc:
         print(f"ccr-cgs: error: {exc}", file=sys.stderr)
         return 1
@@ -116,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.ready_file:
             write_ready_file(args.ready_file, bound, f"https://{args.host}:{bound}")
 
-    serve(app, args.host, args.port, tls=TlsFiles(args.cert, args.key), on_ready=on_ready)
+    # The listener asks every client for a certificate (optional: rooms and /gov readers present none) and
+    # lets members present theirs; the routes decide what a presented certificate may do.
+    serve(app, args.host, args.port, tls=TlsFiles(args.cert, args.key), on_ready=on_ready,
+          client_certs=app.state.cgs.client_certificates)
     return 0
 
 

@@ -1,5 +1,6 @@
-"""The contract CA: created when a proposal to enable it is accepted; members read its certificate, and a room
-with consent gets a certificate for its own key endorsed by it."""
+"""The contract CA, as CGS runs it: an accepted `enable_ca` proposal enables it, a member then asks for its
+signing key (`ca/generateSigningKey`), members read its state and certificate (`ca/status`), and a room with
+consent gets a certificate for its own key endorsed by it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fastapi import APIRouter
 
-from ...common.errors import BadRequest, NotFound
+from ...common.errors import BadRequest, CcrError, NotFound
 from ...common.tls import self_signed_ca
 from . import schemas
 from .deps import Cgs, MemberAuth, SignedReleaseRoomAuth
@@ -25,11 +26,31 @@ router = APIRouter()
 MAX_VALIDITY_DAYS = 365
 
 
-@router.get("/app/contracts/{contract_id}/ca/info", response_model=None)
-async def ca_info(contract_id: str, cgs: Cgs, _: MemberAuth) -> dict[str, Any]:
-    cgs.store.contract(contract_id)
-    ca = cgs.store.state.ca.get(contract_id)
-    return {"enabled": ca is not None, "caCert": (ca or {}).get("cert", "")}
+@router.post("/app/contracts/{contract_id}/ca/status", response_model=None)
+async def ca_status(contract_id: str, cgs: Cgs, _: MemberAuth) -> dict[str, Any]:
+    """CGS's `ca/status`: whether an accepted proposal enabled the CA, the open proposals to, and once a member
+    asked for the signing key, the CA's certificate and public key."""
+    open_ids = [pid for pid, p in cgs.store.state.proposals.items() if p["state"] == "Open" and any(
+        a["name"] == "enable_ca" and a["args"].get("contractId") == contract_id for a in p["actions"])]
+    ca = cgs.store.state.ca.get(contract_id, {})
+    info: dict[str, Any] = {"enabled": ca.get("enabled") == "true", "proposalIds": open_ids}
+    if info["enabled"] and ca.get("cert"):
+        info.update(caCert=ca["cert"], publicKey=ca["publicKey"])
+    return info
+
+
+@router.post("/app/contracts/{contract_id}/ca/generateSigningKey", response_model=None)
+async def generate_signing_key(contract_id: str, cgs: Cgs, caller: MemberAuth) -> dict[str, str]:
+    """The CA's key is made only when the members asked for it: an accepted `enable_ca` (or rotation) bumps the
+    request id, and this creates a key for a request id that has none yet; asking again changes nothing."""
+    ca = cgs.store.state.ca.get(contract_id, {})
+    if ca.get("enabled") != "true":
+        raise CcrError("CA support has not been enabled for this contract.", code="CANotEnabled", http_status=405)
+    if ca.get("keyRequestId") != ca["requestId"]:
+        with cgs.change():
+            generate_ca_key(cgs.store, contract_id)
+            cgs.record(contract_id, caller.who, "ca_generate_signing_key", requestId=ca["requestId"])
+    return {"requestId": ca["requestId"]}
 
 
 @router.post("/app/contracts/{contract_id}/ca/generateEndorsedCert", response_model=None,
@@ -58,19 +79,20 @@ async def generate_endorsed_cert(contract_id: str, cgs: Cgs, room: SignedRelease
     cgs.audit.append(contract_id, "cgs", "release", {"action": "generate_endorsed_cert",
                                                      "subjectName": data.get("subjectName", ""),
                                                      "subjectAlternateNames": data.get("subjectAlternateNames", [])})
-    return room.wrapped(json.dumps({"cert": cert, "caCert": ca["cert"]}).encode())
+    # CGS answers the certificate alone (`{cert}`); who needs the CA's reads it from `ca/info` as a member.
+    return room.wrapped(json.dumps({"cert": cert}).encode())
 
 
-def ensure_ca(store: Store, contract_id: str) -> None:
-    """Creates the contract's CA key and certificate unless it has them."""
-    if store.state.ca.get(contract_id, {}).get("key"):
-        return
+def generate_ca_key(store: Store, contract_id: str) -> None:
+    """A new CA key and self-signed certificate for the contract's current request id."""
     key = ec.generate_private_key(ec.SECP384R1())
     cert = self_signed_ca(key, "Azure Clean Room CA", days=100, digest=hashes.SHA384())
-    store.set_ca(contract_id,
-                 key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()).decode(),
-                 cert.public_bytes(serialization.Encoding.PEM).decode())
+    store.set_ca_key(contract_id,
+                     key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()).decode(),
+                     cert.public_bytes(serialization.Encoding.PEM).decode(),
+                     key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode())
 
 
 def _endorse(ca: dict[str, str], data: dict[str, Any]) -> str:

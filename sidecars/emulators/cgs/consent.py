@@ -1,46 +1,59 @@
-"""Execution consent and the runtime options' status: members enable or disable execution of a contract and
-check the status of execution, logging and telemetry; rooms ask the same before they run."""
+"""Execution consent and the runtime options' status, at CGS's paths: members enable or disable execution of a
+contract (`runtimeoptions/execution/enable|disable`) and check the status of execution, logging and telemetry
+(`runtimeoptions/{option}/status`); rooms ask the same, attesting, before they run."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from ...common.errors import NotFound
+from ...common.errors import BadRequest
+from ...common.http import client_certificate
 from . import schemas
-from .deps import Cgs, CgsState, MemberAuth, consent_checking_room_auth
+from .deps import Cgs, CgsState, MemberAuth, authenticate_member, consent_checking_room_auth
 from .store import RUNTIME_OPTIONS
 
 router = APIRouter()
 
 
-@router.post("/app/contracts/{contract_id}/execution/{verb}", response_class=Response)
-async def set_execution(contract_id: str, verb: str, cgs: Cgs, caller: MemberAuth) -> Response:
-    if verb not in ("enable", "disable"):
-        raise NotFound(f"no execution action {verb!r}: use enable or disable")
+async def set_execution(contract_id: str, option: str, verb: str, cgs: CgsState, who: str) -> Response:
+    if option != "execution":
+        raise BadRequest(f"The option value {option[:40]} is invalid. Use proposals for options other than "
+                         "'execution'.", code="InvalidOption")
     with cgs.change():
-        cgs.store.set_execution(contract_id, caller.who, verb + "d")
-        cgs.record(contract_id, caller.who, f"execution_{verb}")
+        cgs.store.set_execution(contract_id, who, verb + "d")
+        cgs.record(contract_id, who, f"execution_{verb}")
     return Response(status_code=200)
 
 
-@router.post("/app/contracts/{contract_id}/checkstatus/{option}", response_model=None)
-async def check_status(contract_id: str, option: str, cgs: Cgs, _: MemberAuth) -> dict[str, Any]:
+@router.post("/app/contracts/{contract_id}/runtimeoptions/{option}/enable", response_class=Response)
+async def enable_option(contract_id: str, option: str, cgs: Cgs, caller: MemberAuth) -> Response:
+    return await set_execution(contract_id, option, "enable", cgs, caller.who)
+
+
+@router.post("/app/contracts/{contract_id}/runtimeoptions/{option}/disable", response_class=Response)
+async def disable_option(contract_id: str, option: str, cgs: Cgs, caller: MemberAuth) -> Response:
+    return await set_execution(contract_id, option, "disable", cgs, caller.who)
+
+
+async def member_or_room(contract_id: str, request: Request, cgs: Cgs) -> None:
+    """CGS's status check takes a member (member_cert) or, unauthenticated, a room that attests: a caller that
+    presented a certificate (or a signed header) is checked as a member, anyone else must attest."""
+    if client_certificate(request.scope) is not None or request.headers.get("authorization"):
+        await authenticate_member(request, cgs)
+        return
+    await consent_checking_room_auth(contract_id, request, cgs)
+
+
+# Unlike the other routes it answers through a response model, as it always has (FastAPI then writes the JSON
+# with pydantic). The older spellings (`consentcheck/{option}`, `checkstatus/{option}`, `execution/{verb}`) are
+# gone from CGS, and from here.
+@router.post("/app/contracts/{contract_id}/runtimeoptions/{option}/status",
+             dependencies=[Depends(member_or_room)], openapi_extra=schemas.ROOM)
+async def option_status(contract_id: str, option: str, cgs: Cgs) -> dict[str, Any]:
     return _status(cgs, contract_id, option)
-
-
-# The rooms' two spellings of one question. Unlike the other routes these answer through a response model, as
-# they always have (FastAPI then writes the JSON with pydantic).
-async def room_consent(contract_id: str, option: str, cgs: Cgs) -> dict[str, Any]:
-    return _status(cgs, contract_id, option)
-
-
-for path in ("/app/contracts/{contract_id}/consentcheck/{option}",
-             "/app/contracts/{contract_id}/runtimeoptions/{option}/status"):
-    router.add_api_route(path, room_consent, methods=["POST"], dependencies=[Depends(consent_checking_room_auth)],
-                         openapi_extra=schemas.ROOM)
 
 
 def _status(cgs: CgsState, contract_id: str, option: str) -> dict[str, Any]:
@@ -48,4 +61,5 @@ def _status(cgs: CgsState, contract_id: str, option: str) -> dict[str, Any]:
         return cgs.store.execution_status(contract_id)
     if option in RUNTIME_OPTIONS:
         return cgs.store.option_status(contract_id, option)
-    raise NotFound(f"no runtime option {option!r}: execution, logging or telemetry")
+    raise BadRequest(f"The option value {option[:40]} is invalid. Valid values are 'execution', 'logging' and "
+                     "'telemetry'.", code="InvalidOption")

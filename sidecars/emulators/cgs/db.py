@@ -24,7 +24,8 @@ DATABASE = "cgs.db"
 
 # `records` holds the governance state one row per entry of `store.State` (kind = the field, key = the JSON
 # list of the entry's keys); `events` is the hash-chained audit log, its primary key the index that serves
-# a contract's pages and head.
+# a contract's pages and head; `counters` the transaction seqno (see `Database.transaction`);
+# `room_signatures` the digest of every signed room write accepted (see `room.SignatureLedger`).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     kind  TEXT NOT NULL,
@@ -42,6 +43,15 @@ CREATE TABLE IF NOT EXISTS events (
     prev_hash TEXT NOT NULL,
     hash      TEXT NOT NULL,
     PRIMARY KEY (contract, seqno)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO counters (name, value) VALUES ('seqno', 0);
+CREATE TABLE IF NOT EXISTS room_signatures (
+    digest BLOB PRIMARY KEY,
+    seqno  INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
 
@@ -78,6 +88,11 @@ class Database:
     one transaction (`transaction` nests: only the outermost commits), so the log never misses a change and
     never records one that did not happen.
 
+    Each committed (outermost) transaction bumps the durable seqno in the same SQLite transaction, so the
+    seqno names exactly the writes that are on disk, never goes back, and is never reused after a restart:
+    it is the stand-in's `x-ms-ccf-transaction-id` (see `transactions`). Callbacks registered with
+    `on_commit` learn each committed seqno.
+
     What the store and the log keep in memory may run ahead of the database inside a transaction; each
     registers a callback (`on_rollback`) that puts its memory back in line when the transaction is rolled
     back."""
@@ -88,9 +103,15 @@ class Database:
         self.lock = threading.RLock()
         self._depth = 0
         self._on_rollback: list[Callable[[], None]] = []
+        self._on_commit: list[Callable[[int], None]] = []
+        self.committed_seqno: int = self.conn.execute("SELECT value FROM counters WHERE name = 'seqno'").fetchone()[0]
 
     def on_rollback(self, callback: Callable[[], None]) -> None:
         self._on_rollback.append(callback)
+
+    def on_commit(self, callback: Callable[[int], None]) -> None:
+        """`callback(seqno)` after each transaction that committed, with the seqno it committed as."""
+        self._on_commit.append(callback)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -106,6 +127,8 @@ class Database:
             self._depth = 1
             try:
                 yield self.conn
+                seqno = self.conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'seqno' "
+                                          "RETURNING value").fetchall()[0][0]
                 self.conn.execute("COMMIT")
             except BaseException:
                 if self.conn.in_transaction:
@@ -115,6 +138,9 @@ class Database:
                 raise
             finally:
                 self._depth = 0
+            self.committed_seqno = seqno
+            for callback in self._on_commit:
+                callback(seqno)
 
     def close(self) -> None:
         self.conn.close()
@@ -128,6 +154,10 @@ def open_database(path: Path | Database) -> Database:
 def upsert_records(conn: sqlite3.Connection, rows: Iterable[tuple[str, str, str]]) -> None:
     conn.executemany("INSERT INTO records (kind, key, value) VALUES (?, ?, ?) "
                      "ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value", rows)
+
+
+def delete_records(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
+    conn.executemany("DELETE FROM records WHERE kind = ? AND key = ?", keys)
 
 
 def insert_events(conn: sqlite3.Connection, contract_id: str, events: Iterable[dict[str, Any]]) -> None:

@@ -1,7 +1,15 @@
 """How the CGS stand-in verifies a room's request, as the real CGS does: the evidence (report, VCEK chain, UVM
 endorsement) must verify, its claims must satisfy the contract's clean-room policy, and REPORT_DATA must bind
-the envelope's `encrypt.publicKey`. Beyond the reference: writes sign their timestamp too and are refused
-outside the replay window or when seen before.
+the envelope's `encrypt.publicKey`; a write's `sign.signature` must verify over the decoded `data` bytes
+(RSA-PSS-SHA256, 32-byte salt) with that same key.
+
+Replays. The reference signs `data` alone; its `timestamp` rides unsigned beside it, so a captured write
+verifies again with any timestamp, and CGS itself refuses nothing it has seen (it relies on TLS to CCF and
+on the room's key dying with the room). The stand-in refuses more: every accepted room signature is
+recorded (its sha256, in the database, see `SignatureLedger`) and a signature seen before is refused, across
+restarts. RSA-PSS signing is randomised, so a room that signs a write afresh never repeats a signature: only
+a replay does. The timestamp must also lie within the replay window of now: being unsigned it proves
+nothing about the write, but a request cannot put a far-off time on an audit record.
 """
 
 from __future__ import annotations
@@ -16,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ...common.envelope import report_data_for, signed_message, unb64, verify_signature, wrap
+from ...common.envelope import report_data_for, unb64, verify_signature, wrap
 from ...common.errors import CcrError, Forbidden
+from .db import Database
 from .store import Store
 
 AttestationVerifier = Callable[[dict[str, Any]], dict[str, Any]]
@@ -63,6 +72,39 @@ class ReplayGuard:
             self._arrivals.append((now, digest))
 
 
+class SignatureLedger:
+    """Every room signature the stand-in accepted, by sha256, kept in its database: each is accepted once,
+    however long ago and whatever restarts came between. Costs one 32-byte key per signed write, next to
+    the event or certificate record the write makes anyway."""
+
+    def __init__(self, database: Database):
+        self.db = database
+
+    def consume(self, signature: bytes, what: str) -> None:
+        digest = hashlib.sha256(signature).digest()
+        with self.db.transaction() as conn:
+            inserted = conn.execute("INSERT OR IGNORE INTO room_signatures (digest, seqno) "
+                                    "SELECT ?, value + 1 FROM counters WHERE name = 'seqno'", (digest,)).rowcount
+        if not inserted:
+            raise RoomRefused(f"{what}: this signed request was already used (replay)", code="Replayed")
+
+
+def check_timestamp(timestamp: object, window_ms: int, what: str) -> int:
+    """The envelope's `timestamp` (ms since the epoch, a string of at most 13 digits, as CGS takes it), which
+    must lie within `window_ms` of now."""
+    if not isinstance(timestamp, str) or not timestamp:
+        raise RoomRefused("Timestamp must be supplied.", code="TimestampMissing")
+    if not timestamp.isascii() or not timestamp.isdigit():
+        raise RoomRefused("Timestamp must be milliseconds since the epoch.", code="TimestampMissing")
+    if len(timestamp) > 13:
+        raise RoomRefused("Timestamp value is too large.", code="TimestampTooLarge")
+    now = int(time.time() * 1000)
+    if abs(now - int(timestamp)) > window_ms:
+        raise RoomRefused(f"{what}: timestamp is {abs(now - int(timestamp)) / 1000:.0f} s away from now; "
+                          f"the replay window is {window_ms / 1000:g} s", code="TimestampOutOfWindow")
+    return int(timestamp)
+
+
 @dataclass(frozen=True)
 class Room:
     """A room request that verified: the key it attested (None when the request needed none) and, for a signed
@@ -86,10 +128,11 @@ def attestation_of(envelope: dict[str, Any]) -> dict[str, Any]:
 
 
 class RoomVerifier:
-    def __init__(self, store: Store, verify_attestation: AttestationVerifier, replay: ReplayGuard):
+    def __init__(self, store: Store, verify_attestation: AttestationVerifier, *, window_s: float):
         self.store = store
         self.verify_attestation = verify_attestation
-        self.replay = replay
+        self.window_ms = int(window_s * 1000)
+        self.signatures = SignatureLedger(store.db)
         self._claims_cache: dict[str, dict[str, Any]] = {}
 
     def verify(self, contract_id: str, envelope: dict[str, Any], *, signed: bool, needs_key: bool = True,
@@ -137,21 +180,24 @@ class RoomVerifier:
         return public_pem
 
     def _signed(self, envelope: dict[str, Any], public_pem: bytes) -> Room:
-        sign, data_b64, timestamp = envelope.get("sign"), envelope.get("data"), envelope.get("timestamp")
+        sign, data_b64 = envelope.get("sign"), envelope.get("data")
         if not isinstance(sign, dict):
             raise RoomRefused("Signature payload must be supplied.", code="SignatureMissing")
-        if not isinstance(timestamp, str) or not timestamp.isdigit() or len(timestamp) > 13:
-            raise RoomRefused("Timestamp must be supplied as milliseconds since the epoch.", code="TimestampMissing")
+        timestamp_ms = check_timestamp(envelope.get("timestamp"), self.window_ms, "signed write")
         if not isinstance(data_b64, str):
             raise RoomRefused("data must be supplied.", code="DataMissing")
-        if unb64(sign.get("publicKey", ""), "sign.publicKey") != public_pem:
+        if not isinstance(sign.get("publicKey"), str) or not isinstance(sign.get("signature"), str):
+            raise RoomRefused("sign.publicKey and sign.signature must be supplied.", code="SignatureMissing")
+        if unb64(sign["publicKey"], "sign.publicKey") != public_pem:
             raise RoomRefused("sign.publicKey is not the attested key", code="ReportDataMismatch")
-        signature = unb64(sign.get("signature", ""), "sign.signature")
-        if not verify_signature(public_pem, signature, signed_message(timestamp, data_b64)):
+        signature = unb64(sign["signature"], "sign.signature")
+        data = unb64(data_b64, "data")
+        if not verify_signature(public_pem, signature, data):
             raise RoomRefused("Signature verification was not successful.", code="SignatureMismatch")
-        self.replay.check(int(timestamp), signature, "signed write")
         try:
-            data = json.loads(base64.b64decode(data_b64))
+            value = json.loads(data)
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
             raise RoomRefused("data is not base64 JSON", code="InvalidData") from None
-        return Room(public_pem, data, int(timestamp))
+        # Consumed last: a request refused for anything else does not use up its signature.
+        self.signatures.consume(signature, "signed write")
+        return Room(public_pem, value, timestamp_ms)

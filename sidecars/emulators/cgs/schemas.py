@@ -22,15 +22,19 @@ def body(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str
 
 CONTRACT = body({"data": {}, "version": STRING}, ("data",))
 DOCUMENT = body({"contractId": STRING, "data": {}, "version": STRING}, ("contractId", "data"))
-MEMBER = body({"cert": {"type": "string", "description": "PEM certificate"}, "name": STRING}, ("cert", "name"))
 PROPOSAL = body({"actions": {"type": "array", "items": {
     "type": "object", "required": ["name", "args"], "properties": {
         "name": {"enum": list(ACTIONS)},
         "args": {"type": "object", "properties": {
-            "contractId": STRING, "documentId": STRING, "version": STRING, "type": {"enum": ["add", "remove"]},
+            "contractId": STRING, "documentId": STRING, "type": {"enum": ["add", "remove"]},
+            "contract": {"type": "object", "properties": {"data": {}, "version": STRING}},
+            "document": {"type": "object", "properties": {"contractId": STRING, "data": {}, "version": STRING}},
+            "cert": {"type": "string", "description": "PEM certificate"}, "member_data": {"type": "object"},
+            "kid": STRING, "issuer_url": STRING,
             "claims": {"type": "object", "properties": {claim: {} for claim in POLICY_CLAIMS}},
             "spec": {"type": "object", "properties": {"data": {"type": "object"}}}}}}}}}, ("actions",))
-BALLOT = body({"ballot": {"enum": ["accept", "reject"]}}, ("ballot",))
+BALLOT = body({"ballot": {"enum": ["export function vote (proposal, proposerId) { return true }",
+                                   "export function vote (proposal, proposerId) { return false }"]}}, ("ballot",))
 SECRET = body({"value": STRING}, ("value",))
 # A room's request: its attestation and the key answers are wrapped to; a write adds its signed data.
 ROOM = body({

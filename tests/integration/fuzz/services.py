@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sidecars.attestation import MockPlatform
 from sidecars.attestation.providers import MockSnpProvider
 from sidecars.attestation.verify import Trust
+from sidecars.common.ccfwire import GOV_API_VERSION
 from sidecars.common.devtokens import DevTokenIssuer
 from sidecars.common.envelope import Attestation, RoomKey
 from sidecars.common.jose import b64url_encode
@@ -32,7 +33,7 @@ from sidecars.common.release_policy import sevsnp_policy
 from sidecars.common.tls import LocalCA
 from sidecars.emulators.cgs.app import build_app as build_cgs
 from sidecars.emulators.cgs.audit import AuditLog
-from sidecars.emulators.cgs.ca import ensure_ca
+from sidecars.emulators.cgs.ca import generate_ca_key
 from sidecars.emulators.cgs.deps import CgsConfig
 from sidecars.emulators.cgs.issuer import OidcIssuer
 from sidecars.emulators.cgs.store import Store
@@ -65,8 +66,8 @@ MAA_URL, VAULT_URL, CGS_URL, SKR_URL = "https://maa.test", "https://vault.test",
 CLOSED_LOOPBACK = "http://127.0.0.1:9"
 # The routes a room calls with its envelope (the same paths answer members under other methods).
 ROOM_ROUTES = {
-    "POST": re.compile(r"^/app/contracts/[^/]+/(secrets/[^/]+|acceptedMemberDocuments/[^/]+|memberdocuments/accepted/"
-                       r"[^/]+|oauth/token|ca/generateEndorsedCert|consentcheck/[^/]+|runtimeoptions/[^/]+/status)$"),
+    "POST": re.compile(r"^/app/contracts/[^/]+/(secrets/[^/]+|memberdocuments/accepted/"
+                       r"[^/]+|oauth/token|ca/generateEndorsedCert|runtimeoptions/[^/]+/status)$"),
     "PUT": re.compile(r"^/app/contracts/[^/]+/events$"),
 }
 
@@ -194,7 +195,8 @@ def cgs(fx: Fixtures) -> Service:
     store = Store(fx.directory / "cgs-state.json")
     store.add_member(fx.member.member_id, "member", fx.member.cert_pem)
     store.put_contract(CONTRACT, {"purpose": "fuzz"}, None)
-    for action in ({"name": "set_contract", "args": {"contractId": CONTRACT}},
+    contract = store.contract_view(CONTRACT)
+    for action in ({"name": "set_contract", "args": {"contractId": CONTRACT, "contract": contract}},
                    {"name": "set_clean_room_policy", "args": {"contractId": CONTRACT, "type": "add", "claims": {
                        "x-ms-sevsnpvm-hostdata": "4d" * 32, "x-ms-sevsnpvm-is-debuggable": False}}},
                    {"name": "enable_ca", "args": {"contractId": CONTRACT}}):
@@ -203,13 +205,13 @@ def cgs(fx: Fixtures) -> Service:
     store.set_execution(CONTRACT, fx.member.member_id, "enabled")
     secret_id = store.put_secret(CONTRACT, fx.member.member_id, "s1", "secret value")
     store.put_document("d1", CONTRACT, {"kind": "dataset"}, None)
-    proposal = store.create_proposal(fx.member.member_id,
-                                     [{"name": "set_member_document", "args": {"documentId": "d1"}}])
+    proposal = store.create_proposal(fx.member.member_id, [{"name": "set_member_document", "args": {
+        "documentId": "d1", "document": store.document_view("d1")}}])
     store.vote(proposal["proposalId"], fx.member.member_id, True)
     issuer = OidcIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), f"{CGS_URL}/oidc")
-    app = build_cgs(store, AuditLog(fx.directory / "cgs-events.jsonl"), attestation_verifier(fx.platform.directory),
-                    issuer, fx.operator.cert, CgsConfig())
-    ensure_ca(store, CONTRACT)
+    app = build_cgs(store, AuditLog(store.db), attestation_verifier(fx.platform.directory),
+                    issuer, fx.operator.cert, CgsConfig(allow_signed_header=True))
+    generate_ca_key(store, CONTRACT)
     room_key = RoomKey.generate()
     evidence = fx.provider().get_evidence(room_key.report_data).to_combined()
     attestation = Attestation(evidence["evidence"], evidence["endorsements"], evidence.get("uvm_endorsements", ""))
@@ -224,6 +226,14 @@ def cgs(fx: Fixtures) -> Service:
                 data = body.decode(errors="replace")
             envelope = room_key.signed_request(attestation, data)
             return [(b"content-type", b"application/json")], json.dumps(envelope).encode()
+        # A member: its connection presents the member's certificate (mutual TLS), and /gov requests name the
+        # api-version. The stand-in here also accepts the legacy signed header, so JSON bodies still reach
+        # the governance writes' logic (a COSE-only stand-in would refuse nearly every fuzzed body first).
+        scope["extensions"] = {**(scope.get("extensions") or {}),
+                               "tls": {"client_cert_chain": [fx.member.cert_pem]}}
+        if scope["path"].startswith("/gov/") and b"api-version=" not in scope.get("query_string", b""):
+            scope["query_string"] = b"&".join(q for q in (scope.get("query_string", b""),
+                                                          f"api-version={GOV_API_VERSION}".encode()) if q)
         query = scope.get("query_string", b"").decode()
         target = scope["path"] + (f"?{query}" if query else "")
         return [(b"authorization", fx.member.authorization(scope["method"], target, body).encode())], body
@@ -232,7 +242,10 @@ def cgs(fx: Fixtures) -> Service:
         "contract_id": (CONTRACT,), "secret_id": (secret_id,), "secret_name": ("s2",), "document_id": ("d1", "d2"),
         "proposal_id": (proposal["proposalId"],), "member_id": (fx.member.member_id,),
         "option": ("execution", "logging", "telemetry"), "verb": ("enable", "disable")},
-        open_paths=re.compile(r"^(/node/ready/app|(/app)?/oidc/.*)$"))
+        # CCF's governance reads and CGS's deployment spec need no credentials; writes (`…:verb`) do.
+        open_paths=re.compile(r"^(/node/ready/app|(/app)?/oidc/(\.well-known/openid-configuration|keys)|/gov/service/members(/[^/:]+)?"
+                              r"|/gov/members/proposals(/[^/:]+(/actions|/ballots/[^/:]+)?)?"
+                              r"|/app/contracts/[^/]+/deploymentspec)$"))
 
 
 def keyvault(fx: Fixtures) -> Service:

@@ -21,7 +21,7 @@ from sidecars.attestation import MockPlatform
 from sidecars.common.memberauth import MemberIdentity
 from sidecars.common.process import ManagedProcess, file_exists
 from sidecars.common.tls import LocalCA
-from sidecars.governance.member_client import CgsMemberClient
+from sidecars.governance.member_client import CgsMemberClient, accept_by_all, join
 from sidecars.renderings.layers import ImageInfo, LockedImages
 
 ROOM_HOST_DATA = hashlib.sha256(b"the agreed CCE policy").digest()
@@ -116,30 +116,45 @@ class Consortium:
         return self.clients[name]
 
     def accept(self, proposal: dict[str, Any]) -> dict[str, Any]:
-        for client in self.clients.values():
-            proposal = client.vote(proposal["proposalId"], True)
-        assert proposal["state"] == "Accepted"
+        proposal = accept_by_all(list(self.clients.values()), proposal)
+        assert proposal["proposalState"] == "Accepted"
         return proposal
 
     def new_contract(self, *, host_data: bytes = ROOM_HOST_DATA, accept: bool = True) -> str:
+        """A contract with a clean-room policy admitting `host_data`; CGS takes a policy only for an accepted
+        contract, so `accept=False` leaves it a draft without one."""
         contract_id = unique("contract")
         alice = self["alice"]
         alice.put_contract(contract_id, {"purpose": "join two datasets"})
-        self.accept(alice.propose_policy(contract_id, {"x-ms-sevsnpvm-hostdata": [host_data.hex()],
-                                                       "x-ms-sevsnpvm-is-debuggable": False}))
         if accept:
             self.accept(alice.propose_contract(contract_id))
+            self.admit(contract_id, host_data)
         return contract_id
+
+    def enable_ca(self, contract_id: str) -> None:
+        """The contract CA, as CGS enables it: an accepted proposal, then a member asks for its signing key."""
+        self.accept(self["alice"].propose_enable_ca(contract_id))
+        self["alice"].generate_ca_signing_key(contract_id)
+
+    def admit(self, contract_id: str, host_data: bytes = ROOM_HOST_DATA) -> None:
+        """The accepted contract's clean-room policy: rooms with `host_data`, not debuggable."""
+        self.accept(self["alice"].propose_policy(contract_id, {"x-ms-sevsnpvm-hostdata": [host_data.hex()],
+                                                               "x-ms-sevsnpvm-is-debuggable": False}))
 
 
 def register_consortium(cgs: Cgs, local_ca, base: Path, names=("alice", "bob")) -> Consortium:
-    clients = {}
+    """The members, each proposed by the operator and activated (CCF's set_member, then the state digest ack);
+    the consortium's OIDC issuer enabled with its signing key, for the rooms' tokens."""
+    clients = {name: CgsMemberClient(cgs.url, MemberIdentity.create(base / name, name),
+                                     ca_bundle=str(local_ca.cert_file)) for name in names}
     with CgsMemberClient(cgs.url, cgs.operator, ca_bundle=str(local_ca.cert_file)) as operator:
-        for name in names:
-            identity = MemberIdentity.create(base / name, name)
-            operator.register_member(name, identity.cert_pem)
-            clients[name] = CgsMemberClient(cgs.url, identity, ca_bundle=str(local_ca.cert_file))
-    return Consortium(clients)
+        join(operator, list(clients.values()))
+    consortium = Consortium(clients)
+    first = clients[names[0]]
+    if not first.oidc_issuer_info()["enabled"]:
+        consortium.accept(first.propose_enable_oidc_issuer("test-issuer"))
+    first.generate_oidc_signing_key()
+    return consortium
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from sidecars.cli import main as ccr
+from sidecars.common.memberauth import MemberIdentity
 from sidecars.renderings.render import render
 from sidecars.room.group import render_group
 from sidecars.spec import load_spec
@@ -29,15 +30,31 @@ def test_two_members_govern_a_contract_from_the_command_line(tmp_path, server_tl
             assert code == 0, out.err
             return out.out
 
+        registered = {}
         for name in ("alice", "bob"):
             assert ccr(["governance", "member", "create", name, "-o", str(tmp_path / name)]) == 0
             assert ccr(["governance", "member", "register", str(tmp_path / name), "--operator",
                         str(cgs.state_dir / "operator"), "--endpoints", str(endpoints)]) == 0
-        capsys.readouterr()
-        assert "alice" in run("member", "list") and "bob" in run("member", "list")
+            registered[name] = capsys.readouterr().out
+        # alice was the first member: nobody else had to accept her, and she acknowledged at once
+        assert "(set_member alice): Accepted" in registered["alice"] and "alice" in registered["alice"]
+        # bob waits for alice, then acknowledges himself
+        bob_joins = re.search(r"proposal (\w+) \(set_member bob\): Open", registered["bob"]).group(1)
+        members = run("member", "list")
+        assert re.search(r"alice +Active", members) and "bob" not in members
+        assert bob_joins in run("proposal", "list", "--state", "Open")
+        assert '"name": "set_member"' in run("proposal", "actions", bob_joins)
+        assert ": Accepted" in run("proposal", "vote", bob_joins)
+        assert re.search(r"bob +Accepted", run("member", "list"))
+        assert "Active" in run("member", "activate", member="bob")
+        assert re.search(r"bob +Active", run("member", "list"))
 
         run("contract", "create", "collab", "--data", '{"purpose": "overlap"}')
+        withdrawn = re.search(r"proposal (\w+) \(set_contract\): Open", run("contract", "propose", "collab")).group(1)
+        assert ": Withdrawn" in run("proposal", "withdraw", withdrawn)
+        assert '"state": "Draft"' in run("contract", "show", "collab")
         proposal = re.search(r"proposal (\w+) \(set_contract\): Open", run("contract", "propose", "collab")).group(1)
+        assert '"state": "Proposed"' in run("contract", "show", "collab")
         assert ": Accepted" in run("proposal", "vote", proposal, member="bob")
         assert '"state": "Accepted"' in run("contract", "show", "collab")
 
@@ -80,8 +97,17 @@ def test_two_members_govern_a_contract_from_the_command_line(tmp_path, server_tl
         assert '"state": "Accepted"' in run("document", "show", "query")
 
         proposal = re.search(r"proposal (\w+)", run("ca", "enable", "collab")).group(1)
+        assert "not enabled (1 proposal(s) open)" in run("ca", "show", "collab")
         run("proposal", "vote", proposal, member="bob")
+        assert "BEGIN CERTIFICATE" not in run("ca", "show", "collab")  # enabled; no key until a member asks
+        assert "signing key for request 1" in run("ca", "generate-key", "collab")
         assert "BEGIN CERTIFICATE" in run("ca", "show", "collab")
+
+        proposal = re.search(r"proposal (\w+) \(enable_oidc_issuer\): Open", run("oidc", "enable")).group(1)
+        assert "not enabled" in run("oidc", "show")
+        run("proposal", "vote", proposal, member="bob")
+        assert "signing key ccr-cgs-oidc-1 (request 1)" in run("oidc", "generate-key")
+        assert f"enabled, {cgs.url}/oidc" in run("oidc", "show")
 
         table = run("events", "list", "collab")
         assert "intact" in table and "execution_disable" in table and "put_secret" in table
@@ -91,13 +117,14 @@ def test_two_members_govern_a_contract_from_the_command_line(tmp_path, server_tl
 
 
 def test_user_mistakes_are_one_line_errors(tmp_path, capsys, cgs, local_ca):
+    MemberIdentity.create(tmp_path / "stranger", "stranger")
     cases = [
         (["governance", "member", "register", str(tmp_path / "nobody"), "--operator", str(tmp_path / "nobody"),
           "--cgs", cgs.url], "no member identity"),
         (["governance", "policy", "set", "c", "--host-data", "xyz", "--cgs", cgs.url, "--identity",
           str(cgs.state_dir / "operator")], "--host-data: expected 64 hex digits"),
         (["governance", "contract", "show", "nope", "--cgs", cgs.url, "--ca-bundle", str(local_ca.cert_file),
-          "--identity", str(cgs.state_dir / "operator")], "not a member"),
+          "--identity", str(tmp_path / "stranger")], "refused member stranger's certificate"),
         (["governance", "secret", "set", "c", "n", "--cgs", cgs.url, "--identity", str(cgs.state_dir / "operator")],
          "exactly one of --value or --value-file"),
     ]

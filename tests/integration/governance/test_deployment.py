@@ -88,7 +88,7 @@ def test_the_contract_members_accept_a_template_and_anyone_verifies_it(deploymen
         verify_deployment(cgs.url, CONTRACT, template, ca_bundle=ca)
 
     publisher.vote(proposal["proposalId"], True)
-    assert consumer.vote(proposal["proposalId"], True)["state"] == "Accepted"  # without the outsider's vote
+    assert consumer.vote(proposal["proposalId"], True)["proposalState"] == "Accepted"  # without the outsider's vote
 
     reordered = json.loads(json.dumps(template, sort_keys=True))  # same canonical JSON, other key order
     accepted = verify_deployment(cgs.url, CONTRACT, reordered, ca_bundle=ca)
@@ -121,13 +121,13 @@ def test_a_rejected_template_is_never_the_accepted_one(deployment):
 
     rejected = members["publisher"].propose_deployment_spec(CONTRACT, _altered(template))
     members["publisher"].vote(rejected["proposalId"], True)
-    assert members["consumer"].vote(rejected["proposalId"], False)["state"] == "Rejected"
+    assert members["consumer"].vote(rejected["proposalId"], False)["proposalState"] == "Rejected"
     with pytest.raises(DeploymentNotAccepted, match="has no accepted deployment spec$"):
         verify_deployment(cgs.url, CONTRACT, _altered(template), ca_bundle=ca)
 
     proposal = members["publisher"].propose_deployment_spec(CONTRACT, template)
     members["publisher"].vote(proposal["proposalId"], True)
-    assert members["consumer"].vote(proposal["proposalId"], True)["state"] == "Accepted"
+    assert members["consumer"].vote(proposal["proposalId"], True)["proposalState"] == "Accepted"
     with pytest.raises(DeploymentNotAccepted, match="is not the deployment the members"):
         verify_deployment(cgs.url, CONTRACT, _altered(template), ca_bundle=ca)
 
@@ -140,7 +140,7 @@ def test_a_deployment_needs_an_accepted_contract_and_every_named_member(deployme
     members.accept(members["publisher"].propose_contract(CONTRACT))
     # "auditor" is named by the contract but not registered: the publisher alone cannot accept
     proposal = members["publisher"].propose_deployment_spec(CONTRACT, template)
-    assert members["publisher"].vote(proposal["proposalId"], True)["state"] == "Open"
+    assert members["publisher"].vote(proposal["proposalId"], True)["proposalState"] == "Open"
     with pytest.raises(DeploymentNotAccepted, match="proposal\\(s\\) open"):
         accepted_deployment(cgs.url, CONTRACT, ca_bundle=str(local_ca.cert_file))
     # an identity CGS does not know at all is refused before anything it sent is read

@@ -18,7 +18,7 @@ from sidecars.common.jose import b64url_encode
 from sidecars.common.memberauth import MemberIdentity
 from sidecars.common.process import ManagedProcess
 from sidecars.common.release_policy import sevsnp_policy
-from sidecars.governance.member_client import CgsMemberClient
+from sidecars.governance.member_client import CgsMemberClient, join
 
 from .conftest import HOST_DATA, REPO, Room, Skr, start_skr
 
@@ -57,9 +57,9 @@ def member(room, tmp_path_factory) -> CgsMemberClient:
     base = tmp_path_factory.mktemp("skr-audit-members")
     identity = MemberIdentity.create(base / "alice", "alice")
     operator = MemberIdentity.load(Path(room.endpoints["cgs_operator_dir"]))
-    with CgsMemberClient(room.endpoints["cgs_endpoint"], operator, ca_bundle=room.endpoints["ca_bundle"]) as op:
-        op.register_member("alice", identity.cert_pem)
     client = CgsMemberClient(room.endpoints["cgs_endpoint"], identity, ca_bundle=room.endpoints["ca_bundle"])
+    with CgsMemberClient(room.endpoints["cgs_endpoint"], operator, ca_bundle=room.endpoints["ca_bundle"]) as op:
+        join(op, [client])
     yield client
     client.close()
 
@@ -67,9 +67,9 @@ def member(room, tmp_path_factory) -> CgsMemberClient:
 def _accepted_contract(member: CgsMemberClient) -> str:
     contract_id = f"skr-audit-{uuid.uuid4().hex[:8]}"
     member.put_contract(contract_id, {"purpose": "audited key release"})
-    for proposal in (member.propose_policy(contract_id, {"x-ms-sevsnpvm-hostdata": [HOST_DATA]}),
-                     member.propose_contract(contract_id)):
-        assert member.vote(proposal["proposalId"])["state"] == "Accepted"
+    for propose in (lambda: member.propose_contract(contract_id),
+                    lambda: member.propose_policy(contract_id, {"x-ms-sevsnpvm-hostdata": [HOST_DATA]})):
+        assert member.vote(propose()["proposalId"])["proposalState"] == "Accepted"
     return contract_id
 
 

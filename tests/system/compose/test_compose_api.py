@@ -68,6 +68,8 @@ def test_api_room_enforces_the_policy_its_spec_carries_under_podman_compose(comp
     members = tmp_path / "members"
     ccr("governance", "setup", str(room.spec), "--endpoints", endpoints, "--members-dir", str(members), netns=netns)
     vote(("governance", "ca", "enable", contract), endpoints, members, netns)
+    ccr("governance", "ca", "generate-key", contract, "--endpoints", endpoints, "--identity", str(members / MEMBERS[0]),
+        netns=netns)
     ca_file = tmp_path / "contract-ca.pem"
     ca_file.write_text(ccr("governance", "ca", "show", contract, "--endpoints", endpoints,
                            "--identity", str(members / MEMBERS[0]), netns=netns))

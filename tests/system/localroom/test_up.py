@@ -17,6 +17,7 @@ import yaml
 from sidecars.launcher.podman import Podman
 from sidecars.localroom.netns import netns_exists
 from sidecars.localroom.up import STATE_FILE, netns_name
+from tests.conformance.demo_wire import read_wire_log, recording_env, wire_log_problems
 from tests.system.rooms import REPO, ccr
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -37,12 +38,22 @@ def assert_nothing_left(run_dir: Path, state: dict) -> None:
 
 
 def test_job_demo_end_to_end(stand_ins, tmp_path):
-    """The whole cleanroomhello-job demo: its answer, decrypted from the sink, equals the expected one."""
+    """The whole cleanroomhello-job demo: its answer, decrypted from the sink, equals the expected one. It runs on
+    the real governance wire only: the CGS stand-in's own record of every request it received (members' CLI,
+    the room's sidecars) shows COSE governance writes, member certificates, api-version, the reference's paths,
+    and no legacy CCR-Member header or path (see tests/conformance/demo_wire.py)."""
+    wire_log = tmp_path.parent / f"{tmp_path.name}-cgs-wire.jsonl"
     result = subprocess.run([sys.executable, "examples/cleanroomhello-job/demo.py", "--run-dir", str(tmp_path)],
-                            cwd=REPO, capture_output=True, text=True, timeout=900)
+                            cwd=REPO, capture_output=True, text=True, timeout=900, env=recording_env(wire_log))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "the room's answer is the expected one" in result.stdout
     assert not netns_exists(netns_name("cleanroomhello-job", tmp_path / "room"))
+    received = read_wire_log(wire_log)
+    assert wire_log_problems(received) == []
+    seen = {(r["method"], r["path"].split("/")[-1]) for r in received if r["status"] and r["status"] < 400}
+    for expected in (("POST", "proposals:create"), ("POST", "status"), ("PUT", "events"), ("GET", "tx")):
+        assert expected in seen, f"the demo never sent {expected}: {sorted(seen)}"
+    assert any(r["path"].endswith(":ack") and r["status"] == 204 for r in received), "no member joined by ack"
 
 
 def minimal_spec(tmp_path: Path, contract: str, **app_changes) -> Path:

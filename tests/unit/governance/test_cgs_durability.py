@@ -26,7 +26,7 @@ def _accepted_store(path) -> Store:
     store.add_member(A, "alice", "cert-a")
     store.add_member(B, "bob", "cert-b")
     store.put_contract("c1", {"x": 1}, None)
-    _pass(store, "set_contract", version=store.contract("c1")["version"])
+    _pass(store, "set_contract", contract=store.contract_view("c1"))
     return store
 
 
@@ -40,15 +40,16 @@ def _pass(store: Store, name: str, **args) -> str:
 def test_every_kind_of_change_is_read_back_by_another_process(tmp_path):
     path = tmp_path / "cgs.db"
     store = _accepted_store(path)
-    _pass(store, "set_clean_room_policy", claims={"x-ms-sevsnpvm-hostdata": ["aa"]})
+    _pass(store, "set_clean_room_policy", type="add", claims={"x-ms-sevsnpvm-hostdata": ["aa"]})
     _pass(store, "set_contract_runtime_options_enable_logging")
     _pass(store, "enable_ca")
-    store.set_ca("c1", "key-pem", "cert-pem")
+    store.set_ca_key("c1", "key-pem", "cert-pem", "public-pem")
     store.set_execution("c1", B, "disabled")
     store.put_secret("c1", A, "one", "1")
     store.put_secret("c1", B, "two", "2")
     store.put_document("d1", "c1", {"doc": True}, None)
-    open_pid = store.create_proposal(A, [{"name": "set_member_document", "args": {"documentId": "d1"}}])["proposalId"]
+    open_pid = store.create_proposal(A, [{"name": "set_member_document", "args": {
+        "documentId": "d1", "document": store.document_view("d1")}}])["proposalId"]
     expected = json.dumps(store.state.__dict__, sort_keys=True)
     # A separate interpreter, as a restarted stand-in would be: nothing is shared but the file.
     again = subprocess.run([sys.executable, "-c", "import json, sys; from sidecars.emulators.cgs.store import Store;"
@@ -58,7 +59,7 @@ def test_every_kind_of_change_is_read_back_by_another_process(tmp_path):
     reopened = Store(path)
     assert reopened.execution_status("c1")["status"] == "disabled"
     assert reopened.option_status("c1", "logging")["status"] == "enabled"
-    assert reopened.state.documents["d1"]["state"] == "Proposed"
+    assert reopened.document_view("d1")["state"] == "Proposed"
     assert reopened.state.proposals[open_pid]["state"] == "Open"
     assert reopened.put_contract("c2", {}, None)["version"] == str(store.state.version_counter + 1)
 

@@ -13,14 +13,26 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
 from sidecars.common.memberauth import MemberIdentity
-from sidecars.emulators.cgs import ca, consent, contracts, db, documents, events, members, node, oidc, secrets
+from sidecars.emulators.cgs import (
+    ca,
+    consent,
+    contracts,
+    db,
+    documents,
+    events,
+    members,
+    node,
+    oidc,
+    secrets,
+    transactions,
+)
 from sidecars.emulators.cgs.app import build_app
 from sidecars.emulators.cgs.audit import AuditLog
 from sidecars.emulators.cgs.deps import CgsConfig
 from sidecars.emulators.cgs.issuer import OidcIssuer
 from sidecars.emulators.cgs.store import Store
 
-AREAS = (members, contracts, consent, secrets, documents, ca, events, oidc, node)
+AREAS = (members, contracts, consent, secrets, documents, ca, events, oidc, node, transactions)
 
 
 def _no_evidence(_attestation: dict) -> dict:
@@ -35,10 +47,12 @@ def anyio_backend():
 @pytest.fixture
 def app(tmp_path) -> FastAPI:
     operator = MemberIdentity.create(tmp_path / "operator", "operator")
-    store = Store(tmp_path / "state.json")
+    shared = db.Database(tmp_path / "cgs.db")
+    store = Store(shared)
     store.put_contract("c1", {}, None)
     issuer = OidcIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), "https://cgs/oidc")
-    return build_app(store, AuditLog(tmp_path / "events.jsonl"), _no_evidence, issuer, operator.cert, CgsConfig())
+    return build_app(store, AuditLog(shared), _no_evidence, issuer, operator.cert,
+                     CgsConfig(allow_signed_header=True))
 
 
 def _routes(routes) -> set[tuple[str, str]]:
@@ -59,14 +73,16 @@ async def _call(app: FastAPI, method: str, path: str, body: bytes = b"") -> http
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("method, path", [
-    ("POST", "/gov/members"), ("POST", "/gov/members/proposals:create"), ("PUT", "/app/contracts/c1"),
+    ("POST", "/gov/members/proposals:create?api-version=2024-07-01"),
+    ("POST", "/gov/members/proposals/p1/ballots/m1:submit?api-version=2024-07-01"),
+    ("POST", "/gov/members/state-digests/m1:ack?api-version=2024-07-01"), ("PUT", "/app/contracts/c1"),
     ("PUT", "/app/contracts/c1/secrets/s"), ("PUT", "/app/memberdocuments/d1"),
-    ("POST", "/app/contracts/c1/execution/enable"),
+    ("POST", "/app/contracts/c1/runtimeoptions/execution/enable"),
 ])
 async def test_unsigned_member_request_is_refused_before_its_body_is_read(app, method, path):
     answer = await _call(app, method, path, b"not json")
     assert answer.status_code == 401
-    assert answer.json()["error"]["code"] == "Unauthorized"
+    assert answer.json()["error"]["code"] == "InvalidAuthenticationInfo"
 
 
 @pytest.mark.anyio
@@ -82,10 +98,10 @@ async def test_a_malformed_events_query_is_refused_only_after_the_member_is_auth
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("method, path", [
-    ("POST", "/app/contracts/c1/secrets/s"), ("POST", "/app/contracts/c1/acceptedMemberDocuments/d1"),
+    ("POST", "/app/contracts/c1/secrets/s"),
     ("POST", "/app/contracts/c1/memberdocuments/accepted/d1"), ("POST", "/app/contracts/c1/oauth/token"),
     ("POST", "/app/contracts/c1/ca/generateEndorsedCert"), ("PUT", "/app/contracts/c1/events"),
-    ("POST", "/app/contracts/c1/consentcheck/execution"), ("POST", "/app/contracts/c1/runtimeoptions/logging/status"),
+    ("POST", "/app/contracts/c1/runtimeoptions/logging/status"),
 ])
 async def test_a_room_without_attestation_is_refused_first(app, method, path):
     answer = await _call(app, method, path, b'{"encrypt": "ignored", "sign": "ignored"}')
@@ -96,7 +112,7 @@ async def test_a_room_without_attestation_is_refused_first(app, method, path):
 @pytest.mark.anyio
 @pytest.mark.parametrize("method, path, body", [
     ("PUT", "/app/contracts/c1/secrets/s", b'{"value": "v"}'),
-    ("POST", "/app/contracts/c1/execution/disable", b""),
+    ("POST", "/app/contracts/c1/runtimeoptions/execution/disable", b""),
     ("PUT", "/app/contracts/c2", b'{"data": {"x": 1}}'),
 ])
 async def test_a_change_whose_audit_record_cannot_be_written_does_not_happen(tmp_path, monkeypatch, method, path,
@@ -108,14 +124,13 @@ async def test_a_change_whose_audit_record_cannot_be_written_does_not_happen(tmp
     store.put_contract("c1", {}, None)
     member = MemberIdentity.create(tmp_path / "m", "m")
     store.add_member(member.member_id, "m", member.cert_pem)
-    version = store.contract("c1")["version"]
-    proposal = store.create_proposal(member.member_id, [{"name": "set_contract",
-                                                          "args": {"contractId": "c1", "version": version}}])
+    proposal = store.create_proposal(member.member_id, [{"name": "set_contract", "args": {
+        "contractId": "c1", "contract": store.contract_view("c1")}}])
     store.vote(proposal["proposalId"], member.member_id, True)
     assert store.is_accepted("c1")
     before = json.dumps(store.state.__dict__, sort_keys=True)
     issuer = OidcIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), "https://cgs/oidc")
-    app = build_app(store, AuditLog(shared), _no_evidence, issuer, member.cert, CgsConfig())
+    app = build_app(store, AuditLog(shared), _no_evidence, issuer, member.cert, CgsConfig(allow_signed_header=True))
 
     def disk_full(*_args):
         raise sqlite3.OperationalError("database or disk is full")

@@ -80,14 +80,14 @@ def test_a_hostile_template_file_is_one_line(tmp_path, content, expected):
 
 
 class _HostileCgs:
-    """A CGS that answers GET …/deploymentspec with whatever the test sets (status, body chunks)."""
+    """A CGS that answers POST …/deploymentspec with whatever the test sets (status, body chunks)."""
 
     def __init__(self):
         self.status, self.chunks = 200, [b"{}"]
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:  # noqa: N802
                 self.send_response(outer.status)
                 self.send_header("content-type", "application/json")
                 self.send_header("transfer-encoding", "chunked")

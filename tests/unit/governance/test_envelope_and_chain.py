@@ -14,7 +14,6 @@ from sidecars.common.envelope import (
     RoomKey,
     UnwrapError,
     report_data_for,
-    signed_message,
     verify_signature,
     wrap,
 )
@@ -42,18 +41,17 @@ def test_report_data_binds_the_public_key_pem():
     assert report_data_for(RoomKey.generate().public_pem) != room.report_data
 
 
-def test_signature_covers_timestamp_and_data():
+def test_signature_covers_the_data_bytes_not_the_timestamp():
     room = RoomKey.generate()
     body = room.signed_request(ATTESTATION, {"event": "x"}, now_ms=1_700_000_000_000)
     assert body["encrypt"]["publicKey"] == body["sign"]["publicKey"]
-    assert json.loads(base64.b64decode(body["data"])) == {"event": "x"}
+    data = base64.b64decode(body["data"])
+    assert json.loads(data) == {"event": "x"}
     signature = base64.b64decode(body["sign"]["signature"])
-    assert verify_signature(room.public_pem, signature, signed_message(body["timestamp"], body["data"]))
-    assert not verify_signature(room.public_pem, signature, signed_message("1700000000001", body["data"]))
-    assert not verify_signature(room.public_pem, signature,
-                                signed_message(body["timestamp"], base64.b64encode(b'{"event":"y"}').decode()))
-    assert not verify_signature(RoomKey.generate().public_pem, signature,
-                                signed_message(body["timestamp"], body["data"]))
+    assert verify_signature(room.public_pem, signature, data)
+    assert not verify_signature(room.public_pem, signature, b'{"event":"y"}')
+    assert not verify_signature(room.public_pem, signature, f"{body['timestamp']}.{body['data']}".encode())
+    assert not verify_signature(RoomKey.generate().public_pem, signature, data)
 
 
 def test_member_signature_binds_method_path_time_and_body(tmp_path):
