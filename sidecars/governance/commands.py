@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,13 @@ def _propose(args: argparse.Namespace, client: CgsMemberClient, proposal: dict[s
         proposal = client.vote(proposal["proposalId"], True)
     _print_proposal(proposal, what)
     return proposal
+
+
+def _show(args: argparse.Namespace, read: Callable[[CgsMemberClient], Any]) -> int:
+    """Print what `read` gets from CGS, as JSON."""
+    with _client(args) as client:
+        print(json.dumps(read(client), indent=2))
+    return 0
 
 
 def _json_arg(value: str, what: str) -> Any:
@@ -118,9 +126,7 @@ def contract_propose(args: argparse.Namespace) -> int:
 
 
 def contract_show(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        print(json.dumps(client.contract(args.contract), indent=2))
-    return 0
+    return _show(args, lambda c: c.contract(args.contract))
 
 
 def proposal_vote(args: argparse.Namespace) -> int:
@@ -130,15 +136,11 @@ def proposal_vote(args: argparse.Namespace) -> int:
 
 
 def proposal_show(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        print(json.dumps(client.proposal(args.proposal), indent=2))
-    return 0
+    return _show(args, lambda c: c.proposal(args.proposal))
 
 
 def proposal_actions(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        print(json.dumps(client.proposal_actions(args.proposal), indent=2))
-    return 0
+    return _show(args, lambda c: c.proposal_actions(args.proposal))
 
 
 def proposal_list(args: argparse.Namespace) -> int:
@@ -172,9 +174,7 @@ def policy_set(args: argparse.Namespace) -> int:
 
 
 def policy_show(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        print(json.dumps(client.policy(args.contract), indent=2))
-    return 0
+    return _show(args, lambda c: c.policy(args.contract))
 
 
 def consent(args: argparse.Namespace) -> int:
@@ -222,9 +222,7 @@ def document_propose(args: argparse.Namespace) -> int:
 
 
 def document_show(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        print(json.dumps(client.document(args.document), indent=2))
-    return 0
+    return _show(args, lambda c: c.document(args.document))
 
 
 def ca(args: argparse.Namespace) -> int:

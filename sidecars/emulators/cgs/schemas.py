@@ -14,10 +14,20 @@ from .store import ACTIONS, POLICY_CLAIMS
 STRING: dict[str, Any] = {"type": "string"}
 
 
-def body(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+def body(properties: dict[str, Any], required: tuple[str, ...] = (), description: str = "") -> dict[str, Any]:
     """`openapi_extra` for a route reading a JSON object with these properties."""
     schema = {"type": "object", "properties": properties, "required": list(required)}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+    request_body: dict[str, Any] = {"required": True, "content": {"application/json": {"schema": schema}}}
+    if description:
+        request_body["description"] = description
+    return {"requestBody": request_body}
+
+
+# Governance writes travel as COSE_Sign1 (`application/cose`) whose payload is the JSON described; the JSON
+# body itself is taken only from a stand-in started with --allow-signed-header (the legacy member header).
+GOV_WRITE = ("A COSE_Sign1 message (application/cose, ES384, kid = member id, ccf.gov.msg.type and "
+             "ccf.gov.msg.created_at protected) whose payload is this JSON; plain JSON only with the legacy "
+             "signed header on a stand-in started with --allow-signed-header.")
 
 
 CONTRACT = body({"data": {}, "version": STRING}, ("data",))
@@ -32,9 +42,11 @@ PROPOSAL = body({"actions": {"type": "array", "items": {
             "cert": {"type": "string", "description": "PEM certificate"}, "member_data": {"type": "object"},
             "kid": STRING, "issuer_url": STRING,
             "claims": {"type": "object", "properties": {claim: {} for claim in POLICY_CLAIMS}},
-            "spec": {"type": "object", "properties": {"data": {"type": "object"}}}}}}}}}, ("actions",))
+            "spec": {"type": "object", "properties": {"data": {"type": "object"}}}}}}}}}, ("actions",),
+    GOV_WRITE)
 BALLOT = body({"ballot": {"enum": ["export function vote (proposal, proposerId) { return true }",
-                                   "export function vote (proposal, proposerId) { return false }"]}}, ("ballot",))
+                                   "export function vote (proposal, proposerId) { return false }"]}}, ("ballot",),
+              GOV_WRITE)
 SECRET = body({"value": STRING}, ("value",))
 # A room's request: its attestation and the key answers are wrapped to; a write adds its signed data.
 ROOM = body({
