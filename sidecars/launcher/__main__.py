@@ -21,7 +21,7 @@ from ..common.http import bind_socket
 from ..common.logs import configure_logging
 from ..common.process import write_ready_file
 from .service import Launcher, build_app
-from .sidecar import LAUNCHER, LauncherConfig
+from .sidecar import LAUNCHER, SIDECARS_READY_TIMEOUT_S, LauncherConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--netns", help="the room's network namespace the app joins (default: no network)")
     parser.add_argument("--wait", action="append", default=[], metavar="NAME=URL",
                         help="a sidecar's /status URL to wait for before anything else (repeatable)")
-    parser.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for the sidecars")
+    parser.add_argument("--ready-timeout", type=float, default=SIDECARS_READY_TIMEOUT_S,
+                        help=f"seconds to wait for the sidecars (default {SIDECARS_READY_TIMEOUT_S:g})")
     parser.add_argument("--governance-url", required=True, help="the governance sidecar")
     parser.add_argument("--telemetry-url", help="the telemetry sidecar (app logs, exports)")
     parser.add_argument("--sidecar-token-file", type=Path, help="token for auditing under scope 'launcher'")

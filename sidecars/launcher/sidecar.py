@@ -17,6 +17,13 @@ from ..spec import CleanRoomSpec
 FINAL_PHASES = ("running", "exited", "failed", "stopped", "ready")
 
 
+#: How long the launcher waits for the other sidecars before it gives up. Generous on purpose: a sidecar's
+#: Python start-up under its 0.1-0.2 CPU request (a hard cap on Confidential ACI and in the simulator) takes
+#: tens of seconds on a busy host, and 60 s was missed now and then; a sidecar that never comes up is still
+#: reported, naming it, only later.
+SIDECARS_READY_TIMEOUT_S = 180.0
+
+
 @dataclass(frozen=True)
 class LauncherConfig:
     spec: CleanRoomSpec
@@ -35,7 +42,7 @@ class LauncherConfig:
     host: str = "127.0.0.1"
     ready_file: Path | None = None
     sidecar_token_file: Path | None = None
-    ready_timeout: float = 60.0
+    ready_timeout: float = SIDECARS_READY_TIMEOUT_S
     #: in a container the group's network namespace has no name yet: the launcher gives it `netns`
     name_own_netns: bool = False
     #: each other sidecar → what its death while the app runs does (a `FailurePolicy` value); a sidecar
