@@ -38,7 +38,8 @@ def run() -> dict[str, float]:
         credential = DevTokenCredential.from_dir(endpoints["dev_tokens_dir"])
         keys = KeyClient(endpoints["keyvault_url"], credential, connection_verify=endpoints["ca_bundle"],
                          verify_challenge_resource=False)
-        policy = sevsnp_policy(endpoints["maa_endpoint"], HOST_DATA)
+        # The stand-ins' MAA gives their mock platform's UVM `ccr-mock-uvm`, never `azure-compliant-uvm`.
+        policy = sevsnp_policy(endpoints["maa_endpoint"], HOST_DATA, accept_mock_uvm=True)
         keys.create_rsa_key("bench-kek", hardware_protected=True, exportable=True,
                             release_policy=KeyReleasePolicy(json.dumps(policy).encode()))
         platform = MockPlatform.load(endpoints["mock_platform_dir"])
