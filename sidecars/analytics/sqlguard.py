@@ -64,6 +64,11 @@ class SqlRefused(BadRequest):
 
     code = "SqlRefused"
 
+    def __init__(self, message: str):
+        # a refusal quotes the SQL's own names and text: unprintable ones (terminal escapes, bidi controls,
+        # unassigned code points) must not reach a terminal or a log as they were sent
+        super().__init__(_one_line(message))
+
 
 def check_segment(sql: str, views: Mapping[str, Dataset]) -> exp.Query:
     """The segment's SQL parsed and qualified against the allowed columns of the views (by view name),
@@ -267,6 +272,10 @@ def _check_aggregate_only(tree: exp.Query, views: Mapping[str, Dataset]) -> None
                 raise SqlRefused(f"column {column.name!r} of aggregate-only dataset {dataset!r} reaches the "
                                  "output outside COUNT/SUM/AVG/STDDEV/VARIANCE (or inside a window)")
             read = flow.reads_row_level(scope)
+            if read and scope.is_correlated_subquery:
+                # an aggregate per outer row is a GROUP BY on the correlation that no threshold can count
+                raise SqlRefused(f"a correlated subquery reads aggregate-only dataset {read!r}: join it and "
+                                 "GROUP BY instead")
             row_level = read if read and not _is_aggregated(node) else None
         else:
             continue
@@ -346,5 +355,11 @@ def _views_reached(scope: Scope, views: Mapping[str, Dataset]) -> set[str]:
     return reached
 
 
+_TERMINAL_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|[\x00-\x1f\x7f]")
+
+
 def _one_line(text: str) -> str:
-    return " ".join(text.split())[:300]
+    """sqlglot's messages underline the culprit with terminal escapes and span lines; a refusal is one
+    plain line (it reaches logs, an API's error body and a terminal)."""
+    plain = " ".join(_TERMINAL_ESCAPES.sub(" ", text).split())
+    return "".join(char if char.isprintable() else "?" for char in plain)[:400]
