@@ -118,6 +118,11 @@ def test_honest_queries_pass(sql):
     ("SELECT id FROM nw WHERE EXISTS (SELECT 1 FROM wg WHERE wg.id = nw.id)", "aggregate-only dataset 'woodgrove'"),
     ("SELECT id, (SELECT SUM(spend) FROM wg WHERE wg.id = nw.id) FROM nw",
      "a correlated subquery reads aggregate-only dataset 'woodgrove'"),
+    ("WITH wg AS (SELECT spend FROM wg) SELECT spend FROM wg", "aggregate-only dataset 'woodgrove'"),
+    ("WITH nw AS (SELECT spend FROM wg) SELECT spend FROM nw", "aggregate-only dataset 'woodgrove'"),
+    ("SELECT * FROM nw JOIN wg USING (id)", "aggregate-only dataset 'woodgrove'"),
+    ("SELECT GROUPING(id), SUM(spend) FROM wg GROUP BY CUBE(id)", "column 'id' of aggregate-only"),
+    ("SELECT array(spend)[0] FROM wg", "column 'spend' of aggregate-only"),
     ("SELECT * FROM wg TABLESAMPLE (1 ROWS)", "aggregate-only dataset 'woodgrove'"),
     ("SELECT CASE WHEN SUM(spend) > 0 THEN MAX(spend) END FROM wg", "column 'spend' of aggregate-only"),
 ])
