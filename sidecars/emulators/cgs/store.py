@@ -249,11 +249,10 @@ class Store:
         contract = self.contract(contract_id)
         if contract["state"] == "Accepted":
             return contract
-        proposal = self._open_proposal_of("set_contract", "contractId", contract_id)
+        proposal, carried = self._open_proposal_carrying("set_contract", "contractId", contract_id, "contract")
         if proposal is not None:
-            action = next(a for a in proposal["actions"] if a["args"].get("contractId") == contract_id)
             # (a proposal a stand-in before CGS's shapes stored names no contract: the draft stands for it)
-            proposed = action["args"].get("contract") or contract
+            proposed = carried or contract
             return {"id": contract_id, "state": "Proposed", "data": proposed.get("data"),
                     "version": proposed.get("version", ""), "proposalId": proposal["proposalId"]}
         return {"id": contract_id, "state": "Draft", "data": contract["data"], "version": contract["version"],
@@ -372,9 +371,17 @@ class Store:
                        for pid, p in self.state.proposals.items())
         return claimed
 
-    def _open_proposal_of(self, name: str, key: str, item_id: str) -> dict[str, Any] | None:
-        return next((p for p in self.state.proposals.values() if p["state"] == "Open" and any(
-            a["name"] == name and a["args"].get(key) == item_id for a in p["actions"])), None)
+    def _open_proposal_carrying(self, name: str, key: str, item_id: str, carried: str
+                                ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The open proposal whose `name` action is about `item_id` (by `args[key]`), and the object that action
+        carries (`args[carried]`: the whole contract or document); (None, None) when none is open."""
+        for proposal in self.state.proposals.values():
+            if proposal["state"] != "Open":
+                continue
+            for action in proposal["actions"]:
+                if action["name"] == name and action["args"].get(key) == item_id:
+                    return proposal, action["args"].get(carried)
+        return None, None
 
     def _validate_action(self, action: dict[str, Any]) -> None:
         """What CGS's `validate` of each action checks (a 400 ProposalFailedToValidate), before anyone votes."""
@@ -659,10 +666,10 @@ class Store:
             raise NotFound("A document with the specified id was not found.", code="DocumentNotFound")
         if document["state"] == "Accepted":
             return document
-        proposal = self._open_proposal_of("set_member_document", "documentId", document_id)
+        proposal, carried = self._open_proposal_carrying("set_member_document", "documentId", document_id,
+                                                         "document")
         if proposal is not None:
-            action = next(a for a in proposal["actions"] if a["args"].get("documentId") == document_id)
-            proposed = action["args"].get("document") or document
+            proposed = carried or document
             return {"id": document_id, "contractId": proposed.get("contractId"), "state": "Proposed",
                     "data": proposed.get("data"), "version": proposed.get("version", ""),
                     "proposalId": proposal["proposalId"]}
