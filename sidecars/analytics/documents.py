@@ -166,7 +166,8 @@ class _Fields:
 
     def choice(self, key: str, choices: frozenset[str], default: str | None = None) -> str | None:
         value = self.obj.get(key, default)
-        if value not in choices:
+        # a JSON array or object is unhashable: test the type before membership
+        if not isinstance(value, str) or value not in choices:
             self.problems.append(f"{self._at(key)}: must be one of {', '.join(sorted(choices))}")
             return None
         return value
