@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,14 @@ class Recorder:
     sockets: list[socket.socket]
     seen: list[dict] = field(default_factory=list)
     closed: threading.Event = field(default_factory=threading.Event)
+
+    def wait_seen(self, count: int, timeout: float = 5.0) -> list[dict]:
+        """What it saw once it saw `count` (or at `timeout`): the kernel answers a ping before the recorder's
+        thread reads its copy from the raw socket, so a reply can come back before the record exists."""
+        deadline = time.monotonic() + timeout
+        while len(self.seen) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.seen
 
     def close(self) -> None:
         self.closed.set()

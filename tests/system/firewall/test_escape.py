@@ -149,7 +149,7 @@ def test_sidecars_uid_0_is_exempt(closed_room):
     for host in (OUTSIDE_V4, OUTSIDE_V6):
         assert closed_room.attack("ping", host, uid=None)["ok"], host
     assert closed_room.outside_tcp[22].seen and closed_room.outside_tcp[443].seen
-    assert len(closed_room.outside_icmp.seen) == 2
+    assert len(closed_room.outside_icmp.wait_seen(2)) == 2
 
 
 def test_inbound_reaches_the_app_only_through_the_proxy(closed_room):
