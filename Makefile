@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-stamp
 PYTEST ?= $(PY) -m pytest
 
-.PHONY: setup test test-unit demo bench lint clean arm arm-runnable
+.PHONY: setup test test-unit demo demo-analytics bench lint clean arm arm-runnable
 
 setup: $(STAMP)
 
@@ -20,6 +20,10 @@ test-unit: setup
 
 demo: setup
 	bash examples/cleanroomhello-job/run.sh
+
+# Spark SQL over two parties' encrypted datasets, each query approved by the owners of its data (root).
+demo-analytics: setup
+	bash examples/analytics/run.sh
 
 bench: setup
 	$(PY) -m bench
