@@ -13,6 +13,7 @@ The answers are computed with sqlite3 over the same rows, independently of Spark
 from __future__ import annotations
 
 import csv
+import os
 import random
 import shutil
 import sqlite3
@@ -31,6 +32,7 @@ CATEGORIES = ("books", "garden", "kitchen", "toys")
 AGE_BANDS = ("18-29", "30-44", "45-64", "65+")
 SEGMENTS = ("retail", "premier")
 DAYS = ("2026-11-01", "2026-11-02")
+NORTHWIND_SALES = 4000
 NORTHWIND_COLUMNS = ("customer_id", "email", "city", "category", "amount")
 WOODGROVE_COLUMNS = ("customer_id", "age_band", "segment", "income")
 
@@ -64,7 +66,7 @@ def generate() -> DemoData:
     shoppers = rng.sample(everyone, CUSTOMERS // 2)
     banked = set(rng.sample(everyone, 1200))
     sales: list[Row] = []
-    for number in range(4000):
+    for _sale in range(NORTHWIND_SALES):
         customer = rng.choice(shoppers)
         sales.append((customer, f"{customer}@example.com", rng.choice(CITIES), rng.choice(CATEGORIES),
                       rng.randint(5, 500)))
@@ -100,10 +102,13 @@ def write_parquet(rows: Sequence[Row], columns: Sequence[str], types: Sequence[s
     from pyspark.sql import SparkSession  # lazy: starting a JVM takes seconds; only the writer needs it
 
     scratch = Path(tempfile.mkdtemp(prefix="ccr-analytics-parquet-"))
+    # Spark otherwise resolves the host name to pick an address (and warns when it is a loopback one)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     spark = (SparkSession.builder.master("local[1]").appName("ccr-analytics-demo-data")
              .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
              .config("spark.driver.bindAddress", "127.0.0.1").config("spark.local.dir", str(scratch / "local"))
-             .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+             .config("spark.sql.session.timeZone", "UTC")
+             .config("spark.ui.showConsoleProgress", "false").getOrCreate())
     try:
         spark.sparkContext.setLogLevel("ERROR")
         schema = ", ".join(f"{name} {kind}" for name, kind in zip(columns, types, strict=True))
