@@ -7,12 +7,14 @@ from __future__ import annotations
 import csv
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
 from sidecars.analytics.engine import Engine
@@ -36,7 +38,8 @@ def dataset_doc(name: str, owner: str, store: str, schema: list[tuple[str, str]]
             "encryption": {"mode": "CSE", "dekSecret": f"{name}-dek", "kekName": f"{name}-kek"}, **extra}
 
 
-def query_doc(sql: str = JOIN_SQL, inputs: tuple[tuple[str, str], ...] = ((NW_DATASET, "nw"), (WG_DATASET, "wg"))) -> dict:
+def query_doc(sql: str = JOIN_SQL,
+              inputs: tuple[tuple[str, str], ...] = ((NW_DATASET, "nw"), (WG_DATASET, "wg"))) -> dict:
     return {"segments": [{"executionSequence": 1, "sql": sql, "preConditions": [], "postFilters": []}],
             "inputDatasets": [{"datasetName": d, "viewName": v} for d, v in inputs],
             "outputDataset": {"datasinkName": SINK}}
@@ -74,7 +77,6 @@ class FakeGovernance:
         @app.post("/memberdocuments/{document_id}")
         def document(document_id: str):
             if document_id not in self.documents:
-                from fastapi.responses import JSONResponse  # noqa: PLC0415 — lazy: test-only, one route
                 return JSONResponse({"error": {"code": "DocumentNotFound", "message": "not found"}}, 404)
             return self.documents[document_id]
 
@@ -171,7 +173,6 @@ class Room:
         return self.call(member, "POST", f"/queries/{query_id}/run", body or {})
 
     def wait(self, member: str, run_id: str, timeout: float = 60.0) -> dict:
-        import time  # noqa: PLC0415 — lazy: only the waiting tests use it
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run = self.call(member, "GET", f"/runs/{run_id}").json()

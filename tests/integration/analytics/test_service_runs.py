@@ -7,7 +7,12 @@ import time
 
 import pytest
 
+from sidecars.analytics.runs import Run, RunRequest, RunStore
+
 from .conftest import NW_DATASET, WG_DATASET, dataset_doc, query_doc, write_csv
+
+#: a real Spark session (started once, ~15 s) runs these
+pytestmark = pytest.mark.slow
 
 
 def sink_files(room) -> list[str]:
@@ -158,7 +163,8 @@ def test_revocation_while_running_cancels_the_run_and_publishes_nothing(room):
     write_csv(room.mount_root / "nwstore" / "part-1.csv", ["region", "amount", "email"], rows)
     ids = {n: i.member_id for n, i in room.identities.items()}
     room.gov.publish("q-slow", "query", query_doc(
-        "SELECT a.region, COUNT(*) AS n FROM nw a JOIN nw b ON a.amount < b.amount GROUP BY a.region", (("nw-sales", "nw"),)), {ids["northwind"]: True})
+        "SELECT a.region, COUNT(*) AS n FROM nw a JOIN nw b ON a.amount < b.amount GROUP BY a.region",
+        (("nw-sales", "nw"),)), {ids["northwind"]: True})
     # prepare checks consent once, the worker once more before Spark: the 4th check is the watcher's second
     room.gov.disable_after[NW_DATASET] = 3
     started = time.monotonic()
@@ -174,8 +180,6 @@ def test_revocation_while_running_cancels_the_run_and_publishes_nothing(room):
 
 
 def test_runs_survive_an_app_restart_and_interrupted_ones_are_marked(room, tmp_path):
-    from sidecars.analytics.runs import Run, RunRequest, RunStore  # noqa: PLC0415 — lazy: this test only
-
     room.run("woodgrove", "q1", {"runId": "kept", "dryRun": True})
     store = room.analytics.store
     store.create(Run("cut", RunRequest("q1"), "woodgrove", status="running"))
