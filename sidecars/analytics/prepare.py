@@ -115,9 +115,13 @@ def _require_enabled(status: ConsentStatus, what: str) -> None:
 
 
 def prepare(gov: Governance, query_id: str, request: RunRequest, members_by_id: Mapping[str, Member],
-            mount_root: Path) -> Prepared:
+            mount_root: Path, reads: list[str] | None = None) -> Prepared:
+    """`reads` gets the names of the datasets the query reads as soon as they are known, so that a refusal
+    after that point is audited with them (an owner finds refused attempts on its data too)."""
     query_document, query_text = _accepted_document(gov, query_id, "query")
     query = parse_query(query_text)
+    if reads is not None:
+        reads.extend(dict.fromkeys(i.dataset_name for i in query.input_datasets))
     datasets: dict[str, Dataset] = {}
     for wanted in query.input_datasets:
         if wanted.dataset_name in datasets:

@@ -112,11 +112,11 @@ class Analytics:
         if not created:
             return run, False
         started = time.monotonic()
+        reads: list[str] = []
         try:
-            prepared = prepare(self.gov, query_id, request, self.directory.by_id(), self.config.mount_root)
+            prepared = prepare(self.gov, query_id, request, self.directory.by_id(), self.config.mount_root, reads)
         except CcrError as exc:
-            datasets = ()
-            self._end(replace(run, datasets=datasets, timings={"prepare": round(time.monotonic() - started, 3)}),
+            self._end(replace(run, datasets=tuple(reads), timings={"prepare": round(time.monotonic() - started, 3)}),
                       runstore.REFUSED if exc.http_status < 500 else runstore.FAILED,
                       "refused" if exc.http_status < 500 else "failed", exc)
             raise

@@ -108,7 +108,11 @@ def test_a_non_allowed_column_is_refused_naming_it(room):
 def test_a_revoked_dataset_is_refused_naming_who_revoked(room):
     room.gov.disabled[NW_DATASET] = "execution consent revoked by northwind"
     message = refused(room, room.run("woodgrove", "q1"), 403, "ConsentRevoked")
-    assert "nw-sales" in message and "northwind" in message and audited(room, "refused")
+    assert "nw-sales" in message and "northwind" in message
+    # northwind finds the refused attempt on its data in the audit trail
+    event = audited(room, "refused")[0]
+    assert event["datasets"] == [NW_DATASET, WG_DATASET] and event["member"] == "woodgrove"
+    assert event["reason"] == message
 
 
 def test_a_revoked_contract_is_refused(room):
