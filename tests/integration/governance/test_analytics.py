@@ -210,7 +210,8 @@ def test_a_second_member_cannot_take_an_owners_name(analytics_cgs, parties, loca
 
 
 # -- the commands -------------------------------------------------------------------------------------------
-def ccr(capsys, member: CgsMemberClient, analytics_cgs: Cgs, local_ca, members_dir: Path, *argv: str) -> tuple[int, str, str]:
+def ccr(capsys, member: CgsMemberClient, analytics_cgs: Cgs, local_ca, members_dir: Path,
+        *argv: str) -> tuple[int, str, str]:
     identity = members_dir / member.identity.name
     code = main(["analytics", *argv, "--cgs", analytics_cgs.url, "--ca-bundle", str(local_ca.cert_file),
                  "--identity", str(identity)])
