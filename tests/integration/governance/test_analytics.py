@@ -255,6 +255,8 @@ def test_the_commands_publish_propose_vote_show_and_revoke(parties, contract, an
     assert code == 0 and "northwind revoked; woodgrove accepted" in out and "execution: disabled" in out
     code, out, _ = run("northwind", "dataset", "enable", sales)
     assert code == 0 and "execution enabled" in out
+    code, _, err = run("northwind", "dataset", "publish", str(tmp_path / "sales.json"))
+    assert code == 1 and "already accepted" in err and err.count("\n") == 1
     code, out, _ = run("contoso", "dataset", "show", sales)
     shown = json.loads(out)
     assert shown["state"] == "Accepted" and shown["dataset"]["owner"] == "northwind"
