@@ -15,6 +15,7 @@ stands for one certificate.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from ...analytics.documents import AnalyticsDocumentError, Dataset, Query, parse_dataset, parse_query
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from .store import Store
 
 KINDS = ("dataset", "query")
+#: an analytics document's id, as a dataset's name (the dataset and query documents' own name pattern)
+DOCUMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_LABELS = 16
 MAX_LABEL_CHARS = 64
 
@@ -86,6 +89,9 @@ def check_proposal(store: Store, proposer: str, actions: list[dict[str, Any]]) -
             raise BadRequest("an analytics document is proposed alone (the owners of its data decide it)",
                              code="ProposalFailedToValidate")
         contract_id, document_id = document["contractId"], action["args"]["documentId"]
+        if not DOCUMENT_ID.fullmatch(document_id):
+            raise BadRequest(f"an analytics document's id is a plain name ({DOCUMENT_ID.pattern}), not "
+                             f"{document_id[:64]!r}", code="InvalidAnalyticsDocument")
         members = store.contract_members(contract_id)
         content = parsed(document, kind)
         if isinstance(content, Dataset):
@@ -126,26 +132,35 @@ def _revoked_by(store: Store, document_id: str) -> list[str]:
 
 def execution_status(store: Store, contract_id: str, document_id: str) -> dict[str, Any]:
     """`{status, reason}` of a document's execution consent: disabled unless accepted and revoked by nobody; a
-    query is also disabled while any dataset it reads is."""
+    query is also disabled while any dataset it reads is. A revoked one also lists `revokedBy` (member names,
+    the stand-in's addition: `ccr analytics query show` says which owner revoked)."""
+    if not store.is_accepted(contract_id):
+        # as the contract's own status: before acceptance a room's attestation is not checked against a policy,
+        # so whoever asks learns nothing but "disabled"
+        return {"status": "disabled", "reason": {"code": "ContractNotAccepted",
+                                                 "message": "Contract does not exist or has not been accepted."}}
     document = store.state.documents.get(document_id)
     if document is None or document.get("contractId") != contract_id or document.get("state") != "Accepted":
         return {"status": "disabled", "reason": {
             "code": "DocumentNotAccepted",
             "message": f"Document {document_id[:64]!r} does not exist in contract {contract_id[:64]!r} or has "
                        "not been accepted."}}
+    reasons: list[str] = []
+    revoked_by: set[str] = set()
     revoked = _revoked_by(store, document_id)
     if revoked:
-        return {"status": "disabled", "reason": {
-            "code": "ConsentRevoked",
-            "message": f"Consent for document {document_id!r} has been revoked by: {', '.join(revoked)}."}}
+        reasons.append(f"Consent for document {document_id!r} has been revoked by: {', '.join(revoked)}.")
+        revoked_by.update(revoked)
     if kind_of(document) == "query":
         query = parsed(document, "query")
         assert isinstance(query, Query)
         for source in query.input_datasets:
             revoked = _revoked_by(store, source.dataset_name)
             if revoked:
-                return {"status": "disabled", "reason": {
-                    "code": "ConsentRevoked",
-                    "message": f"Consent for dataset {source.dataset_name!r}, which query {document_id!r} reads, "
-                               f"has been revoked by: {', '.join(revoked)}."}}
+                reasons.append(f"Consent for dataset {source.dataset_name!r}, which query {document_id!r} reads, "
+                               f"has been revoked by: {', '.join(revoked)}.")
+                revoked_by.update(revoked)
+    if reasons:
+        return {"status": "disabled", "reason": {"code": "ConsentRevoked", "message": " ".join(reasons)},
+                "revokedBy": sorted(revoked_by)}
     return {"status": "enabled"}
