@@ -1,4 +1,4 @@
-"""`ccr analytics run|runs` (the handlers in runcommands.py) against the app served over TLS from a contract
+"""`ccr analytics run|runs` (the CLI, handlers in runcommands.py) against the app served over TLS from a contract
 CA: signed requests, the CA verified, --wait following the run, exit codes and one-line reasons."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import threading
 
 import pytest
 
-from sidecars.analytics.runcommands import cmd_run, cmd_runs
+from sidecars.analytics.runcommands import cmd_run
 from sidecars.analytics.service import build_app
+from sidecars.cli import main as ccr
 from sidecars.common.errors import CcrError, ConfigError
 from sidecars.common.http import serve
 from sidecars.common.tls import LocalCA
@@ -43,14 +44,23 @@ def args(room, url, ca, member="woodgrove", **extra):
     return argparse.Namespace(**values)
 
 
-def test_run_wait_follows_the_run_to_success_and_runs_lists_it(room, served, capsys):
+def test_ccr_analytics_run_wait_follows_the_run_to_success_and_runs_lists_it(room, served, capsys):
     url, ca, _ = served
-    assert cmd_run(args(room, url, ca, run_id="cli1")) == 0
+    connection = ["--url", url, "--contract-ca", ca]
+    assert ccr(["analytics", "run", "q1", "--run-id", "cli1", "--wait", *connection,
+                "--identity", str(room.identities["woodgrove"].directory)]) == 0
     out = capsys.readouterr().out
-    assert "run cli1: queued" in out.splitlines()[0] or "run cli1: running" in out.splitlines()[0]
+    assert out.splitlines()[0] in ("run cli1: queued", "run cli1: running")
     assert "run cli1: succeeded, 3 rows written, 0 groups suppressed: cli1/segment-1.csv" in out
-    assert cmd_runs(args(room, url, ca, member="northwind", query="q1")) == 0
+    assert ccr(["analytics", "runs", "--query", "q1", *connection,
+                "--identity", str(room.identities["northwind"].directory)]) == 0
     assert "run cli1: succeeded" in capsys.readouterr().out
+    # a refusal through the CLI: exit 1, one line on stderr
+    room.gov.disabled["nw-sales"] = "revoked by northwind"
+    assert ccr(["analytics", "run", "q1", *connection, "--identity", str(room.identities["woodgrove"].directory)]) == 1
+    # (the in-process server's own log lines share stderr here: the CLI's are those starting "ccr:")
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ccr")]
+    assert len(err) == 1 and err[0].startswith("ccr: error: ConsentRevoked: execution consent for dataset 'nw-sales'")
 
 
 def test_a_refused_run_exits_1_with_the_one_line_reason(room, served, capsys):
@@ -64,7 +74,7 @@ def test_a_run_that_ends_refused_exits_1_naming_the_file(room, served, capsys):
     url, ca, _ = served
     (room.mount_root / "nwstore" / "part-2.csv").write_text("region,price,email\neast,1,x\n")
     assert cmd_run(args(room, url, ca, run_id="cli2")) == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ccr")]
     assert len(err) == 1 and "part-2.csv" in err[0]
     assert err[0].startswith("ccr: error: run cli2 refused: SchemaMismatch:")
 
