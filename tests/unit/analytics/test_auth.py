@@ -188,3 +188,17 @@ def test_the_replay_guard_refuses_requests_signed_before_it_started():
     guard = ReplayGuard(60, clock=lambda: 1000.0)
     with pytest.raises(Unauthorized, match="before the app"):
         guard.check_time(999_000)
+
+
+def test_a_member_removed_from_the_contract_loses_access_once_the_list_ages(identities):
+    listed = [member_entry(identities["northwind"]), member_entry(identities["woodgrove"])]
+    now = [0.0]
+    directory = MemberDirectory(lambda: {"value": list(listed)}, refresh_interval_s=5, max_age_s=30,
+                                clock=lambda: now[0])
+    woodgrove = identities["woodgrove"].member_id
+    assert directory.member(woodgrove) is not None
+    listed.pop()  # the consortium removes woodgrove
+    now[0] = 29
+    assert directory.member(woodgrove) is not None  # within the list's age
+    now[0] = 31
+    assert directory.member(woodgrove) is None
