@@ -58,6 +58,10 @@ class FakeGovernance:
     #: document id → disable it after this many consent checks of it (a revocation while a run runs)
     disable_after: dict[str, int] = field(default_factory=dict)
     checks: dict[str, int] = field(default_factory=dict)
+    #: audit writes answered 503 (not acknowledged)
+    audit_down: bool = False
+    #: document id → consent checks of it answered 503 after this many (governance unreachable mid-run)
+    consent_down_after: dict[str, int] = field(default_factory=dict)
     members_calls: int = 0
     url: str = ""
 
@@ -83,6 +87,8 @@ class FakeGovernance:
         @app.post("/memberdocuments/{document_id}/consentcheck/execution")
         def document_consent(document_id: str):
             self.checks[document_id] = self.checks.get(document_id, 0) + 1
+            if self.checks[document_id] > self.consent_down_after.get(document_id, 1 << 30):
+                return JSONResponse({"error": {"code": "ServiceUnavailable", "message": "CGS unreachable"}}, 503)
             if document_id in self.disable_after and self.checks[document_id] > self.disable_after[document_id]:
                 self.disabled.setdefault(document_id, "revoked by northwind")
             if document_id in self.disabled:
@@ -98,6 +104,8 @@ class FakeGovernance:
 
         @app.put("/events", status_code=204)
         async def events(request: Request):
+            if self.audit_down:
+                return JSONResponse({"error": {"code": "ServiceUnavailable", "message": "CGS unreachable"}}, 503)
             self.events.append(json.loads(await request.body()))
 
         return app
@@ -108,7 +116,9 @@ class FakeGovernance:
         self.events.clear()
         self.disable_after.clear()
         self.checks.clear()
+        self.consent_down_after.clear()
         self.contract_disabled = False
+        self.audit_down = False
 
 
 @pytest.fixture(scope="session")

@@ -162,13 +162,7 @@ def test_a_dataset_whose_files_do_not_match_its_schema_fails_the_run_with_nothin
 
 
 def test_revocation_while_running_cancels_the_run_and_publishes_nothing(room):
-    # enough rows that the self-join takes Spark a while; northwind revokes at the watcher's second check
-    rows = [["east" if i % 2 else "west", i, f"p{i}@nw.example"] for i in range(4000)]
-    write_csv(room.mount_root / "nwstore" / "part-1.csv", ["region", "amount", "email"], rows)
-    ids = {n: i.member_id for n, i in room.identities.items()}
-    room.gov.publish("q-slow", "query", query_doc(
-        "SELECT a.region, COUNT(*) AS n FROM nw a JOIN nw b ON a.amount < b.amount GROUP BY a.region",
-        (("nw-sales", "nw"),)), {ids["northwind"]: True})
+    slow_query(room, "q-slow")
     # prepare checks consent once, the worker once more before Spark: the 4th check is the watcher's second
     room.gov.disable_after[NW_DATASET] = 3
     started = time.monotonic()
@@ -181,6 +175,35 @@ def test_revocation_while_running_cancels_the_run_and_publishes_nothing(room):
     assert time.monotonic() - started < 60
     # and a new run of it is refused before Spark
     refused(room, room.run("woodgrove", "q-slow"), 403, "ConsentRevoked")
+
+
+def slow_query(room, query_id: str) -> None:
+    """A self-join over 4000 rows: long enough that the watcher checks consent while Spark runs."""
+    rows = [["east" if i % 2 else "west", i, f"p{i}@nw.example"] for i in range(4000)]
+    write_csv(room.mount_root / "nwstore" / "part-1.csv", ["region", "amount", "email"], rows)
+    ids = {n: i.member_id for n, i in room.identities.items()}
+    room.gov.publish(query_id, "query", query_doc(
+        "SELECT a.region, COUNT(*) AS n FROM nw a JOIN nw b ON a.amount < b.amount GROUP BY a.region",
+        (("nw-sales", "nw"),)), {ids["northwind"]: True})
+
+
+def test_consent_that_cannot_be_confirmed_stops_the_run(room):
+    slow_query(room, "q-dark")
+    # governance answers the prepare phase and the check before Spark, then goes dark
+    room.gov.consent_down_after[NW_DATASET] = 2
+    room.run("woodgrove", "q-dark", {"runId": "dark"})
+    run = room.wait("woodgrove", "dark", timeout=120)
+    assert run["status"] == "failed" and run["error"]["code"] == "ConsentUnconfirmed", run
+    assert sink_files(room) == []
+
+
+def test_no_run_starts_when_its_audit_is_not_acknowledged(room):
+    room.gov.audit_down = True
+    response = room.run("woodgrove", "q1", {"runId": "unaudited"})
+    assert response.status_code == 503 and response.json()["error"]["code"] == "AuditNotAcknowledged"
+    time.sleep(0.5)
+    assert room.call("woodgrove", "GET", "/runs/unaudited").json()["status"] == "failed"
+    assert sink_files(room) == []
 
 
 def test_runs_survive_an_app_restart_and_interrupted_ones_are_marked(room, tmp_path):
