@@ -61,6 +61,8 @@ class ServiceConfig:
     scratch: Path
     watch_interval_s: float = WATCH_INTERVAL_S
     replay_window_s: float = 60.0
+    #: runs waiting or running at once; more are refused (429) rather than queued without bound
+    max_active_runs: int = 16
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -108,6 +110,9 @@ class Analytics:
             raise BadRequest("queryId must be 1-64 letters, digits, '.', '_' or '-'", code="InvalidQueryId")
         run_id = runstore.check_run_id(body["runId"]) if body.get("runId") else runstore.new_run_id()
         request = RunRequest(query_id, bool(body.get("dryRun")), body.get("startDate"), body.get("endDate"))
+        if not request.dry_run and not self.store.exists(run_id) and self.store.active() >= self.config.max_active_runs:
+            raise CcrError(f"{self.config.max_active_runs} runs are already waiting or running; submit again later",
+                           code="TooManyRuns", http_status=429)
         run, created = self.store.create(Run(run_id, request, member.name, status=runstore.PREPARING))
         if not created:
             return run, False

@@ -206,6 +206,13 @@ def test_no_run_starts_when_its_audit_is_not_acknowledged(room):
     assert sink_files(room) == []
 
 
+def test_runs_beyond_the_bound_are_refused_not_queued(room):
+    for index in range(room.analytics.config.max_active_runs):  # a backlog, as if members had flooded the queue
+        room.analytics.store.create(Run(f"backlog{index}", RunRequest("q1"), "fabrikam", status="queued"))
+    refused(room, room.run("woodgrove", "q1", {"runId": "one-more"}), 429, "TooManyRuns")
+    assert room.run("woodgrove", "q1", {"dryRun": True}).status_code == 202  # a dry run queues nothing
+
+
 def test_runs_survive_an_app_restart_and_interrupted_ones_are_marked(room, tmp_path):
     room.run("woodgrove", "q1", {"runId": "kept", "dryRun": True})
     store = room.analytics.store
