@@ -6,8 +6,9 @@ governance sidecar lists it (`GET {governance}/members`, from CGS), in this orde
 next costs anything:
 
 1. the header's syntax (401), the timestamp within ±window of now (401);
-2. the member: known and Active (a list refreshed when an unknown id arrives, at most every few seconds,
-   so unknown ids cannot turn every request into a CGS round trip) — else 403, not a member of the contract;
+2. the member: known and Active (a list at most 30 s old, refreshed too when an unknown id arrives but at
+   most every few seconds, so unknown ids cannot turn every request into a CGS round trip) — else 403, not a
+   member of the contract;
 3. the body, read only now (bounded by the app's body limit), and the signature over it (401);
 4. replay: each signed request is accepted once. The memory is keyed by the *signed content* (member,
    method, target, ts, body hash), not the signature bytes: an ECDSA signature (r, s) has a twin
@@ -34,6 +35,8 @@ ACTIVE = "Active"
 DEFAULT_WINDOW_S = 60.0
 #: The least time between two member-list refreshes caused by unknown ids.
 REFRESH_INTERVAL_S = 5.0
+#: How long a fetched member list is trusted at all: a removed member's requests stop within this time.
+MAX_AGE_S = 30.0
 
 
 class NotAMember(Forbidden):
@@ -76,9 +79,10 @@ class MemberDirectory:
     """The contract's Active members, fetched with `fetch` (→ the `/members` JSON) and cached."""
 
     def __init__(self, fetch: Callable[[], Any], *, refresh_interval_s: float = REFRESH_INTERVAL_S,
-                 clock: Callable[[], float] = time.monotonic):
+                 max_age_s: float = MAX_AGE_S, clock: Callable[[], float] = time.monotonic):
         self._fetch = fetch
         self._refresh_interval_s = refresh_interval_s
+        self._max_age_s = max_age_s
         self._clock = clock
         self._members: dict[str, Member] = {}
         self._fetched_at: float | None = None
@@ -91,12 +95,16 @@ class MemberDirectory:
             return self._members
 
     def member(self, member_id: str) -> Member | None:
-        """The member with this id, refreshing the list once if the id is unknown and the list is not fresh."""
+        """The member with this id. The list is fetched again when it is older than `max_age_s` (a member
+        removed from the contract, or suspended, loses access within that time), and when an unknown id
+        arrives and the list is older than the refresh interval."""
+        age = None if self._fetched_at is None else self._clock() - self._fetched_at
+        if age is None or age >= self._max_age_s:
+            return self.refresh().get(member_id)
         known = self._members.get(member_id)
         if known is not None:
             return known
-        stale = self._fetched_at is None or self._clock() - self._fetched_at >= self._refresh_interval_s
-        return self.refresh().get(member_id) if stale else None
+        return self.refresh().get(member_id) if age >= self._refresh_interval_s else None
 
     def by_id(self) -> dict[str, Member]:
         if self._fetched_at is None:

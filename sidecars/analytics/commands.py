@@ -17,8 +17,8 @@ from ..spec import load_spec
 from ..volumes import commands as data_commands
 from ..volumes.owner import files_to_publish
 from . import approval
+from .datafiles import check_files
 from .documents import DOCUMENT_LIMITS, AnalyticsDocumentError, Dataset, Query, parse_dataset, parse_query
-from .publishcheck import check_files
 
 BALLOTS: dict[bool, approval.Ballot] = {True: "accept", False: "reject"}
 OWNER_STATES = {"accept": "accepted", "reject": "rejected", "revoke": "revoked"}
@@ -43,10 +43,25 @@ def _print_proposal(proposal: dict[str, Any], what: str) -> None:
 
 
 def _propose(args: argparse.Namespace, client: CgsMemberClient, document_id: str, kind: str, text: str) -> None:
+    current = _existing(client, args.contract, document_id)
+    if current in ("Accepted", "Proposed"):
+        # CGS would reject the new proposal at once (one document, one open proposal; accepted ones never change)
+        raise ConfigError(f"{kind} {document_id!r} is already {current.lower()} in contract {args.contract!r}; "
+                          "an accepted document never changes: publish it under a new name")
     proposal = client.propose_analytics_document(document_id, args.contract, kind, text)
     if not args.no_vote and proposal["proposalState"] == "Open":
         proposal = client.vote(proposal["proposalId"], True)
     _print_proposal(proposal, f"{kind} {document_id}")
+
+
+def _existing(client: CgsMemberClient, contract_id: str, document_id: str) -> str | None:
+    """The state of the contract's document `document_id`, None when there is none."""
+    try:
+        return client.contract_document(contract_id, document_id).get("state")
+    except CgsRequestFailed as exc:
+        if exc.code == "DocumentNotFound":
+            return None
+        raise
 
 
 def _analytics_document(client: CgsMemberClient, contract_id: str, document_id: str, kind: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ and the column (found by re-reading that one file a column at a time).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 import shutil
@@ -63,6 +64,7 @@ _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ERROR_CLASS = re.compile(r"\[([A-Z][A-Z0-9_]+(?:\.[A-Z0-9_]+)*)\]")
 _FAILED_FILE = re.compile(r"\[FAILED_READ_FILE[A-Z_.]*\] Encountered error while reading file (\S+?)\.?\s")
 _COPY_CHUNK = 1024 * 1024
+_CANCEL_TICK = 0.2
 #: column-by-column re-reads to name the culprit of a read failure: beyond this, the file alone is named
 _MAX_COLUMNS_TO_LOCATE = 64
 
@@ -146,6 +148,8 @@ class Engine:
         self.conf = dict(conf)
         self._session: SparkSession | None = None
         self._lock = threading.Lock()
+        #: runs in progress, and those of them asked to stop
+        self._active: set[str] = set()
         self._cancelled: set[str] = set()
 
     # --- the session ------------------------------------------------------------------------------------
@@ -158,7 +162,8 @@ class Engine:
             started = time.perf_counter()
             self.scratch.mkdir(parents=True, exist_ok=True)
             builder = SparkSession.builder.master(self.master).appName("ccr-analytics")
-            settings = {**_DEFAULT_CONF, **self.conf, **_FIXED_CONF, "spark.local.dir": str(self.scratch / "spark-local")}
+            local_dir = str(self.scratch / "spark-local")
+            settings = {**_DEFAULT_CONF, **self.conf, **_FIXED_CONF, "spark.local.dir": local_dir}
             for key, value in settings.items():
                 builder = builder.config(key, value)
             session = builder.getOrCreate()
@@ -175,10 +180,13 @@ class Engine:
     def cancel(self, run_id: str) -> None:
         """Cancel the run's Spark jobs (from any thread); the run ends with RunCancelled."""
         with self._lock:
+            if run_id not in self._active:
+                return  # a finished (or unknown) run: nothing to stop, and its id must stay usable
             self._cancelled.add(run_id)
             session = self._session
         if session is not None:
             session.sparkContext.cancelJobGroup(run_id)
+        # a job started after this call is cancelled by the run's watcher (`_cancel_when_asked`)
 
     # --- a run --------------------------------------------------------------------------------------------
 
@@ -193,20 +201,25 @@ class Engine:
             timings["session"] = session_seconds
         assert self._session is not None
         by_view = _sources_by_view(query, sources)
+        with self._lock:
+            if run_id in self._active:
+                raise Conflict(f"run {run_id} is already running")
+            self._active.add(run_id)
         work = self.scratch / "runs" / run_id
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
         run = _Run(run_id, self._session.newSession(), by_view)
         done = threading.Event()
-        if cancelled is not None:
-            threading.Thread(target=self._cancel_when_set, args=(run_id, cancelled, done), daemon=True,
-                             name=f"cancel-{run_id}").start()
+        threading.Thread(target=self._cancel_when_asked, args=(run_id, cancelled, done), daemon=True,
+                         name=f"cancel-{run_id}").start()
         try:
+            # left by a run of the same id that died with the process
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
             run.session.sparkContext.setJobGroup(run_id, f"analytics run {run_id}", interruptOnCancel=True)
+            # the SQL guards need only the documents: a refused segment costs no file read and no Spark job
+            planned = _plan(query, by_view)
             with _timed(timings, "views"):
                 self._check_cancelled(run_id, cancelled)
                 self._make_views(run, date_range)
-            planned = _plan(query, by_view)
             with _timed(timings, "preconditions"):
                 self._check_preconditions(run, query, cancelled)
             outputs: list[tuple[SegmentOutput, Path]] = []
@@ -223,22 +236,25 @@ class Engine:
             raise self._explain(run, exc) from None
         finally:
             done.set()
-            try:
-                # a worker thread serves the next run too: its jobs must not carry this run's group
+            # a worker thread serves the next run too: its jobs must not carry this run's group (a session
+            # stopped under the run has nothing left to clear)
+            with contextlib.suppress(Py4JError):
                 run.session.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
-            except Py4JError:
-                pass  # the session was stopped under the run; nothing is left to clear
             shutil.rmtree(work, ignore_errors=True)
             with self._lock:
                 self._cancelled.discard(run_id)
+                self._active.discard(run_id)
 
-    def _cancel_when_set(self, run_id: str, cancelled: threading.Event, done: threading.Event) -> None:
-        # `cancelled` alone must stop a running Spark job, not only the steps between jobs
-        while not done.is_set():
-            if cancelled.wait(0.2):
-                if not done.is_set():
-                    self.cancel(run_id)
-                return
+    def _cancel_when_asked(self, run_id: str, cancelled: threading.Event | None, done: threading.Event) -> None:
+        # Cancelling a job group stops only the jobs running at that moment: a cancel that falls between two
+        # jobs (or before the first) would let the next one run to its end. Until the run returns, its group
+        # is cancelled again every tick once asked, so the next job dies as it starts.
+        while not done.wait(_CANCEL_TICK):
+            if self._is_cancelled(run_id, cancelled):
+                with self._lock:
+                    session = self._session
+                if session is not None:
+                    session.sparkContext.cancelJobGroup(run_id)
 
     def _is_cancelled(self, run_id: str, cancelled: threading.Event | None) -> bool:
         with self._lock:
@@ -304,7 +320,8 @@ class Engine:
         if keep is not None:
             result.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            total = result.count() if keep is not None or plan.unguarded_sql else None
+            # without post-filters the rows written are the total: no second pass over the result
+            total = result.count() if keep is not None else None
             folder = work / f"segment-{sequence}"
             (result.filter(keep) if keep is not None else result).coalesce(1).write \
                 .option("header", "true").option("escape", '"').csv(str(folder))
@@ -313,11 +330,11 @@ class Engine:
                 result.unpersist()
         [part] = sorted(folder.glob("part-*.csv"))
         rows = _count_csv_rows(part)
+        total = rows if total is None else total
         suppressed = 0
         if plan.unguarded_sql is not None:
-            suppressed = run.session.sql(plan.unguarded_sql).count() - (total or 0)
-        output = SegmentOutput(sequence, f"{run.run_id}/segment-{sequence}.csv", rows, suppressed,
-                               (total - rows) if total is not None else 0)
+            suppressed = run.session.sql(plan.unguarded_sql).count() - total
+        output = SegmentOutput(sequence, f"{run.run_id}/segment-{sequence}.csv", rows, suppressed, total - rows)
         return output, part
 
     def _publish(self, run_id: str, outputs: list[tuple[SegmentOutput, Path]], output_dir: Path,

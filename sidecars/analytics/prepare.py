@@ -114,37 +114,14 @@ def _require_enabled(status: ConsentStatus, what: str) -> None:
         raise RunRefused(f"execution consent for {what} is {status.status}: {reason}", code=code, http_status=403)
 
 
-def _owners_still_deciding(gov: Governance, query_id: str) -> str:
-    """For a query not yet accepted: the owners whose accept it waits for, as far as the room can tell (the
-    open proposal's ballots are not the room's to read, so every owner of its inputs is named)."""
-    document = gov.member_document(query_id) or {}
-    try:
-        query = parse_query(document.get("data") or "")
-    except BadRequest:
-        return ""
-    owners = set()
-    for wanted in query.input_datasets:
-        dataset = gov.member_document(wanted.dataset_name) or {}
-        if dataset.get("state") == "Accepted" and isinstance(dataset.get("data"), str):
-            try:
-                owners.add(parse_dataset(dataset["data"]).owner)
-            except BadRequest:
-                continue
-    return f"; it runs once every owner of the data it reads has accepted it: {', '.join(sorted(owners))}" \
-        if owners else ""
-
-
 def prepare(gov: Governance, query_id: str, request: RunRequest, members_by_id: Mapping[str, Member],
-            mount_root: Path) -> Prepared:
-    try:
-        query_document, query_text = _accepted_document(gov, query_id, "query")
-    except RunRefused as refused:
-        if refused.code != "DocumentNotAccepted":
-            raise
-        # "not accepted" alone does not tell the caller whom to ask
-        raise RunRefused(refused.message + _owners_still_deciding(gov, query_id), code=refused.code,
-                         http_status=refused.http_status) from None
+            mount_root: Path, reads: list[str] | None = None) -> Prepared:
+    """`reads` gets the names of the datasets the query reads as soon as they are known, so that a refusal
+    after that point is audited with them (an owner finds refused attempts on its data too)."""
+    query_document, query_text = _accepted_document(gov, query_id, "query")
     query = parse_query(query_text)
+    if reads is not None:
+        reads.extend(dict.fromkeys(i.dataset_name for i in query.input_datasets))
     datasets: dict[str, Dataset] = {}
     for wanted in query.input_datasets:
         if wanted.dataset_name in datasets:

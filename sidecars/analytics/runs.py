@@ -159,6 +159,15 @@ class RunStore:
             raise RunNotFound(f"no run {run_id!r}")
         return runs[0]
 
+    def exists(self, run_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
+
+    def active(self) -> int:
+        """How many runs are waiting or running (prepared and not ended)."""
+        return sum(run.status in (QUEUED, RUNNING) for run in self._select(
+            "SELECT record FROM runs WHERE created_at > ?", (time.time() - 7 * 86400,)))
+
     def of_query(self, query_id: str) -> list[Run]:
         return self._select("SELECT record FROM runs WHERE query_id = ? ORDER BY created_at", (query_id,))
 

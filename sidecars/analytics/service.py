@@ -61,6 +61,8 @@ class ServiceConfig:
     scratch: Path
     watch_interval_s: float = WATCH_INTERVAL_S
     replay_window_s: float = 60.0
+    #: runs waiting or running at once; more are refused (429) rather than queued without bound
+    max_active_runs: int = 16
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -108,15 +110,18 @@ class Analytics:
             raise BadRequest("queryId must be 1-64 letters, digits, '.', '_' or '-'", code="InvalidQueryId")
         run_id = runstore.check_run_id(body["runId"]) if body.get("runId") else runstore.new_run_id()
         request = RunRequest(query_id, bool(body.get("dryRun")), body.get("startDate"), body.get("endDate"))
+        if not request.dry_run and not self.store.exists(run_id) and self.store.active() >= self.config.max_active_runs:
+            raise CcrError(f"{self.config.max_active_runs} runs are already waiting or running; submit again later",
+                           code="TooManyRuns", http_status=429)
         run, created = self.store.create(Run(run_id, request, member.name, status=runstore.PREPARING))
         if not created:
             return run, False
         started = time.monotonic()
+        reads: list[str] = []
         try:
-            prepared = prepare(self.gov, query_id, request, self.directory.by_id(), self.config.mount_root)
+            prepared = prepare(self.gov, query_id, request, self.directory.by_id(), self.config.mount_root, reads)
         except CcrError as exc:
-            datasets = ()
-            self._end(replace(run, datasets=datasets, timings={"prepare": round(time.monotonic() - started, 3)}),
+            self._end(replace(run, datasets=tuple(reads), timings={"prepare": round(time.monotonic() - started, 3)}),
                       runstore.REFUSED if exc.http_status < 500 else runstore.FAILED,
                       "refused" if exc.http_status < 500 else "failed", exc)
             raise
@@ -275,9 +280,20 @@ def build_app(analytics: Analytics) -> FastAPI:
     return app
 
 
+def _process_age_s() -> float:
+    """Seconds since this process started (Linux: its start time in /proc against the uptime), so that the
+    startup log counts the interpreter and imports too; 0 when /proc does not say."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """`ccr analytics serve`: start Spark (warm), then serve the run API."""
-    started = time.monotonic()
+    started = time.monotonic() - _process_age_s()
     governance_url = args.governance_url or os.environ.get("CCR_GOVERNANCE_URL")
     if not governance_url:
         raise ConfigError("no governance URL: pass --governance-url or run inside a room (CCR_GOVERNANCE_URL)")
@@ -285,14 +301,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config.scratch.mkdir(parents=True, exist_ok=True)
     engine = Engine(config.scratch / "spark")
     session_s = engine.start()
-    print(f"analytics: Spark session warm in {session_s:.1f} s ({time.monotonic() - started:.1f} s since start)",
+    print(f"analytics: Spark session warm in {session_s:.1f} s ({time.monotonic() - started:.1f} s since the "
+          "process started)",
           file=sys.stderr, flush=True)
     gov = AnalyticsGovernance(governance_url, start_wait_s=30.0)
     analytics = Analytics(config, engine, gov)
     try:
         serve(build_app(analytics), args.host, args.port, ready_file=getattr(args, "ready_file", None),
               on_ready=lambda port: print(f"analytics: serving on port {port} "
-                                          f"({time.monotonic() - started:.1f} s since start)",
+                                          f"({time.monotonic() - started:.1f} s since the process started)",
                                           file=sys.stderr, flush=True))
     finally:
         analytics.close()

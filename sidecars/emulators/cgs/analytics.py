@@ -134,6 +134,11 @@ def execution_status(store: Store, contract_id: str, document_id: str) -> dict[s
     """`{status, reason}` of a document's execution consent: disabled unless accepted and revoked by nobody; a
     query is also disabled while any dataset it reads is. A revoked one also lists `revokedBy` (member names,
     the stand-in's addition: `ccr analytics query show` says which owner revoked)."""
+    if not store.is_accepted(contract_id):
+        # as the contract's own status: before acceptance a room's attestation is not checked against a policy,
+        # so whoever asks learns nothing but "disabled"
+        return {"status": "disabled", "reason": {"code": "ContractNotAccepted",
+                                                 "message": "Contract does not exist or has not been accepted."}}
     document = store.state.documents.get(document_id)
     if document is None or document.get("contractId") != contract_id or document.get("state") != "Accepted":
         return {"status": "disabled", "reason": {

@@ -88,7 +88,15 @@ async def disable_document(contract_id: str, document_id: str, cgs: Cgs, caller:
     return await set_document_execution(contract_id, document_id, "disable", cgs, caller.who)
 
 
+async def member_or_contract_room(contract_id: str, request: Request, cgs: Cgs) -> None:
+    """As `member_or_room`, but a room must name a contract that exists (404 otherwise): an anonymous caller
+    learns nothing of contracts it cannot name."""
+    if client_certificate(request.scope) is None and not request.headers.get("authorization"):
+        cgs.store.contract(contract_id)
+    await member_or_room(contract_id, request, cgs)
+
+
 @router.post("/app/contracts/{contract_id}/memberdocuments/{document_id}/runtimeoptions/execution/status",
-             dependencies=[Depends(member_or_room)], response_model=None, openapi_extra=schemas.ROOM)
+             dependencies=[Depends(member_or_contract_room)], response_model=None, openapi_extra=schemas.ROOM)
 async def document_status(contract_id: str, document_id: str, cgs: Cgs) -> dict[str, Any]:
     return cgs.store.document_execution_status(contract_id, document_id)

@@ -210,7 +210,8 @@ def test_a_second_member_cannot_take_an_owners_name(analytics_cgs, parties, loca
 
 
 # -- the commands -------------------------------------------------------------------------------------------
-def ccr(capsys, member: CgsMemberClient, analytics_cgs: Cgs, local_ca, members_dir: Path, *argv: str) -> tuple[int, str, str]:
+def ccr(capsys, member: CgsMemberClient, analytics_cgs: Cgs, local_ca, members_dir: Path,
+        *argv: str) -> tuple[int, str, str]:
     identity = members_dir / member.identity.name
     code = main(["analytics", *argv, "--cgs", analytics_cgs.url, "--ca-bundle", str(local_ca.cert_file),
                  "--identity", str(identity)])
@@ -254,6 +255,8 @@ def test_the_commands_publish_propose_vote_show_and_revoke(parties, contract, an
     assert code == 0 and "northwind revoked; woodgrove accepted" in out and "execution: disabled" in out
     code, out, _ = run("northwind", "dataset", "enable", sales)
     assert code == 0 and "execution enabled" in out
+    code, _, err = run("northwind", "dataset", "publish", str(tmp_path / "sales.json"))
+    assert code == 1 and "already accepted" in err and err.count("\n") == 1
     code, out, _ = run("contoso", "dataset", "show", sales)
     shown = json.loads(out)
     assert shown["state"] == "Accepted" and shown["dataset"]["owner"] == "northwind"
