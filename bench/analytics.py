@@ -4,7 +4,9 @@
   warm) ÷ the same join + aggregate through the room's path: the files CSE-encrypted in Azurite, read
   through the volumes FUSE mounts (decryption), the engine's views (allowedFields + row id, header
   checks), its guards (sqlguard, pre-conditions) and the result written through a datasink mount. Both
-  sessions warm; best of PASSES, the two alternating. Goal ≥ 0.8.
+  sessions warm (each has run the query once, untimed); best of PASSES, the two alternating. Same
+  shuffle partitions in both (8: Spark's 200 cost seconds in local mode), so the ratio is the room's cost.
+  Goal ≥ 0.8.
 - analytics_engine_warm_query_s: a small query (1000 rows) through a warm engine, median of 5.
 - where the time goes: the engine's own timings (views, preconditions, sql, write) and the time to read
   every file once through a fresh mount, printed with the figures.
@@ -218,8 +220,10 @@ def run() -> dict[str, float]:
             container_client(azurite.blob_url, "sink").create_container()
             baseline_s = engine_s = float("inf")
             best_timings: dict[str, float] = {}
-            for attempt in range(PASSES):
-                baseline_s = min(baseline_s, _baseline(folder, work, attempt))
+            # attempt -1 warms the engine's JVM on this query (the baseline's process warms itself)
+            for attempt in range(-1, PASSES):
+                if attempt >= 0:
+                    baseline_s = min(baseline_s, _baseline(folder, work, attempt))
                 mounts = [_mount(azurite, name, dek_file, work, writable=name == "sink")
                           for name in ("lineitem", "orders", "sink")]
                 try:
@@ -227,9 +231,9 @@ def run() -> dict[str, float]:
                     sources = [DatasetSource(lineitem, "lineitem", line_root),
                                DatasetSource(orders, "orders", order_root)]
                     began = time.perf_counter()
-                    result = engine.run(query, sources, sink_root, run_id=f"bench-{attempt}")
+                    result = engine.run(query, sources, sink_root, run_id=f"bench-{attempt + 1}")
                     elapsed = time.perf_counter() - began
-                    if elapsed < engine_s:
+                    if attempt >= 0 and elapsed < engine_s:
                         engine_s, best_timings = elapsed, result.timings
                     assert result.segments[0].rows_written == 35, result
                 finally:
