@@ -202,7 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         code, _ = run_query(room, address, ca, "woodgrove", "spend-by-age", "spend-by-age-1")
         check(code == 0, "spend-by-age did not succeed")
         code, out = run_query(room, address, ca, "woodgrove", "segment-mix", "segment-mix-1")
-        check(code != 0 and "woodgrove" in out, "segment-mix ran without woodgrove's approval")
+        check(code != 0 and "is not an accepted query" in out, "segment-mix ran without woodgrove's approval")
+        # The room reads accepted documents only; whose accept is missing is CGS's to say, to a member.
+        shown = ccr("analytics", "query", "show", "segment-mix", *room.governance("woodgrove"), capture=True).stdout
+        missing = [line.strip() for line in shown.splitlines() if line.strip().startswith(("owners:", "approval:"))]
+        for line in missing:
+            say(f"   {line}")
+        check(any("woodgrove missing" in line for line in missing), "query show does not name woodgrove")
         say("   segment-mix refused: woodgrove, an owner of the data it reads, has not approved it")
         code, _ = run_query(room, address, ca, "woodgrove", "spend-by-city", "spend-by-city-1")
         check(code == 0, "spend-by-city did not succeed")

@@ -72,7 +72,12 @@ def _accepted_document(gov: Governance, document_id: str, kind: str) -> tuple[di
     document = gov.member_document(document_id)
     missing_code = "UnknownQuery" if kind == "query" else "UnknownDataset"
     if document is None:
-        raise RunRefused(f"{kind} {document_id!r} does not exist", code=missing_code,
+        # The room reads accepted documents only (as CGS serves them to an attested room): a query still
+        # waiting for an owner's vote looks the same as none, and the caller must hear both possibilities.
+        reason = ("is not an accepted query of this contract: there is none, or the owners of the data it reads "
+                  "have not all accepted it (`ccr analytics query show` says whose accept is missing)"
+                  if kind == "query" else "is not an accepted dataset of this contract")
+        raise RunRefused(f"{kind} {document_id!r} {reason}", code=missing_code,
                          http_status=404 if kind == "query" else 400)
     labels = document.get("labels") if isinstance(document.get("labels"), dict) else {}
     if labels.get("kind") != kind:

@@ -90,11 +90,14 @@ def test_a_group_below_the_threshold_is_suppressed_and_audited(analytics_room):
     SUCCEEDED_RUNS["city-1"] = "spend-by-city"
 
 
-def test_an_unapproved_query_is_refused_naming_the_owner_it_waits_for(analytics_room):
+def test_an_unapproved_query_is_refused_and_cgs_names_the_owner_it_waits_for(analytics_room):
     room = analytics_room
     status, answer = room.call("woodgrove", "POST", "/queries/segment-mix/run", {"runId": "unapproved-1"})
-    assert status == 403 and answer["error"]["code"] == "DocumentNotAccepted", answer
-    assert_refused_and_nothing_written(room, "unapproved-1", "DocumentNotAccepted", "segment-mix", "woodgrove")
+    assert status == 404 and answer["error"]["code"] == "UnknownQuery", answer
+    assert_refused_and_nothing_written(room, "unapproved-1", "UnknownQuery", "segment-mix", "have not all accepted")
+    # the room reads accepted documents only; a member asks CGS whose accept is missing
+    shown = room.analytics("woodgrove", "query", "show", "segment-mix").stdout
+    assert "northwind accepted; woodgrove missing" in shown, shown
 
 
 def test_sql_that_does_not_parse_is_refused_before_spark(analytics_room):
