@@ -64,7 +64,7 @@ def run() -> dict[str, float]:
     demo = _demo()
     run_dir = Path(tempfile.mkdtemp(prefix="ccr-bench-analytics-"))
     room = None
-    where = demo.LocalRoom(run_dir)
+    where = importlib.import_module("demo_support").LocalRoom(run_dir)  # beside the demo, on its path
     try:
         room = demo.prepare(run_dir)
         ca = demo.contract_ca(room.spec, room.endpoints, room.members / "woodgrove", room.members / "ca.pem")
