@@ -398,3 +398,13 @@ def test_concurrent_runs_see_only_their_own_views(spark_engine, tmp_path):
     for thread in threads:
         thread.join()
     assert results == {"run7": [(7,)], "run13": [(13,)]}
+
+
+def test_a_result_whose_every_group_is_suppressed_is_a_header_only_file(spark_engine, sales, tmp_path):
+    source, _ = sales
+    strict = DatasetSource(dataset("northwind", SALES_COLUMNS, ["id", "region", "amount"], threshold=1000),
+                           "sales", source.root)
+    result = spark_engine.run(query([{"sql": "SELECT region, COUNT(*) AS n FROM sales GROUP BY region"}]), [strict],
+                              tmp_path / "out", run_id="none")
+    assert (tmp_path / "out" / "none" / "segment-1.csv").read_text() == "region,n\n"
+    assert (result.segments[0].rows_written, result.segments[0].groups_suppressed) == (0, 4)
