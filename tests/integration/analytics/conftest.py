@@ -192,15 +192,20 @@ class Room:
         raise AssertionError(f"run {run_id} did not end: {run}")
 
 
-def publish_story(gov: FakeGovernance, identities: dict[str, MemberIdentity], mount_root: Path, *,
-                  nw_rows: int = 12) -> None:
-    """northwind's sales (CSV) and woodgrove's stores, both accepted; query q1 joining them, approved by both."""
-    ids = {n: i.member_id for n, i in identities.items()}
+def write_story_files(mount_root: Path, nw_rows: int = 12) -> None:
+    """The datasets' files and the sink as the room's mounts show them: 12 sales over 3 regions, 3 stores."""
     regions = ["east", "west", "north"]
     write_csv(mount_root / "nwstore" / "part-1.csv", ["region", "amount", "email"],
               [[regions[i % 3], i + 1, f"p{i}@nw.example"] for i in range(nw_rows)])
     write_csv(mount_root / "wgstore" / "stores.csv", ["region", "store"], [[r, f"s-{r}"] for r in regions])
     (mount_root / SINK).mkdir(parents=True, exist_ok=True)
+
+
+def publish_story(gov: FakeGovernance, identities: dict[str, MemberIdentity], mount_root: Path, *,
+                  nw_rows: int = 12) -> None:
+    """northwind's sales (CSV) and woodgrove's stores, both accepted; query q1 joining them, approved by both."""
+    ids = {n: i.member_id for n, i in identities.items()}
+    write_story_files(mount_root, nw_rows)
     gov.publish(NW_DATASET, "dataset", dataset_doc(NW_DATASET, "northwind", "nwstore",
                                                    [("region", "string"), ("amount", "bigint"), ("email", "string")],
                                                    ["region", "amount"]), {ids["northwind"]: True})
