@@ -35,11 +35,12 @@ arm: setup
 # Makes the committed files runnable here: builds the sidecar and app images, pins the examples' specs to
 # the built digests, locks the images' layers and re-renders arm/ and docker-compose.yml.
 EXAMPLES_WITH_SPEC := $(patsubst examples/%/spec.yaml,%,$(wildcard examples/*/spec.yaml))
+# An example's app image is images/<example>/, except the analytics example's, the ccr-analytics app.
+example_image = $(if $(filter analytics,$(1)),ccr-analytics,$(1))
 arm-runnable: setup
 	$(PY) -m sidecars images build --sidecars
-	for example in $(EXAMPLES_WITH_SPEC); do \
-	  $(PY) -m sidecars images build $$example --pin examples/$$example/spec.yaml || exit 1; \
-	done
+	$(foreach example,$(EXAMPLES_WITH_SPEC),$(PY) -m sidecars images build $(call example_image,$(example)) \
+	  --pin examples/$(example)/spec.yaml && ) true
 	$(PY) -m sidecars.renderings.armdir --refresh-layers
 	$(PY) -m sidecars spec render compose examples/cleanroomhello-job/spec.yaml -o docker-compose.yml
 
