@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-stamp
 PYTEST ?= $(PY) -m pytest
 
-.PHONY: setup test test-unit demo bench lint clean arm arm-runnable
+.PHONY: setup test test-unit demo demo-analytics bench lint clean arm arm-runnable
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ test-unit: setup
 demo: setup
 	bash examples/cleanroomhello-job/run.sh
 
+# Spark SQL over two parties' encrypted datasets, each query approved by the owners of its data (root).
+demo-analytics: setup
+	bash examples/analytics/run.sh
+
 bench: setup
 	$(PY) -m bench
 
@@ -31,11 +35,12 @@ arm: setup
 # Makes the committed files runnable here: builds the sidecar and app images, pins the examples' specs to
 # the built digests, locks the images' layers and re-renders arm/ and docker-compose.yml.
 EXAMPLES_WITH_SPEC := $(patsubst examples/%/spec.yaml,%,$(wildcard examples/*/spec.yaml))
+# An example's app image is images/<example>/, except the analytics example's, the ccr-analytics app.
+example_image = $(if $(filter analytics,$(1)),ccr-analytics,$(1))
 arm-runnable: setup
 	$(PY) -m sidecars images build --sidecars
-	for example in $(EXAMPLES_WITH_SPEC); do \
-	  $(PY) -m sidecars images build $$example --pin examples/$$example/spec.yaml || exit 1; \
-	done
+	$(foreach example,$(EXAMPLES_WITH_SPEC),$(PY) -m sidecars images build $(call example_image,$(example)) \
+	  --pin examples/$(example)/spec.yaml && ) true
 	$(PY) -m sidecars.renderings.armdir --refresh-layers
 	$(PY) -m sidecars spec render compose examples/cleanroomhello-job/spec.yaml -o docker-compose.yml
 

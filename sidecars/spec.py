@@ -303,6 +303,13 @@ class Application(_Model):
     key_vaults: list[HttpsUrl] = Field(
         default_factory=list,
         description="vaults the app may release keys from through skr, besides those of the spec's volumes")
+    # Left out of the canonical JSON when off, so specs that do not ask keep their HOST_DATA.
+    loopback_tcp: bool = Field(
+        False, exclude_if=lambda value: not value,
+        description="the app may open TCP connections to its own listeners on 127.0.0.1, in the room's app "
+                    "port range (firewall.model.APP_LOOPBACK_PORTS, also the room's ephemeral range, where no "
+                    "sidecar listens): what a JVM and its Python driver need (Spark's py4j gateway, RPC and "
+                    "block manager). Default: off")
 
     @field_validator("image")
     @classmethod

@@ -23,6 +23,7 @@ from ..common.otel import step_span
 from ..common.room import RoomLayout
 from ..spec import CleanRoomSpec
 from .model import (
+    APP_LOOPBACK_PORTS,
     ROOT_UID,
     FirewallConfig,
     Rule,
@@ -42,6 +43,21 @@ __all__ = [
 BACKENDS = ("nftables", "iptables")
 DEFAULT_BACKEND = "nftables"
 _tracer = trace.get_tracer("ccr.firewall")
+#: per network namespace: read and written from inside the room's
+EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    with open(EPHEMERAL_RANGE) as handle:
+        low, high = handle.read().split()
+    return int(low), int(high)
+
+
+def _reserve_app_loopback_range() -> None:
+    """The room's ephemeral ports become the app's loopback range, so a listener on port 0 (Spark's, py4j's)
+    lands where the app may connect; the sidecars listen on fixed ports outside it."""
+    with open(EPHEMERAL_RANGE, "w") as handle:
+        handle.write(f"{APP_LOOPBACK_PORTS[0]} {APP_LOOPBACK_PORTS[1]}\n")
 
 
 class Backend(Protocol):
@@ -95,6 +111,8 @@ class Firewall:
         def timed_apply() -> float:
             started = time.perf_counter()
             backend = _backend(self.backend)
+            if self.ruleset.config.app_loopback:
+                _reserve_app_loopback_range()
             backend.apply(self.ruleset)
             elapsed = (time.perf_counter() - started) * 1000
             del backend  # closing its socket happens after the rules are in force
@@ -109,6 +127,11 @@ class Firewall:
         """Compare what is in force with what the spec demands, rule by rule."""
         with step_span(_tracer, "firewall.verify", backend=self.backend, netns=self.netns or "") as span:
             differences = self._in_netns(lambda b: b.differences(self.ruleset))
+            if self.ruleset.config.app_loopback:
+                in_force = run_in_netns(self.netns, _ephemeral_range)
+                if in_force != APP_LOOPBACK_PORTS:
+                    differences.append(f"the room's ephemeral port range is {in_force[0]}-{in_force[1]}, not the "
+                                       f"app's loopback range {APP_LOOPBACK_PORTS[0]}-{APP_LOOPBACK_PORTS[1]}")
             span.set_attribute("differences", len(differences))
             return VerifyReport(self.backend, self.netns, differences)
 

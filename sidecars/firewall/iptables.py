@@ -102,6 +102,8 @@ def xt_rules(rule: Rule, ipv6: bool) -> list[XtRule]:
             tcp.append(("sport", str(rule.sports[0])))
         if len(rule.dports) == 1:
             tcp.append(("dport", str(rule.dports[0])))
+        if rule.dport_range:
+            tcp.append(("dport", f"{rule.dport_range[0]}:{rule.dport_range[1]}"))
         matches.append(("tcp", tuple(tcp)))
         multi: list[tuple[str, str]] = []
         if len(rule.sports) > 1:

@@ -15,6 +15,9 @@ What a confined socket may do (IPv4):
 - Replies on connections the inbound proxy opened to the app's ports (over loopback).
 - TCP to the room's sidecar APIs on 127.0.0.1 that the spec lists in `application.sidecar_apis` (their
   ports are the registry's: `ccr sidecar list`); none by default.
+- With `application.loopback_tcp`: TCP to 127.0.0.1 in `APP_LOOPBACK_PORTS`, the app's own listeners. The
+  room's ephemeral port range is set to that range (a listener on port 0 lands there) and no sidecar port
+  may be in it, so what the app reaches there is what it opened itself (Spark's JVM and its Python driver).
 - Nothing else: other TCP is reset (connects fail fast instead of hanging), everything else (UDP incl.
   DNS, ICMP, raw IP) is dropped, so sends fail with EPERM. IPv6 the same, with no redirect: the proxy
   listens on IPv4, so the app's IPv6 TCP is reset and a client falls back to IPv4 at once.
@@ -37,6 +40,10 @@ from ..spec import MAX_UID, CleanRoomSpec
 
 DNS_PORT = 53
 ROOT_UID = 0
+#: the app's own loopback listeners (`application.loopback_tcp`): above Linux's default ephemeral range
+#: (32768-60999), so a port another process of the room took from that range (a stand-in's forwarder in a
+#: local room) is never in it; the room's net.ipv4.ip_local_port_range is set to it
+APP_LOOPBACK_PORTS = (61000, 65535)
 
 
 class Hook(StrEnum):
@@ -83,6 +90,7 @@ class Rule:
     daddr: str | None = None  # an address or a network (CIDR)
     dports: tuple[int, ...] = ()
     sports: tuple[int, ...] = ()
+    dport_range: tuple[int, int] | None = None  # first and last port, both included
     established: bool = False  # only packets of established (or related) connections
     from_loopback: bool = False  # arrived on lo
     to_port: int | None = None  # the port of a REDIRECT
@@ -91,7 +99,7 @@ class Rule:
     def __post_init__(self) -> None:
         if (self.verdict is Verdict.REDIRECT) != (self.to_port is not None):
             raise ValueError(f"rule {self.id}: to_port goes with a redirect verdict, and only with it")
-        if (self.dports or self.sports or self.verdict in (Verdict.RESET, Verdict.REDIRECT)) \
+        if (self.dports or self.sports or self.dport_range or self.verdict in (Verdict.RESET, Verdict.REDIRECT)) \
                 and self.protocol is not Protocol.TCP:
             raise ValueError(f"rule {self.id}: ports, resets and redirects need protocol tcp")
         if self.daddr is not None and self.family is Family.BOTH:
@@ -112,6 +120,8 @@ class Rule:
             parts.append(f"to {self.daddr}")
         if self.dports:
             parts.append("dport " + ",".join(map(str, self.dports)))
+        if self.dport_range:
+            parts.append(f"dport {self.dport_range[0]}-{self.dport_range[1]}")
         if self.sports:
             parts.append("sport " + ",".join(map(str, self.sports)))
         if self.established:
@@ -143,6 +153,8 @@ class FirewallConfig:
     open_ports: tuple[int, ...] = ()
     #: loopback ports of the sidecar APIs the app may call (`application.sidecar_apis`)
     sidecar_ports: tuple[int, ...] = ()
+    #: the app may connect to its own listeners on 127.0.0.1 in APP_LOOPBACK_PORTS (`application.loopback_tcp`)
+    app_loopback: bool = False
 
     def __post_init__(self) -> None:
         if self.app_uid in self.exempt_uids:
@@ -152,6 +164,14 @@ class FirewallConfig:
         for uid in (self.app_uid, *self.exempt_uids):
             if not 0 <= uid <= MAX_UID:
                 raise ValueError(f"uid {uid} is out of range")
+        if self.app_loopback:
+            low, high = APP_LOOPBACK_PORTS
+            room_ports = (self.inbound_port, self.http_egress_port, self.tcp_egress_port, *self.open_ports,
+                          *self.sidecar_ports, *self.app_ports)
+            inside = sorted({port for port in room_ports if low <= port <= high})
+            if inside:
+                raise ValueError(f"port(s) {', '.join(map(str, inside))} of the room are in the app's loopback range "
+                                 f"{low}-{high}: the app could reach them as its own")
 
     @property
     def no_network(self) -> bool:
@@ -207,6 +227,7 @@ def config_from_spec(spec: CleanRoomSpec, layout: RoomLayout, *, exempt_uids: tu
             dns_over_tcp=spec.egress.dns == "tcp" and bool(spec.egress.allow),
             open_ports=tuple(sorted(set(open_ports))),
             sidecar_ports=layout.sidecar_api_ports(spec.application.sidecar_apis),
+            app_loopback=spec.application.loopback_tcp,
         )
     except ValueError as exc:
         raise SpecError([f"application.user: {exc}"]) from None
@@ -240,6 +261,10 @@ def render(config: FirewallConfig) -> RuleSet:
     if config.sidecar_ports:
         rules.append(Rule("to-sidecars", Hook.FILTER_OUTPUT, Verdict.ACCEPT, v4, tcp, daddr="127.0.0.1",
                           dports=config.sidecar_ports, why="the sidecar APIs the contract lets the app call"))
+    if config.app_loopback:
+        rules.append(Rule("to-app-loopback", Hook.FILTER_OUTPUT, Verdict.ACCEPT, v4, tcp, daddr="127.0.0.1",
+                          dport_range=APP_LOOPBACK_PORTS,
+                          why="the app's own listeners (application.loopback_tcp): the room's ephemeral range"))
     if config.app_ports:
         rules.append(Rule("inbound-replies", Hook.FILTER_OUTPUT, Verdict.ACCEPT, v4, tcp, daddr="127.0.0.0/8",
                           sports=config.app_ports, established=True,

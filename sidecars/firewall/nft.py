@@ -65,12 +65,14 @@ def rule_expressions(rule: Rule, exempt_uids: tuple[int, ...]) -> list[dict[str,
         expr.append(_match({"payload": {"protocol": ip, "field": "daddr"}}, _address(rule.daddr)))
     if rule.protocol is Protocol.ICMP:
         expr.append(_match({"meta": {"key": "l4proto"}}, {"set": ["icmp", "ipv6-icmp"]}))
-    elif rule.protocol is Protocol.TCP and not (rule.dports or rule.sports):
+    elif rule.protocol is Protocol.TCP and not (rule.dports or rule.sports or rule.dport_range):
         expr.append(_match({"meta": {"key": "l4proto"}}, "tcp"))
     if rule.sports:
         expr.append(_match({"payload": {"protocol": "tcp", "field": "sport"}}, _values(rule.sports)))
     if rule.dports:
         expr.append(_match({"payload": {"protocol": "tcp", "field": "dport"}}, _values(rule.dports)))
+    if rule.dport_range:
+        expr.append(_match({"payload": {"protocol": "tcp", "field": "dport"}}, {"range": list(rule.dport_range)}))
     if rule.established:
         expr.append(_match({"ct": {"key": "state"}}, ["established", "related"], "in"))
     expr.append({"counter": {"packets": 0, "bytes": 0}})

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from ..common.ccftx import COMMIT_TIMEOUT_S, wait_committed_async
+from ..common.ccfwire import GOV_API_VERSION
 from ..common.envelope import Attestation, RoomKey, attested, b64
 from ..common.errors import CcrError, RemoteServiceError
 from ..common.transports import async_http_transport
@@ -129,6 +130,27 @@ class CgsRoomClient:
     # -- the operations
     async def consent(self, option: str) -> dict[str, Any]:
         return await self.read(f"runtimeoptions/{quote(option)}/status")
+
+    async def document_consent(self, document_id: str) -> dict[str, Any]:
+        """A member document's execution consent (analytics documents: its data owners may revoke it)."""
+        return await self.read(f"memberdocuments/{quote(document_id, safe='')}/runtimeoptions/execution/status")
+
+    async def members(self) -> list[dict[str, Any]]:
+        """The consortium's members as CCF lists them (public, no attestation needed): each one's id, status,
+        certificate and member data, checked for shape and passed on with only those fields."""
+        try:
+            response = await self._http.get(f"{self.root}/gov/service/members?api-version={GOV_API_VERSION}")
+        except httpx.HTTPError as exc:
+            raise RemoteServiceError("CGS", f"{self.root} unreachable: {exc}") from None
+        if response.status_code != 200:
+            raise RemoteServiceError("CGS", f"/gov/service/members answered {response.status_code}",
+                                     status=response.status_code)
+        try:
+            listed = response.json()["value"]
+            return [{"memberId": str(m["memberId"]), "certificate": str(m["certificate"]),
+                     "status": str(m["status"]), "memberData": dict(m.get("memberData") or {})} for m in listed]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RemoteServiceError("CGS", f"/gov/service/members: not a member list ({exc})") from None
 
     async def put_event(self, data: Any, *, event_id: str | None, scope: str | None) -> None:
         query = {k: v for k, v in (("id", event_id), ("scope", scope)) if v}

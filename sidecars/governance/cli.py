@@ -45,7 +45,7 @@ Local counterpart of `az identity federated-credential create`: trust CGS's asse
 contract (sub = contract id) for the client id, in the Entra stand-in's credentials file."""
 
 
-def _add_connection(parser: argparse.ArgumentParser) -> None:
+def add_connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cgs", metavar="URL", help="CGS endpoint (default: CCR_CGS_ENDPOINT or --endpoints)")
     parser.add_argument("--endpoints", metavar="FILE", help="endpoints.json from `ccr emulators start`")
     parser.add_argument("--identity", metavar="DIR", help="member identity directory (default: CCR_MEMBER_DIR)")
@@ -73,7 +73,7 @@ def _command(sub: Subcommands, name: str, handler: str, help_text: str, target: 
     if target:
         parser.add_argument(target, metavar=target.upper(), help=TARGETS[target])
     if connect:
-        _add_connection(parser)
+        add_connection(parser)
     if proposes:
         parser.add_argument("--no-vote", action="store_true", help="propose without voting accept")
     parser.set_defaults(**defaults)
@@ -243,7 +243,7 @@ def _deployment(deployment: Subcommands) -> None:
     propose.add_argument("--contract", help="the contract's id (default: the one the template's CCR_SPEC names)")
     propose.add_argument("--no-policy", action="store_true", help="do not also propose the clean room policy")
     propose.add_argument("--no-vote", action="store_true", help="propose without voting accept")
-    _add_connection(propose)
+    add_connection(propose)
     add_var_option(propose, "a value for ${NAME} in SPEC (repeatable; --endpoints fills them too)")
     propose.add_argument("--layers", metavar="FILE", help="layer lock for SPEC (default: the local podman images)")
     propose.add_argument("--registry", metavar="PREFIX", help="registry prefix of the sidecar images, for SPEC")

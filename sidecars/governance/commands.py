@@ -21,19 +21,7 @@ from ..spec import load_spec
 from . import deployment
 from .events import check_and_render
 from .member_client import CgsMemberClient, CgsRequestFailed, accept_by_all, join
-
-
-def _client(args: argparse.Namespace, identity_dir: str | None = None):
-    endpoints = read_endpoints(args)
-    endpoint = args.cgs or os.environ.get("CCR_CGS_ENDPOINT") or endpoints.get("cgs_endpoint")
-    ca_bundle = args.ca_bundle or endpoints.get("ca_bundle")
-    if not endpoint:
-        raise ConfigError("no CGS endpoint: pass --cgs URL, --endpoints FILE or set CCR_CGS_ENDPOINT")
-    directory = identity_dir or args.identity or os.environ.get("CCR_MEMBER_DIR")
-    if not directory:
-        raise ConfigError("no member identity: pass --identity DIR or set CCR_MEMBER_DIR")
-    return CgsMemberClient(endpoint, MemberIdentity.load(directory), ca_bundle=ca_bundle or os.environ.get(
-        "CCR_CA_BUNDLE"), auth=getattr(args, "member_auth", "cert"))
+from .memberargs import member_client as _client
 
 
 def _print_proposal(proposal: dict[str, Any], what: str = "") -> None:

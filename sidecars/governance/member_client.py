@@ -254,10 +254,13 @@ class CgsMemberClient:
         return self.request("PUT", f"/app/contracts/{quote(contract_id)}/secrets/{quote(name)}",
                             {"value": value})["secretId"]
 
-    def put_document(self, document_id: str, contract_id: str, data: Any, version: str | None = None) -> None:
+    def put_document(self, document_id: str, contract_id: str, data: Any, version: str | None = None,
+                     labels: dict[str, str] | None = None) -> None:
         body: dict[str, Any] = {"contractId": contract_id, "data": data}
         if version:
             body["version"] = version
+        if labels:
+            body["labels"] = labels
         self.request("PUT", f"/app/memberdocuments/{quote(document_id)}", body)
 
     def document(self, document_id: str) -> dict[str, Any]:
@@ -267,6 +270,41 @@ class CgsMemberClient:
         """`set_member_document` carrying the document as CGS shows it now."""
         return self.propose({"name": "set_member_document",
                              "args": {"documentId": document_id, "document": self.document(document_id)}})
+
+    # -- analytics documents (issue 17): member documents labelled kind dataset|query, decided by data owners
+    def propose_analytics_document(self, document_id: str, contract_id: str, kind: str, text: str) -> dict[str, Any]:
+        """Writes the draft (so CGS shows it) and proposes `set_member_document` carrying *this* text, not the
+        draft read back: another member may rewrite a draft between the two, and what the proposer votes for
+        must be what it wrote."""
+        labels = {"kind": kind}
+        try:
+            current = self.document(document_id)
+        except CgsRequestFailed as exc:
+            if exc.code != "DocumentNotFound":
+                raise
+            current = None
+        if current is None or current.get("state") == "Draft":
+            self.put_document(document_id, contract_id, text, current["version"] if current else None, labels)
+        return self.propose({"name": "set_member_document", "args": {
+            "documentId": document_id, "document": {"contractId": contract_id, "data": text, "labels": labels}}})
+
+    def contract_documents(self, contract_id: str) -> list[str]:
+        """The ids of the contract's member documents."""
+        return [d["id"] for d in self.request("GET", f"/app/contracts/{quote(contract_id)}/memberdocuments")["value"]]
+
+    def contract_document(self, contract_id: str, document_id: str) -> dict[str, Any]:
+        """A document of the contract (accepted, proposed or draft; `labels`, `finalVotes` once accepted)."""
+        return self.request("POST", f"/app/contracts/{quote(contract_id)}/memberdocuments/{quote(document_id)}")
+
+    def set_document_execution(self, contract_id: str, document_id: str, enabled: bool) -> None:
+        """An owner's per-document execution consent: disable revokes the document, enable clears its own disable."""
+        self.request("POST", f"/app/contracts/{quote(contract_id)}/memberdocuments/{quote(document_id)}/"
+                             f"runtimeoptions/execution/{'enable' if enabled else 'disable'}")
+
+    def document_status(self, contract_id: str, document_id: str) -> dict[str, Any]:
+        """`{status: enabled|disabled, reason: {code, message}}` of a document's execution consent."""
+        return self.request("POST", f"/app/contracts/{quote(contract_id)}/memberdocuments/{quote(document_id)}/"
+                                    "runtimeoptions/execution/status")
 
     # -- audit events
     def events(self, contract_id: str, *, page_size: int = 2000) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -3,6 +3,10 @@
 - `POST /consentcheck/{execution,logging,telemetry}` → `{status, reason:{code,message}}`
 - `PUT /events?id=&scope=` (any JSON) → 204 once CGS committed the write (its transaction id `Committed`)
 - `POST /secrets/{id}` → `{value}`; `POST /documents/{id}` (or `/memberdocuments/{id}`) → the accepted document
+- `POST /memberdocuments/{id}/consentcheck/execution` → `{status, reason:{code,message}}` of that document's
+  execution consent (an analytics dataset or query: its data owners may revoke it)
+- `GET /members` → `{value: [{memberId, certificate, status, memberData}]}`, the consortium's members (the
+  analytics app verifies members' signed requests with their certificates)
 - `POST /oauth/token?sub=&tenantId=&aud=` → `{value: JWT}` (the federated client assertion)
 - `POST /ca/generateEndorsedCert` `{publicKey, subjectName, subjectAlternateNames, validityPeriodDays}` →
   `{cert}` (subjects reserved for the sidecars, `sidecars.common.roomcerts`, only with the sidecar token)
@@ -182,6 +186,14 @@ def build_app(cgs: CgsRoomClient, config: GovernanceConfig) -> FastAPI:
     @app.post("/memberdocuments/{document_id}")
     async def document(document_id: str):
         return await cgs.document(document_id)
+
+    @app.post("/memberdocuments/{document_id}/consentcheck/execution")
+    async def document_consent_check(document_id: str):
+        return await cgs.document_consent(document_id)
+
+    @app.get("/members")
+    async def members():
+        return {"value": await cgs.members()}
 
     @app.post("/oauth/token")
     async def oauth_token(tenantId: str, sub: str | None = None, aud: str = "api://AzureADTokenExchange"):

@@ -23,6 +23,7 @@ from pathlib import Path
 from ..common.errors import ConfigError, ProcessError
 from ..common.logs import get_logger
 from ..spec import read_spec_document, rewrite_spec_line
+from . import venvstage
 from .podman import Podman
 
 log = get_logger(__name__)
@@ -117,6 +118,44 @@ def base_rootfs_tar(progress=stderr_progress, packages: tuple[str, ...] = BASE_P
     return tar_path
 
 
+#: Beside a Containerfile, `debian-packages.txt` lists the Debian packages (one a line, `#` comments) the app's
+#: base needs besides python3: the base is made by debootstrap with them (cached by the package set) and
+#: handed to the build as `BASE_IMAGE`, so the build itself installs nothing and downloads nothing.
+DEBIAN_PACKAGES = "debian-packages.txt"
+_DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+
+
+def declared_debian_packages(context: Path) -> tuple[str, ...]:
+    """The base packages `context` asks for: python3 first, then its `debian-packages.txt` (none: just python3)."""
+    listed = context / DEBIAN_PACKAGES
+    if not listed.is_file():
+        return BASE_PACKAGES
+    names = [line.split("#")[0].strip() for line in listed.read_text().splitlines()]
+    names = [name for name in names if name]
+    bad = [name for name in names if not _DEBIAN_PACKAGE.match(name)]
+    if bad:  # the names reach debootstrap's command line: nothing but package names passes
+        raise ConfigError(f"{listed}: not a Debian package name: {bad[0]!r}")
+    return tuple(dict.fromkeys((*BASE_PACKAGES, *names)))
+
+
+def app_base_image(packages: tuple[str, ...]) -> str:
+    """The base image of an app declaring `packages`, tagged by the set (a changed list builds a new base)."""
+    if packages == BASE_PACKAGES:
+        return BASE_IMAGE
+    return "localhost/ccr-appbase:bookworm-" + hashlib.sha256(" ".join(packages).encode()).hexdigest()[:12]
+
+
+def ensure_app_base_image(packages: tuple[str, ...], podman: Podman | None = None, progress=stderr_progress) -> str:
+    podman = podman or Podman()
+    ref = app_base_image(packages)
+    if ref == BASE_IMAGE:
+        return ensure_base_image(podman, progress)
+    if not podman.image_exists(ref):
+        podman.import_tar(base_rootfs_tar(progress, packages=packages, flavour="appbase"), ref,
+                          changes=['CMD ["/bin/sh"]'])
+    return ref
+
+
 def ensure_base_image(podman: Podman | None = None, progress=stderr_progress) -> str:
     podman = podman or Podman()
     if not podman.image_exists(BASE_IMAGE):
@@ -177,23 +216,55 @@ def vendored_packages(requirements: Path, progress=stderr_progress) -> Path:
     return target
 
 
+#: Beside a Containerfile, `venv-packages.txt` names Python distributions (one a line) staged from the
+#: checkout's virtualenv with everything they require (`venvstage`): `deps/`, a venv for /opt/ccr, and, when
+#: `ccr` is named, `app/` with ccr's own package and command. For an app that runs ccr's code (the analytics
+#: app) or a package pip cannot install as a wheel (pyspark is an sdist); nothing is downloaded.
+VENV_PACKAGES = "venv-packages.txt"
+
+
+def declared_venv_packages(context: Path) -> tuple[str, ...]:
+    listed = context / VENV_PACKAGES
+    if not listed.is_file():
+        return ()
+    names = [line.split("#")[0].strip() for line in listed.read_text().splitlines()]
+    return tuple(name for name in names if name)
+
+
+def _stage_context(context: Path, scratch: Path, progress=stderr_progress) -> Path:
+    """The build context: the folder as it is, plus what its requirements.txt / venv-packages.txt ask for."""
+    extras = (context / REQUIREMENTS).is_file(), declared_venv_packages(context)
+    if not any(extras):
+        return context
+    build_context = scratch / context.name
+    shutil.copytree(context, build_context)
+    if extras[0]:
+        shutil.copytree(vendored_packages(context / REQUIREMENTS, progress), build_context / VENDORED_DIR)
+    if extras[1]:
+        started = time.monotonic()
+        venvstage.stage_deps(build_context / "deps", extras[1])
+        if venvstage.PROJECT in extras[1]:
+            venvstage.stage_ccr_app(build_context / "app")
+        progress(f"staged {', '.join(extras[1])} from the virtualenv in {time.monotonic() - started:.1f} s")
+    return build_context
+
+
 def build_app_image(context: Path, podman: Podman | None = None, progress=stderr_progress) -> BuiltImage:
-    """Build `context/Containerfile` as `localhost/<folder name>:latest` on top of the base image."""
+    """Build `context/Containerfile` as `localhost/<folder name>:latest` on top of its base image (the
+    Debian base, with the packages of its debian-packages.txt)."""
     podman = podman or Podman()
     if not (context / "Containerfile").is_file():
         raise ConfigError(f"{context}: no Containerfile in this folder")
-    ensure_base_image(podman, progress)
+    base = ensure_app_base_image(declared_debian_packages(context), podman, progress)
     name = context.name
     tag_ref = f"localhost/{name}:latest"
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix=f"ccr-build-{name}-") as scratch:
-        build_context = context
-        if (context / REQUIREMENTS).is_file():
-            packages = vendored_packages(context / REQUIREMENTS, progress)
-            build_context = Path(scratch) / name
-            shutil.copytree(context, build_context)
-            shutil.copytree(packages, build_context / VENDORED_DIR)
-        digest = podman.build(build_context, tag_ref, build_args={"BASE_IMAGE": BASE_IMAGE})
+    scratch_root = cache_dir() / "build"
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    # under the cache, not /tmp: the staged files are hard links into the virtualenv (same filesystem)
+    with tempfile.TemporaryDirectory(prefix=f"ccr-build-{name}-", dir=scratch_root) as scratch:
+        build_context = _stage_context(context, Path(scratch), progress)
+        digest = podman.build(build_context, tag_ref, build_args={"BASE_IMAGE": base})
     progress(f"built {tag_ref} ({digest[:19]}…) in {time.monotonic() - started:.1f} s")
     return BuiltImage(name, tag_ref, digest)
 

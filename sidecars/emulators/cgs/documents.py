@@ -29,7 +29,8 @@ async def put_document(document_id: str, cgs: Cgs, caller: MemberAuth, contract_
     if version is not None and not isinstance(version, str):
         raise BadRequest("version: expected a string", code="InvalidInput")
     with cgs.change():
-        document = cgs.store.put_document(document_id, data["contractId"], data["data"], version)
+        document = cgs.store.put_document(document_id, data["contractId"], data["data"], version,
+                                          data.get("labels"))
         cgs.record(data["contractId"], caller.who, "put_document", documentId=document_id,
                    version=document["version"])
     return Response(status_code=200)
@@ -66,4 +67,4 @@ async def release_document(contract_id: str, document_id: str, cgs: Cgs, room: R
         raise NotFound("A document with the specified id was not found or has not been accepted.",
                        code="DocumentNotFound")
     cgs.audit.append(contract_id, "cgs", "release", {"action": "release_document", "documentId": document_id})
-    return room.wrapped(json.dumps(document).encode())
+    return room.wrapped(json.dumps({"labels": {}, **document}).encode())

@@ -31,14 +31,19 @@ GOV_WRITE = ("A COSE_Sign1 message (application/cose, ES384, kid = member id, cc
 
 
 CONTRACT = body({"data": {}, "version": STRING}, ("data",))
-DOCUMENT = body({"contractId": STRING, "data": {}, "version": STRING}, ("contractId", "data"))
+# `labels` (string values): `kind: dataset|query` makes it an analytics document, whose data is that document's
+# JSON text (see `analytics`).
+LABELS: dict[str, Any] = {"type": "object", "additionalProperties": STRING,
+                          "properties": {"kind": {"enum": ["dataset", "query"]}}}
+DOCUMENT = body({"contractId": STRING, "data": {}, "version": STRING, "labels": LABELS}, ("contractId", "data"))
 PROPOSAL = body({"actions": {"type": "array", "items": {
     "type": "object", "required": ["name", "args"], "properties": {
         "name": {"enum": list(ACTIONS)},
         "args": {"type": "object", "properties": {
             "contractId": STRING, "documentId": STRING, "type": {"enum": ["add", "remove"]},
             "contract": {"type": "object", "properties": {"data": {}, "version": STRING}},
-            "document": {"type": "object", "properties": {"contractId": STRING, "data": {}, "version": STRING}},
+            "document": {"type": "object", "properties": {"contractId": STRING, "data": {}, "version": STRING,
+                                                          "labels": LABELS}},
             "cert": {"type": "string", "description": "PEM certificate"}, "member_data": {"type": "object"},
             "kid": STRING, "issuer_url": STRING,
             "claims": {"type": "object", "properties": {claim: {} for claim in POLICY_CLAIMS}},

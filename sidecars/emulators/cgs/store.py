@@ -32,7 +32,7 @@ from cryptography import x509
 
 from ...common.errors import BadRequest, CcrError, Conflict, Forbidden, NotFound
 from ...common.memberauth import member_id_of
-from . import constitution, db
+from . import analytics, constitution, db
 
 RUNTIME_OPTIONS = ("logging", "telemetry")
 POLICY_CLAIMS = {
@@ -67,13 +67,16 @@ class State:
     oidc: dict[str, dict[str, str]] = field(default_factory=dict)
     # contract id -> {"data": the accepted template, "proposalId": the proposal that accepted it}
     deployment_specs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # analytics document id -> member id -> "enabled" | "disabled" (its deciders' execution consent)
+    document_execution: dict[str, dict[str, str]] = field(default_factory=dict)
     version_counter: int = 0
 
 
 # How deep each field of State is keyed: one database row per entry at that depth. Secrets and consent are
 # per contract *and* per secret or member, so adding one does not rewrite the others.
 NESTING = {"members": 1, "acks": 1, "oidc": 1, "contracts": 1, "proposals": 1, "policies": 1, "execution": 2,
-           "runtime_options": 1, "secrets": 2, "documents": 1, "ca": 1, "deployment_specs": 1}
+           "runtime_options": 1, "secrets": 2, "documents": 1, "ca": 1, "deployment_specs": 1,
+           "document_execution": 2}
 
 # An entry a mutation touched that is gone by its end (deleted from the database).
 _GONE = object()
@@ -194,6 +197,12 @@ class Store:
     def member_name(self, member_id: str) -> str:
         return self.state.members.get(member_id, {}).get("name", member_id[:12])
 
+    def member_named(self, name: str) -> str:
+        """The id of the member named `name`; a name no member has stands for itself, so it never matches a
+        voter (member names are unique, see `_validate_action`)."""
+        return next((mid for mid, m in self.state.members.items() if m.get("name") == name),
+                    f"unregistered member {name}")
+
     def members_view(self) -> list[dict[str, Any]]:
         """`GET /gov/service/members`, as CCF answers it."""
         return [{"memberId": mid, "status": m.get("status", "Active"), "certificate": m["cert"],
@@ -291,6 +300,7 @@ class Store:
             for action in actions:
                 self._validate_action(action)
             self._check_deployment_proposer(proposer, actions)
+            analytics.check_proposal(self, proposer, actions)
             proposal_id = secrets.token_hex(32)
             proposal = {"proposalId": proposal_id, "proposerId": proposer, "actions": actions, "state": "Open",
                         "ballots": {}}
@@ -317,7 +327,7 @@ class Store:
                 raise BadRequest(f"{self.member_name(member_id)} already submitted a different ballot on proposal "
                                  f"{proposal_id}", code="VoteAlreadyExists")
             deciders = self._deciders(proposal)
-            if deciders is not None and member_id not in deciders:
+            if deciders is not None and member_id not in deciders and self._deployment_contract(proposal):
                 raise Forbidden(f"{self.member_name(member_id)} is not a member of contract "
                                 f"{self._deployment_contract(proposal)!r}: only its members vote on its deployment",
                                 code="NotContractMember")
@@ -395,6 +405,13 @@ class Store:
                 raise BadRequest("set_member: cert must be a PEM certificate", code="ProposalFailedToValidate")
             if not isinstance(args.get("member_data", {}), dict):
                 raise BadRequest("set_member: member_data must be an object", code="ProposalFailedToValidate")
+            # A member's name stands for it where documents name members (a dataset's owner): one name, one member.
+            member_id = _member_id_of_pem(str(args["cert"]))
+            identifier = (args.get("member_data") or {}).get("identifier")
+            if identifier and any(m.get("name") == identifier for mid, m in self.state.members.items()
+                                  if mid != member_id):
+                raise BadRequest(f"set_member: a member named {str(identifier)[:64]!r} already exists",
+                                 code="ProposalFailedToValidate")
             return
         if name == "remove_member":
             if _member_id_of_pem(str(args.get("cert", ""))) not in self.state.members:
@@ -465,8 +482,13 @@ class Store:
         return {by_name.get(name, f"unregistered member {name}") for name in named}
 
     def _deciders(self, proposal: dict[str, Any]) -> set[str] | None:
+        """Who decides the proposal when not every member does: a deployment spec's contract members (only
+        they may vote), an analytics document's owners (anyone may vote, only theirs count)."""
         contract_id = self._deployment_contract(proposal)
-        return None if contract_id is None else self.contract_members(contract_id)
+        if contract_id is not None:
+            return self.contract_members(contract_id)
+        documents = [a["args"]["document"] for a in proposal["actions"] if a["name"] == "set_member_document"]
+        return analytics.deciders(self, documents[0]) if len(documents) == 1 == len(proposal["actions"]) else None
 
     def _check_deployment_proposer(self, proposer: str, actions: list[dict[str, Any]]) -> None:
         deployments = [a for a in actions if a["name"] == "set_deployment_spec"]
@@ -513,7 +535,8 @@ class Store:
             touched.append(("documents", document_id))
             self.state.documents[document_id] = {
                 "id": document_id, "contractId": proposed["contractId"], "data": proposed.get("data"),
-                "version": self._next_version(), "state": "Accepted", "proposalId": proposal_id, "finalVotes": votes}
+                "labels": proposed.get("labels") or {}, "version": self._next_version(), "state": "Accepted",
+                "proposalId": proposal_id, "finalVotes": votes}
             return
         if name in ("enable_oidc_issuer", "set_oidc_issuer_url", "oidc_issuer_enable_rotate_signing_key"):
             touched.append(("oidc", "issuer"))
@@ -638,9 +661,11 @@ class Store:
             self.state.secrets.setdefault(contract_id, {})[secret_id] = value
             return secret_id
 
-    def put_document(self, document_id: str, contract_id: str, data: Any, version: str | None) -> dict[str, Any]:
+    def put_document(self, document_id: str, contract_id: str, data: Any, version: str | None,
+                     labels: dict[str, str] | None = None) -> dict[str, Any]:
         """As `put_contract`: an accepted document never changes, a draft only at its version."""
         with self._change() as touched:
+            analytics.check_labels(labels)
             self.contract(contract_id)
             existing = self.state.documents.get(document_id)
             if existing is not None:
@@ -653,8 +678,8 @@ class Store:
                 if version != existing["version"]:
                     raise CcrError(f"document {document_id!r} is at version {existing['version']}, not {version}",
                                    code="PreconditionFailed", http_status=412)
-            document = {"id": document_id, "contractId": contract_id, "data": data, "version": self._next_version(),
-                        "state": "Draft", "proposalId": "", "finalVotes": []}
+            document = {"id": document_id, "contractId": contract_id, "data": data, "labels": labels or {},
+                        "version": self._next_version(), "state": "Draft", "proposalId": "", "finalVotes": []}
             touched.append(("documents", document_id))
             self.state.documents[document_id] = document
             return document
@@ -665,15 +690,34 @@ class Store:
         if document is None:
             raise NotFound("A document with the specified id was not found.", code="DocumentNotFound")
         if document["state"] == "Accepted":
-            return document
+            return {"labels": {}, **document}
         proposal, carried = self._open_proposal_carrying("set_member_document", "documentId", document_id,
                                                          "document")
         if proposal is not None:
             proposed = carried or document
             return {"id": document_id, "contractId": proposed.get("contractId"), "state": "Proposed",
-                    "data": proposed.get("data"), "version": proposed.get("version", ""),
-                    "proposalId": proposal["proposalId"]}
-        return {key: document[key] for key in ("id", "contractId", "data", "version", "state", "proposalId")}
+                    "data": proposed.get("data"), "labels": proposed.get("labels") or {},
+                    "version": proposed.get("version", ""), "proposalId": proposal["proposalId"]}
+        return {"labels": {}, **{key: document[key] for key in ("id", "contractId", "data", "labels", "version",
+                                                                 "state", "proposalId") if key in document}}
+
+    def set_document_execution(self, contract_id: str, document_id: str, member_id: str, status: str) -> None:
+        """A decider of an accepted analytics document enables or disables its execution consent."""
+        with self._change() as touched:
+            document = self.state.documents.get(document_id)
+            if document is None or document.get("contractId") != contract_id:
+                raise NotFound("A document with the specified id was not found.", code="DocumentNotFound")
+            if document.get("state") != "Accepted":
+                raise BadRequest(f"document {document_id!r} has not been accepted", code="DocumentNotAccepted")
+            if member_id not in (analytics.deciders(self, document) or set()):
+                raise Forbidden(f"{self.member_name(member_id)} does not decide document {document_id!r}: only the "
+                                "owners of the data an analytics document describes or reads enable or disable it",
+                                code="NotDocumentOwner")
+            touched.append(("document_execution", document_id, member_id))
+            self.state.document_execution.setdefault(document_id, {})[member_id] = status
+
+    def document_execution_status(self, contract_id: str, document_id: str) -> dict[str, Any]:
+        return analytics.execution_status(self, contract_id, document_id)
 
     # -- signing keys, created when a member asks after the enabling proposal was accepted
     def set_ca_key(self, contract_id: str, key_pem: str, cert_pem: str, public_pem: str) -> None:

@@ -21,7 +21,7 @@ PLACEHOLDER = "sha256:" + "0" * 64
 def test_arm_dir_is_what_make_arm_renders():
     files = armdir.render_all(REPO / "arm")
     assert {p.parent.name for p in files} == set(armdir.example_specs()) == {
-        "cleanroomhello-job", "cleanroomhello-api", "db-access"}
+        "cleanroomhello-job", "cleanroomhello-api", "db-access", "analytics"}
     stale = [str(p.relative_to(REPO)) for p, text in files.items() if not p.is_file() or p.read_text() != text]
     assert not stale, f"arm/ is stale ({', '.join(stale)}): run `make arm`"
     committed = {p for p in (REPO / "arm").rglob("*") if p.is_file() and p.name != "README.md"}

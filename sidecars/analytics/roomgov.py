@@ -1,0 +1,45 @@
+"""The analytics app's calls to the room's governance sidecar (design section 1): the contract's members,
+accepted member documents, and the execution consent of the contract and of each document. The audit and
+the contract's consent are `GovernanceClient`'s own."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from ..common.errors import RemoteServiceError
+from ..common.governance_client import ConsentStatus, GovernanceClient
+
+
+class AnalyticsGovernance(GovernanceClient):
+    def members(self) -> Any:
+        """`{"value": [{"memberId", "certificate", "status", "memberData"}]}` (checked by `auth.parse_members`)."""
+        return self._call("GET", "/members").json()
+
+    def member_document(self, document_id: str) -> dict[str, Any] | None:
+        """The accepted document with this id (its `data`, `labels`, `finalVotes`), or None if CGS has none."""
+        try:
+            body = self._call("POST", f"/memberdocuments/{quote(document_id, safe='')}").json()
+        except RemoteServiceError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if not isinstance(body, dict):
+            raise RemoteServiceError("governance", f"document {document_id!r}: the answer is not a JSON object")
+        return body
+
+    def document_consent(self, document_id: str) -> ConsentStatus:
+        body = self._call("POST", f"/memberdocuments/{quote(document_id, safe='')}/consentcheck/execution").json()
+        return _consent(body)
+
+    def contract_consent(self) -> ConsentStatus:
+        return _consent(self._call("POST", "/consentcheck/execution").json())
+
+
+def _consent(body: Any) -> ConsentStatus:
+    """Anything but an explicit "enabled" is disabled: a malformed answer must not read as consent."""
+    if not isinstance(body, dict):
+        return ConsentStatus("disabled", "MalformedConsent", "governance answered no consent status")
+    reason = body.get("reason") if isinstance(body.get("reason"), dict) else {}
+    status = "enabled" if body.get("status") == "enabled" else "disabled"
+    return ConsentStatus(status, str(reason.get("code", ""))[:100], str(reason.get("message", ""))[:300])
