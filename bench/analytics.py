@@ -180,6 +180,7 @@ def _baseline(folder: Path, work: Path, attempt: int) -> float:
                        "files": [str(p) for p in _files(folder, "orders")]},
         },
         "sql": SQL, "output": str(work / f"baseline-{attempt}"), "shuffle_partitions": SHUFFLE_PARTITIONS,
+        "read_buffer": str(1024 * 1024),
     }
     job_file = work / f"baseline-{attempt}.json"
     job_file.write_text(json.dumps(job))
