@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import re
 import shutil
 import threading
@@ -171,6 +172,9 @@ class Engine:
                 builder = builder.config(key, value)
             session = builder.getOrCreate()
             session.sparkContext.setLogLevel("WARN")
+            # py4j logs every connection it opens and closes at INFO, some from __del__ at interpreter exit
+            # (after logging's streams are closed: "I/O operation on closed file" noise)
+            logging.getLogger("py4j").setLevel(logging.WARNING)
             self._session = session
             return time.perf_counter() - started
 
