@@ -37,11 +37,12 @@ from sidecars.analytics.engine import DatasetSource, Engine
 from sidecars.common import objectformat as fmt
 from sidecars.common.azure_clients import container_client
 from sidecars.common.deks import save_dek_file
-from sidecars.common.process import ManagedProcess
 from sidecars.emulators.azurite import start_azurite
 from sidecars.launcher.images import cache_dir
 from sidecars.spec import EncryptionMode
 from sidecars.volumes.store import Volume
+
+from .volumes import mount_volume
 
 TARGET_MB = int(os.environ.get("CCR_BENCH_ANALYTICS_MB", "210"))
 PASSES = 2
@@ -158,19 +159,6 @@ def _publish(azurite, table: str, files: list[Path], dek) -> None:
         writer.commit()
 
 
-def _mount(azurite, container: str, dek_file: Path, root: Path, *, writable: bool):
-    mountpoint = Path(tempfile.mkdtemp(dir=root, prefix=f"{container}-"))
-    status = mountpoint.with_suffix(".status.json")
-    argv = [sys.executable, "-m", "sidecars.volumes.mount", "--storage-url", azurite.blob_url, "--container",
-            container, "--mountpoint", str(mountpoint), "--dek-file", str(dek_file), "--status-file", str(status)]
-    if writable:
-        argv += ["--writable", "--no-manifest"]
-    proc = ManagedProcess(f"mount-{container}", argv, ready=status.exists, ready_timeout=60, stop_timeout=60,
-                          log_path=mountpoint.with_suffix(".log"))
-    proc.start()
-    return proc, mountpoint
-
-
 def _baseline(folder: Path, work: Path, attempt: int) -> float:
     job = {
         "tables": {
@@ -233,7 +221,7 @@ def run() -> dict[str, float]:
                     baseline_s = min(baseline_s, _baseline(folder, work, attempt))
                 for variant, query in (("with", with_preconditions), ("without", without_preconditions)):
                     # fresh mounts each time: cold segment and page caches
-                    mounts = [_mount(azurite, name, dek_file, work, writable=name == "sink")
+                    mounts = [mount_volume(azurite, name, dek_file, work, writable=name == "sink")
                               for name in ("lineitem", "orders", "sink")]
                     try:
                         (_, line_root), (_, order_root), (_, sink_root) = mounts
@@ -259,7 +247,7 @@ def run() -> dict[str, float]:
                     best["clear"] = min(best.get("clear", float("inf")), time.perf_counter() - began)
             engine_s = best["with"]
             # a fresh mount read end to end: what decryption through FUSE costs on its own
-            proc, line_root = _mount(azurite, "lineitem", dek_file, work, writable=False)
+            proc, line_root = mount_volume(azurite, "lineitem", dek_file, work, writable=False)
             try:
                 mount_bytes, mount_read_s = _read_all(line_root)
             finally:

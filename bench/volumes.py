@@ -26,10 +26,11 @@ PASSES = 2
 CHUNK = 1024 * 1024
 
 
-def _mount(azurite, container: str, dek_file: Path, root: Path, *, writable: bool):
+def mount_volume(azurite, container: str, dek_file: Path, root: Path, *, writable: bool):
+    """The volumes sidecar's mount of `container` (as the room runs it), started and ready: (process, folder)."""
     from sidecars.common.process import ManagedProcess
 
-    mountpoint = Path(tempfile.mkdtemp(dir=root))
+    mountpoint = Path(tempfile.mkdtemp(dir=root, prefix=f"{container}-"))
     status = mountpoint.with_suffix(".status.json")
     argv = [sys.executable, "-m", "sidecars.volumes.mount", "--storage-url", azurite.blob_url, "--container",
             container, "--mountpoint", str(mountpoint), "--dek-file", str(dek_file), "--status-file", str(status)]
@@ -80,7 +81,7 @@ def run() -> dict[str, float]:
             started = time.perf_counter()
             assert len(blob.download_blob(max_concurrency=1).readall()) == ciphertext_len
             sdk_read = max(sdk_read, _mbps(ciphertext_len, time.perf_counter() - started))
-            proc, mnt = _mount(azurite, "source", dek_file, root, writable=False)
+            proc, mnt = mount_volume(azurite, "source", dek_file, root, writable=False)
             try:
                 started = time.perf_counter()
                 total = 0
@@ -96,7 +97,7 @@ def run() -> dict[str, float]:
         # segment at another random place: the two medians are taken under the same conditions.
         rng = random.Random(1)
         segment = dek.segment_size
-        proc, mnt = _mount(azurite, "source", dek_file, root, writable=False)
+        proc, mnt = mount_volume(azurite, "source", dek_file, root, writable=False)
         try:
             latencies, get_latencies = [], []
             fd = os.open(mnt / "data.bin", os.O_RDONLY)
@@ -127,7 +128,7 @@ def run() -> dict[str, float]:
             started = time.perf_counter()
             baseline.upload_blob(f"data-{attempt}.bin", data)
             sdk_write = max(sdk_write, _mbps(SIZE, time.perf_counter() - started))
-            proc, mnt = _mount(azurite, "sink", dek_file, root, writable=True)
+            proc, mnt = mount_volume(azurite, "sink", dek_file, root, writable=True)
             try:
                 started = time.perf_counter()
                 with open(mnt / f"out-{attempt}.bin", "wb", buffering=0) as f:

@@ -36,3 +36,16 @@ def testvectors() -> Path:
     if not TESTVECTORS.is_dir():
         pytest.fail(f"test vectors not found at {TESTVECTORS}: ../shared must sit beside the checkout")
     return TESTVECTORS
+
+
+@pytest.fixture(scope="session")
+def spark_engine(tmp_path_factory):
+    """One warm Spark engine for every test that runs Spark in this process (unit and integration): a
+    local[2] session costs 5-10 s to start (the JVM), and a process holds one SparkContext anyway."""
+    # lazy: pyspark starts nothing on import but costs ~0.5 s; only the Spark tests pay it
+    from sidecars.analytics.engine import Engine
+
+    engine = Engine(tmp_path_factory.mktemp("engine-scratch"))
+    engine.start()
+    yield engine
+    engine.stop()

@@ -17,7 +17,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
-from sidecars.analytics.engine import Engine
 from sidecars.analytics.roomgov import AnalyticsGovernance
 from sidecars.analytics.service import Analytics, ServiceConfig, build_app
 from sidecars.common.http import serve
@@ -119,14 +118,6 @@ class FakeGovernance:
         self.consent_down_after.clear()
         self.contract_disabled = False
         self.audit_down = False
-
-
-@pytest.fixture(scope="session")
-def spark_engine(tmp_path_factory):
-    engine = Engine(tmp_path_factory.mktemp("spark"))
-    engine.start()
-    yield engine
-    engine.stop()
 
 
 @pytest.fixture(scope="session")
