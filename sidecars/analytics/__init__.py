@@ -1,16 +1,19 @@
-"""Analytics clean rooms (issue 17): Spark SQL over several parties' datasets, each query approved by the
-owners of the data it reads.
+"""Analytics clean rooms: Spark SQL over several parties' datasets, each query approved by the owners of the
+data it reads (docs/analytics.md).
 
-What exists now is the part that needs no Spark and no network, so it can be checked on its own:
+Not a sidecar: the analytics app's code (it runs in the app's container, `ccr analytics serve`, image
+images/ccr-analytics) and the members' `ccr analytics` commands.
+
+Parsing and rules, no Spark and no network:
 - `documents`: the dataset and query documents, parsed from untrusted JSON with one line per problem;
 - `approval`: the approval rule (every owner of every input dataset accepts, none rejects or revokes);
-- `sqlguard`: the SQL guards that refuse a query before anything runs (not a single SELECT, a table or
-  function the room does not offer, a column outside `allowedFields`, row-level output from an
-  aggregate-only dataset), and the aggregation-threshold rewrite.
+- `sqlguard`: the SQL guards that refuse a query before anything runs, and the aggregation-threshold rewrite;
+- `datafiles`: a dataset's files, listed without following links, and checked against its schema.
 
-Still to come (the rest of issue 17): the documents in CGS and the `ccr analytics` commands, the run API
-behind the proxy, the Spark image and its views (which must expose only `allowedFields` plus the row id
-the threshold rewrite counts, `ROW_ID_COLUMN`), pre-conditions and post-filters at run time, revocation
-of a running query, the demo and the benchmarks. sqlglot is an optional dependency (`.[analytics]`): the
-sidecars' image does not carry it.
+The app: `engine` (Spark local mode: views of the allowed fields, pre-conditions, threshold, post-filters,
+output staged and published whole), `prepare` (documents, approvals and consent from CGS through the
+governance sidecar, `roomgov`), `auth` (members' signed requests), `runs` (the run store), `service` (the
+run API behind the proxy). The members' side: `cli`, `commands` (dataset and query documents in CGS),
+`runcommands` (`ccr analytics run|runs`). sqlglot and pyspark are the optional extra `.[analytics]`: the
+sidecars' image does not carry them.
 """
