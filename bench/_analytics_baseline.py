@@ -4,8 +4,9 @@ process holds one SparkContext; the engine's has the room's settings).
     python -m bench._analytics_baseline JOB.json   → prints {"seconds": S, "rows": N}
 
 The session is started before the clock; the timed part is what a user's script does: read the CSV files
-with their schema, run the SQL, write the result as one CSV file (run three times, the best of the last two counts); the engine's read buffer and
-shuffle partitions, so that the ratio is the room's cost, not a tuning.
+with their schema, run the SQL, write the result as one CSV file (run three times, the best of the last two
+counts). It has the engine's read buffer and shuffle partitions, so that the ratio is the room's cost, not
+a tuning.
 """
 
 from __future__ import annotations

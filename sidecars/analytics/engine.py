@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import re
 import shutil
 import threading
@@ -68,6 +69,12 @@ _CANCEL_TICK = 0.2
 #: column-by-column re-reads to name the culprit of a read failure: beyond this, the file alone is named
 _MAX_COLUMNS_TO_LOCATE = 64
 
+#: the loggers that print a failed task's exception (with the value it failed on) or its stack trace
+_TASK_FAILURE_LOGGERS = (
+    "org.apache.spark.executor.Executor", "org.apache.spark.scheduler.TaskSetManager",
+    "org.apache.spark.scheduler.DAGScheduler", "org.apache.spark.sql.execution.datasources.FileFormatWriter",
+    "org.apache.spark.util.Utils",
+)
 #: defaults the caller's `conf` may change: Spark's 200 shuffle partitions cost seconds on a small query in
 #: local mode (adaptive execution still merges small ones on a large query)
 _DEFAULT_CONF = {
@@ -171,6 +178,10 @@ class Engine:
                 builder = builder.config(key, value)
             session = builder.getOrCreate()
             session.sparkContext.setLogLevel("WARN")
+            # py4j logs every connection it opens and closes at INFO, some from __del__ at interpreter exit
+            # (after logging's streams are closed: "I/O operation on closed file" noise)
+            logging.getLogger("py4j").setLevel(logging.WARNING)
+            _silence_task_failures(session)
             self._session = session
             return time.perf_counter() - started
 
@@ -390,6 +401,19 @@ class Engine:
                     return SchemaMismatch(f"{where}: a row does not match the schema")
                 return SchemaMismatch(f"{where}: a value of column {column.name!r} is not a {column.type}")
         return SchemaMismatch("a dataset file does not match its schema")
+
+
+def _silence_task_failures(session: SparkSession) -> None:
+    """A failed task's log lines quote the row that failed it (`For input string: "<value>"`), and the room's
+    logs may leave the room: the loggers that print task failures are turned off. The run's error (its
+    class only) is what reports a failure."""
+    # pyspark logs each captured exception, message included, from the Python side too
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL + 1)
+    jvm = session.sparkContext._jvm
+    assert jvm is not None
+    off = jvm.org.apache.logging.log4j.Level.OFF
+    for logger in _TASK_FAILURE_LOGGERS:
+        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(logger, off)
 
 
 def _sources_by_view(query: Query, sources: Sequence[DatasetSource]) -> dict[str, DatasetSource]:

@@ -9,6 +9,8 @@ import io
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from datetime import date
@@ -27,6 +29,8 @@ from sidecars.analytics.engine import (
 )
 from sidecars.analytics.sqlguard import SqlRefused
 from sidecars.common.errors import BadRequest
+
+REPO = Path(__file__).resolve().parents[3]
 
 # the session fixture starts the JVM once; each test here then runs a few small Spark jobs (≈1 s)
 pytestmark = pytest.mark.slow
@@ -209,6 +213,57 @@ def test_a_value_that_does_not_match_the_schema_is_refused_naming_file_and_colum
     assert str(refused.value) == ("dataset 'northwind', file more/odd name [1].csv: a value of column 'amount' "
                                   "is not a int")
     assert all_files(tmp_path / "out") == []
+
+
+def test_a_failed_task_does_not_log_the_value_it_failed_on(spark_engine, sales, tmp_path, capfd):
+    source, _ = sales
+    write_csv(source.root / "bad.csv", [c for c, _ in SALES_COLUMNS], [(100, "north", "s3cr3t-value", "x")])
+    capfd.readouterr()
+    with pytest.raises(SchemaMismatch):
+        spark_engine.run(query([{"sql": "SELECT SUM(amount) AS s FROM sales"}]), [source], tmp_path / "out",
+                         run_id="quiet")
+    with pytest.raises(SparkFailure):
+        spark_engine.run(query([{"sql": "SELECT SUM(CAST(region AS INT)) AS s FROM sales"}]), [source],
+                         tmp_path / "out", run_id="quiet")
+    time.sleep(0.5)  # the JVM writes its logs from its own threads
+    logged = capfd.readouterr()
+    assert "s3cr3t-value" not in logged.err + logged.out
+    assert "north" not in logged.err + logged.out
+
+
+ENGINE_IN_A_PROCESS = """
+import json, sys
+from pathlib import Path
+from sidecars.analytics.engine import Engine, DatasetSource, SchemaMismatch, SparkFailure
+from sidecars.analytics.documents import parse_dataset, parse_query
+root = Path(sys.argv[1])
+dataset = parse_dataset(sys.argv[2])
+engine = Engine(root / "scratch")
+for sql in ("SELECT SUM(amount) AS s FROM sales", "SELECT SUM(CAST(region AS INT)) AS s FROM sales"):
+    query = parse_query(json.dumps({"inputDatasets": [{"datasetName": "northwind", "viewName": "sales"}],
+        "outputDataset": {"datasinkName": "sink"}, "segments": [{"executionSequence": 1, "sql": sql}]}))
+    try:
+        engine.run(query, [DatasetSource(dataset, "sales", root / "data")], root / "out", run_id="r")
+    except (SchemaMismatch, SparkFailure) as exc:
+        print("refused:", exc.code, flush=True)
+engine.stop()
+"""
+
+
+def test_the_jvm_does_not_log_the_value_a_task_failed_on(tmp_path):
+    """The JVM's own log lines (a failed task's exception, with the value) go to the process's stderr, which
+    the room's logs collect: they are run here in a process of their own to see all of its output."""
+    write_csv(tmp_path / "data" / "bad.csv", [c for c, _ in SALES_COLUMNS],
+              [(1, "n0rth-secret", 1, "x"), (2, "north", "s3cr3t-value", "x")])
+    document = json.dumps({
+        "name": "northwind", "owner": "nw", "store": "nw", "container": "nw", "format": "csv",
+        "schema": [{"name": n, "type": t} for n, t in SALES_COLUMNS], "allowedFields": ["region", "amount"],
+        "accessMode": "row", "encryption": {"mode": "SSE"}})
+    done = subprocess.run([sys.executable, "-c", ENGINE_IN_A_PROCESS, str(tmp_path), document],
+                          capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.stdout.splitlines() == ["refused: SchemaMismatch", "refused: SparkJobFailed"], done.stderr[-2000:]
+    assert "s3cr3t-value" not in done.stderr and "n0rth-secret" not in done.stderr
 
 
 def test_a_runtime_error_is_one_line_that_does_not_quote_the_data(spark_engine, sales, tmp_path):
