@@ -188,6 +188,64 @@ def check(condition: bool, problem: str) -> None:
         raise SystemExit(f"demo: {problem}")
 
 
+def story(room: PreparedRoom, where, ca: Path) -> Path:
+    """Steps 7-9 on a room that is up: woodgrove's runs (one approved, one missing woodgrove's approval, one
+    below the threshold), northwind's audit trail and revocation, then the room down and the results checked
+    against sqlite. Returns the folder of the decrypted sink. Raises SystemExit naming what went wrong."""
+    address = where.address
+    step(7, "woodgrove runs its queries through the room's API")
+    code, _ = run_query(room, address, ca, "woodgrove", "spend-by-age", "spend-by-age-1")
+    check(code == 0, "spend-by-age did not succeed")
+    code, out = run_query(room, address, ca, "woodgrove", "segment-mix", "segment-mix-1")
+    check(code != 0 and "is not an accepted query" in out, "segment-mix ran without woodgrove's approval")
+    # The room reads accepted documents only; whose accept is missing is CGS's to say, to a member.
+    shown = ccr("analytics", "query", "show", "segment-mix", *room.governance("woodgrove"), capture=True).stdout
+    missing = [line.strip() for line in shown.splitlines() if line.strip().startswith(("owners:", "approval:"))]
+    for line in missing:
+        say(f"   {line}")
+    check(any("woodgrove missing" in line for line in missing), "query show does not name woodgrove")
+    say("   segment-mix refused: woodgrove, an owner of the data it reads, has not approved it")
+    code, _ = run_query(room, address, ca, "woodgrove", "spend-by-city", "spend-by-city-1")
+    check(code == 0, "spend-by-city did not succeed")
+    city_run = run_record(room, address, ca, "woodgrove", "spend-by-city-1")
+    say(f"   spend-by-city: {city_run.get('rowsWritten')} rows written, "
+        f"{city_run.get('groupsSuppressed')} group(s) suppressed by northwind's threshold K={THRESHOLD}")
+    check(city_run.get("groupsSuppressed", 0) >= 1, "no group of spend-by-city was suppressed")
+    timings = run_record(room, address, ca, "woodgrove", "spend-by-age-1").get("timings", {})
+    say("   spend-by-age timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(timings.items())))
+
+    step(8, "northwind reads the runs that read its data in the audit trail, then revokes its consent")
+    say(f"$ ccr governance events list {room.contract} --json (the analytics runs)")
+    for event in audit_events(room, "northwind"):
+        if DATASETS["northwind"] in event.get("datasets", []) or event.get("event") == "analytics.run.refused":
+            say("   " + json.dumps(event, sort_keys=True))
+    ccr("analytics", "dataset", "revoke", DATASETS["northwind"], *room.governance("northwind"))
+    code, out = run_query(room, address, ca, "woodgrove", "spend-by-age", "spend-by-age-2")
+    check(code != 0 and "northwind" in out, "a query over a revoked dataset ran")
+    say("   spend-by-age refused after northwind revoked its dataset")
+
+    step(9, "stop the room; woodgrove downloads the results and checks them against sqlite on the clear data")
+    where.down()
+    result_dir = room.run / "result"
+    ccr("data", "download", "-o", str(result_dir), "--spec", str(room.spec), "--volume", SINK,
+        "--endpoints", room.endpoints, "--dek-file", str(room.members / f"{SINK}-dek.json"),
+        "--contract-ca", str(ca))
+    written = sorted(str(p.relative_to(result_dir)) for p in result_dir.rglob("*") if p.is_file())
+    say(f"   the sink holds: {', '.join(written)}")
+    check(not any(name.startswith(("segment-mix-1", "spend-by-age-2")) for name in written),
+          "a refused run wrote to the sink")
+    for query, run_id in (("spend-by-age", "spend-by-age-1"), ("spend-by-city", "spend-by-city-1")):
+        sql = json.loads((DOCUMENTS / f"{query}.query.json").read_text())["segments"][0]["sql"]
+        header, rows = demo_data.read_result_csv(result_dir / run_id / "segment-1.csv")
+        expected = room.data.answer(sql, THRESHOLD)
+        say(f"   {query}: {len(rows)} rows {header}; sqlite on the clear inputs: {len(expected)} rows "
+            f"({room.data.groups(sql) - len(expected)} below K={THRESHOLD})")
+        check(demo_data.comparable(rows) == demo_data.comparable(expected),
+              f"{query}'s result differs from sqlite's:\n{rows}\n{expected}")
+    say("   the room's answers are sqlite's")
+    return result_dir
+
+
 def main(argv: list[str] | None = None) -> int:
     run, where = demo_arguments(__doc__, "ccr-analytics-demo-", argv)
     if where.tls_name:
@@ -200,59 +258,9 @@ def main(argv: list[str] | None = None) -> int:
 
         step(6, "run the room: the analytics app starts Spark, then serves the run API behind the proxy")
         where.up(room.spec, room.endpoints)
-        address = where.address
-        say(f"   the app answered {wait_until_serving(room, address, ca):.1f} s after `ccr room up` returned")
+        say(f"   the app answered {wait_until_serving(room, where.address, ca):.1f} s after `ccr room up` returned")
 
-        step(7, "woodgrove runs its queries through the room's API")
-        code, _ = run_query(room, address, ca, "woodgrove", "spend-by-age", "spend-by-age-1")
-        check(code == 0, "spend-by-age did not succeed")
-        code, out = run_query(room, address, ca, "woodgrove", "segment-mix", "segment-mix-1")
-        check(code != 0 and "is not an accepted query" in out, "segment-mix ran without woodgrove's approval")
-        # The room reads accepted documents only; whose accept is missing is CGS's to say, to a member.
-        shown = ccr("analytics", "query", "show", "segment-mix", *room.governance("woodgrove"), capture=True).stdout
-        missing = [line.strip() for line in shown.splitlines() if line.strip().startswith(("owners:", "approval:"))]
-        for line in missing:
-            say(f"   {line}")
-        check(any("woodgrove missing" in line for line in missing), "query show does not name woodgrove")
-        say("   segment-mix refused: woodgrove, an owner of the data it reads, has not approved it")
-        code, _ = run_query(room, address, ca, "woodgrove", "spend-by-city", "spend-by-city-1")
-        check(code == 0, "spend-by-city did not succeed")
-        city_run = run_record(room, address, ca, "woodgrove", "spend-by-city-1")
-        say(f"   spend-by-city: {city_run.get('rowsWritten')} rows written, "
-            f"{city_run.get('groupsSuppressed')} group(s) suppressed by northwind's threshold K={THRESHOLD}")
-        check(city_run.get("groupsSuppressed", 0) >= 1, "no group of spend-by-city was suppressed")
-        timings = run_record(room, address, ca, "woodgrove", "spend-by-age-1").get("timings", {})
-        say("   spend-by-age timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(timings.items())))
-
-        step(8, "northwind reads the runs that read its data in the audit trail, then revokes its consent")
-        say(f"$ ccr governance events list {room.contract} --json (the analytics runs)")
-        for event in audit_events(room, "northwind"):
-            if DATASETS["northwind"] in event.get("datasets", []) or event.get("event") == "analytics.run.refused":
-                say("   " + json.dumps(event, sort_keys=True))
-        ccr("analytics", "dataset", "revoke", DATASETS["northwind"], *room.governance("northwind"))
-        code, out = run_query(room, address, ca, "woodgrove", "spend-by-age", "spend-by-age-2")
-        check(code != 0 and "northwind" in out, "a query over a revoked dataset ran")
-        say("   spend-by-age refused after northwind revoked its dataset")
-
-        step(9, "stop the room; woodgrove downloads the results and checks them against sqlite on the clear data")
-        where.down()
-        result_dir = run / "result"
-        ccr("data", "download", "-o", str(result_dir), "--spec", str(room.spec), "--volume", SINK,
-            "--endpoints", room.endpoints, "--dek-file", str(room.members / f"{SINK}-dek.json"),
-            "--contract-ca", str(ca))
-        written = sorted(str(p.relative_to(result_dir)) for p in result_dir.rglob("*") if p.is_file())
-        say(f"   the sink holds: {', '.join(written)}")
-        check(not any(name.startswith(("segment-mix-1", "spend-by-age-2")) for name in written),
-              "a refused run wrote to the sink")
-        for query, run_id in (("spend-by-age", "spend-by-age-1"), ("spend-by-city", "spend-by-city-1")):
-            sql = json.loads((DOCUMENTS / f"{query}.query.json").read_text())["segments"][0]["sql"]
-            header, rows = demo_data.read_result_csv(result_dir / run_id / "segment-1.csv")
-            expected = room.data.answer(sql, THRESHOLD)
-            say(f"   {query}: {len(rows)} rows {header}; sqlite on the clear inputs: {len(expected)} rows "
-                f"({room.data.groups(sql) - len(expected)} below K={THRESHOLD})")
-            check(demo_data.comparable(rows) == demo_data.comparable(expected),
-                  f"{query}'s result differs from sqlite's:\n{rows}\n{expected}")
-        say("   the room's answers are sqlite's")
+        story(room, where, ca)
         say(f"\nDemo done. Everything is in {run}")
         return 0
     finally:

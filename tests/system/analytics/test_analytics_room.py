@@ -3,8 +3,9 @@ through the room's run API (TLS from the contract CA, the proxy's Rego, a member
 
 Every refusal is checked the way a member meets it: one line in the API's `{error: {code, message}}` (or
 the CLI's stderr), an audit event in CGS, and nothing of the refused run in woodgrove's sink. The last test
-brings the room down and downloads the sink as woodgrove does, with the room's signed manifest checked:
-only the complete results of the runs that succeeded are there.
+is the demo's own story (examples/analytics/demo.py): its runs, the revocation, then the room down and the
+sink downloaded as woodgrove does, with the room's signed manifest checked: only the complete results of
+the runs that succeeded are there, each equal to sqlite's answer on the clear inputs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from sidecars.common.memberauth import MemberIdentity
-from tests.system.rooms import ccr
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -178,20 +178,22 @@ def test_the_proxy_lets_only_the_run_api_through(analytics_room):
         api.close()
 
 
-def test_the_sink_holds_only_complete_results_of_succeeded_runs(analytics_room, tmp_path):
-    """Last: the room goes down (the sink's manifest is signed then), woodgrove downloads and decrypts."""
+def test_the_demo_story_then_the_sink_holds_only_complete_results_of_succeeded_runs(analytics_room):
+    """Last: the demo's own steps 7-9 (examples/analytics/demo.py `story`) on this room: woodgrove's three
+    queries, northwind's audit trail and revocation, the room down (the sink's manifest is signed then), the
+    sink downloaded, checked and decrypted by woodgrove, its results compared with sqlite's."""
     room = analytics_room
-    room.where.down()
-    out = tmp_path / "result"
-    ccr("data", "download", "-o", str(out), "--spec", str(room.room.spec), "--volume", "woodgrove-output",
-        "--endpoints", room.room.endpoints, "--dek-file", str(room.room.members / "woodgrove-output-dek.json"),
-        "--contract-ca", str(room.ca))
+    try:
+        out = room.demo.story(room.room, room.where, room.ca)
+    except SystemExit as exc:
+        pytest.fail(str(exc))
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert written == sorted(f"{run_id}/segment-1.csv" for run_id in SUCCEEDED_RUNS), written
+    succeeded = {**SUCCEEDED_RUNS, "spend-by-age-1": "spend-by-age", "spend-by-city-1": "spend-by-city"}
+    assert written == sorted(f"{run_id}/segment-1.csv" for run_id in succeeded), written
     assert REFUSED_RUNS, "the refusal tests did not run first"
     data = room.demo.demo_data
     threshold = room.demo.THRESHOLD
-    for run_id, query in SUCCEEDED_RUNS.items():
+    for run_id, query in succeeded.items():
         sql = json.loads((room.demo.DOCUMENTS / f"{query}.query.json").read_text())["segments"][0]["sql"]
         _, rows = data.read_result_csv(out / run_id / "segment-1.csv")
         assert data.comparable(rows) == data.comparable(room.room.data.answer(sql, threshold)), run_id
