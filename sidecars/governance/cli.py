@@ -26,7 +26,9 @@ missing), proposed by the operator (set_member) and activated; the contract (the
 its clean-room policy (HOST_DATA of the spec's CCE policy, not debuggable) are proposed and accepted by
 all; the OIDC issuer (and, with datasinks, the contract CA) is enabled and its signing key made; the
 spec's identities are federated with the contract; with --deployment TEMPLATE the template becomes the
-contract's accepted deployment. Re-running it changes nothing that is already in place."""
+contract's accepted deployment. Re-running it changes nothing that is already in place. On a stand-in
+that already has members of other contracts (several rooms set up from one MEMBERS_DIR), those whose
+identities are in MEMBERS_DIR vote too: CGS's constitution wants every active member's vote."""
 
 # What the positional a command acts on is (a contract, a proposal, ...).
 TARGETS = {"contract": "the contract's id", "proposal": "the proposal's id", "document": "the document's id",

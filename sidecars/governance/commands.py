@@ -280,14 +280,21 @@ def setup(args: argparse.Namespace) -> int:
                   else MemberIdentity.create(members_dir / n, n) for n in names]
     endpoint, ca_bundle = str(spec.contract.governance.endpoint), endpoints.get("ca_bundle")
     clients = [CgsMemberClient(endpoint, i, ca_bundle=ca_bundle, auth=args.member_auth) for i in identities]
+    others: list[CgsMemberClient] = []
     try:
         with CgsMemberClient(endpoint, MemberIdentity.load(endpoints["cgs_operator_dir"]),
                              ca_bundle=ca_bundle, auth=args.member_auth) as operator:
-            for name in join(operator, clients):
+            # A local stand-in may already have members of other contracts (another room set up from the same
+            # MEMBERS_DIR): CGS's constitution wants every active member's vote, and their keys are here.
+            active = {m["memberId"] for m in operator.members() if m["status"] == "Active"}
+            others = [CgsMemberClient(endpoint, identity, ca_bundle=ca_bundle, auth=args.member_auth)
+                      for identity in _local_identities(members_dir, exclude=set(names))
+                      if identity.member_id in active]
+            for name in join(operator, clients, others):
                 print(f"registered member {name} in {members_dir}")
 
         def accept(proposal: dict[str, Any], what: str) -> None:
-            _accept_by_all(clients, proposal, what)
+            _accept_by_all([*clients, *others], proposal, what)
             print(f"  {what}: Accepted")
 
         host_data = render(spec, default_images(args.layers)).host_data
@@ -323,9 +330,15 @@ def setup(args: argparse.Namespace) -> int:
         status = lead.check_status(contract_id, "execution")
         print(f"contract {contract_id}: accepted, HOST_DATA {host_data}, execution {status['status']}")
     finally:
-        for client in clients:
+        for client in [*clients, *others]:
             client.close()
     return 0
+
+
+def _local_identities(members_dir: Path, exclude: set[str]) -> list[MemberIdentity]:
+    """The member identities kept in MEMBERS_DIR other than `exclude` (by folder name)."""
+    return [MemberIdentity.load(folder) for folder in sorted(members_dir.iterdir())
+            if folder.name not in exclude and (folder / "member.key").is_file()] if members_dir.is_dir() else []
 
 
 def _accept_by_all(clients: list[CgsMemberClient], proposal: dict[str, Any], what: str) -> dict[str, Any]:

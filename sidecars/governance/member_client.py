@@ -356,17 +356,19 @@ def accept_by_all(clients: list[CgsMemberClient], proposal: dict[str, Any]) -> d
     return proposal
 
 
-def join(operator: CgsMemberClient, clients: list[CgsMemberClient]) -> list[str]:
+def join(operator: CgsMemberClient, clients: list[CgsMemberClient],
+         voters: list[CgsMemberClient] = ()) -> list[str]:
     """Each client's identity a member, as in CCF: the operator proposes it (`set_member`), the clients already
-    active accept, and the new member acknowledges a state digest to become active. Returns the names newly
-    proposed; what is already so is left alone."""
+    active (and `voters`, other members whose votes a new member needs) accept, and the new member acknowledges
+    a state digest to become active. Returns the names newly proposed; what is already so is left alone."""
     status = {m["memberId"]: m["status"] for m in operator.members()}
     joined = []
     for client in clients:
         identity = client.identity
         if identity.member_id not in status:
             proposal = operator.propose_member(identity.cert_pem, identity.name)
-            proposal = accept_by_all([c for c in clients if status.get(c.identity.member_id) == "Active"], proposal)
+            proposal = accept_by_all([c for c in [*clients, *voters]
+                                      if status.get(c.identity.member_id) == "Active"], proposal)
             if proposal["proposalState"] != "Accepted":
                 raise CgsRequestFailed(409, "MemberNotAccepted", f"set_member {identity.name}: proposal "
                                        f"{proposal['proposalId']} is {proposal['proposalState']}")

@@ -89,3 +89,30 @@ def test_emulators_and_setup_give_a_room_consent_and_tokens(tmp_path, capsys):
         for proc in procs:
             proc.stop()
         runner.stop(run_dir)
+
+
+def test_setup_on_a_stand_in_shared_with_another_contracts_members(tmp_path, capsys):
+    """A second room with a new member (carol) on a stand-in where alice and bob are already active: the new
+    member and the second contract need their votes too, and their identities are in the members dir."""
+    run_dir = tmp_path / "run"
+    endpoints = runner.start(run_dir, registry=[entry for entry in runner.REGISTRY
+                                                if entry.name in ("maa", "cgs", "entra")])
+    try:
+        def setup(spec: dict, name: str) -> str:
+            spec_file = tmp_path / f"{name}.yaml"
+            spec_file.write_text(yaml.safe_dump(spec))
+            loaded = load_spec(spec_file, variables={"cgs_endpoint": endpoints["cgs_endpoint"]})
+            (tmp_path / f"{name}-layers.json").write_text(layer_lock(render_group(loaded)).dump())
+            code = ccr(["governance", "setup", str(spec_file), "--endpoints", str(run_dir / "endpoints.json"),
+                        "--members-dir", str(tmp_path / "members"), "--layers", str(tmp_path / f"{name}-layers.json")])
+            out = capsys.readouterr()
+            assert code == 0, out.err
+            return out.out
+
+        setup(SPEC, "first")
+        second = {**SPEC, "name": "second-room", "datasources": [],
+                  "contract": {**SPEC["contract"], "id": "second", "members": ["carol"]}}
+        out = setup(second, "second")
+        assert "registered member carol" in out and "contract second: accepted" in out
+    finally:
+        runner.stop(run_dir)
