@@ -99,8 +99,12 @@ def write_parquet(rows: Sequence[Row], columns: Sequence[str], types: Sequence[s
                   *, files: int) -> None:
     """`rows` as `files` Parquet files `folder/<stem>-<n>.parquet`, through a local Spark session (its output
     directory's bookkeeping files, _SUCCESS and .crc, are not part of the dataset)."""
-    from pyspark.sql import SparkSession  # lazy: importing pyspark.sql takes 1.0 s (measured); only the writer needs it
+    from pyspark import SparkContext  # lazy: importing pyspark takes 1.0 s (measured); only the writer needs it
+    from pyspark.sql import SparkSession  # lazy: as above
 
+    # A process holds one SparkContext: one that is running already (a test session's engine) is borrowed and
+    # left running; only a session started here is stopped here.
+    borrowed = SparkContext._active_spark_context is not None
     scratch = Path(tempfile.mkdtemp(prefix="ccr-analytics-parquet-"))
     # Spark otherwise resolves the host name to pick an address (and warns when it is a loopback one)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -119,7 +123,8 @@ def write_parquet(rows: Sequence[Row], columns: Sequence[str], types: Sequence[s
         for number, part in enumerate(parts):
             shutil.copyfile(part, folder / f"{stem}-{number}.parquet")
     finally:
-        spark.stop()
+        if not borrowed:
+            spark.stop()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
