@@ -126,7 +126,18 @@ class SimulatedAci:
         app = self._launcher().get("app") or {}
         say(f"   app {status}" + (f" (exit code {app.get('exit_code')})" if status in APP_DONE else ""))
         if status in APP_DONE and (status != "exited" or app.get("exit_code") != 0):
+            self._say_sidecar_logs()
             raise SystemExit(f"demo: the app did not succeed: {json.dumps(self._launcher())[:2000]}")
+
+    def _say_sidecar_logs(self) -> None:
+        """The last lines of the sidecars that were not ready (as the launcher names them), before the group
+        and its logs are deleted: what a failed run leaves to diagnose it."""
+        error = str(self._launcher().get("error") or "")
+        for container in ("skr", "governance", "identity", "volumes", "proxy", "telemetry"):
+            if f"{container}:" in error:
+                say(f"   last lines of ccr-{container}:")
+                ccr("aci", "logs", "--state-dir", str(self.state_dir), "--tail", "15", self._state().get("name", ""),
+                    f"ccr-{container}", check=False)
 
     def _state(self) -> dict:
         return json.loads((self.state_dir / "state.json").read_text())
