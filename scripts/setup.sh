@@ -10,6 +10,7 @@ APT_PACKAGES=(
     iproute2 iptables nftables python3-nftables
     podman runc fuse3 libfuse3-dev busybox-static debootstrap e2fsprogs cryptsetup-bin
     nodejs wrk
+    s3fs tcpdump
     openjdk-17-jre-headless
     chromium fonts-dejavu-core
     postgresql
