@@ -5,13 +5,18 @@
   ext_authz/*       … + the Python ext_authz server evaluating the policy in OPA
   rbac/*            … + the policy compiled into Envoy's RBAC filter (what the proxy runs by default for
                     policies in the compilable subset: method and path conditions)
-  for two policies: allow-all and only `GET /hello`.
+  for two policies: allow-all and only `GET /hello`; and, on the ext_authz path, the body policy
+  policies/allow-post-json-schema.rego (JSON body against a schema + a header) with `POST /orders`:
+  `body-policy` sends one body again and again (decision cache hits), `body-policy-distinct` a new body
+  on every request (every decision evaluated in OPA); `direct/post` and `envoy/post` are its baselines.
 
 All configurations run side by side and are measured in interleaved rounds (median of ROUNDS), so load
 from other work on a shared box hits them alike. Figures: proxy_p50_added_ms (the default
 path for `GET /hello` minus direct, 1 connection; goal ≤ 0.5),
 proxy_rps_ratio (that path ÷ Envoy without authz, 16 connections; goal ≥ 0.8), and the same two for the
-Python ext_authz path (`*_ext_authz`), which every other policy (body, headers, query, …) takes.
+Python ext_authz path (`*_ext_authz`), which every other policy (body, headers, query, …) takes, and
+for the body policy (`*_body_policy`, `*_body_policy_distinct`). `proxy_p50_authz_over_envoy_ms_*` is
+the latency the authorization adds over Envoy alone (goal ≤ 0.3 ms).
 """
 
 from __future__ import annotations
@@ -38,15 +43,33 @@ POLICIES = {
     "allow-all": "package envoy.authz\n\nallow := true\n",
     "get-hello": (Path(__file__).resolve().parent.parent / "policies" / "allow-get-hello.rego").read_text(),
 }
+BODY_POLICY = (Path(__file__).resolve().parent.parent / "policies" / "allow-post-json-schema.rego").read_text()
+WRK_POST = """wrk.method = "POST"
+wrk.body = '{"item": "widget", "quantity": 3, "note": "leave at door"}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+# A body no request has sent before (a per-thread id, a random run tag and a counter): no cache hit.
+WRK_POST_DISTINCT = """local threads = 0
+function setup(thread) threads = threads + 1; thread:set("tid", threads) end
+function init(args) math.randomseed(os.time() * 100 + tid); tag = math.random(1000000000); counter = 0 end
+function request()
+  counter = counter + 1
+  local body = string.format('{"item": "widget-%d-%d-%d", "quantity": %d, "note": "n"}',
+                             tid, tag, counter, counter % 100 + 1)
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
+"""
 FREE_PORTS = dict(inbound_address="127.0.0.1", inbound_port=0, egress_http_port=0, egress_tcp_port=0,
                   admin_port=0, authz_port=0, extproc_port=0)
 
 
-def _wrk(url: str, connections: int, duration: int, log_dir: Path) -> tuple[float, float]:
-    """(requests/s, p50 latency ms) from one wrk run."""
+def _wrk(target: tuple[str, str | None], connections: int, duration: int, log_dir: Path) -> tuple[float, float]:
+    """(requests/s, p50 latency ms) from one wrk run against (url, Lua script or None)."""
+    url, script = target
     threads = 1 if connections == 1 else 2
     proc = ManagedProcess(f"wrk-{connections}", ["wrk", "-t", str(threads), "-c", str(connections),
-                                                 "-d", f"{duration}s", "--latency", url],
+                                                 "-d", f"{duration}s", "--latency",
+                                                 *(["-s", script] if script else []), url],
                           log_path=log_dir / f"wrk-{connections}.log")
     proc.log_path.unlink(missing_ok=True)
     proc.start()
@@ -61,7 +84,7 @@ def _wrk(url: str, connections: int, duration: int, log_dir: Path) -> tuple[floa
     return float(rps.group(1)), float(p50.group(1)) * scale
 
 
-def _measure_rounds(urls: dict[str, str], log_dir: Path) -> dict[str, dict[str, float]]:
+def _measure_rounds(urls: dict[str, tuple[str, str | None]], log_dir: Path) -> dict[str, dict[str, float]]:
     for url in urls.values():
         _wrk(url, 16, 1, log_dir)  # warm-up: connection pools, OPA's prepared query
     samples: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in urls}
@@ -114,28 +137,52 @@ def run() -> dict:
             ready=file_exists(ready), log_path=run_dir / "app.log"))
         app_port = json.loads(ready.read_text())["port"]
         tls = LocalCA.create(run_dir / "ca").issue_server_cert("room")
-        urls = {"direct": f"http://127.0.0.1:{app_port}/hello"}
+        post, post_distinct = run_dir / "post.lua", run_dir / "post-distinct.lua"
+        post.write_text(WRK_POST)
+        post_distinct.write_text(WRK_POST_DISTINCT)
+        urls: dict[str, tuple[str, str | None]] = {"direct": (f"http://127.0.0.1:{app_port}/hello", None),
+                                                   "direct/post": (f"http://127.0.0.1:{app_port}/orders", str(post))}
 
-        def model(policy: str) -> ProxyModel:
-            endpoint = InboundEndpoint("api", app_port, f"{policy}.rego", POLICIES[policy])
+        def model(policy_name: str, source: str) -> ProxyModel:
+            endpoint = InboundEndpoint("api", app_port, f"{policy_name}.rego", source)
             return ProxyModel(inbound=(endpoint,), inbound_tls=tls, **FREE_PORTS)
 
-        stack.enter_context(_envoy_without_authz(plan(model("allow-all")), run_dir))
-        urls["envoy"] = f"https://127.0.0.1:{_inbound_port(run_dir / 'envoy-bare-admin.txt')}/hello"
+        stack.enter_context(_envoy_without_authz(plan(model("allow-all", POLICIES["allow-all"])), run_dir))
+        envoy_url = f"https://127.0.0.1:{_inbound_port(run_dir / 'envoy-bare-admin.txt')}"
+        urls["envoy"] = (f"{envoy_url}/hello", None)
+        urls["envoy/post"] = (f"{envoy_url}/orders", str(post))
         for mode in ("rbac", "ext_authz"):
-            for policy in POLICIES:
-                planned = plan(model(policy), use_rbac=mode == "rbac")
+            for policy, source in POLICIES.items():
+                planned = plan(model(policy, source), use_rbac=mode == "rbac")
                 assert planned.inbound[0].enforcement == mode
                 runtime = stack.enter_context(ProxyRuntime(planned, run_dir / f"{mode}-{policy}", authz_workers=2))
-                urls[f"{mode}/{policy}"] = f"https://127.0.0.1:{runtime.ports.inbound}/hello"
+                urls[f"{mode}/{policy}"] = (f"https://127.0.0.1:{runtime.ports.inbound}/hello", None)
+        planned = plan(model("body-policy", BODY_POLICY))
+        assert planned.inbound[0].enforcement == "ext_authz" and planned.inbound[0].needs_body
+        runtime = stack.enter_context(ProxyRuntime(planned, run_dir / "ext_authz-body-policy", authz_workers=2))
+        urls["ext_authz/body-policy"] = (f"https://127.0.0.1:{runtime.ports.inbound}/orders", str(post))
+        urls["ext_authz/body-policy-distinct"] = (f"https://127.0.0.1:{runtime.ports.inbound}/orders",
+                                                  str(post_distinct))
         table = _measure_rounds(urls, run_dir)
     direct, envoy = table["direct"], table["envoy"]
+    post, envoy_post = table["direct/post"], table["envoy/post"]
     figures = {
         "proxy_p50_added_ms": table["rbac/get-hello"]["p50_1c_ms"] - direct["p50_1c_ms"],
         "proxy_rps_ratio": table["rbac/get-hello"]["rps_16c"] / envoy["rps_16c"],
         "proxy_p50_added_ms_ext_authz": table["ext_authz/get-hello"]["p50_1c_ms"] - direct["p50_1c_ms"],
         "proxy_rps_ratio_ext_authz": table["ext_authz/get-hello"]["rps_16c"] / envoy["rps_16c"],
         "proxy_rps_ratio_ext_authz_allow_all": table["ext_authz/allow-all"]["rps_16c"] / envoy["rps_16c"],
+        "proxy_p50_added_ms_body_policy": table["ext_authz/body-policy"]["p50_1c_ms"] - post["p50_1c_ms"],
+        "proxy_rps_ratio_body_policy": table["ext_authz/body-policy"]["rps_16c"] / envoy_post["rps_16c"],
+        "proxy_p50_added_ms_body_policy_distinct":
+            table["ext_authz/body-policy-distinct"]["p50_1c_ms"] - post["p50_1c_ms"],
+        "proxy_rps_ratio_body_policy_distinct":
+            table["ext_authz/body-policy-distinct"]["rps_16c"] / envoy_post["rps_16c"],
+        "proxy_p50_authz_over_envoy_ms_ext_authz": table["ext_authz/get-hello"]["p50_1c_ms"] - envoy["p50_1c_ms"],
+        "proxy_p50_authz_over_envoy_ms_body_policy":
+            table["ext_authz/body-policy"]["p50_1c_ms"] - envoy_post["p50_1c_ms"],
+        "proxy_p50_authz_over_envoy_ms_body_policy_distinct":
+            table["ext_authz/body-policy-distinct"]["p50_1c_ms"] - envoy_post["p50_1c_ms"],
         "proxy_envoy_p50_added_ms": envoy["p50_1c_ms"] - direct["p50_1c_ms"],
         "proxy_direct_rps": direct["rps_16c"],
         "proxy_envoy_rps": envoy["rps_16c"],

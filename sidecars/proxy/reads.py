@@ -88,34 +88,37 @@ def _ref_path(tokens: list[_Token], start: int) -> tuple[tuple[str, ...], int]:
     return tuple(steps), i
 
 
-def _imports(tokens: list[_Token]) -> dict[str, tuple[str, ...]]:
-    """`import input.a.b` (alias `b`) and `import input.a.b as x` (alias `x`): alias → path."""
+def _imports(tokens: list[_Token]) -> tuple[dict[str, tuple[str, ...]], set[int]]:
+    """`import input.a.b` (alias `b`) and `import input.a.b as x` (alias `x`): (alias → path, the indices
+    of the tokens that declare them)."""
     aliases: dict[str, tuple[str, ...]] = {}
+    declarations: set[int] = set()
     for i, token in enumerate(tokens):
         if token.text != "import" or i + 1 >= len(tokens) or tokens[i + 1].text != "input":
             continue
         path, after = _ref_path(tokens, i + 2)
         if after + 1 < len(tokens) and tokens[after].text == "as" and tokens[after + 1].kind == "ident":
             alias = tokens[after + 1].text
-        elif path and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", path[-1]):
+            declarations.add(after + 1)
+        elif path and tokens[after - 1].kind == "ident":  # written `.name`; `["a"]` is not an alias we trust
             alias = path[-1]
         else:
             raise _Unbounded
         if not path:
             raise _Unbounded  # `import input as x`: x is all of it
         aliases[alias] = path
-    return aliases
+    return aliases, declarations
 
 
 def input_reads(source: str) -> frozenset[tuple[str, ...]] | None:
     """The input paths `source` can observe (each with everything below it), or None for all of it."""
     try:
         tokens = _tokens(source)
-        aliases = _imports(tokens)
+        aliases, declarations = _imports(tokens)
         reads: set[tuple[str, ...]] = set()
         for i, token in enumerate(tokens):
-            if token.kind != "ident" or (i > 0 and tokens[i - 1].text == "." and token.adjacent):
-                continue  # `x.input` is a field of x, not the input document
+            if token.kind != "ident" or (i > 0 and tokens[i - 1].text == "." and token.adjacent) or i in declarations:
+                continue  # `x.input` is a field of x, not the input document; `as x` names an alias
             if token.text == "input":
                 root: tuple[str, ...] = ()
             elif token.text in aliases:
