@@ -28,6 +28,7 @@ from ..common.errors import CcrError, ConfigError
 from ..common.logs import configure_logging
 from ..common.process import ManagedProcess, file_exists, write_ready_file
 from .decision import Decision
+from .envoy import AUTHZ_REUSABLE_HEADER
 from .policies import PolicyConfig, PolicySet
 from .runtime import die_with_parent
 
@@ -45,9 +46,13 @@ def _status_line(status: int) -> bytes:
     return f"HTTP/1.1 {status} {phrase}\r\n".encode()
 
 
-def encode_decision(decision: Decision) -> bytes:
+def encode_decision(decision: Decision, *, reusable: bool = False) -> bytes:
+    """The HTTP answer to Envoy. `reusable`: an allow that depends only on what the policy reads, which
+    Envoy's decision cache may store (only allows without headers: the cache adds none)."""
     body = decision.body.encode() if not decision.allowed else b""
     lines = [_status_line(decision.http_status)]
+    if reusable and decision.allowed and not decision.headers:
+        lines.append(f"{AUTHZ_REUSABLE_HEADER}: 1\r\n".encode())
     for name, value in decision.headers.items():
         if name != "content-length":
             lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
@@ -133,7 +138,7 @@ class AuthzProtocol(asyncio.Protocol):
         decision = self.policies.check_request(endpoint, method=method, path=path, headers=headers, body=body)
         if not decision.allowed:
             log.info("denied %s %s on %s: %s", method, path, endpoint, decision.reason)
-        return encode_decision(decision)
+        return encode_decision(decision, reusable=self.policies.cache_of(endpoint) is not None)
 
     async def _answer_off_loop(self, *request) -> None:
         answer = await asyncio.get_running_loop().run_in_executor(None, self._answer, *request)

@@ -7,6 +7,7 @@ reference and nothing is assembled from strings.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,84 @@ AUTHZ_DOWN_BODY = "ccr-proxy: the authorization service is unavailable; the requ
 UPSTREAM_FAILED_BODY = ("ccr-proxy: the allowed upstream could not be reached over verified TLS: "
                         "%UPSTREAM_TRANSPORT_FAILURE_REASON%\n")
 NO_POLICY_BODY = "ccr-proxy: this endpoint has no policy; every request is refused\n"
+# The authorization server's answer header saying "this allow depends only on what the policy reads"
+# (no x- prefix: it never reaches the app), and the dynamic metadata the Lua cache speaks through.
+AUTHZ_REUSABLE_HEADER = "ccr-decision-reusable"
+AUTHZ_CACHE_NAMESPACE = "ccr.authz_cache"
+AUTHZ_CACHE_ENTRIES = 1024
+AUTHZ_CACHE_KEY_BYTES = 4096
+
+# Envoy's own decision cache, one per worker thread (LuaJIT state): allowed decisions the authorization
+# server marked reusable, keyed on the method, the path, the headers that determine what the policy
+# reads and the body — each length-prefixed, absent distinct from empty. A hit turns the ext_authz filter
+# off for that request (its filter_enabled_metadata); a miss records the key so the response side can
+# store the server's allow. Bounded in entries and key size; denials are never stored.
+_AUTHZ_CACHE_LUA = """
+local HEADERS = {%(headers)s}
+local WITH_BODY = %(with_body)s
+local MAX_ENTRIES = %(entries)d
+local MAX_KEY = %(key_bytes)d
+local allowed = {}
+local entries = 0
+
+local function field(value)
+  if value == nil then return "-" end
+  return #value .. ":" .. value
+end
+
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local parts = {field(headers:get(":method")), field(headers:get(":path"))}
+  for _, name in ipairs(HEADERS) do
+    parts[#parts + 1] = field(headers:get(name))
+  end
+  if WITH_BODY then
+    local body = handle:body()
+    if body == nil then
+      parts[#parts + 1] = "-"
+    else
+      parts[#parts + 1] = field(body:getBytes(0, body:length()))
+    end
+  end
+  local key = table.concat(parts, "|")
+  if #key > MAX_KEY then return end
+  local metadata = handle:streamInfo():dynamicMetadata()
+  if allowed[key] then
+    metadata:set("%(namespace)s", "hit", true)
+  else
+    metadata:set("%(namespace)s", "key", key)
+  end
+end
+
+function envoy_on_response(handle)
+  local metadata = handle:streamInfo():dynamicMetadata()
+  local authz = metadata:get("envoy.filters.http.ext_authz")
+  if authz == nil or authz["%(reusable)s"] ~= "1" then return end
+  local own = metadata:get("%(namespace)s")
+  if own == nil or own["key"] == nil or allowed[own["key"]] then return end
+  if entries >= MAX_ENTRIES then
+    allowed = {}
+    entries = 0
+  end
+  allowed[own["key"]] = true
+  entries = entries + 1
+end
+"""
+
+
+def _authz_cache(endpoint: InboundEndpoint) -> dict[str, Any]:
+    assert endpoint.authz_cache_headers is not None
+    for name in endpoint.authz_cache_headers:  # header names are tokens: nothing to escape in Lua
+        assert re.fullmatch(r":?[a-z0-9!#$%&'*+.^_`|~-]+", name), name
+    source = _AUTHZ_CACHE_LUA % {
+        "headers": ", ".join(json.dumps(name) for name in endpoint.authz_cache_headers),
+        "with_body": "true" if endpoint.needs_body else "false",
+        "entries": AUTHZ_CACHE_ENTRIES, "key_bytes": AUTHZ_CACHE_KEY_BYTES,
+        "namespace": AUTHZ_CACHE_NAMESPACE, "reusable": AUTHZ_REUSABLE_HEADER,
+    }
+    return {"name": "envoy.filters.http.lua", "typed_config": {
+        "@type": f"{_T}.filters.http.lua.v3.Lua",
+        "default_source_code": {"inline_string": source}}}
 
 
 def envoy_binary() -> str:
@@ -88,13 +167,20 @@ def _ext_authz(model: ProxyModel, endpoint: InboundEndpoint) -> dict[str, Any]:
                            "timeout": f"{model.authz_timeout_s}s"},
             # The authorization server finds the endpoint's policy from the first path segment.
             "path_prefix": f"/{endpoint.name}",
-            "authorization_response": {"allowed_upstream_headers": {"patterns": [{"prefix": "x-"}]}},
+            "authorization_response": {
+                "allowed_upstream_headers": {"patterns": [{"prefix": "x-"}]},
+                "dynamic_metadata_from_headers": {"patterns": [{"exact": AUTHZ_REUSABLE_HEADER}]},
+            },
         },
         # OPA-Envoy policies read every request header.
         "allowed_headers": {"patterns": [{"safe_regex": {"regex": ".*"}}]},
         "failure_mode_allow": False,
         "status_on_error": {"code": "ServiceUnavailable"},
     }
+    if endpoint.authz_cache_headers is not None:
+        # Envoy's decision cache found this request allowed already: skip the call.
+        config["filter_enabled_metadata"] = {"filter": AUTHZ_CACHE_NAMESPACE, "path": [{"key": "hit"}],
+                                             "value": {"bool_match": True}, "invert": True}
     if endpoint.needs_body:
         config["with_request_body"] = {"max_request_bytes": model.max_request_body_bytes,
                                        "allow_partial_message": False, "pack_as_bytes": True}
@@ -129,6 +215,8 @@ def _inbound_http_filters(model: ProxyModel, endpoint: InboundEndpoint) -> list[
     if endpoint.enforcement == "rbac":
         filters.append(_rbac(endpoint))
     elif endpoint.enforcement == "ext_authz":
+        if endpoint.authz_cache_headers is not None:
+            filters.append(_authz_cache(endpoint))
         filters.append(_ext_authz(model, endpoint))
     if endpoint.inspect_response:
         filters.append(_ext_proc(model, endpoint))

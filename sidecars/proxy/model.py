@@ -34,6 +34,9 @@ class InboundEndpoint:
     enforcement: Literal["ext_authz", "rbac", "deny"] = "ext_authz"
     rbac_policy: dict[str, Any] | None = None
     needs_body: bool = False
+    # Set when Envoy may reuse allowed decisions (see envoy._authz_cache): the request headers that,
+    # with method, path and body, determine everything the policy reads.
+    authz_cache_headers: tuple[str, ...] | None = None
     inspect_response: bool = False
 
 

@@ -196,3 +196,37 @@ def _pruned(value: Any, trie: dict[str, Any]) -> Any:
         if key in value:
             out[key] = value[key] if below is _WHOLE else _pruned(value[key], below)
     return out
+
+
+_HTTP = ("attributes", "request", "http")
+# Input paths whose value is fixed by build_input, or absent from a request decision's input.
+_CONSTANT = {(*_HTTP, "scheme"), (*_HTTP, "protocol"), ("version",), ("response",),
+             ("attributes", "context_extensions")}
+# Input paths that are functions of the request line (method, path) and the body (+ content-type).
+_REQUEST_LINE = {(*_HTTP, "method"), (*_HTTP, "path"), ("parsed_path",), ("parsed_query",)}
+_BODY = {(*_HTTP, "body"), (*_HTTP, "raw_body"), (*_HTTP, "size"), ("parsed_body",), ("truncated_body",)}
+_HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
+
+
+def request_key_headers(reads: frozenset[tuple[str, ...]] | None) -> tuple[str, ...] | None:
+    """The request headers that, with the method, the path and the body, determine every input part
+    the policy reads — so a key of those determines the decision — or None when no such list is known
+    (the policy reads the header map itself, or a part this function does not know how it is built).
+
+    `http.id` is x-request-id, `http.host` the `:authority`; `content-type` is always in: the body is
+    parsed by it. A read header whose name no request can carry (upper case, not a token) is always
+    undefined and needs no place in the key."""
+    if reads is None:
+        return None
+    names = {"content-type"}
+    for path in reads:
+        if path[:len(_HTTP) + 1] == (*_HTTP, "headers") and len(path) > len(_HTTP) + 1:
+            if _HEADER_NAME.fullmatch(path[len(_HTTP) + 1]):
+                names.add(path[len(_HTTP) + 1])
+        elif path == (*_HTTP, "id"):
+            names.add("x-request-id")
+        elif path == (*_HTTP, "host"):
+            names.add(":authority")
+        elif not any(path[:len(known)] == known for known in _CONSTANT | _REQUEST_LINE | _BODY):
+            return None
+    return tuple(sorted(names))

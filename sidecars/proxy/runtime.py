@@ -21,6 +21,7 @@ from .envoy import envoy_argv, validate_bootstrap, write_bootstrap
 from .model import InboundEndpoint, ProxyModel
 from .policies import PolicyConfig
 from .rbac import compile_rbac, defines_response_rule, needs_request_body
+from .reads import input_reads, is_deterministic, request_key_headers
 
 
 def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None]:
@@ -32,7 +33,7 @@ def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None]:
     return preexec
 
 
-def plan_endpoint(endpoint: InboundEndpoint, *, use_rbac: bool = True) -> InboundEndpoint:
+def plan_endpoint(endpoint: InboundEndpoint, *, use_rbac: bool = True, use_authz_cache: bool = True) -> InboundEndpoint:
     """Choose the enforcement: no policy → refuse all; compilable → RBAC; otherwise ext_authz (+ ext_proc
     when the policy has a response rule). Every policy parses in OPA, whichever path runs it: a rule of the
     spec (`Endpoint.policy_rego`)."""
@@ -43,12 +44,14 @@ def plan_endpoint(endpoint: InboundEndpoint, *, use_rbac: bool = True) -> Inboun
     rbac = compile_rbac(source) if use_rbac and not inspect else None
     if rbac is not None:
         return replace(endpoint, enforcement="rbac", rbac_policy=rbac, needs_body=False, inspect_response=False)
+    cache_headers = request_key_headers(input_reads(source)) if use_authz_cache and is_deterministic(source) else None
     return replace(endpoint, enforcement="ext_authz", rbac_policy=None, needs_body=needs_request_body(source),
-                   inspect_response=inspect)
+                   authz_cache_headers=cache_headers, inspect_response=inspect)
 
 
-def plan(model: ProxyModel, *, use_rbac: bool = True) -> ProxyModel:
-    return replace(model, inbound=tuple(plan_endpoint(e, use_rbac=use_rbac) for e in model.inbound))
+def plan(model: ProxyModel, *, use_rbac: bool = True, use_authz_cache: bool = True) -> ProxyModel:
+    return replace(model, inbound=tuple(plan_endpoint(e, use_rbac=use_rbac, use_authz_cache=use_authz_cache)
+                                        for e in model.inbound))
 
 
 @dataclass(frozen=True)

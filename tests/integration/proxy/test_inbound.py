@@ -91,12 +91,13 @@ def test_inbound_tls_is_1_3_with_the_room_certificate(start_proxy, app, room_ca,
 
 
 def test_authz_killed_fails_closed(start_proxy, app, room_ca):
+    # Envoy's decision cache would answer a request allowed before (test_authz_cache.py): judge another.
     ca, _ = room_ca
     proxy = start_proxy(app, "allow-get-hello.rego")
     assert request(proxy, ca, "GET", "/hello")[0] == 200
     os.kill(proxy.authz.pid, signal.SIGKILL)
     proxy.authz.popen.wait(timeout=5)
-    status, body, _ = request(proxy, ca, "GET", "/hello")
+    status, body, _ = request(proxy, ca, "GET", "/hello?first=time")
     assert status == 503 and body.decode() == AUTHZ_DOWN_BODY
     assert app.paths() == ["/hello"]
 
