@@ -17,7 +17,9 @@ def render(args: argparse.Namespace) -> int:
     for endpoint in model.inbound:
         extra = " + response inspection" if endpoint.inspect_response else ""
         body = " (request body sent to the policy)" if endpoint.needs_body else ""
-        print(f"endpoint {endpoint.name} (app port {endpoint.app_port}): {endpoint.enforcement}{extra}{body}")
+        cache = "" if endpoint.authz_cache_headers is None else \
+            f" (allows cached in Envoy, keyed on method, path, body, {', '.join(endpoint.authz_cache_headers)})"
+        print(f"endpoint {endpoint.name} (app port {endpoint.app_port}): {endpoint.enforcement}{extra}{body}{cache}")
     print(f"egress: {len(model.egress_http)} HTTP host(s), {len(model.egress_tcp)} TCP address(es)")
     if certificate and certificate.ca_file:
         print(f"room CA (clients trust this): {certificate.ca_file}")
