@@ -14,9 +14,12 @@ import pytest
 
 from sidecars.common.rego import RegoEngine
 from sidecars.proxy.decision import interpret
+from sidecars.proxy.envoy import render_bootstrap
+from sidecars.proxy.model import InboundEndpoint, ProxyModel
 from sidecars.proxy.opa_input import InputError, build_input
 from sidecars.proxy.policies import PolicyConfig, PolicySet
-from sidecars.proxy.reads import InputPruner, input_reads, is_deterministic
+from sidecars.proxy.reads import InputPruner, input_reads, is_deterministic, request_key_headers
+from sidecars.proxy.runtime import plan_endpoint
 
 POLICIES_DIR = Path(__file__).resolve().parents[3] / "policies"
 HTTP = ("attributes", "request", "http")
@@ -287,3 +290,60 @@ def test_pruning_keeps_only_the_read_parts():
         "parsed_query": {"q": ["1"]},
         "parsed_path": ["a", "b"],
     }
+
+
+def _envoy_key(names: tuple[str, ...], method: str, path: str, headers: dict[str, str], body: bytes) -> tuple:
+    """What the Lua cache in Envoy keys on (`:authority` is the host header on HTTP/1.1)."""
+    return (method, path, tuple(headers.get("host" if n == ":authority" else n) for n in names), body)
+
+
+@pytest.mark.parametrize("name", sorted(set(POLICIES) - {"whole-input", "no-admin-headers", "header-count"}))
+def test_envoy_cache_key_determines_everything_the_policy_reads(name):
+    """Requests that agree on Envoy's key must agree on the pruned input — else one's cached allow
+    would cover the other."""
+    reads = input_reads(POLICIES[name])
+    names = request_key_headers(reads)
+    assert reads is not None and names is not None
+    pruner = InputPruner(reads)
+    seen: dict[tuple, str] = {}
+    corpus = _corpus() + [(m, p, {**h, "x-request-id": "other", "user-agent": "u"}, b) for m, p, h, b in _corpus()]
+    for method, path, headers, body in corpus:
+        try:
+            pruned = json.dumps(pruner.prune(build_input(method=method, path=path, headers=headers, body=body)),
+                                sort_keys=True)
+        except InputError:
+            pruned = "input error"
+        key = _envoy_key(names, method, path, headers, body)
+        assert seen.setdefault(key, pruned) == pruned, (name, key)
+    assert len(seen) < len(corpus), "no two requests shared a key: the test proves nothing"
+
+
+@pytest.mark.parametrize(("source", "names"), [
+    (POLICIES["body-schema"], ("content-type",)),
+    (POLICIES["alias-and-brackets"], ("authorization", "content-type", "x-api-key")),
+    (POLICIES["request-id"], ("content-type", "x-request-id")),
+    ("package envoy.authz\nallow if input.attributes.request.http.host == \"a\"", (":authority", "content-type")),
+    # Names no request can carry are always undefined: no place in the key, nothing to render.
+    ("package envoy.authz\nallow if input.attributes.request.http.headers[\"X-Up\"]\n"
+     "allow if input.attributes.request.http.headers[\"a\\\" os.exit() \\\"\"]", ("content-type",)),
+    (POLICIES["no-admin-headers"], None),
+    (POLICIES["whole-input"], None),
+    ("package envoy.authz\nallow if input.attributes.source.address.socketAddress.address == \"1.2.3.4\"", None),
+    ("package envoy.authz\nallow if input.attributes.request.http.headers == {}", None),
+])
+def test_envoy_cache_key_headers(source, names):
+    assert request_key_headers(input_reads(source)) == names
+
+
+def test_envoy_caches_only_policies_that_are_functions_of_what_it_keys_on():
+    def planned(source: str, **options) -> InboundEndpoint:
+        return plan_endpoint(InboundEndpoint("api", 8080, "p.rego", source), use_rbac=False, **options)
+
+    assert planned(POLICIES["body-schema"]).authz_cache_headers == ("content-type",)
+    assert planned(POLICIES["body-schema"], use_authz_cache=False).authz_cache_headers is None
+    assert planned("package envoy.authz\nallow if time.now_ns() % 2 == 0\n").authz_cache_headers is None
+    assert planned(POLICIES["no-admin-headers"]).authz_cache_headers is None
+    hostile = 'package envoy.authz\nallow if input.attributes.request.http.headers["x\\" os.exit(1) \\""]\n'
+    model = ProxyModel(inbound=(planned(hostile),), inbound_tls=None, inbound_port=0, authz_port=1)
+    lua = json.dumps(render_bootstrap(model))
+    assert "envoy.filters.http.lua" in lua and "os.exit" not in lua
