@@ -221,8 +221,11 @@ def request_key_headers(reads: frozenset[tuple[str, ...]] | None) -> tuple[str, 
     names = {"content-type"}
     for path in reads:
         if path[:len(_HTTP) + 1] == (*_HTTP, "headers") and len(path) > len(_HTTP) + 1:
-            if _HEADER_NAME.fullmatch(path[len(_HTTP) + 1]):
-                names.add(path[len(_HTTP) + 1])
+            name = path[len(_HTTP) + 1]
+            if name == "cookie":
+                return None  # repeated cookies may reach the server joined with "; ", Lua sees them with ","
+            if _HEADER_NAME.fullmatch(name):
+                names.add(name)
         elif path == (*_HTTP, "id"):
             names.add("x-request-id")
         elif path == (*_HTTP, "host"):

@@ -328,6 +328,7 @@ def test_envoy_cache_key_determines_everything_the_policy_reads(name):
      "allow if input.attributes.request.http.headers[\"a\\\" os.exit() \\\"\"]", ("content-type",)),
     (POLICIES["no-admin-headers"], None),
     (POLICIES["whole-input"], None),
+    ("package envoy.authz\nallow if input.attributes.request.http.headers.cookie == \"a=1\"", None),
     ("package envoy.authz\nallow if input.attributes.source.address.socketAddress.address == \"1.2.3.4\"", None),
     ("package envoy.authz\nallow if input.attributes.request.http.headers == {}", None),
 ])
