@@ -8,7 +8,7 @@ import os
 import signal
 import urllib.request
 
-from sidecars.proxy.envoy import AUTHZ_DOWN_BODY
+from sidecars.proxy.envoy import AUTHZ_DOWN_BODY, AUTHZ_REUSABLE_HEADER
 
 from .conftest import InboundClient, request
 
@@ -61,6 +61,7 @@ def test_a_cached_allow_never_covers_a_request_the_policy_denies(start_proxy, ap
         status, _, _ = client.request(method, path, body=body, headers=headers)
         assert status == 403, (method, path, body, headers)
     assert [(r.method, r.path, r.body) for r in app.received] == [("POST", "/orders", GOOD)] * 3
+    assert not any(AUTHZ_REUSABLE_HEADER in r.headers for r in app.received)  # the server's mark stays in Envoy
     # Each attack was judged by the policy both times: denials are never cached.
     assert _authz_calls(proxy)[0] == asked + 2 * len(attacks)
 
