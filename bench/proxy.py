@@ -16,13 +16,16 @@ path for `GET /hello` minus direct, 1 connection; goal ≤ 0.5),
 proxy_rps_ratio (that path ÷ Envoy without authz, 16 connections; goal ≥ 0.8), and the same two for the
 Python ext_authz path (`*_ext_authz`), which every other policy (body, headers, query, …) takes, and
 for the body policy (`*_body_policy`, `*_body_policy_distinct`). `proxy_p50_authz_over_envoy_ms_*` is
-the latency the authorization adds over Envoy alone (goal ≤ 0.3 ms).
+the latency the authorization adds over Envoy alone (goal ≤ 0.3 ms). `proxy_cpu_ratio_*` is Envoy alone's
+CPU time per request ÷ that path's (Envoy, authorization server and workers, app; 16 connections): the
+throughput ratio the room would see with the CPU to itself, steadier than req/s on a shared box.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import statistics
 import sys
@@ -63,6 +66,25 @@ FREE_PORTS = dict(inbound_address="127.0.0.1", inbound_port=0, egress_http_port=
                   admin_port=0, authz_port=0, extproc_port=0)
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used (every thread), from /proc."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of proc(5))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
 def _wrk(target: tuple[str, str | None], connections: int, duration: int, log_dir: Path) -> tuple[float, float]:
     """(requests/s, p50 latency ms) from one wrk run against (url, Lua script or None)."""
     url, script = target
@@ -84,21 +106,28 @@ def _wrk(target: tuple[str, str | None], connections: int, duration: int, log_di
     return float(rps.group(1)), float(p50.group(1)) * scale
 
 
-def _measure_rounds(urls: dict[str, tuple[str, str | None]], log_dir: Path) -> dict[str, dict[str, float]]:
+def _measure_rounds(urls: dict[str, tuple[str, str | None]], pids: dict[str, list[int]],
+                    log_dir: Path) -> dict[str, dict[str, float]]:
+    """Latency and throughput of each configuration, and the CPU time its processes (Envoy, the
+    authorization server and its workers, the app) spend per request at 16 connections: on a box shared
+    with other work, throughput follows the share of the CPU we get, CPU per request much less so."""
     for url in urls.values():
         _wrk(url, 16, 1, log_dir)  # warm-up: connection pools, OPA's prepared query
-    samples: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in urls}
+    samples: dict[str, list[tuple[float, float, float, float, float]]] = {name: [] for name in urls}
     for _ in range(ROUNDS):
         for name, url in urls.items():
             rps1, p50_1 = _wrk(url, 1, DURATION_S, log_dir)
+            cpu_before = _cpu_seconds(pids[name])
             rps16, p50_16 = _wrk(url, 16, DURATION_S, log_dir)
-            samples[name].append((p50_1, rps1, p50_16, rps16))
+            cpu_us = (_cpu_seconds(pids[name]) - cpu_before) / (rps16 * DURATION_S) * 1e6
+            samples[name].append((p50_1, rps1, p50_16, rps16, cpu_us))
     table = {}
     for name, runs in samples.items():
-        p50_1, rps1, p50_16, rps16 = (statistics.median(column) for column in zip(*runs, strict=True))
-        table[name] = {"p50_1c_ms": p50_1, "rps_1c": rps1, "p50_16c_ms": p50_16, "rps_16c": rps16}
+        p50_1, rps1, p50_16, rps16, cpu_us = (statistics.median(column) for column in zip(*runs, strict=True))
+        table[name] = {"p50_1c_ms": p50_1, "rps_1c": rps1, "p50_16c_ms": p50_16, "rps_16c": rps16,
+                       "cpu_us": cpu_us}
         print(f"   {name:<22} 1 conn: p50 {p50_1:6.3f} ms {rps1:8.0f} req/s | "
-              f"16 conns: p50 {p50_16:6.3f} ms {rps16:8.0f} req/s", flush=True)
+              f"16 conns: p50 {p50_16:6.3f} ms {rps16:8.0f} req/s, {cpu_us:6.1f} us CPU/req", flush=True)
     return table
 
 
@@ -132,7 +161,7 @@ def run() -> dict:
     with tempfile.TemporaryDirectory(prefix="ccr-bench-proxy-") as tmp, contextlib.ExitStack() as stack:
         run_dir = Path(tmp)
         ready = run_dir / "app.ready"
-        stack.enter_context(ManagedProcess(
+        app = stack.enter_context(ManagedProcess(
             "hello-app", [sys.executable, "-m", "bench._hello_app", "--ready-file", str(ready)],
             ready=file_exists(ready), log_path=run_dir / "app.log"))
         app_port = json.loads(ready.read_text())["port"]
@@ -147,23 +176,33 @@ def run() -> dict:
             endpoint = InboundEndpoint("api", app_port, f"{policy_name}.rego", source)
             return ProxyModel(inbound=(endpoint,), inbound_tls=tls, **FREE_PORTS)
 
-        stack.enter_context(_envoy_without_authz(plan(model("allow-all", POLICIES["allow-all"])), run_dir))
+        bare = stack.enter_context(_envoy_without_authz(plan(model("allow-all", POLICIES["allow-all"])), run_dir))
         envoy_url = f"https://127.0.0.1:{_inbound_port(run_dir / 'envoy-bare-admin.txt')}"
         urls["envoy"] = (f"{envoy_url}/hello", None)
         urls["envoy/post"] = (f"{envoy_url}/orders", str(post))
+        runtimes: dict[str, ProxyRuntime] = {}
         for mode in ("rbac", "ext_authz"):
             for policy, source in POLICIES.items():
                 planned = plan(model(policy, source), use_rbac=mode == "rbac")
                 assert planned.inbound[0].enforcement == mode
                 runtime = stack.enter_context(ProxyRuntime(planned, run_dir / f"{mode}-{policy}", authz_workers=2))
                 urls[f"{mode}/{policy}"] = (f"https://127.0.0.1:{runtime.ports.inbound}/hello", None)
+                runtimes[f"{mode}/{policy}"] = runtime
         planned = plan(model("body-policy", BODY_POLICY))
         assert planned.inbound[0].enforcement == "ext_authz" and planned.inbound[0].needs_body
         runtime = stack.enter_context(ProxyRuntime(planned, run_dir / "ext_authz-body-policy", authz_workers=2))
         urls["ext_authz/body-policy"] = (f"https://127.0.0.1:{runtime.ports.inbound}/orders", str(post))
         urls["ext_authz/body-policy-distinct"] = (f"https://127.0.0.1:{runtime.ports.inbound}/orders",
                                                   str(post_distinct))
-        table = _measure_rounds(urls, run_dir)
+        runtimes["ext_authz/body-policy"] = runtimes["ext_authz/body-policy-distinct"] = runtime
+        pids = {name: [app.pid] for name in urls}
+        pids["envoy"] = pids["envoy/post"] = [app.pid, bare.pid]
+        for name, runtime in runtimes.items():
+            assert runtime.envoy is not None and runtime.envoy.pid is not None
+            pids[name] = [app.pid, runtime.envoy.pid]
+            if runtime.authz is not None and runtime.authz.pid is not None:
+                pids[name] += [runtime.authz.pid, *_children(runtime.authz.pid)]
+        table = _measure_rounds(urls, pids, run_dir)
     direct, envoy = table["direct"], table["envoy"]
     post, envoy_post = table["direct/post"], table["envoy/post"]
     figures = {
@@ -183,6 +222,11 @@ def run() -> dict:
             table["ext_authz/body-policy"]["p50_1c_ms"] - envoy_post["p50_1c_ms"],
         "proxy_p50_authz_over_envoy_ms_body_policy_distinct":
             table["ext_authz/body-policy-distinct"]["p50_1c_ms"] - envoy_post["p50_1c_ms"],
+        # Envoy alone's CPU per request ÷ ours: the throughput ratio if the room had the CPU to itself.
+        "proxy_cpu_ratio_ext_authz": envoy["cpu_us"] / table["ext_authz/get-hello"]["cpu_us"],
+        "proxy_cpu_ratio_body_policy": envoy_post["cpu_us"] / table["ext_authz/body-policy"]["cpu_us"],
+        "proxy_cpu_ratio_body_policy_distinct":
+            envoy_post["cpu_us"] / table["ext_authz/body-policy-distinct"]["cpu_us"],
         "proxy_envoy_p50_added_ms": envoy["p50_1c_ms"] - direct["p50_1c_ms"],
         "proxy_direct_rps": direct["rps_16c"],
         "proxy_envoy_rps": envoy["rps_16c"],
