@@ -23,6 +23,7 @@ from ...common.http import create_app
 from . import ca, consent, contracts, documents, events, members, node, oidc, secrets, transactions
 from .audit import AuditLog
 from .deps import CgsConfig, CgsState
+from .invitations import router as invitations_router
 from .issuer import OidcIssuer
 from .room import AttestationVerifier, ReplayGuard, RoomRefused, RoomVerifier
 from .store import Store
@@ -51,6 +52,7 @@ def build_app(store: Store, audit: AuditLog, verify_attestation: AttestationVeri
     app.state.cgs = CgsState(store, audit, issuer, operator_cert, config,
                              member_replay=ReplayGuard(config.replay_window_s),
                              rooms=RoomVerifier(store, verify_attestation, window_s=config.replay_window_s))
+    app.include_router(invitations_router)
     for area in (members, contracts, consent, secrets, documents, ca, events, oidc, node, transactions):
         app.include_router(area.router)
     app.add_middleware(GovApiVersionMiddleware)
