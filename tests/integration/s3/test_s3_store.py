@@ -17,7 +17,8 @@ import pytest
 
 from sidecars.common import objectformat as fmt
 from sidecars.common.errors import NotFound, RemoteServiceError
-from sidecars.common.s3_clients import key_pair_from_secret, s3_client
+from sidecars.common.s3_clients import s3_client
+from sidecars.common.s3_credentials import key_pair_from_secret
 from sidecars.spec import EncryptionMode, S3Credentials, S3Store
 from sidecars.volumes.store import Volume, customer_key_material
 from sidecars.volumes.stores.s3 import S3ObjectStore
