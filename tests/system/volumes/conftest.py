@@ -176,7 +176,7 @@ class Bucket:
 
     def mount(self, *, writable: bool = False, dek_file: Path | None = None, extra: list[str] = (),
               storage_url: str | None = None) -> Path:
-        mountpoint = self.root / f"mnt-{len(self.mounts)}-{self.name}"
+        mountpoint = self.root / f"mnt-{uuid.uuid4().hex[:6]}-{self.name}"
         mountpoint.mkdir()
         status = self.root / f"{mountpoint.name}.status.json"
         argv = [sys.executable, "-m", "sidecars.volumes.mount", *self.where(storage_url),
