@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sidecars.common.process import ManagedProcess
-from sidecars.spec import EncryptionMode, S3Credentials
+from sidecars.spec import EncryptionMode, S3Credentials, S3Store
 
 pytestmark = pytest.mark.root
 MIB = 1024 * 1024
@@ -77,7 +77,7 @@ def governance():
 
 def room_mount(bucket, governance, credentials: S3Credentials, *extra: str) -> tuple[ManagedProcess, Path, Path]:
     """Mount as the volumes sidecar does in a room: the store as the spec says, credentials from governance."""
-    bucket.store = bucket.store.model_copy(update={"credentials": credentials})
+    bucket.store = S3Store.model_validate({**bucket.store.model_dump(), "credentials": credentials.model_dump()})
     proc, mountpoint, status = bucket.start_mount(["--governance-url", governance.url, *extra])
     # start_mount gave the test's credentials file: a room has none.
     at = proc.argv.index("--s3-credentials-file")
@@ -150,3 +150,15 @@ def test_credentials_the_room_does_not_get_are_one_line_and_no_mount(bucket, sec
         assert "AKIA-not-json-s3core" not in reason + proc.output()
     finally:
         gov.server.shutdown()
+
+
+@pytest.mark.parametrize("writable", [False, True])
+def test_a_bucket_that_does_not_exist_is_one_line_and_no_mount(bucket, writable) -> None:
+    # A datasource's room refuses to start; a datasink's too, before the app writes anything.
+    bucket.store = S3Store.model_validate({**bucket.store.model_dump(), "bucket": "s3core-no-such-bucket"})
+    proc, _, status = bucket.start_mount(["--writable", "--no-manifest"] if writable else [])
+    proc.start()
+    proc.popen.wait(timeout=30)
+    assert proc.popen.returncode == 1
+    reason = json.loads(status.read_text())["reason"]
+    assert reason == f"S3: bucket s3core-no-such-bucket does not exist ({bucket.s3_endpoints['s3_endpoint']})"
