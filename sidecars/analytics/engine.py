@@ -53,7 +53,8 @@ from .datafiles import (
     printable,
     spark_path,
 )
-from .documents import Dataset, Query, Segment
+from .documents import Dataset, Query, Segment, privacy_spend
+from .dp import PrivatePlan, plan_private, release, write_csv
 from .sqlguard import DIALECT, ROW_ID_COLUMN, check_segment, with_aggregation_threshold
 
 __all__ = [
@@ -140,6 +141,8 @@ class _PlannedSegment:
     sql: str
     #: the same SQL without the aggregation threshold, or None when the threshold changed nothing
     unguarded_sql: str | None
+    #: a private segment's plan (`sql` is then its exact, contribution-bounded aggregates, released noisy)
+    private: PrivatePlan | None = None
 
 
 @dataclass
@@ -329,6 +332,8 @@ class Engine:
 
     def _compute(self, run: _Run, plan: _PlannedSegment, work: Path) -> tuple[SegmentOutput, Path]:
         sequence = plan.segment.execution_sequence
+        if plan.private is not None:
+            return self._compute_private(run, plan.private, work)
         result = run.session.sql(plan.sql)
         keep = _post_filter_condition(plan.segment, result)
         if keep is not None:
@@ -352,6 +357,18 @@ class Engine:
         if plan.unguarded_sql is not None:
             suppressed = run.session.sql(plan.unguarded_sql).count() - total
         output = SegmentOutput(sequence, f"{run.run_id}/segment-{sequence}.csv", rows, suppressed, total - rows)
+        return output, part
+
+    @staticmethod
+    def _compute_private(run: _Run, plan: PrivatePlan, work: Path) -> tuple[SegmentOutput, Path]:
+        """The exact aggregates stay in this process: only their noisy release is written. The counts reported
+        are of released cells (the public key set after post-filters on noisy values), not of data rows."""
+        exact = [row.asDict() for row in run.session.sql(plan.sql).collect()]
+        released = release(plan, exact)
+        part = work / f"segment-{plan.sequence}" / "part-00000.csv"
+        write_csv(part, plan, released)
+        output = SegmentOutput(plan.sequence, f"{run.run_id}/segment-{plan.sequence}.csv", len(released), 0,
+                               len(plan.cells) - len(released))
         return output, part
 
     def _publish(self, run_id: str, outputs: list[tuple[SegmentOutput, Path]], output_dir: Path,
@@ -432,8 +449,14 @@ def _sources_by_view(query: Query, sources: Sequence[DatasetSource]) -> dict[str
 
 def _plan(query: Query, sources: Mapping[str, DatasetSource]) -> list[_PlannedSegment]:
     views = {view: source.dataset for view, source in sources.items()}
+    # the prepare phase checked this already; a caller of the engine alone must not get around it either
+    privacy_spend(query, {source.dataset.name: source.dataset for source in sources.values()})
     planned = []
     for segment in query.segments:
+        if segment.private:
+            private = plan_private(segment, views)
+            planned.append(_PlannedSegment(segment, private.sql, None, private))
+            continue
         checked = check_segment(segment.sql, views)
         guarded = with_aggregation_threshold(checked, views)
         plain = checked.sql(dialect=DIALECT)
