@@ -199,6 +199,27 @@ def privacy_spend(query: Query, datasets: Mapping[str, Dataset]) -> dict[str, in
     return {dataset.name: spend for dataset in guarded}
 
 
+@dataclass(frozen=True)
+class BudgetGrant:
+    """An owner's raise of a dataset's privacy budget: ε added to the dataset document's `epsilonTotal`.
+    Accepted documents never change (as in CGS), so a raise is a document of its own, decided by the owner."""
+
+    dataset: str
+    epsilon: int
+
+
+def parse_budget_grant(text: str | bytes) -> BudgetGrant:
+    source = "budget document"
+    problems: list[str] = []
+    doc = _Fields(_load(text, source), "", problems, {"dataset", "epsilon"})
+    dataset = doc.text("dataset", _NAME)
+    epsilon = _epsilon(doc, "epsilon", problems)
+    if problems:
+        raise AnalyticsDocumentError(problems, source)
+    assert dataset and epsilon
+    return BudgetGrant(dataset, epsilon)
+
+
 def format_epsilon(units: int) -> str:
     return f"{units / EPSILON_UNITS:.6f}".rstrip("0").rstrip(".") or "0"
 
