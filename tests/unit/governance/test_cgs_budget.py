@@ -6,6 +6,7 @@ every spend and refusal is on the hash-chained audit log."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sidecars.common.auditchain import verify_chain
-from sidecars.common.envelope import Attestation, RoomKey
+from sidecars.common.envelope import Attestation, RoomKey, report_data_for
 from sidecars.common.errors import BadRequest, Forbidden
 from sidecars.common.memberauth import MemberIdentity
 from sidecars.emulators.cgs import budget, db
@@ -25,6 +26,9 @@ from sidecars.emulators.cgs.audit import AuditLog
 from sidecars.emulators.cgs.deps import CgsConfig
 from sidecars.emulators.cgs.issuer import OidcIssuer
 from sidecars.emulators.cgs.store import Store
+from sidecars.governance.cgs_client import CgsRoomClient
+from sidecars.governance.service import GovernanceConfig
+from sidecars.governance.service import build_app as build_governance
 
 HOST_DATA = "bb" * 32
 CONTRACT = "c1"
@@ -232,3 +236,31 @@ def test_a_query_with_a_plain_segment_over_a_private_dataset_is_refused_at_the_p
     with pytest.raises(BadRequest, match="allows at most 1"):
         stand.store.create_proposal(stand.woodgrove, [document("q4", "query", query(epsilon=2))])
 
+
+
+class _RoomTransport(httpx.AsyncBaseTransport):
+    """The room's network as the governance sidecar sees it: skr answers evidence naming the key it was given
+    (what `_claims` reads back), and everything else is the CGS stand-in."""
+
+    def __init__(self, cgs_app):
+        self.cgs = httpx.ASGITransport(app=cgs_app)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/attest/combined":
+            pem = base64.b64decode(json.loads(request.content)["runtime_data"])
+            return httpx.Response(200, json={"evidence": report_data_for(pem).hex(), "endorsements": "",
+                                             "uvm_endorsements": ""})
+        return await self.cgs.handle_async_request(request)
+
+
+@pytest.mark.anyio
+async def test_the_governance_sidecar_forwards_the_spend_and_passes_cgs_refusal_on(stand):
+    client = CgsRoomClient("https://cgs", CONTRACT, skr_url="http://skr")
+    client._http = httpx.AsyncClient(transport=_RoomTransport(stand.app))
+    sidecar = build_governance(client, GovernanceConfig(CONTRACT, consent_poll_interval_s=0))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sidecar), base_url="http://gov") as app:
+        answers = [await app.post("/privacybudget/spend", json={"runId": f"g{n}", "queryId": "q"}) for n in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 409]
+    assert answers[0].json()["acknowledged"] is True and answers[2].json()["spends"][0]["epsilonRemaining"] == 0.0
+    assert answers[3].json()["error"]["code"] == "PrivacyBudgetExhausted"
+    assert "0 of 3 is left" in answers[3].json()["error"]["message"]
