@@ -46,6 +46,15 @@ _KEY_PREFIX = "_ccr_key"
 _MEASURE_PREFIX = "_ccr_measure"
 #: clauses a private SELECT may have; the others each change what the noise has to cover
 _ALLOWED_CLAUSES = frozenset({"expressions", "from_", "from", "where", "group"})
+#: what a private segment's WHERE may hold: columns, constants, comparisons and logic. No arithmetic, cast or
+#: function: those can fail on a value (a division by zero, a bad cast), and whether a run failed is an
+#: answer about the data that no ε accounts for (the run's session also runs without ANSI errors)
+_WHERE_NODES: tuple[type[exp.Expression], ...] = (
+    exp.Where, exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Paren, exp.And, exp.Or,
+    exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In, exp.Between, exp.Is, exp.Like,
+    exp.Neg,
+)
+_NUMERIC_TYPES = frozenset({"tinyint", "smallint", "int", "bigint", "float", "double", "decimal"})
 
 MeasureKind = Literal["count", "sum"]
 
@@ -114,8 +123,12 @@ def plan_private(segment: Segment, views: Mapping[str, Dataset]) -> PrivatePlan:
                                     "to bound contributions by)")
     alias = source.alias_or_name
     where_clause = checked.args.get("where")
-    if where_clause is not None and where_clause.find(exp.Select, exp.AggFunc, exp.Window):
-        raise PrivateSegmentRefused(f"{where}: WHERE may not hold a subquery, an aggregate or a window")
+    if where_clause is not None:
+        for node in where_clause.walk():
+            if not isinstance(node, _WHERE_NODES):
+                raise PrivateSegmentRefused(f"{where}: WHERE holds {node.key.upper()}; a private segment's WHERE "
+                                            "compares columns with constants only (no function, cast, arithmetic "
+                                            "or subquery)")
 
     public = {column.lower(): (column, values) for column, values in segment.public_keys}
     bounds = {column.lower(): pair for column, pair in segment.bounds}
@@ -161,6 +174,9 @@ def plan_private(segment: Segment, views: Mapping[str, Dataset]) -> PrivatePlan:
         if not isinstance(argument, exp.Column):
             raise PrivateSegmentRefused(f"{where}: output {name!r}: aggregates take a plain column")
         column = argument.name.lower()
+        types = {c.name.lower(): c.type for c in dataset.schema}
+        if kind in ("sum", "avg") and types.get(column) not in _NUMERIC_TYPES:
+            raise PrivateSegmentRefused(f"{where}: output {name!r}: column {argument.name!r} is not numeric")
         if kind in ("sum", "avg") and column not in bounds:
             raise PrivateSegmentRefused(f"{where}: output {name!r}: column {argument.name!r} has no bounds "
                                         "(bounds: {column: [low, high]})")

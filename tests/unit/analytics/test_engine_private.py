@@ -144,3 +144,15 @@ def test_the_exported_logs_of_private_runs_carry_no_value_of_the_data(tmp_path):
     # the capture saw the process's logging (so an absent marker means something)
     assert "private runs done" in done.stderr
     assert MARKER not in done.stdout and MARKER not in done.stderr
+
+
+def test_a_value_that_would_fail_the_job_does_not_fail_a_private_run(spark_engine, shop, tmp_path):
+    """Whether a run failed would be an exact answer about one value: `person = 1` fails a job in ANSI mode
+    on the first person id that is not a number. A private run's session runs without ANSI errors."""
+    from pyspark.errors import PySparkException  # lazy: pyspark costs ~0.5 s to import (measured); Spark tests only
+
+    with pytest.raises(PySparkException):
+        spark_engine._session.sql("SELECT COUNT(*) FROM VALUES ('not-a-number') AS t(x) WHERE x = 1").collect()
+    spark_engine.run(query(private("SELECT city, COUNT(*) AS n FROM sales WHERE person = 1 GROUP BY city")),
+                     [shop], tmp_path / "out", run_id="dp-ansi")
+    assert list(released(tmp_path / "out" / "dp-ansi" / "segment-1.csv")) == ["paris", "oslo", "lima"]
