@@ -16,6 +16,9 @@ A run, in order (nothing reaches `output_dir` until every step has passed):
 5. only then each file is copied to `output_dir/<run_id>/segment-<seq>.csv`: written in full, then closed
    (a sink's FUSE commits an object on close and has no rename). `cancelled` is checked before each file.
 
+A private segment (`dp.py`) takes step 4 differently: its bounded exact aggregates over the public key set
+are collected into this process and only their noisy release is written (no threshold, no row counts).
+
 Error text from Spark is never passed on as it is: a runtime error can quote a row's value (a failed CAST
 names it), so only its error class is reported; a read failure becomes `SchemaMismatch` naming the file
 and the column (found by re-reading that one file a column at a time).
