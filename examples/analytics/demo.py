@@ -15,7 +15,9 @@ inside the room over both encrypted datasets; only the result, encrypted to wood
  6. `ccr room up`: the app starts its Spark session before the first request and serves the run API
     behind the proxy (TLS from the contract CA, only the run API's routes, every request signed by a member);
  7. woodgrove runs spend-by-age and waits for it; segment-mix is refused naming the missing approval;
-    spend-by-city succeeds with the small city's group suppressed;
+    spend-by-city succeeds with the small city's group suppressed; category-mix-dp, over northwind's
+    private dataset (a privacy policy: a budget of epsilon), runs with noise and spends from the budget in
+    CGS's ledger, and northwind shows what is left (`ccr analytics budget show`);
  8. northwind reads every run that read its data in the audit trail; it revokes its dataset's consent and
     woodgrove's next run is refused, naming who revoked;
  9. `ccr room down`; woodgrove downloads the results (the room's signed sink manifest checked), decrypts
@@ -48,7 +50,11 @@ QUERIES = {
     "spend-by-age": ("woodgrove", ("northwind",)),
     "segment-mix": ("northwind", ()),            # woodgrove, an owner of its input, never approves
     "spend-by-city": ("woodgrove", ("northwind",)),
+    "category-mix-dp": ("woodgrove", ("northwind",)),
 }
+#: northwind's second document over the same files: private queries only, each spending epsilon from a budget
+PRIVATE_DATASET = "northwind-sales-dp"
+PRIVATE_QUERY = "category-mix-dp"
 #: northwind's aggregation threshold (its dataset document): the strictest of the two
 THRESHOLD = json.loads((DOCUMENTS / "northwind-sales.dataset.json").read_text())["aggregationThreshold"]
 APP_PORT = 8080
@@ -129,6 +135,8 @@ def publish_documents(room: PreparedRoom) -> None:
     for owner, dataset in DATASETS.items():
         # Proposed and accepted by its owner alone: nobody else decides over a party's own data.
         ccr("analytics", "dataset", "publish", str(DOCUMENTS / f"{dataset}.dataset.json"), *room.governance(owner))
+    ccr("analytics", "dataset", "publish", str(DOCUMENTS / f"{PRIVATE_DATASET}.dataset.json"),
+        *room.governance("northwind"))
     for query, (proposer, approvers) in QUERIES.items():
         ccr("analytics", "query", "propose", str(DOCUMENTS / f"{query}.query.json"), "--id", query,
             *room.governance(proposer))
@@ -213,6 +221,7 @@ def story(room: PreparedRoom, where, ca: Path) -> Path:
     check(city_run.get("groupsSuppressed", 0) >= 1, "no group of spend-by-city was suppressed")
     timings = run_record(room, address, ca, "woodgrove", "spend-by-age-1").get("timings", {})
     say("   spend-by-age timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(timings.items())))
+    private_query(room, address, ca)
 
     step(8, "northwind reads the runs that read its data in the audit trail, then revokes its consent")
     say(f"$ ccr governance events list {room.contract} --json (the analytics runs)")
@@ -234,6 +243,7 @@ def story(room: PreparedRoom, where, ca: Path) -> Path:
     say(f"   the sink holds: {', '.join(written)}")
     check(not any(name.startswith(("segment-mix-1", "spend-by-age-2")) for name in written),
           "a refused run wrote to the sink")
+    private_result(room, result_dir)
     for query, run_id in (("spend-by-age", "spend-by-age-1"), ("spend-by-city", "spend-by-city-1")):
         sql = json.loads((DOCUMENTS / f"{query}.query.json").read_text())["segments"][0]["sql"]
         header, rows = demo_data.read_result_csv(result_dir / run_id / "segment-1.csv")
@@ -244,6 +254,39 @@ def story(room: PreparedRoom, where, ca: Path) -> Path:
               f"{query}'s result differs from sqlite's:\n{rows}\n{expected}")
     say("   the room's answers are sqlite's")
     return result_dir
+
+
+def private_query(room: PreparedRoom, address: str, ca: Path) -> None:
+    """The private query: it runs with noise, spends its epsilon once (the same runId again spends nothing),
+    its status counts released cells, not rows; northwind shows the budget left."""
+    document = json.loads((DOCUMENTS / f"{PRIVATE_QUERY}.query.json").read_text())
+    epsilon = document["segments"][0]["epsilon"]
+    budget = json.loads((DOCUMENTS / f"{PRIVATE_DATASET}.dataset.json").read_text())["privacy"]["epsilonTotal"]
+    for _attempt in range(2):
+        code, _ = run_query(room, address, ca, "woodgrove", PRIVATE_QUERY, f"{PRIVATE_QUERY}-1")
+        check(code == 0, f"{PRIVATE_QUERY} did not succeed")
+    record = run_record(room, address, ca, "woodgrove", f"{PRIVATE_QUERY}-1")
+    say(f"   {PRIVATE_QUERY}: {record.get('rowsWritten')} cells released (its public key set), epsilon "
+        f"{record.get('epsilonSpent')} spent from {PRIVATE_DATASET}'s budget")
+    check(record.get("epsilonSpent") == epsilon, "the private run did not record its epsilon")
+    shown = ccr("analytics", "budget", "show", PRIVATE_DATASET, *room.governance("northwind"), capture=True).stdout
+    for line in shown.splitlines():
+        say(f"   {line}")
+    check(f"epsilon {budget - epsilon:g} left of {budget:g}" in shown,
+          "the budget does not show one spend (the replayed runId must not spend again)")
+
+
+def private_result(room: PreparedRoom, result_dir: Path) -> None:
+    """The private result beside the exact answer (which only this demo, holding the clear data, can compute):
+    every public category is there, absent ones too, each count and sum with noise."""
+    sql = json.loads((DOCUMENTS / f"{PRIVATE_QUERY}.query.json").read_text())["segments"][0]["sql"]
+    header, rows = demo_data.read_result_csv(result_dir / f"{PRIVATE_QUERY}-1" / "segment-1.csv")
+    exact = {row[0]: row[1] for row in room.data.answer(sql, 1)}
+    say(f"   {PRIVATE_QUERY} {header} (noisy; exact purchase counts beside them, before contribution bounding):")
+    for row in rows:
+        say(f"      {row}   exact purchases: {exact.get(row[0], 0)}")
+    check(sorted(str(row[0]) for row in rows) == ["books", "garden", "kitchen", "music", "toys"],
+          f"{PRIVATE_QUERY} did not release exactly its public categories")
 
 
 def main(argv: list[str] | None = None) -> int:

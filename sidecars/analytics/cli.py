@@ -57,6 +57,10 @@ def _analytics(sub: Subcommands) -> None:
          "A query document is the SQL (segments run in order), the datasets it reads (as views) and the "
          "datasink its result goes to. It is accepted once the owner of every dataset it reads accepted it; "
          "other members' votes do not count.", verbs=_query)
+    noun(sub, "budget", "show or raise a dataset's privacy budget",
+         "A dataset whose document has a privacy policy admits private queries only, and each run spends its "
+         "epsilon from the dataset's budget in CGS's ledger before the room releases anything. Only the dataset's "
+         "owner raises the budget (a budget document it proposes and alone decides).", verbs=_budget)
     run = add_command(sub, "run", f"{_RUNS}:cmd_run", "run an accepted query in the room (its run API)",
                       "Ask the room to run QUERY: the room checks the caller, the approvals and the consent of the "
                       "query and of every dataset it reads, then runs it and writes the result to the query's "
@@ -125,6 +129,17 @@ def _dataset(sub: Subcommands) -> None:
              kind="dataset", enable=False)
     _command(sub, "enable", "document_consent", "undo your revocation of a dataset", "name", kind="dataset",
              enable=True)
+
+
+def _budget(sub: Subcommands) -> None:
+    show = _command(sub, "show", "budget_show", "the epsilon left, spent and granted, and each run that spent it",
+                    "name")
+    show.add_argument("--json", action="store_true", help="print CGS's answer as JSON")
+    grant = _command(sub, "raise", "budget_raise", "raise your dataset's privacy budget (proposes and accepts a "
+                     "budget document)", "name")
+    grant.add_argument("epsilon", type=float, help="the epsilon to add")
+    grant.add_argument("--id", required=True, help="the budget document's id (each raise is a new document)")
+    grant.add_argument("--no-vote", action="store_true", help="propose without voting accept")
 
 
 def _query(sub: Subcommands) -> None:

@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..cliargs import spec_variables
 from ..common.errors import BadRequest, ConfigError
@@ -18,7 +19,15 @@ from ..volumes import commands as data_commands
 from ..volumes.owner import files_to_publish
 from . import approval
 from .datafiles import check_files
-from .documents import DOCUMENT_LIMITS, AnalyticsDocumentError, Dataset, Query, parse_dataset, parse_query
+from .documents import (
+    DOCUMENT_LIMITS,
+    AnalyticsDocumentError,
+    Dataset,
+    Query,
+    parse_budget_grant,
+    parse_dataset,
+    parse_query,
+)
 
 BALLOTS: dict[bool, approval.Ballot] = {True: "accept", False: "reject"}
 OWNER_STATES = {"accept": "accepted", "reject": "rejected", "revoke": "revoked"}
@@ -249,3 +258,32 @@ def _ballots(client: CgsMemberClient, document: dict[str, Any], names: dict[str,
 
 def query_list(args: argparse.Namespace) -> int:
     return _listing(args, "query")
+
+
+# -- privacy budgets ---------------------------------------------------------------------------------------
+def budget_show(args: argparse.Namespace) -> int:
+    """`budget show DATASET`: the dataset's ε budget as CGS's ledger holds it, and every run that spent from it."""
+    with member_client(args) as client:
+        view = client.request("GET", f"/app/contracts/{quote(args.contract)}/privacybudget/{quote(args.name)}")
+    if args.json:
+        print(json.dumps(view, indent=2))
+        return 0
+    print(f"dataset {view['dataset']} (owner {view['owner']}): epsilon {view['epsilonRemaining']:g} left of "
+          f"{view['epsilonTotal']:g} ({view['epsilonSpent']:g} spent by {len(view['spends'])} runs; at most "
+          f"{view['perQueryEpsilonMax']:g} per run, delta {view['delta']:g})")
+    for spend in view["spends"]:
+        print(f"  run {spend['runId']}  query {spend['queryId']}  epsilon {spend['epsilon']:g}  seqno {spend['seqno']}")
+    return 0
+
+
+def budget_raise(args: argparse.Namespace) -> int:
+    """`budget raise DATASET EPSILON --id ID`: the owner proposes (and accepts) a budget document adding ε.
+    Accepted documents never change, so each raise is a document of its own; only the owner decides it."""
+    text = json.dumps({"dataset": args.name, "epsilon": args.epsilon})
+    try:
+        parse_budget_grant(text)
+    except AnalyticsDocumentError as exc:
+        raise BadRequest(exc.message, code=exc.code) from None
+    with member_client(args) as client:
+        _propose(args, client, args.id, "budget", text)
+    return 0

@@ -45,6 +45,13 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_SQL_CHARS = 16 * 1024
 MAX_SEGMENTS = 16
 MAX_COLUMNS = 512
+#: ε is kept in millionths: the ledger adds and compares whole numbers, so ten spends of 0.1 are exactly 1
+EPSILON_UNITS = 1_000_000
+MAX_EPSILON = 100.0
+MAX_CONTRIBUTION_BOUND = 10_000
+#: a private segment's public key set: values per grouping column, and cells (their product) in all
+MAX_PUBLIC_KEYS = 1000
+MAX_PUBLIC_CELLS = 10_000
 
 
 class AnalyticsDocumentError(BadRequest):
@@ -73,6 +80,20 @@ class Encryption:
 
 
 @dataclass(frozen=True)
+class Privacy:
+    """The owner's differential-privacy policy: every query reading the dataset is private and spends ε."""
+
+    #: the budget, in millionths of ε (see EPSILON_UNITS)
+    epsilon_total: int
+    delta: float
+    per_query_epsilon_max: int
+    #: the most rows one person contributes to an aggregate (more are dropped before aggregating)
+    contribution_bound: int
+    #: the column that identifies a person
+    person_key: str
+
+
+@dataclass(frozen=True)
 class Dataset:
     name: str
     owner: str
@@ -84,6 +105,7 @@ class Dataset:
     access_mode: Literal["row", "aggregate"]
     aggregation_threshold: int
     encryption: Encryption
+    privacy: Privacy | None = None
 
     def allowed_columns(self) -> tuple[Column, ...]:
         allowed = {name.lower() for name in self.allowed_fields}
@@ -109,6 +131,16 @@ class Segment:
     sql: str
     pre_conditions: tuple[PreCondition, ...]
     post_filters: tuple[PostFilter, ...]
+    #: a private segment's ε in millionths (0: not private), approved with the query
+    epsilon: int = 0
+    #: grouping column → its public values: every one is released, present in the data or not
+    public_keys: tuple[tuple[str, tuple[str | int, ...]], ...] = ()
+    #: column → (low, high) that SUM and AVG clamp each value to
+    bounds: tuple[tuple[str, tuple[float, float]], ...] = ()
+
+    @property
+    def private(self) -> bool:
+        return self.epsilon > 0
 
 
 @dataclass(frozen=True)
@@ -129,6 +161,67 @@ class Query:
         if unknown:
             raise BadRequest(f"the query reads dataset {unknown[0]!r}, which does not exist", code="UnknownDataset")
         return {i.view_name.lower(): datasets[i.dataset_name] for i in self.input_datasets}
+
+    @property
+    def epsilon(self) -> int:
+        """The ε the query spends per run, in millionths: its private segments' in sum."""
+        return sum(segment.epsilon for segment in self.segments)
+
+
+class PrivacyRefused(BadRequest):
+    code = "PrivacyRefused"
+
+
+def privacy_spend(query: Query, datasets: Mapping[str, Dataset]) -> dict[str, int]:
+    """What one run of `query` spends from each dataset's budget (millionths of ε), after checking the owners'
+    policies; empty for a query over datasets without one.
+
+    Every segment of a query that reads a dataset with a privacy policy must be private (otherwise its
+    exact answer would sidestep the budget), and the query's whole ε is charged to every such dataset it
+    reads, whichever segment reads which: conservative, and computable from the documents alone, so CGS
+    and the room agree on it without parsing SQL. The strictest owner wins: the ε must fit each one's
+    per-query maximum."""
+    guarded = [datasets[i.dataset_name] for i in query.input_datasets
+               if i.dataset_name in datasets and datasets[i.dataset_name].privacy is not None]
+    if not guarded:
+        return {}
+    for segment in query.segments:
+        if not segment.private:
+            raise PrivacyRefused(f"segment {segment.execution_sequence} is not private, and dataset "
+                                 f"{guarded[0].name!r} allows private segments only (set private and epsilon)")
+    spend = query.epsilon
+    for dataset in guarded:
+        assert dataset.privacy is not None
+        most = dataset.privacy.per_query_epsilon_max
+        if spend > most:
+            raise PrivacyRefused(f"the query spends epsilon {format_epsilon(spend)} per run; dataset "
+                                 f"{dataset.name!r} allows at most {format_epsilon(most)}")
+    return {dataset.name: spend for dataset in guarded}
+
+
+@dataclass(frozen=True)
+class BudgetGrant:
+    """An owner's raise of a dataset's privacy budget: ε added to the dataset document's `epsilonTotal`.
+    Accepted documents never change (as in CGS), so a raise is a document of its own, decided by the owner."""
+
+    dataset: str
+    epsilon: int
+
+
+def parse_budget_grant(text: str | bytes) -> BudgetGrant:
+    source = "budget document"
+    problems: list[str] = []
+    doc = _Fields(_load(text, source), "", problems, {"dataset", "epsilon"})
+    dataset = doc.text("dataset", _NAME)
+    epsilon = _epsilon(doc, "epsilon", problems)
+    if problems:
+        raise AnalyticsDocumentError(problems, source)
+    assert dataset and epsilon
+    return BudgetGrant(dataset, epsilon)
+
+
+def format_epsilon(units: int) -> str:
+    return f"{units / EPSILON_UNITS:.6f}".rstrip("0").rstrip(".") or "0"
 
 
 class _Fields:
@@ -217,7 +310,7 @@ def parse_dataset(text: str | bytes) -> Dataset:
     problems: list[str] = []
     doc = _Fields(_load(text, source), "", problems, {
         "name", "owner", "store", "container", "format", "schema", "allowedFields", "accessMode",
-        "aggregationThreshold", "encryption"})
+        "aggregationThreshold", "encryption", "privacy"})
     name = doc.text("name", _NAME)
     owner = doc.text("owner", _NAME)
     store = doc.text("store", _NAME)
@@ -243,11 +336,52 @@ def parse_dataset(text: str | bytes) -> Dataset:
     threshold = doc.integer("aggregationThreshold", 1, MAX_THRESHOLD,
                             default=DEFAULT_THRESHOLD.get(access_mode or "row"))
     encryption = _parse_encryption(doc.obj.get("encryption"), problems)
+    privacy = None
+    if doc.obj.get("privacy") is not None:
+        privacy = _parse_privacy(doc.obj["privacy"], {c.lower() for c in allowed}, problems)
     if problems:
         raise AnalyticsDocumentError(problems, source)
     assert name and owner and store and container and data_format and access_mode and threshold and encryption
     return Dataset(name, owner, store, container, data_format, tuple(columns), tuple(allowed),
-                   access_mode, threshold, encryption)  # type: ignore[arg-type]
+                   access_mode, threshold, encryption, privacy)  # type: ignore[arg-type]
+
+
+def _parse_privacy(value: Any, allowed: set[str], problems: list[str]) -> Privacy | None:
+    before = len(problems)
+    fields = _Fields(value, "privacy", problems, {
+        "epsilonTotal", "delta", "perQueryEpsilonMax", "contributionBound", "personKey"})
+    total = _epsilon(fields, "epsilonTotal", problems, allow_zero=True)
+    per_query = _epsilon(fields, "perQueryEpsilonMax", problems)
+    delta = fields.obj.get("delta", 0.0)
+    if not isinstance(delta, int | float) or isinstance(delta, bool) or not 0.0 <= delta < 1e-3:
+        problems.append("privacy.delta: must be a number from 0 to below 0.001")
+        delta = None
+    bound = fields.integer("contributionBound", 1, MAX_CONTRIBUTION_BOUND)
+    person_key = fields.text("personKey", _IDENTIFIER)
+    if person_key and person_key.lower() not in allowed:
+        # the room bounds contributions by this column inside the view, which holds only allowed fields
+        problems.append(f"privacy.personKey: {person_key!r} is not one of allowedFields")
+    if len(problems) > before or total is None or per_query is None or bound is None or not person_key:
+        return None
+    return Privacy(total, float(delta), per_query, bound, person_key)  # type: ignore[arg-type]
+
+
+def _epsilon(fields: _Fields, key: str, problems: list[str], *, allow_zero: bool = False) -> int | None:
+    """A JSON number of ε as millionths; more precision than that is refused, not rounded away."""
+    value = fields.obj.get(key)
+    at = f"{fields.path}.{key}" if fields.path else key
+    if value is None:
+        problems.append(f"{at}: is required")
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not (
+            0 <= value <= MAX_EPSILON if allow_zero else 0 < value <= MAX_EPSILON):
+        problems.append(f"{at}: must be a number {'from 0' if allow_zero else 'above 0'} up to {MAX_EPSILON:g}")
+        return None
+    units = round(value * EPSILON_UNITS)
+    if abs(units - value * EPSILON_UNITS) > 1e-6 * max(1.0, value * EPSILON_UNITS) or (units == 0 and not allow_zero):
+        problems.append(f"{at}: at most 6 decimal places")
+        return None
+    return units
 
 
 def _parse_encryption(value: Any, problems: list[str]) -> Encryption | None:
@@ -291,9 +425,11 @@ def parse_query(text: str | bytes) -> Query:
 
 def _parse_segment(value: Any, path: str, views: set[str], problems: list[str]) -> Segment | None:
     before = len(problems)
-    fields = _Fields(value, path, problems, {"executionSequence", "sql", "preConditions", "postFilters"})
+    fields = _Fields(value, path, problems, {"executionSequence", "sql", "preConditions", "postFilters",
+                                             "private", "epsilon", "publicKeys", "bounds"})
     sequence = fields.integer("executionSequence", 1, 1000)
     sql = fields.text("sql", max_chars=MAX_SQL_CHARS)
+    epsilon, public_keys, bounds = _parse_private(fields, path, problems)
     preconditions: list[PreCondition] = []
     for index, item in enumerate(fields.array("preConditions", 64, required=False)):
         at = f"{path}.preConditions[{index}]"
@@ -311,6 +447,68 @@ def _parse_segment(value: Any, path: str, views: set[str], problems: list[str]) 
         minimum = post.integer("value", -(2**62), 2**62)
         if column and minimum is not None:
             filters.append(PostFilter(column, minimum))
+    if epsilon and preconditions:
+        # a pre-condition answers "at least N rows?" exactly: one bit per run that no budget accounts for
+        problems.append(f"{path}.preConditions: a private segment has none (a row count is exact, not private)")
     if len(problems) > before or sequence is None or sql is None:
         return None
-    return Segment(sequence, sql, tuple(preconditions), tuple(filters))
+    return Segment(sequence, sql, tuple(preconditions), tuple(filters), epsilon, public_keys, bounds)
+
+
+def _parse_private(fields: _Fields, path: str, problems: list[str]
+                   ) -> tuple[int, tuple[tuple[str, tuple[str | int, ...]], ...],
+                              tuple[tuple[str, tuple[float, float]], ...]]:
+    private = fields.obj.get("private", False)
+    if not isinstance(private, bool):
+        problems.append(f"{path}.private: must be true or false")
+        return 0, (), ()
+    if not private:
+        for key in ("epsilon", "publicKeys", "bounds"):
+            if key in fields.obj:
+                problems.append(f"{path}.{key}: only a private segment has it (set private: true)")
+        return 0, (), ()
+    epsilon = _epsilon(fields, "epsilon", problems) or 0
+    keys_value = fields.obj.get("publicKeys", {})
+    public_keys: list[tuple[str, tuple[str | int, ...]]] = []
+    if not isinstance(keys_value, dict):
+        problems.append(f"{path}.publicKeys: must be an object of column → array of values")
+        keys_value = {}
+    cells = 1
+    for column, values in keys_value.items():
+        at = f"{path}.publicKeys.{str(column)[:64]}"
+        if not _IDENTIFIER.fullmatch(column):
+            problems.append(f"{at}: is not a plain column name")
+        elif not isinstance(values, list) or not 0 < len(values) <= MAX_PUBLIC_KEYS or not all(
+                isinstance(v, str | int) and not isinstance(v, bool) and not (isinstance(v, str) and len(v) > 256)
+                for v in values):
+            problems.append(f"{at}: must be 1 to {MAX_PUBLIC_KEYS} strings or integers")
+        elif len({json_key(v) for v in values}) != len(values):
+            problems.append(f"{at}: a value appears twice")
+        else:
+            cells *= len(values)
+            public_keys.append((column, tuple(values)))
+    _unique([c for c, _ in public_keys], f"{path}.publicKeys", problems)
+    if cells > MAX_PUBLIC_CELLS:
+        problems.append(f"{path}.publicKeys: {cells} combinations, more than {MAX_PUBLIC_CELLS}")
+    bounds_value = fields.obj.get("bounds", {})
+    bounds: list[tuple[str, tuple[float, float]]] = []
+    if not isinstance(bounds_value, dict):
+        problems.append(f"{path}.bounds: must be an object of column → [low, high]")
+        bounds_value = {}
+    for column, pair in bounds_value.items():
+        at = f"{path}.bounds.{str(column)[:64]}"
+        numbers = isinstance(pair, list) and len(pair) == 2 and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and abs(v) <= 1e12 for v in pair)
+        if not _IDENTIFIER.fullmatch(column):
+            problems.append(f"{at}: is not a plain column name")
+        elif not numbers or not pair[0] < pair[1]:
+            problems.append(f"{at}: must be [low, high] numbers with low < high, within ±1e12")
+        else:
+            bounds.append((column, (float(pair[0]), float(pair[1]))))
+    _unique([c for c, _ in bounds], f"{path}.bounds", problems)
+    return epsilon, tuple(public_keys), tuple(bounds)
+
+
+def json_key(value: str | int) -> str:
+    """A public key value as one comparable text (1 and "1" differ: the column's type decides which is meant)."""
+    return f"{type(value).__name__}:{value}"

@@ -16,6 +16,9 @@ A run, in order (nothing reaches `output_dir` until every step has passed):
 5. only then each file is copied to `output_dir/<run_id>/segment-<seq>.csv`: written in full, then closed
    (a sink's FUSE commits an object on close and has no rename). `cancelled` is checked before each file.
 
+A private segment (`dp.py`) takes step 4 differently: its bounded exact aggregates over the public key set
+are collected into this process and only their noisy release is written (no threshold, no row counts).
+
 Error text from Spark is never passed on as it is: a runtime error can quote a row's value (a failed CAST
 names it), so only its error class is reported; a read failure becomes `SchemaMismatch` naming the file
 and the column (found by re-reading that one file a column at a time).
@@ -53,7 +56,8 @@ from .datafiles import (
     printable,
     spark_path,
 )
-from .documents import Dataset, Query, Segment
+from .documents import Dataset, Query, Segment, privacy_spend
+from .dp import PrivatePlan, plan_private, release, write_csv
 from .sqlguard import DIALECT, ROW_ID_COLUMN, check_segment, with_aggregation_threshold
 
 __all__ = [
@@ -140,6 +144,8 @@ class _PlannedSegment:
     sql: str
     #: the same SQL without the aggregation threshold, or None when the threshold changed nothing
     unguarded_sql: str | None
+    #: a private segment's plan (`sql` is then its exact, contribution-bounded aggregates, released noisy)
+    private: PrivatePlan | None = None
 
 
 @dataclass
@@ -231,6 +237,10 @@ class Engine:
             run.session.sparkContext.setJobGroup(run_id, f"analytics run {run_id}", interruptOnCancel=True)
             # the SQL guards need only the documents: a refused segment costs no file read and no Spark job
             planned = _plan(query, by_view)
+            if any(plan.private for plan in planned):
+                # ANSI mode fails a job on a value (a bad cast, a division by zero): for a private run that
+                # failure would be an exact answer about the data; without it such values become NULL
+                run.session.conf.set("spark.sql.ansi.enabled", "false")
             with _timed(timings, "views"):
                 self._check_cancelled(run_id, cancelled)
                 self._make_views(run, date_range)
@@ -329,6 +339,8 @@ class Engine:
 
     def _compute(self, run: _Run, plan: _PlannedSegment, work: Path) -> tuple[SegmentOutput, Path]:
         sequence = plan.segment.execution_sequence
+        if plan.private is not None:
+            return self._compute_private(run, plan.private, work)
         result = run.session.sql(plan.sql)
         keep = _post_filter_condition(plan.segment, result)
         if keep is not None:
@@ -352,6 +364,18 @@ class Engine:
         if plan.unguarded_sql is not None:
             suppressed = run.session.sql(plan.unguarded_sql).count() - total
         output = SegmentOutput(sequence, f"{run.run_id}/segment-{sequence}.csv", rows, suppressed, total - rows)
+        return output, part
+
+    @staticmethod
+    def _compute_private(run: _Run, plan: PrivatePlan, work: Path) -> tuple[SegmentOutput, Path]:
+        """The exact aggregates stay in this process: only their noisy release is written. The counts reported
+        are of released cells (the public key set after post-filters on noisy values), not of data rows."""
+        exact = [row.asDict() for row in run.session.sql(plan.sql).collect()]
+        released = release(plan, exact)
+        part = work / f"segment-{plan.sequence}" / "part-00000.csv"
+        write_csv(part, plan, released)
+        output = SegmentOutput(plan.sequence, f"{run.run_id}/segment-{plan.sequence}.csv", len(released), 0,
+                               len(plan.cells) - len(released))
         return output, part
 
     def _publish(self, run_id: str, outputs: list[tuple[SegmentOutput, Path]], output_dir: Path,
@@ -432,8 +456,14 @@ def _sources_by_view(query: Query, sources: Sequence[DatasetSource]) -> dict[str
 
 def _plan(query: Query, sources: Mapping[str, DatasetSource]) -> list[_PlannedSegment]:
     views = {view: source.dataset for view, source in sources.items()}
+    # the prepare phase checked this already; a caller of the engine alone must not get around it either
+    privacy_spend(query, {source.dataset.name: source.dataset for source in sources.values()})
     planned = []
     for segment in query.segments:
+        if segment.private:
+            private = plan_private(segment, views)
+            planned.append(_PlannedSegment(segment, private.sql, None, private))
+            continue
         checked = check_segment(segment.sql, views)
         guarded = with_aggregation_threshold(checked, views)
         plain = checked.sql(dialect=DIALECT)

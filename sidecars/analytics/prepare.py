@@ -13,15 +13,15 @@ import datetime as dt
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..common.errors import BadRequest, CcrError
 from ..common.governance_client import ConsentStatus
-from . import approval, sqlguard
+from . import approval, dp, sqlguard
 from .auth import Member
-from .documents import Dataset, Query, parse_dataset, parse_query
+from .documents import Dataset, Query, parse_dataset, parse_query, privacy_spend
 from .runs import RunRequest
 
 
@@ -39,6 +39,8 @@ class Prepared:
     views: dict[str, str]
     sink: Path
     date_range: tuple[dt.date | None, dt.date | None]
+    #: what one run spends from each private dataset's budget (millionths of ε); empty for a plain query
+    privacy: dict[str, int] = field(default_factory=dict)
 
 
 class Governance:
@@ -147,10 +149,14 @@ def prepare(gov: Governance, query_id: str, request: RunRequest, members_by_id: 
     for name in datasets:
         _require_enabled(gov.document_consent(name), f"dataset {name!r}")
 
+    privacy = privacy_spend(query, datasets)
     views = query.datasets_by_view(datasets)
     for segment in sorted(query.segments, key=lambda s: s.execution_sequence):
         try:
-            sqlguard.check_segment(segment.sql, views)
+            if segment.private:
+                dp.plan_private(segment, views)
+            else:
+                sqlguard.check_segment(segment.sql, views)
         except BadRequest as exc:
             raise RunRefused(f"segment {segment.execution_sequence}: {exc.message}", code=exc.code,
                              http_status=400) from None
@@ -161,7 +167,7 @@ def prepare(gov: Governance, query_id: str, request: RunRequest, members_by_id: 
         raise RunRefused(f"the output datasink {query.output_datasink!r} is not mounted at {sink}",
                          code="DatasinkNotMounted", http_status=409)
     return Prepared(query_id, query, datasets, {i.view_name: i.dataset_name for i in query.input_datasets},
-                    sink, dates)
+                    sink, dates, privacy)
 
 
 def parse_run_body(body: bytes) -> dict[str, Any]:

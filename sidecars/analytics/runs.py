@@ -76,6 +76,8 @@ class Run:
     datasets: tuple[str, ...] = ()
     error_code: str | None = None
     error_message: str | None = None
+    #: a private run's ε, spent from each dataset's budget (CGS acknowledged it before the run was queued)
+    epsilon_spent: float = 0.0
 
     def view(self) -> dict[str, Any]:
         """The run as `GET /runs/{runId}` answers it."""
@@ -86,7 +88,7 @@ class Run:
             "createdAt": _iso(self.created_at), "startedAt": _iso(self.started_at), "endedAt": _iso(self.ended_at),
             "timings": dict(self.timings), "rowsWritten": self.rows_written,
             "groupsSuppressed": self.groups_suppressed, "rowsFiltered": self.rows_filtered,
-            "output": list(self.output), "datasets": list(self.datasets),
+            "output": list(self.output), "datasets": list(self.datasets), "epsilonSpent": self.epsilon_spent,
             "error": {"code": self.error_code, "message": self.error_message} if self.error_code else None,
         }
 

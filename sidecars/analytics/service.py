@@ -38,6 +38,7 @@ from ..common.errors import BadRequest, CcrError, ConfigError
 from ..common.http import create_app, serve
 from . import runs as runstore
 from .auth import Member, MemberDirectory, ReplayGuard, RequestAuthenticator
+from .documents import EPSILON_UNITS
 from .engine import DatasetSource, Engine, RunCancelled
 from .prepare import Prepared, parse_run_body, prepare
 from .roomgov import AnalyticsGovernance
@@ -89,6 +90,7 @@ class Analytics:
     def _audit(self, outcome: str, run: Run, **details: Any) -> None:
         event = {"event": f"analytics.run.{outcome}", "queryId": run.request.query_id, "runId": run.run_id,
                  "member": run.submitted_by, "datasets": list(run.datasets), "dryRun": run.request.dry_run,
+                 **({"epsilonSpent": run.epsilon_spent} if run.epsilon_spent else {}),
                  **{key: value for key, value in details.items() if value is not None}}
         self.gov.audit(event, scope="analytics")
 
@@ -127,6 +129,16 @@ class Analytics:
             raise
         run = self.store.save(replace(run, datasets=tuple(prepared.datasets),
                                       timings={"prepare": round(time.monotonic() - started, 3)}))
+        if prepared.privacy and not request.dry_run:
+            # The ledger in CGS is where concurrent runs serialise: spent (and audited there) before Spark
+            # starts, refused whole when a budget lacks room, and no run without CGS's acknowledgement.
+            try:
+                self.gov.spend_privacy_budget(run_id, query_id)
+            except CcrError as exc:
+                self._end(run, runstore.REFUSED if exc.http_status < 500 else runstore.FAILED,
+                          "refused" if exc.http_status < 500 else "failed", exc)
+                raise
+            run = self.store.save(replace(run, epsilon_spent=max(prepared.privacy.values()) / EPSILON_UNITS))
         # Audited before anything runs: no acknowledgement, no run.
         try:
             self._audit("accepted", run)

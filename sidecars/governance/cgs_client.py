@@ -156,6 +156,11 @@ class CgsRoomClient:
         query = {k: v for k, v in (("id", event_id), ("scope", scope)) if v}
         await self.write("PUT", "events" + (f"?{urlencode(query)}" if query else ""), data)
 
+    async def spend_privacy_budget(self, run_id: str, query_id: str) -> dict[str, Any]:
+        """A private analytics run's spend, recorded by CGS before the run releases anything; the
+        acknowledgement comes back wrapped to this room's key (the stand-in's `budget.py`)."""
+        return json.loads(await self.signed_read_wrapped("privacybudget/spend", {"runId": run_id, "queryId": query_id}))
+
     async def secret(self, secret_id: str) -> str:
         return (await self.read_wrapped(f"secrets/{quote(secret_id)}")).decode()
 

@@ -5,6 +5,8 @@
 - `POST /secrets/{id}` → `{value}`; `POST /documents/{id}` (or `/memberdocuments/{id}`) → the accepted document
 - `POST /memberdocuments/{id}/consentcheck/execution` → `{status, reason:{code,message}}` of that document's
   execution consent (an analytics dataset or query: its data owners may revoke it)
+- `POST /privacybudget/spend` `{runId, queryId}` → CGS's acknowledgement of a private analytics run's ε spend
+  (409 `PrivacyBudgetExhausted` naming the dataset and what is left)
 - `GET /members` → `{value: [{memberId, certificate, status, memberData}]}`, the consortium's members (the
   analytics app verifies members' signed requests with their certificates)
 - `POST /oauth/token?sub=&tenantId=&aud=` → `{value: JWT}` (the federated client assertion)
@@ -195,6 +197,13 @@ def build_app(cgs: CgsRoomClient, config: GovernanceConfig) -> FastAPI:
     @app.post("/memberdocuments/{document_id}/consentcheck/execution")
     async def document_consent_check(document_id: str):
         return await cgs.document_consent(document_id)
+
+    @app.post("/privacybudget/spend")
+    async def privacy_budget_spend(request: Request):
+        body = json_value(await request.body(), what="body ({runId, queryId})")
+        if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("runId", "queryId")):
+            raise BadRequest("runId and queryId: strings are required")
+        return await cgs.spend_privacy_budget(body["runId"], body["queryId"])
 
     @app.get("/members")
     async def members():

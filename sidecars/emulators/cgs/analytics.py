@@ -18,13 +18,23 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from ...analytics.documents import AnalyticsDocumentError, Dataset, Query, parse_dataset, parse_query
+from ...analytics.documents import (
+    AnalyticsDocumentError,
+    BudgetGrant,
+    Dataset,
+    PrivacyRefused,
+    Query,
+    parse_budget_grant,
+    parse_dataset,
+    parse_query,
+    privacy_spend,
+)
 from ...common.errors import BadRequest, Forbidden
 
 if TYPE_CHECKING:
     from .store import Store
 
-KINDS = ("dataset", "query")
+KINDS = ("dataset", "query", "budget")
 #: an analytics document's id, as a dataset's name (the dataset and query documents' own name pattern)
 DOCUMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_LABELS = 16
@@ -51,13 +61,15 @@ def kind_of(document: dict[str, Any]) -> str | None:
     return kind if kind in KINDS else None
 
 
-def parsed(document: dict[str, Any], kind: str) -> Dataset | Query:
-    """The document's `data` as a dataset or query; a one-line 400 naming every problem otherwise."""
+def parsed(document: dict[str, Any], kind: str) -> Dataset | Query | BudgetGrant:
+    """The document's `data` as a dataset, query or budget grant; a one-line 400 naming every problem otherwise."""
     text = document.get("data")
     if not isinstance(text, str):
         raise BadRequest(f"an analytics {kind} document's data must be the {kind} document as JSON text",
                          code="InvalidAnalyticsDocument")
     try:
+        if kind == "budget":
+            return parse_budget_grant(text)
         return parse_dataset(text) if kind == "dataset" else parse_query(text)
     except AnalyticsDocumentError as exc:
         raise BadRequest(exc.message, code="InvalidAnalyticsDocument") from None
@@ -106,11 +118,22 @@ def check_proposal(store: Store, proposer: str, actions: list[dict[str, Any]]) -
                 raise Forbidden(f"{store.member_name(proposer)} is not the owner of dataset {content.name!r} "
                                 f"({content.owner}): only its owner proposes it", code="NotDatasetOwner")
             continue
+        if isinstance(content, BudgetGrant):
+            owner_name = accepted_dataset(store, contract_id, content.dataset).owner
+            if proposer != store.member_named(owner_name):
+                raise Forbidden(f"{store.member_name(proposer)} is not the owner of dataset {content.dataset!r} "
+                                f"({owner_name}): only its owner raises its privacy budget", code="NotDatasetOwner")
+            continue
         if proposer not in members:
             raise Forbidden(f"{store.member_name(proposer)} is not a member of contract {contract_id!r}: only its "
                             "members propose its queries", code="NotContractMember")
-        for source in content.input_datasets:
-            accepted_dataset(store, contract_id, source.dataset_name)
+        datasets = {source.dataset_name: accepted_dataset(store, contract_id, source.dataset_name)
+                    for source in content.input_datasets}
+        try:
+            # a query over a dataset with a privacy policy: private segments only, within each owner's ε per run
+            privacy_spend(content, datasets)
+        except PrivacyRefused as exc:
+            raise BadRequest(exc.message, code=exc.code) from None
 
 
 def deciders(store: Store, document: dict[str, Any]) -> set[str] | None:
@@ -121,6 +144,8 @@ def deciders(store: Store, document: dict[str, Any]) -> set[str] | None:
     content = parsed(document, kind)
     if isinstance(content, Dataset):
         return {store.member_named(content.owner)}
+    if isinstance(content, BudgetGrant):
+        return {store.member_named(accepted_dataset(store, document["contractId"], content.dataset).owner)}
     return {store.member_named(accepted_dataset(store, document["contractId"], source.dataset_name).owner)
             for source in content.input_datasets}
 

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from ...common.bodylimit import MIB
 from ...common.ccfwire import GovApiVersionMiddleware
 from ...common.http import create_app
-from . import ca, consent, contracts, documents, events, members, node, oidc, secrets, transactions
+from . import budget, ca, consent, contracts, documents, events, members, node, oidc, secrets, transactions
 from .audit import AuditLog
 from .deps import CgsConfig, CgsState
 from .invitations import router as invitations_router
@@ -55,5 +55,6 @@ def build_app(store: Store, audit: AuditLog, verify_attestation: AttestationVeri
     app.include_router(invitations_router)
     for area in (members, contracts, consent, secrets, documents, ca, events, oidc, node, transactions):
         app.include_router(area.router)
+    app.include_router(budget.router)
     app.add_middleware(GovApiVersionMiddleware)
     return app

@@ -63,6 +63,9 @@ class FakeGovernance:
     consent_down_after: dict[str, int] = field(default_factory=dict)
     members_calls: int = 0
     url: str = ""
+    #: privacy budget spends asked for ({runId, queryId}); `spend_answer` (status, body) replaces CGS's ack
+    spends: list[dict] = field(default_factory=list)
+    spend_answer: tuple[int, Any] | None = None
 
     def publish(self, document_id: str, kind: str, document: dict, votes: dict[str, bool], state: str = "Accepted"):
         self.documents[document_id] = {
@@ -101,6 +104,14 @@ class FakeGovernance:
                 return {"status": "disabled", "reason": {"code": "ConsentRevoked", "message": "contract revoked"}}
             return {"status": "enabled"}
 
+        @app.post("/privacybudget/spend")
+        async def spend(request: Request):
+            body = json.loads(await request.body())
+            self.spends.append(body)
+            if self.spend_answer is not None:
+                return JSONResponse(self.spend_answer[1], self.spend_answer[0])
+            return {"acknowledged": True, "replayed": False, "spends": [], **body}
+
         @app.put("/events", status_code=204)
         async def events(request: Request):
             if self.audit_down:
@@ -118,6 +129,8 @@ class FakeGovernance:
         self.consent_down_after.clear()
         self.contract_disabled = False
         self.audit_down = False
+        self.spends.clear()
+        self.spend_answer = None
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from fastapi.routing import iter_route_contexts
 
 from sidecars.common.memberauth import MemberIdentity
 from sidecars.emulators.cgs import (
+    budget,
     ca,
     consent,
     contracts,
@@ -34,7 +35,7 @@ from sidecars.emulators.cgs.issuer import OidcIssuer
 from sidecars.emulators.cgs.store import Store
 
 AREAS = (members, contracts, consent, secrets, documents, ca, events, oidc, node, transactions,
-         invitations)
+         invitations, budget)
 
 
 def _no_evidence(_attestation: dict) -> dict:
