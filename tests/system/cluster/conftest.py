@@ -1,0 +1,99 @@
+"""One shared cluster of rooms for every cluster test (never two at once on 2 cores): a driver room and two
+executor rooms, admitted by attestation on the mock platform, Spark standalone with authentication and
+encryption on. Tests that kill an executor room start it again (attest, join) before they end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sidecars.attestation.mock import MockPlatform
+from sidecars.attestation.verify import Trust
+from sidecars.cluster.admission import AdmissionPolicy
+from sidecars.cluster.rooms import ClusterRooms, executor_policy, host_data_of, mock_evidence
+from sidecars.cluster.sparkconf import driver_conf
+from sidecars.spec import Cluster
+
+REPO = Path(__file__).resolve().parents[3]
+DRIVER_APP = Path(__file__).with_name("driver_app.py")
+MARKER = "MARKER-7f3a9c1e5d"
+IMAGE = "localhost/ccr-analytics@sha256:" + "5e" * 32
+ALTERED_IMAGE = "localhost/ccr-analytics@sha256:" + "66" * 32
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+@dataclass
+class RoomCluster:
+    rooms: ClusterRooms
+    platform: MockPlatform
+    executor_host_data: str
+    data: Path
+    sink: Path
+
+    def run(self, sql: str, *, run_id: str | None = None, pause_s: float = 0.0, parts: int = 2,
+            wait: bool = True, timeout: float = 240) -> subprocess.Popen | dict:
+        """The driver application in the driver room; its parsed output, or the running process."""
+        run_id = run_id or f"run-{uuid.uuid4().hex[:8]}"
+        driver_dir = self.rooms.room_dir(self.rooms.net.driver)
+        scratch = driver_dir / "scratch"
+        scratch.mkdir(mode=0o700, exist_ok=True)
+        conf = driver_conf(self.rooms.net.driver.address, scratch, secure=self.rooms.secure)
+        conf["spark.pyspark.python"] = sys.executable
+        properties = None
+        if self.rooms.secret is not None:
+            properties = driver_dir / "driver.properties"
+            properties.write_text(f"spark.authenticate.secret {self.rooms.secret.hex()}\n")
+            properties.chmod(0o600)
+        args = driver_dir / f"{run_id}.json"
+        args.write_text(json.dumps({
+            "master": self.rooms.master_url, "conf": conf, "properties": str(properties) if properties else "",
+            "views": {"people": str(self.data)}, "sql": sql, "sink": str(self.sink), "run_id": run_id,
+            "parts": parts, "pause_s": pause_s}))
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYSPARK_PYTHON": sys.executable}
+        process = subprocess.Popen(["ip", "netns", "exec", self.rooms.net.driver.netns, sys.executable,
+                                    str(DRIVER_APP), str(args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, env=env, cwd=driver_dir, start_new_session=True)
+        if not wait:
+            return process
+        out, err = process.communicate(timeout=timeout)
+        assert process.returncode == 0, err[-3000:]
+        return json.loads(out.strip().splitlines()[-1]) | {"run_id": run_id}
+
+
+def write_people(path: Path) -> None:
+    """Tiny data with a known marker value in a grouped column (it crosses rooms in the shuffle)."""
+    rows = ["name,city,amount"]
+    for i in range(400):
+        name = MARKER if i % 7 == 0 else f"person{i % 13}"
+        rows.append(f"{name},city{i % 5},{i % 50}")
+    path.write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="session")
+def room_cluster(tmp_path_factory) -> Iterator[RoomCluster]:
+    base = tmp_path_factory.mktemp("cluster")
+    platform = MockPlatform.create(base / "platform")
+    spec = Cluster(executors=2, executor_image=IMAGE, executor_resources={"cpu": 1, "memory_gb": 1})
+    host_data = host_data_of(executor_policy(spec, "0" * 64))
+    name = f"cluster-{uuid.uuid4().hex[:6]}"
+    rooms = ClusterRooms(name, 2, base / "state")
+    data = base / "data" / "people.csv"
+    data.parent.mkdir()
+    write_people(data)
+    sink = base / "sink"
+    sink.mkdir()
+    rooms.up(AdmissionPolicy(host_data), Trust.default().trusting_mock_platform(base / "platform"),
+             lambda room: mock_evidence(platform, host_data))
+    try:
+        yield RoomCluster(rooms, platform, host_data, data, sink)
+    finally:
+        rooms.down()
