@@ -34,10 +34,17 @@ from ..attestation.mock import MockPlatform
 from ..attestation.providers import MockSnpProvider
 from ..attestation.verify import Trust
 from ..common.errors import ProcessError
-from ..localroom.netns import entered, stop_processes_in
+from ..localroom.netns import delete_room_network, entered, stop_processes_in
 from ..spec import Cluster
 from .admission import Admission, AdmissionPolicy, join, serve
-from .network import ClusterNetwork, ClusterRoom, add_room, create_bridge, delete_cluster_network
+from .network import (
+    ClusterNetwork,
+    ClusterRoom,
+    add_room,
+    apply_firewall,
+    create_bridge,
+    delete_cluster_network,
+)
 from .ports import ADMISSION_PORT, MASTER_PORT, MASTER_UI_PORT, WORKER_PORT, WORKER_UI_PORT
 from .sparkconf import daemon_settings, write_properties
 
@@ -183,6 +190,27 @@ class ClusterRooms:
             time.sleep(0.5)
         raise ProcessError(f"{count} executor rooms did not register with the driver within {timeout:.0f} s")
 
+    def add_executor_room(self) -> ClusterRoom:
+        """One more executor room on the room network (not yet admitted: `join_executor` next); every room's
+        firewall is replaced (atomically) to let the new member's Spark traffic through."""
+        room = ClusterRoom(f"{self.name}-exec-{len(self.net.rooms)}", "executor", len(self.net.rooms))
+        members = (*self.net.rooms, room)
+        add_room(self.net, room, members)
+        self.net = ClusterNetwork(self.name, members)
+        for other in self.net.rooms[:-1]:
+            apply_firewall(other, members)
+        self.room_dir(room).mkdir(mode=0o700, exist_ok=True)
+        return room
+
+    def remove_room(self, room: ClusterRoom) -> None:
+        """Stop the room's processes and delete its netns; the others' firewalls forget it."""
+        stop_processes_in(room.netns, timeout=3.0)
+        delete_room_network(room.netns)
+        members = tuple(r for r in self.net.rooms if r.netns != room.netns)
+        self.net = ClusterNetwork(self.name, members)
+        for other in members:
+            apply_firewall(other, members)
+
     # --- faults and down -----------------------------------------------------------------------------------
 
     def kill_room(self, room: ClusterRoom) -> list[int]:
@@ -194,8 +222,8 @@ class ClusterRooms:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-        for room in self.net.rooms:
-            stop_processes_in(room.netns, timeout=3.0)
+        for netns in [room.netns for room in self.net.rooms] + [self.net.netns]:
+            stop_processes_in(netns, timeout=3.0)
         for process in self.processes.values():
             with contextlib.suppress(ProcessLookupError):
                 process.kill()

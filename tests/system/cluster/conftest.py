@@ -20,6 +20,7 @@ from sidecars.attestation.verify import Trust
 from sidecars.cluster.admission import AdmissionPolicy
 from sidecars.cluster.rooms import ClusterRooms, executor_policy, host_data_of, mock_evidence
 from sidecars.cluster.sparkconf import driver_conf
+from sidecars.localroom.netns import processes_in
 from sidecars.spec import Cluster
 
 REPO = Path(__file__).resolve().parents[3]
@@ -97,3 +98,15 @@ def room_cluster(tmp_path_factory) -> Iterator[RoomCluster]:
         yield RoomCluster(rooms, platform, host_data, data, sink)
     finally:
         rooms.down()
+
+
+def processes_with(netns: str, needle: str) -> list[int]:
+    """Pids in the room whose command line contains `needle`."""
+    found = []
+    for pid in processes_in(netns):
+        try:
+            if needle in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                found.append(pid)
+        except OSError:
+            continue
+    return found

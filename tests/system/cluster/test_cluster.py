@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
 from collections import Counter
+from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.system.cluster.conftest import MARKER
+from sidecars.cluster.ports import MASTER_PORT, MASTER_UI_PORT, WORKER_UI_PORT
+from sidecars.cluster.rooms import executor_policy, host_data_of, mock_evidence
+from sidecars.common.errors import PolicyDenied
+from sidecars.localroom.netns import NETNS_DIR, entered, processes_in
+from sidecars.spec import Cluster
+from tests.system.cluster.conftest import ALTERED_IMAGE, MARKER, processes_with
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -33,3 +47,146 @@ def test_the_answer_is_the_single_room_answer(room_cluster):
     assert parts and (published / "_SUCCESS").exists()
     rows = [r for part in parts for r in csv.DictReader(part.open())]
     assert sorted((r["name"], int(r["n"]), int(r["total"])) for r in rows) == expected(room_cluster.data)
+
+
+PAUSED_SQL = ("SELECT name, COUNT(*) AS n, SUM(CAST(amount AS INT)) AS total FROM "
+              "(SELECT /*+ REPARTITION(8) */ ccr_pause(name) AS name, amount FROM people) GROUP BY name")
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_ui_and_rest_ports_are_closed_outside_the_driver_room(room_cluster):
+    rooms = room_cluster.rooms
+    driver, executor = rooms.net.driver.address, rooms.net.executors[0]
+
+    def reachable(netns: str, address: str, port: int) -> bool:
+        with entered(netns), socket.socket() as sock:
+            sock.settimeout(1.5)
+            try:
+                sock.connect((address, port))
+            except OSError:
+                return False
+            return True
+
+    # a positive control: the Spark master port is open to an executor room, the UI answers inside the driver
+    assert reachable(executor.netns, driver, MASTER_PORT)
+    assert reachable(rooms.net.driver.netns, driver, MASTER_UI_PORT)
+    for port in (MASTER_UI_PORT, 6066, 4040, 22):
+        assert not reachable(executor.netns, driver, port), port
+    assert not reachable(rooms.net.driver.netns, executor.address, WORKER_UI_PORT)
+
+
+def test_an_executor_with_another_policy_gets_no_secret_and_cannot_register(room_cluster):
+    rooms = room_cluster.rooms
+    altered = host_data_of(executor_policy(
+        Cluster(executors=2, executor_image=ALTERED_IMAGE, executor_resources={"cpu": 1, "memory_gb": 1}),
+        "0" * 64))
+    intruder = rooms.add_executor_room()
+    try:
+        with pytest.raises(PolicyDenied, match="x-ms-sevsnpvm-hostdata"):
+            rooms.join_executor(intruder, mock_evidence(room_cluster.platform, altered))
+        records = [json.loads(line) for line in rooms.audit_path.read_text().splitlines()]
+        refused = [r for r in records if r["event"] == "cluster.executor.refused"]
+        assert refused[-1]["claim"] == "x-ms-sevsnpvm-hostdata"
+        assert refused[-1]["presented"] == altered
+        assert refused[-1]["expected"] == room_cluster.executor_host_data
+        assert refused[-1]["peer"] == intruder.address
+        # it tries anyway, with a secret of its own: the master refuses the handshake
+        rooms.start_worker(intruder, secrets.token_bytes(32))
+        log = rooms.room_dir(intruder) / "worker.log"
+        _wait_for(lambda: log.exists() and b"Connecting to master" in log.read_bytes(), 60, "the intruder's worker")
+        time.sleep(8)
+        assert intruder.address not in rooms.alive_workers()
+        assert len(rooms.alive_workers()) == 2
+    finally:
+        rooms.remove_room(intruder)
+
+
+def test_no_marker_between_rooms_nor_in_executor_scratch_files(room_cluster, tmp_path):
+    rooms = room_cluster.rooms
+
+    def capture(path: Path) -> subprocess.Popen:
+        process = subprocess.Popen(["ip", "netns", "exec", rooms.net.netns, "tcpdump", "-i", "any", "-s", "0",
+                                    "-U", "-w", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _wait_for(lambda: path.exists(), 10, "tcpdump")
+        time.sleep(0.5)
+        return process
+
+    def stop(process: subprocess.Popen) -> None:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+
+    # positive control: the capture sees a payload sent in clear between two rooms of the network
+    control = tmp_path / "control.pcap"
+    tcpdump = capture(control)
+    with entered(rooms.net.executors[0].netns):
+        httpx.post(rooms.admission_url, content=f'{{"marker": "{MARKER}"}}', timeout=5)
+    stop(tcpdump)
+    assert MARKER.encode() in control.read_bytes()
+
+    pcap = tmp_path / "query.pcap"
+    tcpdump = capture(pcap)
+    try:
+        answer = room_cluster.run(SQL)
+    finally:
+        stop(tcpdump)
+    assert any(row[0] == MARKER for row in answer["rows"])
+    traffic = pcap.read_bytes()
+    assert len(traffic) > 50_000, "the capture saw no Spark traffic"
+    assert MARKER.encode() not in traffic
+    scanned = 0
+    for room in rooms.net.executors:
+        for path in (rooms.room_dir(room) / "scratch").rglob("*"):
+            if path.is_file():
+                scanned += 1
+                assert MARKER.encode() not in path.read_bytes(), path
+    assert scanned, "no executor scratch file was written (the shuffle should spill there)"
+
+
+def test_an_executor_room_killed_mid_query_does_not_change_the_answer(room_cluster):
+    rooms = room_cluster.rooms
+    victim = rooms.net.executors[-1]
+    process = room_cluster.run(PAUSED_SQL, pause_s=0.04, wait=False)
+    _wait_for(lambda: processes_with(victim.netns, "pyspark") != [], 120, "tasks running in the victim room")
+    killed = rooms.kill_room(victim)
+    assert killed
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-3000:]
+    rows = [tuple(row) for row in json.loads(out.strip().splitlines()[-1])["rows"]]
+    assert rows == expected(room_cluster.data)
+    # the room comes back (attests again) for the tests after this one
+    rooms.join_executor(victim, mock_evidence(room_cluster.platform, room_cluster.executor_host_data))
+    rooms.wait_for_workers(2)
+
+
+def test_a_killed_driver_publishes_nothing(room_cluster):
+    run_id = "run-driver-killed"
+    process = room_cluster.run(PAUSED_SQL, run_id=run_id, pause_s=0.04, wait=False)
+    executor = room_cluster.rooms.net.executors[0]
+    _wait_for(lambda: processes_with(executor.netns, "pyspark") != [], 120, "tasks running")
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode != 0
+    time.sleep(3)
+    assert not (room_cluster.sink / run_id).exists()
+    assert not list(room_cluster.sink.glob(f"{run_id}*/part-*"))
+
+
+def test_down_leaves_nothing_of_any_room(room_cluster):
+    rooms = room_cluster.rooms
+    names = [room.netns for room in rooms.net.rooms] + [rooms.net.netns]
+    pids = [pid for netns in names for pid in processes_in(netns)]
+    assert pids
+    rooms.down()
+    assert not [n for n in names if (NETNS_DIR / n).exists()]
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    assert not rooms.state.exists()
+    leftovers = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert rooms.name not in leftovers
