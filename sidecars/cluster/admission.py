@@ -112,6 +112,9 @@ class Admission:
 
 def _handler(admission: Admission) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # a peer that announces a body and stalls holds one thread for at most this long
+        timeout = 10
+
         def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
             if self.path != "/admit":
                 self._answer(404, {"error": "not found"})

@@ -9,8 +9,10 @@ leaves nothing under `SINK/RUN`: readers of the sink see a whole result or none.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -50,3 +52,36 @@ def write_and_publish(result: DataFrame, sink: Path, run_id: str, parts: int) ->
                                "nothing published")
     os.rename(staging, final)
     return final
+
+
+def read_view(spark: SparkSession, view: str, source: str | Mapping[str, str]) -> None:
+    """A temp view over a folder or file: `source` is a CSV path, or {"path", "format": "csv" | "parquet"}.
+    Folders are read recursively (a dataset's date folders are not Hive partitions)."""
+    path, kind = (source, "csv") if isinstance(source, str) else (source["path"], source.get("format", "csv"))
+    if kind not in ("csv", "parquet"):
+        raise CcrError(f"view {view}: format {kind!r} is not csv or parquet")
+    reader = spark.read.option("recursiveFileLookup", "true")
+    frame = reader.option("header", "true").csv(path) if kind == "csv" else reader.parquet(path)
+    frame.createOrReplaceTempView(view)
+
+
+def main(args_path: str) -> None:
+    """`python -m sidecars.cluster.job ARGS.json` in the driver room: views over CSV files, one query, the
+    parts published. ARGS: master, conf, properties (a 0600 file with the secret, or ""), views {name: path},
+    sql, sink, run_id, parts (a view is a CSV path or {"path", "format"})."""
+    args = json.loads(Path(args_path).read_text())
+    conf = dict(args["conf"])
+    if args.get("properties"):
+        for line in Path(args["properties"]).read_text().splitlines():
+            key, _, value = line.partition(" ")
+            conf[key] = value
+    spark = session(args["master"], conf)
+    spark.sparkContext.setLogLevel("WARN")
+    for view, source in args["views"].items():
+        read_view(spark, view, source)
+    write_and_publish(spark.sql(args["sql"]), Path(args["sink"]), args["run_id"], int(args["parts"]))
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

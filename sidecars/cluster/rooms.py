@@ -46,7 +46,7 @@ from .network import (
     delete_cluster_network,
 )
 from .ports import ADMISSION_PORT, MASTER_PORT, MASTER_UI_PORT, WORKER_PORT, WORKER_UI_PORT
-from .sparkconf import daemon_settings, write_properties
+from .sparkconf import daemon_settings, driver_conf, write_properties
 
 REGISTER_TIMEOUT_S = 120.0
 
@@ -210,6 +210,30 @@ class ClusterRooms:
         self.net = ClusterNetwork(self.name, members)
         for other in members:
             apply_firewall(other, members)
+
+    def start_driver(self, script: Path, sql: str, views: dict[str, str], sink: Path, run_id: str, *,
+                     parts: int = 2, extra: dict[str, object] | None = None,
+                     conf: dict[str, str] | None = None) -> subprocess.Popen:
+        """The driver application in the driver room (`script` is sidecars/cluster/job.py or one like it):
+        the secret reaches it in a 0600 properties file, never on its command line."""
+        driver_dir = self.room_dir(self.net.driver)
+        scratch = driver_dir / "scratch"
+        scratch.mkdir(mode=0o700, exist_ok=True)
+        settings = driver_conf(self.net.driver.address, scratch, secure=self.secure)
+        settings["spark.pyspark.python"] = sys.executable
+        settings.update(conf or {})
+        properties = ""
+        if self.secret is not None:
+            properties = str(write_properties(driver_dir / "driver.properties", {}, self.secret))
+        args = driver_dir / f"{run_id}.json"
+        args.write_text(json.dumps({"master": self.master_url, "conf": settings, "properties": properties,
+                                    "views": views, "sql": sql, "sink": str(sink), "run_id": run_id,
+                                    "parts": parts, **(extra or {})}))
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+               "PYSPARK_PYTHON": sys.executable}
+        return subprocess.Popen(["ip", "netns", "exec", self.net.driver.netns, sys.executable, str(script),
+                                 str(args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                cwd=driver_dir, start_new_session=True)
 
     # --- faults and down -----------------------------------------------------------------------------------
 

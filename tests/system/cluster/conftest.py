@@ -4,10 +4,8 @@ encryption on. Tests that kill an executor room start it again (attest, join) be
 
 from __future__ import annotations
 
-import json
-import os
+import csv
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +17,6 @@ from sidecars.attestation.mock import MockPlatform
 from sidecars.attestation.verify import Trust
 from sidecars.cluster.admission import AdmissionPolicy
 from sidecars.cluster.rooms import ClusterRooms, executor_policy, host_data_of, mock_evidence
-from sidecars.cluster.sparkconf import driver_conf
 from sidecars.localroom.netns import processes_in
 from sidecars.spec import Cluster
 
@@ -44,30 +41,20 @@ class RoomCluster:
             wait: bool = True, timeout: float = 240) -> subprocess.Popen | dict:
         """The driver application in the driver room; its parsed output, or the running process."""
         run_id = run_id or f"run-{uuid.uuid4().hex[:8]}"
-        driver_dir = self.rooms.room_dir(self.rooms.net.driver)
-        scratch = driver_dir / "scratch"
-        scratch.mkdir(mode=0o700, exist_ok=True)
-        conf = driver_conf(self.rooms.net.driver.address, scratch, secure=self.rooms.secure)
-        conf["spark.pyspark.python"] = sys.executable
-        properties = None
-        if self.rooms.secret is not None:
-            properties = driver_dir / "driver.properties"
-            properties.write_text(f"spark.authenticate.secret {self.rooms.secret.hex()}\n")
-            properties.chmod(0o600)
-        args = driver_dir / f"{run_id}.json"
-        args.write_text(json.dumps({
-            "master": self.rooms.master_url, "conf": conf, "properties": str(properties) if properties else "",
-            "views": {"people": str(self.data)}, "sql": sql, "sink": str(self.sink), "run_id": run_id,
-            "parts": parts, "pause_s": pause_s}))
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYSPARK_PYTHON": sys.executable}
-        process = subprocess.Popen(["ip", "netns", "exec", self.rooms.net.driver.netns, sys.executable,
-                                    str(DRIVER_APP), str(args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True, env=env, cwd=driver_dir, start_new_session=True)
+        process = self.rooms.start_driver(DRIVER_APP, sql, {"people": str(self.data)}, self.sink, run_id,
+                                          parts=parts, extra={"pause_s": pause_s})
         if not wait:
             return process
-        out, err = process.communicate(timeout=timeout)
+        _, err = process.communicate(timeout=timeout)
         assert process.returncode == 0, err[-3000:]
-        return json.loads(out.strip().splitlines()[-1]) | {"run_id": run_id}
+        return {"run_id": run_id, "rows": self.published(run_id)}
+
+    def published(self, run_id: str) -> list[tuple[str, int, int]]:
+        """The rows of a published run (name, n, total), sorted; the run must be published whole."""
+        folder = self.sink / run_id
+        assert (folder / "_SUCCESS").exists()
+        rows = [r for part in sorted(folder.glob("part-*.csv")) for r in csv.DictReader(part.open())]
+        return sorted((r["name"], int(r["n"]), int(r["total"])) for r in rows)
 
 
 def write_people(path: Path) -> None:

@@ -30,10 +30,7 @@ def main(args_path: str) -> None:
     spark.udf.register("ccr_pause", pause)
     for view, path in args["views"].items():
         spark.read.option("header", "true").csv(path).createOrReplaceTempView(view)
-    result = spark.sql(args["sql"])
-    rows = sorted(tuple(row) for row in result.collect())
-    write_and_publish(result, Path(args["sink"]), args["run_id"], int(args["parts"]))
-    print(json.dumps({"rows": rows}))
+    write_and_publish(spark.sql(args["sql"]), Path(args["sink"]), args["run_id"], int(args["parts"]))
     spark.stop()
 
 

@@ -42,13 +42,10 @@ def expected(data) -> list[tuple[str, str, str]]:
 
 def test_the_answer_is_the_single_room_answer(room_cluster):
     answer = room_cluster.run(SQL)
-    assert [tuple(row) for row in answer["rows"]] == expected(room_cluster.data)
+    assert answer["rows"] == expected(room_cluster.data)
     assert any(row[0] == MARKER for row in answer["rows"])
-    published = room_cluster.sink / answer["run_id"]
-    parts = sorted(published.glob("part-*.csv"))
-    assert parts and (published / "_SUCCESS").exists()
-    rows = [r for part in parts for r in csv.DictReader(part.open())]
-    assert sorted((r["name"], int(r["n"]), int(r["total"])) for r in rows) == expected(room_cluster.data)
+    # both executor rooms wrote parts of it (two partitions, one core each)
+    assert len(list((room_cluster.sink / answer["run_id"]).glob("part-*.csv"))) == 2
 
 
 PAUSED_SQL = ("SELECT name, COUNT(*) AS n, SUM(CAST(amount AS INT)) AS total FROM "
@@ -165,7 +162,7 @@ def test_no_marker_between_rooms_nor_in_executor_scratch_files(room_cluster, tmp
         running.clear()
         scanner.join(timeout=30)
         stop(tcpdump)
-    assert [tuple(row) for row in answer["rows"]] == expected(room_cluster.data)
+    assert answer["rows"] == expected(room_cluster.data)
     traffic = pcap.read_bytes()
     assert len(traffic) > 50_000, "the capture saw no Spark traffic"
     assert MARKER.encode() not in traffic
@@ -177,14 +174,14 @@ def test_no_marker_between_rooms_nor_in_executor_scratch_files(room_cluster, tmp
 def test_an_executor_room_killed_mid_query_does_not_change_the_answer(room_cluster):
     rooms = room_cluster.rooms
     victim = rooms.net.executors[-1]
-    process = room_cluster.run(PAUSED_SQL, pause_s=0.04, wait=False)
+    run_id = "run-executor-killed"
+    process = room_cluster.run(PAUSED_SQL, run_id=run_id, pause_s=0.03, wait=False)
     _wait_for(lambda: processes_with(victim.netns, "pyspark") != [], 120, "tasks running in the victim room")
     killed = rooms.kill_room(victim)
     assert killed
-    out, err = process.communicate(timeout=300)
+    _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]
-    rows = [tuple(row) for row in json.loads(out.strip().splitlines()[-1])["rows"]]
-    assert rows == expected(room_cluster.data)
+    assert room_cluster.published(run_id) == expected(room_cluster.data)
     # the room comes back (attests again) for the tests after this one
     rooms.join_executor(victim, mock_evidence(room_cluster.platform, room_cluster.executor_host_data))
     rooms.wait_for_workers(2)
