@@ -10,6 +10,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -201,11 +202,16 @@ def test_a_killed_driver_publishes_nothing(room_cluster):
 
 
 def test_down_leaves_nothing_of_any_room(room_cluster):
+    """`ccr cluster down NAME` from another process (the one that brought the cluster up may be gone)."""
     rooms = room_cluster.rooms
     names = [room.netns for room in rooms.net.rooms] + [rooms.net.netns]
     pids = [pid for netns in names for pid in processes_in(netns)]
     assert pids
-    rooms.down()
+    done = subprocess.run([sys.executable, "-m", "sidecars", "cluster", "down", rooms.name, "--state-dir",
+                           str(rooms.state)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])})
+    assert done.returncode == 0, done.stderr
+    assert f"{rooms.net.driver.netns} (" in done.stdout
     assert not [n for n in names if (NETNS_DIR / n).exists()]
     assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
     assert not rooms.state.exists()
