@@ -26,7 +26,6 @@ from pathlib import Path
 
 from sidecars.attestation.mock import MockPlatform
 from sidecars.attestation.verify import Trust
-from sidecars.cluster import job
 from sidecars.cluster.admission import AdmissionPolicy
 from sidecars.cluster.rooms import ClusterRooms, executor_policy, host_data_of, mock_evidence
 from sidecars.spec import Cluster
@@ -34,7 +33,6 @@ from sidecars.spec import Cluster
 ROWS = 300_000
 SQL = ("SELECT name, city, COUNT(*) AS n, SUM(CAST(amount AS INT)) AS total FROM "
        "(SELECT /*+ REPARTITION(4) */ * FROM people) GROUP BY name, city")
-JOB = Path(job.__file__)
 
 
 def _data(path: Path) -> None:
@@ -47,7 +45,7 @@ def _data(path: Path) -> None:
 def _timed_query(rooms: ClusterRooms, data: Path, sink: Path, conf: dict[str, str] | None = None) -> float:
     run_id = f"bench-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
-    process = rooms.start_driver(JOB, SQL, {"people": str(data)}, sink, run_id, conf=conf)
+    process = rooms.start_driver(None, SQL, {"people": str(data)}, sink, run_id, conf=conf)
     _, err = process.communicate(timeout=600)
     if process.returncode != 0:
         raise RuntimeError(f"the bench query failed: {err[-2000:]}")

@@ -30,7 +30,6 @@ from data import comparable, generate, write  # noqa: E402
 
 from sidecars.attestation.mock import MockPlatform  # noqa: E402
 from sidecars.attestation.verify import Trust  # noqa: E402
-from sidecars.cluster import job  # noqa: E402
 from sidecars.cluster.admission import AdmissionPolicy  # noqa: E402
 from sidecars.cluster.rooms import ClusterRooms, executor_policy, host_data_of, mock_evidence  # noqa: E402
 from sidecars.common.errors import PolicyDenied  # noqa: E402
@@ -72,7 +71,7 @@ def main() -> int:
         views = {"northwind": str(base / "data" / "northwind"),
                  "woodgrove": {"path": str(base / "data" / "woodgrove"), "format": "parquet"}}
         guarded = f"{SQL} HAVING COUNT(*) >= {THRESHOLD}"
-        process = rooms.start_driver(Path(job.__file__), guarded, views, sink, "spend-by-city", parts=2)
+        process = rooms.start_driver(None, guarded, views, sink, "spend-by-city", parts=2)
         _, err = process.communicate(timeout=600)
         time.sleep(1.5)
         tcpdump.send_signal(signal.SIGINT)

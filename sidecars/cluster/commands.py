@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..common.errors import ConfigError
 from ..localroom.netns import NETNS_DIR, delete_room_network, stop_processes_in
+from .network import delete_name_files
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
 _ROOM = r"-(driver|net|exec-[0-9]{1,3})"
@@ -28,6 +29,7 @@ def down(args: argparse.Namespace) -> int:
     for netns in rooms_of(args.name):
         stopped = stop_processes_in(netns, timeout=3.0)
         delete_room_network(netns)
+        delete_name_files(netns)
         removed.append(f"{netns} ({len(stopped)} processes)")
     if args.state_dir:
         shutil.rmtree(Path(args.state_dir), ignore_errors=True)

@@ -11,13 +11,17 @@ from and to the cluster's own rooms' addresses, and only to the Spark ports of t
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..common.errors import ProcessError
 from ..localroom.netns import NETNS_DIR, delete_room_network, netns_exists
 from .ports import DRIVER_ROOM_PORTS, EXECUTOR_ROOM_PORTS
 
+#: what `ip netns exec NAME` mounts over /etc (hosts, resolv.conf)
+NETNS_ETC = Path("/etc/netns")
 SUBNET_PREFIX = "10.205.0"
 ROOM_IF = "spark0"
 BRIDGE = "br0"
@@ -81,10 +85,28 @@ def create_bridge(net: ClusterNetwork) -> None:
     _ip_batch(["link set lo up", f"link add {BRIDGE} type bridge", f"link set {BRIDGE} up"], net.netns)
 
 
+def write_name_files(room: ClusterRoom, members: tuple[ClusterRoom, ...]) -> None:
+    """/etc/netns/ROOM/{hosts,resolv.conf}, which `ip netns exec` mounts over /etc for the room's processes.
+    The room has no DNS server to reach: a lookup sent to the machine's resolver would wait for its timeout
+    (5 s, twice) before failing, and the JVMs look names up often. Here it fails at once (loopback answers
+    "port unreachable"), and the cluster's rooms are in the hosts file by name."""
+    folder = NETNS_ETC / room.netns
+    folder.mkdir(parents=True, exist_ok=True)
+    machine = Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else "127.0.0.1 localhost\n"
+    names = "".join(f"{m.address} {m.netns}\n" for m in members)
+    (folder / "hosts").write_text(machine.rstrip("\n") + "\n# the cluster's rooms\n" + names)
+    (folder / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+
+
+def delete_name_files(netns: str) -> None:
+    shutil.rmtree(NETNS_ETC / netns, ignore_errors=True)
+
+
 def add_room(net: ClusterNetwork, room: ClusterRoom, members: tuple[ClusterRoom, ...]) -> None:
     """The room's netns, its link to the bridge and its firewall. `members` are the rooms it may talk to."""
     if netns_exists(room.netns):
         raise ProcessError(f"network namespace {room.netns} already exists (ccr cluster down {net.name})")
+    write_name_files(room, members)
     _run(["ip", "netns", "add", room.netns])
     _ip_batch([f"link add {room.bridge_port} type veth peer name {ROOM_IF} netns {room.netns}",
                f"link set {room.bridge_port} master {BRIDGE}", f"link set {room.bridge_port} up"], net.netns)
@@ -136,6 +158,7 @@ def delete_cluster_network(net: ClusterNetwork) -> list[str]:
     """Every netns of the cluster (rooms and bridge), whatever is left of it; the names deleted."""
     deleted = []
     for netns in [room.netns for room in net.rooms] + [net.netns]:
+        delete_name_files(netns)
         if (NETNS_DIR / netns).exists():
             delete_room_network(netns)
             deleted.append(netns)

@@ -44,6 +44,7 @@ from .network import (
     apply_firewall,
     create_bridge,
     delete_cluster_network,
+    delete_name_files,
 )
 from .ports import ADMISSION_PORT, MASTER_PORT, MASTER_UI_PORT, WORKER_PORT, WORKER_UI_PORT
 from .sparkconf import daemon_settings, driver_conf, write_properties
@@ -131,7 +132,9 @@ class ClusterRooms:
         log = open(self.room_dir(room) / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
         env = {**os.environ, "SPARK_HOME": str(spark_home()), "SPARK_DAEMON_MEMORY": "256m",
                "SPARK_LOG_DIR": str(self.room_dir(room)), "SPARK_NO_DAEMONIZE": "1",
-               "PYSPARK_PYTHON": sys.executable}
+               "PYSPARK_PYTHON": sys.executable,
+               # Spark uses the address as it is instead of looking a name up for it
+               "SPARK_LOCAL_HOSTNAME": room.address, "SPARK_LOCAL_IP": room.address}
         process = subprocess.Popen(["ip", "netns", "exec", room.netns,
                                     str(spark_home() / "bin" / "spark-class"), *argv],
                                    stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -206,16 +209,17 @@ class ClusterRooms:
         """Stop the room's processes and delete its netns; the others' firewalls forget it."""
         stop_processes_in(room.netns, timeout=3.0)
         delete_room_network(room.netns)
+        delete_name_files(room.netns)
         members = tuple(r for r in self.net.rooms if r.netns != room.netns)
         self.net = ClusterNetwork(self.name, members)
         for other in members:
             apply_firewall(other, members)
 
-    def start_driver(self, script: Path, sql: str, views: dict[str, str], sink: Path, run_id: str, *,
+    def start_driver(self, script: Path | None, sql: str, views: dict[str, str], sink: Path, run_id: str, *,
                      parts: int = 2, extra: dict[str, object] | None = None,
                      conf: dict[str, str] | None = None) -> subprocess.Popen:
-        """The driver application in the driver room (`script` is sidecars/cluster/job.py or one like it):
-        the secret reaches it in a 0600 properties file, never on its command line."""
+        """The driver application in the driver room (`python -m sidecars.cluster.job`, or `script`, one like
+        it): the secret reaches it in a 0600 properties file, never on its command line."""
         driver_dir = self.room_dir(self.net.driver)
         scratch = driver_dir / "scratch"
         scratch.mkdir(mode=0o700, exist_ok=True)
@@ -230,8 +234,10 @@ class ClusterRooms:
                                     "views": views, "sql": sql, "sink": str(sink), "run_id": run_id,
                                     "parts": parts, **(extra or {})}))
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-               "PYSPARK_PYTHON": sys.executable}
-        return subprocess.Popen(["ip", "netns", "exec", self.net.driver.netns, sys.executable, str(script),
+               "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_HOSTNAME": self.net.driver.address,
+               "SPARK_LOCAL_IP": self.net.driver.address}
+        program = [str(script)] if script else ["-m", "sidecars.cluster.job"]
+        return subprocess.Popen(["ip", "netns", "exec", self.net.driver.netns, sys.executable, *program,
                                  str(args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                 cwd=driver_dir, start_new_session=True)
 
