@@ -14,6 +14,7 @@ executor rooms on this machine, admitted by attestation (the mock platform stand
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -103,6 +104,7 @@ def main() -> int:
     finally:
         names = [room.netns for room in rooms.net.rooms] + [rooms.net.netns]
         rooms.down()
+        shutil.rmtree(base, ignore_errors=True)
     left = [name for name in names if (NETNS_DIR / name).exists()]
     print(f"down: {'nothing left' if not left else f'LEFT {left}'}")
     return 0 if ok and not left else 1
