@@ -725,6 +725,37 @@ class TlsTrust(_Model):
         return "".join(f"{m.group(0).strip()}\n" for m in _PEM_BLOCK.finditer(self.ca_certificates))
 
 
+#: The most executor rooms one cluster may name: each is a confidential container group of its own.
+MAX_CLUSTER_EXECUTORS = 64
+
+
+class Cluster(_Model):
+    """Scale-out analytics: the room this spec describes is the Spark driver; `executors` rooms of one
+    measured executor image join it. Each executor attests to the driver's admission service; only those whose
+    HOST_DATA is the executor policy the members accepted receive the cluster's shared secret."""
+
+    executors: int = Field(ge=1, le=MAX_CLUSTER_EXECUTORS, strict=True, description="executor rooms (1..64)")
+    executor_image: str = Field(description="the executor rooms' image, pinned by digest (REPO@sha256:…)")
+    executor_resources: Resources = Field(description="cpu and memory of each executor room")
+    executor_memory_mb: int = Field(512, ge=256, le=65536, strict=True,
+                                    description="the Spark executor's JVM heap, in MiB (default 512)")
+
+    @field_validator("executor_image")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        if not PINNED_IMAGE.fullmatch(value):
+            raise ValueError(f"{value!r} is not pinned by digest: use REPO@sha256:<64 lower-case hex digits> "
+                             "(an executor room attests with the policy that measures this image)")
+        return value
+
+    @model_validator(mode="after")
+    def _memory_fits(self) -> Cluster:
+        if self.executor_memory_mb > self.executor_resources.memory_gb * 1024:
+            raise ValueError(f"executor_memory_mb: {self.executor_memory_mb} MiB does not fit in an executor room "
+                             f"of {self.executor_resources.memory_gb} GB")
+        return self
+
+
 class Contract(_Model):
     id: Name
     members: list[str] = Field(default_factory=list)
@@ -745,6 +776,9 @@ class CleanRoomSpec(_Model):
     endpoints: list[Endpoint] = Field(default_factory=list)
     egress: Egress = Field(default_factory=Egress)
     telemetry: Telemetry = Field(default_factory=Telemetry)
+    # Left out of the canonical JSON when absent, so single-room specs keep their HOST_DATA.
+    cluster: Cluster | None = Field(None, exclude_if=lambda value: value is None,
+                                    description="scale-out: this room drives N attested executor rooms")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

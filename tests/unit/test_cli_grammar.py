@@ -45,6 +45,7 @@ governance events list | governance setup | governance federate
 keys create-kek | keys import-secret
 images build
 room up | room down | room status | room logs
+cluster down
 logs export | logs download | logs show
 telemetry export | telemetry download | telemetry show
 proxy render
