@@ -39,7 +39,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 step "python packages"
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/pip install -q --disable-pip-version-check -e '.[dev,analytics]'
+.venv/bin/pip install -q --disable-pip-version-check -e '.[dev,emulators,analytics]'
 
 # The real OPA engine (v1.20) for Rego. The wheel's metadata asks for Python >= 3.14 but the embedded Go
 # library runs on 3.11; install it without the version check, pinned.

