@@ -55,6 +55,7 @@ analytics dataset enable
 analytics query propose | analytics query vote | analytics query show | analytics query list | analytics query revoke
 analytics query enable
 analytics run | analytics runs | analytics serve
+analytics budget show | analytics budget raise
 workspace start
 """
 
