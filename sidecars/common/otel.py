@@ -12,13 +12,17 @@ the `TRACEPARENT` environment variable (W3C trace-context format) and the child 
 
 from __future__ import annotations
 
+import bisect
 import logging
+import math
 import os
 import random
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -105,8 +109,9 @@ def setup_telemetry(service_name: str, env: Mapping[str, str] | None = None) -> 
     tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
     trace.set_tracer_provider(tracer_provider)
 
-    meter_provider = MeterProvider(resource=resource,
-                                   metric_readers=[PeriodicExportingMetricReader(metric_exporter)])
+    reader = PeriodicExportingMetricReader(metric_exporter)
+    REQUEST_DURATIONS.export_with(reader, resource)
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
     metrics.set_meter_provider(meter_provider)
 
     logger_provider = LoggerProvider(resource=resource)
@@ -228,24 +233,22 @@ class RequestTelemetryMiddleware:
     `create_app` uses it instead of FastAPI's built-in instrumentation, which computes some twenty
     attributes per request even for spans the sampler drops and costs a light endpoint half its
     throughput (bench/telemetry.py measures this). Under the RoomSampler, a request without a trace that
-    falls outside the sampled share gets no span object at all (it would be dropped anyway).
+    falls outside the sampled share gets no span object at all (it would be dropped anyway). Durations go to
+    `RequestDurations`, not an SDK histogram (see there).
     """
 
-    def __init__(self, app, *, tracer_provider=None, meter_provider=None):
+    def __init__(self, app, *, tracer_provider=None, durations: RequestDurations | None = None):
         self.app = app
         self._propagator = TraceContextTextMapPropagator()
         self._tracer_provider = tracer_provider
-        self._meter_provider = meter_provider
+        self._durations = REQUEST_DURATIONS if durations is None else durations
         self._tracer: trace.Tracer | None = None
-        self._duration = None
         self._untraced_ratio = 1.0
 
     def _resolve(self) -> None:
         """On first use: setup_telemetry may run after create_app."""
         provider = self._tracer_provider or trace.get_tracer_provider()
         self._tracer = trace.get_tracer("ccr.http", tracer_provider=provider)
-        self._duration = metrics.get_meter("ccr.http", meter_provider=self._meter_provider).create_histogram(
-            "http.server.request.duration", unit="s", description="duration of HTTP server requests")
         sampler = getattr(provider, "sampler", None)
         self._untraced_ratio = sampler.request_ratio if isinstance(sampler, RoomSampler) else 1.0
 
@@ -281,10 +284,8 @@ class RequestTelemetryMiddleware:
                 finally:
                     self._describe(span, scope, status)
         finally:
-            route = getattr(scope.get("route"), "path", None)
-            self._duration.record(time.perf_counter() - started, {
-                "http.request.method": scope["method"], "http.response.status_code": status[0] if status else 500,
-                **({"http.route": route} if route else {})})
+            self._durations.record(time.perf_counter() - started, scope["method"], status[0] if status else 500,
+                                   getattr(scope.get("route"), "path", None))
 
     @staticmethod
     def _describe(span: trace.Span, scope, status: list[int]) -> None:
@@ -297,3 +298,120 @@ class RequestTelemetryMiddleware:
                              "http.response.status_code": code, **({"http.route": route} if route else {})})
         if code >= 500:
             span.set_status(Status(StatusCode.ERROR))
+
+
+# The OTel semantic conventions' advised boundaries for `http.server.request.duration`, in seconds.
+DURATION_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+# The methods the conventions name; any other a client sends is counted as `_OTHER`, so a client cannot make
+# a series per made-up method.
+KNOWN_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"})
+# As the SDK's default cardinality limit: beyond it, measurements go to one overflow series.
+MAX_SERIES = 2000
+_OVERFLOW = ("_OVERFLOW", 0, None)
+
+
+class _Series:
+    __slots__ = ("buckets", "count", "max", "min", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(DURATION_BOUNDS) + 1)
+        self.count, self.sum, self.min, self.max = 0, 0.0, math.inf, -math.inf
+
+
+class RequestDurations:
+    """The `http.server.request.duration` histogram of every request, aggregated here rather than by the
+    OTel SDK's `Histogram.record`.
+
+    The SDK validates, copies and hashes the attributes of every measurement and offers it to the exemplar
+    reservoir: on the telemetry sidecar's `POST /logs/app` that was 20-25 µs of a ~120 µs request, most of the
+    telemetry overhead (bench/telemetry.py). Here a request costs a lock, a dict lookup and a bisect. The
+    series go out through the SDK's own metric pipeline: `export_with(reader)` makes the reader's collection
+    (the periodic OTLP export) include them as a regular histogram, cumulative or delta as the reader prefers.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, int, str | None], _Series] = {}
+        self._start_ns = time.time_ns()
+
+    def record(self, seconds: float, method: str, status: int, route: str | None) -> None:
+        key = (method if method in KNOWN_METHODS else "_OTHER", status, route)
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                if len(self._series) >= MAX_SERIES:
+                    key = _OVERFLOW
+                series = self._series.setdefault(key, _Series())
+            series.buckets[bisect.bisect_left(DURATION_BOUNDS, seconds)] += 1
+            series.count += 1
+            series.sum += seconds
+            series.min = min(series.min, seconds)
+            series.max = max(series.max, seconds)
+
+    def metric(self, *, delta: bool = False):
+        """The series as the SDK's `Metric` (None when no request was served); with `delta`, since the last
+        delta collection, which starts a new interval."""
+        # lazy: the SDK (~100 ms with the exporters) loads only where telemetry is on, as in setup_telemetry
+        from opentelemetry.sdk.metrics.export import AggregationTemporality, Histogram, HistogramDataPoint, Metric
+
+        now = time.time_ns()
+        with self._lock:
+            series, start = list(self._series.items()), self._start_ns
+            if delta:
+                self._series, self._start_ns = {}, now
+            points = [HistogramDataPoint(
+                attributes=_attributes(key), start_time_unix_nano=start, time_unix_nano=now, count=s.count,
+                sum=s.sum, bucket_counts=list(s.buckets), explicit_bounds=DURATION_BOUNDS, min=s.min, max=s.max)
+                for key, s in series]
+        if not points:
+            return None
+        temporality = AggregationTemporality.DELTA if delta else AggregationTemporality.CUMULATIVE
+        return Metric(name="http.server.request.duration", description="duration of HTTP server requests",
+                      unit="s", data=Histogram(data_points=points, aggregation_temporality=temporality))
+
+    def export_with(self, reader, resource) -> None:
+        """Have `reader` (an SDK MetricReader, before it is given to a MeterProvider) collect these series with
+        the SDK's metrics, under the instrumentation scope `ccr.http`."""
+        # lazy: the SDK (~100 ms with the exporters) loads only where telemetry is on, as in setup_telemetry
+        from opentelemetry.sdk.metrics import Histogram as SdkHistogram
+        from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricsData, ResourceMetrics, ScopeMetrics
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        durations = self
+        # (the reader keeps its preference keyed by the SDK's own instrument classes, Histogram's among them)
+        delta = any(issubclass(kind, SdkHistogram) and temporality is AggregationTemporality.DELTA
+                    for kind, temporality in reader._instrument_class_temporality.items())
+        set_callback = reader._set_collect_callback
+
+        def with_durations(collect):
+            if collect is None:  # the provider shutting down
+                set_callback(None)
+                return
+
+            def collect_all(metric_reader, timeout_millis: float = 10_000):
+                data = collect(metric_reader, timeout_millis=timeout_millis)
+                metric = durations.metric(delta=delta)
+                if metric is None:
+                    return data
+                scope = ScopeMetrics(scope=InstrumentationScope("ccr.http"), metrics=[metric], schema_url="")
+                if data is None or not data.resource_metrics:
+                    return MetricsData([ResourceMetrics(resource=resource, scope_metrics=[scope], schema_url="")])
+                first, *rest = data.resource_metrics
+                merged = ResourceMetrics(resource=first.resource, scope_metrics=[*first.scope_metrics, scope],
+                                         schema_url=first.schema_url)
+                return MetricsData([merged, *rest])
+            set_callback(collect_all)
+
+        reader._set_collect_callback = with_durations
+
+
+def _attributes(key: tuple[str, int, str | None]) -> dict[str, Any]:
+    if key is _OVERFLOW:
+        return {"otel.metric.overflow": True}
+    method, status, route = key
+    return {"http.request.method": method, "http.response.status_code": status,
+            **({"http.route": route} if route else {})}
+
+
+#: The process's request durations, exported by setup_telemetry's metric reader.
+REQUEST_DURATIONS = RequestDurations()

@@ -19,6 +19,7 @@ import json
 import math
 import ssl
 import time
+from collections.abc import Iterator
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -47,6 +48,17 @@ class CgsRequestFailed(CcrError):
 
     def __init__(self, status: int, code: str, message: str):
         super().__init__(f"CGS refused ({status} {code}): {message}", code=code, http_status=status)
+
+
+def _check_next_link(target: Any, seen: set[str]) -> None:
+    """A page's `nextLink` is followed only to a new path on the same service: a hostile or broken service
+    could otherwise send the client elsewhere (with the member's credentials) or round a loop forever."""
+    if not target:
+        return
+    if not isinstance(target, str) or not target.startswith("/") or target.startswith("//") or target in seen:
+        raise CgsRequestFailed(502, "InvalidResponse",
+                               f"nextLink {str(target)[:80]!r} is not a new path on this service")
+    seen.add(target)
 
 
 class CgsMemberClient:
@@ -86,6 +98,22 @@ class CgsMemberClient:
         if body is not None:
             headers["content-type"] = "application/json"
         return self._send(method, target, content, headers)
+
+    def paged(self, first: str, *, max_pages: int = 100_000) -> Iterator[Any]:
+        """Every entry of a paged listing (`{value: [...], nextLink}`, as CCF and CGS page), following
+        `nextLink` from `first`. A link off this service's paths, one seen before (a loop), or a page that is
+        not `{value: [...]}` ends the listing with an error rather than a partial or endless one."""
+        target, seen = first, {first}
+        for _ in range(max_pages):
+            page = self.request("GET", target)
+            if not isinstance(page, dict) or not isinstance(page.get("value"), list):
+                raise CgsRequestFailed(502, "InvalidResponse", f"{first}: a page is not {{value: [...]}}")
+            yield from page["value"]
+            target = page.get("nextLink") or ""
+            if not target:
+                return
+            _check_next_link(target, seen)
+        raise CgsRequestFailed(502, "InvalidResponse", f"{first}: more than {max_pages} pages")
 
     def gov_write(self, target: str, msg_type: str, payload: Any, *, proposal_id: str | None = None) -> Any:
         """A governance write: `payload` (JSON, or None for none) in a COSE Sign1 message of `msg_type`
@@ -173,7 +201,7 @@ class CgsMemberClient:
         return self.request("GET", f"/gov/members/proposals/{quote(proposal_id)}")
 
     def proposals(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/gov/members/proposals")["value"]
+        return list(self.paged("/gov/members/proposals"))
 
     def proposal_actions(self, proposal_id: str) -> list[dict[str, Any]]:
         return self.request("GET", f"/gov/members/proposals/{quote(proposal_id)}/actions")["actions"]
@@ -190,7 +218,7 @@ class CgsMemberClient:
 
     def contracts(self, state: str | None = None) -> list[str]:
         query = f"?state={quote(state)}" if state else ""
-        return [c["id"] for c in self.request("GET", f"/app/contracts{query}")["value"]]
+        return [c["id"] for c in self.paged(f"/app/contracts{query}")]
 
     def propose_contract(self, contract_id: str, version: str | None = None) -> dict[str, Any]:
         """`set_contract` carrying the contract as CGS shows it now (what the members vote on is what is
@@ -290,7 +318,7 @@ class CgsMemberClient:
 
     def contract_documents(self, contract_id: str) -> list[str]:
         """The ids of the contract's member documents."""
-        return [d["id"] for d in self.request("GET", f"/app/contracts/{quote(contract_id)}/memberdocuments")["value"]]
+        return [d["id"] for d in self.paged(f"/app/contracts/{quote(contract_id)}/memberdocuments")]
 
     def contract_document(self, contract_id: str, document_id: str) -> dict[str, Any]:
         """A document of the contract (accepted, proposed or draft; `labels`, `finalVotes` once accepted)."""
@@ -313,11 +341,13 @@ class CgsMemberClient:
         events: list[dict[str, Any]] = []
         head: dict[str, Any] = {}
         target = f"/app/contracts/{quote(contract_id)}/events?from_seqno=1&max_seqno_per_page={page_size}&chain=true"
+        seen = {target}
         while target:
             page = self._events_page(target)
             events.extend(page["value"])
             head = page.get("head", head)
             target = page.get("nextLink") or ""
+            _check_next_link(target, seen)
         return events, head
 
     def _events_page(self, target: str) -> dict[str, Any]:

@@ -30,7 +30,7 @@ MAX_VALIDITY_DAYS = 365
 async def ca_status(contract_id: str, cgs: Cgs, _: MemberAuth) -> dict[str, Any]:
     """CGS's `ca/status`: whether an accepted proposal enabled the CA, the open proposals to, and once a member
     asked for the signing key, the CA's certificate and public key."""
-    open_ids = [pid for pid, p in cgs.store.state.proposals.items() if p["state"] == "Open" and any(
+    open_ids = [p["proposalId"] for p in cgs.store.open_proposals() if any(
         a["name"] == "enable_ca" and a["args"].get("contractId") == contract_id for a in p["actions"])]
     ca = cgs.store.state.ca.get(contract_id, {})
     info: dict[str, Any] = {"enabled": ca.get("enabled") == "true", "proposalIds": open_ids}

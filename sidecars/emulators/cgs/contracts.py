@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from ...common.errors import BadRequest
-from . import schemas
+from . import paging, schemas
 from .deps import Cgs, MemberAuth
 
 router = APIRouter()
@@ -26,12 +26,16 @@ def js_falsy(value: Any) -> bool:
 
 
 @router.get("/app/contracts", response_model=None)
-async def list_contracts(cgs: Cgs, _: MemberAuth, state: str | None = None) -> dict[str, Any]:
+async def list_contracts(cgs: Cgs, _: MemberAuth, state: str | None = None, skiptoken: paging.SkipToken = None,
+                         maxpagesize: paging.MaxPageSize = None) -> dict[str, Any]:
     if state is not None and state not in CONTRACT_STATES:
         raise BadRequest("The state query parameter must be either 'Draft', 'Accepted' or 'Proposed'.",
                          code="InvalidParameter")
-    views = (cgs.store.contract_view(cid) for cid in cgs.store.state.contracts)
-    return {"value": [{"id": v["id"]} for v in views if state is None or v["state"] == state]}
+
+    def view(contract_id: str, _: Any) -> dict[str, str] | None:
+        return {"id": contract_id} if state is None or cgs.store.contract_view(contract_id)["state"] == state else None
+    return paging.listing(cgs.store.db, "contracts", "/app/contracts", skiptoken=skiptoken, maxpagesize=maxpagesize,
+                          view=view, query={"state": state} if state else None)
 
 
 @router.put("/app/contracts/{contract_id}", response_class=Response, openapi_extra=schemas.CONTRACT)
@@ -61,6 +65,6 @@ async def get_deployment_spec(contract_id: str, cgs: Cgs) -> dict[str, Any]:
 @router.post("/app/contracts/{contract_id}/cleanroompolicy", response_model=None)
 async def get_policy(contract_id: str, cgs: Cgs, _: MemberAuth) -> dict[str, Any]:
     """CGS answers for any contract id (an unknown one has no policy and no proposals)."""
-    open_ids = [pid for pid, p in cgs.store.state.proposals.items() if p["state"] == "Open" and any(
+    open_ids = [p["proposalId"] for p in cgs.store.open_proposals() if any(
         a["name"] == "set_clean_room_policy" and a["args"].get("contractId") == contract_id for a in p["actions"])]
     return {"proposalIds": open_ids, "policy": cgs.store.state.policies.get(contract_id, {})}

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 
 from ...common.errors import BadRequest, NotFound
-from . import schemas
+from . import paging, schemas
 from .contracts import js_falsy
 from .deps import Cgs, MemberAuth, ReleaseRoomAuth
 
@@ -43,9 +44,11 @@ async def get_document(document_id: str, cgs: Cgs, _: MemberAuth, contract_id: s
     return document
 
 
-async def list_documents(cgs: Cgs, _: MemberAuth, contract_id: str | None = None) -> dict[str, Any]:
-    return {"value": [{"id": did} for did, d in cgs.store.state.documents.items()
-                      if contract_id is None or d["contractId"] == contract_id]}
+async def list_documents(cgs: Cgs, _: MemberAuth, contract_id: str | None = None,
+                         skiptoken: paging.SkipToken = None, maxpagesize: paging.MaxPageSize = None) -> dict[str, Any]:
+    path = "/app/memberdocuments" if contract_id is None else f"/app/contracts/{quote(contract_id)}/memberdocuments"
+    return paging.listing(cgs.store.db, "documents", path, skiptoken=skiptoken, maxpagesize=maxpagesize,
+                          view=lambda did, d: {"id": did} if contract_id in (None, d["contractId"]) else None)
 
 
 # CGS serves member documents both on their own and under their contract; a read is GET on its own, POST under

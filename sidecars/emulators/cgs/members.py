@@ -17,9 +17,10 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from ...common.ccfwire import GOV_API_VERSION
 from ...common.deploymentspec import template_sha256
 from ...common.errors import BadRequest, Forbidden, NotFound
-from . import schemas
+from . import paging, schemas
 from .deps import AckAuth, BallotAuth, Cgs, CgsState, ProposalAuth, StateDigestAuth, WithdrawalAuth
 
 router = APIRouter()
@@ -62,8 +63,11 @@ async def create_proposal(cgs: Cgs, caller: ProposalAuth) -> dict[str, Any]:
 
 
 @router.get("/gov/members/proposals", response_model=None)
-async def list_proposals(cgs: Cgs) -> dict[str, Any]:
-    return {"value": [cgs.store.proposal_view(p) for p in cgs.store.state.proposals.values()]}
+async def list_proposals(cgs: Cgs, skiptoken: paging.SkipToken = None, maxpagesize: paging.MaxPageSize = None
+                         ) -> dict[str, Any]:
+    return paging.listing(cgs.store.db, "proposals", "/gov/members/proposals", skiptoken=skiptoken,
+                          maxpagesize=maxpagesize, view=lambda _, proposal: cgs.store.proposal_view(proposal),
+                          query={"api-version": GOV_API_VERSION})
 
 
 @router.get("/gov/members/proposals/{proposal_id}", response_model=None)

@@ -113,10 +113,27 @@ class Store:
         self.path = self.db.path
         self.lock = self.db.lock
         self.state = self._load()
+        self._open = self._open_index()
         self.db.on_rollback(self._reload)
 
     def _reload(self) -> None:
         self.state = self._load()
+        self._open = self._open_index()
+
+    def _open_index(self) -> dict[str, None]:
+        """The ids of the open proposals, in the order `proposals` holds them. Checks that ask "is another
+        proposal open about this?" run on every proposal and ballot; scanning every proposal ever made would
+        make a vote's cost grow with the contract's history. A proposal is Open only from its creation
+        (`create_proposal` adds it), so this may hold ids no longer open, never miss one: readers check the
+        state, and `_persist` drops the closed ones it wrote."""
+        return {pid: None for pid, p in self.state.proposals.items() if p["state"] == "Open"}
+
+    def open_proposals(self) -> Iterator[dict[str, Any]]:
+        """The open proposals, oldest first (as `proposals` orders them)."""
+        for pid in list(self._open):
+            proposal = self.state.proposals.get(pid)
+            if proposal is not None and proposal["state"] == "Open":
+                yield proposal
 
     def _load(self) -> State:
         state = State()
@@ -164,6 +181,9 @@ class Store:
         with self.db.transaction() as conn:
             db.upsert_records(conn, ((kind, key, value) for (kind, key), value in rows.items()))
             db.delete_records(conn, removed)
+        for kind, *keys in touched:
+            if kind == "proposals" and self.state.proposals.get(keys[0], {}).get("state") != "Open":
+                self._open.pop(keys[0], None)
 
     def close(self) -> None:
         self.db.close()
@@ -306,6 +326,7 @@ class Store:
                         "ballots": {}}
             touched.append(("proposals", proposal_id))
             self.state.proposals[proposal_id] = proposal
+            self._open[proposal_id] = None
             self._resolve(proposal, touched)
             return proposal
 
@@ -376,18 +397,16 @@ class Store:
             if kind == "document" and self.state.documents.get(item_id, {}).get("state") == "Accepted":
                 return True
             name, key = ("set_contract", "contractId") if kind == "contract" else ("set_member_document", "documentId")
-            return any(p["state"] == "Open" and pid != proposal["proposalId"]
+            return any(p["proposalId"] != proposal["proposalId"]
                        and any(a["name"] == name and a["args"].get(key) == item_id for a in p["actions"])
-                       for pid, p in self.state.proposals.items())
+                       for p in self.open_proposals())
         return claimed
 
     def _open_proposal_carrying(self, name: str, key: str, item_id: str, carried: str
                                 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """The open proposal whose `name` action is about `item_id` (by `args[key]`), and the object that action
         carries (`args[carried]`: the whole contract or document); (None, None) when none is open."""
-        for proposal in self.state.proposals.values():
-            if proposal["state"] != "Open":
-                continue
+        for proposal in self.open_proposals():
             for action in proposal["actions"]:
                 if action["name"] == name and action["args"].get(key) == item_id:
                     return proposal, action["args"].get(carried)
@@ -610,8 +629,7 @@ class Store:
         """CGS's answer to `GET /app/contracts/{id}/deploymentspec`: the open proposals and the accepted
         template (`{}` when none was accepted); the stand-in adds the accepting proposal's id."""
         self.contract(contract_id)
-        open_ids = [pid for pid, p in self.state.proposals.items()
-                    if p["state"] == "Open" and self._deployment_contract(p) == contract_id]
+        open_ids = [p["proposalId"] for p in self.open_proposals() if self._deployment_contract(p) == contract_id]
         accepted = self.state.deployment_specs.get(contract_id)
         return {"proposalIds": open_ids, "data": accepted["data"] if accepted else {},
                 "proposalId": accepted["proposalId"] if accepted else ""}
@@ -651,7 +669,7 @@ class Store:
             return {"status": "disabled", "reason": {"code": "ContractNotAccepted",
                                                      "message": "Contract does not exist or has not been accepted."}}
         status = self.state.runtime_options.get(contract_id, {}).get(option, "disabled")
-        open_ids = [pid for pid, p in self.state.proposals.items() if p["state"] == "Open" and any(
+        open_ids = [p["proposalId"] for p in self.open_proposals() if any(
             a["name"].endswith(f"_{option}") and a["args"].get("contractId") == contract_id for a in p["actions"])]
         return {"status": status, "proposalIds": open_ids}
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics import Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -14,7 +15,14 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from sidecars.common.errors import ConfigError, RemoteServiceError
 from sidecars.common.http import create_app
-from sidecars.common.otel import RequestTelemetryMiddleware, RoomSampler, _request_ratio, step_span
+from sidecars.common.otel import (
+    MAX_SERIES,
+    RequestDurations,
+    RequestTelemetryMiddleware,
+    RoomSampler,
+    _request_ratio,
+    step_span,
+)
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -34,8 +42,10 @@ def _app_with(spans: InMemorySpanExporter, reader: InMemoryMetricReader, sampler
         return {"item": item}
 
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    app.add_middleware(RequestTelemetryMiddleware, tracer_provider=provider,
-                       meter_provider=MeterProvider(metric_readers=[reader]))
+    durations = RequestDurations()
+    durations.export_with(reader, Resource.create({"service.name": "t"}))  # as setup_telemetry wires its reader
+    reader.meter_provider = MeterProvider(metric_readers=[reader])
+    app.add_middleware(RequestTelemetryMiddleware, tracer_provider=provider, durations=durations)
     return app, provider
 
 
@@ -91,6 +101,48 @@ async def test_room_sampler_keeps_traced_work_and_samples_untraced_requests():
     # A step run by a request nobody traced is recorded although the request's own span is not.
     assert await _get(app, "/items/step") == 200
     assert [s.name for s in spans.get_finished_spans()][3:] == ["key-release"]
+
+
+def _points(reader: InMemoryMetricReader):
+    data = reader.get_metrics_data()  # None: nothing to report
+    return [p for rm in (data.resource_metrics if data else ()) for sm in rm.scope_metrics for m in sm.metrics
+            if m.name == "http.server.request.duration" for p in m.data.data_points]
+
+
+@pytest.mark.anyio
+async def test_every_request_is_counted_in_its_bucket_and_made_up_methods_make_no_new_series():
+    spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    app, _ = _app_with(spans, reader, sampler=RoomSampler(0.0))
+    for _ in range(3):
+        assert await _get(app, "/items/a") == 200
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sidecar") as client:
+        for n in range(50):  # a hostile client's methods: each would otherwise be a series of its own
+            await client.request(f"BREW{n}", "/items/a")
+    (got, other) = sorted(_points(reader), key=lambda p: p.attributes["http.request.method"])
+    assert got.attributes == {"http.request.method": "GET", "http.response.status_code": 200,
+                              "http.route": "/items/{item}"}
+    assert got.count == 3 == sum(got.bucket_counts) and got.min <= got.sum / 3 <= got.max
+    assert got.bucket_counts[0] == 3 and got.explicit_bounds[0] == 0.005  # seconds, as the conventions advise
+    assert other.attributes["http.request.method"] == "_OTHER" and other.count == 50
+
+
+def test_series_are_bounded_and_delta_readers_get_each_interval_once():
+    durations = RequestDurations()
+    for n in range(MAX_SERIES + 500):
+        durations.record(0.02, "GET", 200, f"/route/{n}")
+    points = durations.metric().data.data_points
+    assert len(points) == MAX_SERIES + 1
+    assert sum(p.count for p in points if p.attributes == {"otel.metric.overflow": True}) == 500
+
+    reader = InMemoryMetricReader(preferred_temporality={Histogram: AggregationTemporality.DELTA})
+    delta = RequestDurations()
+    delta.export_with(reader, Resource.create({}))
+    reader.meter_provider = MeterProvider(metric_readers=[reader])
+    delta.record(0.3, "POST", 201, "/x")
+    assert [p.count for p in _points(reader)] == [1]
+    assert _points(reader) == []  # nothing new since
+    delta.record(0.3, "POST", 201, "/x")
+    assert [(p.count, p.bucket_counts[7]) for p in _points(reader)] == [(1, 1)]  # 0.25 < 0.3 <= 0.5
 
 
 def test_request_ratio_is_validated():
