@@ -46,8 +46,10 @@ from pydantic import (
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PositiveFloat,
+    Tag,
     UrlConstraints,
     ValidationError,
     ValidationInfo,
@@ -103,13 +105,23 @@ class EncryptionMode(StrEnum):
     """How a volume's data is protected in storage.
 
     CSE: client-side encryption in the room (the default and the recommended mode): storage only ever
-    holds ciphertext bound to the blob's place. CPK: server-side encryption with the customer-provided key
-    (the DEK), sent to storage with each request. SSE: storage's own encryption; storage sees clear text.
+    holds ciphertext bound to the object's place. CPK: Azure Blob's server-side encryption with the
+    customer-provided key (the DEK), sent to storage with each request. SSE-C: S3's counterpart of CPK
+    (the key travels with each request). SSE: storage's own encryption; storage sees clear text.
     """
 
     CSE = "CSE"
     CPK = "CPK"
+    SSE_C = "SSE-C"
     SSE = "SSE"
+
+
+#: The modes each store kind offers: CPK is Azure Blob's customer-provided key, SSE-C is S3's; a store
+#: would otherwise be sent headers it ignores, and the data stored under its own key instead of ours.
+MODES_OF_STORE = {
+    "azure_blob": (EncryptionMode.CSE, EncryptionMode.CPK, EncryptionMode.SSE),
+    "s3": (EncryptionMode.CSE, EncryptionMode.SSE_C, EncryptionMode.SSE),
+}
 
 
 class KeyReference(_Model):
@@ -148,6 +160,9 @@ def storage_account(account_url: str) -> str | None:
 
 
 class BlobStore(_Model):
+    # Left out of the resolved spec (the default when reading it back), so a spec written before S3 stores
+    # keeps its canonical JSON, and so its HOST_DATA: `kind` adds nothing to what the room is told.
+    kind: Literal["azure_blob"] = Field("azure_blob", exclude=True)
     account_url: HttpsUrl = Field(description="blob service URL, e.g. https://ACCOUNT.blob.core.windows.net")
     container: ContainerName
     identity: Identity | None = None
@@ -162,13 +177,142 @@ class BlobStore(_Model):
         return value
 
 
+#: S3 bucket names (AWS's bucket naming rules for general purpose buckets): 3-63 characters, lower-case
+#: letters, digits, dots and hyphens, beginning and ending with a letter or digit; the reserved prefixes
+#: and suffixes and the IPv4-address form are refused by `_bucket_rules`.
+BucketName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+                                  description="3-63 lower-case letters, digits, dots and hyphens")]
+_RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+#: An AWS region: us-east-1, eu-central-2, us-gov-west-1, cn-north-1.
+Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$", description="an AWS region, e.g. us-east-1")]
+#: An IAM role: arn:PARTITION:iam::ACCOUNT:role/PATH/NAME (IAM's character set for role paths and names).
+RoleArn = Annotated[str, Field(pattern=r"^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$",
+                               description="an IAM role ARN, arn:aws:iam::ACCOUNT:role/NAME")]
+#: S3 keys are at most 1024 bytes; a prefix leaves room for the object names under it.
+MAX_S3_PREFIX_BYTES = 512
+
+
+class S3Credentials(_Model):
+    """How the room signs its S3 requests; exactly one of the two. Never a key in the spec: `secret` names a
+    CGS secret the store's owner set, holding JSON {"access_key_id", "secret_access_key"}, which the room
+    reads only after attestation; `role_arn` is a role the room assumes with its federated identity token
+    (AssumeRoleWithWebIdentity), so no long-lived key exists at all."""
+
+    secret: Name | None = Field(None, description="CGS secret holding the access key pair")
+    role_arn: RoleArn | None = Field(None, description="IAM role assumed with the room's federated token")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> S3Credentials:
+        if (self.secret is None) == (self.role_arn is None):
+            raise ValueError("give exactly one of secret (a CGS secret holding the access key pair) or role_arn "
+                             "(a role the room assumes with its federated token)")
+        return self
+
+
+class S3Store(_Model):
+    """An S3 bucket (AWS, or any service speaking the S3 REST API) and a prefix in it."""
+
+    kind: Literal["s3"]
+    endpoint: HttpsUrl | None = Field(None, description="the S3 service; default https://s3.REGION.amazonaws.com")
+    region: Region
+    bucket: BucketName
+    prefix: str = Field("", description="the objects' common key prefix, without leading or trailing '/'")
+    addressing: Literal["path", "virtual"] = "virtual"
+    credentials: S3Credentials
+    identity: Identity | None = Field(None, description="the federated identity the room uses for the owner's vault "
+                                                        "(the volume's keys)")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_rules(cls, value: str) -> str:
+        if ".." in value or ".-" in value or "-." in value:
+            raise ValueError("a bucket name has no two adjacent dots, nor a dot next to a hyphen")
+        if re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,3}){3}", value):
+            raise ValueError("a bucket name is not an IP address")
+        if value.startswith(_RESERVED_BUCKET_PREFIXES) or value.endswith(_RESERVED_BUCKET_SUFFIXES):
+            raise ValueError("a bucket name does not use S3's reserved prefixes (xn--, sthree-, amzn-s3-demo-) or "
+                             "suffixes (-s3alias, --ol-s3, .mrap, --x-s3, --table-s3)")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _normalised_prefix(cls, value: str) -> str:
+        # Keys are PREFIX/NAME: a '..' or '.' segment, an empty one or a control character would make two
+        # spellings of one place (or, through a service that normalises keys, a place outside the prefix).
+        prefix = value.strip("/")
+        if len(prefix.encode()) > MAX_S3_PREFIX_BYTES:
+            raise ValueError(f"is over {MAX_S3_PREFIX_BYTES} bytes (S3 keys are at most 1024)")
+        if any(not ch.isprintable() for ch in prefix) or "\\" in prefix:
+            raise ValueError("must not hold control characters or '\\'")
+        if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+            raise ValueError("must be written normalised: no '..', '.' or empty segments")
+        return prefix
+
+    @field_validator("endpoint")
+    @classmethod
+    def _bare_service(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        # The client builds each request's URL from the endpoint: a path, query or user name in it would
+        # change which bucket a request reaches or leak into every log line that shows the URL.
+        if value is not None and (value.username or value.password or value.query or value.fragment
+                                  or (value.path or "/") != "/"):
+            raise ValueError("must be the service's origin only (https://HOST[:PORT]), without user, path or query")
+        return value
+
+    @model_validator(mode="after")
+    def _addressing_fits(self) -> S3Store:
+        if self.addressing == "virtual":
+            host = self.endpoint.host if self.endpoint is not None else None
+            if host is not None and (host == "localhost" or host.replace(".", "").isdigit() or ":" in host):
+                raise ValueError("addressing: virtual needs a DNS name (BUCKET.HOST); use addressing: path for an IP "
+                                 "address or localhost")
+            if "." in self.bucket:
+                # BUCKET.s3.REGION.amazonaws.com would not match the service's *.s3 certificate.
+                raise ValueError("addressing: virtual cannot reach a bucket whose name has dots over TLS (its name "
+                                 "breaks the service's wildcard certificate); use addressing: path")
+        return self
+
+    @property
+    def endpoint_url(self) -> str:
+        """The service's URL, without a trailing '/'."""
+        if self.endpoint is not None:
+            return str(self.endpoint).rstrip("/")
+        return f"https://s3.{self.region}.amazonaws.com"
+
+    def key_of(self, name: str) -> str:
+        """The S3 key of an object named `name` under the prefix."""
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+
+def _store_kind(value: Any) -> str:
+    # `kind` defaults to azure_blob: every spec written before S3 stores still loads unchanged.
+    if isinstance(value, dict):
+        kind = value.get("kind", "azure_blob")
+        return kind if isinstance(kind, str) else ""
+    return str(getattr(value, "kind", ""))
+
+
+#: A volume's or sink's store, one model per kind, told apart by `kind`.
+Store = Annotated[Annotated[BlobStore, Tag("azure_blob")] | Annotated[S3Store, Tag("s3")],
+                  Discriminator(_store_kind, custom_error_type="store_kind",
+                                custom_error_message="kind must be azure_blob (the default) or s3")]
+
+
+def _mode_problem(store: BlobStore | S3Store, mode: EncryptionMode) -> str | None:
+    if mode in MODES_OF_STORE[store.kind]:
+        return None
+    offered = ", ".join(m.value for m in MODES_OF_STORE[store.kind])
+    return (f"{mode.value} is not offered by a store of kind {store.kind} (it offers {offered}; CPK is Azure "
+            "Blob's customer-provided key, SSE-C is S3's)")
+
+
 class Encryption(_Model):
     mode: EncryptionMode = EncryptionMode.CSE
     key: KeyReference | None = None
 
     @model_validator(mode="after")
     def _key_matches_mode(self) -> Encryption:
-        if self.mode in (EncryptionMode.CSE, EncryptionMode.CPK) and self.key is None:
+        if self.mode in (EncryptionMode.CSE, EncryptionMode.CPK, EncryptionMode.SSE_C) and self.key is None:
             raise ValueError(f"mode {self.mode.value} needs a key reference (encryption.key)")
         if self.mode is EncryptionMode.SSE and self.key is not None:
             raise ValueError("mode SSE uses no key of ours: remove encryption.key or choose CSE")
@@ -190,7 +334,7 @@ class SinkEncryption(Encryption):
 class Volume(_Model):
     name: Name
     owner: str | None = Field(None, description="the contract member who owns the data")
-    store: BlobStore
+    store: Store
     # Required: the default mode, CSE, needs a key reference anyway.
     encryption: Encryption
     mount_path: str | None = Field(None, description="where the app sees it; default /mnt/remote/NAME")
@@ -502,7 +646,7 @@ class Egress(_Model):
 class Sink(_Model):
     """Where consented telemetry or logs are exported, encrypted like a datasink."""
 
-    store: BlobStore
+    store: Store
     encryption: SinkEncryption  # required, as a volume's
     export_interval_s: PositiveFloat | None = Field(None, description="also export continuously")
 
@@ -598,6 +742,8 @@ class CleanRoomSpec(_Model):
                        for i, rule in enumerate(self.egress.allow)), clash="is already allowed by"),
         ]
         problems += self._app_mount_problems()
+        problems += [f"{where}.encryption.mode: {problem}" for where, target in self.blob_targets_with_location()
+                     if (problem := _mode_problem(target.store, target.encryption.mode))]
         if self.application.key_vaults and "skr" not in self.application.sidecar_apis:
             problems.append("application.key_vaults: the app can use them only with skr in application.sidecar_apis")
         if self.application.mode == "api" and not self.endpoints:
@@ -649,10 +795,14 @@ class CleanRoomSpec(_Model):
                 + [(f"datasinks[{i}]", v) for i, v in enumerate(self.datasinks)])
 
     def blob_targets(self) -> list[Volume | Sink]:
-        """Everything the room reads or writes in blob storage, each with its store and encryption: the
-        datasources, the datasinks and the telemetry/log sinks."""
-        sinks = [s for s in (self.telemetry.telemetry_sink, self.telemetry.log_sink) if s is not None]
-        return [*(vol for _, vol in self.volumes_with_location()), *sinks]
+        """Everything the room reads or writes in storage (Azure Blob or S3), each with its store and
+        encryption: the datasources, the datasinks and the telemetry/log sinks."""
+        return [target for _, target in self.blob_targets_with_location()]
+
+    def blob_targets_with_location(self) -> list[tuple[str, Volume | Sink]]:
+        sinks = [(f"telemetry.{name}", sink) for name in ("telemetry_sink", "log_sink")
+                 if (sink := getattr(self.telemetry, name)) is not None]
+        return [*self.volumes_with_location(), *sinks]
 
     def volume(self, name: str) -> Volume:
         for _, vol in self.volumes_with_location():
@@ -720,7 +870,9 @@ def _key(key: Any) -> str:
 
 def _error_path(loc: tuple[Any, ...]) -> str:
     out = ""
-    for part in loc:
+    for previous, part in zip((None, *loc), loc, strict=False):
+        if previous == "store" and part in MODES_OF_STORE:
+            continue  # the union's tag (the store's kind): the field path is store.FIELD
         if isinstance(part, int):
             out += f"[{part}]"
         elif part in ("function-after", "function-before") or str(part).startswith(("function-", "literal[")):

@@ -69,7 +69,7 @@ def test_each_problem_names_its_field(repo):
     data["application"]["resources"]["cpu"] = -1
     data["application"]["colour"] = "blue"
     problems = problems_of(data)
-    assert any(p.startswith("datasources[0].encryption.mode: Input should be 'CSE', 'CPK' or 'SSE'")
+    assert any(p.startswith("datasources[0].encryption.mode: Input should be 'CSE', 'CPK', 'SSE-C' or 'SSE'")
                for p in problems), problems
     assert any(p.startswith("datasinks[0].store.container:") for p in problems), problems
     assert any(p.startswith("application.resources.cpu:") for p in problems), problems
