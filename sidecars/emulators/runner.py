@@ -65,6 +65,8 @@ class StandIn:
     command: Command
     endpoint: Callable[[dict], str] = lambda ready: ready["url"]
     prepare: Callable[[RunContext], None] = lambda ctx: None
+    #: Once ready: more endpoints from its ready file.
+    describe: Callable[[RunContext, dict], None] = lambda ctx, ready: None
 
 
 def _create_mock_platform(ctx: RunContext) -> None:
@@ -108,6 +110,13 @@ def _entra_options(ctx: RunContext) -> list[str]:
     return ["--state-dir", str(ctx.run_dir / "entra"), "--ca-bundle", str(ctx.ca.cert_file)]
 
 
+def _s3_describe(ctx: RunContext, ready: dict) -> None:
+    # s3_endpoint and s3_region are what a spec's ${...} variables use (they take flat values only).
+    region = str(ready.get("region", "us-east-1"))
+    ctx.endpoints["s3_region"] = region
+    ctx.endpoints["s3"] = {"endpoint": ready["url"], "region": region}  # type: ignore[assignment]
+
+
 REGISTRY: list[StandIn] = [
     StandIn("maa", "maa_endpoint", python_stand_in("sidecars.emulators.maa", _maa_options),
             prepare=_create_mock_platform),
@@ -117,6 +126,7 @@ REGISTRY: list[StandIn] = [
     StandIn("keyvault", "keyvault_url", python_stand_in("sidecars.emulators.keyvault", _keyvault_options)),
     StandIn("azurite", "storage_url", python_stand_in(
         "sidecars.emulators.azurite", lambda ctx: ["--log-file", str(ctx.run_dir / "logs" / "azurite-node.log")])),
+    StandIn("s3", "s3_endpoint", python_stand_in("sidecars.emulators.s3"), describe=_s3_describe),
 ]
 
 
@@ -173,7 +183,9 @@ def start(run_dir: str | Path, *, registry: list[StandIn] | None = None,
             proc.start()
             started.append(proc.record())
             _write_records(run_dir, started)
-            endpoints[stand_in.endpoint_key] = stand_in.endpoint(_read_ready(ready_file) or {})
+            ready = _read_ready(ready_file) or {}
+            endpoints[stand_in.endpoint_key] = stand_in.endpoint(ready)
+            stand_in.describe(ctx, ready)
             progress(f"  {stand_in.name} ready at {endpoints[stand_in.endpoint_key]} "
                      f"(pid {proc.pid}, {time.monotonic() - began:.1f} s, log {proc.log_path})")
     except Exception:
