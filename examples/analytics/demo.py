@@ -20,6 +20,10 @@ inside the room over both encrypted datasets; only the result, encrypted to wood
     woodgrove's next run is refused, naming who revoked;
  9. `ccr room down`; woodgrove downloads the results (the room's signed sink manifest checked), decrypts
     them and compares them with the same SQL run in sqlite on the clear inputs.
+
+`--variant analytics-s3` keeps woodgrove's data and results in an S3 bucket (the S3 stand-in, SSE; woodgrove's
+AWS key pair a CGS secret the room reads after attestation), `--variant analytics-sse` keeps every volume on
+Azure Blob with the service's own encryption; same story, same answer (examples/analytics/variants.py).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import data as demo_data  # noqa: E402
+import variants  # noqa: E402
+import yaml  # noqa: E402
 from demo_support import REPO, ccr, contract_ca, contract_id, demo_arguments, leave_nothing_behind, say, step  # noqa: E402
 
 DOCUMENTS = HERE / "documents"
@@ -67,6 +73,8 @@ class PreparedRoom:
     members: Path
     host_data: str
     data: demo_data.DemoData
+    #: the dataset and query documents of the variant (examples/analytics/variants.py)
+    documents: Path = DOCUMENTS
 
     @property
     def contract(self) -> str:
@@ -80,18 +88,29 @@ class PreparedRoom:
         return ("--endpoints", self.endpoints, "--identity", self.identity(member), "--contract", self.contract)
 
 
-def prepare(run: Path, stand_ins: Path | None = None) -> PreparedRoom:
+def prepare(run: Path, stand_ins: Path | None = None, variant: str = "analytics") -> PreparedRoom:
     """Steps 1-5: stand-ins (started in `run` unless `stand_ins` holds running ones), image, data, contract,
-    keys, documents. The caller stops stand-ins it had started (`leave_nothing_behind`)."""
+    keys, documents, for the storage `variant`. The caller stops stand-ins it had started
+    (`leave_nothing_behind`)."""
     endpoints = str((stand_ins or run) / "endpoints.json")
     members = (stand_ins or run) / "members"
     spec = run / "spec.yaml"
     if stand_ins is None:
-        step(1, "start the local stand-ins for Azure Attestation, Key Vault, CGS, Entra and blob storage")
+        step(1, "start the local stand-ins for Azure Attestation, Key Vault, CGS, Entra, blob storage and S3")
         ccr("emulators", "start", "--run-dir", str(run))
 
     step(2, "build and pin the analytics image; generate, encrypt and publish the data, pin its manifests")
-    shutil.copy(HERE / "spec.yaml", spec)
+    spec_data = variants.variant_spec(yaml.safe_load((HERE / "spec.yaml").read_text()), variant)
+    if variant == "analytics":
+        shutil.copy(HERE / "spec.yaml", spec)  # as written, with its comments
+    else:
+        say(f"   variant {variant}: " + ", ".join(
+            f"{v['name']} on {v['store'].get('kind', 'azure_blob')} ({v['encryption']['mode']})"
+            for v in [*spec_data["datasources"], *spec_data["datasinks"]]))
+        spec.write_text(yaml.safe_dump(spec_data, sort_keys=False))
+    documents = (variants.write_documents(DOCUMENTS, spec_data, run / "variant-documents")
+                 if variant != "analytics" else DOCUMENTS)
+    keyless = variants.sse_volumes(spec_data)
     shutil.copy(HERE / "allow-analytics.rego", run / "allow-analytics.rego")
     if stand_ins is None:  # whoever started the stand-ins built the sidecar images (tests/system/conftest.py)
         ccr("images", "build", "--sidecars")
@@ -109,17 +128,29 @@ def prepare(run: Path, stand_ins: Path | None = None) -> PreparedRoom:
     step(3, "the members agree on the contract in CGS (policy = HOST_DATA, identities federated, contract CA)")
     ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(members))
 
+    if variant == "analytics-s3":
+        # The room reads it from CGS only once attested; it never appears in the spec, the template or a log.
+        credentials = members / f"{variants.AWS_SECRET}.json"
+        credentials.write_text(json.dumps(variants.stand_in_key_pair("woodgrove")))
+        credentials.chmod(0o600)
+        ccr("governance", "secret", "set", variants.AWS_SECRET, "--value-file", str(credentials), "--contract",
+            contract_id(spec), "--endpoints", endpoints, "--identity", str(members / "woodgrove"))
+
     step(4, "each party's key, bound to HOST_DATA, wraps its data key; woodgrove sets up its sink")
-    for party in ("northwind", "woodgrove"):
-        ccr("keys", "create-kek", "--endpoints", endpoints, "--name", f"{party}-kek", "--host-data", host_data)
+    keks = {v["encryption"]["key"]["kek_name"] for v in [*spec_data["datasources"], *spec_data["datasinks"]]
+            if v["name"] not in keyless}
+    for kek in sorted(keks):  # an SSE volume has no key of ours: nothing to wrap, nothing to release
+        ccr("keys", "create-kek", "--endpoints", endpoints, "--name", kek, "--host-data", host_data)
     for volume in INPUT_VOLUMES.values():
+        if volume in keyless:
+            continue
         ccr("data", "publish", "--key-only", "--spec", str(spec), "--volume", volume, "--endpoints", endpoints,
             "--dek-file", str(members / f"{volume}-dek.json"))
     (run / "empty").mkdir(exist_ok=True)
     ccr("data", "publish", str(run / "empty"), "--spec", str(spec), "--volume", SINK, "--endpoints", endpoints,
         "--dek-file", str(members / f"{SINK}-dek.json"))
 
-    room = PreparedRoom(run, spec, endpoints, members, host_data, data)
+    room = PreparedRoom(run, spec, endpoints, members, host_data, data, documents)
     step(5, "the datasets and the queries in CGS: each query approved by the owners of the data it reads")
     publish_documents(room)
     return room
@@ -128,9 +159,10 @@ def prepare(run: Path, stand_ins: Path | None = None) -> PreparedRoom:
 def publish_documents(room: PreparedRoom) -> None:
     for owner, dataset in DATASETS.items():
         # Proposed and accepted by its owner alone: nobody else decides over a party's own data.
-        ccr("analytics", "dataset", "publish", str(DOCUMENTS / f"{dataset}.dataset.json"), *room.governance(owner))
+        ccr("analytics", "dataset", "publish", str(room.documents / f"{dataset}.dataset.json"),
+            *room.governance(owner))
     for query, (proposer, approvers) in QUERIES.items():
-        ccr("analytics", "query", "propose", str(DOCUMENTS / f"{query}.query.json"), "--id", query,
+        ccr("analytics", "query", "propose", str(room.documents / f"{query}.query.json"), "--id", query,
             *room.governance(proposer))
         for member in approvers:
             ccr("analytics", "query", "vote", query, "accept", *room.governance(member))
@@ -247,13 +279,21 @@ def story(room: PreparedRoom, where, ca: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    run, where = demo_arguments(__doc__, "ccr-analytics-demo-", argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    variant = "analytics"
+    if "--variant" in args:  # the demo's own option; the rest are every demo's (demo_support.demo_arguments)
+        at = args.index("--variant")
+        if at + 1 >= len(args) or args[at + 1] not in variants.VARIANTS:
+            raise SystemExit(f"demo: --variant takes one of {', '.join(variants.VARIANTS)}")
+        variant = args[at + 1]
+        del args[at:at + 2]
+    run, where = demo_arguments(__doc__, f"ccr-{variant}-demo-", args)
     if where.tls_name:
         # `ccr analytics run` checks the room's certificate against the address it calls; a C-ACI template
         # cannot name the group's address in it (demo_support.SimulatedAci), and the command has no other name
         raise SystemExit("demo: --aci is not supported by the analytics demo (the run API is called by address)")
     try:
-        room = prepare(run)
+        room = prepare(run, variant=variant)
         ca = contract_ca(room.spec, room.endpoints, room.members / "woodgrove", room.members / "contract-ca.pem")
 
         step(6, "run the room: the analytics app starts Spark, then serves the run API behind the proxy")

@@ -25,6 +25,12 @@ S3_VOLUMES = {"woodgrove-input": "woodgrove-input", "woodgrove-output": "woodgro
 AWS_SECRET = "woodgrove-aws"
 
 
+def stand_in_key_pair(owner: str) -> dict[str, str]:
+    """An access key pair for the S3 stand-in, which accepts any (moto checks no signature): on AWS, the pair
+    of an IAM user allowed only on the owner's buckets."""
+    return {"access_key_id": f"{owner.upper()}DEMOKEY", "secret_access_key": f"{owner}-demo-secret"}
+
+
 def _sse_volumes(variant: str, spec: dict[str, Any]) -> set[str]:
     names = [v["name"] for v in [*spec.get("datasources", []), *spec.get("datasinks", [])]]
     if variant == "analytics-sse":
