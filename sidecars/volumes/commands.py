@@ -17,16 +17,20 @@ from ..common.azure_clients import account_name_of, container_client, default_cr
 from ..common.deks import Kek, default_dek_file, load_dek_file, save_dek_file, unwrap_dek
 from ..common.errors import ConfigError
 from ..common.keyflow import read_wrapped
-from ..spec import Datasink, EncryptionMode, load_spec
+from ..common.s3_clients import s3_client
+from ..spec import Datasink, EncryptionMode, S3Store, load_spec
 from . import manifest as mf
 from . import owner
 from .owner import kek_from_vault
-from .store import Volume
+from .store import Volume, customer_key_material
+from .stores.s3 import ACCOUNT as S3_ACCOUNT
+from .stores.s3 import S3ObjectStore
 
 
 @dataclass
 class Target:
     storage_url: str
+    #: the container, or for an S3 store the bucket (and prefix): what messages and manifests name
     container: str
     mode: EncryptionMode
     vault_url: str | None
@@ -38,6 +42,16 @@ class Target:
     kind: str | None = None
     manifest_sha256: str | None = None
     contract_id: str | None = None
+    #: the spec's S3 store, when the volume is in S3 (the owner's AWS credentials come from boto3's chain)
+    s3: S3Store | None = None
+
+    @property
+    def account(self) -> str:
+        return S3_ACCOUNT if self.s3 is not None else account_name_of(self.storage_url)
+
+    def dek_file(self, given: Path | None) -> Path:
+        """--dek-file, else the owner's default copy for this account and container (or bucket and prefix)."""
+        return given or default_dek_file(self.account, self.container.replace("/", "--"))
 
     def credential(self):
         return default_credential(dev_tokens_dir=self.dev_tokens_dir, subject="data-owner")
@@ -57,6 +71,7 @@ def _resolve(args: argparse.Namespace) -> Target:
     secret = args.secret
     kek_name = None
     kind = manifest_sha256 = contract_id = None
+    s3: S3Store | None = None
     if args.spec:
         if not args.volume:
             raise ConfigError("--spec needs --volume NAME (which datasource/datasink)")
@@ -69,8 +84,16 @@ def _resolve(args: argparse.Namespace) -> Target:
         kind = "datasink" if isinstance(volume, Datasink) else "datasource"
         manifest_sha256 = getattr(volume, "manifest_sha256", None)
         contract_id = spec.contract.id
-        storage_url = storage_url or str(volume.store.account_url)
-        container = container or volume.store.container
+        if isinstance(volume.store, S3Store):
+            if storage_url or container:
+                raise ConfigError(f"volume {volume.name} is in S3 (bucket {volume.store.bucket}): --storage-url and "
+                                  "--container name an Azure container")
+            s3 = volume.store
+            storage_url = s3.endpoint_url
+            container = f"{s3.bucket}/{s3.prefix}" if s3.prefix else s3.bucket
+        else:
+            storage_url = storage_url or str(volume.store.account_url)
+            container = container or volume.store.container
         mode = mode or volume.encryption.mode
         if volume.encryption.key:
             vault_url = vault_url or volume.encryption.key.dek_vault_url
@@ -86,7 +109,7 @@ def _resolve(args: argparse.Namespace) -> Target:
         raise ConfigError(f"missing {', '.join(missing)} (or --spec SPEC --volume NAME, --endpoints FILE)")
     return Target(storage_url, container, mode, vault_url, secret, kek_name,
                   args.ca_bundle or variables.get("ca_bundle"), variables.get("dev_tokens_dir"), kind,
-                  manifest_sha256, contract_id)
+                  manifest_sha256, contract_id, s3)
 
 
 def _progress(total: int, what: str):
@@ -109,6 +132,9 @@ def _load_kek(arg: str | None, target: Target):
 
 
 def _volume_for(target: Target, account_key: str | None, dek):
+    if target.s3 is not None:
+        client = s3_client(target.s3, None, ca_bundle=target.ca_bundle)
+        return Volume(S3ObjectStore(client, target.s3, customer_key_material(target.mode, dek)), target.mode, dek)
     container = container_client(target.storage_url, target.container, ca_bundle=target.ca_bundle,
                                  account_key=account_key)
     return Volume(container, target.mode, dek)
@@ -129,7 +155,7 @@ def publish(args: argparse.Namespace) -> int:
         dek = _local_dek(args, target)
     elif mode is not EncryptionMode.SSE:
         kek = _load_kek(args.kek, target)
-        dek_file = args.dek_file or default_dek_file(account_name_of(target.storage_url), target.container)
+        dek_file = target.dek_file(args.dek_file)
         choice = owner.ensure_dek(secrets=target.secrets(),
                                   secret_name=target.secret, kek=kek, dek_file=dek_file, mode=mode)
         dek = choice.dek
@@ -138,7 +164,7 @@ def publish(args: argparse.Namespace) -> int:
     if args.key_only:
         return 0
     volume = _volume_for(target, args.account_key, dek)
-    owner.ensure_container(volume.container)
+    volume.store.ensure_container()
     total = sum(p.stat().st_size for p in files)
     entries: dict[str, mf.Entry] = {}
     with _progress(total, f"publish {target.container}") as bar:
@@ -160,7 +186,7 @@ def publish(args: argparse.Namespace) -> int:
 
 def _local_dek(args: argparse.Namespace, target: Target) -> fmt.DataKey:
     """--data-only: the owner's local DEK, created if there is none yet (it is wrapped later, with --key-only)."""
-    dek_file = args.dek_file or default_dek_file(account_name_of(target.storage_url), target.container)
+    dek_file = target.dek_file(args.dek_file)
     if dek_file.exists():
         return load_dek_file(dek_file)
     dek = fmt.DataKey.generate()
@@ -175,7 +201,7 @@ def download(args: argparse.Namespace) -> int:
     mode = target.mode
     dek = None
     if mode is not EncryptionMode.SSE:
-        dek_file = args.dek_file or default_dek_file(account_name_of(target.storage_url), target.container)
+        dek_file = target.dek_file(args.dek_file)
         if dek_file.exists():
             dek = load_dek_file(dek_file)
         elif args.kek and target.vault_url:

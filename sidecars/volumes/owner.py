@@ -18,9 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.core.exceptions import HttpResponseError
 from azure.keyvault.secrets import SecretClient
-from azure.storage.blob import ContainerClient
 
 from ..common import objectformat as fmt
 from ..common.azure_clients import key_client
@@ -104,15 +103,6 @@ def files_to_publish(root: Path) -> list[Path]:
     return files
 
 
-def ensure_container(container: ContainerClient) -> None:
-    try:
-        container.create_container()
-    except ResourceExistsError:
-        pass
-    except HttpResponseError as exc:
-        raise RemoteServiceError("blob storage", f"creating container: {exc.message}", status=exc.status_code) from None
-
-
 def publish_file(volume: Volume, path: Path, name: str, progress: Progress) -> Entry:
     """Upload one file; returns its manifest entry (stored size, sha256 of what was uploaded, CSE header)."""
     if is_reserved(name):
@@ -133,7 +123,7 @@ def publish_file(volume: Volume, path: Path, name: str, progress: Progress) -> E
 def publish_manifest(volume: Volume, entries: dict[str, Entry]) -> Manifest:
     """The dataset manifest of what was just published, stored as MANIFEST_BLOB; its sha256 is what the spec
     pins. Written last: until then the pin (if any) still names the previous manifest."""
-    manifest = Manifest("dataset", volume.account, volume.container.container_name, volume.mode.value, entries)
+    manifest = Manifest("dataset", volume.account, volume.container, volume.mode.value, entries)
     volume.put_small(MANIFEST_BLOB, manifest.to_bytes())
     return manifest
 

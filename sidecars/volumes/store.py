@@ -1,34 +1,36 @@
-"""Objects of one volume in blob storage, in the volume's encryption mode, through azure-storage-blob.
+"""Objects of one volume in its store (Azure Blob or S3: `stores/`), in the volume's encryption mode.
 
 `ObjectReader` fetches segments with ranged GETs (one GET may cover many consecutive segments) and
-returns authenticated plaintext; `ObjectWriter` encrypts as data arrives, stages full blocks in parallel
-and commits the block list only in `commit()`: until then storage holds no object under the name (or
-still the previous one), so an interrupted upload never leaves something that looks complete.
+returns authenticated plaintext; `ObjectWriter` encrypts as data arrives, stages full parts in parallel
+and commits them only in `commit()` (Blob's block list, S3's CompleteMultipartUpload): until then storage
+holds no object under the name (or still the previous one), so an interrupted upload never leaves
+something that looks complete.
 
-Modes: CSE objects are the Tink format of `format.py`. CPK and SSE objects are the plain bytes (storage
-encrypts them, with our DEK sent along each request for CPK); they use the same segment arithmetic
-without a header or tags, so the filesystem code is the same for every mode.
+Modes: CSE objects are the Tink format of `sidecars.common.objectformat`, the same over every store kind.
+CPK, SSE-C and SSE objects are the plain bytes (storage encrypts them, with our DEK sent along each request
+for CPK and SSE-C); they use the same segment arithmetic without a header or tags, so the filesystem code is
+the same for every mode.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.storage.blob import BlobBlock, ContainerClient, CustomerProvidedEncryptionKey
+from azure.storage.blob import ContainerClient
 
 from ..common import objectformat as fmt
-from ..common.errors import NotFound, RemoteServiceError
+from ..common.errors import RemoteServiceError
 from ..spec import EncryptionMode
 from .manifest import Entry
+from .stores import ObjectStore
+from .stores.azure_blob import AzureBlobStore, as_ccr
+from .stores.s3 import S3ObjectStore
 
-BLOCK_SEGMENTS = 64  # 4 MiB blocks: 50,000 blocks per blob allow 200 GiB objects
+BLOCK_SEGMENTS = 64  # segments per ranged GET and per readahead step (4 MiB)
 FORMAT_METADATA = "ccrformat"
 
 
@@ -41,20 +43,25 @@ class ObjectInfo:
 
 
 class Volume:
-    """One container in one mode, with its DEK (None only for SSE)."""
+    """One container or bucket (an `ObjectStore` of any kind) in one mode, with its DEK (None only for SSE)."""
 
-    def __init__(self, container: ContainerClient, mode: EncryptionMode, key: fmt.DataKey | None):
+    def __init__(self, store: ObjectStore | ContainerClient, mode: EncryptionMode, key: fmt.DataKey | None):
         if (key is None) != (mode is EncryptionMode.SSE):
             raise ValueError(f"mode {mode.value} {'needs' if key is None else 'takes no'} data key")
-        self.container = container
+        if isinstance(store, ContainerClient):  # an Azure container as the owner's tools and benchmarks open it
+            store = AzureBlobStore(store, customer_key_material(mode, key))
+        if mode is EncryptionMode.CPK and not isinstance(store, AzureBlobStore) or (
+                mode is EncryptionMode.SSE_C and not isinstance(store, S3ObjectStore)):
+            raise ValueError(f"mode {mode.value} is not offered by {store.service}")
+        self.store = store
         self.mode = mode
         self.key = key
-        self.account = container.account_name or ""
+        self.account = store.account
+        self.container = store.container
         self.segment_size = key.segment_size if key else fmt.SEGMENT_SIZE
-        self.cpk = _cpk(key) if mode is EncryptionMode.CPK else None
 
     def location(self, name: str) -> fmt.ObjectLocation:
-        return fmt.ObjectLocation(self.account, self.container.container_name, name)
+        return self.store.location(name)
 
     def plaintext_size(self, stored_size: int) -> int:
         if self.mode is EncryptionMode.CSE:
@@ -62,19 +69,14 @@ class Volume:
         return stored_size
 
     def list_objects(self, prefix: str | None = None) -> Iterator[ObjectInfo]:
-        """Committed objects; a CSE blob whose size no valid object has is listed with size 0 (its reads
+        """Committed objects; a CSE object whose size no valid object has is listed with size 0 (its reads
         fail) rather than hidden, so tampering is visible."""
-        try:
-            for blob in self.container.list_blobs(name_starts_with=prefix):
-                try:
-                    size = self.plaintext_size(blob.size)
-                except fmt.TamperedObject:
-                    size = 0
-                yield ObjectInfo(blob.name, blob.size, size, blob.last_modified.timestamp())
-        except ResourceNotFoundError:
-            raise NotFound(f"container {self.container.container_name} does not exist") from None
-        except AzureError as exc:
-            raise _as_ccr(exc) from None
+        for stored in self.store.list(prefix):
+            try:
+                size = self.plaintext_size(stored.stored_size)
+            except fmt.TamperedObject:
+                size = 0
+            yield ObjectInfo(stored.name, stored.stored_size, size, stored.last_modified)
 
     def reader(self, name: str, stored_size: int, *, expected_header: bytes | None = None) -> ObjectReader:
         return ObjectReader(self, name, stored_size, expected_header=expected_header)
@@ -83,58 +85,25 @@ class Volume:
         return ObjectWriter(self, name, parallelism=parallelism)
 
     def delete(self, name: str) -> None:
-        try:
-            self.container.delete_blob(name)
-        except ResourceNotFoundError:
-            pass
-        except AzureError as exc:
-            raise _as_ccr(exc) from None
+        self.store.delete(name)
 
     def get_small(self, name: str, limit: int) -> bytes | None:
-        """A whole small blob (a manifest), None if it does not exist; refused past `limit` bytes."""
-        try:
-            blob = self.container.get_blob_client(name)
-            size = blob.get_blob_properties(cpk=self.cpk).size
-            if size > limit:
-                raise RemoteServiceError("blob storage", f"{name} is {size} bytes, over the {limit} expected")
-            # The blob can change after its properties were read: the limit holds for what actually comes.
-            data = bytearray()
-            for chunk in blob.download_blob(cpk=self.cpk, max_concurrency=1).chunks():
-                data += chunk
-                if len(data) > limit:
-                    raise RemoteServiceError("blob storage", f"{name} grew past the {limit} bytes expected")
-            return bytes(data)
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise _as_ccr(exc) from None
+        """A whole small object (a manifest), None if it does not exist; refused past `limit` bytes."""
+        return self.store.get_small(name, limit)
 
     def put_small(self, name: str, data: bytes) -> None:
-        """Store a small blob in one request (a manifest: plain JSON, its integrity is its pin or signature)."""
-        try:
-            self.container.upload_blob(name, data, overwrite=True, cpk=self.cpk)
-        except AzureError as exc:
-            raise _as_ccr(exc) from None
+        """Store a small object in one request (a manifest: plain JSON, its integrity is its pin or signature)."""
+        self.store.put_small(name, data)
 
     def get_range(self, name: str, start: int, end: int) -> bytes:
-        try:
-            stream = self.container.get_blob_client(name).download_blob(
-                offset=start, length=end - start, cpk=self.cpk, max_concurrency=1)
-            return stream.readall()
-        except ResourceNotFoundError:
-            raise NotFound(f"object {name} does not exist") from None
-        except AzureError as exc:
-            raise _as_ccr(exc) from None
+        return self.store.get_range(name, start, end)
 
 
-def _cpk(key: fmt.DataKey) -> CustomerProvidedEncryptionKey:
-    material = key.export_material()
-    return CustomerProvidedEncryptionKey(base64.b64encode(material).decode(),
-                                         base64.b64encode(hashlib.sha256(material).digest()).decode())
-
-
-def _storage_message(exc: AzureError) -> str:
-    return (exc.message or str(exc) or type(exc).__name__).splitlines()[0]
+def customer_key_material(mode: EncryptionMode, key: fmt.DataKey | None) -> bytes | None:
+    """The key storage encrypts with in CPK and SSE-C (the DEK's 256 bits), None in the other modes."""
+    if mode in (EncryptionMode.CPK, EncryptionMode.SSE_C) and key is not None:
+        return key.export_material()
+    return None
 
 
 class _PlainLayout:
@@ -234,24 +203,26 @@ class ObjectReader:
 
 
 class ObjectWriter:
-    """Sequential writer: `write` encrypts and stages blocks in the background as they fill, `commit`
-    stages the rest and commits the block list, `abort` drops everything (nothing committed)."""
+    """Sequential writer: `write` encrypts and stages parts in the background as they fill, `commit`
+    stages the rest and commits the parts, `abort` drops everything (nothing committed)."""
 
     def __init__(self, volume: Volume, name: str, *, parallelism: int = 4):
         self.volume = volume
         self.name = name
-        self.blob = volume.container.get_blob_client(name)
         self._encryptor = (fmt.Encryptor(volume.key, volume.location(name))
                            if volume.mode is EncryptionMode.CSE and volume.key else None)
-        self._block_size = BLOCK_SEGMENTS * volume.segment_size
+        # CSE objects say so in their metadata from the start (S3 takes metadata only when an upload begins).
+        start_metadata = ({FORMAT_METADATA: f"{fmt.FORMAT_NAME};segment={volume.segment_size}"}
+                          if volume.mode is EncryptionMode.CSE else {})
+        self._upload = volume.store.upload(name, start_metadata)
+        self._block_size = volume.store.part_segments * volume.segment_size
         self._chunks: list[bytes] = []
         self._chunked = 0
-        self._upload_id = os.urandom(8).hex()
-        self._blocks: list[str] = []
+        self._parts = 0
         self._pending: list[Future] = []
         self._pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix=f"stage-{name[:20]}")
         self._slots = threading.BoundedSemaphore(parallelism * 2)
-        # Blocks are staged in order, so the digest of what was staged is the digest of the object. It is
+        # Parts are staged in order, so the digest of what was staged is the digest of the object. It is
         # computed on one thread of its own, in order (hashlib releases the GIL): 4 MiB take ~5 ms on this
         # box, which would otherwise hold up the app's writes.
         self._digest = hashlib.sha256()
@@ -259,50 +230,67 @@ class ObjectWriter:
         self.header: bytes | None = None
         self.size = 0
         self.closed = False
-        #: why this writer can no longer commit (a block that did not reach storage); None while healthy
+        #: why this writer can no longer commit (a part that did not reach storage); None while healthy
         self.failed: str | None = None
 
     def write(self, data: bytes | memoryview) -> None:
         if self.closed:
             raise ValueError(f"{self.name}: writer is closed")
         if self.failed:
-            raise RemoteServiceError("blob storage", f"{self.name}: an earlier block failed ({self.failed})")
+            raise RemoteServiceError(self.volume.store.service, f"{self.name}: an earlier part failed ({self.failed})")
         self.size += len(data)
         chunks = self._encryptor.update_segments(data) if self._encryptor else [bytes(data)]
         for chunk in chunks:
             self._chunks.append(chunk)
             self._chunked += len(chunk)
-        # CSE segments add up to a block exactly (64 of them), so blocks are joined without re-slicing.
-        while self._chunked >= self._block_size:
-            joined = b"".join(self._chunks)
-            block, rest = joined[:self._block_size], joined[self._block_size:]
-            self._chunks, self._chunked = ([rest] if rest else []), len(rest)
-            self._stage(block)
+        # CSE segments add up to a part exactly, so parts are joined without re-slicing. A full part is staged
+        # only once more data follows it: the last part goes with the commit (S3: one PutObject if it is the
+        # only one).
+        while self._chunked > self._block_size:
+            self._stage(self._take_part())
+
+    def _take_part(self) -> bytes:
+        """The first `_block_size` bytes of what is buffered (whole chunks joined; one sliced only when a part
+        ends inside it, which CSE segments never do)."""
+        taken, size = 0, 0
+        while size < self._block_size:
+            size += len(self._chunks[taken])
+            taken += 1
+        joined = b"".join(self._chunks[:taken])
+        rest = self._chunks[taken:]
+        if size > self._block_size:
+            joined, spill = joined[:self._block_size], joined[self._block_size:]
+            rest.insert(0, spill)
+        self._chunks, self._chunked = rest, self._chunked - self._block_size
+        return joined
+
+    def _account(self, block: bytes) -> None:
+        if self._parts == 0 and self._encryptor is not None and self.header is None:
+            self.header = block[:fmt.HEADER_SIZE]
+        self._hashing.submit(self._digest.update, block)
 
     def _stage(self, block: bytes) -> None:
         self._raise_failed()
-        if not self._blocks and self._encryptor is not None:
-            self.header = block[:fmt.HEADER_SIZE]
-        self._hashing.submit(self._digest.update, block)
-        block_id = base64.b64encode(f"{self._upload_id}-{len(self._blocks):08d}".encode()).decode()
-        self._blocks.append(block_id)
-        self._slots.acquire()  # bounded memory: at most 2 × parallelism blocks in flight
+        self._account(block)
+        number = self._parts
+        self._parts += 1
+        self._slots.acquire()  # bounded memory: at most 2 × parallelism parts in flight
 
         def stage() -> None:
             try:
-                self.blob.stage_block(block_id, block, length=len(block), cpk=self.volume.cpk)
+                self._upload.put_part(number, block)
             finally:
                 self._slots.release()
 
         self._pending.append(self._pool.submit(stage))
 
     def _raise_failed(self) -> None:
-        # A failed block stays failed: the writer can never commit a block list with a hole in it.
+        # A failed part stays failed: the writer can never commit an object with a hole in it.
         for future in [f for f in self._pending if f.done()]:
             self._pending.remove(future)
             exc = future.exception()
             if exc is not None:
-                failure = _as_ccr(exc)
+                failure = as_ccr(exc)
                 self.failed = str(failure)
                 raise failure
 
@@ -313,30 +301,26 @@ class ObjectWriter:
             raise ValueError(f"{self.name}: writer is closed")
         try:
             if self.failed:
-                raise RemoteServiceError("blob storage", f"{self.name}: an earlier block failed ({self.failed})")
+                raise RemoteServiceError(self.volume.store.service,
+                                         f"{self.name}: an earlier part failed ({self.failed})")
             if self._encryptor is not None:
                 self._chunks.append(self._encryptor.finish())
-            if self._chunks or not self._blocks:
-                self._stage(b"".join(self._chunks))
-                self._chunks, self._chunked = [], 0
+            last = b"".join(self._chunks)
+            self._chunks, self._chunked = [], 0
+            if last or not self._parts:
+                self._account(last)
             for future in self._pending:
                 exc = future.exception()
                 if exc is not None:
-                    failure = _as_ccr(exc)
+                    failure = as_ccr(exc)
                     self.failed = str(failure)
                     raise failure
             self._pending.clear()
-            meta = dict(metadata or {})
-            if self.volume.mode is EncryptionMode.CSE:
-                meta[FORMAT_METADATA] = f"{fmt.FORMAT_NAME};segment={self.volume.segment_size}"
-            try:
-                self.blob.commit_block_list([BlobBlock(block_id=b) for b in self._blocks], metadata=meta,
-                                            cpk=self.volume.cpk)
-            except AzureError as exc:
-                raise _as_ccr(exc) from None
+            self._upload.complete(self._parts, last, dict(metadata or {}))
             return self.stored_size
         except BaseException as exc:
             self.failed = self.failed or str(exc) or type(exc).__name__
+            self._upload.abort()
             raise
         finally:
             self.closed = True
@@ -361,10 +345,4 @@ class ObjectWriter:
         self.closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._hashing.shutdown(wait=True, cancel_futures=True)
-
-
-def _as_ccr(exc: BaseException) -> Exception:
-    """Storage failures (HTTP errors, unreachable service) as RemoteServiceError."""
-    if isinstance(exc, AzureError):
-        return RemoteServiceError("blob storage", _storage_message(exc), status=getattr(exc, "status_code", None))
-    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+        self._upload.abort()

@@ -1,0 +1,111 @@
+"""boto3 clients for a spec's S3 store, and the room's S3 credentials (shared by volumes and telemetry).
+
+Credentials never come from the spec, the environment of the app or a file the operator controls. In a room
+they are one of:
+- an access key pair its owner stored as a CGS secret (`credentials.secret`; JSON {"access_key_id",
+  "secret_access_key"}), which governance releases only to the attested room with consent;
+- temporary credentials from AssumeRoleWithWebIdentity (`credentials.role_arn`) with the room's federated
+  token (the contract's OIDC issuer, audience sts.amazonaws.com), so no long-lived key exists at all.
+The owner's own commands (`ccr data publish|download`) use boto3's usual chain (AWS_* variables, profiles).
+
+botocore logs every request's headers at DEBUG, SSE-C's customer key among them: its loggers are held at
+WARNING here, whatever the root logger's level, so neither a key pair nor a customer key reaches a log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..spec import S3Store
+from .errors import ConfigError, RemoteServiceError
+
+#: The audience of the room's federated token for AWS STS (what an IAM OIDC provider's client id list names).
+STS_AUDIENCE = "sts.amazonaws.com"
+SERVICE = "S3"
+#: Retries of one request that got no answer or a throttling/5xx answer (botocore's standard mode).
+S3_RETRIES = 3
+
+for _name in ("botocore", "boto3", "s3transfer", "urllib3"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class S3KeyPair:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+    def __repr__(self) -> str:  # never the secret, whatever prints this
+        return f"S3KeyPair(access_key_id={self.access_key_id!r}, secret_access_key=***)"
+
+
+def key_pair_from_secret(value: str, where: str) -> S3KeyPair:
+    """The key pair a CGS secret holds; `where` names the secret in the one-line error (never its value)."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data.get(k)
+                                             for k in ("access_key_id", "secret_access_key")):
+        raise ConfigError(f"{where}: not JSON {{\"access_key_id\", \"secret_access_key\"}} (an S3 access key pair)")
+    token = data.get("session_token")
+    return S3KeyPair(data["access_key_id"], data["secret_access_key"], token if isinstance(token, str) else None)
+
+
+def client_config(store: S3Store, *, retries: int | None = None, pool: int = 16) -> Config:
+    return Config(region_name=store.region, s3={"addressing_style": store.addressing},
+                  retries={"max_attempts": 1 + (S3_RETRIES if retries is None else retries), "mode": "standard"},
+                  connect_timeout=10, read_timeout=60, max_pool_connections=pool,
+                  # SigV4 on every request; nothing signed into a URL (no presigned query strings).
+                  signature_version="s3v4")
+
+
+def s3_client(store: S3Store, credentials: S3KeyPair | None, *, ca_bundle: str | None = None,
+              retries: int | None = None) -> Any:
+    """A client of the store's service; `credentials` None: boto3's own chain (the owner's shell)."""
+    keys: dict[str, str | None] = {}
+    if credentials is not None:
+        keys = {"aws_access_key_id": credentials.access_key_id,
+                "aws_secret_access_key": credentials.secret_access_key,
+                "aws_session_token": credentials.session_token}
+    session = boto3.session.Session()
+    return session.client("s3", endpoint_url=store.endpoint_url, verify=ca_bundle or True,
+                          config=client_config(store, retries=retries), **keys)
+
+
+def sts_endpoint(store: S3Store) -> str:
+    """AWS's regional STS for an AWS store; the store's own endpoint for another S3-compatible service (moto,
+    MinIO serve STS beside S3)."""
+    return store.endpoint_url if store.endpoint is not None else f"https://sts.{store.region}.amazonaws.com"
+
+
+def assume_role(store: S3Store, web_identity_token: str, *, ca_bundle: str | None = None,
+                session_name: str = "ccr-room") -> S3KeyPair:
+    """AssumeRoleWithWebIdentity (unsigned: the token is the proof) for the store's role."""
+    assert store.credentials.role_arn is not None
+    sts = boto3.session.Session().client("sts", endpoint_url=sts_endpoint(store), region_name=store.region,
+                                         verify=ca_bundle or True, config=Config(signature_version=UNSIGNED))
+    try:
+        answer = sts.assume_role_with_web_identity(RoleArn=store.credentials.role_arn,
+                                                   RoleSessionName=session_name, WebIdentityToken=web_identity_token)
+    except ClientError as exc:
+        raise RemoteServiceError("STS", f"assuming {store.credentials.role_arn}: {error_text(exc)}",
+                                 status=exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")) from None
+    except BotoCoreError as exc:
+        raise RemoteServiceError("STS", f"{sts_endpoint(store)}: {exc}") from None
+    credentials = answer["Credentials"]
+    return S3KeyPair(credentials["AccessKeyId"], credentials["SecretAccessKey"], credentials["SessionToken"])
+
+
+def error_text(exc: ClientError) -> str:
+    error = exc.response.get("Error", {})
+    code, message = error.get("Code", "Error"), error.get("Message") or ""
+    return f"{code}: {message}".rstrip(": ").splitlines()[0] if message else str(code)

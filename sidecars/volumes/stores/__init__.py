@@ -1,0 +1,67 @@
+"""Object stores behind a volume: one backend module per store kind, one small protocol, one registry.
+
+A backend knows how to list, read byte ranges of, write and delete the objects of one container (Azure
+Blob) or bucket and prefix (S3), and nothing of encryption modes beyond sending the customer key its
+service wants (CPK, SSE-C): the Tink format, manifests and the filesystem are the same over every kind.
+A write is an `Upload`: parts staged (in parallel) and committed only by `complete`, so nothing is visible
+under the name until then, and `abort` leaves nothing behind. A new store kind is one module here and one
+entry in `BACKENDS`.
+
+Every error a backend raises is a `RemoteServiceError` (or `NotFound`) naming the store and the object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from ...common import objectformat as fmt
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    name: str
+    stored_size: int
+    last_modified: float
+
+
+class Upload(Protocol):
+    """One object being written: parts numbered from 0 in order, staged from any thread."""
+
+    def put_part(self, number: int, data: bytes) -> None: ...
+
+    def complete(self, parts: int, last: bytes, metadata: dict[str, str]) -> None:
+        """After parts 0..parts-1 were staged: stage `last` (possibly empty) as the final part and commit them
+        all in order."""
+
+    def abort(self) -> None: ...
+
+
+class ObjectStore(Protocol):
+    #: names the service in errors: "blob storage", "S3"
+    service: str
+    #: the account part of a CSE object's associated data ("s3" for S3: no Azure account name is that short)
+    account: str
+    #: the container, or the bucket (with its prefix): what manifests and messages name
+    container: str
+    #: the size of a staged part, in CSE segments (S3 wants parts of at least 5 MiB)
+    part_segments: int
+
+    def location(self, name: str) -> fmt.ObjectLocation: ...
+
+    def list(self, prefix: str | None = None) -> Iterator[StoredObject]: ...
+
+    def get_range(self, name: str, start: int, end: int) -> bytes: ...
+
+    def get_small(self, name: str, limit: int) -> bytes | None: ...
+
+    def put_small(self, name: str, data: bytes) -> None: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def upload(self, name: str, metadata: dict[str, str]) -> Upload:
+        """`metadata` known at the start (S3 takes it only then; Blob also takes what `complete` adds)."""
+
+    def ensure_container(self) -> None:
+        """Create the container or bucket if it does not exist (the owner's publish)."""
