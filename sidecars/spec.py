@@ -189,6 +189,9 @@ Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$", descri
 #: An IAM role: arn:PARTITION:iam::ACCOUNT:role/PATH/NAME (IAM's character set for role paths and names).
 RoleArn = Annotated[str, Field(pattern=r"^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$",
                                description="an IAM role ARN, arn:aws:iam::ACCOUNT:role/NAME")]
+#: A CGS secret's id: the setting member's id, '_', the secret's name.
+CgsSecretId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$",
+                                   description="a CGS secret id, MEMBERID_NAME")]
 #: S3 keys are at most 1024 bytes; a prefix leaves room for the object names under it.
 MAX_S3_PREFIX_BYTES = 512
 
@@ -196,10 +199,13 @@ MAX_S3_PREFIX_BYTES = 512
 class S3Credentials(_Model):
     """How the room signs its S3 requests; exactly one of the two. Never a key in the spec: `secret` names a
     CGS secret the store's owner set, holding JSON {"access_key_id", "secret_access_key"}, which the room
-    reads only after attestation; `role_arn` is a role the room assumes with its federated identity token
+    reads only after attestation (so the owner gives the room its key pair without handing it to the
+    operator or the other members); `role_arn` is a role the room assumes with its federated identity token
     (AssumeRoleWithWebIdentity), so no long-lived key exists at all."""
 
-    secret: Name | None = Field(None, description="CGS secret holding the access key pair")
+    # CGS names a secret MEMBERID_NAME after the member who set it, so no other member can set this one.
+    secret: CgsSecretId | None = Field(None, description="the CGS secret (MEMBERID_NAME, as `ccr governance secret "
+                                                         "set` prints it) holding the access key pair")
     role_arn: RoleArn | None = Field(None, description="IAM role assumed with the room's federated token")
 
     @model_validator(mode="after")

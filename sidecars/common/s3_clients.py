@@ -109,3 +109,20 @@ def error_text(exc: ClientError) -> str:
     error = exc.response.get("Error", {})
     code, message = error.get("Code", "Error"), error.get("Message") or ""
     return f"{code}: {message}".rstrip(": ").splitlines()[0] if message else str(code)
+
+
+def room_key_pair(store: S3Store, governance: Any, *, ca_bundle: str | None = None,
+                  tenant_id: str = "common") -> S3KeyPair:
+    """The room's credentials for `store`, through its governance sidecar (a `GovernanceClient`), which
+    answers only an attested room whose contract has consent: the owner's key pair from its CGS secret, or
+    a role assumed with the room's federated token."""
+    if store.credentials.secret is not None:
+        secret = store.credentials.secret
+        try:
+            value = governance.secret(secret)
+        except RemoteServiceError as exc:
+            raise RemoteServiceError("governance", f"S3 credentials for bucket {store.bucket}: CGS secret {secret} "
+                                                   f"not released ({exc.message})", status=exc.status) from None
+        return key_pair_from_secret(value, f"S3 credentials for bucket {store.bucket}: CGS secret {secret}")
+    token = governance.client_assertion(tenant_id, aud=STS_AUDIENCE)
+    return assume_role(store, token, ca_bundle=ca_bundle)

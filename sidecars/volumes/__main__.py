@@ -34,7 +34,7 @@ from ..common.http import create_app, plain_error_body, serve
 from ..common.logs import configure_logging
 from ..common.otel import attach_parent_from_env, setup_telemetry
 from ..common.process import ManagedProcess
-from ..spec import Datasink, Volume
+from ..spec import BlobStore, Datasink, Volume
 from .sidecar import VOLUMES, VolumesConfig
 
 log = logging.getLogger("ccr.volumes")
@@ -56,7 +56,9 @@ class Mount:
     def describe(self) -> dict:
         with self.lock:
             self._refresh()
-            out = {"name": self.volume.name, "kind": self.kind, "container": self.volume.store.container,
+            store = self.volume.store
+            where = store.container if isinstance(store, BlobStore) else f"s3://{store.bucket}/{store.prefix}"
+            out = {"name": self.volume.name, "kind": self.kind, "container": where,
                    "mode": self.volume.encryption.mode.value, "mountpoint": str(self.mountpoint),
                    "state": self.state}
             if self.reason:
@@ -74,8 +76,11 @@ class Mount:
 
 def mount_argv(config: VolumesConfig, mount: Mount) -> list[str]:
     vol = mount.volume
-    argv = [sys.executable, "-m", "sidecars.volumes.mount", "--name", vol.name,
-            "--storage-url", str(vol.store.account_url), "--container", vol.store.container,
+    if isinstance(vol.store, BlobStore):
+        where = ["--storage-url", str(vol.store.account_url), "--container", vol.store.container]
+    else:  # the store as the spec says it (no credentials in it: the mount asks governance for them)
+        where = ["--s3-store", vol.store.model_dump_json()]
+    argv = [sys.executable, "-m", "sidecars.volumes.mount", "--name", vol.name, *where,
             "--mode", vol.encryption.mode.value, "--mountpoint", str(mount.mountpoint),
             "--status-file", str(mount.status_file), "--skr-url", config.skr_url,
             "--uid", str(config.uid if config.uid is not None else config.spec.application.uid),

@@ -75,6 +75,12 @@ def _target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage-url", metavar="URL",
                         help="blob service URL incl. account for path-style endpoints (default: the spec's, or "
                              "storage_url from --endpoints)")
+    parser.add_argument("--s3", metavar="s3://BUCKET[/PREFIX]",
+                        help="an S3 bucket (and prefix) instead of a container; signed with your AWS credentials "
+                             "(boto3's chain: AWS_* variables, profiles)")
+    parser.add_argument("--s3-endpoint", metavar="URL",
+                        help="the S3 service (default: s3_endpoint from --endpoints, else AWS's for --s3-region)")
+    parser.add_argument("--s3-region", metavar="REGION", help="default: s3_region from --endpoints, else us-east-1")
     parser.add_argument("--vault-url", metavar="URL", help="Key Vault holding the DEK secret (default: the spec's, "
                                                            "or keyvault_url from --endpoints)")
     parser.add_argument("--secret", metavar="NAME", help="Key Vault secret holding the wrapped DEK")

@@ -8,7 +8,9 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from ..cliargs import spec_variables
@@ -18,7 +20,7 @@ from ..common.deks import Kek, default_dek_file, load_dek_file, save_dek_file, u
 from ..common.errors import ConfigError
 from ..common.keyflow import read_wrapped
 from ..common.s3_clients import s3_client
-from ..spec import Datasink, EncryptionMode, S3Store, load_spec
+from ..spec import Datasink, EncryptionMode, S3Credentials, S3Store, describe_validation_error, load_spec
 from . import manifest as mf
 from . import owner
 from .owner import kek_from_vault
@@ -99,6 +101,11 @@ def _resolve(args: argparse.Namespace) -> Target:
             vault_url = vault_url or volume.encryption.key.dek_vault_url
             secret = secret or volume.encryption.key.dek_secret_name
             kek_name = volume.encryption.key.kek_name
+    if getattr(args, "s3", None):
+        if args.spec or storage_url or container:
+            raise ConfigError("--s3 names the bucket itself: not with --spec, --storage-url or --container")
+        s3 = _s3_from_flags(args, variables)
+        storage_url, container = s3.endpoint_url, f"{s3.bucket}/{s3.prefix}" if s3.prefix else s3.bucket
     storage_url = storage_url or variables.get("storage_url")
     vault_url = vault_url or variables.get("keyvault_url")
     missing = [flag for flag, value in (("--storage-url", storage_url), ("--container", container)) if not value]
@@ -110,6 +117,23 @@ def _resolve(args: argparse.Namespace) -> Target:
     return Target(storage_url, container, mode, vault_url, secret, kek_name,
                   args.ca_bundle or variables.get("ca_bundle"), variables.get("dev_tokens_dir"), kind,
                   manifest_sha256, contract_id, s3)
+
+
+def _s3_from_flags(args: argparse.Namespace, variables: dict[str, str]) -> S3Store:
+    """--s3 s3://BUCKET[/PREFIX] with its endpoint and region, checked by the spec's own rules."""
+    parts = urlsplit(args.s3)
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"--s3 {args.s3!r}: write s3://BUCKET or s3://BUCKET/PREFIX")
+    endpoint = args.s3_endpoint or variables.get("s3_endpoint")
+    host = urlsplit(endpoint).hostname or "" if endpoint else ""
+    path_style = host == "localhost" or host.replace(".", "").isdigit() or "." in parts.netloc
+    try:
+        # The owner signs with boto3's chain: the store's `credentials` are the room's, unused here.
+        return S3Store(kind="s3", endpoint=endpoint, region=args.s3_region or variables.get("s3_region", "us-east-1"),
+                       bucket=parts.netloc, prefix=parts.path, addressing="path" if path_style else "virtual",
+                       credentials=S3Credentials(secret="owner"))
+    except ValidationError as exc:
+        raise ConfigError("; ".join(f"--s3: {p}" for p in describe_validation_error(exc))) from None
 
 
 def _progress(total: int, what: str):

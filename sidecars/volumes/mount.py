@@ -1,8 +1,8 @@
 """One mount = one process (pyfuse3 serves one filesystem per process): get the key, mount, serve.
 
-    python -m sidecars.volumes.mount --storage-url URL --container C --mountpoint DIR [--writable]
-        (--dek-file FILE | --secret NAME --vault-url URL --kek NAME --maa-endpoint URL --skr-url URL)
-        [--mode CSE|CPK|SSE] [--status-file FILE] [--uid N --gid N] [--ca-bundle PEM]
+    python -m sidecars.volumes.mount (--storage-url URL --container C | --s3-store JSON) --mountpoint DIR
+        [--writable] (--dek-file FILE | --secret NAME --vault-url URL --kek NAME --maa-endpoint URL --skr-url URL)
+        [--mode CSE|CPK|SSE-C|SSE] [--status-file FILE] [--uid N --gid N] [--ca-bundle PEM]
         [--manifest-sha256 HEX]                                       (a datasource bound to its manifest)
         [--governance-url URL [--sidecar-token-file F] | --manifest-key PEM --manifest-cert PEM | --no-manifest]
                                                                       (a datasink: who signs its manifest)
@@ -43,10 +43,14 @@ from ..common.keyflow import fetch_dek
 from ..common.logs import configure_logging
 from ..common.otel import attach_parent_from_env, setup_telemetry, step_span
 from ..common.room import read_sidecar_token
-from ..spec import EncryptionMode
+from ..common.s3_clients import key_pair_from_secret, room_key_pair, s3_client
+from ..spec import EncryptionMode, S3Store
 from . import manifest as mf
 from .fs import VolumeFilesystem, run
-from .store import Volume
+from .store import Volume, customer_key_material
+from .stores import ObjectStore
+from .stores.azure_blob import AzureBlobStore
+from .stores.s3 import S3ObjectStore
 
 log = logging.getLogger("ccr.volumes.mount")
 
@@ -55,8 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sidecars.volumes.mount", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--name", default="volume", help="the volume's name (logs, fsname)")
-    p.add_argument("--storage-url", required=True)
-    p.add_argument("--container", required=True)
+    p.add_argument("--storage-url", help="an Azure Blob volume: the blob service URL")
+    p.add_argument("--container", help="an Azure Blob volume: the container")
+    p.add_argument("--s3-store", metavar="JSON", help="an S3 volume: the spec's store (kind s3), as JSON")
+    p.add_argument("--s3-credentials-file", type=Path, metavar="FILE",
+                   help="an S3 volume outside a room (tests, benchmarks): JSON {access_key_id, secret_access_key}; "
+                        "in a room the credentials come through --governance-url only")
     p.add_argument("--mode", type=EncryptionMode, choices=list(EncryptionMode), default=EncryptionMode.CSE)
     p.add_argument("--mountpoint", required=True, type=Path)
     p.add_argument("--writable", action="store_true", help="a datasink (default: read-only datasource)")
@@ -137,21 +145,18 @@ def _mount(args: argparse.Namespace, tracer) -> int:
         dek = _data_key(args)
     if not args.mountpoint.is_dir():
         raise ConfigError(f"mount point {args.mountpoint} is not a directory")
-    container = container_client(args.storage_url, args.container, ca_bundle=args.ca_bundle,
-                                 account_key=args.account_key, retry_total=args.storage_retries,
-                                 credential=default_credential(args.identity_url, args.dev_tokens_dir, "volumes",
-                                                                    client_id=args.client_id))
-    volume = Volume(container, args.mode, dek)
+    with step_span(tracer, "storage credentials", volume=args.name):
+        volume = Volume(_object_store(args, dek), args.mode, dek)
     audit = _auditor(args)
     manifest = signer = None
     if args.writable:
         with step_span(tracer, "manifest key", volume=args.name):
             signer = _signer(args)
     elif args.manifest_sha256:
-        where = f"{volume.account}/{args.container}"
+        where = f"{volume.account}/{volume.container}"
         try:
             manifest = mf.pinned_dataset(volume.get_small(mf.MANIFEST_BLOB, mf.MAX_MANIFEST_BYTES),
-                                         args.manifest_sha256, account=volume.account, container=args.container,
+                                         args.manifest_sha256, account=volume.account, container=volume.container,
                                          where=where)
         except mf.ManifestRefused as exc:
             _audit_quietly(audit, {"event": "mount-refused", "volume": args.name, "reason": str(exc)[:500]})
@@ -167,7 +172,7 @@ def _mount(args: argparse.Namespace, tracer) -> int:
             raise
 
     def mounted() -> None:
-        log.info("%s: %s mounted at %s (%d files, %s%s)", args.name, args.container, args.mountpoint, files,
+        log.info("%s: %s mounted at %s (%d files, %s%s)", args.name, volume.container, args.mountpoint, files,
                  args.mode.value, "" if args.writable else ", read-only")
         _write_status(args.status_file, {"state": "mounted", "files": files, "pid": os.getpid(),
                                          "mountpoint": str(args.mountpoint)})
@@ -178,6 +183,37 @@ def _mount(args: argparse.Namespace, tracer) -> int:
         _write_sink_manifest(volume, args, fs, signer, run_id, audit)
     _write_status(args.status_file, {"state": "unmounted", "tamper_errors": fs.errors})
     return 0
+
+
+def _object_store(args: argparse.Namespace, dek) -> ObjectStore:
+    """The volume's store: an Azure container, or an S3 bucket with the room's credentials for it."""
+    material = customer_key_material(args.mode, dek)
+    if args.s3_store is None:
+        if not (args.storage_url and args.container):
+            raise ConfigError("missing --storage-url and --container (an Azure Blob volume) or --s3-store")
+        container = container_client(args.storage_url, args.container, ca_bundle=args.ca_bundle,
+                                     account_key=args.account_key, retry_total=args.storage_retries,
+                                     credential=default_credential(args.identity_url, args.dev_tokens_dir, "volumes",
+                                                                   client_id=args.client_id))
+        return AzureBlobStore(container, material)
+    try:
+        store = S3Store.model_validate_json(args.s3_store)
+    except ValueError:
+        raise ConfigError("--s3-store is not an S3 store of the spec (kind s3)") from None
+    if args.s3_credentials_file is not None:
+        try:
+            keys = key_pair_from_secret(args.s3_credentials_file.read_text(), f"{args.s3_credentials_file}")
+        except OSError as exc:
+            raise ConfigError(f"{args.s3_credentials_file}: {exc.strerror}") from None
+    elif args.governance_url:
+        token = read_sidecar_token(args.sidecar_token_file)
+        with GovernanceClient(args.governance_url, scope="volumes", token=token, start_wait_s=30) as gov:
+            keys = room_key_pair(store, gov, ca_bundle=args.ca_bundle)
+    else:
+        raise ConfigError(f"bucket {store.bucket}: no credentials (--governance-url, or --s3-credentials-file "
+                          "outside a room)")
+    client = s3_client(store, keys, ca_bundle=args.ca_bundle, retries=args.storage_retries)
+    return S3ObjectStore(client, store, material)
 
 
 def _auditor(args: argparse.Namespace):
@@ -231,7 +267,7 @@ def _write_sink_manifest(volume: Volume, args: argparse.Namespace, fs: VolumeFil
                          run_id: str, audit) -> None:
     """The objects this run committed, signed, as the container's MANIFEST_BLOB. A failure is logged: the
     consumer then finds no (or an older run's) manifest and refuses the sink."""
-    manifest = mf.Manifest("sink", volume.account, args.container, args.mode.value, dict(fs.written),
+    manifest = mf.Manifest("sink", volume.account, volume.container, args.mode.value, dict(fs.written),
                            contract=args.contract_id or "", run=run_id,
                            finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     try:

@@ -140,6 +140,7 @@ def test_sse_c_needs_a_key_and_sse_on_s3_takes_none(repo):
     ({"access_key_id": "AKIA", "secret_access_key": "x"},
      "datasources[0].store.credentials.access_key_id: unknown field"),
     ({"secret": "Not A Name"}, "datasources[0].store.credentials.secret: String should match pattern"),
+    ({"secret": "../secrets/x"}, "datasources[0].store.credentials.secret: String should match pattern"),
     ({"role_arn": "arn:aws:iam::123:role/room"}, "datasources[0].store.credentials.role_arn: String should match"),
     ({"role_arn": "arn:aws:iam::123456789012:user/alice"}, "datasources[0].store.credentials.role_arn: String should"),
 ])

@@ -1,8 +1,11 @@
-"""Real Azurite and real FUSE mounts (root). Mount points live under a world-traversable temp dir so
-that the app's uid can reach them; every mount is stopped (SIGTERM → clean unmount) by its fixture."""
+"""Real Azurite, the S3 stand-in (moto's server, as `ccr emulators start` runs it) and real FUSE mounts (root).
+Mount points live under a world-traversable temp dir so that the app's uid can reach them; every mount is
+stopped (SIGTERM → clean unmount) by its fixture. A test module parametrizes `store_kind` to run its attacks
+over both kinds of store."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,7 +15,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.config import Config
 from cryptography.hazmat.primitives import serialization
 
 from sidecars.common import objectformat as fmt
@@ -20,11 +25,15 @@ from sidecars.common.azure_clients import container_client
 from sidecars.common.deks import save_dek_file
 from sidecars.common.process import ManagedProcess
 from sidecars.emulators.azurite import Azurite, start_azurite
-from sidecars.spec import EncryptionMode
+from sidecars.spec import EncryptionMode, S3Credentials, S3Store
 from sidecars.volumes import manifest as mf
 from sidecars.volumes.owner import publish_manifest
-from sidecars.volumes.store import Volume
+from sidecars.volumes.store import Volume, customer_key_material
+from sidecars.volumes.stores.s3 import S3ObjectStore
 from tests.unit.volumes.test_manifest import endorse, make_ca, pem
+
+#: The key pair the S3 stand-in is given (moto accepts any: it does not check signatures).
+S3_KEYS = {"access_key_id": "s3core-owner", "secret_access_key": "s3core-owner-secret"}
 
 
 class RoomKeys:
@@ -47,6 +56,24 @@ def azurite(tmp_path_factory) -> Iterator[Azurite]:
         yield az
 
 
+@pytest.fixture(scope="session")
+def s3_endpoints(tmp_path_factory) -> Iterator[dict]:
+    from sidecars.emulators import runner
+
+    run_dir = tmp_path_factory.mktemp("s3core-emulators")
+    endpoints = runner.start(run_dir, registry=[e for e in runner.REGISTRY if e.name == "s3"])
+    try:
+        yield endpoints
+    finally:
+        runner.stop(run_dir)
+
+
+@pytest.fixture
+def store_kind() -> str:
+    """Azure Blob unless a test module parametrizes it."""
+    return "azure_blob"
+
+
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="ccr-vol-test-"))
@@ -56,22 +83,67 @@ def shared_dir() -> Iterator[Path]:
 
 
 class Bucket:
-    """A fresh container with its own DEK, and a way to mount it."""
+    """A fresh container (or S3 bucket) with its own DEK, and a way to mount it."""
 
-    def __init__(self, azurite: Azurite, root: Path, mode: EncryptionMode = EncryptionMode.CSE):
+    def __init__(self, azurite: Azurite, root: Path, mode: EncryptionMode = EncryptionMode.CSE,
+                 s3: dict | None = None):
         self.azurite = azurite
         self.root = root
-        self.name = f"c{uuid.uuid4().hex[:16]}"
-        self.client = container_client(azurite.blob_url, self.name)
-        self.client.create_container()
+        self.s3_endpoints = s3
         self.dek = fmt.DataKey.generate() if mode is not EncryptionMode.SSE else None
-        self.volume = Volume(self.client, mode, self.dek)
+        if s3 is None:
+            self.name = f"c{uuid.uuid4().hex[:16]}"
+            self.client = container_client(azurite.blob_url, self.name)
+            self.client.create_container()
+            self.volume = Volume(self.client, mode, self.dek)
+        else:
+            self.name = f"s3core-{uuid.uuid4().hex[:16]}"
+            self.store = S3Store(kind="s3", endpoint=s3["s3_endpoint"], region=s3["s3_region"], bucket=self.name,
+                                 prefix="data/in", addressing="path", credentials=S3Credentials(secret="owner_s3"))
+            self.s3 = boto3.client("s3", endpoint_url=s3["s3_endpoint"], region_name=s3["s3_region"],
+                                   aws_access_key_id=S3_KEYS["access_key_id"],
+                                   aws_secret_access_key=S3_KEYS["secret_access_key"], verify=s3["ca_bundle"],
+                                   config=Config(s3={"addressing_style": "path"}))
+            self.s3.create_bucket(Bucket=self.name)
+            self.volume = Volume(S3ObjectStore(self.s3, self.store, customer_key_material(mode, self.dek)), mode,
+                                 self.dek)
+            self.credentials_file = root / f"{self.name}.s3.json"
+            self.credentials_file.write_text(json.dumps(S3_KEYS))
         self.dek_file = root / f"{self.name}.dek.json"
         if self.dek:
             save_dek_file(self.dek_file, self.dek)
         self.mounts: list[tuple[ManagedProcess, Path]] = []
         self.keys: RoomKeys | None = None
         self.entries: dict[str, mf.Entry] = {}
+
+    def where(self, storage_url: str | None = None) -> list[str]:
+        """The mount's arguments naming the store."""
+        if self.s3_endpoints is None:
+            return ["--storage-url", storage_url or self.azurite.blob_url, "--container", self.name]
+        return ["--s3-store", self.store.model_dump_json(), "--s3-credentials-file", str(self.credentials_file),
+                "--ca-bundle", self.s3_endpoints["ca_bundle"]]
+
+    def download_args(self) -> list[str]:
+        """`ccr data download`'s arguments naming the store (the owner's AWS credentials are in the environment)."""
+        if self.s3_endpoints is None:
+            return ["--storage-url", self.azurite.blob_url, "--container", self.name]
+        return ["--s3", f"s3://{self.name}/{self.store.prefix}", "--s3-endpoint", self.s3_endpoints["s3_endpoint"],
+                "--ca-bundle", self.s3_endpoints["ca_bundle"]]
+
+    def key(self, name: str) -> str:
+        return self.store.key_of(name)
+
+    def delete(self, name: str) -> None:
+        if self.s3_endpoints is None:
+            self.client.delete_blob(name)
+        else:
+            self.s3.delete_object(Bucket=self.name, Key=self.key(name))
+
+    def sizes(self) -> dict[str, int]:
+        if self.s3_endpoints is None:
+            return {b.name: b.size for b in self.client.list_blobs()}
+        listed = self.s3.list_objects_v2(Bucket=self.name).get("Contents", [])
+        return {o["Key"].removeprefix(f"{self.store.prefix}/"): o["Size"] for o in listed}
 
     def publish(self, name: str, data: bytes) -> mf.Entry:
         """Upload as `ccr data publish` does; `publish_manifest` then writes the manifest of what was published."""
@@ -90,18 +162,25 @@ class Bucket:
         writer.commit()
 
     def raw(self, name: str) -> bytes:
-        return self.client.download_blob(name).readall()
+        """The stored bytes, as the storage provider has them (SSE-C: moto does not enforce the key)."""
+        if self.s3_endpoints is None:
+            return self.client.download_blob(name).readall()
+        return self.s3.get_object(Bucket=self.name, Key=self.key(name))["Body"].read()
 
     def put_raw(self, name: str, data: bytes) -> None:
-        self.client.upload_blob(name, data, overwrite=True)
+        """Storage writes what it likes under the name (the attacks)."""
+        if self.s3_endpoints is None:
+            self.client.upload_blob(name, data, overwrite=True)
+        else:
+            self.s3.put_object(Bucket=self.name, Key=self.key(name), Body=data)
 
     def mount(self, *, writable: bool = False, dek_file: Path | None = None, extra: list[str] = (),
               storage_url: str | None = None) -> Path:
         mountpoint = self.root / f"mnt-{len(self.mounts)}-{self.name}"
         mountpoint.mkdir()
         status = self.root / f"{mountpoint.name}.status.json"
-        argv = [sys.executable, "-m", "sidecars.volumes.mount", "--storage-url", storage_url or self.azurite.blob_url,
-                "--container", self.name, "--mountpoint", str(mountpoint), "--status-file", str(status),
+        argv = [sys.executable, "-m", "sidecars.volumes.mount", *self.where(storage_url),
+                "--mountpoint", str(mountpoint), "--status-file", str(status),
                 "--mode", self.volume.mode.value, "--uid", "1000", "--gid", "1000", *extra]
         if self.dek:
             argv += ["--dek-file", str(dek_file or self.dek_file)]
@@ -122,8 +201,8 @@ class Bucket:
         mountpoint = self.root / f"mnt-try-{uuid.uuid4().hex[:8]}-{self.name}"
         mountpoint.mkdir()
         status = self.root / f"{mountpoint.name}.status.json"
-        argv = [sys.executable, "-m", "sidecars.volumes.mount", "--storage-url", self.azurite.blob_url,
-                "--container", self.name, "--mountpoint", str(mountpoint), "--status-file", str(status),
+        argv = [sys.executable, "-m", "sidecars.volumes.mount", *self.where(),
+                "--mountpoint", str(mountpoint), "--status-file", str(status),
                 "--mode", self.volume.mode.value, "--uid", "1000", "--gid", "1000", *argv_extra]
         if self.dek:
             argv += ["--dek-file", str(self.dek_file)]
@@ -149,11 +228,17 @@ def is_mounted(path: Path) -> bool:
 
 
 @pytest.fixture
-def make_bucket(azurite, shared_dir):
+def make_bucket(request, azurite, shared_dir, store_kind, monkeypatch):
     made: list[Bucket] = []
+    s3 = None
+    if store_kind == "s3":
+        s3 = request.getfixturevalue("s3_endpoints")
+        # The owner's own AWS credentials, as boto3's chain finds them (`ccr data download --s3`).
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEYS["access_key_id"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_KEYS["secret_access_key"])
 
     def make(mode: EncryptionMode = EncryptionMode.CSE) -> Bucket:
-        made.append(Bucket(azurite, shared_dir, mode))
+        made.append(Bucket(azurite, shared_dir, mode, s3))
         return made[-1]
 
     yield make

@@ -22,9 +22,15 @@ pytestmark = pytest.mark.root
 S = 64 * 1024
 
 
+@pytest.fixture(params=["azure_blob", "s3"])
+def store_kind(request) -> str:
+    """Every attack over Azure Blob and over S3."""
+    return request.param
+
+
 def download(bucket, dest, *extra) -> int:
-    return main(["data", "download", "-o", str(dest), "--storage-url", bucket.azurite.blob_url, "--container",
-                 bucket.name, "--secret", "unused", "--dek-file", str(bucket.dek_file), *extra])
+    return main(["data", "download", "-o", str(dest), *bucket.download_args(), "--secret", "unused",
+                 "--dek-file", str(bucket.dek_file), *extra])
 
 
 def published(bucket) -> tuple[dict[str, bytes], dict[str, bytes], str]:
@@ -114,7 +120,7 @@ def test_the_mount_refuses_a_rollback_and_an_addition_and_a_swap(bucket, tmp_pat
 
 def test_a_deleted_object_or_a_replaced_manifest_fails_the_mount(bucket, tmp_path, capsys, audit_sink) -> None:
     _, _, pin = published(bucket)
-    bucket.client.delete_blob("c")
+    bucket.delete("c")
     proc, _, status = bucket.start_mount(["--manifest-sha256", pin, "--governance-url", audit_sink.url])
     verdict = start_failing(proc, status)
     assert verdict["state"] == "failed" and "/c: named by the manifest but missing" in verdict["reason"]
@@ -174,7 +180,7 @@ def test_a_sink_download_needs_the_rooms_signed_manifest(bucket, tmp_path, capsy
 
     bucket.put_raw("model.bin", older)                   # rolled back to the first version
     assert "model.bin: not the version the manifest names" in refused("rolled")
-    bucket.client.delete_blob("model.bin")               # deleted
+    bucket.delete("model.bin")               # deleted
     assert "model.bin named by the manifest is missing" in refused("deleted")
     bucket.put_raw("model.bin", older)
     bucket.put("extra.csv", b"1")                        # added after the run
@@ -185,12 +191,12 @@ def test_a_sink_download_needs_the_rooms_signed_manifest(bucket, tmp_path, capsy
     captured = capsys.readouterr()
     assert "--untrusted" in captured.err and json.loads(captured.out.strip().splitlines()[-1])["verified"] is False
     assert "for contract 'collab', not 'other'" in refused("other", "--contract", "other")
-    bucket.client.delete_blob("extra.csv")
+    bucket.delete("extra.csv")
 
     signed = bucket.raw(mf.MANIFEST_BLOB)
     bucket.put_raw(mf.MANIFEST_BLOB, signed[:-10])        # truncated
     assert "malformed" in refused("truncated")
-    bucket.client.delete_blob(mf.MANIFEST_BLOB)          # absent
+    bucket.delete(mf.MANIFEST_BLOB)          # absent
     assert "no signed manifest" in refused("absent")
 
 

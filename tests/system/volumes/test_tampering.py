@@ -14,6 +14,12 @@ pytestmark = pytest.mark.root
 S = fmt.SEGMENT_SIZE
 
 
+@pytest.fixture(params=["azure_blob", "s3"])
+def store_kind(request) -> str:
+    """Every attack over Azure Blob and over S3."""
+    return request.param
+
+
 def segments(ciphertext: bytes) -> list[bytes]:
     return [ciphertext[i:i + S] for i in range(0, len(ciphertext), S)]
 
