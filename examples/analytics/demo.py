@@ -29,6 +29,7 @@ Azure Blob with the service's own encryption; same story, same answer (examples/
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -100,7 +101,15 @@ def prepare(run: Path, stand_ins: Path | None = None, variant: str = "analytics"
         ccr("emulators", "start", "--run-dir", str(run))
 
     step(2, "build and pin the analytics image; generate, encrypt and publish the data, pin its manifests")
-    spec_data = variants.variant_spec(yaml.safe_load((HERE / "spec.yaml").read_text()), variant)
+    woodgrove = "woodgrove"
+    if variant == "analytics-s3":
+        woodgrove = member_id(members, "woodgrove")  # the spec names woodgrove's CGS secret: MEMBERID_NAME
+        # Woodgrove's own AWS credentials in its shell (boto3's chain) publish and download its S3 data; the
+        # room never sees them (it reads the key pair woodgrove gives it through CGS).
+        for name, value in variants.stand_in_key_pair("woodgrove-owner").items():
+            os.environ[f"AWS_{name.upper()}"] = value
+    spec_data = variants.variant_spec(yaml.safe_load((HERE / "spec.yaml").read_text()), variant,
+                                      woodgrove_member_id=woodgrove)
     if variant == "analytics":
         shutil.copy(HERE / "spec.yaml", spec)  # as written, with its comments
     else:
@@ -154,6 +163,15 @@ def prepare(run: Path, stand_ins: Path | None = None, variant: str = "analytics"
     step(5, "the datasets and the queries in CGS: each query approved by the owners of the data it reads")
     publish_documents(room)
     return room
+
+
+def member_id(members: Path, name: str) -> str:
+    """The member's CGS id, its identity created first unless `members` holds it (`governance setup` keeps it)."""
+    if not (members / name / "member.key").exists():
+        ccr("governance", "member", "create", name, "-o", str(members / name))
+    from sidecars.common.memberauth import MemberIdentity
+
+    return MemberIdentity.load(members / name).member_id
 
 
 def publish_documents(room: PreparedRoom) -> None:

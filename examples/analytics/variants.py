@@ -21,8 +21,13 @@ from typing import Any
 VARIANTS = ("analytics", "analytics-s3", "analytics-sse")
 #: volume → its S3 bucket in the analytics-s3 variant (the stand-in's region, path-style: one local host)
 S3_VOLUMES = {"woodgrove-input": "woodgrove-input", "woodgrove-output": "woodgrove-output"}
-#: the CGS secret woodgrove stores its access key pair in (`ccr governance secret set`)
+#: the CGS secret woodgrove stores its access key pair in (`ccr governance secret set`); CGS names it
+#: MEMBERID_NAME after the member who set it, and the spec names that id (`aws_secret_id`)
 AWS_SECRET = "woodgrove-aws"
+
+
+def aws_secret_id(member_id: str) -> str:
+    return f"{member_id}_{AWS_SECRET}"
 
 
 def stand_in_key_pair(owner: str) -> dict[str, str]:
@@ -40,8 +45,9 @@ def _sse_volumes(variant: str, spec: dict[str, Any]) -> set[str]:
     return set()
 
 
-def variant_spec(spec: dict[str, Any], variant: str) -> dict[str, Any]:
-    """The CSE spec (parsed YAML, variables unresolved) turned into `variant`'s."""
+def variant_spec(spec: dict[str, Any], variant: str, *, woodgrove_member_id: str = "woodgrove") -> dict[str, Any]:
+    """The CSE spec (parsed YAML, variables unresolved) turned into `variant`'s; analytics-s3 names woodgrove's
+    CGS secret by its id, which woodgrove's member id begins."""
     if variant not in VARIANTS:
         raise ValueError(f"no analytics variant {variant!r}: one of {', '.join(VARIANTS)}")
     out = copy.deepcopy(spec)
@@ -53,7 +59,7 @@ def variant_spec(spec: dict[str, Any], variant: str) -> dict[str, Any]:
         if variant == "analytics-s3" and volume["name"] in S3_VOLUMES:
             volume["store"] = {"kind": "s3", "endpoint": "${s3_endpoint}", "region": "${s3_region}",
                                "bucket": S3_VOLUMES[volume["name"]], "addressing": "path",
-                               "credentials": {"secret": AWS_SECRET}}
+                               "credentials": {"secret": aws_secret_id(woodgrove_member_id)}}
     return out
 
 

@@ -54,7 +54,9 @@ def test_the_s3_variant_names_a_cgs_secret_never_a_key():
     data = variants.variant_spec(BASE, "analytics-s3")
     spec = parse_spec(data, variables=VARIABLES)
     store = spec.volume("woodgrove-input").store
-    assert store.credentials.secret == variants.AWS_SECRET and store.addressing == "path"
+    assert store.credentials.secret == f"woodgrove_{variants.AWS_SECRET}" and store.addressing == "path"
+    named = variants.variant_spec(BASE, "analytics-s3", woodgrove_member_id="3f2a9c")
+    assert named["datasources"][1]["store"]["credentials"] == {"secret": "3f2a9c_woodgrove-aws"}
     text = yaml.safe_dump(data).lower()
     assert "access_key" not in text and "secret_access" not in text
 
