@@ -16,26 +16,16 @@ import time
 from collections.abc import Callable
 
 from ..common.governance_client import GovernanceClient
-from ..common.s3_clients import STS_AUDIENCE, S3KeyPair, assume_role, key_pair_from_secret, s3_client
+from ..common.s3_clients import S3KeyPair, room_key_pair, s3_client
 from ..spec import S3Store
 from .sinks import S3Sink, S3SinkLocation
 
 #: an assumed role's credentials last an hour by default: renewed well before that
 ROLE_CREDENTIALS_REUSE_S = 45 * 60.0
-ROLE_SESSION = "ccr-telemetry"
 
 
 def s3_location(store: S3Store) -> S3SinkLocation:
     return S3SinkLocation(store.endpoint_url, store.region, store.bucket, store.prefix, store.addressing)
-
-
-def credentials(store: S3Store, governance: GovernanceClient, *, ca_bundle: str | None = None) -> S3KeyPair:
-    """The room's credentials for `store`: released by CGS (a secret) or by STS (a role, for its token)."""
-    secret = store.credentials.secret
-    if secret is not None:
-        return key_pair_from_secret(governance.secret(secret), f"CGS secret {secret}")
-    token = governance.client_assertion("aws", aud=STS_AUDIENCE)
-    return assume_role(store, token, ca_bundle=ca_bundle, session_name=ROLE_SESSION)
 
 
 def connector(store: S3Store, *, ca_bundle: str | None = None) -> Callable[[GovernanceClient], S3Sink]:
@@ -47,7 +37,7 @@ def connector(store: S3Store, *, ca_bundle: str | None = None) -> Callable[[Gove
         stale = cached and store.credentials.role_arn is not None and \
             time.monotonic() - cached[0][1] > ROLE_CREDENTIALS_REUSE_S
         if not cached or stale:
-            cached[:] = [(credentials(store, governance, ca_bundle=ca_bundle), time.monotonic())]
+            cached[:] = [(room_key_pair(store, governance, ca_bundle=ca_bundle), time.monotonic())]
         return S3Sink(s3_location(store), s3_client(store, cached[0][0], ca_bundle=ca_bundle))
 
     return connect

@@ -74,7 +74,7 @@ def _reason(exc: AzureError) -> str:
 
 #: An S3 object's place, in the associated data every segment key is derived from: the "account" part is "s3",
 #: which no Azure storage account can be named (3-24 characters), so no Blob place equals an S3 one; then the
-#: bucket and the full key (prefix included).
+#: bucket and the full key (prefix included): the same place the volumes' S3 store (volumes/stores/s3.py) binds.
 S3_ACCOUNT = "s3"
 
 
