@@ -142,8 +142,8 @@ def prepare(run: Path, stand_ins: Path | None = None, variant: str = "analytics"
         credentials = members / f"{variants.AWS_SECRET}.json"
         credentials.write_text(json.dumps(variants.stand_in_key_pair("woodgrove")))
         credentials.chmod(0o600)
-        ccr("governance", "secret", "set", variants.AWS_SECRET, "--value-file", str(credentials), "--contract",
-            contract_id(spec), "--endpoints", endpoints, "--identity", str(members / "woodgrove"))
+        ccr("governance", "secret", "set", contract_id(spec), variants.AWS_SECRET, "--value-file", str(credentials),
+            "--endpoints", endpoints, "--identity", str(members / "woodgrove"))
 
     step(4, "each party's key, bound to HOST_DATA, wraps its data key; woodgrove sets up its sink")
     keks = {v["encryption"]["key"]["kek_name"] for v in [*spec_data["datasources"], *spec_data["datasinks"]]
