@@ -89,10 +89,11 @@ class PreparedRoom:
         return ("--endpoints", self.endpoints, "--identity", self.identity(member), "--contract", self.contract)
 
 
-def prepare(run: Path, stand_ins: Path | None = None, variant: str = "analytics") -> PreparedRoom:
+def prepare(run: Path, stand_ins: Path | None = None, variant: str = "analytics",
+            name: str | None = None) -> PreparedRoom:
     """Steps 1-5: stand-ins (started in `run` unless `stand_ins` holds running ones), image, data, contract,
-    keys, documents, for the storage `variant`. The caller stops stand-ins it had started
-    (`leave_nothing_behind`)."""
+    keys, documents, for the storage `variant` (the room named `name`, default the variant's). The caller
+    stops stand-ins it had started (`leave_nothing_behind`)."""
     endpoints = str((stand_ins or run) / "endpoints.json")
     members = (stand_ins or run) / "members"
     spec = run / "spec.yaml"
@@ -106,11 +107,11 @@ def prepare(run: Path, stand_ins: Path | None = None, variant: str = "analytics"
         woodgrove = member_id(members, "woodgrove")  # the spec names woodgrove's CGS secret: MEMBERID_NAME
         # Woodgrove's own AWS credentials in its shell (boto3's chain) publish and download its S3 data; the
         # room never sees them (it reads the key pair woodgrove gives it through CGS).
-        for name, value in variants.stand_in_key_pair("woodgrove-owner").items():
-            os.environ[f"AWS_{name.upper()}"] = value
+        for field, value in variants.stand_in_key_pair("woodgrove-owner").items():
+            os.environ[f"AWS_{field.upper()}"] = value
     spec_data = variants.variant_spec(yaml.safe_load((HERE / "spec.yaml").read_text()), variant,
-                                      woodgrove_member_id=woodgrove)
-    if variant == "analytics":
+                                      woodgrove_member_id=woodgrove, name=name)
+    if variant == "analytics" and name is None:
         shutil.copy(HERE / "spec.yaml", spec)  # as written, with its comments
     else:
         say(f"   variant {variant}: " + ", ".join(
@@ -118,7 +119,7 @@ def prepare(run: Path, stand_ins: Path | None = None, variant: str = "analytics"
             for v in [*spec_data["datasources"], *spec_data["datasinks"]]))
         spec.write_text(yaml.safe_dump(spec_data, sort_keys=False))
     documents = (variants.write_documents(DOCUMENTS, spec_data, run / "variant-documents")
-                 if variant != "analytics" else DOCUMENTS)
+                 if spec_data["name"] != "analytics" else DOCUMENTS)
     keyless = variants.sse_volumes(spec_data)
     shutil.copy(HERE / "allow-analytics.rego", run / "allow-analytics.rego")
     if stand_ins is None:  # whoever started the stand-ins built the sidecar images (tests/system/conftest.py)

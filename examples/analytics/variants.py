@@ -45,13 +45,18 @@ def _sse_volumes(variant: str, spec: dict[str, Any]) -> set[str]:
     return set()
 
 
-def variant_spec(spec: dict[str, Any], variant: str, *, woodgrove_member_id: str = "woodgrove") -> dict[str, Any]:
-    """The CSE spec (parsed YAML, variables unresolved) turned into `variant`'s; analytics-s3 names woodgrove's
-    CGS secret by its id, which woodgrove's member id begins."""
+def variant_spec(spec: dict[str, Any], variant: str, *, woodgrove_member_id: str = "woodgrove",
+                 name: str | None = None) -> dict[str, Any]:
+    """The CSE spec (parsed YAML, variables unresolved) turned into `variant`'s, named `name` (default: the
+    variant). analytics-s3 names woodgrove's CGS secret by its id, which woodgrove's member id begins. Each
+    variant is its own contract, so the three can run against one governance service."""
     if variant not in VARIANTS:
         raise ValueError(f"no analytics variant {variant!r}: one of {', '.join(VARIANTS)}")
     out = copy.deepcopy(spec)
-    out["name"] = variant
+    if variant == "analytics" and name is None:
+        return out
+    out["name"] = name or variant
+    out["contract"]["id"] = f"collab-{out['name']}"
     sse = _sse_volumes(variant, out)
     for volume in [*out.get("datasources", []), *out.get("datasinks", [])]:
         if volume["name"] in sse:
