@@ -57,14 +57,18 @@ def variant_spec(spec: dict[str, Any], variant: str, *, woodgrove_member_id: str
         return out
     out["name"] = name or variant
     out["contract"]["id"] = f"collab-{out['name']}"
+    # A room of another name keeps its data apart too (its own containers and buckets, NAME-VOLUME).
+    place = (lambda volume: f"{name}-{volume}") if name else (lambda volume: volume)
     sse = _sse_volumes(variant, out)
     for volume in [*out.get("datasources", []), *out.get("datasinks", [])]:
         if volume["name"] in sse:
             volume["encryption"] = {"mode": "SSE"}
         if variant == "analytics-s3" and volume["name"] in S3_VOLUMES:
             volume["store"] = {"kind": "s3", "endpoint": "${s3_endpoint}", "region": "${s3_region}",
-                               "bucket": S3_VOLUMES[volume["name"]], "addressing": "path",
+                               "bucket": place(S3_VOLUMES[volume["name"]]), "addressing": "path",
                                "credentials": {"secret": aws_secret_id(woodgrove_member_id)}}
+        else:
+            volume["store"]["container"] = place(volume["store"]["container"])
     return out
 
 

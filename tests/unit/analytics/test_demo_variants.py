@@ -55,8 +55,13 @@ def test_the_s3_variant_names_a_cgs_secret_never_a_key():
     spec = parse_spec(data, variables=VARIABLES)
     store = spec.volume("woodgrove-input").store
     assert store.credentials.secret == f"woodgrove_{variants.AWS_SECRET}" and store.addressing == "path"
-    named = variants.variant_spec(BASE, "analytics-s3", woodgrove_member_id="3f2a9c")
+    named = variants.variant_spec(BASE, "analytics-s3", woodgrove_member_id="3f2a9c", name="s3edge-x")
     assert named["datasources"][1]["store"]["credentials"] == {"secret": "3f2a9c_woodgrove-aws"}
+    # Another room name: its own contract, containers and buckets, apart from the default room's.
+    assert (named["name"], named["contract"]["id"]) == ("s3edge-x", "collab-s3edge-x")
+    assert [named["datasources"][0]["store"]["container"], named["datasources"][1]["store"]["bucket"],
+            named["datasinks"][0]["store"]["bucket"]] == ["s3edge-x-northwind-input", "s3edge-x-woodgrove-input",
+                                                          "s3edge-x-woodgrove-output"]
     text = yaml.safe_dump(data).lower()
     assert "access_key" not in text and "secret_access" not in text
 
