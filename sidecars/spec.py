@@ -176,6 +176,14 @@ class BlobStore(_Model):
                              "path-style https://HOST:PORT/ACCOUNT for an IP address or localhost")
         return value
 
+    @property
+    def short_place(self) -> str:
+        return f"blob container {self.container}"
+
+    @property
+    def place(self) -> str:
+        return f"{self.account_url} container {self.container}"
+
 
 #: S3 bucket names (AWS's bucket naming rules for general purpose buckets): 3-63 characters, lower-case
 #: letters, digits, dots and hyphens, beginning and ending with a letter or digit; the reserved prefixes
@@ -288,6 +296,14 @@ class S3Store(_Model):
     def key_of(self, name: str) -> str:
         """The S3 key of an object named `name` under the prefix."""
         return f"{self.prefix}/{name}" if self.prefix else name
+
+    @property
+    def short_place(self) -> str:
+        return f"S3 bucket {self.bucket}" + (f" prefix {self.prefix}/" if self.prefix else "")
+
+    @property
+    def place(self) -> str:
+        return f"{self.endpoint_url} {self.short_place}"
 
 
 def _store_kind(value: Any) -> str:

@@ -1,12 +1,5 @@
-"""boto3 clients for a spec's S3 store, and the room's S3 credentials (shared by volumes and telemetry).
-
-Credentials never come from the spec, the environment of the app or a file the operator controls. In a room
-they are one of:
-- an access key pair its owner stored as a CGS secret (`credentials.secret`; JSON {"access_key_id",
-  "secret_access_key"}), which governance releases only to the attested room with consent;
-- temporary credentials from AssumeRoleWithWebIdentity (`credentials.role_arn`) with the room's federated
-  token (the contract's OIDC issuer, audience sts.amazonaws.com), so no long-lived key exists at all.
-The owner's own commands (`ccr data publish|download`) use boto3's usual chain (AWS_* variables, profiles).
+"""boto3 clients for a spec's S3 store (shared by volumes and telemetry); the credentials they sign with are
+`sidecars.common.s3_credentials`'.
 
 botocore logs every request's headers at DEBUG, SSE-C's customer key among them: its loggers are held at
 WARNING here, whatever the root logger's level, so neither a key pair nor a customer key reaches a log.
@@ -14,9 +7,7 @@ WARNING here, whatever the root logger's level, so neither a key pair nor a cust
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -25,39 +16,15 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..spec import S3Store
-from .errors import ConfigError, RemoteServiceError
+from .errors import RemoteServiceError
+from .s3_credentials import S3KeyPair, WebIdentity
 
-#: The audience of the room's federated token for AWS STS (what an IAM OIDC provider's client id list names).
-STS_AUDIENCE = "sts.amazonaws.com"
 SERVICE = "S3"
 #: Retries of one request that got no answer or a throttling/5xx answer (botocore's standard mode).
 S3_RETRIES = 3
 
 for _name in ("botocore", "boto3", "s3transfer", "urllib3"):
     logging.getLogger(_name).setLevel(logging.WARNING)
-
-
-@dataclass(frozen=True)
-class S3KeyPair:
-    access_key_id: str
-    secret_access_key: str
-    session_token: str | None = None
-
-    def __repr__(self) -> str:  # never the secret, whatever prints this
-        return f"S3KeyPair(access_key_id={self.access_key_id!r}, secret_access_key=***)"
-
-
-def key_pair_from_secret(value: str, where: str) -> S3KeyPair:
-    """The key pair a CGS secret holds; `where` names the secret in the one-line error (never its value)."""
-    try:
-        data = json.loads(value)
-    except ValueError:
-        data = None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data.get(k)
-                                             for k in ("access_key_id", "secret_access_key")):
-        raise ConfigError(f"{where}: not JSON {{\"access_key_id\", \"secret_access_key\"}} (an S3 access key pair)")
-    token = data.get("session_token")
-    return S3KeyPair(data["access_key_id"], data["secret_access_key"], token if isinstance(token, str) else None)
 
 
 def client_config(store: S3Store, *, retries: int | None = None, pool: int = 16) -> Config:
@@ -111,18 +78,10 @@ def error_text(exc: ClientError) -> str:
     return f"{code}: {message}".rstrip(": ").splitlines()[0] if message else str(code)
 
 
-def room_key_pair(store: S3Store, governance: Any, *, ca_bundle: str | None = None,
-                  tenant_id: str = "common") -> S3KeyPair:
-    """The room's credentials for `store`, through its governance sidecar (a `GovernanceClient`), which
-    answers only an attested room whose contract has consent: the owner's key pair from its CGS secret, or
-    a role assumed with the room's federated token."""
-    if store.credentials.secret is not None:
-        secret = store.credentials.secret
-        try:
-            value = governance.secret(secret)
-        except RemoteServiceError as exc:
-            raise RemoteServiceError("governance", f"S3 credentials for bucket {store.bucket}: CGS secret {secret} "
-                                                   f"not released ({exc.message})", status=exc.status) from None
-        return key_pair_from_secret(value, f"S3 credentials for bucket {store.bucket}: CGS secret {secret}")
-    token = governance.client_assertion(tenant_id, aud=STS_AUDIENCE)
-    return assume_role(store, token, ca_bundle=ca_bundle)
+
+def resolved(credentials: S3KeyPair | WebIdentity | None, store: S3Store, *,
+             ca_bundle: str | None = None) -> S3KeyPair | None:
+    """A key pair to sign with: a web identity is exchanged for the store's role first."""
+    if isinstance(credentials, WebIdentity):
+        return assume_role(store, credentials.token, ca_bundle=ca_bundle)
+    return credentials

@@ -48,7 +48,7 @@ ROOM_SERVICE = "room"
 EMULATION_VAR = "${CCR_EMULATION_DIR}"
 HOST_DATA_VAR = "${CCR_HOST_DATA}"
 #: The stand-ins' ports inside the group's namespace (clear of every sidecar port).
-STAND_IN_PORTS = {"maa": 9441, "cgs": 9442, "entra": 9443, "keyvault": 9444, "azurite": 9445}
+STAND_IN_PORTS = {"maa": 9441, "cgs": 9442, "entra": 9443, "keyvault": 9444, "azurite": 9445, "s3": 9446}
 EMULATORS_IMAGE = "ccr-emulators"
 #: The launcher's podman: the host's image store read-only, its own storage in a volume.
 HOST_IMAGE_STORE = "/var/lib/containers/storage"
@@ -63,6 +63,7 @@ def stand_in_endpoints(emulation_dir: str) -> dict[str, str]:
     return {
         "maa_endpoint": url["maa"], "cgs_endpoint": url["cgs"], "entra_endpoint": url["entra"],
         "keyvault_url": url["keyvault"], "storage_url": f"{url['azurite']}/devstoreaccount1",
+        "s3_endpoint": url["s3"], "s3_region": "us-east-1",
         "ca_bundle": f"{emulation_dir}/ca/ca.pem", "mock_platform_dir": f"{emulation_dir}/mock-platform",
         "dev_tokens_dir": f"{emulation_dir}/dev-tokens", "cgs_operator_dir": f"{emulation_dir}/cgs/operator",
         "entra_tenant_id": LOCAL_TENANT_ID, "entra_issuer": f"https://sts.windows.net/{LOCAL_TENANT_ID}/",

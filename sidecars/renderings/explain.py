@@ -42,7 +42,7 @@ def _policy(endpoint: Endpoint) -> str:
 def _sink(kind: str, sink: Sink, consent: str) -> str:
     key = sink.encryption.key
     to = f" to {key.kek_name} in {key.vault_url}" if key else ""
-    return (f"  - export {kind} to {sink.store.account_url} container {sink.store.container}, encrypted{to} "
+    return (f"  - export {kind} to {sink.store.place}, encrypted{to} "
             f"({sink.encryption.mode.value}), only while the members' {consent} consent is enabled"
             + (f", every {sink.export_interval_s:g} s" if sink.export_interval_s else ""))
 
@@ -81,14 +81,14 @@ def explain(spec: CleanRoomSpec, rendering: Rendering, *, mock_platform: bool = 
            ""]
     room = ["What the room may do:"]
     for vol in spec.datasources:
-        room.append(f"  - read {vol.owner or 'unowned'}'s data {vol.name} (blob container {vol.store.container}) "
+        room.append(f"  - read {vol.owner or 'unowned'}'s data {vol.name} ({vol.store.short_place}) "
                     f"at {vol.path_in_app}, read-only, decrypted only inside the room ({vol.encryption.mode.value})")
         room.append(f"      only the objects of manifest {vol.manifest_sha256[:16]}… (no other version, none missing)"
                     if vol.manifest_sha256 else
                     "      WARNING: no manifest pinned: storage could roll objects back or delete them unnoticed "
                     "(ccr data publish --pin)")
     for vol in spec.datasinks:
-        room.append(f"  - write {vol.name} for {vol.owner or 'unowned'} (blob container {vol.store.container}) "
+        room.append(f"  - write {vol.name} for {vol.owner or 'unowned'} ({vol.store.short_place}) "
                     f"from {vol.path_in_app}, encrypted before it leaves the room ({vol.encryption.mode.value}), "
                     "with a manifest signed by the room's contract-CA-endorsed key")
     room.append("  - start only after the contract is accepted (execution consent); any member can revoke it, "
@@ -96,8 +96,8 @@ def explain(spec: CleanRoomSpec, rendering: Rendering, *, mock_platform: bool = 
     room.append("")
     room.append("Every channel out of the room:")
     for vol in spec.datasinks:
-        room.append(f"  - datasink {vol.name}: what the app writes at {vol.path_in_app}, to {vol.store.account_url} "
-                    f"container {vol.store.container}, encrypted ({vol.encryption.mode.value})")
+        room.append(f"  - datasink {vol.name}: what the app writes at {vol.path_in_app}, to {vol.store.place}, "
+                    f"encrypted ({vol.encryption.mode.value})")
     if spec.egress.none:
         room.append("  - egress: none, all egress is blocked")
     for rule in spec.egress.allow:

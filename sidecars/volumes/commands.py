@@ -19,14 +19,15 @@ from ..common.azure_clients import account_name_of, container_client, default_cr
 from ..common.deks import Kek, default_dek_file, load_dek_file, save_dek_file, unwrap_dek
 from ..common.errors import ConfigError
 from ..common.keyflow import read_wrapped
-from ..common.s3_clients import s3_client
 from ..spec import Datasink, EncryptionMode, S3Credentials, S3Store, describe_validation_error, load_spec
 from . import manifest as mf
 from . import owner
 from .owner import kek_from_vault
 from .store import Volume, customer_key_material
-from .stores.s3 import ACCOUNT as S3_ACCOUNT
-from .stores.s3 import S3ObjectStore
+from .stores import StoreAccess, open_store
+
+#: An S3 object's account in manifests and DEK file names (stores/s3.py ACCOUNT; not imported: that loads boto3).
+S3_ACCOUNT = "s3"
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Target:
     @property
     def account(self) -> str:
         return S3_ACCOUNT if self.s3 is not None else account_name_of(self.storage_url)
+
 
     def dek_file(self, given: Path | None) -> Path:
         """--dek-file, else the owner's default copy for this account and container (or bucket and prefix)."""
@@ -156,9 +158,9 @@ def _load_kek(arg: str | None, target: Target):
 
 
 def _volume_for(target: Target, account_key: str | None, dek):
-    if target.s3 is not None:
-        client = s3_client(target.s3, None, ca_bundle=target.ca_bundle)
-        return Volume(S3ObjectStore(client, target.s3, customer_key_material(target.mode, dek)), target.mode, dek)
+    if target.s3 is not None:  # signed with the owner's own AWS credentials (boto3's chain)
+        store = open_store(target.s3, StoreAccess(ca_bundle=target.ca_bundle), customer_key_material(target.mode, dek))
+        return Volume(store, target.mode, dek)
     container = container_client(target.storage_url, target.container, ca_bundle=target.ca_bundle,
                                  account_key=account_key)
     return Volume(container, target.mode, dek)

@@ -43,14 +43,13 @@ from ..common.keyflow import fetch_dek
 from ..common.logs import configure_logging
 from ..common.otel import attach_parent_from_env, setup_telemetry, step_span
 from ..common.room import read_sidecar_token
-from ..common.s3_clients import key_pair_from_secret, room_key_pair, s3_client
+from ..common.s3_credentials import S3KeyPair, WebIdentity, key_pair_from_secret, room_credentials
 from ..spec import EncryptionMode, S3Store
 from . import manifest as mf
 from .fs import VolumeFilesystem, run
 from .store import Volume, customer_key_material
-from .stores import ObjectStore
+from .stores import ObjectStore, StoreAccess, open_store
 from .stores.azure_blob import AzureBlobStore
-from .stores.s3 import S3ObjectStore
 
 log = logging.getLogger("ccr.volumes.mount")
 
@@ -191,6 +190,7 @@ def _object_store(args: argparse.Namespace, dek) -> ObjectStore:
     if args.s3_store is None:
         if not (args.storage_url and args.container):
             raise ConfigError("missing --storage-url and --container (an Azure Blob volume) or --s3-store")
+        # Not through the spec's BlobStore: standalone (tests, benchmarks) Azurite may be plain http.
         container = container_client(args.storage_url, args.container, ca_bundle=args.ca_bundle,
                                      account_key=args.account_key, retry_total=args.storage_retries,
                                      credential=default_credential(args.identity_url, args.dev_tokens_dir, "volumes",
@@ -200,20 +200,23 @@ def _object_store(args: argparse.Namespace, dek) -> ObjectStore:
         store = S3Store.model_validate_json(args.s3_store)
     except ValueError:
         raise ConfigError("--s3-store is not an S3 store of the spec (kind s3)") from None
+    access = StoreAccess(ca_bundle=args.ca_bundle, retries=args.storage_retries,
+                         s3_credentials=lambda s3: _s3_credentials(args, s3))
+    return open_store(store, access, material)
+
+
+def _s3_credentials(args: argparse.Namespace, store: S3Store) -> S3KeyPair | WebIdentity:
     if args.s3_credentials_file is not None:
         try:
-            keys = key_pair_from_secret(args.s3_credentials_file.read_text(), f"{args.s3_credentials_file}")
+            return key_pair_from_secret(args.s3_credentials_file.read_text(), f"{args.s3_credentials_file}")
         except OSError as exc:
             raise ConfigError(f"{args.s3_credentials_file}: {exc.strerror}") from None
-    elif args.governance_url:
-        token = read_sidecar_token(args.sidecar_token_file)
-        with GovernanceClient(args.governance_url, scope="volumes", token=token, start_wait_s=30) as gov:
-            keys = room_key_pair(store, gov, ca_bundle=args.ca_bundle)
-    else:
+    if not args.governance_url:
         raise ConfigError(f"bucket {store.bucket}: no credentials (--governance-url, or --s3-credentials-file "
                           "outside a room)")
-    client = s3_client(store, keys, ca_bundle=args.ca_bundle, retries=args.storage_retries)
-    return S3ObjectStore(client, store, material)
+    token = read_sidecar_token(args.sidecar_token_file)
+    with GovernanceClient(args.governance_url, scope="volumes", token=token, start_wait_s=30) as gov:
+        return room_credentials(store, gov)
 
 
 def _auditor(args: argparse.Namespace):

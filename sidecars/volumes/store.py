@@ -24,11 +24,10 @@ from azure.storage.blob import ContainerClient
 
 from ..common import objectformat as fmt
 from ..common.errors import RemoteServiceError
-from ..spec import EncryptionMode
+from ..spec import MODES_OF_STORE, EncryptionMode
 from .manifest import Entry
 from .stores import ObjectStore
 from .stores.azure_blob import AzureBlobStore, as_ccr
-from .stores.s3 import S3ObjectStore
 
 BLOCK_SEGMENTS = 64  # segments per ranged GET and per readahead step (4 MiB)
 FORMAT_METADATA = "ccrformat"
@@ -50,8 +49,7 @@ class Volume:
             raise ValueError(f"mode {mode.value} {'needs' if key is None else 'takes no'} data key")
         if isinstance(store, ContainerClient):  # an Azure container as the owner's tools and benchmarks open it
             store = AzureBlobStore(store, customer_key_material(mode, key))
-        if mode is EncryptionMode.CPK and not isinstance(store, AzureBlobStore) or (
-                mode is EncryptionMode.SSE_C and not isinstance(store, S3ObjectStore)):
+        if mode not in MODES_OF_STORE[store.kind]:
             raise ValueError(f"mode {mode.value} is not offered by {store.service}")
         self.store = store
         self.mode = mode

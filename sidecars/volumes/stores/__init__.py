@@ -8,15 +8,47 @@ under the name until then, and `abort` leaves nothing behind. A new store kind i
 entry in `BACKENDS`.
 
 Every error a backend raises is a `RemoteServiceError` (or `NotFound`) naming the store and the object.
+
+`BACKENDS` names each kind's module, imported when a store of that kind is opened: a room without S3
+volumes never loads boto3 (the sidecars' runtime image carries only what the runtime needs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ...common import objectformat as fmt
+from ...common.s3_credentials import S3KeyPair, WebIdentity
+from ...spec import BlobStore, S3Store
+
+#: store kind → the module whose `open_store(store, access, customer_key)` opens one
+BACKENDS = {
+    "azure_blob": "sidecars.volumes.stores.azure_blob",
+    "s3": "sidecars.volumes.stores.s3",
+}
+
+
+@dataclass(frozen=True)
+class StoreAccess:
+    """How a store is reached; each kind reads the fields it needs."""
+
+    ca_bundle: str | None = None
+    #: retries per request (None: the backend's default)
+    retries: int | None = None
+    #: Azure Blob: a shared key (Azurite, an owner's), else `token_credential`
+    account_key: str | None = None
+    token_credential: Any = None
+    #: S3: the room's credentials for the store (None: boto3's own chain, for the owner's commands)
+    s3_credentials: Callable[[S3Store], S3KeyPair | WebIdentity] | None = None
+
+
+def open_store(store: BlobStore | S3Store, access: StoreAccess, customer_key: bytes | None) -> ObjectStore:
+    """The backend for `store` (its kind's module in BACKENDS), sending `customer_key` for CPK or SSE-C."""
+    module = importlib.import_module(BACKENDS[store.kind])
+    return module.open_store(store, access, customer_key)
 
 
 @dataclass(frozen=True)
@@ -39,6 +71,8 @@ class Upload(Protocol):
 
 
 class ObjectStore(Protocol):
+    #: the spec's store kind (spec.MODES_OF_STORE says which modes it offers)
+    kind: str
     #: names the service in errors: "blob storage", "S3"
     service: str
     #: the account part of a CSE object's associated data ("s3" for S3: no Azure account name is that short)

@@ -14,8 +14,10 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFo
 from azure.storage.blob import BlobBlock, ContainerClient, CustomerProvidedEncryptionKey
 
 from ...common import objectformat as fmt
+from ...common.azure_clients import container_client
 from ...common.errors import NotFound, RemoteServiceError
-from . import StoredObject
+from ...spec import BlobStore
+from . import StoreAccess, StoredObject
 
 SERVICE = "blob storage"
 
@@ -25,7 +27,15 @@ def customer_key(material: bytes) -> CustomerProvidedEncryptionKey:
                                          base64.b64encode(hashlib.sha256(material).digest()).decode())
 
 
+def open_store(store: BlobStore, access: StoreAccess, customer_key_material: bytes | None) -> AzureBlobStore:
+    container = container_client(str(store.account_url), store.container, ca_bundle=access.ca_bundle,
+                                 account_key=access.account_key, credential=access.token_credential,
+                                 retry_total=access.retries)
+    return AzureBlobStore(container, customer_key_material)
+
+
 class AzureBlobStore:
+    kind = "azure_blob"
     service = SERVICE
     part_segments = 64  # 4 MiB blocks: 50,000 blocks per blob allow 200 GiB objects
 

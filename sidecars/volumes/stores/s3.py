@@ -21,9 +21,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ...common import objectformat as fmt
 from ...common.errors import NotFound, RemoteServiceError
-from ...common.s3_clients import SERVICE, error_text
+from ...common.s3_clients import SERVICE, error_text, resolved, s3_client
 from ...spec import S3Store
-from . import StoredObject
+from . import StoreAccess, StoredObject
 
 #: The account part of a CSE object's associated data: the bucket and key follow it (an Azure storage account
 #: name is 3-24 characters, so no Blob object shares these bytes).
@@ -37,7 +37,15 @@ def sse_c_parameters(material: bytes | None) -> dict[str, Any]:
     return {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": material}
 
 
+def open_store(store: S3Store, access: StoreAccess, customer_key_material: bytes | None) -> S3ObjectStore:
+    credentials = access.s3_credentials(store) if access.s3_credentials is not None else None
+    keys = resolved(credentials, store, ca_bundle=access.ca_bundle)
+    client = s3_client(store, keys, ca_bundle=access.ca_bundle, retries=access.retries)
+    return S3ObjectStore(client, store, customer_key_material)
+
+
 class S3ObjectStore:
+    kind = "s3"
     service = SERVICE
     account = ACCOUNT
     part_segments = 128  # 8 MiB parts of 64 KiB segments; 10,000 parts allow 80 GiB objects
