@@ -1,6 +1,6 @@
 """Reaching an S3 telemetry or log sink from the room: a boto3 client signed with the credentials the sink's
 store names, obtained only through the governance sidecar, so only by the attested room with consent
-(`sidecars.common.s3_clients`, which the volumes use too):
+(`sidecars.common.s3_credentials`, which the volumes use too):
 
 - `secret`: the CGS secret holding {"access_key_id", "secret_access_key"}, which the store's owner set;
 - `role_arn`: a role assumed with the room's federated identity token (AssumeRoleWithWebIdentity), so no
@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 
 from ..common.governance_client import GovernanceClient
-from ..common.s3_clients import S3KeyPair, room_key_pair, s3_client
+from ..common.s3_clients import resolved, s3_client
+from ..common.s3_credentials import S3KeyPair, room_credentials
 from ..spec import S3Store
 from .sinks import S3Sink, S3SinkLocation
 
@@ -37,7 +38,9 @@ def connector(store: S3Store, *, ca_bundle: str | None = None) -> Callable[[Gove
         stale = cached and store.credentials.role_arn is not None and \
             time.monotonic() - cached[0][1] > ROLE_CREDENTIALS_REUSE_S
         if not cached or stale:
-            cached[:] = [(room_key_pair(store, governance, ca_bundle=ca_bundle), time.monotonic())]
+            signing = resolved(room_credentials(store, governance), store, ca_bundle=ca_bundle)
+            assert signing is not None
+            cached[:] = [(signing, time.monotonic())]
         return S3Sink(s3_location(store), s3_client(store, cached[0][0], ca_bundle=ca_bundle))
 
     return connect
