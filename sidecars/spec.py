@@ -832,6 +832,11 @@ class CleanRoomSpec(_Model):
                 return vol
         raise KeyError(name)
 
+    def store_credential_secrets(self) -> frozenset[str]:
+        """The CGS secrets holding a store's credentials (S3 key pairs): for the room's sidecars only."""
+        return frozenset(target.store.credentials.secret for target in self.blob_targets()
+                         if isinstance(target.store, S3Store) and target.store.credentials.secret is not None)
+
     def federated_identities(self) -> dict[str, str]:
         """client id → tenant id of every federated identity the spec names (volumes and sinks)."""
         stores = [target.store for target in self.blob_targets()]

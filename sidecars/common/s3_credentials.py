@@ -65,11 +65,15 @@ def room_credentials(store: S3Store, governance: Any, *, tenant_id: str = "commo
             value = governance.secret(secret)
         except RemoteServiceError as exc:
             raise RemoteServiceError("governance", f"S3 credentials for bucket {store.bucket}: CGS secret {secret} "
-                                                   f"not released ({exc.message})", status=exc.status) from None
+                                                   f"not released ({_detail(exc)})", status=exc.status) from None
         return key_pair_from_secret(value, f"S3 credentials for bucket {store.bucket}: CGS secret {secret}")
     try:
         return WebIdentity(governance.client_assertion(tenant_id, aud=STS_AUDIENCE))
     except RemoteServiceError as exc:
         raise RemoteServiceError("governance", f"S3 credentials for bucket {store.bucket}: no federated token for "
-                                               f"role {store.credentials.role_arn} ({exc.message})",
+                                               f"role {store.credentials.role_arn} ({_detail(exc)})",
                                  status=exc.status) from None
+
+
+def _detail(exc: RemoteServiceError) -> str:
+    return exc.message.removeprefix(f"{exc.service}: ")

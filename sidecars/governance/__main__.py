@@ -57,7 +57,8 @@ def run(config: GovernanceSidecarConfig) -> int:
                         ca_bundle=config.cgs_ca_bundle, api_path_prefix=config.api_path_prefix)
     service = GovernanceConfig(contract_id=config.contract_id, consent_poll_interval_s=config.consent_poll_interval_s,
                                consent_unverifiable_after_s=config.consent_unverifiable_after_s,
-                               subscriber_url=config.subscriber_url, sidecar_token=token)
+                               subscriber_url=config.subscriber_url, sidecar_token=token,
+                               sidecar_only_secrets=config.sidecar_only_secrets)
     serve(build_app(cgs, service), config.host, config.port, ready_file=config.ready_file)
     return 0
 

@@ -59,6 +59,9 @@ class GovernanceConfig:
     subscriber_url: str | None = None
     sidecar_token: str | None = None
     token_lifetime_s: int = 3600
+    #: secrets only the sidecars may read (with the sidecar token): a store's credentials (an S3 key pair),
+    #: which would let the app reach the bucket around its volume's encryption, manifest and prefix
+    sidecar_only_secrets: frozenset[str] = frozenset()
 
 
 class ConsentWatcher:
@@ -178,7 +181,9 @@ def build_app(cgs: CgsRoomClient, config: GovernanceConfig) -> FastAPI:
         return Response(status_code=204)
 
     @app.post("/secrets/{secret_id}")
-    async def secret(secret_id: str):
+    async def secret(secret_id: str, request: Request):
+        if secret_id in config.sidecar_only_secrets and not privileged(request):
+            raise Forbidden(f"secret {secret_id!r} is a store's credentials: only the room's sidecars read it")
         return {"value": await cgs.secret(secret_id)}
 
     # The reference's sidecar answers both spellings.

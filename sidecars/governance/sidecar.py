@@ -29,6 +29,8 @@ class GovernanceSidecarConfig:
     subscriber_url: str | None = None
     #: the token sidecars present to audit under their own scope; other callers then write under 'app'
     sidecar_token_file: Path | None = None
+    #: secrets only the sidecars may read (the spec's store credentials)
+    sidecar_only_secrets: frozenset[str] = frozenset()
 
 
 def configure(room: Room) -> GovernanceSidecarConfig:
@@ -39,7 +41,8 @@ def configure(room: Room) -> GovernanceSidecarConfig:
         cgs_ca_bundle=governance.ca_bundle or room.ca_bundle, skr_url=room.url("skr"),
         consent_poll_interval_s=governance.consent_poll_interval_s,
         subscriber_url=room.url("launcher", path="/consent/revoked"),
-        sidecar_token_file=room.placement.sidecar_token_file)
+        sidecar_token_file=room.placement.sidecar_token_file,
+        sidecar_only_secrets=room.spec.store_credential_secrets())
 
 
 GOVERNANCE = Sidecar(

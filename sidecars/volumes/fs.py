@@ -48,11 +48,11 @@ import trio
 from ..common import objectformat as fmt
 from ..common.errors import CcrError
 from .manifest import Entry, Manifest, ManifestRefused, is_reserved
-from .store import BLOCK_SEGMENTS, ObjectInfo, ObjectReader, ObjectWriter, Volume
+from .store import ObjectInfo, ObjectReader, ObjectWriter, Volume
 
 log = logging.getLogger("ccr.volumes.fs")
 
-READAHEAD_BLOCKS = 4  # blocks of BLOCK_SEGMENTS segments fetched ahead of a sequential reader
+READAHEAD_BLOCKS = 4  # blocks (the store's read_segments each) fetched ahead of a sequential reader
 FETCH_THREADS = 8
 
 
@@ -146,7 +146,9 @@ class VolumeFilesystem(pyfuse3.Operations):
         self.writable = writable
         self.uid, self.gid = uid, gid
         # Read-ahead must not evict what it fetched before the reader gets there.
-        window = readahead_blocks * BLOCK_SEGMENTS * volume.segment_size
+        #: segments per read-ahead GET: the store's preferred range (4 MiB Blob, 8 MiB S3)
+        self.block_segments = volume.store.read_segments
+        window = readahead_blocks * self.block_segments * volume.segment_size
         self.cache = SegmentCache(max(cache_bytes, 2 * window))
         self.readahead_blocks = readahead_blocks
         self.nodes: dict[int, Node] = {pyfuse3.ROOT_INODE: Node(pyfuse3.ROOT_INODE, "", pyfuse3.ROOT_INODE, True,
@@ -390,7 +392,7 @@ class VolumeFilesystem(pyfuse3.Operations):
             return b""
         # Sequential: continuing where the last read ended, or inside the read-ahead window (the kernel's
         # own read-ahead sends several requests at once, not always in order).
-        block = segments[0] // BLOCK_SEGMENTS
+        block = segments[0] // self.block_segments
         sequential = off == handle.next_offset or (
             handle.readahead_block >= 0 and 0 <= block - handle.readahead_block < self.readahead_blocks)
         log.debug("read inode %d off %d size %d %s", inode, off, size, "seq" if sequential else "random")
@@ -402,10 +404,11 @@ class VolumeFilesystem(pyfuse3.Operations):
             count = reader.layout.segment_count
             first_block = handle.readahead_block = block
             for ahead in range(first_block, first_block + self.readahead_blocks):
-                start = ahead * BLOCK_SEGMENTS
+                start = ahead * self.block_segments
                 if start >= count:
                     break
-                self._schedule(inode, reader, start, min(start + BLOCK_SEGMENTS, count) - 1, BLOCK_SEGMENTS)
+                self._schedule(inode, reader, start, min(start + self.block_segments, count) - 1,
+                               self.block_segments)
         fetched: dict[int, bytes] = {}
         if not sequential:
             missing = [i for i in segments if (inode, i) not in self.cache and (inode, i) not in self._pending]

@@ -79,8 +79,8 @@ class Volume:
     def reader(self, name: str, stored_size: int, *, expected_header: bytes | None = None) -> ObjectReader:
         return ObjectReader(self, name, stored_size, expected_header=expected_header)
 
-    def writer(self, name: str, *, parallelism: int = 4) -> ObjectWriter:
-        return ObjectWriter(self, name, parallelism=parallelism)
+    def writer(self, name: str, *, parallelism: int | None = None) -> ObjectWriter:
+        return ObjectWriter(self, name, parallelism=parallelism or self.store.upload_parallelism)
 
     def delete(self, name: str) -> None:
         self.store.delete(name)

@@ -81,6 +81,10 @@ class ObjectStore(Protocol):
     container: str
     #: the size of a staged part, in CSE segments (S3 wants parts of at least 5 MiB)
     part_segments: int
+    #: parts staged at once by one writer
+    upload_parallelism: int
+    #: the segments one sequential read-ahead GET covers
+    read_segments: int
 
     def location(self, name: str) -> fmt.ObjectLocation: ...
 

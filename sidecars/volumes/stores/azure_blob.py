@@ -38,6 +38,8 @@ class AzureBlobStore:
     kind = "azure_blob"
     service = SERVICE
     part_segments = 64  # 4 MiB blocks: 50,000 blocks per blob allow 200 GiB objects
+    upload_parallelism = 4
+    read_segments = 64  # 4 MiB ranged GETs
 
     def __init__(self, container: ContainerClient, customer_key_material: bytes | None = None):
         self.client = container

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sidecars.cli import main
 from sidecars.common import objectformat as fmt
@@ -87,3 +88,23 @@ def test_an_object_tampered_in_the_bucket_is_named_and_nothing_of_it_is_written(
         assert main(["data", "download", "-o", str(out), *args(owner, bucket, "CSE"), *extra]) != 0
         assert f"s3/{bucket}/2026/q4/sub/dir/big.bin" in capsys.readouterr().err
         assert not (out / "sub/dir/big.bin").exists()
+
+
+def test_publish_and_download_by_the_spec_s_s3_volume(owner, tmp_path, bucket, rsa_kek, s3_emulation, repo):  # noqa: F811
+    data = yaml.safe_load((repo / "examples/cleanroomhello-job/spec.yaml").read_text())
+    data["datasources"][0]["store"] = {"kind": "s3", "endpoint": "${s3_endpoint}", "region": "${s3_region}",
+                                       "bucket": bucket, "prefix": "input", "addressing": "path",
+                                       "credentials": {"secret": "publishermember_s3"}}
+    data["datasources"][0]["encryption"]["key"]["dek_secret_name"] = f"{bucket}-dek"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    files = make_tree(tmp_path / "src")
+    others = ["--var", "cgs_endpoint=https://127.0.0.1:1", "--var", "maa_endpoint=https://127.0.0.1:2",
+              "--var", "storage_url=https://127.0.0.1:3/devstoreaccount1"]  # the rest of the spec, unused here
+    by_spec = ["--spec", str(spec), "--volume", "publisher-input", "--endpoints", owner["endpoints"], *others]
+    assert main(["data", "publish", str(tmp_path / "src"), *by_spec, "--kek", str(rsa_kek[0]), "--pin", str(spec)]) == 0
+    assert yaml.safe_load(spec.read_text())["datasources"][0]["manifest_sha256"]
+    assert f"input/{MANIFEST_BLOB}" in {o["Key"] for o in
+                                        s3_client(s3_emulation).list_objects_v2(Bucket=bucket)["Contents"]}
+    assert main(["data", "download", "-o", str(tmp_path / "out"), *by_spec]) == 0  # checked against the pin
+    assert read_tree(tmp_path / "out") == files

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
 from sidecars.common import objectformat as fmt
 from sidecars.common.errors import NotFound, RemoteServiceError
+from sidecars.common.process import ManagedProcess
 from sidecars.common.s3_clients import s3_client
 from sidecars.common.s3_credentials import key_pair_from_secret
+from sidecars.common.tls import LocalCA
 from sidecars.spec import EncryptionMode, S3Credentials, S3Store
 from sidecars.volumes.store import Volume, customer_key_material
 from sidecars.volumes.stores.s3 import S3ObjectStore
@@ -163,3 +168,29 @@ def test_a_malformed_secret_is_one_line_that_does_not_repeat_it(value):
 
 def test_a_key_pair_never_prints_its_secret():
     assert "s3core-room-secret" not in repr(KEYS) and "s3core-room-secret" not in str(KEYS)
+
+
+@pytest.fixture(scope="module")
+def enforcing_s3(s3_emulation, tmp_path_factory):
+    """The S3 stand-in with moto's own IAM enforcement on (INITIAL_NO_AUTH_ACTION_COUNT=0): every request must
+    be signed by a key moto's IAM knows. moto's feature, not ours; off in `ccr emulators start`, where it
+    would also refuse the unsigned AssumeRoleWithWebIdentity."""
+    root = tmp_path_factory.mktemp("s3core-enforcing")
+    tls = LocalCA.create(Path(s3_emulation["ca_bundle"]).parent).issue_server_cert("s3-enforcing", directory=root)
+    ready = root / "ready.json"
+    proc = ManagedProcess("s3-enforcing", [sys.executable, "-m", "sidecars.emulators.s3", "--cert", tls.cert_file,
+                                           "--key", tls.key_file, "--ready-file", str(ready)],
+                          env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}, ready=ready.exists,
+                          log_path=root / "s3.log")
+    proc.start()
+    yield {**s3_emulation, "s3_endpoint": json.loads(ready.read_text())["url"]}
+    proc.stop()
+
+
+def test_wrong_credentials_are_one_line_naming_the_store(enforcing_s3):
+    volume, _ = volume_of(enforcing_s3, "s3core-publisher-input", EncryptionMode.SSE, None)
+    with pytest.raises(RemoteServiceError) as info:
+        list(volume.list_objects())
+    message = str(info.value)
+    assert message.startswith("S3: listing s3://s3core-publisher-input/in: InvalidAccessKeyId: "), message
+    assert "\n" not in message and KEYS.secret_access_key not in message

@@ -120,8 +120,15 @@ class Bucket:
         """The mount's arguments naming the store."""
         if self.s3_endpoints is None:
             return ["--storage-url", storage_url or self.azurite.blob_url, "--container", self.name]
-        return ["--s3-store", self.store.model_dump_json(), "--s3-credentials-file", str(self.credentials_file),
+        store = self.store if storage_url is None else S3Store.model_validate(
+            {**self.store.model_dump(), "endpoint": storage_url})
+        return ["--s3-store", store.model_dump_json(), "--s3-credentials-file", str(self.credentials_file),
                 "--ca-bundle", self.s3_endpoints["ca_bundle"]]
+
+    @property
+    def service_url(self) -> str:
+        """Where the store's service listens (a relay in front of it takes its place)."""
+        return self.azurite.blob_url if self.s3_endpoints is None else self.s3_endpoints["s3_endpoint"]
 
     def download_args(self) -> list[str]:
         """`ccr data download`'s arguments naming the store (the owner's AWS credentials are in the environment)."""
@@ -176,7 +183,7 @@ class Bucket:
 
     def mount(self, *, writable: bool = False, dek_file: Path | None = None, extra: list[str] = (),
               storage_url: str | None = None) -> Path:
-        mountpoint = self.root / f"mnt-{len(self.mounts)}-{self.name}"
+        mountpoint = self.root / f"mnt-{uuid.uuid4().hex[:6]}-{self.name}"
         mountpoint.mkdir()
         status = self.root / f"{mountpoint.name}.status.json"
         argv = [sys.executable, "-m", "sidecars.volumes.mount", *self.where(storage_url),
