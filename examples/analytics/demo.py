@@ -76,6 +76,13 @@ class PreparedRoom:
     data: demo_data.DemoData
     #: the dataset and query documents of the variant (examples/analytics/variants.py)
     documents: Path = DOCUMENTS
+    #: what the documents' ids begin with in CGS, where ids are global: "" for the demo's own stand-ins, the
+    #: room's name when it shares a governance service with other rooms of this demo (the system tests)
+    prefix: str = ""
+
+    def id(self, name: str) -> str:
+        """A dataset's or query's id in CGS (`name` as documents/ names it)."""
+        return f"{self.prefix}{name}"
 
     @property
     def contract(self) -> str:
@@ -118,7 +125,8 @@ def prepare(run: Path, stand_ins: Path | None = None, variant: str = "analytics"
             f"{v['name']} on {v['store'].get('kind', 'azure_blob')} ({v['encryption']['mode']})"
             for v in [*spec_data["datasources"], *spec_data["datasinks"]]))
         spec.write_text(yaml.safe_dump(spec_data, sort_keys=False))
-    documents = (variants.write_documents(DOCUMENTS, spec_data, run / "variant-documents")
+    prefix = f"{name}-" if name else ""
+    documents = (variants.write_documents(DOCUMENTS, spec_data, run / "variant-documents", prefix=prefix)
                  if spec_data["name"] != "analytics" else DOCUMENTS)
     keyless = variants.sse_volumes(spec_data)
     shutil.copy(HERE / "allow-analytics.rego", run / "allow-analytics.rego")
@@ -160,7 +168,7 @@ def prepare(run: Path, stand_ins: Path | None = None, variant: str = "analytics"
     ccr("data", "publish", str(run / "empty"), "--spec", str(spec), "--volume", SINK, "--endpoints", endpoints,
         "--dek-file", str(members / f"{SINK}-dek.json"))
 
-    room = PreparedRoom(run, spec, endpoints, members, host_data, data, documents)
+    room = PreparedRoom(run, spec, endpoints, members, host_data, data, documents, prefix)
     step(5, "the datasets and the queries in CGS: each query approved by the owners of the data it reads")
     publish_documents(room)
     return room
@@ -181,12 +189,12 @@ def publish_documents(room: PreparedRoom) -> None:
         ccr("analytics", "dataset", "publish", str(room.documents / f"{dataset}.dataset.json"),
             *room.governance(owner))
     for query, (proposer, approvers) in QUERIES.items():
-        ccr("analytics", "query", "propose", str(room.documents / f"{query}.query.json"), "--id", query,
+        ccr("analytics", "query", "propose", str(room.documents / f"{query}.query.json"), "--id", room.id(query),
             *room.governance(proposer))
         for member in approvers:
-            ccr("analytics", "query", "vote", query, "accept", *room.governance(member))
+            ccr("analytics", "query", "vote", room.id(query), "accept", *room.governance(member))
     for query in QUERIES:
-        ccr("analytics", "query", "show", query, *room.governance("woodgrove"))
+        ccr("analytics", "query", "show", room.id(query), *room.governance("woodgrove"))
 
 
 def run_query(room: PreparedRoom, address: str, ca: Path, member: str, query: str, run_id: str,
@@ -214,7 +222,7 @@ def wait_until_serving(room: PreparedRoom, address: str, ca: Path) -> float:
     """Seconds until the app answers a member (its Spark session starts before it serves)."""
     started = time.monotonic()
     while True:
-        probe = ccr("analytics", "runs", "--query", "spend-by-age", "--url", f"https://{address}:{APP_PORT}",
+        probe = ccr("analytics", "runs", "--query", room.id("spend-by-age"), "--url", f"https://{address}:{APP_PORT}",
                     "--contract-ca", str(ca), "--identity", room.identity("woodgrove"), capture=True, check=False,
                     echo=False)
         if probe.returncode == 0:
@@ -245,18 +253,19 @@ def story(room: PreparedRoom, where, ca: Path) -> Path:
     against sqlite. Returns the folder of the decrypted sink. Raises SystemExit naming what went wrong."""
     address = where.address
     step(7, "woodgrove runs its queries through the room's API")
-    code, _ = run_query(room, address, ca, "woodgrove", "spend-by-age", "spend-by-age-1")
+    code, _ = run_query(room, address, ca, "woodgrove", room.id("spend-by-age"), "spend-by-age-1")
     check(code == 0, "spend-by-age did not succeed")
-    code, out = run_query(room, address, ca, "woodgrove", "segment-mix", "segment-mix-1")
+    code, out = run_query(room, address, ca, "woodgrove", room.id("segment-mix"), "segment-mix-1")
     check(code != 0 and "is not an accepted query" in out, "segment-mix ran without woodgrove's approval")
     # The room reads accepted documents only; whose accept is missing is CGS's to say, to a member.
-    shown = ccr("analytics", "query", "show", "segment-mix", *room.governance("woodgrove"), capture=True).stdout
+    shown = ccr("analytics", "query", "show", room.id("segment-mix"), *room.governance("woodgrove"),
+                capture=True).stdout
     missing = [line.strip() for line in shown.splitlines() if line.strip().startswith(("owners:", "approval:"))]
     for line in missing:
         say(f"   {line}")
     check(any("woodgrove missing" in line for line in missing), "query show does not name woodgrove")
     say("   segment-mix refused: woodgrove, an owner of the data it reads, has not approved it")
-    code, _ = run_query(room, address, ca, "woodgrove", "spend-by-city", "spend-by-city-1")
+    code, _ = run_query(room, address, ca, "woodgrove", room.id("spend-by-city"), "spend-by-city-1")
     check(code == 0, "spend-by-city did not succeed")
     city_run = run_record(room, address, ca, "woodgrove", "spend-by-city-1")
     say(f"   spend-by-city: {city_run.get('rowsWritten')} rows written, "
@@ -268,10 +277,11 @@ def story(room: PreparedRoom, where, ca: Path) -> Path:
     step(8, "northwind reads the runs that read its data in the audit trail, then revokes its consent")
     say(f"$ ccr governance events list {room.contract} --json (the analytics runs)")
     for event in audit_events(room, "northwind"):
-        if DATASETS["northwind"] in event.get("datasets", []) or event.get("event") == "analytics.run.refused":
+        if room.id(DATASETS["northwind"]) in event.get("datasets", []) or \
+                event.get("event") == "analytics.run.refused":
             say("   " + json.dumps(event, sort_keys=True))
-    ccr("analytics", "dataset", "revoke", DATASETS["northwind"], *room.governance("northwind"))
-    code, out = run_query(room, address, ca, "woodgrove", "spend-by-age", "spend-by-age-2")
+    ccr("analytics", "dataset", "revoke", room.id(DATASETS["northwind"]), *room.governance("northwind"))
+    code, out = run_query(room, address, ca, "woodgrove", room.id("spend-by-age"), "spend-by-age-2")
     check(code != 0 and "northwind" in out, "a query over a revoked dataset ran")
     say("   spend-by-age refused after northwind revoked its dataset")
 

@@ -89,12 +89,15 @@ def sse_volumes(spec: dict[str, Any]) -> set[str]:
             if v.get("encryption", {}).get("mode") == "SSE"}
 
 
-def write_documents(documents: Path, spec: dict[str, Any], out: Path) -> Path:
-    """`documents/` as `spec`'s variant needs them, written to `out` (the queries are the same)."""
+def write_documents(documents: Path, spec: dict[str, Any], out: Path, *, prefix: str = "") -> Path:
+    """`documents/` as `spec`'s variant needs them, written to `out` (the queries are the same), the datasets
+    named PREFIXNAME (CGS document ids are global: rooms sharing one governance service need their own)."""
     out.mkdir(parents=True, exist_ok=True)
     for path in sorted(documents.glob("*.json")):
         doc = json.loads(path.read_text())
         if path.name.endswith(".dataset.json"):
-            doc = variant_document(doc, spec)
+            doc = {**variant_document(doc, spec), "name": prefix + doc["name"]}
+        else:
+            doc["inputDatasets"] = [{**d, "datasetName": prefix + d["datasetName"]} for d in doc["inputDatasets"]]
         (out / path.name).write_text(json.dumps(doc, indent=2) + "\n")
     return out

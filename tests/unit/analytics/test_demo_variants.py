@@ -86,6 +86,16 @@ def test_each_variants_dataset_documents_match_its_datasources(tmp_path, variant
     assert queries == sorted(p.name for p in (EXAMPLE / "documents").glob("*.query.json"))
 
 
+def test_rooms_sharing_a_governance_service_get_their_own_document_ids(tmp_path):
+    # CGS document ids are global: a second room's datasets (and the queries reading them) need their own.
+    data = variants.variant_spec(BASE, "analytics-sse", name="s3edge-x")
+    out = variants.write_documents(EXAMPLE / "documents", data, tmp_path / "documents", prefix="s3edge-x-")
+    names = sorted(parse_dataset(p.read_text()).name for p in out.glob("*.dataset.json"))
+    assert names == ["s3edge-x-northwind-sales", "s3edge-x-woodgrove-customers"]
+    for path in out.glob("*.query.json"):
+        assert all(d["datasetName"] in names for d in json.loads(path.read_text())["inputDatasets"]), path.name
+
+
 def test_dataset_publish_checks_the_bucket_of_an_s3_datasource_first(tmp_path, capsys):
     data = variants.variant_spec(BASE, "analytics-s3")
     spec_path = tmp_path / "spec.yaml"
