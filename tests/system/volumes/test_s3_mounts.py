@@ -85,10 +85,11 @@ def room_mount(bucket, governance, credentials: S3Credentials, *extra: str) -> t
     return proc, mountpoint, status
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [EncryptionMode.CSE, EncryptionMode.SSE_C, EncryptionMode.SSE])
 def test_each_mode_writes_and_reads_through_the_mount(make_bucket, mode) -> None:
     bucket = make_bucket(mode)
-    big, small = os.urandom(20 * MIB + 4321), b"answer,42\n"  # three parts, and one PutObject
+    big, small = os.urandom(16 * MIB + 4321), b"answer,42\n"  # three 8 MiB parts, and one PutObject
     sink = bucket.mount(writable=True)
     sink_process = bucket.mounts[-1][0]
     (sink / "model.bin").write_bytes(big)
@@ -133,6 +134,7 @@ def test_the_room_assumes_its_role_with_its_federated_token(bucket, governance) 
     assert "eyJhbGciOiJSUzI1NiJ9" not in proc.output()  # the token is no log line either
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("secret", "why"), [
     ("s3core0member_other", "governance: S3 credentials for bucket {bucket}: CGS secret s3core0member_other not "
                             "released (ConsentDenied: execution consent is disabled)"),
