@@ -23,7 +23,7 @@ demo: setup
 
 # Spark SQL over two parties' encrypted datasets, each query approved by the owners of its data (root).
 demo-analytics: setup
-	bash examples/analytics/run.sh
+	bash examples/analytics/run.sh $(if $(VARIANT),--variant $(VARIANT))
 
 bench: setup
 	$(PY) -m bench

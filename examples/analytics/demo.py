@@ -22,11 +22,16 @@ inside the room over both encrypted datasets; only the result, encrypted to wood
     woodgrove's next run is refused, naming who revoked;
  9. `ccr room down`; woodgrove downloads the results (the room's signed sink manifest checked), decrypts
     them and compares them with the same SQL run in sqlite on the clear inputs.
+
+`--variant analytics-s3` keeps woodgrove's data and results in an S3 bucket (the S3 stand-in, SSE; woodgrove's
+AWS key pair a CGS secret the room reads after attestation), `--variant analytics-sse` keeps every volume on
+Azure Blob with the service's own encryption; same story, same answer (examples/analytics/variants.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -39,6 +44,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import data as demo_data  # noqa: E402
+import variants  # noqa: E402
+import yaml  # noqa: E402
 from demo_support import REPO, ccr, contract_ca, contract_id, demo_arguments, leave_nothing_behind, say, step  # noqa: E402
 
 DOCUMENTS = HERE / "documents"
@@ -73,6 +80,15 @@ class PreparedRoom:
     members: Path
     host_data: str
     data: demo_data.DemoData
+    #: the dataset and query documents of the variant (examples/analytics/variants.py)
+    documents: Path = DOCUMENTS
+    #: what the documents' ids begin with in CGS, where ids are global: "" for the demo's own stand-ins, the
+    #: room's name when it shares a governance service with other rooms of this demo (the system tests)
+    prefix: str = ""
+
+    def id(self, name: str) -> str:
+        """A dataset's or query's id in CGS (`name` as documents/ names it)."""
+        return f"{self.prefix}{name}"
 
     @property
     def contract(self) -> str:
@@ -86,18 +102,39 @@ class PreparedRoom:
         return ("--endpoints", self.endpoints, "--identity", self.identity(member), "--contract", self.contract)
 
 
-def prepare(run: Path, stand_ins: Path | None = None) -> PreparedRoom:
+def prepare(run: Path, stand_ins: Path | None = None, variant: str = "analytics",
+            name: str | None = None) -> PreparedRoom:
     """Steps 1-5: stand-ins (started in `run` unless `stand_ins` holds running ones), image, data, contract,
-    keys, documents. The caller stops stand-ins it had started (`leave_nothing_behind`)."""
+    keys, documents, for the storage `variant` (the room named `name`, default the variant's). The caller
+    stops stand-ins it had started (`leave_nothing_behind`)."""
     endpoints = str((stand_ins or run) / "endpoints.json")
     members = (stand_ins or run) / "members"
     spec = run / "spec.yaml"
     if stand_ins is None:
-        step(1, "start the local stand-ins for Azure Attestation, Key Vault, CGS, Entra and blob storage")
+        step(1, "start the local stand-ins for Azure Attestation, Key Vault, CGS, Entra, blob storage and S3")
         ccr("emulators", "start", "--run-dir", str(run))
 
     step(2, "build and pin the analytics image; generate, encrypt and publish the data, pin its manifests")
-    shutil.copy(HERE / "spec.yaml", spec)
+    woodgrove = "woodgrove"
+    if variant == "analytics-s3":
+        woodgrove = member_id(members, "woodgrove")  # the spec names woodgrove's CGS secret: MEMBERID_NAME
+        # Woodgrove's own AWS credentials in its shell (boto3's chain) publish and download its S3 data; the
+        # room never sees them (it reads the key pair woodgrove gives it through CGS).
+        for field, value in variants.stand_in_key_pair("woodgrove-owner").items():
+            os.environ[f"AWS_{field.upper()}"] = value
+    spec_data = variants.variant_spec(yaml.safe_load((HERE / "spec.yaml").read_text()), variant,
+                                      woodgrove_member_id=woodgrove, name=name)
+    if variant == "analytics" and name is None:
+        shutil.copy(HERE / "spec.yaml", spec)  # as written, with its comments
+    else:
+        say(f"   variant {variant}: " + ", ".join(
+            f"{v['name']} on {v['store'].get('kind', 'azure_blob')} ({v['encryption']['mode']})"
+            for v in [*spec_data["datasources"], *spec_data["datasinks"]]))
+        spec.write_text(yaml.safe_dump(spec_data, sort_keys=False))
+    prefix = f"{name}-" if name else ""
+    documents = (variants.write_documents(DOCUMENTS, spec_data, run / "variant-documents", prefix=prefix)
+                 if spec_data["name"] != "analytics" else DOCUMENTS)
+    keyless = variants.sse_volumes(spec_data)
     shutil.copy(HERE / "allow-analytics.rego", run / "allow-analytics.rego")
     if stand_ins is None:  # whoever started the stand-ins built the sidecar images (tests/system/conftest.py)
         ccr("images", "build", "--sidecars")
@@ -115,35 +152,57 @@ def prepare(run: Path, stand_ins: Path | None = None) -> PreparedRoom:
     step(3, "the members agree on the contract in CGS (policy = HOST_DATA, identities federated, contract CA)")
     ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(members))
 
+    if variant == "analytics-s3":
+        # The room reads it from CGS only once attested; it never appears in the spec, the template or a log.
+        credentials = members / f"{variants.AWS_SECRET}.json"
+        credentials.write_text(json.dumps(variants.stand_in_key_pair("woodgrove")))
+        credentials.chmod(0o600)
+        ccr("governance", "secret", "set", contract_id(spec), variants.AWS_SECRET, "--value-file", str(credentials),
+            "--endpoints", endpoints, "--identity", str(members / "woodgrove"))
+
     step(4, "each party's key, bound to HOST_DATA, wraps its data key; woodgrove sets up its sink")
-    for party in ("northwind", "woodgrove"):
-        ccr("keys", "create-kek", "--endpoints", endpoints, "--name", f"{party}-kek", "--host-data", host_data)
+    keks = {v["encryption"]["key"]["kek_name"] for v in [*spec_data["datasources"], *spec_data["datasinks"]]
+            if v["name"] not in keyless}
+    for kek in sorted(keks):  # an SSE volume has no key of ours: nothing to wrap, nothing to release
+        ccr("keys", "create-kek", "--endpoints", endpoints, "--name", kek, "--host-data", host_data)
     for volume in INPUT_VOLUMES.values():
+        if volume in keyless:
+            continue
         ccr("data", "publish", "--key-only", "--spec", str(spec), "--volume", volume, "--endpoints", endpoints,
             "--dek-file", str(members / f"{volume}-dek.json"))
     (run / "empty").mkdir(exist_ok=True)
     ccr("data", "publish", str(run / "empty"), "--spec", str(spec), "--volume", SINK, "--endpoints", endpoints,
         "--dek-file", str(members / f"{SINK}-dek.json"))
 
-    room = PreparedRoom(run, spec, endpoints, members, host_data, data)
+    room = PreparedRoom(run, spec, endpoints, members, host_data, data, documents, prefix)
     step(5, "the datasets and the queries in CGS: each query approved by the owners of the data it reads")
     publish_documents(room)
     return room
 
 
+def member_id(members: Path, name: str) -> str:
+    """The member's CGS id, its identity created first unless `members` holds it (`governance setup` keeps it)."""
+    if not (members / name / "member.key").exists():
+        ccr("governance", "member", "create", name, "-o", str(members / name))
+    from sidecars.common.memberauth import MemberIdentity
+
+    return MemberIdentity.load(members / name).member_id
+
+
 def publish_documents(room: PreparedRoom) -> None:
     for owner, dataset in DATASETS.items():
         # Proposed and accepted by its owner alone: nobody else decides over a party's own data.
-        ccr("analytics", "dataset", "publish", str(DOCUMENTS / f"{dataset}.dataset.json"), *room.governance(owner))
-    ccr("analytics", "dataset", "publish", str(DOCUMENTS / f"{PRIVATE_DATASET}.dataset.json"),
+        ccr("analytics", "dataset", "publish", str(room.documents / f"{dataset}.dataset.json"),
+            *room.governance(owner))
+    ccr("analytics", "dataset", "publish", str(room.documents / f"{PRIVATE_DATASET}.dataset.json"),
         *room.governance("northwind"))
     for query, (proposer, approvers) in QUERIES.items():
-        ccr("analytics", "query", "propose", str(DOCUMENTS / f"{query}.query.json"), "--id", query,
+        ccr("analytics", "query", "propose", str(room.documents / f"{query}.query.json"), "--id", room.id(query),
             *room.governance(proposer))
         for member in approvers:
-            ccr("analytics", "query", "vote", query, "accept", *room.governance(member))
+            ccr("analytics", "query", "vote", room.id(query), "accept", *room.governance(member))
     for query in QUERIES:
-        ccr("analytics", "query", "show", query, *room.governance("woodgrove"))
+        ccr("analytics", "query", "show", room.id(query), *room.governance("woodgrove"))
 
 
 def run_query(room: PreparedRoom, address: str, ca: Path, member: str, query: str, run_id: str,
@@ -171,7 +230,7 @@ def wait_until_serving(room: PreparedRoom, address: str, ca: Path) -> float:
     """Seconds until the app answers a member (its Spark session starts before it serves)."""
     started = time.monotonic()
     while True:
-        probe = ccr("analytics", "runs", "--query", "spend-by-age", "--url", f"https://{address}:{APP_PORT}",
+        probe = ccr("analytics", "runs", "--query", room.id("spend-by-age"), "--url", f"https://{address}:{APP_PORT}",
                     "--contract-ca", str(ca), "--identity", room.identity("woodgrove"), capture=True, check=False,
                     echo=False)
         if probe.returncode == 0:
@@ -202,18 +261,19 @@ def story(room: PreparedRoom, where, ca: Path) -> Path:
     against sqlite. Returns the folder of the decrypted sink. Raises SystemExit naming what went wrong."""
     address = where.address
     step(7, "woodgrove runs its queries through the room's API")
-    code, _ = run_query(room, address, ca, "woodgrove", "spend-by-age", "spend-by-age-1")
+    code, _ = run_query(room, address, ca, "woodgrove", room.id("spend-by-age"), "spend-by-age-1")
     check(code == 0, "spend-by-age did not succeed")
-    code, out = run_query(room, address, ca, "woodgrove", "segment-mix", "segment-mix-1")
+    code, out = run_query(room, address, ca, "woodgrove", room.id("segment-mix"), "segment-mix-1")
     check(code != 0 and "is not an accepted query" in out, "segment-mix ran without woodgrove's approval")
     # The room reads accepted documents only; whose accept is missing is CGS's to say, to a member.
-    shown = ccr("analytics", "query", "show", "segment-mix", *room.governance("woodgrove"), capture=True).stdout
+    shown = ccr("analytics", "query", "show", room.id("segment-mix"), *room.governance("woodgrove"),
+                capture=True).stdout
     missing = [line.strip() for line in shown.splitlines() if line.strip().startswith(("owners:", "approval:"))]
     for line in missing:
         say(f"   {line}")
     check(any("woodgrove missing" in line for line in missing), "query show does not name woodgrove")
     say("   segment-mix refused: woodgrove, an owner of the data it reads, has not approved it")
-    code, _ = run_query(room, address, ca, "woodgrove", "spend-by-city", "spend-by-city-1")
+    code, _ = run_query(room, address, ca, "woodgrove", room.id("spend-by-city"), "spend-by-city-1")
     check(code == 0, "spend-by-city did not succeed")
     city_run = run_record(room, address, ca, "woodgrove", "spend-by-city-1")
     say(f"   spend-by-city: {city_run.get('rowsWritten')} rows written, "
@@ -226,10 +286,11 @@ def story(room: PreparedRoom, where, ca: Path) -> Path:
     step(8, "northwind reads the runs that read its data in the audit trail, then revokes its consent")
     say(f"$ ccr governance events list {room.contract} --json (the analytics runs)")
     for event in audit_events(room, "northwind"):
-        if DATASETS["northwind"] in event.get("datasets", []) or event.get("event") == "analytics.run.refused":
+        if room.id(DATASETS["northwind"]) in event.get("datasets", []) or \
+                event.get("event") == "analytics.run.refused":
             say("   " + json.dumps(event, sort_keys=True))
-    ccr("analytics", "dataset", "revoke", DATASETS["northwind"], *room.governance("northwind"))
-    code, out = run_query(room, address, ca, "woodgrove", "spend-by-age", "spend-by-age-2")
+    ccr("analytics", "dataset", "revoke", room.id(DATASETS["northwind"]), *room.governance("northwind"))
+    code, out = run_query(room, address, ca, "woodgrove", room.id("spend-by-age"), "spend-by-age-2")
     check(code != 0 and "northwind" in out, "a query over a revoked dataset ran")
     say("   spend-by-age refused after northwind revoked its dataset")
 
@@ -259,17 +320,18 @@ def story(room: PreparedRoom, where, ca: Path) -> Path:
 def private_query(room: PreparedRoom, address: str, ca: Path) -> None:
     """The private query: it runs with noise, spends its epsilon once (the same runId again spends nothing),
     its status counts released cells, not rows; northwind shows the budget left."""
-    document = json.loads((DOCUMENTS / f"{PRIVATE_QUERY}.query.json").read_text())
+    document = json.loads((room.documents / f"{PRIVATE_QUERY}.query.json").read_text())
     epsilon = document["segments"][0]["epsilon"]
-    budget = json.loads((DOCUMENTS / f"{PRIVATE_DATASET}.dataset.json").read_text())["privacy"]["epsilonTotal"]
+    budget = json.loads((room.documents / f"{PRIVATE_DATASET}.dataset.json").read_text())["privacy"]["epsilonTotal"]
     for _attempt in range(2):
-        code, _ = run_query(room, address, ca, "woodgrove", PRIVATE_QUERY, f"{PRIVATE_QUERY}-1")
+        code, _ = run_query(room, address, ca, "woodgrove", room.id(PRIVATE_QUERY), f"{PRIVATE_QUERY}-1")
         check(code == 0, f"{PRIVATE_QUERY} did not succeed")
     record = run_record(room, address, ca, "woodgrove", f"{PRIVATE_QUERY}-1")
     say(f"   {PRIVATE_QUERY}: {record.get('rowsWritten')} cells released (its public key set), epsilon "
         f"{record.get('epsilonSpent')} spent from {PRIVATE_DATASET}'s budget")
     check(record.get("epsilonSpent") == epsilon, "the private run did not record its epsilon")
-    shown = ccr("analytics", "budget", "show", PRIVATE_DATASET, *room.governance("northwind"), capture=True).stdout
+    shown = ccr("analytics", "budget", "show", room.id(PRIVATE_DATASET), *room.governance("northwind"),
+                capture=True).stdout
     for line in shown.splitlines():
         say(f"   {line}")
     check(f"epsilon {budget - epsilon:g} left of {budget:g}" in shown,
@@ -279,7 +341,7 @@ def private_query(room: PreparedRoom, address: str, ca: Path) -> None:
 def private_result(room: PreparedRoom, result_dir: Path) -> None:
     """The private result beside the exact answer (which only this demo, holding the clear data, can compute):
     every public category is there, absent ones too, each count and sum with noise."""
-    sql = json.loads((DOCUMENTS / f"{PRIVATE_QUERY}.query.json").read_text())["segments"][0]["sql"]
+    sql = json.loads((room.documents / f"{PRIVATE_QUERY}.query.json").read_text())["segments"][0]["sql"]
     header, rows = demo_data.read_result_csv(result_dir / f"{PRIVATE_QUERY}-1" / "segment-1.csv")
     exact = {row[0]: row[1] for row in room.data.answer(sql, 1)}
     say(f"   {PRIVATE_QUERY} {header} (noisy; exact purchase counts beside them, before contribution bounding):")
@@ -290,13 +352,21 @@ def private_result(room: PreparedRoom, result_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    run, where = demo_arguments(__doc__, "ccr-analytics-demo-", argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    variant = "analytics"
+    if "--variant" in args:  # the demo's own option; the rest are every demo's (demo_support.demo_arguments)
+        at = args.index("--variant")
+        if at + 1 >= len(args) or args[at + 1] not in variants.VARIANTS:
+            raise SystemExit(f"demo: --variant takes one of {', '.join(variants.VARIANTS)}")
+        variant = args[at + 1]
+        del args[at:at + 2]
+    run, where = demo_arguments(__doc__, f"ccr-{variant}-demo-", args)
     if where.tls_name:
         # `ccr analytics run` checks the room's certificate against the address it calls; a C-ACI template
         # cannot name the group's address in it (demo_support.SimulatedAci), and the command has no other name
         raise SystemExit("demo: --aci is not supported by the analytics demo (the run API is called by address)")
     try:
-        room = prepare(run)
+        room = prepare(run, variant=variant)
         ca = contract_ca(room.spec, room.endpoints, room.members / "woodgrove", room.members / "contract-ca.pem")
 
         step(6, "run the room: the analytics app starts Spark, then serves the run API behind the proxy")

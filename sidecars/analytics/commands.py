@@ -104,9 +104,12 @@ def _publish_files(args: argparse.Namespace, dataset: Dataset) -> None:
         volume = spec.volume(dataset.store)
     except KeyError:
         raise ConfigError(f"{args.spec} has no datasource {dataset.store!r} (the dataset's store)") from None
-    if volume.store.container != dataset.container:
+    # A dataset's `container` is its store's container (Azure Blob) or bucket (S3).
+    where, held_in = ("bucket", volume.store.bucket) if volume.store.kind == "s3" else ("container",
+                                                                                         volume.store.container)
+    if held_in != dataset.container:
         raise ConfigError(f"dataset {dataset.name!r} says container {dataset.container!r}, the spec's datasource "
-                          f"{dataset.store!r} is container {volume.store.container!r}")
+                          f"{dataset.store!r} is {where} {held_in!r}")
     if volume.encryption.mode.value != dataset.encryption.mode:
         raise ConfigError(f"dataset {dataset.name!r} says encryption {dataset.encryption.mode}, the spec's "
                           f"datasource {dataset.store!r} {volume.encryption.mode.value}")

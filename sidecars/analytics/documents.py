@@ -29,7 +29,7 @@ SPARK_TYPES = frozenset({
     "date", "timestamp", "binary",
 })
 FORMATS = frozenset({"csv", "parquet", "json"})
-ENCRYPTION_MODES = frozenset({"CSE", "SSE", "CPK"})
+ENCRYPTION_MODES = frozenset({"CSE", "SSE", "CPK", "SSE-C"})
 ACCESS_MODES = frozenset({"row", "aggregate"})
 
 #: the default K: a row dataset suppresses nothing; an aggregate-only one hides groups of fewer than 10 of
@@ -72,10 +72,10 @@ class Column:
 
 @dataclass(frozen=True)
 class Encryption:
-    mode: Literal["CSE", "SSE", "CPK"]
-    #: the secret (in the room's key store) holding the wrapped data key; CSE and CPK only
+    mode: Literal["CSE", "SSE", "CPK", "SSE-C"]
+    #: the secret (in the room's key store) holding the wrapped data key; CSE, CPK and SSE-C only
     dek_secret: str | None
-    #: the key that wraps it; CSE only (CPK hands the storage service the key itself)
+    #: the key that wraps it; CSE only (CPK and SSE-C hand the storage service the key itself)
     kek_name: str | None
 
 
@@ -387,12 +387,13 @@ def _epsilon(fields: _Fields, key: str, problems: list[str], *, allow_zero: bool
 def _parse_encryption(value: Any, problems: list[str]) -> Encryption | None:
     fields = _Fields(value, "encryption", problems, {"mode", "dekSecret", "kekName"})
     mode = fields.choice("mode", ENCRYPTION_MODES, default="CSE")
-    dek = fields.text("dekSecret", _NAME, required=mode in ("CSE", "CPK"))
+    dek = fields.text("dekSecret", _NAME, required=mode in ("CSE", "CPK", "SSE-C"))
     kek = fields.text("kekName", _NAME, required=mode == "CSE")
     if mode == "SSE" and (dek or kek):
         problems.append("encryption: SSE keys are the storage service's own; dekSecret and kekName must be absent")
-    if mode == "CPK" and kek:
-        problems.append("encryption.kekName: CPK hands the storage service the key itself; there is nothing to wrap")
+    if mode in ("CPK", "SSE-C") and kek:
+        problems.append(f"encryption.kekName: {mode} hands the storage service the key itself; there is nothing "
+                        "to wrap")
     return Encryption(mode, dek, kek) if mode else None  # type: ignore[arg-type]
 
 

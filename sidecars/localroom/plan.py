@@ -24,7 +24,7 @@ from ..room.registry import REGISTRY
 from ..spec import CleanRoomSpec
 
 #: The stand-ins the sidecars call, by their endpoints.json keys: forwarded into the room.
-STAND_IN_ENDPOINTS = ("maa_endpoint", "keyvault_url", "cgs_endpoint", "entra_endpoint", "storage_url")
+STAND_IN_ENDPOINTS = ("maa_endpoint", "keyvault_url", "cgs_endpoint", "entra_endpoint", "storage_url", "s3_endpoint")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import yaml
 from ..common.errors import SpecError
 from ..common.untrusted import UntrustedInputError, load_json, load_yaml, read_bounded
 from ..spec import CleanRoomSpec, EncryptionMode, parse_spec
+from .azure_s3 import S3_STORE_TYPE, s3_store
 
 NAME = re.compile(r"[^a-z0-9-]+")
 
@@ -159,13 +160,17 @@ class _Importer:
                                       f"{expected} in ccr")
         store = ap.get("store") or {}
         provider = store.get("provider") or {}
-        if store.get("type") not in (None, "Azure_BlobStorage"):
-            raise SpecError([f"{path}.store.type: {store['type']!r} is not supported (only Azure_BlobStorage)"],
-                            "azure spec")
-        volume: dict[str, Any] = {
-            "name": _name(ap.get("name", "")),
-            "store": {"account_url": (provider.get("url") or "").rstrip("/"), "container": store.get("name", "")},
-        }
+        volume: dict[str, Any] = {"name": _name(ap.get("name", ""))}
+        if store.get("type") == S3_STORE_TYPE:
+            # The bucket is reached with the credentials the configuration names; an identity, if any, is the
+            # one the room uses for the owner's vault (the volume's keys), as for a Blob store.
+            volume["store"] = s3_store(store, _configuration(provider.get("configuration")), f"{path}.store")
+        elif store.get("type") in (None, "Azure_BlobStorage"):
+            volume["store"] = {"account_url": (provider.get("url") or "").rstrip("/"),
+                               "container": store.get("name", "")}
+        else:
+            raise SpecError([f"{path}.store.type: {store['type']!r} is not supported "
+                             f"(only Azure_BlobStorage and {S3_STORE_TYPE})"], "azure spec")
         identity = self.identity(ap.get("identity"), f"{path}.identity")
         if identity:
             volume["store"]["identity"] = identity
@@ -188,7 +193,8 @@ class _Importer:
         try:
             mode = EncryptionMode(text)
         except ValueError:
-            raise SpecError([f"{path}.configuration: encryption mode {text!r} is not CSE, CPK or SSE"],
+            modes = ", ".join(m.value for m in EncryptionMode)
+            raise SpecError([f"{path}.configuration: encryption mode {text!r} is not one of {modes}"],
                             "azure spec") from None
         if mode is EncryptionMode.SSE:
             return {"mode": mode.value}

@@ -97,8 +97,14 @@ def _sink_configs(config: TelemetrySidecarConfig):
             key_source = _fixed(key)
         else:
             key_source = functools.partial(_released_dek, config, sink.encryption.key, sink.store.identity)
-        location = SinkLocation(str(sink.store.account_url).rstrip("/"), sink.store.container)
         interval = config.export_interval_s if config.export_interval_s is not None else sink.export_interval_s
+        if sink.store.kind == "s3":
+            from . import s3access  # lazy: boto3 adds 70 ms to the sidecar's start, needed only for an S3 sink
+
+            configs.append(SinkConfig(kind, s3access.s3_location(sink.store), key_source, interval or None,
+                                      connect=s3access.connector(sink.store, ca_bundle=config.ca_bundle)))
+            continue
+        location = SinkLocation(str(sink.store.account_url).rstrip("/"), sink.store.container)
         configs.append(SinkConfig(kind, location, key_source, interval or None,
                                   credential=_credential(config, sink.store.identity)))
     return configs, config.room_name or spec.name

@@ -11,17 +11,18 @@ from pathlib import Path, PurePosixPath
 
 from ..common.errors import ConfigError
 from ..common.objectformat import DataKey, TamperedObject, decrypt
-from .sinks import BlobSink, SinkLocation
+from .sinks import BlobSink, Sink, SinkPlace
 
 
 class DownloadRefused(TamperedObject):
     """At least one exported object failed verification; nothing was written."""
 
 
-def download_sink(location: SinkLocation, key: DataKey, out_dir: str | Path, *, prefix: str = "",
+def download_sink(location: SinkPlace, key: DataKey, out_dir: str | Path, *, prefix: str = "",
                   account_key: str | None = None, ca_bundle: str | None = None,
-                  progress: Callable[[str], None] = lambda _msg: None) -> list[Path]:
-    sink = BlobSink(location, account_key=account_key, ca_bundle=ca_bundle)
+                  progress: Callable[[str], None] = lambda _msg: None, sink: Sink | None = None) -> list[Path]:
+    """`sink`: how to reach `location` when it is not a Blob container (an S3 bucket's client)."""
+    sink = sink or BlobSink(location, account_key=account_key, ca_bundle=ca_bundle)  # type: ignore[arg-type]
     names = sorted(sink.names(prefix))
     if not names:
         raise ConfigError(f"no objects in {location.describe()}" + (f" under {prefix!r}" if prefix else "")

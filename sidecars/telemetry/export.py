@@ -26,7 +26,7 @@ from ..common.governance_client import GovernanceClient
 from ..common.objectformat import DataKey, encrypt
 from .buffer import EncryptedBuffer
 from .signals import Signal, SinkKind
-from .sinks import BlobSink, SinkLocation
+from .sinks import BlobSink, Sink, SinkPlace
 
 log = logging.getLogger(__name__)
 OBJECT_SUFFIX = ".binpb"
@@ -39,11 +39,14 @@ class SinkConfig:
     in memory from then on."""
 
     kind: SinkKind
-    location: SinkLocation
+    location: SinkPlace
     key_source: Callable[[], DataKey]
     interval_s: float | None = None
     #: the identity the sink's owner federated for the room (None: the exporter's default)
     credential: TokenCredential | None = None
+    #: how to reach a sink that is not an Azure Blob container (S3): given the governance client, which
+    #: releases a CGS secret only to the attested room (None: a Blob sink, reached with `credential`)
+    connect: Callable[[GovernanceClient], Sink] | None = None
     _key: DataKey | None = field(default=None, repr=False)
 
     def key(self) -> DataKey:
@@ -105,8 +108,8 @@ class Exporter:
                 "step": "export", "option": kind.value, "trigger": trigger, "sink": result.sink,
                 "objects": result.objects, "records": result.records, "timestamp": datetime.now(UTC).isoformat(),
             }, id=f"{self.room}-{kind.value}-export-{uuid.uuid4().hex[:12]}")
-            target = BlobSink(sink.location, **{**self._storage,
-                                                "credential": sink.credential or self._storage["credential"]})
+            target = sink.connect(self.governance) if sink.connect else BlobSink(
+                sink.location, **{**self._storage, "credential": sink.credential or self._storage["credential"]})
             target.ensure_container()
             for signal, name in named.items():
                 target.upload(name, encrypt(key, sink.location.object(name), b"".join(payloads[signal])))

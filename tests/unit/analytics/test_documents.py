@@ -65,6 +65,8 @@ def test_a_dataset_document_parses_with_its_defaults():
     ({"encryption": {"mode": "CSE", "dekSecret": "d"}}, "encryption.kekName: is required"),
     ({"encryption": {"mode": "SSE", "dekSecret": "d"}}, "encryption: SSE keys are the storage service's own"),
     ({"encryption": {"mode": "CPK", "dekSecret": "d", "kekName": "k"}}, "encryption.kekName: CPK hands"),
+    ({"encryption": {"mode": "SSE-C", "dekSecret": "d", "kekName": "k"}}, "encryption.kekName: SSE-C hands"),
+    ({"encryption": {"mode": "SSE-C"}}, "encryption.dekSecret: is required"),
     ({"owner": "../../etc"}, "owner: '../../etc' is not a plain name"),
     ({"owner": None}, "owner: is required"),
     ({"extra": 1}, "extra: unknown field"),
