@@ -1,6 +1,6 @@
 // The workspace page: a hash router over five views, and the collaboration every view works in.
 
-import { get } from "./api.js";
+import { get, post } from "./api.js";
 import { h, replace } from "./dom.js";
 import { state, announce } from "./state.js";
 import { collaborationsView } from "./views/collaborations.js";
@@ -70,9 +70,21 @@ async function start() {
   try {
     state.me = await get("/me");
     const email = state.me.identity && state.me.identity.email;
-    who.textContent = state.me.signedIn === false
-      ? "Not signed in"
-      : `Acting as ${state.me.name || state.me.memberId}${email ? ` (${email})` : ""} · ${state.me.mode === "entra" ? "Entra identity" : "member certificate"}`;
+    if (state.me.signedIn === false) {
+      // the sign-in is a plain navigation: the workspace redirects to the Entra stand-in and back
+      replace(who, "Not signed in · ", h("a", { href: "/api/signin" }, "Sign in with your organisation's account"));
+    } else {
+      const acting = `Acting as ${state.me.name || "a party not yet admitted"}${email ? ` (${email})` : ""}`;
+      replace(who, `${acting} · ${state.me.mode === "entra" ? "Entra identity" : "member certificate"}`);
+      if (state.me.mode === "entra") {
+        const signOut = h("button", { type: "button", class: "secondary" }, "Sign out");
+        signOut.addEventListener("click", async () => {
+          await post("/signout");
+          location.reload();
+        });
+        who.append(" ", signOut);
+      }
+    }
   } catch (error) {
     who.textContent = error.message;
   }
