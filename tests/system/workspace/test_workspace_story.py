@@ -72,6 +72,12 @@ def test_both_parties_see_the_collaboration_and_its_members(parties, analytics_r
         consent = page.get_by_role("switch", name=f"Execution consent for {contract}")
         assert consent.get_attribute("aria-checked") == "true"
     parties["northwind"].check_and_photograph("collaborations")
+    # the keyboard alone moves between views: Enter on a link of the navigation opens its view
+    page = parties["northwind"].page
+    page.get_by_role("navigation", name="Views").get_by_role("link", name="Datasets").focus()
+    page.keyboard.press("Enter")
+    parties["northwind"].wait_ready("datasets")
+    assert page.evaluate("() => document.activeElement.tagName") == "H1"  # focus on the new view's heading
 
 
 def test_a_publish_from_a_folder_that_is_not_there_is_refused_next_to_the_field(parties):
