@@ -54,6 +54,7 @@ analytics dataset enable
 analytics query propose | analytics query vote | analytics query show | analytics query list | analytics query revoke
 analytics query enable
 analytics run | analytics runs | analytics serve
+workspace start
 """
 
 # Options that name different things in different commands, so their metavars may differ.
@@ -116,7 +117,8 @@ def test_every_output_is_dash_o_output(commands):
 # Where other flags can replace the spec, it stays an option: the sink or volume named by URL and container,
 # HOST_DATA given as hex, the proxy's spec taken from $CCR_SPEC as its container does.
 SPEC_OPTIONAL = {("logs", "download"), ("telemetry", "download"), ("data", "publish"), ("data", "download"),
-                 ("governance", "policy", "set"), ("proxy", "render"), ("analytics", "dataset", "publish")}
+                 ("governance", "policy", "set"), ("proxy", "render"), ("analytics", "dataset", "publish"),
+                 ("workspace", "start")}
 
 
 def test_a_spec_is_the_spec_positional_unless_flags_can_replace_it(commands):

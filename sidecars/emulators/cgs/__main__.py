@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also accept the legacy `Authorization: CCR-Member` signed header from members "
                              "(`ccr governance --member-auth header`); a real CGS accepts only COSE Sign1 "
                              "governance writes and member certificates in mutual TLS")
+    parser.add_argument("--ca-bundle", metavar="PEM",
+                        help="CA bundle for the HTTPS of the OIDC issuers invitations name (the local CA)")
     args = parser.parse_args(argv)
     configure_logging()
 
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         app = build_app(Store(shared), AuditLog(shared),
                         attestation_verifier(args.trust_mock_platform), issuer, operator.cert,
                         CgsConfig(replay_window_s=args.replay_window,
-                                  allow_signed_header=args.allow_signed_header))
+                                  allow_signed_header=args.allow_signed_header, ca_bundle=args.ca_bundle))
     except CcrError as exc:
         print(f"ccr-cgs: error: {exc}", file=sys.stderr)
         return 1

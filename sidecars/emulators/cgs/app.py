@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from ...common.bodylimit import MIB
 from ...common.ccfwire import GovApiVersionMiddleware
 from ...common.http import create_app
-from . import ca, consent, contracts, documents, events, members, node, oidc, secrets, transactions
+from . import ca, consent, contracts, documents, events, invitations, members, node, oidc, secrets, transactions
 from .audit import AuditLog
 from .deps import CgsConfig, CgsState
 from .issuer import OidcIssuer
@@ -53,5 +53,6 @@ def build_app(store: Store, audit: AuditLog, verify_attestation: AttestationVeri
                              rooms=RoomVerifier(store, verify_attestation, window_s=config.replay_window_s))
     for area in (members, contracts, consent, secrets, documents, ca, events, oidc, node, transactions):
         app.include_router(area.router)
+    app.include_router(invitations.router)
     app.add_middleware(GovApiVersionMiddleware)
     return app

@@ -56,6 +56,8 @@ class CgsConfig:
     token_lifetime_s: int = 3600
     #: Accept the legacy `CCR-Member` header besides COSE and mutual TLS (`--allow-signed-header`).
     allow_signed_header: bool = False
+    #: the CA bundle that verifies OIDC issuers an invitation names (`--ca-bundle`; None: the system's)
+    ca_bundle: str | None = None
 
 
 class RecentProposals:

@@ -32,7 +32,7 @@ from cryptography import x509
 
 from ...common.errors import BadRequest, CcrError, Conflict, Forbidden, NotFound
 from ...common.memberauth import member_id_of
-from . import analytics, constitution, db
+from . import analytics, constitution, db, identities
 
 RUNTIME_OPTIONS = ("logging", "telemetry")
 POLICY_CLAIMS = {
@@ -411,6 +411,13 @@ class Store:
             if identifier and any(m.get("name") == identifier for mid, m in self.state.members.items()
                                   if mid != member_id):
                 raise BadRequest(f"set_member: a member named {str(identifier)[:64]!r} already exists",
+                                 code="ProposalFailedToValidate")
+            # A member by identity (see `invitations`): the identity it claims is the one its invitation bound.
+            claimed = (args.get("member_data") or {}).get("identity")
+            bound = identities.bound_identity(self.db, str(member_id)) if claimed is not None else None
+            if claimed is not None and (bound is None or bound["identity"] != claimed or bound["name"] != identifier):
+                raise BadRequest("set_member: member_data.identity must be the identity an accepted invitation bound "
+                                 "to this certificate, under the name it was invited as",
                                  code="ProposalFailedToValidate")
             return
         if name == "remove_member":

@@ -14,6 +14,7 @@ from ...common.http import TlsFiles, serve
 from ...common.logs import configure_logging
 from ...common.process import write_ready_file
 from .app import CredentialSource, FederatedCredential, IssuerKeys, TokenIssuer, build_app
+from .signin import UserSource
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON list of {clientId, issuer, subject, audiences}, re-read when it changes "
                              "(default STATE_DIR/federated-credentials.json)")
     parser.add_argument("--ca-bundle", help="CA bundle to verify issuers' HTTPS endpoints (the local CA)")
+    parser.add_argument("--user", action="append", default=[], metavar="EMAIL:PASSWORD",
+                        help="a person who can sign in (authorization code + PKCE; repeatable)")
+    parser.add_argument("--users-file", metavar="FILE",
+                        help="JSON list of {email, password, name}, re-read when it changes (default "
+                             "STATE_DIR/users.json)")
     parser.add_argument("--token-lifetime", type=int, default=3600, metavar="SECONDS")
     args = parser.parse_args(argv)
     configure_logging()
@@ -41,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"ccr-entra: error: --federated-credential {exc}", file=sys.stderr)
         return 1
+    try:
+        people = [UserSource.parse(text) for text in args.user]
+    except ValueError as exc:
+        print(f"ccr-entra: error: --user {exc}", file=sys.stderr)
+        return 1
+    users_file = args.users_file or (str(Path(args.state_dir) / "users.json") if args.state_dir else None)
     key_path = Path(args.state_dir) / "token-signing.key" if args.state_dir else None
     if key_path is not None and key_path.exists():
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
@@ -60,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         str(Path(args.state_dir) / "federated-credentials.json") if args.state_dir else None)
     base_url = {"url": ""}
     app = build_app(CredentialSource(fixed, Path(credentials_file) if credentials_file else None),
-                    IssuerKeys(args.ca_bundle), tokens, base_url)
+                    IssuerKeys(args.ca_bundle), tokens, base_url,
+                    UserSource(people, Path(users_file) if users_file else None))
 
     def on_ready(bound: int) -> None:
         base_url["url"] = f"https://{args.host}:{bound}"

@@ -35,6 +35,8 @@ from ...common.bodylimit import KIB
 from ...common.errors import CcrError
 from ...common.http import create_app
 from ...common.transports import http_transport
+from .signin import SignIn, UserSource
+from .signin import add_routes as add_signin_routes
 
 log = logging.getLogger("ccr.entra")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -151,10 +153,22 @@ class TokenIssuer:
                   "oid": oid, "sub": oid, "tid": tenant, "ver": "1.0", "uti": uuid.uuid4().hex}
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid, "x5t": self.kid}), now
 
+    def id_token(self, issuer: str, tenant: str, client_id: str, email: str, name: str, nonce: str) -> str:
+        """A v2.0 ID token for a person signed in to `client_id` (`signin`)."""
+        now = int(time.time())
+        oid = str(uuid.UUID(hashlib.sha256(f"{tenant}/user/{email}".encode()).hexdigest()[:32]))
+        sub = base64.urlsafe_b64encode(hashlib.sha256(f"{oid}/{client_id}".encode()).digest()).rstrip(b"=").decode()
+        claims = {"aud": client_id, "iss": issuer, "iat": now, "nbf": now, "exp": now + self.lifetime_s,
+                  "oid": oid, "sub": sub, "tid": tenant, "email": email, "preferred_username": email, "name": name,
+                  "nonce": nonce, "ver": "2.0", "uti": uuid.uuid4().hex}
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
+
 
 def build_app(credentials: CredentialSource, issuer_keys: IssuerKeys, tokens: TokenIssuer,
-              base_url: dict[str, str]) -> FastAPI:
+              base_url: dict[str, str], users: UserSource | None = None) -> FastAPI:
     app = create_app("Entra token stand-in", error_body=aad_error_body, max_body_bytes=MAX_BODY_BYTES)
+    signin = SignIn(users or UserSource([], None), tokens, OAuthError, base_url)
+    add_signin_routes(app, signin)
 
     @app.exception_handler(OAuthError)
     async def _oauth_error(_request: Request, exc: OAuthError) -> JSONResponse:
@@ -168,7 +182,8 @@ def build_app(credentials: CredentialSource, issuer_keys: IssuerKeys, tokens: To
                 "authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/authorize",
                 "device_authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/devicecode",
                 "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys", "response_types_supported": ["code", "token"],
-                "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+                "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+                "code_challenge_methods_supported": ["S256"], "scopes_supported": ["openid", "profile", "email"],
                 "id_token_signing_alg_values_supported": ["RS256"], "tenant_region_scope": None}
 
     @app.get("/{tenant}/discovery/v2.0/keys")
@@ -180,6 +195,8 @@ def build_app(credentials: CredentialSource, issuer_keys: IssuerKeys, tokens: To
     async def token(tenant: str, request: Request):
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
         grant = form.get("grant_type")
+        if grant == "authorization_code":
+            return signin.redeem(tenant, form)
         if grant != "client_credentials":
             raise OAuthError(400, "unsupported_grant_type", 70003, f"grant_type {grant!r} is not supported")
         client_id = str(form.get("client_id") or "")

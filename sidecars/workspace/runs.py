@@ -1,0 +1,144 @@
+"""Runs of a collaboration's queries, through the room's run API (`--room URL --contract-ca PEM`): each
+request signed with the party's key, over TLS verified against the contract CA, so the workspace talks
+only to an attested room. A result is downloaded from the party's datasink, checked against the manifest
+the room signed, and decrypted here, on the party's machine."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from ..analytics.documents import Query, parse_query
+from ..analytics.runcommands import RunApi
+from ..common.errors import CcrError
+from ..volumes import commands as data_commands
+from . import views
+from .collaborations import require_collaboration
+from .deps import PartyDep, document_id, run_id
+from .errors import FieldError
+from .models import RunRequest
+from .party import Party
+
+router = APIRouter(prefix="/api/collaborations/{collaboration_id}", tags=["runs"])
+MAX_RESULT_ROWS = 1000
+MAX_RESULT_BYTES = 8 * 1024 * 1024
+
+
+def _room(party: Party) -> RunApi:
+    if party.room is None:
+        raise FieldError.one(None, "this workspace knows no room: start it with --room URL --contract-ca PEM",
+                             http_status=409)
+    return RunApi(party.room.url, str(party.room.contract_ca), party.identity)
+
+
+def _call(party: Party, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    api = _room(party)
+    try:
+        return api.call(method, path, body)
+    except CcrError as exc:
+        # The room's refusal, as the room words it; a room that cannot be reached is a 502.
+        raise FieldError.one(None, exc.message, http_status=exc.http_status if 400 <= exc.http_status < 500
+                             else 502) from None
+    finally:
+        api.close()
+
+
+@router.post("/queries/{query_id}/run", status_code=202)
+def start_run(collaboration_id: str, query_id: str, body: RunRequest, party: PartyDep) -> JSONResponse:
+    require_collaboration(party, collaboration_id)
+    request: dict[str, Any] = {}
+    if body.runId:
+        request["runId"] = body.runId
+    if body.dryRun:
+        request["dryRun"] = True
+    if body.startDate:
+        request["startDate"] = body.startDate.isoformat()
+    if body.endDate:
+        request["endDate"] = body.endDate.isoformat()
+    status, answer = _call(party, "POST", f"/queries/{quote(document_id(query_id, 'queryId'), safe='')}/run",
+                           request)
+    return JSONResponse(answer, status_code=status)
+
+
+@router.get("/runs")
+def list_runs(collaboration_id: str, party: PartyDep, query: str) -> dict[str, Any]:
+    require_collaboration(party, collaboration_id)
+    _, answer = _call(party, "GET", f"/queries/{quote(document_id(query, 'query'), safe='')}/runs")
+    return {"value": answer.get("value") or []}
+
+
+@router.get("/runs/{run}")
+def get_run(collaboration_id: str, run: str, party: PartyDep) -> dict[str, Any]:
+    require_collaboration(party, collaboration_id)
+    return _call(party, "GET", f"/runs/{quote(run_id(run), safe='')}")[1]
+
+
+@router.get("/runs/{run}/result")
+def get_result(collaboration_id: str, run: str, party: PartyDep) -> dict[str, Any]:
+    cid, _members, _me = require_collaboration(party, collaboration_id)
+    record = _call(party, "GET", f"/runs/{quote(run_id(run), safe='')}")[1]
+    if record.get("status") != "succeeded":
+        raise FieldError.one("runId", f"run {run!r} is {record.get('status')}: only a succeeded run has a result",
+                             http_status=409)
+    if party.spec is None or party.room is None:
+        raise FieldError.one(None, "downloading a result needs the spec naming your datasink (start the "
+                                   "workspace with --spec)", http_status=409)
+    document = views.analytics_document(party.client(), cid, str(record.get("queryId")), "query")
+    query = parse_query(document["data"])
+    assert isinstance(query, Query)
+    outputs = [str(name) for name in record.get("output") or []]
+    with tempfile.TemporaryDirectory(prefix="ccr-workspace-") as tmp:
+        data_commands.download(argparse.Namespace(
+            output=Path(tmp), spec=str(party.spec), volume=query.output_datasink, container=None, storage_url=None,
+            vault_url=None, secret=None, mode=None, dek_file=None, ca_bundle=party.ca_bundle, account_key=None,
+            endpoints=party.endpoints, var=party.var, kek=None, prefix=None, manifest_sha256=None,
+            contract_ca=party.room.contract_ca, contract=cid, untrusted=False))
+        return table(Path(tmp), outputs)
+
+
+def table(root: Path, outputs: list[str]) -> dict[str, Any]:
+    """The run's CSV output files as one table; `series` names a first text column and numeric others, which
+    the page can draw as a chart."""
+    columns: list[str] = []
+    rows: list[list[Any]] = []
+    truncated, read = False, 0
+    for name in outputs:
+        path = (root / name).resolve()
+        if not path.is_relative_to(root.resolve()) or not path.is_file() or path.suffix != ".csv":
+            continue
+        read += path.stat().st_size
+        if read > MAX_RESULT_BYTES:
+            truncated = True
+            break
+        with path.open(newline="") as handle:
+            reader = csv.reader(io.StringIO(handle.read()))
+            header = next(reader, None)
+            if header is None:
+                continue
+            columns = columns or header
+            for row in reader:
+                if len(rows) >= MAX_RESULT_ROWS:
+                    truncated = True
+                    break
+                rows.append([_number(cell) for cell in row])
+    numeric = [i for i in range(1, len(columns)) if rows and all(isinstance(r[i], (int, float))
+                                                                  for r in rows if len(r) > i)]
+    series = {"x": columns[0], "y": [columns[i] for i in numeric]} if columns and numeric else None
+    return {"columns": columns, "rows": rows, "series": series, "truncated": truncated}
+
+
+def _number(cell: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(cell)
+        except ValueError:
+            continue
+    return cell
