@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.system.analytics.conftest import EXAMPLE
-from tests.system.workspace.conftest import PartyPage, party_page, start_workspace
+from tests.workspacepages.pages import PartyPage, party_page, start_workspace
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
