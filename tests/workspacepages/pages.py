@@ -140,3 +140,13 @@ def party_page(browser: Browser, workspace: Workspace, screenshots: Path) -> Par
     party = PartyPage(workspace.name, workspace, context, page, screenshots)
     page.on("pageerror", lambda error: party.console_errors.append(str(error)))
     return party
+
+
+def shown_errors(page: Page) -> dict[str, str]:
+    """Wait for the page to show an error, then every error line it shows: {field name or "": line}."""
+    page.locator(".field-error:not([hidden]), .form-error:not([hidden])").first.wait_for(timeout=VIEW_TIMEOUT_MS)
+    return page.evaluate("""() => Object.fromEntries(
+        [...document.querySelectorAll('.field-error:not([hidden]), .form-error:not([hidden])')].map((line) => {
+          const holder = line.closest('[data-field]');
+          return [holder ? holder.dataset.field : '', line.textContent];
+        }))""")

@@ -131,7 +131,8 @@ function publishForm(base, context) {
       aggregationThreshold: /^\d+$/.test(threshold) ? Number(threshold) : threshold,
       encryption,
     };
-    const data = value("data.folder") || value("data.spec") ? { folder: value("data.folder"), spec: value("data.spec") } : null;
+    // no spec named: the workspace's own --spec says which datasource receives the files
+    const data = value("data.folder") || value("data.spec") ? { folder: value("data.folder"), spec: value("data.spec") || null } : null;
     const answer = await post(`${base}/datasets`, { document, vote: true, data });
     if (answer && answer.kind === "dataset-publish") {
       progressBox.hidden = false;
