@@ -126,7 +126,9 @@ class PartyPage:
         problems = check_view(self.page)
         assert not problems.unlabelled, f"{shot}: controls without an accessible name: {problems.unlabelled}"
         assert not problems.unreachable, f"{shot}: controls Tab never reaches: {problems.unreachable}"
-        self.page.evaluate("() => document.querySelectorAll('details').forEach((d) => { d.open = true; })")
+        # every <details> open, and no focus ring left where the Tab walk ended
+        self.page.evaluate("() => { document.querySelectorAll('details').forEach((d) => { d.open = true; });"
+                           " document.activeElement && document.activeElement.blur(); }")
         path = self.screenshots / f"workspace-{shot}.png"
         self.page.screenshot(path=str(path), full_page=True)
         copy_to = os.environ.get("CCR_SCREENSHOTS_DIR")
