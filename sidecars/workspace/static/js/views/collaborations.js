@@ -29,6 +29,7 @@ export async function collaborationsView(body, context) {
   const current = all.find((collaboration) => collaboration.id === state.collaboration);
   if (current) parts.push(await currentSection(current, context));
   parts.push(invitationsSection(list(invitations), context));
+  if (state.me && state.me.mode === "entra") parts.push(receivedSection(context));
   if (!context.isCurrent()) return;
   replace(body, parts);
 }
@@ -68,14 +69,15 @@ function inviteForm(collaboration, context) {
     h("h2", { id: "invite-heading" }, "Invite a collaborator by e-mail"),
     field("E-mail address", input("email", { type: "email", autocomplete: "off" })),
     field("Member name", input("name", { autocomplete: "off" }), "the name the contract and the other members will know the party by"),
+    field("Identity provider (issuer)", input("issuer", { type: "url", autocomplete: "off" }), "where the invitee signs in, e.g. https://login.microsoftonline.com/TENANT/v2.0; empty: this workspace's own"),
+    field("Client id at that provider", input("clientId", { autocomplete: "off" }), "the invitee's workspace's client id; empty: this workspace's own"),
     formError(),
     h("button", { type: "submit" }, "Send invitation"),
   );
   return onSubmit(form, async () => {
-    const invitation = await post(`/collaborations/${segment(collaboration.id)}/invitations`, {
-      email: form.elements.email.value.trim(),
-      name: form.elements.name.value.trim(),
-    });
+    const body = { email: form.elements.email.value.trim(), name: form.elements.name.value.trim() };
+    for (const optional of ["issuer", "clientId"]) if (form.elements[optional].value.trim()) body[optional] = form.elements[optional].value.trim();
+    const invitation = await post(`/collaborations/${segment(collaboration.id)}/invitations`, body);
     announce(`invitation sent to ${invitation.email}`);
     context.rerender();
   });
@@ -85,24 +87,19 @@ function invitationsSection(invitations, context) {
   const rows = invitations.map((invitation) => {
     let action = "";
     const addressedToMe = state.me && state.me.identity && state.me.identity.email && state.me.identity.email.toLowerCase() === String(invitation.email).toLowerCase();
-    if (invitation.state === "Open" && addressedToMe) {
-      action = actionButton(`Accept invitation to ${invitation.contractId}`, "Accept", async () => {
-        await post(`/invitations/${segment(invitation.invitationId)}/accept`);
-        await state.reloadCollaborations();
-      }, context);
-    } else if (invitation.state === "Accepted" && !addressedToMe) {
+    if (invitation.state === "Accepted" && !addressedToMe) {
       action = actionButton(`Admit ${invitation.name} to ${invitation.contractId}`, "Admit", async () => {
         const answer = await post(`/invitations/${segment(invitation.invitationId)}/admit`);
         announce(`admission proposed: ${answer.proposalState}`);
       }, context);
     }
-    return [invitation.contractId, `${invitation.name} <${invitation.email}>`, invitation.invitedBy, pill(invitation.state), action];
+    return [invitation.contractId, `${invitation.name} <${invitation.email}>`, invitation.invitedBy, pill(invitation.state), action, invitation.invitationId];
   });
   return h(
     "section",
     { class: "card", "aria-labelledby": "invitations-heading" },
     h("h2", { id: "invitations-heading" }, "Invitations"),
-    rows.length ? table("Invitations of your collaborations and to you", ["Collaboration", "Invitee", "Invited by", "State", "Action"], rows) : h("p", { class: "empty" }, "No invitations."),
+    rows.length ? table("Invitations of your collaborations and to you", ["Collaboration", "Invitee", "Invited by", "State", "Action", "Invitation id (send it to the invitee)"], rows) : h("p", { class: "empty" }, "No invitations."),
   );
 }
 
@@ -123,4 +120,46 @@ function actionButton(name, text, action, context) {
     }
   });
   return h("span", {}, button, " ", error);
+}
+
+/** The invitation id from what the invitee pastes: the id itself, or the link that carries it. */
+function invitationIdOf(text) {
+  const trimmed = text.trim();
+  const fromQuery = /[?&#]invitation(?:Id)?=([^&#]+)/.exec(trimmed);
+  if (fromQuery) return decodeURIComponent(fromQuery[1]);
+  return trimmed.split("/").filter(Boolean).pop() || "";
+}
+
+/**
+ * The invitee's side (a workspace signed in with an identity): open the invitation it received by e-mail,
+ * accept it (CGS binds this workspace's key to the signed-in identity), and once admitted, activate.
+ */
+function receivedSection(context) {
+  const found = h("div", { "aria-live": "polite" });
+  const form = h(
+    "form",
+    { "aria-labelledby": "received-heading" },
+    h("h2", { id: "received-heading" }, "An invitation you received"),
+    field("Invitation link or id", input("invitationId", { autocomplete: "off" }), "from the invitation e-mail"),
+    formError(),
+    h("button", { type: "submit" }, "Open invitation"),
+  );
+  onSubmit(form, async () => {
+    const invitation = await get(`/invitations/${segment(invitationIdOf(form.elements.invitationId.value))}`);
+    replace(
+      found,
+      table("The invitation", ["Collaboration", "Invitee", "Invited by", "State"], [[invitation.contractId, `${invitation.name} <${invitation.email}>`, invitation.invitedBy, pill(invitation.state)]]),
+      invitation.state === "Open"
+        ? actionButton(`Accept invitation to ${invitation.contractId}`, "Accept", async () => {
+            const accepted = await post(`/invitations/${segment(invitation.invitationId)}/accept`);
+            announce(`invitation ${accepted.state}: a member of ${accepted.contractId} will now admit you`);
+          }, context)
+        : null,
+    );
+  });
+  const activate = actionButton("Activate my membership", "Activate my membership", async () => {
+    await post("/activate");
+    await state.reloadCollaborations();
+  }, context);
+  return h("section", { class: "card" }, form, found, h("p", { class: "hint" }, "Once a member admitted you and the consortium accepted:"), activate);
 }
