@@ -94,7 +94,9 @@ def _cgs_prepare(ctx: RunContext) -> None:
 
 
 def _cgs_options(ctx: RunContext) -> list[str]:
-    return ["--state-dir", str(ctx.run_dir / "cgs"), "--trust-mock-platform", str(ctx.mock_platform_dir)]
+    # --ca-bundle: CGS verifies invitees' ID tokens with the keys the Entra stand-in publishes over HTTPS
+    return ["--state-dir", str(ctx.run_dir / "cgs"), "--trust-mock-platform", str(ctx.mock_platform_dir),
+            "--ca-bundle", str(ctx.ca.cert_file)]
 
 
 def _entra_prepare(ctx: RunContext) -> None:

@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,9 +91,26 @@ def _resolve(args: argparse.Namespace) -> Target:
                   manifest_sha256, contract_id)
 
 
+#: who else hears of the bytes `publish` has done, `(done, total)` (the workspace's progress bar; the command
+#: line has only tqdm's)
+PROGRESS: ContextVar[Callable[[int, int], None] | None] = ContextVar("ccr_data_progress", default=None)
+
+
+class _ReportingBar(tqdm):
+    listener: Callable[[int, int], None] | None = None
+
+    def update(self, n: float | None = 1) -> bool | None:
+        shown = super().update(n)
+        if self.listener is not None:
+            self.listener(int(self.n), int(self.total or 0))
+        return shown
+
+
 def _progress(total: int, what: str):
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=what, file=sys.stderr,
-                disable=None, leave=False)
+    bar = _ReportingBar(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=what, file=sys.stderr,
+                        disable=None, leave=False)
+    bar.listener = PROGRESS.get()
+    return bar
 
 
 def _load_kek(arg: str | None, target: Target):

@@ -44,6 +44,8 @@ def _verbs(sub: Subcommands) -> None:
                        help="also trust the mock SEV-SNP platform in DIR (local rooms only)")
     start.add_argument("--spec", metavar="SPEC", type=Path, help="the spec naming the party's datasources and "
                                                                  "datasinks (publishing, results)")
+    start.add_argument("--kek", metavar="JWK|PEM|URL", help="publishing: the KEK new DEKs are wrapped with (default: "
+                                                            "the spec's kek_name in its vault)")
     add_var_option(start)
     start.add_argument("--host", default="127.0.0.1", help="listen address (default %(default)s; loopback only)")
     start.add_argument("--port", type=int, default=DEFAULT_PORT, help="default %(default)s; 0 picks a free one")

@@ -48,7 +48,7 @@ def party_from_args(args: argparse.Namespace) -> Party:
                 else None)
     return Party(cgs_url=cgs, ca_bundle=ca_bundle, identity_dir=Path(args.key_dir if entra else args.identity),
                  mode="entra" if entra else "certificate", entra=entra, room=room, spec=args.spec, var=args.var,
-                 endpoints=args.endpoints, room_evidence=evidence)
+                 endpoints=args.endpoints, room_evidence=evidence, kek=args.kek)
 
 
 def cmd_start(args: argparse.Namespace) -> int:

@@ -19,9 +19,8 @@ from ..cliargs import spec_variables
 from ..common.errors import BadRequest, CcrError
 from ..governance.member_client import CgsMemberClient
 from ..spec import load_spec
-from ..volumes import commands as data_commands
 from ..volumes.owner import files_to_publish
-from . import views
+from . import datacommands, views
 from .collaborations import require_collaboration
 from .deps import PartyDep, document_id
 from .errors import FieldError, document_problems, problem
@@ -160,10 +159,12 @@ def _publish(job: Job, party: Party, contract_id: str, text: str, dataset: Datas
         raise FieldError.one("document.encryption.mode", f"the spec's datasource {dataset.store!r} is "
                              f"{volume.encryption.mode.value}, not {dataset.encryption.mode}")
     job.report(10, f"encrypting and uploading {len(files)} file(s)")
-    data_commands.publish(argparse.Namespace(
-        dir=folder, spec=str(spec_path), volume=dataset.store, container=None, storage_url=None, vault_url=None,
-        secret=None, mode=None, dek_file=None, ca_bundle=party.ca_bundle, account_key=None,
-        endpoints=party.endpoints, var=party.var, kek=None, parallel=4, pin=None, data_only=False, key_only=False))
+
+    def uploaded(done: int, total: int) -> None:
+        # 10% .. 90% of the bar is the upload, by bytes
+        job.report(10 + (80 * done // total if total else 80), f"encrypting and uploading: {done} of {total} bytes")
+
+    datacommands.publish(party, folder, spec_path, dataset.store, uploaded)
     job.report(90, "proposing the dataset document")
     answer = _propose(party.client(), contract_id, dataset.name, "dataset", text, vote)
     return {**answer, "files": len(files)}

@@ -45,13 +45,15 @@ class Party:
     def __init__(self, *, cgs_url: str, ca_bundle: str | None, identity_dir: Path, mode: Mode,
                  entra: EntraSettings | None = None, room: RoomEndpoint | None = None, spec: Path | None = None,
                  var: list[str] | None = None, endpoints: str | None = None,
-                 room_evidence: RoomEvidence | None = None):
+                 room_evidence: RoomEvidence | None = None, kek: str | None = None):
         if mode == "entra" and entra is None:
             raise ConfigError("--entra needs the authority (https://HOST/TENANT) and --client-id")
         self.cgs_url, self.ca_bundle, self.mode, self.entra = cgs_url.rstrip("/"), ca_bundle, mode, entra
         self.room, self.spec, self.var, self.endpoints = room, spec, list(var or []), endpoints
         self.identity_dir, self.room_evidence, self.jobs = identity_dir, room_evidence, Jobs()
         self.signins = PendingSignIns()
+        #: the KEK publishing wraps new DEKs with (a JWK/PEM file or Key Vault key URL; None: the spec's)
+        self.kek = kek
         if mode == "entra" and not (identity_dir / "member.key").exists():
             # The key CGS will bind to the party's identity; its certificate's name is a placeholder, the
             # member's name is the one its invitation gives.

@@ -5,7 +5,6 @@ the room signed, and decrypted here, on the party's machine."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import tempfile
@@ -19,8 +18,7 @@ from fastapi.responses import JSONResponse
 from ..analytics.documents import Query, parse_query
 from ..analytics.runcommands import RunApi
 from ..common.errors import CcrError
-from ..volumes import commands as data_commands
-from . import views
+from . import datacommands, views
 from .collaborations import require_collaboration
 from .deps import PartyDep, document_id, run_id
 from .errors import FieldError
@@ -96,11 +94,7 @@ def get_result(collaboration_id: str, run: str, party: PartyDep) -> dict[str, An
     assert isinstance(query, Query)
     outputs = [str(name) for name in record.get("output") or []]
     with tempfile.TemporaryDirectory(prefix="ccr-workspace-") as tmp:
-        data_commands.download(argparse.Namespace(
-            output=Path(tmp), spec=str(party.spec), volume=query.output_datasink, container=None, storage_url=None,
-            vault_url=None, secret=None, mode=None, dek_file=None, ca_bundle=party.ca_bundle, account_key=None,
-            endpoints=party.endpoints, var=party.var, kek=None, prefix=None, manifest_sha256=None,
-            contract_ca=party.room.contract_ca, contract=cid, untrusted=False))
+        datacommands.download(party, Path(tmp), party.spec, query.output_datasink, party.room.contract_ca, cid)
         return table(Path(tmp), outputs)
 
 

@@ -82,7 +82,7 @@ def _require_contract_member(cgs: CgsState, contract_id: str, who: str) -> None:
 async def invite(contract_id: str, cgs: Cgs, caller: MemberAuth) -> dict[str, Any]:
     body = caller.json()
     _require_contract_member(cgs, contract_id, caller.who)
-    if cgs.store.member_cert(caller.who) is None:
+    if cgs.member_cert(caller.who) is None:
         raise Forbidden("only an active member invites", code="MemberNotActive")
     email = _text(body, "email", EMAIL).lower()
     name = _text(body, "name", NAME)

@@ -20,6 +20,7 @@ from sidecars.emulators.cgs import (
     db,
     documents,
     events,
+    invitations,
     members,
     node,
     oidc,
@@ -32,7 +33,8 @@ from sidecars.emulators.cgs.deps import CgsConfig
 from sidecars.emulators.cgs.issuer import OidcIssuer
 from sidecars.emulators.cgs.store import Store
 
-AREAS = (members, contracts, consent, secrets, documents, ca, events, oidc, node, transactions)
+AREAS = (members, contracts, consent, secrets, documents, ca, events, oidc, node, transactions,
+         invitations)
 
 
 def _no_evidence(_attestation: dict) -> dict:
