@@ -136,8 +136,12 @@ class PartyPage:
             shutil.copy(path, Path(copy_to) / path.name)
 
 
-def party_page(browser: Browser, workspace: Workspace, screenshots: Path) -> PartyPage:
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
+def party_page(browser: Browser, workspace: Workspace, screenshots: Path, *,
+               ignore_https_errors: bool = False) -> PartyPage:
+    """A browser context of its own for the party (`ignore_https_errors` only for a party that signs in at a
+    stand-in whose certificate a local CA issued)."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True,
+                                  ignore_https_errors=ignore_https_errors)
     page = context.new_page()
     party = PartyPage(workspace.name, workspace, context, page, screenshots)
     page.on("pageerror", lambda error: party.console_errors.append(str(error)))
