@@ -113,7 +113,11 @@ class PartyPage:
 
     def view(self, route: str) -> Page:
         """Open `#/route` and wait until the view has loaded."""
-        self.page.goto(f"{self.workspace.url}/#/{route}")
+        target = f"{self.workspace.url}/#/{route}"
+        if self.page.url == target:
+            self.page.reload()  # going to the same URL changes no hash: the view would not load again
+        else:
+            self.page.goto(target)
         self.wait_ready(route.split("/")[0])
         return self.page
 

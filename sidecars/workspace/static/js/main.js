@@ -30,6 +30,7 @@ async function render({ moveFocus }) {
   const route = currentRoute();
   const view = VIEWS[route.name];
   const mine = ++renderCount;
+  delete main.dataset.ready; // "ready" is for this drawing of the view, not the one before
   for (const link of document.querySelectorAll("nav a")) {
     if (link.getAttribute("href") === `#/${route.name}`) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -47,7 +48,8 @@ async function render({ moveFocus }) {
   }
   if (mine === renderCount) {
     main.dataset.ready = route.name;
-    announce(`${view.title} loaded`);
+    // a view drawn again after an action keeps that action's announcement
+    if (moveFocus) announce(`${view.title} loaded`);
   }
 }
 

@@ -103,7 +103,10 @@ function invitationsSection(invitations, context) {
   );
 }
 
-/** A button whose accessible name says which row it acts on; its error shows on the line after it. */
+/**
+ * A button whose accessible name says which row it acts on; its error shows on the line after it. With a
+ * view context, the view is drawn again once the action succeeded.
+ */
 function actionButton(name, text, action, context) {
   const error = h("span", { class: "field-error", hidden: true });
   const button = h("button", { type: "button", "aria-label": name }, text);
@@ -112,7 +115,8 @@ function actionButton(name, text, action, context) {
     error.hidden = true;
     try {
       await action();
-      context.rerender();
+      // a null context: the action shows its own answer where it is, the view stays as it is
+      if (context) context.rerender();
     } catch (problem) {
       error.textContent = problem.message;
       error.hidden = false;
@@ -144,18 +148,23 @@ function receivedSection(context) {
     formError(),
     h("button", { type: "submit" }, "Open invitation"),
   );
-  onSubmit(form, async () => {
-    const invitation = await get(`/invitations/${segment(invitationIdOf(form.elements.invitationId.value))}`);
+  const show = (invitation, note) => {
     replace(
       found,
       table("The invitation", ["Collaboration", "Invitee", "Invited by", "State"], [[invitation.contractId, `${invitation.name} <${invitation.email}>`, invitation.invitedBy, pill(invitation.state)]]),
+      note ? h("p", {}, note) : null,
       invitation.state === "Open"
         ? actionButton(`Accept invitation to ${invitation.contractId}`, "Accept", async () => {
             const accepted = await post(`/invitations/${segment(invitation.invitationId)}/accept`);
-            announce(`invitation ${accepted.state}: a member of ${accepted.contractId} will now admit you`);
-          }, context)
+            const next = `${accepted.state}: a member of ${accepted.contractId} will now admit you`;
+            show(accepted, next);
+            announce(next);
+          }, null)
         : null,
     );
+  };
+  onSubmit(form, async () => {
+    show(await get(`/invitations/${segment(invitationIdOf(form.elements.invitationId.value))}`));
   });
   const activate = actionButton("Activate my membership", "Activate my membership", async () => {
     await post("/activate");
