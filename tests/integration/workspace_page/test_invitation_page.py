@@ -150,4 +150,5 @@ def test_northwind_admits_contoso_and_contoso_activates(invitation):
     members.wait_for()
     assert members.get_by_role("cell", name="contoso (you)", exact=True).count() == 1, members.inner_text()
     assert members.get_by_role("cell", name=EMAIL).count() == 1
+    assert "Acting as contoso (ana@contoso.example)" in page.locator("#who").inner_text()
     invitation.contoso.check_and_photograph("member-by-identity")

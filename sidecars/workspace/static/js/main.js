@@ -67,7 +67,7 @@ async function loadCollaborations() {
   );
 }
 
-async function start() {
+async function showWho() {
   const who = document.getElementById("who");
   try {
     state.me = await get("/me");
@@ -90,6 +90,10 @@ async function start() {
   } catch (error) {
     who.textContent = error.message;
   }
+}
+
+async function start() {
+  await showWho();
   try {
     await loadCollaborations();
   } catch (error) {
@@ -101,7 +105,11 @@ async function start() {
     render({ moveFocus: false });
   });
   window.addEventListener("hashchange", () => render({ moveFocus: true }));
-  state.reloadCollaborations = loadCollaborations;
+  // after an activation the party has a member name: the header says so too
+  state.reloadCollaborations = async () => {
+    await showWho();
+    await loadCollaborations();
+  };
   await render({ moveFocus: false });
 }
 
