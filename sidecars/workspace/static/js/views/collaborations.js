@@ -28,7 +28,7 @@ export async function collaborationsView(body, context) {
   );
   const current = all.find((collaboration) => collaboration.id === state.collaboration);
   if (current) parts.push(await currentSection(current, context));
-  parts.push(invitationsSection(list(invitations), context));
+  parts.push(invitationsSection(list(invitations), all, context));
   if (state.me && state.me.mode === "entra") parts.push(receivedSection(context));
   if (!context.isCurrent()) return;
   replace(body, parts);
@@ -83,11 +83,15 @@ function inviteForm(collaboration, context) {
   });
 }
 
-function invitationsSection(invitations, context) {
+function invitationsSection(invitations, collaborations, context) {
   const rows = invitations.map((invitation) => {
     let action = "";
     const addressedToMe = state.me && state.me.identity && state.me.identity.email && state.me.identity.email.toLowerCase() === String(invitation.email).toLowerCase();
-    if (invitation.state === "Accepted" && !addressedToMe) {
+    const collaboration = collaborations.find((candidate) => candidate.id === invitation.contractId);
+    const admitted = collaboration && (collaboration.members || []).includes(invitation.name);
+    if (admitted) {
+      action = "a member now";
+    } else if (invitation.state === "Accepted" && !addressedToMe) {
       action = actionButton(`Admit ${invitation.name} to ${invitation.contractId}`, "Admit", async () => {
         const answer = await post(`/invitations/${segment(invitation.invitationId)}/admit`);
         announce(`admission proposed: ${answer.proposalState}`);
