@@ -62,7 +62,7 @@ function details(dataset) {
       h("dt", {}, "Access mode"),
       h("dd", {}, document.accessMode === "aggregate" ? "aggregate: only grouped results leave the room" : "row: rows of the allowed fields may be read"),
       h("dt", {}, "Aggregation threshold"),
-      h("dd", {}, `groups of fewer than ${document.aggregationThreshold ?? "?"} rows are suppressed`),
+      h("dd", {}, document.aggregationThreshold === undefined ? "not set: the room's default applies" : `groups of fewer than ${document.aggregationThreshold} rows are suppressed`),
       h("dt", {}, "Store"),
       h("dd", {}, `${document.store || ""} / ${document.container || ""}`),
       dataset.consent && dataset.consent.reason ? [h("dt", {}, "Consent"), h("dd", {}, dataset.consent.reason)] : null,
