@@ -130,6 +130,10 @@ class PartyPage:
         problems = check_view(self.page)
         assert not problems.unlabelled, f"{shot}: controls without an accessible name: {problems.unlabelled}"
         assert not problems.unreachable, f"{shot}: controls Tab never reaches: {problems.unreachable}"
+        self.photograph(shot)
+
+    def photograph(self, shot: str) -> None:
+        """A full-page screenshot of what the page shows now (a moment that does not wait for a Tab walk)."""
         # every <details> open, and no focus ring left where the Tab walk ended
         self.page.evaluate("() => { document.querySelectorAll('details').forEach((d) => { d.open = true; });"
                            " document.activeElement && document.activeElement.blur(); }")
