@@ -143,21 +143,49 @@ function publishForm(base, context) {
   });
 }
 
-/** Poll the publish job until it ends, moving the progress bar; a failed job throws its one line. */
+/** Move the progress bar to where the job is. */
+function draw(job, progress, step) {
+  progress.value = Number(job.percent) || 0;
+  progress.textContent = `${progress.value}%`;
+  step.textContent = job.step || job.state;
+}
+
+/** The job's end: itself when it succeeded; a failed job throws its one line (on its field). */
+function ended(job) {
+  if (job.state === "succeeded") return job;
+  const error = job.error || { field: null, message: "publishing failed" };
+  const problem = new Error(error.message);
+  problem.errors = [error];
+  throw problem;
+}
+
+/**
+ * Follow the publish job until it ends: every change as the workspace streams it (server-sent events), so
+ * the bar moves with the upload; polling if the stream breaks.
+ */
 async function follow(job, progress, step) {
-  let current = job;
+  draw(job, progress, step);
+  if (job.state !== "running") return ended(job);
+  const streamed = await new Promise((resolve) => {
+    const source = new EventSource(`/api/jobs/${segment(job.id)}/events`);
+    source.onmessage = (message) => {
+      const current = JSON.parse(message.data);
+      draw(current, progress, step);
+      if (current.state !== "running") {
+        source.close();
+        resolve(current);
+      }
+    };
+    source.onerror = () => {
+      source.close();
+      resolve(null);
+    };
+  });
+  if (streamed) return ended(streamed);
   for (;;) {
-    progress.value = Number(current.percent) || 0;
-    progress.textContent = `${progress.value}%`;
-    step.textContent = current.step || current.state;
-    if (current.state === "succeeded") return current;
-    if (current.state === "failed") {
-      const error = current.error || { field: null, message: "publishing failed" };
-      const problem = new Error(error.message);
-      problem.errors = [error];
-      throw problem;
-    }
+    const current = await get(`/jobs/${segment(job.id)}`);
+    draw(current, progress, step);
+    if (current.state !== "running") return ended(current);
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-    current = await get(`/jobs/${segment(current.id)}`);
   }
 }
