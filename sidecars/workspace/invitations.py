@@ -85,16 +85,34 @@ def accept(invitation_id: str, party: PartyDep) -> dict[str, Any]:
 @router.post("/invitations/{invitation_id}/admit")
 def admit(invitation_id: str, party: PartyDep) -> dict[str, Any]:
     invitation = _cgs_public(party, "GET", f"/app/invitations/{_invitation_id(invitation_id)}")
-    require_collaboration(party, str(invitation.get("contractId")))
+    client = party.client()
+    # Membership is the consortium's decision (every member the constitution counts votes), not the contract's.
+    members = client.members()
+    if party.member_name(members) is None:
+        raise FieldError.one(None, "only a member admits a new member", http_status=403)
     if invitation.get("state") != "Accepted" or not invitation.get("certificate"):
         raise FieldError.one("invitationId", f"the invitation is {invitation.get('state')}: only an accepted one "
                                              "is admitted", http_status=409)
-    client = party.client()
-    proposal = client.propose({"name": "set_member", "args": {"cert": invitation["certificate"], "member_data": {
-        "identifier": invitation["name"], "identity": invitation["identity"]}}})
-    if proposal["proposalState"] == "Open":
+    if any(m.get("memberId") == invitation.get("memberId") for m in members):
+        raise FieldError.one("invitationId", f"{invitation.get('name')} is already a member", http_status=409)
+    # Each member admits by the same click: the first proposes, the others vote on that open proposal.
+    proposal = _open_admission(party, invitation["certificate"]) or client.propose({"name": "set_member", "args": {
+        "cert": invitation["certificate"],
+        "member_data": {"identifier": invitation["name"], "identity": invitation["identity"]}}})
+    if proposal["proposalState"] == "Open" and party.identity.member_id not in (proposal.get("finalVotes") or {}):
         proposal = client.vote(proposal["proposalId"], True)
     return {"proposalId": proposal["proposalId"], "proposalState": proposal["proposalState"]}
+
+
+def _open_admission(party: Party, cert_pem: str) -> dict[str, Any] | None:
+    client = party.client()
+    for proposal in client.proposals():
+        if proposal.get("proposalState") != "Open":
+            continue
+        if any(a.get("name") == "set_member" and (a.get("args") or {}).get("cert") == cert_pem
+               for a in client.proposal_actions(proposal["proposalId"])):
+            return client.proposal(proposal["proposalId"])
+    return None
 
 
 @router.post("/activate")

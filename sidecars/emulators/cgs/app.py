@@ -20,9 +20,10 @@ from fastapi import FastAPI
 from ...common.bodylimit import MIB
 from ...common.ccfwire import GovApiVersionMiddleware
 from ...common.http import create_app
-from . import ca, consent, contracts, documents, events, invitations, members, node, oidc, secrets, transactions
+from . import ca, consent, contracts, documents, events, members, node, oidc, secrets, transactions
 from .audit import AuditLog
 from .deps import CgsConfig, CgsState
+from .invitations import router as invitations_router
 from .issuer import OidcIssuer
 from .room import AttestationVerifier, ReplayGuard, RoomRefused, RoomVerifier
 from .store import Store
@@ -51,8 +52,8 @@ def build_app(store: Store, audit: AuditLog, verify_attestation: AttestationVeri
     app.state.cgs = CgsState(store, audit, issuer, operator_cert, config,
                              member_replay=ReplayGuard(config.replay_window_s),
                              rooms=RoomVerifier(store, verify_attestation, window_s=config.replay_window_s))
+    app.include_router(invitations_router)
     for area in (members, contracts, consent, secrets, documents, ca, events, oidc, node, transactions):
         app.include_router(area.router)
-    app.include_router(invitations.router)
     app.add_middleware(GovApiVersionMiddleware)
     return app

@@ -8,6 +8,9 @@ federated-credential create` sets them) and verifies against the issuer's publis
 discovery document and JWKS, fetched over HTTPS). The access token carries `aud` = the resource and
 `iss` = `https://sts.windows.net/<tenant>/`, as Entra's v1 tokens do. Errors have Entra's shape
 (`{error, error_description, error_codes}`, with AADSTS codes).
+
+A person signs in to a public client (a party's workspace) with the authorization code flow and PKCE
+(`/{tenant}/oauth2/v2.0/authorize`, then `/token` with `grant_type=authorization_code`): see `signin`.
 """
 
 from __future__ import annotations

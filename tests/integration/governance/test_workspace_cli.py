@@ -4,21 +4,17 @@ OpenAPI served; a non-loopback address or a half-given option refused in one lin
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import httpx
 import pytest
 
+from sidecars.cli import main
 from sidecars.common.process import ManagedProcess, file_exists
 
 from .conftest import register_consortium, start_cgs
 
 pytestmark = pytest.mark.slow
-
-
-def ccr(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sidecars", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_the_workspace_serves_its_api_on_loopback_for_the_party(tmp_path, server_tls, platform_dir, local_ca):
@@ -54,8 +50,8 @@ def test_the_workspace_serves_its_api_on_loopback_for_the_party(tmp_path, server
     (["--identity", "/nonexistent", "--cgs", "https://127.0.0.1:1", "--room", "https://127.0.0.1:2"], "--contract-ca"),
     (["--identity", "/nonexistent"], "no CGS endpoint"),
 ])
-def test_bad_options_are_one_line(args, says, monkeypatch):
+def test_bad_options_are_one_line(args, says, monkeypatch, capsys):
     monkeypatch.delenv("CCR_CGS_ENDPOINT", raising=False)
-    result = ccr("workspace", "start", *args)
-    assert result.returncode != 0 and says in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert main(["workspace", "start", *args]) != 0
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

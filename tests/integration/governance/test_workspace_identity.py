@@ -31,19 +31,22 @@ def services(tmp_path_factory, server_tls, platform_dir, local_ca):
     entra_proc, entra_url = start_entra(run_dir, server_tls)
     operator = member_client(cgs.url, local_ca.cert_file, cgs.operator)
     northwind = member_client(cgs.url, local_ca.cert_file, MemberIdentity.create(run_dir / "northwind", "northwind"))
-    join(operator, [northwind])
-    yield {"cgs": cgs, "entra": entra_url, "operator": operator, "northwind": northwind, "dir": run_dir}
-    operator.close()
-    northwind.close()
+    # contoso: a member in no collaboration here, whose vote the constitution still needs to admit anyone
+    contoso = member_client(cgs.url, local_ca.cert_file, MemberIdentity.create(run_dir / "contoso", "contoso"))
+    join(operator, [northwind, contoso])
+    yield {"cgs": cgs, "entra": entra_url, "operator": operator, "northwind": northwind, "contoso": contoso,
+           "dir": run_dir}
+    for client in (operator, northwind, contoso):
+        client.close()
     entra_proc.stop()
     cgs.proc.stop()
 
 
 def collaboration(services, invitee: str = "woodgrove") -> str:
     contract_id = unique("wsid-collab")
-    northwind, operator = services["northwind"], services["operator"]
+    northwind = services["northwind"]
     northwind.put_contract(contract_id, {"contract": {"members": ["northwind", invitee]}})
-    accept_by_all([northwind, operator], northwind.propose_contract(contract_id))
+    accept_by_all([northwind, services["operator"], services["contoso"]], northwind.propose_contract(contract_id))
     return contract_id
 
 
@@ -81,9 +84,14 @@ def test_an_invited_identity_signs_in_accepts_is_admitted_and_acts_with_its_boun
     assert again.status_code == 409
 
     proposal = northwind.ok("POST", f"/api/invitations/{invitation['invitationId']}/admit")
-    # the consortium decides by its constitution, as for any member
-    proposal = accept_by_all([services["operator"]], services["northwind"].proposal(proposal["proposalId"]))
-    assert proposal["proposalState"] == "Accepted"
+    # the consortium decides by its constitution, as for any member: contoso's vote is needed too, and its admit
+    # votes on the same proposal rather than making a second one
+    assert proposal["proposalState"] == "Open"
+    assert woodgrove.post("/api/activate").status_code == 409  # not admitted yet
+    contoso = workspace(cgs_url, ca, services["contoso"].identity.directory)
+    again = contoso.ok("POST", f"/api/invitations/{invitation['invitationId']}/admit")
+    assert again == {"proposalId": proposal["proposalId"], "proposalState": "Accepted"}
+    assert northwind.post(f"/api/invitations/{invitation['invitationId']}/admit").status_code == 409
     assert woodgrove.ok("POST", "/api/activate")["status"] == "Active"
 
     me = woodgrove.ok("GET", "/api/me")
