@@ -135,6 +135,7 @@ def test_the_editor_runs_the_rooms_checks_as_you_type_and_the_owner_approves(par
     woodgrove, northwind = parties["woodgrove"], parties["northwind"]
     page = woodgrove.view("queries")
     page.get_by_label("Query id").fill("wsui-segments")
+    page.get_by_label("Input datasets").fill("northwind-sales as northwind\nwoodgrove-customers as woodgrove")
     page.get_by_label("Output datasink").fill("woodgrove-output")
     sql = page.get_by_label("SQL", exact=True)
     sql.fill(DISALLOWED_SQL)

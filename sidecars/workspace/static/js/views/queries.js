@@ -108,6 +108,18 @@ function parseInputs(text) {
     });
 }
 
+/** Each accepted dataset as a view: its owner's name for an owner's first, its own name for the others. */
+function defaultInputs(accepted) {
+  const used = new Set();
+  return accepted
+    .map((dataset) => {
+      const view = used.has(dataset.owner) ? String(dataset.id).replace(/\W+/g, "_") : dataset.owner;
+      used.add(view);
+      return `${dataset.id} as ${view}`;
+    })
+    .join("\n");
+}
+
 function proposeForm(base, datasets, context) {
   const accepted = datasets.filter((dataset) => dataset.state === "Accepted");
   const checks = h("ul", { class: "checks", id: "guard-checks", "aria-live": "polite" });
@@ -120,7 +132,7 @@ function proposeForm(base, datasets, context) {
     field("Query id", input("id", { autocomplete: "off" })),
     field(
       "Input datasets",
-      h("textarea", { name: "document.inputDatasets", rows: "2", spellcheck: "false" }, accepted.map((dataset) => `${dataset.id} as ${dataset.owner}`).join("\n")),
+      h("textarea", { name: "document.inputDatasets", rows: "2", spellcheck: "false" }, defaultInputs(accepted)),
       "one per line: dataset as view",
     ),
     field("SQL", editor, "one SELECT over the views above; the room's checks run as you type"),
