@@ -61,12 +61,14 @@ class Workspace:
                 self.process.wait()
 
 
-def start_workspace(name: str, log_dir: Path, *args: str) -> Workspace:
-    """`ccr workspace start ARGS --port P` for party `name`, returned once its API answers."""
+def start_workspace(name: str, log_dir: Path, *args: str, env: dict[str, str] | None = None) -> Workspace:
+    """`ccr workspace start ARGS --port P` for party `name` (with `env` added to the environment), returned
+    once its API answers."""
     port = free_port()
     log = log_dir / f"wsui-workspace-{name}.log"
     process = subprocess.Popen([sys.executable, "-m", "sidecars", "workspace", "start", *args, "--port", str(port)],
-                               cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+                               cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                               env={**os.environ, **(env or {})})
     workspace = Workspace(name, f"http://127.0.0.1:{port}", process, log)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while True:

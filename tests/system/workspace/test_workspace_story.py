@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -41,10 +43,16 @@ def parties(analytics_room, browser, screenshots, tmp_path_factory) -> Iterator[
     logs = tmp_path_factory.mktemp("wsui-workspaces")
     started = []
     try:
+        # woodgrove's own key store holds its datasink's data key (the demo kept it beside its identity)
+        woodgrove_home = logs / "woodgrove-home"
+        (woodgrove_home / "deks").mkdir(parents=True)
+        shutil.copy(Path(room.members) / "woodgrove-output-dek.json",
+                    woodgrove_home / "deks" / "devstoreaccount1-woodgrove-output.json")
         for name in ("northwind", "woodgrove"):
             started.append(start_workspace(
                 name, logs, "--identity", room.identity(name), "--endpoints", room.endpoints,
-                "--room", analytics_room.url, "--contract-ca", str(analytics_room.ca), "--spec", str(room.spec)))
+                "--room", analytics_room.url, "--contract-ca", str(analytics_room.ca), "--spec", str(room.spec),
+                env={"CCR_HOME": str(woodgrove_home)} if name == "woodgrove" else None))
         pages = {workspace.name: party_page(browser, workspace, screenshots) for workspace in started}
         yield pages
         for party in pages.values():
@@ -180,8 +188,10 @@ def test_woodgrove_runs_the_approved_query_and_sees_table_and_chart(parties):
     page = woodgrove.page
     assert page.get_by_role("table", name="Timings").count() == 1
     page.get_by_role("button", name="Download and decrypt the result").click()
+    answered = "table:has(caption:text-is('Result')), main .field-error:not([hidden])"
+    page.locator(answered).first.wait_for(timeout=120_000)
+    assert not page.locator("main .field-error:not([hidden])").count(), page.locator("main .field-error").inner_text()
     result = page.get_by_role("table", name="Result")
-    result.wait_for(timeout=60_000)
     assert result.get_by_role("columnheader", name="segment").count() == 1
     assert result.get_by_role("row").count() >= 3  # header + at least two segments
     assert page.get_by_role("img", name="purchases by segment").count() == 1  # the SVG chart
