@@ -170,21 +170,25 @@ def test_the_editor_runs_the_rooms_checks_as_you_type_and_the_owner_approves(par
     row.locator("li", has_text="northwind").filter(has_text=re.compile("accepted")).wait_for()
 
 
-def run_in_page(party: PartyPage, query: str, run_id: str) -> str:
-    """Start `query` from the runs view and wait for its final status; the status shown."""
+def run_in_page(party: PartyPage, query: str, run_id: str) -> tuple[str, str]:
+    """Start `query` from the runs view; (its final status, the one line the page shows for a refusal). A run
+    refused before it starts is answered on the start form itself: ("refused", that line)."""
     page = party.view("runs")
     page.get_by_label("Query", exact=True).select_option(query)
     page.get_by_label("Run id (optional)").fill(run_id)
     page.get_by_role("button", name="Start run").click()
-    page.wait_for_url(re.compile(f"#/runs/{re.escape(run_id)}$"))
     final = page.locator("main p[aria-live] .pill").filter(has_text=FINAL)
-    final.wait_for(timeout=RUN_TIMEOUT_MS)
-    return final.inner_text()
+    refused_at_start = page.locator("form .form-error:not([hidden]), form .field-error:not([hidden])")
+    final.or_(refused_at_start).first.wait_for(timeout=RUN_TIMEOUT_MS)
+    if refused_at_start.count():
+        return "refused", refused_at_start.first.inner_text()
+    alert = page.locator("main .form-error[role=alert]")
+    return final.inner_text(), alert.inner_text() if alert.count() else ""
 
 
 def test_woodgrove_runs_the_approved_query_and_follows_it_live(parties):
     woodgrove = parties["woodgrove"]
-    assert run_in_page(woodgrove, "wsui-segments", "wsui-story-1") == "succeeded"
+    assert run_in_page(woodgrove, "wsui-segments", "wsui-story-1")[0] == "succeeded"
     assert woodgrove.page.get_by_role("table", name="Timings").count() == 1
     woodgrove.check_and_photograph("runs")
 
@@ -207,10 +211,8 @@ def test_woodgrove_reads_the_decrypted_result_as_table_and_chart(parties):
 
 def test_a_query_woodgrove_never_approved_is_refused_in_the_page(parties):
     woodgrove = parties["woodgrove"]
-    assert run_in_page(woodgrove, "segment-mix", "wsui-refused-1") == "refused"
-    alert = woodgrove.page.locator("main .form-error[role=alert]")
-    message = alert.inner_text()
-    assert "woodgrove" in message and "\n" not in message, message
+    status, message = run_in_page(woodgrove, "segment-mix", "wsui-refused-1")
+    assert status == "refused" and "woodgrove" in message and "\n" not in message, (status, message)
     assert woodgrove.page.get_by_role("button", name="Download and decrypt the result").count() == 0
 
 
@@ -223,9 +225,8 @@ def test_northwind_revokes_consent_with_the_keyboard_and_the_next_run_is_refused
     page.keyboard.press("Space")
     page.wait_for_function("() => document.activeElement.getAttribute('aria-checked') === 'false'")
     northwind.check_and_photograph("consent-revoked")
-    assert run_in_page(woodgrove, "over-revocable", "wsui-revoked-1") in ("refused", "revoked")
-    message = woodgrove.page.locator("main .form-error[role=alert]").inner_text()
-    assert "northwind" in message, message
+    status, message = run_in_page(woodgrove, "over-revocable", "wsui-revoked-1")
+    assert status in ("refused", "revoked") and "northwind" in message, (status, message)
 
 
 def test_northwinds_audit_report_verifies_itself_and_exports(parties, tmp_path):
