@@ -91,7 +91,7 @@ def test_rooms_sharing_a_governance_service_get_their_own_document_ids(tmp_path)
     data = variants.variant_spec(BASE, "analytics-sse", name="s3edge-x")
     out = variants.write_documents(EXAMPLE / "documents", data, tmp_path / "documents", prefix="s3edge-x-")
     names = sorted(parse_dataset(p.read_text()).name for p in out.glob("*.dataset.json"))
-    assert names == ["s3edge-x-northwind-sales", "s3edge-x-woodgrove-customers"]
+    assert names == ["s3edge-x-northwind-sales", "s3edge-x-northwind-sales-dp", "s3edge-x-woodgrove-customers"]
     for path in out.glob("*.query.json"):
         assert all(d["datasetName"] in names for d in json.loads(path.read_text())["inputDatasets"]), path.name
 
