@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .volumes import mbps, read_mounted
+
 SIZE = int(os.environ.get("CCR_BENCH_S3_MIB", "128")) * 1024 * 1024
 PASSES = 2
 CHUNK = 1024 * 1024
@@ -41,10 +43,6 @@ class _Discard(io.RawIOBase):
 
     def seekable(self) -> bool:
         return True
-
-
-def _mbps(nbytes: int, seconds: float) -> float:
-    return nbytes / seconds / 1e6
 
 
 def mount_s3(store_json: str, credentials: Path, ca_bundle: str, dek_file: Path, root: Path, *, writable: bool):
@@ -105,16 +103,10 @@ def run() -> dict[str, float]:
         for _ in range(PASSES):
             started = time.perf_counter()
             client.download_fileobj("source", "data.bin", _Discard())
-            boto_read = max(boto_read, _mbps(stored, time.perf_counter() - started))
+            boto_read = max(boto_read, mbps(stored, time.perf_counter() - started))
             proc, mnt = mount_s3(store("source").model_dump_json(), credentials, ca, dek_file, root, writable=False)
             try:
-                started = time.perf_counter()
-                total = 0
-                with open(mnt / "data.bin", "rb", buffering=0) as f:
-                    while chunk := f.read(CHUNK):
-                        total += len(chunk)
-                mount_read = max(mount_read, _mbps(total, time.perf_counter() - started))
-                assert total == SIZE
+                mount_read = max(mount_read, read_mounted(mnt / "data.bin", SIZE))
             finally:
                 proc.stop()
 
@@ -123,14 +115,14 @@ def run() -> dict[str, float]:
         for attempt in range(PASSES):
             started = time.perf_counter()
             client.upload_fileobj(io.BytesIO(data), "baseline", f"data-{attempt}.bin")
-            boto_write = max(boto_write, _mbps(SIZE, time.perf_counter() - started))
+            boto_write = max(boto_write, mbps(SIZE, time.perf_counter() - started))
             proc, mnt = mount_s3(store("sink").model_dump_json(), credentials, ca, dek_file, root, writable=True)
             try:
                 started = time.perf_counter()
                 with open(mnt / f"out-{attempt}.bin", "wb", buffering=0) as f:
                     for pos in range(0, SIZE, CHUNK):
                         f.write(view[pos:pos + CHUNK])
-                mount_write = max(mount_write, _mbps(SIZE, time.perf_counter() - started))
+                mount_write = max(mount_write, mbps(SIZE, time.perf_counter() - started))
             finally:
                 proc.stop()
             size = client.head_object(Bucket="sink", Key=f"out-{attempt}.bin")["ContentLength"]
