@@ -27,16 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from .volumes import mbps
+
 SIZE = int(os.environ.get("CCR_BENCH_S3FS_MIB", "128")) * 1024 * 1024
 PASSES = 2
 CHUNK = 1024 * 1024
 BUCKET = "ccr-bench-s3fs"
 #: the S3 stand-in (moto) accepts any key pair; s3fs insists on one in a 0600 file.
 KEY_ID, SECRET = "bench", "bench-secret"
-
-
-def _mbps(nbytes: int, seconds: float) -> float:
-    return nbytes / seconds / 1e6
 
 
 def _s3fs_mount(endpoints: dict, root: Path) -> Path:
@@ -118,19 +116,19 @@ def run() -> dict[str, float]:
         for attempt in range(PASSES):
             started = time.perf_counter()
             assert len(s3.get_object(Bucket=BUCKET, Key="data.bin")["Body"].read()) == SIZE
-            best["sdk_read"] = max(best["sdk_read"], _mbps(SIZE, time.perf_counter() - started))
+            best["sdk_read"] = max(best["sdk_read"], mbps(SIZE, time.perf_counter() - started))
             started = time.perf_counter()
             s3.put_object(Bucket=BUCKET, Key=f"sdk-{attempt}.bin", Body=data)
-            best["sdk_write"] = max(best["sdk_write"], _mbps(SIZE, time.perf_counter() - started))
+            best["sdk_write"] = max(best["sdk_write"], mbps(SIZE, time.perf_counter() - started))
 
             mountpoint = _s3fs_mount(endpoints, root)
             try:
                 started = time.perf_counter()
                 assert _read_all(mountpoint / "data.bin") == SIZE
-                best["s3fs_read"] = max(best["s3fs_read"], _mbps(SIZE, time.perf_counter() - started))
+                best["s3fs_read"] = max(best["s3fs_read"], mbps(SIZE, time.perf_counter() - started))
                 started = time.perf_counter()
                 _write_all(mountpoint / f"s3fs-{attempt}.bin", data)
-                best["s3fs_write"] = max(best["s3fs_write"], _mbps(SIZE, time.perf_counter() - started))
+                best["s3fs_write"] = max(best["s3fs_write"], mbps(SIZE, time.perf_counter() - started))
             finally:
                 _unmount(mountpoint)
             assert s3.head_object(Bucket=BUCKET, Key=f"s3fs-{attempt}.bin")["ContentLength"] == SIZE
@@ -139,14 +137,14 @@ def run() -> dict[str, float]:
             try:
                 started = time.perf_counter()
                 assert _read_all(mountpoint / "data.bin") == SIZE
-                best["volume_read"] = max(best["volume_read"], _mbps(SIZE, time.perf_counter() - started))
+                best["volume_read"] = max(best["volume_read"], mbps(SIZE, time.perf_counter() - started))
             finally:
                 proc.stop()
             proc, mountpoint = _volume_mount(endpoints, root, writable=True)
             try:
                 started = time.perf_counter()
                 _write_all(mountpoint / f"volume-{attempt}.bin", data)
-                best["volume_write"] = max(best["volume_write"], _mbps(SIZE, time.perf_counter() - started))
+                best["volume_write"] = max(best["volume_write"], mbps(SIZE, time.perf_counter() - started))
             finally:
                 proc.stop()
             assert s3.head_object(Bucket=BUCKET, Key=f"volume-{attempt}.bin")["ContentLength"] == SIZE
