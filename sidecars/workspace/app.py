@@ -1,5 +1,5 @@
 """The workspace app: the API under `/api/` (OpenAPI at `/api/openapi.json`, docs at `/api/docs`) and the page
-(`static/`, the WSUI engineer's) at `/`.
+(`static/`) at `/`.
 
 It listens on loopback only and is the party's own: it acts with the party's key, so it must not be reachable
 by anyone else. A browser page of another site could still send it requests, so every state-changing request

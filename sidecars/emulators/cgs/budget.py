@@ -1,4 +1,4 @@
-"""The privacy budget ledger of analytics datasets (issue 20): every private run spends ε from the budget of
+"""The privacy budget ledger of analytics datasets: every private run spends ε from the budget of
 each dataset it reads, here, before the room releases anything.
 
 - `POST /app/contracts/{id}/privacybudget/spend` (a room: signed, attested, with execution consent)

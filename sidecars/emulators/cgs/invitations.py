@@ -1,4 +1,4 @@
-"""Members by identity (issue 21): a member of a contract invites someone by e-mail; the invitee signs in with
+"""Members by identity: a member of a contract invites someone by e-mail; the invitee signs in with
 the OIDC issuer the invitation names (the Entra stand-in: authorization code + PKCE) and accepts with the ID
 token and a certificate of its own key; the consortium then admits that certificate with the usual
 `set_member` proposal, whose `member_data.identity` may claim only the identity the invitation bound (see
