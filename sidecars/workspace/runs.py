@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from ..analytics.documents import Query, parse_query
 from ..analytics.runcommands import RunApi
 from ..common.errors import CcrError
+from ..volumes.manifest import SinkManifestMissing
 from . import datacommands, views
 from .collaborations import require_collaboration
 from .deps import PartyDep, document_id, run_id
@@ -94,7 +95,15 @@ def get_result(collaboration_id: str, run: str, party: PartyDep) -> dict[str, An
     assert isinstance(query, Query)
     outputs = [str(name) for name in record.get("output") or []]
     with tempfile.TemporaryDirectory(prefix="ccr-workspace-") as tmp:
-        datacommands.download(party, Path(tmp), party.spec, query.output_datasink, party.room.contract_ca, cid)
+        try:
+            datacommands.download(party, Path(tmp), party.spec, query.output_datasink, party.room.contract_ca,
+                                  cid)
+        except SinkManifestMissing:
+            # Not a failure of this run: the room signs its sink's manifest when it stops, and until then a
+            # download could not tell a complete result from one storage cut short or rolled back.
+            raise FieldError.one(None, f"the result is published when the room stops and signs the manifest of "
+                                       f"datasink {query.output_datasink!r}: read it after `ccr room down`",
+                                 http_status=409) from None
         return table(Path(tmp), outputs)
 
 
