@@ -1,7 +1,8 @@
 """`GET …/runs/{run}/result` in-process: the room's run record and the collaboration's query stand in (the
 room and CGS are the system test's), the download is `ccr data download`'s failure or output. A sink the room
 has not signed yet (it signs when it stops) is a 409 naming the datasink, a sink whose manifest fails its
-check keeps its own refusal, and a verified download is the table the page draws."""
+check keeps its own refusal, and a verified download is the table the page draws. Once the room is down (no
+answer at all, not a refusal), the run's end is read from the verified audit trail the room wrote."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from sidecars.common.auditchain import GENESIS, event_hash
+from sidecars.common.errors import CcrError, RemoteServiceError
 from sidecars.common.memberauth import MemberIdentity
 from sidecars.volumes import manifest as mf
 from sidecars.workspace import datacommands, runs, views
@@ -33,6 +36,52 @@ def only_error(answer) -> dict[str, Any]:
     return error
 
 
+class Room:
+    """The room's run API as RunApi reaches it: the record, an HTTP refusal, or nothing at all (down)."""
+
+    answer: Any = None
+
+    def __init__(self, *_args: Any) -> None:
+        pass
+
+    def call(self, method: str, path: str, _body: Any = None) -> tuple[int, dict[str, Any]]:
+        assert (method, path) == ("GET", "/runs/run-1")
+        if isinstance(Room.answer, Exception):
+            raise Room.answer
+        return 200, Room.answer
+
+    def close(self) -> None:
+        pass
+
+
+def chain(*datas: dict) -> list[dict]:
+    events, prev = [], GENESIS
+    for seqno, data in enumerate(datas, start=1):
+        stamp = str(1764900000000 + seqno)
+        digest = event_hash(prev, seqno, stamp, "analytics", "audit", data)
+        events.append({"seqno": seqno, "timestamp": stamp, "scope": "analytics", "id": "audit", "data": data,
+                       "prev_hash": prev, "hash": digest})
+        prev = digest
+    return events
+
+
+class Cgs:
+    """The contract's audit trail, as `CgsMemberClient.events` returns it."""
+
+    def __init__(self) -> None:
+        self.trail: list[dict] = []
+
+    def events(self, _contract: str) -> tuple[list[dict], dict]:
+        last = self.trail[-1] if self.trail else {"seqno": 0, "hash": GENESIS}
+        return self.trail, {"seqno": last["seqno"], "hash": last["hash"]}
+
+    def close(self) -> None:
+        pass
+
+
+ROOM_DOWN = RemoteServiceError("analytics", "https://10.0.0.1:8443 unreachable: connection refused")
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch) -> dict[str, Any]:
     MemberIdentity.create(tmp_path / "me", "me")
@@ -44,11 +93,13 @@ def workspace(tmp_path, monkeypatch) -> dict[str, Any]:
     party = Party(cgs_url="https://127.0.0.1:1", ca_bundle=None, identity_dir=tmp_path / "me", mode="certificate",
                   room=RoomEndpoint("https://127.0.0.1:1", tmp_path / "contract-ca.pem"), spec=spec)
     party.base_url = BASE
-    record = {"runId": "run-1", "queryId": "segment-mix", "status": "succeeded",
-              "output": ["part-0.csv"]}
-    state: dict[str, Any] = {"record": record, "download": None, "calls": []}
+    cgs = Cgs()
+    party._client = cgs  # type: ignore[assignment]  # the audit trail stands in for CGS
+    Room.answer = {"runId": "run-1", "queryId": "segment-mix", "status": "succeeded",
+                   "output": ["run-1/segment-1.csv"]}
+    state: dict[str, Any] = {"download": None, "calls": [], "cgs": cgs}
+    monkeypatch.setattr(runs, "RunApi", Room)
     monkeypatch.setattr(runs, "require_collaboration", lambda _party, cid: (cid, [], "woodgrove"))
-    monkeypatch.setattr(runs, "_call", lambda _party, method, path, body=None: (200, state["record"]))
     monkeypatch.setattr(views, "analytics_document", lambda *_args: {"data": QUERY_TEXT})
 
     def download(_party, output: Path, _spec, volume: str, _ca, contract: str) -> None:
@@ -101,7 +152,7 @@ def test_an_emptied_manifest_is_tampering_not_an_unsigned_sink(workspace) -> Non
 
 
 def test_a_run_that_did_not_succeed_has_no_result_and_nothing_is_downloaded(workspace) -> None:
-    workspace["record"] = {**workspace["record"], "status": "failed"}
+    Room.answer = {**Room.answer, "status": "failed"}
     answer = workspace["client"].get(RESULT)
     assert answer.status_code == 409 and only_error(answer)["field"] == "runId"
     assert workspace["calls"] == []
@@ -109,11 +160,54 @@ def test_a_run_that_did_not_succeed_has_no_result_and_nothing_is_downloaded(work
 
 def test_a_verified_download_is_the_table_and_series_the_page_draws(workspace) -> None:
     def verified(output: Path) -> None:
-        (output / "part-0.csv").write_text("segment,purchases\nfrequent,12\noccasional,7\n")
-        (output / "not-an-output.csv").write_text("x,y\nsecret,1\n")
+        (output / "run-1").mkdir()
+        (output / "run-1" / "segment-1.csv").write_text("segment,purchases\nfrequent,12\noccasional,7\n")
+        (output / "run-2").mkdir()
+        (output / "run-2" / "segment-1.csv").write_text("x,y\nanother run,1\n")
 
     workspace["download"] = verified
     answer = workspace["client"].get(RESULT)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"columns": ["segment", "purchases"], "rows": [["frequent", 12], ["occasional", 7]],
                              "series": {"x": "segment", "y": ["purchases"]}, "truncated": False}
+
+
+SUCCEEDED = {"event": "analytics.run.succeeded", "queryId": "segment-mix", "runId": "run-1", "member": "woodgrove",
+             "rowsWritten": 2, "groupsSuppressed": 0}
+
+
+def test_once_the_room_is_down_the_run_and_its_result_are_read_from_the_audit_trail(workspace) -> None:
+    """The room signs its sink when it stops: then no room answers, the run's end is in the verified audit
+    trail and the result is the run's folder of the verified download."""
+    Room.answer = ROOM_DOWN
+    workspace["cgs"].trail = chain({"event": "analytics.run.accepted", "queryId": "segment-mix", "runId": "run-1"},
+                                   SUCCEEDED, {**SUCCEEDED, "runId": "run-2"})
+    run = workspace["client"].get(RESULT.removesuffix("/result"))
+    assert run.status_code == 200 and run.json()["status"] == "succeeded" and run.json()["queryId"] == "segment-mix"
+    test_a_verified_download_is_the_table_and_series_the_page_draws(workspace)
+
+
+def test_a_down_room_with_a_tampered_audit_trail_locates_nothing(workspace) -> None:
+    Room.answer = ROOM_DOWN
+    trail = chain(SUCCEEDED)
+    trail[0]["data"] = {**SUCCEEDED, "queryId": "another-query"}  # rewritten after the room wrote it
+    workspace["cgs"].trail = trail
+    workspace["download"] = lambda _output: pytest.fail("downloaded on a tampered trail's word")
+    answer = workspace["client"].get(RESULT)
+    assert answer.status_code == 502 and "does not verify" in only_error(answer)["message"]
+
+
+def test_a_down_room_whose_trail_has_no_end_of_the_run_is_404(workspace) -> None:
+    Room.answer = ROOM_DOWN
+    workspace["cgs"].trail = chain({"event": "analytics.run.accepted", "queryId": "segment-mix", "runId": "run-1"})
+    answer = workspace["client"].get(RESULT)
+    assert answer.status_code == 404 and only_error(answer)["field"] == "runId"
+    assert workspace["calls"] == []
+
+
+def test_a_room_that_answers_with_a_refusal_is_not_taken_for_down(workspace) -> None:
+    Room.answer = CcrError("RunNotFound: no run 'run-1'", code="RunNotFound", http_status=404)
+    workspace["cgs"].trail = chain(SUCCEEDED)
+    answer = workspace["client"].get(RESULT)
+    assert answer.status_code == 404 and "RunNotFound" in only_error(answer)["message"]
+    assert workspace["calls"] == []
