@@ -7,15 +7,19 @@ answer at all, not a refusal), the run's end is read from the verified audit tra
 from __future__ import annotations
 
 import json
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from sidecars.analytics.runcommands import RunApi
 from sidecars.common.auditchain import GENESIS, event_hash
 from sidecars.common.errors import CcrError, RemoteServiceError
 from sidecars.common.memberauth import MemberIdentity
+from sidecars.common.tls import LocalCA
 from sidecars.volumes import manifest as mf
 from sidecars.workspace import datacommands, runs, views
 from sidecars.workspace.app import build_app
@@ -41,7 +45,7 @@ class Room:
 
     answer: Any = None
 
-    def __init__(self, *_args: Any) -> None:
+    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
         pass
 
     def call(self, method: str, path: str, _body: Any = None) -> tuple[int, dict[str, Any]]:
@@ -211,3 +215,20 @@ def test_a_room_that_answers_with_a_refusal_is_not_taken_for_down(workspace) -> 
     answer = workspace["client"].get(RESULT)
     assert answer.status_code == 404 and "RunNotFound" in only_error(answer)["message"]
     assert workspace["calls"] == []
+
+
+def test_a_room_that_never_answers_is_taken_for_down_within_its_short_wait(workspace, tmp_path, monkeypatch) -> None:
+    """The real RunApi against a listener that accepts and says nothing (a stopped room's address holds the
+    connection the same way): the status read gives up after ROOM_DOWN_AFTER_S, not the 30 s of other calls."""
+    monkeypatch.setattr(runs, "RunApi", RunApi)
+    monkeypatch.setattr(runs, "ROOM_DOWN_AFTER_S", 0.3)
+    ca = LocalCA.create(tmp_path / "ca")
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        target = f"https://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setattr(runs, "_room", lambda p, timeout=30.0: RunApi(target, str(ca.cert_file), p.identity,
+                                                                            timeout=timeout))
+        workspace["cgs"].trail = chain(SUCCEEDED)
+        started = time.monotonic()
+        answer = workspace["client"].get(RESULT.removesuffix("/result"))
+        assert time.monotonic() - started < 5
+    assert answer.status_code == 200 and answer.json()["status"] == "succeeded", answer.text
