@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -30,13 +31,13 @@ from .party import Party
 router = APIRouter(prefix="/api/collaborations/{collaboration_id}", tags=["runs"])
 MAX_RESULT_ROWS = 1000
 MAX_RESULT_BYTES = 8 * 1024 * 1024
-#: how long a run's status read waits for the room before taking it for down (it signs its sinks then)
+#: how long a run's status read waits to connect to the room before taking it for down (it signs its sinks then)
 ROOM_DOWN_AFTER_S = 5.0
 #: how the room's audit event names a run's end (`analytics.run.<status>`)
 FINAL_STATUSES = frozenset({"succeeded", "validated", "refused", "failed", "revoked"})
 
 
-def _room(party: Party, timeout: float = 30.0) -> RunApi:
+def _room(party: Party, timeout: float | httpx.Timeout = 30.0) -> RunApi:
     if party.room is None:
         raise FieldError.one(None, "this workspace knows no room: start it with --room URL --contract-ca PEM",
                              http_status=409)
@@ -61,9 +62,9 @@ def _call(party: Party, method: str, path: str, body: dict[str, Any] | None = No
 def _room_record(party: Party, run: str) -> dict[str, Any] | None:
     """The run as the room reports it, or None when no room answers at all (it is down: RunApi's transport
     failure, not an HTTP answer, which keeps its own refusal)."""
-    # Short: a stopped room's address routes nowhere and would hold the page for the full 30 s; a slow room
-    # taken for down costs nothing, the audit trail it wrote says the same and the download is still checked.
-    api = _room(party, timeout=ROOM_DOWN_AFTER_S)
+    # A short connect: a stopped room's address routes nowhere and would hold the page for the full 30 s. A
+    # room that answers slowly is still waited for (the audit trail has no end of a run still going).
+    api = _room(party, timeout=httpx.Timeout(30.0, connect=ROOM_DOWN_AFTER_S))
     try:
         return api.call("GET", f"/runs/{quote(run, safe='')}")[1]
     except RemoteServiceError as exc:

@@ -217,18 +217,37 @@ def test_a_room_that_answers_with_a_refusal_is_not_taken_for_down(workspace) -> 
     assert workspace["calls"] == []
 
 
-def test_a_room_that_never_answers_is_taken_for_down_within_its_short_wait(workspace, tmp_path, monkeypatch) -> None:
-    """The real RunApi against a listener that accepts and says nothing (a stopped room's address holds the
-    connection the same way): the status read gives up after ROOM_DOWN_AFTER_S, not the 30 s of other calls."""
+def unreachable_listener() -> tuple[socket.socket, list[socket.socket]]:
+    """A loopback listener whose backlog is full: a new connection hangs unanswered, as one to a stopped
+    room's address does (its SYN goes nowhere)."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    time.sleep(0.1)
+    return listener, fillers
+
+
+def test_a_room_that_cannot_be_connected_to_is_taken_for_down_within_its_short_wait(workspace, tmp_path,
+                                                                                     monkeypatch) -> None:
+    """The real RunApi: the status read gives up connecting after ROOM_DOWN_AFTER_S, not the 30 s of other
+    calls, and the run comes from the audit trail."""
     monkeypatch.setattr(runs, "RunApi", RunApi)
     monkeypatch.setattr(runs, "ROOM_DOWN_AFTER_S", 0.3)
     ca = LocalCA.create(tmp_path / "ca")
-    with socket.create_server(("127.0.0.1", 0)) as silent:
-        target = f"https://127.0.0.1:{silent.getsockname()[1]}"
+    listener, fillers = unreachable_listener()
+    try:
+        target = f"https://127.0.0.1:{listener.getsockname()[1]}"
         monkeypatch.setattr(runs, "_room", lambda p, timeout=30.0: RunApi(target, str(ca.cert_file), p.identity,
                                                                             timeout=timeout))
         workspace["cgs"].trail = chain(SUCCEEDED)
         started = time.monotonic()
         answer = workspace["client"].get(RESULT.removesuffix("/result"))
         assert time.monotonic() - started < 5
+    finally:
+        for sock in (listener, *fillers):
+            sock.close()
     assert answer.status_code == 200 and answer.json()["status"] == "succeeded", answer.text
