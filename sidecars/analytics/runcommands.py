@@ -29,7 +29,8 @@ POLL_INTERVAL_S = 0.5
 
 
 class RunApi:
-    def __init__(self, url: str, contract_ca: str, identity: MemberIdentity, timeout: float = 30.0):
+    def __init__(self, url: str, contract_ca: str, identity: MemberIdentity,
+                 timeout: float | httpx.Timeout = 30.0):
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.netloc:
             raise ConfigError(f"--url {url!r}: the run API is reached over https only (https://HOST:PORT)")

@@ -71,6 +71,12 @@ class ManifestRefused(CcrError):
     http_status = 422
 
 
+class SinkManifestMissing(ManifestRefused):
+    """A datasink holds no signed manifest: the room signs it when it stops, so until then (or if it was
+    deleted) the sink's results cannot be checked. A refusal like any other; callers that can tell the user
+    to wait for the room to stop catch this one by name."""
+
+
 def is_reserved(name: str) -> bool:
     return name.startswith(RESERVED_PREFIX) or name == RESERVED_PREFIX.rstrip("/")
 
@@ -246,8 +252,8 @@ def signed_sink(raw: bytes | None, ca_pem: bytes, *, contract: str | None, accou
     contract CA's certificate) issued, valid when the manifest says the run finished, and (with `volume`)
     issued to the mount of that datasink."""
     if raw is None:
-        raise _refuse(where, f"no signed manifest ({MANIFEST_BLOB} is missing): the run did not finish, or "
-                             "its manifest was deleted")
+        raise SinkManifestMissing(f"{where}: no signed manifest ({MANIFEST_BLOB} is missing): the run did not "
+                                  "finish, or its manifest was deleted")
     envelope = _stored_json(raw, where, "signed manifest")
     try:
         body, signature_b64, cert_pem = envelope["manifest"], envelope["signature"], envelope["certificate"]

@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from ..analytics.documents import Query, parse_query
 from ..analytics.runcommands import RunApi
-from ..common.errors import CcrError
+from ..common.auditchain import verify_chain
+from ..common.errors import CcrError, RemoteServiceError
+from ..volumes.manifest import SinkManifestMissing
 from . import datacommands, views
 from .collaborations import require_collaboration
 from .deps import PartyDep, document_id, run_id
@@ -28,13 +31,22 @@ from .party import Party
 router = APIRouter(prefix="/api/collaborations/{collaboration_id}", tags=["runs"])
 MAX_RESULT_ROWS = 1000
 MAX_RESULT_BYTES = 8 * 1024 * 1024
+#: how long a run's status read waits to connect to the room before taking it for down (it signs its sinks then)
+ROOM_DOWN_AFTER_S = 5.0
+#: how the room's audit event names a run's end (`analytics.run.<status>`)
+FINAL_STATUSES = frozenset({"succeeded", "validated", "refused", "failed", "revoked"})
 
 
-def _room(party: Party) -> RunApi:
+def _room(party: Party, timeout: float | httpx.Timeout = 30.0) -> RunApi:
     if party.room is None:
         raise FieldError.one(None, "this workspace knows no room: start it with --room URL --contract-ca PEM",
                              http_status=409)
-    return RunApi(party.room.url, str(party.room.contract_ca), party.identity)
+    return RunApi(party.room.url, str(party.room.contract_ca), party.identity, timeout=timeout)
+
+
+def _refusal(exc: CcrError) -> FieldError:
+    # The room's refusal, as the room words it; a room that cannot be reached is a 502.
+    return FieldError.one(None, exc.message, http_status=exc.http_status if 400 <= exc.http_status < 500 else 502)
 
 
 def _call(party: Party, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
@@ -42,11 +54,49 @@ def _call(party: Party, method: str, path: str, body: dict[str, Any] | None = No
     try:
         return api.call(method, path, body)
     except CcrError as exc:
-        # The room's refusal, as the room words it; a room that cannot be reached is a 502.
-        raise FieldError.one(None, exc.message, http_status=exc.http_status if 400 <= exc.http_status < 500
-                             else 502) from None
+        raise _refusal(exc) from None
     finally:
         api.close()
+
+
+def _room_record(party: Party, run: str) -> dict[str, Any] | None:
+    """The run as the room reports it, or None when no room answers at all (it is down: RunApi's transport
+    failure, not an HTTP answer, which keeps its own refusal)."""
+    # A short connect: a stopped room's address routes nowhere and would hold the page for the full 30 s. A
+    # room that answers slowly is still waited for (the audit trail has no end of a run still going).
+    api = _room(party, timeout=httpx.Timeout(30.0, connect=ROOM_DOWN_AFTER_S))
+    try:
+        return api.call("GET", f"/runs/{quote(run, safe='')}")[1]
+    except RemoteServiceError as exc:
+        if exc.status is None:
+            return None
+        raise _refusal(exc) from None
+    except CcrError as exc:
+        raise _refusal(exc) from None
+    finally:
+        api.close()
+
+
+def _audited_record(party: Party, contract: str, run: str) -> dict[str, Any]:
+    """The run as the stopped room recorded its end in the contract's audit trail (only an attested room
+    writes there, and the chain must verify). Its outputs are not in it: a result is then every CSV under the
+    run's folder of the download, which the room's signed manifest covers."""
+    events, head = party.client().events(contract)
+    if verify_chain(events, head):
+        raise FieldError.one(None, f"the room does not answer and the collaboration's audit trail does not "
+                                   f"verify: run {run!r} is not read from it", http_status=502)
+    for event in reversed(events):
+        data = event.get("data")
+        if not isinstance(data, dict) or data.get("runId") != run:
+            continue
+        status = str(data.get("event") or "").removeprefix("analytics.run.")
+        if status in FINAL_STATUSES and str(data.get("event")).startswith("analytics.run."):
+            reason = data.get("reason")
+            return {"runId": run, "queryId": data.get("queryId"), "status": status, "output": None,
+                    "rowsWritten": data.get("rowsWritten"), "groupsSuppressed": data.get("groupsSuppressed"),
+                    "error": {"code": None, "message": str(reason)} if reason else None}
+    raise FieldError.one("runId", f"the room does not answer and its audit trail records no end of run {run!r}",
+                         http_status=404)
 
 
 @router.post("/queries/{query_id}/run", status_code=202)
@@ -75,14 +125,18 @@ def list_runs(collaboration_id: str, party: PartyDep, query: str) -> dict[str, A
 
 @router.get("/runs/{run}")
 def get_run(collaboration_id: str, run: str, party: PartyDep) -> dict[str, Any]:
-    require_collaboration(party, collaboration_id)
-    return _call(party, "GET", f"/runs/{quote(run_id(run), safe='')}")[1]
+    cid, _members, _me = require_collaboration(party, collaboration_id)
+    run = run_id(run)
+    # once the room is down (it signs its sinks' manifests then), the run's end as it audited it
+    return _room_record(party, run) or _audited_record(party, cid, run)
 
 
 @router.get("/runs/{run}/result")
 def get_result(collaboration_id: str, run: str, party: PartyDep) -> dict[str, Any]:
     cid, _members, _me = require_collaboration(party, collaboration_id)
-    record = _call(party, "GET", f"/runs/{quote(run_id(run), safe='')}")[1]
+    run = run_id(run)
+    # The room signs its sinks' manifests when it stops: a result is usually read once it is down.
+    record = _room_record(party, run) or _audited_record(party, cid, run)
     if record.get("status") != "succeeded":
         raise FieldError.one("runId", f"run {run!r} is {record.get('status')}: only a succeeded run has a result",
                              http_status=409)
@@ -92,10 +146,22 @@ def get_result(collaboration_id: str, run: str, party: PartyDep) -> dict[str, An
     document = views.analytics_document(party.client(), cid, str(record.get("queryId")), "query")
     query = parse_query(document["data"])
     assert isinstance(query, Query)
-    outputs = [str(name) for name in record.get("output") or []]
+    listed = record.get("output")
     with tempfile.TemporaryDirectory(prefix="ccr-workspace-") as tmp:
-        datacommands.download(party, Path(tmp), party.spec, query.output_datasink, party.room.contract_ca, cid)
-        return table(Path(tmp), outputs)
+        try:
+            datacommands.download(party, Path(tmp), party.spec, query.output_datasink, party.room.contract_ca,
+                                  cid)
+        except SinkManifestMissing:
+            # Not a failure of this run: the room signs its sink's manifest when it stops, and until then a
+            # download could not tell a complete result from one storage cut short or rolled back.
+            raise FieldError.one(None, f"the result is published when the room stops and signs the manifest of "
+                                       f"datasink {query.output_datasink!r}: read it after `ccr room down`",
+                                 http_status=409) from None
+        root = Path(tmp)
+        if listed is None:
+            listed = sorted(str(p.relative_to(root)) for p in (root / run).rglob("*.csv")) \
+                if (root / run).is_dir() else []
+        return table(root, [str(name) for name in listed])
 
 
 def table(root: Path, outputs: list[str]) -> dict[str, Any]:

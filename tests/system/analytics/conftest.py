@@ -42,6 +42,16 @@ def _query(datasets: dict[str, str], sql: str) -> dict:
             "segments": [{"executionSequence": 1, "sql": sql}], "outputDataset": {"datasinkName": "woodgrove-output"}}
 
 
+def _empty_sink(endpoints_file: str | Path) -> None:
+    """A room's sink starts empty. The stand-ins live for the session, so the workspace package's room (the
+    same contract and containers) follows this package's, whose results and signed manifest would stay in
+    woodgrove-output: its download would be refused (the old manifest, or the old objects outside the new)."""
+    endpoints = json.loads(Path(endpoints_file).read_text())
+    client = container_client(endpoints["storage_url"], "woodgrove-output", ca_bundle=endpoints.get("ca_bundle"))
+    for blob in list(client.list_blobs()):
+        client.delete_blob(blob.name)
+
+
 @dataclass
 class AnalyticsRoom:
     demo: object
@@ -116,6 +126,7 @@ def analytics_room(stand_ins, tmp_path_factory) -> Iterator[AnalyticsRoom]:
             ccr("analytics", "query", "propose", str(path), "--id", query_id, *room.governance("woodgrove"))
             ccr("analytics", "query", "vote", query_id, "accept", *room.governance("northwind"))
         ca = demo.contract_ca(room.spec, room.endpoints, room.members / "woodgrove", run / "contract-ca.pem")
+        _empty_sink(room.endpoints)
         where.up(room.spec, room.endpoints)
         demo.wait_until_serving(room, where.address, ca)
         yield AnalyticsRoom(demo, room, where, ca, documents)

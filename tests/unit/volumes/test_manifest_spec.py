@@ -16,7 +16,7 @@ from sidecars.room.group import render_group
 from sidecars.spec import CleanRoomSpec, EncryptionMode, parse_spec
 from sidecars.volumes.__main__ import Mount, mount_argv
 from sidecars.volumes.commands import Target, _checked_manifest
-from sidecars.volumes.manifest import ManifestRefused
+from sidecars.volumes.manifest import MANIFEST_BLOB, ManifestRefused, SinkManifestMissing
 from sidecars.volumes.sidecar import VolumesConfig
 from tests.unit.renderings.conftest import images_for
 
@@ -91,4 +91,27 @@ def test_a_sinks_download_without_the_contract_ca_is_refused_before_reading_stor
 
     with pytest.raises(ManifestRefused, match="pass --contract-ca PEM") as info:
         _checked_manifest(args, target, NoStorage(), [])
+    assert "\n" not in str(info.value)
+
+
+def test_a_sinks_download_before_the_room_signed_it_is_refused_as_missing_not_tampered(tmp_path) -> None:
+    """Storage holds no .ccr/manifest.json yet (the room signs it when it stops): `ccr data download` refuses
+    with SinkManifestMissing, which the workspace answers as "published when the room stops"."""
+    ca = tmp_path / "contract-ca.pem"
+    # only its PEM marker is looked at: the missing manifest is refused before the certificate is parsed
+    ca.write_text("-----BEGIN CERTIFICATE-----\nnot parsed\n-----END CERTIFICATE-----\n")
+    args = argparse.Namespace(untrusted=False, manifest_sha256=None, contract_ca=ca, contract=None, prefix=None,
+                              volume="results")
+    target = Target("https://127.0.0.1:1/acct", "results", EncryptionMode.CSE, None, "s", None, None,
+                    kind="datasink", contract_id="collab")
+
+    class UnsignedSink:
+        account = "acct"
+
+        def get_small(self, name, _limit):
+            assert name == MANIFEST_BLOB
+            return None
+
+    with pytest.raises(SinkManifestMissing, match="no signed manifest") as info:
+        _checked_manifest(args, target, UnsignedSink(), [])
     assert "\n" not in str(info.value)
