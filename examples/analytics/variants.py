@@ -69,6 +69,10 @@ def variant_spec(spec: dict[str, Any], variant: str, *, woodgrove_member_id: str
                                "credentials": {"secret": aws_secret_id(woodgrove_member_id)}}
         else:
             volume["store"]["container"] = place(volume["store"]["container"])
+        key = volume["encryption"].get("key")
+        if key and name:  # and its own keys: a KEK is released only to the HOST_DATA it was created for
+            volume["encryption"]["key"] = {**key, "kek_name": place(key["kek_name"]),
+                                           "dek_secret_name": place(key["dek_secret_name"])}
     return out
 
 

@@ -85,7 +85,9 @@ def start_workspace(name: str, log_dir: Path, *args: str, env: dict[str, str] | 
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="package")
+# Module-wide, not package-wide: a test folder without __init__.py is no package, and pytest would keep
+# the browser (and sync Playwright's event loop in this thread) until the session ends.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     # As root Chromium refuses to start with its sandbox (it needs an unprivileged user namespace setup).
     args = ["--no-sandbox"] if os.geteuid() == 0 else []
@@ -97,7 +99,7 @@ def browser() -> Iterator[Browser]:
             launched.close()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def screenshots(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("workspace-screenshots")
 
