@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .volumes import mbps, read_mounted
+from .volumes import mbps, read_mounted, write_mounted
 
 SIZE = int(os.environ.get("CCR_BENCH_S3_MIB", "128")) * 1024 * 1024
 PASSES = 2
@@ -110,7 +110,6 @@ def run() -> dict[str, float]:
             finally:
                 proc.stop()
 
-        view = memoryview(data)
         boto_write = mount_write = 0.0
         for attempt in range(PASSES):
             started = time.perf_counter()
@@ -118,11 +117,7 @@ def run() -> dict[str, float]:
             boto_write = max(boto_write, mbps(SIZE, time.perf_counter() - started))
             proc, mnt = mount_s3(store("sink").model_dump_json(), credentials, ca, dek_file, root, writable=True)
             try:
-                started = time.perf_counter()
-                with open(mnt / f"out-{attempt}.bin", "wb", buffering=0) as f:
-                    for pos in range(0, SIZE, CHUNK):
-                        f.write(view[pos:pos + CHUNK])
-                mount_write = max(mount_write, mbps(SIZE, time.perf_counter() - started))
+                mount_write = max(mount_write, write_mounted(mnt / f"out-{attempt}.bin", data))
             finally:
                 proc.stop()
             size = client.head_object(Bucket="sink", Key=f"out-{attempt}.bin")["ContentLength"]
