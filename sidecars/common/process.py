@@ -120,27 +120,31 @@ def is_running(record: ProcessRecord) -> bool:
     return _start_time(record.pid) == record.start_time
 
 
-def stop_process_group(pid: int, timeout: float = 5.0) -> None:
-    """SIGTERM the process group led by `pid`, then SIGKILL what is left after `timeout`."""
+def stop_process_group(pid: int, timeout: float = 5.0) -> int | None:
+    """SIGTERM the process group led by `pid`, then SIGKILL what is left after `timeout`. Returns the
+    leader's exit code (negative: the signal) when it was our child and reaped here, else None."""
     start = _start_time(pid)
     if start is None:
-        return
+        return None
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 2.0)):
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
-            return
+            return None
         except PermissionError:
             os.kill(pid, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             try:
-                done, _status = os.waitpid(pid, os.WNOHANG)
+                done, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:  # not our child: poll /proc instead
-                done = 0 if _start_time(pid) == start else pid
-            if done == pid or _start_time(pid) != start:
-                return
+                if _start_time(pid) != start:
+                    return None
+            else:
+                if done == pid:
+                    return os.waitstatus_to_exitcode(status)
             time.sleep(0.02)
+    return None
 
 
 def stop_recorded(record: ProcessRecord, timeout: float = 5.0) -> bool:
@@ -258,7 +262,10 @@ class ManagedProcess:
         if self.popen is None:
             return None
         if self.popen.poll() is None:
-            stop_process_group(self.popen.pid, self.stop_timeout)
+            code = stop_process_group(self.popen.pid, self.stop_timeout)
+            if code is not None:
+                # Reaped above, so Popen can no longer learn the status (it would say 0): keep the real one.
+                self.popen.returncode = code
         try:
             return self.popen.wait(timeout=1)
         except subprocess.TimeoutExpired:

@@ -731,8 +731,9 @@ async def run(fs: VolumeFilesystem, mountpoint: str, *, fsname: str, on_mounted=
         async with trio.open_nursery() as nursery:
             fs.nursery = nursery
 
-            async def on_signal() -> None:
+            async def on_signal(task_status=trio.TASK_STATUS_IGNORED) -> None:
                 with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    task_status.started()
                     async for signum in signals:
                         log.info("signal %d: finishing commits, then unmounting %s", signum, mountpoint)
                         await fs.drain()
@@ -743,7 +744,9 @@ async def run(fs: VolumeFilesystem, mountpoint: str, *, fsname: str, on_mounted=
                         pyfuse3.terminate()
                         return
 
-            nursery.start_soon(on_signal)
+            # The receiver is in place before anyone hears "mounted": a SIGTERM sent the moment the status
+            # file appears would otherwise meet the default handler and leave the mount behind.
+            await nursery.start(on_signal)
             if not fs.writable:
                 nursery.start_soon(_widen_kernel_readahead, mountpoint)
             if on_mounted is not None:

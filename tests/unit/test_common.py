@@ -39,6 +39,22 @@ def test_process_ready_output_and_stop(tmp_path):
     assert stop_recorded(record) is False
 
 
+def test_stop_reports_how_the_process_really_ended(tmp_path):
+    """The stop reaps the process itself, so Popen alone would report 0 for one the SIGTERM killed."""
+    ready = tmp_path / "ready"
+    killed = ManagedProcess("killed", [sys.executable, "-c", f"open({str(ready)!r}, 'w');import time;time.sleep(60)"],
+                            ready=ready.exists, ready_timeout=10, log_path=tmp_path / "k.log")
+    killed.start()
+    assert killed.stop() == -15
+    ready.unlink()
+    code = (f"import signal,sys,time;signal.signal(signal.SIGTERM,lambda *_: sys.exit(0));open({str(ready)!r},'w');"
+            "time.sleep(60)")
+    clean = ManagedProcess("clean", [sys.executable, "-c", code], ready=ready.exists, ready_timeout=10,
+                           log_path=tmp_path / "c.log")
+    clean.start()
+    assert clean.stop() == 0
+
+
 def test_process_dies_before_ready_reports_output(tmp_path):
     proc = ManagedProcess("crasher", [sys.executable, "-c", "print('boom: bad config'); raise SystemExit(3)"],
                           ready=lambda: False, ready_timeout=10, log_path=tmp_path / "c.log")
