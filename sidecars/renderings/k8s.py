@@ -16,7 +16,7 @@ from .cce import policy_base64
 CCE_POLICY_ANNOTATION = "microsoft.containerinstance.virtualnode.ccepolicy"
 
 
-def _container(c: Container, *, init: bool) -> dict[str, Any]:
+def pod_container(c: Container, *, init: bool) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": c.name,
         "image": c.image,
@@ -46,8 +46,8 @@ def pod_manifest(group: ContainerGroup, policy: str) -> dict[str, Any]:
                      "annotations": {CCE_POLICY_ANNOTATION: policy_base64(policy)}},
         "spec": {
             "restartPolicy": "Never",
-            "initContainers": [_container(c, init=True) for c in platform if c.role == "init"],
-            "containers": [_container(c, init=False) for c in platform if c.role != "init"],
+            "initContainers": [pod_container(c, init=True) for c in platform if c.role == "init"],
+            "containers": [pod_container(c, init=False) for c in platform if c.role != "init"],
             "volumes": [{"name": v, "emptyDir": {}} for v in group.volumes],
             "nodeSelector": {"kubernetes.io/role": "agent", "type": "virtual-kubelet"},
             "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists", "effect": "NoSchedule"}],

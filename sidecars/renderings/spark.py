@@ -1,0 +1,204 @@
+"""`ccr spec render spark`: a spec's cluster as a Kubeflow Spark Operator `SparkApplication` on AKS virtual
+nodes, where every driver and executor pod is its own Confidential ACI container group.
+
+Two container groups are rendered from the one model every rendering shares (`room.group.render_group`):
+- the driver: the room the spec describes, so its CCE policy and HOST_DATA are exactly what
+  `ccr spec render policy-hash SPEC` prints and what the parties' key release policies name;
+- the executor: the same spec with the cluster's executor image as the app, its executor resources, no
+  volume, sink, endpoint or API (an executor holds no party's key), and the driver spec's sha256 in the
+  app's environment, so HOST_DATA_exec is bound to the driver spec it serves (as the local cluster's
+  `executor_policy` is).
+Each pod carries its group's policy in the virtual node's `ccepolicy` annotation and its group's init
+container and sidecars, as the AKS pod rendering (k8s.py) writes them.
+
+The cluster's Spark secret (`spark.authenticate`) is in no field of the rendering: Spark reads it from a file
+in the room's own `ccr-run` volume (`spark.authenticate.secret.file`, which also keeps Spark on Kubernetes
+from putting a generated one into the executor pods' environment, where anyone who may read pods sees it).
+The driver room makes it; an executor room receives it from the driver's admission service only after its
+attestation shows HOST_DATA_exec, wrapped to a key its report binds (cluster/admission.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+from dataclasses import dataclass
+from typing import Any
+
+from ..cluster.admission import AdmissionPolicy
+from ..cluster.ports import ADMISSION_PORT, BLOCK_MANAGER_PORT, DRIVER_PORT
+from ..cluster.sparkconf import DAEMON_CONF, SECURITY_CONF
+from ..common.containers import DEFAULT_IMAGE_VERSION, DEFAULT_REGISTRY, RUN_ROOT, VOLUME_REMOTE, VOLUME_RUN, Container
+from ..common.errors import ConfigError
+from ..room.group import ContainerGroup, canonical_spec_json
+from ..spec import Application, CleanRoomSpec, Cluster, Telemetry
+from .arm import check_limits
+from .cce import PolicyOptions, policy_base64
+from .k8s import CCE_POLICY_ANNOTATION, pod_container
+from .layers import ImageResolver
+from .render import Rendering, render
+from .sparkcrd import API_VERSION, KIND, check_spark_application
+
+#: Virtual nodes on Azure Container Instances (the AKS virtual node v2, the one that runs a pod as a
+#: Confidential ACI group when it carries the `ccepolicy` annotation): its node label and taint.
+VIRTUAL_NODE_SELECTOR = {"virtualization": "virtualnode2", "kubernetes.io/os": "linux"}
+VIRTUAL_NODE_TOLERATIONS = ({"key": "virtual-kubelet.io/provider", "operator": "Exists", "effect": "NoSchedule"},)
+
+#: where each room's Spark finds the cluster's secret (written by the room, never by the deployer)
+SECRET_FILE = f"{RUN_ROOT}/cluster/spark-authenticate.secret"
+#: in the executor app's (measured) environment: the driver spec an executor room serves
+DRIVER_SPEC_ENV = "CCR_CLUSTER_DRIVER_SPEC_SHA256"
+#: the ccr-analytics image's copy of the driver program (`python -m sidecars.cluster.job`)
+DEFAULT_MAIN_FILE = "local:///opt/ccr/lib/python3.11/site-packages/sidecars/cluster/job.py"
+#: the service account the operator's Helm chart makes for Spark drivers (release name spark-operator)
+DEFAULT_SERVICE_ACCOUNT = "spark-operator-spark"
+EXECUTOR_APP_NAME = "ccr-spark-executor"
+#: Spark's minimum JVM memory overhead per pod (spark.{driver,executor}.memoryOverhead default floor)
+MIN_OVERHEAD_MB = 384
+
+
+class NoCluster(ConfigError):
+    """The spec has no `cluster` section: there is no Spark cluster to render."""
+
+
+@dataclass(frozen=True)
+class ClusterRendering:
+    spec: CleanRoomSpec
+    driver: Rendering
+    executor: Rendering
+
+    @property
+    def cluster(self) -> Cluster:
+        assert self.spec.cluster is not None
+        return self.spec.cluster
+
+    @property
+    def admission_policy(self) -> AdmissionPolicy:
+        """What the driver's admission service is given as accepted: the executor pods' HOST_DATA."""
+        return AdmissionPolicy(executor_host_data=self.executor.host_data)
+
+
+def driver_spec_sha256(spec: CleanRoomSpec) -> str:
+    return hashlib.sha256(canonical_spec_json(spec).encode()).hexdigest()
+
+
+def executor_spec(spec: CleanRoomSpec) -> CleanRoomSpec:
+    """The room an executor pod is: the driver spec's contract and trust, the cluster's executor image."""
+    if spec.cluster is None:
+        raise NoCluster(f"spec {spec.name} has no cluster section: nothing to render for Spark "
+                        "(add cluster: {executors, executor_image, executor_resources}, docs/analytics.md)")
+    cluster = spec.cluster
+    name = f"{spec.name[:57].rstrip('-')}-exec"
+    app = Application.model_validate({
+        "name": EXECUTOR_APP_NAME, "image": cluster.executor_image,
+        "resources": cluster.executor_resources.model_dump(),
+        "env": {DRIVER_SPEC_ENV: driver_spec_sha256(spec)},
+        # the executor JVM's RPC and block manager (as the driver's, spec.application.loopback_tcp)
+        "loopback_tcp": True,
+    })
+    return spec.model_copy(update={"name": name, "application": app, "datasources": [], "datasinks": [],
+                                   "endpoints": [], "telemetry": Telemetry(), "cluster": None})
+
+
+def render_cluster(spec: CleanRoomSpec, images: ImageResolver | None = None, *, registry: str = DEFAULT_REGISTRY,
+                   version: str = DEFAULT_IMAGE_VERSION, options: PolicyOptions = PolicyOptions()) -> ClusterRendering:
+    executor = executor_spec(spec)  # first: a spec without a cluster is refused before any image is read
+    return ClusterRendering(spec=spec,
+                            driver=render(spec, images, registry=registry, version=version, options=options),
+                            executor=render(executor, images, registry=registry, version=version, options=options))
+
+
+def spark_conf(cluster: Cluster) -> dict[str, str]:
+    """Authenticated and encrypted RPC, encrypted shuffle and spill files (the local cluster's settings),
+    the secret from its file, fixed ports, and exactly `executors` executors."""
+    return {
+        **DAEMON_CONF,
+        **SECURITY_CONF,
+        "spark.authenticate.secret.file": SECRET_FILE,
+        "spark.driver.port": str(DRIVER_PORT),
+        "spark.blockManager.port": str(BLOCK_MANAGER_PORT),
+        "spark.port.maxRetries": "0",
+        # one attested group per executor: Spark must not add or replace executors the members did not count
+        "spark.dynamicAllocation.enabled": "false",
+        "spark.executor.instances": str(cluster.executors),
+        "spark.kubernetes.allocation.maxPendingPods": str(cluster.executors),
+    }
+
+
+def _mounts(app: Container) -> list[dict[str, Any]]:
+    """The Spark container's mounts: the app's volumes (each a sub-path of the FUSE mounts' volume, as the
+    launcher mounts them) and the room's run volume, read-only, for the secret file."""
+    mounts: list[dict[str, Any]] = []
+    for m in app.mounts:
+        mount: dict[str, Any] = {"name": m.volume, "mountPath": m.target, "readOnly": m.read_only}
+        if m.volume == VOLUME_REMOTE:
+            mount.update(subPath=m.source, mountPropagation="HostToContainer")
+        mounts.append(mount)
+    return [*mounts, {"name": VOLUME_RUN, "mountPath": RUN_ROOT, "readOnly": True}]
+
+
+def _memory(room_mb: int, heap_mb: int) -> dict[str, str]:
+    return {"memory": f"{heap_mb}m", "memoryOverhead": f"{room_mb - heap_mb}m"}
+
+
+def _pod(group: ContainerGroup, policy: str) -> dict[str, Any]:
+    """What the driver and executor sections share: the group's policy, containers and placement."""
+    check_limits(group)
+    app, platform = group.app, group.platform_containers
+    cpu = app.resources.cpu
+    return {
+        "image": app.image,
+        "cores": max(1, int(cpu)),
+        "coreRequest": f"{int(cpu * 1000)}m",
+        "coreLimit": f"{int(cpu * 1000)}m",
+        "env": [{"name": k, "value": v} for k, v in app.env],
+        "volumeMounts": _mounts(app),
+        "securityContext": {"runAsUser": app.user.uid, "runAsGroup": app.user.gid, "runAsNonRoot": True,
+                            "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]}},
+        "annotations": {CCE_POLICY_ANNOTATION: policy_base64(policy)},
+        "labels": {"ccr-cleanroom": group.name},
+        "initContainers": [pod_container(c, init=True) for c in platform if c.role == "init"],
+        "sidecars": [pod_container(c, init=False) for c in platform if c.role != "init"],
+        "nodeSelector": dict(VIRTUAL_NODE_SELECTOR),
+        "tolerations": [dict(t) for t in VIRTUAL_NODE_TOLERATIONS],
+    }
+
+
+def spark_version() -> str:
+    """The Spark the images carry: the pyspark ccr is built with (its wheel is Spark itself)."""
+    return importlib.metadata.version("pyspark")
+
+
+def spark_application(rendering: ClusterRendering, *, main_file: str = DEFAULT_MAIN_FILE,
+                      service_account: str = DEFAULT_SERVICE_ACCOUNT) -> dict[str, Any]:
+    """The SparkApplication, checked against the operator's CRD before it is returned."""
+    cluster, driver, executor = rendering.cluster, rendering.driver, rendering.executor
+    room_mb = int(driver.group.app.resources.memory_gb * 1024)
+    driver_heap = max(room_mb - MIN_OVERHEAD_MB, room_mb // 2)
+    document = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": rendering.spec.name, "labels": {"ccr-cleanroom": rendering.spec.name}},
+        "spec": {
+            "type": "Python",
+            "pythonVersion": "3",
+            "mode": "cluster",
+            "image": driver.group.app.image,
+            "imagePullPolicy": "IfNotPresent",
+            "mainApplicationFile": main_file,
+            "sparkVersion": spark_version(),
+            "restartPolicy": {"type": "Never"},
+            "sparkConf": spark_conf(cluster),
+            "dynamicAllocation": {"enabled": False},
+            "volumes": [{"name": v, "emptyDir": {}} for v in driver.group.volumes],
+            "driver": {**_pod(driver.group, driver.policy), **_memory(room_mb, driver_heap),
+                       "serviceAccount": service_account,
+                       "ports": [{"name": "ccr-admission", "containerPort": ADMISSION_PORT, "protocol": "TCP"}]},
+            "executor": {**_pod(executor.group, executor.policy),
+                         **_memory(int(cluster.executor_resources.memory_gb * 1024), cluster.executor_memory_mb),
+                         "instances": cluster.executors, "deleteOnTermination": True},
+        },
+    }
+    check_spark_application(document)
+    return document
