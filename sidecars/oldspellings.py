@@ -51,6 +51,7 @@ def _respellings() -> tuple[Respelling, ...]:
         Respelling(("deploy", "explain"), ("spec", "explain")),
         Respelling(("deploy",), ("spec", "render")),  # `ccr deploy --help`: the group that holds its commands
         Respelling(("render",), ("spec", "render")),
+        Respelling(("deploy", "spark"), ("spec", "render", "spark"), {"--out": "--output"}),
         *(Respelling(("deploy", kind), ("spec", "render", kind))
           for kind in ("policy", "policy-hash", "arm", "k8s", "release-policy", "layers")),
         Respelling(("sidecar",), ("sidecar", "run")),

@@ -90,6 +90,27 @@ def _render_verbs(render: argparse._SubParsersAction) -> None:
     _output_option(p)
 
     p = add_command(
+        render, "spark", f"{_COMMANDS}:spark",
+        "write the Spark Operator SparkApplication of a spec's cluster (AKS virtual nodes)",
+        description="The spec's `cluster` section as a Kubeflow Spark Operator SparkApplication "
+                    "(sparkoperator.k8s.io/v1beta2): the driver pod is the room the spec describes, each of the "
+                    "cluster.executors executor pods a room of the executor image, each pod its own Confidential "
+                    "ACI group on a virtual node with its CCE policy and sidecars. Checked against the operator's "
+                    "CRD before it is written. A spec without a cluster section: exit code 2.")
+    _common(p)
+    _mock_option(p)
+    _output_option(p, help="where to write the SparkApplication (YAML; default: stdout)")
+    p.add_argument("--explain", action="store_true",
+                   help="say which HOST_DATA each role attests with, what the members accept and which secrets each "
+                        "role can obtain (on stdout; with -o the SparkApplication is written too)")
+    p.add_argument("--main-file", metavar="URI",
+                   help="the driver program (default: sidecars/cluster/job.py in the ccr-analytics image, "
+                        "local:///opt/ccr/lib/python3.11/site-packages/sidecars/cluster/job.py)")
+    p.add_argument("--service-account", metavar="NAME",
+                   help="the driver's Kubernetes service account, which creates the executor pods (default: "
+                        "spark-operator-spark, the one the operator's Helm chart makes)")
+
+    p = add_command(
         render, "compose", f"{_COMMANDS}:compose",
         "write the compose file of a spec's container group (docker-compose / podman-compose)",
         description="The same container group as the CCE policy and `ccr room up`: the sidecars share one network "

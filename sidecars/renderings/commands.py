@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import yaml
+
 from ..cliargs import load_spec_from_args, read_endpoints, spec_variables
 from ..common.containers import DEFAULT_REGISTRY
 from ..common.deploymentspec import template_sha256
@@ -21,6 +23,8 @@ from .k8s import pod_manifest
 from .layers import LockedImages
 from .release_policy import release_policy_for
 from .render import Rendering, default_cache_dir, default_images, render
+from .spark import DEFAULT_MAIN_FILE, DEFAULT_SERVICE_ACCOUNT, check_deploy_names, render_cluster, spark_application
+from .sparkexplain import explain_cluster
 
 
 def _render(args: argparse.Namespace) -> tuple[CleanRoomSpec, Rendering]:
@@ -79,6 +83,28 @@ def arm(args: argparse.Namespace) -> int:
 def k8s(args: argparse.Namespace) -> int:
     _, rendering = _render(args)
     _output(args, json.dumps(pod_manifest(rendering.group, rendering.policy), indent=2) + "\n")
+    return 0
+
+
+def spark(args: argparse.Namespace) -> int:
+    spec = load_spec_from_args(args)
+    if spec.cluster is None:
+        print(f"ccr: error: {args.spec}: the spec has no cluster section, so there is no Spark cluster to render "
+              "(docs/analytics.md, \"A cluster of rooms\")", file=sys.stderr)
+        return 2
+    main_file = args.main_file or DEFAULT_MAIN_FILE
+    service_account = args.service_account or DEFAULT_SERVICE_ACCOUNT
+    check_deploy_names(main_file, service_account)
+    rendering = render_cluster(spec, default_images(args.layers, progress=_progress),
+                               registry=args.registry or DEFAULT_REGISTRY,
+                               options=PolicyOptions(infra_fragment=not args.no_infra_fragment))
+    document = spark_application(rendering, main_file=main_file, service_account=service_account)
+    if args.explain:
+        sys.stdout.write(explain_cluster(rendering, mock_platform=_for_mock_platform(args)))
+        if args.output in (None, "-"):
+            return 0
+    _output(args, yaml.safe_dump(document, sort_keys=False, width=120),
+            f" (HOST_DATA driver {rendering.driver.host_data}, executors {rendering.executor.host_data})")
     return 0
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,12 @@ DEFAULT_SERVICE_ACCOUNT = "spark-operator-spark"
 EXECUTOR_APP_NAME = "ccr-spark-executor"
 #: Spark's minimum JVM memory overhead per pod (spark.{driver,executor}.memoryOverhead default floor)
 MIN_OVERHEAD_MB = 384
+
+
+#: what Spark takes as its main file: a URI of a scheme it reads, no whitespace or control character
+MAIN_FILE = re.compile(r"(local|file|https?|s3a|abfss?|wasbs?)://[^\s\x00-\x1f\x7f]{1,1000}")
+#: a Kubernetes object name (DNS-1123 subdomain)
+OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 class NoCluster(ConfigError):
@@ -106,6 +113,16 @@ def render_cluster(spec: CleanRoomSpec, images: ImageResolver | None = None, *, 
     return ClusterRendering(spec=spec,
                             driver=render(spec, images, registry=registry, version=version, options=options),
                             executor=render(executor, images, registry=registry, version=version, options=options))
+
+
+def check_deploy_names(main_file: str, service_account: str) -> None:
+    """The command line's values, before they go into the SparkApplication."""
+    if not MAIN_FILE.fullmatch(main_file):
+        raise ConfigError(f"--main-file {main_file[:80]!r}: a URI (local://, https://, s3a://, abfss://, ...) of at "
+                          "most 1000 characters, without spaces")
+    if len(service_account) > 253 or not OBJECT_NAME.fullmatch(service_account):
+        raise ConfigError(f"--service-account {service_account[:80]!r}: a Kubernetes name (lower-case letters, "
+                          "digits, '-' and '.', at most 253 characters)")
 
 
 def spark_conf(cluster: Cluster) -> dict[str, str]:
