@@ -23,7 +23,14 @@ from .k8s import pod_manifest
 from .layers import LockedImages
 from .release_policy import release_policy_for
 from .render import Rendering, default_cache_dir, default_images, render
-from .spark import DEFAULT_MAIN_FILE, DEFAULT_SERVICE_ACCOUNT, check_deploy_names, render_cluster, spark_application
+from .spark import (
+    DEFAULT_MAIN_FILE,
+    DEFAULT_SERVICE_ACCOUNT,
+    check_deploy_names,
+    executor_spec,
+    render_cluster,
+    spark_application,
+)
 from .sparkexplain import explain_cluster
 
 
@@ -128,15 +135,16 @@ def release_policy(args: argparse.Namespace) -> int:
 
 def layers(args: argparse.Namespace) -> int:
     spec = load_spec_from_args(args)
-    group = render_group(spec, registry=args.registry or DEFAULT_REGISTRY)
+    registry = args.registry or DEFAULT_REGISTRY
+    groups = [render_group(spec, registry=registry)]
+    if spec.cluster is not None:  # `render spark` renders the executor pods' group too
+        groups.append(render_group(executor_spec(spec), registry=registry))
+    wanted = list(dict.fromkeys(c.image for group in groups for c in group.containers))
     images = default_images(args.layers, default_cache_dir(), progress=_progress)
     prefetch = getattr(images, "prefetch", None)
     if prefetch is not None:
-        prefetch([c.image for c in group.containers])
-    lock = LockedImages({})
-    for c in group.containers:
-        if c.image not in lock.images:
-            lock.images[c.image] = images.resolve(c.image)
+        prefetch(wanted)
+    lock = LockedImages({image: images.resolve(image) for image in wanted})
     _write(Path(args.output), lock.dump())
     print(f"wrote {args.output} ({len(lock.images)} images)")
     return 0

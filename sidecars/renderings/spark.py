@@ -158,6 +158,14 @@ def _memory(room_mb: int, heap_mb: int) -> dict[str, str]:
     return {"memory": f"{heap_mb}m", "memoryOverhead": f"{room_mb - heap_mb}m"}
 
 
+def _check_executor_limits(group: ContainerGroup) -> None:
+    """The limits of a Confidential ACI group, naming the spec field an executor room's size comes from."""
+    try:
+        check_limits(group)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("application.resources", "cluster.executor_resources")) from None
+
+
 def _pod(group: ContainerGroup, policy: str) -> dict[str, Any]:
     """What the driver and executor sections share: the group's policy, containers and placement."""
     check_limits(group)
@@ -191,6 +199,7 @@ def spark_application(rendering: ClusterRendering, *, main_file: str = DEFAULT_M
                       service_account: str = DEFAULT_SERVICE_ACCOUNT) -> dict[str, Any]:
     """The SparkApplication, checked against the operator's CRD before it is returned."""
     cluster, driver, executor = rendering.cluster, rendering.driver, rendering.executor
+    _check_executor_limits(executor.group)
     room_mb = int(driver.group.app.resources.memory_gb * 1024)
     driver_heap = max(room_mb - MIN_OVERHEAD_MB, room_mb // 2)
     document = {

@@ -21,7 +21,7 @@ Path = tuple[str, ...]
 TREE = """
 spec validate | spec explain | spec import-azure
 spec render policy | spec render policy-hash | spec render arm | spec render k8s | spec render compose
-spec render release-policy | spec render layers
+spec render release-policy | spec render layers | spec render spark
 sidecar list
 sidecar run
 attestation verify | attestation mock-platform | attestation mock-evidence

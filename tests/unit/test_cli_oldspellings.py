@@ -39,6 +39,8 @@ CASES = [
     ("deploy release-policy s.yaml --party p", "spec render release-policy s.yaml --party p",
      "deploy release-policy", "spec render release-policy"),
     ("deploy layers s.yaml -o l.json", "spec render layers s.yaml -o l.json", "deploy layers", "spec render layers"),
+    ("deploy spark s.yaml --out a.yaml", "spec render spark s.yaml --output a.yaml", "deploy spark --out",
+     "spec render spark --output"),
     ("sidecar skr --port 1", "sidecar run skr --port 1", "sidecar skr", "sidecar run skr"),
     ("governance members --cgs u", "governance member list --cgs u", "governance members", "governance member list"),
     ("governance vote p1 --reject", "governance proposal vote p1 --reject",

@@ -264,7 +264,9 @@ def test_an_executor_room_over_the_confidential_limits_is_refused_in_one_line(re
     spec = cluster_spec(repo, {**CLUSTER, "executor_resources": {"cpu": 4, "memory_gb": 4}})
     with pytest.raises(ConfigError) as raised:
         spark_application(render_cluster(spec, lock_for(spec)))
-    assert "outside Confidential ACI limits" in str(raised.value) and "\n" not in str(raised.value)
+    message = str(raised.value)
+    assert "outside Confidential ACI limits" in message and "\n" not in message
+    assert "lower cluster.executor_resources.cpu" in message and "application.resources" not in message
 
 
 def ccr(*args: str) -> subprocess.CompletedProcess:
@@ -307,3 +309,11 @@ def test_a_bad_spec_or_option_gets_one_line(spec_dir, file, extra, code, says):
                *extra)
     assert done.returncode == code
     assert done.stdout == "" and len(done.stderr.splitlines()) == 1 and says in done.stderr, done.stderr
+
+
+def test_the_layer_lock_of_a_cluster_spec_covers_the_executor_image(spec_dir):
+    out = spec_dir / "relocked.json"
+    done = ccr("spec", "render", "layers", str(spec_dir / "spec.yaml"), *ARGS,
+               "--layers", str(spec_dir / "layers.json"), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert EXECUTOR_IMAGE in LockedImages.load(out).images
