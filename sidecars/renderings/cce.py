@@ -18,7 +18,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,13 @@ RESOLV_CONF_MOUNT = {"destination": "/etc/resolv.conf", "options": ["rbind", "rs
                      "source": "sandbox:///tmp/atlas/resolvconf/.+", "type": "bind"}
 EMPTY_DIR_SOURCE = "sandbox:///tmp/atlas/emptydir/.+"
 
+#: The mounts a virtual node (AKS virtual node v2) adds to every container of a pod, as confcom lists them.
+VIRTUAL_NODE_MOUNTS = tuple(
+    {"destination": destination, "options": ["rbind", "rshared", mode], "source": "sandbox:///tmp/atlas/emptydir/.+",
+     "type": "bind"}
+    for destination, mode in (("/etc/resolv.conf", "rw"), ("/var/run/secrets/kubernetes.io/serviceaccount", "ro"),
+                              ("/etc/hosts", "rw"), ("/dev/termination-log", "rw"), ("/etc/hostname", "rw")))
+
 POLICY_FLAGS = (
     ("allow_properties_access", True),
     ("allow_dump_stacks", False),
@@ -101,6 +109,57 @@ class PolicyOptions:
 
 def _env_rule(pattern: str, strategy: str = "string", required: bool = False) -> dict[str, Any]:
     return {"pattern": pattern, "required": required, "strategy": strategy}
+
+
+#: What a variable-name pattern may hold: name characters, the ranges A-Z a-z 0-9 and the operators that
+#: repeat, group or choose; nothing that could match `=` (no `.`, no negated or other class, no escape), so
+#: the name part of a rule can never reach into the value.
+_NAME_PATTERN = re.compile(r"(?:[A-Za-z0-9_()\[\]{},|?*+]|A-Z|a-z|0-9)+")
+_MAX_PATTERN = 500
+
+
+class EnvPatternError(ValueError):
+    """A variable pattern that could match more than a variable of its name and format."""
+
+
+@dataclass(frozen=True)
+class EnvPattern:
+    """An environment variable whose value (or, for an indexed family, name) is set per pod (a pod IP, an
+    executor id), measured by RE2 patterns as narrow as the value's format. Each part is a group of its own:
+    the framework anchors the whole rule at both ends, and an alternation in one part must not turn into
+    `^A` or `B$` for the whole rule."""
+
+    name: str
+    value: str
+    required: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.name) > _MAX_PATTERN or not _NAME_PATTERN.fullmatch(self.name.replace(
+                "A-Z", "").replace("a-z", "").replace("0-9", "") or "_"):
+            raise EnvPatternError(f"env name pattern {self.name[:80]!r}: only name characters, A-Z, a-z, 0-9 "
+                                  "ranges and ()[]{},|?*+ (nothing that matches '=')")
+        if not self.value or len(self.value) > _MAX_PATTERN:
+            raise EnvPatternError(f"env value pattern {self.value[:80]!r}: 1 to {_MAX_PATTERN} characters")
+        for part in (self.name, self.value):
+            try:
+                re.compile(part)
+            except re.error as exc:
+                raise EnvPatternError(f"env pattern {part[:80]!r}: {exc}") from None
+
+    @property
+    def pattern(self) -> str:
+        return f"(?:{self.name})=(?:{self.value})"
+
+    def rule(self) -> dict[str, Any]:
+        return _env_rule(self.pattern, "re2", self.required)
+
+
+@dataclass(frozen=True)
+class PodStart:
+    """How a virtual node starts one container of a pod, beyond what the container model holds: the variables
+    the orchestrator sets per pod (by pattern) and the mounts the virtual node adds."""
+
+    env_patterns: tuple[EnvPattern, ...] = ()
 
 
 def _mount_rule(mount: Mount) -> dict[str, Any]:
@@ -137,15 +196,19 @@ def effective_working_dir(container: Container, image: ImageInfo) -> str:
     return container.working_dir or image.working_dir or "/"
 
 
-def container_entry(container: Container, image: ImageInfo) -> dict[str, Any]:
-    """One `containers` element, as confcom writes it (plus `id` and `name`)."""
+def container_entry(container: Container, image: ImageInfo, pod_start: PodStart | None = None) -> dict[str, Any]:
+    """One `containers` element, as confcom writes it (plus `id` and `name`); with `pod_start`, as a virtual
+    node starts it (its per-pod variables by pattern, the virtual node's mounts)."""
     declared = dict(e.split("=", 1) for e in image.env if "=" in e)
     declared.update(container.env_dict)
     env_rules = [_env_rule(f"{k}={v}") for k, v in sorted(declared.items())]
     platform = PODMAN_ENV_RULES if container.started_by == "launcher" else ACI_ENV_RULES
     env_rules += [_env_rule(p, s) for p, s in platform if not any(r["pattern"] == p for r in env_rules)]
     mounts = [_mount_rule(m) for m in container.mounts]
-    if container.started_by == "platform":
+    if pod_start is not None:
+        env_rules += [p.rule() for p in pod_start.env_patterns]
+        mounts += [dict(m, options=list(m["options"])) for m in VIRTUAL_NODE_MOUNTS]
+    elif container.started_by == "platform":
         mounts.append(dict(RESOLV_CONF_MOUNT))
     uid, gid = container.user.uid, container.user.gid
     return {
@@ -190,8 +253,10 @@ def pause_entry() -> dict[str, Any]:
     }
 
 
-def policy_containers(group: ContainerGroup, images: ImageResolver) -> list[dict[str, Any]]:
-    entries = [container_entry(c, images.resolve(c.image)) for c in group.containers]
+def policy_containers(group: ContainerGroup, images: ImageResolver,
+                      pod_starts: Mapping[str, PodStart] | None = None) -> list[dict[str, Any]]:
+    starts = pod_starts or {}
+    entries = [container_entry(c, images.resolve(c.image), starts.get(c.name)) for c in group.containers]
     return entries + [pause_entry()]
 
 
@@ -199,7 +264,9 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def render_policy(group: ContainerGroup, images: ImageResolver, options: PolicyOptions = PolicyOptions()) -> str:
+def render_policy(group: ContainerGroup, images: ImageResolver, options: PolicyOptions = PolicyOptions(),
+                  pod_starts: Mapping[str, PodStart] | None = None) -> str:
+    """`pod_starts`: by container name, the containers a virtual node starts as the orchestrator sets them."""
     fragments = [INFRA_FRAGMENT] if options.infra_fragment else []
     lines = [
         "package policy",
@@ -212,7 +279,7 @@ def render_policy(group: ContainerGroup, images: ImageResolver, options: PolicyO
         "",
         f"fragments := {json.dumps(fragments, indent=2, sort_keys=True)}",
         "",
-        f"containers := {_json(policy_containers(group, images))}",
+        f"containers := {_json(policy_containers(group, images, pod_starts))}",
         "",
     ]
     lines += [f"{name} := {'true' if value else 'false'}" for name, value in POLICY_FLAGS]

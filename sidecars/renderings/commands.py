@@ -104,8 +104,8 @@ def spark(args: argparse.Namespace) -> int:
     check_deploy_names(main_file, service_account)
     rendering = render_cluster(spec, default_images(args.layers, progress=_progress),
                                registry=args.registry or DEFAULT_REGISTRY,
-                               options=PolicyOptions(infra_fragment=not args.no_infra_fragment))
-    document = spark_application(rendering, main_file=main_file, service_account=service_account)
+                               options=PolicyOptions(infra_fragment=not args.no_infra_fragment), main_file=main_file)
+    document = spark_application(rendering, service_account=service_account)
     if args.explain:
         sys.stdout.write(explain_cluster(rendering, mock_platform=_for_mock_platform(args)))
         if args.output in (None, "-"):

@@ -23,22 +23,31 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from ..cluster.admission import AdmissionPolicy
 from ..cluster.ports import ADMISSION_PORT, BLOCK_MANAGER_PORT, DRIVER_PORT
 from ..cluster.sparkconf import DAEMON_CONF, SECURITY_CONF
-from ..common.containers import DEFAULT_IMAGE_VERSION, DEFAULT_REGISTRY, RUN_ROOT, VOLUME_REMOTE, VOLUME_RUN, Container
+from ..common.containers import (
+    DEFAULT_IMAGE_VERSION,
+    DEFAULT_REGISTRY,
+    RUN_ROOT,
+    VOLUME_REMOTE,
+    VOLUME_RUN,
+    Container,
+    Mount,
+)
 from ..common.errors import ConfigError
-from ..room.group import ContainerGroup, canonical_spec_json
+from ..room.group import ContainerGroup, canonical_spec_json, render_group
 from ..spec import Application, CleanRoomSpec, Cluster, Telemetry
 from .arm import check_limits
-from .cce import PolicyOptions, policy_base64
+from .cce import PodStart, PolicyOptions, policy_base64, render_policy
 from .k8s import CCE_POLICY_ANNOTATION, pod_container
 from .layers import ImageResolver
-from .render import Rendering, render
+from .render import Rendering, default_images
 from .sparkcrd import API_VERSION, KIND, check_spark_application
+from .sparkpod import ENTRY_COMMAND, LOCAL_DIR, PYTHON, SPARK_CONTAINER, SparkStart, spark_start
 
 #: Virtual nodes on Azure Container Instances (the AKS virtual node v2, the one that runs a pod as a
 #: Confidential ACI group when it carries the `ccepolicy` annotation): its node label and taint.
@@ -49,8 +58,11 @@ VIRTUAL_NODE_TOLERATIONS = ({"key": "virtual-kubelet.io/provider", "operator": "
 SECRET_FILE = f"{RUN_ROOT}/cluster/spark-authenticate.secret"
 #: in the executor app's (measured) environment: the driver spec an executor room serves
 DRIVER_SPEC_ENV = "CCR_CLUSTER_DRIVER_SPEC_SHA256"
-#: the ccr-analytics image's copy of the driver program (`python -m sidecars.cluster.job`)
+#: the ccr-analytics image's copy of the driver program (`python -m sidecars.cluster.job ARGS.json`)
 DEFAULT_MAIN_FILE = "local:///opt/ccr/lib/python3.11/site-packages/sidecars/cluster/job.py"
+#: job.py's one argument: its run's arguments (views, query, sink), written by the driver room into its own
+#: volume like the secret file, never by the deployer
+JOB_ARGS_FILE = f"{RUN_ROOT}/cluster/job-args.json"
 #: the service account the operator's Helm chart makes for Spark drivers (release name spark-operator)
 DEFAULT_SERVICE_ACCOUNT = "spark-operator-spark"
 EXECUTOR_APP_NAME = "ccr-spark-executor"
@@ -73,6 +85,11 @@ class ClusterRendering:
     spec: CleanRoomSpec
     driver: Rendering
     executor: Rendering
+    #: what Spark's Kubernetes backend adds to each role's container (the policies measure it)
+    driver_start: SparkStart
+    executor_start: SparkStart
+    #: the driver program: Spark puts it in the driver container's arguments, so the driver policy measures it
+    main_file: str = DEFAULT_MAIN_FILE
 
     @property
     def cluster(self) -> Cluster:
@@ -107,12 +124,46 @@ def executor_spec(spec: CleanRoomSpec) -> CleanRoomSpec:
                                    "endpoints": [], "telemetry": Telemetry(), "cluster": None})
 
 
+def _render_pod(spec: CleanRoomSpec, start: SparkStart, images: ImageResolver, *, registry: str, version: str,
+                options: PolicyOptions) -> Rendering:
+    """A role's group with its app as the Spark container the operator's pod runs, and its policy."""
+    group = render_group(spec, registry=registry, version=version)
+    spark = spark_container(group.app, start)
+    group = replace(group, containers=tuple(spark if c.role == "app" else c for c in group.containers))
+    prefetch = getattr(images, "prefetch", None)
+    if prefetch is not None:
+        prefetch([c.image for c in group.containers])
+    policy = render_policy(group, images, options, {spark.name: PodStart(env_patterns=start.env_patterns)})
+    return Rendering(group=group, policy=policy)
+
+
+def spark_container(app: Container, start: SparkStart) -> Container:
+    """The app as Spark's Kubernetes backend starts it: the pod template's command and Spark's arguments,
+    the app's environment and Spark's fixed variables, the app's mounts, the run volume and Spark's own."""
+    return replace(app, command=start.command, env=(*app.env, *start.env), started_by="platform",
+                   mounts=(*app.mounts, Mount(target=RUN_ROOT, volume=VOLUME_RUN, mode="ro"), *start.mounts))
+
+
 def render_cluster(spec: CleanRoomSpec, images: ImageResolver | None = None, *, registry: str = DEFAULT_REGISTRY,
-                   version: str = DEFAULT_IMAGE_VERSION, options: PolicyOptions = PolicyOptions()) -> ClusterRendering:
+                   version: str = DEFAULT_IMAGE_VERSION, options: PolicyOptions = PolicyOptions(),
+                   main_file: str = DEFAULT_MAIN_FILE) -> ClusterRendering:
     executor = executor_spec(spec)  # first: a spec without a cluster is refused before any image is read
-    return ClusterRendering(spec=spec,
-                            driver=render(spec, images, registry=registry, version=version, options=options),
-                            executor=render(executor, images, registry=registry, version=version, options=options))
+    cluster = spec.cluster
+    assert cluster is not None
+    images = images or default_images()
+    conf = spark_conf(cluster)
+    driver_start = spark_start("driver", conf, main_file=main_file, arguments=(JOB_ARGS_FILE,))
+    executor_start = spark_start("executor", conf, cores=executor_cores(cluster),
+                                 heap_mb=cluster.executor_memory_mb)
+    common = {"registry": registry, "version": version, "options": options}
+    return ClusterRendering(spec=spec, main_file=main_file, driver_start=driver_start, executor_start=executor_start,
+                            driver=_render_pod(spec, driver_start, images, **common),
+                            executor=_render_pod(executor, executor_start, images, **common))
+
+
+def executor_cores(cluster: Cluster) -> int:
+    """Spark's executor cores (spark.executor.cores, SPARK_EXECUTOR_CORES): the executor room's whole CPUs."""
+    return max(1, int(cluster.executor_resources.cpu))
 
 
 def check_deploy_names(main_file: str, service_account: str) -> None:
@@ -139,19 +190,33 @@ def spark_conf(cluster: Cluster) -> dict[str, str]:
         "spark.dynamicAllocation.enabled": "false",
         "spark.executor.instances": str(cluster.executors),
         "spark.kubernetes.allocation.maxPendingPods": str(cluster.executors),
+        # what Spark's Kubernetes backend would otherwise take from spark-submit's environment or make up per
+        # run (a local dir named by a random UUID, the operator's PYSPARK_PYTHON), fixed so the policy names it
+        "spark.local.dir": LOCAL_DIR,
+        "spark.pyspark.python": PYTHON,
+        "spark.pyspark.driver.python": PYTHON,
+        "spark.executor.cores": str(executor_cores(cluster)),
+        # executors get their settings from the driver; no config map volume the policy would have to name
+        "spark.kubernetes.executor.disableConfigMap": "true",
+        # the pod template's container (the command the policy measures) is the Spark container
+        "spark.kubernetes.driver.podTemplateContainerName": SPARK_CONTAINER["driver"],
+        "spark.kubernetes.executor.podTemplateContainerName": SPARK_CONTAINER["executor"],
     }
 
 
-def _mounts(app: Container) -> list[dict[str, Any]]:
-    """The Spark container's mounts: the app's volumes (each a sub-path of the FUSE mounts' volume, as the
-    launcher mounts them) and the room's run volume, read-only, for the secret file."""
+def _mounts(app: Container, start: SparkStart) -> list[dict[str, Any]]:
+    """The section's mounts for the Spark container: the app's volumes (each a sub-path of the FUSE mounts'
+    volume, as the launcher mounts them) and the room's run volume, read-only, for the secret file; not the
+    ones Spark adds itself (its config map, its local dir)."""
     mounts: list[dict[str, Any]] = []
     for m in app.mounts:
+        if m in start.mounts:
+            continue
         mount: dict[str, Any] = {"name": m.volume, "mountPath": m.target, "readOnly": m.read_only}
         if m.volume == VOLUME_REMOTE:
             mount.update(subPath=m.source, mountPropagation="HostToContainer")
         mounts.append(mount)
-    return [*mounts, {"name": VOLUME_RUN, "mountPath": RUN_ROOT, "readOnly": True}]
+    return mounts
 
 
 def _memory(room_mb: int, heap_mb: int) -> dict[str, str]:
@@ -166,18 +231,19 @@ def _check_executor_limits(group: ContainerGroup) -> None:
         raise ConfigError(str(exc).replace("application.resources", "cluster.executor_resources")) from None
 
 
-def _pod(group: ContainerGroup, policy: str) -> dict[str, Any]:
+def _pod(group: ContainerGroup, policy: str, start: SparkStart) -> dict[str, Any]:
     """What the driver and executor sections share: the group's policy, containers and placement."""
     check_limits(group)
-    app, platform = group.app, group.platform_containers
+    app, platform = group.app, [c for c in group.platform_containers if c.role != "app"]
     cpu = app.resources.cpu
     return {
         "image": app.image,
         "cores": max(1, int(cpu)),
         "coreRequest": f"{int(cpu * 1000)}m",
         "coreLimit": f"{int(cpu * 1000)}m",
-        "env": [{"name": k, "value": v} for k, v in app.env],
-        "volumeMounts": _mounts(app),
+        # the app's environment; Spark sets its own variables itself
+        "env": [{"name": k, "value": v} for k, v in app.env if (k, v) not in start.env],
+        "volumeMounts": _mounts(app, start),
         "securityContext": {"runAsUser": app.user.uid, "runAsGroup": app.user.gid, "runAsNonRoot": True,
                             "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}},
@@ -195,8 +261,13 @@ def spark_version() -> str:
     return importlib.metadata.version("pyspark")
 
 
-def spark_application(rendering: ClusterRendering, *, main_file: str = DEFAULT_MAIN_FILE,
-                      service_account: str = DEFAULT_SERVICE_ACCOUNT) -> dict[str, Any]:
+def _template(role: Literal["driver", "executor"]) -> dict[str, Any]:
+    """The pod template that gives the Spark container its command (the ccr-analytics image has no Spark
+    entrypoint); Spark appends its arguments and keeps the rest of the section."""
+    return {"spec": {"containers": [{"name": SPARK_CONTAINER[role], "command": list(ENTRY_COMMAND)}]}}
+
+
+def spark_application(rendering: ClusterRendering, *, service_account: str = DEFAULT_SERVICE_ACCOUNT) -> dict[str, Any]:
     """The SparkApplication, checked against the operator's CRD before it is returned."""
     cluster, driver, executor = rendering.cluster, rendering.driver, rendering.executor
     _check_executor_limits(executor.group)
@@ -212,18 +283,20 @@ def spark_application(rendering: ClusterRendering, *, main_file: str = DEFAULT_M
             "mode": "cluster",
             "image": driver.group.app.image,
             "imagePullPolicy": "IfNotPresent",
-            "mainApplicationFile": main_file,
+            "mainApplicationFile": rendering.main_file,
+            "arguments": [JOB_ARGS_FILE],
             "sparkVersion": spark_version(),
             "restartPolicy": {"type": "Never"},
             "sparkConf": spark_conf(cluster),
             "dynamicAllocation": {"enabled": False},
             "volumes": [{"name": v, "emptyDir": {}} for v in driver.group.volumes],
-            "driver": {**_pod(driver.group, driver.policy), **_memory(room_mb, driver_heap),
-                       "serviceAccount": service_account,
+            "driver": {**_pod(driver.group, driver.policy, rendering.driver_start), **_memory(room_mb, driver_heap),
+                       "serviceAccount": service_account, "template": _template("driver"),
                        "ports": [{"name": "ccr-admission", "containerPort": ADMISSION_PORT, "protocol": "TCP"}]},
-            "executor": {**_pod(executor.group, executor.policy),
+            "executor": {**_pod(executor.group, executor.policy, rendering.executor_start),
                          **_memory(int(cluster.executor_resources.memory_gb * 1024), cluster.executor_memory_mb),
-                         "instances": cluster.executors, "deleteOnTermination": True},
+                         "instances": cluster.executors, "deleteOnTermination": True,
+                         "template": _template("executor")},
         },
     }
     check_spark_application(document)

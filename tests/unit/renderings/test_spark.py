@@ -86,6 +86,7 @@ def operator_pod(document: dict, role: str) -> dict:
     init containers, the application's volumes, the section's annotations and placement."""
     section = document["spec"][role]
     main = {"name": MAIN_CONTAINER[role], "image": section["image"], "env": section["env"],
+            "command": section["template"]["spec"]["containers"][0]["command"],
             "volumeMounts": section["volumeMounts"], "securityContext": section["securityContext"]}
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": f"{document['metadata']['name']}-{role}", "annotations": section["annotations"],
@@ -199,8 +200,8 @@ def test_the_executor_host_data_is_the_one_explain_prints_and_admission_admits(d
     executor = annotation_host_data(document["spec"]["executor"])
     driver = annotation_host_data(document["spec"]["driver"])
     assert executor == rendering.executor.host_data and driver == rendering.driver.host_data
-    # the driver pod is the room the spec describes: `ccr spec render policy-hash SPEC` gives the same
-    assert driver == render(spec, images).host_data
+    # the driver pod is the room the spec describes with its app in Spark's form: not the launcher's room
+    assert driver != render(spec, images).host_data
     text = explain_cluster(rendering)
     assert re.search(r"executor pods .*each attests with HOST_DATA (\w+)", text)[1] == executor
     assert re.search(r"driver pod: attests with HOST_DATA (\w+)", text)[1] == driver
