@@ -105,7 +105,8 @@ def _render_verbs(render: argparse._SubParsersAction) -> None:
                         "role can obtain (on stdout; with -o the SparkApplication is written too)")
     p.add_argument("--main-file", metavar="URI",
                    help="the driver program (default: sidecars/cluster/job.py in the ccr-analytics image, "
-                        "local:///opt/ccr/lib/python3.11/site-packages/sidecars/cluster/job.py)")
+                        "local:///opt/ccr/lib/python3.11/site-packages/sidecars/cluster/job.py); measured in the "
+                        "driver policy, with its one argument /run/ccr/cluster/job-args.json")
     p.add_argument("--service-account", metavar="NAME",
                    help="the driver's Kubernetes service account, which creates the executor pods (default: "
                         "spark-operator-spark, the one the operator's Helm chart makes)")

@@ -2,12 +2,14 @@
 nodes, where every driver and executor pod is its own Confidential ACI container group.
 
 Two container groups are rendered from the one model every rendering shares (`room.group.render_group`):
-- the driver: the room the spec describes, so its CCE policy and HOST_DATA are exactly what
-  `ccr spec render policy-hash SPEC` prints and what the parties' key release policies name;
-- the executor: the same spec with the cluster's executor image as the app, its executor resources, no
-  volume, sink, endpoint or API (an executor holds no party's key), and the driver spec's sha256 in the
-  app's environment, so HOST_DATA_exec is bound to the driver spec it serves (as the local cluster's
-  `executor_policy` is).
+- the driver: the room the spec describes, with its app as the Spark container Spark's Kubernetes backend
+  starts (sparkpod.py: spark-submit's arguments, Spark's variables and mounts), so its HOST_DATA is not
+  `ccr spec render policy-hash SPEC` (the app as the launcher starts it) and is what the parties' key release
+  policies must name;
+- the executor: the same spec with the cluster's executor image as the app (in Spark's form too), its
+  executor resources, no volume, sink, endpoint or API (an executor holds no party's key), and the driver
+  spec's sha256 in the app's environment, so HOST_DATA_exec is bound to the driver spec it serves (as the
+  local cluster's `executor_policy` is).
 Each pod carries its group's policy in the virtual node's `ccepolicy` annotation and its group's init
 container and sidecars, as the AKS pod rendering (k8s.py) writes them.
 
@@ -24,7 +26,7 @@ import hashlib
 import importlib.metadata
 import re
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
 from ..cluster.admission import AdmissionPolicy
 from ..cluster.ports import ADMISSION_PORT, BLOCK_MANAGER_PORT, DRIVER_PORT
@@ -198,9 +200,6 @@ def spark_conf(cluster: Cluster) -> dict[str, str]:
         "spark.executor.cores": str(executor_cores(cluster)),
         # executors get their settings from the driver; no config map volume the policy would have to name
         "spark.kubernetes.executor.disableConfigMap": "true",
-        # the pod template's container (the command the policy measures) is the Spark container
-        "spark.kubernetes.driver.podTemplateContainerName": SPARK_CONTAINER["driver"],
-        "spark.kubernetes.executor.podTemplateContainerName": SPARK_CONTAINER["executor"],
     }
 
 
@@ -232,39 +231,53 @@ def _check_executor_limits(group: ContainerGroup) -> None:
 
 
 def _pod(group: ContainerGroup, policy: str, start: SparkStart) -> dict[str, Any]:
-    """What the driver and executor sections share: the group's policy, containers and placement."""
+    """What the driver and executor sections share: the image and size Spark gives the pod, the group's policy
+    (Spark copies the section's annotations onto the pod) and the pod template."""
     check_limits(group)
-    app, platform = group.app, [c for c in group.platform_containers if c.role != "app"]
-    cpu = app.resources.cpu
+    cpu = group.app.resources.cpu
     return {
-        "image": app.image,
+        "image": group.app.image,
         "cores": max(1, int(cpu)),
         "coreRequest": f"{int(cpu * 1000)}m",
         "coreLimit": f"{int(cpu * 1000)}m",
+        "annotations": {CCE_POLICY_ANNOTATION: policy_base64(policy)},
+        "labels": {"ccr-cleanroom": group.name},
+        "template": pod_template(group, start),
+    }
+
+
+def pod_template(group: ContainerGroup, start: SparkStart) -> dict[str, Any]:
+    """The role's pod as Spark starts from it (spark.kubernetes.*.podTemplateFile, which the operator writes
+    from the section's `template`): the Spark container with the command the policy measures (the
+    ccr-analytics image has no Spark entrypoint), the app's environment and mounts and its confinement; the
+    group's init container and sidecars, volumes and placement. With a template the operator's webhook leaves
+    the pod alone, so what is here is what the pod is, with what Spark adds (sparkpod.py)."""
+    app = group.app
+    spark: dict[str, Any] = {
+        "name": SPARK_CONTAINER[start.role],
+        "command": list(ENTRY_COMMAND),
         # the app's environment; Spark sets its own variables itself
         "env": [{"name": k, "value": v} for k, v in app.env if (k, v) not in start.env],
         "volumeMounts": _mounts(app, start),
         "securityContext": {"runAsUser": app.user.uid, "runAsGroup": app.user.gid, "runAsNonRoot": True,
                             "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}},
-        "annotations": {CCE_POLICY_ANNOTATION: policy_base64(policy)},
-        "labels": {"ccr-cleanroom": group.name},
+    }
+    if start.role == "driver":
+        spark["ports"] = [{"name": "ccr-admission", "containerPort": ADMISSION_PORT, "protocol": "TCP"}]
+    platform = [c for c in group.platform_containers if c.role != "app"]
+    return {"spec": {
+        "containers": [spark, *(pod_container(c, init=False) for c in platform if c.role != "init")],
         "initContainers": [pod_container(c, init=True) for c in platform if c.role == "init"],
-        "sidecars": [pod_container(c, init=False) for c in platform if c.role != "init"],
+        "volumes": [{"name": v, "emptyDir": {}} for v in group.volumes],
         "nodeSelector": dict(VIRTUAL_NODE_SELECTOR),
         "tolerations": [dict(t) for t in VIRTUAL_NODE_TOLERATIONS],
-    }
+    }}
 
 
 def spark_version() -> str:
     """The Spark the images carry: the pyspark ccr is built with (its wheel is Spark itself)."""
     return importlib.metadata.version("pyspark")
-
-
-def _template(role: Literal["driver", "executor"]) -> dict[str, Any]:
-    """The pod template that gives the Spark container its command (the ccr-analytics image has no Spark
-    entrypoint); Spark appends its arguments and keeps the rest of the section."""
-    return {"spec": {"containers": [{"name": SPARK_CONTAINER[role], "command": list(ENTRY_COMMAND)}]}}
 
 
 def spark_application(rendering: ClusterRendering, *, service_account: str = DEFAULT_SERVICE_ACCOUNT) -> dict[str, Any]:
@@ -289,14 +302,11 @@ def spark_application(rendering: ClusterRendering, *, service_account: str = DEF
             "restartPolicy": {"type": "Never"},
             "sparkConf": spark_conf(cluster),
             "dynamicAllocation": {"enabled": False},
-            "volumes": [{"name": v, "emptyDir": {}} for v in driver.group.volumes],
             "driver": {**_pod(driver.group, driver.policy, rendering.driver_start), **_memory(room_mb, driver_heap),
-                       "serviceAccount": service_account, "template": _template("driver"),
-                       "ports": [{"name": "ccr-admission", "containerPort": ADMISSION_PORT, "protocol": "TCP"}]},
+                       "serviceAccount": service_account},
             "executor": {**_pod(executor.group, executor.policy, rendering.executor_start),
                          **_memory(int(cluster.executor_resources.memory_gb * 1024), cluster.executor_memory_mb),
-                         "instances": cluster.executors, "deleteOnTermination": True,
-                         "template": _template("executor")},
+                         "instances": cluster.executors, "deleteOnTermination": True},
         },
     }
     check_spark_application(document)

@@ -10,6 +10,10 @@ The check itself is a small structural validator of the keywords the CRD uses (t
 properties, additionalProperties, items, anyOf, pattern, minimum/maximum, nullable): `jsonschema` is only a
 development dependency, and the command must check what it writes wherever ccr is installed. The tests hold
 it to `jsonschema`'s verdict on the same strict schema. `format` (int32, int64, date-time) is not checked.
+
+A role's `template` (a pod template) is an open object in the CRD: it is checked against a schema made of
+the CRD's own schemas of what a template of ours holds (containers as the sidecars' Container schema, init
+containers, volumes, node selector, tolerations), strictly, since the pod is what the template says.
 """
 
 from __future__ import annotations
@@ -117,9 +121,30 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+@functools.cache
+def pod_template_schema() -> dict[str, Any]:
+    """What a role's `template` may hold, each part with the CRD's schema of it."""
+    spec = crd_schema()["properties"]["spec"]["properties"]
+    driver = spec["driver"]["properties"]
+    strings = {"type": "object", "additionalProperties": {"type": "string"}}
+    return {"type": "object", "additionalProperties": False, "properties": {
+        "metadata": {"type": "object", "additionalProperties": False,
+                     "properties": {"labels": strings, "annotations": strings}},
+        "spec": {"type": "object", "additionalProperties": False, "required": ["containers"], "properties": {
+            "containers": driver["sidecars"], "initContainers": driver["initContainers"], "volumes": spec["volumes"],
+            "nodeSelector": driver["nodeSelector"], "tolerations": driver["tolerations"]}},
+    }}
+
+
 def schema_problems(document: Any) -> list[str]:
     """Each place the document breaks the CRD's schema, as `path: what` (empty: it validates)."""
-    return _problems(crd_schema(), document)
+    problems = _problems(crd_schema(), document)
+    spec = document.get("spec") if isinstance(document, dict) else None
+    for role in ("driver", "executor"):
+        section = spec.get(role) if isinstance(spec, dict) else None
+        if isinstance(section, dict) and "template" in section:
+            _check(pod_template_schema(), section["template"], f"spec.{role}.template", problems)
+    return problems
 
 
 def check_spark_application(document: Any) -> None:

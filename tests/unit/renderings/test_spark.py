@@ -23,17 +23,21 @@ from sidecars.attestation import MockPlatform, Trust
 from sidecars.attestation.providers import MockSnpProvider
 from sidecars.cluster.admission import OAEP, Admission, key_binding
 from sidecars.common.errors import ConfigError, PolicyDenied
+from sidecars.renderings.cce import EnvPattern, EnvPatternError, capability_sets
+from sidecars.renderings.enforcer import GuestRequests, PolicyEnforcer, create_container_request, emptydir_mount
 from sidecars.renderings.k8s import CCE_POLICY_ANNOTATION
 from sidecars.renderings.layers import LockedImages
 from sidecars.renderings.render import render
 from sidecars.renderings.spark import (
+    DEFAULT_MAIN_FILE,
+    JOB_ARGS_FILE,
     SECRET_FILE,
     VIRTUAL_NODE_SELECTOR,
     executor_spec,
     render_cluster,
     spark_application,
 )
-from sidecars.renderings.sparkcrd import check_spark_application, crd_schema, schema_problems
+from sidecars.renderings.sparkcrd import check_spark_application, crd_schema, pod_template_schema, schema_problems
 from sidecars.renderings.sparkexplain import explain_cluster
 from sidecars.room.group import render_group
 from sidecars.spec import CleanRoomSpec, parse_spec
@@ -82,24 +86,37 @@ def document(rendering) -> dict:
 
 
 def operator_pod(document: dict, role: str) -> dict:
-    """The pod the operator makes of one role's section: the main Spark container, the section's sidecars and
-    init containers, the application's volumes, the section's annotations and placement."""
-    section = document["spec"][role]
-    main = {"name": MAIN_CONTAINER[role], "image": section["image"], "env": section["env"],
-            "command": section["template"]["spec"]["containers"][0]["command"],
-            "volumeMounts": section["volumeMounts"], "securityContext": section["securityContext"]}
+    """The pod Spark makes of one role's section: its pod template (the operator writes it to
+    spark.kubernetes.*.podTemplateFile), with the section's image, annotations, labels and service account."""
+    section = section_of(document, role)
+    template = copy.deepcopy(section["template"])
+    template["spec"]["containers"][0]["image"] = section["image"]
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": f"{document['metadata']['name']}-{role}", "annotations": section["annotations"],
                          "labels": section["labels"]},
-            "spec": {"initContainers": section["initContainers"], "containers": [main, *section["sidecars"]],
-                     "volumes": document["spec"]["volumes"], "nodeSelector": section["nodeSelector"],
-                     "tolerations": section["tolerations"], "restartPolicy": "Never",
+            "spec": {**template["spec"], "restartPolicy": "Never",
                      **({"serviceAccountName": section["serviceAccount"]} if "serviceAccount" in section else {})}}
+
+
+def section_of(document: dict, role: str) -> dict:
+    return document["spec"][role]
+
+
+def template_containers(section: dict) -> list[dict]:
+    return section["template"]["spec"]["containers"]
 
 
 def load_pod(manifest: dict) -> k8s.V1Pod:
     check_openapi(k8s, "V1Pod", manifest)
     return k8s.ApiClient()._ApiClient__deserialize(manifest, "V1Pod")
+
+
+def reference_valid(document: dict) -> bool:
+    """jsonschema's verdict: the CRD's schema, and each role's pod template against its template schema."""
+    templates = [document["spec"][role]["template"] for role in ("driver", "executor")
+                 if isinstance(document["spec"].get(role), dict) and "template" in document["spec"][role]]
+    return (jsonschema.Draft7Validator(crd_schema()).is_valid(document)
+            and all(jsonschema.Draft7Validator(pod_template_schema()).is_valid(t) for t in templates))
 
 
 def annotation_host_data(section: dict) -> str:
@@ -108,14 +125,15 @@ def annotation_host_data(section: dict) -> str:
 
 def test_the_rendering_validates_against_the_vendored_crd(document, rendering):
     assert schema_problems(document) == []
-    assert jsonschema.Draft7Validator(crd_schema()).is_valid(document)
+    assert reference_valid(document)
     spec = document["spec"]
     assert spec["executor"]["instances"] == 3 and spec["sparkConf"]["spark.executor.instances"] == "3"
     assert spec["executor"]["image"] == EXECUTOR_IMAGE and spec["driver"]["image"] == rendering.driver.group.app.image
     for role, group in (("driver", rendering.driver.group), ("executor", rendering.executor.group)):
-        assert [c["name"] for c in spec[role]["initContainers"]] == ["ccr-firewall"]
-        assert [c["name"] for c in spec[role]["sidecars"]] == [c.name for c in group.sidecars]
-        assert spec[role]["nodeSelector"] == VIRTUAL_NODE_SELECTOR
+        pod = spec[role]["template"]["spec"]
+        assert [c["name"] for c in pod["initContainers"]] == ["ccr-firewall"]
+        assert [c["name"] for c in pod["containers"]] == [MAIN_CONTAINER[role], *(c.name for c in group.sidecars)]
+        assert pod["nodeSelector"] == VIRTUAL_NODE_SELECTOR
     # heap + overhead is the executor room's memory, exactly
     assert (spec["executor"]["memory"], spec["executor"]["memoryOverhead"]) == ("512m", "512m")
 
@@ -145,11 +163,12 @@ def test_each_pod_loads_into_the_kubernetes_models_with_its_policy(document, ren
 
 def test_a_misspelled_sidecar_field_fails_the_kubernetes_models_and_the_crd(document):
     broken = copy.deepcopy(document)
-    sidecar = broken["spec"]["executor"]["sidecars"][0]
+    sidecar = template_containers(broken["spec"]["executor"])[1]
     sidecar["volumeMount"] = sidecar.pop("volumeMounts")
     with pytest.raises(UnknownProperty, match="volumeMount"):
         load_pod(operator_pod(broken, "executor"))
-    assert any("'volumeMount' is not allowed" in p for p in schema_problems(broken))
+    assert any("spec.executor.template.spec.containers.1: additional property 'volumeMount' is not allowed" in p
+               for p in schema_problems(broken))
 
 
 def _set(path: str, value):
@@ -179,17 +198,21 @@ def _delete(path: str):
     (_set("spec/driver/cores", 1.5), "spec.driver.cores: 1.5 is not of type 'integer'"),
     (_set("spec/sparkConf/spark.authenticate", True), "is not of type 'string'"),
     (_set("spec/driver/secretValue", "hunter2"), "additional property 'secretValue' is not allowed"),
-    (_set("spec/executor/sidecars/0/privilegd", True), "additional property 'privilegd' is not allowed"),
+    (_set("spec/executor/template/spec/containers/1/privilegd", True),
+     "spec.executor.template.spec.containers.1: additional property 'privilegd' is not allowed"),
+    (_set("spec/driver/template/spec/hostNetwork", True),
+     "spec.driver.template.spec: additional property 'hostNetwork' is not allowed"),
+    (_set("spec/driver/template/spec/containers/0/command", "sh"), "is not of type 'array'"),
     (_delete("spec/driver"), "spec: 'driver' is a required property"),
     (_delete("spec/mainApplicationFile"), "'mainApplicationFile' is a required property"),
     (_set("spec/type", "Perl"), "spec.type: 'Perl' is not one of"),
-    (_set("spec/executor/sidecars/0/ports", [{"containerPort": "80"}]), "is not of type 'integer'"),
+    (_set("spec/executor/template/spec/containers/1/ports", [{"containerPort": "80"}]), "is not of type 'integer'"),
 ])
 def test_a_tampered_rendering_is_refused(document, tamper, problem):
     tamper(document)
     problems = schema_problems(document)
     assert any(problem in p for p in problems), problems
-    assert not jsonschema.Draft7Validator(crd_schema()).is_valid(document)  # the reference agrees
+    assert not reference_valid(document)  # the reference agrees
     with pytest.raises(ConfigError) as raised:
         check_spark_application(document)
     assert "\n" not in str(raised.value) and "does not validate against the operator's CRD" in str(raised.value)
@@ -254,8 +277,9 @@ def test_no_secret_is_in_the_rendering(document):
     assert secretish == [("$.spec.sparkConf.spark.authenticate.secret.file", SECRET_FILE)]
     for role in ("driver", "executor"):
         section = document["spec"][role]
-        assert not {"secrets", "envSecretKeyRefs", "envFrom"} & section.keys()
-        names = {e["name"] for c in (section, *section["sidecars"], *section["initContainers"]) for e in c["env"]}
+        assert not {"secrets", "envSecretKeyRefs", "envFrom", "env"} & section.keys()
+        pod = section["template"]["spec"]
+        names = {e["name"] for c in (*pod["containers"], *pod["initContainers"]) for e in c["env"]}
         assert not any(re.search(r"SECRET|PASSWORD|TOKEN", n) for n in names), names
     # Spark on Kubernetes hands a generated secret to executors in this variable unless a secret file is set
     assert "SPARK_AUTHENTICATE_SECRET" not in text and "_SPARK_AUTH_SECRET" not in text
@@ -318,3 +342,152 @@ def test_the_layer_lock_of_a_cluster_spec_covers_the_executor_image(spec_dir):
                "--layers", str(spec_dir / "layers.json"), "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert EXECUTOR_IMAGE in LockedImages.load(out).images
+
+
+# --- the Spark container as Spark's Kubernetes backend starts it, against each pod's policy ---------------------
+
+#: a run's values the policy cannot know in advance (what Kubernetes and spark-submit set per pod)
+APP_ID = "spark-" + "0123456789abcdef" * 2
+DRIVER_IP, EXECUTOR_IP, MASTER_IP = "10.244.1.17", "10.244.2.5", "10.0.0.1"
+
+
+def kubernetes_service_env() -> list[str]:
+    """The master service's variables the kubelet gives every container."""
+    return [f"KUBERNETES_SERVICE_HOST={MASTER_IP}", "KUBERNETES_SERVICE_PORT=443", "KUBERNETES_SERVICE_PORT_HTTPS=443",
+            f"KUBERNETES_PORT=tcp://{MASTER_IP}:443", f"KUBERNETES_PORT_443_TCP=tcp://{MASTER_IP}:443",
+            "KUBERNETES_PORT_443_TCP_PROTO=tcp", "KUBERNETES_PORT_443_TCP_PORT=443",
+            f"KUBERNETES_PORT_443_TCP_ADDR={MASTER_IP}"]
+
+
+def executor_java_opts(conf: dict) -> list[str]:
+    """SparkConf.isExecutorStartupConf (core/src/main/scala/org/apache/spark/SparkConf.scala) of the driver's
+    settings, as BasicExecutorFeatureStep numbers them (`-Dkey=value`, in the conf's hash order: reversed here)."""
+    keys = [k for k in conf if (k.startswith("spark.auth") and k != "spark.authenticate.secret")
+            or k.startswith(("spark.rpc", "spark.network", "spark.port.")) or (k.startswith("spark.")
+                                                                               and k.endswith(".port"))]
+    return [f"SPARK_JAVA_OPT_{i}=-D{k}={conf[k]}" for i, k in enumerate(sorted(keys, reverse=True))]
+
+
+def spark_started(document: dict, role: str, images: LockedImages) -> GuestRequests:
+    """The create_container request for the Spark container of a role's pod, built from what Spark 4 sets
+    (resource-managers/kubernetes/core/src/main/scala/org/apache/spark/deploy/k8s/): the pod template's command
+    plus DriverCommandFeatureStep's `driver --properties-file /opt/spark/conf/spark.properties --class
+    org.apache.spark.deploy.PythonRunner MAIN ARGS` or BasicExecutorFeatureStep's `executor`; the section's env,
+    BasicDriverFeatureStep's / BasicExecutorFeatureStep's variables, submit/Client.scala's SPARK_CONF_DIR and
+    config map mount at /opt/spark/conf (driver), LocalDirsFeatureStep's SPARK_LOCAL_DIRS and spark-local-dir-1;
+    and the virtual node's mounts (resolv.conf, service account token, hosts, termination log, hostname)."""
+    spec = document["spec"]
+    section, conf = spec[role], spec["sparkConf"]
+    image = images.resolve(section["image"])
+    main = template_containers(section)[0]
+    command = main["command"]
+    local_dir = conf["spark.local.dir"]
+    env = {e.split("=", 1)[0]: e for e in image.env}
+    env.update({e["name"]: f"{e['name']}={e['value']}" for e in main["env"]})
+    spark_env = ["SPARK_USER=spark", f"SPARK_APPLICATION_ID={APP_ID}", "SPARK_CONF_DIR=/opt/spark/conf",
+                 f"SPARK_LOCAL_DIRS={local_dir}", *kubernetes_service_env()]
+    mounts = [emptydir_mount(m["mountPath"], m["name"], "rprivate", "ro" if m["readOnly"] else "rw")
+              for m in main["volumeMounts"]]
+    mounts.append(emptydir_mount(local_dir, "spark-local-dir-1", "rprivate", "rw"))
+    if role == "driver":
+        args = ["driver", "--properties-file", "/opt/spark/conf/spark.properties", "--class",
+                "org.apache.spark.deploy.PythonRunner", spec["mainApplicationFile"], *spec["arguments"]]
+        spark_env += [f"SPARK_DRIVER_BIND_ADDRESS={DRIVER_IP}", f"PYSPARK_PYTHON={conf['spark.pyspark.python']}",
+                      f"PYSPARK_DRIVER_PYTHON={conf['spark.pyspark.driver.python']}"]
+        mounts.append(emptydir_mount("/opt/spark/conf", "spark-conf-volume-driver", "rprivate", "rw"))
+    else:
+        args = ["executor"]
+        spark_env += [f"SPARK_DRIVER_URL=spark://CoarseGrainedScheduler@analytics-3f2a9c1d-driver-svc.clean.svc:"
+                      f"{conf['spark.driver.port']}", f"SPARK_EXECUTOR_CORES={conf['spark.executor.cores']}",
+                      f"SPARK_EXECUTOR_MEMORY={section['memory']}", "SPARK_EXECUTOR_ID=2",
+                      "SPARK_RESOURCE_PROFILE_ID=0", f"SPARK_EXECUTOR_POD_IP={EXECUTOR_IP}",
+                      "SPARK_EXECUTOR_POD_NAME=analytics-3f2a9c1d-exec-2", *executor_java_opts(conf)]
+    for name, destination, mode in (("resolv", "/etc/resolv.conf", "rw"),
+                                    ("token", "/var/run/secrets/kubernetes.io/serviceaccount", "ro"),
+                                    ("hosts", "/etc/hosts", "rw"), ("termination", "/dev/termination-log", "rw"),
+                                    ("hostname", "/etc/hostname", "rw")):
+        mounts.append(emptydir_mount(destination, name, "rshared", mode))
+    security = main["securityContext"]
+    create = create_container_request(
+        f"spark-{role}-c0ffee", command=[*command, *args],
+        env=[*env.values(), *spark_env, "HOSTNAME=analytics-driver"], working_dir=image.working_dir or "/",
+        mounts=mounts, privileged=False, no_new_privileges=not security["allowPrivilegeEscalation"],
+        uid=security["runAsUser"], gid=security["runAsGroup"],
+        capabilities=capability_sets(privileged=False, drop_all=security["capabilities"]["drop"] == ["ALL"]))
+    return GuestRequests(container_id=create["containerID"], layers=image.layers, create=create)
+
+
+def start_in_pod(document: dict, role: str, request: GuestRequests) -> None:
+    enforcer = PolicyEnforcer(base64.b64decode(document["spec"][role]["annotations"][CCE_POLICY_ANNOTATION]).decode())
+    try:
+        request.start(enforcer)
+    finally:
+        enforcer.close()
+
+
+@pytest.mark.parametrize("role", ["driver", "executor"])
+def test_the_policy_admits_the_spark_container_as_spark_starts_it(document, images, role):
+    start_in_pod(document, role, spark_started(document, role, images))
+
+
+def _args(change):
+    def tamper(create: dict) -> None:
+        create["argList"] = change(create["argList"])
+    return tamper
+
+
+def _env(name: str, value: str | None):
+    """Set (or with None, remove) one variable of the request's environment."""
+    def tamper(create: dict) -> None:
+        kept = [e for e in create["envList"] if e.split("=", 1)[0] != name]
+        create["envList"] = kept + ([f"{name}={value}"] if value is not None else [])
+    return tamper
+
+
+@pytest.mark.parametrize("role, tamper", [
+    ("driver", _args(lambda a: [*a[:-2], "local:///tmp/other.py", a[-1]])),  # another driver program
+    ("driver", _args(lambda a: [*a, "--conf", "spark.authenticate=false"])),
+    ("driver", _args(lambda a: ["/bin/sh", "-c", "id", *a[3:]])),  # another command, the same arguments
+    ("executor", _args(lambda a: [*a[:-1], "driver"])),
+    ("driver", _env("LD_PRELOAD", "/run/ccr/evil.so")),  # an extra variable
+    ("executor", _env("SPARK_AUTHENTICATE_SECRET", "s3cret")),
+    ("driver", _env("REDIS_SERVICE_HOST", "10.0.0.9")),  # another service's link variable
+    ("driver", _env("SPARK_DRIVER_BIND_ADDRESS", ".*")),  # a pattern as the value
+    ("driver", _env("SPARK_DRIVER_BIND_ADDRESS", "10.244.1.17 -Dx=y")),
+    ("driver", _env("SPARK_APPLICATION_ID", "spark-.*")),
+    ("driver", _env("PYSPARK_PYTHON", "/tmp/python")),  # a fixed value changed
+    ("executor", _env("SPARK_EXECUTOR_ID", "2; id")),
+    ("executor", _env("SPARK_EXECUTOR_ID", "0")),
+    ("executor", _env("SPARK_DRIVER_URL", "spark://CoarseGrainedScheduler@attacker.example.com:7078")),
+    ("executor", _env("SPARK_JAVA_OPT_0", "-Dspark.authenticate=false")),
+    ("executor", _env("SPARK_JAVA_OPT_9", "-Dspark.network.crypto.enabled=true")),  # an index past the count
+    ("executor", _env("SPARK_EXECUTOR_MEMORY", "64g")),
+    ("executor", _env("SPARK_EXECUTOR_POD_IP", None)),  # a required variable missing
+    ("executor", _env("KUBERNETES_SERVICE_HOST", "10.0.0.1\nLD_PRELOAD=/x")),
+])
+def test_the_policy_refuses_an_altered_spark_container(document, images, role, tamper):
+    request = spark_started(document, role, images)
+    tamper(request.create)
+    with pytest.raises(PolicyDenied, match="create_container denied"):
+        start_in_pod(document, role, request)
+
+
+def test_an_env_pattern_cannot_reach_past_its_part():
+    rule = re.compile(EnvPattern("SPARK_A|SPARK_B", "[0-9]+").pattern)
+    assert rule.fullmatch("SPARK_B=12") and not rule.fullmatch("SPARK_B=12x") and not rule.fullmatch("X=1|SPARK_B=1")
+    for name in (".*", "X=.*", "[^A]", "X\\w", "[)-?]"):
+        with pytest.raises(EnvPatternError, match="env name pattern"):
+            EnvPattern(name, "1")
+    with pytest.raises(EnvPatternError, match="missing"):
+        EnvPattern("X", "(")
+
+
+def test_the_driver_program_gets_its_arguments_file(document, rendering):
+    """sidecars/cluster/job.py takes one argument, its run's arguments file, which the room writes in its own
+    volume: the SparkApplication passes it, and the driver policy measures it in the container's arguments."""
+    assert document["spec"]["arguments"] == [JOB_ARGS_FILE] and JOB_ARGS_FILE.startswith("/run/ccr/")
+    assert rendering.driver.group.app.command[-2:] == (DEFAULT_MAIN_FILE, JOB_ARGS_FILE)
+    other = spark_application(render_cluster(rendering.spec, lock_for(rendering.spec),
+                                             main_file="local:///opt/other.py"))
+    assert annotation_host_data(other["spec"]["driver"]) != annotation_host_data(document["spec"]["driver"])
+    assert annotation_host_data(other["spec"]["executor"]) == annotation_host_data(document["spec"]["executor"])
