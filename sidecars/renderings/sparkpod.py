@@ -13,9 +13,10 @@ What Spark 4 sets (resource-managers/kubernetes/core/.../deploy/k8s/, read from 
 - environment, per pod (by pattern, each as narrow as its value's format): SPARK_APPLICATION_ID
   (`spark-` and a UUID's 32 hex digits, KubernetesConf.getKubernetesAppId), SPARK_DRIVER_BIND_ADDRESS and
   SPARK_EXECUTOR_POD_IP (the pod's IPv4 address), SPARK_EXECUTOR_ID (a positive integer),
-  SPARK_EXECUTOR_POD_NAME and the host of SPARK_DRIVER_URL (Kubernetes names), SPARK_USER (the user
-  spark-submit runs as in the operator's pod), SPARK_JAVA_OPT_<i> (the driver's executor start-up settings,
-  `-Dkey=value`, numbered in the order of a hash map: each index may hold any one of them, never another);
+  SPARK_EXECUTOR_POD_NAME (`NAME-exec-ID`), the host of SPARK_DRIVER_URL (`NAME-driver-svc.NAMESPACE.svc`),
+  SPARK_USER (the user spark-submit runs as in the operator's pod), SPARK_JAVA_OPT_<i> (the driver's executor
+  start-up settings, `-Dkey=value`, numbered in a hash map's order: each index may hold any one of them,
+  never another);
 - the Kubernetes master service's variables every container gets (KUBERNETES_SERVICE_HOST, ...): a name
   pattern and an address, port or protocol value; other services' link variables are refused (the driver
   and executor pods must run in a namespace without other services, or with service links off);
@@ -143,12 +144,13 @@ def spark_start(role: Role, conf: Mapping[str, str], *, main_file: str = "", arg
              ("SPARK_RESOURCE_PROFILE_ID", DEFAULT_RESOURCE_PROFILE)),
         env_patterns=(
             *common_patterns,
-            # the driver service's name: <app name>-<id>-driver-svc.<namespace>.svc, port fixed
+            # the driver service (DriverServiceFeatureStep): a DNS label ending in -driver-svc, in the namespace
             EnvPattern("SPARK_DRIVER_URL",
-                       rf"spark://CoarseGrainedScheduler@{_DNS_LABEL}\.{_DNS_LABEL}\.svc:{DRIVER_PORT}",
-                       required=True),
+                       rf"spark://CoarseGrainedScheduler@[a-z0-9][-a-z0-9]{{0,52}}-driver-svc\.{_DNS_LABEL}\.svc:"
+                       f"{DRIVER_PORT}", required=True),
             EnvPattern("SPARK_EXECUTOR_ID", "[1-9][0-9]{0,8}", required=True),
             EnvPattern("SPARK_EXECUTOR_POD_IP", _IPV4, required=True),
-            EnvPattern("SPARK_EXECUTOR_POD_NAME", _DNS_LABEL, required=True),
+            # <resource name prefix>-exec-<executor id>, a pod name (at most 253 characters)
+            EnvPattern("SPARK_EXECUTOR_POD_NAME", "[a-z0-9][-a-z0-9]{0,230}-exec-[1-9][0-9]{0,8}", required=True),
             *java_opt_patterns(conf)),
         mounts=(local_dir,))

@@ -459,6 +459,8 @@ def _env(name: str, value: str | None):
     ("executor", _env("SPARK_EXECUTOR_ID", "2; id")),
     ("executor", _env("SPARK_EXECUTOR_ID", "0")),
     ("executor", _env("SPARK_DRIVER_URL", "spark://CoarseGrainedScheduler@attacker.example.com:7078")),
+    ("executor", _env("SPARK_DRIVER_URL", "spark://CoarseGrainedScheduler@redis.clean.svc:7078")),  # not a driver
+    ("executor", _env("SPARK_EXECUTOR_POD_NAME", "kube-apiserver")),
     ("executor", _env("SPARK_JAVA_OPT_0", "-Dspark.authenticate=false")),
     ("executor", _env("SPARK_JAVA_OPT_9", "-Dspark.network.crypto.enabled=true")),  # an index past the count
     ("executor", _env("SPARK_EXECUTOR_MEMORY", "64g")),
