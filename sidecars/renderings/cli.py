@@ -104,9 +104,9 @@ def _render_verbs(render: argparse._SubParsersAction) -> None:
                    help="say which HOST_DATA each role attests with, what the members accept and which secrets each "
                         "role can obtain (on stdout; with -o the SparkApplication is written too)")
     p.add_argument("--main-file", metavar="URI",
-                   help="the driver program (default: sidecars/cluster/job.py in the ccr-analytics image, "
-                        "local:///opt/ccr/lib/python3.11/site-packages/sidecars/cluster/job.py); measured in the "
-                        "driver policy, with its one argument /run/ccr/cluster/job-args.json")
+                   help="the driver program, given one argument, /run/ccr/cluster/job-args.json, and measured in "
+                        "the driver policy (default: sidecars/cluster/job.py of the ccr-analytics image run as a "
+                        "file, local:///opt/ccr/lib/python3.11/site-packages/sidecars/renderings/sparkjob.py)")
     p.add_argument("--service-account", metavar="NAME",
                    help="the driver's Kubernetes service account, which creates the executor pods (default: "
                         "spark-operator-spark, the one the operator's Helm chart makes)")

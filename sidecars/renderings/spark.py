@@ -60,8 +60,9 @@ VIRTUAL_NODE_TOLERATIONS = ({"key": "virtual-kubelet.io/provider", "operator": "
 SECRET_FILE = f"{RUN_ROOT}/cluster/spark-authenticate.secret"
 #: in the executor app's (measured) environment: the driver spec an executor room serves
 DRIVER_SPEC_ENV = "CCR_CLUSTER_DRIVER_SPEC_SHA256"
-#: the ccr-analytics image's copy of the driver program (`python -m sidecars.cluster.job ARGS.json`)
-DEFAULT_MAIN_FILE = "local:///opt/ccr/lib/python3.11/site-packages/sidecars/cluster/job.py"
+#: the driver program in the ccr-analytics image: sidecars/cluster/job.py run as a file (sparkjob.py; Spark
+#: runs the main file as a script, where job.py's relative imports fail)
+DEFAULT_MAIN_FILE = "local:///opt/ccr/lib/python3.11/site-packages/sidecars/renderings/sparkjob.py"
 #: job.py's one argument: its run's arguments (views, query, sink), written by the driver room into its own
 #: volume like the secret file, never by the deployer
 JOB_ARGS_FILE = f"{RUN_ROOT}/cluster/job-args.json"

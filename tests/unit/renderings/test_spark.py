@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -493,3 +494,48 @@ def test_the_driver_program_gets_its_arguments_file(document, rendering):
                                              main_file="local:///opt/other.py"))
     assert annotation_host_data(other["spec"]["driver"]) != annotation_host_data(document["spec"]["driver"])
     assert annotation_host_data(other["spec"]["executor"]) == annotation_host_data(document["spec"]["executor"])
+
+
+SPARKJOB = Path(__file__).resolve().parents[3] / "sidecars/renderings/sparkjob.py"
+
+
+def run_sparkjob(*args: str) -> subprocess.CompletedProcess:
+    """The default main file as Spark's PythonRunner starts it: `python FILE ARGS`, a script."""
+    return subprocess.run([sys.executable, str(SPARKJOB), *args], capture_output=True, text=True, timeout=600)
+
+
+def test_the_default_main_file_runs_the_cluster_job_as_spark_runs_it(tmp_path):
+    """job.py itself fails as a script (relative imports); the default main file runs it: a real local Spark
+    run of views, query and published parts, from the arguments file job.py reads."""
+    assert DEFAULT_MAIN_FILE.endswith("/site-packages/sidecars/renderings/sparkjob.py")
+    direct = subprocess.run([sys.executable, str(SPARKJOB.parents[1] / "cluster/job.py"), "x.json"],
+                            capture_output=True, text=True, timeout=120)
+    assert "attempted relative import" in direct.stderr
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/t.csv").write_text("k,v\na,1\nb,2\na,3\n")
+    args = {"master": "local[1]", "conf": {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "1"},
+            "views": {"t": str(tmp_path / "data")}, "sql": "SELECT k, SUM(v) AS total FROM t GROUP BY k ORDER BY k",
+            "sink": str(tmp_path / "sink"), "run_id": "r1", "parts": 1}
+    (tmp_path / "sink").mkdir()
+    (tmp_path / "args.json").write_text(json.dumps(args))
+    done = run_sparkjob(str(tmp_path / "args.json"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for part in sorted((tmp_path / "sink/r1").glob("part-*.csv")) for line in part.read_text().split()]
+    assert rows == ["k,total", "a,4.0", "b,2.0"]
+
+
+@pytest.mark.parametrize("content, says", [
+    (None, "cannot read"),
+    ("{not json", "is not JSON"),
+    ("[1]", "holds no JSON object"),
+    ('{"master": "local[1]"}', "lacks conf, views, sql, sink, run_id, parts"),
+    ("x" * (1 << 20 + 1), "larger than"),
+])
+def test_a_bad_arguments_file_gets_one_line(tmp_path, content, says):
+    path = tmp_path / "args.json"
+    if content is not None:
+        path.write_text(content)
+    done = run_sparkjob(str(path))
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1 and says in done.stderr, done.stderr
+    usage = run_sparkjob()
+    assert usage.returncode == 2 and usage.stderr.startswith("usage: sparkjob.py ARGS.json")
