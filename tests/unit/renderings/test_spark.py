@@ -40,6 +40,7 @@ from sidecars.renderings.spark import (
 )
 from sidecars.renderings.sparkcrd import check_spark_application, crd_schema, pod_template_schema, schema_problems
 from sidecars.renderings.sparkexplain import explain_cluster
+from sidecars.renderings.sparkpod import ENTRY_COMMAND
 from sidecars.room.group import render_group
 from sidecars.spec import CleanRoomSpec, parse_spec
 
@@ -539,3 +540,42 @@ def test_a_bad_arguments_file_gets_one_line(tmp_path, content, says):
     assert done.returncode == 1 and len(done.stderr.splitlines()) == 1 and says in done.stderr, done.stderr
     usage = run_sparkjob()
     assert usage.returncode == 2 and usage.stderr.startswith("usage: sparkjob.py ARGS.json")
+
+
+def test_the_entry_script_starts_each_role_as_spark_images_do(tmp_path):
+    """ENTRY_COMMAND with the arguments Spark appends, in bash, with a spark-submit and a java that print the
+    command line they were given: the driver's spark-submit call and the executor's JVM, with the driver's
+    start-up settings in index order (10 after 9) and values with spaces kept whole."""
+    for tool in ("spark/bin/spark-submit", "jdk/bin/java"):
+        path = tmp_path / tool
+        path.parent.mkdir(parents=True)
+        path.write_text('#!/bin/sh\nfor a in "$0" "$@"; do printf "%s\\n" "$a"; done\n')
+        path.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "SPARK_HOME": str(tmp_path / "spark"), "JAVA_HOME": str(tmp_path / "jdk"),
+           "SPARK_DRIVER_BIND_ADDRESS": DRIVER_IP, "SPARK_CONF_DIR": "/opt/spark/conf",
+           "SPARK_EXECUTOR_MEMORY": "512m",
+           "SPARK_DRIVER_URL": "spark://CoarseGrainedScheduler@d-driver-svc.ns.svc:7078",
+           "SPARK_EXECUTOR_ID": "2", "SPARK_EXECUTOR_CORES": "1", "SPARK_APPLICATION_ID": APP_ID,
+           "SPARK_EXECUTOR_POD_IP": EXECUTOR_IP, "SPARK_RESOURCE_PROFILE_ID": "0",
+           "SPARK_EXECUTOR_POD_NAME": "d-exec-2",
+           **{f"SPARK_JAVA_OPT_{i}": f"-Dopt{i}=v {i}" for i in range(11)}}
+
+    def run(*args: str) -> list[str]:
+        done = subprocess.run([*ENTRY_COMMAND, *args], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    driver = run("driver", "--properties-file", "/opt/spark/conf/spark.properties", "--class", "C", "main.py", "a b")
+    assert driver == [str(tmp_path / "spark/bin/spark-submit"), "--conf", f"spark.driver.bindAddress={DRIVER_IP}",
+                      "--deploy-mode", "client", "--properties-file", "/opt/spark/conf/spark.properties", "--class",
+                      "C", "main.py", "a b"]
+    executor = run("executor")
+    assert executor[:14] == [str(tmp_path / "jdk/bin/java"), *(f"-Dopt{i}=v {i}" for i in range(11)),
+                             "-Xms512m", "-Xmx512m"]
+    assert executor[14:16] == ["-cp", f"/opt/spark/conf:{tmp_path}/spark/jars/*"]
+    assert executor[16:] == [
+        "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend",
+        "--driver-url", env["SPARK_DRIVER_URL"], "--executor-id", "2", "--cores", "1", "--app-id", APP_ID,
+        "--hostname", EXECUTOR_IP, "--resourceProfileId", "0", "--podName", "d-exec-2"]
+    refused = subprocess.run([*ENTRY_COMMAND, "sh"], env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 64 and "driver or executor, not sh" in refused.stderr
