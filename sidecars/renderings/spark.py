@@ -268,6 +268,10 @@ def pod_template(group: ContainerGroup, start: SparkStart) -> dict[str, Any]:
         spark["ports"] = [{"name": "ccr-admission", "containerPort": ADMISSION_PORT, "protocol": "TCP"}]
     platform = [c for c in group.platform_containers if c.role != "app"]
     return {"spec": {
+        # no other service's link variables in the containers' environment: the policy could not name them
+        "enableServiceLinks": False,
+        # only the driver talks to the Kubernetes API (it creates the executor pods)
+        "automountServiceAccountToken": start.role == "driver",
         "containers": [spark, *(pod_container(c, init=False) for c in platform if c.role != "init")],
         "initContainers": [pod_container(c, init=True) for c in platform if c.role == "init"],
         "volumes": [{"name": v, "emptyDir": {}} for v in group.volumes],

@@ -13,7 +13,8 @@ it to `jsonschema`'s verdict on the same strict schema. `format` (int32, int64, 
 
 A role's `template` (a pod template) is an open object in the CRD: it is checked against a schema made of
 the CRD's own schemas of what a template of ours holds (containers as the sidecars' Container schema, init
-containers, volumes, node selector, tolerations), strictly, since the pod is what the template says.
+containers, volumes, node selector, tolerations; and two booleans, service links and the service account
+token), strictly, since the pod is what the template says.
 """
 
 from __future__ import annotations
@@ -132,7 +133,8 @@ def pod_template_schema() -> dict[str, Any]:
                      "properties": {"labels": strings, "annotations": strings}},
         "spec": {"type": "object", "additionalProperties": False, "required": ["containers"], "properties": {
             "containers": driver["sidecars"], "initContainers": driver["initContainers"], "volumes": spec["volumes"],
-            "nodeSelector": driver["nodeSelector"], "tolerations": driver["tolerations"]}},
+            "nodeSelector": driver["nodeSelector"], "tolerations": driver["tolerations"],
+            "enableServiceLinks": {"type": "boolean"}, "automountServiceAccountToken": {"type": "boolean"}}},
     }}
 
 

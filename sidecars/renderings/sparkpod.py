@@ -18,8 +18,8 @@ What Spark 4 sets (resource-managers/kubernetes/core/.../deploy/k8s/, read from 
   start-up settings, `-Dkey=value`, numbered in a hash map's order: each index may hold any one of them,
   never another);
 - the Kubernetes master service's variables every container gets (KUBERNETES_SERVICE_HOST, ...): a name
-  pattern and an address, port or protocol value; other services' link variables are refused (the driver
-  and executor pods must run in a namespace without other services, or with service links off);
+  pattern and an address, port or protocol value; the pod templates turn service links off, so no other
+  service's variables come (one that did would refuse the container);
 - mounts: the driver's config map at /opt/spark/conf (submit/Client.scala), each role's local dir
   (LocalDirsFeatureStep), and the virtual node's own (resolv.conf, hosts, hostname, the service account
   token, termination log).

@@ -136,6 +136,7 @@ def test_the_rendering_validates_against_the_vendored_crd(document, rendering):
         assert [c["name"] for c in pod["initContainers"]] == ["ccr-firewall"]
         assert [c["name"] for c in pod["containers"]] == [MAIN_CONTAINER[role], *(c.name for c in group.sidecars)]
         assert pod["nodeSelector"] == VIRTUAL_NODE_SELECTOR
+        assert pod["enableServiceLinks"] is False and pod["automountServiceAccountToken"] is (role == "driver")
     # heap + overhead is the executor room's memory, exactly
     assert (spec["executor"]["memory"], spec["executor"]["memoryOverhead"]) == ("512m", "512m")
 
@@ -275,7 +276,8 @@ def _keys(node, path="$"):
 def test_no_secret_is_in_the_rendering(document):
     text = yaml.safe_dump(document)
     secretish = [(path, value) for path, key, value in _keys(document)
-                 if re.search(r"secret|password|token", key, re.I)]
+                 if re.search(r"secret|password|token", key, re.I)
+                 and not (key == "automountServiceAccountToken" and isinstance(value, bool))]  # a switch
     assert secretish == [("$.spec.sparkConf.spark.authenticate.secret.file", SECRET_FILE)]
     for role in ("driver", "executor"):
         section = document["spec"][role]
