@@ -10,7 +10,10 @@ Differences from confcom's defaults, each on purpose:
   container instead of being silently dropped (confcom drops it);
 - the app's entry carries its image digest (`id`), its layers, its uid/gid (`user` by id), no
   capabilities, `no_new_privileges` and `allow_stdio_access: false`; sidecars run as uid 0 by id;
-- runtime logging and stack dumps are off.
+- runtime logging and stack dumps are off;
+- a container a virtual node starts with values set per pod (`PodStart`: a pod IP, an executor id) gets
+  those variables by `EnvPattern` rules, a name pattern and a value pattern each grouped on its own, and
+  the virtual node's mounts; every other variable is measured exactly.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ def explain_cluster(rendering: ClusterRendering, *, mock_platform: bool = False)
         f"Spark cluster {spec.name}: 1 driver pod and {cluster.executors} executor pods (SparkApplication "
         f"{spec.name}), each pod its own Confidential ACI container group on an AKS virtual node",
         f"  driver pod: attests with HOST_DATA {driver}",
-        "    (the room this spec describes, with its app as the Spark container the operator starts: spark-submit's",
-        f"    arguments for {rendering.main_file}, Spark's variables; the parties' key release policies must name it)",
+        "    (the room this spec describes, with its app as the Spark container the operator starts: the driver",
+        f"    program {rendering.main_file} in spark-submit's",
+        "    arguments, Spark's variables and mounts; the parties' key release policies must name this HOST_DATA)",
         f"  executor pods ({cluster.executors}, image {cluster.executor_image}): each attests with HOST_DATA "
         f"{executor}",
         f"    (the executor room: bound to this driver spec, sha256 {driver_spec_sha256(spec)})",
