@@ -10,6 +10,16 @@ from ..cliargs import add_command, add_spec_variable_options, noun
 _COMMANDS = "sidecars.renderings.commands"
 
 
+#: `render spark`'s own options (flag, metavar, help)
+_SPARK_OPTIONS = (
+    ("--main-file", "URI", "the driver program, given one argument, /run/ccr/cluster/job-args.json, and measured in "
+                           "the driver policy (default: sidecars/cluster/job.py of the ccr-analytics image run as a "
+                           "file, local:///opt/ccr/lib/python3.11/site-packages/sidecars/renderings/sparkjob.py)"),
+    ("--service-account", "NAME", "the driver's Kubernetes service account, which creates the executor pods "
+                                  "(default: spark-operator-spark, the one the operator's Helm chart makes)"),
+)
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", metavar="SPEC", help="clean room spec (YAML)")
     add_spec_variable_options(parser)
@@ -103,13 +113,8 @@ def _render_verbs(render: argparse._SubParsersAction) -> None:
     p.add_argument("--explain", action="store_true",
                    help="say which HOST_DATA each role attests with, what the members accept and which secrets each "
                         "role can obtain (on stdout; with -o the SparkApplication is written too)")
-    p.add_argument("--main-file", metavar="URI",
-                   help="the driver program, given one argument, /run/ccr/cluster/job-args.json, and measured in "
-                        "the driver policy (default: sidecars/cluster/job.py of the ccr-analytics image run as a "
-                        "file, local:///opt/ccr/lib/python3.11/site-packages/sidecars/renderings/sparkjob.py)")
-    p.add_argument("--service-account", metavar="NAME",
-                   help="the driver's Kubernetes service account, which creates the executor pods (default: "
-                        "spark-operator-spark, the one the operator's Helm chart makes)")
+    for flag, metavar, text in _SPARK_OPTIONS:
+        p.add_argument(flag, metavar=metavar, help=text)
 
     p = add_command(
         render, "compose", f"{_COMMANDS}:compose",

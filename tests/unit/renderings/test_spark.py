@@ -581,3 +581,9 @@ def test_the_entry_script_starts_each_role_as_spark_images_do(tmp_path):
         "--hostname", EXECUTOR_IP, "--resourceProfileId", "0", "--podName", "d-exec-2"]
     refused = subprocess.run([*ENTRY_COMMAND, "sh"], env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 64 and "driver or executor, not sh" in refused.stderr
+
+
+def test_the_help_names_the_default_main_file_and_its_argument():
+    done = ccr("spec", "render", "spark", "--help")
+    assert done.returncode == 0 and DEFAULT_MAIN_FILE in "".join(done.stdout.split())
+    assert JOB_ARGS_FILE in done.stdout
