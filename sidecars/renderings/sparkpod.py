@@ -20,7 +20,8 @@ What Spark 4 sets (resource-managers/kubernetes/core/.../deploy/k8s/, read from 
 - the Kubernetes master service's variables every container gets (KUBERNETES_SERVICE_HOST, ...): a name
   pattern and an address, port or protocol value; the pod templates turn service links off, so no other
   service's variables come (one that did would refuse the container);
-- mounts: the driver's config map at /opt/spark/conf (submit/Client.scala), each role's local dir
+- mounts: the driver's config maps at /opt/spark/conf (submit/Client.scala) and of the executors' pod
+  template at /opt/spark/pod-template (features/PodTemplateConfigMapStep.scala), each role's local dir
   (LocalDirsFeatureStep), and the virtual node's own (resolv.conf, hosts, hostname, the service account
   token, termination log).
 """
@@ -43,6 +44,9 @@ SPARK_CONTAINER: Mapping[Role, str] = {"driver": "spark-kubernetes-driver", "exe
 SPARK_CONF_DIR = "/opt/spark/conf"
 SPARK_CONF_PATH = f"{SPARK_CONF_DIR}/spark.properties"
 SPARK_CONF_VOLUME_DRIVER = "spark-conf-volume-driver"
+#: features/PodTemplateConfigMapStep.scala: with an executor pod template, the driver gets it in a config map
+EXECUTOR_TEMPLATE_DIR = "/opt/spark/pod-template"
+EXECUTOR_TEMPLATE_VOLUME = "pod-template-volume"
 PYTHON_RUNNER = "org.apache.spark.deploy.PythonRunner"
 #: spark.local.dir, so SPARK_LOCAL_DIRS and its volume (spark-local-dir-1) are the same in every pod
 LOCAL_DIR = "/var/data/spark-local"
@@ -136,7 +140,8 @@ def spark_start(role: Role, conf: Mapping[str, str], *, main_file: str = "", arg
                      main_file, *arguments),
             env=(*common_env, ("PYSPARK_PYTHON", PYTHON), ("PYSPARK_DRIVER_PYTHON", PYTHON)),
             env_patterns=(*common_patterns, EnvPattern("SPARK_DRIVER_BIND_ADDRESS", _IPV4, required=True)),
-            mounts=(Mount(target=SPARK_CONF_DIR, volume=SPARK_CONF_VOLUME_DRIVER, mode="rw"), local_dir))
+            mounts=(Mount(target=SPARK_CONF_DIR, volume=SPARK_CONF_VOLUME_DRIVER, mode="rw"),
+                    Mount(target=EXECUTOR_TEMPLATE_DIR, volume=EXECUTOR_TEMPLATE_VOLUME, mode="rw"), local_dir))
     return SparkStart(
         role=role,
         command=(*ENTRY_COMMAND, "executor"),

@@ -378,7 +378,8 @@ def spark_started(document: dict, role: str, images: LockedImages) -> GuestReque
     plus DriverCommandFeatureStep's `driver --properties-file /opt/spark/conf/spark.properties --class
     org.apache.spark.deploy.PythonRunner MAIN ARGS` or BasicExecutorFeatureStep's `executor`; the section's env,
     BasicDriverFeatureStep's / BasicExecutorFeatureStep's variables, submit/Client.scala's SPARK_CONF_DIR and
-    config map mount at /opt/spark/conf (driver), LocalDirsFeatureStep's SPARK_LOCAL_DIRS and spark-local-dir-1;
+    config map mount at /opt/spark/conf and PodTemplateConfigMapStep's at /opt/spark/pod-template (driver),
+    LocalDirsFeatureStep's SPARK_LOCAL_DIRS and spark-local-dir-1;
     and the virtual node's mounts (resolv.conf, service account token, hosts, termination log, hostname)."""
     spec = document["spec"]
     section, conf = spec[role], spec["sparkConf"]
@@ -399,6 +400,8 @@ def spark_started(document: dict, role: str, images: LockedImages) -> GuestReque
         spark_env += [f"SPARK_DRIVER_BIND_ADDRESS={DRIVER_IP}", f"PYSPARK_PYTHON={conf['spark.pyspark.python']}",
                       f"PYSPARK_DRIVER_PYTHON={conf['spark.pyspark.driver.python']}"]
         mounts.append(emptydir_mount("/opt/spark/conf", "spark-conf-volume-driver", "rprivate", "rw"))
+        # PodTemplateConfigMapStep: the executors' pod template, for the driver to make executor pods from
+        mounts.append(emptydir_mount("/opt/spark/pod-template", "pod-template-volume", "rprivate", "rw"))
     else:
         args = ["executor"]
         spark_env += [f"SPARK_DRIVER_URL=spark://CoarseGrainedScheduler@analytics-3f2a9c1d-driver-svc.clean.svc:"
@@ -448,7 +451,16 @@ def _env(name: str, value: str | None):
     return tamper
 
 
+def _mount(destination: str):
+    """One more emptyDir mount, over a path of the image."""
+    def tamper(create: dict) -> None:
+        create["mounts"] = [*create["mounts"], emptydir_mount(destination, "extra", "rprivate", "rw")]
+    return tamper
+
+
 @pytest.mark.parametrize("role, tamper", [
+    ("driver", _mount("/opt/ccr/lib/python3.11/site-packages")),  # code replaced under the measured layers
+    ("executor", _mount("/opt/spark/conf")),  # executors take no config map
     ("driver", _args(lambda a: [*a[:-2], "local:///tmp/other.py", a[-1]])),  # another driver program
     ("driver", _args(lambda a: [*a, "--conf", "spark.authenticate=false"])),
     ("driver", _args(lambda a: ["/bin/sh", "-c", "id", *a[3:]])),  # another command, the same arguments
