@@ -3,6 +3,8 @@ continues the caller's trace, the duration histogram, and the room's sampler."""
 
 from __future__ import annotations
 
+import bisect
+
 import httpx
 import pytest
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
@@ -122,7 +124,11 @@ async def test_every_request_is_counted_in_its_bucket_and_made_up_methods_make_n
     assert got.attributes == {"http.request.method": "GET", "http.response.status_code": 200,
                               "http.route": "/items/{item}"}
     assert got.count == 3 == sum(got.bucket_counts) and got.min <= got.sum / 3 <= got.max
-    assert got.bucket_counts[0] == 3 and got.explicit_bounds[0] == 0.005  # seconds, as the conventions advise
+    assert got.explicit_bounds[0] == 0.005  # seconds, as the conventions advise
+    # each request in the bucket of its duration: all between the fastest's and the slowest's (a loaded box
+    # can take longer than the first bound's 5 ms)
+    lowest, highest = (bisect.bisect_left(got.explicit_bounds, s) for s in (got.min, got.max))
+    assert sum(got.bucket_counts[lowest:highest + 1]) == 3 and got.bucket_counts[lowest] >= 1
     assert other.attributes["http.request.method"] == "_OTHER" and other.count == 50
 
 
