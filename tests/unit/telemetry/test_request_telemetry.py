@@ -105,6 +105,19 @@ async def test_room_sampler_keeps_traced_work_and_samples_untraced_requests():
     assert [s.name for s in spans.get_finished_spans()][3:] == ["key-release"]
 
 
+@pytest.mark.anyio
+async def test_the_sampled_share_of_untraced_requests_is_the_ratio_not_its_square():
+    # The middleware draws an untraced request into the share; the sampler must keep what it drew rather than
+    # draw again (two draws at 0.5 kept a quarter).
+    spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    app, _ = _app_with(spans, reader, sampler=RoomSampler(0.5))
+    requests = 400
+    for _ in range(requests):
+        assert await _get(app, "/items/a") == 200
+    kept = len(spans.get_finished_spans()) / requests
+    assert 0.38 <= kept <= 0.62, kept  # 0.5 ± 4.8 standard deviations
+
+
 def _points(reader: InMemoryMetricReader):
     data = reader.get_metrics_data()  # None: nothing to report
     return [p for rm in (data.resource_metrics if data else ()) for sm in rm.scope_metrics for m in sm.metrics
