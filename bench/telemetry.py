@@ -27,7 +27,7 @@ from pathlib import Path
 
 from sidecars.common.process import ManagedProcess, file_exists
 
-ROUNDS = 9
+ROUNDS = 11
 SECONDS = 2
 CONNECTIONS = 8
 REPO = Path(__file__).resolve().parent.parent
