@@ -18,7 +18,9 @@ Python ext_authz path (`*_ext_authz`), which every other policy (body, headers, 
 for the body policy (`*_body_policy`, `*_body_policy_distinct`). `proxy_p50_authz_over_envoy_ms_*` is
 the latency the authorization adds over Envoy alone (goal ≤ 0.3 ms). `proxy_cpu_ratio_*` is Envoy alone's
 CPU time per request ÷ that path's (Envoy, authorization server and workers, app; 16 connections): the
-throughput ratio the room would see with the CPU to itself, steadier than req/s on a shared box.
+throughput ratio the room would see with the CPU to itself, steadier than req/s on a shared box. Each
+configuration's CPU per request is also printed per process (app, Envoy, authorization server), and
+`proxy_cpu_us_*` keep the shares of the new-body path: where its time goes.
 """
 
 from __future__ import annotations
@@ -66,13 +68,13 @@ FREE_PORTS = dict(inbound_address="127.0.0.1", inbound_port=0, egress_http_port=
                   admin_port=0, authz_port=0, extproc_port=0)
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time the processes have used (every thread), from /proc."""
-    total = 0
+def _cpu_seconds(pids: list[int]) -> list[float]:
+    """User + system CPU time each process has used (every thread), from /proc."""
+    used = []
     for pid in pids:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of proc(5))
-    return total / os.sysconf("SC_CLK_TCK")
+        used.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))  # utime, stime (proc(5))
+    return used
 
 
 def _children(pid: int) -> list[int]:
@@ -106,28 +108,36 @@ def _wrk(target: tuple[str, str | None], connections: int, duration: int, log_di
     return float(rps.group(1)), float(p50.group(1)) * scale
 
 
-def _measure_rounds(urls: dict[str, tuple[str, str | None]], pids: dict[str, list[int]],
+def _measure_rounds(urls: dict[str, tuple[str, str | None]], pids: dict[str, dict[str, list[int]]],
                     log_dir: Path) -> dict[str, dict[str, float]]:
     """Latency and throughput of each configuration, and the CPU time its processes (Envoy, the
     authorization server and its workers, the app) spend per request at 16 connections: on a box shared
-    with other work, throughput follows the share of the CPU we get, CPU per request much less so."""
+    with other work, throughput follows the share of the CPU we get, CPU per request much less so.
+    `pids` names each configuration's processes by role, and the CPU per request is printed per role too:
+    the profile of where a configuration's time goes."""
     for url in urls.values():
         _wrk(url, 16, 1, log_dir)  # warm-up: connection pools, OPA's prepared query
-    samples: dict[str, list[tuple[float, float, float, float, float]]] = {name: [] for name in urls}
+    samples: dict[str, list[tuple[float, ...]]] = {name: [] for name in urls}
     for _ in range(ROUNDS):
         for name, url in urls.items():
             rps1, p50_1 = _wrk(url, 1, DURATION_S, log_dir)
-            cpu_before = _cpu_seconds(pids[name])
+            roles = pids[name]
+            cpu_before = [sum(_cpu_seconds(role_pids)) for role_pids in roles.values()]
             rps16, p50_16 = _wrk(url, 16, DURATION_S, log_dir)
-            cpu_us = (_cpu_seconds(pids[name]) - cpu_before) / (rps16 * DURATION_S) * 1e6
-            samples[name].append((p50_1, rps1, p50_16, rps16, cpu_us))
+            cpu_after = [sum(_cpu_seconds(role_pids)) for role_pids in roles.values()]
+            per_role = [(after - before) / (rps16 * DURATION_S) * 1e6
+                        for before, after in zip(cpu_before, cpu_after, strict=True)]
+            samples[name].append((p50_1, rps1, p50_16, rps16, sum(per_role), *per_role))
     table = {}
     for name, runs in samples.items():
-        p50_1, rps1, p50_16, rps16, cpu_us = (statistics.median(column) for column in zip(*runs, strict=True))
+        p50_1, rps1, p50_16, rps16, cpu_us, *per_role = (statistics.median(column)
+                                                          for column in zip(*runs, strict=True))
+        by_role = dict(zip(pids[name], per_role, strict=True))
         table[name] = {"p50_1c_ms": p50_1, "rps_1c": rps1, "p50_16c_ms": p50_16, "rps_16c": rps16,
-                       "cpu_us": cpu_us}
-        print(f"   {name:<22} 1 conn: p50 {p50_1:6.3f} ms {rps1:8.0f} req/s | "
-              f"16 conns: p50 {p50_16:6.3f} ms {rps16:8.0f} req/s, {cpu_us:6.1f} us CPU/req", flush=True)
+                       "cpu_us": cpu_us, **{f"cpu_us_{role}": us for role, us in by_role.items()}}
+        shares = ", ".join(f"{role} {us:.0f}" for role, us in by_role.items())
+        print(f"   {name:<30} 1 conn: p50 {p50_1:6.3f} ms {rps1:8.0f} req/s | "
+              f"16 conns: p50 {p50_16:6.3f} ms {rps16:8.0f} req/s, {cpu_us:6.1f} us CPU/req ({shares})", flush=True)
     return table
 
 
@@ -195,13 +205,13 @@ def run() -> dict:
         urls["ext_authz/body-policy-distinct"] = (f"https://127.0.0.1:{runtime.ports.inbound}/orders",
                                                   str(post_distinct))
         runtimes["ext_authz/body-policy"] = runtimes["ext_authz/body-policy-distinct"] = runtime
-        pids = {name: [app.pid] for name in urls}
-        pids["envoy"] = pids["envoy/post"] = [app.pid, bare.pid]
+        pids: dict[str, dict[str, list[int]]] = {name: {"app": [app.pid]} for name in urls}
+        pids["envoy"] = pids["envoy/post"] = {"app": [app.pid], "envoy": [bare.pid]}
         for name, runtime in runtimes.items():
             assert runtime.envoy is not None and runtime.envoy.pid is not None
-            pids[name] = [app.pid, runtime.envoy.pid]
+            pids[name] = {"app": [app.pid], "envoy": [runtime.envoy.pid]}
             if runtime.authz is not None and runtime.authz.pid is not None:
-                pids[name] += [runtime.authz.pid, *_children(runtime.authz.pid)]
+                pids[name]["authz"] = [runtime.authz.pid, *_children(runtime.authz.pid)]
         table = _measure_rounds(urls, pids, run_dir)
     direct, envoy = table["direct"], table["envoy"]
     post, envoy_post = table["direct/post"], table["envoy/post"]
@@ -227,6 +237,10 @@ def run() -> dict:
         "proxy_cpu_ratio_body_policy": envoy_post["cpu_us"] / table["ext_authz/body-policy"]["cpu_us"],
         "proxy_cpu_ratio_body_policy_distinct":
             envoy_post["cpu_us"] / table["ext_authz/body-policy-distinct"]["cpu_us"],
+        # Where a request with a new body spends its CPU (µs), beside Envoy alone proxying the same POST.
+        "proxy_cpu_us_envoy_post": envoy_post["cpu_us_envoy"],
+        "proxy_cpu_us_body_policy_distinct_envoy": table["ext_authz/body-policy-distinct"]["cpu_us_envoy"],
+        "proxy_cpu_us_body_policy_distinct_authz": table["ext_authz/body-policy-distinct"]["cpu_us_authz"],
         "proxy_envoy_p50_added_ms": envoy["p50_1c_ms"] - direct["p50_1c_ms"],
         "proxy_direct_rps": direct["rps_16c"],
         "proxy_envoy_rps": envoy["rps_16c"],
