@@ -131,10 +131,13 @@ def _start_in_room(plan: RoomPlan, sidecar: SidecarProcess, timeout: float, trac
     # The room's own settings come only from its placement, never from the caller's shell.
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("CCR_")}
     # Not the telemetry sidecar itself: exporting to its own receiver, it would retry its last export for
-    # seconds after that receiver stopped, on every `ccr room down`.
+    # seconds after that receiver stopped, on every `ccr room down`. Nor a sidecar of an earlier wave (the
+    # firewall, an init container): it is done before the receiver exists, so its exports could only fail,
+    # and retrying them on its way out held the whole room's start for two seconds.
     # Each export (retries included) is bounded: with the telemetry sidecar dead, every other sidecar's last
     # export on `ccr room down` would otherwise retry for ten seconds, one sidecar after the other.
-    otlp = {} if sidecar.sidecar is telemetry else {
+    exports = sidecar.sidecar is not telemetry and sidecar.sidecar.wave >= telemetry.wave
+    otlp = {} if not exports else {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{telemetry.port('http')}",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TIMEOUT": str(OTLP_EXPORT_TIMEOUT_S)}
     env = {**inherited, **otlp, "OTEL_SERVICE_NAME": f"ccr-{name}",
