@@ -37,6 +37,7 @@ from ..common.bodylimit import KIB
 from ..common.containers import app_container
 from ..common.errors import CcrError, Conflict, NotFound, ProcessError, RemoteServiceError
 from ..common.firewall_client import verify_firewall
+from ..common.forkserver import ForkServerClient
 from ..common.governance_client import GovernanceClient
 from ..common.http import azure_error_body, create_app
 from ..common.logs import get_logger
@@ -184,7 +185,12 @@ class Launcher:
         # kernel tables, for the room this launcher runs in. Raises FirewallNotInForce naming each missing or
         # changed rule: no app without its firewall.
         room = {SPEC_ENV: self.config.spec.canonical_json(), SIDECAR_ENV: "firewall"}
-        await asyncio.to_thread(verify_firewall, room)
+        fork_server = ForkServerClient.from_environment()
+        try:
+            await asyncio.to_thread(verify_firewall, room, fork_server=fork_server)
+        finally:
+            if fork_server is not None:
+                fork_server.close()
 
     async def _check_policy(self) -> None:
         try:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sidecars.common.errors import ProcessError
+from sidecars.common.firewall_client import FirewallNotInForce, verify_firewall
 from sidecars.common.forkserver import ForkServerClient
 from sidecars.common.process import ManagedProcess, file_exists, wait_until
 from sidecars.localroom.status import describe, room_report
@@ -34,6 +35,21 @@ print(json.dumps({"argv": sys.argv[1:], "cwd": os.getcwd(), "env": os.environ.ge
 sys.exit(int(sys.argv[1]))
 """
 
+#: a stand-in for the firewall's check (`python -m sidecars.firewall verify`): says what VERDICT says
+VERDICT = """
+import json, os, sys
+verdict = os.environ["VERDICT"]
+if verdict == "in force":
+    print(json.dumps({"ok": True, "backend": "nftables", "netns": None}))
+elif verdict == "differs":
+    print("checking the rules", file=sys.stderr)
+    print(json.dumps({"ok": False, "differences": ["rule out-drop is missing"]}))
+    sys.exit(1)
+else:
+    print("ccr firewall verify: CCR_SPEC is not set", file=sys.stderr)
+    sys.exit(2)
+"""
+
 
 @pytest.fixture
 def server(tmp_path):
@@ -45,6 +61,7 @@ def server(tmp_path):
                                         "    f.write('imported\\n')\n")
     (modules / "sleepy.py").write_text("import time\ntime.sleep(60)\n")
     (modules / "quick.py").write_text("raise SystemExit(5)\n")
+    (modules / "verdict.py").write_text(VERDICT)
     count = tmp_path / "count"
     count.touch()
     sock = tmp_path / "fork.sock"
@@ -77,6 +94,37 @@ def test_forked_process_is_what_python_m_would_run(server, tmp_path):
                     "session_leader": True, "netns": os.readlink("/proc/self/ns/net"),
                     "counted_imports": 1, "stdin": ""}, "imported once, by the server; stdin is /dev/null"
     assert lines[1:] == ["thread joined", "atexit ran"], "a normal interpreter exit"
+
+
+def test_the_launchers_firewall_check_forked_passes_only_on_the_checks_ok(server):
+    client, _env = server
+    verdict = [sys.executable, "-m", "verdict"]
+    report = verify_firewall({"VERDICT": "in force"}, verdict, fork_server=client)
+    assert report.ok and report.backend == "nftables"
+    with pytest.raises(FirewallNotInForce, match="rule out-drop is missing"):
+        verify_firewall({"VERDICT": "differs"}, verdict, fork_server=client)
+    with pytest.raises(ProcessError, match="^the firewall check failed: ccr firewall verify: CCR_SPEC is not set$"):
+        verify_firewall({"VERDICT": "no room"}, verdict, fork_server=client)
+
+
+def test_a_forked_firewall_check_that_hangs_is_stopped_and_fails(server):
+    client, _env = server
+    with pytest.raises(ProcessError, match="did not run: .*timed out"):
+        verify_firewall({}, [sys.executable, "-m", "sleepy"], timeout=1, fork_server=client)
+    wait_until(lambda: not _running_named("ccr-firewall-verify"), 5, "the hanging check to be killed")
+
+
+def _running_named(name: str) -> list[int]:
+    """The live processes whose /proc/PID/comm is NAME (cut to the kernel's 15 characters)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            comm, rest = stat.read_text().split(" (", 1)[1].rsplit(") ", 1)
+        except (OSError, IndexError, ValueError):
+            continue
+        if comm == name[:15] and rest.split()[0] not in ("Z", "X"):
+            found.append(int(stat.parent.name))
+    return found
 
 
 def test_stop_reaches_the_forked_process_and_its_code_is_reported(server, tmp_path):
