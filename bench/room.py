@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import compileall
 import copy
+import json
 import os
 import re
 import statistics
@@ -83,30 +84,50 @@ def _three_sources_spec(demo: ModuleType, path: Path) -> tuple[tuple, object]:
     return volumes, demo.LogSink("consumer", "consumer-logs", "consumer-logs-dek")
 
 
+def _timeline(room_dir: Path, started_at: float) -> list[tuple[float, str]]:
+    """Milliseconds from running `ccr room up` until each sidecar was ready and each volume mounted (when the
+    room wrote their ready and status files), then the launcher's own steps with their durations (its
+    /status): the profile of one start."""
+    written = [(p.stat().st_mtime, f"{p.stem} ready") for p in (room_dir / "ready").glob("*.json")]
+    written += [(p.stat().st_mtime, f"{p.name.removesuffix('.status.json')} mounted")
+                for p in (room_dir / "volumes").glob("*.status.json")]
+    marks = sorted(((at - started_at) * 1000, what) for at, what in written)
+    status = _ccr("room", "status", "--run-dir", str(room_dir), "--json")
+    if status.returncode == 0:
+        launcher = (json.loads(status.stdout)["sidecars"].get("launcher") or {}).get("status") or {}
+        marks += [(step["ms"], f"launcher step {step['step']} (its duration)") for step in launcher.get("steps", [])
+                  if step.get("ok")]
+    return marks
+
+
 def _cold_starts(room, run_dir: Path, figure: str) -> float:
     """Bring the prepared room up and down RUNS times: the median seconds to the app running, printed with
-    every run's and the median run's steps."""
+    every run's, and the median run's steps and timeline."""
     _pin_images(room, run_dir / "layers.lock.json")
     env = {**os.environ, "CCR_LAYER_LOCK": str(run_dir / "layers.lock.json")}
-    timings: list[tuple[float, str]] = []
+    runs: list[tuple[float, str, list[tuple[float, str]]]] = []
     for attempt in range(RUNS):
         room_dir = run_dir / f"room{attempt}"
-        started = time.monotonic()
+        started_at, started = time.time(), time.monotonic()
         up = _ccr("room", "up", str(room.spec), "--endpoints", room.endpoints, "--run-dir", str(room_dir), env=env)
         elapsed = time.monotonic() - started
+        timeline = _timeline(room_dir, started_at) if up.returncode == 0 else []
         _ccr("room", "down", "--run-dir", str(room_dir))
         if up.returncode != 0:
             raise RuntimeError(f"ccr room up failed:\n{up.stdout}\n{up.stderr}")
-        timings.append((elapsed, up.stdout))
-    timings.sort()
-    median_s, median_out = timings[len(timings) // 2]
-    print(f"   {figure}: ccr room up to app running: {', '.join(f'{t:.2f}' for t, _ in timings)} s "
-          f"(median {median_s:.2f})")
+        runs.append((elapsed, up.stdout, timeline))
+    runs.sort(key=lambda run: run[0])
+    median_s, median_out, median_timeline = runs[len(runs) // 2]
+    print(f"   {figure}: ccr room up to app running: {', '.join(f'{run[0]:.2f}' for run in runs)} s "
+          f"(median {median_s:.2f}); its steps:")
     for line in median_out.splitlines():
         match = STEP.match(line)
         if match:
             print(f"     {match.group(2):<55} {int(match.group(3)):>6} ms")
-    return round(statistics.median(t for t, _ in timings), 3)
+    print("   its timeline (ms after ccr room up ran):")
+    for at, what in median_timeline:
+        print(f"     {what:<55} {at:>6.0f}")
+    return round(statistics.median(run[0] for run in runs), 3)
 
 
 def run() -> dict[str, float]:
