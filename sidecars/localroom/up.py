@@ -69,9 +69,11 @@ OTLP_EXPORT_TIMEOUT_S = 2
 
 
 def preload_modules() -> tuple[str, ...]:
-    """The base modules, then each sidecar's in startup order (the firewall's first)."""
-    own = [m for wave in REGISTRY.waves() for s in wave for m in (s.run_module, *s.preload)]
-    return tuple(dict.fromkeys((*BASE_PRELOAD, *own)))
+    """The first wave's modules (the firewall's), then the base modules, then each later sidecar's in startup
+    order. The firewall is forked as soon as the network is up: with its modules imported first, it is
+    forked with them instead of importing them itself while the server imports the rest beside it."""
+    first, *later = [[m for s in wave for m in (s.run_module, *s.preload)] for wave in REGISTRY.waves()]
+    return tuple(dict.fromkeys((*first, *BASE_PRELOAD, *(m for wave in later for m in wave))))
 
 
 def default_run_dir(name: str) -> Path:
