@@ -145,8 +145,8 @@ def _start_in_room(plan: RoomPlan, sidecar: SidecarProcess, timeout: float, trac
     env = {**inherited, **otlp, "OTEL_SERVICE_NAME": f"ccr-{name}",
            "TRACEPARENT": traceparent, FORK_SERVER_ENV: str(fork_server.path), **sidecar.env}
     process = ManagedProcess(name, sidecar.argv, ready_timeout=timeout, env=env, log_path=plan.log_file(name),
-                             stop_timeout=10, fork_server=fork_server, netns=f"/run/netns/{plan.placement.netns}"
-                             ).start()
+                             stop_timeout=10, fork_server=fork_server, netns=f"/run/netns/{plan.placement.netns}",
+                             imports=sidecar.sidecar.run_module).start()
     process.ready = file_exists(ready)
     return process
 

@@ -234,3 +234,34 @@ def test_room_status_tells_running_exited_and_killed_apart(server, tmp_path):
     assert describe(states["volumes"]) == "killed by SIGKILL" and describe(states["proxy"]) == "exited with code 5"
     assert describe(states["firewall"]) == "not started"
     started["skr"].stop()
+
+
+def test_a_child_that_names_its_imports_is_forked_once_the_server_imported_them(tmp_path):
+    """Forked while the server is still preloading, a child that names a module of the preload list gets it
+    imported by the server (once for every child), not by itself."""
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "slow.py").write_text("import time\ntime.sleep(1)\n")
+    (modules / "heavy.py").write_text("import os\nwith open(os.environ['IMPORTERS'], 'a') as f:\n"
+                                      "    f.write(f'{os.getpid()}\\n')\n")
+    (modules / "child.py").write_text("import os, heavy\nprint(os.getpid(), flush=True)\n")
+    importers = tmp_path / "importers"
+    importers.touch()
+    sock = tmp_path / "fork.sock"
+    env = {**os.environ, "PYTHONPATH": str(modules), "IMPORTERS": str(importers)}
+    with ManagedProcess("forkserver", [sys.executable, "-m", "sidecars.common.forkserver", "--socket", str(sock),
+                                       "--preload", "slow", "--preload", "heavy"],
+                        ready=file_exists(sock), env=env, log_path=tmp_path / "forkserver.log"):
+        client = ForkServerClient(sock)
+        for name, imports in (("early", None), ("named", "heavy")):
+            log = tmp_path / f"{name}.log"
+            child = ManagedProcess(name, [sys.executable, "-m", "child"], env=env, log_path=log,
+                                   fork_server=client, imports=imports).start()
+            assert child.popen.wait(10) == 0
+            pid = int(log.read_text().split()[0])
+            importer_pids = [int(line) for line in importers.read_text().split()]
+            if imports is None:
+                assert pid in importer_pids, "forked at once, mid-preload: the child imported heavy itself"
+            else:
+                assert pid not in importer_pids, "the server imported it before it forked the child"
+        client.close()
