@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import yaml
 
@@ -63,7 +64,7 @@ def _pin_images(room, lock_file: Path) -> None:
     lock_file.write_text(LockedImages({c.image: images.resolve(c.image) for c in rendering.group.containers}).dump())
 
 
-def _three_sources_spec(demo: ModuleType, path: Path) -> tuple[tuple, object]:
+def _three_sources_spec(demo: ModuleType, path: Path) -> tuple[tuple[Any, ...], Any]:
     """The job's spec with a third datasource (the publisher's history: its data again, under a key of its
     own) and the consumer's telemetry log sink, written to PATH; its volumes and log sink for the demo's
     `prepare`."""
