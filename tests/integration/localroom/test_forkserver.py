@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,29 +53,40 @@ else:
 """
 
 
+@contextlib.contextmanager
+def fork_server_with(tmp_path, modules: dict[str, str], preload: list[str],
+                     **env_vars: str) -> Iterator[tuple[ForkServerClient, dict[str, str], ManagedProcess]]:
+    """A fork server preloading PRELOAD, with MODULES (name → source) on its path."""
+    folder = tmp_path / "modules"
+    folder.mkdir()
+    for name, source in modules.items():
+        (folder / f"{name}.py").write_text(source)
+    sock = tmp_path / "fork.sock"
+    env = {**os.environ, "PYTHONPATH": str(folder), **env_vars}
+    argv = [sys.executable, "-m", "sidecars.common.forkserver", "--socket", str(sock),
+            *(arg for module in preload for arg in ("--preload", module))]
+    with ManagedProcess("forkserver", argv, ready=file_exists(sock), env=env,
+                        log_path=tmp_path / "forkserver.log") as process:
+        client = ForkServerClient(sock)
+        try:
+            yield client, env, process
+        finally:
+            client.close()
+
+
 @pytest.fixture
 def server(tmp_path):
     """A fork server preloading `counted`, a module that appends a line to COUNT_FILE each time it is imported."""
-    modules = tmp_path / "modules"
-    modules.mkdir()
-    (modules / "probe.py").write_text(PROBE)
-    (modules / "counted.py").write_text("import os\nwith open(os.environ['COUNT_FILE'], 'a') as f:\n"
-                                        "    f.write('imported\\n')\n")
-    (modules / "sleepy.py").write_text("import time\ntime.sleep(60)\n")
-    (modules / "quick.py").write_text("raise SystemExit(5)\n")
-    (modules / "verdict.py").write_text(VERDICT)
     count = tmp_path / "count"
     count.touch()
-    sock = tmp_path / "fork.sock"
-    env = {**os.environ, "PYTHONPATH": str(modules), "COUNT_FILE": str(count)}
-    with ManagedProcess("forkserver", [sys.executable, "-m", "sidecars.common.forkserver", "--socket", str(sock),
-                                       "--preload", "counted", "--preload", "no_such_module"],
-                        ready=file_exists(sock), env=env, log_path=tmp_path / "forkserver.log") as process:
+    modules = {"probe": PROBE, "sleepy": "import time\ntime.sleep(60)\n", "quick": "raise SystemExit(5)\n",
+               "verdict": VERDICT,
+               "counted": "import os\nwith open(os.environ['COUNT_FILE'], 'a') as f:\n    f.write('imported\\n')\n"}
+    with fork_server_with(tmp_path, modules, ["counted", "no_such_module"], COUNT_FILE=str(count)) as (
+            client, env, process):
         wait_until(lambda: "no_such_module" in process.output(), 10, "preloading")
-        client = ForkServerClient(sock)
         yield client, env
-        client.close()
-    assert not sock.exists(), "the server removes its socket when it stops"
+    assert not (tmp_path / "fork.sock").exists(), "the server removes its socket when it stops"
 
 
 def run_probe(client, env, tmp_path, code: int, **options) -> tuple[int, list[str]]:
@@ -239,20 +252,11 @@ def test_room_status_tells_running_exited_and_killed_apart(server, tmp_path):
 def test_a_child_that_names_its_imports_is_forked_once_the_server_imported_them(tmp_path):
     """Forked while the server is still preloading, a child that names a module of the preload list gets it
     imported by the server (once for every child), not by itself."""
-    modules = tmp_path / "modules"
-    modules.mkdir()
-    (modules / "slow.py").write_text("import time\ntime.sleep(1)\n")
-    (modules / "heavy.py").write_text("import os\nwith open(os.environ['IMPORTERS'], 'a') as f:\n"
-                                      "    f.write(f'{os.getpid()}\\n')\n")
-    (modules / "child.py").write_text("import os, heavy\nprint(os.getpid(), flush=True)\n")
     importers = tmp_path / "importers"
     importers.touch()
-    sock = tmp_path / "fork.sock"
-    env = {**os.environ, "PYTHONPATH": str(modules), "IMPORTERS": str(importers)}
-    with ManagedProcess("forkserver", [sys.executable, "-m", "sidecars.common.forkserver", "--socket", str(sock),
-                                       "--preload", "slow", "--preload", "heavy"],
-                        ready=file_exists(sock), env=env, log_path=tmp_path / "forkserver.log"):
-        client = ForkServerClient(sock)
+    modules = {"slow": "import time\ntime.sleep(1)\n", "child": "import os, heavy\nprint(os.getpid(), flush=True)\n",
+               "heavy": "import os\nwith open(os.environ['IMPORTERS'], 'a') as f:\n    f.write(f'{os.getpid()}\\n')\n"}
+    with fork_server_with(tmp_path, modules, ["slow", "heavy"], IMPORTERS=str(importers)) as (client, env, _):
         for name, imports in (("early", None), ("named", "heavy")):
             log = tmp_path / f"{name}.log"
             child = ManagedProcess(name, [sys.executable, "-m", "child"], env=env, log_path=log,
@@ -264,4 +268,3 @@ def test_a_child_that_names_its_imports_is_forked_once_the_server_imported_them(
                 assert pid in importer_pids, "forked at once, mid-preload: the child imported heavy itself"
             else:
                 assert pid not in importer_pids, "the server imported it before it forked the child"
-        client.close()
