@@ -80,7 +80,7 @@ def server(tmp_path):
     count = tmp_path / "count"
     count.touch()
     modules = {"probe": PROBE, "sleepy": "import time\ntime.sleep(60)\n", "quick": "raise SystemExit(5)\n",
-               "verdict": VERDICT,
+               "verdict": VERDICT, "raises": "raise RuntimeError('boom')\n", "says": "raise SystemExit('bad input')\n",
                "counted": "import os\nwith open(os.environ['COUNT_FILE'], 'a') as f:\n    f.write('imported\\n')\n"}
     with fork_server_with(tmp_path, modules, ["counted", "no_such_module"], COUNT_FILE=str(count)) as (
             client, env, process):
@@ -138,6 +138,16 @@ def _running_named(name: str) -> list[int]:
         if comm == name[:15] and rest.split()[0] not in ("Z", "X"):
             found.append(int(stat.parent.name))
     return found
+
+
+def test_a_child_ends_with_the_exit_code_and_output_python_would_give(server, tmp_path):
+    client, env = server
+    for module, said in (("raises", "RuntimeError: boom"), ("says", "bad input")):
+        log = tmp_path / f"{module}.log"
+        process = ManagedProcess(module, [sys.executable, "-m", module], env=env, fork_server=client,
+                                 log_path=log).start()
+        assert process.popen.wait(10) == 1
+        assert log.read_text().splitlines()[-1] == said
 
 
 def test_stop_reaches_the_forked_process_and_its_code_is_reported(server, tmp_path):
