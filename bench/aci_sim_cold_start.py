@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.room import REPO, _byte_compile, _ccr, _demo
+from bench.room import REPO, _byte_compile, _ccr
+from examples.demo_support import load_demo
 from sidecars.aci.group import netns_name
 from sidecars.localroom.roomhttp import room_status
 
@@ -44,7 +45,7 @@ def _check(result: subprocess.CompletedProcess, what: str) -> None:
 
 
 def run() -> dict[str, float]:
-    demo = _demo()
+    demo = load_demo("cleanroomhello-job")
     run_dir = Path(tempfile.mkdtemp(prefix="ccr-bench-aci-"))
     try:
         _byte_compile()

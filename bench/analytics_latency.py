@@ -19,13 +19,12 @@ first answered.
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from examples.demo_support import LocalRoom, load_demo
 from sidecars.analytics.runcommands import RunApi
 from sidecars.common.memberauth import MemberIdentity
 
@@ -33,15 +32,6 @@ REPO = Path(__file__).resolve().parents[1]
 RUNS = 5
 QUERY = "spend-by-age"
 PHASES = ("prepare", "views", "preconditions", "sql", "write")
-
-
-def _demo():
-    path = REPO / "examples" / "analytics" / "demo.py"
-    spec = importlib.util.spec_from_file_location("analytics_demo", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
-    spec.loader.exec_module(module)
-    return module
 
 
 def _timed_run(api, run_id: str, poll_s: float = 0.05, timeout_s: float = 300.0) -> tuple[float, dict]:
@@ -61,10 +51,10 @@ def _timed_run(api, run_id: str, poll_s: float = 0.05, timeout_s: float = 300.0)
 
 
 def run() -> dict[str, float]:
-    demo = _demo()
+    demo = load_demo("analytics")
     run_dir = Path(tempfile.mkdtemp(prefix="ccr-bench-analytics-"))
     room = None
-    where = importlib.import_module("demo_support").LocalRoom(run_dir)  # beside the demo, on its path
+    where = LocalRoom(run_dir)
     try:
         room = demo.prepare(run_dir)
         ca = demo.contract_ca(room.spec, room.endpoints, room.members / "woodgrove", room.members / "ca.pem")

@@ -4,13 +4,26 @@ ARM template `ccr spec render arm` wrote, accepted in CGS as the contract's depl
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_demo(example: str) -> ModuleType:
+    """examples/EXAMPLE/demo.py as a module, for the benches and tests that run a demo's steps (the folders'
+    dashes make them no importable package)."""
+    path = REPO / "examples" / example / "demo.py"
+    spec = importlib.util.spec_from_file_location(f"{example.replace('-', '_')}_demo", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
+    spec.loader.exec_module(module)
+    return module
 
 
 def say(text: str = "") -> None:

@@ -69,37 +69,73 @@ class PreparedRoom:
     expected: dict
 
 
-def prepare(run: Path) -> PreparedRoom:
-    """Steps 1-4: stand-ins, images, contract, keys and data. The caller stops the stand-ins."""
+@dataclass(frozen=True)
+class PartyVolume:
+    """A party's volume of the room: a datasource it publishes FOLDER (under the run's data/) to, or its
+    datasink; DEK_FILE (under members/) keeps the data key."""
+
+    party: str
+    volume: str
+    folder: str
+    dek_file: str
+    source: bool = True
+
+
+#: the room's volumes in spec.yaml: the data owners' sources, then the consumer's sink
+VOLUMES = (PartyVolume("publisher", "publisher-input", "publisher", "publisher-dek.json"),
+           PartyVolume("partner", "partner-input", "partner", "partner-dek.json"),
+           PartyVolume("consumer", "consumer-output", "consumer", "consumer-dek.json", source=False))
+
+
+@dataclass(frozen=True)
+class LogSink:
+    """The spec's telemetry log sink: PARTY's container, its data key in the vault as SECRET."""
+
+    party: str
+    container: str
+    secret: str
+
+
+def prepare(run: Path, spec_source: Path = HERE / "spec.yaml", volumes: tuple[PartyVolume, ...] = VOLUMES,
+            log_sink: LogSink | None = None) -> PreparedRoom:
+    """Steps 1-4: stand-ins, images, contract, keys and data, for spec.yaml or a variant of it (SPEC_SOURCE,
+    whose volumes are VOLUMES and whose log sink, if any, LOG_SINK). The caller stops the stand-ins."""
     endpoints = str(run / "endpoints.json")
     spec = run / "spec.yaml"
+    members = run / "members"
     step(1, "start the local stand-ins for Azure Attestation, Key Vault, CGS, Entra and blob storage")
     ccr("emulators", "start", "--run-dir", str(run))
 
     step(2, "build the app image and publish the data, pin both in the spec, compute the room's policy hash")
-    shutil.copy(HERE / "spec.yaml", spec)
+    shutil.copy(spec_source, spec)
     ccr("images", "build", "--sidecars")
     ccr("images", "build", "cleanroomhello-job", "--pin", str(spec))
     expected = make_data(run / "data")
-    for party, volume in (("publisher", "publisher-input"), ("partner", "partner-input")):
+    for source in (v for v in volumes if v.source):
         # The data first: its manifest's hash is part of the spec, so of HOST_DATA, which the KEKs need.
-        ccr("data", "publish", str(run / "data" / party), "--spec", str(spec), "--volume", volume,
-            "--endpoints", endpoints, "--dek-file", str(run / "members" / f"{party}-dek.json"), "--data-only",
+        ccr("data", "publish", str(run / "data" / source.folder), "--spec", str(spec), "--volume", source.volume,
+            "--endpoints", endpoints, "--dek-file", str(members / source.dek_file), "--data-only",
             "--pin", str(spec))
     host_data = ccr("spec", "render", "policy-hash", str(spec), "--endpoints", endpoints, capture=True).stdout.strip()
     say(f"   HOST_DATA = {host_data}")
 
     step(3, "the members agree on the contract in CGS (policy = HOST_DATA, identities federated)")
-    ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(run / "members"))
+    ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(members))
 
     step(4, "each party creates its key, bound to HOST_DATA, and stores its data key wrapped with it")
-    for party, volume in (("publisher", "publisher-input"), ("partner", "partner-input"),
-                          ("consumer", "consumer-output")):
+    for party in dict.fromkeys(v.party for v in volumes):
         ccr("keys", "create-kek", "--endpoints", endpoints, "--name", f"{party}-kek", "--host-data", host_data)
+    for volume in volumes:
         # The data owners only wrap their key now; the consumer's empty folder sets up the sink's key.
-        publishing = ["--key-only"] if party != "consumer" else [str(run / "data" / party)]
-        ccr("data", "publish", *publishing, "--spec", str(spec), "--volume", volume,
-            "--endpoints", endpoints, "--dek-file", str(run / "members" / f"{party}-dek.json"))
+        publishing = ["--key-only"] if volume.source else [str(run / "data" / volume.folder)]
+        ccr("data", "publish", *publishing, "--spec", str(spec), "--volume", volume.volume,
+            "--endpoints", endpoints, "--dek-file", str(members / volume.dek_file))
+    if log_sink is not None:
+        vault = json.loads(Path(endpoints).read_text())["keyvault_url"]
+        (run / "empty").mkdir(exist_ok=True)
+        ccr("data", "publish", str(run / "empty"), "--container", log_sink.container, "--secret", log_sink.secret,
+            "--kek", f"{vault}/keys/{log_sink.party}-kek", "--endpoints", endpoints,
+            "--dek-file", str(members / f"{log_sink.container}-dek.json"))
     return PreparedRoom(run, spec, endpoints, host_data, expected)
 
 

@@ -163,7 +163,7 @@ class ManagedProcess:
     With a `fork_server` (sidecars.common.forkserver), `argv` must be `[sys.executable, "-m", MODULE, ...]`
     and the process is forked from that server instead of executed: the same process, without paying
     Python's imports again. It joins network namespace `netns` (a path such as /run/netns/NAME; default:
-    the caller's own).
+    the caller's own), forked once the server has imported `imports` (a module of its preload list).
     """
 
     def __init__(self, name: str, argv: Sequence[str], *, ready: ReadinessCheck | None = None,
@@ -171,7 +171,7 @@ class ManagedProcess:
                  cwd: str | Path | None = None, log_path: str | Path | None = None,
                  stop_timeout: float = 5.0, preexec_fn: Callable[[], None] | None = None,
                  pass_fds: Sequence[int] = (), fork_server: ForkServerClient | None = None,
-                 netns: str | Path | None = None):
+                 netns: str | Path | None = None, imports: str | None = None):
         if fork_server is None and netns is not None:
             raise ProcessError(f"{name}: a network namespace is chosen only for a process from a fork server")
         if fork_server is not None and (preexec_fn is not None or pass_fds):
@@ -187,6 +187,7 @@ class ManagedProcess:
         self.pass_fds = tuple(pass_fds)
         self.fork_server = fork_server
         self.netns = netns
+        self.imports = imports
         if log_path is None:
             fd, log_path = tempfile.mkstemp(prefix=f"ccr-{name}-", suffix=".log")
             os.close(fd)
@@ -203,7 +204,7 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if self.fork_server is not None:
             self.popen = self.fork_server.spawn(self.name, self.argv, env=self.env, cwd=self.cwd,
-                                                log_path=self.log_path,
+                                                log_path=self.log_path, imports=self.imports,
                                                 **({"netns": self.netns} if self.netns else {}))
         else:
             with open(self.log_path, "ab") as log:

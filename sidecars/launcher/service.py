@@ -2,10 +2,10 @@
 
 Startup (ARCHITECTURE §6, step 5), each step failing closed and named in `GET /status`:
   1. wait for the other sidecars' `/status` (a timeout names the one that is not ready);
-  2. execution consent from governance;
-  3. the firewall's rules are in force, as the kernel holds them (the firewall's own check, run here);
-  4. the container policy allows the app (policies/container.rego);
-  5. launch with podman, audited (no acknowledgement from CGS: no launch).
+  2. the checks, side by side (each must pass; the first that fails, in this order, is the one named):
+     execution consent from governance; the firewall's rules are in force, as the kernel holds them (the
+     firewall's own check, run here); the container policy allows the app (policies/container.rego);
+  3. launch with podman, audited (no acknowledgement from CGS: no launch).
 Job mode: wait for the exit, audit the exit code, export logs (consent-gated by telemetry). API mode:
 run until SIGTERM or until governance reports consent revoked (`POST /consent/revoked`), then stop.
 
@@ -37,6 +37,7 @@ from ..common.bodylimit import KIB
 from ..common.containers import app_container
 from ..common.errors import CcrError, Conflict, NotFound, ProcessError, RemoteServiceError
 from ..common.firewall_client import verify_firewall
+from ..common.forkserver import ForkServerClient
 from ..common.governance_client import GovernanceClient
 from ..common.http import azure_error_body, create_app
 from ..common.logs import get_logger
@@ -59,7 +60,7 @@ LOST_SIDECAR_STOP_S = 2.0
 
 @dataclass
 class LauncherState:
-    # starting, waiting, consent, firewall, policy, ready (manual start), launching, running, exited, failed, stopped
+    # starting, waiting, checks, ready (manual start), launching, running, exited, failed, stopped
     phase: str = "starting"
     step: str | None = None
     error: str | None = None
@@ -114,18 +115,26 @@ class Launcher:
         self.state.steps.append({"step": name, "ok": True,
                                  "ms": round((asyncio.get_running_loop().time() - started) * 1000, 1)})
 
+    async def _checks(self, *checks: tuple[str, Any]) -> None:
+        """Independent checks the launch needs, run side by side: the app waits for the slowest, not for their
+        sum. Every one runs to its end; the first failure in the given order is raised, named as its step."""
+        results = await asyncio.gather(*(self._step(name, action) for name, action in checks),
+                                       return_exceptions=True)
+        for (name, _action), result in zip(checks, results, strict=True):
+            if isinstance(result, BaseException):
+                self.state.step = name
+                raise result
+        self.state.step = None
+
     async def prepare(self) -> None:
         """Everything before the launch; on failure the launcher reports it and never launches."""
         try:
             self.state.phase = "waiting"
             await self._step("wait-for-sidecars", self._wait_for_sidecars)
-            self.state.phase = "consent"
-            await self._step("execution-consent", lambda: asyncio.to_thread(self.gov.require_consent, "execution"))
-            self.state.phase = "firewall"
-            await self._step("firewall-verify", self._verify_firewall)
-            self.state.phase = "policy"
-            await self._step("container-policy", self._check_policy)
-            self.state.step = None
+            self.state.phase = "checks"
+            await self._checks(
+                ("execution-consent", lambda: asyncio.to_thread(self.gov.require_consent, "execution")),
+                ("firewall-verify", self._verify_firewall), ("container-policy", self._check_policy))
             if self.config.spec.application.start == "auto":
                 self.state.phase = "launching"
                 await self._launch()
@@ -184,7 +193,12 @@ class Launcher:
         # kernel tables, for the room this launcher runs in. Raises FirewallNotInForce naming each missing or
         # changed rule: no app without its firewall.
         room = {SPEC_ENV: self.config.spec.canonical_json(), SIDECAR_ENV: "firewall"}
-        await asyncio.to_thread(verify_firewall, room)
+        fork_server = ForkServerClient.from_environment()
+        try:
+            await asyncio.to_thread(verify_firewall, room, fork_server=fork_server)
+        finally:
+            if fork_server is not None:
+                fork_server.close()
 
     async def _check_policy(self) -> None:
         try:

@@ -69,9 +69,11 @@ OTLP_EXPORT_TIMEOUT_S = 2
 
 
 def preload_modules() -> tuple[str, ...]:
-    """The base modules, then each sidecar's in startup order (the firewall's first)."""
-    own = [m for wave in REGISTRY.waves() for s in wave for m in (s.run_module, *s.preload)]
-    return tuple(dict.fromkeys((*BASE_PRELOAD, *own)))
+    """The first wave's modules (the firewall's), then the base modules, then each later sidecar's in startup
+    order. The firewall is forked as soon as the network is up: with its modules imported first, it is
+    forked with them instead of importing them itself while the server imports the rest beside it."""
+    first, *later = [[m for s in wave for m in (s.run_module, *s.preload)] for wave in REGISTRY.waves()]
+    return tuple(dict.fromkeys((*first, *BASE_PRELOAD, *(m for wave in later for m in wave))))
 
 
 def default_run_dir(name: str) -> Path:
@@ -131,17 +133,20 @@ def _start_in_room(plan: RoomPlan, sidecar: SidecarProcess, timeout: float, trac
     # The room's own settings come only from its placement, never from the caller's shell.
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("CCR_")}
     # Not the telemetry sidecar itself: exporting to its own receiver, it would retry its last export for
-    # seconds after that receiver stopped, on every `ccr room down`.
+    # seconds after that receiver stopped, on every `ccr room down`. Nor a sidecar of an earlier wave (the
+    # firewall, an init container): it is done before the receiver exists, so its exports could only fail,
+    # and retrying them on its way out held the whole room's start for two seconds.
     # Each export (retries included) is bounded: with the telemetry sidecar dead, every other sidecar's last
     # export on `ccr room down` would otherwise retry for ten seconds, one sidecar after the other.
-    otlp = {} if sidecar.sidecar is telemetry else {
+    exports = sidecar.sidecar is not telemetry and sidecar.sidecar.wave >= telemetry.wave
+    otlp = {} if not exports else {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{telemetry.port('http')}",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TIMEOUT": str(OTLP_EXPORT_TIMEOUT_S)}
     env = {**inherited, **otlp, "OTEL_SERVICE_NAME": f"ccr-{name}",
            "TRACEPARENT": traceparent, FORK_SERVER_ENV: str(fork_server.path), **sidecar.env}
     process = ManagedProcess(name, sidecar.argv, ready_timeout=timeout, env=env, log_path=plan.log_file(name),
-                             stop_timeout=10, fork_server=fork_server, netns=f"/run/netns/{plan.placement.netns}"
-                             ).start()
+                             stop_timeout=10, fork_server=fork_server, netns=f"/run/netns/{plan.placement.netns}",
+                             imports=sidecar.sidecar.run_module).start()
     process.ready = file_exists(ready)
     return process
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,11 +10,13 @@ import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sidecars.common.errors import ProcessError
+from sidecars.common.firewall_client import FirewallNotInForce, verify_firewall
 from sidecars.common.forkserver import ForkServerClient
 from sidecars.common.process import ManagedProcess, file_exists, wait_until
 from sidecars.localroom.status import describe, room_report
@@ -34,29 +37,56 @@ print(json.dumps({"argv": sys.argv[1:], "cwd": os.getcwd(), "env": os.environ.ge
 sys.exit(int(sys.argv[1]))
 """
 
+#: a stand-in for the firewall's check (`python -m sidecars.firewall verify`): says what VERDICT says
+VERDICT = """
+import json, os, sys
+verdict = os.environ["VERDICT"]
+if verdict == "in force":
+    print(json.dumps({"ok": True, "backend": "nftables", "netns": None}))
+elif verdict == "differs":
+    print("checking the rules", file=sys.stderr)
+    print(json.dumps({"ok": False, "differences": ["rule out-drop is missing"]}))
+    sys.exit(1)
+else:
+    print("ccr firewall verify: CCR_SPEC is not set", file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+@contextlib.contextmanager
+def fork_server_with(tmp_path, modules: dict[str, str], preload: list[str],
+                     **env_vars: str) -> Iterator[tuple[ForkServerClient, dict[str, str], ManagedProcess]]:
+    """A fork server preloading PRELOAD, with MODULES (name → source) on its path."""
+    folder = tmp_path / "modules"
+    folder.mkdir()
+    for name, source in modules.items():
+        (folder / f"{name}.py").write_text(source)
+    sock = tmp_path / "fork.sock"
+    env = {**os.environ, "PYTHONPATH": str(folder), **env_vars}
+    argv = [sys.executable, "-m", "sidecars.common.forkserver", "--socket", str(sock),
+            *(arg for module in preload for arg in ("--preload", module))]
+    with ManagedProcess("forkserver", argv, ready=file_exists(sock), env=env,
+                        log_path=tmp_path / "forkserver.log") as process:
+        client = ForkServerClient(sock)
+        try:
+            yield client, env, process
+        finally:
+            client.close()
+
 
 @pytest.fixture
 def server(tmp_path):
     """A fork server preloading `counted`, a module that appends a line to COUNT_FILE each time it is imported."""
-    modules = tmp_path / "modules"
-    modules.mkdir()
-    (modules / "probe.py").write_text(PROBE)
-    (modules / "counted.py").write_text("import os\nwith open(os.environ['COUNT_FILE'], 'a') as f:\n"
-                                        "    f.write('imported\\n')\n")
-    (modules / "sleepy.py").write_text("import time\ntime.sleep(60)\n")
-    (modules / "quick.py").write_text("raise SystemExit(5)\n")
     count = tmp_path / "count"
     count.touch()
-    sock = tmp_path / "fork.sock"
-    env = {**os.environ, "PYTHONPATH": str(modules), "COUNT_FILE": str(count)}
-    with ManagedProcess("forkserver", [sys.executable, "-m", "sidecars.common.forkserver", "--socket", str(sock),
-                                       "--preload", "counted", "--preload", "no_such_module"],
-                        ready=file_exists(sock), env=env, log_path=tmp_path / "forkserver.log") as process:
+    modules = {"probe": PROBE, "sleepy": "import time\ntime.sleep(60)\n", "quick": "raise SystemExit(5)\n",
+               "verdict": VERDICT, "raises": "raise RuntimeError('boom')\n", "says": "raise SystemExit('bad input')\n",
+               "counted": "import os\nwith open(os.environ['COUNT_FILE'], 'a') as f:\n    f.write('imported\\n')\n"}
+    with fork_server_with(tmp_path, modules, ["counted", "no_such_module"], COUNT_FILE=str(count)) as (
+            client, env, process):
         wait_until(lambda: "no_such_module" in process.output(), 10, "preloading")
-        client = ForkServerClient(sock)
         yield client, env
-        client.close()
-    assert not sock.exists(), "the server removes its socket when it stops"
+    assert not (tmp_path / "fork.sock").exists(), "the server removes its socket when it stops"
 
 
 def run_probe(client, env, tmp_path, code: int, **options) -> tuple[int, list[str]]:
@@ -77,6 +107,47 @@ def test_forked_process_is_what_python_m_would_run(server, tmp_path):
                     "session_leader": True, "netns": os.readlink("/proc/self/ns/net"),
                     "counted_imports": 1, "stdin": ""}, "imported once, by the server; stdin is /dev/null"
     assert lines[1:] == ["thread joined", "atexit ran"], "a normal interpreter exit"
+
+
+def test_the_launchers_firewall_check_forked_passes_only_on_the_checks_ok(server):
+    client, _env = server
+    verdict = [sys.executable, "-m", "verdict"]
+    report = verify_firewall({"VERDICT": "in force"}, verdict, fork_server=client)
+    assert report.ok and report.backend == "nftables"
+    with pytest.raises(FirewallNotInForce, match="rule out-drop is missing"):
+        verify_firewall({"VERDICT": "differs"}, verdict, fork_server=client)
+    with pytest.raises(ProcessError, match="^the firewall check failed: ccr firewall verify: CCR_SPEC is not set$"):
+        verify_firewall({"VERDICT": "no room"}, verdict, fork_server=client)
+
+
+def test_a_forked_firewall_check_that_hangs_is_stopped_and_fails(server):
+    client, _env = server
+    with pytest.raises(ProcessError, match="did not run: .*timed out"):
+        verify_firewall({}, [sys.executable, "-m", "sleepy"], timeout=1, fork_server=client)
+    wait_until(lambda: not _running_named("ccr-firewall-verify"), 5, "the hanging check to be killed")
+
+
+def _running_named(name: str) -> list[int]:
+    """The live processes whose /proc/PID/comm is NAME (cut to the kernel's 15 characters)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            comm, rest = stat.read_text().split(" (", 1)[1].rsplit(") ", 1)
+        except (OSError, IndexError, ValueError):
+            continue
+        if comm == name[:15] and rest.split()[0] not in ("Z", "X"):
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_child_ends_with_the_exit_code_and_output_python_would_give(server, tmp_path):
+    client, env = server
+    for module, said in (("raises", "RuntimeError: boom"), ("says", "bad input")):
+        log = tmp_path / f"{module}.log"
+        process = ManagedProcess(module, [sys.executable, "-m", module], env=env, fork_server=client,
+                                 log_path=log).start()
+        assert process.popen.wait(10) == 1
+        assert log.read_text().splitlines()[-1] == said
 
 
 def test_stop_reaches_the_forked_process_and_its_code_is_reported(server, tmp_path):
@@ -186,3 +257,24 @@ def test_room_status_tells_running_exited_and_killed_apart(server, tmp_path):
     assert describe(states["volumes"]) == "killed by SIGKILL" and describe(states["proxy"]) == "exited with code 5"
     assert describe(states["firewall"]) == "not started"
     started["skr"].stop()
+
+
+def test_a_child_that_names_its_imports_is_forked_once_the_server_imported_them(tmp_path):
+    """Forked while the server is still preloading, a child that names a module of the preload list gets it
+    imported by the server (once for every child), not by itself."""
+    importers = tmp_path / "importers"
+    importers.touch()
+    modules = {"slow": "import time\ntime.sleep(1)\n", "child": "import os, heavy\nprint(os.getpid(), flush=True)\n",
+               "heavy": "import os\nwith open(os.environ['IMPORTERS'], 'a') as f:\n    f.write(f'{os.getpid()}\\n')\n"}
+    with fork_server_with(tmp_path, modules, ["slow", "heavy"], IMPORTERS=str(importers)) as (client, env, _):
+        for name, imports in (("early", None), ("named", "heavy")):
+            log = tmp_path / f"{name}.log"
+            child = ManagedProcess(name, [sys.executable, "-m", "child"], env=env, log_path=log,
+                                   fork_server=client, imports=imports).start()
+            assert child.popen.wait(10) == 0
+            pid = int(log.read_text().split()[0])
+            importer_pids = [int(line) for line in importers.read_text().split()]
+            if imports is None:
+                assert pid in importer_pids, "forked at once, mid-preload: the child imported heavy itself"
+            else:
+                assert pid not in importer_pids, "the server imported it before it forked the child"

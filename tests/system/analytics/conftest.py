@@ -9,15 +9,14 @@ does not change what the other tests see).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from examples.demo_support import LocalRoom, load_demo
 from sidecars.analytics.runcommands import RunApi
 from sidecars.common.azure_clients import container_client
 from sidecars.common.errors import CcrError
@@ -27,14 +26,6 @@ from tests.system.rooms import REPO, ccr
 EXAMPLE = REPO / "examples" / "analytics"
 QUERY_SQL = "SELECT w.segment, COUNT(*) AS purchases FROM northwind n JOIN woodgrove w " \
             "ON n.customer_id = w.customer_id GROUP BY w.segment"
-
-
-def _demo():
-    spec = importlib.util.spec_from_file_location("analytics_demo", EXAMPLE / "demo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
-    spec.loader.exec_module(module)
-    return module
 
 
 def _query(datasets: dict[str, str], sql: str) -> dict:
@@ -94,9 +85,9 @@ class AnalyticsRoom:
 
 @pytest.fixture(scope="package")
 def analytics_room(stand_ins, tmp_path_factory) -> Iterator[AnalyticsRoom]:
-    demo = _demo()
+    demo = load_demo("analytics")
     run = tmp_path_factory.mktemp("analytics")
-    where = importlib.import_module("demo_support").LocalRoom(run)  # beside the demo, on its path
+    where = LocalRoom(run)
     try:
         room = demo.prepare(run, stand_ins=stand_ins)
         documents = run / "documents"

@@ -9,7 +9,6 @@ the CSV the downloaded (manifest-checked) copy holds, as docs/storage.md says it
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
@@ -18,9 +17,8 @@ import pytest
 import yaml
 from botocore.config import Config
 
+from examples.demo_support import LocalRoom, load_demo
 from sidecars.common.azure_clients import container_client
-
-from .conftest import _demo
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -39,9 +37,9 @@ def _stored_results(endpoints: dict, store: dict) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("variant", ["analytics-s3", "analytics-sse"])
 def test_the_variant_tells_the_story_with_sqlites_answer(stand_ins, tmp_path_factory, variant):
-    demo = _demo()
+    demo = load_demo("analytics")
     run = tmp_path_factory.mktemp(f"s3edge-{variant}")
-    where = importlib.import_module("demo_support").LocalRoom(run)  # beside the demo, on its path
+    where = LocalRoom(run)
     try:
         room = demo.prepare(run, stand_ins=stand_ins, variant=variant, name=f"s3edge-{variant}")
         ca = demo.contract_ca(room.spec, room.endpoints, room.members / "woodgrove", run / "contract-ca.pem")

@@ -8,14 +8,12 @@ the app, and the consumer decrypts the result from the sink: it must be the demo
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
+from examples.demo_support import load_demo
 from sidecars.common.process import wait_until
 from sidecars.localroom.roomhttp import room_status
 
@@ -25,23 +23,14 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 LAUNCHER_PORT = 8200
 
 
-def _demo_module(repo: Path):
-    path = repo / "examples/cleanroomhello-job/demo.py"
-    spec = importlib.util.spec_from_file_location("job_demo", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_job_room_runs_under_podman_compose(compose_room, repo, tmp_path):
+def test_job_room_runs_under_podman_compose(compose_room, tmp_path):
     room = compose_room("cleanroomhello-job")
     compose, spec, emulation, netns, endpoints = room.compose, room.spec, room.emulation, room.netns, room.endpoints
     host_data = ccr("spec", "render", "policy-hash", str(spec), "--endpoints", endpoints).strip()
     assert f"CCR_HOST_DATA={host_data}" in (emulation / "compose.env").read_text()
     members = tmp_path / "members"
     ccr("governance", "setup", str(spec), "--endpoints", endpoints, "--members-dir", str(members), netns=netns)
-    expected = _demo_module(repo).make_data(tmp_path / "data")
+    expected = load_demo("cleanroomhello-job").make_data(tmp_path / "data")
     for party, volume in (("publisher", "publisher-input"), ("partner", "partner-input"),
                           ("consumer", "consumer-output")):
         ccr("keys", "create-kek", "--endpoints", endpoints, "--name", f"{party}-kek", "--host-data", host_data,
