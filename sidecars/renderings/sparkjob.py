@@ -46,6 +46,8 @@ def main(argv: list[str]) -> int:
     if problem:
         print(f"ccr spark job: {problem}", file=sys.stderr)
         return 1
+    # lazy: Spark's JVM and pyspark (job.py's imports, seconds) start only for arguments it can run; and only
+    # after this script's own folder is off the path (see the module docstring)
     from sidecars.cluster.job import main as run_job
 
     run_job(argv[1])
