@@ -7,14 +7,14 @@ the shared secret wrapped to its own key, writes it to its 0600 properties file 
 deletes the netns and the cluster's state folder: nothing of any room is left.
 
 HOST_DATA of the executor policy: sha256 of the canonical JSON of what an executor room runs (its image
-pinned by digest, its resources, its role, and the driver spec it serves). Here the executor rooms' SNP
+pinned by digest, its resources, its role, and the driver spec it serves); the members accept that policy
+in governance (governance.py) and the admission reads it from there. Here the executor rooms' SNP
 reports come from the mock platform (attestation.mock); on C-ACI they come from each executor group's PSP.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -36,7 +36,7 @@ from ..attestation.verify import Trust
 from ..common.errors import ProcessError
 from ..localroom.netns import delete_room_network, entered, stop_processes_in
 from ..spec import Cluster
-from .admission import Admission, AdmissionPolicy, join, serve
+from .admission import Admission, ExecutorGovernance, join, serve
 from .network import (
     ClusterNetwork,
     ClusterRoom,
@@ -62,10 +62,6 @@ def executor_policy(cluster: Cluster, driver_spec_sha256: str) -> dict[str, obje
     return {"role": "executor", "image": cluster.executor_image,
             "resources": cluster.executor_resources.model_dump(), "memory_mb": cluster.executor_memory_mb,
             "driver_spec_sha256": driver_spec_sha256}
-
-
-def host_data_of(policy: dict[str, object]) -> str:
-    return hashlib.sha256(json.dumps(policy, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass
@@ -105,9 +101,11 @@ class ClusterRooms:
 
     # --- up -----------------------------------------------------------------------------------------------
 
-    def up(self, policy: AdmissionPolicy | None, trust: Trust | None,
+    def up(self, governance: ExecutorGovernance | None, trust: Trust | None,
            evidence_for: Callable[[ClusterRoom], Callable[[bytes], Evidence]] | None) -> None:
-        """Network, driver (admission + master), then each executor room joins. On any failure, down()."""
+        """Network, driver (admission + master), then each executor room joins. On any failure, down().
+        `governance` says which executor policy the members accepted (read at each admission) and records
+        each decision; `None` only with secure=False (the bench's plain cluster admits anyone)."""
         try:
             self.state.mkdir(parents=True, exist_ok=True, mode=0o700)
             create_bridge(self.net)
@@ -115,8 +113,8 @@ class ClusterRooms:
                 add_room(self.net, room, self.net.rooms)
                 self.room_dir(room).mkdir(mode=0o700, exist_ok=True)
             if self.secure:
-                assert policy is not None and trust is not None and self.secret is not None
-                self.admission = Admission(policy, self.secret, trust, self.audit_path)
+                assert governance is not None and trust is not None and self.secret is not None
+                self.admission = Admission(governance, self.secret, trust, self.audit_path)
                 with entered(self.net.driver.netns):
                     self._server = serve(self.admission, self.net.driver.address, ADMISSION_PORT)
             self._start_master()

@@ -19,12 +19,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sidecars.cluster.governance import host_data_of
 from sidecars.cluster.ports import MASTER_PORT, MASTER_UI_PORT, WORKER_UI_PORT
-from sidecars.cluster.rooms import executor_policy, host_data_of, mock_evidence
+from sidecars.cluster.rooms import executor_policy, mock_evidence
 from sidecars.common.errors import PolicyDenied
 from sidecars.localroom.netns import NETNS_DIR, entered, processes_in
 from sidecars.spec import Cluster
-from tests.system.cluster.conftest import ALTERED_IMAGE, MARKER, processes_with
+from tests.system.cluster.conftest import ALTERED_IMAGE, DRIVER_SPEC_SHA256, MARKER, processes_with
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -84,10 +85,12 @@ def test_the_ui_and_rest_ports_are_closed_outside_the_driver_room(room_cluster):
 
 
 def test_an_executor_with_another_policy_gets_no_secret_and_cannot_register(room_cluster):
+    """The HOST_DATA the driver admits is the members' accepted executor policy, read from CGS; the refusal
+    is in the contract's audit log in CGS with the claim that did not match."""
     rooms = room_cluster.rooms
     altered = host_data_of(executor_policy(
         Cluster(executors=2, executor_image=ALTERED_IMAGE, executor_resources={"cpu": 1, "memory_gb": 1}),
-        "0" * 64))
+        DRIVER_SPEC_SHA256))
     intruder = rooms.add_executor_room()
     try:
         with pytest.raises(PolicyDenied, match="x-ms-sevsnpvm-hostdata"):
@@ -98,6 +101,8 @@ def test_an_executor_with_another_policy_gets_no_secret_and_cannot_register(room
         assert refused[-1]["presented"] == altered
         assert refused[-1]["expected"] == room_cluster.executor_host_data
         assert refused[-1]["peer"] == intruder.address
+        in_cgs = [e["data"] for e in room_cluster.governance.events() if e["scope"] == "cluster"]
+        assert in_cgs[-1] == refused[-1]
         # it tries anyway, with a secret of its own: the master refuses the handshake
         rooms.start_worker(intruder, secrets.token_bytes(32))
         log = rooms.room_dir(intruder) / "worker.log"
