@@ -37,6 +37,7 @@ from ..common.errors import ProcessError
 from ..localroom.netns import delete_room_network, entered, stop_processes_in
 from ..spec import Cluster
 from .admission import Admission, ExecutorGovernance, join, serve
+from .job import settle
 from .network import (
     ClusterNetwork,
     ClusterRoom,
@@ -239,17 +240,40 @@ class ClusterRooms:
                                  str(args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                 cwd=driver_dir, start_new_session=True)
 
+    def settle_run(self, run_id: str, sink: Path, process: subprocess.Popen) -> str:
+        """`succeeded` or `failed` (job.settle) once the driver application ended; the outcome is in the
+        driver room's audit trail (and the governance's), with the driver's exit code."""
+        status = settle(sink, run_id, process.returncode)
+        if self.admission is not None:
+            self.admission.audit({"event": f"cluster.run.{status}", "run_id": run_id,
+                                  "exit_code": process.returncode})
+        return status
+
     # --- faults and down -----------------------------------------------------------------------------------
 
     def kill_room(self, room: ClusterRoom) -> list[int]:
-        """Every process in the room, at once (a container group that dies)."""
+        """Every process in the room, at once (a container group that dies); the driver room's admission
+        service (a thread of this process, its socket in the room) dies with it."""
+        if room.netns == self.net.driver.netns:
+            self._stop_admission()
         return stop_processes_in(room.netns, timeout=0.0)
 
-    def down(self) -> list[str]:
+    def restart_driver_room(self) -> None:
+        """The driver room's admission service and Spark master again, after the room was killed; the
+        executors' workers register with the new master by themselves."""
+        if self.admission is not None:
+            with entered(self.net.driver.netns):
+                self._server = serve(self.admission, self.net.driver.address, ADMISSION_PORT)
+        self._start_master()
+
+    def _stop_admission(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def down(self) -> list[str]:
+        self._stop_admission()
         for netns in [room.netns for room in self.net.rooms] + [self.net.netns]:
             stop_processes_in(netns, timeout=3.0)
         for process in self.processes.values():

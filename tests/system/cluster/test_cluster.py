@@ -187,23 +187,37 @@ def test_an_executor_room_killed_mid_query_does_not_change_the_answer(room_clust
     assert killed
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]
+    assert rooms.settle_run(run_id, room_cluster.sink, process) == "succeeded"
     assert room_cluster.published(run_id) == expected(room_cluster.data)
     # the room comes back (attests again) for the tests after this one
     rooms.join_executor(victim, mock_evidence(room_cluster.platform, room_cluster.executor_host_data))
     rooms.wait_for_workers(2)
 
 
-def test_a_killed_driver_publishes_nothing(room_cluster):
+def test_a_killed_driver_room_fails_the_run_and_publishes_nothing(room_cluster):
+    """The driver room dies mid-query (every process in it: the Spark master, the driver application, the
+    admission service): the run is `failed`, nothing of it is in the sink, staged parts included."""
+    rooms = room_cluster.rooms
     run_id = "run-driver-killed"
     process = room_cluster.run(PAUSED_SQL, run_id=run_id, pause_s=0.04, wait=False)
-    executor = room_cluster.rooms.net.executors[0]
+    executor = rooms.net.executors[0]
     _wait_for(lambda: processes_with(executor.netns, "pyspark") != [], 120, "tasks running")
-    os.killpg(process.pid, signal.SIGKILL)
+    _wait_for(lambda: list(room_cluster.sink.glob(f".staging-{run_id}/**/*")) != [], 120, "the staging folder")
+    killed = rooms.kill_room(rooms.net.driver)
+    assert process.pid in killed and len(killed) >= 3  # ip netns exec's python, its JVM, the master
+    assert not processes_in(rooms.net.driver.netns)
     process.wait(timeout=30)
     assert process.returncode != 0
-    time.sleep(3)
-    assert not (room_cluster.sink / run_id).exists()
-    assert not list(room_cluster.sink.glob(f"{run_id}*/part-*"))
+    # the executors' tasks die with the application's driver; nothing publishes it later either
+    time.sleep(5)
+    assert rooms.settle_run(run_id, room_cluster.sink, process) == "failed"
+    assert [p.name for p in room_cluster.sink.iterdir() if run_id in p.name] == []
+    in_cgs = [e["data"] for e in room_cluster.governance.events() if e["scope"] == "cluster"]
+    assert in_cgs[-1]["event"] == "cluster.run.failed" and in_cgs[-1]["run_id"] == run_id
+    # the room comes back for the tests after this one: its admission service and master again
+    rooms.restart_driver_room()
+    rooms.wait_for_workers(2)
+    assert room_cluster.run(SQL)["rows"] == expected(room_cluster.data)
 
 
 def _alive(pid: int) -> bool:
