@@ -114,6 +114,23 @@ def test_an_executor_with_another_policy_gets_no_secret_and_cannot_register(room
         rooms.remove_room(intruder)
 
 
+def test_a_member_cannot_swap_the_accepted_executor_policy(room_cluster):
+    """bob proposes the altered image's executor policy under the accepted document's id: CGS rejects it (an
+    accepted document is never re-proposed), and the driver still admits only the accepted policy."""
+    rooms = room_cluster.rooms
+    altered_policy = executor_policy(
+        Cluster(executors=2, executor_image=ALTERED_IMAGE, executor_resources={"cpu": 1, "memory_gb": 1}),
+        DRIVER_SPEC_SHA256)
+    proposal = room_cluster.governance.propose_executor_policy(altered_policy, by="bob")
+    assert proposal["proposalState"] == "Rejected"
+    intruder = rooms.add_executor_room()
+    try:
+        with pytest.raises(PolicyDenied, match=room_cluster.executor_host_data):
+            rooms.join_executor(intruder, mock_evidence(room_cluster.platform, host_data_of(altered_policy)))
+    finally:
+        rooms.remove_room(intruder)
+
+
 def test_no_marker_between_rooms_nor_in_executor_scratch_files(room_cluster, tmp_path):
     rooms = room_cluster.rooms
 
