@@ -37,6 +37,7 @@ from ..common.errors import ProcessError
 from ..localroom.netns import delete_room_network, entered, stop_processes_in
 from ..spec import Cluster
 from .admission import Admission, ExecutorGovernance, join, serve
+from .governance import host_data_of  # noqa: F401 - its home was here; callers (renderings) may import it from here
 from .job import settle
 from .network import (
     ClusterNetwork,
