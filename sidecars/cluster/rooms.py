@@ -1,4 +1,4 @@
-"""`ccr cluster up`: a driver room and N executor rooms of one Spark standalone cluster on this machine.
+"""A cluster of rooms: a driver room and N executor rooms of one Spark standalone cluster on this machine.
 
 In order: the room network (network.py: bridge netns, one netns per room, each room's firewall); the
 driver room's admission service (admission.py) and Spark master; then each executor room attests, receives
