@@ -47,6 +47,16 @@ def host_data_of(policy: dict[str, object]) -> str:
     return hashlib.sha256(canonical(policy).encode()).hexdigest()
 
 
+def driver_host_data(spec_sha256: str) -> str:
+    """The HOST_DATA the driver room attests with on the mock platform: its role and the spec it runs."""
+    return host_data_of({"role": "driver", "spec_sha256": spec_sha256})
+
+
+def executor_policy_document_id(contract_id: str) -> str:
+    """The id of the member document that holds a contract's executor policy (CGS ids are global)."""
+    return f"{contract_id}-executor-policy"
+
+
 def accepted_host_data(document: Any, contract_id: str) -> str:
     """The executor HOST_DATA an accepted member document states, or ExecutorPolicyUnavailable."""
     if not isinstance(document, dict):

@@ -21,7 +21,7 @@ from ..common.memberauth import MemberIdentity
 from ..common.process import ManagedProcess, file_exists
 from ..emulators import runner
 from ..governance.member_client import CgsMemberClient, CgsRequestFailed, accept_by_all, join
-from .governance import EXECUTOR_POLICY_LABELS, CgsExecutorPolicy, canonical
+from .governance import EXECUTOR_POLICY_LABELS, CgsExecutorPolicy, canonical, executor_policy_document_id
 
 HOST_DATA_CLAIM = "x-ms-sevsnpvm-hostdata"
 MEMBERS = ("alice", "bob")
@@ -43,7 +43,7 @@ class LocalGovernance:
 
     @property
     def document_id(self) -> str:
-        return f"{self.prefix}-executor-policy"
+        return executor_policy_document_id(self.contract_id)
 
     @property
     def mock_platform_dir(self) -> Path:
@@ -65,13 +65,19 @@ class LocalGovernance:
             alice = self.members["alice"]
             alice.put_contract(self.contract_id, {"purpose": "scale-out analytics on a cluster of rooms"})
             self._accept(alice.propose_contract(self.contract_id))
-            self._accept(alice.propose_policy(self.contract_id, {HOST_DATA_CLAIM: [self.driver_host_data],
-                                                                 "x-ms-sevsnpvm-is-debuggable": False}))
-            self._start_skr()
+            if self.driver_host_data:  # else: accept_driver_policy, once the driver's spec is known
+                self.accept_driver_policy(self.driver_host_data)
+                self._start_skr()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def accept_driver_policy(self, host_data: str) -> None:
+        """The contract's clean-room policy, accepted by every member: the driver room's HOST_DATA."""
+        self.driver_host_data = host_data
+        self._accept(self.members["alice"].propose_policy(self.contract_id, {
+            HOST_DATA_CLAIM: [host_data], "x-ms-sevsnpvm-is-debuggable": False}))
 
     def _accept(self, proposal: dict) -> dict:
         proposal = accept_by_all(list(self.members.values()), proposal)
@@ -80,15 +86,7 @@ class LocalGovernance:
         return proposal
 
     def _start_skr(self) -> None:
-        ready = self.run_dir / "driver-skr.ready"
-        self.skr = ManagedProcess("driver-skr", [sys.executable, "-m", "sidecars.skr", "--port", "0",
-                                                 "--platform", "mock", "--mock-platform-dir",
-                                                 str(self.mock_platform_dir), "--host-data", self.driver_host_data,
-                                                 "--ready-file", str(ready)],
-                                  ready=file_exists(ready), ready_timeout=60, log_path=self.run_dir / "driver-skr.log",
-                                  cwd=Path(__file__).resolve().parents[2])
-        self.skr.start()
-        self.skr_url = json.loads(ready.read_text())["url"]
+        self.skr, self.skr_url = start_driver_skr(self.run_dir, self.mock_platform_dir, self.driver_host_data)
 
     def propose_executor_policy(self, policy: dict[str, object], *, by: str = "alice") -> dict:
         """The member document carrying the executor policy, proposed by one member (who votes for it)."""
@@ -122,3 +120,16 @@ class LocalGovernance:
             client.close()
         with contextlib.suppress(ConfigError):  # never started
             runner.stop(self.run_dir)
+
+
+def start_driver_skr(run_dir: Path, mock_platform_dir: Path, host_data: str) -> tuple[ManagedProcess, str]:
+    """The driver room's skr sidecar on the mock platform (its attestation to CGS), and its URL."""
+    ready = run_dir / "driver-skr.ready"
+    ready.unlink(missing_ok=True)
+    skr = ManagedProcess("driver-skr", [sys.executable, "-m", "sidecars.skr", "--port", "0", "--platform", "mock",
+                                        "--mock-platform-dir", str(mock_platform_dir), "--host-data", host_data,
+                                        "--ready-file", str(ready)],
+                         ready=file_exists(ready), ready_timeout=60, log_path=run_dir / "driver-skr.log",
+                         cwd=Path(__file__).resolve().parents[2])
+    skr.start()
+    return skr, json.loads(ready.read_text())["url"]

@@ -33,7 +33,7 @@ from ..attestation.evidence import Evidence
 from ..attestation.mock import MockPlatform
 from ..attestation.providers import MockSnpProvider
 from ..attestation.verify import Trust
-from ..common.errors import ProcessError
+from ..common.errors import CcrError, ProcessError
 from ..localroom.netns import delete_room_network, entered, stop_processes_in
 from ..spec import Cluster
 from .admission import Admission, ExecutorGovernance, join, serve
@@ -104,26 +104,36 @@ class ClusterRooms:
     # --- up -----------------------------------------------------------------------------------------------
 
     def up(self, governance: ExecutorGovernance | None, trust: Trust | None,
-           evidence_for: Callable[[ClusterRoom], Callable[[bytes], Evidence]] | None) -> None:
+           evidence_for: Callable[[ClusterRoom], Callable[[bytes], Evidence]] | None,
+           progress: Callable[[str], None] = lambda _line: None) -> None:
         """Network, driver (admission + master), then each executor room joins. On any failure, down().
         `governance` says which executor policy the members accepted (read at each admission) and records
-        each decision; `None` only with secure=False (the bench's plain cluster admits anyone)."""
+        each decision; `None` only with secure=False (the bench's plain cluster admits anyone). `progress`
+        receives one line as each long step ends."""
         try:
             self.state.mkdir(parents=True, exist_ok=True, mode=0o700)
             create_bridge(self.net)
             for room in self.net.rooms:
                 add_room(self.net, room, self.net.rooms)
                 self.room_dir(room).mkdir(mode=0o700, exist_ok=True)
+            progress(f"room network: {len(self.net.rooms)} rooms on {self.net.netns}")
             if self.secure:
                 assert governance is not None and trust is not None and self.secret is not None
                 self.admission = Admission(governance, self.secret, trust, self.audit_path)
                 with entered(self.net.driver.netns):
                     self._server = serve(self.admission, self.net.driver.address, ADMISSION_PORT)
             self._start_master()
+            progress(f"driver room {self.net.driver.netns}: admission and Spark master started")
             for room in self.net.executors:
                 assert evidence_for is not None or not self.secure
-                self.join_executor(room, evidence_for(room) if evidence_for else None)
-            self.wait_for_workers(len(self.net.executors))
+                try:
+                    self.join_executor(room, evidence_for(room) if evidence_for else None)
+                except (CcrError, OSError) as exc:  # which room, on the one line the user reads
+                    raise CcrError(f"executor room {room.netns} did not join: {exc}") from exc
+                progress(f"executor room {room.netns}: admitted, worker started "
+                         f"({self.join_seconds[room.netns]:.1f} s)")
+            waited = self.wait_for_workers(len(self.net.executors))
+            progress(f"{len(self.net.executors)} executor rooms registered with the master ({waited:.1f} s)")
         except BaseException:
             self.down()
             raise
