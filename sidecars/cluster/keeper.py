@@ -108,8 +108,8 @@ def main(argv: list[str]) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the teardown itself is not interrupted
         if rooms is not None:
-            deleted = rooms.down()
-            say(f"down: {', '.join(deleted) or 'no namespace left'}")
+            deleted = rooms.down()  # a failed `up` already took its rooms down: then nothing is left to delete
+            say(f"down: {'deleted ' + ', '.join(deleted) if deleted else 'every room is removed'}")
         if link is not None:
             link.close()
         if skr is not None:

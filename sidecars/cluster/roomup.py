@@ -22,6 +22,7 @@ from pathlib import Path
 from ..common.errors import CcrError, ConfigError, ProcessError
 from ..common.untrusted import UntrustedInputError, load_json, read_bounded
 from ..localroom.up import UpOptions
+from ..spec import endpoint_variables, load_spec
 from .commands import checked_name, remove_cluster
 from .keeper import LOG_FILE, REQUEST_FILE, ROOMS_DIR, STATE_FILE
 
@@ -61,6 +62,10 @@ def up(options: UpOptions, name: str, out: Callable[[str], None] = print) -> int
     if isinstance(previous.get("pid"), int) and _alive(previous["pid"]):
         raise ConfigError(f"cluster {previous.get('name')} is already running from {options.run_dir} "
                           f"(ccr room down --run-dir {options.run_dir})")
+    # the spec's own problems, here as for any room (the keeper loads it again, from the same files)
+    spec = load_spec(options.spec_path, variables={**endpoint_variables(options.endpoints_file), **options.variables})
+    if spec.name != name:
+        raise ConfigError(f"{options.spec_path}: the spec's name is {spec.name!r} once its variables are set")
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     (run_dir / STATE_FILE).unlink(missing_ok=True)
     request = {"name": name, "spec_path": str(options.spec_path.resolve()),
