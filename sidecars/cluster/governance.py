@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 from ..common.errors import CcrError
 from ..governance.cgs_client import CgsRoomClient
+from ..room.group import canonical_spec_json
+from ..spec import CleanRoomSpec
 from .admission import AdmissionPolicy, ExecutorPolicyUnavailable
 
 #: the executor policy document's label (not `kind`: those kinds are the analytics documents, decided by data
@@ -45,6 +47,11 @@ def canonical(policy: dict[str, object]) -> str:
 def host_data_of(policy: dict[str, object]) -> str:
     """The HOST_DATA of an executor room that runs `policy`: sha256 of its canonical JSON."""
     return hashlib.sha256(canonical(policy).encode()).hexdigest()
+
+
+def spec_sha256(spec: CleanRoomSpec) -> str:
+    """The driver spec a cluster serves, as its executor policy and the driver's HOST_DATA name it."""
+    return hashlib.sha256(canonical_spec_json(spec).encode()).hexdigest()
 
 
 def driver_host_data(spec_sha256: str) -> str:

@@ -10,7 +10,6 @@ takes every room down; so does any failure while coming up, before the keeper en
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -23,9 +22,14 @@ from ..attestation.mock import MockPlatform
 from ..attestation.verify import Trust
 from ..common.errors import CcrError, ConfigError
 from ..common.process import ManagedProcess
-from ..room.group import canonical_spec_json
 from ..spec import endpoint_variables, load_spec
-from .governance import CgsExecutorPolicy, driver_host_data, executor_policy_document_id, host_data_of
+from .governance import (
+    CgsExecutorPolicy,
+    driver_host_data,
+    executor_policy_document_id,
+    host_data_of,
+    spec_sha256,
+)
 from .localgov import start_driver_skr
 from .rooms import ClusterRooms, executor_policy, mock_evidence
 
@@ -75,16 +79,16 @@ def main(argv: list[str]) -> int:
         missing = [key for key in ("cgs_endpoint", "mock_platform_dir") if key not in endpoints]
         if missing:
             raise ConfigError(f"the endpoints file names no {', '.join(missing)} (ccr emulators start writes them)")
-        spec_sha256 = hashlib.sha256(canonical_spec_json(spec).encode()).hexdigest()
+        served = spec_sha256(spec)
         platform_dir = Path(endpoints["mock_platform_dir"])
-        skr, skr_url = start_driver_skr(run_dir, platform_dir, driver_host_data(spec_sha256))
-        say(f"driver skr: attests with HOST_DATA {driver_host_data(spec_sha256)[:16]}… ({skr_url})")
+        skr, skr_url = start_driver_skr(run_dir, platform_dir, driver_host_data(served))
+        say(f"driver skr: attests with HOST_DATA {driver_host_data(served)[:16]}… ({skr_url})")
         link = CgsExecutorPolicy(endpoints["cgs_endpoint"], spec.contract.id,
                                  executor_policy_document_id(spec.contract.id), skr_url=skr_url,
                                  ca_bundle=endpoints.get("ca_bundle"))
         platform = MockPlatform.load(platform_dir)
         # each executor room's SNP report: the mock platform's, with the HOST_DATA of what it runs
-        executor_host_data = host_data_of(executor_policy(spec.cluster, spec_sha256))
+        executor_host_data = host_data_of(executor_policy(spec.cluster, served))
         rooms = ClusterRooms(spec.name, spec.cluster.executors, run_dir / ROOMS_DIR)
         started = time.monotonic()
         rooms.up(link, Trust.default().trusting_mock_platform(platform_dir),

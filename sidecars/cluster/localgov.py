@@ -21,7 +21,16 @@ from ..common.memberauth import MemberIdentity
 from ..common.process import ManagedProcess, file_exists
 from ..emulators import runner
 from ..governance.member_client import CgsMemberClient, CgsRequestFailed, accept_by_all, join
-from .governance import EXECUTOR_POLICY_LABELS, CgsExecutorPolicy, canonical, executor_policy_document_id
+from ..spec import CleanRoomSpec
+from .governance import (
+    EXECUTOR_POLICY_LABELS,
+    CgsExecutorPolicy,
+    canonical,
+    driver_host_data,
+    executor_policy_document_id,
+    spec_sha256,
+)
+from .rooms import executor_policy
 
 HOST_DATA_CLAIM = "x-ms-sevsnpvm-hostdata"
 MEMBERS = ("alice", "bob")
@@ -78,6 +87,15 @@ class LocalGovernance:
         self.driver_host_data = host_data
         self._accept(self.members["alice"].propose_policy(self.contract_id, {
             HOST_DATA_CLAIM: [host_data], "x-ms-sevsnpvm-is-debuggable": False}))
+
+    def accept_cluster_spec(self, spec: CleanRoomSpec) -> None:
+        """What `ccr room up` of a spec with a cluster section needs accepted: the driver room's policy
+        (HOST_DATA of this spec) and the executor policy of its cluster section."""
+        if spec.cluster is None:
+            raise ConfigError(f"spec {spec.name} has no cluster section")
+        served = spec_sha256(spec)
+        self.accept_driver_policy(driver_host_data(served))
+        self.accept_executor_policy(executor_policy(spec.cluster, served))
 
     def _accept(self, proposal: dict) -> dict:
         proposal = accept_by_all(list(self.members.values()), proposal)

@@ -25,6 +25,7 @@ from ..localroom.up import UpOptions
 from ..spec import endpoint_variables, load_spec
 from .commands import checked_name, remove_cluster
 from .keeper import LOG_FILE, REQUEST_FILE, ROOMS_DIR, STATE_FILE
+from .rooms import ClusterRooms
 
 #: the cluster's start as a whole (network, driver, every executor's attestation and worker); generous on a
 #: loaded machine, and only a bound: a failing step ends `up` at once
@@ -145,3 +146,16 @@ def _is_keeper(pid: int, run_dir: Path) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         return b"sidecars.cluster.keeper" in argv and str(run_dir).encode() in argv
     return False
+
+
+def running_cluster(run_dir: Path) -> ClusterRooms:
+    """The rooms of the cluster `ccr room up` runs from `run_dir`, to start a driver application in its driver
+    room (`ClusterRooms.start_driver`, with the room's secret from its own 0600 properties file) or add a room."""
+    state = _keeper_state(run_dir.resolve())
+    if state.get("state") != "up" or not isinstance(state.get("rooms"), list):
+        raise CcrError(f"no cluster is up from {run_dir}")
+    rooms = ClusterRooms(checked_name(str(state["name"])), len(state["rooms"]) - 1, run_dir.resolve() / ROOMS_DIR)
+    properties = (rooms.room_dir(rooms.net.driver) / "master.properties").read_text()
+    secret = [line.split()[1] for line in properties.splitlines() if line.startswith("spark.authenticate.secret ")]
+    rooms.secret = bytes.fromhex(secret[0]) if secret else None
+    return rooms

@@ -5,7 +5,6 @@ nothing of any room; an `up` that fails half way leaves nothing either. Through 
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import subprocess
 import sys
@@ -17,12 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sidecars.cluster.governance import driver_host_data
 from sidecars.cluster.localgov import LocalGovernance
-from sidecars.cluster.rooms import ClusterRooms, executor_policy
+from sidecars.cluster.roomup import running_cluster
 from sidecars.emulators import runner
 from sidecars.localroom.netns import NETNS_DIR
-from sidecars.room.group import canonical_spec_json
 from sidecars.spec import endpoint_variables, load_spec
 from tests.system.cluster.conftest import DRIVER_APP, IMAGE, REPO, write_people
 from tests.system.cluster.test_cluster import SQL, expected
@@ -67,11 +64,7 @@ def cluster_spec(tmp_path_factory) -> Iterator[ClusterSpec]:
     governance = LocalGovernance(base / "governance", name, "").start()
     try:
         endpoints = governance.run_dir.resolve() / runner.ENDPOINTS_FILE
-        spec = load_spec(path, variables={**endpoint_variables(endpoints), **UNUSED})
-        spec_sha256 = hashlib.sha256(canonical_spec_json(spec).encode()).hexdigest()
-        assert spec.cluster is not None
-        governance.accept_driver_policy(driver_host_data(spec_sha256))
-        governance.accept_executor_policy(executor_policy(spec.cluster, spec_sha256))
+        governance.accept_cluster_spec(load_spec(path, variables={**endpoint_variables(endpoints), **UNUSED}))
         yield ClusterSpec(path, name, endpoints, governance)
     finally:
         governance.stop()
@@ -119,9 +112,9 @@ def test_ccr_room_up_of_a_cluster_spec_answers_and_ccr_room_down_leaves_nothing(
     assert len(admitted) == 2
 
     # the query: a driver application in the driver room, with the room's secret from its 0600 properties
-    rooms = ClusterRooms(cluster_spec.name, 2, run_dir / "rooms")
-    properties = (rooms.room_dir(rooms.net.driver) / "master.properties").read_text()
-    rooms.secret = bytes.fromhex(properties.split("spark.authenticate.secret ", 1)[1].split()[0])
+    rooms = running_cluster(run_dir)
+    assert rooms.secret is not None and [r.netns for r in rooms.net.executors] == [
+        f"{cluster_spec.name}-exec-1", f"{cluster_spec.name}-exec-2"]
     data, sink = tmp_path / "people.csv", tmp_path / "sink"
     write_people(data)
     sink.mkdir()
