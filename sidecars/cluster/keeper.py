@@ -82,6 +82,8 @@ def main(argv: list[str]) -> int:
         served = spec_sha256(spec)
         platform_dir = Path(endpoints["mock_platform_dir"])
         skr, skr_url = start_driver_skr(run_dir, platform_dir, driver_host_data(served))
+        record["skr_pid"] = skr.pid
+        write_state(run_dir, **record)
         say(f"driver skr: attests with HOST_DATA {driver_host_data(served)[:16]}… ({skr_url})")
         link = CgsExecutorPolicy(endpoints["cgs_endpoint"], spec.contract.id,
                                  executor_policy_document_id(spec.contract.id), skr_url=skr_url,

@@ -81,29 +81,17 @@ def up(options: UpOptions, name: str, out: Callable[[str], None] = print) -> int
                                   cwd=Path(__file__).resolve().parents[2], start_new_session=True,
                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
     out(f"cluster {name}: coming up (keeper pid {keeper.pid}, log {log})")
-    shown = 0
-    deadline = time.monotonic() + UP_TIMEOUT_S
-    with open(log, "rb") as progress:
-        def show_new_lines() -> None:
-            nonlocal shown
-            for line in progress.read().decode(errors="replace").splitlines():
-                if line and not line.startswith((" ", "\t", "Traceback")):  # progress, not a library's trace
-                    out(f"  {line[:300]}")
-                    shown += 1
-        while True:
-            show_new_lines()
-            state = _keeper_state(run_dir)
-            if state.get("state") == "up":
-                out(f"cluster {name} is up (ccr room down --run-dir {options.run_dir} takes it down)")
-                return 0
-            if keeper.poll() is not None or state.get("state") == "failed" or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
-        if keeper.poll() is None and state.get("state") != "failed":
-            keeper.send_signal(signal.SIGTERM)  # too slow: it takes its rooms down
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            keeper.wait(timeout=STOP_TIMEOUT_S)
-        show_new_lines()
+    try:
+        state = _follow(keeper, run_dir, log, out)
+    except BaseException:  # Ctrl-C or SIGTERM of `up` itself: the keeper takes its rooms down first
+        _stop_keeper(keeper)
+        remove_cluster(name, run_dir / ROOMS_DIR)
+        (run_dir / STATE_FILE).unlink(missing_ok=True)
+        raise
+    if state.get("state") == "up":
+        out(f"cluster {name} is up (ccr room down --run-dir {options.run_dir} takes it down)")
+        return 0
+    _stop_keeper(keeper)
     leftovers = remove_cluster(name, run_dir / ROOMS_DIR)
     (run_dir / STATE_FILE).unlink(missing_ok=True)
     (run_dir / REQUEST_FILE).unlink(missing_ok=True)
@@ -117,6 +105,33 @@ def up(options: UpOptions, name: str, out: Callable[[str], None] = print) -> int
                        + (f" (also removed: {', '.join(leftovers)})" if leftovers else ""))
 
 
+def _follow(keeper: subprocess.Popen, run_dir: Path, log: Path, out: Callable[[str], None]) -> dict:
+    """Print the keeper's progress lines as they come; its record once it is up, ended (a failed keeper
+    takes its rooms down, then ends) or too slow."""
+    pending = b""
+    deadline = time.monotonic() + UP_TIMEOUT_S
+    with open(log, "rb") as progress:
+        while True:
+            ended = keeper.poll() is not None  # before the last read: its last lines are shown too
+            *lines, pending = (pending + progress.read()).split(b"\n")
+            for line in lines:
+                text = line.decode(errors="replace")
+                if text and not text.startswith((" ", "\t", "Traceback")):  # its steps, not a library's trace
+                    out(f"  {text[:300]}")
+            state = _keeper_state(run_dir)
+            if state.get("state") == "up" or ended or time.monotonic() > deadline:
+                return state
+            time.sleep(0.3)
+
+
+def _stop_keeper(keeper: subprocess.Popen) -> None:
+    """SIGTERM (it takes its rooms down), and wait for its teardown."""
+    if keeper.poll() is None:
+        keeper.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        keeper.wait(timeout=STOP_TIMEOUT_S)
+
+
 def down(run_dir: Path, out: Callable[[str], None] = print) -> int:
     """Stop the keeper (it takes its rooms down), then remove what is still there of the cluster's rooms."""
     run_dir = run_dir.resolve()
@@ -125,13 +140,14 @@ def down(run_dir: Path, out: Callable[[str], None] = print) -> int:
     if not isinstance(name, str):
         raise CcrError(f"{run_dir / STATE_FILE} names no cluster (remove it by name: ccr cluster down NAME)")
     name = checked_name(name)
-    pid = state.get("pid")
-    if isinstance(pid, int) and _alive(pid) and _is_keeper(pid, run_dir):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        out(f"stopped the keeper of cluster {name} (pid {pid})")
+    # the keeper first (it takes its rooms down), then the driver's skr, which only a killed keeper leaves
+    for what, pid in (("keeper", state.get("pid")), ("driver skr", state.get("skr_pid"))):
+        if isinstance(pid, int) and _alive(pid) and _runs_from(pid, run_dir):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            out(f"stopped the {what} of cluster {name} (pid {pid})")
     leftovers = remove_cluster(name, run_dir / ROOMS_DIR)
     if leftovers:
         out(f"removed what was left: {', '.join(leftovers)}")
@@ -140,11 +156,11 @@ def down(run_dir: Path, out: Callable[[str], None] = print) -> int:
     return 0
 
 
-def _is_keeper(pid: int, run_dir: Path) -> bool:
-    """The pid is still this run directory's keeper (not a process that reused the number)."""
+def _runs_from(pid: int, run_dir: Path) -> bool:
+    """The pid is still a process of this run directory (its command line names it), not a process that
+    reused the number."""
     with contextlib.suppress(OSError):
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        return b"sidecars.cluster.keeper" in argv and str(run_dir).encode() in argv
+        return str(run_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
     return False
 
 
