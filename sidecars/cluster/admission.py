@@ -8,6 +8,11 @@ endorsement), checks the key binding and the claims below, and answers the secre
 (RSA-OAEP-SHA256), so only the attested room can read it. Anything else is refused with 403 and one audit
 record naming the claim that did not match, what was expected and what was presented.
 
+What "accepted" means is the governance's (`ExecutorGovernance`; in a room, `governance.CgsExecutorPolicy`:
+the member document the members voted on, read from CGS at each admission). Every decision is recorded in
+the driver room's audit file and sent to the governance's audit log; a refusal is answered only once CGS
+recorded it (if CGS cannot, the executor is refused all the same).
+
 Without the secret an executor cannot register: the master and the driver refuse its SASL/auth handshake
 (`spark.authenticate`), so a room that was refused here cannot join by guessing.
 """
@@ -24,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from cryptography.hazmat.primitives import hashes, serialization
@@ -59,6 +64,18 @@ class AdmissionPolicy:
         return None
 
 
+class ExecutorPolicyUnavailable(PolicyDenied):
+    """No accepted executor policy could be read: every executor is refused."""
+
+
+class ExecutorGovernance(Protocol):
+    """Where the accepted executor policy is read and admission decisions are audited."""
+
+    def accepted_policy(self) -> AdmissionPolicy: ...
+
+    def audit(self, record: dict[str, Any]) -> None: ...
+
+
 def key_binding(public_key_der: bytes) -> bytes:
     return hashlib.sha256(public_key_der).digest()
 
@@ -66,8 +83,8 @@ def key_binding(public_key_der: bytes) -> bytes:
 class Admission:
     """The decision, apart from HTTP: verify, check, wrap; every refusal audited."""
 
-    def __init__(self, policy: AdmissionPolicy, secret: bytes, trust: Trust, audit: Path) -> None:
-        self.policy = policy
+    def __init__(self, governance: ExecutorGovernance, secret: bytes, trust: Trust, audit: Path) -> None:
+        self.governance = governance
         self._secret = secret
         self.trust = trust
         self.audit_path = audit
@@ -76,6 +93,11 @@ class Admission:
     def audit(self, record: dict[str, Any]) -> None:
         with self._lock, open(self.audit_path, "a") as out:
             out.write(json.dumps(record, sort_keys=True) + "\n")
+        try:
+            self.governance.audit(record)
+        except (CcrError, TimeoutError) as exc:
+            # the local record stands; the decision (a refusal, or an admission not yet answered) does not wait
+            log.warning("the governance did not record %s: %s", record["event"], str(exc)[:200])
 
     def admit(self, body: Any, peer: str) -> bytes:
         """The secret wrapped to the request's key, or PolicyDenied / BadRequest (audited)."""
@@ -96,13 +118,13 @@ class Admission:
             report_data = bytes.fromhex(claims[REPORT_DATA_CLAIM])
             if not hmac.compare_digest(report_data[:32], key_binding(public_der)):
                 raise PolicyDenied("the evidence does not bind public_key (REPORT_DATA[0:32] is not its sha256)")
-            mismatch = self.policy.mismatch(claims)
+            mismatch = self.governance.accepted_policy().mismatch(claims)
             if mismatch:
                 claim, expected, presented = mismatch
                 self.audit({"event": "cluster.executor.refused", "peer": peer, "claim": claim,
                             "expected": expected, "presented": presented})
                 raise PolicyDenied(f"claim {claim} is {presented!r}, the accepted executor policy needs {expected!r}")
-        except (AttestationError, BadRequest) as exc:
+        except (AttestationError, BadRequest, ExecutorPolicyUnavailable) as exc:
             self.audit({"event": "cluster.executor.refused", "peer": peer, "reason": str(exc)[:300]})
             raise
         self.audit({"event": "cluster.executor.admitted", "peer": peer, "claim": HOST_DATA_CLAIM,

@@ -12,7 +12,9 @@ _COMMANDS = "sidecars.cluster.commands"
 def register(subparsers: argparse._SubParsersAction) -> None:
     noun(subparsers, "cluster", "a cluster of rooms on this machine (Spark driver and executor rooms)",
          "A cluster of rooms is a driver room and N executor rooms, each its own network namespace, joined by a "
-         "room network (docs/analytics.md, \"A cluster of rooms\").", verbs=_verbs)
+         "room network (docs/analytics.md, \"A cluster of rooms\"). `ccr room up SPEC` of a spec with a "
+         "cluster section brings one up and `ccr room down` takes it down; `ccr cluster down NAME` removes "
+         "what is left of one by its name.", verbs=_verbs)
 
 
 def _verbs(cluster: argparse._SubParsersAction) -> None:

@@ -22,16 +22,27 @@ def rooms_of(name: str) -> list[str]:
     return sorted(found, key=lambda n: n.endswith("-net"))
 
 
-def down(args: argparse.Namespace) -> int:
-    if not _NAME.fullmatch(args.name):
-        raise ConfigError(f"cluster name {args.name[:64]!r}: lower-case letters, digits and '-' only")
+def remove_cluster(name: str, state_dir: Path | None) -> list[str]:
+    """Every process in cluster `name`'s namespaces, the namespaces, the state folder; what it removed."""
     removed = []
-    for netns in rooms_of(args.name):
+    for netns in rooms_of(name):
         stopped = stop_processes_in(netns, timeout=3.0)
         delete_room_network(netns)
         delete_name_files(netns)
         removed.append(f"{netns} ({len(stopped)} processes)")
-    if args.state_dir:
-        shutil.rmtree(Path(args.state_dir), ignore_errors=True)
+    if state_dir is not None:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    return removed
+
+
+def checked_name(name: str) -> str:
+    """A cluster's name, safe in namespace names and globs."""
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"cluster name {name[:64]!r}: 1..41 lower-case letters, digits and '-' only")
+    return name
+
+
+def down(args: argparse.Namespace) -> int:
+    removed = remove_cluster(checked_name(args.name), Path(args.state_dir) if args.state_dir else None)
     print(f"cluster {args.name}: " + (", ".join(removed) if removed else "nothing left to remove"))
     return 0

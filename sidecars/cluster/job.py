@@ -20,6 +20,8 @@ from pyspark.sql import DataFrame, SparkSession
 
 from ..common.errors import CcrError, Conflict
 
+SUCCEEDED, FAILED = "succeeded", "failed"
+
 
 class IncompleteOutput(CcrError):
     """Fewer committed parts than partitions: nothing is published."""
@@ -52,6 +54,17 @@ def write_and_publish(result: DataFrame, sink: Path, run_id: str, parts: int) ->
                                "nothing published")
     os.rename(staging, final)
     return final
+
+
+def settle(sink: Path, run_id: str, exit_code: int | None) -> str:
+    """How a run ended, once its driver application is gone: `succeeded` only if the driver exited 0 and the
+    run is published whole; otherwise `failed`, and what its executors left in the staging folder is removed
+    (a dead driver never published: readers of the sink see nothing of it)."""
+    final = sink / run_id
+    if exit_code == 0 and (final / "_SUCCESS").is_file():
+        return SUCCEEDED
+    shutil.rmtree(staging_dir(sink, run_id), ignore_errors=True)
+    return FAILED
 
 
 def read_view(spark: SparkSession, view: str, source: str | Mapping[str, str]) -> None:

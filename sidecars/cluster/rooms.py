@@ -1,4 +1,4 @@
-"""`ccr cluster up`: a driver room and N executor rooms of one Spark standalone cluster on this machine.
+"""A cluster of rooms: a driver room and N executor rooms of one Spark standalone cluster on this machine.
 
 In order: the room network (network.py: bridge netns, one netns per room, each room's firewall); the
 driver room's admission service (admission.py) and Spark master; then each executor room attests, receives
@@ -7,14 +7,14 @@ the shared secret wrapped to its own key, writes it to its 0600 properties file 
 deletes the netns and the cluster's state folder: nothing of any room is left.
 
 HOST_DATA of the executor policy: sha256 of the canonical JSON of what an executor room runs (its image
-pinned by digest, its resources, its role, and the driver spec it serves). Here the executor rooms' SNP
+pinned by digest, its resources, its role, and the driver spec it serves); the members accept that policy
+in governance (governance.py) and the admission reads it from there. Here the executor rooms' SNP
 reports come from the mock platform (attestation.mock); on C-ACI they come from each executor group's PSP.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -33,10 +33,12 @@ from ..attestation.evidence import Evidence
 from ..attestation.mock import MockPlatform
 from ..attestation.providers import MockSnpProvider
 from ..attestation.verify import Trust
-from ..common.errors import ProcessError
+from ..common.errors import CcrError, ProcessError
 from ..localroom.netns import delete_room_network, entered, stop_processes_in
 from ..spec import Cluster
-from .admission import Admission, AdmissionPolicy, join, serve
+from .admission import Admission, ExecutorGovernance, join, serve
+from .governance import host_data_of  # noqa: F401 - its home was here; callers (renderings) may import it from here
+from .job import settle
 from .network import (
     ClusterNetwork,
     ClusterRoom,
@@ -62,10 +64,6 @@ def executor_policy(cluster: Cluster, driver_spec_sha256: str) -> dict[str, obje
     return {"role": "executor", "image": cluster.executor_image,
             "resources": cluster.executor_resources.model_dump(), "memory_mb": cluster.executor_memory_mb,
             "driver_spec_sha256": driver_spec_sha256}
-
-
-def host_data_of(policy: dict[str, object]) -> str:
-    return hashlib.sha256(json.dumps(policy, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass
@@ -105,25 +103,37 @@ class ClusterRooms:
 
     # --- up -----------------------------------------------------------------------------------------------
 
-    def up(self, policy: AdmissionPolicy | None, trust: Trust | None,
-           evidence_for: Callable[[ClusterRoom], Callable[[bytes], Evidence]] | None) -> None:
-        """Network, driver (admission + master), then each executor room joins. On any failure, down()."""
+    def up(self, governance: ExecutorGovernance | None, trust: Trust | None,
+           evidence_for: Callable[[ClusterRoom], Callable[[bytes], Evidence]] | None,
+           progress: Callable[[str], None] = lambda _line: None) -> None:
+        """Network, driver (admission + master), then each executor room joins. On any failure, down().
+        `governance` says which executor policy the members accepted (read at each admission) and records
+        each decision; `None` only with secure=False (the bench's plain cluster admits anyone). `progress`
+        receives one line as each long step ends."""
         try:
             self.state.mkdir(parents=True, exist_ok=True, mode=0o700)
             create_bridge(self.net)
             for room in self.net.rooms:
                 add_room(self.net, room, self.net.rooms)
                 self.room_dir(room).mkdir(mode=0o700, exist_ok=True)
+            progress(f"room network: {len(self.net.rooms)} rooms on {self.net.netns}")
             if self.secure:
-                assert policy is not None and trust is not None and self.secret is not None
-                self.admission = Admission(policy, self.secret, trust, self.audit_path)
+                assert governance is not None and trust is not None and self.secret is not None
+                self.admission = Admission(governance, self.secret, trust, self.audit_path)
                 with entered(self.net.driver.netns):
                     self._server = serve(self.admission, self.net.driver.address, ADMISSION_PORT)
             self._start_master()
+            progress(f"driver room {self.net.driver.netns}: admission and Spark master started")
             for room in self.net.executors:
                 assert evidence_for is not None or not self.secure
-                self.join_executor(room, evidence_for(room) if evidence_for else None)
-            self.wait_for_workers(len(self.net.executors))
+                try:
+                    self.join_executor(room, evidence_for(room) if evidence_for else None)
+                except (CcrError, OSError) as exc:  # which room, on the one line the user reads
+                    raise CcrError(f"executor room {room.netns} did not join: {exc}") from exc
+                progress(f"executor room {room.netns}: admitted, worker started "
+                         f"({self.join_seconds[room.netns]:.1f} s)")
+            waited = self.wait_for_workers(len(self.net.executors))
+            progress(f"{len(self.net.executors)} executor rooms registered with the master ({waited:.1f} s)")
         except BaseException:
             self.down()
             raise
@@ -241,17 +251,40 @@ class ClusterRooms:
                                  str(args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                 cwd=driver_dir, start_new_session=True)
 
+    def settle_run(self, run_id: str, sink: Path, process: subprocess.Popen) -> str:
+        """`succeeded` or `failed` (job.settle) once the driver application ended; the outcome is in the
+        driver room's audit trail (and the governance's), with the driver's exit code."""
+        status = settle(sink, run_id, process.returncode)
+        if self.admission is not None:
+            self.admission.audit({"event": f"cluster.run.{status}", "run_id": run_id,
+                                  "exit_code": process.returncode})
+        return status
+
     # --- faults and down -----------------------------------------------------------------------------------
 
     def kill_room(self, room: ClusterRoom) -> list[int]:
-        """Every process in the room, at once (a container group that dies)."""
+        """Every process in the room, at once (a container group that dies); the driver room's admission
+        service (a thread of this process, its socket in the room) dies with it."""
+        if room.netns == self.net.driver.netns:
+            self._stop_admission()
         return stop_processes_in(room.netns, timeout=0.0)
 
-    def down(self) -> list[str]:
+    def restart_driver_room(self) -> None:
+        """The driver room's admission service and Spark master again, after the room was killed; the
+        executors' workers register with the new master by themselves."""
+        if self.admission is not None:
+            with entered(self.net.driver.netns):
+                self._server = serve(self.admission, self.net.driver.address, ADMISSION_PORT)
+        self._start_master()
+
+    def _stop_admission(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def down(self) -> list[str]:
+        self._stop_admission()
         for netns in [room.netns for room in self.net.rooms] + [self.net.netns]:
             stop_processes_in(netns, timeout=3.0)
         for process in self.processes.values():

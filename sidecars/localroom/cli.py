@@ -31,17 +31,26 @@ def _room_verbs(room: argparse._SubParsersAction) -> None:
                      description="Starts the room of SPEC: a network namespace with the firewall's rules in "
                                  "force, every sidecar as a process inside it, then the launcher, which runs "
                                  "the app with podman after the consent, firewall and container policy "
-                                 "checks. One line per step; any failure names the step and tears down.")
+                                 "checks. One line per step; any failure names the step and tears down. "
+                                 "A SPEC with a `cluster` section brings up a cluster of rooms instead: the room "
+                                 "network, the driver room (admission service, Spark master) and each executor "
+                                 "room, admitted against the executor policy the members accepted in governance "
+                                 "(docs/analytics.md, \"A cluster of rooms\").")
     up.add_argument("spec", metavar="SPEC", help="clean room spec (YAML)")
     up.add_argument("--endpoints", metavar="FILE", help="endpoints.json of the stand-ins (ccr emulators start)")
     add_var_option(up, "a value for ${NAME} in the spec (repeatable; the sidecars get the same values)")
     up.add_argument("--run-dir", metavar="DIR",
                     help="where state, logs and mounts go (default run/ROOM, ROOM being the spec's name)")
-    up.add_argument("--firewall-backend", choices=("nftables", "iptables"), default="nftables")
-    up.add_argument("--timeout", type=float, default=60.0, help="seconds each sidecar may take to be ready")
+    up.add_argument("--firewall-backend", choices=("nftables", "iptables"), default="nftables",
+                    help="the room's firewall (a cluster's rooms use nftables)")
+    up.add_argument("--timeout", type=float, default=60.0,
+                    help="seconds each sidecar may take to be ready (not used by a cluster)")
     up.add_argument("--wait", action="store_true", help="for a job: wait until it exits; exit with its status")
 
-    down = add_command(room, "down", f"{_COMMANDS}:down", "stop a room and remove everything it set up")
+    down = add_command(room, "down", f"{_COMMANDS}:down", "stop a room and remove everything it set up",
+                       description="Stops the room run from --run-dir (or run/ROOM) and removes everything it set "
+                                   "up. For a cluster of rooms: every process of every room, their network "
+                                   "namespaces and firewalls, and the rooms' state folder.")
     _room_options(down)
 
     status = add_command(room, "status", f"{_COMMANDS}:status",

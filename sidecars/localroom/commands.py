@@ -28,22 +28,31 @@ def up(args: argparse.Namespace) -> int:
     spec_path = Path(args.spec)
     if not spec_path.is_file():
         raise ConfigError(f"{spec_path}: no such spec file")
-    if args.run_dir:
-        run_dir = Path(args.run_dir)
-    else:
-        try:
-            # Bounded like any spec (a hostile one is refused, naming why, when `up` loads it).
-            name = str((load_yaml(read_bounded(spec_path)) or {}).get("name", "room"))
-        except (UntrustedInputError, OSError, AttributeError):
-            name = "room"
-        run_dir = default_run_dir(name)
+    try:
+        # Bounded like any spec (a hostile one is refused, naming why, when `up` loads it).
+        document = load_yaml(read_bounded(spec_path))
+    except (UntrustedInputError, OSError):
+        document = None
+    document = document if isinstance(document, dict) else {}
+    name = str(document.get("name", "room"))
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(name)
     variables = spec_variables(argparse.Namespace(var=args.var))  # checks NAME=VALUE before anything starts
-    return room.up(UpOptions(spec_path=spec_path, endpoints_file=Path(args.endpoints), run_dir=run_dir,
-                             variables=variables, firewall_backend=args.firewall_backend,
-                             ready_timeout=args.timeout, wait_for_job=args.wait))
+    options = UpOptions(spec_path=spec_path, endpoints_file=Path(args.endpoints), run_dir=run_dir,
+                        variables=variables, firewall_backend=args.firewall_backend, ready_timeout=args.timeout,
+                        wait_for_job=args.wait)
+    if "cluster" in document:
+        # The room is the driver of a cluster: its executor rooms come up with it (docs/analytics.md).
+        from ..cluster import roomup
+
+        return roomup.up(options, name)
+    return room.up(options)
 
 
 def down(args: argparse.Namespace) -> int:
+    from ..cluster import roomup
+
+    if roomup.is_cluster_run_dir(_run_dir(args)):
+        return roomup.down(_run_dir(args))
     return room.down(_run_dir(args))
 
 

@@ -1,6 +1,7 @@
 """One shared cluster of rooms for every cluster test (never two at once on 2 cores): a driver room and two
-executor rooms, admitted by attestation on the mock platform, Spark standalone with authentication and
-encryption on. Tests that kill an executor room start it again (attest, join) before they end."""
+executor rooms, admitted by attestation on the mock platform against the executor policy two members
+accepted in the CGS stand-in, Spark standalone with authentication and encryption on. Tests that kill an
+executor room start it again (attest, join) before they end."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import pytest
 
 from sidecars.attestation.mock import MockPlatform
 from sidecars.attestation.verify import Trust
-from sidecars.cluster.admission import AdmissionPolicy
-from sidecars.cluster.rooms import ClusterRooms, executor_policy, host_data_of, mock_evidence
+from sidecars.cluster.governance import CgsExecutorPolicy, host_data_of
+from sidecars.cluster.localgov import LocalGovernance
+from sidecars.cluster.rooms import ClusterRooms, executor_policy, mock_evidence
 from sidecars.localroom.netns import processes_in
 from sidecars.spec import Cluster
 
@@ -25,6 +27,8 @@ DRIVER_APP = Path(__file__).with_name("driver_app.py")
 MARKER = "MARKER-7f3a9c1e5d"
 IMAGE = "localhost/ccr-analytics@sha256:" + "5e" * 32
 ALTERED_IMAGE = "localhost/ccr-analytics@sha256:" + "66" * 32
+#: the driver spec the executors serve (part of the executor policy the members accept)
+DRIVER_SPEC_SHA256 = "d5" * 32
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -34,6 +38,7 @@ class RoomCluster:
     rooms: ClusterRooms
     platform: MockPlatform
     executor_host_data: str
+    governance: LocalGovernance
     data: Path
     sink: Path
 
@@ -69,22 +74,31 @@ def write_people(path: Path) -> None:
 @pytest.fixture(scope="session")
 def room_cluster(tmp_path_factory) -> Iterator[RoomCluster]:
     base = tmp_path_factory.mktemp("cluster")
-    platform = MockPlatform.create(base / "platform")
     spec = Cluster(executors=2, executor_image=IMAGE, executor_resources={"cpu": 1, "memory_gb": 1})
-    host_data = host_data_of(executor_policy(spec, "0" * 64))
-    name = f"cluster-{uuid.uuid4().hex[:6]}"
-    rooms = ClusterRooms(name, 2, base / "state")
-    data = base / "data" / "people.csv"
-    data.parent.mkdir()
-    write_people(data)
-    sink = base / "sink"
-    sink.mkdir()
-    rooms.up(AdmissionPolicy(host_data), Trust.default().trusting_mock_platform(base / "platform"),
-             lambda room: mock_evidence(platform, host_data))
+    policy = executor_policy(spec, DRIVER_SPEC_SHA256)
+    host_data = host_data_of(policy)
+    tag = uuid.uuid4().hex[:6]
+    governance = LocalGovernance(base / "governance", f"clus-{tag}",
+                                 host_data_of({"role": "driver", "spec_sha256": DRIVER_SPEC_SHA256})).start()
+    link: CgsExecutorPolicy | None = None
+    rooms = ClusterRooms(f"clus-{tag}", 2, base / "state")
     try:
-        yield RoomCluster(rooms, platform, host_data, data, sink)
+        governance.accept_executor_policy(policy)
+        platform = MockPlatform.load(governance.mock_platform_dir)
+        link = governance.driver_link()
+        data = base / "data" / "people.csv"
+        data.parent.mkdir()
+        write_people(data)
+        sink = base / "sink"
+        sink.mkdir()
+        rooms.up(link, Trust.default().trusting_mock_platform(governance.mock_platform_dir),
+                 lambda room: mock_evidence(platform, host_data))
+        yield RoomCluster(rooms, platform, host_data, governance, data, sink)
     finally:
         rooms.down()
+        if link is not None:
+            link.close()
+        governance.stop()
 
 
 def processes_with(netns: str, needle: str) -> list[int]:

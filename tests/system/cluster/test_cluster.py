@@ -19,12 +19,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sidecars.cluster.governance import host_data_of
 from sidecars.cluster.ports import MASTER_PORT, MASTER_UI_PORT, WORKER_UI_PORT
-from sidecars.cluster.rooms import executor_policy, host_data_of, mock_evidence
+from sidecars.cluster.rooms import executor_policy, mock_evidence
 from sidecars.common.errors import PolicyDenied
 from sidecars.localroom.netns import NETNS_DIR, entered, processes_in
 from sidecars.spec import Cluster
-from tests.system.cluster.conftest import ALTERED_IMAGE, MARKER, processes_with
+from tests.system.cluster.conftest import ALTERED_IMAGE, DRIVER_SPEC_SHA256, MARKER, processes_with
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -84,10 +85,12 @@ def test_the_ui_and_rest_ports_are_closed_outside_the_driver_room(room_cluster):
 
 
 def test_an_executor_with_another_policy_gets_no_secret_and_cannot_register(room_cluster):
+    """The HOST_DATA the driver admits is the members' accepted executor policy, read from CGS; the refusal
+    is in the contract's audit log in CGS with the claim that did not match."""
     rooms = room_cluster.rooms
     altered = host_data_of(executor_policy(
         Cluster(executors=2, executor_image=ALTERED_IMAGE, executor_resources={"cpu": 1, "memory_gb": 1}),
-        "0" * 64))
+        DRIVER_SPEC_SHA256))
     intruder = rooms.add_executor_room()
     try:
         with pytest.raises(PolicyDenied, match="x-ms-sevsnpvm-hostdata"):
@@ -98,6 +101,8 @@ def test_an_executor_with_another_policy_gets_no_secret_and_cannot_register(room
         assert refused[-1]["presented"] == altered
         assert refused[-1]["expected"] == room_cluster.executor_host_data
         assert refused[-1]["peer"] == intruder.address
+        in_cgs = [e["data"] for e in room_cluster.governance.events() if e["scope"] == "cluster"]
+        assert in_cgs[-1] == refused[-1]
         # it tries anyway, with a secret of its own: the master refuses the handshake
         rooms.start_worker(intruder, secrets.token_bytes(32))
         log = rooms.room_dir(intruder) / "worker.log"
@@ -105,6 +110,23 @@ def test_an_executor_with_another_policy_gets_no_secret_and_cannot_register(room
         time.sleep(8)
         assert intruder.address not in rooms.alive_workers()
         assert len(rooms.alive_workers()) == 2
+    finally:
+        rooms.remove_room(intruder)
+
+
+def test_a_member_cannot_swap_the_accepted_executor_policy(room_cluster):
+    """bob proposes the altered image's executor policy under the accepted document's id: CGS rejects it (an
+    accepted document is never re-proposed), and the driver still admits only the accepted policy."""
+    rooms = room_cluster.rooms
+    altered_policy = executor_policy(
+        Cluster(executors=2, executor_image=ALTERED_IMAGE, executor_resources={"cpu": 1, "memory_gb": 1}),
+        DRIVER_SPEC_SHA256)
+    proposal = room_cluster.governance.propose_executor_policy(altered_policy, by="bob")
+    assert proposal["proposalState"] == "Rejected"
+    intruder = rooms.add_executor_room()
+    try:
+        with pytest.raises(PolicyDenied, match=room_cluster.executor_host_data):
+            rooms.join_executor(intruder, mock_evidence(room_cluster.platform, host_data_of(altered_policy)))
     finally:
         rooms.remove_room(intruder)
 
@@ -182,23 +204,37 @@ def test_an_executor_room_killed_mid_query_does_not_change_the_answer(room_clust
     assert killed
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]
+    assert rooms.settle_run(run_id, room_cluster.sink, process) == "succeeded"
     assert room_cluster.published(run_id) == expected(room_cluster.data)
     # the room comes back (attests again) for the tests after this one
     rooms.join_executor(victim, mock_evidence(room_cluster.platform, room_cluster.executor_host_data))
     rooms.wait_for_workers(2)
 
 
-def test_a_killed_driver_publishes_nothing(room_cluster):
+def test_a_killed_driver_room_fails_the_run_and_publishes_nothing(room_cluster):
+    """The driver room dies mid-query (every process in it: the Spark master, the driver application, the
+    admission service): the run is `failed`, nothing of it is in the sink, staged parts included."""
+    rooms = room_cluster.rooms
     run_id = "run-driver-killed"
     process = room_cluster.run(PAUSED_SQL, run_id=run_id, pause_s=0.04, wait=False)
-    executor = room_cluster.rooms.net.executors[0]
+    executor = rooms.net.executors[0]
     _wait_for(lambda: processes_with(executor.netns, "pyspark") != [], 120, "tasks running")
-    os.killpg(process.pid, signal.SIGKILL)
+    _wait_for(lambda: list(room_cluster.sink.glob(f".staging-{run_id}/**/*")) != [], 120, "the staging folder")
+    killed = rooms.kill_room(rooms.net.driver)
+    assert process.pid in killed and len(killed) >= 3  # ip netns exec's python, its JVM, the master
+    assert not processes_in(rooms.net.driver.netns)
     process.wait(timeout=30)
     assert process.returncode != 0
-    time.sleep(3)
-    assert not (room_cluster.sink / run_id).exists()
-    assert not list(room_cluster.sink.glob(f"{run_id}*/part-*"))
+    # the executors' tasks die with the application's driver; nothing publishes it later either
+    time.sleep(5)
+    assert rooms.settle_run(run_id, room_cluster.sink, process) == "failed"
+    assert [p.name for p in room_cluster.sink.iterdir() if run_id in p.name] == []
+    in_cgs = [e["data"] for e in room_cluster.governance.events() if e["scope"] == "cluster"]
+    assert in_cgs[-1]["event"] == "cluster.run.failed" and in_cgs[-1]["run_id"] == run_id
+    # the room comes back for the tests after this one: its admission service and master again
+    rooms.restart_driver_room()
+    rooms.wait_for_workers(2)
+    assert room_cluster.run(SQL)["rows"] == expected(room_cluster.data)
 
 
 def _alive(pid: int) -> bool:

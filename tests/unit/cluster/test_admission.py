@@ -15,9 +15,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sidecars.attestation import MockPlatform, Trust
 from sidecars.attestation.providers import MockSnpProvider
-from sidecars.cluster.admission import OAEP, Admission, AdmissionPolicy, join, key_binding, serve
+from sidecars.cluster.admission import (
+    OAEP,
+    Admission,
+    AdmissionPolicy,
+    ExecutorPolicyUnavailable,
+    join,
+    key_binding,
+    serve,
+)
 from sidecars.cluster.network import ClusterNetwork, firewall_rules
-from sidecars.common.errors import AttestationError, BadRequest, PolicyDenied
+from sidecars.common.errors import AttestationError, BadRequest, PolicyDenied, RemoteServiceError
 
 ACCEPTED = "ab" * 32
 ALTERED = "cd" * 32
@@ -29,10 +37,26 @@ def platform(tmp_path_factory) -> MockPlatform:
     return MockPlatform.create(tmp_path_factory.mktemp("cluster") / "mock-platform")
 
 
+class Governance:
+    """What the members accepted (read at each admission) and the audit log it keeps."""
+
+    def __init__(self, host_data: str | None) -> None:
+        self.host_data = host_data
+        self.events: list[dict] = []
+
+    def accepted_policy(self) -> AdmissionPolicy:
+        if self.host_data is None:
+            raise ExecutorPolicyUnavailable("no accepted executor policy")
+        return AdmissionPolicy(self.host_data)
+
+    def audit(self, record: dict) -> None:
+        self.events.append(record)
+
+
 @pytest.fixture
 def admission(platform, tmp_path) -> Admission:
     trust = Trust.default().trusting_mock_platform(platform.directory)
-    return Admission(AdmissionPolicy(ACCEPTED), SECRET, trust, tmp_path / "audit.jsonl")
+    return Admission(Governance(ACCEPTED), SECRET, trust, tmp_path / "audit.jsonl")
 
 
 def _request(platform, host_data: str, *, debug: bool = False, bind: bytes | None = None):
@@ -60,6 +84,30 @@ def test_another_policy_is_refused_and_audited_with_the_claim(platform, admissio
     record = _audit(admission)[-1]
     assert record == {"event": "cluster.executor.refused", "peer": "10.205.0.9", "claim": "x-ms-sevsnpvm-hostdata",
                       "expected": ACCEPTED, "presented": ALTERED}
+    assert admission.governance.events[-1] == record
+
+
+def test_the_policy_is_read_from_the_governance_at_each_admission(platform, admission):
+    """The members accept another executor policy: the one that was admitted before is refused now."""
+    _, body = _request(platform, ACCEPTED)
+    admission.admit(body, "10.205.0.2")
+    admission.governance.host_data = ALTERED
+    with pytest.raises(PolicyDenied, match="x-ms-sevsnpvm-hostdata"):
+        admission.admit(_request(platform, ACCEPTED)[1], "10.205.0.2")
+    admission.governance.host_data = None
+    with pytest.raises(ExecutorPolicyUnavailable):
+        admission.admit(_request(platform, ACCEPTED)[1], "10.205.0.2")
+    assert admission.governance.events[-1]["reason"] == "no accepted executor policy"
+
+
+def test_a_governance_that_cannot_record_does_not_admit_a_refused_room(platform, admission):
+    def unreachable(record: dict) -> None:
+        raise RemoteServiceError("CGS", "unreachable")
+
+    admission.governance.audit = unreachable
+    with pytest.raises(PolicyDenied):
+        admission.admit(_request(platform, ALTERED)[1], "10.205.0.9")
+    assert _audit(admission)[-1]["claim"] == "x-ms-sevsnpvm-hostdata"
 
 
 def test_a_debuggable_room_with_the_right_policy_is_refused(platform, admission):
