@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sidecars.attestation import MockPlatform, Trust
 from sidecars.attestation.providers import MockSnpProvider
-from sidecars.cluster.admission import OAEP, Admission, key_binding
+from sidecars.cluster.admission import OAEP, Admission, AdmissionPolicy, key_binding
 from sidecars.common.errors import ConfigError, PolicyDenied
 from sidecars.renderings.cce import EnvPattern, EnvPatternError, capability_sets
 from sidecars.renderings.enforcer import GuestRequests, PolicyEnforcer, create_container_request, emptydir_mount
@@ -221,6 +221,20 @@ def test_a_tampered_rendering_is_refused(document, tamper, problem):
     assert "\n" not in str(raised.value) and "does not validate against the operator's CRD" in str(raised.value)
 
 
+class AcceptedInGovernance:
+    """What the driver's admission reads from CGS (sidecars.cluster.governance.CgsExecutorPolicy), here the
+    policy the members would accept for this rendering."""
+
+    def __init__(self, policy: AdmissionPolicy) -> None:
+        self.policy, self.events = policy, []
+
+    def accepted_policy(self) -> AdmissionPolicy:
+        return self.policy
+
+    def audit(self, record: dict) -> None:
+        self.events.append(record)
+
+
 def test_the_executor_host_data_is_the_one_explain_prints_and_admission_admits(document, rendering, spec, images,
                                                                               repo, tmp_path):
     executor = annotation_host_data(document["spec"]["executor"])
@@ -233,7 +247,7 @@ def test_the_executor_host_data_is_the_one_explain_prints_and_admission_admits(d
     assert re.search(r"driver pod: attests with HOST_DATA (\w+)", text)[1] == driver
 
     platform = MockPlatform.create(tmp_path / "mock-platform")
-    admission = Admission(rendering.admission_policy, b"s" * 32,
+    admission = Admission(AcceptedInGovernance(rendering.admission_policy), b"s" * 32,
                           Trust.default().trusting_mock_platform(platform.directory), tmp_path / "audit.jsonl")
 
     def request(host_data: str) -> tuple[rsa.RSAPrivateKey, dict]:
