@@ -705,15 +705,18 @@ KERNEL_READAHEAD_KB = 4096
 MNT_DETACH = 2  # umount2(2): detach now, release when no longer busy
 
 
-async def _widen_kernel_readahead(mountpoint: str) -> None:
+def _widen_kernel_readahead(mountpoint: str) -> None:
     """Let the kernel read ahead one block (4 MiB) instead of 128 KiB: FUSE read requests grow up to
     1 MiB, so a sequential reader costs 8× fewer requests (measured: a third less CPU in this process).
+    The device number comes from mountinfo, not from a stat of the mount point: a stat goes through this
+    very filesystem, and one left waiting when a stop came first kept the process from ever exiting.
     Best effort: /sys may be read-only in a container."""
+    device = _mount_device(mountpoint)
+    if device is None:
+        log.info("kernel read-ahead left at its default: %s is not in mountinfo", mountpoint)
+        return
     try:
-        # stat goes through this very filesystem, so it must run while the main loop serves requests.
-        dev = (await trio.to_thread.run_sync(os.stat, mountpoint)).st_dev
-        path = f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb"
-        with open(path, "w") as setting:
+        with open(f"/sys/class/bdi/{device}/read_ahead_kb", "w") as setting:
             setting.write(str(KERNEL_READAHEAD_KB))
     except OSError as exc:
         log.info("kernel read-ahead left at its default: %s", exc)
@@ -748,7 +751,7 @@ async def run(fs: VolumeFilesystem, mountpoint: str, *, fsname: str, on_mounted=
             # file appears would otherwise meet the default handler and leave the mount behind.
             await nursery.start(on_signal)
             if not fs.writable:
-                nursery.start_soon(_widen_kernel_readahead, mountpoint)
+                _widen_kernel_readahead(mountpoint)
             if on_mounted is not None:
                 on_mounted()
             await pyfuse3.main()
@@ -758,16 +761,25 @@ async def run(fs: VolumeFilesystem, mountpoint: str, *, fsname: str, on_mounted=
         _detach_if_still_mounted(mountpoint)
 
 
-def _still_mounted(mountpoint: str) -> bool:
-    """Whether `mountpoint` is a mount point in this process's mount namespace (mountinfo's fifth field,
-    with the kernel's octal escapes for spaces and the like)."""
-    wanted = os.path.realpath(mountpoint)
+def _mount_device(mountpoint: str) -> str | None:
+    """The `major:minor` of the filesystem mounted at `mountpoint` in this process's mount namespace (the
+    topmost one), from mountinfo's third and fifth fields (the kernel escapes spaces and the like in octal);
+    None if nothing is mounted there. Only the parent's path is resolved: resolving the mount point itself
+    would stat the filesystem mounted there."""
+    parent, name = os.path.split(os.path.normpath(mountpoint))
+    wanted = os.path.join(os.path.realpath(parent), name)
+    found = None
     with open("/proc/self/mountinfo") as mounts:
         for line in mounts:
             fields = line.split()
             if len(fields) > 4 and fields[4].encode().decode("unicode_escape") == wanted:
-                return True
-    return False
+                found = fields[2]
+    return found
+
+
+def _still_mounted(mountpoint: str) -> bool:
+    """Whether `mountpoint` is a mount point in this process's mount namespace."""
+    return _mount_device(mountpoint) is not None
 
 
 def _detach_if_still_mounted(mountpoint: str) -> None:
