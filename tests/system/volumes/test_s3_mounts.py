@@ -20,6 +20,7 @@ pytestmark = pytest.mark.root
 MIB = 1024 * 1024
 SECRET_ID = "s3core0member_publisher-s3"
 ROLE = "arn:aws:iam::123456789012:role/s3core-room"
+CONTRACT = "s3core-contract"
 #: The key pair the owner stored for the room (the owner's own, in the test's environment, is another).
 ROOM_KEYS = {"access_key_id": "s3core-room", "secret_access_key": "s3core-room-only-secret"}
 
@@ -54,6 +55,12 @@ class Governance:
                     return self._answer(200, {"value": value})
                 if self.path.startswith("/oauth/token"):
                     return self._answer(200, {"value": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjb250cmFjdCJ9.c2ln"})
+                return self._answer(404, {"error": {"code": "NotFound", "message": self.path}})
+
+            def do_GET(self):  # noqa: N802
+                calls.append(self.path)
+                if self.path == "/status":
+                    return self._answer(200, {"contractId": CONTRACT})
                 return self._answer(404, {"error": {"code": "NotFound", "message": self.path}})
 
             def do_PUT(self):  # noqa: N802
@@ -130,7 +137,9 @@ def test_the_room_assumes_its_role_with_its_federated_token(bucket, governance) 
     proc.start()
     bucket.mounts.append((proc, mountpoint))
     assert (mountpoint / "data.csv").read_bytes() == b"x"
-    assert governance.calls == ["/oauth/token?tenantId=common&aud=sts.amazonaws.com"]
+    # The sidecars' subject, which the role's trust names: never the app's (the contract id).
+    assert governance.calls == ["/status",
+                                f"/oauth/token?tenantId=common&aud=sts.amazonaws.com&sub={CONTRACT}%2Fccr-sidecars"]
     assert "eyJhbGciOiJSUzI1NiJ9" not in proc.output()  # the token is no log line either
 
 
