@@ -13,6 +13,7 @@ from azure.storage.blob import BlobServiceClient
 
 from sidecars.common.tls import LocalCA
 from sidecars.emulators.azurite import Azurite, start_azurite
+from tests.standins import running
 
 
 @pytest.fixture(scope="session")
@@ -44,14 +45,8 @@ def container_name() -> str:
 @pytest.fixture(scope="session")
 def emulation(tmp_path_factory) -> Iterator[dict]:
     """The Key Vault stand-in as `ccr emulators start` runs it (HTTPS, dev tokens); its endpoints."""
-    from sidecars.emulators import runner
-
-    run_dir = tmp_path_factory.mktemp("emulators")
-    endpoints = runner.start(run_dir, registry=[e for e in runner.REGISTRY if e.name == "keyvault"])
-    try:
+    with running(tmp_path_factory.mktemp("emulators"), "keyvault") as endpoints:
         yield endpoints
-    finally:
-        runner.stop(run_dir)
 
 
 @pytest.fixture(scope="session")
