@@ -63,3 +63,11 @@ def s3_emulation(tmp_path_factory) -> Iterator[dict]:
     endpoints (`s3_endpoint`, `s3_region`, `ca_bundle`), for the S3 store, sink and volume tests alike."""
     with running(tmp_path_factory.mktemp("s3-emulators"), "s3") as endpoints:
         yield endpoints
+
+
+@pytest.fixture(scope="session")
+def keyvault_emulation(tmp_path_factory) -> Iterator[dict]:
+    """The Key Vault stand-in as `ccr emulators start` runs it (HTTPS, dev tokens): its endpoints
+    (`keyvault_url`, `dev_tokens_dir`, `ca_bundle`), for the owner's commands in every package."""
+    with running(tmp_path_factory.mktemp("keyvault-emulators"), "keyvault") as endpoints:
+        yield endpoints

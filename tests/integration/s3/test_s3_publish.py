@@ -12,14 +12,13 @@ import yaml
 from sidecars.cli import main
 from sidecars.common import objectformat as fmt
 from sidecars.volumes.manifest import MANIFEST_BLOB
-from tests.integration.volumes.conftest import emulation  # noqa: F401  (the Key Vault stand-in)
 from tests.integration.volumes.test_owner_cli import make_tree, read_tree, rsa_kek  # noqa: F401
 
 from .conftest import s3_client
 
 
 @pytest.fixture
-def owner(monkeypatch, tmp_path, emulation, s3_emulation) -> dict:  # noqa: F811
+def owner(monkeypatch, tmp_path, keyvault_emulation, s3_emulation) -> dict:  # noqa: F811
     """The owner's shell: an endpoints file (vault, S3, CA), a home for DEKs, their AWS key pair."""
     monkeypatch.setenv("CCR_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "s3core-owner")
@@ -27,8 +26,8 @@ def owner(monkeypatch, tmp_path, emulation, s3_emulation) -> dict:  # noqa: F811
     endpoints = tmp_path / "endpoints.json"
     s3 = {k: s3_emulation[k] for k in ("s3_endpoint", "s3_region")}
     bundle = tmp_path / "ca-bundle.pem"  # two emulations, two CAs
-    bundle.write_text(Path(emulation["ca_bundle"]).read_text() + Path(s3_emulation["ca_bundle"]).read_text())
-    endpoints.write_text(json.dumps({**emulation, **s3, "ca_bundle": str(bundle)}))
+    bundle.write_text(Path(keyvault_emulation["ca_bundle"]).read_text() + Path(s3_emulation["ca_bundle"]).read_text())
+    endpoints.write_text(json.dumps({**keyvault_emulation, **s3, "ca_bundle": str(bundle)}))
     return {"endpoints": str(endpoints)}
 
 

@@ -13,7 +13,6 @@ from azure.storage.blob import BlobServiceClient
 
 from sidecars.common.tls import LocalCA
 from sidecars.emulators.azurite import Azurite, start_azurite
-from tests.standins import running
 
 
 @pytest.fixture(scope="session")
@@ -43,10 +42,9 @@ def container_name() -> str:
 
 
 @pytest.fixture(scope="session")
-def emulation(tmp_path_factory) -> Iterator[dict]:
-    """The Key Vault stand-in as `ccr emulators start` runs it (HTTPS, dev tokens); its endpoints."""
-    with running(tmp_path_factory.mktemp("emulators"), "keyvault") as endpoints:
-        yield endpoints
+def emulation(keyvault_emulation) -> dict:
+    """The session's Key Vault stand-in (tests/conftest.py): its endpoints."""
+    return keyvault_emulation
 
 
 @pytest.fixture(scope="session")
