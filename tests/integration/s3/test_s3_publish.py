@@ -107,3 +107,16 @@ def test_publish_and_download_by_the_spec_s_s3_volume(owner, tmp_path, bucket, r
                                         s3_client(s3_emulation).list_objects_v2(Bucket=bucket)["Contents"]}
     assert main(["data", "download", "-o", str(tmp_path / "out"), *by_spec]) == 0  # checked against the pin
     assert read_tree(tmp_path / "out") == files
+
+
+def test_publish_aborts_the_uploads_an_earlier_session_left(owner, tmp_path, bucket, s3_emulation, capsys):
+    """An upload whose abort failed (the store unreachable then) keeps its parts, billed, until aborted: the
+    owner's next publish to the prefix aborts it, and leaves a neighbouring prefix's alone."""
+    s3 = s3_client(s3_emulation)
+    left = s3.create_multipart_upload(Bucket=bucket, Key="2026/q4/a.csv")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key="2026/q4/a.csv", UploadId=left, PartNumber=1, Body=b"x" * 1024)
+    neighbour = s3.create_multipart_upload(Bucket=bucket, Key="2026/q4x/a.csv")["UploadId"]
+    make_tree(tmp_path / "src")
+    assert main(["data", "publish", str(tmp_path / "src"), *args(owner, bucket, "SSE")]) == 0
+    assert f"aborted 1 incomplete upload(s) an earlier session left in {bucket}/2026/q4" in capsys.readouterr().err
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket)["Uploads"]] == [neighbour]

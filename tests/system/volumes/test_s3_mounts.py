@@ -117,6 +117,25 @@ def test_each_mode_writes_and_reads_through_the_mount(make_bucket, mode) -> None
         assert key_b64 not in sink_process.output() + bucket.log()
 
 
+def test_a_sink_aborts_the_uploads_an_earlier_session_left(make_bucket) -> None:
+    """A write whose abort failed (the store unreachable then) leaves its parts, billed, until aborted: the
+    next datasink mount of the volume aborts it before it writes; a read-only mount changes nothing."""
+    bucket = make_bucket(EncryptionMode.SSE)
+    key = bucket.key("out.bin")
+    left = bucket.s3.create_multipart_upload(Bucket=bucket.name, Key=key)["UploadId"]
+    bucket.s3.upload_part(Bucket=bucket.name, Key=key, UploadId=left, PartNumber=1, Body=b"x" * 1024)
+    bucket.mount()
+    bucket.unmount_all()
+    assert [u["UploadId"] for u in bucket.s3.list_multipart_uploads(Bucket=bucket.name)["Uploads"]] == [left]
+    sink = bucket.mount(writable=True)
+    sink_process = bucket.mounts[-1][0]
+    (sink / "out.bin").write_bytes(b"this run's result")
+    bucket.unmount_all()
+    assert bucket.s3.list_multipart_uploads(Bucket=bucket.name).get("Uploads", []) == []
+    assert "aborted 1 incomplete upload(s) earlier sessions left" in sink_process.output()
+    assert bucket.raw("out.bin") == b"this run's result"
+
+
 def test_the_room_reads_its_key_pair_from_governance_and_nowhere_else(bucket, governance) -> None:
     bucket.put("data.csv", b"a,b\n1,2\n")
     proc, mountpoint, _ = room_mount(bucket, governance, S3Credentials(secret=SECRET_ID))
