@@ -124,7 +124,8 @@ def test_a_sink_aborts_the_uploads_an_earlier_session_left(make_bucket) -> None:
     key = bucket.key("out.bin")
     left = bucket.s3.create_multipart_upload(Bucket=bucket.name, Key=key)["UploadId"]
     bucket.s3.upload_part(Bucket=bucket.name, Key=key, UploadId=left, PartNumber=1, Body=b"x" * 1024)
-    bucket.mount()
+    source = bucket.mount()
+    assert list(source.iterdir()) == []  # nothing of an incomplete upload shows
     bucket.unmount_all()
     assert [u["UploadId"] for u in bucket.s3.list_multipart_uploads(Bucket=bucket.name)["Uploads"]] == [left]
     sink = bucket.mount(writable=True)
