@@ -2,14 +2,20 @@
 
 Tests that need root (network namespaces, nftables, FUSE mounts, podman) are marked `root` and skip with
 that reason when not run as root; CI runs as root and runs them all.
+
+A stand-in two test packages use is a session fixture here, once: pytest makes a fixture imported into a
+second conftest a second instance (a second server).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.standins import running
 
 REPO = Path(__file__).resolve().parent.parent
 # ../shared beside the checkout; a worktree under /work/wt/<name> finds it one level further up.
@@ -49,3 +55,19 @@ def spark_engine(tmp_path_factory):
     engine.start()
     yield engine
     engine.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_emulation(tmp_path_factory) -> Iterator[dict]:
+    """The S3 stand-in as `ccr emulators start` runs it (moto's server over TLS from the emulation's CA): its
+    endpoints (`s3_endpoint`, `s3_region`, `ca_bundle`), for the S3 store, sink and volume tests alike."""
+    with running(tmp_path_factory.mktemp("s3-emulators"), "s3") as endpoints:
+        yield endpoints
+
+
+@pytest.fixture(scope="session")
+def keyvault_emulation(tmp_path_factory) -> Iterator[dict]:
+    """The Key Vault stand-in as `ccr emulators start` runs it (HTTPS, dev tokens): its endpoints
+    (`keyvault_url`, `dev_tokens_dir`, `ca_bundle`), for the owner's commands in every package."""
+    with running(tmp_path_factory.mktemp("keyvault-emulators"), "keyvault") as endpoints:
+        yield endpoints

@@ -110,6 +110,13 @@ class GovernanceClient:
             raise
         self.audit({"step": step, "phase": "done", "seconds": round(time.monotonic() - started, 3), **details})
 
+    def contract_id(self) -> str:
+        """The contract the room runs (governance's `GET /status`)."""
+        contract = self._call("GET", "/status").json().get("contractId")
+        if not isinstance(contract, str) or not contract:
+            raise RemoteServiceError("governance", f"{self.base_url}/status names no contract")
+        return contract
+
     # -- consent
     def consent_check(self, option: str = "execution") -> ConsentStatus:
         body = self._call("POST", f"/consentcheck/{option}").json()

@@ -5,8 +5,9 @@ Credentials never come from the spec, the environment of the app or a file the o
 they are one of:
 - an access key pair its owner stored as a CGS secret (`credentials.secret`; JSON {"access_key_id",
   "secret_access_key"}), which governance releases only to the attested room with consent;
-- the room's federated token (the contract's OIDC issuer, audience sts.amazonaws.com), exchanged for
-  temporary credentials with AssumeRoleWithWebIdentity (`credentials.role_arn`): no long-lived key at all.
+- the room's federated token (the contract's OIDC issuer, audience sts.amazonaws.com, the sidecars' subject
+  `CONTRACT/ccr-sidecars`, which governance mints only for the sidecars), exchanged for temporary
+  credentials with AssumeRoleWithWebIdentity (`credentials.role_arn`): no long-lived key at all.
 The owner's own commands (`ccr data publish|download`) use boto3's usual chain (AWS_* variables, profiles).
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from ..spec import S3Store
 from .errors import ConfigError, RemoteServiceError
+from .roomsubjects import sidecars_subject
 
 #: The audience of the room's federated token for AWS STS (what an IAM OIDC provider's client id list names).
 STS_AUDIENCE = "sts.amazonaws.com"
@@ -68,7 +70,9 @@ def room_credentials(store: S3Store, governance: Any, *, tenant_id: str = "commo
                                                    f"not released ({_detail(exc)})", status=exc.status) from None
         return key_pair_from_secret(value, f"S3 credentials for bucket {store.bucket}: CGS secret {secret}")
     try:
-        return WebIdentity(governance.client_assertion(tenant_id, aud=STS_AUDIENCE))
+        # The sidecars' subject, never the app's: the role's trust names it (docs/storage.md).
+        subject = sidecars_subject(governance.contract_id())
+        return WebIdentity(governance.client_assertion(tenant_id, sub=subject, aud=STS_AUDIENCE))
     except RemoteServiceError as exc:
         raise RemoteServiceError("governance", f"S3 credentials for bucket {store.bucket}: no federated token for "
                                                f"role {store.credentials.role_arn} ({_detail(exc)})",

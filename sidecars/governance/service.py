@@ -9,7 +9,9 @@
   (409 `PrivacyBudgetExhausted` naming the dataset and what is left)
 - `GET /members` → `{value: [{memberId, certificate, status, memberData}]}`, the consortium's members (the
   analytics app verifies members' signed requests with their certificates)
-- `POST /oauth/token?sub=&tenantId=&aud=` → `{value: JWT}` (the federated client assertion)
+- `POST /oauth/token?sub=&tenantId=&aud=` → `{value: JWT}` (the federated client assertion; `sub` defaults to
+  the contract id, the app's subject; any other, the sidecars' `sidecars.common.roomsubjects` included, only
+  with the sidecar token, and a refusal is audited)
 - `POST /ca/generateEndorsedCert` `{publicKey, subjectName, subjectAlternateNames, validityPeriodDays}` →
   `{cert}` (subjects reserved for the sidecars, `sidecars.common.roomcerts`, only with the sidecar token)
 - errors `{error:{code,message}}`
@@ -41,6 +43,7 @@ from ..common.bodylimit import KIB
 from ..common.errors import BadRequest, CcrError, Forbidden, NotFound
 from ..common.http import create_app
 from ..common.roomcerts import reserved_for_sidecars
+from ..common.roomsubjects import MAX_SUBJECT_LENGTH
 from ..common.transports import async_http_transport
 from .cgs_client import CgsRoomClient
 
@@ -210,8 +213,21 @@ def build_app(cgs: CgsRoomClient, config: GovernanceConfig) -> FastAPI:
         return {"value": await cgs.members()}
 
     @app.post("/oauth/token")
-    async def oauth_token(tenantId: str, sub: str | None = None, aud: str = "api://AzureADTokenExchange"):
-        token = await cgs.token(sub=sub or config.contract_id, tenant_id=tenantId, aud=aud,
+    async def oauth_token(request: Request, tenantId: str, sub: str | None = None,
+                          aud: str = "api://AzureADTokenExchange"):
+        subject = sub or config.contract_id
+        if len(subject) > MAX_SUBJECT_LENGTH:
+            raise BadRequest(f"sub: at most {MAX_SUBJECT_LENGTH} characters")
+        # A party's trust binds the subject (the issuer is every room's): a token for the sidecars' subject
+        # would let the app assume the role meant for the volumes and reach the bucket around their encryption.
+        if subject != config.contract_id and not privileged(request):
+            try:
+                await own_audit({"event": "token-refused", "sub": subject, "aud": aud[:MAX_SUBJECT_LENGTH]})
+            except CcrError as exc:
+                log.error("cannot audit the refused token request: %s", exc)
+            raise Forbidden(f"sub {subject!r}: the app may ask only for its own subject, the contract id "
+                            f"{config.contract_id!r} (other subjects are the room's sidecars')")
+        token = await cgs.token(sub=subject, tenant_id=tenantId, aud=aud,
                                 lifetime_s=config.token_lifetime_s)
         return {"value": token}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -19,7 +20,7 @@ from ..cliargs import spec_variables
 from ..common import objectformat as fmt
 from ..common.azure_clients import account_name_of, container_client, default_credential, secret_client
 from ..common.deks import Kek, default_dek_file, load_dek_file, save_dek_file, unwrap_dek
-from ..common.errors import ConfigError
+from ..common.errors import CcrError, ConfigError
 from ..common.keyflow import read_wrapped
 from ..spec import Datasink, EncryptionMode, S3Credentials, S3Store, describe_validation_error, load_spec
 from . import manifest as mf
@@ -186,6 +187,7 @@ def _volume_for(target: Target, account_key: str | None, dek):
 
 
 def publish(args: argparse.Namespace) -> int:
+    session_started = dt.datetime.now(dt.UTC)
     target = _resolve(args)
     if args.key_only and args.data_only:
         raise ConfigError("--key-only and --data-only exclude each other")
@@ -210,6 +212,13 @@ def publish(args: argparse.Namespace) -> int:
         return 0
     volume = _volume_for(target, args.account_key, dek)
     volume.store.ensure_container()
+    try:  # an earlier publish's uploads whose abort failed: storage they cost, not a reason to stop this one
+        aborted = volume.store.abort_stale_uploads(session_started)
+    except CcrError as exc:
+        aborted = 0
+        print(f"ccr: warning: earlier incomplete uploads not aborted: {exc}", file=sys.stderr)
+    if aborted:
+        print(f"aborted {aborted} incomplete upload(s) an earlier session left in {target.container}", file=sys.stderr)
     total = sum(p.stat().st_size for p in files)
     entries: dict[str, mf.Entry] = {}
     with _progress(total, f"publish {target.container}") as bar:

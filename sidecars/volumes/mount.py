@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _mount(args: argparse.Namespace, tracer) -> int:
+    session_started = dt.datetime.now(dt.UTC)
     with step_span(tracer, "release key", volume=args.name):
         dek = _data_key(args)
     if not args.mountpoint.is_dir():
@@ -151,6 +152,7 @@ def _mount(args: argparse.Namespace, tracer) -> int:
     if args.writable:
         with step_span(tracer, "manifest key", volume=args.name):
             signer = _signer(args)
+        _abort_stale_uploads(volume.store, session_started, args.name)
     elif args.manifest_sha256:
         where = f"{volume.account}/{volume.container}"
         try:
@@ -182,6 +184,18 @@ def _mount(args: argparse.Namespace, tracer) -> int:
         _write_sink_manifest(volume, args, fs, signer, run_id, audit)
     _write_status(args.status_file, {"state": "unmounted", "tamper_errors": fs.errors})
     return 0
+
+
+def _abort_stale_uploads(store: ObjectStore, session_started: dt.datetime, name: str) -> None:
+    """Before a sink writes: earlier sessions' uploads whose abort failed. Their staged parts cost storage,
+    not correctness (nothing completed them), so a store refusing this does not stop the mount."""
+    try:
+        aborted = store.abort_stale_uploads(session_started)
+    except CcrError as exc:
+        log.warning("%s: earlier sessions' incomplete uploads not aborted: %s", name, exc)
+        return
+    if aborted:
+        log.info("%s: aborted %d incomplete upload(s) earlier sessions left in %s", name, aborted, store.container)
 
 
 def _object_store(args: argparse.Namespace, dek) -> ObjectStore:

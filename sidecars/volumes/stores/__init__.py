@@ -4,7 +4,8 @@ A backend knows how to list, read byte ranges of, write and delete the objects o
 Blob) or bucket and prefix (S3), and nothing of encryption modes beyond sending the customer key its
 service wants (CPK, SSE-C): the Tink format, manifests and the filesystem are the same over every kind.
 A write is an `Upload`: parts staged (in parallel) and committed only by `complete`, so nothing is visible
-under the name until then, and `abort` leaves nothing behind. A new store kind is one module here and one
+under the name until then, and `abort` leaves nothing behind (should the abort itself fail, the next session
+that writes drops what is left: `abort_stale_uploads`). A new store kind is one module here and one
 entry in `BACKENDS`.
 
 Every error a backend raises is a `RemoteServiceError` (or `NotFound`) naming the store and the object.
@@ -15,6 +16,7 @@ volumes never loads boto3 (the sidecars' runtime image carries only what the run
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -100,6 +102,10 @@ class ObjectStore(Protocol):
 
     def upload(self, name: str, metadata: dict[str, str]) -> Upload:
         """`metadata` known at the start (S3 takes it only then; Blob also takes what `complete` adds)."""
+
+    def abort_stale_uploads(self, started_before: dt.datetime) -> int:
+        """Drop what uploads begun before `started_before` (an earlier session's, whose `abort` failed) left
+        staged, where the service keeps it (S3's incomplete multipart uploads); returns how many."""
 
     def ensure_container(self) -> None:
         """Create the container or bucket if it does not exist (the owner's publish)."""

@@ -6,6 +6,7 @@ CPK: the customer-provided key (the volume's DEK) and its SHA-256 go with every 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import os
 from collections.abc import Iterator
@@ -103,6 +104,10 @@ class AzureBlobStore:
 
     def upload(self, name: str, metadata: dict[str, str]) -> BlockUpload:
         return BlockUpload(self, name, metadata)
+
+    def abort_stale_uploads(self, started_before: dt.datetime) -> int:
+        # Azure discards a blob's uncommitted blocks itself (a week after they were staged): nothing to do.
+        return 0
 
     def ensure_container(self) -> None:
         try:

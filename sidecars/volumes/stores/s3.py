@@ -2,7 +2,8 @@
 
 Names are relative to the store's prefix: object NAME is key PREFIX/NAME. A write is a multipart upload
 (parts of 8 MiB: S3 wants at least 5 MiB but for the last) that nothing sees until CompleteMultipartUpload,
-aborted on failure; an object of one part is one PutObject, equally all or nothing.
+aborted on failure; an object of one part is one PutObject, equally all or nothing. An upload whose abort
+failed too is aborted by the next session that writes (`abort_stale_uploads`).
 
 SSE-C: the customer key (the volume's DEK, 256 bits) goes with every request that reads or writes data,
 HEAD, UploadPart and CompleteMultipartUpload included, as S3 requires: SSECustomerAlgorithm AES256, the key
@@ -13,6 +14,7 @@ stores only a salted HMAC of the key. (moto does not enforce it: see sidecars/em
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -142,6 +144,31 @@ class S3ObjectStore:
     def upload(self, name: str, metadata: dict[str, str]) -> MultipartUpload:
         return MultipartUpload(self, name, metadata)
 
+    def abort_stale_uploads(self, started_before: dt.datetime) -> int:
+        """Abort the multipart uploads under the prefix that were initiated before `started_before` (a session's
+        start, tz-aware): what an earlier session left when its own abort failed. S3 keeps,
+        and bills, their parts until then. Returns how many were aborted."""
+        base = f"{self.store.prefix}/" if self.store.prefix else ""
+        # S3 may list `Initiated` in whole seconds: an upload of this session's first second could read as older.
+        started_before = started_before.replace(microsecond=0)
+        aborted = 0
+        try:
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=base):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] >= started_before:
+                        continue  # this session's own
+                    try:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                           UploadId=upload["UploadId"])
+                    except ClientError as exc:
+                        if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                            raise
+                        continue  # completed or aborted since it was listed
+                    aborted += 1
+        except (ClientError, BotoCoreError) as exc:
+            raise self._failure(exc, doing="aborting stale uploads in") from None
+        return aborted
+
     def ensure_container(self) -> None:
         try:
             self.client.head_bucket(Bucket=self.bucket)
@@ -228,6 +255,7 @@ class MultipartUpload:
             upload_id, self._upload_id, self._aborted = self._upload_id, None, True
         if upload_id is None:
             return
-        # Nothing was completed either way; should the abort itself fail, a bucket lifecycle rule removes the rest.
+        # Nothing was completed either way; should the abort itself fail (the store unreachable), the next
+        # writable mount or publish aborts the upload (`abort_stale_uploads`), as a bucket lifecycle rule would.
         with contextlib.suppress(ClientError, BotoCoreError):
             self.store.client.abort_multipart_upload(Bucket=self.store.bucket, Key=self.key, UploadId=upload_id)

@@ -19,7 +19,7 @@ from sidecars.common.tls import LocalCA
 from sidecars.emulators.azurite import Azurite, start_azurite
 from sidecars.governance.member_client import CgsRequestFailed
 from sidecars.volumes.manifest import is_reserved
-from tests.integration.volumes.conftest import emulation  # noqa: F401 - the Key Vault stand-in, a fixture
+from tests.standins import running
 
 from .test_analytics import analytics_cgs, contract, dataset, parties  # noqa: F401 - fixtures
 
@@ -28,8 +28,16 @@ SPEC = REPO / "examples/cleanroomhello-job/spec.yaml"
 
 
 @pytest.fixture(scope="module")
-def storage(emulation, tmp_path_factory) -> Iterator[Azurite]:  # noqa: F811
-    ca = LocalCA.create(Path(emulation["ca_bundle"]).parent)
+def own_vault(tmp_path_factory) -> Iterator[dict]:
+    """A Key Vault stand-in of this module's own: the example spec names fixed secrets (publisher-input-dek),
+    which the volumes' owner tests publish under too, with other KEKs."""
+    with running(tmp_path_factory.mktemp("emulators"), "keyvault") as endpoints:
+        yield endpoints
+
+
+@pytest.fixture(scope="module")
+def storage(own_vault, tmp_path_factory) -> Iterator[Azurite]:  # noqa: F811
+    ca = LocalCA.create(Path(own_vault["ca_bundle"]).parent)
     tls = ca.issue_server_cert("azurite-analytics")
     with start_azurite(tls=tls, ca_file=str(ca.cert_file), loose=True,
                        log_path=tmp_path_factory.mktemp("azurite") / "azurite.log") as azurite:
@@ -37,13 +45,13 @@ def storage(emulation, tmp_path_factory) -> Iterator[Azurite]:  # noqa: F811
 
 
 @pytest.fixture
-def owner(tmp_path, monkeypatch, storage, emulation, local_ca, analytics_cgs) -> list[str]:  # noqa: F811
+def owner(tmp_path, monkeypatch, storage, own_vault, local_ca, analytics_cgs) -> list[str]:  # noqa: F811
     """The connection options of a data owner whose storage, vault and CGS have different CAs (one bundle)."""
     monkeypatch.setenv("CCR_HOME", str(tmp_path / "home"))
     bundle = tmp_path / "ca-bundle.pem"
-    bundle.write_text(Path(emulation["ca_bundle"]).read_text() + Path(local_ca.cert_file).read_text())
+    bundle.write_text(Path(own_vault["ca_bundle"]).read_text() + Path(local_ca.cert_file).read_text())
     endpoints = tmp_path / "endpoints.json"
-    endpoints.write_text(json.dumps({**emulation, "storage_url": storage.blob_url, "ca_bundle": str(bundle),
+    endpoints.write_text(json.dumps({**own_vault, "storage_url": storage.blob_url, "ca_bundle": str(bundle),
                                      "maa_endpoint": "https://maa.example", "cgs_endpoint": analytics_cgs.url}))
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     kek = tmp_path / "kek.pub.pem"

@@ -14,7 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sidecars.common.errors import CcrError
 from sidecars.common.governance_client import GovernanceClient
+from sidecars.common.roomsubjects import sidecars_subject
+from sidecars.common.s3_credentials import STS_AUDIENCE, WebIdentity, room_credentials
 from sidecars.common.transports import tls_verify
+from sidecars.spec import S3Store
 
 
 def test_db_access_seed_member_secret_reaches_the_app(consortium, governance):
@@ -137,3 +140,39 @@ def test_room_outside_the_policy_gets_nothing(consortium, governance, room_evide
     events, _ = alice.events(contract_id)
     assert not any(e["data"].get("message") == "forged" for e in events)
     assert not any(e["data"].get("action", "").startswith(("release", "issue", "generate")) for e in events)
+
+
+def test_the_app_cannot_get_a_token_for_the_sidecars_subject(consortium, governance, cgs, local_ca):
+    """A party's S3 role trusts the contract's issuer for the sidecars' subject (`CONTRACT/ccr-sidecars`): the
+    app, which may list the governance API, asking for that subject (or any but its own) is refused, and the
+    refusal is on the contract's audit log. The token it can get names the contract id, which no role trusting
+    the volumes accepts; the volumes' own request, with the sidecar token, still gets the sidecars' subject."""
+    contract_id = consortium.new_contract()
+    consortium.enable_ca(contract_id)
+    base = governance(contract_id, token="sidecar-token-123")
+    app = GovernanceClient(base)
+    for subject in (sidecars_subject(contract_id), consortium.new_contract(), contract_id + " ", "x" * 300):
+        with pytest.raises(CcrError) as refused:
+            app.client_assertion("common", sub=subject, aud=STS_AUDIENCE)
+        too_long = len(subject) > 256
+        assert refused.value.status == (400 if too_long else 403), subject
+        assert ("at most 256 characters" if too_long else "may ask only for its own subject") in str(refused.value)
+    events, _ = consortium["alice"].events(contract_id)
+    refusals = [e["data"] for e in events if e["data"].get("event") == "token-refused"]
+    assert [r["sub"] for r in refusals] == [sidecars_subject(contract_id), refusals[1]["sub"], contract_id + " "]
+    assert all(r["aud"] == STS_AUDIENCE for r in refusals)
+
+    verify = tls_verify(str(local_ca.cert_file))
+    discovery = httpx.get(f"{cgs.url}/oidc/.well-known/openid-configuration", verify=verify).json()
+    key = jwt.PyJWK(httpx.get(discovery["jwks_uri"], verify=verify).json()["keys"][0]).key
+
+    def claims(token: str) -> dict:
+        return jwt.decode(token, key, algorithms=["RS256"], audience=STS_AUDIENCE, issuer=discovery["issuer"])
+
+    own = claims(app.client_assertion("common", aud=STS_AUDIENCE))
+    assert own["sub"] == contract_id != sidecars_subject(contract_id)
+    store = S3Store.model_validate({"kind": "s3", "region": "us-east-1", "bucket": "hard-volumes",
+                                    "credentials": {"role_arn": "arn:aws:iam::123456789012:role/room-volumes"}})
+    with GovernanceClient(base, token="sidecar-token-123") as volumes:
+        identity = room_credentials(store, volumes)
+    assert isinstance(identity, WebIdentity) and claims(identity.token)["sub"] == sidecars_subject(contract_id)

@@ -13,10 +13,9 @@ from fastapi.testclient import TestClient
 
 from sidecars.workspace.app import build_app
 from sidecars.workspace.party import Party
-from tests.integration.volumes.conftest import emulation  # noqa: F401 - the Key Vault stand-in, a fixture
 
 from .test_analytics import analytics_cgs, contract, dataset, parties  # noqa: F401 - fixtures
-from .test_analytics_publish import owner, storage  # noqa: F401 - fixtures
+from .test_analytics_publish import own_vault, owner, storage  # noqa: F401 - fixtures
 from .workspaces import WORKSPACE_URL, Workspace
 
 pytestmark = pytest.mark.slow  # Azurite and the Key Vault stand-in start: ~15 s

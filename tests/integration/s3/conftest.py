@@ -1,26 +1,12 @@
-"""The S3 stand-in as `ccr emulators start` runs it (moto's server over TLS from the emulation's CA), and the
-official boto3 client against it."""
+"""The official boto3 client against the S3 stand-in (`s3_emulation`, the session's one, in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import boto3
 import pytest
 from botocore.config import Config
-
-
-@pytest.fixture(scope="session")
-def s3_emulation(tmp_path_factory) -> Iterator[dict]:
-    from sidecars.emulators import runner
-
-    run_dir = tmp_path_factory.mktemp("s3core-emulators")
-    endpoints = runner.start(run_dir, registry=[e for e in runner.REGISTRY if e.name == "s3"])
-    try:
-        yield endpoints
-    finally:
-        runner.stop(run_dir)
 
 
 def s3_client(endpoints: dict, access_key_id: str = "s3core-owner", secret_access_key: str = "s3core-secret"):

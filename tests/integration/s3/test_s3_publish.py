@@ -12,14 +12,13 @@ import yaml
 from sidecars.cli import main
 from sidecars.common import objectformat as fmt
 from sidecars.volumes.manifest import MANIFEST_BLOB
-from tests.integration.volumes.conftest import emulation  # noqa: F401  (the Key Vault stand-in)
 from tests.integration.volumes.test_owner_cli import make_tree, read_tree, rsa_kek  # noqa: F401
 
 from .conftest import s3_client
 
 
 @pytest.fixture
-def owner(monkeypatch, tmp_path, emulation, s3_emulation) -> dict:  # noqa: F811
+def owner(monkeypatch, tmp_path, keyvault_emulation, s3_emulation) -> dict:  # noqa: F811
     """The owner's shell: an endpoints file (vault, S3, CA), a home for DEKs, their AWS key pair."""
     monkeypatch.setenv("CCR_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "s3core-owner")
@@ -27,8 +26,8 @@ def owner(monkeypatch, tmp_path, emulation, s3_emulation) -> dict:  # noqa: F811
     endpoints = tmp_path / "endpoints.json"
     s3 = {k: s3_emulation[k] for k in ("s3_endpoint", "s3_region")}
     bundle = tmp_path / "ca-bundle.pem"  # two emulations, two CAs
-    bundle.write_text(Path(emulation["ca_bundle"]).read_text() + Path(s3_emulation["ca_bundle"]).read_text())
-    endpoints.write_text(json.dumps({**emulation, **s3, "ca_bundle": str(bundle)}))
+    bundle.write_text(Path(keyvault_emulation["ca_bundle"]).read_text() + Path(s3_emulation["ca_bundle"]).read_text())
+    endpoints.write_text(json.dumps({**keyvault_emulation, **s3, "ca_bundle": str(bundle)}))
     return {"endpoints": str(endpoints)}
 
 
@@ -108,3 +107,16 @@ def test_publish_and_download_by_the_spec_s_s3_volume(owner, tmp_path, bucket, r
                                         s3_client(s3_emulation).list_objects_v2(Bucket=bucket)["Contents"]}
     assert main(["data", "download", "-o", str(tmp_path / "out"), *by_spec]) == 0  # checked against the pin
     assert read_tree(tmp_path / "out") == files
+
+
+def test_publish_aborts_the_uploads_an_earlier_session_left(owner, tmp_path, bucket, s3_emulation, capsys):
+    """An upload whose abort failed (the store unreachable then) keeps its parts, billed, until aborted: the
+    owner's next publish to the prefix aborts it, and leaves a neighbouring prefix's alone."""
+    s3 = s3_client(s3_emulation)
+    left = s3.create_multipart_upload(Bucket=bucket, Key="2026/q4/a.csv")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key="2026/q4/a.csv", UploadId=left, PartNumber=1, Body=b"x" * 1024)
+    neighbour = s3.create_multipart_upload(Bucket=bucket, Key="2026/q4x/a.csv")["UploadId"]
+    make_tree(tmp_path / "src")
+    assert main(["data", "publish", str(tmp_path / "src"), *args(owner, bucket, "SSE")]) == 0
+    assert f"aborted 1 incomplete upload(s) an earlier session left in {bucket}/2026/q4" in capsys.readouterr().err
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket)["Uploads"]] == [neighbour]

@@ -9,6 +9,7 @@ no upload behind when aborted. CSE objects are bound to bucket and key."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import os
@@ -17,6 +18,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
+from botocore.stub import Stubber
 
 from sidecars.common import objectformat as fmt
 from sidecars.common.errors import NotFound, RemoteServiceError
@@ -194,3 +197,63 @@ def test_wrong_credentials_are_one_line_naming_the_store(enforcing_s3):
     message = str(info.value)
     assert message.startswith("S3: listing s3://s3core-publisher-input/in: InvalidAccessKeyId: "), message
     assert "\n" not in message and KEYS.secret_access_key not in message
+
+
+def test_an_upload_whose_abort_failed_is_aborted_by_a_later_session(s3_emulation, bucket):
+    """The store unreachable when a write fails: the abort fails too and the parts stay (S3 keeps and bills
+    them). The next session that writes aborts the uploads under its volume's prefix, and no other prefix's
+    (in2/ starts as in does). (moto lists every upload as initiated in 2010: which are older than the session
+    is `test_only_uploads_begun_before_the_session_are_aborted`.)"""
+    owner = owner_client(s3_emulation)
+    theirs = owner.create_multipart_upload(Bucket=bucket, Key="in2/theirs.bin")["UploadId"]
+    earlier = S3ObjectStore(s3_client(store_of(s3_emulation, bucket), KEYS, ca_bundle=s3_emulation["ca_bundle"],
+                                      retries=0), store_of(s3_emulation, bucket))
+    writer = Volume(earlier, EncryptionMode.SSE, None).writer("result.bin")
+    writer.write(os.urandom(3 * PART))  # two parts staged, the third waits for the commit
+    writer._pool.shutdown(wait=True)  # the staged parts have reached storage
+
+    def unreachable(**_):
+        raise EndpointConnectionError(endpoint_url=s3_emulation["s3_endpoint"])
+
+    earlier.client.meta.events.register("before-send.s3.AbortMultipartUpload", unreachable)
+    writer.abort()  # fails quietly, as it must: the write's own error is what the caller hears
+    left = owner.list_multipart_uploads(Bucket=bucket)["Uploads"]
+    assert {u["Key"] for u in left} == {"in/result.bin", "in2/theirs.bin"}
+    staged = next(u["UploadId"] for u in left if u["Key"] == "in/result.bin")
+    assert len(owner.list_parts(Bucket=bucket, Key="in/result.bin", UploadId=staged)["Parts"]) == 2
+    later, _ = volume_of(s3_emulation, bucket, EncryptionMode.SSE, None)
+    assert later.store.abort_stale_uploads(dt.datetime.now(dt.UTC)) == 1
+    assert [u["UploadId"] for u in owner.list_multipart_uploads(Bucket=bucket)["Uploads"]] == [theirs]
+    assert later.store.abort_stale_uploads(dt.datetime.now(dt.UTC)) == 0
+    write(later, "result.bin", b"the later session's result")
+    assert later.get_small("result.bin", 100) == b"the later session's result"
+
+
+def test_only_uploads_begun_before_the_session_are_aborted():
+    """By S3's `Initiated` (whole seconds): a writer that began in the session's first second, or after,
+    keeps its upload; one gone from the list meanwhile (completed, aborted) is no error."""
+    store = S3Store(kind="s3", region="us-east-1", bucket="hard-stale", prefix="in", addressing="path",
+                    credentials=S3Credentials(secret="owner_s3"))
+    client = s3_client(store, KEYS)
+    session_started = dt.datetime(2026, 1, 2, 3, 4, 5, 600_000, tzinfo=dt.UTC)
+    uploads = [{"Key": "in/old.bin", "UploadId": "old", "Initiated": session_started - dt.timedelta(hours=3)},
+               {"Key": "in/gone.bin", "UploadId": "gone", "Initiated": session_started - dt.timedelta(seconds=2)},
+               {"Key": "in/same-second.bin", "UploadId": "same", "Initiated": session_started.replace(microsecond=0)},
+               {"Key": "in/new.bin", "UploadId": "new", "Initiated": session_started + dt.timedelta(seconds=1)}]
+    with Stubber(client) as stub:
+        stub.add_response("list_multipart_uploads", {"Uploads": uploads}, {"Bucket": "hard-stale", "Prefix": "in/"})
+        stub.add_response("abort_multipart_upload", {}, {"Bucket": "hard-stale", "Key": "in/old.bin",
+                                                         "UploadId": "old"})
+        stub.add_client_error("abort_multipart_upload", "NoSuchUpload", http_status_code=404,
+                              expected_params={"Bucket": "hard-stale", "Key": "in/gone.bin", "UploadId": "gone"})
+        assert S3ObjectStore(client, store).abort_stale_uploads(session_started) == 1
+        stub.assert_no_pending_responses()
+
+
+def test_aborting_stale_uploads_of_an_unreachable_store_is_one_line_naming_it(s3_emulation, bucket):
+    store = S3Store(kind="s3", endpoint="https://127.0.0.1:9", region="us-east-1", bucket=bucket, prefix="in",
+                    addressing="path", credentials=S3Credentials(secret="owner_s3"))
+    with pytest.raises(RemoteServiceError) as info:
+        S3ObjectStore(s3_client(store, KEYS, retries=0), store).abort_stale_uploads(dt.datetime.now(dt.UTC))
+    assert str(info.value).startswith(f"S3: aborting stale uploads in s3://{bucket}/in: ")
+    assert "\n" not in str(info.value)

@@ -47,8 +47,11 @@ class Governance:
         self.secrets_read.append(secret_id)
         return self.secret_value
 
+    def contract_id(self) -> str:
+        return "s3edge-contract"
+
     def client_assertion(self, tenant_id: str, *, sub: str | None = None, aud: str = "") -> str:
-        self.assertions.append(aud)
+        self.assertions.append(f"{sub} {aud}")
         return "eyJhbGciOiJub25lIn0.eyJzdWIiOiJzM2VkZ2UtdGVzdCJ9."
 
 
@@ -176,6 +179,7 @@ def test_a_role_is_assumed_with_the_rooms_token_for_sts(s3_emulation, s3, bucket
     result = exporter(tmp_path, s3_emulation, bucket, governance, DataKey.generate(),
                       credentials={"role_arn": ROLE}).export(SinkKind.TELEMETRY)
     assert len(result.objects) == 2
-    assert governance.assertions == ["sts.amazonaws.com"] and governance.secrets_read == [], \
-        "no key pair read: the role's temporary credentials signed the export"
+    # The sidecars' subject, which the role's trust names (never the app's, the contract id).
+    assert governance.assertions == ["s3edge-contract/ccr-sidecars sts.amazonaws.com"]
+    assert governance.secrets_read == [], "no key pair read: the role's temporary credentials signed the export"
 

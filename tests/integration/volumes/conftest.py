@@ -42,16 +42,9 @@ def container_name() -> str:
 
 
 @pytest.fixture(scope="session")
-def emulation(tmp_path_factory) -> Iterator[dict]:
-    """The Key Vault stand-in as `ccr emulators start` runs it (HTTPS, dev tokens); its endpoints."""
-    from sidecars.emulators import runner
-
-    run_dir = tmp_path_factory.mktemp("emulators")
-    endpoints = runner.start(run_dir, registry=[e for e in runner.REGISTRY if e.name == "keyvault"])
-    try:
-        yield endpoints
-    finally:
-        runner.stop(run_dir)
+def emulation(keyvault_emulation) -> dict:
+    """The session's Key Vault stand-in (tests/conftest.py): its endpoints."""
+    return keyvault_emulation
 
 
 @pytest.fixture(scope="session")

@@ -56,18 +56,6 @@ def azurite(tmp_path_factory) -> Iterator[Azurite]:
         yield az
 
 
-@pytest.fixture(scope="session")
-def s3_endpoints(tmp_path_factory) -> Iterator[dict]:
-    from sidecars.emulators import runner
-
-    run_dir = tmp_path_factory.mktemp("s3core-emulators")
-    endpoints = runner.start(run_dir, registry=[e for e in runner.REGISTRY if e.name == "s3"])
-    try:
-        yield endpoints
-    finally:
-        runner.stop(run_dir)
-
-
 @pytest.fixture
 def store_kind() -> str:
     """Azure Blob unless a test module parametrizes it."""
@@ -239,7 +227,7 @@ def make_bucket(request, azurite, shared_dir, store_kind, monkeypatch):
     made: list[Bucket] = []
     s3 = None
     if store_kind == "s3":
-        s3 = request.getfixturevalue("s3_endpoints")
+        s3 = request.getfixturevalue("s3_emulation")  # tests/conftest.py
         # The owner's own AWS credentials, as boto3's chain finds them (`ccr data download --s3`).
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEYS["access_key_id"])
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_KEYS["secret_access_key"])

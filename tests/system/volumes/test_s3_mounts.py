@@ -20,6 +20,7 @@ pytestmark = pytest.mark.root
 MIB = 1024 * 1024
 SECRET_ID = "s3core0member_publisher-s3"
 ROLE = "arn:aws:iam::123456789012:role/s3core-room"
+CONTRACT = "s3core-contract"
 #: The key pair the owner stored for the room (the owner's own, in the test's environment, is another).
 ROOM_KEYS = {"access_key_id": "s3core-room", "secret_access_key": "s3core-room-only-secret"}
 
@@ -54,6 +55,12 @@ class Governance:
                     return self._answer(200, {"value": value})
                 if self.path.startswith("/oauth/token"):
                     return self._answer(200, {"value": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjb250cmFjdCJ9.c2ln"})
+                return self._answer(404, {"error": {"code": "NotFound", "message": self.path}})
+
+            def do_GET(self):  # noqa: N802
+                calls.append(self.path)
+                if self.path == "/status":
+                    return self._answer(200, {"contractId": CONTRACT})
                 return self._answer(404, {"error": {"code": "NotFound", "message": self.path}})
 
             def do_PUT(self):  # noqa: N802
@@ -110,6 +117,26 @@ def test_each_mode_writes_and_reads_through_the_mount(make_bucket, mode) -> None
         assert key_b64 not in sink_process.output() + bucket.log()
 
 
+def test_a_sink_aborts_the_uploads_an_earlier_session_left(make_bucket) -> None:
+    """A write whose abort failed (the store unreachable then) leaves its parts, billed, until aborted: the
+    next datasink mount of the volume aborts it before it writes; a read-only mount changes nothing."""
+    bucket = make_bucket(EncryptionMode.SSE)
+    key = bucket.key("out.bin")
+    left = bucket.s3.create_multipart_upload(Bucket=bucket.name, Key=key)["UploadId"]
+    bucket.s3.upload_part(Bucket=bucket.name, Key=key, UploadId=left, PartNumber=1, Body=b"x" * 1024)
+    source = bucket.mount()
+    assert list(source.iterdir()) == []  # nothing of an incomplete upload shows
+    bucket.unmount_all()
+    assert [u["UploadId"] for u in bucket.s3.list_multipart_uploads(Bucket=bucket.name)["Uploads"]] == [left]
+    sink = bucket.mount(writable=True)
+    sink_process = bucket.mounts[-1][0]
+    (sink / "out.bin").write_bytes(b"this run's result")
+    bucket.unmount_all()
+    assert bucket.s3.list_multipart_uploads(Bucket=bucket.name).get("Uploads", []) == []
+    assert "aborted 1 incomplete upload(s) earlier sessions left" in sink_process.output()
+    assert bucket.raw("out.bin") == b"this run's result"
+
+
 def test_the_room_reads_its_key_pair_from_governance_and_nowhere_else(bucket, governance) -> None:
     bucket.put("data.csv", b"a,b\n1,2\n")
     proc, mountpoint, _ = room_mount(bucket, governance, S3Credentials(secret=SECRET_ID))
@@ -130,7 +157,9 @@ def test_the_room_assumes_its_role_with_its_federated_token(bucket, governance) 
     proc.start()
     bucket.mounts.append((proc, mountpoint))
     assert (mountpoint / "data.csv").read_bytes() == b"x"
-    assert governance.calls == ["/oauth/token?tenantId=common&aud=sts.amazonaws.com"]
+    # The sidecars' subject, which the role's trust names: never the app's (the contract id).
+    assert governance.calls == ["/status",
+                                f"/oauth/token?tenantId=common&aud=sts.amazonaws.com&sub={CONTRACT}%2Fccr-sidecars"]
     assert "eyJhbGciOiJSUzI1NiJ9" not in proc.output()  # the token is no log line either
 
 

@@ -23,8 +23,8 @@ from sidecars.common.azure_clients import container_client
 from sidecars.common.deks import load_dek_file
 from sidecars.common.process import ManagedProcess, wait_until
 from sidecars.common.tls import LocalCA
-from sidecars.emulators import runner
 from sidecars.emulators.azurite import start_azurite
+from tests.standins import running
 from tests.system.volumes.conftest import RoomKeys
 
 pytestmark = pytest.mark.root
@@ -32,12 +32,8 @@ pytestmark = pytest.mark.root
 
 @pytest.fixture(scope="module")
 def emulation(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("emulators")
-    endpoints = runner.start(run_dir)
-    try:
+    with running(tmp_path_factory.mktemp("emulators")) as endpoints:
         yield endpoints
-    finally:
-        runner.stop(run_dir)
 
 
 @pytest.fixture(scope="module")
