@@ -32,6 +32,7 @@ from sidecars.attestation.report import SnpReport
 from sidecars.skr.nonce import PUBLIC_EVIDENCE_PATH, runtime_data_for_nonce
 from tests.system.analytics.conftest import EXAMPLE
 from tests.workspacepages.pages import PartyPage, party_page, shown_errors, start_workspace
+from tests.workspacepages.pdftext import page_count, pdf_text
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -227,7 +228,7 @@ def test_northwind_revokes_consent_with_the_keyboard_and_the_next_run_is_refused
     assert status in ("refused", "revoked") and "northwind" in message, (status, message)
 
 
-def test_northwinds_audit_report_verifies_itself_and_exports(parties, tmp_path):
+def test_northwinds_audit_report_verifies_itself_and_exports(parties, analytics_room, tmp_path):
     northwind = parties["northwind"]
     page = northwind.view("audit")
     chain = page.locator("section[aria-labelledby='chain-heading']")
@@ -249,6 +250,14 @@ def test_northwinds_audit_report_verifies_itself_and_exports(parties, tmp_path):
     download.value.save_as(exported)
     html = exported.read_text()
     assert "wsui-story-1" in html and "Room attestation verified." in html
+    with page.expect_download(timeout=180_000) as download:
+        page.get_by_role("button", name="Export the report as PDF").click()
+    pdf = tmp_path / "report.pdf"
+    download.value.save_as(pdf)
+    assert pdf.read_bytes().startswith(b"%PDF-") and page_count(pdf.read_bytes()) >= 1
+    text = " ".join(pdf_text(pdf.read_bytes()).split())
+    assert f"collaboration {analytics_room.room.contract}" in text and "Room attestation verified." in text, text[:600]
+    assert "own fresh nonce" in text and "wsui-story-1" in text
     assert "<script" not in html.lower() and not re.search(r"(src|href)=['\"]?https?:", html), "not self-contained"
 
 
