@@ -59,14 +59,14 @@ def _call(party: Party, method: str, path: str, body: dict[str, Any] | None = No
         api.close()
 
 
-def _room_record(party: Party, run: str) -> dict[str, Any] | None:
-    """The run as the room reports it, or None when no room answers at all (it is down: RunApi's transport
+def _room_read(party: Party, path: str) -> dict[str, Any] | None:
+    """The room's answer to `GET path`, or None when no room answers at all (it is down: RunApi's transport
     failure, not an HTTP answer, which keeps its own refusal)."""
     # A short connect: a stopped room's address routes nowhere and would hold the page for the full 30 s. A
     # room that answers slowly is still waited for (the audit trail has no end of a run still going).
     api = _room(party, timeout=httpx.Timeout(30.0, connect=ROOM_DOWN_AFTER_S))
     try:
-        return api.call("GET", f"/runs/{quote(run, safe='')}")[1]
+        return api.call("GET", path)[1]
     except RemoteServiceError as exc:
         if exc.status is None:
             return None
@@ -75,6 +75,11 @@ def _room_record(party: Party, run: str) -> dict[str, Any] | None:
         raise _refusal(exc) from None
     finally:
         api.close()
+
+
+def _room_record(party: Party, run: str) -> dict[str, Any] | None:
+    """The run as the room reports it, or None when the room is down."""
+    return _room_read(party, f"/runs/{quote(run, safe='')}")
 
 
 #: a run's state once it has ended, by its final status: `finished` when it produced what it was asked for
@@ -152,18 +157,10 @@ def start_run(collaboration_id: str, query_id: str, body: RunRequest, party: Par
 
 
 def _room_runs(party: Party, query: str) -> list[dict[str, Any]] | None:
-    """The room's runs of `query`, or None when no room answers (it is down)."""
-    api = _room(party, timeout=httpx.Timeout(30.0, connect=ROOM_DOWN_AFTER_S))
-    try:
-        answer = api.call("GET", f"/queries/{quote(query, safe='')}/runs")[1]
-    except RemoteServiceError as exc:
-        if exc.status is None:
-            return None
-        raise _refusal(exc) from None
-    except CcrError as exc:
-        raise _refusal(exc) from None
-    finally:
-        api.close()
+    """The room's runs of `query`, or None when the room is down."""
+    answer = _room_read(party, f"/queries/{quote(query, safe='')}/runs")
+    if answer is None:
+        return None
     value = answer.get("value")
     return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
 
