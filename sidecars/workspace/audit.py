@@ -102,6 +102,7 @@ def get_report_pdf(collaboration_id: str, party: PartyDep) -> Response:
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2rem;color:#111}table{border-collapse:collapse;width:100%}
 th,td{border:1px solid #bbb;padding:.3rem .5rem;text-align:left;vertical-align:top;font-size:.9rem}
+td:last-child{width:50%;overflow-wrap:anywhere}
 .ok{color:#0a5d1e;font-weight:bold}.bad{color:#a00;font-weight:bold}code{word-break:break-all}"""
 
 

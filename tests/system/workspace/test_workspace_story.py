@@ -257,7 +257,8 @@ def test_northwinds_audit_report_verifies_itself_and_exports(parties, analytics_
     assert pdf.read_bytes().startswith(b"%PDF-") and page_count(pdf.read_bytes()) >= 1
     text = " ".join(pdf_text(pdf.read_bytes()).split())
     assert f"collaboration {analytics_room.room.contract}" in text and "Room attestation verified." in text, text[:600]
-    assert "own fresh nonce" in text and "wsui-story-1" in text
+    assert "own fresh nonce" in text, text[:1500]
+    assert "wsui-story-1" in text.replace("- ", "-"), text  # a narrow column breaks an id after its hyphens
     assert "<script" not in html.lower() and not re.search(r"(src|href)=['\"]?https?:", html), "not self-contained"
 
 
