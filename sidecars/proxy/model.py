@@ -82,6 +82,9 @@ class ProxyModel:
     extproc_port: int = PROXY.port("extproc")
     max_request_body_bytes: int = 1 << 20
     authz_timeout_s: float = 1.0
+    #: skr's port: every inbound endpoint also serves the room's fresh evidence to outside callers (skr's
+    #: nonce route alone; None: no evidence route)
+    evidence_port: int | None = None
 
     @property
     def needs_authz(self) -> bool:

@@ -45,6 +45,8 @@ class ProxyConfig:
     no_rbac: bool = False
     engine: str = "opa"
     opa_url: str | None = None
+    #: skr's port, whose nonce evidence the inbound endpoints serve outside the room (None: not served)
+    evidence_port: int | None = None
     authz_workers: int = 2
     envoy_concurrency: int = 1
     ready_file: Path | None = None
@@ -63,7 +65,8 @@ def configure(room: Room) -> ProxyConfig:
         # Clients verify the room's certificate against the contract CA held by CGS.
         certificate_source="governance" if room.spec.endpoints else "local",
         governance_url=room.url("governance"), sidecar_token_file=room.placement.sidecar_token_file,
-        upstream_ca=room.ca_bundle or SYSTEM_CA_BUNDLE, ready_file=room.placement.ready_file("proxy"))
+        upstream_ca=room.ca_bundle or SYSTEM_CA_BUNDLE, ready_file=room.placement.ready_file("proxy"),
+        evidence_port=room.layout.port("skr") if "skr" in room.layout.ports else None)
 
 
 PROXY = Sidecar(

@@ -1,5 +1,6 @@
 """The SKR sidecar's HTTP API, with the shapes of Microsoft's confidential-sidecar-containers `skr`:
-`GET /status`, `POST /attest/raw`, `/attest/combined`, `/attest/maa`, `/key/release`; errors `{"error"}`."""
+`GET /status`, `POST /attest/raw`, `/attest/combined`, `/attest/maa`, `/key/release`; errors `{"error"}`. And
+`POST /attest/nonce` (`{"nonce"}`), the one route the room's ingress exposes outside the room (see nonce.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ..common.bodylimit import KIB
 from ..common.errors import CcrError
 from ..common.http import create_app, plain_error_body
 from .flow import KeyReleaser, decode_runtime_data, jwk_text
+from .nonce import NONCE, NONCE_EVIDENCE_PATH, runtime_data_for_nonce
 
 log = logging.getLogger("ccr.skr")
 # Requests name endpoints and a key id, and carry runtime data (a JWKS) and perhaps an access token: a few KB.
@@ -25,6 +27,11 @@ class _In(BaseModel):
 
 class RawAttestIn(_In):
     runtime_data: str = Field(min_length=1)
+
+
+class NonceAttestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a caller outside the room: nothing but the nonce
+    nonce: str = Field(pattern=f"^{NONCE.pattern}$")
 
 
 class MaaAttestIn(_In):
@@ -61,6 +68,10 @@ def build_app(releaser: KeyReleaser) -> FastAPI:
     @app.post("/attest/combined")
     async def attest_combined(body: RawAttestIn) -> dict[str, str]:
         return releaser.evidence(decode_runtime_data(body.runtime_data)).to_combined()
+
+    @app.post(NONCE_EVIDENCE_PATH)
+    async def attest_nonce(body: NonceAttestIn) -> dict[str, str]:
+        return releaser.evidence(runtime_data_for_nonce(body.nonce)).to_combined()
 
     @app.post("/attest/maa")
     async def attest_maa(body: MaaAttestIn) -> dict[str, str]:

@@ -1,11 +1,11 @@
-"""The room's attestation, verified by the workspace itself: fresh evidence fetched from the room (an skr
-sidecar's `/attest/combined`, asked with a nonce of the workspace's so an old report cannot be replayed),
+"""The room's attestation, verified by the workspace itself: fresh evidence fetched from the room (the public
+evidence path its ingress serves beside the app's API, or an skr sidecar's nonce route, asked with a nonce of
+the workspace's so an old report cannot be replayed),
 checked against AMD's roots (the library Azure Attestation's checks are modelled on, `sidecars.attestation`),
 then against the collaboration's accepted clean-room policy (HOST_DATA, not debuggable) — in plain words."""
 
 from __future__ import annotations
 
-import base64
 import hmac
 import json
 import secrets
@@ -21,6 +21,7 @@ from ..attestation.verify import COMPLIANT_UVM, MOCK_UVM
 from ..common.errors import CcrError
 from ..common.transports import http_transport
 from ..governance.member_client import CgsMemberClient
+from ..skr.nonce import NONCE_EVIDENCE_PATH, PUBLIC_EVIDENCE_PATH, runtime_data_for_nonce
 
 MAX_EVIDENCE_BYTES = 256 * 1024
 
@@ -33,6 +34,13 @@ class RoomEvidence:
     url: str
     ca_bundle: str | None = None
     mock_platform_dir: Path | None = None
+    #: skr's own route (`--room-evidence`, inside the room), or the room's public one (`--room`)
+    path: str = NONCE_EVIDENCE_PATH
+
+    @classmethod
+    def of_room(cls, room_url: str, contract_ca: str, mock_platform_dir: Path | None) -> RoomEvidence:
+        """The evidence the room's ingress serves beside its API, over TLS the contract CA endorsed."""
+        return cls(room_url, contract_ca, mock_platform_dir, PUBLIC_EVIDENCE_PATH)
 
     def trust(self) -> tuple[Trust, set[str]]:
         if self.mock_platform_dir is None:
@@ -40,13 +48,20 @@ class RoomEvidence:
         return Trust.default().trusting_mock_platform(self.mock_platform_dir), {COMPLIANT_UVM, MOCK_UVM}
 
 
-def _fetch(source: RoomEvidence, runtime_data: bytes) -> dict[str, Any]:
-    with httpx.Client(transport=http_transport(source.ca_bundle), timeout=15.0) as http:
-        response = http.post(source.url.rstrip("/") + "/attest/combined",
-                             json={"runtime_data": base64.b64encode(runtime_data).decode()})
-    if response.status_code != 200 or len(response.content) > MAX_EVIDENCE_BYTES:
-        raise AttestationError(f"the room answered HTTP {response.status_code} for its evidence")
-    value = response.json()
+def _fetch(source: RoomEvidence, nonce: str) -> dict[str, Any]:
+    with httpx.Client(transport=http_transport(source.ca_bundle), timeout=15.0) as http, \
+            http.stream("POST", source.url.rstrip("/") + source.path, json={"nonce": nonce}) as response:
+        if response.status_code != 200:
+            raise AttestationError(f"the room answered HTTP {response.status_code} for its evidence")
+        body = b""
+        for chunk in response.iter_bytes():  # read no more than the largest evidence, whatever the room sends
+            body += chunk
+            if len(body) > MAX_EVIDENCE_BYTES:
+                raise AttestationError(f"the room's evidence is larger than {MAX_EVIDENCE_BYTES // 1024} KiB")
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise AttestationError("the room's evidence is not JSON (cut short or not evidence at all)") from None
     if not isinstance(value, dict):
         raise AttestationError("the room's evidence is not a JSON object")
     return value
@@ -55,15 +70,15 @@ def _fetch(source: RoomEvidence, runtime_data: bytes) -> dict[str, Any]:
 def verify_room(source: RoomEvidence | None, client: CgsMemberClient, contract_id: str) -> dict[str, Any]:
     """`{verified, lines, claims, problem}`: lines say in plain words what was checked."""
     if source is None:
-        return {"verified": False, "lines": ["This workspace was started without --room-evidence: the room's "
-                                             "attestation was not checked."], "claims": None,
+        return {"verified": False, "lines": ["This workspace was started without --room or --room-evidence: "
+                                             "the room's attestation was not checked."], "claims": None,
                 "problem": "no room evidence source"}
     lines: list[str] = []
-    nonce = secrets.token_bytes(32)
-    runtime_data = json.dumps({"workspace-nonce": nonce.hex()}).encode()
+    nonce = secrets.token_hex(32)
+    runtime_data = runtime_data_for_nonce(nonce)
     try:
         trust, endorsed = source.trust()
-        claims = verify_evidence(Evidence.from_combined(_fetch(source, runtime_data)), trust=trust)
+        claims = verify_evidence(Evidence.from_combined(_fetch(source, nonce)), trust=trust)
         lines.append("The room's hardware report is signed by an AMD SEV-SNP chip whose certificate chains to "
                      + ("AMD's root" if source.mock_platform_dir is None else "AMD's root or the trusted mock "
                         "platform's root (a local room)") + ".")

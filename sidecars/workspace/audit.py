@@ -1,6 +1,6 @@
 """The audit report: the collaboration's audit events as a timeline, the hash chain verified here (with the
 same `auditchain` the CLI uses), the room's attestation verified here, and the whole as one self-contained
-HTML file (inline style, no script, nothing fetched)."""
+HTML file (inline style, no script, nothing fetched), or that file printed as a PDF (pdf.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import html
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from ..common.auditchain import verify_chain
 from .attestation import verify_room
@@ -17,9 +17,12 @@ from .collaborations import get_collaboration, require_collaboration
 from .deps import PartyDep
 from .errors import FieldError, one_line
 from .party import Party
+from .pdf import html_to_pdf
 
 router = APIRouter(prefix="/api/collaborations/{collaboration_id}", tags=["audit"])
 MAX_FILTER_CHARS = 64
+#: the exported report runs nothing and loads nothing: inline style only
+REPORT_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
 
 
 def _timestamp(value: Any) -> str:
@@ -85,11 +88,21 @@ def get_report_html(collaboration_id: str, party: PartyDep) -> HTMLResponse:
     return HTMLResponse(render_html(answer), headers={
         "content-disposition": f'attachment; filename="audit-report-{cid}.html"',
         # the file is opened from disk later; as served, it may run nothing and load nothing
-        "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'"})
+        "content-security-policy": REPORT_POLICY})
+
+
+@router.get("/report.pdf", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}, "description": "the report as a PDF"}})
+def get_report_pdf(collaboration_id: str, party: PartyDep) -> Response:
+    answer = report(party, collaboration_id)
+    pdf = html_to_pdf(render_html(answer))
+    return Response(pdf, media_type="application/pdf", headers={
+        "content-disposition": f'attachment; filename="audit-report-{answer["collaboration"]["id"]}.pdf"'})
 
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2rem;color:#111}table{border-collapse:collapse;width:100%}
 th,td{border:1px solid #bbb;padding:.3rem .5rem;text-align:left;vertical-align:top;font-size:.9rem}
+td:last-child{width:50%;overflow-wrap:anywhere}
 .ok{color:#0a5d1e;font-weight:bold}.bad{color:#a00;font-weight:bold}code{word-break:break-all}"""
 
 
@@ -105,7 +118,9 @@ def render_html(answer: dict[str, Any]) -> str:
     rows = "".join(f"<tr><td>{e(str(ev['seqno']))}</td><td>{e(ev['timestamp'])}</td><td>{e(ev['party'])}</td>"
                    f"<td>{e(ev['kind'])}</td><td>{e(ev['run'] or '')}</td><td>{e(ev['summary'])}</td></tr>"
                    for ev in answer["events"])
+    # the policy travels in the file: opened from disk (or printed), it may still run nothing and load nothing
     return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{REPORT_POLICY}\">"
             f"<title>Audit report: {e(collaboration['id'])}</title><style>{_STYLE}</style></head><body>"
             f"<h1>Audit report: collaboration {e(collaboration['id'])}</h1>"
             f"<p>State {e(str(collaboration['state']))}; members {e(', '.join(collaboration['members']))}; "

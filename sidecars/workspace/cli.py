@@ -35,11 +35,13 @@ def _verbs(sub: Subcommands) -> None:
     start.add_argument("--cgs", metavar="URL", help="CGS endpoint (default: CCR_CGS_ENDPOINT or --endpoints)")
     start.add_argument("--endpoints", metavar="FILE", help="endpoints.json from `ccr emulators start`")
     start.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for CGS, the authority and the stores")
-    start.add_argument("--room", metavar="URL", help="the room's analytics API (runs)")
+    start.add_argument("--room", metavar="URL", help="the room's analytics API (runs), and its attestation evidence, "
+                                                     "which the room's ingress serves beside it")
     start.add_argument("--contract-ca", metavar="PEM", type=Path,
                        help="with --room: the contract CA the room's TLS certificate must chain to")
-    start.add_argument("--room-evidence", metavar="URL", help="where the room's attestation evidence is fetched "
-                                                              "(its skr sidecar's /attest/combined)")
+    start.add_argument("--room-evidence", metavar="URL", help="fetch the room's evidence from this skr sidecar's "
+                                                              "nonce route instead (inside the room; default: "
+                                                              "beside --room)")
     start.add_argument("--trust-mock-platform", metavar="DIR", type=Path,
                        help="also trust the mock SEV-SNP platform in DIR (local rooms only)")
     start.add_argument("--spec", metavar="SPEC", type=Path, help="the spec naming the party's datasources and "

@@ -44,7 +44,9 @@ def party_from_args(args: argparse.Namespace) -> Party:
     if (args.room is None) != (args.contract_ca is None):
         raise ConfigError("--room and --contract-ca go together (the room's API and the CA its certificate chains to)")
     room = RoomEndpoint(args.room, args.contract_ca) if args.room else None
+    # the room's evidence from its public evidence path, beside its API, unless told where else
     evidence = (RoomEvidence(args.room_evidence, ca_bundle, args.trust_mock_platform) if args.room_evidence
+                else RoomEvidence.of_room(args.room, str(args.contract_ca), args.trust_mock_platform) if args.room
                 else None)
     return Party(cgs_url=cgs, ca_bundle=ca_bundle, identity_dir=Path(args.key_dir if entra else args.identity),
                  mode="entra" if entra else "certificate", entra=entra, room=room, spec=args.spec, var=args.var,

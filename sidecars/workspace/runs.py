@@ -25,7 +25,7 @@ from . import datacommands, views
 from .collaborations import require_collaboration
 from .deps import PartyDep, document_id, run_id
 from .errors import FieldError
-from .models import RunRequest
+from .models import RUN_ID, RunRequest
 from .party import Party
 
 router = APIRouter(prefix="/api/collaborations/{collaboration_id}", tags=["runs"])
@@ -59,14 +59,14 @@ def _call(party: Party, method: str, path: str, body: dict[str, Any] | None = No
         api.close()
 
 
-def _room_record(party: Party, run: str) -> dict[str, Any] | None:
-    """The run as the room reports it, or None when no room answers at all (it is down: RunApi's transport
+def _room_read(party: Party, path: str) -> dict[str, Any] | None:
+    """The room's answer to `GET path`, or None when no room answers at all (it is down: RunApi's transport
     failure, not an HTTP answer, which keeps its own refusal)."""
     # A short connect: a stopped room's address routes nowhere and would hold the page for the full 30 s. A
     # room that answers slowly is still waited for (the audit trail has no end of a run still going).
     api = _room(party, timeout=httpx.Timeout(30.0, connect=ROOM_DOWN_AFTER_S))
     try:
-        return api.call("GET", f"/runs/{quote(run, safe='')}")[1]
+        return api.call("GET", path)[1]
     except RemoteServiceError as exc:
         if exc.status is None:
             return None
@@ -77,26 +77,66 @@ def _room_record(party: Party, run: str) -> dict[str, Any] | None:
         api.close()
 
 
+def _room_record(party: Party, run: str) -> dict[str, Any] | None:
+    """The run as the room reports it, or None when the room is down."""
+    return _room_read(party, f"/runs/{quote(run, safe='')}")
+
+
+#: a run's state once it has ended, by its final status: `finished` when it produced what it was asked for
+FINISHED_STATUSES = frozenset({"succeeded", "validated"})
+
+
+def _verified_events(party: Party, contract: str, why: str) -> list[dict[str, Any]]:
+    events, head = party.client().events(contract)
+    if verify_chain(events, head):
+        raise FieldError.one(None, f"the room does not answer and the collaboration's audit trail does not "
+                                   f"verify: {why} not read from it", http_status=502)
+    return events
+
+
+def _audited_runs(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each run the room audited (only an attested room writes there), as its last audit event says: its end
+    (`analytics.run.<final status>`), or only its acceptance when no end was written. Oldest first."""
+    runs: dict[str, dict[str, Any]] = {}
+    for event in events:
+        data = event.get("data")
+        name = str(data.get("event") or "") if isinstance(data, dict) else ""
+        run = data.get("runId") if isinstance(data, dict) else None
+        if not name.startswith("analytics.run.") or not isinstance(run, str) or not RUN_ID.fullmatch(run):
+            continue
+        status = name.removeprefix("analytics.run.")
+        if status not in FINAL_STATUSES and run in runs:
+            continue  # an end already recorded is never undone by a later acceptance
+        reason = data.get("reason")
+        runs[run] = {"runId": run, "queryId": data.get("queryId"), "status": status, "output": None,
+                     "rowsWritten": data.get("rowsWritten"), "groupsSuppressed": data.get("groupsSuppressed"),
+                     "error": {"code": None, "message": str(reason)[:500]} if reason else None}
+    return runs
+
+
 def _audited_record(party: Party, contract: str, run: str) -> dict[str, Any]:
     """The run as the stopped room recorded its end in the contract's audit trail (only an attested room
     writes there, and the chain must verify). Its outputs are not in it: a result is then every CSV under the
     run's folder of the download, which the room's signed manifest covers."""
-    events, head = party.client().events(contract)
-    if verify_chain(events, head):
-        raise FieldError.one(None, f"the room does not answer and the collaboration's audit trail does not "
-                                   f"verify: run {run!r} is not read from it", http_status=502)
-    for event in reversed(events):
-        data = event.get("data")
-        if not isinstance(data, dict) or data.get("runId") != run:
-            continue
-        status = str(data.get("event") or "").removeprefix("analytics.run.")
-        if status in FINAL_STATUSES and str(data.get("event")).startswith("analytics.run."):
-            reason = data.get("reason")
-            return {"runId": run, "queryId": data.get("queryId"), "status": status, "output": None,
-                    "rowsWritten": data.get("rowsWritten"), "groupsSuppressed": data.get("groupsSuppressed"),
-                    "error": {"code": None, "message": str(reason)} if reason else None}
-    raise FieldError.one("runId", f"the room does not answer and its audit trail records no end of run {run!r}",
-                         http_status=404)
+    record = _audited_runs(_verified_events(party, contract, f"run {run!r} is")).get(run)
+    if record is None or record["status"] not in FINAL_STATUSES:
+        raise FieldError.one("runId", f"the room does not answer and its audit trail records no end of run "
+                                      f"{run!r}", http_status=404)
+    return record
+
+
+def _with_state(record: dict[str, Any], room_up: bool) -> dict[str, Any]:
+    """The record with its `state`: `running` while the room may still end it, else `finished` or `failed`
+    (a run the room never ended before it stopped failed with it)."""
+    status = str(record.get("status"))
+    if status in FINISHED_STATUSES:
+        return {**record, "state": "finished"}
+    if status in FINAL_STATUSES:
+        return {**record, "state": "failed"}
+    if room_up:
+        return {**record, "state": "running"}
+    return {**record, "state": "failed", "error": record.get("error") or {
+        "code": None, "message": "the room stopped before this run ended"}}
 
 
 @router.post("/queries/{query_id}/run", status_code=202)
@@ -116,11 +156,37 @@ def start_run(collaboration_id: str, query_id: str, body: RunRequest, party: Par
     return JSONResponse(answer, status_code=status)
 
 
+def _room_runs(party: Party, query: str) -> list[dict[str, Any]] | None:
+    """The room's runs of `query`, or None when the room is down."""
+    answer = _room_read(party, f"/queries/{quote(query, safe='')}/runs")
+    if answer is None:
+        return None
+    value = answer.get("value")
+    return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
+
+
 @router.get("/runs")
-def list_runs(collaboration_id: str, party: PartyDep, query: str) -> dict[str, Any]:
-    require_collaboration(party, collaboration_id)
-    _, answer = _call(party, "GET", f"/queries/{quote(document_id(query, 'query'), safe='')}/runs")
-    return {"value": answer.get("value") or []}
+def list_runs(collaboration_id: str, party: PartyDep, query: str | None = None) -> dict[str, Any]:
+    """The collaboration's runs (of `query`, if given), newest first. The room's own records while it answers;
+    the audit trail governance holds otherwise, so the list outlives the room."""
+    cid, _members, _me = require_collaboration(party, collaboration_id)
+    wanted = document_id(query, "query") if query else None
+    live = _room_runs(party, wanted) if wanted is not None and party.room is not None else None
+    if live is not None:
+        return {"value": [_with_state(r, room_up=True) for r in live]}
+    audited = _audited_runs(_verified_events(party, cid, "its runs are")).values()
+    runs = [r for r in audited if wanted is None or r["queryId"] == wanted]
+    pending = [r["runId"] for r in runs if r["status"] not in FINAL_STATUSES]
+    room_up = bool(pending) and party.room is not None and _room_answers(party, pending[0])
+    return {"value": [_with_state(r, room_up) for r in reversed(runs)]}
+
+
+def _room_answers(party: Party, run: str) -> bool:
+    """Whether the room is still up, asked about a run it accepted and has not ended (it may still end it)."""
+    try:
+        return _room_record(party, run) is not None
+    except FieldError:
+        return True  # it answered, with a refusal of its own: it is up
 
 
 @router.get("/runs/{run}")
@@ -128,7 +194,9 @@ def get_run(collaboration_id: str, run: str, party: PartyDep) -> dict[str, Any]:
     cid, _members, _me = require_collaboration(party, collaboration_id)
     run = run_id(run)
     # once the room is down (it signs its sinks' manifests then), the run's end as it audited it
-    return _room_record(party, run) or _audited_record(party, cid, run)
+    live = _room_record(party, run)
+    return _with_state(live, room_up=True) if live is not None else _with_state(_audited_record(party, cid, run),
+                                                                                room_up=False)
 
 
 @router.get("/runs/{run}/result")

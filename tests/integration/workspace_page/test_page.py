@@ -22,6 +22,7 @@ import pytest
 
 from tests.integration.governance.conftest import ROOM_HOST_DATA, register_consortium, unique
 from tests.workspacepages.pages import PartyPage, party_page, shown_errors, start_workspace
+from tests.workspacepages.pdftext import page_count, pdf_text
 
 pytestmark = pytest.mark.slow
 
@@ -213,3 +214,22 @@ def test_the_audit_timeline_has_the_story_and_its_chain_verified(story):
     page.get_by_role("button", name="Filter").click()
     page.wait_for_function("() => [...document.querySelectorAll('.timeline .meta')].every("
                            "(meta) => meta.textContent.includes('woodgrove'))")
+
+
+def test_the_audit_report_exports_as_a_pdf_that_says_what_the_page_says(story, tmp_path):
+    page = open_view(story, "northwind", "audit")
+    page.locator("section[aria-labelledby='chain-heading'] .pill").wait_for()
+    with page.expect_download(timeout=180_000) as download:
+        page.get_by_role("button", name="Export the report as PDF").click()
+    assert download.value.suggested_filename == f"audit-report-{story.contract}.pdf"
+    exported = tmp_path / "report.pdf"
+    download.value.save_as(exported)
+    data = exported.read_bytes()
+    assert data.startswith(b"%PDF-") and page_count(data) >= 1
+    text = " ".join(pdf_text(data).split())  # one line: the PDF wraps lines where the page width says
+    assert f"Audit report: collaboration {story.contract}" in text, text[:500]
+    assert re.search(r"Hash chain verified: \d+ events", text), text[:500]
+    # no room here: the attestation line says it was not checked, in the PDF as on the page
+    assert "Room attestation NOT verified." in text and "attestation was not checked" in text, text[:800]
+    assert "northwind" in text and "woodgrove" in text
+    assert page.get_by_role("button", name="Export the report as PDF").is_enabled()

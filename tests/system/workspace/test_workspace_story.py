@@ -5,9 +5,11 @@ own Chromium context. Through the pages alone: both see the collaboration and it
 writes a query in the editor, the room's checks refuse a column northwind does not allow as it is typed,
 and northwind approves the fixed query; woodgrove runs it; a query woodgrove never approved is refused, and
 once northwind revokes its dataset's consent with the keyboard a run over it is refused naming northwind;
-northwind's audit report verifies the chain and the room's attestation and exports itself as one HTML file.
+northwind's audit report verifies the chain and the room's attestation (fresh evidence the room's ingress
+serves beside its API; nothing else of skr is reachable from outside) and exports itself as one HTML file.
 Last, woodgrove's result: refused next to its button while the room is up (its sink's manifest is signed
-when the room stops), then, after `ccr room down`, read decrypted as a table and a chart. Every view passes
+when the room stops), then, after `ccr room down`, read decrypted as a table and a chart, and the run list
+still there, each run finished or failed. Every view passes
 the accessibility checks and is photographed. Hostile input: markup in a query's SQL stays text in the other
 party's page, and a bad form shows its one line next to the field.
 """
@@ -16,14 +18,22 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import shutil
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from sidecars.attestation import Evidence
+from sidecars.attestation.maa_client import report_data_for
+from sidecars.attestation.report import SnpReport
+from sidecars.skr.nonce import PUBLIC_EVIDENCE_PATH, runtime_data_for_nonce
 from tests.system.analytics.conftest import EXAMPLE
 from tests.workspacepages.pages import PartyPage, party_page, shown_errors, start_workspace
+from tests.workspacepages.pdftext import page_count, pdf_text
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -49,10 +59,13 @@ def parties(analytics_room, browser, screenshots, tmp_path_factory) -> Iterator[
         (woodgrove_home / "deks").mkdir(parents=True)
         shutil.copy(Path(room.members) / "woodgrove-output-dek.json",
                     woodgrove_home / "deks" / "devstoreaccount1-woodgrove-output.json")
+        # the room runs on the stand-ins' mock SEV-SNP platform: each party says it trusts it
+        platform = json.loads(Path(room.endpoints).read_text())["mock_platform_dir"]
         for name in ("northwind", "woodgrove"):
             started.append(start_workspace(
                 name, logs, "--identity", room.identity(name), "--endpoints", room.endpoints,
                 "--room", analytics_room.url, "--contract-ca", str(analytics_room.ca), "--spec", str(room.spec),
+                "--trust-mock-platform", platform,
                 env={"CCR_HOME": str(woodgrove_home)} if name == "woodgrove" else None))
         pages = {workspace.name: party_page(browser, workspace, screenshots) for workspace in started}
         yield pages
@@ -216,13 +229,16 @@ def test_northwind_revokes_consent_with_the_keyboard_and_the_next_run_is_refused
     assert status in ("refused", "revoked") and "northwind" in message, (status, message)
 
 
-def test_northwinds_audit_report_verifies_itself_and_exports(parties, tmp_path):
+def test_northwinds_audit_report_verifies_itself_and_exports(parties, analytics_room, tmp_path):
     northwind = parties["northwind"]
     page = northwind.view("audit")
     chain = page.locator("section[aria-labelledby='chain-heading']")
     assert "verified" in chain.locator(".pill").inner_text() and "not" not in chain.locator(".pill").inner_text()
     attestation = page.locator("section[aria-labelledby='attestation-heading']")
     attestation.locator(".pill").wait_for()
+    # the real room's evidence, fetched through its ingress with the workspace's own nonce
+    assert attestation.locator(".pill").inner_text() == "verified", attestation.inner_text()
+    assert "own fresh nonce" in attestation.inner_text() and "HOST_DATA" in attestation.inner_text()
     page.get_by_label("Run").fill("wsui-story-1")
     page.get_by_role("button", name="Filter").click()
     page.wait_for_function(
@@ -234,8 +250,51 @@ def test_northwinds_audit_report_verifies_itself_and_exports(parties, tmp_path):
     exported = tmp_path / "report.html"
     download.value.save_as(exported)
     html = exported.read_text()
-    assert "wsui-story-1" in html
+    assert "wsui-story-1" in html and "Room attestation verified." in html
+    with page.expect_download(timeout=180_000) as download:
+        page.get_by_role("button", name="Export the report as PDF").click()
+    pdf = tmp_path / "report.pdf"
+    download.value.save_as(pdf)
+    assert pdf.read_bytes().startswith(b"%PDF-") and page_count(pdf.read_bytes()) >= 1
+    # one line, and an id the PDF broke after a hyphen at a line's end joined again
+    text = " ".join(pdf_text(pdf.read_bytes()).split()).replace("- ", "-")
+    assert f"collaboration {analytics_room.room.contract}" in text and "Room attestation verified." in text, text[:600]
+    assert "own fresh nonce" in text and "wsui-story-1" in text, text[:1500]
     assert "<script" not in html.lower() and not re.search(r"(src|href)=['\"]?https?:", html), "not self-contained"
+
+
+SKR_PATHS = ("/key/release", "/attest/combined", "/attest/raw", "/attest/maa", "/attest/nonce", "/status")
+
+
+def test_outside_the_room_its_ingress_serves_fresh_evidence_and_nothing_else_of_skr(analytics_room):
+    contract_ca = ssl.create_default_context(cafile=str(analytics_room.ca))
+    with httpx.Client(base_url=analytics_room.url, verify=contract_ca, timeout=60.0) as room:
+        nonce = secrets.token_hex(32)
+        answer = room.post(PUBLIC_EVIDENCE_PATH, json={"nonce": nonce})
+        assert answer.status_code == 200, answer.text
+        report = SnpReport.parse(Evidence.from_combined(answer.json()).report)
+        assert report.report_data == report_data_for(runtime_data_for_nonce(nonce)).ljust(64, b"\0")
+        # the caller chooses the nonce, nothing else: runtime data of its own (a key to release to) is refused
+        for body in ({"nonce": nonce, "runtime_data": "eyJrZXlzIjpbXX0="}, {"runtime_data": "eyJrZXlzIjpbXX0="},
+                     {"nonce": "not hex"}):
+            refused = room.post(PUBLIC_EVIDENCE_PATH, json=body)
+            assert refused.status_code == 400 and "\n" not in refused.text, (body, refused.text)  # skr's one line
+        oversized = room.post(PUBLIC_EVIDENCE_PATH, content=b'{"nonce": "' + b"a" * 100_000 + b'"}',
+                              headers={"content-type": "application/json"})
+        assert oversized.status_code == 413, oversized.text
+        # skr's other routes (key release above all) are the app's paths here: its policy refuses them
+        for path in SKR_PATHS:
+            for method in ("GET", "POST"):
+                other = room.request(method, path, json={"nonce": nonce, "kid": "woodgrove-output-kek",
+                                                         "maa_endpoint": "x", "akv_endpoint": "x",
+                                                         "runtime_data": "eyJrZXlzIjpbXX0="})
+                assert other.status_code in (401, 403, 404, 405), (method, path, other.status_code, other.text)
+                assert '"key"' not in other.text and '"evidence"' not in other.text, (method, path, other.text)
+        # only POST reaches the evidence: a GET of its path is the app's, as is any path beside it
+        for method, path in (("GET", PUBLIC_EVIDENCE_PATH), ("POST", PUBLIC_EVIDENCE_PATH + "/../../key/release"),
+                             ("POST", PUBLIC_EVIDENCE_PATH + "x")):
+            other = room.request(method, path, json={"nonce": nonce})
+            assert other.status_code != 200 and '"evidence"' not in other.text, (method, path, other.text)
 
 
 def test_woodgrove_reads_the_result_once_the_room_has_stopped_and_signed_its_sink(parties, analytics_room):
@@ -270,3 +329,15 @@ def test_woodgrove_reads_the_result_once_the_room_has_stopped_and_signed_its_sin
     page.get_by_role("button", name="Download and decrypt the result").click()
     page.locator(answered).first.wait_for(timeout=120_000)
     assert page.get_by_role("table", name="Result").get_by_role("columnheader", name="purchases").count() == 1
+
+    # the run list outlives the room: from the audit trail governance holds, each run finished or failed
+    contract = analytics_room.room.contract
+    for query in ("", "?query=wsui-segments"):
+        listed = woodgrove.workspace.api("GET", f"/collaborations/{contract}/runs{query}")
+        assert listed.status_code == 200, listed.text
+        runs = {run["runId"]: run for run in listed.json()["value"]}
+        assert runs["wsui-story-1"]["state"] == "finished" and runs["wsui-story-1"]["status"] == "succeeded"
+        assert all(run["state"] in ("finished", "failed") for run in runs.values()), runs
+    page = woodgrove.view("runs")
+    table = page.get_by_role("table", name=f"Runs in {contract}")
+    table.get_by_role("link", name="wsui-story-1", exact=True).wait_for()

@@ -10,9 +10,10 @@ import pytest
 from sidecars.common.errors import ConfigError, SpecError
 from sidecars.common.http import TlsFiles
 from sidecars.common.tls import LocalCA
-from sidecars.proxy.envoy import render_bootstrap, validate_bootstrap, write_bootstrap
+from sidecars.proxy.envoy import EVIDENCE_CLUSTER, render_bootstrap, validate_bootstrap, write_bootstrap
 from sidecars.proxy.model import model_from_spec
 from sidecars.proxy.runtime import plan
+from sidecars.skr.nonce import NONCE_EVIDENCE_PATH, PUBLIC_EVIDENCE_PATH
 from sidecars.spec import load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parents[3]
@@ -131,3 +132,24 @@ def test_ccr_proxy_render_writes_a_validated_config(tmp_path, capsys):
     assert main(["proxy", "render", "--spec", str(tmp_path / "missing.yaml"), "--run-dir", str(tmp_path),
                  "-o", str(out)]) == 1
     assert capsys.readouterr().err.startswith("ccr: error:")
+
+
+@pytest.mark.parametrize("use_rbac", [True, False])
+def test_every_endpoint_serves_the_rooms_evidence_and_nothing_else_of_skr(tmp_path, room_tls, use_rbac):
+    ca, tls = room_tls
+    spec = _spec_dir(tmp_path, [], [("hello", 8080, "allow-get-hello.rego"), ("orders", 8081,
+                                     "allow-post-json-schema.rego"), ("records", 8082, "deny-forbidden-response.rego"),
+                                    ("closed", 8083, None)])
+    model = plan(model_from_spec(spec, inbound_tls=tls, evidence_port=8284), use_rbac=use_rbac)
+    config = _validate(model, tmp_path)  # the per-route filter overrides are ones Envoy knows
+    skr = [c for c in config["static_resources"]["clusters"] if c["name"] == EVIDENCE_CLUSTER]
+    assert len(skr) == 1
+    for chain in config["static_resources"]["listeners"][0]["filter_chains"]:
+        routes = chain["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+        to_skr = [r for r in routes if r.get("route", {}).get("cluster") == EVIDENCE_CLUSTER]
+        # one route, an exact path and method, rewritten to skr's nonce route: no other skr path is reachable
+        assert to_skr == [routes[0]] and routes[0]["match"]["path"] == PUBLIC_EVIDENCE_PATH
+        assert routes[0]["route"]["prefix_rewrite"] == NONCE_EVIDENCE_PATH
+        assert routes[0]["match"]["headers"] == [{"name": ":method", "string_match": {"exact": "POST"}}]
+    without = render_bootstrap(plan(model_from_spec(spec, inbound_tls=tls), use_rbac=use_rbac))
+    assert EVIDENCE_CLUSTER not in {c["name"] for c in without["static_resources"]["clusters"]}

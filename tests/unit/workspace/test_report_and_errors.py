@@ -8,8 +8,9 @@ import pytest
 
 from sidecars.analytics.documents import AnalyticsDocumentError, parse_dataset
 from sidecars.common.auditchain import GENESIS, event_hash, verify_chain
-from sidecars.workspace.audit import event_view, render_html
+from sidecars.workspace.audit import REPORT_POLICY, event_view, render_html
 from sidecars.workspace.errors import document_problems
+from sidecars.workspace.pdf import PdfUnavailable, html_to_pdf
 from sidecars.workspace.runs import table
 
 
@@ -72,3 +73,18 @@ def test_document_problems_land_on_their_fields():
         parse_dataset(text)
     fields = {p["field"] for p in document_problems(refused.value, "document")}
     assert {"document.schema[0].type", "document.allowedFields[0]"} <= fields
+
+
+def test_without_chromium_the_pdf_export_says_so_in_one_line(monkeypatch):
+    monkeypatch.setenv("CCR_CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(PdfUnavailable) as refused:
+        html_to_pdf(render_html(report(chain({"action": "propose", "member": "northwind"}))))
+    assert refused.value.http_status == 503 and "needs Chromium" in refused.value.message
+    assert "\n" not in refused.value.message
+
+
+def test_the_exported_report_carries_its_own_policy_against_scripts_and_fetches():
+    page = render_html(report(chain({"action": "propose", "member": "northwind"})))
+    assert f'<meta http-equiv="Content-Security-Policy" content="{REPORT_POLICY}">' in page
+    assert REPORT_POLICY.startswith("default-src 'none';")

@@ -47,6 +47,18 @@ export async function request(method, path, body) {
   return type.includes("json") ? response.json() : response.text();
 }
 
+/** GET a file the API makes (a PDF): its bytes as a Blob, or an ApiError with the workspace's one line. */
+export async function download(path) {
+  let response;
+  try {
+    response = await fetch(`/api${path}`);
+  } catch {
+    throw new ApiError(0, [{ field: null, message: "the workspace does not answer: is `ccr workspace` still running?" }]);
+  }
+  if (!response.ok) throw new ApiError(response.status, await errorsOf(response));
+  return response.blob();
+}
+
 export const get = (path) => request("GET", path);
 export const post = (path, body = {}) => request("POST", path, body);
 export const put = (path, body = {}) => request("PUT", path, body);

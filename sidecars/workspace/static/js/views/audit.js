@@ -2,7 +2,7 @@
 // the workspace verified it, the room's attestation as the workspace itself checked it, in plain
 // words, and the export as one self-contained HTML file.
 
-import { get, queryString, segment } from "../api.js";
+import { download, get, queryString, segment } from "../api.js";
 import { field, h, input, onSubmit, pill, replace, when } from "../dom.js";
 import { state } from "../state.js";
 
@@ -25,9 +25,13 @@ export async function auditView(body, context) {
     h("button", { type: "submit" }, "Filter"),
   );
   const exportLink = h("a", { href: `/api${base}/report.html`, download: `audit-report-${state.collaboration}.html` }, "Export the report (self-contained HTML)");
+  const pdfProblem = h("p", { class: "form-error", role: "alert", hidden: true });
+  const pdfButton = h("button", { type: "button" }, "Export the report as PDF");
+  pdfButton.addEventListener("click", () => exportPdf(base, state.collaboration, pdfButton, pdfProblem));
   replace(
     body,
-    h("p", {}, exportLink),
+    h("p", {}, exportLink, " ", pdfButton),
+    pdfProblem,
     chainBox,
     attestationBox,
     h("h2", { id: "timeline-heading" }, "Timeline"),
@@ -75,6 +79,29 @@ function showChain(box, chain) {
     ),
     (chain.problems || []).length ? h("ul", { class: "checks" }, chain.problems.map((problem) => h("li", { class: "problem" }, String(problem)))) : null,
   );
+}
+
+// The PDF is printed by the workspace (a few seconds): the button says so meanwhile, and a refusal (no
+// Chromium on the machine) is its one line below it instead of a downloaded error file.
+async function exportPdf(base, collaboration, button, problem) {
+  button.disabled = true;
+  button.textContent = "Printing the report…";
+  problem.hidden = true;
+  try {
+    const blob = await download(`${base}/report.pdf`);
+    const url = URL.createObjectURL(blob);
+    const link = h("a", { href: url, download: `audit-report-${collaboration}.pdf`, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (error) {
+    problem.textContent = error.message;
+    problem.hidden = false;
+  } finally {
+    button.disabled = false;
+    button.textContent = "Export the report as PDF";
+  }
 }
 
 function showAttestation(box, attestation) {
