@@ -42,6 +42,7 @@ def up(args: argparse.Namespace) -> int:
                         wait_for_job=args.wait)
     if "cluster" in document:
         # The room is the driver of a cluster: its executor rooms come up with it (docs/analytics.md).
+        # lazy: the cluster's modules and pyspark (0.3 s), which a single room never needs
         from ..cluster import roomup
 
         return roomup.up(options, name)
@@ -49,6 +50,7 @@ def up(args: argparse.Namespace) -> int:
 
 
 def down(args: argparse.Namespace) -> int:
+    # lazy: the cluster's modules and pyspark (0.3 s), which a single room never needs
     from ..cluster import roomup
 
     if roomup.is_cluster_run_dir(_run_dir(args)):

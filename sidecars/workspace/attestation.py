@@ -19,9 +19,9 @@ from ..attestation import AttestationError, Evidence, Trust, verify_evidence
 from ..attestation.maa_client import report_data_for
 from ..attestation.verify import COMPLIANT_UVM, MOCK_UVM
 from ..common.errors import CcrError
+from ..common.roomevidence import NONCE_EVIDENCE_PATH, PUBLIC_EVIDENCE_PATH, runtime_data_for_nonce
 from ..common.transports import http_transport
 from ..governance.member_client import CgsMemberClient
-from ..skr.nonce import NONCE_EVIDENCE_PATH, PUBLIC_EVIDENCE_PATH, runtime_data_for_nonce
 
 MAX_EVIDENCE_BYTES = 256 * 1024
 

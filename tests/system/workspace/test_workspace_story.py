@@ -30,7 +30,7 @@ import pytest
 from sidecars.attestation import Evidence
 from sidecars.attestation.maa_client import report_data_for
 from sidecars.attestation.report import SnpReport
-from sidecars.skr.nonce import PUBLIC_EVIDENCE_PATH, runtime_data_for_nonce
+from sidecars.common.roomevidence import PUBLIC_EVIDENCE_PATH, runtime_data_for_nonce
 from tests.system.analytics.conftest import EXAMPLE
 from tests.workspacepages.pages import PartyPage, party_page, shown_errors, start_workspace
 from tests.workspacepages.pdftext import page_count, pdf_text

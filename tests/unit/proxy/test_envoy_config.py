@@ -9,11 +9,11 @@ import pytest
 
 from sidecars.common.errors import ConfigError, SpecError
 from sidecars.common.http import TlsFiles
+from sidecars.common.roomevidence import NONCE_EVIDENCE_PATH, PUBLIC_EVIDENCE_PATH
 from sidecars.common.tls import LocalCA
 from sidecars.proxy.envoy import EVIDENCE_CLUSTER, render_bootstrap, validate_bootstrap, write_bootstrap
 from sidecars.proxy.model import model_from_spec
 from sidecars.proxy.runtime import plan
-from sidecars.skr.nonce import NONCE_EVIDENCE_PATH, PUBLIC_EVIDENCE_PATH
 from sidecars.spec import load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parents[3]

@@ -11,9 +11,9 @@ from sidecars.attestation.maa_client import report_data_for
 from sidecars.attestation.mock import MockPlatform
 from sidecars.attestation.providers import MockSnpProvider
 from sidecars.attestation.report import SnpReport
+from sidecars.common.roomevidence import NONCE_EVIDENCE_PATH, runtime_data_for_nonce
 from sidecars.skr.app import build_app
 from sidecars.skr.flow import KeyReleaser
-from sidecars.skr.nonce import NONCE_EVIDENCE_PATH, runtime_data_for_nonce
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 from sidecars.attestation.maa_client import report_data_for
 from sidecars.attestation.mock import MockPlatform
 from sidecars.attestation.providers import MockSnpProvider
-from sidecars.skr.nonce import NONCE_EVIDENCE_PATH, PUBLIC_EVIDENCE_PATH, runtime_data_for_nonce
+from sidecars.common.roomevidence import NONCE_EVIDENCE_PATH, PUBLIC_EVIDENCE_PATH, runtime_data_for_nonce
 from sidecars.workspace.attestation import MAX_EVIDENCE_BYTES, RoomEvidence, verify_room
 
 ACCEPTED = hashlib.sha256(b"the agreed CCE policy").digest()
