@@ -341,3 +341,5 @@ def test_woodgrove_reads_the_result_once_the_room_has_stopped_and_signed_its_sin
     page = woodgrove.view("runs")
     table = page.get_by_role("table", name=f"Runs in {contract}")
     table.get_by_role("link", name="wsui-story-1", exact=True).wait_for()
+    row = table.get_by_role("row").filter(has=page.get_by_role("link", name="wsui-story-1", exact=True))
+    assert row.locator(".pill").all_inner_texts() == ["finished", "succeeded"]

@@ -28,8 +28,10 @@ export async function runsView(body, context) {
       : list(runs).length
         ? table(
             `Runs in ${state.collaboration}`,
-            ["Run", "Query", "Status", "Time"],
-            list(runs).map((run) => [h("a", { href: `#/runs/${segment(run.runId)}` }, run.runId), run.queryId || "", pill(run.status), totalTime(run.timings)]),
+            // State: finished, failed or running, also for a run its room stopped before it ended (its status
+            // then is the last one the room reported).
+            ["Run", "Query", "State", "Status", "Time"],
+            list(runs).map((run) => [h("a", { href: `#/runs/${segment(run.runId)}` }, run.runId), run.queryId || "", pill(run.state), pill(run.status), totalTime(run.timings)]),
           )
         : h("p", { class: "empty" }, "No run yet."),
   );
