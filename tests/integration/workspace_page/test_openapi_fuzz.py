@@ -24,7 +24,7 @@ import schemathesis
 
 from tests.integration.fuzz.services import Service
 from tests.integration.fuzz.test_fuzz_apis import fuzz_operation, openapi_under_test
-from tests.integration.governance.conftest import ROOM_HOST_DATA, register_consortium, unique
+from tests.integration.governance.conftest import ROOM_HOST_DATA, Cgs, register_consortium, start_cgs, unique
 from tests.workspacepages.pages import Workspace, start_workspace
 
 pytestmark = pytest.mark.slow
@@ -49,6 +49,15 @@ class Served:
 
     def openapi(self) -> dict[str, Any]:
         return self.document
+
+
+@pytest.fixture(scope="module")
+def cgs(tmp_path_factory, server_tls, platform_dir) -> Iterator[Cgs]:
+    """A CGS of this module's own: member names are unique in a CGS, and the page tests' story (same session)
+    registers the same two parties."""
+    service = start_cgs(tmp_path_factory.mktemp("wsat-fuzz-cgs"), server_tls, platform_dir)
+    yield service
+    service.proc.stop()
 
 
 @pytest.fixture(scope="module")

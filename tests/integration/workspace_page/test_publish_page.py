@@ -9,8 +9,7 @@ import json
 import pytest
 
 from tests.integration.governance.test_analytics import analytics_cgs, contract, parties  # noqa: F401 - fixtures
-from tests.integration.governance.test_analytics_publish import owner, storage  # noqa: F401 - fixtures
-from tests.integration.volumes.conftest import emulation  # noqa: F401 - the Key Vault stand-in, a fixture
+from tests.integration.governance.test_analytics_publish import own_vault, owner, storage  # noqa: F401 - fixtures
 from tests.workspacepages.pages import party_page, start_workspace
 
 pytestmark = pytest.mark.slow  # Azurite and the Key Vault stand-in start
