@@ -128,7 +128,8 @@ class Placement:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if path.exists():
             return path
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        # not the pid in the name: in a container group every sidecar is pid 1, and they share this folder
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
         tmp.write_text(secrets.token_urlsafe(32))
         tmp.chmod(0o600)
         try:

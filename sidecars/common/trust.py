@@ -9,6 +9,7 @@ the Azure SDKs, Envoy's upstream validation) reads one file.
 from __future__ import annotations
 
 import os
+import secrets
 import ssl
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def write_ca_bundle(path: Path, extra_pem: str, extra_files: tuple[Path, ...] = 
     order)."""
     text = combined_pem(extra_pem, extra_files)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    # not the pid in the name: in a container group every sidecar is pid 1, and they share this folder
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
     tmp.write_text(text)
     tmp.chmod(0o644)
     os.replace(tmp, path)
